@@ -1,0 +1,2 @@
+pub mod fsutil;
+pub mod identity;

@@ -1,0 +1,138 @@
+//! Long-term identities: ours (with the signing key) and a peer's (proved by the handshake).
+
+use rsa::pkcs8::{DecodePublicKey, EncodePublicKey};
+use rsa::pss::{SigningKey, VerifyingKey};
+use rsa::traits::PublicKeyParts;
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+
+/// Smallest accepted RSA modulus, in bits.
+pub const MIN_RSA_BITS: usize = 2048;
+/// Largest accepted RSA modulus, in bits.
+pub const MAX_RSA_BITS: usize = 4096;
+/// Largest SPKI DER accepted on the wire (a 4096-bit key is about 550 bytes).
+pub const MAX_PUBLIC_KEY_DER: usize = 2048;
+/// Largest display name on the wire, in bytes.
+pub const MAX_NAME_BYTES: usize = 255;
+
+/// A 32-byte key fingerprint: SHA-256 of the public key's SPKI DER encoding.
+pub type Fingerprint = [u8; 32];
+
+/// SHA-256 of a public key's SPKI DER encoding.
+pub fn fingerprint(spki_der: &[u8]) -> Fingerprint {
+    Sha256::digest(spki_der).into()
+}
+
+/// Checks an RSA public key against the identity key policy: 2048..=4096 bits, e = 65537.
+pub fn check_key_policy(key: &rsa::PublicKey) -> Result<()> {
+    let bits = key.n().bit_width() as usize;
+    if !(MIN_RSA_BITS..=MAX_RSA_BITS).contains(&bits) {
+        return Err(Error::InvalidPublicKey(
+            "RSA modulus must be 2048 to 4096 bits",
+        ));
+    }
+    if *key.e_bytes() != [0x01, 0x00, 0x01] {
+        return Err(Error::InvalidPublicKey("RSA public exponent must be 65537"));
+    }
+    Ok(())
+}
+
+/// This node's identity: who it says it is and the key that proves it.
+#[derive(Clone)]
+pub struct LocalIdentity {
+    node_id: [u8; 16],
+    name: String,
+    mac: Option<[u8; 6]>,
+    signing_key: SigningKey<Sha256>,
+    public_key_der: Vec<u8>,
+    fingerprint: Fingerprint,
+}
+
+impl std::fmt::Debug for LocalIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalIdentity")
+            .field("node_id", &crate::error::hex(&self.node_id))
+            .field("name", &self.name)
+            .field("fingerprint", &crate::error::hex(&self.fingerprint))
+            .finish_non_exhaustive()
+    }
+}
+
+impl LocalIdentity {
+    /// Builds an identity from its parts, checking the key policy and name length.
+    pub fn new(
+        node_id: [u8; 16],
+        name: &str,
+        mac: Option<[u8; 6]>,
+        key: rsa::PrivateKey,
+    ) -> Result<Self> {
+        check_key_policy(key.as_public_key())?;
+        if name.len() > MAX_NAME_BYTES {
+            return Err(Error::Malformed("display name longer than 255 bytes"));
+        }
+        let public_key_der = key
+            .as_public_key()
+            .to_public_key_der()
+            .map_err(|_| Error::InvalidPublicKey("cannot encode public key"))?
+            .into_vec();
+        Ok(LocalIdentity {
+            node_id,
+            name: name.to_owned(),
+            mac,
+            fingerprint: fingerprint(&public_key_der),
+            public_key_der,
+            signing_key: SigningKey::new_with_salt_len(key, 32),
+        })
+    }
+
+    /// The node id (a UUID's 16 bytes).
+    pub fn node_id(&self) -> [u8; 16] {
+        self.node_id
+    }
+    /// The display name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// The MAC address, where known.
+    pub fn mac(&self) -> Option<[u8; 6]> {
+        self.mac
+    }
+    /// The public key as SPKI DER.
+    pub fn public_key_der(&self) -> &[u8] {
+        &self.public_key_der
+    }
+    /// SHA-256 of the public key DER.
+    pub fn fingerprint(&self) -> Fingerprint {
+        self.fingerprint
+    }
+    pub(crate) fn signing_key(&self) -> &SigningKey<Sha256> {
+        &self.signing_key
+    }
+}
+
+/// What the handshake proved about the peer. The key is proved; the node id,
+/// name and MAC are claims bound to that key by its signature.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerIdentity {
+    /// The node id the peer claims (signed).
+    pub node_id: [u8; 16],
+    /// The display name the peer claims (signed; untrusted text).
+    pub name: String,
+    /// The MAC address the peer claims, if any.
+    pub mac: Option<[u8; 6]>,
+    /// The peer's public key, SPKI DER.
+    pub public_key_der: Vec<u8>,
+    /// SHA-256 of `public_key_der`.
+    pub fingerprint: Fingerprint,
+}
+
+impl PeerIdentity {
+    /// Parses and checks the peer's public key, returning the verifier for its signatures.
+    pub(crate) fn verifying_key(&self) -> Result<VerifyingKey<Sha256>> {
+        let key = rsa::PublicKey::from_public_key_der(&self.public_key_der)
+            .map_err(|_| Error::InvalidPublicKey("not an RSA SubjectPublicKeyInfo"))?;
+        check_key_policy(&key)?;
+        Ok(VerifyingKey::new_with_salt_len(key, 32))
+    }
+}

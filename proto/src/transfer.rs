@@ -1,0 +1,430 @@
+//! Transfer messages: the plaintext bodies of records after the handshake.
+//!
+//! ```text
+//! sender                                   receiver
+//! Offer {totals, entries...} (1+ records)  -->
+//!                                          <--  Answer {status, message, per-file decision}
+//! Data*, FileEnd   (per accepted file)     -->
+//! TransferEnd                              -->
+//!                                          <--  Status {status, message, per-file status}
+//! ```
+//!
+//! Data records carry raw file bytes with no header of their own: files go in
+//! offer order, skipping the ones the answer refused, each starting at the
+//! offset the answer gave. A file is only complete with its authenticated
+//! FileEnd (size and BLAKE3 hash), and the transfer only with its TransferEnd,
+//! so a cut connection never looks like a finished file.
+
+use crate::codec::{Reader, WriteExt};
+use crate::error::{Error, Result};
+use crate::record::MAX_PLAINTEXT;
+use crate::status::Status;
+
+/// Most files one transfer may carry.
+pub const MAX_FILES: u32 = 100_000;
+/// Longest path in an offer entry, in bytes.
+pub const MAX_PATH: usize = 4096;
+/// Longest human message in an answer or status, in bytes.
+pub const MAX_MESSAGE: usize = 1024;
+
+/// One file in an offer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OfferEntry {
+    /// Relative path, '/'-separated (validate with [`crate::names`] before use).
+    pub path: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// One Offer record: the totals of the whole offer and some of its entries.
+/// An offer spans as many records as it needs; the receiver collects entries
+/// until it holds `total_files` of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OfferPart {
+    /// Number of files in the whole offer.
+    pub total_files: u32,
+    /// Sum of all sizes in the whole offer.
+    pub total_bytes: u64,
+    /// Entries carried by this record.
+    pub entries: Vec<OfferEntry>,
+}
+
+impl OfferPart {
+    /// Splits an offer into record-sized parts (always at least one).
+    pub fn split(entries: &[OfferEntry]) -> Result<Vec<OfferPart>> {
+        let total_files = u32::try_from(entries.len())
+            .ok()
+            .filter(|n| *n <= MAX_FILES)
+            .ok_or(Error::RecordTooLarge {
+                len: entries.len(),
+                max: MAX_FILES as usize,
+            })?;
+        let total_bytes = entries
+            .iter()
+            .try_fold(0u64, |acc, e| acc.checked_add(e.size))
+            .ok_or(Error::Malformed("offer total overflows"))?;
+        let mut parts = vec![];
+        let mut current = vec![];
+        let mut size = 16;
+        for e in entries {
+            if e.path.len() > MAX_PATH {
+                return Err(Error::RecordTooLarge {
+                    len: e.path.len(),
+                    max: MAX_PATH,
+                });
+            }
+            let entry_size = 2 + e.path.len() + 8;
+            if size + entry_size > MAX_PLAINTEXT && !current.is_empty() {
+                parts.push(std::mem::take(&mut current));
+                size = 16;
+            }
+            size += entry_size;
+            current.push(e.clone());
+        }
+        parts.push(current);
+        Ok(parts
+            .into_iter()
+            .map(|entries| OfferPart {
+                total_files,
+                total_bytes,
+                entries,
+            })
+            .collect())
+    }
+
+    /// Encodes the record body.
+    pub fn encode(&self, out: &mut Vec<u8>) -> Result<()> {
+        out.put_u32(self.total_files);
+        out.put_u64(self.total_bytes);
+        out.put_u32(self.entries.len() as u32);
+        for e in &self.entries {
+            out.put_bytes16(e.path.as_bytes(), MAX_PATH)?;
+            out.put_u64(e.size);
+        }
+        Ok(())
+    }
+
+    /// Decodes a record body.
+    pub fn decode(body: &[u8]) -> Result<Self> {
+        let mut r = Reader::new(body, "Offer");
+        let total_files = r.u32()?;
+        let total_bytes = r.u64()?;
+        let count = r.u32()?;
+        if total_files > MAX_FILES || count > total_files {
+            return Err(Error::Malformed("Offer file count"));
+        }
+        // Each entry takes at least 10 bytes: bound the allocation by what is there.
+        if count as usize > r.remaining() / 10 {
+            return Err(Error::Malformed("Offer entry count"));
+        }
+        let mut entries = Vec::with_capacity(count as usize);
+        for _ in 0..count {
+            let path = r.str16(MAX_PATH)?.to_owned();
+            let size = r.u64()?;
+            entries.push(OfferEntry { path, size });
+        }
+        r.finish()?;
+        Ok(OfferPart {
+            total_files,
+            total_bytes,
+            entries,
+        })
+    }
+}
+
+/// Collects offer parts into the whole manifest, checking they agree.
+#[derive(Debug, Default)]
+pub struct OfferCollector {
+    totals: Option<(u32, u64)>,
+    entries: Vec<OfferEntry>,
+    sum: u64,
+}
+
+impl OfferCollector {
+    /// Adds one part; returns the whole offer once every entry has arrived.
+    pub fn add(&mut self, part: OfferPart) -> Result<Option<(Vec<OfferEntry>, u64)>> {
+        let totals = (part.total_files, part.total_bytes);
+        if *self.totals.get_or_insert(totals) != totals {
+            return Err(Error::Malformed("Offer totals changed between records"));
+        }
+        if self.entries.len() + part.entries.len() > part.total_files as usize {
+            return Err(Error::Malformed("Offer has more entries than announced"));
+        }
+        for e in part.entries {
+            self.sum = self
+                .sum
+                .checked_add(e.size)
+                .ok_or(Error::Malformed("Offer sizes overflow"))?;
+            self.entries.push(e);
+        }
+        if self.entries.len() < part.total_files as usize {
+            return Ok(None);
+        }
+        if self.sum != part.total_bytes {
+            return Err(Error::Malformed("Offer sizes do not add up to its total"));
+        }
+        Ok(Some((std::mem::take(&mut self.entries), self.sum)))
+    }
+}
+
+/// The receiver's decision on one offered file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileDecision {
+    /// [`Status::Ok`] to send it, anything else to skip it.
+    pub status: Status,
+    /// Where to start sending (bytes the receiver already holds).
+    pub offset: u64,
+}
+
+/// Answer record: the receiver accepts (status 200, with per-file decisions) or rejects the offer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    /// 200 if at least the files marked 200 should be sent; otherwise the whole offer is refused.
+    pub status: Status,
+    /// A human explanation (untrusted text when received).
+    pub message: String,
+    /// One decision per offered file, in offer order (empty when refused).
+    pub files: Vec<FileDecision>,
+}
+
+fn put_message(out: &mut Vec<u8>, m: &str) -> Result<()> {
+    let mut end = m.len().min(MAX_MESSAGE);
+    while !m.is_char_boundary(end) {
+        end -= 1;
+    }
+    out.put_bytes16(&m.as_bytes()[..end], MAX_MESSAGE)
+}
+
+impl Answer {
+    /// Encodes the record body.
+    pub fn encode(&self, out: &mut Vec<u8>) -> Result<()> {
+        out.put_u16(self.status.code());
+        put_message(out, &self.message)?;
+        out.put_u32(self.files.len() as u32);
+        for f in &self.files {
+            out.put_u16(f.status.code());
+            out.put_u64(f.offset);
+        }
+        Ok(())
+    }
+
+    /// Decodes a record body.
+    pub fn decode(body: &[u8]) -> Result<Self> {
+        let mut r = Reader::new(body, "Answer");
+        let status = Status::from_code(r.u16()?);
+        let message = r.str16(MAX_MESSAGE)?.to_owned();
+        let count = r.u32()?;
+        if count > MAX_FILES || count as usize > r.remaining() / 10 {
+            return Err(Error::Malformed("Answer file count"));
+        }
+        let files = (0..count)
+            .map(|_| {
+                Ok(FileDecision {
+                    status: Status::from_code(r.u16()?),
+                    offset: r.u64()?,
+                })
+            })
+            .collect::<Result<_>>()?;
+        r.finish()?;
+        Ok(Answer {
+            status,
+            message,
+            files,
+        })
+    }
+}
+
+/// FileEnd record: the file at `index` is complete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileEnd {
+    /// Index of the file in the offer.
+    pub index: u32,
+    /// Its whole size.
+    pub size: u64,
+    /// BLAKE3 of its whole content, computed while sending.
+    pub hash: [u8; 32],
+}
+
+impl FileEnd {
+    /// Encodes the record body.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.put_u32(self.index);
+        out.put_u64(self.size);
+        out.extend_from_slice(&self.hash);
+    }
+
+    /// Decodes a record body.
+    pub fn decode(body: &[u8]) -> Result<Self> {
+        let mut r = Reader::new(body, "FileEnd");
+        let m = FileEnd {
+            index: r.u32()?,
+            size: r.u64()?,
+            hash: r.array()?,
+        };
+        r.finish()?;
+        Ok(m)
+    }
+}
+
+/// TransferEnd record: the sender has sent everything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TransferEnd {
+    /// Files completed with a FileEnd.
+    pub files: u32,
+    /// Data bytes sent in this connection.
+    pub bytes: u64,
+}
+
+impl TransferEnd {
+    /// Encodes the record body.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.put_u32(self.files);
+        out.put_u64(self.bytes);
+    }
+
+    /// Decodes a record body.
+    pub fn decode(body: &[u8]) -> Result<Self> {
+        let mut r = Reader::new(body, "TransferEnd");
+        let m = TransferEnd {
+            files: r.u32()?,
+            bytes: r.u64()?,
+        };
+        r.finish()?;
+        Ok(m)
+    }
+}
+
+/// Status record: the receiver's final word on the transfer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FinalStatus {
+    /// 200 only if every accepted file arrived verified.
+    pub status: Status,
+    /// A human explanation.
+    pub message: String,
+    /// Per offered file, in offer order.
+    pub files: Vec<Status>,
+}
+
+impl FinalStatus {
+    /// Encodes the record body.
+    pub fn encode(&self, out: &mut Vec<u8>) -> Result<()> {
+        out.put_u16(self.status.code());
+        put_message(out, &self.message)?;
+        out.put_u32(self.files.len() as u32);
+        for s in &self.files {
+            out.put_u16(s.code());
+        }
+        Ok(())
+    }
+
+    /// Decodes a record body.
+    pub fn decode(body: &[u8]) -> Result<Self> {
+        let mut r = Reader::new(body, "Status");
+        let status = Status::from_code(r.u16()?);
+        let message = r.str16(MAX_MESSAGE)?.to_owned();
+        let count = r.u32()?;
+        if count > MAX_FILES || count as usize > r.remaining() / 2 {
+            return Err(Error::Malformed("Status file count"));
+        }
+        let files = (0..count)
+            .map(|_| Ok(Status::from_code(r.u16()?)))
+            .collect::<Result<_>>()?;
+        r.finish()?;
+        Ok(FinalStatus {
+            status,
+            message,
+            files,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offer_split_and_collect() {
+        let entries: Vec<_> = (0..30_000)
+            .map(|i| OfferEntry {
+                path: format!("dir/some-longer-file-name-{i:06}.dat"),
+                size: i,
+            })
+            .collect();
+        let parts = OfferPart::split(&entries).unwrap();
+        assert!(parts.len() > 1, "30k entries must span records");
+        let mut c = OfferCollector::default();
+        let mut done = None;
+        for (i, p) in parts.iter().enumerate() {
+            let mut body = vec![];
+            p.encode(&mut body).unwrap();
+            assert!(body.len() <= MAX_PLAINTEXT);
+            let got = c.add(OfferPart::decode(&body).unwrap()).unwrap();
+            assert_eq!(got.is_some(), i == parts.len() - 1);
+            done = got;
+        }
+        let (all, total) = done.unwrap();
+        assert_eq!(all, entries);
+        assert_eq!(total, (0..30_000u64).sum::<u64>());
+    }
+
+    #[test]
+    fn offer_lies_are_rejected() {
+        let part = OfferPart {
+            total_files: 1,
+            total_bytes: 99,
+            entries: vec![OfferEntry {
+                path: "a".into(),
+                size: 5,
+            }],
+        };
+        assert!(OfferCollector::default().add(part).is_err());
+        // A huge count with no bytes behind it must not allocate.
+        let mut body = vec![];
+        body.put_u32(MAX_FILES);
+        body.put_u64(0);
+        body.put_u32(MAX_FILES);
+        assert_eq!(
+            OfferPart::decode(&body),
+            Err(Error::Malformed("Offer entry count"))
+        );
+    }
+
+    #[test]
+    fn messages_round_trip() {
+        let a = Answer {
+            status: Status::Ok,
+            message: "ok".into(),
+            files: vec![
+                FileDecision {
+                    status: Status::Ok,
+                    offset: 0,
+                },
+                FileDecision {
+                    status: Status::InvalidName,
+                    offset: 0,
+                },
+            ],
+        };
+        let mut b = vec![];
+        a.encode(&mut b).unwrap();
+        assert_eq!(Answer::decode(&b).unwrap(), a);
+        let s = FinalStatus {
+            status: Status::HashMismatch,
+            message: "x".into(),
+            files: vec![Status::Ok, Status::HashMismatch],
+        };
+        let mut b = vec![];
+        s.encode(&mut b).unwrap();
+        assert_eq!(FinalStatus::decode(&b).unwrap(), s);
+        let e = FileEnd {
+            index: 3,
+            size: 9,
+            hash: [5; 32],
+        };
+        let mut b = vec![];
+        e.encode(&mut b);
+        assert_eq!(FileEnd::decode(&b).unwrap(), e);
+        b.push(0);
+        assert_eq!(FileEnd::decode(&b), Err(Error::TrailingBytes("FileEnd")));
+    }
+}
