@@ -1,2 +1,24 @@
+//! LocalStream node: everything that owns sockets, files, the terminal and the process.
+//!
+//! ```text
+//!  cli ─► config ─► identity ─┬─► listen ─► receive (per connection) ─► fsutil
+//!                             └─► send
+//!                 conn: frames + handshake driver + sealed records (over localstream_proto)
+//! ```
+//!
+//! The wire protocol itself lives in `localstream_proto` (no I/O); this crate
+//! drives it over TCP, decides consent, and writes files safely.
+
+pub mod cli;
+pub mod config;
+pub mod conn;
+pub mod consent;
+pub mod error;
 pub mod fsutil;
 pub mod identity;
+pub mod listen;
+pub mod progress;
+pub mod receive;
+pub mod send;
+
+pub use error::{Error, Result};

@@ -1,1 +1,106 @@
-fn main() {}
+//! The `localstream` binary: parse, configure, run, and turn the outcome into
+//! one line on stderr and an exit code (0 success, 1 failure, 2 usage, 130 interrupted).
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use localstream::cli::Cli;
+use localstream::config::{Common, Config};
+use localstream::error::Error;
+use localstream::identity::{self, DEFAULT_KEY_BITS, fingerprint_hex, short_fingerprint};
+use localstream::listen::{self, ListenEnd};
+use localstream::send;
+use localstream_proto::LocalIdentity;
+use tracing_subscriber::EnvFilter;
+
+/// Exit codes.
+#[derive(Debug, Clone, Copy)]
+enum Exit {
+    Success = 0,
+    Failure = 1,
+    Usage = 2,
+    Interrupted = 130,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.global.verbose);
+    let code = match Config::from_cli(cli) {
+        Ok(config) => run(config),
+        Err(e) => report(&e),
+    };
+    ExitCode::from(code as u8)
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .try_init();
+}
+
+fn report(e: &Error) -> Exit {
+    eprintln!("localstream: {e}");
+    match e {
+        Error::Usage(_) => Exit::Usage,
+        Error::Interrupted => Exit::Interrupted,
+        _ => Exit::Failure,
+    }
+}
+
+fn load_identity(common: &Common) -> Result<Arc<LocalIdentity>, Error> {
+    let id = identity::load_or_create(&common.home, DEFAULT_KEY_BITS, common.name.as_deref())?;
+    let local = LocalIdentity::new(*id.node_id.as_bytes(), &id.name, id.mac, id.key)?;
+    Ok(Arc::new(local))
+}
+
+fn run(config: Config) -> Exit {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => return report(&Error::Io(e)),
+    };
+    let result = runtime.block_on(async {
+        match config {
+            Config::Id(common) => {
+                let id = load_identity(&common)?;
+                println!("name        {}", id.name());
+                println!("id          {}", uuid::Uuid::from_bytes(id.node_id()));
+                println!("fingerprint {}", short_fingerprint(&id.fingerprint()));
+                println!("sha256      {}", fingerprint_hex(&id.fingerprint()));
+                Ok(Exit::Success)
+            }
+            Config::Listen(common, cfg) => {
+                let id = load_identity(&common)?;
+                Ok(match listen::run(id, &common, &cfg).await? {
+                    ListenEnd::OnceSucceeded => Exit::Success,
+                    ListenEnd::OnceFailed => Exit::Failure,
+                    ListenEnd::Interrupted => Exit::Interrupted,
+                })
+            }
+            Config::Send(common, cfg) => {
+                let id = load_identity(&common)?;
+                tokio::select! {
+                    r = send::run(id, &cfg, common.progress) => r.map(|_| Exit::Success),
+                    _ = tokio::signal::ctrl_c() => Err(Error::Interrupted),
+                }
+            }
+        }
+    });
+    // Do not wait for blocking threads (a stdin reader may be parked forever).
+    runtime.shutdown_background();
+    match result {
+        Ok(code) => code,
+        Err(e) => report(&e),
+    }
+}

@@ -41,6 +41,8 @@ pub mod transfer;
 
 #[cfg(test)]
 mod pair;
+#[cfg(test)]
+mod worked_example;
 
 pub use error::{Error, Result};
 pub use handshake::{Config, Handshake, Progress, Role, Sas, Session};

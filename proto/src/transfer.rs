@@ -143,6 +143,9 @@ pub struct OfferCollector {
 impl OfferCollector {
     /// Adds one part; returns the whole offer once every entry has arrived.
     pub fn add(&mut self, part: OfferPart) -> Result<Option<(Vec<OfferEntry>, u64)>> {
+        if part.total_files == 0 || part.entries.is_empty() {
+            return Err(Error::Malformed("Offer record without entries"));
+        }
         let totals = (part.total_files, part.total_bytes);
         if *self.totals.get_or_insert(totals) != totals {
             return Err(Error::Malformed("Offer totals changed between records"));

@@ -1,0 +1,73 @@
+//! Command-line arguments (clap derive). The doc comments are the help text.
+//! Nothing here goes deeper than [`crate::config`], which turns these into a
+//! validated configuration.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Send files between computers on the same network: fast, encrypted, verified.
+#[derive(Debug, Parser)]
+#[command(name = "localstream", version, about, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every command takes.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Directory holding this node's identity [default: the platform's config directory]
+    #[arg(long, global = true, env = "LOCALSTREAM_HOME", value_name = "DIR")]
+    pub home: Option<PathBuf>,
+    /// More log output on stderr (-v info, -vv debug, -vvv trace); RUST_LOG overrides
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Never draw progress bars
+    #[arg(long, global = true)]
+    pub no_progress: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print this node's name, id and key fingerprint
+    Id,
+    /// Receive files: listen for senders and save what they send
+    Listen(ListenArgs),
+    /// Send files to a listening node
+    Send(SendArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ListenArgs {
+    /// Where received files go [default: Downloads/LocalStream, else the current directory]
+    #[arg(long, short, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// TCP port to listen on (0 picks a free one)
+    #[arg(long, short, default_value_t = crate::config::DEFAULT_PORT)]
+    pub port: u16,
+    /// Address to listen on
+    #[arg(long, default_value = "0.0.0.0", value_name = "ADDR")]
+    pub bind: IpAddr,
+    /// Accept every offer without asking
+    #[arg(long, short)]
+    pub yes: bool,
+    /// Exit after the first transfer (exit status 0 if it succeeded)
+    #[arg(long)]
+    pub once: bool,
+    /// Display name announced to peers [default: the host name]
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// The receiver: IP or IP:PORT (IPv6 as [addr]:port)
+    pub peer: String,
+    /// Files to send
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+}

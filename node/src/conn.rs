@@ -1,0 +1,201 @@
+//! Bytes on a TCP stream: frame reading with limits and timeouts, the
+//! handshake driver, and sealed-record writing.
+
+use std::time::Duration;
+
+use localstream_proto::codec::{
+    Decoded, FrameHeader, HEADER_LEN, MAX_HANDSHAKE_BODY, decode_frame, decode_header,
+};
+use localstream_proto::handshake::messages::{ALERT, Alert};
+use localstream_proto::handshake::{Handshake, Progress, alert_frame};
+use localstream_proto::record::{MAX_RECORD_BODY, RecordType};
+use localstream_proto::{Error as ProtoError, Opener, Sealer, Session, Status};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+
+use crate::error::{Error, Result};
+
+/// Longest a whole handshake may take.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest a peer may stay silent while it owes us bytes.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Read buffer per connection.
+const READ_BUFFER: usize = 256 * 1024;
+
+/// A frame as read from the wire: header and the whole frame's bytes.
+#[derive(Debug)]
+pub struct RawFrame {
+    /// The decoded header.
+    pub header: FrameHeader,
+    /// Header and body bytes.
+    pub buf: Vec<u8>,
+}
+
+impl RawFrame {
+    /// Opens (authenticates and decrypts) this frame as a record.
+    pub fn open(&mut self, opener: &mut Opener) -> Result<(RecordType, &[u8])> {
+        let (typ, pt) = opener.open_in_place(self.header, &mut self.buf[HEADER_LEN..])?;
+        Ok((typ, pt))
+    }
+}
+
+/// Reads whole frames, checking each length before allocating for it.
+#[derive(Debug)]
+pub struct FrameReader<R> {
+    inner: BufReader<R>,
+}
+
+impl<R: AsyncRead + Unpin> FrameReader<R> {
+    /// Wraps a reader.
+    pub fn new(r: R) -> Self {
+        FrameReader {
+            inner: BufReader::with_capacity(READ_BUFFER, r),
+        }
+    }
+
+    /// Reads one frame whose body may be at most `max` bytes. `Ok(None)` is a
+    /// clean end of stream between frames; an end inside a frame is an error.
+    pub async fn read_frame(&mut self, max: usize, idle: Duration) -> Result<Option<RawFrame>> {
+        let mut header = [0u8; HEADER_LEN];
+        let first = timed(idle, self.inner.read(&mut header)).await?;
+        if first == 0 {
+            return Ok(None);
+        }
+        if first < HEADER_LEN {
+            timed(idle, self.read_exact_or_truncated(&mut header[first..])).await?;
+        }
+        let h = match decode_header(&header, max)? {
+            Decoded::Ready(h) => h,
+            Decoded::NeedMore(_) => return Err(ProtoError::Truncated.into()),
+        };
+        let mut buf = vec![0u8; HEADER_LEN + h.len];
+        buf[..HEADER_LEN].copy_from_slice(&header);
+        timed(idle, self.read_exact_or_truncated(&mut buf[HEADER_LEN..])).await?;
+        Ok(Some(RawFrame { header: h, buf }))
+    }
+
+    async fn read_exact_or_truncated(&mut self, buf: &mut [u8]) -> Result<()> {
+        match self.inner.read_exact(buf).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                Err(ProtoError::Truncated.into())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Reads one record and opens it; the end of the stream is an error here.
+    pub async fn read_record(
+        &mut self,
+        opener: &mut Opener,
+        idle: Duration,
+    ) -> Result<(RecordType, Vec<u8>)> {
+        let Some(mut frame) = self.read_frame(MAX_RECORD_BODY, idle).await? else {
+            return Err(ProtoError::Truncated.into());
+        };
+        if frame.header.typ == ALERT && opener.sequence() == 0 {
+            // The responder refused our last handshake flight (bad signature, pinned key, ...)
+            // and could only say so in plaintext: unauthenticated, but the best reason we have.
+            let alert = Alert::decode(&frame.buf[HEADER_LEN..])?;
+            return Err(alert.into_error().into());
+        }
+        let (typ, pt) = frame.open(opener)?;
+        let len = pt.len();
+        if typ == RecordType::Alert {
+            let alert = Alert::decode(pt)?;
+            return Err(alert.into_error().into());
+        }
+        frame.buf.truncate(HEADER_LEN + len);
+        frame.buf.drain(..HEADER_LEN);
+        Ok((typ, frame.buf))
+    }
+}
+
+async fn timed<T, E: Into<Error>>(
+    d: Duration,
+    f: impl Future<Output = std::result::Result<T, E>>,
+) -> Result<T> {
+    match tokio::time::timeout(d, f).await {
+        Ok(r) => r.map_err(Into::into),
+        Err(_) => Err(Error::Timeout("the peer stopped sending")),
+    }
+}
+
+/// Runs a handshake to completion over `reader`/`writer`, starting by sending
+/// `first` (the initiator's hello; empty for a responder). On failure the peer
+/// gets a plaintext alert saying why, when the connection still allows it.
+pub async fn handshake<R, W>(
+    reader: &mut FrameReader<R>,
+    writer: &mut W,
+    mut state: Handshake,
+    first: Vec<u8>,
+) -> Result<Session>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let run = async {
+        let mut out = first;
+        loop {
+            if !out.is_empty() {
+                writer.write_all(&out).await?;
+                out.clear();
+            }
+            let Some(frame) = reader.read_frame(MAX_HANDSHAKE_BODY, HANDSHAKE_TIMEOUT).await? else {
+                return Err(ProtoError::Truncated.into());
+            };
+            let Decoded::Ready((frame, _)) = decode_frame(&frame.buf, MAX_HANDSHAKE_BODY)? else {
+                return Err(ProtoError::Truncated.into());
+            };
+            let step = state.handle(frame, &mut rand::rng(), &mut out);
+            match step {
+                Ok(Progress::Continue(next)) => state = next,
+                Ok(Progress::Done(session)) => {
+                    writer.write_all(&out).await?;
+                    writer.flush().await?;
+                    return Ok(*session);
+                }
+                Err(e) => {
+                    if !matches!(e, ProtoError::PeerAlert { .. }) {
+                        let _ = writer.write_all(&alert_frame(&e)).await;
+                    }
+                    return Err(Error::Protocol(e));
+                }
+            }
+        }
+    };
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, run).await {
+        Ok(r) => r,
+        Err(_) => Err(Error::Timeout("the handshake did not finish")),
+    }
+}
+
+/// Seals records onto a stream.
+#[derive(Debug)]
+pub struct RecordWriter<W> {
+    /// The stream.
+    pub inner: W,
+    /// Our sealing state.
+    pub sealer: Sealer,
+}
+
+impl<W: AsyncWrite + Unpin> RecordWriter<W> {
+    /// Seals and writes one record.
+    pub async fn send(&mut self, typ: RecordType, plaintext: &[u8]) -> Result<()> {
+        let mut buf = Vec::with_capacity(HEADER_LEN + plaintext.len() + 16);
+        self.sealer.seal(typ, plaintext, &mut buf)?;
+        timed(IDLE_TIMEOUT, self.inner.write_all(&buf)).await?;
+        Ok(())
+    }
+
+    /// Sends an alert record (best effort: errors are ignored, the connection is ending).
+    pub async fn alert(&mut self, status: Status, message: &str) {
+        // encode_body cuts an over-long message on a character boundary.
+        let body = Alert {
+            status,
+            message: message.to_owned(),
+        }
+        .encode_body();
+        let _ = self.send(RecordType::Alert, &body).await;
+        let _ = self.inner.flush().await;
+    }
+}

@@ -1,0 +1,94 @@
+//! The node's error type: what can go wrong for a user, each with one clear line.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use localstream_proto::Status;
+use localstream_proto::names::escape_for_terminal;
+
+/// Result alias for the node.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Errors a command can end with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The command line asks for something impossible.
+    #[error("{0}")]
+    Usage(String),
+    /// Loading or creating the identity failed.
+    #[error(transparent)]
+    Identity(#[from] crate::identity::IdentityError),
+    /// Nothing accepted the connection.
+    #[error("cannot connect to {addr}: {source}{hint}", hint = connect_hint(source))]
+    Connect {
+        /// Where.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A local file could not be used.
+    #[error("{}: {source}", path.display())]
+    File {
+        /// Which file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The listening socket could not be opened.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// Where.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The connection broke.
+    #[error("connection lost: {0}")]
+    Io(#[from] std::io::Error),
+    /// The peer broke the protocol or failed authentication.
+    #[error("{0}")]
+    Protocol(#[from] localstream_proto::Error),
+    /// The peer did not answer in time.
+    #[error("timed out: {0}")]
+    Timeout(&'static str),
+    /// The receiver refused the transfer or a file.
+    #[error("{}: {}", status.description(), escape_for_terminal(message))]
+    Refused {
+        /// The receiver's status.
+        status: Status,
+        /// The receiver's message (escaped on display).
+        message: String,
+    },
+    /// Some files did not arrive verified.
+    #[error("{failed} of {total} files did not arrive")]
+    Incomplete {
+        /// How many failed.
+        failed: usize,
+        /// How many were offered.
+        total: usize,
+    },
+    /// Ctrl-C.
+    #[error("interrupted")]
+    Interrupted,
+}
+
+fn connect_hint(e: &std::io::Error) -> &'static str {
+    match e.kind() {
+        std::io::ErrorKind::ConnectionRefused => {
+            " (is `localstream listen` running there, on that port?)"
+        }
+        std::io::ErrorKind::TimedOut => " (is the address right and reachable?)",
+        _ => "",
+    }
+}
+
+impl Error {
+    /// Wraps an I/O error on a local file.
+    pub fn file(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::File {
+            path: path.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! `localstream listen`: the accept loop.
+//!
+//! One root cancellation token, a `JoinSet` of connections capped by a
+//! semaphore, accept errors backed off, and an ordered shutdown: first Ctrl-C
+//! stops accepting and lets running transfers finish for a moment (their
+//! partial files stay as `.lspart`); a second Ctrl-C exits at once.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use localstream_proto::handshake::messages::Alert;
+use localstream_proto::{LocalIdentity, Status};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, info, info_span, warn};
+
+use crate::config::{Common, ListenConfig};
+use crate::consent::Gate;
+use crate::error::{Error, Result};
+use crate::identity::short_fingerprint;
+use crate::receive::{self, ConnEnd, Shared};
+
+/// Most connections served at once; more wait in the kernel's backlog.
+const MAX_CONNECTIONS: usize = 64;
+/// How long running transfers get to finish after Ctrl-C.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+/// How the listener ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenEnd {
+    /// `--once`: the transfer succeeded.
+    OnceSucceeded,
+    /// `--once`: the transfer failed or was refused.
+    OnceFailed,
+    /// Ctrl-C.
+    Interrupted,
+}
+
+/// Runs the listener until Ctrl-C (or, with `--once`, the first transfer).
+pub async fn run(
+    identity: Arc<LocalIdentity>,
+    common: &Common,
+    cfg: &ListenConfig,
+) -> Result<ListenEnd> {
+    std::fs::create_dir_all(&cfg.dir).map_err(|e| Error::file(&cfg.dir, e))?;
+    let dir = std::fs::canonicalize(&cfg.dir).map_err(|e| Error::file(&cfg.dir, e))?;
+    let listener = TcpListener::bind(cfg.bind)
+        .await
+        .map_err(|source| Error::Bind {
+            addr: cfg.bind,
+            source,
+        })?;
+    let local = listener.local_addr()?;
+    print_banner(&identity, local, &dir);
+
+    let shared = Arc::new(Shared {
+        identity,
+        dir,
+        gate: Gate::new(cfg.consent),
+        progress: common.progress,
+    });
+    let root = CancellationToken::new();
+    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut tasks: JoinSet<ConnEnd> = JoinSet::new();
+    let mut backoff = Duration::from_millis(50);
+    let mut ctrl_c = std::pin::pin!(tokio::signal::ctrl_c());
+
+    let end = loop {
+        tokio::select! {
+            biased;
+            _ = &mut ctrl_c => break ListenEnd::Interrupted,
+            Some(joined) = tasks.join_next() => {
+                let Ok(end) = joined else { continue };
+                match end {
+                    ConnEnd::NoTransfer(e) => info!(error = %e, "connection dropped before any offer"),
+                    ConnEnd::Transfer(Ok(r)) => {
+                        if cfg.once {
+                            break if r.ok { ListenEnd::OnceSucceeded } else { ListenEnd::OnceFailed };
+                        }
+                    }
+                    ConnEnd::Transfer(Err(e)) => {
+                        eprintln!("transfer failed: {e}");
+                        if cfg.once {
+                            break ListenEnd::OnceFailed;
+                        }
+                    }
+                }
+            }
+            accepted = listener.accept() => {
+                let (mut stream, remote) = match accepted {
+                    Ok(a) => { backoff = Duration::from_millis(50); a }
+                    Err(e) => {
+                        warn!(error = %e, "accept failed");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(1));
+                        continue;
+                    }
+                };
+                let Ok(permit) = limit.clone().try_acquire_owned() else {
+                    warn!(%remote, "too many connections: refusing");
+                    tasks.spawn(async move {
+                        let mut busy = Vec::new();
+                        Alert {
+                            status: Status::Busy,
+                            message: "the receiver is serving too many connections; try again".into(),
+                        }
+                        .encode(&mut busy);
+                        let _ = stream.write_all(&busy).await;
+                        ConnEnd::NoTransfer(Error::Timeout("refused: too many connections"))
+                    });
+                    continue;
+                };
+                let shared = shared.clone();
+                let token = root.child_token();
+                let span = info_span!("conn", %remote);
+                tasks.spawn(async move {
+                    let _permit = permit;
+                    tokio::select! {
+                        end = receive::serve(stream, remote, shared) => end,
+                        _ = token.cancelled() => ConnEnd::NoTransfer(Error::Interrupted),
+                    }
+                }.instrument(span));
+            }
+        }
+    };
+
+    root.cancel();
+    if end == ListenEnd::Interrupted && !tasks.is_empty() {
+        eprintln!("stopping (Ctrl-C again to quit at once)");
+    }
+    let drain = async { while tasks.join_next().await.is_some() {} };
+    tokio::select! {
+        _ = drain => {}
+        _ = tokio::time::sleep(SHUTDOWN_GRACE) => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    Ok(end)
+}
+
+fn print_banner(identity: &LocalIdentity, local: SocketAddr, dir: &std::path::Path) {
+    let fp = identity.fingerprint();
+    println!("LocalStream node {}", identity.name());
+    println!("  id          {}", uuid::Uuid::from_bytes(identity.node_id()));
+    println!("  fingerprint {}", short_fingerprint(&fp));
+    println!("  saving to   {}", dir.display());
+    for addr in listen_addresses(local) {
+        println!("listening on {addr}");
+    }
+}
+
+/// The addresses peers can use: the bound one, or every interface's when bound to any.
+fn listen_addresses(local: SocketAddr) -> Vec<SocketAddr> {
+    if !local.ip().is_unspecified() {
+        return vec![local];
+    }
+    let mut addrs: Vec<SocketAddr> = if_addrs::get_if_addrs()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|i| i.ip())
+        .filter(|ip: &IpAddr| ip.is_ipv4() == local.is_ipv4())
+        .map(|ip| SocketAddr::new(ip, local.port()))
+        .collect();
+    addrs.sort_by_key(|a| (a.ip().is_loopback(), *a));
+    if addrs.is_empty() {
+        addrs.push(local);
+    }
+    addrs
+}

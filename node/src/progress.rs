@@ -1,0 +1,94 @@
+//! Progress bars on stderr (only when it is a terminal) and the end-of-transfer summary.
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use localstream_proto::names::escape_for_terminal;
+
+/// Progress of one transfer: a bar for the current file and one for the total.
+/// When disabled every method is a cheap no-op.
+#[derive(Debug, Clone)]
+pub struct Progress {
+    total: ProgressBar,
+    file: ProgressBar,
+}
+
+fn style(template: &str) -> ProgressStyle {
+    ProgressStyle::with_template(template)
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ")
+}
+
+impl Progress {
+    /// Bars for `total_bytes` over `files` files; hidden unless `enabled` and stderr is a terminal.
+    pub fn new(enabled: bool, total_bytes: u64, files: usize) -> Self {
+        if !enabled || !std::io::stderr().is_terminal() {
+            return Progress {
+                total: ProgressBar::hidden(),
+                file: ProgressBar::hidden(),
+            };
+        }
+        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10));
+        let file = multi.add(ProgressBar::new(0).with_style(style(
+            "{msg:30!} [{bar:30}] {bytes:>10}/{total_bytes:<10} {bytes_per_sec:>12} {eta:>4}",
+        )));
+        let total = multi.add(
+            ProgressBar::new(total_bytes)
+                .with_style(style(
+                    "{msg:30!} [{bar:30}] {bytes:>10}/{total_bytes:<10} {bytes_per_sec:>12} {eta:>4}",
+                ))
+                .with_message(format!("total ({files} files)")),
+        );
+        Progress { total, file }
+    }
+
+    /// A new file begins.
+    pub fn start_file(&self, name: &str, size: u64) {
+        self.file.set_length(size);
+        self.file.set_position(0);
+        self.file.set_message(escape_for_terminal(name));
+    }
+
+    /// `n` more bytes moved.
+    pub fn advance(&self, n: u64) {
+        self.file.inc(n);
+        self.total.inc(n);
+    }
+
+    /// Removes the bars.
+    pub fn finish(&self) {
+        self.file.finish_and_clear();
+        self.total.finish_and_clear();
+    }
+}
+
+/// Bytes as a human size, binary units ("10.0 MiB").
+pub fn human_bytes(n: u64) -> String {
+    indicatif::BinaryBytes(n).to_string()
+}
+
+/// "3 files, 10.0 MiB in 0.52 s (20.2 MB/s)".
+pub fn summary(files: usize, bytes: u64, elapsed: Duration) -> String {
+    let secs = elapsed.as_secs_f64().max(1e-6);
+    format!(
+        "{files} file{s}, {} in {secs:.2} s ({:.1} MB/s)",
+        human_bytes(bytes),
+        bytes as f64 / secs / 1e6,
+        s = if files == 1 { "" } else { "s" },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_line() {
+        assert_eq!(
+            summary(3, 10 * 1024 * 1024, Duration::from_millis(500)),
+            "3 files, 10.00 MiB in 0.50 s (21.0 MB/s)"
+        );
+        assert_eq!(summary(1, 0, Duration::from_secs(1)), "1 file, 0 B in 1.00 s (0.0 MB/s)");
+    }
+}

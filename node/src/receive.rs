@@ -1,0 +1,508 @@
+//! One incoming connection: handshake, offer, consent, then the data pipeline
+//! that writes, hashes and verifies files, and the final status.
+//!
+//! ```text
+//!  socket ──► reader task (frames, idle timeout) ──► bounded channel ──►
+//!      writer thread (open record, BLAKE3, write partial, verify, fsync, rename)
+//! ```
+//!
+//! A file appears under its final name only after its authenticated FileEnd
+//! matched size and hash; until then it is `<name>.lspart`. Existing files are
+//! never overwritten: a free name such as `report (1).pdf` is chosen.
+
+use std::fs::File;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use localstream_proto::handshake::Config as HandshakeConfig;
+use localstream_proto::names::{escape_for_terminal, validate_wire_path};
+use localstream_proto::record::{MAX_RECORD_BODY, RecordType};
+use localstream_proto::transfer::{
+    Answer, FileDecision, FileEnd, FinalStatus, MAX_FILES, OfferCollector, OfferEntry, OfferPart,
+    TransferEnd,
+};
+use localstream_proto::{Error as ProtoError, Handshake, LocalIdentity, Opener, PeerIdentity, Status};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use crate::conn::{self, FrameReader, IDLE_TIMEOUT, RawFrame, RecordWriter};
+use crate::consent::{Decision, Gate};
+use crate::error::{Error, Result};
+use crate::fsutil;
+use crate::identity::short_fingerprint;
+use crate::progress::{Progress, human_bytes, summary};
+
+/// Frames buffered between the socket reader and the file writer.
+const PIPELINE_DEPTH: usize = 8;
+/// Files listed in a consent prompt before "and N more".
+const PROMPT_FILES: usize = 10;
+
+/// What every connection of a listener shares.
+#[derive(Debug)]
+pub struct Shared {
+    /// Our identity.
+    pub identity: Arc<LocalIdentity>,
+    /// Where files go.
+    pub dir: PathBuf,
+    /// Consent policy and prompt.
+    pub gate: Gate,
+    /// Draw progress bars.
+    pub progress: bool,
+}
+
+/// A finished (or refused) transfer.
+#[derive(Debug)]
+pub struct Received {
+    /// Peer display name (escaped).
+    pub peer: String,
+    /// Whether every offered file arrived verified.
+    pub ok: bool,
+    /// Final paths of the files saved.
+    pub saved: Vec<PathBuf>,
+}
+
+/// How a connection ended.
+#[derive(Debug)]
+pub enum ConnEnd {
+    /// It never got as far as an offer (garbage, failed handshake, idle).
+    NoTransfer(Error),
+    /// It made an offer; this is how the transfer went.
+    Transfer(Result<Received>),
+}
+
+/// One file as the receiver plans it.
+#[derive(Debug)]
+struct Planned {
+    index: u32,
+    shown: String,
+    parent: PathBuf,
+    file_name: String,
+    size: u64,
+}
+
+/// Serves one connection to the end.
+pub async fn serve(stream: TcpStream, remote: SocketAddr, shared: Arc<Shared>) -> ConnEnd {
+    let _ = stream.set_nodelay(true);
+    let (rd, wr) = stream.into_split();
+    let mut reader = FrameReader::new(rd);
+    let mut wr = wr;
+    let config = HandshakeConfig::new(shared.identity.clone());
+    let session =
+        match conn::handshake(&mut reader, &mut wr, Handshake::responder(config), vec![]).await {
+            Ok(s) => s,
+            Err(e) => return ConnEnd::NoTransfer(e),
+        };
+    let peer = session.peer.clone();
+    let mut writer = RecordWriter {
+        inner: wr,
+        sealer: session.sealer,
+    };
+    let mut opener = session.opener;
+    info!(peer = %escape_for_terminal(&peer.name), fingerprint = %short_fingerprint(&peer.fingerprint), %remote, "authenticated");
+
+    let offer = match read_offer(&mut reader, &mut opener).await {
+        Ok(o) => o,
+        Err(e) => {
+            writer.alert(status_of(&e), &e.to_string()).await;
+            return ConnEnd::NoTransfer(e);
+        }
+    };
+    let result = transfer(&mut reader, &mut writer, opener, &peer, offer, &shared).await;
+    if let Err(e) = &result {
+        if !matches!(e, Error::Protocol(ProtoError::PeerAlert { .. }) | Error::Refused { .. }) {
+            writer.alert(status_of(e), &e.to_string()).await;
+        }
+    }
+    ConnEnd::Transfer(result)
+}
+
+fn status_of(e: &Error) -> Status {
+    match e {
+        Error::Protocol(p) => p.status(),
+        Error::Timeout(_) => Status::Timeout,
+        Error::Refused { status, .. } => *status,
+        Error::File { source, .. } | Error::Io(source) => io_status(source),
+        _ => Status::InternalError,
+    }
+}
+
+fn io_status(e: &std::io::Error) -> Status {
+    match e.kind() {
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => {
+            Status::InsufficientStorage
+        }
+        _ => Status::WriteFailed,
+    }
+}
+
+async fn read_offer<R: tokio::io::AsyncRead + Unpin>(
+    reader: &mut FrameReader<R>,
+    opener: &mut Opener,
+) -> Result<(Vec<OfferEntry>, u64)> {
+    let mut collector = OfferCollector::default();
+    loop {
+        let (typ, body) = reader.read_record(opener, IDLE_TIMEOUT).await?;
+        if typ != RecordType::Offer {
+            return Err(ProtoError::UnexpectedMessage {
+                expected: "Offer",
+                got: typ as u8,
+            }
+            .into());
+        }
+        if let Some(done) = collector.add(OfferPart::decode(&body)?)? {
+            return Ok(done);
+        }
+    }
+}
+
+/// Refuses the offer with `status`: tells the sender, returns the refusal.
+async fn refuse<W: tokio::io::AsyncWrite + Unpin>(
+    writer: &mut RecordWriter<W>,
+    status: Status,
+    message: String,
+) -> Result<Received> {
+    let mut body = vec![];
+    Answer {
+        status,
+        message: message.clone(),
+        files: vec![],
+    }
+    .encode(&mut body)?;
+    writer.send(RecordType::Answer, &body).await?;
+    Err(Error::Refused { status, message })
+}
+
+async fn transfer<R, W>(
+    reader: &mut FrameReader<R>,
+    writer: &mut RecordWriter<W>,
+    opener: Opener,
+    peer: &PeerIdentity,
+    (entries, total): (Vec<OfferEntry>, u64),
+    shared: &Shared,
+) -> Result<Received>
+where
+    R: tokio::io::AsyncRead + Unpin + Send,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    let who = format!(
+        "{} [{}]",
+        escape_for_terminal(&peer.name),
+        short_fingerprint(&peer.fingerprint)
+    );
+    if entries.len() > MAX_FILES as usize {
+        return refuse(writer, Status::TooLarge, format!("more than {MAX_FILES} files")).await;
+    }
+    // Names first: one hostile name refuses the whole offer.
+    let mut plan = Vec::with_capacity(entries.len());
+    for (i, e) in entries.iter().enumerate() {
+        let components = match validate_wire_path(&e.path) {
+            Ok(c) => c,
+            Err(err) => {
+                warn!(peer = %who, name = %escape_for_terminal(&e.path), "refused offer: {err}");
+                return refuse(writer, Status::InvalidName, format!("refused file name: {err}")).await;
+            }
+        };
+        let (file_name, dirs) = match components.split_last() {
+            Some((f, d)) => ((*f).to_owned(), d.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>()),
+            None => return refuse(writer, Status::InvalidName, "empty file name".into()).await,
+        };
+        plan.push((i as u32, dirs, file_name, e));
+    }
+    if let Some(free) = fsutil::available_space(&shared.dir)
+        && free < total
+    {
+        return refuse(
+            writer,
+            Status::InsufficientStorage,
+            format!(
+                "the offer needs {} but only {} is free",
+                human_bytes(total),
+                human_bytes(free)
+            ),
+        )
+        .await;
+    }
+
+    let mut question = format!(
+        "{who} wants to send {} file{} ({}):",
+        entries.len(),
+        if entries.len() == 1 { "" } else { "s" },
+        human_bytes(total)
+    );
+    for e in entries.iter().take(PROMPT_FILES) {
+        question.push_str(&format!("\n  {}  ({})", escape_for_terminal(&e.path), human_bytes(e.size)));
+    }
+    if entries.len() > PROMPT_FILES {
+        question.push_str(&format!("\n  ... and {} more", entries.len() - PROMPT_FILES));
+    }
+    match shared.gate.decide(&question).await {
+        Decision::Accept => {}
+        Decision::Decline => {
+            return refuse(writer, Status::Declined, "the receiver declined".into()).await;
+        }
+        Decision::TimedOut => {
+            return refuse(writer, Status::Timeout, "nobody answered the prompt".into()).await;
+        }
+        Decision::NoTerminal => {
+            return refuse(
+                writer,
+                Status::ConsentUnavailable,
+                "the receiver has no terminal to ask on and was not started with --yes".into(),
+            )
+            .await;
+        }
+    }
+
+    // Create the directories the offer needs (none for plain files).
+    let mut planned = Vec::with_capacity(plan.len());
+    for (index, dirs, file_name, e) in plan {
+        let dirs: Vec<&str> = dirs.iter().map(String::as_str).collect();
+        let parent = match fsutil::prepare_parent(&shared.dir, &dirs) {
+            Ok(p) => p,
+            Err(err) => {
+                let status = io_status(&err);
+                return refuse(writer, status, format!("cannot create {}: {err}", escape_for_terminal(&e.path))).await;
+            }
+        };
+        planned.push(Planned {
+            index,
+            shown: escape_for_terminal(&e.path),
+            parent,
+            file_name,
+            size: e.size,
+        });
+    }
+
+    let mut body = vec![];
+    Answer {
+        status: Status::Ok,
+        message: String::new(),
+        files: vec![
+            FileDecision {
+                status: Status::Ok,
+                offset: 0
+            };
+            planned.len()
+        ],
+    }
+    .encode(&mut body)?;
+    writer.send(RecordType::Answer, &body).await?;
+    info!(peer = %who, files = planned.len(), bytes = total, "receiving");
+
+    let started = Instant::now();
+    let progress = Progress::new(shared.progress, total, planned.len());
+    let (tx, rx) = mpsc::channel::<RawFrame>(PIPELINE_DEPTH);
+    let files = planned.len();
+    let bar = progress.clone();
+    let write_task = tokio::task::spawn_blocking(move || write_files(opener, rx, planned, &bar));
+    let read_result = forward_frames(reader, tx).await;
+    let written = write_task
+        .await
+        .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))?;
+    progress.finish();
+    // The writer's verdict wins when it failed (it saw the real problem);
+    // otherwise a reader failure (timeout, cut connection) is the error.
+    let results = match (written, read_result) {
+        (Ok(r), _) => r,
+        (Err(e), Ok(())) => return Err(e),
+        (Err(Error::Protocol(ProtoError::Truncated)), Err(read_err)) => return Err(read_err),
+        (Err(e), Err(_)) => return Err(e),
+    };
+
+    let statuses: Vec<Status> = results.iter().map(|r| r.as_ref().map_or_else(|s| *s, |_| Status::Ok)).collect();
+    let failed = statuses.iter().filter(|s| !s.is_ok()).count();
+    let bytes: u64 = entries.iter().map(|e| e.size).sum();
+    let (status, message) = if failed == 0 {
+        (Status::Ok, summary(files, bytes, started.elapsed()))
+    } else {
+        (
+            statuses.iter().copied().find(|s| !s.is_ok()).unwrap_or(Status::InternalError),
+            format!("{failed} of {files} files failed verification"),
+        )
+    };
+    let mut body = vec![];
+    FinalStatus {
+        status,
+        message,
+        files: statuses,
+    }
+    .encode(&mut body)?;
+    writer.send(RecordType::Status, &body).await?;
+    use tokio::io::AsyncWriteExt;
+    let _ = writer.inner.shutdown().await;
+
+    let saved: Vec<PathBuf> = results.into_iter().filter_map(|r| r.ok()).collect();
+    println!("received {} from {who}", summary(saved.len(), bytes, started.elapsed()));
+    for p in &saved {
+        println!("  {}", escape_for_terminal(&p.display().to_string()));
+    }
+    if failed > 0 {
+        eprintln!("{failed} file(s) from {who} failed verification and were discarded");
+    }
+    Ok(Received {
+        peer: who,
+        ok: failed == 0,
+        saved,
+    })
+}
+
+/// Reads frames from the socket and hands them to the writer, until the
+/// sender's TransferEnd (or an alert) has been passed on.
+async fn forward_frames<R: tokio::io::AsyncRead + Unpin>(
+    reader: &mut FrameReader<R>,
+    tx: mpsc::Sender<RawFrame>,
+) -> Result<()> {
+    loop {
+        let Some(frame) = reader.read_frame(MAX_RECORD_BODY, IDLE_TIMEOUT).await? else {
+            return Err(ProtoError::Truncated.into());
+        };
+        let last = matches!(frame.header.typ, t if t == RecordType::TransferEnd as u8 || t == RecordType::Alert as u8);
+        if tx.send(frame).await.is_err() {
+            // The writer stopped; it has the reason.
+            return Ok(());
+        }
+        if last {
+            return Ok(());
+        }
+    }
+}
+
+/// The file currently being written.
+struct Current {
+    plan: usize,
+    partial: PathBuf,
+    file: File,
+    written: u64,
+    hasher: blake3::Hasher,
+}
+
+/// The blocking half: opens records, writes and verifies files. Returns, per
+/// offered file, its final path or the status that explains its failure.
+fn write_files(
+    mut opener: Opener,
+    mut rx: mpsc::Receiver<RawFrame>,
+    plan: Vec<Planned>,
+    progress: &Progress,
+) -> Result<Vec<Result<PathBuf, Status>>> {
+    let mut results: Vec<Result<PathBuf, Status>> = Vec::with_capacity(plan.len());
+    let mut current: Option<Current> = None;
+    let mut data_bytes = 0u64;
+    let open_next = |results: &Vec<Result<PathBuf, Status>>| -> Result<Current> {
+        let idx = results.len();
+        let p = plan
+            .get(idx)
+            .ok_or(ProtoError::Malformed("data after the last offered file"))?;
+        let (partial, file) = fsutil::create_partial(&p.parent, &p.file_name)
+            .map_err(|e| Error::file(p.parent.join(&p.file_name), e))?;
+        progress.start_file(&p.shown, p.size);
+        debug!(file = %p.shown, partial = %partial.display(), "writing");
+        Ok(Current {
+            plan: idx,
+            partial,
+            file,
+            written: 0,
+            hasher: blake3::Hasher::new(),
+        })
+    };
+    while let Some(mut frame) = rx.blocking_recv() {
+        let (typ, pt) = frame.open(&mut opener)?;
+        match typ {
+            RecordType::Data => {
+                let cur = match current.as_mut() {
+                    Some(c) => c,
+                    None => current.insert(open_next(&results)?),
+                };
+                let size = plan[cur.plan].size;
+                if cur.written + pt.len() as u64 > size {
+                    let _ = std::fs::remove_file(&cur.partial);
+                    return Err(ProtoError::Malformed("more data than the file's announced size").into());
+                }
+                if let Err(e) = cur.file.write_all(pt) {
+                    return Err(Error::file(&cur.partial, e));
+                }
+                cur.hasher.update(pt);
+                cur.written += pt.len() as u64;
+                data_bytes += pt.len() as u64;
+                progress.advance(pt.len() as u64);
+            }
+            RecordType::FileEnd => {
+                let end = FileEnd::decode(pt)?;
+                let cur = match current.take() {
+                    Some(c) => c,
+                    None => open_next(&results)?,
+                };
+                let p = &plan[cur.plan];
+                if end.index != p.index {
+                    let _ = std::fs::remove_file(&cur.partial);
+                    return Err(ProtoError::Malformed("FileEnd for a file out of order").into());
+                }
+                results.push(finish_file(cur, p, &end));
+            }
+            RecordType::TransferEnd => {
+                let end = TransferEnd::decode(pt)?;
+                if let Some(cur) = current.take() {
+                    let _ = std::fs::remove_file(&cur.partial);
+                    return Err(ProtoError::Malformed("TransferEnd inside a file").into());
+                }
+                if results.len() != plan.len() || end.files as usize != plan.len() || end.bytes != data_bytes {
+                    return Err(ProtoError::Malformed("TransferEnd does not match what was sent").into());
+                }
+                return Ok(results);
+            }
+            RecordType::Alert => {
+                let alert = localstream_proto::handshake::messages::Alert::decode(pt)?;
+                return Err(alert.into_error().into());
+            }
+            other => {
+                return Err(ProtoError::UnexpectedMessage {
+                    expected: "Data, FileEnd or TransferEnd",
+                    got: other as u8,
+                }
+                .into());
+            }
+        }
+    }
+    // The reader stopped early: the partial stays for a later resume.
+    Err(ProtoError::Truncated.into())
+}
+
+/// Verifies a completed file and moves it to its final name.
+fn finish_file(cur: Current, p: &Planned, end: &FileEnd) -> Result<PathBuf, Status> {
+    let Current {
+        partial,
+        file,
+        written,
+        hasher,
+        ..
+    } = cur;
+    let discard = |status: Status, why: &str| {
+        warn!(file = %p.shown, "{why}: discarded");
+        let _ = std::fs::remove_file(&partial);
+        Err(status)
+    };
+    if written != end.size || written != p.size {
+        return discard(Status::SizeMismatch, "size differs from the offer");
+    }
+    if hasher.finalize().as_bytes() != &end.hash {
+        return discard(Status::HashMismatch, "hash mismatch");
+    }
+    if let Err(e) = file.sync_all() {
+        warn!(file = %p.shown, error = %e, "fsync failed");
+        return Err(io_status(&e));
+    }
+    drop(file);
+    match fsutil::commit_partial(&partial, &p.parent, &p.file_name) {
+        Ok(path) => {
+            debug!(file = %p.shown, path = %path.display(), "saved");
+            Ok(path)
+        }
+        Err(e) => {
+            warn!(file = %p.shown, error = %e, "cannot move the finished file into place");
+            Err(io_status(&e))
+        }
+    }
+}

@@ -1,0 +1,334 @@
+//! Sending: check the files, connect, authenticate, offer, stream, and wait
+//! for the receiver's verdict.
+//!
+//! ```text
+//!  reader thread (read file, BLAKE3, seal record) ──► bounded channel ──►
+//!      socket writer task      (while another branch listens for the receiver's alerts)
+//! ```
+
+use std::fs::File;
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use localstream_proto::codec::HEADER_LEN;
+use localstream_proto::handshake::Config as HandshakeConfig;
+use localstream_proto::names::{escape_for_terminal, validate_wire_path};
+use localstream_proto::record::{MAX_PLAINTEXT, RecordType};
+use localstream_proto::transfer::{
+    Answer, FileEnd, FinalStatus, OfferEntry, OfferPart, TransferEnd,
+};
+use localstream_proto::{Error as ProtoError, Handshake, LocalIdentity, Sealer, Status};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tracing::info;
+
+use crate::config::SendConfig;
+use crate::conn::{self, FrameReader, IDLE_TIMEOUT, RecordWriter};
+use crate::consent::PROMPT_TIMEOUT;
+use crate::error::{Error, Result};
+use crate::identity::short_fingerprint;
+use crate::progress::{Progress, summary};
+
+/// How long to wait for the TCP connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long to wait for the receiver's final status after the last byte.
+const STATUS_TIMEOUT: Duration = Duration::from_secs(120);
+/// Plaintext bytes per data record.
+const CHUNK: usize = MAX_PLAINTEXT;
+/// Sealed records buffered between the file reader and the socket.
+const PIPELINE_DEPTH: usize = 4;
+
+/// A local file about to be offered.
+#[derive(Debug, Clone)]
+struct Source {
+    path: PathBuf,
+    name: String,
+    size: u64,
+}
+
+/// What a finished send reports.
+#[derive(Debug)]
+pub struct Sent {
+    /// Files that arrived verified.
+    pub delivered: usize,
+    /// Files offered.
+    pub offered: usize,
+    /// Bytes sent.
+    pub bytes: u64,
+}
+
+/// Checks every file before anything touches the network.
+fn sources(files: &[PathBuf]) -> Result<Vec<Source>> {
+    files
+        .iter()
+        .map(|path| {
+            let meta = std::fs::metadata(path).map_err(|e| Error::file(path, e))?;
+            if meta.is_dir() {
+                return Err(Error::Usage(format!(
+                    "{}: is a directory (only files can be sent)",
+                    path.display()
+                )));
+            }
+            if !meta.is_file() {
+                return Err(Error::Usage(format!("{}: not a regular file", path.display())));
+            }
+            File::open(path).map_err(|e| Error::file(path, e))?;
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .ok_or_else(|| {
+                    Error::Usage(format!("{}: the file name is not valid UTF-8", path.display()))
+                })?
+                .to_owned();
+            validate_wire_path(&name).map_err(|e| {
+                Error::Usage(format!("{}: cannot be sent under this name: {e}", path.display()))
+            })?;
+            Ok(Source {
+                path: path.clone(),
+                name,
+                size: meta.len(),
+            })
+        })
+        .collect()
+}
+
+/// Runs `localstream send`.
+pub async fn run(identity: Arc<LocalIdentity>, cfg: &SendConfig, progress: bool) -> Result<Sent> {
+    let sources = sources(&cfg.files)?;
+    let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(cfg.addr)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(source)) => return Err(Error::Connect { addr: cfg.addr, source }),
+        Err(_) => {
+            return Err(Error::Connect {
+                addr: cfg.addr,
+                source: std::io::ErrorKind::TimedOut.into(),
+            });
+        }
+    };
+    let _ = stream.set_nodelay(true);
+    let (rd, mut wr) = stream.into_split();
+    let mut reader = FrameReader::new(rd);
+    let mut hello = vec![];
+    let hs = Handshake::initiator(HandshakeConfig::new(identity), &mut rand::rng(), &mut hello);
+    let session = conn::handshake(&mut reader, &mut wr, hs, hello).await?;
+    let who = format!(
+        "{} [{}]",
+        escape_for_terminal(&session.peer.name),
+        short_fingerprint(&session.peer.fingerprint)
+    );
+    eprintln!("connected to {who} at {}", cfg.addr);
+    let mut writer = RecordWriter {
+        inner: wr,
+        sealer: session.sealer,
+    };
+    let mut opener = session.opener;
+
+    let entries: Vec<OfferEntry> = sources
+        .iter()
+        .map(|s| OfferEntry {
+            path: s.name.clone(),
+            size: s.size,
+        })
+        .collect();
+    for part in OfferPart::split(&entries)? {
+        let mut body = vec![];
+        part.encode(&mut body)?;
+        writer.send(RecordType::Offer, &body).await?;
+    }
+    eprintln!("waiting for {who} to accept...");
+    let answer_wait = PROMPT_TIMEOUT + IDLE_TIMEOUT;
+    let (typ, body) = reader.read_record(&mut opener, answer_wait).await?;
+    if typ != RecordType::Answer {
+        return Err(ProtoError::UnexpectedMessage {
+            expected: "Answer",
+            got: typ as u8,
+        }
+        .into());
+    }
+    let answer = Answer::decode(&body)?;
+    if !answer.status.is_ok() {
+        return Err(Error::Refused {
+            status: answer.status,
+            message: answer.message,
+        });
+    }
+    if answer.files.len() != sources.len() {
+        return Err(ProtoError::Malformed("Answer does not cover every file").into());
+    }
+    let plan: Vec<(u32, Source, u64)> = sources
+        .iter()
+        .zip(&answer.files)
+        .enumerate()
+        .filter(|(_, (_, d))| d.status.is_ok())
+        .map(|(i, (s, d))| (i as u32, s.clone(), d.offset))
+        .collect();
+    for (s, d) in sources.iter().zip(&answer.files) {
+        if !d.status.is_ok() {
+            eprintln!("{}: skipped by the receiver: {}", s.path.display(), d.status);
+        }
+    }
+
+    let started = Instant::now();
+    let bytes: u64 = plan.iter().map(|(_, s, off)| s.size.saturating_sub(*off)).sum();
+    let progress = Progress::new(progress, bytes, plan.len());
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(PIPELINE_DEPTH);
+    let RecordWriter { inner: mut wr, sealer } = writer;
+    let bar = progress.clone();
+    let producer = tokio::task::spawn_blocking(move || {
+        let mut sealer = sealer;
+        let r = produce(&mut sealer, plan, tx, &bar);
+        (sealer, r)
+    });
+
+    // Stream the sealed records, while listening for an early word from the receiver.
+    let mut early = std::pin::pin!(reader.read_record(&mut opener, STATUS_TIMEOUT + IDLE_TIMEOUT));
+    let mut early_result = None;
+    let stream_result: Result<()> = async {
+        loop {
+            tokio::select! {
+                biased;
+                r = &mut early, if early_result.is_none() => {
+                    early_result = Some(r);
+                    // A record before the end can only be an abort (Alert surfaces as Err).
+                    break;
+                }
+                rec = rx.recv() => match rec {
+                    Some(buf) => wr.write_all(&buf).await?,
+                    None => break,
+                },
+            }
+        }
+        wr.flush().await?;
+        Ok(())
+    }
+    .await;
+    drop(rx);
+    let (sealer, produced) = producer
+        .await
+        .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))?;
+    progress.finish();
+    if let Some(Err(e)) = early_result {
+        return Err(e);
+    }
+    stream_result?;
+    if let Err(e) = produced {
+        // Tell the receiver why we stop (it keeps what it has as partial files).
+        let mut writer = RecordWriter { inner: wr, sealer };
+        writer.alert(Status::Cancelled, &format!("the sender failed: {e}")).await;
+        return Err(e);
+    }
+
+    let (typ, body) = match early_result {
+        Some(r) => r?,
+        None => early.await?,
+    };
+    if typ != RecordType::Status {
+        return Err(ProtoError::UnexpectedMessage {
+            expected: "Status",
+            got: typ as u8,
+        }
+        .into());
+    }
+    let status = FinalStatus::decode(&body)?;
+    let elapsed = started.elapsed();
+    let delivered = status.files.iter().filter(|s| s.is_ok()).count();
+    for (s, st) in sources.iter().zip(&status.files) {
+        if !st.is_ok() {
+            eprintln!("{}: not delivered: {st}", s.path.display());
+        }
+    }
+    info!(peer = %who, status = %status.status, "transfer finished");
+    if status.status.is_ok() && delivered == sources.len() {
+        println!("sent {} to {who}", summary(delivered, bytes, elapsed));
+        Ok(Sent {
+            delivered,
+            offered: sources.len(),
+            bytes,
+        })
+    } else if delivered == 0 && status.files.is_empty() {
+        Err(Error::Refused {
+            status: status.status,
+            message: status.message,
+        })
+    } else {
+        Err(Error::Incomplete {
+            failed: sources.len() - delivered,
+            total: sources.len(),
+        })
+    }
+}
+
+/// The blocking half: reads each accepted file, hashes it and seals records.
+fn produce(
+    sealer: &mut Sealer,
+    plan: Vec<(u32, Source, u64)>,
+    tx: mpsc::Sender<Vec<u8>>,
+    progress: &Progress,
+) -> Result<()> {
+    let send = |buf: Vec<u8>| tx.blocking_send(buf).map_err(|_| Error::Io(std::io::ErrorKind::BrokenPipe.into()));
+    let seal = |sealer: &mut Sealer, typ: RecordType, body: &[u8]| -> Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(HEADER_LEN + body.len() + 16);
+        sealer.seal(typ, body, &mut out)?;
+        Ok(out)
+    };
+    let mut files = 0u32;
+    let mut bytes = 0u64;
+    for (index, src, offset) in plan {
+        if offset != 0 {
+            return Err(ProtoError::Malformed("resume offsets are not supported yet").into());
+        }
+        progress.start_file(&src.name, src.size);
+        let mut file = File::open(&src.path).map_err(|e| Error::file(&src.path, e))?;
+        let mut hasher = blake3::Hasher::new();
+        let mut remaining = src.size;
+        let mut sent = 0u64;
+        while remaining > 0 {
+            let want = remaining.min(CHUNK as u64) as usize;
+            let mut buf = Vec::with_capacity(HEADER_LEN + want + 16);
+            buf.resize(HEADER_LEN + want, 0);
+            let got = read_full(&mut file, &mut buf[HEADER_LEN..]).map_err(|e| Error::file(&src.path, e))?;
+            if got == 0 {
+                // The file shrank since it was offered: end it short; the receiver discards it.
+                break;
+            }
+            buf.truncate(HEADER_LEN + got);
+            hasher.update(&buf[HEADER_LEN..]);
+            sealer.seal_in_place(RecordType::Data, &mut buf)?;
+            send(buf)?;
+            remaining -= got as u64;
+            sent += got as u64;
+            progress.advance(got as u64);
+        }
+        let mut body = vec![];
+        FileEnd {
+            index,
+            size: sent,
+            hash: *hasher.finalize().as_bytes(),
+        }
+        .encode(&mut body);
+        send(seal(sealer, RecordType::FileEnd, &body)?)?;
+        files += 1;
+        bytes += sent;
+    }
+    let mut body = vec![];
+    TransferEnd { files, bytes }.encode(&mut body);
+    send(seal(sealer, RecordType::TransferEnd, &body)?)?;
+    Ok(())
+}
+
+/// Reads until `buf` is full or the file ends.
+fn read_full(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match file.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
