@@ -53,7 +53,7 @@ pub enum Error {
     #[error("timed out: {0}")]
     Timeout(&'static str),
     /// The receiver refused the transfer or a file.
-    #[error("{}: {}", status.description(), escape_for_terminal(message))]
+    #[error("refused by the receiver: {} ({})", refusal(*status, message), status.code())]
     Refused {
         /// The receiver's status.
         status: Status,
@@ -71,6 +71,14 @@ pub enum Error {
     /// Ctrl-C.
     #[error("interrupted")]
     Interrupted,
+}
+
+fn refusal(status: Status, message: &str) -> String {
+    if message.is_empty() {
+        status.description().to_owned()
+    } else {
+        escape_for_terminal(message)
+    }
 }
 
 fn connect_hint(e: &std::io::Error) -> &'static str {
