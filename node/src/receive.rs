@@ -112,10 +112,10 @@ pub async fn serve(stream: TcpStream, remote: SocketAddr, shared: Arc<Shared>) -
         }
     };
     let result = transfer(&mut reader, &mut writer, opener, &peer, offer, &shared).await;
-    if let Err(e) = &result {
-        if !matches!(e, Error::Protocol(ProtoError::PeerAlert { .. }) | Error::Refused { .. }) {
-            writer.alert(status_of(e), &e.to_string()).await;
-        }
+    if let Err(e) = &result
+        && !matches!(e, Error::Protocol(ProtoError::PeerAlert { .. }) | Error::Refused { .. })
+    {
+        writer.alert(status_of(e), &e.to_string()).await;
     }
     ConnEnd::Transfer(result)
 }

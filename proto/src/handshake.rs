@@ -604,6 +604,7 @@ pub enum Handshake {
 
 /// The result of feeding one frame to a [`Handshake`].
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // one per connection, moved a handful of times
 pub enum Progress {
     /// More frames are needed.
     Continue(Handshake),
