@@ -95,7 +95,11 @@ fn listen_config(a: ListenArgs) -> Result<ListenConfig> {
     Ok(ListenConfig {
         dir,
         bind: SocketAddr::new(a.bind, a.port),
-        consent: if a.yes { Consent::AcceptAll } else { Consent::Ask },
+        consent: if a.yes {
+            Consent::AcceptAll
+        } else {
+            Consent::Ask
+        },
         once: a.once,
     })
 }
@@ -112,7 +116,11 @@ pub fn parse_peer_addr(s: &str) -> Result<SocketAddr> {
     if let Ok(sa) = s.parse::<SocketAddr>() {
         return Ok(sa);
     }
-    if let Ok(ip) = s.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
+    if let Ok(ip) = s
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+    {
         return Ok(SocketAddr::new(ip, DEFAULT_PORT));
     }
     Err(Error::Usage(format!(
@@ -154,7 +162,10 @@ mod tests {
             parse_peer_addr("[::1]:5").ok(),
             Some("[::1]:5".parse().unwrap_or_else(|_| unreachable!()))
         );
-        assert_eq!(parse_peer_addr("::1").ok().map(|a| a.port()), Some(DEFAULT_PORT));
+        assert_eq!(
+            parse_peer_addr("::1").ok().map(|a| a.port()),
+            Some(DEFAULT_PORT)
+        );
         let e = parse_peer_addr("laptop\x1b[2J").unwrap_err().to_string();
         assert!(e.contains("not an address") && !e.contains('\x1b'), "{e}");
     }

@@ -140,7 +140,10 @@ where
                 writer.write_all(&out).await?;
                 out.clear();
             }
-            let Some(frame) = reader.read_frame(MAX_HANDSHAKE_BODY, HANDSHAKE_TIMEOUT).await? else {
+            let Some(frame) = reader
+                .read_frame(MAX_HANDSHAKE_BODY, HANDSHAKE_TIMEOUT)
+                .await?
+            else {
                 return Err(ProtoError::Truncated.into());
             };
             let Decoded::Ready((frame, _)) = decode_frame(&frame.buf, MAX_HANDSHAKE_BODY)? else {
@@ -163,8 +166,18 @@ where
             }
         }
     };
+    let started = std::time::Instant::now();
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, run).await {
-        Ok(r) => r,
+        Ok(r) => {
+            if let Ok(s) = &r {
+                tracing::debug!(
+                    elapsed_us = started.elapsed().as_micros() as u64,
+                    sas = %s.sas,
+                    "handshake complete"
+                );
+            }
+            r
+        }
         Err(_) => Err(Error::Timeout("the handshake did not finish")),
     }
 }

@@ -144,7 +144,10 @@ pub async fn run(
 fn print_banner(identity: &LocalIdentity, local: SocketAddr, dir: &std::path::Path) {
     let fp = identity.fingerprint();
     println!("LocalStream node {}", identity.name());
-    println!("  id          {}", uuid::Uuid::from_bytes(identity.node_id()));
+    println!(
+        "  id          {}",
+        uuid::Uuid::from_bytes(identity.node_id())
+    );
     println!("  fingerprint {}", short_fingerprint(&fp));
     println!("  saving to   {}", dir.display());
     for addr in listen_addresses(local) {

@@ -66,7 +66,10 @@ fn load_identity(common: &Common) -> Result<Arc<LocalIdentity>, Error> {
 }
 
 fn run(config: Config) -> Exit {
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => return report(&Error::Io(e)),
     };

@@ -89,6 +89,9 @@ mod tests {
             summary(3, 10 * 1024 * 1024, Duration::from_millis(500)),
             "3 files, 10.00 MiB in 0.50 s (21.0 MB/s)"
         );
-        assert_eq!(summary(1, 0, Duration::from_secs(1)), "1 file, 0 B in 1.00 s (0.0 MB/s)");
+        assert_eq!(
+            summary(1, 0, Duration::from_secs(1)),
+            "1 file, 0 B in 1.00 s (0.0 MB/s)"
+        );
     }
 }

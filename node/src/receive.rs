@@ -24,7 +24,9 @@ use localstream_proto::transfer::{
     Answer, FileDecision, FileEnd, FinalStatus, MAX_FILES, OfferCollector, OfferEntry, OfferPart,
     TransferEnd,
 };
-use localstream_proto::{Error as ProtoError, Handshake, LocalIdentity, Opener, PeerIdentity, Status};
+use localstream_proto::{
+    Error as ProtoError, Handshake, LocalIdentity, Opener, PeerIdentity, Status,
+};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
@@ -113,7 +115,10 @@ pub async fn serve(stream: TcpStream, remote: SocketAddr, shared: Arc<Shared>) -
     };
     let result = transfer(&mut reader, &mut writer, opener, &peer, offer, &shared).await;
     if let Err(e) = &result
-        && !matches!(e, Error::Protocol(ProtoError::PeerAlert { .. }) | Error::Refused { .. })
+        && !matches!(
+            e,
+            Error::Protocol(ProtoError::PeerAlert { .. }) | Error::Refused { .. }
+        )
     {
         writer.alert(status_of(e), &e.to_string()).await;
     }
@@ -194,7 +199,12 @@ where
         short_fingerprint(&peer.fingerprint)
     );
     if entries.len() > MAX_FILES as usize {
-        return refuse(writer, Status::TooLarge, format!("more than {MAX_FILES} files")).await;
+        return refuse(
+            writer,
+            Status::TooLarge,
+            format!("more than {MAX_FILES} files"),
+        )
+        .await;
     }
     // Names first: one hostile name refuses the whole offer.
     let mut plan = Vec::with_capacity(entries.len());
@@ -203,11 +213,19 @@ where
             Ok(c) => c,
             Err(err) => {
                 warn!(peer = %who, name = %escape_for_terminal(&e.path), "refused offer: {err}");
-                return refuse(writer, Status::InvalidName, format!("refused file name: {err}")).await;
+                return refuse(
+                    writer,
+                    Status::InvalidName,
+                    format!("refused file name: {err}"),
+                )
+                .await;
             }
         };
         let (file_name, dirs) = match components.split_last() {
-            Some((f, d)) => ((*f).to_owned(), d.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>()),
+            Some((f, d)) => (
+                (*f).to_owned(),
+                d.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>(),
+            ),
             None => return refuse(writer, Status::InvalidName, "empty file name".into()).await,
         };
         plan.push((i as u32, dirs, file_name, e));
@@ -234,10 +252,17 @@ where
         human_bytes(total)
     );
     for e in entries.iter().take(PROMPT_FILES) {
-        question.push_str(&format!("\n  {}  ({})", escape_for_terminal(&e.path), human_bytes(e.size)));
+        question.push_str(&format!(
+            "\n  {}  ({})",
+            escape_for_terminal(&e.path),
+            human_bytes(e.size)
+        ));
     }
     if entries.len() > PROMPT_FILES {
-        question.push_str(&format!("\n  ... and {} more", entries.len() - PROMPT_FILES));
+        question.push_str(&format!(
+            "\n  ... and {} more",
+            entries.len() - PROMPT_FILES
+        ));
     }
     match shared.gate.decide(&question).await {
         Decision::Accept => {}
@@ -265,7 +290,12 @@ where
             Ok(p) => p,
             Err(err) => {
                 let status = io_status(&err);
-                return refuse(writer, status, format!("cannot create {}: {err}", escape_for_terminal(&e.path))).await;
+                return refuse(
+                    writer,
+                    status,
+                    format!("cannot create {}: {err}", escape_for_terminal(&e.path)),
+                )
+                .await;
             }
         };
         planned.push(Planned {
@@ -313,14 +343,21 @@ where
         (Err(e), Err(_)) => return Err(e),
     };
 
-    let statuses: Vec<Status> = results.iter().map(|r| r.as_ref().map_or_else(|s| *s, |_| Status::Ok)).collect();
+    let statuses: Vec<Status> = results
+        .iter()
+        .map(|r| r.as_ref().map_or_else(|s| *s, |_| Status::Ok))
+        .collect();
     let failed = statuses.iter().filter(|s| !s.is_ok()).count();
     let bytes: u64 = entries.iter().map(|e| e.size).sum();
     let (status, message) = if failed == 0 {
         (Status::Ok, summary(files, bytes, started.elapsed()))
     } else {
         (
-            statuses.iter().copied().find(|s| !s.is_ok()).unwrap_or(Status::InternalError),
+            statuses
+                .iter()
+                .copied()
+                .find(|s| !s.is_ok())
+                .unwrap_or(Status::InternalError),
             format!("{failed} of {files} files failed verification"),
         )
     };
@@ -336,7 +373,10 @@ where
     let _ = writer.inner.shutdown().await;
 
     let saved: Vec<PathBuf> = results.into_iter().filter_map(|r| r.ok()).collect();
-    println!("received {} from {who}", summary(saved.len(), bytes, started.elapsed()));
+    println!(
+        "received {} from {who}",
+        summary(saved.len(), bytes, started.elapsed())
+    );
     for p in &saved {
         println!("  {}", escape_for_terminal(&p.display().to_string()));
     }
@@ -419,7 +459,9 @@ fn write_files(
                 let size = plan[cur.plan].size;
                 if cur.written + pt.len() as u64 > size {
                     let _ = std::fs::remove_file(&cur.partial);
-                    return Err(ProtoError::Malformed("more data than the file's announced size").into());
+                    return Err(
+                        ProtoError::Malformed("more data than the file's announced size").into(),
+                    );
                 }
                 if let Err(e) = cur.file.write_all(pt) {
                     return Err(Error::file(&cur.partial, e));
@@ -448,8 +490,13 @@ fn write_files(
                     let _ = std::fs::remove_file(&cur.partial);
                     return Err(ProtoError::Malformed("TransferEnd inside a file").into());
                 }
-                if results.len() != plan.len() || end.files as usize != plan.len() || end.bytes != data_bytes {
-                    return Err(ProtoError::Malformed("TransferEnd does not match what was sent").into());
+                if results.len() != plan.len()
+                    || end.files as usize != plan.len()
+                    || end.bytes != data_bytes
+                {
+                    return Err(
+                        ProtoError::Malformed("TransferEnd does not match what was sent").into(),
+                    );
                 }
                 return Ok(results);
             }

@@ -73,18 +73,27 @@ fn sources(files: &[PathBuf]) -> Result<Vec<Source>> {
                 )));
             }
             if !meta.is_file() {
-                return Err(Error::Usage(format!("{}: not a regular file", path.display())));
+                return Err(Error::Usage(format!(
+                    "{}: not a regular file",
+                    path.display()
+                )));
             }
             File::open(path).map_err(|e| Error::file(path, e))?;
             let name = path
                 .file_name()
                 .and_then(|n| n.to_str())
                 .ok_or_else(|| {
-                    Error::Usage(format!("{}: the file name is not valid UTF-8", path.display()))
+                    Error::Usage(format!(
+                        "{}: the file name is not valid UTF-8",
+                        path.display()
+                    ))
                 })?
                 .to_owned();
             validate_wire_path(&name).map_err(|e| {
-                Error::Usage(format!("{}: cannot be sent under this name: {e}", path.display()))
+                Error::Usage(format!(
+                    "{}: cannot be sent under this name: {e}",
+                    path.display()
+                ))
             })?;
             Ok(Source {
                 path: path.clone(),
@@ -100,7 +109,12 @@ pub async fn run(identity: Arc<LocalIdentity>, cfg: &SendConfig, progress: bool)
     let sources = sources(&cfg.files)?;
     let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(cfg.addr)).await {
         Ok(Ok(s)) => s,
-        Ok(Err(source)) => return Err(Error::Connect { addr: cfg.addr, source }),
+        Ok(Err(source)) => {
+            return Err(Error::Connect {
+                addr: cfg.addr,
+                source,
+            });
+        }
         Err(_) => {
             return Err(Error::Connect {
                 addr: cfg.addr,
@@ -167,15 +181,25 @@ pub async fn run(identity: Arc<LocalIdentity>, cfg: &SendConfig, progress: bool)
         .collect();
     for (s, d) in sources.iter().zip(&answer.files) {
         if !d.status.is_ok() {
-            eprintln!("{}: skipped by the receiver: {}", s.path.display(), d.status);
+            eprintln!(
+                "{}: skipped by the receiver: {}",
+                s.path.display(),
+                d.status
+            );
         }
     }
 
     let started = Instant::now();
-    let bytes: u64 = plan.iter().map(|(_, s, off)| s.size.saturating_sub(*off)).sum();
+    let bytes: u64 = plan
+        .iter()
+        .map(|(_, s, off)| s.size.saturating_sub(*off))
+        .sum();
     let progress = Progress::new(progress, bytes, plan.len());
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(PIPELINE_DEPTH);
-    let RecordWriter { inner: mut wr, sealer } = writer;
+    let RecordWriter {
+        inner: mut wr,
+        sealer,
+    } = writer;
     let bar = progress.clone();
     let producer = tokio::task::spawn_blocking(move || {
         let mut sealer = sealer;
@@ -217,7 +241,9 @@ pub async fn run(identity: Arc<LocalIdentity>, cfg: &SendConfig, progress: bool)
     if let Err(e) = produced {
         // Tell the receiver why we stop (it keeps what it has as partial files).
         let mut writer = RecordWriter { inner: wr, sealer };
-        writer.alert(Status::Cancelled, &format!("the sender failed: {e}")).await;
+        writer
+            .alert(Status::Cancelled, &format!("the sender failed: {e}"))
+            .await;
         return Err(e);
     }
 
@@ -268,7 +294,10 @@ fn produce(
     tx: mpsc::Sender<Vec<u8>>,
     progress: &Progress,
 ) -> Result<()> {
-    let send = |buf: Vec<u8>| tx.blocking_send(buf).map_err(|_| Error::Io(std::io::ErrorKind::BrokenPipe.into()));
+    let send = |buf: Vec<u8>| {
+        tx.blocking_send(buf)
+            .map_err(|_| Error::Io(std::io::ErrorKind::BrokenPipe.into()))
+    };
     let seal = |sealer: &mut Sealer, typ: RecordType, body: &[u8]| -> Result<Vec<u8>> {
         let mut out = Vec::with_capacity(HEADER_LEN + body.len() + 16);
         sealer.seal(typ, body, &mut out)?;
@@ -289,7 +318,8 @@ fn produce(
             let want = remaining.min(CHUNK as u64) as usize;
             let mut buf = Vec::with_capacity(HEADER_LEN + want + 16);
             buf.resize(HEADER_LEN + want, 0);
-            let got = read_full(&mut file, &mut buf[HEADER_LEN..]).map_err(|e| Error::file(&src.path, e))?;
+            let got = read_full(&mut file, &mut buf[HEADER_LEN..])
+                .map_err(|e| Error::file(&src.path, e))?;
             if got == 0 {
                 // The file shrank since it was offered: end it short; the receiver discards it.
                 break;

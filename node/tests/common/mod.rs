@@ -1,0 +1,507 @@
+//! Helpers for tests that run the real `localstream` binary on 127.0.0.1.
+//!
+//! Every node gets its own home (a copy of a pre-generated identity, so tests
+//! do not each pay for RSA key generation), every listener binds port 0 and
+//! reports its port on stdout, and nothing waits by sleeping: helpers poll
+//! with a deadline and fail with everything the processes printed.
+
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How long any single step may take before a test fails (generous for
+/// loaded CI machines; passing tests never wait this long).
+pub const STEP: Duration = Duration::from_secs(30);
+/// Poll interval for conditions that have no event to wait on.
+const POLL: Duration = Duration::from_millis(5);
+
+/// The binary under test.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_localstream")
+}
+
+/// A `localstream` command with no home yet, no progress bars, stdin closed.
+pub fn localstream() -> Command {
+    let mut cmd = Command::new(bin());
+    cmd.arg("--no-progress")
+        .env_remove("LOCALSTREAM_HOME")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// Which pre-generated identity a node starts from.
+#[derive(Debug, Clone, Copy)]
+pub enum Role {
+    Sender,
+    Receiver,
+}
+
+/// Identity templates, generated once per build directory and copied per node.
+fn template(role: Role) -> &'static Path {
+    static SENDER: OnceLock<PathBuf> = OnceLock::new();
+    static RECEIVER: OnceLock<PathBuf> = OnceLock::new();
+    let (cell, name) = match role {
+        Role::Sender => (&SENDER, "sender"),
+        Role::Receiver => (&RECEIVER, "receiver"),
+    };
+    cell.get_or_init(|| {
+        let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-identities");
+        let dir = root.join(name);
+        let usable = |d: &Path| {
+            localstream()
+                .arg("--home")
+                .arg(d)
+                .arg("id")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        };
+        if dir.join("identity.key").is_file() && dir.join("node.json").is_file() && usable(&dir) {
+            return dir;
+        }
+        std::fs::create_dir_all(&root).unwrap();
+        let fresh = tempfile::tempdir_in(&root).unwrap();
+        let home = fresh.path().join("home");
+        let out = localstream().arg("--home").arg(&home).arg("id").output().unwrap();
+        assert!(out.status.success(), "identity generation failed: {}", text(&out.stderr));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::rename(&home, &dir).unwrap();
+        dir
+    })
+}
+
+/// A node: a private home directory holding an identity, and a scratch area.
+#[derive(Debug)]
+pub struct Node {
+    tmp: tempfile::TempDir,
+    pub home: PathBuf,
+}
+
+impl Node {
+    /// A node whose identity is a copy of the role's template.
+    pub fn new(role: Role) -> Node {
+        let tmp = tempfile::tempdir().unwrap();
+        let home = tmp.path().join("home");
+        std::fs::create_dir(&home).unwrap();
+        for f in ["identity.key", "node.json"] {
+            // fs::copy keeps the 0600 mode of the key.
+            std::fs::copy(template(role).join(f), home.join(f)).unwrap();
+        }
+        Node { tmp, home }
+    }
+
+    /// A node with an empty (not yet created) home.
+    pub fn fresh() -> Node {
+        let tmp = tempfile::tempdir().unwrap();
+        let home = tmp.path().join("home");
+        Node { tmp, home }
+    }
+
+    /// A scratch directory of this node (created if needed).
+    pub fn dir(&self, name: &str) -> PathBuf {
+        let d = self.tmp.path().join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    /// Writes `content` to `<scratch>/<sub>/<name>` and returns the path.
+    pub fn file(&self, sub: &str, name: &str, content: &[u8]) -> PathBuf {
+        let p = self.dir(sub).join(name);
+        std::fs::write(&p, content).unwrap();
+        p
+    }
+
+    /// `localstream --home <home> --no-progress` with stdin closed.
+    pub fn cmd(&self) -> Command {
+        let mut cmd = localstream();
+        cmd.arg("--home").arg(&self.home);
+        cmd
+    }
+
+    /// `localstream id`, parsed.
+    pub fn id(&self) -> IdInfo {
+        let out = run(self.cmd().arg("id"));
+        assert_eq!(out.status.code(), Some(0), "id failed: {}", text(&out.stderr));
+        IdInfo::parse(&text(&out.stdout))
+    }
+
+    /// Starts `listen --dir DIR --port 0 --bind 127.0.0.1 <extra>` and waits for its port.
+    pub fn listen(&self, dir: &Path, extra: &[&str]) -> Listener {
+        let mut cmd = self.cmd();
+        cmd.arg("listen")
+            .arg("--dir")
+            .arg(dir)
+            .args(["--port", "0", "--bind", "127.0.0.1"])
+            .args(extra);
+        Listener::spawn(cmd, dir)
+    }
+
+    /// `send 127.0.0.1:<port> FILE...`, run to completion.
+    pub fn send(&self, port: u16, files: &[&Path]) -> Output {
+        run(self.send_cmd(port, files))
+    }
+
+    /// The `send` command, for callers that want to spawn it themselves.
+    pub fn send_cmd(&self, port: u16, files: &[&Path]) -> Command {
+        let mut cmd = self.cmd();
+        cmd.arg("send").arg(format!("127.0.0.1:{port}")).args(files);
+        cmd
+    }
+}
+
+/// What `localstream id` prints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdInfo {
+    pub name: String,
+    pub id: String,
+    pub fingerprint: String,
+    pub sha256: String,
+}
+
+impl IdInfo {
+    pub fn parse(stdout: &str) -> IdInfo {
+        let field = |key: &str| {
+            stdout
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(char::is_whitespace)?;
+                    (k == key).then(|| v.trim().to_owned())
+                })
+                .unwrap_or_else(|| panic!("no `{key}` line in id output:\n{stdout}"))
+        };
+        IdInfo {
+            name: field("name"),
+            id: field("id"),
+            fingerprint: field("fingerprint"),
+            sha256: field("sha256"),
+        }
+    }
+}
+
+/// Lossy UTF-8 for messages.
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Runs a command to completion with a deadline; kills it and fails on timeout.
+pub fn run(cmd: &mut Command) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = collect(child.stdout.take().unwrap());
+    let err = collect(child.stderr.take().unwrap());
+    let status = wait_deadline(&mut child, STEP * 2);
+    let Some(status) = status else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!(
+            "{cmd:?} did not finish in {:?}\nstdout:\n{}\nstderr:\n{}",
+            STEP * 2,
+            text(&out.join().unwrap()),
+            text(&err.join().unwrap())
+        );
+    };
+    Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    }
+}
+
+fn collect(mut r: impl Read + Send + 'static) -> JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut v = vec![];
+        let _ = r.read_to_end(&mut v);
+        v
+    })
+}
+
+/// Waits for a child to exit, at most `limit`.
+pub fn wait_deadline(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return Some(s);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+/// Polls `cond` until it holds or `limit` passes; returns whether it held.
+pub fn poll_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+/// A running `localstream listen`, killed when dropped.
+#[derive(Debug)]
+pub struct Listener {
+    child: Child,
+    pub port: u16,
+    pub dir: PathBuf,
+    lines: Receiver<String>,
+    /// Every stdout line read so far.
+    pub stdout: Vec<String>,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Listener {
+    fn spawn(mut cmd: Command, dir: &Path) -> Listener {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, lines) = channel();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let sink = stderr.clone();
+        let mut pipe = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        let mut l = Listener {
+            child,
+            port: 0,
+            dir: dir.to_owned(),
+            lines,
+            stdout: vec![],
+            stderr,
+        };
+        let line = l.wait_line(|l| l.starts_with("listening on "));
+        let addr = line.trim_start_matches("listening on ");
+        l.port = addr
+            .strip_prefix("127.0.0.1:")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected listening line {line:?}"));
+        l
+    }
+
+    /// Waits for (and returns) the next stdout line matching `pred`.
+    pub fn wait_line(&mut self, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + STEP;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.stdout.push(line.clone());
+                    if pred(&line) {
+                        return line;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => self.fail("no matching stdout line in time"),
+                Err(RecvTimeoutError::Disconnected) => self.fail("stdout closed before a matching line"),
+            }
+        }
+    }
+
+    /// Waits for the `received ...` line of the next transfer and the indented
+    /// saved paths after it.
+    pub fn wait_received(&mut self) -> (String, Vec<PathBuf>) {
+        let head = self.wait_line(|l| l.starts_with("received "));
+        let files: usize = head
+            .trim_start_matches("received ")
+            .split(' ')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("cannot parse file count in {head:?}"));
+        let paths = (0..files)
+            .map(|_| PathBuf::from(self.wait_line(|_| true).trim_start_matches("  ")))
+            .collect();
+        (head, paths)
+    }
+
+    /// Everything the listener wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Waits until stderr contains `needle`.
+    pub fn wait_stderr(&self, needle: &str) {
+        if !poll_until(STEP, || self.stderr().contains(needle)) {
+            self.fail(&format!("stderr never contained {needle:?}"));
+        }
+    }
+
+    /// Waits for the listener to exit (`--once`) and returns its exit code.
+    pub fn wait_exit(&mut self) -> Option<i32> {
+        match wait_deadline(&mut self.child, STEP) {
+            Some(s) => s.code(),
+            None => self.fail("listener did not exit in time"),
+        }
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// Fails the test with everything the listener said.
+    pub fn fail(&self, why: &str) -> ! {
+        panic!(
+            "listener: {why}\nstdout so far:\n{}\nstderr:\n{}",
+            self.stdout.join("\n"),
+            self.stderr()
+        )
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Deterministic pseudo-random bytes (xorshift64*), so failures reproduce.
+pub fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        out.extend_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// Asserts that the file at `path` holds exactly `expected` (by length and BLAKE3).
+pub fn assert_content(path: &Path, expected: &[u8]) {
+    let got = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(got.len(), expected.len(), "{}: length differs", path.display());
+    assert_eq!(
+        blake3::hash(&got),
+        blake3::hash(expected),
+        "{}: content differs",
+        path.display()
+    );
+}
+
+/// The names in `dir`, sorted.
+pub fn names_in(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// A TCP relay between a client and `127.0.0.1:<target>` that counts
+/// connections and can stop forwarding the client's bytes after `cap` of them
+/// (the rest is read and discarded), to freeze a transfer mid-file. When the
+/// client goes away the upstream connection is closed as well.
+#[derive(Debug)]
+pub struct Relay {
+    pub port: u16,
+    /// Connections accepted so far.
+    pub accepted: Arc<AtomicUsize>,
+    /// Client bytes forwarded upstream so far.
+    pub forwarded: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Relay {
+    pub fn start(target: u16, cap: Option<u64>) -> Relay {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let forwarded = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (acc, fwd, st) = (accepted.clone(), forwarded.clone(), stop.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                if st.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(client) = client else { continue };
+                acc.fetch_add(1, Ordering::SeqCst);
+                let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else {
+                    continue;
+                };
+                let fwd = fwd.clone();
+                let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                // Client -> server, up to the cap.
+                std::thread::spawn(move || {
+                    let (mut client, mut server) = (client, server);
+                    let mut buf = vec![0u8; 64 * 1024];
+                    loop {
+                        let n = match client.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        let done = fwd.load(Ordering::SeqCst);
+                        let allowed = cap.map_or(n as u64, |c| c.saturating_sub(done).min(n as u64));
+                        if allowed > 0 {
+                            if server.write_all(&buf[..allowed as usize]).is_err() {
+                                break;
+                            }
+                            fwd.fetch_add(allowed, Ordering::SeqCst);
+                        }
+                    }
+                    let _ = server.shutdown(Shutdown::Both);
+                    let _ = client.shutdown(Shutdown::Both);
+                });
+                // Server -> client.
+                std::thread::spawn(move || {
+                    let (mut server, mut client) = (s2, c2);
+                    let _ = std::io::copy(&mut server, &mut client);
+                    let _ = client.shutdown(Shutdown::Write);
+                });
+            }
+        });
+        Relay {
+            port,
+            accepted,
+            forwarded,
+            stop,
+        }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the accept loop so it sees the flag.
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
