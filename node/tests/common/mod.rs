@@ -146,7 +146,7 @@ impl Node {
 
     /// `send 127.0.0.1:<port> FILE...`, run to completion.
     pub fn send(&self, port: u16, files: &[&Path]) -> Output {
-        run(self.send_cmd(port, files))
+        run(&mut self.send_cmd(port, files))
     }
 
     /// The `send` command, for callers that want to spawn it themselves.
@@ -438,6 +438,7 @@ pub struct Relay {
     /// Client bytes forwarded upstream so far.
     pub forwarded: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
+    live: Arc<Mutex<Vec<TcpStream>>>,
 }
 
 impl Relay {
@@ -447,7 +448,8 @@ impl Relay {
         let accepted = Arc::new(AtomicUsize::new(0));
         let forwarded = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
-        let (acc, fwd, st) = (accepted.clone(), forwarded.clone(), stop.clone());
+        let live = Arc::new(Mutex::new(Vec::new()));
+        let (acc, fwd, st, lv) = (accepted.clone(), forwarded.clone(), stop.clone(), live.clone());
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 if st.load(Ordering::SeqCst) {
@@ -458,6 +460,7 @@ impl Relay {
                 let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else {
                     continue;
                 };
+                lv.lock().unwrap().extend([client.try_clone().unwrap(), server.try_clone().unwrap()]);
                 let fwd = fwd.clone();
                 let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
                 // Client -> server, up to the cap.
@@ -494,6 +497,14 @@ impl Relay {
             accepted,
             forwarded,
             stop,
+            live,
+        }
+    }
+
+    /// Cuts every relayed connection, both sides, at once.
+    pub fn cut(&self) {
+        for s in self.live.lock().unwrap().drain(..) {
+            let _ = s.shutdown(Shutdown::Both);
         }
     }
 }

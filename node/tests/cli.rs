@@ -1,0 +1,398 @@
+//! End-to-end tests of the `localstream` binary: real processes, real sockets
+//! on 127.0.0.1 (port 0), temporary directories, and assertions on what the
+//! user gets: the bytes on disk, exit codes and messages.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use common::{
+    Node, Relay, Role, STEP, assert_content, names_in, poll_until, random_bytes, text,
+    wait_deadline,
+};
+
+const MIB: usize = 1024 * 1024;
+
+/// Sender and receiver nodes, the receiver's inbox, and a running listener.
+struct Pair {
+    sender: Node,
+    receiver: Node,
+    inbox: std::path::PathBuf,
+}
+
+impl Pair {
+    fn new() -> Pair {
+        let sender = Node::new(Role::Sender);
+        let receiver = Node::new(Role::Receiver);
+        let inbox = receiver.dir("inbox");
+        Pair {
+            sender,
+            receiver,
+            inbox,
+        }
+    }
+}
+
+fn assert_sent_ok(out: &std::process::Output, files: usize) {
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "send failed\nstdout:\n{stdout}\nstderr:\n{}",
+        text(&out.stderr)
+    );
+    let plural = if files == 1 { "file" } else { "files" };
+    assert!(
+        stdout.starts_with(&format!("sent {files} {plural}, ")),
+        "unexpected send output: {stdout:?}"
+    );
+    assert_eq!(stdout.lines().count(), 1, "one summary line expected: {stdout:?}");
+}
+
+#[test]
+fn empty_tiny_and_large_files_arrive_intact_and_once_exits_zero() {
+    let p = Pair::new();
+    let empty: Vec<u8> = vec![];
+    let one = vec![0x5a_u8];
+    let big = random_bytes(1, 10 * MIB);
+    let files = [
+        p.sender.file("out", "empty.bin", &empty),
+        p.sender.file("out", "one.bin", &one),
+        p.sender.file("out", "big.bin", &big),
+    ];
+    let mut l = p.receiver.listen(&p.inbox, &["--yes", "--once", "--name", "inbox-node"]);
+
+    let out = p.sender.send(l.port, &files.iter().map(|f| f.as_path()).collect::<Vec<_>>());
+    assert_sent_ok(&out, 3);
+    let (head, saved) = l.wait_received();
+    assert!(head.starts_with("received 3 files, 10.00 MiB"), "{head}");
+    assert_eq!(l.wait_exit(), Some(0), "stderr: {}", l.stderr());
+
+    let inbox = std::fs::canonicalize(&p.inbox).unwrap();
+    assert_eq!(
+        saved,
+        ["empty.bin", "one.bin", "big.bin"].map(|n| inbox.join(n)).to_vec()
+    );
+    assert_eq!(names_in(&p.inbox), ["big.bin", "empty.bin", "one.bin"]);
+    assert_content(&p.inbox.join("empty.bin"), &empty);
+    assert_content(&p.inbox.join("one.bin"), &one);
+    assert_content(&p.inbox.join("big.bin"), &big);
+}
+
+#[test]
+fn three_files_in_one_send_name_the_receiver_by_fingerprint() {
+    let p = Pair::new();
+    let contents: Vec<Vec<u8>> = (0..3).map(|i| random_bytes(10 + i, 1000 + 7777 * i as usize)).collect();
+    let files: Vec<_> = contents
+        .iter()
+        .enumerate()
+        .map(|(i, c)| p.sender.file("out", &format!("f{i}.dat"), c))
+        .collect();
+    let receiver_id = p.receiver.id();
+    let sender_id = p.sender.id();
+    let mut l = p.receiver.listen(&p.inbox, &["--yes", "--once", "--name", "three-node"]);
+
+    let out = p.sender.send(l.port, &files.iter().map(|f| f.as_path()).collect::<Vec<_>>());
+    assert_sent_ok(&out, 3);
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.trim_end().ends_with(&format!("to three-node [{}]", receiver_id.fingerprint)),
+        "{stdout:?} should name the receiver and its fingerprint {}",
+        receiver_id.fingerprint
+    );
+    let (head, _) = l.wait_received();
+    assert!(
+        head.ends_with(&format!("from {} [{}]", sender_id.name, sender_id.fingerprint)),
+        "{head:?} should name the sender {sender_id:?}"
+    );
+    assert_eq!(l.wait_exit(), Some(0));
+    assert_eq!(names_in(&p.inbox), ["f0.dat", "f1.dat", "f2.dat"]);
+    for (i, c) in contents.iter().enumerate() {
+        assert_content(&p.inbox.join(format!("f{i}.dat")), c);
+    }
+}
+
+#[test]
+fn unicode_name_arrives_unchanged() {
+    let p = Pair::new();
+    let name = "résumé 日本語 ✓.txt";
+    let content = "Grüße, 世界\n".as_bytes();
+    let f = p.sender.file("out", name, content);
+    let mut l = p.receiver.listen(&p.inbox, &["--yes", "--once"]);
+
+    let out = p.sender.send(l.port, &[&f]);
+    assert_sent_ok(&out, 1);
+    let (_, saved) = l.wait_received();
+    assert_eq!(l.wait_exit(), Some(0));
+    assert_eq!(names_in(&p.inbox), [name]);
+    assert_eq!(saved, [std::fs::canonicalize(&p.inbox).unwrap().join(name)]);
+    assert_content(&p.inbox.join(name), content);
+}
+
+#[test]
+fn existing_file_is_kept_and_the_new_one_gets_a_free_name() {
+    let p = Pair::new();
+    let old = b"the old report, not to be touched".to_vec();
+    std::fs::write(p.inbox.join("report.pdf"), &old).unwrap();
+    let new = random_bytes(4, 5000);
+    let f = p.sender.file("out", "report.pdf", &new);
+    let mut l = p.receiver.listen(&p.inbox, &["--yes", "--once"]);
+
+    let out = p.sender.send(l.port, &[&f]);
+    assert_sent_ok(&out, 1);
+    let (_, saved) = l.wait_received();
+    assert_eq!(l.wait_exit(), Some(0));
+    assert_eq!(saved, [std::fs::canonicalize(&p.inbox).unwrap().join("report (1).pdf")]);
+    assert_eq!(names_in(&p.inbox), ["report (1).pdf", "report.pdf"]);
+    assert_content(&p.inbox.join("report.pdf"), &old);
+    assert_content(&p.inbox.join("report (1).pdf"), &new);
+}
+
+#[test]
+fn without_yes_or_terminal_the_offer_is_refused() {
+    let p = Pair::new();
+    let f = p.sender.file("out", "unwanted.txt", b"please take me");
+    // Stdin is /dev/null: nobody can be asked.
+    let mut l = p.receiver.listen(&p.inbox, &["--once"]);
+
+    let out = p.sender.send(l.port, &[&f]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+    assert!(text(&out.stdout).is_empty(), "nothing on stdout: {:?}", text(&out.stdout));
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(last.starts_with("localstream: refused by the receiver"), "{stderr}");
+    assert!(last.contains("--yes") && last.contains("406"), "{stderr}");
+    assert_eq!(l.wait_exit(), Some(1), "stderr: {}", l.stderr());
+    assert!(names_in(&p.inbox).is_empty(), "inbox: {:?}", names_in(&p.inbox));
+}
+
+#[test]
+fn garbage_and_silent_clients_do_not_stop_the_listener() {
+    let p = Pair::new();
+    let mut l = p.receiver.listen(&p.inbox, &["--yes"]);
+
+    // A silent client holds a connection open during the whole test.
+    let silent = TcpStream::connect(("127.0.0.1", l.port)).unwrap();
+
+    let garbage = random_bytes(6, 64 * 1024);
+    let http = b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".to_vec();
+    let truncated_header = vec![0u8; 3];
+    for junk in [garbage, http, truncated_header] {
+        let mut s = TcpStream::connect(("127.0.0.1", l.port)).unwrap();
+        // The listener may close while we write: that is fine.
+        let _ = s.write_all(&junk);
+        if junk.len() == 3 {
+            // End of stream inside a frame header.
+            let _ = s.shutdown(std::net::Shutdown::Write);
+        }
+        // The listener must close the connection by itself, well before its idle timeout.
+        s.set_read_timeout(Some(Duration::from_secs(8))).unwrap();
+        let mut sink = vec![];
+        match s.read_to_end(&mut sink) {
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
+            Err(e) => panic!("listener kept a garbage connection open ({e}); stderr: {}", l.stderr()),
+        }
+    }
+    assert!(l.is_running(), "listener died: {}", l.stderr());
+
+    let content = random_bytes(66, 300_000);
+    let f = p.sender.file("out", "after-garbage.bin", &content);
+    let out = p.sender.send(l.port, &[&f]);
+    assert_sent_ok(&out, 1);
+    l.wait_received();
+    assert_content(&p.inbox.join("after-garbage.bin"), &content);
+    assert_eq!(names_in(&p.inbox), ["after-garbage.bin"]);
+    assert!(l.is_running(), "listener without --once exited: {}", l.stderr());
+    drop(silent);
+}
+
+#[test]
+fn sending_to_a_closed_port_says_cannot_connect() {
+    let node = Node::new(Role::Sender);
+    let f = node.file("out", "x.txt", b"x");
+    let port = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let out = node.send(port, &[&f]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+    assert!(
+        stderr.starts_with(&format!("localstream: cannot connect to 127.0.0.1:{port}")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("localstream listen"), "a hint is expected: {stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn missing_file_fails_before_anything_is_sent() {
+    let p = Pair::new();
+    let mut l = p.receiver.listen(&p.inbox, &["--yes", "--once"]);
+    let relay = Relay::start(l.port, None);
+    let present = p.sender.file("out", "present.txt", b"here");
+    let missing = p.sender.dir("out").join("missing-file.txt");
+
+    let out = p.sender.send(relay.port, &[&present, &missing]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(
+        stderr.starts_with(&format!("localstream: {}", missing.display())),
+        "the message names the file: {stderr}"
+    );
+    assert!(stderr.contains("No such file"), "{stderr}");
+    assert!(out.stdout.is_empty());
+    assert_eq!(relay.accepted.load(Ordering::SeqCst), 0, "send connected anyway");
+    assert!(names_in(&p.inbox).is_empty());
+    assert!(l.is_running(), "the listener saw a transfer: {:?}", l.stdout);
+}
+
+#[test]
+fn bad_address_is_a_usage_error() {
+    let node = Node::new(Role::Sender);
+    let out = common::run(node.cmd().args(["send", "not-an-address", "x"]));
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
+    assert!(
+        stderr.starts_with("localstream: 'not-an-address' is not an address"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn id_is_stable_and_the_key_is_private() {
+    let node = Node::fresh();
+    let first = node.id();
+    let second = node.id();
+    assert_eq!(first, second);
+
+    // Same home through the environment variable.
+    let out = common::run(
+        common::localstream()
+            .env("LOCALSTREAM_HOME", &node.home)
+            .arg("id"),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(common::IdInfo::parse(&text(&out.stdout)), first);
+
+    assert!(uuid::Uuid::parse_str(&first.id).is_ok_and(|u| !u.is_nil()), "{first:?}");
+    assert_eq!(first.sha256.len(), 64, "{first:?}");
+    assert!(first.sha256.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+    let short: Vec<&str> = first.fingerprint.split(':').collect();
+    assert_eq!(short.len(), 4, "{first:?}");
+    assert_eq!(short.concat(), first.sha256[..16], "short fingerprint is the hash's prefix");
+
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(node.home.join("identity.key")).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "identity.key mode {mode:o}");
+    let home_mode = std::fs::metadata(&node.home).unwrap().permissions().mode();
+    assert_eq!(home_mode & 0o077, 0, "home mode {home_mode:o}");
+
+    // Another home is another node.
+    let other = Node::fresh().id();
+    assert_ne!(other.id, first.id);
+    assert_ne!(other.sha256, first.sha256);
+}
+
+/// Starts a send of `file` through a relay that forwards only `cap` bytes,
+/// waits until the receiver holds a partial file, and returns the sender.
+fn send_frozen_mid_file(p: &Pair, l: &common::Listener, file: &Path, cap: u64) -> (std::process::Child, Relay) {
+    let relay = Relay::start(l.port, Some(cap));
+    // Piped but only read after exit: the sender prints a few short lines at most.
+    let sender = p
+        .sender
+        .send_cmd(relay.port, &[file])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let partial = p.inbox.join(format!(
+        "{}.lspart",
+        file.file_name().unwrap().to_str().unwrap()
+    ));
+    let frozen = poll_until(STEP, || {
+        relay.forwarded.load(Ordering::SeqCst) >= cap
+            && std::fs::metadata(&partial).is_ok_and(|m| m.len() > 0)
+    });
+    assert!(
+        frozen,
+        "no partial file appeared (forwarded {} bytes); inbox {:?}; stderr {}",
+        relay.forwarded.load(Ordering::SeqCst),
+        names_in(&p.inbox),
+        l.stderr()
+    );
+    (sender, relay)
+}
+
+#[test]
+fn sender_killed_mid_file_leaves_only_a_partial_and_the_listener_goes_on() {
+    let p = Pair::new();
+    let content = random_bytes(11, 8 * MIB);
+    let f = p.sender.file("out", "big.bin", &content);
+    let mut l = p.receiver.listen(&p.inbox, &["--yes"]);
+
+    let cap = 2 * MIB as u64;
+    let (mut sender, _relay) = send_frozen_mid_file(&p, &l, &f, cap);
+    sender.kill().unwrap();
+    sender.wait().unwrap();
+
+    l.wait_stderr("transfer failed");
+    assert!(l.is_running(), "listener exited: {}", l.stderr());
+    assert_eq!(names_in(&p.inbox), ["big.bin.lspart"], "only the partial file may exist");
+    let partial = std::fs::metadata(p.inbox.join("big.bin.lspart")).unwrap().len();
+    assert!(partial > 0 && partial < cap, "partial holds {partial} bytes");
+    // What was kept is a prefix of the file.
+    let kept = std::fs::read(p.inbox.join("big.bin.lspart")).unwrap();
+    assert!(content.starts_with(&kept), "the partial file is not a prefix of the sent file");
+
+    // The same file again, directly: it arrives whole under its own name.
+    let out = p.sender.send(l.port, &[&f]);
+    assert_sent_ok(&out, 1);
+    l.wait_received();
+    assert_content(&p.inbox.join("big.bin"), &content);
+    assert!(
+        names_in(&p.inbox).iter().all(|n| n == "big.bin" || n.ends_with(".lspart")),
+        "{:?}",
+        names_in(&p.inbox)
+    );
+    assert!(l.is_running());
+}
+
+#[test]
+fn connection_cut_mid_file_fails_the_sender_and_once_listener() {
+    let p = Pair::new();
+    let content = random_bytes(12, 8 * MIB);
+    let f = p.sender.file("out", "cut.bin", &content);
+    let mut l = p.receiver.listen(&p.inbox, &["--yes", "--once"]);
+
+    let (mut sender, relay) = send_frozen_mid_file(&p, &l, &f, MIB as u64);
+    relay.cut();
+
+    let status = wait_deadline(&mut sender, STEP).expect("the sender did not notice the cut");
+    let mut stderr = String::new();
+    sender.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    assert_eq!(status.code(), Some(1), "stderr: {stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(last.starts_with("localstream: "), "{stderr}");
+    assert!(
+        last.contains("connection lost") || last.contains("truncated") || last.contains("closed"),
+        "the user should learn the connection broke: {stderr}"
+    );
+    let mut stdout = String::new();
+    sender.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
+    assert!(stdout.is_empty(), "nothing claims success: {stdout}");
+
+    assert_eq!(l.wait_exit(), Some(1), "stderr: {}", l.stderr());
+    assert!(l.stderr().contains("transfer failed"), "{}", l.stderr());
+    assert_eq!(names_in(&p.inbox), ["cut.bin.lspart"]);
+}
