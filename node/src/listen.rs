@@ -119,9 +119,14 @@ pub async fn run(
                 let span = info_span!("conn", %remote);
                 tasks.spawn(async move {
                     let _permit = permit;
+                    // On shutdown a transfer gets a moment to tell its sender why it stops.
+                    let cut = async {
+                        token.cancelled().await;
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    };
                     tokio::select! {
-                        end = receive::serve(stream, remote, shared) => end,
-                        _ = token.cancelled() => ConnEnd::NoTransfer(Error::Interrupted),
+                        end = receive::serve(stream, remote, shared, token.clone()) => end,
+                        _ = cut => ConnEnd::NoTransfer(Error::Interrupted),
                     }
                 }.instrument(span));
             }

@@ -29,6 +29,7 @@ use localstream_proto::{
 };
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::conn::{self, FrameReader, IDLE_TIMEOUT, RawFrame, RecordWriter};
@@ -87,7 +88,12 @@ struct Planned {
 }
 
 /// Serves one connection to the end.
-pub async fn serve(stream: TcpStream, remote: SocketAddr, shared: Arc<Shared>) -> ConnEnd {
+pub async fn serve(
+    stream: TcpStream,
+    remote: SocketAddr,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+) -> ConnEnd {
     let _ = stream.set_nodelay(true);
     let (rd, wr) = stream.into_split();
     let mut reader = FrameReader::new(rd);
@@ -113,14 +119,27 @@ pub async fn serve(stream: TcpStream, remote: SocketAddr, shared: Arc<Shared>) -
             return ConnEnd::NoTransfer(e);
         }
     };
-    let result = transfer(&mut reader, &mut writer, opener, &peer, offer, &shared).await;
+    let result = transfer(
+        &mut reader,
+        &mut writer,
+        opener,
+        &peer,
+        offer,
+        &shared,
+        &stop,
+    )
+    .await;
     if let Err(e) = &result
         && !matches!(
             e,
             Error::Protocol(ProtoError::PeerAlert { .. }) | Error::Refused { .. }
         )
     {
-        writer.alert(status_of(e), &e.to_string()).await;
+        let message = match e {
+            Error::Interrupted => "the receiver is shutting down".to_owned(),
+            e => e.to_string(),
+        };
+        writer.alert(status_of(e), &message).await;
     }
     ConnEnd::Transfer(result)
 }
@@ -129,6 +148,7 @@ fn status_of(e: &Error) -> Status {
     match e {
         Error::Protocol(p) => p.status(),
         Error::Timeout(_) => Status::Timeout,
+        Error::Interrupted => Status::Busy,
         Error::Refused { status, .. } => *status,
         Error::File { source, .. } | Error::Io(source) => io_status(source),
         _ => Status::InternalError,
@@ -188,6 +208,7 @@ async fn transfer<R, W>(
     peer: &PeerIdentity,
     (entries, total): (Vec<OfferEntry>, u64),
     shared: &Shared,
+    stop: &CancellationToken,
 ) -> Result<Received>
 where
     R: tokio::io::AsyncRead + Unpin + Send,
@@ -329,7 +350,11 @@ where
     let files = planned.len();
     let bar = progress.clone();
     let write_task = tokio::task::spawn_blocking(move || write_files(opener, rx, planned, &bar));
-    let read_result = forward_frames(reader, tx).await;
+    let read_result = tokio::select! {
+        r = forward_frames(reader, tx) => r,
+        // Shutting down: stop reading; the writer keeps what it has as partial files.
+        _ = stop.cancelled() => Err(Error::Interrupted),
+    };
     let written = write_task
         .await
         .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))?;
@@ -340,6 +365,7 @@ where
         (Ok(r), _) => r,
         (Err(e), Ok(())) => return Err(e),
         (Err(Error::Protocol(ProtoError::Truncated)), Err(read_err)) => return Err(read_err),
+        (Err(_), Err(Error::Interrupted)) => return Err(Error::Interrupted),
         (Err(e), Err(_)) => return Err(e),
     };
 
