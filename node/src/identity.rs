@@ -22,8 +22,6 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rsa::pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey, LineEnding};
-use rsa::sha2::{Digest, Sha256};
-use rsa::traits::PublicKeyParts;
 use serde::{Deserialize, Serialize};
 
 /// Name of the private key file inside the home directory.
@@ -182,7 +180,7 @@ impl Identity {
 /// SHA-256 of a public key's SPKI DER (use for peers' keys too).
 #[must_use]
 pub fn fingerprint_of(spki_der: &[u8]) -> [u8; 32] {
-    Sha256::digest(spki_der).into()
+    localstream_proto::fingerprint(spki_der)
 }
 
 /// Full fingerprint as 64 lowercase hex digits.
@@ -336,15 +334,9 @@ fn check_key(key: &rsa::PrivateKey, path: &Path) -> Result<()> {
         path: path.to_owned(),
         reason,
     };
-    let bits = key.n().bit_width() as usize;
-    if !(MIN_KEY_BITS..=MAX_KEY_BITS).contains(&bits) {
-        return Err(unsupported(format!(
-            "{bits}-bit modulus (need {MIN_KEY_BITS}..={MAX_KEY_BITS})"
-        )));
-    }
-    if key.e_bytes().as_ref() != [0x01, 0x00, 0x01] {
-        return Err(unsupported("public exponent is not 65537".into()));
-    }
+    // The same policy the handshake applies to peers' keys.
+    localstream_proto::identity::check_key_policy(key.as_public_key())
+        .map_err(|e| unsupported(e.to_string()))?;
     key.validate()
         .map_err(|e| unsupported(format!("key is inconsistent: {e}")))?;
     spki_der(key).map_err(|e| IdentityError::Encode {
@@ -562,7 +554,7 @@ mod tests {
         let (_tmp, home) = home();
         let a = load_or_create(&home, BITS, Some("alice's laptop")).unwrap();
         assert_eq!(a.name, "alice's laptop");
-        assert_eq!(a.key.n().bit_width(), 2048);
+        assert_eq!(rsa::traits::PublicKeyParts::n(&a.key).bit_width(), 2048);
         let b = load_or_create(&home, BITS, None).unwrap();
         assert_eq!(a.node_id, b.node_id);
         assert_eq!(a.fingerprint(), b.fingerprint());
