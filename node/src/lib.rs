@@ -20,5 +20,6 @@ pub mod listen;
 pub mod progress;
 pub mod receive;
 pub mod send;
+pub mod signals;
 
 pub use error::{Error, Result};

@@ -23,6 +23,7 @@ use crate::consent::Gate;
 use crate::error::{Error, Result};
 use crate::identity::short_fingerprint;
 use crate::receive::{self, ConnEnd, Shared};
+use crate::signals::Interrupts;
 
 /// Most connections served at once; more wait in the kernel's backlog.
 const MAX_CONNECTIONS: usize = 64;
@@ -55,6 +56,7 @@ pub async fn run(
             source,
         })?;
     let local = listener.local_addr()?;
+    let mut interrupts = Interrupts::new()?;
     print_banner(&identity, local, &dir);
 
     let shared = Arc::new(Shared {
@@ -67,12 +69,11 @@ pub async fn run(
     let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut tasks: JoinSet<ConnEnd> = JoinSet::new();
     let mut backoff = Duration::from_millis(50);
-    let mut ctrl_c = std::pin::pin!(tokio::signal::ctrl_c());
 
     let end = loop {
         tokio::select! {
             biased;
-            _ = &mut ctrl_c => break ListenEnd::Interrupted,
+            _ = interrupts.next() => break ListenEnd::Interrupted,
             Some(joined) = tasks.join_next() => {
                 let Ok(end) = joined else { continue };
                 match end {
@@ -141,22 +142,22 @@ pub async fn run(
     tokio::select! {
         _ = drain => {}
         _ = tokio::time::sleep(SHUTDOWN_GRACE) => {}
-        _ = tokio::signal::ctrl_c() => {}
+        _ = interrupts.next() => {}
     }
     Ok(end)
 }
 
 fn print_banner(identity: &LocalIdentity, local: SocketAddr, dir: &std::path::Path) {
     let fp = identity.fingerprint();
-    println!("LocalStream node {}", identity.name());
-    println!(
+    crate::outln!("LocalStream node {}", identity.name());
+    crate::outln!(
         "  id          {}",
         uuid::Uuid::from_bytes(identity.node_id())
     );
-    println!("  fingerprint {}", short_fingerprint(&fp));
-    println!("  saving to   {}", dir.display());
+    crate::outln!("  fingerprint {}", short_fingerprint(&fp));
+    crate::outln!("  saving to   {}", dir.display());
     for addr in listen_addresses(local) {
-        println!("listening on {addr}");
+        crate::outln!("listening on {addr}");
     }
 }
 

@@ -11,7 +11,8 @@ use localstream::config::{Common, Config};
 use localstream::error::Error;
 use localstream::identity::{self, DEFAULT_KEY_BITS, fingerprint_hex, short_fingerprint};
 use localstream::listen::{self, ListenEnd};
-use localstream::send;
+use localstream::signals::Interrupts;
+use localstream::{outln, send};
 use localstream_proto::LocalIdentity;
 use tracing_subscriber::EnvFilter;
 
@@ -77,10 +78,10 @@ fn run(config: Config) -> Exit {
         match config {
             Config::Id(common) => {
                 let id = load_identity(&common)?;
-                println!("name        {}", id.name());
-                println!("id          {}", uuid::Uuid::from_bytes(id.node_id()));
-                println!("fingerprint {}", short_fingerprint(&id.fingerprint()));
-                println!("sha256      {}", fingerprint_hex(&id.fingerprint()));
+                outln!("name        {}", id.name());
+                outln!("id          {}", uuid::Uuid::from_bytes(id.node_id()));
+                outln!("fingerprint {}", short_fingerprint(&id.fingerprint()));
+                outln!("sha256      {}", fingerprint_hex(&id.fingerprint()));
                 Ok(Exit::Success)
             }
             Config::Listen(common, cfg) => {
@@ -92,10 +93,11 @@ fn run(config: Config) -> Exit {
                 })
             }
             Config::Send(common, cfg) => {
+                let mut interrupts = Interrupts::new()?;
                 let id = load_identity(&common)?;
                 tokio::select! {
                     r = send::run(id, &cfg, common.progress) => r.map(|_| Exit::Success),
-                    _ = tokio::signal::ctrl_c() => Err(Error::Interrupted),
+                    _ = interrupts.next() => Err(Error::Interrupted),
                 }
             }
         }

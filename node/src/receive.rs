@@ -399,12 +399,12 @@ where
     let _ = writer.inner.shutdown().await;
 
     let saved: Vec<PathBuf> = results.into_iter().filter_map(|r| r.ok()).collect();
-    println!(
+    crate::outln!(
         "received {} from {who}",
         summary(saved.len(), bytes, started.elapsed())
     );
     for p in &saved {
-        println!("  {}", escape_for_terminal(&p.display().to_string()));
+        crate::outln!("  {}", escape_for_terminal(&p.display().to_string()));
     }
     if failed > 0 {
         eprintln!("{failed} file(s) from {who} failed verification and were discarded");

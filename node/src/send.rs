@@ -268,7 +268,7 @@ pub async fn run(identity: Arc<LocalIdentity>, cfg: &SendConfig, progress: bool)
     }
     info!(peer = %who, status = %status.status, "transfer finished");
     if status.status.is_ok() && delivered == sources.len() {
-        println!("sent {} to {who}", summary(delivered, bytes, elapsed));
+        crate::outln!("sent {} to {who}", summary(delivered, bytes, elapsed));
         Ok(Sent {
             delivered,
             offered: sources.len(),

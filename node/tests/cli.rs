@@ -52,7 +52,11 @@ fn assert_sent_ok(out: &std::process::Output, files: usize) {
         stdout.starts_with(&format!("sent {files} {plural}, ")),
         "unexpected send output: {stdout:?}"
     );
-    assert_eq!(stdout.lines().count(), 1, "one summary line expected: {stdout:?}");
+    assert_eq!(
+        stdout.lines().count(),
+        1,
+        "one summary line expected: {stdout:?}"
+    );
 }
 
 #[test]
@@ -66,9 +70,14 @@ fn empty_tiny_and_large_files_arrive_intact_and_once_exits_zero() {
         p.sender.file("out", "one.bin", &one),
         p.sender.file("out", "big.bin", &big),
     ];
-    let mut l = p.receiver.listen(&p.inbox, &["--yes", "--once", "--name", "inbox-node"]);
+    let mut l = p
+        .receiver
+        .listen(&p.inbox, &["--yes", "--once", "--name", "inbox-node"]);
 
-    let out = p.sender.send(l.port, &files.iter().map(|f| f.as_path()).collect::<Vec<_>>());
+    let out = p.sender.send(
+        l.port,
+        &files.iter().map(|f| f.as_path()).collect::<Vec<_>>(),
+    );
     assert_sent_ok(&out, 3);
     let (head, saved) = l.wait_received();
     assert!(head.starts_with("received 3 files, 10.00 MiB"), "{head}");
@@ -77,7 +86,9 @@ fn empty_tiny_and_large_files_arrive_intact_and_once_exits_zero() {
     let inbox = std::fs::canonicalize(&p.inbox).unwrap();
     assert_eq!(
         saved,
-        ["empty.bin", "one.bin", "big.bin"].map(|n| inbox.join(n)).to_vec()
+        ["empty.bin", "one.bin", "big.bin"]
+            .map(|n| inbox.join(n))
+            .to_vec()
     );
     assert_eq!(names_in(&p.inbox), ["big.bin", "empty.bin", "one.bin"]);
     assert_content(&p.inbox.join("empty.bin"), &empty);
@@ -88,7 +99,9 @@ fn empty_tiny_and_large_files_arrive_intact_and_once_exits_zero() {
 #[test]
 fn three_files_in_one_send_name_the_receiver_by_fingerprint() {
     let p = Pair::new();
-    let contents: Vec<Vec<u8>> = (0..3).map(|i| random_bytes(10 + i, 1000 + 7777 * i as usize)).collect();
+    let contents: Vec<Vec<u8>> = (0..3)
+        .map(|i| random_bytes(10 + i, 1000 + 7777 * i as usize))
+        .collect();
     let files: Vec<_> = contents
         .iter()
         .enumerate()
@@ -96,19 +109,29 @@ fn three_files_in_one_send_name_the_receiver_by_fingerprint() {
         .collect();
     let receiver_id = p.receiver.id();
     let sender_id = p.sender.id();
-    let mut l = p.receiver.listen(&p.inbox, &["--yes", "--once", "--name", "three-node"]);
+    let mut l = p
+        .receiver
+        .listen(&p.inbox, &["--yes", "--once", "--name", "three-node"]);
 
-    let out = p.sender.send(l.port, &files.iter().map(|f| f.as_path()).collect::<Vec<_>>());
+    let out = p.sender.send(
+        l.port,
+        &files.iter().map(|f| f.as_path()).collect::<Vec<_>>(),
+    );
     assert_sent_ok(&out, 3);
     let stdout = text(&out.stdout);
     assert!(
-        stdout.trim_end().ends_with(&format!("to three-node [{}]", receiver_id.fingerprint)),
+        stdout
+            .trim_end()
+            .ends_with(&format!("to three-node [{}]", receiver_id.fingerprint)),
         "{stdout:?} should name the receiver and its fingerprint {}",
         receiver_id.fingerprint
     );
     let (head, _) = l.wait_received();
     assert!(
-        head.ends_with(&format!("from {} [{}]", sender_id.name, sender_id.fingerprint)),
+        head.ends_with(&format!(
+            "from {} [{}]",
+            sender_id.name, sender_id.fingerprint
+        )),
         "{head:?} should name the sender {sender_id:?}"
     );
     assert_eq!(l.wait_exit(), Some(0));
@@ -148,7 +171,12 @@ fn existing_file_is_kept_and_the_new_one_gets_a_free_name() {
     assert_sent_ok(&out, 1);
     let (_, saved) = l.wait_received();
     assert_eq!(l.wait_exit(), Some(0));
-    assert_eq!(saved, [std::fs::canonicalize(&p.inbox).unwrap().join("report (1).pdf")]);
+    assert_eq!(
+        saved,
+        [std::fs::canonicalize(&p.inbox)
+            .unwrap()
+            .join("report (1).pdf")]
+    );
     assert_eq!(names_in(&p.inbox), ["report (1).pdf", "report.pdf"]);
     assert_content(&p.inbox.join("report.pdf"), &old);
     assert_content(&p.inbox.join("report (1).pdf"), &new);
@@ -164,12 +192,23 @@ fn without_yes_or_terminal_the_offer_is_refused() {
     let out = p.sender.send(l.port, &[&f]);
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
-    assert!(text(&out.stdout).is_empty(), "nothing on stdout: {:?}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).is_empty(),
+        "nothing on stdout: {:?}",
+        text(&out.stdout)
+    );
     let last = stderr.lines().last().unwrap_or_default();
-    assert!(last.starts_with("localstream: refused by the receiver"), "{stderr}");
+    assert!(
+        last.starts_with("localstream: refused by the receiver"),
+        "{stderr}"
+    );
     assert!(last.contains("--yes") && last.contains("406"), "{stderr}");
     assert_eq!(l.wait_exit(), Some(1), "stderr: {}", l.stderr());
-    assert!(names_in(&p.inbox).is_empty(), "inbox: {:?}", names_in(&p.inbox));
+    assert!(
+        names_in(&p.inbox).is_empty(),
+        "inbox: {:?}",
+        names_in(&p.inbox)
+    );
 }
 
 #[test]
@@ -197,7 +236,10 @@ fn garbage_and_silent_clients_do_not_stop_the_listener() {
         match s.read_to_end(&mut sink) {
             Ok(_) => {}
             Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
-            Err(e) => panic!("listener kept a garbage connection open ({e}); stderr: {}", l.stderr()),
+            Err(e) => panic!(
+                "listener kept a garbage connection open ({e}); stderr: {}",
+                l.stderr()
+            ),
         }
     }
     assert!(l.is_running(), "listener died: {}", l.stderr());
@@ -209,7 +251,11 @@ fn garbage_and_silent_clients_do_not_stop_the_listener() {
     l.wait_received();
     assert_content(&p.inbox.join("after-garbage.bin"), &content);
     assert_eq!(names_in(&p.inbox), ["after-garbage.bin"]);
-    assert!(l.is_running(), "listener without --once exited: {}", l.stderr());
+    assert!(
+        l.is_running(),
+        "listener without --once exited: {}",
+        l.stderr()
+    );
     drop(silent);
 }
 
@@ -228,7 +274,10 @@ fn sending_to_a_closed_port_says_cannot_connect() {
         stderr.starts_with(&format!("localstream: cannot connect to 127.0.0.1:{port}")),
         "{stderr}"
     );
-    assert!(stderr.contains("localstream listen"), "a hint is expected: {stderr}");
+    assert!(
+        stderr.contains("localstream listen"),
+        "a hint is expected: {stderr}"
+    );
     assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
     assert!(out.stdout.is_empty());
 }
@@ -251,9 +300,17 @@ fn missing_file_fails_before_anything_is_sent() {
     );
     assert!(stderr.contains("No such file"), "{stderr}");
     assert!(out.stdout.is_empty());
-    assert_eq!(relay.accepted.load(Ordering::SeqCst), 0, "send connected anyway");
+    assert_eq!(
+        relay.accepted.load(Ordering::SeqCst),
+        0,
+        "send connected anyway"
+    );
     assert!(names_in(&p.inbox).is_empty());
-    assert!(l.is_running(), "the listener saw a transfer: {:?}", l.stdout);
+    assert!(
+        l.is_running(),
+        "the listener saw a transfer: {:?}",
+        l.stdout
+    );
 }
 
 #[test]
@@ -285,15 +342,30 @@ fn id_is_stable_and_the_key_is_private() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(common::IdInfo::parse(&text(&out.stdout)), first);
 
-    assert!(uuid::Uuid::parse_str(&first.id).is_ok_and(|u| !u.is_nil()), "{first:?}");
+    assert!(
+        uuid::Uuid::parse_str(&first.id).is_ok_and(|u| !u.is_nil()),
+        "{first:?}"
+    );
     assert_eq!(first.sha256.len(), 64, "{first:?}");
-    assert!(first.sha256.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+    assert!(
+        first
+            .sha256
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    );
     let short: Vec<&str> = first.fingerprint.split(':').collect();
     assert_eq!(short.len(), 4, "{first:?}");
-    assert_eq!(short.concat(), first.sha256[..16], "short fingerprint is the hash's prefix");
+    assert_eq!(
+        short.concat(),
+        first.sha256[..16],
+        "short fingerprint is the hash's prefix"
+    );
 
     use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(node.home.join("identity.key")).unwrap().permissions().mode();
+    let mode = std::fs::metadata(node.home.join("identity.key"))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o600, "identity.key mode {mode:o}");
     let home_mode = std::fs::metadata(&node.home).unwrap().permissions().mode();
     assert_eq!(home_mode & 0o077, 0, "home mode {home_mode:o}");
@@ -304,9 +376,18 @@ fn id_is_stable_and_the_key_is_private() {
     assert_ne!(other.sha256, first.sha256);
 }
 
+/// Bytes the relay lets through in the mid-file tests: the handshake, the
+/// offer and two and a half 1 MiB data records.
+const CAP: u64 = 5 * MIB as u64 / 2;
+
 /// Starts a send of `file` through a relay that forwards only `cap` bytes,
 /// waits until the receiver holds a partial file, and returns the sender.
-fn send_frozen_mid_file(p: &Pair, l: &common::Listener, file: &Path, cap: u64) -> (std::process::Child, Relay) {
+fn send_frozen_mid_file(
+    p: &Pair,
+    l: &common::Listener,
+    file: &Path,
+    cap: u64,
+) -> (std::process::Child, Relay) {
     let relay = Relay::start(l.port, Some(cap));
     // Piped but only read after exit: the sender prints a few short lines at most.
     let sender = p
@@ -341,19 +422,30 @@ fn sender_killed_mid_file_leaves_only_a_partial_and_the_listener_goes_on() {
     let f = p.sender.file("out", "big.bin", &content);
     let mut l = p.receiver.listen(&p.inbox, &["--yes"]);
 
-    let cap = 2 * MIB as u64;
-    let (mut sender, _relay) = send_frozen_mid_file(&p, &l, &f, cap);
+    let (mut sender, _relay) = send_frozen_mid_file(&p, &l, &f, CAP);
     sender.kill().unwrap();
     sender.wait().unwrap();
 
     l.wait_stderr("transfer failed");
     assert!(l.is_running(), "listener exited: {}", l.stderr());
-    assert_eq!(names_in(&p.inbox), ["big.bin.lspart"], "only the partial file may exist");
-    let partial = std::fs::metadata(p.inbox.join("big.bin.lspart")).unwrap().len();
-    assert!(partial > 0 && partial < cap, "partial holds {partial} bytes");
+    assert_eq!(
+        names_in(&p.inbox),
+        ["big.bin.lspart"],
+        "only the partial file may exist"
+    );
+    let partial = std::fs::metadata(p.inbox.join("big.bin.lspart"))
+        .unwrap()
+        .len();
+    assert!(
+        partial > 0 && partial < CAP,
+        "partial holds {partial} bytes"
+    );
     // What was kept is a prefix of the file.
     let kept = std::fs::read(p.inbox.join("big.bin.lspart")).unwrap();
-    assert!(content.starts_with(&kept), "the partial file is not a prefix of the sent file");
+    assert!(
+        content.starts_with(&kept),
+        "the partial file is not a prefix of the sent file"
+    );
 
     // The same file again, directly: it arrives whole under its own name.
     let out = p.sender.send(l.port, &[&f]);
@@ -361,7 +453,9 @@ fn sender_killed_mid_file_leaves_only_a_partial_and_the_listener_goes_on() {
     l.wait_received();
     assert_content(&p.inbox.join("big.bin"), &content);
     assert!(
-        names_in(&p.inbox).iter().all(|n| n == "big.bin" || n.ends_with(".lspart")),
+        names_in(&p.inbox)
+            .iter()
+            .all(|n| n == "big.bin" || n.ends_with(".lspart")),
         "{:?}",
         names_in(&p.inbox)
     );
@@ -375,24 +469,116 @@ fn connection_cut_mid_file_fails_the_sender_and_once_listener() {
     let f = p.sender.file("out", "cut.bin", &content);
     let mut l = p.receiver.listen(&p.inbox, &["--yes", "--once"]);
 
-    let (mut sender, relay) = send_frozen_mid_file(&p, &l, &f, MIB as u64);
+    let (mut sender, relay) = send_frozen_mid_file(&p, &l, &f, CAP);
     relay.cut();
 
     let status = wait_deadline(&mut sender, STEP).expect("the sender did not notice the cut");
     let mut stderr = String::new();
-    sender.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    sender
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
     assert_eq!(status.code(), Some(1), "stderr: {stderr}");
     let last = stderr.lines().last().unwrap_or_default();
     assert!(last.starts_with("localstream: "), "{stderr}");
     assert!(
-        last.contains("connection lost") || last.contains("truncated") || last.contains("closed"),
+        last.contains("connection lost") || last.contains("connection closed"),
         "the user should learn the connection broke: {stderr}"
     );
     let mut stdout = String::new();
-    sender.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
+    sender
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
     assert!(stdout.is_empty(), "nothing claims success: {stdout}");
 
     assert_eq!(l.wait_exit(), Some(1), "stderr: {}", l.stderr());
     assert!(l.stderr().contains("transfer failed"), "{}", l.stderr());
     assert_eq!(names_in(&p.inbox), ["cut.bin.lspart"]);
+}
+
+#[test]
+fn ctrl_c_on_a_sender_mid_file_exits_130() {
+    let p = Pair::new();
+    let content = random_bytes(13, 8 * MIB);
+    let f = p.sender.file("out", "stopped.bin", &content);
+    let mut l = p.receiver.listen(&p.inbox, &["--yes", "--once"]);
+
+    let (mut sender, _relay) = send_frozen_mid_file(&p, &l, &f, CAP);
+    common::interrupt(sender.id());
+    let status = wait_deadline(&mut sender, STEP).expect("the sender ignored Ctrl-C");
+    let mut stderr = String::new();
+    sender
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert_eq!(status.code(), Some(130), "stderr: {stderr}");
+    assert_eq!(
+        stderr.lines().last(),
+        Some("localstream: interrupted"),
+        "{stderr}"
+    );
+
+    assert_eq!(l.wait_exit(), Some(1), "stderr: {}", l.stderr());
+    assert_eq!(names_in(&p.inbox), ["stopped.bin.lspart"]);
+}
+
+#[test]
+fn ctrl_c_stops_a_listener_with_130() {
+    let p = Pair::new();
+    let mut l = p.receiver.listen(&p.inbox, &["--yes"]);
+    // One transfer first: by then the listener certainly handles Ctrl-C
+    // (see `ctrl_c_right_after_listening_on_exits_130` for the moment before).
+    let f = p.sender.file("out", "before-ctrl-c.txt", b"one");
+    assert_sent_ok(&p.sender.send(l.port, &[&f]), 1);
+    l.wait_received();
+    common::interrupt(l.pid());
+    assert_eq!(l.wait_exit(), Some(130), "stderr: {}", l.stderr());
+    assert!(!l.stderr().contains("failed"), "{}", l.stderr());
+    assert_content(&p.inbox.join("before-ctrl-c.txt"), b"one");
+}
+
+/// A script that waits for `listening on` and then sends SIGINT must get the
+/// graceful exit 130, not a death by signal.
+#[test]
+fn ctrl_c_right_after_listening_on_exits_130() {
+    let p = Pair::new();
+    for round in 0..100 {
+        let mut l = p.receiver.listen(&p.inbox, &["--yes"]);
+        common::interrupt(l.pid());
+        let code = l.wait_exit();
+        assert_eq!(
+            code,
+            Some(130),
+            "round {round}: exit {code:?} (None = killed by the signal)"
+        );
+    }
+}
+
+/// `localstream id | head -0`: the reader of stdout is gone before we print.
+#[test]
+fn closed_stdout_is_not_a_crash() {
+    let node = Node::new(Role::Sender);
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = node
+        .cmd()
+        .arg("id")
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = text(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "exit {:?}, stderr: {stderr}",
+        out.status
+    );
 }

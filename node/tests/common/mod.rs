@@ -70,10 +70,29 @@ fn template(role: Role) -> &'static Path {
         std::fs::create_dir_all(&root).unwrap();
         let fresh = tempfile::tempdir_in(&root).unwrap();
         let home = fresh.path().join("home");
-        let out = localstream().arg("--home").arg(&home).arg("id").output().unwrap();
-        assert!(out.status.success(), "identity generation failed: {}", text(&out.stderr));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::rename(&home, &dir).unwrap();
+        let out = localstream()
+            .arg("--home")
+            .arg(&home)
+            .arg("id")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "identity generation failed: {}",
+            text(&out.stderr)
+        );
+        if dir.exists() {
+            // Left half-made or corrupt by an earlier run.
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        // Another test process may have won the race to create it.
+        if std::fs::rename(&home, &dir).is_err() {
+            assert!(
+                usable(&dir),
+                "cannot install identity template {}",
+                dir.display()
+            );
+        }
         dir
     })
 }
@@ -129,7 +148,12 @@ impl Node {
     /// `localstream id`, parsed.
     pub fn id(&self) -> IdInfo {
         let out = run(self.cmd().arg("id"));
-        assert_eq!(out.status.code(), Some(0), "id failed: {}", text(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "id failed: {}",
+            text(&out.stderr)
+        );
         IdInfo::parse(&text(&out.stdout))
     }
 
@@ -241,6 +265,15 @@ pub fn wait_deadline(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
     }
 }
 
+/// Sends SIGINT (what Ctrl-C sends) to a process.
+pub fn interrupt(pid: u32) {
+    let st = Command::new("kill")
+        .args(["-s", "INT", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success(), "kill -s INT {pid} failed");
+}
+
 /// Polls `cond` until it holds or `limit` passes; returns whether it held.
 pub fn poll_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + limit;
@@ -294,7 +327,9 @@ impl Listener {
                 if n == 0 {
                     break;
                 }
-                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
             }
         });
         let mut l = Listener {
@@ -327,7 +362,9 @@ impl Listener {
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => self.fail("no matching stdout line in time"),
-                Err(RecvTimeoutError::Disconnected) => self.fail("stdout closed before a matching line"),
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.fail("stdout closed before a matching line")
+                }
             }
         }
     }
@@ -366,6 +403,11 @@ impl Listener {
             Some(s) => s.code(),
             None => self.fail("listener did not exit in time"),
         }
+    }
+
+    /// The process id (to send it signals).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Whether the process is still running.
@@ -407,7 +449,12 @@ pub fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
 /// Asserts that the file at `path` holds exactly `expected` (by length and BLAKE3).
 pub fn assert_content(path: &Path, expected: &[u8]) {
     let got = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    assert_eq!(got.len(), expected.len(), "{}: length differs", path.display());
+    assert_eq!(
+        got.len(),
+        expected.len(),
+        "{}: length differs",
+        path.display()
+    );
     assert_eq!(
         blake3::hash(&got),
         blake3::hash(expected),
@@ -449,7 +496,12 @@ impl Relay {
         let forwarded = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let live = Arc::new(Mutex::new(Vec::new()));
-        let (acc, fwd, st, lv) = (accepted.clone(), forwarded.clone(), stop.clone(), live.clone());
+        let (acc, fwd, st, lv) = (
+            accepted.clone(),
+            forwarded.clone(),
+            stop.clone(),
+            live.clone(),
+        );
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 if st.load(Ordering::SeqCst) {
@@ -460,7 +512,9 @@ impl Relay {
                 let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else {
                     continue;
                 };
-                lv.lock().unwrap().extend([client.try_clone().unwrap(), server.try_clone().unwrap()]);
+                lv.lock()
+                    .unwrap()
+                    .extend([client.try_clone().unwrap(), server.try_clone().unwrap()]);
                 let fwd = fwd.clone();
                 let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
                 // Client -> server, up to the cap.
@@ -473,7 +527,8 @@ impl Relay {
                             Ok(n) => n,
                         };
                         let done = fwd.load(Ordering::SeqCst);
-                        let allowed = cap.map_or(n as u64, |c| c.saturating_sub(done).min(n as u64));
+                        let allowed =
+                            cap.map_or(n as u64, |c| c.saturating_sub(done).min(n as u64));
                         if allowed > 0 {
                             if server.write_all(&buf[..allowed as usize]).is_err() {
                                 break;
