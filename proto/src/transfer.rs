@@ -24,6 +24,9 @@ use crate::status::Status;
 pub const MAX_FILES: u32 = 100_000;
 /// Longest path in an offer entry, in bytes.
 pub const MAX_PATH: usize = 4096;
+/// Most path bytes a whole offer may carry (bounds what a peer can make us hold
+/// before anyone has consented).
+pub const MAX_OFFER_PATH_BYTES: usize = 32 << 20;
 /// Longest human message in an answer or status, in bytes.
 pub const MAX_MESSAGE: usize = 1024;
 
@@ -138,6 +141,7 @@ pub struct OfferCollector {
     totals: Option<(u32, u64)>,
     entries: Vec<OfferEntry>,
     sum: u64,
+    path_bytes: usize,
 }
 
 impl OfferCollector {
@@ -154,6 +158,13 @@ impl OfferCollector {
             return Err(Error::Malformed("Offer has more entries than announced"));
         }
         for e in part.entries {
+            self.path_bytes += e.path.len();
+            if self.path_bytes > MAX_OFFER_PATH_BYTES {
+                return Err(Error::RecordTooLarge {
+                    len: self.path_bytes,
+                    max: MAX_OFFER_PATH_BYTES,
+                });
+            }
             self.sum = self
                 .sum
                 .checked_add(e.size)
@@ -389,6 +400,30 @@ mod tests {
         assert_eq!(
             OfferPart::decode(&body),
             Err(Error::Malformed("Offer entry count"))
+        );
+    }
+
+    #[test]
+    fn offer_path_bytes_are_bounded_across_records() {
+        // 9000 paths of ~4 KB each: 36 MB, just past the 32 MiB bound.
+        let long = "x/".repeat(2000) + "f";
+        let entries: Vec<_> = (0..9000)
+            .map(|i| OfferEntry {
+                path: format!("{long}{i}"),
+                size: 0,
+            })
+            .collect();
+        let mut c = OfferCollector::default();
+        let mut err = None;
+        for p in OfferPart::split(&entries).unwrap() {
+            if let Err(e) = c.add(p) {
+                err = Some(e);
+                break;
+            }
+        }
+        assert!(
+            matches!(err, Some(Error::RecordTooLarge { max, .. }) if max == MAX_OFFER_PATH_BYTES),
+            "{err:?}"
         );
     }
 
