@@ -68,13 +68,13 @@ pub fn human_bytes(n: u64) -> String {
     indicatif::BinaryBytes(n).to_string()
 }
 
-/// "3 files, 10.0 MiB in 0.52 s (20.2 MB/s)".
+/// "3 files, 10.00 MiB in 0.50 s (20.0 MiB/s)" (binary units, like the progress bars).
 pub fn summary(files: usize, bytes: u64, elapsed: Duration) -> String {
     let secs = elapsed.as_secs_f64().max(1e-6);
     format!(
-        "{files} file{s}, {} in {secs:.2} s ({:.1} MB/s)",
+        "{files} file{s}, {} in {secs:.2} s ({:.1} MiB/s)",
         human_bytes(bytes),
-        bytes as f64 / secs / 1e6,
+        bytes as f64 / secs / (1024.0 * 1024.0),
         s = if files == 1 { "" } else { "s" },
     )
 }
@@ -87,11 +87,11 @@ mod tests {
     fn summary_line() {
         assert_eq!(
             summary(3, 10 * 1024 * 1024, Duration::from_millis(500)),
-            "3 files, 10.00 MiB in 0.50 s (21.0 MB/s)"
+            "3 files, 10.00 MiB in 0.50 s (20.0 MiB/s)"
         );
         assert_eq!(
             summary(1, 0, Duration::from_secs(1)),
-            "1 file, 0 B in 1.00 s (0.0 MB/s)"
+            "1 file, 0 B in 1.00 s (0.0 MiB/s)"
         );
     }
 }
