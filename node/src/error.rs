@@ -28,7 +28,7 @@ pub enum Error {
         source: std::io::Error,
     },
     /// A local file could not be used.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {source}", escape_for_terminal(&path.display().to_string()))]
     File {
         /// Which file.
         path: PathBuf,

@@ -194,6 +194,15 @@ fn numbered_name(file_name: &str, n: u32) -> String {
 /// [`io::ErrorKind::AlreadyExists`] when every candidate is taken, or any
 /// error from linking, renaming or syncing. On error the partial is left in
 /// place and nothing appears under a final name.
+/// The file is already under its final name (and its data was fsynced): a
+/// failed directory fsync only weakens durability of the name, so it must not
+/// turn a delivered file into a reported failure.
+fn sync_dir_or_warn(dir: &Path) {
+    if let Err(e) = sync_dir(dir) {
+        tracing::warn!(dir = %dir.display(), error = %e, "directory fsync failed");
+    }
+}
+
 pub fn commit_partial(partial: &Path, parent: &Path, file_name: &str) -> io::Result<PathBuf> {
     check_component(file_name)?;
     let mut hard_links_work = true;
@@ -216,7 +225,7 @@ pub fn commit_partial(partial: &Path, parent: &Path, file_name: &str) -> io::Res
                             format!("cannot remove {}: {e}", partial.display()),
                         ));
                     }
-                    sync_dir(parent)?;
+                    sync_dir_or_warn(parent);
                     return Ok(candidate);
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
@@ -243,7 +252,7 @@ pub fn commit_partial(partial: &Path, parent: &Path, file_name: &str) -> io::Res
                         ),
                     )
                 })?;
-                sync_dir(parent)?;
+                sync_dir_or_warn(parent);
                 return Ok(candidate);
             }
             Err(e) => return Err(e),

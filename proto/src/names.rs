@@ -81,6 +81,16 @@ pub enum NameError {
         /// The control character.
         byte: u8,
     },
+    /// A component contains a C1 control character (U+0080..U+009F) or a
+    /// bidirectional override/isolate (U+202A..U+202E, U+2066..U+2069), which
+    /// only serve to make a name look like something it is not.
+    #[error("path component {} contains character U+{:04X}", show(.component), u32::from(*.ch))]
+    UnsafeChar {
+        /// The offending component.
+        component: String,
+        /// The character.
+        ch: char,
+    },
     /// A component contains a backslash (a path separator on Windows).
     #[error("path component {} contains a backslash", show(.component))]
     Backslash {
@@ -185,6 +195,14 @@ fn validate_component(component: &str, index: usize) -> Result<(), NameError> {
         return Err(NameError::ControlChar {
             component: owned(),
             byte,
+        });
+    }
+    if let Some(ch) = component.chars().find(|c| {
+        matches!(c, '\u{80}'..='\u{9f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    }) {
+        return Err(NameError::UnsafeChar {
+            component: owned(),
+            ch,
         });
     }
     if component.contains('\\') {
@@ -391,6 +409,18 @@ mod tests {
                 "{name:?}"
             );
         }
+    }
+
+    #[test]
+    fn c1_controls_and_bidi_overrides_are_refused() {
+        for bad in ["a\u{9b}31m", "invoice\u{202e}fdp.exe", "x\u{2066}y"] {
+            assert!(
+                matches!(validate_wire_path(bad), Err(NameError::UnsafeChar { .. })),
+                "{bad:?}"
+            );
+        }
+        // Right-to-left text itself is fine.
+        assert!(validate_wire_path("שלום.txt").is_ok());
     }
 
     #[test]
