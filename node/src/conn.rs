@@ -18,6 +18,10 @@ use crate::error::{Error, Result};
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest a peer may stay silent while it owes us bytes.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Timeout message for reads.
+pub const STOPPED_SENDING: &str = "the peer stopped sending";
+/// Timeout message for writes.
+pub const STOPPED_READING: &str = "the peer stopped reading what we send";
 /// Read buffer per connection.
 const READ_BUFFER: usize = 256 * 1024;
 
@@ -56,12 +60,17 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// clean end of stream between frames; an end inside a frame is an error.
     pub async fn read_frame(&mut self, max: usize, idle: Duration) -> Result<Option<RawFrame>> {
         let mut header = [0u8; HEADER_LEN];
-        let first = timed(idle, self.inner.read(&mut header)).await?;
+        let first = timed(idle, STOPPED_SENDING, self.inner.read(&mut header)).await?;
         if first == 0 {
             return Ok(None);
         }
         if first < HEADER_LEN {
-            timed(idle, self.read_exact_or_truncated(&mut header[first..])).await?;
+            timed(
+                idle,
+                STOPPED_SENDING,
+                self.read_exact_or_truncated(&mut header[first..]),
+            )
+            .await?;
         }
         let h = match decode_header(&header, max)? {
             Decoded::Ready(h) => h,
@@ -69,7 +78,12 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         };
         let mut buf = vec![0u8; HEADER_LEN + h.len];
         buf[..HEADER_LEN].copy_from_slice(&header);
-        timed(idle, self.read_exact_or_truncated(&mut buf[HEADER_LEN..])).await?;
+        timed(
+            idle,
+            STOPPED_SENDING,
+            self.read_exact_or_truncated(&mut buf[HEADER_LEN..]),
+        )
+        .await?;
         Ok(Some(RawFrame { header: h, buf }))
     }
 
@@ -110,13 +124,15 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     }
 }
 
-async fn timed<T, E: Into<Error>>(
+/// Runs an I/O future with a deadline; the timeout becomes [`Error::Timeout`].
+pub async fn timed<T, E: Into<Error>>(
     d: Duration,
+    what: &'static str,
     f: impl Future<Output = std::result::Result<T, E>>,
 ) -> Result<T> {
     match tokio::time::timeout(d, f).await {
         Ok(r) => r.map_err(Into::into),
-        Err(_) => Err(Error::Timeout("the peer stopped sending")),
+        Err(_) => Err(Error::Timeout(what)),
     }
 }
 
@@ -196,7 +212,7 @@ impl<W: AsyncWrite + Unpin> RecordWriter<W> {
     pub async fn send(&mut self, typ: RecordType, plaintext: &[u8]) -> Result<()> {
         let mut buf = Vec::with_capacity(HEADER_LEN + plaintext.len() + 16);
         self.sealer.seal(typ, plaintext, &mut buf)?;
-        timed(IDLE_TIMEOUT, self.inner.write_all(&buf)).await?;
+        timed(IDLE_TIMEOUT, STOPPED_READING, self.inner.write_all(&buf)).await?;
         Ok(())
     }
 

@@ -22,7 +22,7 @@ use localstream_proto::transfer::{
 use localstream_proto::{Error as ProtoError, Handshake, LocalIdentity, Sealer, Status};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tracing::info;
 
 use crate::config::SendConfig;
@@ -36,6 +36,9 @@ use crate::progress::{Progress, summary};
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long to wait for the receiver's final status after the last byte.
 const STATUS_TIMEOUT: Duration = Duration::from_secs(120);
+/// Read deadline for the receiver's next word while we are still sending:
+/// effectively none (progress is bounded by the write timeouts instead).
+const WHILE_STREAMING: Duration = Duration::from_secs(24 * 3600);
 /// Plaintext bytes per data record.
 const CHUNK: usize = MAX_PLAINTEXT;
 /// Sealed records buffered between the file reader and the socket.
@@ -207,26 +210,31 @@ pub async fn run(identity: Arc<LocalIdentity>, cfg: &SendConfig, progress: bool)
         (sealer, r)
     });
 
-    // Stream the sealed records, while listening for an early word from the receiver.
-    let mut early = std::pin::pin!(reader.read_record(&mut opener, STATUS_TIMEOUT + IDLE_TIMEOUT));
-    let mut early_result = None;
+    // The receiver speaks again only at the end (Status) or to abort (Alert).
+    // Listen for that in its own task, with no deadline while data flows.
+    let (word_tx, mut word_rx) = oneshot::channel();
+    let listening = tokio::spawn(async move {
+        let r = reader.read_record(&mut opener, WHILE_STREAMING).await;
+        let _ = word_tx.send(r);
+    });
+    let _abort_listening = AbortOnDrop(listening);
+    let mut word = None;
     let stream_result: Result<()> = async {
         loop {
             tokio::select! {
                 biased;
-                r = &mut early, if early_result.is_none() => {
-                    early_result = Some(r);
-                    // A record before the end can only be an abort (Alert surfaces as Err).
+                r = &mut word_rx, if word.is_none() => {
+                    word = Some(r.unwrap_or(Err(ProtoError::Truncated.into())));
                     break;
                 }
                 rec = rx.recv() => match rec {
-                    Some(buf) => wr.write_all(&buf).await?,
+                    // Each write is bounded: a receiver that stops reading cannot hang us.
+                    Some(buf) => conn::timed(IDLE_TIMEOUT, conn::STOPPED_READING, wr.write_all(&buf)).await?,
                     None => break,
                 },
             }
         }
-        wr.flush().await?;
-        Ok(())
+        conn::timed(IDLE_TIMEOUT, conn::STOPPED_READING, wr.flush()).await
     }
     .await;
     drop(rx);
@@ -234,7 +242,7 @@ pub async fn run(identity: Arc<LocalIdentity>, cfg: &SendConfig, progress: bool)
         .await
         .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))?;
     progress.finish();
-    if let Some(Err(e)) = early_result {
+    if let Some(Err(e)) = word {
         return Err(e);
     }
     stream_result?;
@@ -247,9 +255,14 @@ pub async fn run(identity: Arc<LocalIdentity>, cfg: &SendConfig, progress: bool)
         return Err(e);
     }
 
-    let (typ, body) = match early_result {
+    // Everything is sent: now the receiver has STATUS_TIMEOUT to verify, fsync and answer.
+    let (typ, body) = match word {
         Some(r) => r?,
-        None => early.await?,
+        None => match tokio::time::timeout(STATUS_TIMEOUT, word_rx).await {
+            Ok(Ok(r)) => r?,
+            Ok(Err(_)) => return Err(ProtoError::Truncated.into()),
+            Err(_) => return Err(Error::Timeout("the receiver did not confirm the transfer")),
+        },
     };
     if typ != RecordType::Status {
         return Err(ProtoError::UnexpectedMessage {
@@ -361,4 +374,13 @@ fn read_full(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
         }
     }
     Ok(n)
+}
+
+/// Aborts a task when dropped (so no reader outlives the send).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }

@@ -103,7 +103,10 @@ pub enum Error {
         max: usize,
     },
     /// The peer aborted with an alert.
-    #[error("peer aborted: {} ({status})", crate::names::escape_for_terminal(message))]
+    #[error(
+        "peer aborted: {} ({status})",
+        crate::names::escape_for_terminal(message)
+    )]
     PeerAlert {
         /// The peer's status code.
         status: Status,

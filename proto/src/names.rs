@@ -197,9 +197,9 @@ fn validate_component(component: &str, index: usize) -> Result<(), NameError> {
             byte,
         });
     }
-    if let Some(ch) = component.chars().find(|c| {
-        matches!(c, '\u{80}'..='\u{9f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-    }) {
+    if let Some(ch) = component.chars().find(
+        |c| matches!(c, '\u{80}'..='\u{9f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'),
+    ) {
         return Err(NameError::UnsafeChar {
             component: owned(),
             ch,
