@@ -3,6 +3,7 @@
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::sync::Mutex as StdMutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{Mutex, mpsc};
@@ -23,7 +24,12 @@ pub enum Decision {
     TimedOut,
     /// There is no terminal to ask on.
     NoTerminal,
+    /// Too many offers are already waiting for the user.
+    Busy,
 }
+
+/// Offers that may wait for the terminal at once; more are refused as busy.
+pub const MAX_WAITING: usize = 4;
 
 /// Decides on offers. Shared by every connection of a listener.
 #[derive(Debug)]
@@ -31,7 +37,17 @@ pub struct Gate {
     policy: Consent,
     /// Serialises prompts so two offers never interleave on the terminal.
     prompt: Mutex<()>,
+    waiting: AtomicUsize,
     lines: StdMutex<Option<mpsc::Receiver<String>>>,
+}
+
+/// Counts an offer as waiting for as long as it lives.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Gate {
@@ -40,6 +56,7 @@ impl Gate {
         Gate {
             policy,
             prompt: Mutex::new(()),
+            waiting: AtomicUsize::new(0),
             lines: StdMutex::new(None),
         }
     }
@@ -53,7 +70,17 @@ impl Gate {
         if !std::io::stdin().is_terminal() || !std::io::stderr().is_terminal() {
             return Decision::NoTerminal;
         }
-        let _turn = self.prompt.lock().await;
+        if self.waiting.fetch_add(1, Ordering::SeqCst) >= MAX_WAITING {
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            return Decision::Busy;
+        }
+        let _waiting = Waiting(&self.waiting);
+        // Waiting for our turn counts against the prompt's time: the sender
+        // gives up after PROMPT_TIMEOUT plus a margin anyway.
+        let deadline = tokio::time::Instant::now() + PROMPT_TIMEOUT;
+        let Ok(_turn) = tokio::time::timeout_at(deadline, self.prompt.lock()).await else {
+            return Decision::TimedOut;
+        };
         let mut rx = match self.take_lines() {
             Some(rx) => rx,
             None => return Decision::NoTerminal,
@@ -65,14 +92,14 @@ impl Gate {
             let _ = write!(err, "{question}\nAccept? [y/N] ");
             let _ = err.flush();
         }
-        let decision = match tokio::time::timeout(PROMPT_TIMEOUT, rx.recv()).await {
+        let decision = match tokio::time::timeout_at(deadline, rx.recv()).await {
             Ok(Some(line)) => match line.trim().to_ascii_lowercase().as_str() {
                 "y" | "yes" => Decision::Accept,
                 _ => Decision::Decline,
             },
             Ok(None) => Decision::NoTerminal,
             Err(_) => {
-                eprintln!("\n(no answer in {} s: declined)", PROMPT_TIMEOUT.as_secs());
+                eprintln!("\n(no answer in time: declined)");
                 Decision::TimedOut
             }
         };

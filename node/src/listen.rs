@@ -64,6 +64,7 @@ pub async fn run(
         dir,
         gate: Gate::new(cfg.consent),
         progress: common.progress,
+        offers: Arc::new(Semaphore::new(receive::MAX_PENDING_OFFERS)),
     });
     let root = CancellationToken::new();
     let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));

@@ -28,7 +28,7 @@ use localstream_proto::{
     Error as ProtoError, Handshake, LocalIdentity, Opener, PeerIdentity, Status,
 };
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -55,7 +55,12 @@ pub struct Shared {
     pub gate: Gate,
     /// Draw progress bars.
     pub progress: bool,
+    /// Offers being collected or decided at once (each holds its manifest in memory).
+    pub offers: Arc<Semaphore>,
 }
+
+/// Offers that may be collected or wait for a decision at once.
+pub const MAX_PENDING_OFFERS: usize = 8;
 
 /// A finished (or refused) transfer.
 #[derive(Debug)]
@@ -112,6 +117,14 @@ pub async fn serve(
     let mut opener = session.opener;
     info!(peer = %escape_for_terminal(&peer.name), fingerprint = %short_fingerprint(&peer.fingerprint), %remote, "authenticated");
 
+    let Ok(offer_slot) = shared.offers.clone().try_acquire_owned() else {
+        let message = "the receiver has too many offers pending; try again";
+        writer.alert(Status::Busy, message).await;
+        return ConnEnd::NoTransfer(Error::Refused {
+            status: Status::Busy,
+            message: message.into(),
+        });
+    };
     let offer = match read_offer(&mut reader, &mut opener).await {
         Ok(o) => o,
         Err(e) => {
@@ -119,16 +132,15 @@ pub async fn serve(
             return ConnEnd::NoTransfer(e);
         }
     };
-    let result = transfer(
-        &mut reader,
-        &mut writer,
-        opener,
-        &peer,
-        offer,
-        &shared,
-        &stop,
-    )
-    .await;
+    let mut decided = false;
+    let ctx = Ctx {
+        peer: &peer,
+        shared: &shared,
+        stop: &stop,
+        offer_slot,
+        decided: &mut decided,
+    };
+    let result = transfer(&mut reader, &mut writer, opener, offer, ctx).await;
     if let Err(e) = &result
         && !matches!(
             e,
@@ -141,7 +153,22 @@ pub async fn serve(
         };
         writer.alert(status_of(e), &message).await;
     }
-    ConnEnd::Transfer(result)
+    if decided {
+        ConnEnd::Transfer(result)
+    } else {
+        // Refused before anyone was asked (bad names, too large): not a transfer,
+        // so a stray or hostile offer cannot end `listen --once`.
+        ConnEnd::NoTransfer(result.err().unwrap_or(Error::Interrupted))
+    }
+}
+
+/// What a transfer needs besides the socket halves.
+struct Ctx<'a> {
+    peer: &'a PeerIdentity,
+    shared: &'a Shared,
+    stop: &'a CancellationToken,
+    offer_slot: OwnedSemaphorePermit,
+    decided: &'a mut bool,
 }
 
 fn status_of(e: &Error) -> Status {
@@ -205,15 +232,20 @@ async fn transfer<R, W>(
     reader: &mut FrameReader<R>,
     writer: &mut RecordWriter<W>,
     opener: Opener,
-    peer: &PeerIdentity,
     (entries, total): (Vec<OfferEntry>, u64),
-    shared: &Shared,
-    stop: &CancellationToken,
+    ctx: Ctx<'_>,
 ) -> Result<Received>
 where
     R: tokio::io::AsyncRead + Unpin + Send,
     W: tokio::io::AsyncWrite + Unpin,
 {
+    let Ctx {
+        peer,
+        shared,
+        stop,
+        offer_slot,
+        decided,
+    } = ctx;
     let who = format!(
         "{} [{}]",
         escape_for_terminal(&peer.name),
@@ -285,13 +317,24 @@ where
             entries.len() - PROMPT_FILES
         ));
     }
-    match shared.gate.decide(&question).await {
+    let decision = shared.gate.decide(&question).await;
+    drop(offer_slot);
+    *decided = decision != Decision::Busy;
+    match decision {
         Decision::Accept => {}
         Decision::Decline => {
             return refuse(writer, Status::Declined, "the receiver declined".into()).await;
         }
         Decision::TimedOut => {
             return refuse(writer, Status::Timeout, "nobody answered the prompt".into()).await;
+        }
+        Decision::Busy => {
+            return refuse(
+                writer,
+                Status::Busy,
+                "the receiver has too many offers waiting for an answer; try again".into(),
+            )
+            .await;
         }
         Decision::NoTerminal => {
             return refuse(

@@ -26,7 +26,7 @@ pub const MAX_FILES: u32 = 100_000;
 pub const MAX_PATH: usize = 4096;
 /// Most path bytes a whole offer may carry (bounds what a peer can make us hold
 /// before anyone has consented).
-pub const MAX_OFFER_PATH_BYTES: usize = 32 << 20;
+pub const MAX_OFFER_PATH_BYTES: usize = 16 << 20;
 /// Longest human message in an answer or status, in bytes.
 pub const MAX_MESSAGE: usize = 1024;
 
@@ -405,9 +405,9 @@ mod tests {
 
     #[test]
     fn offer_path_bytes_are_bounded_across_records() {
-        // 9000 paths of ~4 KB each: 36 MB, just past the 32 MiB bound.
+        // 4500 paths of ~4 KB each: 18 MB, just past the 16 MiB bound.
         let long = "x/".repeat(2000) + "f";
-        let entries: Vec<_> = (0..9000)
+        let entries: Vec<_> = (0..4500)
             .map(|i| OfferEntry {
                 path: format!("{long}{i}"),
                 size: 0,
