@@ -392,15 +392,24 @@ where
     let (tx, rx) = mpsc::channel::<RawFrame>(PIPELINE_DEPTH);
     let files = planned.len();
     let bar = progress.clone();
-    let write_task = tokio::task::spawn_blocking(move || write_files(opener, rx, planned, &bar));
+    let mut write_task =
+        tokio::task::spawn_blocking(move || write_files(opener, rx, planned, &bar));
+    let mut early = None;
     let read_result = tokio::select! {
         r = forward_frames(reader, tx) => r,
         // Shutting down: stop reading; the writer keeps what it has as partial files.
         _ = stop.cancelled() => Err(Error::Interrupted),
+        // The writer stopped first (bad record, disk full): stop reading at once.
+        w = &mut write_task => {
+            early = Some(w);
+            Ok(())
+        }
     };
-    let written = write_task
-        .await
-        .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))?;
+    let written = match early {
+        Some(w) => w,
+        None => write_task.await,
+    }
+    .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))?;
     progress.finish();
     // The writer's verdict wins when it failed (it saw the real problem);
     // otherwise a reader failure (timeout, cut connection) is the error.
