@@ -149,6 +149,8 @@ pub async fn serve(
     {
         let message = match e {
             Error::Interrupted => "the receiver is shutting down".to_owned(),
+            // The receiver's own paths are none of the sender's business.
+            Error::File { source, .. } => format!("the receiver cannot write: {}", source.kind()),
             e => e.to_string(),
         };
         writer.alert(status_of(e), &message).await;
