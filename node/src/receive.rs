@@ -322,30 +322,21 @@ where
     let decision = shared.gate.decide(&question).await;
     drop(offer_slot);
     *decided = decision != Decision::Busy;
-    match decision {
-        Decision::Accept => {}
-        Decision::Decline => {
-            return refuse(writer, Status::Declined, "the receiver declined".into()).await;
-        }
-        Decision::TimedOut => {
-            return refuse(writer, Status::Timeout, "nobody answered the prompt".into()).await;
-        }
-        Decision::Busy => {
-            return refuse(
-                writer,
-                Status::Busy,
-                "the receiver has too many offers waiting for an answer; try again".into(),
-            )
-            .await;
-        }
-        Decision::NoTerminal => {
-            return refuse(
-                writer,
-                Status::ConsentUnavailable,
-                "the receiver has no terminal to ask on and was not started with --yes".into(),
-            )
-            .await;
-        }
+    let refusal = match decision {
+        Decision::Accept => None,
+        Decision::Decline => Some((Status::Declined, "the receiver declined")),
+        Decision::TimedOut => Some((Status::Timeout, "nobody answered the prompt")),
+        Decision::Busy => Some((
+            Status::Busy,
+            "the receiver has too many offers waiting for an answer; try again",
+        )),
+        Decision::NoTerminal => Some((
+            Status::ConsentUnavailable,
+            "the receiver has no terminal to ask on and was not started with --yes",
+        )),
+    };
+    if let Some((status, message)) = refusal {
+        return refuse(writer, status, message.into()).await;
     }
 
     // Create the directories the offer needs (none for plain files).

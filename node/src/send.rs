@@ -158,13 +158,7 @@ pub async fn run(identity: Arc<LocalIdentity>, cfg: &SendConfig, progress: bool)
     eprintln!("waiting for {who} to accept...");
     let answer_wait = PROMPT_TIMEOUT + IDLE_TIMEOUT;
     let (typ, body) = reader.read_record(&mut opener, answer_wait).await?;
-    if typ != RecordType::Answer {
-        return Err(ProtoError::UnexpectedMessage {
-            expected: "Answer",
-            got: typ as u8,
-        }
-        .into());
-    }
+    expect_record(typ, RecordType::Answer, "Answer")?;
     let answer = Answer::decode(&body)?;
     if !answer.status.is_ok() {
         return Err(Error::Refused {
@@ -264,13 +258,7 @@ pub async fn run(identity: Arc<LocalIdentity>, cfg: &SendConfig, progress: bool)
             Err(_) => return Err(Error::Timeout("the receiver did not confirm the transfer")),
         },
     };
-    if typ != RecordType::Status {
-        return Err(ProtoError::UnexpectedMessage {
-            expected: "Status",
-            got: typ as u8,
-        }
-        .into());
-    }
+    expect_record(typ, RecordType::Status, "Status")?;
     let status = FinalStatus::decode(&body)?;
     let elapsed = started.elapsed();
     let delivered = status.files.iter().filter(|s| s.is_ok()).count();
@@ -360,6 +348,19 @@ fn produce(
     TransferEnd { files, bytes }.encode(&mut body);
     send(seal(sealer, RecordType::TransferEnd, &body)?)?;
     Ok(())
+}
+
+/// Fails unless the receiver's record is of the type this step needs.
+fn expect_record(got: RecordType, want: RecordType, expected: &'static str) -> Result<()> {
+    if got == want {
+        Ok(())
+    } else {
+        Err(ProtoError::UnexpectedMessage {
+            expected,
+            got: got as u8,
+        }
+        .into())
+    }
 }
 
 /// Reads until `buf` is full or the file ends.
