@@ -74,10 +74,7 @@ fn empty_tiny_and_large_files_arrive_intact_and_once_exits_zero() {
         .receiver
         .listen(&p.inbox, &["--yes", "--once", "--name", "inbox-node"]);
 
-    let out = p.sender.send(
-        l.port,
-        &files.iter().map(|f| f.as_path()).collect::<Vec<_>>(),
-    );
+    let out = p.sender.send(l.port, &files);
     assert_sent_ok(&out, 3);
     let (head, saved) = l.wait_received();
     assert!(head.starts_with("received 3 files, 10.00 MiB"), "{head}");
@@ -113,10 +110,7 @@ fn three_files_in_one_send_name_the_receiver_by_fingerprint() {
         .receiver
         .listen(&p.inbox, &["--yes", "--once", "--name", "three-node"]);
 
-    let out = p.sender.send(
-        l.port,
-        &files.iter().map(|f| f.as_path()).collect::<Vec<_>>(),
-    );
+    let out = p.sender.send(l.port, &files);
     assert_sent_ok(&out, 3);
     let stdout = text(&out.stdout);
     assert!(

@@ -169,14 +169,16 @@ impl Node {
     }
 
     /// `send 127.0.0.1:<port> FILE...`, run to completion.
-    pub fn send(&self, port: u16, files: &[&Path]) -> Output {
+    pub fn send<P: AsRef<Path>>(&self, port: u16, files: &[P]) -> Output {
         run(&mut self.send_cmd(port, files))
     }
 
     /// The `send` command, for callers that want to spawn it themselves.
-    pub fn send_cmd(&self, port: u16, files: &[&Path]) -> Command {
+    pub fn send_cmd<P: AsRef<Path>>(&self, port: u16, files: &[P]) -> Command {
         let mut cmd = self.cmd();
-        cmd.arg("send").arg(format!("127.0.0.1:{port}")).args(files);
+        cmd.arg("send")
+            .arg(format!("127.0.0.1:{port}"))
+            .args(files.iter().map(|f| f.as_ref()));
         cmd
     }
 }
