@@ -39,6 +39,19 @@ pub enum Command {
     Listen(ListenArgs),
     /// Send files to a listening node
     Send(SendArgs),
+    /// List the LocalStream nodes on the local network
+    Peers(PeersArgs),
+}
+
+/// How to find peers on the network (listen, peers, send).
+#[derive(Debug, Clone, Args)]
+pub struct DiscoveryArgs {
+    /// Network interface for mDNS discovery; repeat for several [default: every interface that is up, except loopback and virtual bridges such as docker0]
+    #[arg(long = "interface", short = 'i', value_name = "NAME")]
+    pub interfaces: Vec<String>,
+    /// Do not use mDNS at all: no announcement, no browsing; peers by address only
+    #[arg(long, conflicts_with = "interfaces")]
+    pub no_discovery: bool,
 }
 
 #[derive(Debug, Args)]
@@ -61,13 +74,35 @@ pub struct ListenArgs {
     /// Display name announced to peers [default: the host name]
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
+    #[command(flatten)]
+    pub discovery: DiscoveryArgs,
 }
 
 #[derive(Debug, Args)]
 pub struct SendArgs {
-    /// The receiver: IP or IP:PORT (IPv6 as [addr]:port)
+    /// The receiver: its display name, the start of its id (4+ hex digits), or IP[:PORT] (IPv6 as [addr]:port)
     pub peer: String,
     /// Files to send
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
+    /// How long to look for the receiver on the network, in seconds
+    #[arg(long, short = 't', value_name = "SECS", default_value_t = 5.0)]
+    pub timeout: f64,
+    #[command(flatten)]
+    pub discovery: DiscoveryArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PeersArgs {
+    /// How long to look, in seconds [default: 1; with --watch, until Ctrl-C]
+    #[arg(long, short = 't', value_name = "SECS")]
+    pub timeout: Option<f64>,
+    /// Print JSON: one array of peers (with --watch, one event object per line)
+    #[arg(long)]
+    pub json: bool,
+    /// Keep watching: print peers as they appear and disappear
+    #[arg(long, short = 'w')]
+    pub watch: bool,
+    #[command(flatten)]
+    pub discovery: DiscoveryArgs,
 }

@@ -3,8 +3,12 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use crate::cli::{Cli, Command, GlobalArgs, ListenArgs, SendArgs};
+use localstream_discovery::Interfaces;
+use localstream_proto::names::escape_for_terminal;
+
+use crate::cli::{Cli, Command, DiscoveryArgs, GlobalArgs, ListenArgs, PeersArgs, SendArgs};
 use crate::error::{Error, Result};
 
 /// The port `listen` uses and `send` assumes when none is given.
@@ -19,6 +23,17 @@ pub enum Config {
     Listen(Common, ListenConfig),
     /// Send.
     Send(Common, SendConfig),
+    /// List peers.
+    Peers(Common, PeersConfig),
+}
+
+/// Whether and where mDNS runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Discovery {
+    /// `--no-discovery`: no mDNS at all.
+    Off,
+    /// On these interfaces.
+    On(Interfaces),
 }
 
 /// Settings every command shares.
@@ -52,16 +67,47 @@ pub struct ListenConfig {
     pub consent: Consent,
     /// Exit after the first transfer.
     pub once: bool,
+    /// Announce on the network?
+    pub discovery: Discovery,
+}
+
+/// Whom `send` sends to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// An address given by the user.
+    Addr(SocketAddr),
+    /// A display name or node-id prefix to look up by discovery.
+    Lookup(String),
 }
 
 /// `send` settings.
 #[derive(Debug, Clone)]
 pub struct SendConfig {
-    /// Where to connect.
-    pub addr: SocketAddr,
+    /// The receiver.
+    pub target: Target,
     /// Files to send, as given.
     pub files: Vec<PathBuf>,
+    /// How long to look for a receiver given by name.
+    pub find_timeout: Duration,
+    /// Where to look.
+    pub discovery: Discovery,
 }
+
+/// `peers` settings.
+#[derive(Debug, Clone)]
+pub struct PeersConfig {
+    /// How long to look (`None`: until Ctrl-C, only with `watch`).
+    pub timeout: Option<Duration>,
+    /// Print JSON.
+    pub json: bool,
+    /// Stream changes.
+    pub watch: bool,
+    /// Where to look.
+    pub interfaces: Interfaces,
+}
+
+/// How long `peers` looks by default.
+pub const DEFAULT_PEERS_TIMEOUT: Duration = Duration::from_secs(1);
 
 impl Config {
     /// Validates parsed arguments.
@@ -83,6 +129,7 @@ impl Config {
                 Config::Listen(c, listen_config(a)?)
             }
             Command::Send(a) => Config::Send(common(&cli.global, None)?, send_config(a)?),
+            Command::Peers(a) => Config::Peers(common(&cli.global, None)?, peers_config(a)?),
         })
     }
 }
@@ -101,14 +148,80 @@ fn listen_config(a: ListenArgs) -> Result<ListenConfig> {
             Consent::Ask
         },
         once: a.once,
+        discovery: discovery(a.discovery),
     })
 }
 
 fn send_config(a: SendArgs) -> Result<SendConfig> {
+    let discovery = discovery(a.discovery);
+    let target = parse_target(&a.peer)?;
+    if let (Target::Lookup(name), Discovery::Off) = (&target, &discovery) {
+        return Err(Error::Usage(format!(
+            "cannot look up '{}' with --no-discovery: give the receiver's address (IP or IP:PORT)",
+            escape_for_terminal(name)
+        )));
+    }
     Ok(SendConfig {
-        addr: parse_peer_addr(&a.peer)?,
+        target,
         files: a.files,
+        find_timeout: seconds(a.timeout, "--timeout")?,
+        discovery,
     })
+}
+
+fn peers_config(a: PeersArgs) -> Result<PeersConfig> {
+    let Discovery::On(interfaces) = discovery(a.discovery) else {
+        return Err(Error::Usage(
+            "`peers` finds nodes with mDNS, so it cannot run with --no-discovery".into(),
+        ));
+    };
+    let timeout = match (a.timeout, a.watch) {
+        (Some(t), _) => Some(seconds(t, "--timeout")?),
+        (None, false) => Some(DEFAULT_PEERS_TIMEOUT),
+        (None, true) => None,
+    };
+    Ok(PeersConfig {
+        timeout,
+        json: a.json,
+        watch: a.watch,
+        interfaces,
+    })
+}
+
+fn discovery(a: DiscoveryArgs) -> Discovery {
+    match (a.no_discovery, a.interfaces.is_empty()) {
+        (true, _) => Discovery::Off,
+        (false, true) => Discovery::On(Interfaces::Default),
+        (false, false) => Discovery::On(Interfaces::Named(a.interfaces)),
+    }
+}
+
+/// A positive, finite number of seconds, at most a day.
+fn seconds(secs: f64, flag: &str) -> Result<Duration> {
+    if secs.is_finite() && secs > 0.0 && secs <= 86_400.0 {
+        Ok(Duration::from_secs_f64(secs))
+    } else {
+        Err(Error::Usage(format!(
+            "{flag} takes a number of seconds above 0 and at most 86400, not {secs}"
+        )))
+    }
+}
+
+/// An address if it is one (or clearly tries to be one), else a name to look up.
+pub fn parse_target(s: &str) -> Result<Target> {
+    let looks_like_address = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_digit() || matches!(c, '.' | ':' | '[' | ']'))
+        && s.contains(['.', ':']);
+    if looks_like_address || s.parse::<SocketAddr>().is_ok() || s.parse::<IpAddr>().is_ok() {
+        return parse_peer_addr(s).map(Target::Addr);
+    }
+    if s.trim().is_empty() {
+        return Err(Error::Usage(
+            "give the receiver as a name, an id prefix or an address".into(),
+        ));
+    }
+    Ok(Target::Lookup(s.to_owned()))
 }
 
 /// Parses `ip` or `ip:port` (`[v6]:port`).
@@ -125,7 +238,7 @@ pub fn parse_peer_addr(s: &str) -> Result<SocketAddr> {
     }
     Err(Error::Usage(format!(
         "'{}' is not an address: give the receiver as IP or IP:PORT (for example 192.168.1.20 or 192.168.1.20:{DEFAULT_PORT})",
-        localstream_proto::names::escape_for_terminal(s)
+        escape_for_terminal(s)
     )))
 }
 
@@ -147,6 +260,35 @@ fn default_download_dir() -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn targets() {
+        let addr = |s: &str| match parse_target(s) {
+            Ok(Target::Addr(a)) => a.to_string(),
+            other => panic!("{s}: {other:?}"),
+        };
+        assert_eq!(addr("10.0.0.2"), format!("10.0.0.2:{DEFAULT_PORT}"));
+        assert_eq!(addr("10.0.0.2:9"), "10.0.0.2:9");
+        assert_eq!(addr("fe80::1"), format!("[fe80::1]:{DEFAULT_PORT}"));
+        assert_eq!(addr("[::1]:7"), "[::1]:7");
+        for name in ["box", "3f2a9c1e", "3f2a-9c1e", "Anna's laptop", "cafe"] {
+            assert_eq!(parse_target(name).ok(), Some(Target::Lookup(name.into())));
+        }
+        // Something that tries to be an address is not looked up as a name.
+        for bad in ["192.168.1.300", "10.0.0.2:99999", "1.2.3"] {
+            let e = parse_target(bad).unwrap_err().to_string();
+            assert!(e.contains("not an address"), "{bad}: {e}");
+        }
+        assert!(parse_target("  ").is_err());
+    }
+
+    #[test]
+    fn timeouts() {
+        assert_eq!(seconds(0.5, "--t").ok(), Some(Duration::from_millis(500)));
+        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY, 1e9] {
+            assert!(seconds(bad, "--t").is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn peer_addresses() {

@@ -71,6 +71,71 @@ pub enum Error {
     /// Ctrl-C.
     #[error("interrupted")]
     Interrupted,
+    /// mDNS discovery could not start.
+    #[error("discovery: {0}")]
+    Discovery(#[from] localstream_discovery::Error),
+    /// No node on the network matches what the user asked for.
+    #[error("{}", not_found(query, seen, *waited, interfaces))]
+    PeerNotFound {
+        /// What the user asked for.
+        query: String,
+        /// The nodes that did answer (`name (id)`, escaped).
+        seen: Vec<String>,
+        /// How long we looked.
+        waited: std::time::Duration,
+        /// Where we looked.
+        interfaces: Vec<String>,
+    },
+    /// Several nodes match a name.
+    #[error(
+        "'{}' matches {} peers; say which one with the start of its id:\n{}",
+        escape_for_terminal(query),
+        matches.len(),
+        matches.join("\n")
+    )]
+    AmbiguousPeer {
+        /// What the user asked for.
+        query: String,
+        /// One line per match (`  name  id  addresses`, escaped).
+        matches: Vec<String>,
+    },
+    /// The node that answered at a discovered address proved another identity.
+    #[error(
+        "the node at {addr} proved to be {actual}, not {expected} that discovery announced there; \
+         stopping (another node may be answering for it)"
+    )]
+    WrongPeer {
+        /// Where we connected.
+        addr: SocketAddr,
+        /// Who discovery said it is (`name (id, fingerprint)`, escaped).
+        expected: String,
+        /// Who it proved to be (escaped).
+        actual: String,
+    },
+}
+
+fn not_found(
+    query: &str,
+    seen: &[String],
+    waited: std::time::Duration,
+    interfaces: &[String],
+) -> String {
+    let mut msg = format!(
+        "no peer named '{}' (or with an id starting so) answered within {:.1} s on {}",
+        escape_for_terminal(query),
+        waited.as_secs_f64(),
+        interfaces.join(", ")
+    );
+    if seen.is_empty() {
+        msg.push_str(
+            "; no LocalStream node answered at all (is `localstream listen` running there, \
+             on the same network? try --interface, a longer --timeout, or its address)",
+        );
+    } else {
+        msg.push_str("; peers seen: ");
+        msg.push_str(&seen.join(", "));
+    }
+    msg
 }
 
 fn refusal(status: Status, message: &str) -> String {

@@ -186,21 +186,23 @@ pub fn fingerprint_of(spki_der: &[u8]) -> [u8; 32] {
 /// Full fingerprint as 64 lowercase hex digits.
 #[must_use]
 pub fn fingerprint_hex(fp: &[u8; 32]) -> String {
-    use std::fmt::Write as _;
-    let mut s = String::with_capacity(64);
-    for b in fp {
-        // Writing to a String cannot fail.
-        let _ = write!(s, "{b:02x}");
-    }
-    s
+    localstream_proto::error::hex(fp)
 }
 
 /// First 64 bits of the fingerprint, for humans: `a1b2:c3d4:e5f6:0718`.
 #[must_use]
 pub fn short_fingerprint(fp: &[u8; 32]) -> String {
-    let hex = fingerprint_hex(fp);
-    let groups: Vec<&str> = (0..4).filter_map(|i| hex.get(i * 4..i * 4 + 4)).collect();
-    groups.join(":")
+    group_hex(&fp[..8])
+}
+
+/// Hex in groups of four digits: `a1b2:c3d4`.
+#[must_use]
+pub fn group_hex(bytes: &[u8]) -> String {
+    bytes
+        .chunks(2)
+        .map(localstream_proto::error::hex)
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 /// Loads the identity stored in `home`, or creates one on first run.
@@ -366,11 +368,7 @@ fn write_node_file(home: &Path, node: &NodeFile) -> Result<()> {
 pub fn sanitize_name(raw: &str) -> Option<String> {
     let cleaned: String = raw
         .chars()
-        .filter(|&c| {
-            !c.is_control()
-                && !matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
-                    | '\u{200e}' | '\u{200f}' | '\u{061c}' | '\u{2028}' | '\u{2029}')
-        })
+        .filter(|&c| !c.is_control() && !localstream_proto::names::is_control_or_bidi(c))
         .collect();
     let mut name = cleaned.trim();
     if name.len() > MAX_NAME_BYTES {

@@ -2,17 +2,21 @@
 //!
 //! ```text
 //!  cli ─► config ─► identity ─┬─► listen ─► receive (per connection) ─► fsutil
-//!                             └─► send
+//!                             │     └─► discover (announce)
+//!                             ├─► send ─► discover (find by name) ─► conn
+//!                             └─► peers ─► discover (browse)
 //!                 conn: frames + handshake driver + sealed records (over localstream_proto)
 //! ```
 //!
 //! The wire protocol itself lives in `localstream_proto` (no I/O); this crate
 //! drives it over TCP, decides consent, and writes files safely.
 
+pub mod app;
 pub mod cli;
 pub mod config;
 pub mod conn;
 pub mod consent;
+pub mod discover;
 pub mod error;
 pub mod fsutil;
 pub mod identity;

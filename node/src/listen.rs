@@ -18,8 +18,9 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 
-use crate::config::{Common, ListenConfig};
+use crate::config::{Common, Discovery, ListenConfig};
 use crate::consent::Gate;
+use crate::discover;
 use crate::error::{Error, Result};
 use crate::identity::short_fingerprint;
 use crate::receive::{self, ConnEnd, Shared};
@@ -57,7 +58,11 @@ pub async fn run(
         })?;
     let local = listener.local_addr()?;
     let mut interrupts = Interrupts::new()?;
-    print_banner(&identity, local, &dir);
+    let (discovery, announced) = match &cfg.discovery {
+        Discovery::On(interfaces) => discover::announce(&identity, interfaces, local).await?,
+        Discovery::Off => (None, "off".to_owned()),
+    };
+    print_banner(&identity, local, &dir, &announced);
 
     let shared = Arc::new(Shared {
         identity,
@@ -145,10 +150,18 @@ pub async fn run(
         _ = tokio::time::sleep(SHUTDOWN_GRACE) => {}
         _ = interrupts.next() => {}
     }
+    if let Some(d) = discovery {
+        discover::stop(d).await;
+    }
     Ok(end)
 }
 
-fn print_banner(identity: &LocalIdentity, local: SocketAddr, dir: &std::path::Path) {
+fn print_banner(
+    identity: &LocalIdentity,
+    local: SocketAddr,
+    dir: &std::path::Path,
+    discovery: &str,
+) {
     let fp = identity.fingerprint();
     crate::outln!("LocalStream node {}", identity.name());
     crate::outln!(
@@ -157,6 +170,7 @@ fn print_banner(identity: &LocalIdentity, local: SocketAddr, dir: &std::path::Pa
     );
     crate::outln!("  fingerprint {}", short_fingerprint(&fp));
     crate::outln!("  saving to   {}", dir.display());
+    crate::outln!("  discovery   {discovery}");
     for addr in listen_addresses(local) {
         crate::outln!("listening on {addr}");
     }

@@ -8,6 +8,7 @@
 
 use std::fs::File;
 use std::io::Read;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,15 +26,18 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tracing::info;
 
-use crate::config::SendConfig;
+use crate::config::{Discovery, SendConfig, Target};
 use crate::conn::{self, FrameReader, IDLE_TIMEOUT, RecordWriter};
 use crate::consent::PROMPT_TIMEOUT;
+use crate::discover;
 use crate::error::{Error, Result};
 use crate::identity::short_fingerprint;
 use crate::progress::{Progress, summary};
 
 /// How long to wait for the TCP connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// ... per address, when discovery gave several.
+const CONNECT_TIMEOUT_EACH: Duration = Duration::from_secs(3);
 /// How long to wait for the receiver's final status after the last byte.
 const STATUS_TIMEOUT: Duration = Duration::from_secs(120);
 /// Read deadline for the receiver's next word while we are still sending:
@@ -61,6 +65,27 @@ pub struct Sent {
     pub offered: usize,
     /// Bytes sent.
     pub bytes: u64,
+}
+
+/// Connects to the first address that answers, in order. With several
+/// addresses each gets a shorter time, so a dead one cannot use up the wait.
+async fn connect(addrs: &[SocketAddr]) -> Result<(TcpStream, SocketAddr)> {
+    let each = if addrs.len() > 1 {
+        CONNECT_TIMEOUT_EACH
+    } else {
+        CONNECT_TIMEOUT
+    };
+    let mut last = None;
+    for &addr in addrs {
+        let err = match tokio::time::timeout(each, TcpStream::connect(addr)).await {
+            Ok(Ok(s)) => return Ok((s, addr)),
+            Ok(Err(source)) => source,
+            Err(_) => std::io::ErrorKind::TimedOut.into(),
+        };
+        info!(%addr, error = %err, "connect failed");
+        last = Some(Error::Connect { addr, source: err });
+    }
+    Err(last.unwrap_or_else(|| Error::Usage("the receiver has no address".into())))
 }
 
 /// Checks every file before anything touches the network.
@@ -110,33 +135,41 @@ fn sources(files: &[PathBuf]) -> Result<Vec<Source>> {
 /// Runs `localstream send`.
 pub async fn run(identity: Arc<LocalIdentity>, cfg: &SendConfig, progress: bool) -> Result<Sent> {
     let sources = sources(&cfg.files)?;
-    let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(cfg.addr)).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(source)) => {
-            return Err(Error::Connect {
-                addr: cfg.addr,
-                source,
-            });
+    let (addrs, expected) = match (&cfg.target, &cfg.discovery) {
+        (Target::Addr(a), _) => (vec![*a], None),
+        (Target::Lookup(name), Discovery::On(interfaces)) => {
+            let started = Instant::now();
+            let own = uuid::Uuid::from_bytes(identity.node_id());
+            let peer = discover::find(interfaces, name, cfg.find_timeout, own).await?;
+            eprintln!(
+                "found {} in {:.2} s",
+                discover::describe(&peer.record),
+                started.elapsed().as_secs_f64()
+            );
+            (peer.addrs, Some(peer.record))
         }
-        Err(_) => {
-            return Err(Error::Connect {
-                addr: cfg.addr,
-                source: std::io::ErrorKind::TimedOut.into(),
-            });
+        (Target::Lookup(_), Discovery::Off) => {
+            return Err(Error::Usage(
+                "a name needs discovery: give an address".into(),
+            ));
         }
     };
+    let (stream, addr) = connect(&addrs).await?;
     let _ = stream.set_nodelay(true);
     let (rd, mut wr) = stream.into_split();
     let mut reader = FrameReader::new(rd);
     let mut hello = vec![];
     let hs = Handshake::initiator(HandshakeConfig::new(identity), &mut rand::rng(), &mut hello);
     let session = conn::handshake(&mut reader, &mut wr, hs, hello).await?;
+    if let Some(expected) = &expected {
+        discover::check_identity(expected, &session.peer, addr)?;
+    }
     let who = format!(
         "{} [{}]",
         escape_for_terminal(&session.peer.name),
         short_fingerprint(&session.peer.fingerprint)
     );
-    eprintln!("connected to {who} at {}", cfg.addr);
+    eprintln!("connected to {who} at {addr}");
     let mut writer = RecordWriter {
         inner: wr,
         sealer: session.sealer,

@@ -310,14 +310,33 @@ fn missing_file_fails_before_anything_is_sent() {
 #[test]
 fn bad_address_is_a_usage_error() {
     let node = Node::new(Role::Sender);
-    let out = common::run(node.cmd().args(["send", "not-an-address", "x"]));
+    let out = common::run(
+        node.cmd()
+            .args(["send", "--no-discovery", "10.0.0.300", "x"]),
+    );
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
     assert!(
-        stderr.starts_with("localstream: 'not-an-address' is not an address"),
+        stderr.starts_with("localstream: '10.0.0.300' is not an address"),
         "{stderr}"
     );
     assert!(out.stdout.is_empty());
+
+    // A name cannot be looked up without discovery.
+    let out = common::run(
+        node.cmd()
+            .args(["send", "--no-discovery", "box\x1b[2J", "x"]),
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
+    assert!(
+        stderr.starts_with("localstream: cannot look up 'box\\x1b[2J' with --no-discovery"),
+        "{stderr}"
+    );
+    // Nor can `peers` run without it.
+    let out = common::run(node.cmd().args(["peers", "--no-discovery"]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("cannot run with --no-discovery"));
 }
 
 #[test]

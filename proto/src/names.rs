@@ -258,8 +258,11 @@ fn is_windows_reserved(component: &str) -> bool {
     false
 }
 
-/// Whether `c` must never reach a terminal raw.
-fn needs_escape(c: char) -> bool {
+/// Whether `c` is a control, bidi-formatting or line-separator character:
+/// one that can move the cursor, recolour or reorder what a terminal shows.
+/// Display names with such characters are refused; file names escape them.
+#[must_use]
+pub fn is_control_or_bidi(c: char) -> bool {
     matches!(c,
         '\u{0}'..='\u{1f}'          // C0 controls (ESC, BEL, CR, LF, ...)
         | '\u{7f}'                  // DEL
@@ -268,8 +271,13 @@ fn needs_escape(c: char) -> bool {
         | '\u{2066}'..='\u{2069}'   // bidi isolates
         | '\u{200e}' | '\u{200f}' | '\u{061c}' // bidi marks (LRM, RLM, ALM)
         | '\u{2028}' | '\u{2029}'   // line / paragraph separators
-        | '\\'                      // so that escapes stay unambiguous
     )
+}
+
+/// Whether `c` must never reach a terminal raw.
+fn needs_escape(c: char) -> bool {
+    // The backslash too, so that escapes stay unambiguous.
+    is_control_or_bidi(c) || c == '\\'
 }
 
 /// Makes untrusted text safe to print on a terminal.

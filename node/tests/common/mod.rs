@@ -157,10 +157,12 @@ impl Node {
         IdInfo::parse(&text(&out.stdout))
     }
 
-    /// Starts `listen --dir DIR --port 0 --bind 127.0.0.1 <extra>` and waits for its port.
+    /// Starts `listen --no-discovery --dir DIR --port 0 --bind 127.0.0.1 <extra>`
+    /// and waits for its port.
     pub fn listen(&self, dir: &Path, extra: &[&str]) -> Listener {
         let mut cmd = self.cmd();
         cmd.arg("listen")
+            .arg("--no-discovery")
             .arg("--dir")
             .arg(dir)
             .args(["--port", "0", "--bind", "127.0.0.1"])
@@ -168,7 +170,7 @@ impl Node {
         Listener::spawn(cmd, dir)
     }
 
-    /// `send 127.0.0.1:<port> FILE...`, run to completion.
+    /// `send --no-discovery 127.0.0.1:<port> FILE...`, run to completion.
     pub fn send<P: AsRef<Path>>(&self, port: u16, files: &[P]) -> Output {
         run(&mut self.send_cmd(port, files))
     }
@@ -177,6 +179,7 @@ impl Node {
     pub fn send_cmd<P: AsRef<Path>>(&self, port: u16, files: &[P]) -> Command {
         let mut cmd = self.cmd();
         cmd.arg("send")
+            .arg("--no-discovery")
             .arg(format!("127.0.0.1:{port}"))
             .args(files.iter().map(|f| f.as_ref()));
         cmd

@@ -1,0 +1,516 @@
+//! Discovery in the node: what this node announces, finding a receiver by
+//! name or id prefix for `send`, and the `peers` command.
+//!
+//! Everything discovery says is a hint: `send` connects to the addresses a
+//! record gives, and the handshake then has to prove the same node id and key
+//! fingerprint prefix, or the transfer stops ([`check_identity`]).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use localstream_discovery::{Change, Discovery, Interfaces, Peer, PeerRecord, PeerTable};
+use localstream_proto::names::escape_for_terminal;
+use localstream_proto::{LocalIdentity, PeerIdentity};
+use serde::Serialize;
+use tokio::time::{Instant, sleep_until};
+use tracing::debug;
+use uuid::Uuid;
+
+use crate::config::PeersConfig;
+use crate::error::{Error, Result};
+use crate::identity::{group_hex, short_fingerprint};
+use crate::outln;
+use crate::signals::Interrupts;
+
+/// After the first node matching a name answers, how long to keep listening
+/// for another node of the same name (mDNS answers to one query are spread
+/// over 20-120 ms, RFC 6762 section 6).
+const SETTLE_AFTER_MATCH: Duration = Duration::from_millis(150);
+/// ... and at least this long after the first query went out.
+const SETTLE_MIN: Duration = Duration::from_millis(250);
+
+/// What this node announces.
+#[must_use]
+pub fn record_for(identity: &LocalIdentity) -> PeerRecord {
+    const N: usize = localstream_discovery::txt::FINGERPRINT_PREFIX_BYTES;
+    let mut fingerprint_prefix = [0u8; N];
+    fingerprint_prefix.copy_from_slice(&identity.fingerprint()[..N]);
+    PeerRecord {
+        version: localstream_discovery::txt::TXT_VERSION,
+        node_id: Uuid::from_bytes(identity.node_id()),
+        fingerprint_prefix,
+        name: identity.name().to_owned(),
+        mac: identity.mac(),
+    }
+}
+
+/// The first 8 hex digits of a node id: enough to tell nodes apart by eye.
+#[must_use]
+pub fn short_id(id: &Uuid) -> String {
+    id.simple().to_string()[..8].to_owned()
+}
+
+/// `name (3f2a9c1e)`, safe for a terminal.
+#[must_use]
+pub fn describe(record: &PeerRecord) -> String {
+    format!(
+        "{} ({})",
+        escape_for_terminal(&record.name),
+        short_id(&record.node_id)
+    )
+}
+
+/// An IP for people: IPv6 link-local addresses keep their `%scope`.
+fn show_ip(addr: &SocketAddr) -> String {
+    match addr {
+        SocketAddr::V6(v6) if v6.scope_id() != 0 => format!("{}%{}", v6.ip(), v6.scope_id()),
+        a => a.ip().to_string(),
+    }
+}
+
+/// Starts discovery on a blocking thread (mdns-sd spawns its own).
+async fn start(interfaces: &Interfaces) -> Result<Discovery> {
+    let interfaces = interfaces.clone();
+    tokio::task::spawn_blocking(move || Discovery::start(&interfaces))
+        .await
+        .map_err(|e| Error::Io(std::io::Error::other(e)))?
+        .map_err(Error::from)
+}
+
+/// Withdraws the announcement and stops the daemon (at most about a second).
+pub async fn stop(discovery: Discovery) {
+    let _ = tokio::task::spawn_blocking(move || discovery.shutdown()).await;
+}
+
+/// Starts discovery and announces this node, unless it is off or the node
+/// listens on loopback only. Returns the handle and the banner text.
+///
+/// # Errors
+/// When interfaces named with `--interface` are unusable or mDNS cannot
+/// start. With the default choice and no usable interface, discovery is
+/// skipped with a warning instead: the node still receives by address.
+pub async fn announce(
+    identity: &LocalIdentity,
+    interfaces: &Interfaces,
+    local: SocketAddr,
+) -> Result<(Option<Discovery>, String)> {
+    if local.ip().is_loopback() {
+        return Ok((None, "off (listening on loopback only)".into()));
+    }
+    let mut discovery = match start(interfaces).await {
+        Ok(d) => d,
+        Err(Error::Discovery(e @ localstream_discovery::Error::NoInterface { .. }))
+            if *interfaces == Interfaces::Default =>
+        {
+            eprintln!("warning: not announcing this node: {e}");
+            return Ok((None, "off (no usable network interface)".into()));
+        }
+        Err(e) => return Err(e),
+    };
+    let only = (!local.ip().is_unspecified()).then(|| local.ip());
+    discovery.announce(&record_for(identity), local.port(), only, local.is_ipv4())?;
+    let shown = discovery.interfaces().join(", ");
+    Ok((Some(discovery), shown))
+}
+
+/// How well a record matches what the user typed; lower is better.
+#[derive(Debug, Clone)]
+struct Query {
+    text: String,
+    lower: String,
+    /// Hex digits, when the text is at least 4 of them (hyphens ignored).
+    id_prefix: Option<String>,
+}
+
+impl Query {
+    fn new(text: &str) -> Query {
+        let hex: String = text.chars().filter(|&c| c != '-').collect();
+        let id_prefix =
+            (hex.len() >= 4 && hex.len() <= 32 && hex.chars().all(|c| c.is_ascii_hexdigit()))
+                .then(|| hex.to_ascii_lowercase());
+        Query {
+            text: text.to_owned(),
+            lower: text.to_lowercase(),
+            id_prefix,
+        }
+    }
+
+    /// `Some(0)` for the exact name or an id prefix, `Some(1)` for the name in
+    /// another case, `None` for no match.
+    fn rank(&self, r: &PeerRecord) -> Option<u8> {
+        let id = r.node_id.simple().to_string();
+        if r.name == self.text || self.id_prefix.as_ref().is_some_and(|p| id.starts_with(p)) {
+            Some(0)
+        } else if r.name.to_lowercase() == self.lower {
+            Some(1)
+        } else {
+            None
+        }
+    }
+
+    /// A whole node id: nothing else can match, no need to wait for more answers.
+    fn is_whole_id(&self) -> bool {
+        self.id_prefix.as_ref().is_some_and(|p| p.len() == 32)
+    }
+}
+
+/// Looks for the receiver the user named: browses until one node matches
+/// (plus a moment to notice a second node of the same name) or `timeout`.
+///
+/// # Errors
+/// [`Error::PeerNotFound`] (listing what was seen), [`Error::AmbiguousPeer`]
+/// (listing every match with its id), or discovery failing to start.
+pub async fn find(
+    interfaces: &Interfaces,
+    query: &str,
+    timeout: Duration,
+    own: Uuid,
+) -> Result<Peer> {
+    let started = Instant::now();
+    let discovery = start(interfaces).await?;
+    let looked_on = discovery.interfaces().to_vec();
+    let mut browser = discovery.browse()?;
+    let q = Query::new(query);
+    let mut table = PeerTable::new();
+    let deadline = started + timeout;
+    let mut settle: Option<Instant> = None;
+    loop {
+        let wake = settle.map_or(deadline, |s| s.min(deadline));
+        tokio::select! {
+            ev = browser.next() => {
+                let Some(ev) = ev else { break };
+                let Some(Change::Appeared(p) | Change::Updated(p)) = table.apply(&ev) else { continue };
+                if p.record.node_id == own || q.rank(&p.record).is_none() {
+                    continue;
+                }
+                debug!(peer = %describe(&p.record), after = ?started.elapsed(), "match");
+                if q.is_whole_id() {
+                    break;
+                }
+                if settle.is_none() {
+                    settle = Some((Instant::now() + SETTLE_AFTER_MATCH).max(started + SETTLE_MIN));
+                }
+            }
+            () = sleep_until(wake) => break,
+        }
+    }
+    // The daemon stops in the background; the transfer need not wait for it.
+    tokio::task::spawn_blocking(move || discovery.shutdown());
+
+    let others: Vec<Peer> = table
+        .peers()
+        .into_iter()
+        .filter(|p| p.record.node_id != own)
+        .collect();
+    let best = others.iter().filter_map(|p| q.rank(&p.record)).min();
+    let mut matches: Vec<Peer> = others
+        .iter()
+        .filter(|p| best.is_some() && q.rank(&p.record) == best)
+        .cloned()
+        .collect();
+    match matches.len() {
+        0 => Err(Error::PeerNotFound {
+            query: query.to_owned(),
+            seen: others.iter().map(|p| describe(&p.record)).collect(),
+            waited: started.elapsed(),
+            interfaces: looked_on,
+        }),
+        1 => Ok(matches.remove(0)),
+        _ => Err(Error::AmbiguousPeer {
+            query: query.to_owned(),
+            matches: matches
+                .iter()
+                .map(|p| {
+                    format!(
+                        "  {}  {}  {}",
+                        escape_for_terminal(&p.record.name),
+                        p.record.node_id,
+                        p.addrs.iter().map(show_ip).collect::<Vec<_>>().join(", ")
+                    )
+                })
+                .collect(),
+        }),
+    }
+}
+
+/// After the handshake: the node that answered must be the one the record
+/// described (same id and key fingerprint prefix).
+///
+/// # Errors
+/// [`Error::WrongPeer`] when it is not.
+pub fn check_identity(
+    expected: &PeerRecord,
+    actual: &PeerIdentity,
+    addr: SocketAddr,
+) -> Result<()> {
+    let same_id = actual.node_id == *expected.node_id.as_bytes();
+    let same_key = actual.fingerprint.starts_with(&expected.fingerprint_prefix);
+    if same_id && same_key {
+        return Ok(());
+    }
+    Err(Error::WrongPeer {
+        addr,
+        expected: format!(
+            "{} [{}]",
+            describe(expected),
+            group_hex(&expected.fingerprint_prefix)
+        ),
+        actual: format!(
+            "{} ({}) [{}]",
+            escape_for_terminal(&actual.name),
+            short_id(&Uuid::from_bytes(actual.node_id)),
+            short_fingerprint(&actual.fingerprint)
+        ),
+    })
+}
+
+/// One peer as `peers --json` prints it.
+#[derive(Debug, Serialize)]
+struct PeerJson<'a> {
+    name: &'a str,
+    id: String,
+    short_id: String,
+    addresses: Vec<String>,
+    port: u16,
+    fingerprint: String,
+    mac: Option<String>,
+    version: u16,
+}
+
+impl<'a> PeerJson<'a> {
+    fn new(p: &'a Peer) -> PeerJson<'a> {
+        PeerJson {
+            name: &p.record.name,
+            id: p.record.node_id.hyphenated().to_string(),
+            short_id: short_id(&p.record.node_id),
+            addresses: p.addrs.iter().map(show_ip).collect(),
+            port: p.port(),
+            fingerprint: group_hex(&p.record.fingerprint_prefix),
+            mac: p
+                .record
+                .mac
+                .as_ref()
+                .map(localstream_discovery::txt::format_mac),
+            version: p.record.version,
+        }
+    }
+}
+
+/// The text columns of one peer.
+fn columns(p: &Peer) -> [String; 5] {
+    [
+        escape_for_terminal(&p.record.name),
+        short_id(&p.record.node_id),
+        p.addrs
+            .iter()
+            .map(show_ip)
+            .fold(Vec::<String>::new(), |mut v, ip| {
+                if !v.contains(&ip) {
+                    v.push(ip);
+                }
+                v
+            })
+            .join(", "),
+        p.port().to_string(),
+        group_hex(&p.record.fingerprint_prefix),
+    ]
+}
+
+/// Prints rows with aligned columns.
+fn print_table(rows: &[[String; 5]]) {
+    let header = ["NAME", "ID", "ADDRESSES", "PORT", "FINGERPRINT"].map(str::to_owned);
+    let mut widths = [0usize; 5];
+    for row in std::iter::once(&header).chain(rows) {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    for row in std::iter::once(&header).chain(rows) {
+        let line: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        outln!("{}", line.join("  ").trim_end());
+    }
+}
+
+/// Warns (once per peer and key) when records claim one id with different keys.
+fn warn_conflicts(p: &Peer) {
+    for other in &p.conflicting {
+        eprintln!(
+            "warning: two different keys announce node id {}: [{}] and [{}]; \
+             one of them may be impersonating it",
+            p.record.node_id,
+            group_hex(&p.record.fingerprint_prefix),
+            group_hex(&other.fingerprint_prefix)
+        );
+    }
+}
+
+/// `localstream peers`.
+///
+/// # Errors
+/// When discovery cannot start.
+pub async fn peers(cfg: &PeersConfig, own: Uuid, interrupts: &mut Interrupts) -> Result<()> {
+    let started = Instant::now();
+    let discovery = start(&cfg.interfaces).await?;
+    let looked_on = discovery.interfaces().join(", ");
+    let mut browser = discovery.browse()?;
+    let mut table = PeerTable::new();
+    let deadline = cfg.timeout.map(|t| started + t);
+    let interrupted = loop {
+        tokio::select! {
+            ev = browser.next() => {
+                let Some(ev) = ev else { break false };
+                let change = table.apply(&ev);
+                if let localstream_discovery::Event::Rejected { instance, reason } = &ev {
+                    debug!(instance = %escape_for_terminal(instance), %reason, "ignored a malformed record");
+                }
+                if cfg.watch && let Some(change) = change {
+                    print_change(&change, own, cfg.json);
+                }
+            }
+            () = async { match deadline { Some(d) => sleep_until(d).await, None => std::future::pending().await } } => break false,
+            _ = interrupts.next() => break true,
+        }
+    };
+    stop(discovery).await;
+    if interrupted && !cfg.watch {
+        return Err(Error::Interrupted);
+    }
+    if cfg.watch {
+        return Ok(());
+    }
+    let peers: Vec<Peer> = table
+        .peers()
+        .into_iter()
+        .filter(|p| p.record.node_id != own)
+        .collect();
+    peers.iter().for_each(warn_conflicts);
+    if cfg.json {
+        let all: Vec<PeerJson<'_>> = peers.iter().map(PeerJson::new).collect();
+        outln!(
+            "{}",
+            serde_json::to_string_pretty(&all).unwrap_or_else(|_| "[]".into())
+        );
+    } else if peers.is_empty() {
+        eprintln!(
+            "no LocalStream peers answered within {:.1} s on {looked_on}",
+            started.elapsed().as_secs_f64()
+        );
+    } else {
+        let rows: Vec<[String; 5]> = peers.iter().map(columns).collect();
+        print_table(&rows);
+    }
+    Ok(())
+}
+
+/// One `--watch` line.
+fn print_change(change: &Change, own: Uuid, json: bool) {
+    let (event, sign, p) = match change {
+        Change::Appeared(p) => ("up", '+', p),
+        Change::Updated(p) => ("changed", '~', p),
+        Change::Disappeared(p) => ("down", '-', p),
+    };
+    if p.record.node_id == own {
+        return;
+    }
+    if !matches!(change, Change::Disappeared(_)) {
+        warn_conflicts(p);
+    }
+    if json {
+        let line = serde_json::json!({ "event": event, "peer": PeerJson::new(p) });
+        outln!("{line}");
+    } else {
+        outln!("{sign} {}", columns(p).join("  "));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str, name: &str) -> PeerRecord {
+        PeerRecord {
+            version: 1,
+            node_id: id.parse().unwrap(),
+            fingerprint_prefix: [0xab; 8],
+            name: name.into(),
+            mac: None,
+        }
+    }
+
+    #[test]
+    fn queries() {
+        let a = record("3f2a9c1e-0000-4000-8000-0000000000ab", "Box");
+        let b = record("77aa0000-0000-4000-8000-0000000000cd", "box");
+        let q = Query::new("Box");
+        assert_eq!((q.rank(&a), q.rank(&b)), (Some(0), Some(1)));
+        let q = Query::new("BOX");
+        assert_eq!((q.rank(&a), q.rank(&b)), (Some(1), Some(1)));
+        // Id prefixes: 4+ hex digits, any case, hyphens ignored.
+        assert_eq!(Query::new("3f2a").rank(&a), Some(0));
+        assert_eq!(Query::new("3F2A9C1E-00").rank(&a), Some(0));
+        assert_eq!(Query::new("3f2").rank(&a), None);
+        assert_eq!(Query::new("3f2a").rank(&b), None);
+        assert!(Query::new("3f2a9c1e-0000-4000-8000-0000000000ab").is_whole_id());
+        assert!(!Query::new("3f2a9c1e").is_whole_id());
+        assert_eq!(Query::new("nothing").rank(&a), None);
+    }
+
+    #[test]
+    fn wrong_peer_is_refused() {
+        let expected = record("3f2a9c1e-0000-4000-8000-0000000000ab", "box");
+        let mut actual = PeerIdentity {
+            node_id: *expected.node_id.as_bytes(),
+            name: "box".into(),
+            mac: None,
+            public_key_der: vec![],
+            fingerprint: [0xab; 32],
+        };
+        let addr: SocketAddr = "10.0.0.1:47470".parse().unwrap();
+        assert!(check_identity(&expected, &actual, addr).is_ok());
+        actual.fingerprint[3] = 0;
+        let e = check_identity(&expected, &actual, addr)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("10.0.0.1:47470") && e.contains("stopping"),
+            "{e}"
+        );
+        actual.fingerprint = [0xab; 32];
+        actual.node_id[0] ^= 1;
+        actual.name = "evil\x1b[2J".into();
+        let e = check_identity(&expected, &actual, addr)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("3e2a9c1e") && e.contains("3f2a9c1e") && !e.contains('\x1b'),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn text_columns() {
+        let p = Peer {
+            record: record("3f2a9c1e-0000-4000-8000-0000000000ab", "box\x1b[2J"),
+            addrs: vec![
+                "10.0.0.1:47470".parse().unwrap(),
+                "[fe80::1%3]:47470".parse().unwrap(),
+            ],
+            conflicting: vec![],
+        };
+        let c = columns(&p);
+        assert_eq!(c[0], "box\\x1b[2J");
+        assert_eq!(c[1], "3f2a9c1e");
+        assert_eq!(c[2], "10.0.0.1, fe80::1%3");
+        assert_eq!(c[3], "47470");
+        assert_eq!(c[4], "abab:abab:abab:abab");
+        let j = serde_json::to_value(PeerJson::new(&p)).unwrap();
+        assert_eq!(j["id"], "3f2a9c1e-0000-4000-8000-0000000000ab");
+        assert_eq!(j["addresses"][1], "fe80::1%3");
+        assert_eq!(j["name"], "box\x1b[2J");
+        assert_eq!(j["mac"], serde_json::Value::Null);
+    }
+}
