@@ -14,7 +14,8 @@ use crate::error::Error;
 use crate::identity::{self, DEFAULT_KEY_BITS, fingerprint_hex, short_fingerprint};
 use crate::listen::{self, ListenEnd};
 use crate::signals::Interrupts;
-use crate::{discover, outln, send};
+use crate::store::PeerStore;
+use crate::{discover, outln, send, trust};
 use clap::Parser;
 use localstream_proto::LocalIdentity;
 use tracing_subscriber::EnvFilter;
@@ -101,14 +102,22 @@ fn run(config: Config) -> Exit {
                 let mut interrupts = Interrupts::new()?;
                 let id = load_identity(&common)?;
                 let own = uuid::Uuid::from_bytes(id.node_id());
-                discover::peers(&cfg, own, &mut interrupts).await?;
+                let store = trust::load_store(&common.home)?;
+                discover::peers(&cfg, own, &store, &mut interrupts).await?;
+                Ok(Exit::Success)
+            }
+            Config::Store(common, cmd) => {
+                tokio::task::spawn_blocking(move || trust::run_command(&common.home, &cmd))
+                    .await
+                    .map_err(|e| Error::Io(std::io::Error::other(e)))??;
                 Ok(Exit::Success)
             }
             Config::Send(common, cfg) => {
                 let mut interrupts = Interrupts::new()?;
                 let id = load_identity(&common)?;
+                let store = PeerStore::new(&common.home);
                 tokio::select! {
-                    r = send::run(id, &cfg, common.progress) => r.map(|_| Exit::Success),
+                    r = send::run(id, &store, &cfg, common.progress) => r.map(|_| Exit::Success),
                     _ = interrupts.next() => Err(Error::Interrupted),
                 }
             }

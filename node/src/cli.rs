@@ -41,6 +41,30 @@ pub enum Command {
     Send(SendArgs),
     /// List the LocalStream nodes on the local network
     Peers(PeersArgs),
+    /// Mark a peer as verified, after comparing its verification code with yours
+    Trust(PeerRef),
+    /// Drop a peer's pinned key (after a legitimate key change); it is new again
+    Forget(PeerRef),
+    /// Refuse everything from a peer from now on
+    Block(PeerRef),
+    /// Show the history of transfers, per peer
+    Sessions(SessionsArgs),
+}
+
+/// A peer this node has met: a name, the start of its id, or of its fingerprint.
+#[derive(Debug, Args)]
+pub struct PeerRef {
+    /// The peer: its display name, the start of its id, or the start of its fingerprint (4+ hex digits)
+    pub peer: String,
+}
+
+#[derive(Debug, Args)]
+pub struct SessionsArgs {
+    /// Only this peer (name, id prefix or fingerprint prefix)
+    pub peer: Option<String>,
+    /// Print JSON
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// How to find peers on the network (listen, peers, send).
@@ -65,9 +89,12 @@ pub struct ListenArgs {
     /// Address to listen on
     #[arg(long, default_value = "0.0.0.0", value_name = "ADDR")]
     pub bind: IpAddr,
-    /// Accept every offer without asking
-    #[arg(long, short)]
+    /// Accept every offer without asking (except from blocked peers)
+    #[arg(long, short, conflicts_with = "trusted_only")]
     pub yes: bool,
+    /// Accept offers only from trusted peers, without asking (the default when there is no terminal)
+    #[arg(long)]
+    pub trusted_only: bool,
     /// Exit after the first transfer (exit status 0 if it succeeded)
     #[arg(long)]
     pub once: bool,

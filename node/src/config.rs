@@ -25,6 +25,26 @@ pub enum Config {
     Send(Common, SendConfig),
     /// List peers.
     Peers(Common, PeersConfig),
+    /// Change or show what this node knows about its peers.
+    Store(Common, StoreCommand),
+}
+
+/// The commands that work on the peer store only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreCommand {
+    /// Mark a peer as verified.
+    Trust(String),
+    /// Drop a peer's pin.
+    Forget(String),
+    /// Refuse a peer from now on.
+    Block(String),
+    /// Show session history.
+    Sessions {
+        /// Only this peer.
+        peer: Option<String>,
+        /// As JSON.
+        json: bool,
+    },
 }
 
 /// Whether and where mDNS runs.
@@ -47,12 +67,16 @@ pub struct Common {
     pub name: Option<String>,
 }
 
-/// Who may send to a listener without being asked.
+/// Who may send to a listener without being asked. Blocked peers are
+/// refused under every policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Consent {
     /// Accept every offer (`--yes`).
     AcceptAll,
-    /// Ask on the terminal; refuse when there is none.
+    /// Accept trusted peers, refuse the rest (`--trusted-only`).
+    TrustedOnly,
+    /// Accept trusted peers, ask about the rest on the terminal; with no
+    /// terminal, behave as [`Consent::TrustedOnly`].
     Ask,
 }
 
@@ -130,6 +154,22 @@ impl Config {
             }
             Command::Send(a) => Config::Send(common(&cli.global, None)?, send_config(a)?),
             Command::Peers(a) => Config::Peers(common(&cli.global, None)?, peers_config(a)?),
+            Command::Trust(p) => {
+                Config::Store(common(&cli.global, None)?, StoreCommand::Trust(p.peer))
+            }
+            Command::Forget(p) => {
+                Config::Store(common(&cli.global, None)?, StoreCommand::Forget(p.peer))
+            }
+            Command::Block(p) => {
+                Config::Store(common(&cli.global, None)?, StoreCommand::Block(p.peer))
+            }
+            Command::Sessions(a) => Config::Store(
+                common(&cli.global, None)?,
+                StoreCommand::Sessions {
+                    peer: a.peer,
+                    json: a.json,
+                },
+            ),
         })
     }
 }
@@ -142,10 +182,10 @@ fn listen_config(a: ListenArgs) -> Result<ListenConfig> {
     Ok(ListenConfig {
         dir,
         bind: SocketAddr::new(a.bind, a.port),
-        consent: if a.yes {
-            Consent::AcceptAll
-        } else {
-            Consent::Ask
+        consent: match (a.yes, a.trusted_only) {
+            (true, _) => Consent::AcceptAll,
+            (false, true) => Consent::TrustedOnly,
+            (false, false) => Consent::Ask,
         },
         once: a.once,
         discovery: discovery(a.discovery),

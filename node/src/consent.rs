@@ -1,5 +1,7 @@
-//! Receiving is consent: accept everything (`--yes`), or ask the user on the
-//! terminal, one question at a time, or refuse when nobody can be asked.
+//! Receiving is consent: accept everything (`--yes`), accept trusted peers
+//! only (`--trusted-only`), or ask the user on the terminal about anyone not
+//! trusted, one question at a time. Blocked peers are always refused; with no
+//! terminal to ask on, only trusted peers get in.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::sync::Mutex as StdMutex;
@@ -13,17 +15,36 @@ use crate::config::Consent;
 /// How long a prompt waits for an answer before refusing.
 pub const PROMPT_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// What this node's peer store says about the peer making an offer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    /// Verified by the user.
+    Trusted,
+    /// Refused, always.
+    Blocked,
+    /// Anything else (new, or known but not verified).
+    Untrusted,
+}
+
 /// The outcome of asking.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
     /// Go ahead.
     Accept,
+    /// Go ahead, and trust this peer from now on.
+    AcceptAndTrust,
     /// The user said no.
     Decline,
+    /// The peer is blocked.
+    Blocked,
+    /// The policy accepts trusted peers only (`no_terminal`: because there
+    /// is no terminal to ask on).
+    NotTrusted {
+        /// Whether it is only for want of a terminal.
+        no_terminal: bool,
+    },
     /// Nobody answered in time.
     TimedOut,
-    /// There is no terminal to ask on.
-    NoTerminal,
     /// Too many offers are already waiting for the user.
     Busy,
 }
@@ -61,14 +82,19 @@ impl Gate {
         }
     }
 
-    /// Decides on an offer described by `question` (already escaped for the terminal).
-    pub async fn decide(&self, question: &str) -> Decision {
-        match self.policy {
-            Consent::AcceptAll => return Decision::Accept,
-            Consent::Ask => {}
+    /// Decides on an offer from a peer of `standing`, described by
+    /// `question` (already escaped for the terminal).
+    pub async fn decide(&self, standing: Standing, question: &str) -> Decision {
+        match (standing, self.policy) {
+            (Standing::Blocked, _) => return Decision::Blocked,
+            (_, Consent::AcceptAll) | (Standing::Trusted, _) => return Decision::Accept,
+            (Standing::Untrusted, Consent::TrustedOnly) => {
+                return Decision::NotTrusted { no_terminal: false };
+            }
+            (Standing::Untrusted, Consent::Ask) => {}
         }
         if !std::io::stdin().is_terminal() || !std::io::stderr().is_terminal() {
-            return Decision::NoTerminal;
+            return Decision::NotTrusted { no_terminal: true };
         }
         if self.waiting.fetch_add(1, Ordering::SeqCst) >= MAX_WAITING {
             self.waiting.fetch_sub(1, Ordering::SeqCst);
@@ -83,21 +109,21 @@ impl Gate {
         };
         let mut rx = match self.take_lines() {
             Some(rx) => rx,
-            None => return Decision::NoTerminal,
+            None => return Decision::NotTrusted { no_terminal: true },
         };
         // Anything typed before the question is not an answer to it.
         while rx.try_recv().is_ok() {}
         {
             let mut err = std::io::stderr().lock();
-            let _ = write!(err, "{question}\nAccept? [y/N] ");
+            let _ = write!(
+                err,
+                "{question}\n[a]ccept once, accept and [t]rust, or [r]eject? [a/t/R] "
+            );
             let _ = err.flush();
         }
         let decision = match tokio::time::timeout_at(deadline, rx.recv()).await {
-            Ok(Some(line)) => match line.trim().to_ascii_lowercase().as_str() {
-                "y" | "yes" => Decision::Accept,
-                _ => Decision::Decline,
-            },
-            Ok(None) => Decision::NoTerminal,
+            Ok(Some(line)) => parse_answer(&line),
+            Ok(None) => Decision::NotTrusted { no_terminal: true },
             Err(_) => {
                 eprintln!("\n(no answer in time: declined)");
                 Decision::TimedOut
@@ -131,6 +157,55 @@ impl Gate {
     fn put_lines(&self, rx: mpsc::Receiver<String>) {
         if let Ok(mut guard) = self.lines.lock() {
             *guard = Some(rx);
+        }
+    }
+}
+
+/// Reads the user's answer; anything unclear is a rejection.
+fn parse_answer(line: &str) -> Decision {
+    match line.trim().to_lowercase().as_str() {
+        "a" | "accept" | "y" | "yes" => Decision::Accept,
+        "t" | "trust" => Decision::AcceptAndTrust,
+        _ => Decision::Decline,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers() {
+        assert_eq!(parse_answer("a\n"), Decision::Accept);
+        assert_eq!(parse_answer(" Yes "), Decision::Accept);
+        assert_eq!(parse_answer("t"), Decision::AcceptAndTrust);
+        assert_eq!(parse_answer("TRUST"), Decision::AcceptAndTrust);
+        for no in ["", "r", "n", "no", "reject", "at", "yes please"] {
+            assert_eq!(parse_answer(no), Decision::Decline, "{no:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn policies_without_a_terminal() {
+        // Test processes have no terminal on stdin, so nothing here can prompt.
+        let d = |policy, standing| async move { Gate::new(policy).decide(standing, "q").await };
+        for policy in [Consent::AcceptAll, Consent::TrustedOnly, Consent::Ask] {
+            assert_eq!(d(policy, Standing::Blocked).await, Decision::Blocked);
+            assert_eq!(d(policy, Standing::Trusted).await, Decision::Accept);
+        }
+        assert_eq!(
+            d(Consent::AcceptAll, Standing::Untrusted).await,
+            Decision::Accept
+        );
+        assert_eq!(
+            d(Consent::TrustedOnly, Standing::Untrusted).await,
+            Decision::NotTrusted { no_terminal: false }
+        );
+        if !std::io::stdin().is_terminal() {
+            assert_eq!(
+                d(Consent::Ask, Standing::Untrusted).await,
+                Decision::NotTrusted { no_terminal: true }
+            );
         }
     }
 }

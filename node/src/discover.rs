@@ -21,6 +21,7 @@ use crate::error::{Error, Result};
 use crate::identity::{group_hex, short_fingerprint};
 use crate::outln;
 use crate::signals::Interrupts;
+use crate::store::StoreData;
 
 /// After the first node matching a name answers, how long to keep listening
 /// for another node of the same name (mDNS answers to one query are spread
@@ -264,6 +265,35 @@ pub fn check_identity(
     })
 }
 
+/// What this node's peer store says about a discovered peer: its trust
+/// state, `unpinned` when never met, or `CHANGED` when the announcement
+/// claims a pinned id with another key.
+fn trust_of(p: &Peer, store: &StoreData) -> &'static str {
+    match store.get(&p.record.node_id) {
+        None => "unpinned",
+        Some(e) if !e.fingerprint.starts_with(&p.record.fingerprint_prefix) => "CHANGED",
+        Some(e) => e.trust.as_str(),
+    }
+}
+
+/// Warns when an announcement claims a pinned id with another key.
+fn warn_changed(p: &Peer, store: &StoreData) {
+    if let Some(e) = store.get(&p.record.node_id)
+        && !e.fingerprint.starts_with(&p.record.fingerprint_prefix)
+    {
+        eprintln!(
+            "warning: {} announces node id {} pinned here to key [{}], but with key [{}]: \
+             someone may be impersonating it, or it was reinstalled (`localstream forget {}` \
+             once you have confirmed the change)",
+            escape_for_terminal(&p.record.name),
+            p.record.node_id,
+            short_fingerprint(&e.fingerprint),
+            group_hex(&p.record.fingerprint_prefix),
+            p.record.node_id
+        );
+    }
+}
+
 /// One peer as `peers --json` prints it.
 #[derive(Debug, Serialize)]
 struct PeerJson<'a> {
@@ -275,10 +305,11 @@ struct PeerJson<'a> {
     fingerprint: String,
     mac: Option<String>,
     version: u16,
+    trust: &'static str,
 }
 
 impl<'a> PeerJson<'a> {
-    fn new(p: &'a Peer) -> PeerJson<'a> {
+    fn new(p: &'a Peer, store: &StoreData) -> PeerJson<'a> {
         PeerJson {
             name: &p.record.name,
             id: p.record.node_id.hyphenated().to_string(),
@@ -292,12 +323,13 @@ impl<'a> PeerJson<'a> {
                 .as_ref()
                 .map(localstream_discovery::txt::format_mac),
             version: p.record.version,
+            trust: trust_of(p, store),
         }
     }
 }
 
 /// The text columns of one peer.
-fn columns(p: &Peer) -> [String; 5] {
+fn columns(p: &Peer, store: &StoreData) -> [String; 6] {
     [
         escape_for_terminal(&p.record.name),
         short_id(&p.record.node_id),
@@ -313,13 +345,14 @@ fn columns(p: &Peer) -> [String; 5] {
             .join(", "),
         p.port().to_string(),
         group_hex(&p.record.fingerprint_prefix),
+        trust_of(p, store).to_owned(),
     ]
 }
 
 /// Prints rows with aligned columns.
-fn print_table(rows: &[[String; 5]]) {
-    let header = ["NAME", "ID", "ADDRESSES", "PORT", "FINGERPRINT"].map(str::to_owned);
-    let mut widths = [0usize; 5];
+fn print_table(rows: &[[String; 6]]) {
+    let header = ["NAME", "ID", "ADDRESSES", "PORT", "FINGERPRINT", "TRUST"].map(str::to_owned);
+    let mut widths = [0usize; 6];
     for row in std::iter::once(&header).chain(rows) {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
@@ -352,7 +385,12 @@ fn warn_conflicts(p: &Peer) {
 ///
 /// # Errors
 /// When discovery cannot start.
-pub async fn peers(cfg: &PeersConfig, own: Uuid, interrupts: &mut Interrupts) -> Result<()> {
+pub async fn peers(
+    cfg: &PeersConfig,
+    own: Uuid,
+    store: &StoreData,
+    interrupts: &mut Interrupts,
+) -> Result<()> {
     let started = Instant::now();
     let discovery = start(&cfg.interfaces).await?;
     let looked_on = discovery.interfaces().join(", ");
@@ -368,7 +406,7 @@ pub async fn peers(cfg: &PeersConfig, own: Uuid, interrupts: &mut Interrupts) ->
                     debug!(instance = %escape_for_terminal(instance), %reason, "ignored a malformed record");
                 }
                 if cfg.watch && let Some(change) = change {
-                    print_change(&change, own, cfg.json);
+                    print_change(&change, own, store, cfg.json);
                 }
             }
             () = async { match deadline { Some(d) => sleep_until(d).await, None => std::future::pending().await } } => break false,
@@ -387,9 +425,12 @@ pub async fn peers(cfg: &PeersConfig, own: Uuid, interrupts: &mut Interrupts) ->
         .into_iter()
         .filter(|p| p.record.node_id != own)
         .collect();
-    peers.iter().for_each(warn_conflicts);
+    for p in &peers {
+        warn_conflicts(p);
+        warn_changed(p, store);
+    }
     if cfg.json {
-        let all: Vec<PeerJson<'_>> = peers.iter().map(PeerJson::new).collect();
+        let all: Vec<PeerJson<'_>> = peers.iter().map(|p| PeerJson::new(p, store)).collect();
         outln!(
             "{}",
             serde_json::to_string_pretty(&all).unwrap_or_else(|_| "[]".into())
@@ -400,14 +441,14 @@ pub async fn peers(cfg: &PeersConfig, own: Uuid, interrupts: &mut Interrupts) ->
             started.elapsed().as_secs_f64()
         );
     } else {
-        let rows: Vec<[String; 5]> = peers.iter().map(columns).collect();
+        let rows: Vec<[String; 6]> = peers.iter().map(|p| columns(p, store)).collect();
         print_table(&rows);
     }
     Ok(())
 }
 
 /// One `--watch` line.
-fn print_change(change: &Change, own: Uuid, json: bool) {
+fn print_change(change: &Change, own: Uuid, store: &StoreData, json: bool) {
     let (event, sign, p) = match change {
         Change::Appeared(p) => ("up", '+', p),
         Change::Updated(p) => ("changed", '~', p),
@@ -418,12 +459,13 @@ fn print_change(change: &Change, own: Uuid, json: bool) {
     }
     if !matches!(change, Change::Disappeared(_)) {
         warn_conflicts(p);
+        warn_changed(p, store);
     }
     if json {
-        let line = serde_json::json!({ "event": event, "peer": PeerJson::new(p) });
+        let line = serde_json::json!({ "event": event, "peer": PeerJson::new(p, store) });
         outln!("{line}");
     } else {
-        outln!("{sign} {}", columns(p).join("  "));
+        outln!("{sign} {}", columns(p, store).join("  "));
     }
 }
 
@@ -501,13 +543,28 @@ mod tests {
             ],
             conflicting: vec![],
         };
-        let c = columns(&p);
+        let mut store = StoreData::default();
+        let c = columns(&p, &store);
+        assert_eq!(c[5], "unpinned");
         assert_eq!(c[0], "box\\x1b[2J");
         assert_eq!(c[1], "3f2a9c1e");
         assert_eq!(c[2], "10.0.0.1, fe80::1%3");
         assert_eq!(c[3], "47470");
         assert_eq!(c[4], "abab:abab:abab:abab");
-        let j = serde_json::to_value(PeerJson::new(&p)).unwrap();
+        let seen = crate::store::Seen {
+            node_id: p.record.node_id,
+            fingerprint: [0xab; 32],
+            name: "box".into(),
+            mac: None,
+            addr: None,
+        };
+        store.contact(&seen, 1);
+        assert_eq!(columns(&p, &store)[5], "new");
+        let mut changed = p.clone();
+        changed.record.fingerprint_prefix[0] = 0;
+        assert_eq!(columns(&changed, &store)[5], "CHANGED");
+        let j = serde_json::to_value(PeerJson::new(&p, &store)).unwrap();
+        assert_eq!(j["trust"], "new");
         assert_eq!(j["id"], "3f2a9c1e-0000-4000-8000-0000000000ab");
         assert_eq!(j["addresses"][1], "fe80::1%3");
         assert_eq!(j["name"], "box\x1b[2J");

@@ -71,6 +71,47 @@ pub enum Error {
     /// Ctrl-C.
     #[error("interrupted")]
     Interrupted,
+    /// The peer store cannot be read or written.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// A pinned peer presented another key.
+    #[error(
+        "\n@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@\n\
+         @  WARNING: THE KEY OF PEER {peer} HAS CHANGED  @\n\
+         @@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@\n\
+         node id {id} is pinned to a different key.\n\
+         pinned key:    sha256 {pinned}\n\
+         presented key: sha256 {presented}\n\
+         Someone may be impersonating this peer, or it was reinstalled with a new key.\n\
+         The connection was refused. If you have confirmed the change with its owner,\n\
+         drop the old pin with:  localstream forget {id}"
+    )]
+    KeyChanged {
+        /// The peer's claimed name (escaped).
+        peer: String,
+        /// Its node id.
+        id: uuid::Uuid,
+        /// The pinned fingerprint (hex).
+        pinned: String,
+        /// The presented fingerprint (hex).
+        presented: String,
+    },
+    /// This node blocked the peer it was about to send to.
+    #[error(
+        "you have blocked {0}; `localstream trust` or `localstream forget` it to send to it again"
+    )]
+    Blocked(String),
+    /// A `trust`/`forget`/`block`/`sessions` argument names no single known peer.
+    #[error(
+        "'{}': {reason} (see `localstream sessions` for the peers this node knows)",
+        escape_for_terminal(query)
+    )]
+    UnknownPeer {
+        /// What the user typed.
+        query: String,
+        /// Not found, or which peers match.
+        reason: crate::store::Lookup,
+    },
     /// mDNS discovery could not start.
     #[error("discovery: {0}")]
     Discovery(#[from] localstream_discovery::Error),

@@ -14,9 +14,12 @@
 //! ```
 //!
 //! The destination root itself may be a symlink chosen by the user.
+//!
+//! [`write_atomic`] (temporary file, fsync, rename, directory fsync) is here
+//! too, shared by the identity and the peer store.
 
 use std::fs::{self, File, OpenOptions};
-use std::io;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 /// Suffix of files still being received.
@@ -272,19 +275,103 @@ fn partial_is_missing(partial: &Path) -> bool {
     matches!(fs::symlink_metadata(partial), Err(e) if e.kind() == io::ErrorKind::NotFound)
 }
 
+/// Makes the entries of `dir` (new names, renames) durable. A no-op where
+/// directories cannot be opened for syncing (not Unix).
 #[cfg(unix)]
 fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| {
-        io::Error::new(
-            e.kind(),
-            format!("cannot sync directory {}: {e}", dir.display()),
-        )
-    })
+    File::open(dir).and_then(|d| d.sync_all())
 }
 
 #[cfg(not(unix))]
 fn sync_dir(_dir: &Path) -> io::Result<()> {
     Ok(())
+}
+
+/// A failed step of [`write_atomic`]: what was being done, and to which path.
+#[derive(Debug, thiserror::Error)]
+#[error("{action} {}: {source}", path.display())]
+pub struct AtomicWriteError {
+    /// What was being done ("cannot write", "cannot rename into place", ...).
+    pub action: &'static str,
+    /// The file or directory concerned.
+    pub path: PathBuf,
+    /// The underlying error.
+    #[source]
+    pub source: io::Error,
+}
+
+fn write_err(
+    action: &'static str,
+    path: &Path,
+) -> impl FnOnce(io::Error) -> AtomicWriteError + use<> {
+    let path = path.to_owned();
+    move |source| AtomicWriteError {
+        action,
+        path,
+        source,
+    }
+}
+
+/// Replaces `dir/name` with `contents` atomically: a fresh temporary file in
+/// `dir` (created with `mode` on Unix, never reusing an existing file), write,
+/// fsync, rename over `name`, fsync of `dir`. Readers see either the old or
+/// the new contents, never a mix; after a crash at most a stray
+/// `.<name>.*.tmp` file is left. `name` must be a single path component.
+///
+/// # Errors
+/// The step that failed, naming the file or directory concerned. On error
+/// the temporary file is removed and `dir/name` is untouched, unless only
+/// the final directory fsync failed (the new contents are then in place).
+pub fn write_atomic(
+    dir: &Path,
+    name: &str,
+    contents: &[u8],
+    mode: u32,
+) -> Result<(), AtomicWriteError> {
+    let target = dir.join(name);
+    check_component(name).map_err(write_err("cannot write", &target))?;
+    let (tmp_path, mut file) = create_temp(dir, name, mode)?;
+    let result = file
+        .write_all(contents)
+        .and_then(|()| file.sync_all())
+        .map_err(write_err("cannot write", &tmp_path))
+        .and_then(|()| {
+            drop(file);
+            fs::rename(&tmp_path, &target).map_err(write_err("cannot rename into place", &target))
+        });
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp_path);
+    }
+    result?;
+    sync_dir(dir).map_err(write_err("cannot sync directory", dir))
+}
+
+/// Creates a fresh temporary file next to the target, never reusing one.
+fn create_temp(dir: &Path, name: &str, mode: u32) -> Result<(PathBuf, File), AtomicWriteError> {
+    let mut opts = OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(mode);
+    }
+    #[cfg(not(unix))]
+    let _ = mode;
+    let mut last_err = None;
+    for _ in 0..16 {
+        let tag: u64 = rand::random();
+        let path = dir.join(format!(".{name}.{}.{tag:016x}.tmp", std::process::id()));
+        match opts.open(&path) {
+            Ok(f) => return Ok((path, f)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last_err = Some(e),
+            Err(e) => return Err(write_err("cannot create", &path)(e)),
+        }
+    }
+    Err(AtomicWriteError {
+        action: "cannot create a temporary file in",
+        path: dir.to_owned(),
+        source: last_err.unwrap_or_else(|| io::Error::other("name collisions")),
+    })
 }
 
 /// Free bytes available to an unprivileged user on the filesystem holding
@@ -522,6 +609,39 @@ mod tests {
         let err = commit_partial(&t.path().join("none.lspart"), t.path(), "none").unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::NotFound);
         assert!(!t.path().join("none").exists());
+    }
+
+    #[test]
+    fn write_atomic_replaces_and_cleans_up() {
+        let t = tmp();
+        write_atomic(t.path(), "f.json", b"one", 0o600).unwrap();
+        write_atomic(t.path(), "f.json", b"two", 0o600).unwrap();
+        assert_eq!(fs::read(t.path().join("f.json")).unwrap(), b"two");
+        let names: Vec<_> = fs::read_dir(t.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names, ["f.json"]);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(t.path().join("f.json"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        for bad in ["", "..", "a/b"] {
+            let err = write_atomic(t.path(), bad, b"x", 0o600).unwrap_err();
+            assert_eq!(err.source.kind(), io::ErrorKind::InvalidInput, "{bad:?}");
+        }
+        let missing = t.path().join("missing");
+        let err = write_atomic(&missing, "f", b"x", 0o600).unwrap_err();
+        assert_eq!(err.action, "cannot create");
+        assert!(
+            err.to_string().contains(&missing.display().to_string()),
+            "{err}"
+        );
     }
 
     #[test]

@@ -16,13 +16,15 @@
 //!
 //! The fingerprint is SHA-256 of the public key's SubjectPublicKeyInfo DER.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::fs::{self, File};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rsa::pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey, LineEnding};
 use serde::{Deserialize, Serialize};
+
+use crate::fsutil::{AtomicWriteError, write_atomic};
 
 /// Name of the private key file inside the home directory.
 pub const KEY_FILE: &str = "identity.key";
@@ -125,6 +127,16 @@ pub enum IdentityError {
         /// Why it failed.
         reason: String,
     },
+}
+
+impl From<AtomicWriteError> for IdentityError {
+    fn from(e: AtomicWriteError) -> Self {
+        IdentityError::Io {
+            action: e.action,
+            path: e.path,
+            source: e.source,
+        }
+    }
 }
 
 /// Result alias for this module.
@@ -358,7 +370,8 @@ fn write_node_file(home: &Path, node: &NodeFile) -> Result<()> {
         reason: e.to_string(),
     })?;
     json.push(b'\n');
-    write_atomic(home, NODE_FILE, &json, 0o644)
+    write_atomic(home, NODE_FILE, &json, 0o644)?;
+    Ok(())
 }
 
 /// Cleans a display name: drops control and bidi-formatting characters,
@@ -472,66 +485,6 @@ fn read_from(file: File, path: &Path, limit: u64) -> Result<Vec<u8>> {
         });
     }
     Ok(bytes)
-}
-
-/// Writes `dir/name` atomically: a new temporary file with `mode`, fsync,
-/// rename over `name`, fsync of `dir`.
-fn write_atomic(dir: &Path, name: &str, contents: &[u8], mode: u32) -> Result<()> {
-    let target = dir.join(name);
-    let (tmp_path, mut file) = create_temp(dir, name, mode)?;
-    let result = file
-        .write_all(contents)
-        .and_then(|()| file.sync_all())
-        .map_err(io_err("cannot write", &tmp_path))
-        .and_then(|()| {
-            drop(file);
-            fs::rename(&tmp_path, &target).map_err(io_err("cannot rename into place", &target))
-        });
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp_path);
-    }
-    result?;
-    sync_dir(dir)
-}
-
-/// Creates a fresh temporary file next to the target, never reusing one.
-fn create_temp(dir: &Path, name: &str, mode: u32) -> Result<(PathBuf, File)> {
-    let mut opts = OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(mode);
-    }
-    #[cfg(not(unix))]
-    let _ = mode;
-    let mut last_err = None;
-    for _ in 0..16 {
-        let tag: u64 = rand::random();
-        let path = dir.join(format!(".{name}.{}.{tag:016x}.tmp", std::process::id()));
-        match opts.open(&path) {
-            Ok(f) => return Ok((path, f)),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last_err = Some(e),
-            Err(e) => return Err(io_err("cannot create", &path)(e)),
-        }
-    }
-    Err(IdentityError::Io {
-        action: "cannot create a temporary file in",
-        path: dir.to_owned(),
-        source: last_err.unwrap_or_else(|| io::Error::other("name collisions")),
-    })
-}
-
-#[cfg(unix)]
-fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err("cannot sync directory", dir))
-}
-
-#[cfg(not(unix))]
-fn sync_dir(_dir: &Path) -> Result<()> {
-    Ok(())
 }
 
 #[cfg(test)]

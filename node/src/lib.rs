@@ -25,5 +25,7 @@ pub mod progress;
 pub mod receive;
 pub mod send;
 pub mod signals;
+pub mod store;
+pub mod trust;
 
 pub use error::{Error, Result};

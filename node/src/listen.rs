@@ -25,6 +25,8 @@ use crate::error::{Error, Result};
 use crate::identity::short_fingerprint;
 use crate::receive::{self, ConnEnd, Shared};
 use crate::signals::Interrupts;
+use crate::store::PeerStore;
+use crate::trust;
 
 /// Most connections served at once; more wait in the kernel's backlog.
 const MAX_CONNECTIONS: usize = 64;
@@ -48,6 +50,9 @@ pub async fn run(
     common: &Common,
     cfg: &ListenConfig,
 ) -> Result<ListenEnd> {
+    let store = PeerStore::new(&common.home);
+    // A corrupt store is reported now, not when the first peer connects.
+    trust::check_store(&store).await?;
     std::fs::create_dir_all(&cfg.dir).map_err(|e| Error::file(&cfg.dir, e))?;
     let dir = std::fs::canonicalize(&cfg.dir).map_err(|e| Error::file(&cfg.dir, e))?;
     let listener = TcpListener::bind(cfg.bind)
@@ -70,6 +75,7 @@ pub async fn run(
         gate: Gate::new(cfg.consent),
         progress: common.progress,
         offers: Arc::new(Semaphore::new(receive::MAX_PENDING_OFFERS)),
+        store,
     });
     let root = CancellationToken::new();
     let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));

@@ -25,7 +25,7 @@ use localstream_proto::transfer::{
     TransferEnd,
 };
 use localstream_proto::{
-    Error as ProtoError, Handshake, LocalIdentity, Opener, PeerIdentity, Status,
+    Error as ProtoError, Handshake, LocalIdentity, Opener, PeerIdentity, Sas, Status,
 };
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
@@ -33,11 +33,13 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::conn::{self, FrameReader, IDLE_TIMEOUT, RawFrame, RecordWriter};
-use crate::consent::{Decision, Gate};
+use crate::consent::{Decision, Gate, Standing};
 use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::identity::short_fingerprint;
 use crate::progress::{Progress, human_bytes, summary};
+use crate::store::{Direction, PeerStore, Trust};
+use crate::trust;
 
 /// Frames buffered between the socket reader and the file writer.
 const PIPELINE_DEPTH: usize = 8;
@@ -57,6 +59,8 @@ pub struct Shared {
     pub progress: bool,
     /// Offers being collected or decided at once (each holds its manifest in memory).
     pub offers: Arc<Semaphore>,
+    /// What this node knows about its peers.
+    pub store: PeerStore,
 }
 
 /// Offers that may be collected or wait for a decision at once.
@@ -71,6 +75,8 @@ pub struct Received {
     pub ok: bool,
     /// Final paths of the files saved.
     pub saved: Vec<PathBuf>,
+    /// Bytes offered.
+    pub bytes: u64,
 }
 
 /// How a connection ended.
@@ -116,6 +122,38 @@ pub async fn serve(
     };
     let mut opener = session.opener;
     info!(peer = %escape_for_terminal(&peer.name), fingerprint = %short_fingerprint(&peer.fingerprint), %remote, "authenticated");
+    let contacted = match trust::contact(&shared.store, &peer, Some(remote)).await {
+        Ok(c) => c,
+        Err(e @ Error::KeyChanged { .. }) => {
+            eprintln!("{e}");
+            let message = format!(
+                "the receiver has a different key pinned for node id {}: it refuses this connection \
+                 (if your key changed legitimately, its user can run `localstream forget {}`)",
+                uuid::Uuid::from_bytes(peer.node_id),
+                uuid::Uuid::from_bytes(peer.node_id)
+            );
+            writer.alert(Status::NotTrusted, &message).await;
+            return ConnEnd::NoTransfer(e);
+        }
+        Err(e) => {
+            warn!(error = %e, "peer store unusable");
+            writer
+                .alert(
+                    Status::InternalError,
+                    "the receiver cannot use its peer store",
+                )
+                .await;
+            return ConnEnd::NoTransfer(e);
+        }
+    };
+    let standing = match contacted.trust {
+        Trust::Trusted => Standing::Trusted,
+        Trust::Blocked => Standing::Blocked,
+        Trust::New | Trust::Known => Standing::Untrusted,
+    };
+    if standing == Standing::Untrusted {
+        eprintln!("{}", trust::code_line(&peer, &session.sas, contacted));
+    }
 
     let Ok(offer_slot) = shared.offers.clone().try_acquire_owned() else {
         let message = "the receiver has too many offers pending; try again";
@@ -132,15 +170,39 @@ pub async fn serve(
             return ConnEnd::NoTransfer(e);
         }
     };
+    let history = match trust::Session::begin(
+        &shared.store,
+        &peer,
+        &session.session_id,
+        Direction::Receive,
+    )
+    .await
+    {
+        Ok(h) => Some(h),
+        Err(e) => {
+            warn!(error = %e, "cannot record the session");
+            None
+        }
+    };
     let mut decided = false;
     let ctx = Ctx {
         peer: &peer,
+        standing,
+        code: session.sas,
         shared: &shared,
         stop: &stop,
         offer_slot,
         decided: &mut decided,
     };
     let result = transfer(&mut reader, &mut writer, opener, offer, ctx).await;
+    if let Some(history) = history {
+        let (outcome, detail) =
+            trust::outcome(result.as_ref().err(), result.as_ref().is_ok_and(|r| r.ok));
+        let (files, bytes) = result
+            .as_ref()
+            .map_or((0, 0), |r| (r.saved.len() as u64, r.bytes));
+        history.end(outcome, files, bytes, &detail).await;
+    }
     if let Err(e) = &result
         && !matches!(
             e,
@@ -167,10 +229,17 @@ pub async fn serve(
 /// What a transfer needs besides the socket halves.
 struct Ctx<'a> {
     peer: &'a PeerIdentity,
+    standing: Standing,
+    code: Sas,
     shared: &'a Shared,
     stop: &'a CancellationToken,
     offer_slot: OwnedSemaphorePermit,
     decided: &'a mut bool,
+}
+
+/// How the receiver's user can name the sender: the start of its id.
+fn peer_id_hint(peer: &PeerIdentity) -> String {
+    crate::discover::short_id(&uuid::Uuid::from_bytes(peer.node_id))
 }
 
 fn status_of(e: &Error) -> Status {
@@ -243,6 +312,8 @@ where
 {
     let Ctx {
         peer,
+        standing,
+        code,
         shared,
         stop,
         offer_slot,
@@ -253,6 +324,7 @@ where
         escape_for_terminal(&peer.name),
         short_fingerprint(&peer.fingerprint)
     );
+    let peer_id = uuid::Uuid::from_bytes(peer.node_id);
     if entries.len() > MAX_FILES as usize {
         return refuse(
             writer,
@@ -301,7 +373,7 @@ where
     }
 
     let mut question = format!(
-        "{who} wants to send {} file{} ({}):",
+        "{who} (id {peer_id}) wants to send {} file{} ({}):",
         entries.len(),
         if entries.len() == 1 { "" } else { "s" },
         human_bytes(total)
@@ -319,24 +391,55 @@ where
             entries.len() - PROMPT_FILES
         ));
     }
-    let decision = shared.gate.decide(&question).await;
+    question.push_str(&format!(
+        "\nverification code {code} (it must match the code on the sender's screen)"
+    ));
+    let decision = shared.gate.decide(standing, &question).await;
+    if decision == Decision::AcceptAndTrust {
+        match trust::set_trust(&shared.store, peer, Trust::Trusted).await {
+            Ok(()) => eprintln!("{who} is trusted from now on"),
+            Err(e) => eprintln!("warning: could not mark {who} as trusted: {e}"),
+        }
+    }
     drop(offer_slot);
     *decided = decision != Decision::Busy;
-    let refusal = match decision {
-        Decision::Accept => None,
-        Decision::Decline => Some((Status::Declined, "the receiver declined")),
-        Decision::TimedOut => Some((Status::Timeout, "nobody answered the prompt")),
+    let refusal: Option<(Status, String)> = match decision {
+        Decision::Accept | Decision::AcceptAndTrust => None,
+        Decision::Decline => Some((Status::Declined, "the receiver declined".into())),
+        Decision::Blocked => Some((
+            Status::Declined,
+            "the receiver has blocked this node".into(),
+        )),
+        Decision::TimedOut => Some((Status::Timeout, "nobody answered the prompt".into())),
         Decision::Busy => Some((
             Status::Busy,
-            "the receiver has too many offers waiting for an answer; try again",
+            "the receiver has too many offers waiting for an answer; try again".into(),
         )),
-        Decision::NoTerminal => Some((
-            Status::ConsentUnavailable,
-            "the receiver has no terminal to ask on and was not started with --yes",
+        Decision::NotTrusted { no_terminal } => Some((
+            if no_terminal {
+                Status::ConsentUnavailable
+            } else {
+                Status::NotTrusted
+            },
+            format!(
+                "the receiver accepts only peers it trusts{}; its user can trust this node with \
+                 `localstream trust {}` after comparing verification codes{}",
+                if no_terminal {
+                    " (it has no terminal to ask on)"
+                } else {
+                    " (--trusted-only)"
+                },
+                peer_id_hint(peer),
+                if no_terminal {
+                    ", or start `listen --yes`"
+                } else {
+                    ""
+                }
+            ),
         )),
     };
     if let Some((status, message)) = refusal {
-        return refuse(writer, status, message.into()).await;
+        return refuse(writer, status, message).await;
     }
 
     // Create the directories the offer needs (none for plain files).
@@ -458,6 +561,7 @@ where
         peer: who,
         ok: failed == 0,
         saved,
+        bytes,
     })
 }
 

@@ -20,11 +20,12 @@ use localstream_proto::record::{MAX_PLAINTEXT, RecordType};
 use localstream_proto::transfer::{
     Answer, FileEnd, FinalStatus, OfferEntry, OfferPart, TransferEnd,
 };
-use localstream_proto::{Error as ProtoError, Handshake, LocalIdentity, Sealer, Status};
+use localstream_proto::{Error as ProtoError, Handshake, LocalIdentity, Opener, Sealer, Status};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, oneshot};
-use tracing::info;
+use tracing::{Instrument, info, info_span};
 
 use crate::config::{Discovery, SendConfig, Target};
 use crate::conn::{self, FrameReader, IDLE_TIMEOUT, RecordWriter};
@@ -33,6 +34,8 @@ use crate::discover;
 use crate::error::{Error, Result};
 use crate::identity::short_fingerprint;
 use crate::progress::{Progress, summary};
+use crate::store::{Direction, PeerStore, Trust};
+use crate::trust;
 
 /// How long to wait for the TCP connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -133,7 +136,12 @@ fn sources(files: &[PathBuf]) -> Result<Vec<Source>> {
 }
 
 /// Runs `localstream send`.
-pub async fn run(identity: Arc<LocalIdentity>, cfg: &SendConfig, progress: bool) -> Result<Sent> {
+pub async fn run(
+    identity: Arc<LocalIdentity>,
+    store: &PeerStore,
+    cfg: &SendConfig,
+    progress: bool,
+) -> Result<Sent> {
     let sources = sources(&cfg.files)?;
     let (addrs, expected) = match (&cfg.target, &cfg.discovery) {
         (Target::Addr(a), _) => (vec![*a], None),
@@ -169,13 +177,63 @@ pub async fn run(identity: Arc<LocalIdentity>, cfg: &SendConfig, progress: bool)
         escape_for_terminal(&session.peer.name),
         short_fingerprint(&session.peer.fingerprint)
     );
-    eprintln!("connected to {who} at {addr}");
     let mut writer = RecordWriter {
         inner: wr,
         sealer: session.sealer,
     };
-    let mut opener = session.opener;
+    let peer = session.peer;
+    let contacted = match trust::contact(store, &peer, Some(addr)).await {
+        Ok(c) => c,
+        Err(e) => {
+            let message = match &e {
+                Error::KeyChanged { .. } => {
+                    "the sender has a different key pinned for your node id and refuses to send"
+                }
+                _ => "the sender cannot use its peer store",
+            };
+            writer.alert(Status::NotTrusted, message).await;
+            return Err(e);
+        }
+    };
+    if contacted.trust == Trust::Blocked {
+        writer
+            .alert(Status::Cancelled, "the sender has blocked this node")
+            .await;
+        return Err(Error::Blocked(format!(
+            "{who} (id {})",
+            uuid::Uuid::from_bytes(peer.node_id)
+        )));
+    }
+    eprintln!("connected to {who} at {addr}");
+    if contacted.trust != Trust::Trusted {
+        eprintln!("{}", trust::code_line(&peer, &session.sas, contacted));
+    }
+    let history = trust::Session::begin(store, &peer, &session.session_id, Direction::Send).await?;
+    let span = info_span!(
+        "session",
+        id = %trust::session_hex(&session.session_id),
+        peer = %discover::short_id(&uuid::Uuid::from_bytes(peer.node_id))
+    );
+    let result = exchange(reader, writer, session.opener, &sources, &who, progress)
+        .instrument(span)
+        .await;
+    let (outcome, detail) = trust::outcome(result.as_ref().err(), result.is_ok());
+    let (files, bytes) = result
+        .as_ref()
+        .map_or((0, 0), |s| (s.delivered as u64, s.bytes));
+    history.end(outcome, files, bytes, &detail).await;
+    result
+}
 
+/// Offers the files, streams the accepted ones and reads the verdict.
+async fn exchange(
+    mut reader: FrameReader<OwnedReadHalf>,
+    mut writer: RecordWriter<OwnedWriteHalf>,
+    mut opener: Opener,
+    sources: &[Source],
+    who: &str,
+    progress: bool,
+) -> Result<Sent> {
     let entries: Vec<OfferEntry> = sources
         .iter()
         .map(|s| OfferEntry {

@@ -28,9 +28,15 @@ struct Evil {
     opener: Opener,
 }
 
+/// One identity for the whole test process: the receiver pins it at first
+/// contact, so a fresh key under the same id would be refused (by design).
 fn evil_identity() -> Arc<LocalIdentity> {
-    let key = rsa::PrivateKey::new(&mut rand::rng(), 2048).unwrap();
-    Arc::new(LocalIdentity::new([0xee; 16], "mallory", None, key).unwrap())
+    static EVIL: std::sync::OnceLock<Arc<LocalIdentity>> = std::sync::OnceLock::new();
+    EVIL.get_or_init(|| {
+        let key = rsa::PrivateKey::new(&mut rand::rng(), 2048).unwrap();
+        Arc::new(LocalIdentity::new([0xee; 16], "mallory", None, key).unwrap())
+    })
+    .clone()
 }
 
 impl Evil {

@@ -1,0 +1,413 @@
+//! Trust on first use, in the node: pin peers at first contact, refuse a
+//! changed key loudly, keep per-peer session history, and the `trust`,
+//! `forget`, `block` and `sessions` commands.
+//!
+//! ```text
+//!  handshake ─► contact() ─┬─ first contact: pin, show the verification code
+//!                          ├─ known: trust state (decides consent)
+//!                          └─ key changed: refuse, both fingerprints + `localstream forget <id>`
+//!  transfer  ─► Session::begin ... Session::end (outcome, files, bytes) ─► peers.json
+//! ```
+//!
+//! The store is a file shared by every localstream process of this home, so
+//! every access goes through a blocking thread (it may wait for the lock).
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use localstream_proto::names::escape_for_terminal;
+use localstream_proto::{PeerIdentity, Sas};
+use serde::Serialize;
+use tracing::info;
+use uuid::Uuid;
+
+use crate::config::StoreCommand;
+use crate::discover::short_id;
+use crate::error::{Error, Result};
+use crate::identity::{fingerprint_hex, short_fingerprint};
+use crate::outln;
+use crate::store::{
+    Contact, Direction, Outcome, PeerEntry, PeerStore, Seen, SessionEnd, SessionRecord, StoreData,
+    Trust, now_ms, now_secs,
+};
+
+/// Runs `f` on the store in a blocking thread.
+async fn with_store<T: Send + 'static>(
+    store: &PeerStore,
+    f: impl FnOnce(&PeerStore) -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || f(&store))
+        .await
+        .map_err(|e| Error::Io(std::io::Error::other(e)))?
+}
+
+/// Checks that the store is readable (at start-up, so that a corrupt store
+/// is reported before anyone connects).
+///
+/// # Errors
+/// [`Error::Store`] naming the file.
+pub async fn check_store(store: &PeerStore) -> Result<()> {
+    with_store(store, |s| s.load().map(drop).map_err(Error::from)).await
+}
+
+/// What first contact or a later one established.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Contacted {
+    /// The peer's trust state now.
+    pub trust: Trust,
+    /// Whether this contact pinned its key.
+    pub first: bool,
+}
+
+/// Records that `peer` proved its key at `addr`: pins it on first contact.
+///
+/// # Errors
+/// [`Error::KeyChanged`] when the peer's id is pinned to another key (nothing
+/// is changed), or the store cannot be read or written.
+pub async fn contact(
+    store: &PeerStore,
+    peer: &PeerIdentity,
+    addr: Option<SocketAddr>,
+) -> Result<Contacted> {
+    let seen = Seen {
+        node_id: Uuid::from_bytes(peer.node_id),
+        fingerprint: peer.fingerprint,
+        name: peer.name.clone(),
+        mac: peer.mac,
+        addr,
+    };
+    let name = peer.name.clone();
+    let contact = with_store(store, move |s| {
+        s.update(|d| d.contact(&seen, now_secs()))
+            .map_err(Error::from)
+    })
+    .await?;
+    match contact {
+        Contact::First => Ok(Contacted {
+            trust: Trust::New,
+            first: true,
+        }),
+        Contact::Known(trust) => Ok(Contacted {
+            trust,
+            first: false,
+        }),
+        Contact::KeyChanged { pinned, presented } => Err(Error::KeyChanged {
+            peer: escape_for_terminal(&name),
+            id: Uuid::from_bytes(peer.node_id),
+            pinned: fingerprint_hex(&pinned),
+            presented: fingerprint_hex(&presented),
+        }),
+    }
+}
+
+/// The line that tells the user how to check a peer: shown on first contact
+/// and whenever the peer is not trusted yet.
+#[must_use]
+pub fn code_line(peer: &PeerIdentity, sas: &Sas, contacted: Contacted) -> String {
+    let id = Uuid::from_bytes(peer.node_id);
+    let who = format!(
+        "{} ({}) [{}]",
+        escape_for_terminal(&peer.name),
+        short_id(&id),
+        short_fingerprint(&peer.fingerprint)
+    );
+    if contacted.first {
+        format!(
+            "first contact with {who}: its key is now pinned. Verification code: {sas} \
+             (the same on both screens means no one is in between; then `localstream trust {}`)",
+            short_id(&id)
+        )
+    } else {
+        format!("verification code with {who}: {sas} ({})", contacted.trust)
+    }
+}
+
+/// Session ids as stored: hex of the handshake's session id.
+#[must_use]
+pub fn session_hex(session_id: &[u8; 16]) -> String {
+    localstream_proto::error::hex(session_id)
+}
+
+/// A transfer being recorded in the peer's history.
+#[derive(Debug, Clone)]
+pub struct Session {
+    store: PeerStore,
+    peer: Uuid,
+    id: String,
+}
+
+impl Session {
+    /// Writes the session's start (outcome "interrupted" until it ends, so a
+    /// crash still leaves a trace).
+    ///
+    /// # Errors
+    /// When the store cannot be written.
+    pub async fn begin(
+        store: &PeerStore,
+        peer: &PeerIdentity,
+        session_id: &[u8; 16],
+        direction: Direction,
+    ) -> Result<Session> {
+        let session = Session {
+            store: store.clone(),
+            peer: Uuid::from_bytes(peer.node_id),
+            id: session_hex(session_id),
+        };
+        let (id, record) = (
+            session.peer,
+            SessionRecord::begin(session.id.clone(), direction, now_ms()),
+        );
+        with_store(store, move |s| {
+            s.update(|d| d.begin_session(&id, record))
+                .map(drop)
+                .map_err(Error::from)
+        })
+        .await?;
+        Ok(session)
+    }
+
+    /// Writes how the session ended. Failures are logged: the transfer's own
+    /// outcome matters more than its history.
+    pub async fn end(self, outcome: Outcome, files: u64, bytes: u64, detail: &str) {
+        let end = SessionEnd {
+            ended_ms: now_ms(),
+            files,
+            bytes,
+            outcome,
+            detail: detail.to_owned(),
+        };
+        let (peer, id) = (self.peer, self.id.clone());
+        let r = with_store(&self.store, move |s| {
+            s.update(|d| d.end_session(&peer, &id, end))
+                .map(drop)
+                .map_err(Error::from)
+        })
+        .await;
+        if let Err(e) = r {
+            eprintln!("warning: could not record the session in the peer store: {e}");
+        }
+    }
+}
+
+/// How a transfer's result goes into the history: outcome and a short detail.
+#[must_use]
+pub fn outcome(err: Option<&Error>, all_delivered: bool) -> (Outcome, String) {
+    match err {
+        None if all_delivered => (Outcome::Ok, String::new()),
+        None => (Outcome::Incomplete, String::new()),
+        Some(Error::Refused { status, .. }) => (Outcome::Refused, status.to_string()),
+        Some(Error::Incomplete { failed, total }) => (
+            Outcome::Incomplete,
+            format!("{failed} of {total} files failed"),
+        ),
+        Some(Error::Interrupted) => (Outcome::Interrupted, "interrupted".into()),
+        Some(e) => (Outcome::Failed, e.to_string()),
+    }
+}
+
+/// Marks a peer trusted (the user said so at the prompt).
+///
+/// # Errors
+/// When the store cannot be written.
+pub async fn set_trust(store: &PeerStore, peer: &PeerIdentity, trust: Trust) -> Result<()> {
+    let id = Uuid::from_bytes(peer.node_id);
+    with_store(store, move |s| {
+        s.update(|d| d.set_trust(&id, trust))
+            .map(drop)
+            .map_err(Error::from)
+    })
+    .await
+}
+
+/// What the store of `home` holds (for `peers`).
+///
+/// # Errors
+/// When the store cannot be read.
+pub fn load_store(home: &Path) -> Result<StoreData> {
+    PeerStore::new(home).load().map_err(Error::from)
+}
+
+/// `lookup` just returned this id, so the entry exists; should it not, an
+/// entry with nothing but the id keeps the command's output honest.
+fn unreachable_entry(node_id: Uuid) -> PeerEntry {
+    PeerEntry {
+        node_id,
+        fingerprint: [0; 32],
+        mac: None,
+        names: vec![],
+        addresses: vec![],
+        trust: Trust::New,
+        first_seen: 0,
+        last_seen: 0,
+        sessions: vec![],
+    }
+}
+
+/// One line describing a stored peer.
+fn describe(p: &PeerEntry) -> String {
+    format!(
+        "{} ({}) [{}]",
+        escape_for_terminal(p.name().unwrap_or("")),
+        p.node_id,
+        short_fingerprint(&p.fingerprint)
+    )
+}
+
+/// Runs `trust`, `forget`, `block` or `sessions`.
+///
+/// # Errors
+/// When the peer is unknown or ambiguous, or the store cannot be used.
+pub fn run_command(home: &Path, cmd: &StoreCommand) -> Result<()> {
+    let store = PeerStore::new(home);
+    let find = |d: &StoreData, q: &str| -> Result<Uuid> {
+        d.lookup(q)
+            .map(|p| p.node_id)
+            .map_err(|reason| Error::UnknownPeer {
+                query: q.to_owned(),
+                reason,
+            })
+    };
+    match cmd {
+        StoreCommand::Trust(q) | StoreCommand::Block(q) => {
+            let trust = if matches!(cmd, StoreCommand::Trust(_)) {
+                Trust::Trusted
+            } else {
+                Trust::Blocked
+            };
+            let entry = store.update(|d| -> Result<PeerEntry> {
+                let id = find(d, q)?;
+                d.set_trust(&id, trust);
+                Ok(d.get(&id).cloned().unwrap_or_else(|| unreachable_entry(id)))
+            })??;
+            info!(peer = %entry.node_id, %trust, "trust changed");
+            outln!("{}: {}", trust, describe(&entry));
+            if trust == Trust::Trusted {
+                outln!(
+                    "its key {} is trusted from now on; a different key under its id will be refused",
+                    short_fingerprint(&entry.fingerprint)
+                );
+            }
+        }
+        StoreCommand::Forget(q) => {
+            let entry = store.update(|d| -> Result<PeerEntry> {
+                let id = find(d, q)?;
+                Ok(d.forget(&id).unwrap_or_else(|| unreachable_entry(id)))
+            })??;
+            outln!("forgot {}", describe(&entry));
+            outln!("its key is no longer pinned: the next contact pins whatever key it presents");
+        }
+        StoreCommand::Sessions { peer, json } => {
+            let data = store.load()?;
+            let peers: Vec<&PeerEntry> = match peer {
+                Some(q) => {
+                    let id = find(&data, q)?;
+                    data.peers().iter().filter(|p| p.node_id == id).collect()
+                }
+                None => data.peers().iter().collect(),
+            };
+            print_sessions(&peers, *json);
+        }
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct PeerSessionsJson<'a> {
+    id: String,
+    name: Option<&'a str>,
+    fingerprint: String,
+    trust: Trust,
+    sessions: &'a [SessionRecord],
+}
+
+fn print_sessions(peers: &[&PeerEntry], json: bool) {
+    if json {
+        let all: Vec<PeerSessionsJson<'_>> = peers
+            .iter()
+            .map(|p| PeerSessionsJson {
+                id: p.node_id.hyphenated().to_string(),
+                name: p.name(),
+                fingerprint: fingerprint_hex(&p.fingerprint),
+                trust: p.trust,
+                sessions: &p.sessions,
+            })
+            .collect();
+        outln!(
+            "{}",
+            serde_json::to_string_pretty(&all).unwrap_or_else(|_| "[]".into())
+        );
+        return;
+    }
+    if peers.iter().all(|p| p.sessions.is_empty()) {
+        eprintln!("no sessions recorded");
+        return;
+    }
+    for p in peers {
+        outln!("{}  {}", describe(p), p.trust);
+        for s in &p.sessions {
+            let ended = s.ended.map_or_else(
+                || "-".to_owned(),
+                |e| format!("{:.1} s", (e.saturating_sub(s.started)) as f64 / 1000.0),
+            );
+            outln!(
+                "  {}  {}  {:<7}  {:>5} files  {:>12} bytes  {:<11}  {}  {}",
+                utc(s.started),
+                &s.id[..s.id.len().min(8)],
+                match s.direction {
+                    Direction::Send => "sent",
+                    Direction::Receive => "received",
+                },
+                s.files,
+                s.bytes,
+                outcome_str(s.outcome),
+                ended,
+                escape_for_terminal(&s.detail)
+            );
+        }
+    }
+}
+
+fn outcome_str(o: Outcome) -> &'static str {
+    match o {
+        Outcome::Ok => "ok",
+        Outcome::Refused => "refused",
+        Outcome::Failed => "failed",
+        Outcome::Incomplete => "incomplete",
+        Outcome::Interrupted => "interrupted",
+    }
+}
+
+/// `2026-11-24 02:58:14Z` from Unix milliseconds.
+fn utc(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_dates() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00Z");
+        assert_eq!(utc(951_782_400_000), "2000-02-29 00:00:00Z");
+        assert_eq!(utc(1_795_489_094_000), "2026-11-24 02:58:14Z");
+    }
+}
