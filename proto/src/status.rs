@@ -50,11 +50,11 @@ statuses! {
     /// The receiving user declined the offer.
     Declined = 403, "declined by the receiver";
     /// The receiver has no way to ask its user (no terminal) and does not accept automatically.
-    ConsentUnavailable = 406, "receiver cannot ask for consent (no terminal; start it with --yes)";
+    ConsentUnavailable = 406, "receiver cannot ask for consent (no terminal) and accepts trusted peers only";
     /// Something took too long (consent prompt, idle peer, handshake).
     Timeout = 408, "timed out";
     /// The peer is blocked or not trusted by the receiver.
-    NotTrusted = 409, "peer is not trusted by the receiver";
+    NotTrusted = 409, "peer not trusted, or its key differs from the pinned one";
     /// Too many files, or more bytes than the receiver accepts.
     TooLarge = 413, "offer too large";
     /// A file name is not acceptable (path traversal, control characters, reserved names).
