@@ -1,0 +1,143 @@
+//! `mdns-fake`: announce or browse `_localstream._tcp.local.` records with
+//! mdns-sd directly, bypassing LocalStream's own discovery code. The scenarios
+//! use it to put forged or malformed records on the test LAN and to check
+//! that multicast crosses it.
+//!
+//! ```text
+//! mdns-fake announce INSTANCE IP PORT [KEY=VALUE]...
+//!     registers the instance (no probing, so it answers at once), prints
+//!     `announced <fullname>` once the announcement went out, runs until killed
+//! mdns-fake browse
+//!     prints `resolved <fullname> port=<port> addrs=<a,b> txt=<k=v;...>` per
+//!     resolved instance and `removed <fullname>` per goodbye, until killed
+//! ```
+//!
+//! Only for test network namespaces: it refuses to run in the machine's initial
+//! network namespace and uses no interface but `eth0`.
+
+use std::io::Write as _;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use mdns_sd::{DaemonEvent, IfKind, ServiceDaemon, ServiceEvent, ServiceInfo};
+
+const SERVICE_TYPE: &str = "_localstream._tcp.local.";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Err(e) = inside_test_namespace() {
+        eprintln!("mdns-fake: refusing to run: {e}");
+        return ExitCode::from(2);
+    }
+    let result = match args.first().map(String::as_str) {
+        Some("announce") if args.len() >= 4 => announce(&args[1], &args[2], &args[3], &args[4..]),
+        Some("browse") if args.len() == 1 => browse(),
+        _ => {
+            eprintln!(
+                "usage: mdns-fake announce INSTANCE IP PORT [KEY=VALUE]...\n       mdns-fake browse"
+            );
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mdns-fake: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The machine's own interfaces are off limits: only run inside a namespace
+/// made by `ip netns` (the test LAN's hosts are).
+fn inside_test_namespace() -> Result<(), String> {
+    match localstream_scenarios::current_netns() {
+        Some(_) => Ok(()),
+        None => Err("not inside a named network namespace (run it with `ip netns exec`)".into()),
+    }
+}
+
+fn daemon() -> Result<ServiceDaemon, String> {
+    let d = ServiceDaemon::new().map_err(|e| format!("cannot start mdns-sd: {e}"))?;
+    d.disable_interface(IfKind::All)
+        .and_then(|()| d.enable_interface("eth0"))
+        .map_err(|e| format!("cannot select eth0: {e}"))?;
+    Ok(d)
+}
+
+fn announce(instance: &str, ip: &str, port: &str, txt: &[String]) -> Result<(), String> {
+    let port: u16 = port.parse().map_err(|_| format!("bad port {port:?}"))?;
+    let props: Vec<(&str, &str)> = txt
+        .iter()
+        .map(|kv| {
+            kv.split_once('=')
+                .ok_or_else(|| format!("TXT entry {kv:?} is not KEY=VALUE"))
+        })
+        .collect::<Result<_, _>>()?;
+    let d = daemon()?;
+    let events = d.monitor().map_err(|e| format!("monitor: {e}"))?;
+    let host = format!("fake-{}.local.", std::process::id());
+    let mut info = ServiceInfo::new(SERVICE_TYPE, instance, &host, ip, port, &props[..])
+        .map_err(|e| format!("bad service info: {e}"))?;
+    info.set_requires_probe(false);
+    let fullname = info.get_fullname().to_owned();
+    d.register(info).map_err(|e| format!("register: {e}"))?;
+    loop {
+        match events.recv_timeout(Duration::from_secs(10)) {
+            Ok(DaemonEvent::Announce(name, _)) if name == fullname => break,
+            Ok(DaemonEvent::Error(e)) => return Err(format!("mdns-sd: {e}")),
+            Ok(_) => {}
+            Err(e) => return Err(format!("no announcement of {fullname:?}: {e}")),
+        }
+    }
+    say(&format!("announced {}", fullname.escape_debug()));
+    // Answer queries until killed; report daemon errors meanwhile.
+    while let Ok(ev) = events.recv() {
+        if let DaemonEvent::Error(e) = ev {
+            eprintln!("mdns-fake: mdns-sd: {e}");
+        }
+    }
+    Ok(())
+}
+
+fn browse() -> Result<(), String> {
+    let d = daemon()?;
+    let events = d.browse(SERVICE_TYPE).map_err(|e| format!("browse: {e}"))?;
+    while let Ok(ev) = events.recv() {
+        match ev {
+            ServiceEvent::ServiceResolved(s) => {
+                let mut addrs: Vec<String> = s
+                    .get_addresses()
+                    .iter()
+                    .map(|a| a.to_ip_addr().to_string())
+                    .collect();
+                addrs.sort();
+                let txt: Vec<String> = s
+                    .get_properties()
+                    .iter()
+                    .map(|p| format!("{}={}", p.key(), p.val_str()))
+                    .collect();
+                say(&format!(
+                    "resolved {} port={} addrs={} txt={}",
+                    s.get_fullname(),
+                    s.get_port(),
+                    addrs.join(","),
+                    txt.join(";")
+                )
+                .escape_debug()
+                .to_string());
+            }
+            ServiceEvent::ServiceRemoved(_, name) => {
+                say(&format!("removed {}", name.escape_debug()))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn say(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}

@@ -1,0 +1,509 @@
+//! Discovery scenarios on a private LAN of network namespaces: several real
+//! `localstream` nodes, each in its own host namespace, find each other over
+//! mDNS across real interfaces and a bridge.
+//!
+//! Each test builds its own LAN (so they run in parallel) and asserts on
+//! content: ids, addresses, ports, file bytes, exit codes, messages, packet
+//! counters. Nothing waits by sleeping: every wait is for a line, an exit or a
+//! condition, with a deadline.
+
+use std::time::{Duration, Instant};
+
+use localstream_scenarios::{
+    Host, IdInfo, Lan, Listener, Output, STEP, assert_content, bins, names_in, random_bytes,
+};
+use serde_json::Value;
+
+/// How long a goodbye may take to reach a watcher (it is one multicast packet).
+const GOODBYE: Duration = Duration::from_secs(10);
+
+fn lan(hosts: usize) -> Option<Lan> {
+    Lan::new(hosts, bins!())
+}
+
+/// The array `peers --json` printed (after checking it exited 0).
+fn peers_of(out: &Output) -> Vec<Value> {
+    out.expect_code(0);
+    let v: Value = serde_json::from_str(out.stdout.trim()).unwrap_or_else(|e| {
+        panic!(
+            "peers --json did not print one JSON value ({e}):\n{}",
+            out.describe()
+        )
+    });
+    match v {
+        Value::Array(a) => a,
+        other => panic!(
+            "peers --json printed {other} instead of an array:\n{}",
+            out.describe()
+        ),
+    }
+}
+
+fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
+    v[key]
+        .as_str()
+        .unwrap_or_else(|| panic!("`{key}` is not a string in {v}"))
+}
+
+/// The peer with node id `id` in a `peers --json` array.
+fn find<'a>(peers: &'a [Value], id: &str, out: &Output) -> &'a Value {
+    peers
+        .iter()
+        .find(|p| p["id"] == id)
+        .unwrap_or_else(|| panic!("no peer with id {id}:\n{}", out.describe()))
+}
+
+/// Checks one `peers --json` object against the host, its listener and its
+/// `localstream id`.
+fn check_peer(p: &Value, host: &Host, listener: &Listener, id: &IdInfo) {
+    assert_eq!(str_of(p, "name"), host.name, "{p}");
+    assert_eq!(str_of(p, "id"), id.id, "{p}");
+    assert_eq!(str_of(p, "short_id"), &id.id[..8], "{p}");
+    assert_eq!(str_of(p, "fingerprint"), id.fingerprint, "{p}");
+    assert_eq!(p["port"].as_u64(), Some(u64::from(listener.port)), "{p}");
+    assert_eq!(p["version"].as_u64(), Some(1), "{p}");
+    let addrs: Vec<&str> = p["addresses"]
+        .as_array()
+        .unwrap_or_else(|| panic!("`addresses` is not an array in {p}"))
+        .iter()
+        .map(|a| a.as_str().unwrap_or_else(|| panic!("address {a} in {p}")))
+        .collect();
+    let own = host.addr.to_string();
+    assert!(addrs.contains(&own.as_str()), "{} not in {p}", host.addr);
+    // Every IPv4 address is this host's: no loopback, no other host's.
+    for a in &addrs {
+        if let Ok(v4) = a.parse::<std::net::Ipv4Addr>() {
+            assert_eq!(v4, host.addr, "foreign IPv4 address {a} in {p}");
+        }
+    }
+    match &p["mac"] {
+        Value::Null => {}
+        Value::String(mac) => assert_eq!(*mac, host.mac(), "mac is not {}'s eth0: {p}", host.name),
+        other => panic!("`mac` is {other} in {p}"),
+    }
+}
+
+/// A random UUID-shaped string (version 4 layout), deterministic per seed.
+fn uuid_like(seed: u64) -> String {
+    let h: String = random_bytes(seed, 16)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!(
+        "{}-{}-4{}-8{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[13..16],
+        &h[17..20],
+        &h[20..32]
+    )
+}
+
+/// Scenario 1: `peers` on h2 lists exactly the listeners on h1 and h3, with
+/// their true ids, fingerprints, addresses and ports.
+#[test]
+fn peers_lists_the_listeners_on_the_lan() {
+    let Some(lan) = lan(3) else { return };
+    let (h1, h2, h3) = (lan.host(1), lan.host(2), lan.host(3));
+    let l1 = h1.listen(&["--yes", "--name", "h1"]);
+    let l3 = h3.listen(&["--yes", "--name", "h3"]);
+    assert_eq!(l1.discovery, "eth0", "h1 announces on eth0 only");
+    let (id1, id3) = (h1.id(), h3.id());
+    assert_eq!(l1.id, id1.id, "banner and `id` agree");
+    assert_eq!(l3.id, id3.id, "banner and `id` agree");
+
+    let out = h2.localstream(&["peers", "--json", "--timeout", "2"]);
+    eprintln!("scenario 1: `peers --json --timeout 2` took {:?}", out.took);
+    let peers = peers_of(&out);
+    assert_eq!(peers.len(), 2, "exactly h1 and h3:\n{}", out.describe());
+    check_peer(find(&peers, &id1.id, &out), h1, &l1, &id1);
+    check_peer(find(&peers, &id3.id, &out), h3, &l3, &id3);
+
+    // The default look (1 s) is what people run; report what it finds.
+    let quick = h2.localstream(&["peers", "--json"]);
+    let found = peers_of(&quick).len();
+    eprintln!(
+        "scenario 1: `peers --json` (default timeout) took {:?} and found {found} of 2",
+        quick.took
+    );
+    // Text output: one line per node, naming it.
+    let text = h2.localstream(&["peers", "--timeout", "2"]);
+    text.expect_code(0);
+    for (name, id) in [("h1", &id1), ("h3", &id3)] {
+        assert!(
+            text.stdout
+                .lines()
+                .any(|l| l.contains(name) && l.contains(&id.id[..8])),
+            "no line for {name}:\n{}",
+            text.describe()
+        );
+    }
+    // A node never lists itself.
+    let own = peers_of(&h1.localstream(&["peers", "--json"]));
+    assert!(
+        own.iter().all(|p| p["id"] != id1.id.as_str()),
+        "h1 lists itself: {own:?}"
+    );
+}
+
+/// Scenario 2: `send h1 FILE` from h3 delivers the exact bytes into h1's --dir.
+#[test]
+fn send_by_name_delivers_the_file() {
+    let Some(lan) = lan(3) else { return };
+    let (h1, h3) = (lan.host(1), lan.host(3));
+    let mut l1 = h1.listen(&["--yes", "--name", "h1"]);
+    let data = random_bytes(2, 3 * 1024 * 1024 + 12_345);
+    let file = h3.file("payload.bin", &data);
+
+    let out = h3.run(h3.node().arg("send").arg("h1").arg(&file));
+    eprintln!("scenario 2: `send h1 <3 MiB>` took {:?}", out.took);
+    out.expect_code(0);
+    assert!(
+        out.stdout.lines().any(|l| l.starts_with("sent ")),
+        "no `sent` line:\n{}",
+        out.describe()
+    );
+    let (head, saved) = l1.wait_received();
+    assert!(head.starts_with("received 1 file"), "{head}");
+    assert_eq!(saved.len(), 1);
+    assert_eq!(saved[0], l1.dir.join("payload.bin"));
+    assert_content(&saved[0], &data);
+    assert_eq!(names_in(&l1.dir), ["payload.bin"]);
+}
+
+/// Scenario 3: two nodes named `box`: sending to `box` is refused and names
+/// both ids; an 8-hex-digit id prefix picks one, and only that one receives.
+#[test]
+fn ambiguous_name_is_refused_and_an_id_prefix_picks_one() {
+    let Some(lan) = lan(3) else { return };
+    let (h1, h2, h3) = (lan.host(1), lan.host(2), lan.host(3));
+    let mut l1 = h1.listen(&["--yes", "--name", "box"]);
+    let l3 = h3.listen(&["--yes", "--name", "box"]);
+    let (id1, id3) = (l1.id.clone(), l3.id.clone());
+    assert_ne!(id1, id3);
+    let data = random_bytes(3, 1024 * 1024 + 7);
+    let file = h2.file("for-h1.bin", &data);
+
+    let out = h2.run(h2.node().arg("send").arg("box").arg(&file));
+    out.expect_code(1);
+    for id in [&id1, &id3] {
+        assert!(
+            out.stderr.contains(id.as_str()),
+            "stderr does not name {id}:\n{}",
+            out.describe()
+        );
+    }
+    assert!(names_in(&l1.dir).is_empty() && names_in(&l3.dir).is_empty());
+
+    let out = h2.run(h2.node().arg("send").arg("nobody-here").arg(&file));
+    out.expect_code(1);
+    assert!(
+        out.stderr.to_lowercase().contains("no peer"),
+        "says no peer found:\n{}",
+        out.describe()
+    );
+    assert!(
+        out.stderr.contains("box"),
+        "lists the peers seen:\n{}",
+        out.describe()
+    );
+
+    let prefix = &id1[..8];
+    let out = h2.run(h2.node().arg("send").arg(prefix).arg(&file));
+    eprintln!("scenario 3: `send {prefix} <1 MiB>` took {:?}", out.took);
+    out.expect_code(0);
+    let (_, saved) = l1.wait_received();
+    assert_eq!(saved, [l1.dir.join("for-h1.bin")]);
+    assert_content(&saved[0], &data);
+    // The transfer is complete when send exits; h3 got nothing.
+    assert!(
+        names_in(&l3.dir).is_empty(),
+        "h3 received {:?}",
+        names_in(&l3.dir)
+    );
+}
+
+/// Scenario 4: `peers --watch --json` sees a node appear, and disappear as
+/// soon as it is stopped with Ctrl-C (its goodbye).
+#[test]
+fn watch_sees_a_node_come_and_go() {
+    let Some(lan) = lan(2) else { return };
+    let (h1, h2) = (lan.host(1), lan.host(2));
+    let mut watch = h2.spawn(h2.node().args(["peers", "--watch", "--json"]));
+    let mut l1 = h1.listen(&["--yes", "--name", "h1"]);
+    let id1 = l1.id.clone();
+    let event = |line: &str, kind: &str, id: &str| {
+        serde_json::from_str::<Value>(line)
+            .is_ok_and(|v| v["event"] == kind && v["peer"]["id"] == id)
+    };
+    let up = watch.wait_line(|l| event(l, "up", &id1));
+    let up: Value = serde_json::from_str(&up).unwrap();
+    assert_eq!(up["peer"]["name"], "h1", "{up}");
+    assert_eq!(
+        up["peer"]["port"].as_u64(),
+        Some(u64::from(l1.port)),
+        "{up}"
+    );
+
+    l1.interrupt();
+    let stopped = Instant::now();
+    assert_eq!(l1.wait_exit(STEP), Some(130), "Ctrl-C exits 130");
+    let exited = stopped.elapsed();
+    if watch
+        .try_wait_line(GOODBYE, |l| event(l, "down", &id1))
+        .is_none()
+    {
+        watch.fail(&format!(
+            "no `down` event for {id1} within {GOODBYE:?} of Ctrl-C"
+        ));
+    }
+    eprintln!(
+        "scenario 4: listener exited {exited:?} and `down` was seen {:?} after SIGINT",
+        stopped.elapsed()
+    );
+    // Every line was one JSON event.
+    watch.drain();
+    for l in &watch.stdout {
+        let v: Value =
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("watch line {l:?} is not JSON: {e}"));
+        assert!(v["event"] == "up" || v["event"] == "down", "{l}");
+    }
+    watch.interrupt();
+    let code = watch.wait_exit(STEP);
+    eprintln!("scenario 4: `peers --watch` exited {code:?} on Ctrl-C");
+    assert!(
+        matches!(code, Some(0 | 130)),
+        "watch exit code {code:?} after Ctrl-C"
+    );
+}
+
+/// Scenario 5: forged `_localstream._tcp` records with malformed TXT are
+/// ignored (a well-formed forged one is listed: it is only a hint), `peers`
+/// does not crash, and the real listener keeps serving.
+#[test]
+fn malformed_announcements_are_ignored() {
+    let Some(lan) = lan(3) else { return };
+    let (h1, h2, h3) = (lan.host(1), lan.host(2), lan.host(3));
+    let mut l1 = h1.listen(&["--yes", "--name", "good"]);
+    let id1 = l1.id.clone();
+
+    let fp = "0123456789abcdef";
+    let mac = "02:00:00:00:00:05";
+    let long_name = "x".repeat(250);
+    let control_id = uuid_like(100);
+    let ids: Vec<String> = (0..8).map(|i| uuid_like(200 + i)).collect();
+    let variants: Vec<(&str, Vec<(&str, &str)>)> = vec![
+        // The control: everything well-formed.
+        (
+            "control",
+            vec![
+                ("v", "1"),
+                ("id", &control_id),
+                ("fp", fp),
+                ("name", "control"),
+                ("mac", mac),
+            ],
+        ),
+        ("bad-no-id", vec![("v", "1"), ("fp", fp), ("name", "noid")]),
+        (
+            "bad-id",
+            vec![
+                ("v", "1"),
+                ("id", "not-a-uuid"),
+                ("fp", fp),
+                ("name", "badid"),
+            ],
+        ),
+        (
+            "bad-name-ctrl",
+            vec![
+                ("v", "1"),
+                ("id", &ids[0]),
+                ("fp", fp),
+                ("name", "evil\u{1b}[31mred\u{7}"),
+            ],
+        ),
+        (
+            "bad-name-long",
+            vec![
+                ("v", "1"),
+                ("id", &ids[1]),
+                ("fp", fp),
+                ("name", &long_name),
+            ],
+        ),
+        (
+            "bad-fp",
+            vec![
+                ("v", "1"),
+                ("id", &ids[2]),
+                ("fp", "zzzzzzzzzzzzzzzz"),
+                ("name", "badfp"),
+            ],
+        ),
+        (
+            "bad-fp-short",
+            vec![
+                ("v", "1"),
+                ("id", &ids[3]),
+                ("fp", "0123"),
+                ("name", "shortfp"),
+            ],
+        ),
+        (
+            "bad-mac",
+            vec![
+                ("v", "1"),
+                ("id", &ids[4]),
+                ("fp", fp),
+                ("name", "badmac"),
+                ("mac", "aa:bb:cc:dd:ee"),
+            ],
+        ),
+        (
+            "bad-version",
+            vec![
+                ("v", "abc"),
+                ("id", &ids[5]),
+                ("fp", fp),
+                ("name", "badver"),
+            ],
+        ),
+        (
+            "bad-empty-name",
+            vec![("v", "1"), ("id", &ids[6]), ("fp", fp), ("name", "")],
+        ),
+    ];
+    let fakes: Vec<_> = variants
+        .iter()
+        .enumerate()
+        .map(|(i, (instance, txt))| h3.fake(instance, 40_000 + u16::try_from(i).unwrap(), txt))
+        .collect();
+
+    // The forged records are really out there: a plain mdns-sd browser on h2
+    // resolves every one of them.
+    let mut browse = h2.browse();
+    for (instance, _) in &variants {
+        let want = format!(
+            "resolved {instance}.{}",
+            localstream_scenarios::SERVICE_TYPE
+        );
+        browse.wait_seen(|l| l.starts_with(&want));
+    }
+    drop(browse);
+
+    let out = h2.localstream(&["peers", "--json", "--timeout", "2"]);
+    let peers = peers_of(&out);
+    let mut got: Vec<&str> = peers.iter().map(|p| str_of(p, "id")).collect();
+    got.sort_unstable();
+    let mut want = vec![id1.as_str(), control_id.as_str()];
+    want.sort_unstable();
+    assert_eq!(
+        got,
+        want,
+        "only the listener and the well-formed fake:\n{}",
+        out.describe()
+    );
+    let control = find(&peers, &control_id, &out);
+    assert_eq!(str_of(control, "name"), "control");
+    assert_eq!(control["mac"], mac);
+    assert!(!out.stderr.contains("panicked"), "{}", out.describe());
+    // The text listing too (escaped names must not reach the terminal raw).
+    let text = h2.localstream(&["peers", "--timeout", "2"]);
+    text.expect_code(0);
+    assert!(!text.stdout.contains('\u{1b}'), "{}", text.describe());
+
+    // The listener is unharmed and still serves, found by name among the fakes.
+    assert!(l1.is_running(), "listener died: {}", l1.stderr());
+    let data = random_bytes(5, 1024 * 1024);
+    let file = h2.file("after-fakes.bin", &data);
+    let out = h2.run(h2.node().arg("send").arg("good").arg(&file));
+    out.expect_code(0);
+    let (_, saved) = l1.wait_received();
+    assert_content(&saved[0], &data);
+    drop(fakes);
+}
+
+/// Scenario 6: `--no-discovery` puts nothing on the network: a listener stays
+/// silent even when queried (a listener with discovery, the control, answers),
+/// and a send by address uses only TCP.
+#[test]
+fn no_discovery_sends_nothing() {
+    // Without IPv6 a host's kernel sends nothing of its own (no router
+    // solicitations, no MLD), so its counters are exact.
+    let Some(lan) = Lan::builder(3).ipv6(false).build(bins!()) else {
+        return;
+    };
+    let (h1, h2, h3) = (lan.host(1), lan.host(2), lan.host(3));
+    let h1_start = h1.counters();
+    let mut quiet = h1.listen(&["--yes", "--no-discovery", "--name", "quiet"]);
+    assert_eq!(quiet.discovery, "off");
+    let loud = h2.listen(&["--yes", "--name", "loud"]);
+
+    // The window (about 1 s): h3 looks for peers, so both listeners are asked.
+    let (q0, l0) = (h1.counters(), h2.counters());
+    let out = h3.localstream(&["peers", "--json", "--timeout", "1"]);
+    let (q1, l1) = (h1.counters(), h2.counters());
+    let (dq, dl) = (q1.since(&q0), l1.since(&l0));
+    eprintln!(
+        "scenario 6: over {:?}: no-discovery listener {dq:?}, control {dl:?}",
+        out.took
+    );
+    assert!(
+        dl.tx_packets > 0,
+        "the control node sent nothing, so the check proves nothing: {dl:?}"
+    );
+    assert_eq!(
+        dq.tx_packets, 0,
+        "the --no-discovery listener sent packets: {dq:?}"
+    );
+    let peers = peers_of(&out);
+    let listed: Vec<&str> = peers.iter().map(|p| str_of(p, "id")).collect();
+    assert_eq!(
+        listed,
+        [loud.id.as_str()],
+        "only the control is visible:\n{}",
+        out.describe()
+    );
+
+    // Usage errors, before anything is sent.
+    let s0 = h3.counters();
+    let file = h3.file("quiet.bin", &random_bytes(6, 1024 * 1024 + 3));
+    h3.run(
+        h3.node()
+            .args(["send", "--no-discovery", "quiet"])
+            .arg(&file),
+    )
+    .expect_code(2);
+    h3.localstream(&["peers", "--no-discovery"]).expect_code(2);
+
+    let target = format!("{}:{}", h1.addr, quiet.port);
+    let out = h3.run(
+        h3.node()
+            .args(["send", "--no-discovery", &target])
+            .arg(&file),
+    );
+    out.expect_code(0);
+    let d = h3.counters().since(&s0);
+    eprintln!("scenario 6: send --no-discovery to {target}: {d:?}");
+    assert_eq!(
+        d.udp_out + d.udp6_out,
+        0,
+        "the sender sent UDP: {d:?}\n{}",
+        out.describe()
+    );
+    assert_eq!(d.icmp_out, 0, "the sender sent ICMP: {d:?}");
+    // Every packet on eth0 is a TCP segment, apart from ARP.
+    assert!(
+        d.tx_packets <= d.tcp_out_segs + d.tcp_retrans_segs + 2,
+        "the sender sent more than TCP and ARP: {d:?}"
+    );
+    let (_, saved) = quiet.wait_received();
+    assert_content(&saved[0], &std::fs::read(&file).unwrap());
+    let whole = h1.counters().since(&h1_start);
+    assert_eq!(
+        whole.udp_out + whole.udp6_out + whole.icmp_out,
+        0,
+        "the --no-discovery listener sent UDP or ICMP during its life: {whole:?}"
+    );
+}
