@@ -43,15 +43,20 @@ pub fn localstream() -> Command {
 pub enum Role {
     Sender,
     Receiver,
+    /// A third identity (another node id and key), for a never-seen peer or
+    /// a regenerated key.
+    Other,
 }
 
 /// Identity templates, generated once per build directory and copied per node.
 fn template(role: Role) -> &'static Path {
     static SENDER: OnceLock<PathBuf> = OnceLock::new();
     static RECEIVER: OnceLock<PathBuf> = OnceLock::new();
+    static OTHER: OnceLock<PathBuf> = OnceLock::new();
     let (cell, name) = match role {
         Role::Sender => (&SENDER, "sender"),
         Role::Receiver => (&RECEIVER, "receiver"),
+        Role::Other => (&OTHER, "other"),
     };
     cell.get_or_init(|| {
         let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-identities");
@@ -115,6 +120,30 @@ impl Node {
             std::fs::copy(template(role).join(f), home.join(f)).unwrap();
         }
         Node { tmp, home }
+    }
+
+    /// A copy of this node whose key was regenerated: the same `node.json`
+    /// (so the same node id and name) and a copy of its `peers.json` (if
+    /// any), but the private key of `role`'s template.
+    pub fn with_key_of(&self, role: Role) -> Node {
+        let tmp = tempfile::tempdir().unwrap();
+        let home = tmp.path().join("home");
+        std::fs::create_dir(&home).unwrap();
+        std::fs::copy(
+            template(role).join("identity.key"),
+            home.join("identity.key"),
+        )
+        .unwrap();
+        std::fs::copy(self.home.join("node.json"), home.join("node.json")).unwrap();
+        if self.store_path().exists() {
+            std::fs::copy(self.store_path(), home.join("peers.json")).unwrap();
+        }
+        Node { tmp, home }
+    }
+
+    /// `<home>/peers.json`.
+    pub fn store_path(&self) -> PathBuf {
+        self.home.join("peers.json")
     }
 
     /// A node with an empty (not yet created) home.
