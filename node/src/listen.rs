@@ -76,6 +76,7 @@ pub async fn run(
         progress: common.progress,
         offers: Arc::new(Semaphore::new(receive::MAX_PENDING_OFFERS)),
         store,
+        active: receive::ActiveSessions::default(),
     });
     let root = CancellationToken::new();
     let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
@@ -129,7 +130,12 @@ pub async fn run(
                 };
                 let shared = shared.clone();
                 let token = root.child_token();
-                let span = info_span!("conn", %remote);
+                let span = info_span!(
+                    "conn",
+                    %remote,
+                    peer = tracing::field::Empty,
+                    session = tracing::field::Empty
+                );
                 tasks.spawn(async move {
                     let _permit = permit;
                     // On shutdown a transfer gets a moment to tell its sender why it stops.

@@ -61,6 +61,58 @@ pub struct Shared {
     pub offers: Arc<Semaphore>,
     /// What this node knows about its peers.
     pub store: PeerStore,
+    /// Sessions running now, per peer.
+    pub active: ActiveSessions,
+}
+
+/// The sessions running now, per peer node id: one peer may run several
+/// transfers at once, and several peers may.
+#[derive(Debug, Default)]
+pub struct ActiveSessions(std::sync::Mutex<std::collections::HashMap<uuid::Uuid, Vec<String>>>);
+
+impl ActiveSessions {
+    /// Registers a session until the returned guard is dropped; returns the
+    /// guard and how many sessions that peer has running, this one included.
+    fn enter(&self, peer: uuid::Uuid, session: String) -> (ActiveGuard<'_>, usize) {
+        let mut map = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let list = map.entry(peer).or_default();
+        list.push(session.clone());
+        let n = list.len();
+        (
+            ActiveGuard {
+                owner: self,
+                peer,
+                session,
+            },
+            n,
+        )
+    }
+}
+
+/// Removes its session from [`ActiveSessions`] when dropped.
+struct ActiveGuard<'a> {
+    owner: &'a ActiveSessions,
+    peer: uuid::Uuid,
+    session: String,
+}
+
+impl Drop for ActiveGuard<'_> {
+    fn drop(&mut self) {
+        let mut map = self
+            .owner
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(list) = map.get_mut(&self.peer) {
+            list.retain(|s| *s != self.session);
+            if list.is_empty() {
+                map.remove(&self.peer);
+            }
+        }
+    }
 }
 
 /// Offers that may be collected or wait for a decision at once.
@@ -121,7 +173,21 @@ pub async fn serve(
         sealer: session.sealer,
     };
     let mut opener = session.opener;
-    info!(peer = %escape_for_terminal(&peer.name), fingerprint = %short_fingerprint(&peer.fingerprint), %remote, "authenticated");
+    let peer_id = uuid::Uuid::from_bytes(peer.node_id);
+    let session_hex = trust::session_hex(&session.session_id);
+    let span = tracing::Span::current();
+    span.record(
+        "peer",
+        tracing::field::display(crate::discover::short_id(&peer_id)),
+    );
+    span.record("session", tracing::field::display(&session_hex));
+    let (_active, running) = shared.active.enter(peer_id, session_hex);
+    info!(
+        name = %escape_for_terminal(&peer.name),
+        fingerprint = %short_fingerprint(&peer.fingerprint),
+        sessions_with_peer = running,
+        "authenticated"
+    );
     let contacted = match trust::contact(&shared.store, &peer, Some(remote)).await {
         Ok(c) => c,
         Err(e @ Error::KeyChanged { .. }) => {
@@ -153,6 +219,8 @@ pub async fn serve(
     };
     if standing == Standing::Untrusted {
         eprintln!("{}", trust::code_line(&peer, &session.sas, contacted));
+    } else {
+        info!(code = %session.sas, trust = %contacted.trust, "verification code");
     }
 
     let Ok(offer_slot) = shared.offers.clone().try_acquire_owned() else {
@@ -726,5 +794,25 @@ fn finish_file(cur: Current, p: &Planned, end: &FileEnd) -> Result<PathBuf, Stat
             warn!(file = %p.shown, error = %e, "cannot move the finished file into place");
             Err(io_status(&e))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn active_sessions_per_peer() {
+        let active = ActiveSessions::default();
+        let (a, b) = (uuid::Uuid::from_u128(1), uuid::Uuid::from_u128(2));
+        let (g1, n1) = active.enter(a, "s1".into());
+        let (g2, n2) = active.enter(a, "s2".into());
+        let (g3, n3) = active.enter(b, "s3".into());
+        assert_eq!((n1, n2, n3), (1, 2, 1));
+        drop(g1);
+        let (g4, n4) = active.enter(a, "s4".into());
+        assert_eq!(n4, 2, "s1 ended, s2 and s4 run");
+        drop((g2, g3, g4));
+        assert!(active.0.lock().unwrap().is_empty());
     }
 }

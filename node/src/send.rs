@@ -207,6 +207,8 @@ pub async fn run(
     eprintln!("connected to {who} at {addr}");
     if contacted.trust != Trust::Trusted {
         eprintln!("{}", trust::code_line(&peer, &session.sas, contacted));
+    } else {
+        info!(code = %session.sas, "verification code (peer trusted)");
     }
     let history = trust::Session::begin(store, &peer, &session.session_id, Direction::Send).await?;
     let span = info_span!(
