@@ -76,7 +76,7 @@ pub async fn run(
         progress: common.progress,
         offers: Arc::new(Semaphore::new(receive::MAX_PENDING_OFFERS)),
         store,
-        active: receive::ActiveSessions::default(),
+        active: trust::ActiveSessions::default(),
     });
     let root = CancellationToken::new();
     let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));

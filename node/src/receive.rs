@@ -62,57 +62,7 @@ pub struct Shared {
     /// What this node knows about its peers.
     pub store: PeerStore,
     /// Sessions running now, per peer.
-    pub active: ActiveSessions,
-}
-
-/// The sessions running now, per peer node id: one peer may run several
-/// transfers at once, and several peers may.
-#[derive(Debug, Default)]
-pub struct ActiveSessions(std::sync::Mutex<std::collections::HashMap<uuid::Uuid, Vec<String>>>);
-
-impl ActiveSessions {
-    /// Registers a session until the returned guard is dropped; returns the
-    /// guard and how many sessions that peer has running, this one included.
-    fn enter(&self, peer: uuid::Uuid, session: String) -> (ActiveGuard<'_>, usize) {
-        let mut map = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let list = map.entry(peer).or_default();
-        list.push(session.clone());
-        let n = list.len();
-        (
-            ActiveGuard {
-                owner: self,
-                peer,
-                session,
-            },
-            n,
-        )
-    }
-}
-
-/// Removes its session from [`ActiveSessions`] when dropped.
-struct ActiveGuard<'a> {
-    owner: &'a ActiveSessions,
-    peer: uuid::Uuid,
-    session: String,
-}
-
-impl Drop for ActiveGuard<'_> {
-    fn drop(&mut self) {
-        let mut map = self
-            .owner
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(list) = map.get_mut(&self.peer) {
-            list.retain(|s| *s != self.session);
-            if list.is_empty() {
-                map.remove(&self.peer);
-            }
-        }
-    }
+    pub active: trust::ActiveSessions,
 }
 
 /// Offers that may be collected or wait for a decision at once.
@@ -794,25 +744,5 @@ fn finish_file(cur: Current, p: &Planned, end: &FileEnd) -> Result<PathBuf, Stat
             warn!(file = %p.shown, error = %e, "cannot move the finished file into place");
             Err(io_status(&e))
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn active_sessions_per_peer() {
-        let active = ActiveSessions::default();
-        let (a, b) = (uuid::Uuid::from_u128(1), uuid::Uuid::from_u128(2));
-        let (g1, n1) = active.enter(a, "s1".into());
-        let (g2, n2) = active.enter(a, "s2".into());
-        let (g3, n3) = active.enter(b, "s3".into());
-        assert_eq!((n1, n2, n3), (1, 2, 1));
-        drop(g1);
-        let (g4, n4) = active.enter(a, "s4".into());
-        assert_eq!(n4, 2, "s1 ended, s2 and s4 run");
-        drop((g2, g3, g4));
-        assert!(active.0.lock().unwrap().is_empty());
     }
 }

@@ -220,6 +220,56 @@ pub async fn set_trust(store: &PeerStore, peer: &PeerIdentity, trust: Trust) -> 
     .await
 }
 
+/// The sessions running now, per peer node id: one peer may run several
+/// transfers at once, and several peers may.
+#[derive(Debug, Default)]
+pub struct ActiveSessions(std::sync::Mutex<std::collections::HashMap<uuid::Uuid, Vec<String>>>);
+
+impl ActiveSessions {
+    /// Registers a session until the returned guard is dropped; returns the
+    /// guard and how many sessions that peer has running, this one included.
+    pub(crate) fn enter(&self, peer: uuid::Uuid, session: String) -> (ActiveGuard<'_>, usize) {
+        let mut map = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let list = map.entry(peer).or_default();
+        list.push(session.clone());
+        let n = list.len();
+        (
+            ActiveGuard {
+                owner: self,
+                peer,
+                session,
+            },
+            n,
+        )
+    }
+}
+
+/// Removes its session from [`ActiveSessions`] when dropped.
+pub(crate) struct ActiveGuard<'a> {
+    owner: &'a ActiveSessions,
+    peer: uuid::Uuid,
+    session: String,
+}
+
+impl Drop for ActiveGuard<'_> {
+    fn drop(&mut self) {
+        let mut map = self
+            .owner
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(list) = map.get_mut(&self.peer) {
+            list.retain(|s| *s != self.session);
+            if list.is_empty() {
+                map.remove(&self.peer);
+            }
+        }
+    }
+}
+
 /// What the store of `home` holds (for `peers`).
 ///
 /// # Errors
@@ -409,5 +459,20 @@ mod tests {
         assert_eq!(utc(0), "1970-01-01 00:00:00Z");
         assert_eq!(utc(951_782_400_000), "2000-02-29 00:00:00Z");
         assert_eq!(utc(1_795_489_094_000), "2026-11-24 02:58:14Z");
+    }
+
+    #[test]
+    fn active_sessions_per_peer() {
+        let active = ActiveSessions::default();
+        let (a, b) = (uuid::Uuid::from_u128(1), uuid::Uuid::from_u128(2));
+        let (g1, n1) = active.enter(a, "s1".into());
+        let (g2, n2) = active.enter(a, "s2".into());
+        let (g3, n3) = active.enter(b, "s3".into());
+        assert_eq!((n1, n2, n3), (1, 2, 1));
+        drop(g1);
+        let (g4, n4) = active.enter(a, "s4".into());
+        assert_eq!(n4, 2, "s1 ended, s2 and s4 run");
+        drop((g2, g3, g4));
+        assert!(active.0.lock().unwrap().is_empty());
     }
 }
