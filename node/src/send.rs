@@ -162,6 +162,7 @@ pub async fn run(
             ));
         }
     };
+    let connecting = Instant::now();
     let (stream, addr) = connect(&addrs).await?;
     let _ = stream.set_nodelay(true);
     let (rd, mut wr) = stream.into_split();
@@ -169,6 +170,7 @@ pub async fn run(
     let mut hello = vec![];
     let hs = Handshake::initiator(HandshakeConfig::new(identity), &mut rand::rng(), &mut hello);
     let session = conn::handshake(&mut reader, &mut wr, hs, hello).await?;
+    let handshake_done = connecting.elapsed();
     if let Some(expected) = &expected {
         discover::check_identity(expected, &session.peer, addr)?;
     }
@@ -216,15 +218,47 @@ pub async fn run(
         id = %trust::session_hex(&session.session_id),
         peer = %discover::short_id(&uuid::Uuid::from_bytes(peer.node_id))
     );
-    let result = exchange(reader, writer, session.opener, &sources, &who, progress)
-        .instrument(span)
-        .await;
+    let timing = Timing {
+        connecting,
+        handshake_done,
+    };
+    let result = exchange(
+        reader,
+        writer,
+        session.opener,
+        &sources,
+        &who,
+        progress,
+        timing,
+    )
+    .instrument(span)
+    .await;
     let (outcome, detail) = trust::outcome(result.as_ref().err(), result.is_ok());
     let (files, bytes) = result
         .as_ref()
         .map_or((0, 0), |s| (s.delivered as u64, s.bytes));
     history.end(outcome, files, bytes, &detail).await;
     result
+}
+
+/// When the connection started and how long the handshake took, for the
+/// `timing` log line (`-v`) that benchmarks read.
+#[derive(Debug, Clone, Copy)]
+struct Timing {
+    connecting: Instant,
+    handshake_done: Duration,
+}
+
+impl Timing {
+    /// Logs the handshake time and the time from connect to the first data
+    /// byte written (the offer and the receiver's answer included).
+    fn report(self) {
+        info!(
+            handshake_ms = format_args!("{:.2}", self.handshake_done.as_secs_f64() * 1e3),
+            first_data_ms = format_args!("{:.2}", self.connecting.elapsed().as_secs_f64() * 1e3),
+            "timing"
+        );
+    }
 }
 
 /// Offers the files, streams the accepted ones and reads the verdict.
@@ -235,6 +269,7 @@ async fn exchange(
     sources: &[Source],
     who: &str,
     progress: bool,
+    timing: Timing,
 ) -> Result<Sent> {
     let entries: Vec<OfferEntry> = sources
         .iter()
@@ -306,6 +341,7 @@ async fn exchange(
     });
     let _abort_listening = AbortOnDrop(listening);
     let mut word = None;
+    let mut first_write = true;
     let stream_result: Result<()> = async {
         loop {
             tokio::select! {
@@ -316,7 +352,13 @@ async fn exchange(
                 }
                 rec = rx.recv() => match rec {
                     // Each write is bounded: a receiver that stops reading cannot hang us.
-                    Some(buf) => conn::timed(IDLE_TIMEOUT, conn::STOPPED_READING, wr.write_all(&buf)).await?,
+                    Some(buf) => {
+                        conn::timed(IDLE_TIMEOUT, conn::STOPPED_READING, wr.write_all(&buf)).await?;
+                        if first_write {
+                            first_write = false;
+                            timing.report();
+                        }
+                    }
                     None => break,
                 },
             }
