@@ -507,3 +507,120 @@ fn no_discovery_sends_nothing() {
         "the --no-discovery listener sent UDP or ICMP during its life: {whole:?}"
     );
 }
+
+/// The `trust` field of the peer with node id `id` in `peers --json` output.
+fn trust_in<'a>(peers: &'a [Value], id: &str, out: &Output) -> &'a str {
+    str_of(find(peers, id, out), "trust")
+}
+
+/// Scenario 7: `peers` shows h2's trust state for each node (unpinned when
+/// never met, known after a transfer, trusted after `trust`), and flags an announcement that
+/// claims h1's pinned id with another key as CHANGED, with a warning; a send
+/// to the forged record fails and delivers nothing.
+#[test]
+fn peers_shows_trust_state_and_flags_a_changed_key() {
+    let Some(lan) = lan(3) else { return };
+    let (h1, h2, h3) = (lan.host(1), lan.host(2), lan.host(3));
+    let mut l1 = h1.listen(&["--yes", "--name", "h1"]);
+    let l3 = h3.listen(&["--yes", "--name", "h3"]);
+    let (id1, id3) = (l1.id.clone(), l3.id.clone());
+    let fp1 = l1.fingerprint.clone();
+    let peers = |what: &str| {
+        let out = h2.localstream(&["peers", "--json", "--timeout", "1.5"]);
+        eprintln!("scenario 7: `peers --json` {what} took {:?}", out.took);
+        let list = peers_of(&out);
+        (list, out)
+    };
+
+    // First contact by name: h2 pins h1, and the transfer makes it known.
+    let data = random_bytes(7, 64 * 1024 + 5);
+    let file = h2.file("first.bin", &data);
+    let out = h2.run(h2.node().arg("send").arg("h1").arg(&file));
+    out.expect_code(0);
+    let (_, saved) = l1.wait_received();
+    assert_eq!(saved, [l1.dir.join("first.bin")]);
+    assert_content(&saved[0], &data);
+
+    let (list, out) = peers("after the transfer");
+    assert_eq!(trust_in(&list, &id1, &out), "known", "{}", out.describe());
+    assert_eq!(
+        trust_in(&list, &id3, &out),
+        "unpinned",
+        "{}",
+        out.describe()
+    );
+    assert!(!out.stderr.contains("warning:"), "{}", out.describe());
+
+    // `trust h1` on h2 marks it verified.
+    h2.localstream(&["trust", "h1"]).expect_code(0);
+    let (list, out) = peers("after `trust h1`");
+    assert_eq!(trust_in(&list, &id1, &out), "trusted", "{}", out.describe());
+    assert_eq!(
+        trust_in(&list, &id3, &out),
+        "unpinned",
+        "{}",
+        out.describe()
+    );
+
+    // h1 goes away; a forged record on h3 claims h1's id and name with
+    // another key, at a port where nothing listens.
+    l1.interrupt();
+    assert_eq!(l1.wait_exit(STEP), Some(130), "Ctrl-C exits 130");
+    let hex1: String = fp1.chars().filter(|&c| c != ':').collect();
+    assert_eq!(hex1.len(), 16, "banner fingerprint {fp1:?}");
+    // Every digit differs from h1's.
+    let forged: String = hex1
+        .chars()
+        .map(|c| char::from_digit(15 - c.to_digit(16).unwrap(), 16).unwrap())
+        .collect();
+    let fake_port = 9;
+    let _fake = h3.fake(
+        "h1-impostor",
+        fake_port,
+        &[("v", "1"), ("id", &id1), ("fp", &forged), ("name", "h1")],
+    );
+
+    let (list, out) = peers("with the forged record");
+    eprintln!("scenario 7: its stderr: {}", out.stderr.trim_end());
+    let p = find(&list, &id1, &out);
+    assert_eq!(str_of(p, "trust"), "CHANGED", "{}", out.describe());
+    assert_eq!(str_of(p, "name"), "h1", "{p}");
+    assert_eq!(p["port"].as_u64(), Some(u64::from(fake_port)), "{p}");
+    assert_eq!(
+        str_of(p, "fingerprint").replace(':', ""),
+        forged,
+        "the announced (forged) fingerprint: {p}"
+    );
+    assert_eq!(
+        trust_in(&list, &id3, &out),
+        "unpinned",
+        "{}",
+        out.describe()
+    );
+    for want in ["warning:", "pinned here to key", id1.as_str(), fp1.as_str()] {
+        assert!(
+            out.stderr.contains(want),
+            "stderr lacks {want:?}:\n{}",
+            out.describe()
+        );
+    }
+
+    // Sending to h1 now reaches the forged record's address, where no h1
+    // answers: it fails, and nothing arrives anywhere.
+    let file = h2.file("second.bin", &random_bytes(8, 4096));
+    let out = h2.run(h2.node().arg("send").arg("h1").arg(&file));
+    eprintln!("scenario 7: send to the forged h1:\n{}", out.describe());
+    out.expect_code(1);
+    let at = format!("{}:{fake_port}", h3.addr);
+    assert!(
+        out.stderr.contains(&at),
+        "the failure names the forged address {at}:\n{}",
+        out.describe()
+    );
+    assert_eq!(names_in(&l1.dir), ["first.bin"], "h1's inbox");
+    assert!(
+        names_in(&l3.dir).is_empty(),
+        "h3 received {:?}",
+        names_in(&l3.dir)
+    );
+}
