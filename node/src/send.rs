@@ -154,6 +154,7 @@ pub async fn run(
                 discover::describe(&peer.record),
                 started.elapsed().as_secs_f64()
             );
+            trust::check_announced(store, &peer.record).await?;
             (peer.addrs, Some(peer.record))
         }
         (Target::Lookup(_), Discovery::Off) => {

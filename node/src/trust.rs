@@ -15,6 +15,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
+use localstream_discovery::PeerRecord;
 use localstream_proto::names::escape_for_terminal;
 use localstream_proto::{PeerIdentity, Sas};
 use serde::Serialize;
@@ -98,6 +99,32 @@ pub async fn contact(
             pinned: fingerprint_hex(&pinned),
             presented: fingerprint_hex(&presented),
         }),
+    }
+}
+
+/// Before connecting to a peer found by discovery: an announcement that
+/// claims a pinned node id with another key is refused up front (the
+/// handshake would refuse that key anyway; nothing is sent to it).
+///
+/// # Errors
+/// [`Error::KeyChanged`], or the store cannot be read.
+pub async fn check_announced(store: &PeerStore, record: &PeerRecord) -> Result<()> {
+    let id = record.node_id;
+    let pinned = with_store(store, move |s| {
+        Ok(s.load()?.get(&id).map(|e| e.fingerprint))
+    })
+    .await?;
+    match pinned {
+        Some(fp) if !fp.starts_with(&record.fingerprint_prefix) => Err(Error::KeyChanged {
+            peer: escape_for_terminal(&record.name),
+            id,
+            pinned: fingerprint_hex(&fp),
+            presented: format!(
+                "{}... (as announced on the network)",
+                localstream_proto::error::hex(&record.fingerprint_prefix)
+            ),
+        }),
+        _ => Ok(()),
     }
 }
 

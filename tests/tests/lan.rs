@@ -605,16 +605,23 @@ fn peers_shows_trust_state_and_flags_a_changed_key() {
         );
     }
 
-    // Sending to h1 now reaches the forged record's address, where no h1
-    // answers: it fails, and nothing arrives anywhere.
+    // Sending to h1 now finds the forged record, whose key is not the pinned
+    // one: send refuses before connecting, says why, and nothing arrives.
     let file = h2.file("second.bin", &random_bytes(8, 4096));
     let out = h2.run(h2.node().arg("send").arg("h1").arg(&file));
     eprintln!("scenario 7: send to the forged h1:\n{}", out.describe());
     out.expect_code(1);
+    for want in ["HAS CHANGED", id1.as_str(), "localstream forget"] {
+        assert!(
+            out.stderr.contains(want),
+            "the refusal lacks {want:?}:\n{}",
+            out.describe()
+        );
+    }
     let at = format!("{}:{fake_port}", h3.addr);
     assert!(
-        out.stderr.contains(&at),
-        "the failure names the forged address {at}:\n{}",
+        !out.stderr.contains(&at),
+        "send connected to the forged address {at}:\n{}",
         out.describe()
     );
     assert_eq!(names_in(&l1.dir), ["first.bin"], "h1's inbox");
