@@ -22,8 +22,46 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 pub const STOPPED_SENDING: &str = "the peer stopped sending";
 /// Timeout message for writes.
 pub const STOPPED_READING: &str = "the peer stopped reading what we send";
-/// Read buffer per connection.
-const READ_BUFFER: usize = 256 * 1024;
+/// Read buffer per connection: small records (handshake, offers, small files)
+/// come in a few reads; a large record's body bypasses it (no extra copy).
+const READ_BUFFER: usize = 64 * 1024;
+/// Buffers a pool keeps for reuse.
+const POOL_KEEP: usize = 16;
+
+/// Record buffers for reuse, so that the data path neither allocates nor
+/// zero-fills a megabyte per record. Shared between a pipeline's stages.
+#[derive(Debug, Clone, Default)]
+pub struct BufPool(std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>);
+
+impl BufPool {
+    /// A buffer from the pool (its length is whatever it was; callers resize).
+    #[must_use]
+    pub fn get(&self) -> Vec<u8> {
+        self.0
+            .lock()
+            .ok()
+            .and_then(|mut v| v.pop())
+            .unwrap_or_default()
+    }
+
+    /// Gives a buffer back (dropped if the pool is full).
+    pub fn put(&self, buf: Vec<u8>) {
+        if let Ok(mut v) = self.0.lock()
+            && v.len() < POOL_KEEP
+        {
+            v.push(buf);
+        }
+    }
+}
+
+/// Sets `buf` to exactly `len` bytes, zero-filling only bytes it never had.
+pub fn set_len(buf: &mut Vec<u8>, len: usize) {
+    if buf.len() < len {
+        buf.resize(len, 0);
+    } else {
+        buf.truncate(len);
+    }
+}
 
 /// A frame as read from the wire: header and the whole frame's bytes.
 #[derive(Debug)]
@@ -59,6 +97,17 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// Reads one frame whose body may be at most `max` bytes. `Ok(None)` is a
     /// clean end of stream between frames; an end inside a frame is an error.
     pub async fn read_frame(&mut self, max: usize, idle: Duration) -> Result<Option<RawFrame>> {
+        self.read_frame_into(Vec::new(), max, idle).await
+    }
+
+    /// [`FrameReader::read_frame`] into a buffer the caller supplies (from a
+    /// [`BufPool`]); its old contents are overwritten.
+    pub async fn read_frame_into(
+        &mut self,
+        mut buf: Vec<u8>,
+        max: usize,
+        idle: Duration,
+    ) -> Result<Option<RawFrame>> {
         let mut header = [0u8; HEADER_LEN];
         let first = timed(idle, STOPPED_SENDING, self.inner.read(&mut header)).await?;
         if first == 0 {
@@ -76,7 +125,8 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             Decoded::Ready(h) => h,
             Decoded::NeedMore(_) => return Err(ProtoError::Truncated.into()),
         };
-        let mut buf = vec![0u8; HEADER_LEN + h.len];
+        // The length was checked against `max` before this allocation.
+        set_len(&mut buf, HEADER_LEN + h.len);
         buf[..HEADER_LEN].copy_from_slice(&header);
         timed(
             idle,

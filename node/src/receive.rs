@@ -32,7 +32,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::conn::{self, FrameReader, IDLE_TIMEOUT, RawFrame, RecordWriter};
+use crate::conn::{self, BufPool, FrameReader, IDLE_TIMEOUT, RawFrame, RecordWriter};
 use crate::consent::{Decision, Gate, Standing};
 use crate::error::{Error, Result};
 use crate::fsutil;
@@ -504,13 +504,15 @@ where
     let started = Instant::now();
     let progress = Progress::new(shared.progress, total, planned.len());
     let (tx, rx) = mpsc::channel::<RawFrame>(PIPELINE_DEPTH);
+    let pool = BufPool::default();
+    let returns = pool.clone();
     let files = planned.len();
     let bar = progress.clone();
     let mut write_task =
-        tokio::task::spawn_blocking(move || write_files(opener, rx, planned, &bar));
+        tokio::task::spawn_blocking(move || write_files(opener, rx, &returns, planned, &bar));
     let mut early = None;
     let read_result = tokio::select! {
-        r = forward_frames(reader, tx) => r,
+        r = forward_frames(reader, tx, &pool) => r,
         // Shutting down: stop reading; the writer keeps what it has as partial files.
         _ = stop.cancelled() => Err(Error::Interrupted),
         // The writer stopped first (bad record, disk full): stop reading at once.
@@ -588,9 +590,14 @@ where
 async fn forward_frames<R: tokio::io::AsyncRead + Unpin>(
     reader: &mut FrameReader<R>,
     tx: mpsc::Sender<RawFrame>,
+    pool: &BufPool,
 ) -> Result<()> {
     loop {
-        let Some(frame) = reader.read_frame(MAX_RECORD_BODY, IDLE_TIMEOUT).await? else {
+        let buf = pool.get();
+        let Some(frame) = reader
+            .read_frame_into(buf, MAX_RECORD_BODY, IDLE_TIMEOUT)
+            .await?
+        else {
             return Err(ProtoError::Truncated.into());
         };
         let last = matches!(frame.header.typ, t if t == RecordType::TransferEnd as u8 || t == RecordType::Alert as u8);
@@ -601,6 +608,18 @@ async fn forward_frames<R: tokio::io::AsyncRead + Unpin>(
         if last {
             return Ok(());
         }
+    }
+}
+
+/// A frame whose buffer goes back to the pool once it has been handled.
+struct Recycled<'a> {
+    frame: RawFrame,
+    pool: &'a BufPool,
+}
+
+impl Drop for Recycled<'_> {
+    fn drop(&mut self) {
+        self.pool.put(std::mem::take(&mut self.frame.buf));
     }
 }
 
@@ -618,6 +637,7 @@ struct Current {
 fn write_files(
     mut opener: Opener,
     mut rx: mpsc::Receiver<RawFrame>,
+    pool: &BufPool,
     plan: Vec<Planned>,
     progress: &Progress,
 ) -> Result<Vec<Result<PathBuf, Status>>> {
@@ -641,8 +661,9 @@ fn write_files(
             hasher: blake3::Hasher::new(),
         })
     };
-    while let Some(mut frame) = rx.blocking_recv() {
-        let (typ, pt) = frame.open(&mut opener)?;
+    while let Some(frame) = rx.blocking_recv() {
+        let mut frame = Recycled { frame, pool };
+        let (typ, pt) = frame.frame.open(&mut opener)?;
         match typ {
             RecordType::Data => {
                 let cur = match current.as_mut() {

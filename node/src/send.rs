@@ -28,7 +28,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{Instrument, info, info_span};
 
 use crate::config::{Discovery, SendConfig, Target};
-use crate::conn::{self, FrameReader, IDLE_TIMEOUT, RecordWriter};
+use crate::conn::{self, BufPool, FrameReader, IDLE_TIMEOUT, RecordWriter};
 use crate::consent::PROMPT_TIMEOUT;
 use crate::discover;
 use crate::error::{Error, Result};
@@ -327,9 +327,11 @@ async fn exchange(
         sealer,
     } = writer;
     let bar = progress.clone();
+    let pool = BufPool::default();
+    let returns = pool.clone();
     let producer = tokio::task::spawn_blocking(move || {
         let mut sealer = sealer;
-        let r = produce(&mut sealer, plan, tx, &bar);
+        let r = produce(&mut sealer, plan, tx, &returns, &bar);
         (sealer, r)
     });
 
@@ -355,6 +357,7 @@ async fn exchange(
                     // Each write is bounded: a receiver that stops reading cannot hang us.
                     Some(buf) => {
                         conn::timed(IDLE_TIMEOUT, conn::STOPPED_READING, wr.write_all(&buf)).await?;
+                        pool.put(buf);
                         if first_write {
                             first_write = false;
                             timing.report();
@@ -424,21 +427,104 @@ async fn exchange(
     }
 }
 
+/// Records with less plaintext than this are gathered into one buffer with
+/// their neighbours (small files, FileEnd, TransferEnd): one write, not one
+/// per record.
+const GATHER_BELOW: usize = 64 * 1024;
+/// A gathering buffer is sent once it holds this much.
+const GATHER_UP_TO: usize = 256 * 1024;
+
+/// Sealed bytes on their way to the socket: large records each in their own
+/// pooled buffer, small ones gathered.
+struct Outbox<'a> {
+    tx: mpsc::Sender<Vec<u8>>,
+    pool: &'a BufPool,
+    gathered: Vec<u8>,
+}
+
+impl Outbox<'_> {
+    fn send(&self, buf: Vec<u8>) -> Result<()> {
+        self.tx
+            .blocking_send(buf)
+            .map_err(|_| Error::Io(std::io::ErrorKind::BrokenPipe.into()))
+    }
+
+    /// Sends what has been gathered, if anything.
+    fn flush(&mut self) -> Result<()> {
+        if self.gathered.is_empty() {
+            return Ok(());
+        }
+        let mut next = self.pool.get();
+        next.clear();
+        let full = std::mem::replace(&mut self.gathered, next);
+        self.send(full)
+    }
+
+    /// Seals a small message record (FileEnd, TransferEnd) into the gathering buffer.
+    fn message(&mut self, sealer: &mut Sealer, typ: RecordType, body: &[u8]) -> Result<()> {
+        sealer.seal(typ, body, &mut self.gathered)?;
+        if self.gathered.len() >= GATHER_UP_TO {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Reads up to `want` bytes of `file` straight into a record buffer,
+    /// hashes and seals them, and queues the record. Returns the bytes read
+    /// (0 at the end of the file).
+    fn data(
+        &mut self,
+        sealer: &mut Sealer,
+        file: &mut File,
+        want: usize,
+        hasher: &mut blake3::Hasher,
+    ) -> std::io::Result<Result<usize>> {
+        let small = want < GATHER_BELOW;
+        let mut own = if small { Vec::new() } else { self.pool.get() };
+        let buf = if small { &mut self.gathered } else { &mut own };
+        let start = if small { buf.len() } else { 0 };
+        conn::set_len(buf, start + HEADER_LEN + want);
+        let got = match read_full(file, &mut buf[start + HEADER_LEN..]) {
+            Ok(n) => n,
+            Err(e) => {
+                buf.truncate(start);
+                return Err(e);
+            }
+        };
+        buf.truncate(start + HEADER_LEN + got);
+        if got == 0 {
+            buf.truncate(start);
+            return Ok(Ok(0));
+        }
+        hasher.update(&buf[start + HEADER_LEN..]);
+        if let Err(e) = sealer.seal_in_place_at(RecordType::Data, buf, start) {
+            return Ok(Err(e.into()));
+        }
+        let queued = if small {
+            if self.gathered.len() >= GATHER_UP_TO {
+                self.flush()
+            } else {
+                Ok(())
+            }
+        } else {
+            self.flush().and_then(|()| self.send(own))
+        };
+        Ok(queued.map(|()| got))
+    }
+}
+
 /// The blocking half: reads each accepted file, hashes it and seals records.
 fn produce(
     sealer: &mut Sealer,
     plan: Vec<(u32, Source, u64)>,
     tx: mpsc::Sender<Vec<u8>>,
+    pool: &BufPool,
     progress: &Progress,
 ) -> Result<()> {
-    let send = |buf: Vec<u8>| {
-        tx.blocking_send(buf)
-            .map_err(|_| Error::Io(std::io::ErrorKind::BrokenPipe.into()))
-    };
-    let seal = |sealer: &mut Sealer, typ: RecordType, body: &[u8]| -> Result<Vec<u8>> {
-        let mut out = Vec::with_capacity(HEADER_LEN + body.len() + 16);
-        sealer.seal(typ, body, &mut out)?;
-        Ok(out)
+    let mut out = Outbox {
+        tx,
+        pool,
+        gathered: Vec::new(),
     };
     let mut files = 0u32;
     let mut bytes = 0u64;
@@ -453,18 +539,13 @@ fn produce(
         let mut sent = 0u64;
         while remaining > 0 {
             let want = remaining.min(CHUNK as u64) as usize;
-            let mut buf = Vec::with_capacity(HEADER_LEN + want + 16);
-            buf.resize(HEADER_LEN + want, 0);
-            let got = read_full(&mut file, &mut buf[HEADER_LEN..])
-                .map_err(|e| Error::file(&src.path, e))?;
+            let got = out
+                .data(sealer, &mut file, want, &mut hasher)
+                .map_err(|e| Error::file(&src.path, e))??;
             if got == 0 {
                 // The file shrank since it was offered: end it short; the receiver discards it.
                 break;
             }
-            buf.truncate(HEADER_LEN + got);
-            hasher.update(&buf[HEADER_LEN..]);
-            sealer.seal_in_place(RecordType::Data, &mut buf)?;
-            send(buf)?;
             remaining -= got as u64;
             sent += got as u64;
             progress.advance(got as u64);
@@ -476,14 +557,14 @@ fn produce(
             hash: *hasher.finalize().as_bytes(),
         }
         .encode(&mut body);
-        send(seal(sealer, RecordType::FileEnd, &body)?)?;
+        out.message(sealer, RecordType::FileEnd, &body)?;
         files += 1;
         bytes += sent;
     }
     let mut body = vec![];
     TransferEnd { files, bytes }.encode(&mut body);
-    send(seal(sealer, RecordType::TransferEnd, &body)?)?;
-    Ok(())
+    out.message(sealer, RecordType::TransferEnd, &body)?;
+    out.flush()
 }
 
 /// Fails unless the receiver's record is of the type this step needs.

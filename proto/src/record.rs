@@ -140,9 +140,22 @@ impl Sealer {
     /// `buf` holds [`HEADER_LEN`] bytes of room followed by the plaintext. On return
     /// it holds the whole frame: header, ciphertext and tag.
     pub fn seal_in_place(&mut self, typ: RecordType, buf: &mut Vec<u8>) -> Result<()> {
+        self.seal_in_place_at(typ, buf, 0)
+    }
+
+    /// Like [`Sealer::seal_in_place`] for the last record of a buffer that
+    /// gathers several: `buf[start..]` holds the header room and the
+    /// plaintext; earlier bytes (sealed records) are left alone.
+    pub fn seal_in_place_at(
+        &mut self,
+        typ: RecordType,
+        buf: &mut Vec<u8>,
+        start: usize,
+    ) -> Result<()> {
         let pt_len = buf
             .len()
-            .checked_sub(HEADER_LEN)
+            .checked_sub(start)
+            .and_then(|n| n.checked_sub(HEADER_LEN))
             .ok_or(Error::Malformed("record buffer without header room"))?;
         if pt_len > MAX_PLAINTEXT {
             return Err(Error::RecordTooLarge {
@@ -155,12 +168,13 @@ impl Sealer {
             len: pt_len + TAG_LEN,
         }
         .to_bytes();
-        buf[..HEADER_LEN].copy_from_slice(&header);
+        let record = &mut buf[start..];
+        record[..HEADER_LEN].copy_from_slice(&header);
         let nonce = self.cipher.next_nonce()?;
         let tag = self
             .cipher
             .aead
-            .encrypt_inout_detached(&nonce, &header, buf[HEADER_LEN..].as_mut().into())
+            .encrypt_inout_detached(&nonce, &header, record[HEADER_LEN..].as_mut().into())
             .map_err(|_| Error::RecordTooLarge {
                 len: pt_len,
                 max: MAX_PLAINTEXT,
@@ -171,12 +185,15 @@ impl Sealer {
 
     /// Seals `plaintext` as one record appended to `out`.
     pub fn seal(&mut self, typ: RecordType, plaintext: &[u8], out: &mut Vec<u8>) -> Result<()> {
-        let mut buf = Vec::with_capacity(HEADER_LEN + plaintext.len() + TAG_LEN);
-        buf.resize(HEADER_LEN, 0);
-        buf.extend_from_slice(plaintext);
-        self.seal_in_place(typ, &mut buf)?;
-        out.extend_from_slice(&buf);
-        Ok(())
+        let start = out.len();
+        out.reserve(HEADER_LEN + plaintext.len() + TAG_LEN);
+        out.resize(start + HEADER_LEN, 0);
+        out.extend_from_slice(plaintext);
+        let sealed = self.seal_in_place_at(typ, out, start);
+        if sealed.is_err() {
+            out.truncate(start);
+        }
+        sealed
     }
 }
 
@@ -322,5 +339,48 @@ mod tests {
             s.seal(RecordType::Data, &too_big, &mut Vec::new()),
             Err(Error::RecordTooLarge { .. })
         ));
+    }
+
+    #[test]
+    fn records_gathered_in_one_buffer() {
+        let mut s = Sealer::new(&keys(4));
+        let mut o = Opener::new(&keys(4));
+        // seal() appends after what is there; seal_in_place_at seals the tail.
+        let mut batch = b"already sealed bytes stay".to_vec();
+        let prefix = batch.clone();
+        s.seal(RecordType::Data, b"one", &mut batch).unwrap();
+        let start = batch.len();
+        batch.resize(start + HEADER_LEN, 0);
+        batch.extend_from_slice(b"two, in place");
+        s.seal_in_place_at(RecordType::FileEnd, &mut batch, start)
+            .unwrap();
+        s.seal(RecordType::TransferEnd, b"", &mut batch).unwrap();
+        assert_eq!(&batch[..prefix.len()], &prefix[..]);
+        let mut rest = &batch[prefix.len()..];
+        let mut got = vec![];
+        while !rest.is_empty() {
+            let Decoded::Ready((f, used)) = decode_frame(rest, MAX_RECORD_BODY).unwrap() else {
+                panic!("incomplete frame in the batch");
+            };
+            got.push(open_one(&mut o, &rest[..used]).unwrap());
+            rest = &rest[used..];
+        }
+        assert_eq!(
+            got,
+            [
+                (RecordType::Data, b"one".to_vec()),
+                (RecordType::FileEnd, b"two, in place".to_vec()),
+                (RecordType::TransferEnd, vec![]),
+            ]
+        );
+        // No header room: refused, and the buffer is left as it was.
+        let mut short = vec![1, 2];
+        assert!(s.seal_in_place_at(RecordType::Data, &mut short, 0).is_err());
+        let mut out = b"keep".to_vec();
+        assert!(
+            s.seal(RecordType::Data, &vec![0; MAX_PLAINTEXT + 1], &mut out)
+                .is_err()
+        );
+        assert_eq!(out, b"keep");
     }
 }
