@@ -359,7 +359,7 @@ mod tests {
         let mut rest = &batch[prefix.len()..];
         let mut got = vec![];
         while !rest.is_empty() {
-            let Decoded::Ready((f, used)) = decode_frame(rest, MAX_RECORD_BODY).unwrap() else {
+            let Decoded::Ready((_, used)) = decode_frame(rest, MAX_RECORD_BODY).unwrap() else {
                 panic!("incomplete frame in the batch");
             };
             got.push(open_one(&mut o, &rest[..used]).unwrap());
