@@ -330,6 +330,20 @@ impl Browser {
     }
 }
 
+/// A record is only valid under its own instance name (the node id as 32 hex
+/// digits): otherwise one node could take over another's instance.
+pub(crate) fn own_instance(instance: &str, record: PeerRecord) -> Result<PeerRecord, TxtError> {
+    let label = instance.split('.').next().unwrap_or_default();
+    if label.eq_ignore_ascii_case(&record.node_id.simple().to_string()) {
+        Ok(record)
+    } else {
+        Err(TxtError::Invalid {
+            key: "id",
+            reason: "does not match the instance name",
+        })
+    }
+}
+
 /// An instance full name as a key: lowercase, with the trailing dot.
 pub(crate) fn normalize_instance(name: &str) -> String {
     let mut n = name.to_lowercase();
@@ -345,7 +359,8 @@ fn translate(ev: ServiceEvent) -> Option<Event> {
         ServiceEvent::ServiceResolved(s) => {
             let instance = normalize_instance(s.get_fullname());
             let props = s.get_properties().iter().map(|p| (p.key(), p.val()));
-            let record = match PeerRecord::from_txt(props) {
+            let record = match PeerRecord::from_txt(props).and_then(|r| own_instance(&instance, r))
+            {
                 Ok(r) => r,
                 Err(reason) => {
                     debug!(%instance, %reason, "ignoring a malformed LocalStream record");

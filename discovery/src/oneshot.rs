@@ -25,7 +25,7 @@ use simple_dns::{CLASS, Name, Packet, PacketFlag, QCLASS, QTYPE, Question, TYPE}
 use tracing::debug;
 
 use crate::txt::PeerRecord;
-use crate::{Event, SERVICE_TYPE, Sighting, normalize_instance};
+use crate::{Event, SERVICE_TYPE, Sighting, normalize_instance, own_instance};
 
 const MDNS_GROUP: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 251);
 const MDNS_PORT: u16 = 5353;
@@ -78,7 +78,7 @@ fn name_key(n: &Name<'_>) -> String {
 /// our query (wrong id, not a response) give nothing; instances with a bad TXT
 /// record give [`Event::Rejected`]. Addresses come from the A/AAAA records of
 /// the SRV target, else from the answer's source.
-pub(crate) fn parse_response(data: &[u8], id: u16, from: SocketAddr) -> Vec<Event> {
+pub(crate) fn parse_response(data: &[u8], id: u16, from: SocketAddr, links: &[Link]) -> Vec<Event> {
     let Ok(packet) = Packet::parse(data) else {
         return vec![];
     };
@@ -130,7 +130,8 @@ pub(crate) fn parse_response(data: &[u8], id: u16, from: SocketAddr) -> Vec<Even
         let (Some((target, port)), Some(pairs)) = (srv.get(&instance), txt.get(&instance)) else {
             continue;
         };
-        let record = PeerRecord::from_txt(pairs.iter().map(|(k, v)| (k.as_str(), v.as_deref())));
+        let record = PeerRecord::from_txt(pairs.iter().map(|(k, v)| (k.as_str(), v.as_deref())))
+            .and_then(|r| own_instance(&instance, r));
         let record = match record {
             Ok(r) => r,
             Err(reason) => {
@@ -138,13 +139,14 @@ pub(crate) fn parse_response(data: &[u8], id: u16, from: SocketAddr) -> Vec<Even
                 continue;
             }
         };
-        // IPv6 link-local addresses need a scope this answer does not give;
-        // the multicast browse reports those with theirs.
+        // Only IPv4 addresses on one of our links: an answer must not send us
+        // off the LAN, and IPv6 link-local addresses need a scope this answer
+        // does not give (the multicast browse reports IPv6 with its scope).
         let mut addrs: Vec<SocketAddr> = hosts
             .get(target)
             .into_iter()
             .flatten()
-            .filter(|ip| usable(ip))
+            .filter(|ip| on_link(ip, links))
             .map(|ip| SocketAddr::new(*ip, *port))
             .collect();
         if addrs.is_empty() {
@@ -164,10 +166,15 @@ pub(crate) fn parse_response(data: &[u8], id: u16, from: SocketAddr) -> Vec<Even
     events
 }
 
-fn usable(ip: &IpAddr) -> bool {
+fn on_link(ip: &IpAddr, links: &[Link]) -> bool {
     match ip {
-        IpAddr::V4(a) => !a.is_unspecified() && !a.is_multicast() && !a.is_broadcast(),
-        IpAddr::V6(a) => !a.is_unspecified() && !a.is_multicast() && !a.is_unicast_link_local(),
+        IpAddr::V4(a) => {
+            !a.is_unspecified()
+                && !a.is_multicast()
+                && !a.is_broadcast()
+                && links.iter().any(|l| l.contains(*a))
+        }
+        IpAddr::V6(_) => false,
     }
 }
 
@@ -226,7 +233,7 @@ pub(crate) fn spawn(links: Vec<Link>, tx: flume::Sender<Event>) -> std::io::Resu
             if from.port() != MDNS_PORT || !on_link {
                 continue;
             }
-            for event in parse_response(&buf[..n], id, from) {
+            for event in parse_response(&buf[..n], id, from, &links) {
                 if tx.send(event).is_err() {
                     return;
                 }
@@ -264,7 +271,7 @@ mod tests {
         let mut p = Packet::new_reply(id);
         p.set_flags(PacketFlag::AUTHORITATIVE_ANSWER);
         let ty = Name::new_unchecked("_localstream._tcp.local");
-        let inst = Name::new_unchecked("3f2a9c1e00004000800000000000000ab._localstream._tcp.local");
+        let inst = Name::new_unchecked("3f2a9c1e0000400080000000000000ab._localstream._tcp.local");
         let host = Name::new_unchecked("ls-3f2a.local");
         p.answers.push(ResourceRecord::new(
             ty,
@@ -302,6 +309,11 @@ mod tests {
         p.build_bytes_vec_compressed().unwrap()
     }
 
+    const LINKS: &[Link] = &[Link {
+        addr: Ipv4Addr::new(10, 77, 0, 2),
+        mask: Ipv4Addr::new(255, 255, 255, 0),
+    }];
+
     fn from() -> SocketAddr {
         "10.77.0.9:5353".parse().unwrap()
     }
@@ -320,7 +332,7 @@ mod tests {
 
     #[test]
     fn answer_with_addresses() {
-        let ev = parse_response(&answer(7, &GOOD_TXT, true), 7, from());
+        let ev = parse_response(&answer(7, &GOOD_TXT, true), 7, from(), LINKS);
         let [Event::Resolved(s)] = ev.as_slice() else {
             panic!("{ev:?}")
         };
@@ -328,13 +340,13 @@ mod tests {
         assert_eq!(s.addrs, ["10.77.0.1:47470".parse::<SocketAddr>().unwrap()]);
         assert_eq!(
             s.instance,
-            "3f2a9c1e00004000800000000000000ab._localstream._tcp.local."
+            "3f2a9c1e0000400080000000000000ab._localstream._tcp.local."
         );
     }
 
     #[test]
     fn answer_without_addresses_uses_the_source() {
-        let ev = parse_response(&answer(7, &GOOD_TXT, false), 7, from());
+        let ev = parse_response(&answer(7, &GOOD_TXT, false), 7, from(), LINKS);
         let [Event::Resolved(s)] = ev.as_slice() else {
             panic!("{ev:?}")
         };
@@ -345,25 +357,43 @@ mod tests {
     fn bad_txt_is_rejected_and_foreign_answers_ignored() {
         let mut bad = GOOD_TXT;
         bad[1] = ("id", "not-a-uuid");
-        let ev = parse_response(&answer(7, &bad, true), 7, from());
+        let ev = parse_response(&answer(7, &bad, true), 7, from(), LINKS);
         assert!(matches!(ev.as_slice(), [Event::Rejected { .. }]), "{ev:?}");
         // Another query's id, a query, or junk: nothing.
-        assert!(parse_response(&answer(8, &GOOD_TXT, true), 7, from()).is_empty());
-        assert!(parse_response(&query_packet(7).unwrap(), 7, from()).is_empty());
-        assert!(parse_response(b"\x00\x07\x84\x00junk", 7, from()).is_empty());
-        assert!(parse_response(&[], 7, from()).is_empty());
+        assert!(parse_response(&answer(8, &GOOD_TXT, true), 7, from(), LINKS).is_empty());
+        assert!(parse_response(&query_packet(7).unwrap(), 7, from(), LINKS).is_empty());
+        assert!(parse_response(b"\x00\x07\x84\x00junk", 7, from(), LINKS).is_empty());
+        assert!(parse_response(&[], 7, from(), LINKS).is_empty());
+    }
+
+    #[test]
+    fn off_link_addresses_and_foreign_instances_are_refused() {
+        // The A record points off the LAN: dropped, the answer's source is used.
+        let ev = parse_response(&answer(7, &GOOD_TXT, true), 7, from(), &[]);
+        let [Event::Resolved(s)] = ev.as_slice() else {
+            panic!("{ev:?}")
+        };
+        assert_eq!(s.addrs, ["10.77.0.9:47470".parse::<SocketAddr>().unwrap()]);
+        // A record whose id is not its instance's: rejected.
+        let mut other = GOOD_TXT;
+        other[1] = ("id", "77aa0000-0000-4000-8000-0000000000cd");
+        let ev = parse_response(&answer(7, &other, true), 7, from(), LINKS);
+        assert!(
+            matches!(ev.as_slice(), [Event::Rejected { reason, .. }] if reason.to_string().contains("instance")),
+            "{ev:?}"
+        );
     }
 
     #[test]
     fn truncated_answers_never_panic() {
         let full = answer(7, &GOOD_TXT, true);
         for cut in 0..full.len() {
-            let _ = parse_response(&full[..cut], 7, from());
+            let _ = parse_response(&full[..cut], 7, from(), LINKS);
         }
         let mut flipped = full.clone();
         for i in 0..flipped.len() {
             flipped[i] ^= 0x5a;
-            let _ = parse_response(&flipped, 7, from());
+            let _ = parse_response(&flipped, 7, from(), LINKS);
             flipped[i] ^= 0x5a;
         }
     }

@@ -114,6 +114,12 @@ pub async fn announce(
     Ok((Some(discovery), shown))
 }
 
+/// Whether `name` is what the user typed, in any case.
+#[must_use]
+pub fn same_name(typed: &str, name: &str) -> bool {
+    name == typed || name.to_lowercase() == typed.to_lowercase()
+}
+
 /// How well a record matches what the user typed; lower is better.
 #[derive(Debug, Clone)]
 struct Query {
@@ -136,17 +142,48 @@ impl Query {
         }
     }
 
-    /// `Some(0)` for the exact name or an id prefix, `Some(1)` for the name in
-    /// another case, `None` for no match.
+    /// Whether the record matches at all (by id prefix or by name in any case).
     fn rank(&self, r: &PeerRecord) -> Option<u8> {
-        let id = r.node_id.simple().to_string();
-        if r.name == self.text || self.id_prefix.as_ref().is_some_and(|p| id.starts_with(p)) {
+        if self.matches_id(r) || r.name == self.text {
             Some(0)
         } else if r.name.to_lowercase() == self.lower {
             Some(1)
         } else {
             None
         }
+    }
+
+    fn matches_id(&self, r: &PeerRecord) -> bool {
+        let id = r.node_id.simple().to_string();
+        self.id_prefix.as_ref().is_some_and(|p| id.starts_with(p))
+    }
+
+    /// The records this query designates: every id-prefix match, plus the
+    /// exact-name matches (or, when there are none, the names that match
+    /// ignoring case). One name never silently beats another kind of match.
+    fn select<'p>(&self, peers: &'p [Peer]) -> Vec<&'p Peer> {
+        let exact: Vec<&Peer> = peers
+            .iter()
+            .filter(|p| p.record.name == self.text)
+            .collect();
+        let names = if exact.is_empty() {
+            peers
+                .iter()
+                .filter(|p| p.record.name.to_lowercase() == self.lower)
+                .collect()
+        } else {
+            exact
+        };
+        let mut all: Vec<&Peer> = peers
+            .iter()
+            .filter(|p| self.matches_id(&p.record))
+            .collect();
+        for p in names {
+            if !all.iter().any(|q| q.record.node_id == p.record.node_id) {
+                all.push(p);
+            }
+        }
+        all
     }
 
     /// A whole node id: nothing else can match, no need to wait for more answers.
@@ -203,12 +240,7 @@ pub async fn find(
         .into_iter()
         .filter(|p| p.record.node_id != own)
         .collect();
-    let best = others.iter().filter_map(|p| q.rank(&p.record)).min();
-    let mut matches: Vec<Peer> = others
-        .iter()
-        .filter(|p| best.is_some() && q.rank(&p.record) == best)
-        .cloned()
-        .collect();
+    let mut matches: Vec<Peer> = q.select(&others).into_iter().cloned().collect();
     match matches.len() {
         0 => Err(Error::PeerNotFound {
             query: query.to_owned(),
@@ -491,6 +523,31 @@ mod tests {
         assert_eq!((q.rank(&a), q.rank(&b)), (Some(0), Some(1)));
         let q = Query::new("BOX");
         assert_eq!((q.rank(&a), q.rank(&b)), (Some(1), Some(1)));
+        let peer = |r: &PeerRecord| Peer {
+            record: r.clone(),
+            addrs: vec![],
+            conflicting: vec![],
+        };
+        let ids = |v: Vec<&Peer>| v.iter().map(|p| p.record.node_id).collect::<Vec<_>>();
+        let both = [peer(&a), peer(&b)];
+        // The exact name wins over the same name in another case...
+        assert_eq!(ids(Query::new("box").select(&both)), [b.node_id]);
+        // ... but a case-insensitive name is ambiguous between the two.
+        assert_eq!(ids(Query::new("BOX").select(&both)).len(), 2);
+        // A name never silently beats an id prefix: "77aa" is b's id and a's name.
+        let named_77aa = PeerRecord {
+            name: "77aa".into(),
+            ..a.clone()
+        };
+        let mixed = [peer(&named_77aa), peer(&b)];
+        assert_eq!(ids(Query::new("77aa").select(&mixed)).len(), 2);
+        let cafe = PeerRecord {
+            name: "Cafe".into(),
+            ..a.clone()
+        };
+        let mallory = record("cafe0000-0000-4000-8000-0000000000ee", "mallory");
+        let pair = [peer(&cafe), peer(&mallory)];
+        assert_eq!(ids(Query::new("cafe").select(&pair)).len(), 2);
         // Id prefixes: 4+ hex digits, any case, hyphens ignored.
         assert_eq!(Query::new("3f2a").rank(&a), Some(0));
         assert_eq!(Query::new("3F2A9C1E-00").rank(&a), Some(0));

@@ -96,6 +96,37 @@ pub enum Error {
         /// The presented fingerprint (hex).
         presented: String,
     },
+    /// Discovery found a pinned node id announced with another key.
+    #[error(
+        "a node on the network announces itself as {peer} with node id {id}, pinned here to key \
+         [{pinned}], but with key [{announced}]: not sending. If {peer} was reinstalled with a new \
+         key, confirm it with its owner and run `localstream forget {id}`; otherwise someone may \
+         be impersonating it"
+    )]
+    AnnouncedKeyDiffers {
+        /// The announced name (escaped).
+        peer: String,
+        /// The node id.
+        id: uuid::Uuid,
+        /// The pinned fingerprint (short form).
+        pinned: String,
+        /// The announced fingerprint prefix.
+        announced: String,
+    },
+    /// Discovery found, by name, a node other than the pinned peer of that name.
+    #[error(
+        "the node answering to '{name}' on the network has id {found}, but the '{name}' you know \
+         has id {known}: not sending. Give the id to choose (`localstream send {known} ...` for \
+         the one you know), or `localstream forget {known}` if it was replaced"
+    )]
+    NameTaken {
+        /// The name typed (escaped).
+        name: String,
+        /// The node discovery found.
+        found: uuid::Uuid,
+        /// The pinned node with that name.
+        known: uuid::Uuid,
+    },
     /// This node blocked the peer it was about to send to.
     #[error(
         "you have blocked {0}; `localstream trust` or `localstream forget` it to send to it again"

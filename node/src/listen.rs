@@ -153,6 +153,11 @@ pub async fn run(
     };
 
     root.cancel();
+    // Withdraw the announcement first: no one should find a node that no
+    // longer accepts.
+    if let Some(d) = discovery {
+        discover::stop(d).await;
+    }
     if end == ListenEnd::Interrupted && !tasks.is_empty() {
         eprintln!("stopping (Ctrl-C again to quit at once)");
     }
@@ -161,9 +166,6 @@ pub async fn run(
         _ = drain => {}
         _ = tokio::time::sleep(SHUTDOWN_GRACE) => {}
         _ = interrupts.next() => {}
-    }
-    if let Some(d) = discovery {
-        discover::stop(d).await;
     }
     Ok(end)
 }

@@ -133,12 +133,13 @@ pub async fn serve(
     span.record("session", tracing::field::display(&session_hex));
     let (_active, running) = shared.active.enter(peer_id, session_hex);
     info!(
+        %remote,
         name = %escape_for_terminal(&peer.name),
         fingerprint = %short_fingerprint(&peer.fingerprint),
         sessions_with_peer = running,
         "authenticated"
     );
-    let contacted = match trust::contact(&shared.store, &peer, Some(remote)).await {
+    let contacted = match trust::check(&shared.store, &peer).await {
         Ok(c) => c,
         Err(e @ Error::KeyChanged { .. }) => {
             eprintln!("{e}");
@@ -188,29 +189,19 @@ pub async fn serve(
             return ConnEnd::NoTransfer(e);
         }
     };
-    let history = match trust::Session::begin(
-        &shared.store,
-        &peer,
-        &session.session_id,
-        Direction::Receive,
-    )
-    .await
-    {
-        Ok(h) => Some(h),
-        Err(e) => {
-            warn!(error = %e, "cannot record the session");
-            None
-        }
-    };
     let mut decided = false;
+    let mut history = None;
     let ctx = Ctx {
         peer: &peer,
+        contacted,
         standing,
         code: session.sas,
+        session_id: session.session_id,
         shared: &shared,
         stop: &stop,
         offer_slot,
         decided: &mut decided,
+        history: &mut history,
     };
     let result = transfer(&mut reader, &mut writer, opener, offer, ctx).await;
     if let Some(history) = history {
@@ -220,6 +211,15 @@ pub async fn serve(
             .as_ref()
             .map_or((0, 0), |r| (r.saved.len() as u64, r.bytes));
         history.end(outcome, files, bytes, &detail).await;
+    } else if let Err(Error::Refused { status, .. }) = &result {
+        trust::record_refusal(
+            &shared.store,
+            &peer,
+            &session.session_id,
+            Direction::Receive,
+            &status.to_string(),
+        )
+        .await;
     }
     if let Err(e) = &result
         && !matches!(
@@ -247,12 +247,17 @@ pub async fn serve(
 /// What a transfer needs besides the socket halves.
 struct Ctx<'a> {
     peer: &'a PeerIdentity,
+    contacted: trust::Contacted,
     standing: Standing,
     code: Sas,
+    session_id: [u8; 16],
     shared: &'a Shared,
     stop: &'a CancellationToken,
     offer_slot: OwnedSemaphorePermit,
+    /// Set when someone (or the policy) decided about the offer.
     decided: &'a mut bool,
+    /// The session's history entry, once consent pinned the peer.
+    history: &'a mut Option<trust::Session>,
 }
 
 /// How the receiver's user can name the sender: the start of its id.
@@ -330,12 +335,15 @@ where
 {
     let Ctx {
         peer,
+        contacted,
         standing,
         code,
+        session_id,
         shared,
         stop,
         offer_slot,
         decided,
+        history,
     } = ctx;
     let who = format!(
         "{} [{}]",
@@ -413,14 +421,40 @@ where
         "\nverification code {code} (it must match the code on the sender's screen)"
     ));
     let decision = shared.gate.decide(standing, &question).await;
+    drop(offer_slot);
+    // Only a real answer ends `listen --once`: a refusal by policy (a stranger,
+    // a blocked peer) or a busy prompt queue must not.
+    *decided = matches!(
+        decision,
+        Decision::Accept | Decision::AcceptAndTrust | Decision::Decline | Decision::TimedOut
+    );
+    if matches!(decision, Decision::Accept | Decision::AcceptAndTrust) {
+        // Consent: now the peer is pinned (on first contact) and the session recorded.
+        match trust::Session::begin(&shared.store, peer, None, &session_id, Direction::Receive)
+            .await
+        {
+            Ok(h) => *history = Some(h),
+            Err(e @ Error::KeyChanged { .. }) => {
+                eprintln!("{e}");
+                return refuse(
+                    writer,
+                    Status::NotTrusted,
+                    "the receiver has a different key pinned for this node id".into(),
+                )
+                .await;
+            }
+            Err(e) => eprintln!("warning: could not record the session in the peer store: {e}"),
+        }
+        if contacted.first {
+            info!(peer = %who, "pinned at first contact");
+        }
+    }
     if decision == Decision::AcceptAndTrust {
         match trust::set_trust(&shared.store, peer, Trust::Trusted).await {
             Ok(()) => eprintln!("{who} is trusted from now on"),
             Err(e) => eprintln!("warning: could not mark {who} as trusted: {e}"),
         }
     }
-    drop(offer_slot);
-    *decided = decision != Decision::Busy;
     let refusal: Option<(Status, String)> = match decision {
         Decision::Accept | Decision::AcceptAndTrust => None,
         Decision::Decline => Some((Status::Declined, "the receiver declined".into())),

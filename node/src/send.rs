@@ -34,13 +34,15 @@ use crate::discover;
 use crate::error::{Error, Result};
 use crate::identity::short_fingerprint;
 use crate::progress::{Progress, summary};
-use crate::store::{Direction, PeerStore, Trust};
+use crate::store::{Direction, PeerStore, SessionEnd, Trust, now_ms};
 use crate::trust;
 
 /// How long to wait for the TCP connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// ... per address, when discovery gave several.
 const CONNECT_TIMEOUT_EACH: Duration = Duration::from_secs(3);
+/// Addresses of one peer tried at most.
+const MAX_ADDRESSES_TRIED: usize = 8;
 /// How long to wait for the receiver's final status after the last byte.
 const STATUS_TIMEOUT: Duration = Duration::from_secs(120);
 /// Read deadline for the receiver's next word while we are still sending:
@@ -71,16 +73,22 @@ pub struct Sent {
 }
 
 /// Connects to the first address that answers, in order. With several
-/// addresses each gets a shorter time, so a dead one cannot use up the wait.
+/// addresses each gets a shorter time, and all of them together at most
+/// [`CONNECT_TIMEOUT`] (an announcement can list many, some dead).
 async fn connect(addrs: &[SocketAddr]) -> Result<(TcpStream, SocketAddr)> {
     let each = if addrs.len() > 1 {
         CONNECT_TIMEOUT_EACH
     } else {
         CONNECT_TIMEOUT
     };
+    let deadline = tokio::time::Instant::now() + CONNECT_TIMEOUT;
     let mut last = None;
-    for &addr in addrs {
-        let err = match tokio::time::timeout(each, TcpStream::connect(addr)).await {
+    for &addr in addrs.iter().take(MAX_ADDRESSES_TRIED) {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        let err = match tokio::time::timeout(each.min(left), TcpStream::connect(addr)).await {
             Ok(Ok(s)) => return Ok((s, addr)),
             Ok(Err(source)) => source,
             Err(_) => std::io::ErrorKind::TimedOut.into(),
@@ -154,7 +162,7 @@ pub async fn run(
                 discover::describe(&peer.record),
                 started.elapsed().as_secs_f64()
             );
-            trust::check_announced(store, &peer.record).await?;
+            trust::check_found(store, name, &peer.record).await?;
             (peer.addrs, Some(peer.record))
         }
         (Target::Lookup(_), Discovery::Off) => {
@@ -185,16 +193,20 @@ pub async fn run(
         sealer: session.sealer,
     };
     let peer = session.peer;
-    let contacted = match trust::contact(store, &peer, Some(addr)).await {
+    let contacted = match trust::check(store, &peer).await {
         Ok(c) => c,
         Err(e) => {
-            let message = match &e {
-                Error::KeyChanged { .. } => {
-                    "the sender has a different key pinned for your node id and refuses to send"
-                }
-                _ => "the sender cannot use its peer store",
+            let (status, message) = match &e {
+                Error::KeyChanged { .. } => (
+                    Status::NotTrusted,
+                    "the sender has a different key pinned for your node id and refuses to send",
+                ),
+                _ => (
+                    Status::InternalError,
+                    "the sender cannot use its peer store",
+                ),
             };
-            writer.alert(Status::NotTrusted, message).await;
+            writer.alert(status, message).await;
             return Err(e);
         }
     };
@@ -213,7 +225,7 @@ pub async fn run(
     } else {
         info!(code = %session.sas, "verification code (peer trusted)");
     }
-    let history = trust::Session::begin(store, &peer, &session.session_id, Direction::Send).await?;
+    let started_ms = now_ms();
     let span = info_span!(
         "session",
         id = %trust::session_hex(&session.session_id),
@@ -234,11 +246,33 @@ pub async fn run(
     )
     .instrument(span)
     .await;
-    let (outcome, detail) = trust::outcome(result.as_ref().err(), result.is_ok());
-    let (files, bytes) = result
-        .as_ref()
-        .map_or((0, 0), |s| (s.delivered as u64, s.bytes));
-    history.end(outcome, files, bytes, &detail).await;
+    if let Err(Error::Refused { status, .. }) = &result {
+        let detail = status.to_string();
+        trust::record_refusal(store, &peer, &session.session_id, Direction::Send, &detail).await;
+    } else {
+        let (outcome, detail) = trust::outcome(result.as_ref().err(), result.is_ok());
+        let (files, bytes) = result
+            .as_ref()
+            .map_or((0, 0), |s| (s.delivered as u64, s.bytes));
+        let end = SessionEnd {
+            ended_ms: now_ms(),
+            files,
+            bytes,
+            outcome,
+            detail,
+        };
+        let id = session.session_id;
+        trust::record_session(
+            store,
+            &peer,
+            Some(addr),
+            &id,
+            Direction::Send,
+            started_ms,
+            end,
+        )
+        .await;
+    }
     result
 }
 

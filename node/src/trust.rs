@@ -61,71 +61,94 @@ pub struct Contacted {
     pub first: bool,
 }
 
-/// Records that `peer` proved its key at `addr`: pins it on first contact.
+/// What the store says about `peer`, which just proved its key: first
+/// contact, or its trust state. Reads only: a pin is written when the user
+/// (or the policy) consents to a transfer ([`Session::begin`]), so a node that
+/// merely connects, claiming any id it likes, cannot take a pin over.
 ///
 /// # Errors
-/// [`Error::KeyChanged`] when the peer's id is pinned to another key (nothing
-/// is changed), or the store cannot be read or written.
-pub async fn contact(
-    store: &PeerStore,
-    peer: &PeerIdentity,
-    addr: Option<SocketAddr>,
-) -> Result<Contacted> {
-    let seen = Seen {
+/// [`Error::KeyChanged`] when the peer's id is pinned to another key, or the
+/// store cannot be read.
+pub async fn check(store: &PeerStore, peer: &PeerIdentity) -> Result<Contacted> {
+    let id = Uuid::from_bytes(peer.node_id);
+    let pinned = with_store(store, move |s| {
+        Ok(s.load()?.get(&id).map(|e| (e.fingerprint, e.trust)))
+    })
+    .await?;
+    match pinned {
+        None => Ok(Contacted {
+            trust: Trust::New,
+            first: true,
+        }),
+        Some((fp, trust)) if fp == peer.fingerprint => Ok(Contacted {
+            trust,
+            first: false,
+        }),
+        Some((fp, _)) => Err(key_changed(peer, &fp)),
+    }
+}
+
+fn key_changed(peer: &PeerIdentity, pinned: &[u8; 32]) -> Error {
+    Error::KeyChanged {
+        peer: escape_for_terminal(&peer.name),
+        id: Uuid::from_bytes(peer.node_id),
+        pinned: fingerprint_hex(pinned),
+        presented: fingerprint_hex(&peer.fingerprint),
+    }
+}
+
+fn seen(peer: &PeerIdentity, addr: Option<SocketAddr>) -> Seen {
+    Seen {
         node_id: Uuid::from_bytes(peer.node_id),
         fingerprint: peer.fingerprint,
         name: peer.name.clone(),
         mac: peer.mac,
         addr,
-    };
-    let name = peer.name.clone();
-    let contact = with_store(store, move |s| {
-        s.update(|d| d.contact(&seen, now_secs()))
-            .map_err(Error::from)
-    })
-    .await?;
-    match contact {
-        Contact::First => Ok(Contacted {
-            trust: Trust::New,
-            first: true,
-        }),
-        Contact::Known(trust) => Ok(Contacted {
-            trust,
-            first: false,
-        }),
-        Contact::KeyChanged { pinned, presented } => Err(Error::KeyChanged {
-            peer: escape_for_terminal(&name),
-            id: Uuid::from_bytes(peer.node_id),
-            pinned: fingerprint_hex(&pinned),
-            presented: fingerprint_hex(&presented),
-        }),
     }
 }
 
-/// Before connecting to a peer found by discovery: an announcement that
-/// claims a pinned node id with another key is refused up front (the
-/// handshake would refuse that key anyway; nothing is sent to it).
+/// Before connecting to a peer that discovery found for `typed`: refuses an
+/// announcement that claims a pinned node id with another key, and one that
+/// is found by a name that belongs to another, pinned peer (an impostor
+/// taking the name of a node that is away, say). Nothing is sent to either.
 ///
 /// # Errors
-/// [`Error::KeyChanged`], or the store cannot be read.
-pub async fn check_announced(store: &PeerStore, record: &PeerRecord) -> Result<()> {
-    let id = record.node_id;
-    let pinned = with_store(store, move |s| {
-        Ok(s.load()?.get(&id).map(|e| e.fingerprint))
-    })
-    .await?;
-    match pinned {
-        Some(fp) if !fp.starts_with(&record.fingerprint_prefix) => Err(Error::KeyChanged {
+/// [`Error::AnnouncedKeyDiffers`], [`Error::NameTaken`], or the store cannot
+/// be read.
+pub async fn check_found(store: &PeerStore, typed: &str, record: &PeerRecord) -> Result<()> {
+    let data = with_store(store, |s| s.load().map_err(Error::from)).await?;
+    if let Some(e) = data.get(&record.node_id) {
+        if e.fingerprint.starts_with(&record.fingerprint_prefix) {
+            return Ok(());
+        }
+        return Err(Error::AnnouncedKeyDiffers {
             peer: escape_for_terminal(&record.name),
-            id,
-            pinned: fingerprint_hex(&fp),
-            presented: format!(
-                "{}... (as announced on the network)",
-                localstream_proto::error::hex(&record.fingerprint_prefix)
-            ),
-        }),
-        _ => Ok(()),
+            id: record.node_id,
+            pinned: short_fingerprint(&e.fingerprint),
+            announced: crate::identity::group_hex(&record.fingerprint_prefix),
+        });
     }
+    let by_id = typed.len() >= 4 && {
+        let hex: String = typed.chars().filter(|&c| c != '-').collect();
+        record
+            .node_id
+            .simple()
+            .to_string()
+            .starts_with(&hex.to_ascii_lowercase())
+    };
+    if !by_id
+        && let Some(known) = data.peers().iter().find(|e| {
+            e.name()
+                .is_some_and(|n| crate::discover::same_name(typed, n))
+        })
+    {
+        return Err(Error::NameTaken {
+            name: escape_for_terminal(typed),
+            found: record.node_id,
+            known: known.node_id,
+        });
+    }
+    Ok(())
 }
 
 /// The line that tells the user how to check a peer: shown on first contact
@@ -165,14 +188,17 @@ pub struct Session {
 }
 
 impl Session {
-    /// Writes the session's start (outcome "interrupted" until it ends, so a
-    /// crash still leaves a trace).
+    /// Pins the peer if this is its first contact and writes the session's
+    /// start (outcome "interrupted" until it ends, so a crash still leaves a
+    /// trace). Call it once the transfer is consented to.
     ///
     /// # Errors
-    /// When the store cannot be written.
+    /// [`Error::KeyChanged`] if another key was pinned for the peer's id in
+    /// the meantime, or the store cannot be written.
     pub async fn begin(
         store: &PeerStore,
         peer: &PeerIdentity,
+        addr: Option<SocketAddr>,
         session_id: &[u8; 16],
         direction: Direction,
     ) -> Result<Session> {
@@ -181,16 +207,25 @@ impl Session {
             peer: Uuid::from_bytes(peer.node_id),
             id: session_hex(session_id),
         };
-        let (id, record) = (
+        let (id, record, seen) = (
             session.peer,
             SessionRecord::begin(session.id.clone(), direction, now_ms()),
+            seen(peer, addr),
         );
-        with_store(store, move |s| {
-            s.update(|d| d.begin_session(&id, record))
-                .map(drop)
-                .map_err(Error::from)
+        let contact = with_store(store, move |s| {
+            s.update(|d| {
+                let c = d.contact(&seen, now_secs());
+                if !matches!(c, Contact::KeyChanged { .. }) {
+                    d.begin_session(&id, record);
+                }
+                c
+            })
+            .map_err(Error::from)
         })
         .await?;
+        if let Contact::KeyChanged { pinned, .. } = contact {
+            return Err(key_changed(peer, &pinned));
+        }
         Ok(session)
     }
 
@@ -233,18 +268,97 @@ pub fn outcome(err: Option<&Error>, all_delivered: bool) -> (Outcome, String) {
     }
 }
 
-/// Marks a peer trusted (the user said so at the prompt).
+/// Sets a pinned peer's trust (the user answered the prompt), only if the
+/// pin is still the key the user just saw.
 ///
 /// # Errors
-/// When the store cannot be written.
+/// When the store cannot be written, or the pin is not that key any more.
 pub async fn set_trust(store: &PeerStore, peer: &PeerIdentity, trust: Trust) -> Result<()> {
-    let id = Uuid::from_bytes(peer.node_id);
-    with_store(store, move |s| {
-        s.update(|d| d.set_trust(&id, trust))
-            .map(drop)
+    let (id, fp) = (Uuid::from_bytes(peer.node_id), peer.fingerprint);
+    let done = with_store(store, move |s| {
+        s.update(|d| d.get(&id).is_some_and(|e| e.fingerprint == fp) && d.set_trust(&id, trust))
             .map_err(Error::from)
     })
-    .await
+    .await?;
+    if done {
+        Ok(())
+    } else {
+        Err(Error::Usage(
+            "the peer's pinned key changed meanwhile".into(),
+        ))
+    }
+}
+
+/// Records a whole session after the fact (the sender's side: it chose the
+/// peer, so a transfer the receiver accepted pins it on first contact).
+/// Failures are logged.
+#[allow(clippy::too_many_arguments)]
+pub async fn record_session(
+    store: &PeerStore,
+    peer: &PeerIdentity,
+    addr: Option<SocketAddr>,
+    session_id: &[u8; 16],
+    direction: Direction,
+    started_ms: u64,
+    end: SessionEnd,
+) {
+    let (id, seen) = (Uuid::from_bytes(peer.node_id), seen(peer, addr));
+    let record = SessionRecord::begin(session_hex(session_id), direction, started_ms);
+    let r = with_store(store, move |s| {
+        s.update(|d| {
+            let c = d.contact(&seen, now_secs());
+            if !matches!(c, Contact::KeyChanged { .. }) {
+                let sid = record.id.clone();
+                d.begin_session(&id, record);
+                d.end_session(&id, &sid, end);
+            }
+            c
+        })
+        .map_err(Error::from)
+    })
+    .await;
+    match r {
+        Ok(Contact::KeyChanged { pinned, .. }) => {
+            eprintln!("warning: not recorded: {}", key_changed(peer, &pinned));
+        }
+        Ok(_) => {}
+        Err(e) => eprintln!("warning: could not record the session in the peer store: {e}"),
+    }
+}
+
+/// Records a refused session in the history of a peer that is already
+/// pinned with this key; a never-met peer leaves no trace (see [`check`]).
+pub async fn record_refusal(
+    store: &PeerStore,
+    peer: &PeerIdentity,
+    session_id: &[u8; 16],
+    direction: Direction,
+    detail: &str,
+) {
+    let (id, fp) = (Uuid::from_bytes(peer.node_id), peer.fingerprint);
+    let now = now_ms();
+    let record = SessionRecord::begin(session_hex(session_id), direction, now);
+    let end = SessionEnd {
+        ended_ms: now,
+        files: 0,
+        bytes: 0,
+        outcome: Outcome::Refused,
+        detail: detail.to_owned(),
+    };
+    let r = with_store(store, move |s| {
+        s.update(|d| {
+            if d.get(&id).is_some_and(|e| e.fingerprint == fp) {
+                let sid = record.id.clone();
+                d.begin_session(&id, record);
+                d.end_session(&id, &sid, end);
+            }
+        })
+        .map_err(Error::from)
+    })
+    .await;
+    if let Err(e) = r {
+        eprintln!("warning: could not record the session in the peer store: {e}");
+    }
 }
 
 /// The sessions running now, per peer node id: one peer may run several
@@ -430,7 +544,7 @@ fn print_sessions(peers: &[&PeerEntry], json: bool) {
             outln!(
                 "  {}  {}  {:<7}  {:>5} files  {:>12} bytes  {:<11}  {}  {}",
                 utc(s.started),
-                &s.id[..s.id.len().min(8)],
+                s.id.chars().take(8).collect::<String>(),
                 match s.direction {
                     Direction::Send => "sent",
                     Direction::Receive => "received",

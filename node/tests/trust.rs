@@ -35,9 +35,8 @@ impl Pair {
         }
     }
 
-    /// One transfer to a `listen --yes --once`, checked; returns the file's
-    /// content, the sender's stderr and the listener's stderr.
-    fn first_transfer(&self, name: &str, len: usize) -> (Vec<u8>, String, String) {
+    /// One transfer to a `listen --yes --once`, checked.
+    fn first_transfer(&self, name: &str, len: usize) -> Done {
         let content = random_bytes(len as u64 ^ 0x7755, len);
         let f = self.sender.file("out", name, &content);
         let mut l = self.receiver.listen(&self.inbox, &["--yes", "--once"]);
@@ -46,8 +45,25 @@ impl Pair {
         l.wait_received();
         assert_eq!(l.wait_exit(), Some(0), "listener stderr:\n{}", l.stderr());
         assert_content(&self.inbox.join(name), &content);
-        (content, text(&out.stderr), l.stderr())
+        Done {
+            content,
+            sender_err: text(&out.stderr),
+            listener_err: l.stderr(),
+            port: l.port,
+        }
     }
+}
+
+/// What [`Pair::first_transfer`] did.
+struct Done {
+    /// The file's content.
+    content: Vec<u8>,
+    /// The sender's stderr.
+    sender_err: String,
+    /// The listener's stderr.
+    listener_err: String,
+    /// The port the listener listened on.
+    port: u16,
 }
 
 fn assert_sent_ok(out: &Output) {
@@ -122,6 +138,24 @@ fn peer<'a>(store: &'a Value, id: &str) -> &'a Value {
         .iter()
         .find(|p| p["node_id"] == id)
         .unwrap_or_else(|| panic!("no peer {id} in store:\n{store:#}"))
+}
+
+/// Asserts that the node's store has no entry for node id `id` (or that
+/// the node has no store at all).
+fn assert_no_entry(node: &Node, id: &str) {
+    if !node.store_path().exists() {
+        return;
+    }
+    let v = store(node);
+    assert!(
+        !v["peers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["node_id"] == id),
+        "no entry expected for {id} in {}:\n{v:#}",
+        node.store_path().display()
+    );
 }
 
 fn sessions(peer: &Value) -> &Vec<Value> {
@@ -210,8 +244,8 @@ fn first_transfer_pins_both_sides_and_records_the_session() {
     let p = Pair::new();
     let (s_id, r_id) = (p.sender.id(), p.receiver.id());
     assert!(!p.sender.store_path().exists() && !p.receiver.store_path().exists());
-    let (content, _, _) = p.first_transfer("first.bin", 300_001);
-    let size = content.len() as u64;
+    let done = p.first_transfer("first.bin", 300_001);
+    let size = done.content.len() as u64;
 
     let ss = store(&p.sender);
     let rs = store(&p.receiver);
@@ -221,6 +255,19 @@ fn first_transfer_pins_both_sides_and_records_the_session() {
     // The sender pinned the receiver, the receiver pinned the sender.
     let sp = peer(&ss, &r_id.id);
     let rp = peer(&rs, &s_id.id);
+    // The sender keeps where the receiver listens; the receiver keeps no
+    // address for the sender (its source port is not where it listens).
+    let listening = format!("127.0.0.1:{}", done.port);
+    assert_eq!(
+        sp["addresses"],
+        serde_json::json!([listening]),
+        "sender's entry: {sp:#}"
+    );
+    assert_eq!(
+        rp["addresses"],
+        serde_json::json!([]),
+        "receiver's entry: {rp:#}"
+    );
     for (entry, other, role) in [(sp, &r_id, "receiver"), (rp, &s_id, "sender")] {
         assert_eq!(
             entry["fingerprint"],
@@ -234,14 +281,6 @@ fn first_transfer_pins_both_sides_and_records_the_session() {
                 .unwrap()
                 .iter()
                 .any(|n| n == other.name.as_str()),
-            "{role}: {entry:#}"
-        );
-        let addrs = entry["addresses"].as_array().unwrap();
-        assert!(
-            !addrs.is_empty()
-                && addrs
-                    .iter()
-                    .all(|a| a.as_str().unwrap().starts_with("127.0.0.1:")),
             "{role}: {entry:#}"
         );
         let (first, last) = (
@@ -279,8 +318,12 @@ fn first_transfer_pins_both_sides_and_records_the_session() {
 fn codes_match_on_both_sides_and_differ_across_sessions() {
     let p = Pair::new();
     let (s_id, r_id) = (p.sender.id(), p.receiver.id());
-    let (_, s1, l1) = p.first_transfer("one.txt", 10);
-    let (_, s2, l2) = p.first_transfer("two.txt", 20);
+    let (one, two) = (
+        p.first_transfer("one.txt", 10),
+        p.first_transfer("two.txt", 20),
+    );
+    let (s1, l1) = (one.sender_err, one.listener_err);
+    let (s2, l2) = (two.sender_err, two.listener_err);
 
     let (s1c, l1c, s2c, l2c) = (codes(&s1), codes(&l1), codes(&s2), codes(&l2));
     for (c, side) in [(&s1c, &s1), (&l1c, &l1), (&s2c, &s2), (&l2c, &l2)] {
@@ -319,21 +362,9 @@ fn trusted_peer_needs_no_prompt_and_unknown_peers_are_refused_with_a_reason() {
     store_cmd(&p.sender, &["trust", &short(&r_id)]);
     assert_eq!(peer(&store(&p.sender), &r_id.id)["trust"], "trusted");
 
-    // No --yes, no terminal: trusted peers only.
-    let mut l = p.receiver.listen(&p.inbox, &[]);
-    let second = random_bytes(3, 70_000);
-    let f = p.sender.file("out", "second.bin", &second);
-    let out = p.sender.send(l.port, &[&f]);
-    assert_sent_ok(&out);
-    l.wait_received();
-    assert_content(&p.inbox.join("second.bin"), &second);
-    assert!(
-        code_lines(&text(&out.stderr)).is_empty(),
-        "a trusted receiver needs no code on the sender:\n{}",
-        text(&out.stderr)
-    );
-
-    // A node never seen before is refused, and told why.
+    // No --yes, no terminal: trusted peers only. A node never seen before is
+    // refused, and told why.
+    let mut l = p.receiver.listen(&p.inbox, &["--once"]);
     let third = Node::new(Role::Other);
     let t_id = third.id();
     assert_ne!(t_id.id, s_id.id);
@@ -346,20 +377,29 @@ fn trusted_peer_needs_no_prompt_and_unknown_peers_are_refused_with_a_reason() {
         stderr.contains(&format!("localstream trust {}", short(&t_id))),
         "{stderr}"
     );
+    // A refusal by policy is not a transfer: `--once` keeps listening, and
+    // the stranger left no trace in either store.
+    assert!(l.is_running(), "stderr: {}", l.stderr());
+    assert_no_entry(&p.receiver, &t_id.id);
+    assert_no_entry(&third, &r_id.id);
+
+    // The trusted sender gets in without a prompt, which ends `--once`.
+    let second = random_bytes(3, 70_000);
+    let f = p.sender.file("out", "second.bin", &second);
+    let out = p.sender.send(l.port, &[&f]);
+    assert_sent_ok(&out);
+    l.wait_received();
+    assert_eq!(l.wait_exit(), Some(0), "stderr: {}", l.stderr());
+    assert_content(&p.inbox.join("second.bin"), &second);
+    assert!(
+        code_lines(&text(&out.stderr)).is_empty(),
+        "a trusted receiver needs no code on the sender:\n{}",
+        text(&out.stderr)
+    );
 
     // The listener showed no code for the trusted sender (no prompt), one
-    // for the stranger, and recorded the refusal.
-    let rs = wait_store(&p.receiver, "third node's refusal recorded", |v| {
-        v["peers"].as_array().unwrap().iter().any(|p| {
-            p["node_id"] == t_id.id.as_str()
-                && p["sessions"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .any(|s| s["outcome"] == "refused")
-        })
-    });
-    assert_eq!(peer(&rs, &t_id.id)["trust"], "new");
+    // for the stranger, and (now that it has exited) still has no entry for
+    // the stranger, only the trusted sender with two received sessions.
     let lerr = l.stderr();
     let lines = code_lines(&lerr);
     assert!(
@@ -367,32 +407,60 @@ fn trusted_peer_needs_no_prompt_and_unknown_peers_are_refused_with_a_reason() {
         "no code expected for the trusted sender:\n{lerr}"
     );
     assert!(lines.iter().any(|l| l.contains(&short(&t_id))), "{lerr}");
+    assert_no_entry(&p.receiver, &t_id.id);
+    let rs = store(&p.receiver);
+    assert_eq!(rs["peers"].as_array().unwrap().len(), 1, "{rs:#}");
+    let rp = peer(&rs, &s_id.id);
+    assert_eq!(rp["trust"], "trusted", "{rp:#}");
+    let list = sessions(rp);
+    assert_eq!(list.len(), 2, "{rp:#}");
+    assert_session(&list[1], "receive", "ok", 1, second.len() as u64);
     assert_eq!(
         others_in(&p.inbox, &["first.txt", "second.bin"]),
         Vec::<String>::new()
     );
     drop(l);
 
-    // --trusted-only: the stranger (now known by sight, not trusted) is
-    // refused with the reason; the trusted sender gets in.
-    let mut l = p.receiver.listen(&p.inbox, &["--trusted-only"]);
+    // --trusted-only: the stranger (still never met: a refusal pins nothing)
+    // is refused with the reason and `--once` keeps listening; the trusted
+    // sender gets in and ends it.
+    let mut l = p.receiver.listen(&p.inbox, &["--trusted-only", "--once"]);
     let stderr = assert_failed(&third.send(l.port, &[&f3]), "--trusted-only");
     assert!(stderr.contains("accepts only peers it trusts"), "{stderr}");
     assert!(stderr.contains("--trusted-only"), "{stderr}");
     assert!(stderr.contains("409"), "{stderr}");
+    assert!(l.is_running(), "stderr: {}", l.stderr());
+    assert_no_entry(&p.receiver, &t_id.id);
     let f4 = p.sender.file("out", "third.txt", b"trusted again");
     assert_sent_ok(&p.sender.send(l.port, &[&f4]));
     l.wait_received();
+    assert_eq!(l.wait_exit(), Some(0), "stderr: {}", l.stderr());
     assert_content(&p.inbox.join("third.txt"), b"trusted again");
     assert_eq!(
         others_in(&p.inbox, &["first.txt", "second.bin", "third.txt"]),
         Vec::<String>::new()
     );
+    assert_no_entry(&p.receiver, &t_id.id);
+    assert_no_entry(&third, &r_id.id);
 }
 
 #[test]
 fn trusted_only_refuses_a_never_seen_peer_and_the_sender_says_why() {
     let p = Pair::new();
+    let (s_id, r_id) = (p.sender.id(), p.receiver.id());
+
+    // The receiver already trusts another node (met once, then verified).
+    let friend = Node::new(Role::Other);
+    let f_id = friend.id();
+    assert_ne!(f_id.id, s_id.id);
+    let mut l = p.receiver.listen(&p.inbox, &["--yes", "--once"]);
+    let hi = friend.file("out", "hi.txt", b"hi");
+    assert_sent_ok(&friend.send(l.port, &[&hi]));
+    l.wait_received();
+    assert_eq!(l.wait_exit(), Some(0), "stderr: {}", l.stderr());
+    store_cmd(&p.receiver, &["trust", &short(&f_id)]);
+    drop(l);
+
     let mut l = p.receiver.listen(&p.inbox, &["--trusted-only", "--once"]);
     let f = p.sender.file("out", "hello.txt", b"hello");
     let stderr = assert_failed(
@@ -409,18 +477,98 @@ fn trusted_only_refuses_a_never_seen_peer_and_the_sender_says_why() {
         last.contains("(--trusted-only)") && last.contains("409"),
         "{stderr}"
     );
-    assert_eq!(l.wait_exit(), Some(1), "stderr: {}", l.stderr());
-    assert!(names_in(&p.inbox).is_empty(), "{:?}", names_in(&p.inbox));
-    // The sender's own history says refused.
-    let r_id = p.receiver.id();
-    let ss = store(&p.sender);
-    let s = &sessions(peer(&ss, &r_id.id))[0];
-    assert_eq!(s["outcome"], "refused", "{ss:#}");
-    assert_eq!(
-        peer(&ss, &r_id.id)["trust"],
-        "new",
-        "a refused session proves nothing"
+    // A refusal by policy does not end `--once`.
+    assert!(l.is_running(), "stderr: {}", l.stderr());
+    assert_eq!(names_in(&p.inbox), ["hi.txt"]);
+    // Nothing written before consent: the receiver did not pin the
+    // stranger, and the refused sender did not pin the receiver.
+    assert_no_entry(&p.receiver, &s_id.id);
+    assert_no_entry(&p.sender, &r_id.id);
+
+    // The trusted node gets in, and that ends `--once`.
+    let f2 = friend.file("out", "again.txt", b"trusted");
+    assert_sent_ok(&friend.send(l.port, &[&f2]));
+    l.wait_received();
+    assert_eq!(l.wait_exit(), Some(0), "stderr: {}", l.stderr());
+    assert_content(&p.inbox.join("again.txt"), b"trusted");
+    assert_eq!(names_in(&p.inbox), ["again.txt", "hi.txt"]);
+
+    // Settled (the listener has exited): still no trace of the stranger.
+    assert_no_entry(&p.receiver, &s_id.id);
+    let rs = store(&p.receiver);
+    assert_eq!(rs["peers"].as_array().unwrap().len(), 1, "{rs:#}");
+    let fp = peer(&rs, &f_id.id);
+    assert_eq!(fp["trust"], "trusted", "{fp:#}");
+    assert_eq!(sessions(fp).len(), 2, "{fp:#}");
+    assert_session(&sessions(fp)[1], "receive", "ok", 1, 7);
+    assert_no_entry(&p.sender, &r_id.id);
+}
+
+#[test]
+fn connecting_with_a_claimed_id_takes_no_pin_over() {
+    let p = Pair::new();
+    let (v_id, r_id) = (p.sender.id(), p.receiver.id());
+    // A stranger claiming the genuine sender's node id (and name) with its
+    // own key; the receiver has never met either.
+    let stranger = p.sender.with_key_of(Role::Other);
+    let x_id = stranger.id();
+    assert_eq!((&x_id.id, &x_id.name), (&v_id.id, &v_id.name));
+    assert_ne!(x_id.sha256, v_id.sha256);
+
+    let mut l = p.receiver.listen(&p.inbox, &["--trusted-only", "--once"]);
+    let bad = stranger.file("out", "claim.txt", b"I am V");
+    let stderr = assert_failed(&stranger.send(l.port, &[&bad]), "claimed id");
+    assert!(stderr.contains("accepts only peers it trusts"), "{stderr}");
+    assert!(stderr.contains("409"), "{stderr}");
+    assert!(
+        !stderr.contains("different key pinned"),
+        "nothing was pinned yet:\n{stderr}"
     );
+    assert!(l.is_running(), "stderr: {}", l.stderr());
+    assert!(names_in(&p.inbox).is_empty(), "{:?}", names_in(&p.inbox));
+    assert_no_entry(&p.receiver, &v_id.id);
+    assert_no_entry(&stranger, &r_id.id);
+    drop(l);
+    // Settled (the listener is gone): the claim left nothing behind.
+    assert_no_entry(&p.receiver, &v_id.id);
+
+    // The genuine node, accepted, is a first contact: no key-change refusal,
+    // and the pin is its real key.
+    let mut l = p.receiver.listen(&p.inbox, &["--yes", "--once"]);
+    let good = p.sender.file("out", "real.txt", b"I really am V");
+    let out = p.sender.send(l.port, &[&good]);
+    assert_sent_ok(&out);
+    l.wait_received();
+    assert_eq!(l.wait_exit(), Some(0), "stderr: {}", l.stderr());
+    assert_content(&p.inbox.join("real.txt"), b"I really am V");
+    let lerr = l.stderr();
+    assert!(!lerr.contains("HAS CHANGED"), "{lerr}");
+    let line = code_lines(&lerr)[0].to_owned();
+    assert!(line.starts_with("first contact with "), "{lerr}");
+    assert!(line.contains(&v_id.fingerprint), "{lerr}");
+
+    let rs = store(&p.receiver);
+    assert_eq!(rs["peers"].as_array().unwrap().len(), 1, "{rs:#}");
+    let vp = peer(&rs, &v_id.id);
+    assert_eq!(vp["fingerprint"], v_id.sha256.as_str(), "{vp:#}");
+    assert_eq!(vp["trust"], "known", "{vp:#}");
+    assert_eq!(sessions(vp).len(), 1, "{vp:#}");
+    assert_session(&sessions(vp)[0], "receive", "ok", 1, 13);
+
+    // Now the claim meets the genuine pin, even by a listener that says yes
+    // to everyone, and moves nothing.
+    let before = std::fs::read(p.receiver.store_path()).unwrap();
+    let mut l = p.receiver.listen(&p.inbox, &["--yes", "--once"]);
+    let stderr = assert_failed(&stranger.send(l.port, &[&bad]), "claimed id, after");
+    assert!(stderr.contains("different key pinned"), "{stderr}");
+    l.wait_stderr("HAS CHANGED");
+    assert!(l.is_running(), "stderr: {}", l.stderr());
+    drop(l);
+    assert_eq!(
+        text(&std::fs::read(p.receiver.store_path()).unwrap()),
+        text(&before)
+    );
+    assert_eq!(names_in(&p.inbox), ["real.txt"]);
 }
 
 #[test]
@@ -725,7 +873,7 @@ fn corrupt_store_is_an_error_naming_the_file_and_left_untouched() {
 #[test]
 fn blocked_sender_is_refused_even_with_yes_and_history_says_so() {
     let p = Pair::new();
-    let s_id = p.sender.id();
+    let (s_id, r_id) = (p.sender.id(), p.receiver.id());
     p.first_transfer("first.txt", 10);
 
     // Unknown peers are an error, not a silent no-op.
@@ -744,9 +892,21 @@ fn blocked_sender_is_refused_even_with_yes_and_history_says_so() {
         stderr.contains("the receiver has blocked this node"),
         "{stderr}"
     );
-    assert_eq!(l.wait_exit(), Some(1), "stderr: {}", l.stderr());
+    // A refusal by policy does not end `--once`.
+    assert!(l.is_running(), "stderr: {}", l.stderr());
     assert_eq!(names_in(&p.inbox), ["first.txt"]);
+    // The sender, which had the receiver pinned, records the refusal too.
+    let ss = store(&p.sender);
+    let sl = sessions(peer(&ss, &r_id.id));
+    assert_eq!(sl.len(), 2, "{ss:#}");
+    assert_session(&sl[1], "send", "refused", 0, 0);
 
+    // The receiver records the refusal after telling the sender.
+    wait_store(&p.receiver, "the refusal recorded", |v| {
+        v["peers"].as_array().unwrap().iter().any(|p| {
+            p["node_id"] == s_id.id.as_str() && p["sessions"].as_array().unwrap().len() == 2
+        })
+    });
     let out = store_cmd(&p.receiver, &["sessions", "--json"]);
     let all: Value = serde_json::from_str(&out)
         .unwrap_or_else(|e| panic!("sessions --json is not JSON ({e}):\n{out}"));
@@ -777,6 +937,22 @@ fn blocked_sender_is_refused_even_with_yes_and_history_says_so() {
         plain.contains("blocked") && plain.contains("refused"),
         "{plain}"
     );
+
+    // The listener is still waiting for a transfer: another node's ends it.
+    let other = Node::new(Role::Other);
+    let o_id = other.id();
+    let g = other.file("out", "welcome.txt", b"welcome");
+    assert_sent_ok(&other.send(l.port, &[&g]));
+    l.wait_received();
+    assert_eq!(l.wait_exit(), Some(0), "stderr: {}", l.stderr());
+    assert_content(&p.inbox.join("welcome.txt"), b"welcome");
+    assert_eq!(names_in(&p.inbox), ["first.txt", "welcome.txt"]);
+    let rs = store(&p.receiver);
+    assert_eq!(rs["peers"].as_array().unwrap().len(), 2, "{rs:#}");
+    assert_eq!(peer(&rs, &o_id.id)["trust"], "known", "{rs:#}");
+    let bp = peer(&rs, &s_id.id);
+    assert_eq!(bp["trust"], "blocked", "{rs:#}");
+    assert_eq!(sessions(bp).len(), 2, "{rs:#}");
 }
 
 #[test]
