@@ -140,7 +140,7 @@ pub fn check_display_name(name: &str) -> Result<(), &'static str> {
     }
     if name
         .chars()
-        .any(|c| c.is_control() || localstream_proto::names::is_control_or_bidi(c))
+        .any(localstream_proto::names::is_control_or_bidi)
     {
         return Err("control or bidi characters");
     }

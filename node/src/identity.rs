@@ -37,7 +37,7 @@ pub const MIN_KEY_BITS: usize = 2048;
 /// Largest accepted RSA modulus, in bits.
 pub const MAX_KEY_BITS: usize = 4096;
 /// Longest display name, in bytes (fits a DNS label / mDNS TXT value).
-pub const MAX_NAME_BYTES: usize = 63;
+pub const MAX_NAME_BYTES: usize = localstream_discovery::txt::MAX_NAME_BYTES;
 /// Name used when neither the user nor the host name gives a usable one.
 pub const FALLBACK_NAME: &str = "localstream-node";
 
@@ -379,18 +379,9 @@ fn write_node_file(home: &Path, node: &NodeFile) -> Result<()> {
 /// `None` when nothing is left.
 #[must_use]
 pub fn sanitize_name(raw: &str) -> Option<String> {
-    let cleaned: String = raw
-        .chars()
-        .filter(|&c| !c.is_control() && !localstream_proto::names::is_control_or_bidi(c))
-        .collect();
-    let mut name = cleaned.trim();
-    if name.len() > MAX_NAME_BYTES {
-        let mut end = MAX_NAME_BYTES;
-        while !name.is_char_boundary(end) {
-            end -= 1;
-        }
-        name = name[..end].trim_end();
-    }
+    let cleaned = localstream_proto::names::strip_control_or_bidi(raw, usize::MAX);
+    let name = localstream_proto::names::strip_control_or_bidi(cleaned.trim(), MAX_NAME_BYTES);
+    let name = name.trim_end();
     (!name.is_empty()).then(|| name.to_owned())
 }
 

@@ -154,8 +154,9 @@ fn decode(bytes: &[u8]) -> Result<StoreData, String> {
     }
     let file: StoreFile = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
     let mut peers = file.peers;
-    for (i, peer) in peers.iter().enumerate() {
-        if peers[..i].iter().any(|p| p.node_id == peer.node_id) {
+    let mut ids = std::collections::HashSet::with_capacity(peers.len());
+    for peer in &peers {
+        if !ids.insert(peer.node_id) {
             return Err(format!("node id {} appears twice", peer.node_id));
         }
     }

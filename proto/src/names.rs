@@ -274,6 +274,20 @@ pub fn is_control_or_bidi(c: char) -> bool {
     )
 }
 
+/// `text` without control or bidi characters (see [`is_control_or_bidi`]),
+/// cut to at most `max` bytes on a character boundary.
+#[must_use]
+pub fn strip_control_or_bidi(text: &str, max: usize) -> String {
+    let mut out = String::new();
+    for c in text.chars().filter(|&c| !is_control_or_bidi(c)) {
+        if out.len() + c.len_utf8() > max {
+            break;
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// Whether `c` must never reach a terminal raw.
 fn needs_escape(c: char) -> bool {
     // The backslash too, so that escapes stay unambiguous.

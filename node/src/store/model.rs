@@ -443,17 +443,7 @@ fn push_front<T: PartialEq>(list: &mut Vec<T>, item: T, cap: usize) {
 /// `text` without control or bidi characters, cut to `max` bytes on a
 /// character boundary.
 pub(super) fn clip(text: &str, max: usize) -> String {
-    let mut out = String::new();
-    for c in text
-        .chars()
-        .filter(|&c| !c.is_control() && !localstream_proto::names::is_control_or_bidi(c))
-    {
-        if out.len() + c.len_utf8() > max {
-            break;
-        }
-        out.push(c);
-    }
-    out
+    localstream_proto::names::strip_control_or_bidi(text, max)
 }
 
 /// Decodes exactly `2 * N` hex digits (either case).
