@@ -41,6 +41,8 @@ use crate::trust;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// ... per address, when discovery gave several.
 const CONNECT_TIMEOUT_EACH: Duration = Duration::from_secs(3);
+/// Socket send buffer asked for (the kernel may cap it, `net.core.wmem_max`).
+const SEND_BUFFER: u32 = 4 << 20;
 /// Addresses of one peer tried at most.
 const MAX_ADDRESSES_TRIED: usize = 8;
 /// How long to wait for the receiver's final status after the last byte.
@@ -88,7 +90,7 @@ async fn connect(addrs: &[SocketAddr]) -> Result<(TcpStream, SocketAddr)> {
         if left.is_zero() {
             break;
         }
-        let err = match tokio::time::timeout(each.min(left), TcpStream::connect(addr)).await {
+        let err = match tokio::time::timeout(each.min(left), connect_one(addr)).await {
             Ok(Ok(s)) => return Ok((s, addr)),
             Ok(Err(source)) => source,
             Err(_) => std::io::ErrorKind::TimedOut.into(),
@@ -97,6 +99,20 @@ async fn connect(addrs: &[SocketAddr]) -> Result<(TcpStream, SocketAddr)> {
         last = Some(Error::Connect { addr, source: err });
     }
     Err(last.unwrap_or_else(|| Error::Usage("the receiver has no address".into())))
+}
+
+/// One TCP connection with a large send buffer: a megabyte record then goes
+/// to the kernel in one write while the next one is being sealed.
+async fn connect_one(addr: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    if let Err(e) = socket.set_send_buffer_size(SEND_BUFFER) {
+        tracing::debug!(error = %e, "cannot enlarge the send buffer");
+    }
+    socket.connect(addr).await
 }
 
 /// Checks every file before anything touches the network.

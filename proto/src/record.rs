@@ -8,10 +8,11 @@
 //! fails to authenticate. A failure poisons the opener: nothing after it is
 //! ever delivered.
 
-use aes_gcm::Aes256Gcm;
-use aes_gcm::aead::{AeadInOut, KeyInit};
-use aes_gcm::aead::{Nonce, Tag};
 use zeroize::Zeroize;
+
+mod aead;
+
+use aead::Aead;
 
 use crate::codec::{FrameHeader, HEADER_LEN};
 use crate::error::{Error, Result};
@@ -83,7 +84,7 @@ impl Drop for DirectionKeys {
 
 #[cfg_attr(test, derive(Clone))]
 struct Cipher {
-    aead: Aes256Gcm,
+    aead: Aead,
     iv: [u8; 12],
     seq: u64,
 }
@@ -91,21 +92,21 @@ struct Cipher {
 impl Cipher {
     fn new(keys: &DirectionKeys) -> Self {
         Cipher {
-            aead: Aes256Gcm::new(&keys.key.into()),
+            aead: Aead::new(&keys.key),
             iv: keys.iv,
             seq: 0,
         }
     }
 
     /// The nonce for the current sequence number; advances the counter.
-    fn next_nonce(&mut self) -> Result<Nonce<Aes256Gcm>> {
+    fn next_nonce(&mut self) -> Result<[u8; 12]> {
         let seq = self.seq;
         self.seq = seq.checked_add(1).ok_or(Error::SequenceExhausted)?;
         let mut n = self.iv;
         for (b, s) in n[4..].iter_mut().zip(seq.to_be_bytes()) {
             *b ^= s;
         }
-        Ok(n.into())
+        Ok(n)
     }
 }
 
@@ -174,8 +175,8 @@ impl Sealer {
         let tag = self
             .cipher
             .aead
-            .encrypt_inout_detached(&nonce, &header, record[HEADER_LEN..].as_mut().into())
-            .map_err(|_| Error::RecordTooLarge {
+            .seal(nonce, &header, &mut record[HEADER_LEN..])
+            .ok_or(Error::RecordTooLarge {
                 len: pt_len,
                 max: MAX_PLAINTEXT,
             })?;
@@ -253,12 +254,13 @@ impl Opener {
             return Err(Error::Malformed("record shorter than its tag"));
         };
         let (ct, tag) = body.split_at_mut(pt_len);
-        let tag = Tag::<Aes256Gcm>::try_from(&*tag).map_err(|_| Error::Malformed("record tag"))?;
+        let tag: [u8; TAG_LEN] = (&*tag)
+            .try_into()
+            .map_err(|_| Error::Malformed("record tag"))?;
         let nonce = self.cipher.next_nonce()?;
-        self.cipher
-            .aead
-            .decrypt_inout_detached(&nonce, &header.to_bytes(), ct.into(), &tag)
-            .map_err(|_| Error::BadRecordMac)?;
+        if !self.cipher.aead.open(nonce, &header.to_bytes(), ct, &tag) {
+            return Err(Error::BadRecordMac);
+        }
         self.poisoned = false;
         Ok((typ, ct))
     }
