@@ -13,6 +13,11 @@
 //!     commit_partial(part, dest/a/b, "f.txt")  -> dest/a/b/f.txt (or "f (1).txt", ...), no overwrite
 //! ```
 //!
+//! Small files go through a [`CommitGroup`] instead: verified partials wait,
+//! one `syncfs` makes them all durable, then each gets its final name the same
+//! way and each directory is fsynced once. Either way a file appears under its
+//! final name only once its content is verified and on disk.
+//!
 //! The destination root itself may be a symlink chosen by the user.
 //!
 //! [`write_atomic`] (temporary file, fsync, rename, directory fsync) is here
@@ -21,6 +26,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// Suffix of files still being received.
 pub const PARTIAL_SUFFIX: &str = ".lspart";
@@ -185,19 +191,24 @@ fn numbered_name(file_name: &str, n: u32) -> String {
 /// Moves a finished partial file to a free final name in `parent` and
 /// returns that name's path. Tries `file_name`, then `stem (1).ext`,
 /// `stem (2).ext`, ... up to [`MAX_NAME_ATTEMPTS`]. Never overwrites an
-/// existing file: the partial is hard-linked to the candidate (atomic,
-/// fails if taken) and then removed; where hard links are not supported it
-/// falls back to a rename after checking that the candidate does not exist
-/// (not atomic against a concurrent writer on such filesystems).
+/// existing file, directory or symlink: see [`Placement`] for how.
 ///
 /// The caller must have fsynced the file; this function fsyncs `parent`
-/// afterwards (Unix).
+/// afterwards (Unix). For many small files [`CommitGroup`] does the same
+/// with one filesystem sync for all of them.
 ///
 /// # Errors
 /// [`io::ErrorKind::AlreadyExists`] when every candidate is taken, or any
-/// error from linking, renaming or syncing. On error the partial is left in
+/// error from renaming, linking or removing. On error the partial is left in
 /// place and nothing appears under a final name.
-/// The file is already under its final name (and its data was fsynced): a
+pub fn commit_partial(partial: &Path, parent: &Path, file_name: &str) -> io::Result<PathBuf> {
+    check_component(file_name)?;
+    let path = place(partial, parent, file_name, &mut Placement::best())?;
+    sync_dir_or_warn(parent);
+    Ok(path)
+}
+
+/// The file is already under its final name (and its data was synced): a
 /// failed directory fsync only weakens durability of the name, so it must not
 /// turn a delivered file into a reported failure.
 fn sync_dir_or_warn(dir: &Path) {
@@ -206,59 +217,41 @@ fn sync_dir_or_warn(dir: &Path) {
     }
 }
 
-pub fn commit_partial(partial: &Path, parent: &Path, file_name: &str) -> io::Result<PathBuf> {
-    check_component(file_name)?;
-    let mut hard_links_work = true;
+/// Gives `partial` the first free name among `file_name`, `stem (1).ext`, ...
+/// in `parent`, starting with method `how`. When a lesser method had to
+/// be used and worked, `how` becomes that method for the caller's next files
+/// (the filesystem lacks the better one); a failure leaves it as it was.
+fn place(
+    partial: &Path,
+    parent: &Path,
+    file_name: &str,
+    how: &mut Placement,
+) -> io::Result<PathBuf> {
+    let mut method = *how;
     for n in 0..=MAX_NAME_ATTEMPTS {
-        let name = if n == 0 {
-            file_name.to_owned()
+        let candidate = if n == 0 {
+            parent.join(file_name)
         } else {
-            numbered_name(file_name, n)
+            parent.join(numbered_name(file_name, n))
         };
-        let candidate = parent.join(name);
-        if hard_links_work {
-            match fs::hard_link(partial, &candidate) {
-                Ok(()) => {
-                    // The data is safe under its final name; the partial is
-                    // only a second link now.
-                    if let Err(e) = fs::remove_file(partial) {
-                        let _ = fs::remove_file(&candidate);
-                        return Err(io::Error::new(
-                            e.kind(),
-                            format!("cannot remove {}: {e}", partial.display()),
-                        ));
-                    }
-                    sync_dir_or_warn(parent);
+        loop {
+            match method.attempt(partial, &candidate)? {
+                Attempt::Placed => {
+                    *how = method;
                     return Ok(candidate);
                 }
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-                Err(e) if partial_is_missing(partial) => {
-                    return Err(io::Error::new(
-                        e.kind(),
-                        format!("cannot commit {}: {e}", partial.display()),
-                    ));
+                Attempt::Taken => break,
+                Attempt::Unsupported => {
+                    let Some(next) = method.fallback() else {
+                        return Err(io::Error::other(format!(
+                            "cannot move {} into place",
+                            partial.display()
+                        )));
+                    };
+                    tracing::debug!(from = ?method, to = ?next, dir = %parent.display(), "placement unsupported here, falling back");
+                    method = next;
                 }
-                // Unsupported (e.g. FAT, some network filesystems): fall back.
-                Err(_) => hard_links_work = false,
             }
-        }
-        match fs::symlink_metadata(&candidate) {
-            Ok(_) => continue,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                fs::rename(partial, &candidate).map_err(|e| {
-                    io::Error::new(
-                        e.kind(),
-                        format!(
-                            "cannot rename {} to {}: {e}",
-                            partial.display(),
-                            candidate.display()
-                        ),
-                    )
-                })?;
-                sync_dir_or_warn(parent);
-                return Ok(candidate);
-            }
-            Err(e) => return Err(e),
         }
     }
     Err(io::Error::new(
@@ -269,6 +262,118 @@ pub fn commit_partial(partial: &Path, parent: &Path, file_name: &str) -> io::Res
             parent.display()
         ),
     ))
+}
+
+/// How a finished file gets its final name without overwriting anything,
+/// best first. A method the filesystem refuses is replaced by the next one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Placement {
+    /// `renameat2(RENAME_NOREPLACE)`: one atomic syscall that fails if the
+    /// name is taken (Linux 3.15+ on ext4, xfs, btrfs, tmpfs, f2fs, ...).
+    #[cfg(target_os = "linux")]
+    RenameNoReplace,
+    /// A hard link under the new name (atomic, fails if taken), then removal
+    /// of the partial: two syscalls.
+    Link,
+    /// Where neither works (e.g. FAT, some network filesystems): check that
+    /// the name is free, then rename. Not atomic against a concurrent writer.
+    CheckThenRename,
+}
+
+/// The outcome of one attempt at one candidate name.
+#[derive(Debug)]
+enum Attempt {
+    Placed,
+    Taken,
+    Unsupported,
+}
+
+impl Placement {
+    fn best() -> Self {
+        #[cfg(target_os = "linux")]
+        return Placement::RenameNoReplace;
+        #[cfg(not(target_os = "linux"))]
+        Placement::Link
+    }
+
+    fn fallback(self) -> Option<Self> {
+        match self {
+            #[cfg(target_os = "linux")]
+            Placement::RenameNoReplace => Some(Placement::Link),
+            Placement::Link => Some(Placement::CheckThenRename),
+            Placement::CheckThenRename => None,
+        }
+    }
+
+    fn attempt(self, partial: &Path, candidate: &Path) -> io::Result<Attempt> {
+        match self {
+            #[cfg(target_os = "linux")]
+            Placement::RenameNoReplace => {
+                use rustix::fs::{CWD, RenameFlags, renameat_with};
+                use rustix::io::Errno;
+                match renameat_with(CWD, partial, CWD, candidate, RenameFlags::NOREPLACE) {
+                    Ok(()) => Ok(Attempt::Placed),
+                    Err(Errno::EXIST) => Ok(Attempt::Taken),
+                    // The filesystem or kernel lacks the flag (or a seccomp
+                    // filter refuses the syscall).
+                    Err(Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP | Errno::PERM)
+                        if !partial_is_missing(partial) =>
+                    {
+                        Ok(Attempt::Unsupported)
+                    }
+                    Err(e) => {
+                        let e = io::Error::from(e);
+                        Err(io::Error::new(
+                            e.kind(),
+                            format!(
+                                "cannot rename {} to {}: {e}",
+                                partial.display(),
+                                candidate.display()
+                            ),
+                        ))
+                    }
+                }
+            }
+            Placement::Link => match fs::hard_link(partial, candidate) {
+                Ok(()) => {
+                    // The data is safe under its final name; the partial is
+                    // only a second link now.
+                    if let Err(e) = fs::remove_file(partial) {
+                        let _ = fs::remove_file(candidate);
+                        return Err(io::Error::new(
+                            e.kind(),
+                            format!("cannot remove {}: {e}", partial.display()),
+                        ));
+                    }
+                    Ok(Attempt::Placed)
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(Attempt::Taken),
+                Err(e) if partial_is_missing(partial) => Err(io::Error::new(
+                    e.kind(),
+                    format!("cannot commit {}: {e}", partial.display()),
+                )),
+                // Unsupported (e.g. FAT, some network filesystems).
+                Err(_) => Ok(Attempt::Unsupported),
+            },
+            Placement::CheckThenRename => match fs::symlink_metadata(candidate) {
+                Ok(_) => Ok(Attempt::Taken),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    fs::rename(partial, candidate).map_err(|e| {
+                        io::Error::new(
+                            e.kind(),
+                            format!(
+                                "cannot rename {} to {}: {e}",
+                                partial.display(),
+                                candidate.display()
+                            ),
+                        )
+                    })?;
+                    Ok(Attempt::Placed)
+                }
+                Err(e) => Err(e),
+            },
+        }
+    }
 }
 
 fn partial_is_missing(partial: &Path) -> bool {
@@ -285,6 +390,286 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 #[cfg(not(unix))]
 fn sync_dir(_dir: &Path) -> io::Result<()> {
     Ok(())
+}
+
+/// Verified files smaller than this are committed in a [`CommitGroup`]; larger
+/// ones one by one with their own fsync, whose cost is then small next to
+/// writing the file (1 MiB: a group of such files never holds much unsynced
+/// data, and a file this small takes about as long to fsync as to write).
+pub const GROUP_FILE_LIMIT: u64 = 1024 * 1024;
+/// A group is committed once it holds this many files,
+pub const GROUP_MAX_FILES: usize = 256;
+/// or this many bytes,
+pub const GROUP_MAX_BYTES: u64 = 32 * 1024 * 1024;
+/// or its first file has waited this long.
+pub const GROUP_MAX_WAIT: Duration = Duration::from_secs(1);
+
+/// Verified partial files that are made durable together, then moved to
+/// their final names: one filesystem sync instead of one fsync per file.
+///
+/// ```text
+///  push(a) push(b) ... push(z)        verified, written, closed: still *.lspart
+///  commit()  syncfs, once per filesystem       the data of a..z is on disk
+///            renameat2(NOREPLACE) a, b, ... z  in push order, never overwriting
+///            fsync of each parent, once        the new names are on disk
+/// ```
+///
+/// A crash at any point leaves partial files or complete final files, and a
+/// file is reported saved only once its data is durable. Of the pushed files
+/// only one handle per filesystem stays open: the group's first file there,
+/// opened before any of the group's data on that filesystem was written, so
+/// that `syncfs` on it reports every writeback error since (Linux 5.8+).
+///
+/// Where a group sync cannot be trusted to report errors (not Linux, Linux
+/// before 5.8, a filesystem not known to implement `syncfs` fully, such as
+/// FUSE or NFS) each file is fsynced when pushed, and only the moves and the
+/// directory syncs wait for the group. If `syncfs` fails, each file of that
+/// filesystem is fsynced on its own before it is moved; a file that still
+/// fails stays a partial file and is reported failed, without holding up the
+/// others.
+///
+/// Dropping a group without [`CommitGroup::commit`] leaves its files as
+/// partial files.
+#[derive(Debug)]
+pub struct CommitGroup<'a> {
+    members: Vec<Member<'a>>,
+    bytes: u64,
+    since: Option<Instant>,
+    filesystems: Vec<Filesystem>,
+    placement: Placement,
+    sync_fs: fn(&File) -> io::Result<()>,
+}
+
+/// One file waiting in a [`CommitGroup`].
+#[derive(Debug)]
+struct Member<'a> {
+    slot: usize,
+    partial: PathBuf,
+    parent: &'a Path,
+    file_name: &'a str,
+    /// The filesystem whose group sync makes it durable (index into
+    /// `filesystems`); `None` when it was fsynced when pushed.
+    fs: Option<usize>,
+}
+
+/// A filesystem the current group wrote to.
+#[derive(Debug)]
+struct Filesystem {
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    dev: u64,
+    /// The handle to `syncfs` on; `None` when members there are fsynced one by one.
+    witness: Option<File>,
+}
+
+impl Default for CommitGroup<'_> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<'a> CommitGroup<'a> {
+    /// An empty group.
+    #[must_use]
+    pub fn new() -> Self {
+        CommitGroup {
+            members: Vec::new(),
+            bytes: 0,
+            since: None,
+            filesystems: Vec::new(),
+            placement: Placement::best(),
+            sync_fs: sync_filesystem,
+        }
+    }
+
+    /// Whether a verified file of `size` bytes should go through a group
+    /// (rather than [`commit_partial`] after its own fsync).
+    #[must_use]
+    pub fn wants(size: u64) -> bool {
+        size < GROUP_FILE_LIMIT
+    }
+
+    /// Adds a verified partial file, written through `file` (which is closed
+    /// or kept here), to be moved to a free name based on `file_name` in
+    /// `parent` at the next [`CommitGroup::commit`], which reports it under
+    /// `slot`.
+    ///
+    /// # Errors
+    /// An invalid `file_name`, or a failed fsync or stat of `file`: the file
+    /// is then not in the group and its partial is left in place.
+    pub fn push(
+        &mut self,
+        slot: usize,
+        file: File,
+        partial: PathBuf,
+        parent: &'a Path,
+        file_name: &'a str,
+        size: u64,
+    ) -> io::Result<()> {
+        check_component(file_name)?;
+        let fs = self.adopt(file)?;
+        self.since.get_or_insert_with(Instant::now);
+        self.bytes = self.bytes.saturating_add(size);
+        self.members.push(Member {
+            slot,
+            partial,
+            parent,
+            file_name,
+            fs,
+        });
+        Ok(())
+    }
+
+    /// Keeps `file` as its filesystem's witness, or lets it go; fsyncs it
+    /// now when its filesystem cannot be synced as a whole.
+    #[cfg(target_os = "linux")]
+    fn adopt(&mut self, file: File) -> io::Result<Option<usize>> {
+        use std::os::unix::fs::MetadataExt;
+        let dev = file.metadata()?.dev();
+        if let Some(i) = self.filesystems.iter().position(|f| f.dev == dev) {
+            if self.filesystems[i].witness.is_some() {
+                return Ok(Some(i));
+            }
+        } else if syncfs_is_trusted(&file) {
+            self.filesystems.push(Filesystem {
+                dev,
+                witness: Some(file),
+            });
+            return Ok(Some(self.filesystems.len() - 1));
+        } else {
+            self.filesystems.push(Filesystem { dev, witness: None });
+        }
+        file.sync_all()?;
+        Ok(None)
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn adopt(&mut self, file: File) -> io::Result<Option<usize>> {
+        file.sync_all()?;
+        Ok(None)
+    }
+
+    /// Files waiting.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    /// No file waiting.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// The group has reached [`GROUP_MAX_FILES`] or [`GROUP_MAX_BYTES`].
+    #[must_use]
+    pub fn is_full(&self) -> bool {
+        self.members.len() >= GROUP_MAX_FILES || self.bytes >= GROUP_MAX_BYTES
+    }
+
+    /// When the group should be committed at the latest ([`GROUP_MAX_WAIT`]
+    /// after its first file); `None` when it is empty.
+    #[must_use]
+    pub fn deadline(&self) -> Option<Instant> {
+        self.since.map(|t| t + GROUP_MAX_WAIT)
+    }
+
+    /// Makes every waiting file durable and moves it to its final name, as
+    /// described on [`CommitGroup`]. Returns, in push order, each file's slot
+    /// and its final path or why it failed (its partial then stays). The
+    /// group is empty afterwards.
+    pub fn commit(&mut self) -> Vec<(usize, io::Result<PathBuf>)> {
+        let members = std::mem::take(&mut self.members);
+        let filesystems = std::mem::take(&mut self.filesystems);
+        self.bytes = 0;
+        self.since = None;
+        // 1. The data, once per filesystem.
+        let synced: Vec<bool> = filesystems
+            .iter()
+            .map(|f| match &f.witness {
+                Some(w) => (self.sync_fs)(w)
+                    .inspect_err(|e| {
+                        tracing::warn!(error = %e, "syncfs failed; syncing the files one by one");
+                    })
+                    .is_ok(),
+                None => true,
+            })
+            .collect();
+        drop(filesystems);
+        // 2. The names, in order.
+        let mut out = Vec::with_capacity(members.len());
+        let mut parents: Vec<&Path> = Vec::new();
+        for m in members {
+            let durable = match m.fs {
+                Some(i) if !synced.get(i).copied().unwrap_or(false) => sync_file(&m.partial),
+                _ => Ok(()),
+            };
+            let placed = durable
+                .and_then(|()| place(&m.partial, m.parent, m.file_name, &mut self.placement));
+            if placed.is_ok() && parents.last() != Some(&m.parent) && !parents.contains(&m.parent) {
+                parents.push(m.parent);
+            }
+            out.push((m.slot, placed));
+        }
+        // 3. The directories, once each.
+        for dir in parents {
+            sync_dir_or_warn(dir);
+        }
+        out
+    }
+}
+
+/// Fsyncs a closed file again through a new handle (after a failed group
+/// sync; an unreported writeback error on the file is reported here).
+fn sync_file(path: &Path) -> io::Result<()> {
+    File::open(path)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot sync {}: {e}", path.display())))
+}
+
+#[cfg(target_os = "linux")]
+fn sync_filesystem(file: &File) -> io::Result<()> {
+    rustix::fs::syncfs(file).map_err(io::Error::from)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn sync_filesystem(file: &File) -> io::Result<()> {
+    file.sync_all()
+}
+
+/// Filesystems whose `syncfs` writes and waits for everything and reports
+/// writeback errors (`f_type` magic numbers): ext2/3/4, xfs, btrfs, tmpfs,
+/// f2fs. Others (FUSE, NFS, CIFS, overlayfs, ZFS, ...) fsync file by file.
+#[cfg(target_os = "linux")]
+const SYNCFS_FILESYSTEMS: [u64; 5] = [0xEF53, 0x5846_5342, 0x9123_683E, 0x0102_1994, 0xF2F5_2010];
+
+/// Whether one `syncfs` on `file`'s filesystem may stand for an fsync of
+/// each file written there: Linux reports writeback errors through it only
+/// since 5.8, and only some filesystems are known to sync fully.
+#[cfg(target_os = "linux")]
+fn syncfs_is_trusted(file: &File) -> bool {
+    static KERNEL_REPORTS_ERRORS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let kernel_ok = *KERNEL_REPORTS_ERRORS.get_or_init(|| {
+        kernel_at_least(&rustix::system::uname().release().to_string_lossy(), (5, 8))
+    });
+    kernel_ok
+        && rustix::fs::fstatfs(file).is_ok_and(|st| {
+            // `f_type` is signed on some architectures; magic numbers are 32-bit.
+            #[allow(clippy::cast_sign_loss, clippy::unnecessary_cast)]
+            let magic = (st.f_type as u64) & 0xFFFF_FFFF;
+            SYNCFS_FILESYSTEMS.contains(&magic)
+        })
+}
+
+/// Whether a kernel release string ("6.1.0-18-amd64") is at least `version`.
+#[cfg(target_os = "linux")]
+fn kernel_at_least(release: &str, version: (u32, u32)) -> bool {
+    let mut numbers = release
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|n| n.parse::<u32>().ok());
+    match (numbers.next().flatten(), numbers.next().flatten()) {
+        (Some(major), Some(minor)) => (major, minor) >= version,
+        _ => false,
+    }
 }
 
 /// A failed step of [`write_atomic`]: what was being done, and to which path.
@@ -393,263 +778,4 @@ pub fn available_space(dir: &Path) -> Option<u64> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-    use std::io::Write;
-
-    fn tmp() -> tempfile::TempDir {
-        tempfile::tempdir().unwrap()
-    }
-
-    #[test]
-    fn numbered_names() {
-        assert_eq!(numbered_name("report.pdf", 1), "report (1).pdf");
-        assert_eq!(numbered_name(".bashrc", 1), ".bashrc (1)");
-        assert_eq!(numbered_name("archive.tar.gz", 2), "archive.tar (2).gz");
-        assert_eq!(numbered_name("noext", 3), "noext (3)");
-        assert_eq!(numbered_name("日本.txt", 1), "日本 (1).txt");
-    }
-
-    #[test]
-    fn prepare_parent_creates_directories() {
-        let t = tmp();
-        let p = prepare_parent(t.path(), &["a", "b", "c"]).unwrap();
-        assert_eq!(p, t.path().join("a/b/c"));
-        assert!(p.is_dir());
-        // Idempotent.
-        assert_eq!(prepare_parent(t.path(), &["a", "b", "c"]).unwrap(), p);
-        assert_eq!(prepare_parent(t.path(), &[]).unwrap(), t.path());
-    }
-
-    #[test]
-    fn prepare_parent_rejects_bad_components() {
-        let t = tmp();
-        for bad in ["..", ".", "", "x/y", "/etc", "a\0b", "a\\b"] {
-            let err = prepare_parent(t.path(), &["ok", bad]).unwrap_err();
-            assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn prepare_parent_requires_directory_root() {
-        let t = tmp();
-        let missing = t.path().join("nope");
-        assert!(prepare_parent(&missing, &["a"]).is_err());
-        assert!(!missing.exists());
-        let file = t.path().join("file");
-        fs::write(&file, b"x").unwrap();
-        let err = prepare_parent(&file, &["a"]).unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
-    }
-
-    #[test]
-    fn intermediate_file_is_refused() {
-        let t = tmp();
-        fs::write(t.path().join("a"), b"x").unwrap();
-        let err = prepare_parent(t.path(), &["a", "b"]).unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::PermissionDenied);
-        assert!(err.to_string().contains("not a directory"), "{err}");
-    }
-
-    #[cfg(unix)]
-    #[test]
-    fn symlinked_intermediate_is_refused() {
-        let t = tmp();
-        let dest = t.path().join("dest");
-        let outside = t.path().join("outside");
-        fs::create_dir(&dest).unwrap();
-        fs::create_dir(&outside).unwrap();
-        std::os::unix::fs::symlink(&outside, dest.join("a")).unwrap();
-        let err = prepare_parent(&dest, &["a", "b"]).unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::PermissionDenied);
-        assert!(err.to_string().contains("symbolic link"), "{err}");
-        assert!(!outside.join("b").exists());
-        // Deeper too.
-        fs::create_dir(dest.join("x")).unwrap();
-        std::os::unix::fs::symlink(&outside, dest.join("x/y")).unwrap();
-        assert!(prepare_parent(&dest, &["x", "y"]).is_err());
-        // Dangling symlink.
-        std::os::unix::fs::symlink(t.path().join("gone"), dest.join("d")).unwrap();
-        assert!(prepare_parent(&dest, &["d", "e"]).is_err());
-        assert!(!t.path().join("gone").exists());
-    }
-
-    #[cfg(unix)]
-    #[test]
-    fn symlinked_root_is_allowed() {
-        let t = tmp();
-        let real = t.path().join("real");
-        fs::create_dir(&real).unwrap();
-        let link = t.path().join("link");
-        std::os::unix::fs::symlink(&real, &link).unwrap();
-        let p = prepare_parent(&link, &["a"]).unwrap();
-        assert!(p.is_dir());
-        assert!(real.join("a").is_dir());
-    }
-
-    #[test]
-    fn partial_collision_picks_next_name() {
-        let t = tmp();
-        let (p0, mut f0) = create_partial(t.path(), "f.txt").unwrap();
-        assert_eq!(p0, t.path().join("f.txt.lspart"));
-        f0.write_all(b"first").unwrap();
-        let (p1, _f1) = create_partial(t.path(), "f.txt").unwrap();
-        assert_eq!(p1, t.path().join("f.txt.1.lspart"));
-        let (p2, _f2) = create_partial(t.path(), "f.txt").unwrap();
-        assert_eq!(p2, t.path().join("f.txt.2.lspart"));
-        // The existing partial was not touched.
-        drop(f0);
-        assert_eq!(fs::read(&p0).unwrap(), b"first");
-        assert!(create_partial(t.path(), "../x").is_err());
-    }
-
-    #[cfg(unix)]
-    #[test]
-    fn partial_mode_is_0644() {
-        use std::os::unix::fs::PermissionsExt;
-        let t = tmp();
-        let (p, _f) = create_partial(t.path(), "m").unwrap();
-        let mode = fs::metadata(p).unwrap().permissions().mode() & 0o777;
-        // The umask may remove bits but never add them.
-        assert_eq!(mode & !0o644, 0);
-    }
-
-    #[cfg(unix)]
-    #[test]
-    fn partial_does_not_follow_symlink() {
-        let t = tmp();
-        let target = t.path().join("target");
-        fs::write(&target, b"keep").unwrap();
-        std::os::unix::fs::symlink(&target, t.path().join("f.lspart")).unwrap();
-        let (p, mut f) = create_partial(t.path(), "f").unwrap();
-        assert_eq!(p, t.path().join("f.1.lspart"));
-        f.write_all(b"new").unwrap();
-        assert_eq!(fs::read(&target).unwrap(), b"keep");
-    }
-
-    fn finished_partial(dir: &Path, name: &str, content: &[u8]) -> PathBuf {
-        let (p, mut f) = create_partial(dir, name).unwrap();
-        f.write_all(content).unwrap();
-        f.sync_all().unwrap();
-        p
-    }
-
-    #[test]
-    fn commit_naming_sequence() {
-        let t = tmp();
-        let dir = t.path();
-        let mut got = Vec::new();
-        for i in 0..4 {
-            let p = finished_partial(dir, "report.pdf", format!("v{i}").as_bytes());
-            let fin = commit_partial(&p, dir, "report.pdf").unwrap();
-            assert!(!p.exists());
-            assert_eq!(fs::read(&fin).unwrap(), format!("v{i}").as_bytes());
-            got.push(fin.file_name().unwrap().to_string_lossy().into_owned());
-        }
-        assert_eq!(
-            got,
-            [
-                "report.pdf",
-                "report (1).pdf",
-                "report (2).pdf",
-                "report (3).pdf"
-            ]
-        );
-        for name in [".bashrc", "noext"] {
-            finished_partial(dir, name, b"a");
-            let p = finished_partial(dir, name, b"b");
-            commit_partial(&dir.join(format!("{name}.lspart")), dir, name).unwrap();
-            let fin = commit_partial(&p, dir, name).unwrap();
-            assert_eq!(fin, dir.join(format!("{name} (1)")));
-        }
-        // Only final names remain.
-        let left: Vec<_> = fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .filter(|n| n.ends_with(PARTIAL_SUFFIX))
-            .collect();
-        assert!(left.is_empty(), "{left:?}");
-    }
-
-    #[test]
-    fn commit_never_overwrites() {
-        let t = tmp();
-        let dir = t.path();
-        fs::write(dir.join("a.txt"), b"precious").unwrap();
-        fs::create_dir(dir.join("a (1).txt")).unwrap();
-        let p = finished_partial(dir, "a.txt", b"incoming");
-        let fin = commit_partial(&p, dir, "a.txt").unwrap();
-        assert_eq!(fin, dir.join("a (2).txt"));
-        assert_eq!(fs::read(dir.join("a.txt")).unwrap(), b"precious");
-        assert!(dir.join("a (1).txt").is_dir());
-        assert_eq!(fs::read(&fin).unwrap(), b"incoming");
-    }
-
-    #[cfg(unix)]
-    #[test]
-    fn commit_does_not_follow_symlink_names() {
-        let t = tmp();
-        let dir = t.path().join("d");
-        fs::create_dir(&dir).unwrap();
-        let target = t.path().join("target");
-        fs::write(&target, b"keep").unwrap();
-        std::os::unix::fs::symlink(&target, dir.join("f")).unwrap();
-        std::os::unix::fs::symlink(t.path().join("dangling"), dir.join("f (1)")).unwrap();
-        let p = finished_partial(&dir, "f", b"new");
-        let fin = commit_partial(&p, &dir, "f").unwrap();
-        assert_eq!(fin, dir.join("f (2)"));
-        assert_eq!(fs::read(&target).unwrap(), b"keep");
-        assert!(!t.path().join("dangling").exists());
-    }
-
-    #[test]
-    fn commit_missing_partial_fails_cleanly() {
-        let t = tmp();
-        let err = commit_partial(&t.path().join("none.lspart"), t.path(), "none").unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::NotFound);
-        assert!(!t.path().join("none").exists());
-    }
-
-    #[test]
-    fn write_atomic_replaces_and_cleans_up() {
-        let t = tmp();
-        write_atomic(t.path(), "f.json", b"one", 0o600).unwrap();
-        write_atomic(t.path(), "f.json", b"two", 0o600).unwrap();
-        assert_eq!(fs::read(t.path().join("f.json")).unwrap(), b"two");
-        let names: Vec<_> = fs::read_dir(t.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
-        assert_eq!(names, ["f.json"]);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = fs::metadata(t.path().join("f.json"))
-                .unwrap()
-                .permissions()
-                .mode();
-            assert_eq!(mode & 0o777, 0o600);
-        }
-        for bad in ["", "..", "a/b"] {
-            let err = write_atomic(t.path(), bad, b"x", 0o600).unwrap_err();
-            assert_eq!(err.source.kind(), io::ErrorKind::InvalidInput, "{bad:?}");
-        }
-        let missing = t.path().join("missing");
-        let err = write_atomic(&missing, "f", b"x", 0o600).unwrap_err();
-        assert_eq!(err.action, "cannot create");
-        assert!(
-            err.to_string().contains(&missing.display().to_string()),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn available_space_reports_a_plausible_figure() {
-        let t = tmp();
-        let free = available_space(t.path());
-        #[cfg(unix)]
-        assert!(free.is_some_and(|f| f > 0), "{free:?}");
-        assert_eq!(available_space(&t.path().join("missing")), None);
-    }
-}
+mod tests;

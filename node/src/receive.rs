@@ -2,19 +2,23 @@
 //! that writes, hashes and verifies files, and the final status.
 //!
 //! ```text
-//!  socket ──► reader task (frames, idle timeout) ──► bounded channel ──►
+//!  socket ──► reader task (frames, idle timeout) ──► bounded channel of batches ──►
 //!      writer thread (open record, BLAKE3, write partial, verify, fsync, rename)
+//!      small files:  (open record, BLAKE3, write partial, verify) x N, syncfs, renames
 //! ```
 //!
 //! A file appears under its final name only after its authenticated FileEnd
-//! matched size and hash; until then it is `<name>.lspart`. Existing files are
-//! never overwritten: a free name such as `report (1).pdf` is chosen.
+//! matched size and hash and its content is on disk; until then it is
+//! `<name>.lspart`. Existing files are never overwritten: a free name such as
+//! `report (1).pdf` is chosen.
 
+use std::collections::HashMap;
 use std::fs::File;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Instant;
 
 use localstream_proto::handshake::Config as HandshakeConfig;
@@ -41,8 +45,16 @@ use crate::progress::{Progress, human_bytes, summary};
 use crate::store::{Direction, PeerStore, Trust};
 use crate::trust;
 
-/// Frames buffered between the socket reader and the file writer.
+mod write;
+use write::write_files;
+
+/// Batches of frames buffered between the socket reader and the file writer.
 const PIPELINE_DEPTH: usize = 8;
+/// A batch of frames is passed on once it holds this many bytes (so a large
+/// record goes alone)
+const BATCH_BYTES: usize = 128 * 1024;
+/// or this many frames.
+const BATCH_FRAMES: usize = 64;
 /// Files listed in a consent prompt before "and N more".
 const PROMPT_FILES: usize = 10;
 
@@ -494,20 +506,29 @@ where
         return refuse(writer, status, message).await;
     }
 
-    // Create the directories the offer needs (none for plain files).
+    // Create the directories the offer needs (none for plain files), once
+    // per distinct directory.
     let mut planned = Vec::with_capacity(plan.len());
+    let mut parents: HashMap<Vec<String>, PathBuf> = HashMap::new();
     for (index, dirs, file_name, e) in plan {
-        let dirs: Vec<&str> = dirs.iter().map(String::as_str).collect();
-        let parent = match fsutil::prepare_parent(&shared.dir, &dirs) {
-            Ok(p) => p,
-            Err(err) => {
-                let status = io_status(&err);
-                return refuse(
-                    writer,
-                    status,
-                    format!("cannot create {}: {err}", escape_for_terminal(&e.path)),
-                )
-                .await;
+        let parent = if let Some(parent) = parents.get(&dirs) {
+            parent.clone()
+        } else {
+            let components: Vec<&str> = dirs.iter().map(String::as_str).collect();
+            match fsutil::prepare_parent(&shared.dir, &components) {
+                Ok(p) => {
+                    parents.insert(dirs, p.clone());
+                    p
+                }
+                Err(err) => {
+                    let status = io_status(&err);
+                    return refuse(
+                        writer,
+                        status,
+                        format!("cannot create {}: {err}", escape_for_terminal(&e.path)),
+                    )
+                    .await;
+                }
             }
         };
         planned.push(Planned {
@@ -537,13 +558,16 @@ where
 
     let started = Instant::now();
     let progress = Progress::new(shared.progress, total, planned.len());
-    let (tx, rx) = mpsc::channel::<RawFrame>(PIPELINE_DEPTH);
+    let (tx, rx) = mpsc::channel::<Vec<RawFrame>>(PIPELINE_DEPTH);
     let pool = BufPool::default();
     let returns = pool.clone();
     let files = planned.len();
-    let bar = progress.clone();
-    let mut write_task =
-        tokio::task::spawn_blocking(move || write_files(opener, rx, &returns, planned, &bar));
+    // The writer skips the per-file progress calls (a lock, a clock read and
+    // a message string each) when no bar is drawn.
+    let bar = (shared.progress && std::io::stderr().is_terminal()).then(|| progress.clone());
+    let mut write_task = tokio::task::spawn_blocking(move || {
+        write_files(opener, rx, &returns, planned, bar.as_ref())
+    });
     let mut early = None;
     let read_result = tokio::select! {
         r = forward_frames(reader, tx, &pool) => r,
@@ -601,13 +625,17 @@ where
     let _ = writer.inner.shutdown().await;
 
     let saved: Vec<PathBuf> = results.into_iter().filter_map(|r| r.ok()).collect();
-    crate::outln!(
+    // One write for the whole listing: stdout is line-buffered, and a
+    // thousand small files would otherwise cost a thousand syscalls here.
+    let mut listing = format!(
         "received {} from {who}",
         summary(saved.len(), bytes, started.elapsed())
     );
     for p in &saved {
-        crate::outln!("  {}", escape_for_terminal(&p.display().to_string()));
+        listing.push_str("\n  ");
+        listing.push_str(&escape_for_terminal(&p.display().to_string()));
     }
+    crate::outln!("{listing}");
     if failed > 0 {
         eprintln!("{failed} file(s) from {who} failed verification and were discarded");
     }
@@ -621,183 +649,61 @@ where
 
 /// Reads frames from the socket and hands them to the writer, until the
 /// sender's TransferEnd (or an alert) has been passed on.
+///
+/// Frames go in batches: those the socket already holds are gathered (up to
+/// [`BATCH_BYTES`] or [`BATCH_FRAMES`]) and the batch is passed on before the
+/// reader waits for more. Many small files then cost one wake-up of the writer
+/// per batch instead of one per frame; a large record fills a batch alone, so
+/// no more large records are held than [`PIPELINE_DEPTH`] allows.
 async fn forward_frames<R: tokio::io::AsyncRead + Unpin>(
     reader: &mut FrameReader<R>,
-    tx: mpsc::Sender<RawFrame>,
+    tx: mpsc::Sender<Vec<RawFrame>>,
     pool: &BufPool,
 ) -> Result<()> {
+    let mut batch = Vec::new();
+    let mut bytes = 0;
     loop {
-        let buf = pool.get();
-        let Some(frame) = reader
-            .read_frame_into(buf, MAX_RECORD_BODY, IDLE_TIMEOUT)
-            .await?
-        else {
-            return Err(ProtoError::Truncated.into());
+        let read = reader.read_frame_into(pool.get(), MAX_RECORD_BODY, IDLE_TIMEOUT);
+        let mut read = std::pin::pin!(read);
+        // Poll once; only if the frame is not there yet, pass the batch on
+        // and then wait for it (the same read: nothing is lost).
+        let read = match std::future::poll_fn(|cx| Poll::Ready(read.as_mut().poll(cx))).await {
+            Poll::Ready(r) => r,
+            Poll::Pending => {
+                if !batch.is_empty() {
+                    bytes = 0;
+                    if tx.send(std::mem::take(&mut batch)).await.is_err() {
+                        // The writer stopped; it has the reason.
+                        return Ok(());
+                    }
+                }
+                read.await
+            }
+        };
+        let frame = match read {
+            Ok(Some(frame)) => frame,
+            // What arrived before the failure still goes to the writer.
+            end => {
+                if !batch.is_empty() {
+                    let _ = tx.send(batch).await;
+                }
+                return match end {
+                    Err(e) => Err(e),
+                    _ => Err(ProtoError::Truncated.into()),
+                };
+            }
         };
         let last = matches!(frame.header.typ, t if t == RecordType::TransferEnd as u8 || t == RecordType::Alert as u8);
-        if tx.send(frame).await.is_err() {
-            // The writer stopped; it has the reason.
-            return Ok(());
-        }
-        if last {
-            return Ok(());
-        }
-    }
-}
-
-/// A frame whose buffer goes back to the pool once it has been handled.
-struct Recycled<'a> {
-    frame: RawFrame,
-    pool: &'a BufPool,
-}
-
-impl Drop for Recycled<'_> {
-    fn drop(&mut self) {
-        self.pool.put(std::mem::take(&mut self.frame.buf));
-    }
-}
-
-/// The file currently being written.
-struct Current {
-    plan: usize,
-    partial: PathBuf,
-    file: File,
-    written: u64,
-    hasher: blake3::Hasher,
-}
-
-/// The blocking half: opens records, writes and verifies files. Returns, per
-/// offered file, its final path or the status that explains its failure.
-fn write_files(
-    mut opener: Opener,
-    mut rx: mpsc::Receiver<RawFrame>,
-    pool: &BufPool,
-    plan: Vec<Planned>,
-    progress: &Progress,
-) -> Result<Vec<Result<PathBuf, Status>>> {
-    let mut results: Vec<Result<PathBuf, Status>> = Vec::with_capacity(plan.len());
-    let mut current: Option<Current> = None;
-    let mut data_bytes = 0u64;
-    let open_next = |results: &Vec<Result<PathBuf, Status>>| -> Result<Current> {
-        let idx = results.len();
-        let p = plan
-            .get(idx)
-            .ok_or(ProtoError::Malformed("data after the last offered file"))?;
-        let (partial, file) = fsutil::create_partial(&p.parent, &p.file_name)
-            .map_err(|e| Error::file(p.parent.join(&p.file_name), e))?;
-        progress.start_file(&p.shown, p.size);
-        debug!(file = %p.shown, partial = %partial.display(), "writing");
-        Ok(Current {
-            plan: idx,
-            partial,
-            file,
-            written: 0,
-            hasher: blake3::Hasher::new(),
-        })
-    };
-    while let Some(frame) = rx.blocking_recv() {
-        let mut frame = Recycled { frame, pool };
-        let (typ, pt) = frame.frame.open(&mut opener)?;
-        match typ {
-            RecordType::Data => {
-                let cur = match current.as_mut() {
-                    Some(c) => c,
-                    None => current.insert(open_next(&results)?),
-                };
-                let size = plan[cur.plan].size;
-                if cur.written + pt.len() as u64 > size {
-                    let _ = std::fs::remove_file(&cur.partial);
-                    return Err(
-                        ProtoError::Malformed("more data than the file's announced size").into(),
-                    );
-                }
-                if let Err(e) = cur.file.write_all(pt) {
-                    return Err(Error::file(&cur.partial, e));
-                }
-                cur.hasher.update(pt);
-                cur.written += pt.len() as u64;
-                data_bytes += pt.len() as u64;
-                progress.advance(pt.len() as u64);
+        bytes += frame.buf.len();
+        batch.push(frame);
+        if last || bytes >= BATCH_BYTES || batch.len() >= BATCH_FRAMES {
+            bytes = 0;
+            if tx.send(std::mem::take(&mut batch)).await.is_err() {
+                return Ok(());
             }
-            RecordType::FileEnd => {
-                let end = FileEnd::decode(pt)?;
-                let cur = match current.take() {
-                    Some(c) => c,
-                    None => open_next(&results)?,
-                };
-                let p = &plan[cur.plan];
-                if end.index != p.index {
-                    let _ = std::fs::remove_file(&cur.partial);
-                    return Err(ProtoError::Malformed("FileEnd for a file out of order").into());
-                }
-                results.push(finish_file(cur, p, &end));
+            if last {
+                return Ok(());
             }
-            RecordType::TransferEnd => {
-                let end = TransferEnd::decode(pt)?;
-                if let Some(cur) = current.take() {
-                    let _ = std::fs::remove_file(&cur.partial);
-                    return Err(ProtoError::Malformed("TransferEnd inside a file").into());
-                }
-                if results.len() != plan.len()
-                    || end.files as usize != plan.len()
-                    || end.bytes != data_bytes
-                {
-                    return Err(
-                        ProtoError::Malformed("TransferEnd does not match what was sent").into(),
-                    );
-                }
-                return Ok(results);
-            }
-            RecordType::Alert => {
-                let alert = localstream_proto::handshake::messages::Alert::decode(pt)?;
-                return Err(alert.into_error().into());
-            }
-            other => {
-                return Err(ProtoError::UnexpectedMessage {
-                    expected: "Data, FileEnd or TransferEnd",
-                    got: other as u8,
-                }
-                .into());
-            }
-        }
-    }
-    // The reader stopped early: the partial stays for a later resume.
-    Err(ProtoError::Truncated.into())
-}
-
-/// Verifies a completed file and moves it to its final name.
-fn finish_file(cur: Current, p: &Planned, end: &FileEnd) -> Result<PathBuf, Status> {
-    let Current {
-        partial,
-        file,
-        written,
-        hasher,
-        ..
-    } = cur;
-    let discard = |status: Status, why: &str| {
-        warn!(file = %p.shown, "{why}: discarded");
-        let _ = std::fs::remove_file(&partial);
-        Err(status)
-    };
-    if written != end.size || written != p.size {
-        return discard(Status::SizeMismatch, "size differs from the offer");
-    }
-    if hasher.finalize().as_bytes() != &end.hash {
-        return discard(Status::HashMismatch, "hash mismatch");
-    }
-    if let Err(e) = file.sync_all() {
-        warn!(file = %p.shown, error = %e, "fsync failed");
-        return Err(io_status(&e));
-    }
-    drop(file);
-    match fsutil::commit_partial(&partial, &p.parent, &p.file_name) {
-        Ok(path) => {
-            debug!(file = %p.shown, path = %path.display(), "saved");
-            Ok(path)
-        }
-        Err(e) => {
-            warn!(file = %p.shown, error = %e, "cannot move the finished file into place");
-            Err(io_status(&e))
         }
     }
 }

@@ -1,0 +1,523 @@
+//! Tests of the file-system helpers: naming, placement, group commit, atomic writes.
+
+#![allow(clippy::unwrap_used)]
+
+use super::*;
+use std::io::Write;
+
+fn tmp() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+#[test]
+fn numbered_names() {
+    assert_eq!(numbered_name("report.pdf", 1), "report (1).pdf");
+    assert_eq!(numbered_name(".bashrc", 1), ".bashrc (1)");
+    assert_eq!(numbered_name("archive.tar.gz", 2), "archive.tar (2).gz");
+    assert_eq!(numbered_name("noext", 3), "noext (3)");
+    assert_eq!(numbered_name("日本.txt", 1), "日本 (1).txt");
+}
+
+#[test]
+fn prepare_parent_creates_directories() {
+    let t = tmp();
+    let p = prepare_parent(t.path(), &["a", "b", "c"]).unwrap();
+    assert_eq!(p, t.path().join("a/b/c"));
+    assert!(p.is_dir());
+    // Idempotent.
+    assert_eq!(prepare_parent(t.path(), &["a", "b", "c"]).unwrap(), p);
+    assert_eq!(prepare_parent(t.path(), &[]).unwrap(), t.path());
+}
+
+#[test]
+fn prepare_parent_rejects_bad_components() {
+    let t = tmp();
+    for bad in ["..", ".", "", "x/y", "/etc", "a\0b", "a\\b"] {
+        let err = prepare_parent(t.path(), &["ok", bad]).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{bad:?}");
+    }
+}
+
+#[test]
+fn prepare_parent_requires_directory_root() {
+    let t = tmp();
+    let missing = t.path().join("nope");
+    assert!(prepare_parent(&missing, &["a"]).is_err());
+    assert!(!missing.exists());
+    let file = t.path().join("file");
+    fs::write(&file, b"x").unwrap();
+    let err = prepare_parent(&file, &["a"]).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+}
+
+#[test]
+fn intermediate_file_is_refused() {
+    let t = tmp();
+    fs::write(t.path().join("a"), b"x").unwrap();
+    let err = prepare_parent(t.path(), &["a", "b"]).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::PermissionDenied);
+    assert!(err.to_string().contains("not a directory"), "{err}");
+}
+
+#[cfg(unix)]
+#[test]
+fn symlinked_intermediate_is_refused() {
+    let t = tmp();
+    let dest = t.path().join("dest");
+    let outside = t.path().join("outside");
+    fs::create_dir(&dest).unwrap();
+    fs::create_dir(&outside).unwrap();
+    std::os::unix::fs::symlink(&outside, dest.join("a")).unwrap();
+    let err = prepare_parent(&dest, &["a", "b"]).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::PermissionDenied);
+    assert!(err.to_string().contains("symbolic link"), "{err}");
+    assert!(!outside.join("b").exists());
+    // Deeper too.
+    fs::create_dir(dest.join("x")).unwrap();
+    std::os::unix::fs::symlink(&outside, dest.join("x/y")).unwrap();
+    assert!(prepare_parent(&dest, &["x", "y"]).is_err());
+    // Dangling symlink.
+    std::os::unix::fs::symlink(t.path().join("gone"), dest.join("d")).unwrap();
+    assert!(prepare_parent(&dest, &["d", "e"]).is_err());
+    assert!(!t.path().join("gone").exists());
+}
+
+#[cfg(unix)]
+#[test]
+fn symlinked_root_is_allowed() {
+    let t = tmp();
+    let real = t.path().join("real");
+    fs::create_dir(&real).unwrap();
+    let link = t.path().join("link");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let p = prepare_parent(&link, &["a"]).unwrap();
+    assert!(p.is_dir());
+    assert!(real.join("a").is_dir());
+}
+
+#[test]
+fn partial_collision_picks_next_name() {
+    let t = tmp();
+    let (p0, mut f0) = create_partial(t.path(), "f.txt").unwrap();
+    assert_eq!(p0, t.path().join("f.txt.lspart"));
+    f0.write_all(b"first").unwrap();
+    let (p1, _f1) = create_partial(t.path(), "f.txt").unwrap();
+    assert_eq!(p1, t.path().join("f.txt.1.lspart"));
+    let (p2, _f2) = create_partial(t.path(), "f.txt").unwrap();
+    assert_eq!(p2, t.path().join("f.txt.2.lspart"));
+    // The existing partial was not touched.
+    drop(f0);
+    assert_eq!(fs::read(&p0).unwrap(), b"first");
+    assert!(create_partial(t.path(), "../x").is_err());
+}
+
+#[cfg(unix)]
+#[test]
+fn partial_mode_is_0644() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = tmp();
+    let (p, _f) = create_partial(t.path(), "m").unwrap();
+    let mode = fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    // The umask may remove bits but never add them.
+    assert_eq!(mode & !0o644, 0);
+}
+
+#[cfg(unix)]
+#[test]
+fn partial_does_not_follow_symlink() {
+    let t = tmp();
+    let target = t.path().join("target");
+    fs::write(&target, b"keep").unwrap();
+    std::os::unix::fs::symlink(&target, t.path().join("f.lspart")).unwrap();
+    let (p, mut f) = create_partial(t.path(), "f").unwrap();
+    assert_eq!(p, t.path().join("f.1.lspart"));
+    f.write_all(b"new").unwrap();
+    assert_eq!(fs::read(&target).unwrap(), b"keep");
+}
+
+fn finished_partial(dir: &Path, name: &str, content: &[u8]) -> PathBuf {
+    let (p, mut f) = create_partial(dir, name).unwrap();
+    f.write_all(content).unwrap();
+    f.sync_all().unwrap();
+    p
+}
+
+#[test]
+fn commit_naming_sequence() {
+    let t = tmp();
+    let dir = t.path();
+    let mut got = Vec::new();
+    for i in 0..4 {
+        let p = finished_partial(dir, "report.pdf", format!("v{i}").as_bytes());
+        let fin = commit_partial(&p, dir, "report.pdf").unwrap();
+        assert!(!p.exists());
+        assert_eq!(fs::read(&fin).unwrap(), format!("v{i}").as_bytes());
+        got.push(fin.file_name().unwrap().to_string_lossy().into_owned());
+    }
+    assert_eq!(
+        got,
+        [
+            "report.pdf",
+            "report (1).pdf",
+            "report (2).pdf",
+            "report (3).pdf"
+        ]
+    );
+    for name in [".bashrc", "noext"] {
+        finished_partial(dir, name, b"a");
+        let p = finished_partial(dir, name, b"b");
+        commit_partial(&dir.join(format!("{name}.lspart")), dir, name).unwrap();
+        let fin = commit_partial(&p, dir, name).unwrap();
+        assert_eq!(fin, dir.join(format!("{name} (1)")));
+    }
+    // Only final names remain.
+    let left: Vec<_> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(PARTIAL_SUFFIX))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn commit_never_overwrites() {
+    let t = tmp();
+    let dir = t.path();
+    fs::write(dir.join("a.txt"), b"precious").unwrap();
+    fs::create_dir(dir.join("a (1).txt")).unwrap();
+    let p = finished_partial(dir, "a.txt", b"incoming");
+    let fin = commit_partial(&p, dir, "a.txt").unwrap();
+    assert_eq!(fin, dir.join("a (2).txt"));
+    assert_eq!(fs::read(dir.join("a.txt")).unwrap(), b"precious");
+    assert!(dir.join("a (1).txt").is_dir());
+    assert_eq!(fs::read(&fin).unwrap(), b"incoming");
+}
+
+#[cfg(unix)]
+#[test]
+fn commit_does_not_follow_symlink_names() {
+    let t = tmp();
+    let dir = t.path().join("d");
+    fs::create_dir(&dir).unwrap();
+    let target = t.path().join("target");
+    fs::write(&target, b"keep").unwrap();
+    std::os::unix::fs::symlink(&target, dir.join("f")).unwrap();
+    std::os::unix::fs::symlink(t.path().join("dangling"), dir.join("f (1)")).unwrap();
+    let p = finished_partial(&dir, "f", b"new");
+    let fin = commit_partial(&p, &dir, "f").unwrap();
+    assert_eq!(fin, dir.join("f (2)"));
+    assert_eq!(fs::read(&target).unwrap(), b"keep");
+    assert!(!t.path().join("dangling").exists());
+}
+
+#[test]
+fn commit_missing_partial_fails_cleanly() {
+    let t = tmp();
+    let err = commit_partial(&t.path().join("none.lspart"), t.path(), "none").unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::NotFound);
+    assert!(!t.path().join("none").exists());
+}
+
+/// Every placement method this OS has, best first.
+fn placements() -> Vec<Placement> {
+    let mut all = vec![Placement::best()];
+    while let Some(next) = all.last().and_then(|p| p.fallback()) {
+        all.push(next);
+    }
+    all
+}
+
+#[test]
+fn every_placement_numbers_and_never_overwrites() {
+    for method in placements() {
+        let t = tmp();
+        let dir = t.path();
+        fs::write(dir.join("a.txt"), b"precious").unwrap();
+        fs::create_dir(dir.join("a (1).txt")).unwrap();
+        #[cfg(unix)]
+        std::os::unix::fs::symlink(dir.join("dangling"), dir.join("a (2).txt")).unwrap();
+        let mut how = method;
+        let mut got = Vec::new();
+        for i in 0..3 {
+            let p = finished_partial(dir, "a.txt", format!("new{i}").as_bytes());
+            let fin = place(&p, dir, "a.txt", &mut how).unwrap();
+            assert!(!p.exists(), "{method:?}");
+            assert_eq!(fs::read(&fin).unwrap(), format!("new{i}").as_bytes());
+            got.push(fin.file_name().unwrap().to_string_lossy().into_owned());
+        }
+        #[cfg(unix)]
+        assert_eq!(got, ["a (3).txt", "a (4).txt", "a (5).txt"], "{method:?}");
+        #[cfg(not(unix))]
+        assert_eq!(got, ["a (2).txt", "a (3).txt", "a (4).txt"], "{method:?}");
+        assert_eq!(how, method, "{method:?} is supported here");
+        assert_eq!(fs::read(dir.join("a.txt")).unwrap(), b"precious");
+        assert!(dir.join("a (1).txt").is_dir());
+        assert!(!dir.join("dangling").exists());
+        let err = place(&dir.join("gone.lspart"), dir, "gone", &mut how).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound, "{method:?}");
+        assert!(!dir.join("gone").exists());
+    }
+}
+
+/// On Linux the first choice is one `renameat2(RENAME_NOREPLACE)`, and the
+/// filesystems tests run on support it.
+#[cfg(target_os = "linux")]
+#[test]
+fn linux_commits_with_rename_noreplace() {
+    assert_eq!(Placement::best(), Placement::RenameNoReplace);
+    let t = tmp();
+    let dir = t.path();
+    fs::write(dir.join("f"), b"old").unwrap();
+    let p = finished_partial(dir, "f", b"new");
+    let mut how = Placement::RenameNoReplace;
+    assert!(matches!(
+        how.attempt(&p, &dir.join("f")).unwrap(),
+        Attempt::Taken
+    ));
+    assert_eq!(fs::read(dir.join("f")).unwrap(), b"old");
+    assert_eq!(place(&p, dir, "f", &mut how).unwrap(), dir.join("f (1)"));
+    assert_eq!(how, Placement::RenameNoReplace);
+    assert_eq!(fs::read(dir.join("f (1)")).unwrap(), b"new");
+}
+
+#[test]
+fn kernel_versions() {
+    #[cfg(target_os = "linux")]
+    {
+        assert!(kernel_at_least("6.1.0-18-amd64", (5, 8)));
+        assert!(kernel_at_least("5.8.0", (5, 8)));
+        assert!(kernel_at_least("5.10", (5, 8)));
+        assert!(!kernel_at_least("5.4.0-150-generic", (5, 8)));
+        assert!(!kernel_at_least("4.19.0", (5, 8)));
+        assert!(!kernel_at_least("", (5, 8)));
+        assert!(!kernel_at_least("garbage", (5, 8)));
+    }
+}
+
+/// A partial written and verified but not synced, as the receiver pushes it.
+fn unsynced_partial(dir: &Path, name: &str, content: &[u8]) -> (PathBuf, File) {
+    let (p, mut f) = create_partial(dir, name).unwrap();
+    f.write_all(content).unwrap();
+    (p, f)
+}
+
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<_> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn group_commits_in_push_order_with_numbering() {
+    let t = tmp();
+    let root = t.path().to_path_buf();
+    let sub = root.join("sub");
+    fs::create_dir(&sub).unwrap();
+    fs::write(root.join("x.txt"), b"precious").unwrap();
+    // (parent, name): two files with one name in one group, one name
+    // already taken, two directories.
+    let files: [(&Path, &str); 5] = [
+        (&root, "x.txt"),
+        (&sub, "y"),
+        (&root, "x.txt"),
+        (&root, "z"),
+        (&sub, "y"),
+    ];
+    let mut group = CommitGroup::new();
+    assert!(group.is_empty() && group.deadline().is_none());
+    for (slot, (parent, name)) in files.iter().enumerate() {
+        let (p, f) = unsynced_partial(parent, name, format!("file {slot}").as_bytes());
+        group.push(slot, f, p, parent, name, 6).unwrap();
+    }
+    assert_eq!(group.len(), 5);
+    assert!(!group.is_full());
+    assert!(group.deadline().is_some());
+    let done = group.commit();
+    assert!(group.is_empty() && group.deadline().is_none());
+    let slots: Vec<usize> = done.iter().map(|(s, _)| *s).collect();
+    assert_eq!(slots, [0, 1, 2, 3, 4]);
+    let paths: Vec<PathBuf> = done.into_iter().map(|(_, r)| r.unwrap()).collect();
+    assert_eq!(
+        paths,
+        [
+            root.join("x (1).txt"),
+            sub.join("y"),
+            root.join("x (2).txt"),
+            root.join("z"),
+            sub.join("y (1)"),
+        ]
+    );
+    for (slot, p) in paths.iter().enumerate() {
+        assert_eq!(fs::read(p).unwrap(), format!("file {slot}").as_bytes());
+    }
+    assert_eq!(fs::read(root.join("x.txt")).unwrap(), b"precious");
+    assert_eq!(
+        names_in(&root),
+        ["sub", "x (1).txt", "x (2).txt", "x.txt", "z"]
+    );
+    assert_eq!(names_in(&sub), ["y", "y (1)"]);
+    // The group is reusable.
+    let (p, f) = unsynced_partial(&root, "z", b"again");
+    group.push(7, f, p, &root, "z", 5).unwrap();
+    let done = group.commit();
+    assert_eq!(done.len(), 1);
+    assert_eq!(done[0].0, 7);
+    assert_eq!(done[0].1.as_ref().unwrap(), &root.join("z (1)"));
+}
+
+#[test]
+fn a_failing_member_does_not_block_the_others() {
+    let t = tmp();
+    let root = t.path().to_path_buf();
+    let gone_dir = root.join("gone");
+    fs::create_dir(&gone_dir).unwrap();
+    let mut group = CommitGroup::new();
+    let (p0, f0) = unsynced_partial(&root, "a", b"a");
+    group.push(0, f0, p0, &root, "a", 1).unwrap();
+    // Its partial disappears before the commit.
+    let (p1, f1) = unsynced_partial(&root, "b", b"b");
+    let vanished = p1.clone();
+    group.push(1, f1, p1, &root, "b", 1).unwrap();
+    // Its directory disappears before the commit.
+    let (p2, f2) = unsynced_partial(&gone_dir, "c", b"c");
+    group.push(2, f2, p2, &gone_dir, "c", 1).unwrap();
+    let (p3, f3) = unsynced_partial(&root, "d", b"d");
+    group.push(3, f3, p3, &root, "d", 1).unwrap();
+    fs::remove_file(&vanished).unwrap();
+    fs::remove_dir_all(&gone_dir).unwrap();
+    let done = group.commit();
+    let slots: Vec<usize> = done.iter().map(|(s, _)| *s).collect();
+    assert_eq!(slots, [0, 1, 2, 3]);
+    assert_eq!(done[0].1.as_ref().unwrap(), &root.join("a"));
+    assert_eq!(
+        done[1].1.as_ref().unwrap_err().kind(),
+        io::ErrorKind::NotFound
+    );
+    assert_eq!(
+        done[2].1.as_ref().unwrap_err().kind(),
+        io::ErrorKind::NotFound
+    );
+    assert_eq!(done[3].1.as_ref().unwrap(), &root.join("d"));
+    assert_eq!(names_in(&root), ["a", "d"]);
+}
+
+#[test]
+fn failed_group_sync_falls_back_to_fsync_per_file() {
+    fn broken(_: &File) -> io::Result<()> {
+        Err(io::Error::other("injected syncfs failure"))
+    }
+    let t = tmp();
+    let root = t.path().to_path_buf();
+    let mut group = CommitGroup::new();
+    group.sync_fs = broken;
+    for (slot, name) in ["a", "b", "c"].iter().enumerate() {
+        let (p, f) = unsynced_partial(&root, name, name.as_bytes());
+        group.push(slot, f, p, &root, name, 1).unwrap();
+    }
+    // One of them cannot be synced on its own either: it fails, alone.
+    fs::remove_file(root.join("b.lspart")).unwrap();
+    let done = group.commit();
+    assert_eq!(done[0].1.as_ref().unwrap(), &root.join("a"));
+    let err = done[1].1.as_ref().unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::NotFound);
+    assert!(err.to_string().contains("cannot sync"), "{err}");
+    assert_eq!(done[2].1.as_ref().unwrap(), &root.join("c"));
+    assert_eq!(names_in(&root), ["a", "c"]);
+}
+
+#[test]
+fn group_limits() {
+    assert!(CommitGroup::wants(0));
+    assert!(CommitGroup::wants(GROUP_FILE_LIMIT - 1));
+    assert!(!CommitGroup::wants(GROUP_FILE_LIMIT));
+    let t = tmp();
+    let root = t.path().to_path_buf();
+    let mut group = CommitGroup::new();
+    let names: Vec<String> = (0..GROUP_MAX_FILES).map(|i| format!("f{i}")).collect();
+    for (slot, name) in names.iter().enumerate() {
+        assert!(!group.is_full());
+        let (p, f) = unsynced_partial(&root, name, b"");
+        group.push(slot, f, p, &root, name, 0).unwrap();
+    }
+    assert!(group.is_full());
+    assert!(group.commit().iter().all(|(_, r)| r.is_ok()));
+    assert!(!group.is_full());
+    let (p, f) = unsynced_partial(&root, "big", b"");
+    group.push(0, f, p, &root, "big", GROUP_MAX_BYTES).unwrap();
+    assert!(group.is_full());
+    group.commit();
+    // A bad name is refused at once, and leaves the group as it was.
+    let (p, f) = unsynced_partial(&root, "ok", b"");
+    assert!(group.push(0, f, p, &root, "../x", 0).is_err());
+    assert!(group.is_empty());
+}
+
+/// Where the kernel and filesystem allow it, the group keeps one open
+/// handle for its filesystem and syncs it once; elsewhere it fsyncs each
+/// file as it comes and keeps none.
+#[cfg(target_os = "linux")]
+#[test]
+fn group_keeps_one_handle_per_filesystem() {
+    let t = tmp();
+    let root = t.path().to_path_buf();
+    let mut group = CommitGroup::new();
+    let names = ["a", "b", "c"];
+    let mut trusted = false;
+    for (slot, name) in names.iter().enumerate() {
+        let (p, f) = unsynced_partial(&root, name, b"x");
+        if slot == 0 {
+            trusted = syncfs_is_trusted(&f);
+        }
+        group.push(slot, f, p, &root, name, 1).unwrap();
+    }
+    assert_eq!(group.filesystems.len(), 1);
+    assert_eq!(group.filesystems[0].witness.is_some(), trusted);
+    assert!(group.members.iter().all(|m| m.fs.is_some() == trusted));
+    assert!(group.commit().iter().all(|(_, r)| r.is_ok()));
+    assert!(group.filesystems.is_empty());
+}
+
+#[test]
+fn write_atomic_replaces_and_cleans_up() {
+    let t = tmp();
+    write_atomic(t.path(), "f.json", b"one", 0o600).unwrap();
+    write_atomic(t.path(), "f.json", b"two", 0o600).unwrap();
+    assert_eq!(fs::read(t.path().join("f.json")).unwrap(), b"two");
+    let names: Vec<_> = fs::read_dir(t.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(names, ["f.json"]);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(t.path().join("f.json"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    for bad in ["", "..", "a/b"] {
+        let err = write_atomic(t.path(), bad, b"x", 0o600).unwrap_err();
+        assert_eq!(err.source.kind(), io::ErrorKind::InvalidInput, "{bad:?}");
+    }
+    let missing = t.path().join("missing");
+    let err = write_atomic(&missing, "f", b"x", 0o600).unwrap_err();
+    assert_eq!(err.action, "cannot create");
+    assert!(
+        err.to_string().contains(&missing.display().to_string()),
+        "{err}"
+    );
+}
+
+#[test]
+fn available_space_reports_a_plausible_figure() {
+    let t = tmp();
+    let free = available_space(t.path());
+    #[cfg(unix)]
+    assert!(free.is_some_and(|f| f > 0), "{free:?}");
+    assert_eq!(available_space(&t.path().join("missing")), None);
+}

@@ -1,0 +1,302 @@
+//! The blocking half of receiving: open each record, write and hash the
+//! data, verify each file against its authenticated FileEnd, and commit it
+//! (small files in groups, large ones alone).
+
+use super::*;
+
+/// A frame whose buffer goes back to the pool once it has been handled.
+struct Recycled<'a> {
+    frame: RawFrame,
+    pool: &'a BufPool,
+}
+
+impl Drop for Recycled<'_> {
+    fn drop(&mut self) {
+        self.pool.put(std::mem::take(&mut self.frame.buf));
+    }
+}
+
+/// The file currently being written.
+struct Current {
+    plan: usize,
+    partial: PathBuf,
+    file: File,
+    written: u64,
+    hasher: blake3::Hasher,
+}
+
+/// Per offered file, in offer order: its final path, or the status that
+/// explains its failure.
+pub(super) type FileResults = Vec<std::result::Result<PathBuf, Status>>;
+
+/// The blocking half: opens records, writes and verifies files. Returns, per
+/// offered file, its final path or the status that explains its failure.
+///
+/// Small files are committed in groups ([`fsutil::CommitGroup`]: one
+/// filesystem sync for up to hundreds of files); a group is committed when it
+/// is full, when its first file has waited [`fsutil::GROUP_MAX_WAIT`], before
+/// a large file starts, and at the end, whatever ended the transfer.
+pub(super) fn write_files(
+    opener: Opener,
+    rx: mpsc::Receiver<Vec<RawFrame>>,
+    pool: &BufPool,
+    plan: Vec<Planned>,
+    progress: Option<&Progress>,
+) -> Result<FileResults> {
+    let mut w = Writer {
+        plan: &plan,
+        progress,
+        results: Vec::with_capacity(plan.len()),
+        group: fsutil::CommitGroup::new(),
+        current: None,
+        data_bytes: 0,
+    };
+    let outcome = w.run(opener, rx, pool);
+    // Verified files still waiting for their group are saved even when the
+    // transfer failed later, as they would have been one by one.
+    w.commit_group();
+    outcome.map(|()| w.results)
+}
+
+/// What [`write_files`] keeps between records.
+struct Writer<'a> {
+    plan: &'a [Planned],
+    /// `None` when no bar is drawn.
+    progress: Option<&'a Progress>,
+    /// One entry per finished file; a file waiting in `group` has a
+    /// placeholder (`InternalError`) until the group is committed.
+    results: FileResults,
+    group: fsutil::CommitGroup<'a>,
+    current: Option<Current>,
+    data_bytes: u64,
+}
+
+impl<'a> Writer<'a> {
+    fn run(
+        &mut self,
+        mut opener: Opener,
+        mut rx: mpsc::Receiver<Vec<RawFrame>>,
+        pool: &BufPool,
+    ) -> Result<()> {
+        while let Some(batch) = self.next_batch(&mut rx) {
+            for frame in batch {
+                let mut frame = Recycled { frame, pool };
+                let (typ, pt) = frame.frame.open(&mut opener)?;
+                match typ {
+                    RecordType::Data => self.data(pt)?,
+                    RecordType::FileEnd => self.file_end(&FileEnd::decode(pt)?)?,
+                    RecordType::TransferEnd => {
+                        let end = TransferEnd::decode(pt)?;
+                        if let Some(cur) = self.current.take() {
+                            let _ = std::fs::remove_file(&cur.partial);
+                            return Err(ProtoError::Malformed("TransferEnd inside a file").into());
+                        }
+                        if self.results.len() != self.plan.len()
+                            || end.files as usize != self.plan.len()
+                            || end.bytes != self.data_bytes
+                        {
+                            return Err(ProtoError::Malformed(
+                                "TransferEnd does not match what was sent",
+                            )
+                            .into());
+                        }
+                        return Ok(());
+                    }
+                    RecordType::Alert => {
+                        let alert = localstream_proto::handshake::messages::Alert::decode(pt)?;
+                        return Err(alert.into_error().into());
+                    }
+                    other => {
+                        return Err(ProtoError::UnexpectedMessage {
+                            expected: "Data, FileEnd or TransferEnd",
+                            got: other as u8,
+                        }
+                        .into());
+                    }
+                }
+            }
+        }
+        // The reader stopped early: the partial stays for a later resume.
+        Err(ProtoError::Truncated.into())
+    }
+
+    /// The next batch of frames from the reader, or `None` once it is
+    /// gone. While a group waits, waiting is bounded by the group's deadline.
+    fn next_batch(&mut self, rx: &mut mpsc::Receiver<Vec<RawFrame>>) -> Option<Vec<RawFrame>> {
+        loop {
+            let Some(deadline) = self.group.deadline() else {
+                return rx.blocking_recv();
+            };
+            let waited = tokio::runtime::Handle::try_current().ok().map(|runtime| {
+                runtime.block_on(tokio::time::timeout_at(deadline.into(), rx.recv()))
+            });
+            match waited {
+                Some(Ok(batch)) => return batch,
+                // Past the deadline (or no timer to wait with): commit, then
+                // wait without one.
+                Some(Err(_)) | None => self.commit_group(),
+            }
+        }
+    }
+
+    /// Opens the partial file for the next offered file.
+    fn open_next(&mut self) -> Result<Current> {
+        let idx = self.results.len();
+        let p = self
+            .plan
+            .get(idx)
+            .ok_or(ProtoError::Malformed("data after the last offered file"))?;
+        // The small files before a large one must not wait for it.
+        if !fsutil::CommitGroup::wants(p.size) {
+            self.commit_group();
+        }
+        let (partial, file) = fsutil::create_partial(&p.parent, &p.file_name)
+            .map_err(|e| Error::file(p.parent.join(&p.file_name), e))?;
+        if let Some(bar) = self.progress {
+            bar.start_file(&p.shown, p.size);
+        }
+        debug!(file = %p.shown, partial = %partial.display(), "writing");
+        Ok(Current {
+            plan: idx,
+            partial,
+            file,
+            written: 0,
+            hasher: blake3::Hasher::new(),
+        })
+    }
+
+    fn data(&mut self, pt: &[u8]) -> Result<()> {
+        let cur = match self.current.take() {
+            Some(c) => c,
+            None => self.open_next()?,
+        };
+        let cur = self.current.insert(cur);
+        let size = self.plan[cur.plan].size;
+        if cur.written + pt.len() as u64 > size {
+            let _ = std::fs::remove_file(&cur.partial);
+            return Err(ProtoError::Malformed("more data than the file's announced size").into());
+        }
+        if let Err(e) = cur.file.write_all(pt) {
+            return Err(Error::file(&cur.partial, e));
+        }
+        cur.hasher.update(pt);
+        cur.written += pt.len() as u64;
+        self.data_bytes += pt.len() as u64;
+        if let Some(bar) = self.progress {
+            bar.advance(pt.len() as u64);
+        }
+        Ok(())
+    }
+
+    fn file_end(&mut self, end: &FileEnd) -> Result<()> {
+        let cur = match self.current.take() {
+            Some(c) => c,
+            None => self.open_next()?,
+        };
+        let plan = self.plan;
+        let p = &plan[cur.plan];
+        if end.index != p.index {
+            let _ = std::fs::remove_file(&cur.partial);
+            return Err(ProtoError::Malformed("FileEnd for a file out of order").into());
+        }
+        let (partial, file) = match verify(cur, p, end) {
+            Ok(verified) => verified,
+            Err(status) => {
+                self.results.push(Err(status));
+                return Ok(());
+            }
+        };
+        if !fsutil::CommitGroup::wants(p.size) {
+            self.results.push(commit_one(partial, file, p));
+            return Ok(());
+        }
+        let slot = self.results.len();
+        match self
+            .group
+            .push(slot, file, partial, &p.parent, &p.file_name, p.size)
+        {
+            Ok(()) => self.results.push(Err(Status::InternalError)),
+            Err(e) => {
+                warn!(file = %p.shown, error = %e, "fsync failed");
+                self.results.push(Err(io_status(&e)));
+            }
+        }
+        if self.group.is_full() || self.group.deadline().is_some_and(|d| Instant::now() >= d) {
+            self.commit_group();
+        }
+        Ok(())
+    }
+
+    /// Commits the waiting group and fills in its files' results.
+    fn commit_group(&mut self) {
+        if self.group.is_empty() {
+            return;
+        }
+        for (slot, placed) in self.group.commit() {
+            let Some(p) = self.plan.get(slot) else {
+                continue;
+            };
+            let result = match placed {
+                Ok(path) => {
+                    debug!(file = %p.shown, path = %path.display(), "saved");
+                    Ok(path)
+                }
+                Err(e) => {
+                    warn!(file = %p.shown, error = %e, "cannot save the finished file");
+                    Err(io_status(&e))
+                }
+            };
+            if let Some(r) = self.results.get_mut(slot) {
+                *r = result;
+            }
+        }
+    }
+}
+
+/// Checks a completed file against the offer and its authenticated FileEnd;
+/// a file that fails is removed.
+fn verify(
+    cur: Current,
+    p: &Planned,
+    end: &FileEnd,
+) -> std::result::Result<(PathBuf, File), Status> {
+    let Current {
+        partial,
+        file,
+        written,
+        hasher,
+        ..
+    } = cur;
+    let discard = |status: Status, why: &str| {
+        warn!(file = %p.shown, "{why}: discarded");
+        let _ = std::fs::remove_file(&partial);
+        Err(status)
+    };
+    if written != end.size || written != p.size {
+        return discard(Status::SizeMismatch, "size differs from the offer");
+    }
+    if hasher.finalize().as_bytes() != &end.hash {
+        return discard(Status::HashMismatch, "hash mismatch");
+    }
+    Ok((partial, file))
+}
+
+/// Makes a verified (large) file durable on its own and moves it to its
+/// final name.
+fn commit_one(partial: PathBuf, file: File, p: &Planned) -> std::result::Result<PathBuf, Status> {
+    if let Err(e) = file.sync_all() {
+        warn!(file = %p.shown, error = %e, "fsync failed");
+        return Err(io_status(&e));
+    }
+    drop(file);
+    match fsutil::commit_partial(&partial, &p.parent, &p.file_name) {
+        Ok(path) => {
+            debug!(file = %p.shown, path = %path.display(), "saved");
+            Ok(path)
+        }
+        Err(e) => {
+            warn!(file = %p.shown, error = %e, "cannot move the finished file into place");
+            Err(io_status(&e))
+        }
+    }
+}
