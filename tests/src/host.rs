@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use crate::process::{Listener, Output, Proc, Registry, run};
-use crate::{Bins, STEP};
+use crate::{Bins, IdInfo, STEP};
 
 /// A host (`h1`, `h2`, ...) of a [`crate::Lan`].
 #[derive(Debug)]
@@ -28,41 +28,6 @@ pub struct Host {
     pub dir: PathBuf,
     bins: Arc<Bins>,
     registry: Registry,
-}
-
-/// What `localstream id` prints.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IdInfo {
-    /// Display name.
-    pub name: String,
-    /// Node id (hyphenated UUID).
-    pub id: String,
-    /// Short fingerprint `xxxx:xxxx:xxxx:xxxx`.
-    pub fingerprint: String,
-    /// Full SHA-256 fingerprint.
-    pub sha256: String,
-}
-
-impl IdInfo {
-    /// Parses the `KEY value` lines of `localstream id`.
-    #[must_use]
-    pub fn parse(stdout: &str) -> IdInfo {
-        let field = |key: &str| {
-            stdout
-                .lines()
-                .find_map(|l| {
-                    let (k, v) = l.split_once(char::is_whitespace)?;
-                    (k == key).then(|| v.trim().to_owned())
-                })
-                .unwrap_or_else(|| panic!("no `{key}` line in id output:\n{stdout}"))
-        };
-        IdInfo {
-            name: field("name"),
-            id: field("id"),
-            fingerprint: field("fingerprint"),
-            sha256: field("sha256"),
-        }
-    }
 }
 
 /// A snapshot of a host's traffic counters (all per network namespace).

@@ -404,15 +404,11 @@ fn must(r: Result<(), String>) {
 /// file does not exist, e.g. IPv6 ones on a kernel without IPv6, are skipped).
 fn set_sysctls(ns: &str, kv: &[(&str, &str)]) {
     let script = r#"for kv in "$@"; do f="/proc/sys/net/${kv%%=*}"; if [ -e "$f" ]; then echo "${kv#*=}" > "$f" || exit 1; fi; done"#;
-    let out = Command::new("ip")
-        .args(["netns", "exec", ns, "sh", "-c", script, "sh"])
-        .args(kv.iter().map(|(k, v)| format!("{k}={v}")))
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "cannot set sysctls {kv:?} in {ns}: {}",
-        text(&out.stderr)
+    localstream_testkit::output_ok(
+        Command::new("ip")
+            .args(["netns", "exec", ns, "sh", "-c", script, "sh"])
+            .args(kv.iter().map(|(k, v)| format!("{k}={v}")))
+            .stdin(Stdio::null()),
+        &format!("setting sysctls {kv:?} in {ns}"),
     );
 }

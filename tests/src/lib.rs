@@ -54,10 +54,11 @@ mod process;
 mod templates;
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-pub use host::{Host, IdInfo, NetCounters};
+pub use host::{Host, NetCounters};
 pub use lan::{Lan, LanBuilder};
+pub use localstream_testkit::{IdInfo, assert_content, random_bytes, text};
 pub use process::{Listener, Output, Proc};
 
 /// How long any single step may take before a test fails (generous for a
@@ -108,54 +109,9 @@ pub fn current_netns() -> Option<String> {
     })
 }
 
-/// Lossy UTF-8, for messages.
-#[must_use]
-pub fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
 /// Polls `cond` until it holds or `limit` passes; returns whether it held.
-pub fn poll_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(POLL);
-    }
-}
-
-/// Deterministic pseudo-random bytes (xorshift64*), so failures reproduce.
-#[must_use]
-pub fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        out.extend_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
-
-/// Asserts that the file at `path` holds exactly `expected` (without
-/// printing megabytes of bytes when it does not).
-pub fn assert_content(path: &Path, expected: &[u8]) {
-    let got = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    assert_eq!(
-        got.len(),
-        expected.len(),
-        "{}: length differs",
-        path.display()
-    );
-    if let Some(at) = got.iter().zip(expected).position(|(a, b)| a != b) {
-        panic!("{}: content differs from byte {at} on", path.display());
-    }
+pub fn poll_until(limit: Duration, cond: impl FnMut() -> bool) -> bool {
+    localstream_testkit::poll_until(limit, POLL, cond)
 }
 
 /// The names in `dir`, sorted (empty if it does not exist).

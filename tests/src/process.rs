@@ -4,15 +4,15 @@
 //! Every long-running process is registered with its [`crate::Lan`], which
 //! kills it at teardown even if the test dropped nothing (a panic mid-test).
 
-use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::ops::{Deref, DerefMut};
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::process::{Child, Command};
+use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+use localstream_testkit::{Next, Running, signal, wait_deadline};
 
 use crate::{POLL, STEP, text};
 
@@ -59,64 +59,14 @@ impl Output {
 /// Runs `cmd` to completion, at most `limit`; kills it and fails on timeout.
 pub(crate) fn run(cmd: &mut Command, what: String, limit: Duration) -> Output {
     let start = Instant::now();
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
-    let out = collect(child.stdout.take().unwrap());
-    let err = collect(child.stderr.take().unwrap());
-    let status = wait_deadline(&mut child, limit);
-    let took = start.elapsed();
-    let Some(status) = status else {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!(
-            "{what} did not finish in {limit:?}\nstdout:\n{}\nstderr:\n{}",
-            text(&out.join().unwrap()),
-            text(&err.join().unwrap())
-        );
-    };
+    let out = localstream_testkit::run(cmd, &what, limit, POLL);
     Output {
         what,
-        code: status.code(),
-        stdout: text(&out.join().unwrap()),
-        stderr: text(&err.join().unwrap()),
-        took,
+        code: out.status.code(),
+        stdout: text(&out.stdout),
+        stderr: text(&out.stderr),
+        took: start.elapsed(),
     }
-}
-
-fn collect(mut r: impl Read + Send + 'static) -> JoinHandle<Vec<u8>> {
-    std::thread::spawn(move || {
-        let mut v = vec![];
-        let _ = r.read_to_end(&mut v);
-        v
-    })
-}
-
-/// Waits for a child to exit, at most `limit`.
-pub(crate) fn wait_deadline(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            return Some(s);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        std::thread::sleep(POLL);
-    }
-}
-
-/// Sends SIGINT (what Ctrl-C sends) to a process.
-pub(crate) fn signal(pid: u32, sig: &str) {
-    let st = Command::new("kill")
-        .args(["-s", sig, &pid.to_string()])
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(st.success(), "kill -s {sig} {pid} failed");
 }
 
 /// A running process in the LAN whose stdout is read line by line. Killed
@@ -137,38 +87,13 @@ pub struct Proc {
 
 impl Proc {
     pub(crate) fn spawn(cmd: &mut Command, what: String, registry: &Registry) -> Proc {
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+        let Running {
+            child,
+            lines,
+            stderr,
+        } = localstream_testkit::spawn(cmd, &what);
         let started = Instant::now();
         let pid = child.id();
-        let (tx, lines) = channel();
-        let stdout = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let sink = stderr.clone();
-        let mut pipe = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = pipe.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
         let child = Arc::new(Mutex::new(child));
         registry.lock().unwrap().push(child.clone());
         Proc {
@@ -198,14 +123,13 @@ impl Proc {
     /// Reads one more stdout line into `self.stdout`, waiting at most until
     /// `deadline`. `Ok(false)` on timeout, `Err` once stdout is closed.
     fn pump(&mut self, deadline: Instant) -> Result<bool, ()> {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match self.lines.recv_timeout(left) {
-            Ok(line) => {
+        match localstream_testkit::next_line(&self.lines, deadline) {
+            Next::Line(line) => {
                 self.stdout.push(line);
                 Ok(true)
             }
-            Err(RecvTimeoutError::Timeout) => Ok(false),
-            Err(RecvTimeoutError::Disconnected) => Err(()),
+            Next::Timeout => Ok(false),
+            Next::Closed => Err(()),
         }
     }
 
@@ -273,7 +197,7 @@ impl Proc {
     /// Waits for the process to exit, at most `limit`, and returns its exit
     /// code (`None` if a signal killed it); fails the test on timeout.
     pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
-        let status = wait_deadline(&mut self.child.lock().unwrap(), limit);
+        let status = wait_deadline(&mut self.child.lock().unwrap(), limit, POLL);
         match status {
             Some(s) => s.code(),
             None => self.fail(&format!("did not exit within {limit:?}")),
@@ -386,11 +310,7 @@ impl Listener {
     /// N indented saved paths after it.
     pub fn wait_received(&mut self) -> (String, Vec<PathBuf>) {
         let head = self.wait_line(|l| l.starts_with("received "));
-        let files: usize = head
-            .trim_start_matches("received ")
-            .split(' ')
-            .next()
-            .and_then(|n| n.parse().ok())
+        let files = localstream_testkit::received_count(&head)
             .unwrap_or_else(|| self.fail(&format!("cannot parse the file count in {head:?}")));
         let paths = (0..files)
             .map(|_| PathBuf::from(self.wait_line(|_| true).trim_start()))

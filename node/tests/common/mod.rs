@@ -7,15 +7,17 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+use localstream_testkit::Next;
+pub use localstream_testkit::{IdInfo, assert_content, random_bytes, text};
 
 /// How long any single step may take before a test fails (generous for
 /// loaded CI machines; passing tests never wait this long).
@@ -75,16 +77,9 @@ fn template(role: Role) -> &'static Path {
         std::fs::create_dir_all(&root).unwrap();
         let fresh = tempfile::tempdir_in(&root).unwrap();
         let home = fresh.path().join("home");
-        let out = localstream()
-            .arg("--home")
-            .arg(&home)
-            .arg("id")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "identity generation failed: {}",
-            text(&out.stderr)
+        localstream_testkit::output_ok(
+            localstream().arg("--home").arg(&home).arg("id"),
+            "identity generation",
         );
         if dir.exists() {
             // Left half-made or corrupt by an earlier run.
@@ -215,111 +210,25 @@ impl Node {
     }
 }
 
-/// What `localstream id` prints.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IdInfo {
-    pub name: String,
-    pub id: String,
-    pub fingerprint: String,
-    pub sha256: String,
-}
-
-impl IdInfo {
-    pub fn parse(stdout: &str) -> IdInfo {
-        let field = |key: &str| {
-            stdout
-                .lines()
-                .find_map(|l| {
-                    let (k, v) = l.split_once(char::is_whitespace)?;
-                    (k == key).then(|| v.trim().to_owned())
-                })
-                .unwrap_or_else(|| panic!("no `{key}` line in id output:\n{stdout}"))
-        };
-        IdInfo {
-            name: field("name"),
-            id: field("id"),
-            fingerprint: field("fingerprint"),
-            sha256: field("sha256"),
-        }
-    }
-}
-
-/// Lossy UTF-8 for messages.
-pub fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
 /// Runs a command to completion with a deadline; kills it and fails on timeout.
 pub fn run(cmd: &mut Command) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = collect(child.stdout.take().unwrap());
-    let err = collect(child.stderr.take().unwrap());
-    let status = wait_deadline(&mut child, STEP * 2);
-    let Some(status) = status else {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!(
-            "{cmd:?} did not finish in {:?}\nstdout:\n{}\nstderr:\n{}",
-            STEP * 2,
-            text(&out.join().unwrap()),
-            text(&err.join().unwrap())
-        );
-    };
-    Output {
-        status,
-        stdout: out.join().unwrap(),
-        stderr: err.join().unwrap(),
-    }
-}
-
-fn collect(mut r: impl Read + Send + 'static) -> JoinHandle<Vec<u8>> {
-    std::thread::spawn(move || {
-        let mut v = vec![];
-        let _ = r.read_to_end(&mut v);
-        v
-    })
+    let what = format!("{cmd:?}");
+    localstream_testkit::run(cmd, &what, STEP * 2, POLL)
 }
 
 /// Waits for a child to exit, at most `limit`.
 pub fn wait_deadline(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            return Some(s);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        std::thread::sleep(POLL);
-    }
+    localstream_testkit::wait_deadline(child, limit, POLL)
 }
 
 /// Sends SIGINT (what Ctrl-C sends) to a process.
 pub fn interrupt(pid: u32) {
-    let st = Command::new("kill")
-        .args(["-s", "INT", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(st.success(), "kill -s INT {pid} failed");
+    localstream_testkit::signal(pid, "INT");
 }
 
 /// Polls `cond` until it holds or `limit` passes; returns whether it held.
-pub fn poll_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(POLL);
-    }
+pub fn poll_until(limit: Duration, cond: impl FnMut() -> bool) -> bool {
+    localstream_testkit::poll_until(limit, POLL, cond)
 }
 
 /// A running `localstream listen`, killed when dropped.
@@ -336,36 +245,12 @@ pub struct Listener {
 
 impl Listener {
     fn spawn(mut cmd: Command, dir: &Path) -> Listener {
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (tx, lines) = channel();
-        let stdout = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let sink = stderr.clone();
-        let mut pipe = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = pipe.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
+        let what = format!("{cmd:?}");
+        let localstream_testkit::Running {
+            child,
+            lines,
+            stderr,
+        } = localstream_testkit::spawn(&mut cmd, &what);
         let mut l = Listener {
             child,
             port: 0,
@@ -387,18 +272,15 @@ impl Listener {
     pub fn wait_line(&mut self, pred: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + STEP;
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
+            match localstream_testkit::next_line(&self.lines, deadline) {
+                Next::Line(line) => {
                     self.stdout.push(line.clone());
                     if pred(&line) {
                         return line;
                     }
                 }
-                Err(RecvTimeoutError::Timeout) => self.fail("no matching stdout line in time"),
-                Err(RecvTimeoutError::Disconnected) => {
-                    self.fail("stdout closed before a matching line")
-                }
+                Next::Timeout => self.fail("no matching stdout line in time"),
+                Next::Closed => self.fail("stdout closed before a matching line"),
             }
         }
     }
@@ -407,11 +289,7 @@ impl Listener {
     /// saved paths after it.
     pub fn wait_received(&mut self) -> (String, Vec<PathBuf>) {
         let head = self.wait_line(|l| l.starts_with("received "));
-        let files: usize = head
-            .trim_start_matches("received ")
-            .split(' ')
-            .next()
-            .and_then(|n| n.parse().ok())
+        let files = localstream_testkit::received_count(&head)
             .unwrap_or_else(|| panic!("cannot parse file count in {head:?}"));
         let paths = (0..files)
             .map(|_| PathBuf::from(self.wait_line(|_| true).trim_start_matches("  ")))
@@ -464,37 +342,6 @@ impl Drop for Listener {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// Deterministic pseudo-random bytes (xorshift64*), so failures reproduce.
-pub fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        out.extend_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
-
-/// Asserts that the file at `path` holds exactly `expected` (by length and BLAKE3).
-pub fn assert_content(path: &Path, expected: &[u8]) {
-    let got = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    assert_eq!(
-        got.len(),
-        expected.len(),
-        "{}: length differs",
-        path.display()
-    );
-    assert_eq!(
-        blake3::hash(&got),
-        blake3::hash(expected),
-        "{}: content differs",
-        path.display()
-    );
 }
 
 /// The names in `dir`, sorted.
