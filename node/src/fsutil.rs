@@ -423,10 +423,10 @@ pub const GROUP_MAX_WAIT: Duration = Duration::from_secs(1);
 /// Where a group sync cannot be trusted to report errors (not Linux, Linux
 /// before 5.8, a filesystem not known to implement `syncfs` fully, such as
 /// FUSE or NFS) each file is fsynced when pushed, and only the moves and the
-/// directory syncs wait for the group. If `syncfs` fails, each file of that
-/// filesystem is fsynced on its own before it is moved; a file that still
-/// fails stays a partial file and is reported failed, without holding up the
-/// others.
+/// directory syncs wait for the group. If `syncfs` fails, every file of that
+/// filesystem in the group stays a partial file and is reported failed (an
+/// fsync through a new handle could miss the lost writeback error); files
+/// on other filesystems are not held up.
 ///
 /// Dropping a group without [`CommitGroup::commit`] leaves its files as
 /// partial files.
@@ -599,8 +599,13 @@ impl<'a> CommitGroup<'a> {
         let mut out = Vec::with_capacity(members.len());
         let mut parents: Vec<&Path> = Vec::new();
         for m in members {
+            // After a failed syncfs a new handle's fsync could miss a
+            // writeback error lost with the evicted inode: such a file stays
+            // partial and is reported failed, never saved on a guess.
             let durable = match m.fs {
-                Some(i) if !synced.get(i).copied().unwrap_or(false) => sync_file(&m.partial),
+                Some(i) if !synced.get(i).copied().unwrap_or(false) => Err(io::Error::other(
+                    "the file system could not confirm the data is on disk (syncfs failed)",
+                )),
                 _ => Ok(()),
             };
             let placed = durable
@@ -616,14 +621,6 @@ impl<'a> CommitGroup<'a> {
         }
         out
     }
-}
-
-/// Fsyncs a closed file again through a new handle (after a failed group
-/// sync; an unreported writeback error on the file is reported here).
-fn sync_file(path: &Path) -> io::Result<()> {
-    File::open(path)
-        .and_then(|f| f.sync_all())
-        .map_err(|e| io::Error::new(e.kind(), format!("cannot sync {}: {e}", path.display())))
 }
 
 #[cfg(target_os = "linux")]

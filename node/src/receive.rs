@@ -694,7 +694,9 @@ async fn forward_frames<R: tokio::io::AsyncRead + Unpin>(
             }
         };
         let last = matches!(frame.header.typ, t if t == RecordType::TransferEnd as u8 || t == RecordType::Alert as u8);
-        bytes += frame.buf.len();
+        // Capacity, not length: a pooled buffer that once held a large record
+        // keeps its megabyte even when it now holds a tiny one.
+        bytes += frame.buf.capacity();
         batch.push(frame);
         if last || bytes >= BATCH_BYTES || batch.len() >= BATCH_FRAMES {
             bytes = 0;

@@ -481,8 +481,10 @@ async fn exchange(
 /// their neighbours (small files, FileEnd, TransferEnd): one write, not one
 /// per record.
 const GATHER_BELOW: usize = 64 * 1024;
-/// A gathering buffer is sent once it holds this much.
+/// A gathering buffer is sent once it holds this much
 const GATHER_UP_TO: usize = 256 * 1024;
+/// or once its oldest record has waited this long.
+const GATHER_WAIT: Duration = Duration::from_millis(20);
 
 /// Sealed bytes on their way to the socket: large records each in their own
 /// pooled buffer, small ones gathered.
@@ -490,6 +492,8 @@ struct Outbox<'a> {
     tx: mpsc::Sender<Vec<u8>>,
     pool: &'a BufPool,
     gathered: Vec<u8>,
+    /// When the oldest gathered record was sealed.
+    since: Option<Instant>,
 }
 
 impl Outbox<'_> {
@@ -507,16 +511,26 @@ impl Outbox<'_> {
         let mut next = self.pool.get();
         next.clear();
         let full = std::mem::replace(&mut self.gathered, next);
+        self.since = None;
         self.send(full)
+    }
+
+    /// After a small record was gathered: send the gathered records once
+    /// they fill a write, or once the oldest has waited [`GATHER_WAIT`] (so a
+    /// slow source cannot hold sealed records back until the receiver times out).
+    fn gathered_one(&mut self) -> Result<()> {
+        let since = *self.since.get_or_insert_with(Instant::now);
+        if self.gathered.len() >= GATHER_UP_TO || since.elapsed() >= GATHER_WAIT {
+            self.flush()
+        } else {
+            Ok(())
+        }
     }
 
     /// Seals a small message record (FileEnd, TransferEnd) into the gathering buffer.
     fn message(&mut self, sealer: &mut Sealer, typ: RecordType, body: &[u8]) -> Result<()> {
         sealer.seal(typ, body, &mut self.gathered)?;
-        if self.gathered.len() >= GATHER_UP_TO {
-            self.flush()?;
-        }
-        Ok(())
+        self.gathered_one()
     }
 
     /// Reads up to `want` bytes of `file` straight into a record buffer,
@@ -551,11 +565,7 @@ impl Outbox<'_> {
             return Ok(Err(e.into()));
         }
         let queued = if small {
-            if self.gathered.len() >= GATHER_UP_TO {
-                self.flush()
-            } else {
-                Ok(())
-            }
+            self.gathered_one()
         } else {
             self.flush().and_then(|()| self.send(own))
         };
@@ -575,7 +585,24 @@ fn produce(
         tx,
         pool,
         gathered: Vec::new(),
+        since: None,
     };
+    let result = produce_into(&mut out, sealer, plan, progress);
+    if result.is_err() {
+        // Records already sealed must still go out, in order: the receiver
+        // then gets every file completed so far, and the sender's alert is
+        // the next record it expects (not a gap that looks like tampering).
+        let _ = out.flush();
+    }
+    result
+}
+
+fn produce_into(
+    out: &mut Outbox<'_>,
+    sealer: &mut Sealer,
+    plan: Vec<(u32, Source, u64)>,
+    progress: &Progress,
+) -> Result<()> {
     let mut files = 0u32;
     let mut bytes = 0u64;
     for (index, src, offset) in plan {

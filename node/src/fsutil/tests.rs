@@ -405,7 +405,7 @@ fn a_failing_member_does_not_block_the_others() {
 }
 
 #[test]
-fn failed_group_sync_falls_back_to_fsync_per_file() {
+fn failed_group_sync_saves_nothing_on_a_guess() {
     fn broken(_: &File) -> io::Result<()> {
         Err(io::Error::other("injected syncfs failure"))
     }
@@ -417,15 +417,17 @@ fn failed_group_sync_falls_back_to_fsync_per_file() {
         let (p, f) = unsynced_partial(&root, name, name.as_bytes());
         group.push(slot, f, p, &root, name, 1).unwrap();
     }
-    // One of them cannot be synced on its own either: it fails, alone.
-    fs::remove_file(root.join("b.lspart")).unwrap();
     let done = group.commit();
-    assert_eq!(done[0].1.as_ref().unwrap(), &root.join("a"));
-    let err = done[1].1.as_ref().unwrap_err();
-    assert_eq!(err.kind(), io::ErrorKind::NotFound);
-    assert!(err.to_string().contains("cannot sync"), "{err}");
-    assert_eq!(done[2].1.as_ref().unwrap(), &root.join("c"));
-    assert_eq!(names_in(&root), ["a", "c"]);
+    // Every member of that file system fails, in order, and stays partial.
+    assert_eq!(
+        done.iter().map(|(slot, _)| *slot).collect::<Vec<_>>(),
+        [0, 1, 2]
+    );
+    for (_, r) in &done {
+        let err = r.as_ref().unwrap_err();
+        assert!(err.to_string().contains("syncfs failed"), "{err}");
+    }
+    assert_eq!(names_in(&root), ["a.lspart", "b.lspart", "c.lspart"]);
 }
 
 #[test]
