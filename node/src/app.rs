@@ -108,8 +108,7 @@ fn run(config: Config) -> Exit {
             }
             Config::Store(common, cmd) => {
                 tokio::task::spawn_blocking(move || trust::run_command(&common.home, &cmd))
-                    .await
-                    .map_err(|e| Error::Io(std::io::Error::other(e)))??;
+                    .await??;
                 Ok(Exit::Success)
             }
             Config::Send(common, cfg) => {

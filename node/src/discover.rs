@@ -73,8 +73,7 @@ fn show_ip(addr: &SocketAddr) -> String {
 async fn start(interfaces: &Interfaces) -> Result<Discovery> {
     let interfaces = interfaces.clone();
     tokio::task::spawn_blocking(move || Discovery::start(&interfaces))
-        .await
-        .map_err(|e| Error::Io(std::io::Error::other(e)))?
+        .await?
         .map_err(Error::from)
 }
 

@@ -71,6 +71,9 @@ pub enum Error {
     /// Ctrl-C.
     #[error("interrupted")]
     Interrupted,
+    /// A worker thread of this program failed (a bug, not the peer's doing).
+    #[error("internal error: a worker thread failed: {0}")]
+    Worker(String),
     /// The peer store cannot be read or written.
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
@@ -225,6 +228,12 @@ fn connect_hint(e: &std::io::Error) -> &'static str {
         }
         std::io::ErrorKind::TimedOut => " (is the address right and reachable?)",
         _ => "",
+    }
+}
+
+impl From<tokio::task::JoinError> for Error {
+    fn from(e: tokio::task::JoinError) -> Self {
+        Error::Worker(e.to_string())
     }
 }
 

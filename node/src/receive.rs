@@ -582,8 +582,7 @@ where
     let written = match early {
         Some(w) => w,
         None => write_task.await,
-    }
-    .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))?;
+    }?;
     progress.finish();
     // The writer's verdict wins when it failed (it saw the real problem);
     // otherwise a reader failure (timeout, cut connection) is the error.

@@ -421,9 +421,7 @@ async fn exchange(
     }
     .await;
     drop(rx);
-    let (sealer, produced) = producer
-        .await
-        .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))?;
+    let (sealer, produced) = producer.await?;
     progress.finish();
     if let Some(Err(e)) = word {
         return Err(e);

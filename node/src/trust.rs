@@ -38,9 +38,7 @@ async fn with_store<T: Send + 'static>(
     f: impl FnOnce(&PeerStore) -> Result<T> + Send + 'static,
 ) -> Result<T> {
     let store = store.clone();
-    tokio::task::spawn_blocking(move || f(&store))
-        .await
-        .map_err(|e| Error::Io(std::io::Error::other(e)))?
+    tokio::task::spawn_blocking(move || f(&store)).await?
 }
 
 /// Checks that the store is readable (at start-up, so that a corrupt store
