@@ -113,6 +113,13 @@ pub async fn announce(
     Ok((Some(discovery), shown))
 }
 
+/// Whether a node id starts with `prefix` (lowercase hex, from
+/// [`crate::store::hex_prefix`]).
+#[must_use]
+pub fn id_starts_with(id: &Uuid, prefix: &str) -> bool {
+    id.simple().to_string().starts_with(prefix)
+}
+
 /// Whether `name` is what the user typed, in any case.
 #[must_use]
 pub fn same_name(typed: &str, name: &str) -> bool {
@@ -130,10 +137,7 @@ struct Query {
 
 impl Query {
     fn new(text: &str) -> Query {
-        let hex: String = text.chars().filter(|&c| c != '-').collect();
-        let id_prefix =
-            (hex.len() >= 4 && hex.len() <= 32 && hex.chars().all(|c| c.is_ascii_hexdigit()))
-                .then(|| hex.to_ascii_lowercase());
+        let id_prefix = crate::store::hex_prefix(text, '-').filter(|p| p.len() <= 32);
         Query {
             text: text.to_owned(),
             lower: text.to_lowercase(),
@@ -153,8 +157,9 @@ impl Query {
     }
 
     fn matches_id(&self, r: &PeerRecord) -> bool {
-        let id = r.node_id.simple().to_string();
-        self.id_prefix.as_ref().is_some_and(|p| id.starts_with(p))
+        self.id_prefix
+            .as_ref()
+            .is_some_and(|p| id_starts_with(&r.node_id, p))
     }
 
     /// The records this query designates: every id-prefix match, plus the

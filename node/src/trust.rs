@@ -126,14 +126,8 @@ pub async fn check_found(store: &PeerStore, typed: &str, record: &PeerRecord) ->
             announced: crate::identity::group_hex(&record.fingerprint_prefix),
         });
     }
-    let by_id = typed.len() >= 4 && {
-        let hex: String = typed.chars().filter(|&c| c != '-').collect();
-        record
-            .node_id
-            .simple()
-            .to_string()
-            .starts_with(&hex.to_ascii_lowercase())
-    };
+    let by_id = crate::store::hex_prefix(typed, '-')
+        .is_some_and(|p| crate::discover::id_starts_with(&record.node_id, &p));
     if !by_id
         && let Some(known) = data.peers().iter().find(|e| {
             e.name()

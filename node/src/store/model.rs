@@ -423,7 +423,7 @@ impl StoreData {
 
 /// `query` without `separator`s, lowercased, if it is at least
 /// [`MIN_PREFIX_DIGITS`] hex digits.
-fn hex_prefix(query: &str, separator: char) -> Option<String> {
+pub fn hex_prefix(query: &str, separator: char) -> Option<String> {
     let digits: String = query
         .chars()
         .filter(|&c| c != separator)
