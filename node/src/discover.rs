@@ -61,6 +61,27 @@ pub fn describe(record: &PeerRecord) -> String {
     )
 }
 
+/// `name (3f2a9c1e) [ab12:cd34:ef56:7890]`, safe for a terminal.
+#[must_use]
+pub fn label(name: &str, id: &Uuid, fingerprint: &str) -> String {
+    format!(
+        "{} ({}) [{}]",
+        escape_for_terminal(name),
+        short_id(id),
+        fingerprint
+    )
+}
+
+/// [`label`] for a peer that proved its key in a handshake.
+#[must_use]
+pub fn label_proven(peer: &PeerIdentity) -> String {
+    label(
+        &peer.name,
+        &Uuid::from_bytes(peer.node_id),
+        &short_fingerprint(&peer.fingerprint),
+    )
+}
+
 /// An IP for people: IPv6 link-local addresses keep their `%scope`.
 fn show_ip(addr: &SocketAddr) -> String {
     match addr {
@@ -287,17 +308,12 @@ pub fn check_identity(
     }
     Err(Error::WrongPeer {
         addr,
-        expected: format!(
-            "{} [{}]",
-            describe(expected),
-            group_hex(&expected.fingerprint_prefix)
+        expected: label(
+            &expected.name,
+            &expected.node_id,
+            &group_hex(&expected.fingerprint_prefix),
         ),
-        actual: format!(
-            "{} ({}) [{}]",
-            escape_for_terminal(&actual.name),
-            short_id(&Uuid::from_bytes(actual.node_id)),
-            short_fingerprint(&actual.fingerprint)
-        ),
+        actual: label_proven(actual),
     })
 }
 

@@ -148,12 +148,7 @@ pub async fn check_found(store: &PeerStore, typed: &str, record: &PeerRecord) ->
 #[must_use]
 pub fn code_line(peer: &PeerIdentity, sas: &Sas, contacted: Contacted) -> String {
     let id = Uuid::from_bytes(peer.node_id);
-    let who = format!(
-        "{} ({}) [{}]",
-        escape_for_terminal(&peer.name),
-        short_id(&id),
-        short_fingerprint(&peer.fingerprint)
-    );
+    let who = crate::discover::label_proven(peer);
     if contacted.first {
         format!(
             "first contact with {who}: its key is now pinned. Verification code: {sas} \
