@@ -13,31 +13,11 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::{
-    Node, Relay, Role, STEP, assert_content, names_in, poll_until, random_bytes, text,
+    Node, Pair, Relay, Role, STEP, assert_content, names_in, poll_until, random_bytes, text,
     wait_deadline,
 };
 
 const MIB: usize = 1024 * 1024;
-
-/// Sender and receiver nodes, the receiver's inbox, and a running listener.
-struct Pair {
-    sender: Node,
-    receiver: Node,
-    inbox: std::path::PathBuf,
-}
-
-impl Pair {
-    fn new() -> Pair {
-        let sender = Node::new(Role::Sender);
-        let receiver = Node::new(Role::Receiver);
-        let inbox = receiver.dir("inbox");
-        Pair {
-            sender,
-            receiver,
-            inbox,
-        }
-    }
-}
 
 fn assert_sent_ok(out: &std::process::Output, files: usize) {
     let stdout = text(&out.stdout);
@@ -308,36 +288,45 @@ fn missing_file_fails_before_anything_is_sent() {
     );
 }
 
+/// Runs `args`; it must fail as a usage error (exit 2), print nothing on
+/// stdout, and say `says` on stderr. Returns stderr.
+fn usage_error(node: &Node, args: &[&str], says: &str) -> String {
+    let out = common::run(node.cmd().args(args));
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{args:?}: stderr: {stderr}");
+    assert!(stderr.contains(says), "{args:?}: {stderr}");
+    assert!(out.stdout.is_empty(), "{args:?}: {}", text(&out.stdout));
+    stderr
+}
+
 #[test]
 fn bad_address_is_a_usage_error() {
     let node = Node::new(Role::Sender);
-    let out = common::run(
-        node.cmd()
-            .args(["send", "--no-discovery", "10.0.0.300", "x"]),
+    let stderr = usage_error(
+        &node,
+        &["send", "--no-discovery", "10.0.0.300", "x"],
+        "is not an address",
     );
-    let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
     assert!(
         stderr.starts_with("localstream: '10.0.0.300' is not an address"),
         "{stderr}"
     );
-    assert!(out.stdout.is_empty());
-
     // A name cannot be looked up without discovery.
-    let out = common::run(
-        node.cmd()
-            .args(["send", "--no-discovery", "box\x1b[2J", "x"]),
+    let stderr = usage_error(
+        &node,
+        &["send", "--no-discovery", "box\x1b[2J", "x"],
+        "with --no-discovery",
     );
-    let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
     assert!(
         stderr.starts_with("localstream: cannot look up 'box\\x1b[2J' with --no-discovery"),
         "{stderr}"
     );
     // Nor can `peers` run without it.
-    let out = common::run(node.cmd().args(["peers", "--no-discovery"]));
-    assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("cannot run with --no-discovery"));
+    usage_error(
+        &node,
+        &["peers", "--no-discovery"],
+        "cannot run with --no-discovery",
+    );
 }
 
 #[test]

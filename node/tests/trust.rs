@@ -10,31 +10,15 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 
-use common::{IdInfo, Node, Role, STEP, assert_content, names_in, poll_until, random_bytes, text};
+use common::{
+    IdInfo, Node, Pair, Role, STEP, assert_content, names_in, poll_until, random_bytes, text,
+};
 use serde_json::Value;
 
-/// Sender and receiver nodes and the receiver's inbox.
-struct Pair {
-    sender: Node,
-    receiver: Node,
-    inbox: PathBuf,
-}
-
 impl Pair {
-    fn new() -> Pair {
-        let sender = Node::new(Role::Sender);
-        let receiver = Node::new(Role::Receiver);
-        let inbox = receiver.dir("inbox");
-        Pair {
-            sender,
-            receiver,
-            inbox,
-        }
-    }
-
     /// One transfer to a `listen --yes --once`, checked.
     fn first_transfer(&self, name: &str, len: usize) -> Done {
         let content = random_bytes(len as u64 ^ 0x7755, len);

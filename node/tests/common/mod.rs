@@ -97,6 +97,27 @@ fn template(role: Role) -> &'static Path {
     })
 }
 
+/// Sender and receiver nodes (from their templates) and the receiver's inbox.
+#[derive(Debug)]
+pub struct Pair {
+    pub sender: Node,
+    pub receiver: Node,
+    pub inbox: PathBuf,
+}
+
+impl Pair {
+    pub fn new() -> Pair {
+        let sender = Node::new(Role::Sender);
+        let receiver = Node::new(Role::Receiver);
+        let inbox = receiver.dir("inbox");
+        Pair {
+            sender,
+            receiver,
+            inbox,
+        }
+    }
+}
+
 /// A node: a private home directory holding an identity, and a scratch area.
 #[derive(Debug)]
 pub struct Node {
