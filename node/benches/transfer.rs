@@ -112,6 +112,17 @@ fn env_number(name: &str, default: u64) -> Res<u64> {
 // ---------------------------------------------------------------------------
 // Tools: nc (OpenBSD), socat, GNU time; installed with apt-get when missing.
 
+/// A plain TCP copy of one file by a tool (nc or socat): its wall time.
+type CopyFn = fn(&Bench, &str, &Path, &Path) -> Res<Duration>;
+/// One copy per round: label, tool path, how, output file, speeds so far.
+type CopyRun<'a> = (
+    &'a str,
+    &'a Option<String>,
+    CopyFn,
+    &'a Path,
+    &'a mut Vec<f64>,
+);
+
 #[derive(Debug, Default)]
 struct Tools {
     nc: Option<String>,
@@ -1147,28 +1158,32 @@ fn run() -> Res<()> {
             fmt_opt_mib(r.rss_recv_kib),
         );
 
-        // B: nc.
-        if let Some(nc) = &bench.tools.nc {
-            let wall = bench.nc_big(nc, &big, &out_nc)?;
-            let check = check_big(&big, &out_nc, full, "nc")?;
-            fs::remove_file(&out_nc).ctx(|| format!("removing {}", out_nc.display()))?;
+        // B and C: the plain TCP copies.
+        let copies: [CopyRun<'_>; 2] = [
+            (
+                "nc   ",
+                &bench.tools.nc,
+                Bench::nc_big,
+                &out_nc,
+                &mut samples.nc_mbps,
+            ),
+            (
+                "socat",
+                &bench.tools.socat,
+                Bench::socat_big,
+                &out_socat,
+                &mut samples.socat_mbps,
+            ),
+        ];
+        for (label, tool, copy, out, speeds) in copies {
+            let Some(tool) = tool else { continue };
+            let wall = copy(&bench, tool, &big, out)?;
+            let check = check_big(&big, out, full, label.trim_end())?;
+            fs::remove_file(out).ctx(|| format!("removing {}", out.display()))?;
             let speed = mbps(cfg.bytes(), wall);
-            samples.nc_mbps.push(speed);
+            speeds.push(speed);
             println!(
-                "  {size}  nc           {:7.3} s  {speed:7.1} MB/s  ({check})",
-                wall.as_secs_f64()
-            );
-        }
-
-        // C: socat.
-        if let Some(socat) = &bench.tools.socat {
-            let wall = bench.socat_big(socat, &big, &out_socat)?;
-            let check = check_big(&big, &out_socat, full, "socat")?;
-            fs::remove_file(&out_socat).ctx(|| format!("removing {}", out_socat.display()))?;
-            let speed = mbps(cfg.bytes(), wall);
-            samples.socat_mbps.push(speed);
-            println!(
-                "  {size}  socat        {:7.3} s  {speed:7.1} MB/s  ({check})",
+                "  {size}  {label}        {:7.3} s  {speed:7.1} MB/s  ({check})",
                 wall.as_secs_f64()
             );
         }
