@@ -5,11 +5,17 @@
 
 use libfuzzer_sys::fuzz_target;
 use localstream_proto::transfer::{
-    Answer, FileEnd, FinalStatus, OfferCollector, OfferPart, TransferEnd,
+    Answer, FileEnd, FinalStatus, OfferCollector, OfferPart, Resume, TransferEnd,
 };
 
 fuzz_target!(|data: &[u8]| {
-    let _ = Answer::decode(data);
+    if let Ok(answer) = Answer::decode(data) {
+        let mut again = Vec::new();
+        if answer.encode(&mut again).is_ok() {
+            assert_eq!(Answer::decode(&again).as_ref(), Ok(&answer), "an answer round-trips");
+        }
+    }
+    let _ = Resume::decode(data);
     let _ = FileEnd::decode(data);
     let _ = TransferEnd::decode(data);
     let _ = FinalStatus::decode(data);

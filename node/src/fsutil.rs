@@ -28,6 +28,8 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+pub mod resumable;
+
 /// Suffix of files still being received.
 pub const PARTIAL_SUFFIX: &str = ".lspart";
 /// How many alternative names are tried before giving up.

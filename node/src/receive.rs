@@ -9,8 +9,13 @@
 //!
 //! A file appears under its final name only after its authenticated FileEnd
 //! matched size and hash and its content is on disk; until then it is
-//! `<name>.lspart`. Existing files are never overwritten: a free name such as
-//! `report (1).pdf` is chosen.
+//! `<name>.<key>.lspart` (see [`fsutil::resumable`]). Existing files are never
+//! overwritten: a free name such as `report (1).pdf` is chosen.
+//!
+//! Resume: a partial left by an interrupted transfer of the same file from
+//! the same sender is offered back in the Answer (its length and BLAKE3); the
+//! sender's Resume record says, per file, whether its own prefix matches. Only
+//! then does the rest cross the wire.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -25,8 +30,8 @@ use localstream_proto::handshake::Config as HandshakeConfig;
 use localstream_proto::names::{escape_for_terminal, validate_wire_path};
 use localstream_proto::record::{MAX_RECORD_BODY, RecordType};
 use localstream_proto::transfer::{
-    Answer, FileDecision, FileEnd, FinalStatus, MAX_FILES, OfferCollector, OfferEntry, OfferPart,
-    TransferEnd,
+    Answer, FileDecision, FileEnd, FinalStatus, MAX_FILES, MAX_RESUMED, OfferCollector, OfferEntry,
+    OfferPart, Resume, TransferEnd,
 };
 use localstream_proto::{
     Error as ProtoError, Handshake, LocalIdentity, Opener, PeerIdentity, Sas, Status,
@@ -40,6 +45,7 @@ use crate::conn::{self, BufPool, FrameReader, IDLE_TIMEOUT, RawFrame, RecordWrit
 use crate::consent::{Decision, Gate, Standing};
 use crate::error::{Error, Result};
 use crate::fsutil;
+use crate::fsutil::resumable::{self, Resumable};
 use crate::identity::short_fingerprint;
 use crate::progress::{Progress, human_bytes, summary};
 use crate::store::{Direction, PeerStore, Trust};
@@ -110,6 +116,16 @@ struct Planned {
     parent: PathBuf,
     file_name: String,
     size: u64,
+    /// Name of its resumable partial file in `parent`.
+    partial_name: String,
+}
+
+/// A prefix held from an earlier transfer, offered to the sender in the
+/// Answer: its partial file (open and locked) and the hash of its bytes.
+#[derive(Debug)]
+struct Held {
+    partial: Resumable,
+    hasher: blake3::Hasher,
 }
 
 /// Serves one connection to the end.
@@ -393,17 +409,30 @@ where
             ),
             None => return refuse(writer, Status::InvalidName, "empty file name".into()).await,
         };
-        plan.push((i as u32, dirs, file_name, e));
+        let partial_name = resumable::partial_name(
+            &file_name,
+            &resumable::partial_key(&peer.node_id, &e.path, e.size),
+        );
+        plan.push((i as u32, dirs, file_name, partial_name, e));
     }
+    // Bytes held from an interrupted transfer need no new space.
+    let held: u64 = plan
+        .iter()
+        .map(|(_, dirs, _, partial_name, e)| {
+            let parent = dirs.iter().fold(shared.dir.clone(), |p, d| p.join(d));
+            resumable::held_len(&parent, partial_name).min(e.size)
+        })
+        .sum();
+    let needed = total - held;
     if let Some(free) = fsutil::available_space(&shared.dir)
-        && free < total
+        && free < needed
     {
         return refuse(
             writer,
             Status::InsufficientStorage,
             format!(
                 "the offer needs {} but only {} is free",
-                human_bytes(total),
+                human_bytes(needed),
                 human_bytes(free)
             ),
         )
@@ -510,7 +539,7 @@ where
     // per distinct directory.
     let mut planned = Vec::with_capacity(plan.len());
     let mut parents: HashMap<Vec<String>, PathBuf> = HashMap::new();
-    for (index, dirs, file_name, e) in plan {
+    for (index, dirs, file_name, partial_name, e) in plan {
         let parent = if let Some(parent) = parents.get(&dirs) {
             parent.clone()
         } else {
@@ -537,27 +566,50 @@ where
             parent,
             file_name,
             size: e.size,
+            partial_name,
         });
     }
 
+    // Held prefixes: opened, locked and hashed now, offered in the Answer.
+    let candidates: Vec<(usize, PathBuf, String, u64)> = planned
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| resumable::held_len(&p.parent, &p.partial_name) > 0)
+        .take(MAX_RESUMED)
+        .map(|(i, p)| (i, p.parent.clone(), p.partial_name.clone(), p.size))
+        .collect();
+    let held = if candidates.is_empty() {
+        HashMap::new()
+    } else {
+        tokio::task::spawn_blocking(move || hold_prefixes(candidates)).await?
+    };
+    let mut decisions = vec![FileDecision::whole(); planned.len()];
+    for (&i, (h, hash)) in &held {
+        decisions[i] = FileDecision {
+            status: Status::Ok,
+            offset: h.partial.len,
+            held: *hash,
+        };
+        eprintln!(
+            "{}: {} held from an interrupted transfer",
+            planned[i].shown,
+            human_bytes(h.partial.len)
+        );
+    }
+    let held: HashMap<usize, Held> = held.into_iter().map(|(i, (h, _))| (i, h)).collect();
     let mut body = vec![];
     Answer {
         status: Status::Ok,
         message: String::new(),
-        files: vec![
-            FileDecision {
-                status: Status::Ok,
-                offset: 0
-            };
-            planned.len()
-        ],
+        files: decisions,
     }
     .encode(&mut body)?;
     writer.send(RecordType::Answer, &body).await?;
-    info!(peer = %who, files = planned.len(), bytes = total, "receiving");
+    info!(peer = %who, files = planned.len(), bytes = total, held = held.len(), "receiving");
 
     let started = Instant::now();
-    let progress = Progress::new(shared.progress, total, planned.len());
+    let offered_held: u64 = held.values().map(|h| h.partial.len).sum();
+    let progress = Progress::new(shared.progress, total - offered_held, planned.len());
     let (tx, rx) = mpsc::channel::<Vec<RawFrame>>(PIPELINE_DEPTH);
     let pool = BufPool::default();
     let returns = pool.clone();
@@ -566,7 +618,7 @@ where
     // a message string each) when no bar is drawn.
     let bar = (shared.progress && std::io::stderr().is_terminal()).then(|| progress.clone());
     let mut write_task = tokio::task::spawn_blocking(move || {
-        write_files(opener, rx, &returns, planned, bar.as_ref())
+        write_files(opener, rx, &returns, planned, held, bar.as_ref())
     });
     let mut early = None;
     let read_result = tokio::select! {
@@ -586,7 +638,7 @@ where
     progress.finish();
     // The writer's verdict wins when it failed (it saw the real problem);
     // otherwise a reader failure (timeout, cut connection) is the error.
-    let results = match (written, read_result) {
+    let (results, resumed) = match (written, read_result) {
         (Ok(r), _) => r,
         (Err(e), Ok(())) => return Err(e),
         (Err(Error::Protocol(ProtoError::Truncated)), Err(read_err)) => return Err(read_err),
@@ -627,8 +679,9 @@ where
     // One write for the whole listing: stdout is line-buffered, and a
     // thousand small files would otherwise cost a thousand syscalls here.
     let mut listing = format!(
-        "received {} from {who}",
-        summary(saved.len(), bytes, started.elapsed())
+        "received {} from {who}{}",
+        summary(saved.len(), bytes - resumed, started.elapsed()),
+        resumed_note(resumed)
     );
     for p in &saved {
         listing.push_str("\n  ");
@@ -644,6 +697,44 @@ where
         saved,
         bytes,
     })
+}
+
+/// ", plus 3.00 MiB resumed" when part of the bytes were held already (the
+/// summary before it counts what crossed the wire).
+pub(crate) fn resumed_note(resumed: u64) -> String {
+    if resumed == 0 {
+        String::new()
+    } else {
+        format!(", plus {} resumed", human_bytes(resumed))
+    }
+}
+
+/// Opens, locks and hashes each candidate's held prefix (blocking). A
+/// partial that cannot be used is simply not offered: the file then comes
+/// whole.
+fn hold_prefixes(
+    candidates: Vec<(usize, PathBuf, String, u64)>,
+) -> HashMap<usize, (Held, [u8; 32])> {
+    let mut held = HashMap::new();
+    for (i, parent, name, size) in candidates {
+        let mut partial = match resumable::open_resumable(&parent, &name) {
+            Ok(Some(p)) if p.len > 0 && p.len <= size => p,
+            Ok(_) => continue,
+            Err(e) => {
+                warn!(partial = %parent.join(&name).display(), error = %e, "cannot reopen partial file");
+                continue;
+            }
+        };
+        match resumable::hash_prefix(&mut partial.file, partial.len) {
+            Ok((hash, hasher)) => {
+                held.insert(i, (Held { partial, hasher }, hash));
+            }
+            Err(e) => {
+                warn!(partial = %partial.path.display(), error = %e, "cannot read partial file");
+            }
+        }
+    }
+    held
 }
 
 /// Reads frames from the socket and hands them to the writer, until the

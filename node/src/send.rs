@@ -18,7 +18,7 @@ use localstream_proto::handshake::Config as HandshakeConfig;
 use localstream_proto::names::{escape_for_terminal, validate_wire_path};
 use localstream_proto::record::{MAX_PLAINTEXT, RecordType};
 use localstream_proto::transfer::{
-    Answer, FileEnd, FinalStatus, OfferEntry, OfferPart, TransferEnd,
+    Answer, FileEnd, FinalStatus, OfferEntry, OfferPart, Resume, ResumeFile, TransferEnd,
 };
 use localstream_proto::{Error as ProtoError, Handshake, LocalIdentity, Opener, Sealer, Status};
 use tokio::io::AsyncWriteExt;
@@ -32,8 +32,10 @@ use crate::conn::{self, BufPool, FrameReader, IDLE_TIMEOUT, RecordWriter};
 use crate::consent::PROMPT_TIMEOUT;
 use crate::discover;
 use crate::error::{Error, Result};
+use crate::fsutil::resumable::hash_prefix;
 use crate::identity::short_fingerprint;
-use crate::progress::{Progress, summary};
+use crate::progress::{Progress, human_bytes, summary};
+use crate::receive::resumed_note;
 use crate::store::{Direction, PeerStore, SessionEnd, Trust, now_ms};
 use crate::trust;
 
@@ -348,13 +350,54 @@ async fn exchange(
     if answer.files.len() != sources.len() {
         return Err(ProtoError::Malformed("Answer does not cover every file").into());
     }
-    let plan: Vec<(u32, Source, u64)> = sources
+    let held: Vec<(u32, Source, u64, [u8; 32])> = sources
+        .iter()
+        .zip(&answer.files)
+        .enumerate()
+        .filter(|(_, (_, d))| d.resumes())
+        .map(|(i, (s, d))| (i as u32, s.clone(), d.offset, d.held))
+        .collect();
+    let mut continued = if held.is_empty() {
+        Vec::new()
+    } else {
+        let verdicts = tokio::task::spawn_blocking(move || check_held(held)).await?;
+        let mut body = vec![];
+        Resume {
+            files: verdicts
+                .iter()
+                .map(|v| ResumeFile {
+                    index: v.index,
+                    offset: v.hasher.as_ref().map_or(0, |_| v.offset),
+                })
+                .collect(),
+        }
+        .encode(&mut body)?;
+        writer.send(RecordType::Resume, &body).await?;
+        verdicts
+    };
+    let plan: Vec<Planned> = sources
         .iter()
         .zip(&answer.files)
         .enumerate()
         .filter(|(_, (_, d))| d.status.is_ok())
-        .map(|(i, (s, d))| (i as u32, s.clone(), d.offset))
+        .map(|(i, (s, _))| {
+            let index = i as u32;
+            let (offset, hasher) = match continued.iter_mut().find(|v| v.index == index) {
+                Some(v) => match v.hasher.take() {
+                    Some(h) => (v.offset, h),
+                    None => (0, blake3::Hasher::new()),
+                },
+                None => (0, blake3::Hasher::new()),
+            };
+            Planned {
+                index,
+                source: s.clone(),
+                offset,
+                hasher,
+            }
+        })
         .collect();
+    let resumed: u64 = plan.iter().map(|p| p.offset).sum();
     for (s, d) in sources.iter().zip(&answer.files) {
         if !d.status.is_ok() {
             eprintln!(
@@ -368,7 +411,7 @@ async fn exchange(
     let started = Instant::now();
     let bytes: u64 = plan
         .iter()
-        .map(|(_, s, off)| s.size.saturating_sub(*off))
+        .map(|p| p.source.size.saturating_sub(p.offset))
         .sum();
     let progress = Progress::new(progress, bytes, plan.len());
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(PIPELINE_DEPTH);
@@ -456,7 +499,11 @@ async fn exchange(
     }
     info!(peer = %who, status = %status.status, "transfer finished");
     if status.status.is_ok() && delivered == sources.len() {
-        crate::outln!("sent {} to {who}", summary(delivered, bytes, elapsed));
+        crate::outln!(
+            "sent {} to {who}{}",
+            summary(delivered, bytes, elapsed),
+            resumed_note(resumed)
+        );
         Ok(Sent {
             delivered,
             offered: sources.len(),
@@ -473,6 +520,63 @@ async fn exchange(
             total: sources.len(),
         })
     }
+}
+
+/// One accepted file, as the sender streams it.
+struct Planned {
+    /// Its index in the offer.
+    index: u32,
+    source: Source,
+    /// Where to start: bytes the receiver holds and we confirmed.
+    offset: u64,
+    /// BLAKE3 state after the first `offset` bytes.
+    hasher: blake3::Hasher,
+}
+
+/// The sender's verdict on one held prefix.
+struct Verdict {
+    index: u32,
+    offset: u64,
+    /// The hash state after the prefix when it matches ours; `None` when it
+    /// does not (the file is sent whole).
+    hasher: Option<blake3::Hasher>,
+}
+
+/// Hashes the prefix of each file the receiver holds and compares (blocking).
+fn check_held(held: Vec<(u32, Source, u64, [u8; 32])>) -> Vec<Verdict> {
+    held.into_iter()
+        .map(|(index, src, offset, theirs)| {
+            let name = escape_for_terminal(&src.name);
+            let ours = if offset > src.size {
+                None
+            } else {
+                File::open(&src.path)
+                    .and_then(|mut f| hash_prefix(&mut f, offset))
+                    .map_err(|e| info!(file = %name, error = %e, "cannot hash the held prefix"))
+                    .ok()
+            };
+            let hasher = match ours {
+                Some((hash, hasher)) if hash == theirs => {
+                    eprintln!(
+                        "resuming {name} at byte {offset} ({} already held by the receiver)",
+                        human_bytes(offset)
+                    );
+                    Some(hasher)
+                }
+                _ => {
+                    eprintln!(
+                        "{name}: changed since the interrupted transfer; sending it from the start"
+                    );
+                    None
+                }
+            };
+            Verdict {
+                index,
+                offset,
+                hasher,
+            }
+        })
+        .collect()
 }
 
 /// Records with less plaintext than this are gathered into one buffer with
@@ -574,7 +678,7 @@ impl Outbox<'_> {
 /// The blocking half: reads each accepted file, hashes it and seals records.
 fn produce(
     sealer: &mut Sealer,
-    plan: Vec<(u32, Source, u64)>,
+    plan: Vec<Planned>,
     tx: mpsc::Sender<Vec<u8>>,
     pool: &BufPool,
     progress: &Progress,
@@ -598,20 +702,27 @@ fn produce(
 fn produce_into(
     out: &mut Outbox<'_>,
     sealer: &mut Sealer,
-    plan: Vec<(u32, Source, u64)>,
+    plan: Vec<Planned>,
     progress: &Progress,
 ) -> Result<()> {
     let mut files = 0u32;
     let mut bytes = 0u64;
-    for (index, src, offset) in plan {
-        if offset != 0 {
-            return Err(ProtoError::Malformed("resume offsets are not supported yet").into());
-        }
-        progress.start_file(&src.name, src.size);
+    for Planned {
+        index,
+        source: src,
+        offset,
+        mut hasher,
+    } in plan
+    {
+        progress.start_file(&src.name, src.size - offset);
         let mut file = File::open(&src.path).map_err(|e| Error::file(&src.path, e))?;
-        let mut hasher = blake3::Hasher::new();
-        let mut remaining = src.size;
-        let mut sent = 0u64;
+        if offset > 0 {
+            use std::io::{Seek, SeekFrom};
+            file.seek(SeekFrom::Start(offset))
+                .map_err(|e| Error::file(&src.path, e))?;
+        }
+        let mut remaining = src.size - offset;
+        let mut sent = offset;
         while remaining > 0 {
             let want = remaining.min(CHUNK as u64) as usize;
             let got = out
@@ -634,7 +745,7 @@ fn produce_into(
         .encode(&mut body);
         out.message(sealer, RecordType::FileEnd, &body)?;
         files += 1;
-        bytes += sent;
+        bytes += sent - offset;
     }
     let mut body = vec![];
     TransferEnd { files, bytes }.encode(&mut body);

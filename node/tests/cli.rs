@@ -8,7 +8,7 @@ mod common;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -394,13 +394,11 @@ fn send_frozen_mid_file(
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let partial = p.inbox.join(format!(
-        "{}.lspart",
-        file.file_name().unwrap().to_str().unwrap()
-    ));
+    let name = file.file_name().unwrap().to_str().unwrap();
     let frozen = poll_until(STEP, || {
         relay.forwarded.load(Ordering::SeqCst) >= cap
-            && std::fs::metadata(&partial).is_ok_and(|m| m.len() > 0)
+            && partial_of(&p.inbox, name)
+                .is_some_and(|f| std::fs::metadata(f).is_ok_and(|m| m.len() > 0))
     });
     assert!(
         frozen,
@@ -410,6 +408,34 @@ fn send_frozen_mid_file(
         l.stderr()
     );
     (sender, relay)
+}
+
+/// The one resumable partial file of `name` in `dir` (`<name>.<key>.lspart`).
+fn partial_of(dir: &Path, name: &str) -> Option<PathBuf> {
+    let found: Vec<String> = names_in(dir)
+        .into_iter()
+        .filter(|n| {
+            n.strip_prefix(name)
+                .and_then(|rest| rest.strip_prefix('.'))
+                .and_then(|rest| rest.strip_suffix(".lspart"))
+                .is_some_and(|key| key.len() == 16 && key.bytes().all(|b| b.is_ascii_hexdigit()))
+        })
+        .collect();
+    match found.as_slice() {
+        [one] => Some(dir.join(one)),
+        _ => None,
+    }
+}
+
+/// Asserts that `dir` holds exactly one file: the partial of `name`.
+fn assert_only_partial(dir: &Path, name: &str) -> PathBuf {
+    let partial = partial_of(dir, name);
+    assert!(
+        partial.is_some() && names_in(dir).len() == 1,
+        "only the partial file of {name} may exist: {:?}",
+        names_in(dir)
+    );
+    partial.unwrap()
 }
 
 #[test]
@@ -425,37 +451,31 @@ fn sender_killed_mid_file_leaves_only_a_partial_and_the_listener_goes_on() {
 
     l.wait_stderr("transfer failed");
     assert!(l.is_running(), "listener exited: {}", l.stderr());
-    assert_eq!(
-        names_in(&p.inbox),
-        ["big.bin.lspart"],
-        "only the partial file may exist"
-    );
-    let partial = std::fs::metadata(p.inbox.join("big.bin.lspart"))
-        .unwrap()
-        .len();
-    assert!(
-        partial > 0 && partial < CAP,
-        "partial holds {partial} bytes"
-    );
+    let partial = assert_only_partial(&p.inbox, "big.bin");
     // What was kept is a prefix of the file.
-    let kept = std::fs::read(p.inbox.join("big.bin.lspart")).unwrap();
+    let kept = std::fs::read(&partial).unwrap();
+    assert!(
+        !kept.is_empty() && kept.len() < CAP as usize,
+        "partial holds {} bytes",
+        kept.len()
+    );
     assert!(
         content.starts_with(&kept),
         "the partial file is not a prefix of the sent file"
     );
 
-    // The same file again, directly: it arrives whole under its own name.
+    // The same send again, directly: it resumes after the held prefix and
+    // the file arrives whole under its own name.
     let out = p.sender.send(l.port, &[&f]);
     assert_sent_ok(&out, 1);
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&format!("resuming big.bin at byte {}", kept.len())),
+        "{err}"
+    );
     l.wait_received();
     assert_content(&p.inbox.join("big.bin"), &content);
-    assert!(
-        names_in(&p.inbox)
-            .iter()
-            .all(|n| n == "big.bin" || n.ends_with(".lspart")),
-        "{:?}",
-        names_in(&p.inbox)
-    );
+    assert_eq!(names_in(&p.inbox), ["big.bin"]);
     assert!(l.is_running());
 }
 
@@ -495,7 +515,7 @@ fn connection_cut_mid_file_fails_the_sender_and_once_listener() {
 
     assert_eq!(l.wait_exit(), Some(1), "stderr: {}", l.stderr());
     assert!(l.stderr().contains("transfer failed"), "{}", l.stderr());
-    assert_eq!(names_in(&p.inbox), ["cut.bin.lspart"]);
+    assert_only_partial(&p.inbox, "cut.bin");
 }
 
 #[test]
@@ -523,7 +543,7 @@ fn ctrl_c_on_a_sender_mid_file_exits_130() {
     );
 
     assert_eq!(l.wait_exit(), Some(1), "stderr: {}", l.stderr());
-    assert_eq!(names_in(&p.inbox), ["stopped.bin.lspart"]);
+    assert_only_partial(&p.inbox, "stopped.bin");
 }
 
 #[test]

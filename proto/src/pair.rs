@@ -193,10 +193,7 @@ fn full_transfer_round_trips() {
     Answer {
         status: crate::Status::Ok,
         message: String::new(),
-        files: vec![FileDecision {
-            status: crate::Status::Ok,
-            offset: 0,
-        }],
+        files: vec![FileDecision::whole()],
     }
     .encode(&mut body)
     .unwrap();

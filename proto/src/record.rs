@@ -42,6 +42,8 @@ pub enum RecordType {
     TransferEnd = 0x14,
     /// Receiver -> sender: the final outcome.
     Status = 0x15,
+    /// Sender -> receiver: which held prefixes match (resume).
+    Resume = 0x16,
     /// Either side: abort with a status code and message.
     Alert = 0x1f,
 }
@@ -56,6 +58,7 @@ impl RecordType {
             0x13 => RecordType::FileEnd,
             0x14 => RecordType::TransferEnd,
             0x15 => RecordType::Status,
+            0x16 => RecordType::Resume,
             0x1f => RecordType::Alert,
             other => return Err(Error::UnknownFrameType(other)),
         })

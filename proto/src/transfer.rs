@@ -4,6 +4,7 @@
 //! sender                                   receiver
 //! Offer {totals, entries...} (1+ records)  -->
 //!                                          <--  Answer {status, message, per-file decision}
+//! Resume {index, offset}* (only when the Answer offered held prefixes) -->
 //! Data*, FileEnd   (per accepted file)     -->
 //! TransferEnd                              -->
 //!                                          <--  Status {status, message, per-file status}
@@ -29,6 +30,9 @@ pub const MAX_PATH: usize = 4096;
 pub const MAX_OFFER_PATH_BYTES: usize = 16 << 20;
 /// Longest human message in an answer or status, in bytes.
 pub const MAX_MESSAGE: usize = 1024;
+/// Most files one Answer may propose to resume (bounds the Answer and the
+/// Resume record; further held prefixes are simply not offered).
+pub const MAX_RESUMED: usize = 4096;
 
 /// One file in an offer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -188,6 +192,37 @@ pub struct FileDecision {
     pub status: Status,
     /// Where to start sending (bytes the receiver already holds).
     pub offset: u64,
+    /// BLAKE3 of the `offset` bytes the receiver holds; on the wire only
+    /// when `status` is 200 and `offset > 0` (ignored otherwise).
+    pub held: [u8; 32],
+}
+
+impl FileDecision {
+    /// Send the whole file.
+    #[must_use]
+    pub fn whole() -> Self {
+        FileDecision {
+            status: Status::Ok,
+            offset: 0,
+            held: [0; 32],
+        }
+    }
+
+    /// Skip the file, for `status`.
+    #[must_use]
+    pub fn skip(status: Status) -> Self {
+        FileDecision {
+            status,
+            offset: 0,
+            held: [0; 32],
+        }
+    }
+
+    /// Whether this decision proposes to resume from a held prefix.
+    #[must_use]
+    pub fn resumes(&self) -> bool {
+        self.status.is_ok() && self.offset > 0
+    }
 }
 
 /// Answer record: the receiver accepts (status 200, with per-file decisions) or rejects the offer.
@@ -215,9 +250,18 @@ impl Answer {
         out.put_u16(self.status.code());
         put_message(out, &self.message)?;
         out.put_u32(self.files.len() as u32);
+        if self.files.iter().filter(|f| f.resumes()).count() > MAX_RESUMED {
+            return Err(Error::RecordTooLarge {
+                len: self.files.len(),
+                max: MAX_RESUMED,
+            });
+        }
         for f in &self.files {
             out.put_u16(f.status.code());
             out.put_u64(f.offset);
+            if f.resumes() {
+                out.extend_from_slice(&f.held);
+            }
         }
         Ok(())
     }
@@ -231,12 +275,19 @@ impl Answer {
         if count > MAX_FILES || count as usize > r.remaining() / 10 {
             return Err(Error::Malformed("Answer file count"));
         }
+        let mut resumed = 0;
         let files = (0..count)
             .map(|_| {
-                Ok(FileDecision {
-                    status: Status::from_code(r.u16()?),
-                    offset: r.u64()?,
-                })
+                let mut d = FileDecision::skip(Status::from_code(r.u16()?));
+                d.offset = r.u64()?;
+                if d.resumes() {
+                    resumed += 1;
+                    if resumed > MAX_RESUMED {
+                        return Err(Error::Malformed("Answer resumes too many files"));
+                    }
+                    d.held = r.array()?;
+                }
+                Ok(d)
             })
             .collect::<Result<_>>()?;
         r.finish()?;
@@ -245,6 +296,61 @@ impl Answer {
             message,
             files,
         })
+    }
+}
+
+/// One file of a [`Resume`] record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResumeFile {
+    /// Index of the file in the offer.
+    pub index: u32,
+    /// The Answer's offset (the held prefix matches the sender's file), or 0
+    /// (it does not: the receiver drops what it holds and gets the whole file).
+    pub offset: u64,
+}
+
+/// Resume record: the sender's verdict on every held prefix the Answer
+/// offered, in offer order. Sent right after such an Answer, before any Data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resume {
+    /// One entry per Answer decision that proposed an offset.
+    pub files: Vec<ResumeFile>,
+}
+
+impl Resume {
+    /// Encodes the record body.
+    pub fn encode(&self, out: &mut Vec<u8>) -> Result<()> {
+        if self.files.len() > MAX_RESUMED {
+            return Err(Error::RecordTooLarge {
+                len: self.files.len(),
+                max: MAX_RESUMED,
+            });
+        }
+        out.put_u32(self.files.len() as u32);
+        for f in &self.files {
+            out.put_u32(f.index);
+            out.put_u64(f.offset);
+        }
+        Ok(())
+    }
+
+    /// Decodes a record body.
+    pub fn decode(body: &[u8]) -> Result<Self> {
+        let mut r = Reader::new(body, "Resume");
+        let count = r.u32()? as usize;
+        if count > MAX_RESUMED || count > r.remaining() / 12 {
+            return Err(Error::Malformed("Resume file count"));
+        }
+        let files = (0..count)
+            .map(|_| {
+                Ok(ResumeFile {
+                    index: r.u32()?,
+                    offset: r.u64()?,
+                })
+            })
+            .collect::<Result<_>>()?;
+        r.finish()?;
+        Ok(Resume { files })
     }
 }
 
@@ -433,19 +539,43 @@ mod tests {
             status: Status::Ok,
             message: "ok".into(),
             files: vec![
+                FileDecision::whole(),
+                FileDecision::skip(Status::InvalidName),
                 FileDecision {
                     status: Status::Ok,
-                    offset: 0,
-                },
-                FileDecision {
-                    status: Status::InvalidName,
-                    offset: 0,
+                    offset: 77,
+                    held: [9; 32],
                 },
             ],
         };
         let mut b = vec![];
         a.encode(&mut b).unwrap();
+        // 3 decisions of 10 bytes, plus the one held hash.
+        assert_eq!(b.len(), 2 + 2 + 2 + 4 + 3 * 10 + 32);
         assert_eq!(Answer::decode(&b).unwrap(), a);
+        let r = Resume {
+            files: vec![
+                ResumeFile {
+                    index: 2,
+                    offset: 77,
+                },
+                ResumeFile {
+                    index: 5,
+                    offset: 0,
+                },
+            ],
+        };
+        let mut b = vec![];
+        r.encode(&mut b).unwrap();
+        assert_eq!(Resume::decode(&b).unwrap(), r);
+        b.push(1);
+        assert!(Resume::decode(&b).is_err());
+        let mut huge = vec![];
+        huge.put_u32(u32::MAX);
+        assert_eq!(
+            Resume::decode(&huge),
+            Err(Error::Malformed("Resume file count"))
+        );
         let s = FinalStatus {
             status: Status::HashMismatch,
             message: "x".into(),

@@ -30,7 +30,11 @@ struct Current {
 pub(super) type FileResults = Vec<std::result::Result<PathBuf, Status>>;
 
 /// The blocking half: opens records, writes and verifies files. Returns, per
-/// offered file, its final path or the status that explains its failure.
+/// offered file, its final path or the status that explains its failure, and
+/// the bytes reused from held prefixes.
+///
+/// When `held` is not empty the sender's Resume record must come first: it
+/// confirms each held prefix (continue after it) or not (start over).
 ///
 /// Small files are committed in groups ([`fsutil::CommitGroup`]: one
 /// filesystem sync for up to hundreds of files); a group is committed when it
@@ -41,8 +45,9 @@ pub(super) fn write_files(
     rx: mpsc::Receiver<Vec<RawFrame>>,
     pool: &BufPool,
     plan: Vec<Planned>,
+    held: HashMap<usize, Held>,
     progress: Option<&Progress>,
-) -> Result<FileResults> {
+) -> Result<(FileResults, u64)> {
     let mut w = Writer {
         plan: &plan,
         progress,
@@ -50,12 +55,15 @@ pub(super) fn write_files(
         group: fsutil::CommitGroup::new(),
         current: None,
         data_bytes: 0,
+        awaiting_resume: !held.is_empty(),
+        held,
+        resumed: 0,
     };
     let outcome = w.run(opener, rx, pool);
     // Verified files still waiting for their group are saved even when the
     // transfer failed later, as they would have been one by one.
     w.commit_group();
-    outcome.map(|()| w.results)
+    outcome.map(|()| (w.results, w.resumed))
 }
 
 /// What [`write_files`] keeps between records.
@@ -69,6 +77,12 @@ struct Writer<'a> {
     group: fsutil::CommitGroup<'a>,
     current: Option<Current>,
     data_bytes: u64,
+    /// Held prefixes by plan index, until their file starts.
+    held: HashMap<usize, Held>,
+    /// The Answer offered held prefixes: the next record must be Resume.
+    awaiting_resume: bool,
+    /// Bytes of held prefixes the sender confirmed.
+    resumed: u64,
 }
 
 impl<'a> Writer<'a> {
@@ -82,7 +96,17 @@ impl<'a> Writer<'a> {
             for frame in batch {
                 let mut frame = Recycled { frame, pool };
                 let (typ, pt) = frame.frame.open(&mut opener)?;
+                if self.awaiting_resume && !matches!(typ, RecordType::Resume | RecordType::Alert) {
+                    return Err(ProtoError::UnexpectedMessage {
+                        expected: "Resume",
+                        got: typ as u8,
+                    }
+                    .into());
+                }
                 match typ {
+                    RecordType::Resume if self.awaiting_resume => {
+                        self.resume(&Resume::decode(pt)?)?;
+                    }
                     RecordType::Data => self.data(pt)?,
                     RecordType::FileEnd => self.file_end(&FileEnd::decode(pt)?)?,
                     RecordType::TransferEnd => {
@@ -120,6 +144,43 @@ impl<'a> Writer<'a> {
         Err(ProtoError::Truncated.into())
     }
 
+    /// Applies the sender's verdict on the held prefixes: each one the Answer
+    /// offered, in order, either confirmed (its offset) or refused (0: the
+    /// file is received whole, over what was held).
+    fn resume(&mut self, resume: &Resume) -> Result<()> {
+        self.awaiting_resume = false;
+        let mut offered: Vec<usize> = self.held.keys().copied().collect();
+        offered.sort_unstable();
+        if resume.files.len() != offered.len() {
+            return Err(ProtoError::Malformed("Resume does not answer every held file").into());
+        }
+        for (verdict, i) in resume.files.iter().zip(offered) {
+            let p = &self.plan[i];
+            let held = self
+                .held
+                .get_mut(&i)
+                .ok_or(ProtoError::Malformed("Resume"))?;
+            if verdict.index != p.index {
+                return Err(ProtoError::Malformed("Resume files out of order").into());
+            }
+            if verdict.offset == held.partial.len {
+                self.resumed += held.partial.len;
+                info!(file = %p.shown, offset = held.partial.len, "resuming");
+            } else if verdict.offset == 0 {
+                info!(file = %p.shown, "the sender's file changed: receiving it whole");
+                held.partial
+                    .file
+                    .set_len(0)
+                    .map_err(|e| Error::file(&held.partial.path, e))?;
+                held.partial.len = 0;
+                held.hasher = blake3::Hasher::new();
+            } else {
+                return Err(ProtoError::Malformed("Resume offset differs from the Answer").into());
+            }
+        }
+        Ok(())
+    }
+
     /// The next batch of frames from the reader, or `None` once it is
     /// gone. While a group waits, waiting is bounded by the group's deadline.
     fn next_batch(&mut self, rx: &mut mpsc::Receiver<Vec<RawFrame>>) -> Option<Vec<RawFrame>> {
@@ -150,19 +211,41 @@ impl<'a> Writer<'a> {
         if !fsutil::CommitGroup::wants(p.size) {
             self.commit_group();
         }
-        let (partial, file) = fsutil::create_partial(&p.parent, &p.file_name)
-            .map_err(|e| Error::file(p.parent.join(&p.file_name), e))?;
+        let cur = match self.held.remove(&idx) {
+            Some(Held {
+                mut partial,
+                hasher,
+            }) => {
+                use std::io::{Seek, SeekFrom};
+                partial
+                    .file
+                    .seek(SeekFrom::Start(partial.len))
+                    .map_err(|e| Error::file(&partial.path, e))?;
+                Current {
+                    plan: idx,
+                    partial: partial.path,
+                    file: partial.file,
+                    written: partial.len,
+                    hasher,
+                }
+            }
+            None => {
+                let (partial, file) =
+                    open_partial(p).map_err(|e| Error::file(p.parent.join(&p.file_name), e))?;
+                Current {
+                    plan: idx,
+                    partial,
+                    file,
+                    written: 0,
+                    hasher: blake3::Hasher::new(),
+                }
+            }
+        };
         if let Some(bar) = self.progress {
-            bar.start_file(&p.shown, p.size);
+            bar.start_file(&p.shown, p.size - cur.written);
         }
-        debug!(file = %p.shown, partial = %partial.display(), "writing");
-        Ok(Current {
-            plan: idx,
-            partial,
-            file,
-            written: 0,
-            hasher: blake3::Hasher::new(),
-        })
+        debug!(file = %p.shown, partial = %cur.partial.display(), "writing");
+        Ok(cur)
     }
 
     fn data(&mut self, pt: &[u8]) -> Result<()> {
@@ -250,6 +333,20 @@ impl<'a> Writer<'a> {
                 *r = result;
             }
         }
+    }
+}
+
+/// A new, empty partial for `p`: its resumable one (emptied, when a stale
+/// one was there), or a fresh one when that cannot be used.
+fn open_partial(p: &Planned) -> std::io::Result<(PathBuf, File)> {
+    match resumable::open_resumable(&p.parent, &p.partial_name)? {
+        Some(r) => {
+            if r.len > 0 {
+                r.file.set_len(0)?;
+            }
+            Ok((r.path, r.file))
+        }
+        None => fsutil::create_partial(&p.parent, &p.file_name),
     }
 }
 

@@ -1,0 +1,223 @@
+//! Partial files that outlive a connection, so that a transfer can resume.
+//!
+//! A resumable partial is named after what it will become and who sends it:
+//! `<file name>.<key>.lspart`, where the key is derived from the sender's node
+//! id, the wire path and the size ([`partial_key`]). The same send, run again
+//! after an interruption (or after a restart of the receiver), finds it under
+//! that name; another sender, another file or another size never does. The
+//! name *is* the bookkeeping: nothing else has to survive a crash, and the
+//! content is checked by hash against the sender's file before it is reused.
+//!
+//! A partial is used by one transfer at a time: it is locked (`flock`, Unix)
+//! while open. It is never followed through a symlink and never used when it
+//! is not a plain file with a single link; the caller then falls back to a
+//! fresh, non-resumable partial name.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use super::{PARTIAL_SUFFIX, check_component};
+
+/// Longest file name the filesystems we care about accept, in bytes.
+const NAME_MAX: usize = 255;
+/// Hex digits of the key in a partial's name.
+const KEY_HEX: usize = 16;
+
+/// The key of a resumable partial: who sends which file of which size.
+#[must_use]
+pub fn partial_key(sender: &[u8; 16], wire_path: &str, size: u64) -> String {
+    let mut h = blake3::Hasher::new();
+    h.update(b"localstream partial v1\0");
+    h.update(sender);
+    h.update(&(wire_path.len() as u64).to_le_bytes());
+    h.update(wire_path.as_bytes());
+    h.update(&size.to_le_bytes());
+    h.finalize().to_hex()[..KEY_HEX].to_owned()
+}
+
+/// The partial's file name: `<file name>.<key>.lspart`, the file name cut (on
+/// a character boundary) so that the whole stays within 255 bytes.
+#[must_use]
+pub fn partial_name(file_name: &str, key: &str) -> String {
+    let room = NAME_MAX - (key.len() + 1 + PARTIAL_SUFFIX.len());
+    let mut end = file_name.len().min(room);
+    while !file_name.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}.{key}{PARTIAL_SUFFIX}", &file_name[..end])
+}
+
+/// Bytes held in the partial `name` in `parent`, if it is a plain file
+/// (without opening it; a symlink counts as nothing).
+#[must_use]
+pub fn held_len(parent: &Path, name: &str) -> u64 {
+    match std::fs::symlink_metadata(parent.join(name)) {
+        Ok(m) if m.file_type().is_file() => m.len(),
+        _ => 0,
+    }
+}
+
+/// An open, locked resumable partial.
+#[derive(Debug)]
+pub struct Resumable {
+    /// Its path.
+    pub path: PathBuf,
+    /// Open for reading and writing, positioned at the start.
+    pub file: File,
+    /// Its length when opened.
+    pub len: u64,
+}
+
+/// Opens (creating it if needed) the resumable partial `name` in `parent`.
+///
+/// Returns `Ok(None)` when it cannot be used safely or exclusively: another
+/// transfer holds it, or it is a symlink, not a plain file, or has other
+/// links. The caller then uses a fresh partial instead.
+///
+/// # Errors
+/// [`io::ErrorKind::InvalidInput`] for a bad `name`, or any error from
+/// creating the file (a full disk, a read-only destination).
+pub fn open_resumable(parent: &Path, name: &str) -> io::Result<Option<Resumable>> {
+    check_component(name)?;
+    let path = parent.join(name);
+    let mut opts = OpenOptions::new();
+    opts.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o644)
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32);
+    }
+    let file = match opts.open(&path) {
+        Ok(f) => f,
+        // ELOOP: the name is a symlink. Not ours to follow.
+        #[cfg(unix)]
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
+            tracing::warn!(path = %path.display(), "partial file is a symlink: not used");
+            return Ok(None);
+        }
+        Err(e) => return Err(e),
+    };
+    let meta = file.metadata()?;
+    if !meta.file_type().is_file() || links(&meta) != 1 {
+        tracing::warn!(path = %path.display(), "partial file is not a plain file: not used");
+        return Ok(None);
+    }
+    if !lock(&file)? {
+        tracing::info!(path = %path.display(), "partial file in use by another transfer");
+        return Ok(None);
+    }
+    Ok(Some(Resumable {
+        path,
+        file,
+        len: meta.len(),
+    }))
+}
+
+#[cfg(unix)]
+fn links(meta: &std::fs::Metadata) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    meta.nlink()
+}
+
+#[cfg(not(unix))]
+fn links(_meta: &std::fs::Metadata) -> u64 {
+    1
+}
+
+/// Takes an exclusive lock without waiting; `false` when someone holds it.
+#[cfg(unix)]
+fn lock(file: &File) -> io::Result<bool> {
+    use rustix::fs::{FlockOperation, flock};
+    match flock(file, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(true),
+        Err(rustix::io::Errno::WOULDBLOCK) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Elsewhere no lock is taken (documented: two transfers of the same file
+/// from the same sender at once could then interleave in one partial; the
+/// hash check discards the result).
+#[cfg(not(unix))]
+fn lock(_file: &File) -> io::Result<bool> {
+    Ok(true)
+}
+
+/// BLAKE3 of the first `len` bytes of `file` (read from the start), and the
+/// hasher, ready to take the bytes that follow.
+///
+/// # Errors
+/// Any read error, or [`io::ErrorKind::UnexpectedEof`] when the file is shorter.
+pub fn hash_prefix(file: &mut File, len: u64) -> io::Result<([u8; 32], blake3::Hasher)> {
+    use std::io::{Seek, SeekFrom};
+    file.seek(SeekFrom::Start(0))?;
+    let mut hasher = blake3::Hasher::new();
+    let copied = io::copy(&mut file.by_ref().take(len), &mut hasher)?;
+    if copied != len {
+        return Err(io::ErrorKind::UnexpectedEof.into());
+    }
+    Ok((*hasher.finalize().as_bytes(), hasher))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_stay_within_name_max_and_keys_differ() {
+        let key = partial_key(&[1; 16], "a/b.txt", 10);
+        assert_eq!(key.len(), KEY_HEX);
+        assert_ne!(key, partial_key(&[2; 16], "a/b.txt", 10));
+        assert_ne!(key, partial_key(&[1; 16], "a/c.txt", 10));
+        assert_ne!(key, partial_key(&[1; 16], "a/b.txt", 11));
+        assert_eq!(partial_name("b.txt", &key), format!("b.txt.{key}.lspart"));
+        let long = "é".repeat(127) + "x"; // 255 bytes
+        let name = partial_name(&long, &key);
+        assert!(name.len() <= NAME_MAX, "{}", name.len());
+        assert!(name.ends_with(&format!(".{key}.lspart")));
+    }
+
+    #[test]
+    fn open_resumable_locks_and_refuses_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = open_resumable(dir.path(), "f.k.lspart").unwrap().unwrap();
+        assert_eq!(first.len, 0);
+        #[cfg(unix)]
+        {
+            // Locked: a second open steps aside.
+            assert!(open_resumable(dir.path(), "f.k.lspart").unwrap().is_none());
+            drop(first);
+            std::fs::write(dir.path().join("f.k.lspart"), b"held").unwrap();
+            let again = open_resumable(dir.path(), "f.k.lspart").unwrap().unwrap();
+            assert_eq!(again.len, 4);
+            drop(again);
+            // A symlink or a hard link is never written through.
+            let outside = dir.path().join("outside");
+            std::fs::write(&outside, b"keep").unwrap();
+            std::os::unix::fs::symlink(&outside, dir.path().join("s.k.lspart")).unwrap();
+            assert!(open_resumable(dir.path(), "s.k.lspart").unwrap().is_none());
+            std::fs::hard_link(&outside, dir.path().join("h.k.lspart")).unwrap();
+            assert!(open_resumable(dir.path(), "h.k.lspart").unwrap().is_none());
+            assert_eq!(std::fs::read(&outside).unwrap(), b"keep");
+        }
+        assert!(open_resumable(dir.path(), "../x").is_err());
+    }
+
+    #[test]
+    fn prefix_hash_continues_to_the_whole_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p");
+        std::fs::write(&path, b"hello world").unwrap();
+        let mut f = File::open(&path).unwrap();
+        let (prefix, mut hasher) = hash_prefix(&mut f, 5).unwrap();
+        assert_eq!(&prefix, blake3::hash(b"hello").as_bytes());
+        hasher.update(b" world");
+        assert_eq!(hasher.finalize(), blake3::hash(b"hello world"));
+        assert_eq!(
+            hash_prefix(&mut f, 99).unwrap_err().kind(),
+            io::ErrorKind::UnexpectedEof
+        );
+    }
+}
