@@ -116,7 +116,7 @@ fn run(config: Config) -> Exit {
                 let id = load_identity(&common)?;
                 let store = PeerStore::new(&common.home);
                 tokio::select! {
-                    r = send::run(id, &store, &cfg, common.progress) => r.map(|_| Exit::Success),
+                    r = send::run_retrying(id, &store, &cfg, common.progress) => r.map(|_| Exit::Success),
                     _ = interrupts.next() => Err(Error::Interrupted),
                 }
             }

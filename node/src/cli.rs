@@ -115,6 +115,15 @@ pub struct SendArgs {
     /// How long to look for the receiver on the network, in seconds
     #[arg(long, short = 't', value_name = "SECS", default_value_t = 5.0)]
     pub timeout: f64,
+    /// When the connection fails or breaks, try again (with growing pauses) for up to SECS seconds [default: 60]; each new attempt resumes where the last one stopped
+    #[arg(
+        long,
+        value_name = "SECS",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "60"
+    )]
+    pub retry: Option<f64>,
     #[command(flatten)]
     pub discovery: DiscoveryArgs,
 }

@@ -115,6 +115,8 @@ pub struct SendConfig {
     pub find_timeout: Duration,
     /// Where to look.
     pub discovery: Discovery,
+    /// `--retry`: how long to keep trying after a transient failure.
+    pub retry: Option<Duration>,
 }
 
 /// `peers` settings.
@@ -206,6 +208,7 @@ fn send_config(a: SendArgs) -> Result<SendConfig> {
         files: a.files,
         find_timeout: seconds(a.timeout, "--timeout")?,
         discovery,
+        retry: a.retry.map(|s| seconds(s, "--retry")).transpose()?,
     })
 }
 

@@ -161,7 +161,73 @@ fn sources(files: &[PathBuf]) -> Result<Vec<Source>> {
         .collect()
 }
 
-/// Runs `localstream send`.
+/// First pause before another attempt (`--retry`); it doubles each time
+const RETRY_FIRST_PAUSE: Duration = Duration::from_secs(1);
+/// up to this.
+const RETRY_MAX_PAUSE: Duration = Duration::from_secs(10);
+
+/// Runs `localstream send`, again and again after transient failures while
+/// `--retry` allows (each attempt resumes where the last one stopped).
+pub async fn run_retrying(
+    identity: Arc<LocalIdentity>,
+    store: &PeerStore,
+    cfg: &SendConfig,
+    progress: bool,
+) -> Result<Sent> {
+    let Some(window) = cfg.retry else {
+        return run(identity, store, cfg, progress).await;
+    };
+    let give_up = Instant::now() + window;
+    let mut pause = RETRY_FIRST_PAUSE;
+    let mut attempt = 1;
+    loop {
+        let err = match run(identity.clone(), store, cfg, progress).await {
+            Err(e) if is_transient(&e) => e,
+            done => return done,
+        };
+        let left = give_up.saturating_duration_since(Instant::now());
+        if left < pause {
+            eprintln!("{err}");
+            eprintln!(
+                "giving up after {attempt} attempt{} ({} s of --retry)",
+                if attempt == 1 { "" } else { "s" },
+                window.as_secs_f64().round()
+            );
+            return Err(err);
+        }
+        attempt += 1;
+        eprintln!("{err}");
+        eprintln!(
+            "retrying in {} s (attempt {attempt}, giving up in {} s)",
+            pause.as_secs_f64(),
+            left.as_secs()
+        );
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(RETRY_MAX_PAUSE);
+    }
+}
+
+/// Whether another attempt may succeed: the network or the receiver went
+/// away for a moment, or was busy. Refusals, key changes, bad files and
+/// protocol violations are final.
+fn is_transient(e: &Error) -> bool {
+    match e {
+        Error::Connect { .. } | Error::Io(_) | Error::Timeout(_) | Error::PeerNotFound { .. } => {
+            true
+        }
+        Error::Refused { status, .. } => *status == Status::Busy,
+        Error::Protocol(p) => match p {
+            ProtoError::Truncated => true,
+            ProtoError::PeerAlert { status, .. } => {
+                matches!(status, Status::Busy | Status::Timeout)
+            }
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+/// Runs `localstream send` once.
 pub async fn run(
     identity: Arc<LocalIdentity>,
     store: &PeerStore,
