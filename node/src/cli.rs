@@ -109,8 +109,8 @@ pub struct ListenArgs {
 pub struct SendArgs {
     /// The receiver: its display name, the start of its id (4+ hex digits), or IP[:PORT] (IPv6 as [addr]:port)
     pub peer: String,
-    /// Files to send
-    #[arg(required = true, value_name = "FILE")]
+    /// Files and folders to send (a folder goes whole, with its sub-folders)
+    #[arg(required = true, value_name = "PATH")]
     pub files: Vec<PathBuf>,
     /// How long to look for the receiver on the network, in seconds
     #[arg(long, short = 't', value_name = "SECS", default_value_t = 5.0)]

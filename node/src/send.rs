@@ -9,7 +9,7 @@
 use std::fs::File;
 use std::io::Read;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,7 +18,7 @@ use localstream_proto::handshake::Config as HandshakeConfig;
 use localstream_proto::names::{escape_for_terminal, validate_wire_path};
 use localstream_proto::record::{MAX_PLAINTEXT, RecordType};
 use localstream_proto::transfer::{
-    Answer, FileEnd, FinalStatus, OfferEntry, OfferPart, Resume, ResumeFile, TransferEnd,
+    Answer, FileEnd, FinalStatus, MAX_FILES, OfferEntry, OfferPart, Resume, ResumeFile, TransferEnd,
 };
 use localstream_proto::{Error as ProtoError, Handshake, LocalIdentity, Opener, Sealer, Status};
 use tokio::io::AsyncWriteExt;
@@ -117,48 +117,122 @@ async fn connect_one(addr: SocketAddr) -> std::io::Result<TcpStream> {
     socket.connect(addr).await
 }
 
-/// Checks every file before anything touches the network.
-fn sources(files: &[PathBuf]) -> Result<Vec<Source>> {
-    files
-        .iter()
-        .map(|path| {
-            let meta = std::fs::metadata(path).map_err(|e| Error::file(path, e))?;
-            if meta.is_dir() {
-                return Err(Error::Usage(format!(
-                    "{}: is a directory (only files can be sent)",
-                    path.display()
-                )));
-            }
-            if !meta.is_file() {
-                return Err(Error::Usage(format!(
-                    "{}: not a regular file",
-                    path.display()
-                )));
-            }
-            File::open(path).map_err(|e| Error::file(path, e))?;
-            let name = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .ok_or_else(|| {
-                    Error::Usage(format!(
-                        "{}: the file name is not valid UTF-8",
-                        path.display()
-                    ))
-                })?
-                .to_owned();
-            validate_wire_path(&name).map_err(|e| {
-                Error::Usage(format!(
-                    "{}: cannot be sent under this name: {e}",
-                    path.display()
-                ))
+/// Expands the command line into the files to offer, checking each before
+/// anything touches the network: a file goes under its own name, a folder as
+/// every file below it, under `folder/sub/file`. Inside a folder, symbolic
+/// links (and sockets, pipes, devices) are skipped with a notice: nothing
+/// outside the tree is ever sent because a link pointed there. A path given
+/// on the command line is followed, even when it is a link: that is an
+/// explicit choice.
+fn sources(paths: &[PathBuf]) -> Result<Vec<Source>> {
+    let mut out = Vec::new();
+    for path in paths {
+        let meta = std::fs::metadata(path).map_err(|e| Error::file(path, e))?;
+        let name = top_name(path)?;
+        if meta.is_dir() {
+            add_tree(path, &name, &mut out)?;
+        } else if meta.is_file() {
+            out.push(source(path, name, &meta)?);
+        } else {
+            return Err(Error::Usage(format!(
+                "{}: not a regular file or folder",
+                path.display()
+            )));
+        }
+        if out.len() > MAX_FILES as usize {
+            return Err(Error::Usage(format!(
+                "more than {MAX_FILES} files in one send: send the folders one by one"
+            )));
+        }
+    }
+    Ok(out)
+}
+
+/// The name a command-line path is sent under: its last component (of the
+/// absolute path for `.` and the like).
+fn top_name(path: &Path) -> Result<String> {
+    let named = match path.file_name() {
+        Some(n) => Some(n.to_owned()),
+        None => std::fs::canonicalize(path)
+            .map_err(|e| Error::file(path, e))?
+            .file_name()
+            .map(ToOwned::to_owned),
+    };
+    let named = named.ok_or_else(|| {
+        Error::Usage(format!(
+            "{}: has no name to send it under (send the files inside it instead)",
+            path.display()
+        ))
+    })?;
+    named
+        .into_string()
+        .map_err(|_| Error::Usage(format!("{}: the name is not valid UTF-8", path.display())))
+}
+
+/// One file, checked: readable, and a valid wire path.
+fn source(path: &Path, name: String, meta: &std::fs::Metadata) -> Result<Source> {
+    File::open(path).map_err(|e| Error::file(path, e))?;
+    validate_wire_path(&name).map_err(|e| {
+        Error::Usage(format!(
+            "{}: cannot be sent under this name: {e}",
+            path.display()
+        ))
+    })?;
+    Ok(Source {
+        path: path.to_owned(),
+        name,
+        size: meta.len(),
+    })
+}
+
+/// Every file under the folder `root`, sent as `top/...`, in name order.
+fn add_tree(root: &Path, top: &str, out: &mut Vec<Source>) -> Result<()> {
+    let walk = walkdir::WalkDir::new(root)
+        .follow_links(false)
+        .min_depth(1)
+        .sort_by_file_name();
+    for entry in walk {
+        let entry = entry.map_err(|e| {
+            let path = e.path().unwrap_or(root).to_owned();
+            Error::file(&path, e.into())
+        })?;
+        let path = entry.path();
+        let kind = entry.file_type();
+        if kind.is_dir() {
+            continue;
+        }
+        if !kind.is_file() {
+            eprintln!(
+                "skipping {}: {}",
+                escape_for_terminal(&path.display().to_string()),
+                if kind.is_symlink() {
+                    "symbolic links are not sent"
+                } else {
+                    "not a regular file"
+                }
+            );
+            continue;
+        }
+        let mut name = top.to_owned();
+        for c in entry
+            .path()
+            .strip_prefix(root)
+            .unwrap_or(entry.path())
+            .components()
+        {
+            let c = c.as_os_str().to_str().ok_or_else(|| {
+                Error::Usage(format!("{}: the name is not valid UTF-8", path.display()))
             })?;
-            Ok(Source {
-                path: path.clone(),
-                name,
-                size: meta.len(),
-            })
-        })
-        .collect()
+            name.push('/');
+            name.push_str(c);
+        }
+        let meta = entry.metadata().map_err(|e| Error::file(path, e.into()))?;
+        out.push(source(path, name, &meta)?);
+        if out.len() > MAX_FILES as usize {
+            return Ok(());
+        }
+    }
+    Ok(())
 }
 
 /// First pause before another attempt (`--retry`); it doubles each time

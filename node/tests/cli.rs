@@ -599,3 +599,41 @@ fn closed_stdout_is_not_a_crash() {
         out.status
     );
 }
+
+#[test]
+fn a_folder_arrives_as_a_tree_and_links_inside_are_not_followed() {
+    let p = Pair::new();
+    let root = p.sender.dir("out").join("album");
+    std::fs::create_dir_all(root.join("2024/summer")).unwrap();
+    let files = [
+        ("album/cover.jpg", random_bytes(21, 3000)),
+        ("album/2024/summer/beach.raw", random_bytes(22, 2 * MIB)),
+        ("album/2024/notes.txt", b"notes".to_vec()),
+    ];
+    for (rel, content) in &files {
+        std::fs::write(p.sender.dir("out").join(rel), content).unwrap();
+    }
+    // A link pointing out of the tree: never followed, never sent.
+    let secret = p.sender.file("elsewhere", "secret.txt", b"do not send");
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(&secret, root.join("2024/secret-link")).unwrap();
+    let mut l = p.receiver.listen(&p.inbox, &["--yes"]);
+
+    let out = p.sender.send(l.port, &[&root]);
+    assert_sent_ok(&out, 3);
+    #[cfg(unix)]
+    assert!(
+        text(&out.stderr).contains("secret-link: symbolic links are not sent"),
+        "{}",
+        text(&out.stderr)
+    );
+    let (_, saved) = l.wait_received();
+    assert_eq!(saved.len(), 3);
+    for (rel, content) in &files {
+        assert_content(&p.inbox.join(rel), content);
+    }
+    assert_eq!(
+        names_in(&p.inbox.join("album/2024")),
+        ["notes.txt", "summer"]
+    );
+}
