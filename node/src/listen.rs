@@ -1,9 +1,14 @@
 //! `localstream listen`: the accept loop.
 //!
-//! One root cancellation token, a `JoinSet` of connections capped by a
-//! semaphore, accept errors backed off, and an ordered shutdown: first Ctrl-C
-//! stops accepting and lets running transfers finish for a moment (their
-//! partial files stay as `.lspart`); a second Ctrl-C exits at once.
+//! One root cancellation token, a `JoinSet` of connections, accept errors
+//! backed off, and an ordered shutdown: first Ctrl-C stops accepting and lets
+//! running transfers finish for a moment (their partial files stay as
+//! `.lspart`); a second Ctrl-C exits at once.
+//!
+//! Connections are capped in two pools ([`Admission`]): those still in the
+//! handshake, where a newcomer evicts the oldest so that silent sockets can
+//! never lock honest senders out, and authenticated sessions, where a
+//! newcomer beyond the cap is told Busy.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -16,7 +21,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, info, info_span, warn};
+use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::config::{Common, Discovery, ListenConfig};
 use crate::consent::Gate;
@@ -28,8 +33,9 @@ use crate::signals::Interrupts;
 use crate::store::PeerStore;
 use crate::trust;
 
-/// Most connections served at once; more wait in the kernel's backlog.
-const MAX_CONNECTIONS: usize = 64;
+mod admission;
+pub use admission::{Admission, Handshaking, MAX_SESSIONS, MAX_UNAUTHENTICATED, SessionSlot};
+
 /// How long running transfers get to finish after Ctrl-C.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
@@ -79,8 +85,9 @@ pub async fn run(
         active: trust::ActiveSessions::default(),
     });
     let root = CancellationToken::new();
-    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let mut tasks: JoinSet<ConnEnd> = JoinSet::new();
+    let admission = Admission::new(MAX_UNAUTHENTICATED, MAX_SESSIONS);
+    // `None`: evicted in the handshake (logged when it happened).
+    let mut tasks: JoinSet<Option<ConnEnd>> = JoinSet::new();
     let mut backoff = Duration::from_millis(50);
 
     let end = loop {
@@ -88,7 +95,7 @@ pub async fn run(
             biased;
             _ = interrupts.next() => break ListenEnd::Interrupted,
             Some(joined) = tasks.join_next() => {
-                let Ok(end) = joined else { continue };
+                let Ok(Some(end)) = joined else { continue };
                 match end {
                     ConnEnd::NoTransfer(e) => info!(error = %e, "connection dropped before any offer"),
                     ConnEnd::Transfer(Ok(r)) => {
@@ -114,8 +121,9 @@ pub async fn run(
                         continue;
                     }
                 };
-                let Ok(permit) = limit.clone().try_acquire_owned() else {
-                    warn!(%remote, "too many connections: refusing");
+                if admission.sessions_full() {
+                    // Refused before the handshake, which it would not need.
+                    debug!(%remote, "every session slot taken: refusing");
                     tasks.spawn(async move {
                         let mut busy = Vec::new();
                         Alert {
@@ -124,10 +132,12 @@ pub async fn run(
                         }
                         .encode(&mut busy);
                         let _ = stream.write_all(&busy).await;
-                        ConnEnd::NoTransfer(Error::Timeout("refused: too many connections"))
+                        Some(ConnEnd::NoTransfer(Error::Timeout("refused: too many connections")))
                     });
                     continue;
-                };
+                }
+                let handshaking = admission.admit(remote);
+                let evicted = handshaking.eviction();
                 let shared = shared.clone();
                 let token = root.child_token();
                 let span = info_span!(
@@ -137,15 +147,16 @@ pub async fn run(
                     session = tracing::field::Empty
                 );
                 tasks.spawn(async move {
-                    let _permit = permit;
                     // On shutdown a transfer gets a moment to tell its sender why it stops.
                     let cut = async {
                         token.cancelled().await;
                         tokio::time::sleep(Duration::from_millis(500)).await;
                     };
                     tokio::select! {
-                        end = receive::serve(stream, remote, shared, token.clone()) => end,
-                        _ = cut => ConnEnd::NoTransfer(Error::Interrupted),
+                        end = receive::serve(stream, remote, shared, token.clone(), handshaking) => Some(end),
+                        _ = cut => Some(ConnEnd::NoTransfer(Error::Interrupted)),
+                        // Still in the handshake and the oldest: dropped (socket closed) at once.
+                        () = evicted.cancelled() => None,
                     }
                 }.instrument(span));
             }

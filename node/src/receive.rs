@@ -134,6 +134,7 @@ pub async fn serve(
     remote: SocketAddr,
     shared: Arc<Shared>,
     stop: CancellationToken,
+    handshaking: crate::listen::Handshaking,
 ) -> ConnEnd {
     let _ = stream.set_nodelay(true);
     let (rd, wr) = stream.into_split();
@@ -151,6 +152,14 @@ pub async fn serve(
         sealer: session.sealer,
     };
     let mut opener = session.opener;
+    let Some(_slot) = handshaking.authenticated() else {
+        let message = "the receiver is serving too many sessions; try again";
+        writer.alert(Status::Busy, message).await;
+        return ConnEnd::NoTransfer(Error::Refused {
+            status: Status::Busy,
+            message: message.into(),
+        });
+    };
     let peer_id = uuid::Uuid::from_bytes(peer.node_id);
     let session_hex = trust::session_hex(&session.session_id);
     let span = tracing::Span::current();
