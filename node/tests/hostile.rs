@@ -10,9 +10,12 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Node, Role, assert_content, names_in, poll_until, random_bytes, text};
+use common::{
+    Listener, Node, Pair, Role, STEP, assert_content, names_in, poll_until, random_bytes, text,
+};
 use localstream::conn::{FrameReader, IDLE_TIMEOUT, RecordWriter, handshake};
 use localstream_proto::handshake::Config;
+use localstream_proto::names::{escape_for_terminal, is_control_or_bidi};
 use localstream_proto::record::RecordType;
 use localstream_proto::transfer::{
     Answer, FileEnd, FinalStatus, OfferEntry, OfferPart, TransferEnd,
@@ -257,4 +260,354 @@ fn tampered_record_ends_the_connection_without_a_file() {
     // The partial may remain for a later resume, but never the final name.
     assert!(!inbox.join("t.txt").exists());
     honest_transfer_works(listener.port, &inbox, "after.txt");
+}
+
+/// Whether `out` (a listener's stdout and stderr) holds a character that can
+/// drive a terminal (ESC, BEL, NUL, C1, bidi controls, U+2028, ...), other
+/// than the newlines that end its own lines.
+fn raw_terminal_controls(out: &str) -> Vec<char> {
+    out.chars()
+        .filter(|&c| c != '\n' && is_control_or_bidi(c))
+        .collect()
+}
+
+/// Everything the listener printed so far: stdout lines read and stderr.
+fn listener_output(listener: &Listener) -> String {
+    format!("{}\n{}", listener.stdout.join("\n"), listener.stderr())
+}
+
+/// The hostile names of issue 6 (and a few more of the same kinds), each with
+/// a short label for reports and the reason the refusal must give.
+fn hostile_names() -> Vec<(String, String, &'static str)> {
+    let dots = r#"path component ".." is not allowed"#;
+    let reserved = "is a reserved device name on Windows";
+    let trailing = "ends with '.' or a space";
+    let named = |name: &str, reason| (escape_for_terminal(name), name.to_owned(), reason);
+    vec![
+        named("../../x", dots),
+        named("a/../../b", dots),
+        named("/etc/x", "absolute path (starts with '/')"),
+        named("C:\\x", "contains a backslash"),
+        named("\\\\srv\\s", "contains a backslash"),
+        named("a\0b", "contains control character 0x00"),
+        named("CON", reserved),
+        named("con.txt", reserved),
+        named("NUL", reserved),
+        named("COM1", reserved),
+        named("LPT1", reserved),
+        named("aux/x.txt", reserved),
+        named("x.", trailing),
+        named("x ", trailing),
+        named("   ", trailing),
+        (
+            "300-byte component".into(),
+            "y".repeat(300),
+            "is 300 bytes long, the limit is 255",
+        ),
+        named("", "empty path"),
+        named("\x1b[2J", "contains control character 0x1b"),
+        named("\x1b]52;c;SGVsbG8=\x07", "contains control character 0x1b"),
+        named("\u{9b}2J", "contains character U+009B"),
+        named("invoice\u{202e}fdp.exe", "contains character U+202E"),
+        named("report.pdf\u{2028}x.exe", "contains character U+2028"),
+        named("a\nb", "contains control character 0x0a"),
+        named(".", r#"path component "." is not allowed"#),
+        named("..", dots),
+        named("a//b", "empty path component at position 1"),
+        named("a/", "empty path component at position 1"),
+        named("notes.txt:hidden", "contains ':'"),
+    ]
+}
+
+/// The message of a caught panic.
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+        .unwrap_or_else(|| "(no message)".into())
+}
+
+/// Each hostile name on its own connection to one listener. Every name must be
+/// refused with 422 and its reason; nothing may appear outside the inbox (its
+/// parent, grandparent and a sibling directory are watched) or inside it; the
+/// listener's output must stay free of raw terminal controls; and an honest
+/// sender must still be served after each one. Every name is checked even when
+/// an earlier one fails, and the failure names each failing name.
+#[test]
+fn every_hostile_name_is_refused_on_its_own() {
+    let receiver = Node::new(Role::Receiver);
+    // root/a/inbox, so that `../../x` from the inbox would land in root.
+    let root = receiver.dir("jail");
+    let inbox = root.join("a").join("inbox");
+    std::fs::create_dir_all(&inbox).unwrap();
+    let elsewhere = root.join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    std::fs::write(elsewhere.join("marker"), b"untouched").unwrap();
+    let mut listener = receiver.listen(&inbox, &["--yes"]);
+    let rt = runtime();
+    let mut table = vec![];
+    let mut failures = vec![];
+    for (i, (label, name, reason)) in hostile_names().into_iter().enumerate() {
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            // What earlier cases left, so that one failure does not taint the next.
+            let refused_before = listener.stderr().matches("refused offer").count();
+            let inbox_before = names_in(&inbox);
+            let answer = rt.block_on(async {
+                let mut evil = Evil::connect(listener.port).await;
+                evil.offer(&[(name.as_str(), 3)]).await
+            });
+            table.push(format!(
+                "\"{label}\" -> {} \"{}\"",
+                answer.status.code(),
+                escape_for_terminal(&answer.message)
+            ));
+            assert_eq!(answer.status, Status::InvalidName, "{answer:?}");
+            assert!(
+                answer.message.starts_with("refused file name: ")
+                    && answer.message.contains(reason),
+                "the refusal should say {reason:?}: {:?}",
+                answer.message
+            );
+            assert!(
+                raw_terminal_controls(&answer.message).is_empty() && !answer.message.contains('\n'),
+                "unescaped refusal {:?}",
+                answer.message
+            );
+            // The listener says why, in its own words.
+            if !poll_until(STEP, || {
+                listener.stderr().matches("refused offer").count() > refused_before
+            }) {
+                listener.fail("no \"refused offer\" line on stderr");
+            }
+            // Nothing anywhere but what the honest senders delivered.
+            assert_eq!(
+                names_in(&root),
+                ["a", "elsewhere"],
+                "beside the inbox's parent"
+            );
+            assert_eq!(names_in(&root.join("a")), ["inbox"], "beside the inbox");
+            assert_eq!(names_in(&elsewhere), ["marker"], "in a sibling directory");
+            assert_content(&elsewhere.join("marker"), b"untouched");
+            assert_eq!(names_in(&inbox), inbox_before, "in the inbox");
+            assert!(
+                !std::path::Path::new("/etc/x").exists(),
+                "/etc/x was created"
+            );
+            assert!(listener.is_running(), "the listener stopped");
+            // Still serving.
+            let honest = format!("after-{i:02}.txt");
+            honest_transfer_works(listener.port, &inbox, &honest);
+            let (head, paths) = listener.wait_received();
+            assert!(head.starts_with("received 1 file"), "{head}");
+            assert_eq!(paths, [inbox.join(&honest)]);
+            let out = listener_output(&listener);
+            let raw = raw_terminal_controls(&out);
+            assert!(
+                raw.is_empty(),
+                "raw {raw:?} in the listener's output:\n{out}"
+            );
+            if name.contains('\n') {
+                assert!(!out.contains(&name), "raw newline name in:\n{out}");
+            }
+        }));
+        if let Err(payload) = outcome {
+            failures.push(format!("name \"{label}\": {}", panic_text(&*payload)));
+        }
+    }
+    eprintln!(
+        "hostile names and the receiver's answers:\n{}",
+        table.join("\n")
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {} hostile names were mishandled:\n{}",
+        failures.len(),
+        hostile_names().len(),
+        failures.join("\n")
+    );
+}
+
+/// One hostile name among good ones refuses the whole offer: not even the
+/// good files are created.
+#[test]
+fn one_hostile_name_refuses_the_whole_offer() {
+    let receiver = Node::new(Role::Receiver);
+    let inbox = receiver.dir("inbox");
+    let listener = receiver.listen(&inbox, &["--yes"]);
+    let answer = runtime().block_on(async {
+        let mut evil = Evil::connect(listener.port).await;
+        evil.offer(&[("good.txt", 3), ("../bad.txt", 3), ("also-good.txt", 3)])
+            .await
+    });
+    assert_eq!(answer.status, Status::InvalidName, "{answer:?}");
+    assert!(answer.files.is_empty(), "{answer:?}");
+    assert!(names_in(&inbox).is_empty(), "{:?}", names_in(&inbox));
+    honest_transfer_works(listener.port, &inbox, "fine.txt");
+}
+
+/// Names the policy deliberately accepts although they look odd (bidi marks
+/// that mixed-direction names need, leading dots and spaces, non-ASCII) are
+/// saved under exactly that name inside the inbox, and the listener shows
+/// them escaped: the raw marks never reach its terminal.
+#[test]
+fn odd_but_valid_names_are_saved_inside_and_shown_escaped() {
+    let receiver = Node::new(Role::Receiver);
+    let root = receiver.dir("root");
+    let inbox = root.join("inbox");
+    std::fs::create_dir(&inbox).unwrap();
+    let mut listener = receiver.listen(&inbox, &["--yes"]);
+    let names = [
+        "mark\u{200f}.txt",
+        "שלום\u{200e}.txt",
+        "x\u{61c}y",
+        "..hidden",
+        " leading space",
+        "résumé 日本.txt",
+        "sub/dir\u{200f}/f.txt",
+    ];
+    let status = runtime().block_on(async {
+        let mut evil = Evil::connect(listener.port).await;
+        let entries: Vec<(&str, u64)> = names.iter().map(|n| (*n, n.len() as u64)).collect();
+        let answer = evil.offer(&entries).await;
+        assert_eq!(answer.status, Status::Ok, "{answer:?}");
+        let mut bytes = 0;
+        for (i, n) in names.iter().enumerate() {
+            evil.send(RecordType::Data, n.as_bytes()).await;
+            evil.file_end(
+                i as u32,
+                n.len() as u64,
+                *blake3::hash(n.as_bytes()).as_bytes(),
+            )
+            .await;
+            bytes += n.len() as u64;
+        }
+        evil.transfer_end(names.len() as u32, bytes).await;
+        evil.next().await.unwrap()
+    });
+    assert_eq!(status.status, Status::Ok, "{status:?}");
+    let (_, shown) = listener.wait_received();
+    for n in names {
+        assert_content(&inbox.join(n), n.as_bytes());
+        let expected = escape_for_terminal(&inbox.join(n).display().to_string());
+        assert!(
+            shown.iter().any(|p| p.to_str() == Some(expected.as_str())),
+            "{n:?} not listed as {expected:?} in {shown:?}"
+        );
+    }
+    assert_eq!(names_in(&root), ["inbox"]);
+    let out = listener_output(&listener);
+    assert_eq!(raw_terminal_controls(&out), Vec::<char>::new(), "{out}");
+}
+
+/// A directory of the destination that is a symlink to somewhere else is never
+/// written through, however the offer reaches it: the offer is refused and
+/// nothing appears outside.
+#[test]
+fn symlinked_parents_are_refused_and_nothing_is_written_outside() {
+    let receiver = Node::new(Role::Receiver);
+    let root = receiver.dir("root");
+    let inbox = root.join("inbox");
+    let elsewhere = root.join("elsewhere");
+    std::fs::create_dir_all(inbox.join("real")).unwrap();
+    std::fs::create_dir(&elsewhere).unwrap();
+    std::fs::write(elsewhere.join("marker"), b"untouched").unwrap();
+    std::os::unix::fs::symlink(&elsewhere, inbox.join("sub")).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, inbox.join("real").join("deeper")).unwrap();
+    std::os::unix::fs::symlink("../elsewhere", inbox.join("relative")).unwrap();
+    std::os::unix::fs::symlink(elsewhere.join("marker"), inbox.join("filelink")).unwrap();
+    let listener = receiver.listen(&inbox, &["--yes"]);
+    let rt = runtime();
+    for (path, reason) in [
+        ("sub/f.txt", "symbolic link"),
+        ("sub/new/f.txt", "symbolic link"),
+        ("real/deeper/f.txt", "symbolic link"),
+        ("relative/f.txt", "symbolic link"),
+        ("filelink/f.txt", "symbolic link"),
+    ] {
+        let answer = rt.block_on(async {
+            let mut evil = Evil::connect(listener.port).await;
+            evil.offer(&[(path, 3)]).await
+        });
+        assert_eq!(answer.status, Status::WriteFailed, "{path}: {answer:?}");
+        assert!(answer.message.contains(reason), "{path}: {answer:?}");
+        // The receiver's own paths are none of the sender's business.
+        assert!(
+            !answer.message.contains(root.to_str().unwrap()),
+            "{path}: {answer:?}"
+        );
+        assert_eq!(names_in(&elsewhere), ["marker"], "{path}");
+        assert_content(&elsewhere.join("marker"), b"untouched");
+        assert_eq!(names_in(&root), ["elsewhere", "inbox"], "{path}");
+        assert_eq!(
+            names_in(&inbox),
+            ["filelink", "real", "relative", "sub"],
+            "{path}"
+        );
+        assert_eq!(names_in(&inbox.join("real")), ["deeper"], "{path}");
+    }
+    honest_transfer_works(listener.port, &inbox, "fine.txt");
+}
+
+/// Planted partial files (a symlink to a file outside, a dangling symlink to
+/// where a new file would appear outside, a hard link to a file outside) and
+/// a planted symlink under the final name are never written through: the
+/// file arrives intact under a free name, and the outside stays as it was.
+#[test]
+fn planted_partial_and_final_links_are_not_written_through() {
+    let pair = Pair::new();
+    let root = pair.inbox.parent().unwrap().join("outside");
+    std::fs::create_dir(&root).unwrap();
+    let victim = root.join("victim");
+    std::fs::write(&victim, b"original").unwrap();
+    let hard_victim = pair.inbox.parent().unwrap().join("hard-victim");
+    std::fs::write(&hard_victim, b"original too").unwrap();
+    let content = random_bytes(11, 300_000);
+    let f = pair.sender.file("out", "f.txt", &content);
+    let sender_id = uuid::Uuid::parse_str(&pair.sender.id().id)
+        .unwrap()
+        .into_bytes();
+    // The names a receiver may choose for f.txt's partial: the resumable one
+    // (keyed by sender, path and size) and the plain ones.
+    let keyed = localstream::fsutil::resumable::partial_name(
+        "f.txt",
+        &localstream::fsutil::resumable::partial_key(&sender_id, "f.txt", content.len() as u64),
+    );
+    let plant = |name: &str, how: &str| {
+        let at = pair.inbox.join(name);
+        match how {
+            "symlink" => std::os::unix::fs::symlink(&victim, &at).unwrap(),
+            "dangling" => std::os::unix::fs::symlink(root.join("created"), &at).unwrap(),
+            "hardlink" => std::fs::hard_link(&hard_victim, &at).unwrap(),
+            _ => unreachable!(),
+        }
+    };
+    plant(&keyed, "symlink");
+    plant("f.txt.lspart", "dangling");
+    plant("f.txt.1.lspart", "hardlink");
+    plant("f.txt", "symlink");
+    let before = names_in(&pair.inbox);
+    let mut listener = pair.receiver.listen(&pair.inbox, &["--yes"]);
+    let out = pair.sender.send(listener.port, &[&f]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let (_, paths) = listener.wait_received();
+    assert_eq!(paths, [pair.inbox.join("f (1).txt")]);
+    assert_content(&pair.inbox.join("f (1).txt"), &content);
+    assert_content(&victim, b"original");
+    assert_content(&hard_victim, b"original too");
+    assert_eq!(names_in(&root), ["victim"], "nothing created outside");
+    // The planted entries are left alone (still links, nothing else new).
+    let mut expected = before.clone();
+    expected.push("f (1).txt".into());
+    expected.sort();
+    assert_eq!(names_in(&pair.inbox), expected);
+    for name in [keyed.as_str(), "f.txt.lspart", "f.txt"] {
+        assert!(
+            std::fs::symlink_metadata(pair.inbox.join(name))
+                .unwrap()
+                .file_type()
+                .is_symlink(),
+            "{name}"
+        );
+    }
 }

@@ -81,9 +81,11 @@ pub enum NameError {
         /// The control character.
         byte: u8,
     },
-    /// A component contains a C1 control character (U+0080..U+009F) or a
+    /// A component contains a C1 control character (U+0080..U+009F), a
     /// bidirectional override/isolate (U+202A..U+202E, U+2066..U+2069), which
-    /// only serve to make a name look like something it is not.
+    /// only serve to make a name look like something it is not, or a Unicode
+    /// line/paragraph separator (U+2028, U+2029), a line break for many tools
+    /// (Python's `splitlines`, editors, some terminals) just as `\n` is.
     #[error("path component {} contains character U+{:04X}", show(.component), u32::from(*.ch))]
     UnsafeChar {
         /// The offending component.
@@ -197,9 +199,15 @@ fn validate_component(component: &str, index: usize) -> Result<(), NameError> {
             byte,
         });
     }
-    if let Some(ch) = component.chars().find(
-        |c| matches!(c, '\u{80}'..='\u{9f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'),
-    ) {
+    if let Some(ch) = component.chars().find(|c| {
+        matches!(c,
+            '\u{80}'..='\u{9f}'
+            | '\u{202a}'..='\u{202e}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{2028}'
+            | '\u{2029}'
+        )
+    }) {
         return Err(NameError::UnsafeChar {
             component: owned(),
             ch,
@@ -260,7 +268,9 @@ fn is_windows_reserved(component: &str) -> bool {
 
 /// Whether `c` is a control, bidi-formatting or line-separator character:
 /// one that can move the cursor, recolour or reorder what a terminal shows.
-/// Display names with such characters are refused; file names escape them.
+/// Display names with such characters are refused; wire paths refuse all of
+/// them except the bidi marks (see [`validate_wire_path`]), which are escaped
+/// wherever a name is shown.
 #[must_use]
 pub fn is_control_or_bidi(c: char) -> bool {
     matches!(c,
@@ -434,15 +444,26 @@ mod tests {
     }
 
     #[test]
-    fn c1_controls_and_bidi_overrides_are_refused() {
-        for bad in ["a\u{9b}31m", "invoice\u{202e}fdp.exe", "x\u{2066}y"] {
-            assert!(
-                matches!(validate_wire_path(bad), Err(NameError::UnsafeChar { .. })),
-                "{bad:?}"
-            );
+    fn c1_controls_bidi_overrides_and_line_separators_are_refused() {
+        for (bad, ch) in [
+            ("a\u{9b}31m", '\u{9b}'),
+            ("invoice\u{202e}fdp.exe", '\u{202e}'),
+            ("x\u{2066}y", '\u{2066}'),
+            ("report.pdf\u{2028}invoice.exe", '\u{2028}'),
+            ("dir/a\u{2029}b", '\u{2029}'),
+        ] {
+            match validate_wire_path(bad) {
+                Err(NameError::UnsafeChar { ch: found, .. }) => assert_eq!(found, ch, "{bad:?}"),
+                other => panic!("{bad:?}: {other:?}"),
+            }
         }
-        // Right-to-left text itself is fine.
+        // Right-to-left text itself is fine, and so are the bidi marks that
+        // mixed-direction names need (they are escaped when displayed).
         assert!(validate_wire_path("שלום.txt").is_ok());
+        for mark in ["a\u{200e}b", "שלום\u{200f}.txt", "x\u{61c}y"] {
+            assert!(validate_wire_path(mark).is_ok(), "{mark:?}");
+            assert!(!escape_for_terminal(mark).contains(['\u{200e}', '\u{200f}', '\u{61c}']));
+        }
     }
 
     #[test]
@@ -552,7 +573,8 @@ mod tests {
     #[test]
     fn never_panics_on_random_input() {
         // Bytes that exercise the interesting paths, mixed with arbitrary ones.
-        const ALPHABET: &[u8] = b"/./..\\:aAcCoOnNmM1 \0\x1b\x7f\xc2\x9b\xe2\x80\xae\xff";
+        const ALPHABET: &[u8] =
+            b"/./..\\:aAcCoOnNmM1 \0\x1b\x7f\xc2\x9b\xe2\x80\xae\xa8\xe2\x80\x8f\xff";
         let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
         let mut accepted = 0;
         for i in 0..5000u32 {
@@ -580,6 +602,9 @@ mod tests {
                     assert!(!c.is_empty() && *c != "." && *c != "..");
                     assert!(!c.contains(['/', '\\', ':', '\0']));
                     assert!(!c.bytes().any(|b| b.is_ascii_control()));
+                    assert!(!c.chars().any(|ch| {
+                        is_control_or_bidi(ch) && !matches!(ch, '\u{200e}' | '\u{200f}' | '\u{61c}')
+                    }));
                     assert!(c.len() <= MAX_COMPONENT_BYTES);
                 }
             }

@@ -473,3 +473,10 @@ impl Drop for Relay {
         let _ = TcpStream::connect(("127.0.0.1", self.port));
     }
 }
+
+/// Starts a listener from a `listen` command the caller built itself (for
+/// example wrapped in `unshare`) and waits for its port, as
+/// [`Node::listen`] does. `dir` is the destination as the listener sees it.
+pub fn spawn_listener(cmd: Command, dir: &Path) -> Listener {
+    Listener::spawn(cmd, dir)
+}

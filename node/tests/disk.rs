@@ -1,0 +1,351 @@
+//! Disk trouble on the receiving side: a destination too small for the offer,
+//! one that fills up while a file is being written, and a read-only one.
+//!
+//! Each listener runs in a private mount namespace (`unshare --mount
+//! --propagation private`) with a small tmpfs mounted over its destination:
+//! nothing is mounted on the host, and the mount goes away with the process.
+//! The test reaches into that namespace through `/proc/<pid>/root`, which
+//! resolves paths in the mount namespace of the process.
+//!
+//! Mounting needs root. Without it the tests print a loud `SKIPPED` line and
+//! pass, unless `LOCALSTREAM_REQUIRE_NETNS=1` (CI sets it), where that is a
+//! failure.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+
+use common::{
+    Listener, Node, Pair, STEP, assert_content, names_in, poll_until, random_bytes, spawn_listener,
+    text, wait_deadline,
+};
+
+/// Turns "cannot mount here" from a skip into a failure.
+const REQUIRE_ENV: &str = "LOCALSTREAM_REQUIRE_NETNS";
+const MIB: usize = 1 << 20;
+
+/// Whether a private mount namespace with a tmpfs can be made here. When not,
+/// prints a loud `SKIPPED` line (or panics under [`REQUIRE_ENV`]).
+fn mount_namespaces_or_skip(test: &str) -> bool {
+    static PROBE: OnceLock<Result<(), String>> = OnceLock::new();
+    let probe = PROBE.get_or_init(|| {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let out = Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c"])
+            .arg(r#"mount -t tmpfs -o size=1m tmpfs "$1""#)
+            .arg("sh")
+            .arg(dir.path())
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run unshare: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "unshare --mount + mount -t tmpfs failed: {}",
+                text(&out.stderr).trim()
+            ))
+        }
+    });
+    match probe {
+        Ok(()) => true,
+        Err(why) if std::env::var(REQUIRE_ENV).as_deref() == Ok("1") => {
+            panic!("{test} needs root (a private mount namespace) and {REQUIRE_ENV}=1: {why}")
+        }
+        Err(why) => {
+            // Straight to stderr: the test harness captures `eprintln!`.
+            let _ = writeln!(
+                std::io::stderr(),
+                "\n*** SKIPPED: {test}: needs root (a private mount namespace): {why} ***\n"
+            );
+            false
+        }
+    }
+}
+
+/// `listen --yes` on a tmpfs of `size` mounted over `dir` in a private mount
+/// namespace. `then` is shell run after the mount, the mount point in `$d`.
+fn listen_on_tmpfs(node: &Node, dir: &Path, size: &str, then: &str) -> Listener {
+    let mut inner = node.cmd();
+    inner
+        .arg("listen")
+        .arg("--no-discovery")
+        .arg("--dir")
+        .arg(dir)
+        .args(["--port", "0", "--bind", "127.0.0.1", "--yes"]);
+    let script = format!(
+        r#"set -e; d="$1"; shift; mount -t tmpfs -o size={size} tmpfs "$d"; {then}; exec "$@""#
+    );
+    let mut cmd = Command::new("unshare");
+    cmd.args([
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        &script,
+        "sh",
+    ])
+    .arg(dir)
+    .arg(inner.get_program())
+    .args(inner.get_args())
+    .stdin(Stdio::null());
+    for (key, value) in inner.get_envs() {
+        match value {
+            Some(v) => cmd.env(key, v),
+            None => cmd.env_remove(key),
+        };
+    }
+    spawn_listener(cmd, dir)
+}
+
+/// `path` as the listener sees it (in its mount namespace).
+fn inside(listener: &Listener, path: &Path) -> PathBuf {
+    Path::new(&format!("/proc/{}/root", listener.pid())).join(path.strip_prefix("/").unwrap())
+}
+
+#[test]
+fn an_offer_larger_than_the_free_space_is_refused_up_front() {
+    if !mount_namespaces_or_skip("an_offer_larger_than_the_free_space_is_refused_up_front") {
+        return;
+    }
+    let pair = Pair::new();
+    let mut listener = listen_on_tmpfs(&pair.receiver, &pair.inbox, "4m", "true");
+    let dest = inside(&listener, &pair.inbox);
+    let big = pair
+        .sender
+        .file("out", "big.bin", &random_bytes(1, 16 * MIB));
+    let out = pair.sender.send(listener.port, &[&big]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(
+            "localstream: refused by the receiver: not enough disk space: the offer needs \
+             16.00 MiB but only 4.00 MiB is free (507)"
+        ),
+        "{err}"
+    );
+    assert!(names_in(&dest).is_empty(), "{:?}", names_in(&dest));
+    assert!(names_in(&pair.inbox).is_empty(), "nothing on the host");
+    assert!(listener.is_running());
+    // What fits still arrives.
+    let content = random_bytes(2, MIB);
+    let small = pair.sender.file("out", "small.bin", &content);
+    let out = pair.sender.send(listener.port, &[&small]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_content(&dest.join("small.bin"), &content);
+    assert!(names_in(&pair.inbox).is_empty(), "nothing on the host");
+    eprintln!(
+        "sender stderr:\n{err}\nlistener stderr:\n{}",
+        listener.stderr()
+    );
+}
+
+/// A relay to `127.0.0.1:<target>` for one connection that passes the
+/// client's first `hold_after` bytes, then holds the rest (the client blocks
+/// on a full socket) until [`Valve::open`].
+struct Valve {
+    port: u16,
+    open: Arc<(Mutex<bool>, Condvar)>,
+}
+
+impl Valve {
+    fn start(target: u16, hold_after: usize) -> Valve {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let open = Arc::new((Mutex::new(false), Condvar::new()));
+        let gate = open.clone();
+        std::thread::spawn(move || {
+            let Ok((mut client, _)) = listener.accept() else {
+                return;
+            };
+            let Ok(mut server) = TcpStream::connect(("127.0.0.1", target)) else {
+                return;
+            };
+            let (mut s2, mut c2) = (server.try_clone().unwrap(), client.try_clone().unwrap());
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut s2, &mut c2);
+                let _ = c2.shutdown(Shutdown::Write);
+            });
+            let mut passed = 0;
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                if passed >= hold_after {
+                    let (lock, cv) = &*gate;
+                    let _open = cv.wait_while(lock.lock().unwrap(), |o| !*o).unwrap();
+                }
+                let want = if passed < hold_after {
+                    buf.len().min(hold_after - passed)
+                } else {
+                    buf.len()
+                };
+                let n = match client.read(&mut buf[..want]) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                if server.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+                passed += n;
+            }
+            let _ = server.shutdown(Shutdown::Both);
+            let _ = client.shutdown(Shutdown::Both);
+        });
+        Valve { port, open }
+    }
+
+    fn open(&self) {
+        let (lock, cv) = &*self.open;
+        *lock.lock().unwrap() = true;
+        cv.notify_all();
+    }
+}
+
+impl Drop for Valve {
+    fn drop(&mut self) {
+        self.open();
+    }
+}
+
+/// Fills the filesystem holding `dir` with `dir/name` until it is full.
+fn fill(dir: &Path, name: &str) {
+    let mut f = std::fs::File::create(dir.join(name)).unwrap();
+    let chunk = vec![0x5au8; 64 * 1024];
+    loop {
+        match f.write(&chunk) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::StorageFull => break,
+            Err(e) => panic!("filling {}: {e}", dir.display()),
+        }
+    }
+}
+
+/// The offer fits when it is made; the disk fills while the file is written
+/// (a filler the listener knows nothing about takes the rest of it). Both
+/// sides must say why, no file may appear under its final name, and once the
+/// filler is gone the same send goes through.
+#[test]
+fn a_disk_that_fills_during_the_transfer_fails_cleanly_and_recovers() {
+    if !mount_namespaces_or_skip("a_disk_that_fills_during_the_transfer_fails_cleanly_and_recovers")
+    {
+        return;
+    }
+    let pair = Pair::new();
+    let mut listener = listen_on_tmpfs(&pair.receiver, &pair.inbox, "8m", "true");
+    let dest = inside(&listener, &pair.inbox);
+    let content = random_bytes(3, 6 * MIB);
+    let big = pair.sender.file("out", "big.bin", &content);
+    // The handshake, the offer and the first 1 MiB record pass; the rest
+    // waits until the disk is full.
+    let valve = Valve::start(listener.port, 3 * MIB / 2);
+    let mut sender = pair
+        .sender
+        .send_cmd(valve.port, &[&big])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let partial_len = || {
+        std::fs::read_dir(&dest)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".lspart"))
+            .filter_map(|e| e.metadata().ok())
+            .map(|m| m.len())
+            .max()
+    };
+    if !poll_until(STEP, || partial_len().is_some_and(|n| n >= MIB as u64)) {
+        let _ = sender.kill();
+        listener.fail(&format!(
+            "the first record was not written: {:?}",
+            names_in(&dest)
+        ));
+    }
+    fill(&dest, "filler");
+    valve.open();
+    let status = wait_deadline(&mut sender, STEP * 2);
+    let out = sender.wait_with_output().unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(status.and_then(|s| s.code()), Some(1), "{err}");
+    assert!(
+        err.contains(
+            "localstream: peer aborted: the receiver cannot write: no storage space (507 not \
+             enough disk space on the receiver)"
+        ),
+        "{err}"
+    );
+    listener.wait_stderr("transfer failed: ");
+    let said = listener.stderr();
+    assert!(said.contains("No space left on device"), "{said}");
+    let names = names_in(&dest);
+    assert!(
+        names
+            .iter()
+            .all(|n| n == "filler" || n.ends_with(".lspart")),
+        "only the filler and a partial file may be there: {names:?}"
+    );
+    assert!(listener.is_running());
+    eprintln!("sender stderr:\n{err}\nlistener stderr:\n{said}");
+
+    // Room again: the same send now completes (resuming or not).
+    std::fs::remove_file(dest.join("filler")).unwrap();
+    let out = pair.sender.send(listener.port, &[&big]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_content(&dest.join("big.bin"), &content);
+    assert!(names_in(&pair.inbox).is_empty(), "nothing on the host");
+}
+
+/// A read-only destination: the listener starts (the filesystem may be
+/// remounted writable later, and a running listener must not die when it
+/// turns read-only), and every send fails with a clear reason on both sides.
+#[test]
+fn a_read_only_destination_fails_each_send_clearly_and_keeps_listening() {
+    if !mount_namespaces_or_skip(
+        "a_read_only_destination_fails_each_send_clearly_and_keeps_listening",
+    ) {
+        return;
+    }
+    let pair = Pair::new();
+    let mut listener = listen_on_tmpfs(
+        &pair.receiver,
+        &pair.inbox,
+        "4m",
+        r#"mount -o remount,ro "$d""#,
+    );
+    let dest = inside(&listener, &pair.inbox);
+    let f = pair.sender.file("out", "f.txt", &random_bytes(4, 100_000));
+    for attempt in 1..=2 {
+        let out = pair.sender.send(listener.port, &[&f]);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains(
+                "localstream: peer aborted: the receiver cannot write: read-only filesystem or \
+                 storage medium (508 receiver could not write the file)"
+            ),
+            "{err}"
+        );
+        if !poll_until(STEP, || {
+            listener.stderr().matches("transfer failed: ").count() >= attempt
+        }) {
+            listener.fail("no \"transfer failed\" line");
+        }
+        let said = listener.stderr();
+        assert!(
+            said.contains("Read-only file system (os error 30)"),
+            "{said}"
+        );
+        assert!(listener.is_running(), "attempt {attempt}");
+        assert!(names_in(&dest).is_empty(), "{:?}", names_in(&dest));
+        if attempt == 2 {
+            eprintln!("sender stderr:\n{err}\nlistener stderr:\n{said}");
+        }
+    }
+}
