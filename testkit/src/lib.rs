@@ -14,6 +14,8 @@
 // Test support: a failed step should fail the test loudly, with context.
 #![allow(clippy::unwrap_used)]
 
+pub mod proxy;
+
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
