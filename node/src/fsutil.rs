@@ -63,18 +63,20 @@ pub fn prepare_parent(dest_root: &Path, components: &[&str]) -> io::Result<PathB
     for component in components {
         check_component(component)?;
         dir.push(component);
+        // Errors name the path inside the destination only: they may go to the peer.
+        let shown = dir.strip_prefix(dest_root).unwrap_or(&dir).to_owned();
         match fs::symlink_metadata(&dir) {
-            Ok(m) => ensure_real_dir(&dir, &m)?,
+            Ok(m) => ensure_real_dir(&shown, &m)?,
             Err(e) if e.kind() == io::ErrorKind::NotFound => match create_dir(&dir) {
                 Ok(()) => {}
                 // Someone else created it meanwhile: fine if it is a real directory.
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                    ensure_real_dir(&dir, &fs::symlink_metadata(&dir)?)?;
+                    ensure_real_dir(&shown, &fs::symlink_metadata(&dir)?)?;
                 }
                 Err(e) => {
                     return Err(io::Error::new(
                         e.kind(),
-                        format!("cannot create directory {}: {e}", dir.display()),
+                        format!("cannot create directory {}: {e}", shown.display()),
                     ));
                 }
             },
@@ -94,17 +96,21 @@ fn create_dir(dir: &Path) -> io::Result<()> {
     builder.create(dir)
 }
 
-fn ensure_real_dir(path: &Path, meta: &fs::Metadata) -> io::Result<()> {
+/// `shown` is how errors name the directory.
+fn ensure_real_dir(shown: &Path, meta: &fs::Metadata) -> io::Result<()> {
     if meta.file_type().is_symlink() {
         return Err(io::Error::new(
             io::ErrorKind::PermissionDenied,
-            format!("refusing to write through symbolic link {}", path.display()),
+            format!(
+                "refusing to write through symbolic link {}",
+                shown.display()
+            ),
         ));
     }
     if !meta.is_dir() {
         return Err(io::Error::new(
             io::ErrorKind::PermissionDenied,
-            format!("{} exists and is not a directory", path.display()),
+            format!("{} exists and is not a directory", shown.display()),
         ));
     }
     Ok(())

@@ -436,11 +436,12 @@ where
     if let Some(free) = fsutil::available_space(&shared.dir)
         && free < needed
     {
+        warn!(peer = %who, needed, free, "refused offer: not enough disk space");
         return refuse(
             writer,
             Status::InsufficientStorage,
             format!(
-                "the offer needs {} but only {} is free",
+                "not enough disk space: the offer needs {} but only {} is free",
                 human_bytes(needed),
                 human_bytes(free)
             ),
@@ -559,11 +560,17 @@ where
                     p
                 }
                 Err(err) => {
+                    // Errors name paths inside the destination only.
+                    warn!(peer = %who, error = %err, "refused offer: cannot create its folders");
                     let status = io_status(&err);
                     return refuse(
                         writer,
                         status,
-                        format!("cannot create {}: {err}", escape_for_terminal(&e.path)),
+                        format!(
+                            "cannot create the folders of {}: {}",
+                            escape_for_terminal(&e.path),
+                            escape_for_terminal(&err.to_string())
+                        ),
                     )
                     .await;
                 }

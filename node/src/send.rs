@@ -136,7 +136,7 @@ fn sources(paths: &[PathBuf]) -> Result<Vec<Source>> {
         } else {
             return Err(Error::Usage(format!(
                 "{}: not a regular file or folder",
-                path.display()
+                shown(path)
             )));
         }
         if out.len() > MAX_FILES as usize {
@@ -161,12 +161,17 @@ fn top_name(path: &Path) -> Result<String> {
     let named = named.ok_or_else(|| {
         Error::Usage(format!(
             "{}: has no name to send it under (send the files inside it instead)",
-            path.display()
+            shown(path)
         ))
     })?;
     named
         .into_string()
-        .map_err(|_| Error::Usage(format!("{}: the name is not valid UTF-8", path.display())))
+        .map_err(|_| Error::Usage(format!("{}: the name is not valid UTF-8", shown(path))))
+}
+
+/// A local path as shown on the terminal (escaped: file names are anyone's).
+fn shown(path: &Path) -> String {
+    escape_for_terminal(&path.display().to_string())
 }
 
 /// One file, checked: readable, and a valid wire path.
@@ -175,7 +180,7 @@ fn source(path: &Path, name: String, meta: &std::fs::Metadata) -> Result<Source>
     validate_wire_path(&name).map_err(|e| {
         Error::Usage(format!(
             "{}: cannot be sent under this name: {e}",
-            path.display()
+            shown(path)
         ))
     })?;
     Ok(Source {
@@ -204,7 +209,7 @@ fn add_tree(root: &Path, top: &str, out: &mut Vec<Source>) -> Result<()> {
         if !kind.is_file() {
             eprintln!(
                 "skipping {}: {}",
-                escape_for_terminal(&path.display().to_string()),
+                shown(path),
                 if kind.is_symlink() {
                     "symbolic links are not sent"
                 } else {
@@ -221,7 +226,7 @@ fn add_tree(root: &Path, top: &str, out: &mut Vec<Source>) -> Result<()> {
             .components()
         {
             let c = c.as_os_str().to_str().ok_or_else(|| {
-                Error::Usage(format!("{}: the name is not valid UTF-8", path.display()))
+                Error::Usage(format!("{}: the name is not valid UTF-8", shown(path)))
             })?;
             name.push('/');
             name.push_str(c);
@@ -540,11 +545,7 @@ async fn exchange(
     let resumed: u64 = plan.iter().map(|p| p.offset).sum();
     for (s, d) in sources.iter().zip(&answer.files) {
         if !d.status.is_ok() {
-            eprintln!(
-                "{}: skipped by the receiver: {}",
-                s.path.display(),
-                d.status
-            );
+            eprintln!("{}: skipped by the receiver: {}", shown(&s.path), d.status);
         }
     }
 
@@ -606,6 +607,15 @@ async fn exchange(
     drop(rx);
     let (sealer, produced) = producer.await?;
     progress.finish();
+    if stream_result.is_err() && word.is_none() {
+        // A write failed because the receiver closed: it may have said why
+        // first (an alert), and that beats "broken pipe".
+        if let Ok(Ok(r @ Err(Error::Protocol(ProtoError::PeerAlert { .. })))) =
+            tokio::time::timeout(Duration::from_millis(500), &mut word_rx).await
+        {
+            word = Some(r);
+        }
+    }
     if let Some(Err(e)) = word {
         return Err(e);
     }
@@ -634,7 +644,7 @@ async fn exchange(
     let delivered = status.files.iter().filter(|s| s.is_ok()).count();
     for (s, st) in sources.iter().zip(&status.files) {
         if !st.is_ok() {
-            eprintln!("{}: not delivered: {st}", s.path.display());
+            eprintln!("{}: not delivered: {st}", shown(&s.path));
         }
     }
     info!(peer = %who, status = %status.status, "transfer finished");

@@ -151,8 +151,9 @@ pub fn code_line(peer: &PeerIdentity, sas: &Sas, contacted: Contacted) -> String
     let who = crate::discover::label_proven(peer);
     if contacted.first {
         format!(
-            "first contact with {who}: its key is now pinned. Verification code: {sas} \
-             (the same on both screens means no one is in between; then `localstream trust {}`)",
+            "first contact with {who}: its key is pinned once a transfer is accepted. \
+             Verification code: {sas} (the same on both screens means no one is in between; \
+             then `localstream trust {}`)",
             short_id(&id)
         )
     } else {

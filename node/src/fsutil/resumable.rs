@@ -81,6 +81,16 @@ pub struct Resumable {
 pub fn open_resumable(parent: &Path, name: &str) -> io::Result<Option<Resumable>> {
     check_component(name)?;
     let path = parent.join(name);
+    // Whatever is there and is not a plain file (a directory a hostile
+    // offer created, a pipe, a device) is left alone: opening some of them
+    // would fail, block or have side effects.
+    match std::fs::symlink_metadata(&path) {
+        Ok(m) if !m.file_type().is_file() => {
+            tracing::warn!(path = %path.display(), "partial file name is taken by something else: not used");
+            return Ok(None);
+        }
+        _ => {}
+    }
     let mut opts = OpenOptions::new();
     opts.read(true).write(true).create(true).truncate(false);
     #[cfg(unix)]
@@ -97,6 +107,7 @@ pub fn open_resumable(parent: &Path, name: &str) -> io::Result<Option<Resumable>
             tracing::warn!(path = %path.display(), "partial file is a symlink: not used");
             return Ok(None);
         }
+        Err(e) if e.kind() == io::ErrorKind::IsADirectory => return Ok(None),
         Err(e) => return Err(e),
     };
     let meta = file.metadata()?;
@@ -193,6 +204,9 @@ mod tests {
             let again = open_resumable(dir.path(), "f.k.lspart").unwrap().unwrap();
             assert_eq!(again.len, 4);
             drop(again);
+            // A directory in its place is stepped around.
+            std::fs::create_dir(dir.path().join("d.k.lspart")).unwrap();
+            assert!(open_resumable(dir.path(), "d.k.lspart").unwrap().is_none());
             // A symlink or a hard link is never written through.
             let outside = dir.path().join("outside");
             std::fs::write(&outside, b"keep").unwrap();
