@@ -101,6 +101,12 @@ pub struct ListenArgs {
     /// Display name announced to peers [default: the host name]
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
+    /// Run CMD (with the shell) after each transfer, with its details in LOCALSTREAM_* environment variables (STATUS, PEER_NAME, PEER_ID, SESSION, FILE_COUNT, FILES, BYTES, DIR, ERROR)
+    #[arg(long, value_name = "CMD")]
+    pub on_complete: Option<String>,
+    /// No desktop notification when a transfer ends (there is none anyway without a desktop session)
+    #[arg(long)]
+    pub no_notify: bool,
     #[command(flatten)]
     pub discovery: DiscoveryArgs,
 }

@@ -93,6 +93,8 @@ pub struct ListenConfig {
     pub once: bool,
     /// Announce on the network?
     pub discovery: Discovery,
+    /// Desktop notification and `--on-complete`.
+    pub notify: crate::notify::Notify,
 }
 
 /// Whom `send` sends to.
@@ -191,6 +193,10 @@ fn listen_config(a: ListenArgs) -> Result<ListenConfig> {
         },
         once: a.once,
         discovery: discovery(a.discovery),
+        notify: crate::notify::Notify {
+            on_complete: a.on_complete,
+            desktop: !a.no_notify,
+        },
     })
 }
 

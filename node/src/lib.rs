@@ -21,6 +21,7 @@ pub mod error;
 pub mod fsutil;
 pub mod identity;
 pub mod listen;
+pub mod notify;
 pub mod progress;
 pub mod receive;
 pub mod send;

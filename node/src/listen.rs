@@ -28,6 +28,7 @@ use crate::consent::Gate;
 use crate::discover;
 use crate::error::{Error, Result};
 use crate::identity::short_fingerprint;
+use crate::notify;
 use crate::receive::{self, ConnEnd, Shared};
 use crate::signals::Interrupts;
 use crate::store::PeerStore;
@@ -89,6 +90,8 @@ pub async fn run(
     // `None`: evicted in the handshake (logged when it happened).
     let mut tasks: JoinSet<Option<ConnEnd>> = JoinSet::new();
     let mut backoff = Duration::from_millis(50);
+    // `--on-complete` commands still running (waited for before exiting).
+    let mut hooks = Vec::new();
 
     let end = loop {
         tokio::select! {
@@ -98,15 +101,28 @@ pub async fn run(
                 let Ok(Some(end)) = joined else { continue };
                 match end {
                     ConnEnd::NoTransfer(e) => info!(error = %e, "connection dropped before any offer"),
-                    ConnEnd::Transfer(Ok(r)) => {
-                        if cfg.once {
-                            break if r.ok { ListenEnd::OnceSucceeded } else { ListenEnd::OnceFailed };
+                    ConnEnd::Transfer(result, sender) => {
+                        if let Err(e) = &result {
+                            eprintln!("transfer failed: {e}");
                         }
-                    }
-                    ConnEnd::Transfer(Err(e)) => {
-                        eprintln!("transfer failed: {e}");
+                        let ok = result.as_ref().is_ok_and(|r| r.ok);
+                        let report = notify::Report {
+                            peer_name: sender.name,
+                            peer_id: sender.id,
+                            session: sender.session,
+                            saved: result.as_ref().map(|r| r.saved.clone()).unwrap_or_default(),
+                            bytes: result.as_ref().map_or(0, |r| r.bytes),
+                            error: match &result {
+                                Ok(r) if r.ok => None,
+                                Ok(_) => Some("some files failed verification".into()),
+                                Err(e) => Some(e.to_string()),
+                            },
+                        };
+                        if let Some(child) = notify::finished(&cfg.notify, &report, &shared.dir) {
+                            hooks.push(tokio::task::spawn_blocking(move || notify::wait(child)));
+                        }
                         if cfg.once {
-                            break ListenEnd::OnceFailed;
+                            break if ok { ListenEnd::OnceSucceeded } else { ListenEnd::OnceFailed };
                         }
                     }
                 }
@@ -177,6 +193,10 @@ pub async fn run(
         _ = drain => {}
         _ = tokio::time::sleep(SHUTDOWN_GRACE) => {}
         _ = interrupts.next() => {}
+    }
+    // The user's own commands finish (Ctrl-C reaches them too).
+    for hook in hooks {
+        let _ = hook.await;
     }
     Ok(end)
 }

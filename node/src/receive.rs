@@ -104,8 +104,19 @@ pub struct Received {
 pub enum ConnEnd {
     /// It never got as far as an offer (garbage, failed handshake, idle).
     NoTransfer(Error),
-    /// It made an offer; this is how the transfer went.
-    Transfer(Result<Received>),
+    /// It made an offer; this is how the transfer went, and with whom.
+    Transfer(Result<Received>, Box<Sender>),
+}
+
+/// Who sent a transfer.
+#[derive(Debug, Clone)]
+pub struct Sender {
+    /// Display name (escaped).
+    pub name: String,
+    /// Node id.
+    pub id: uuid::Uuid,
+    /// Session id (hex).
+    pub session: String,
 }
 
 /// One file as the receiver plans it.
@@ -168,7 +179,7 @@ pub async fn serve(
         tracing::field::display(crate::discover::short_id(&peer_id)),
     );
     span.record("session", tracing::field::display(&session_hex));
-    let (_active, running) = shared.active.enter(peer_id, session_hex);
+    let (_active, running) = shared.active.enter(peer_id, session_hex.clone());
     info!(
         %remote,
         name = %escape_for_terminal(&peer.name),
@@ -273,7 +284,12 @@ pub async fn serve(
         writer.alert(status_of(e), &message).await;
     }
     if decided {
-        ConnEnd::Transfer(result)
+        let sender = Sender {
+            name: escape_for_terminal(&peer.name),
+            id: peer_id,
+            session: session_hex,
+        };
+        ConnEnd::Transfer(result, Box::new(sender))
     } else {
         // Refused before anyone was asked (bad names, too large): not a transfer,
         // so a stray or hostile offer cannot end `listen --once`.

@@ -637,3 +637,111 @@ fn a_folder_arrives_as_a_tree_and_links_inside_are_not_followed() {
         ["notes.txt", "summer"]
     );
 }
+
+#[cfg(unix)]
+#[test]
+fn on_complete_runs_with_the_transfer_in_its_environment() {
+    let p = Pair::new();
+    let content = random_bytes(31, 5000);
+    let f = p.sender.file("out", "report.pdf", &content);
+    let env_file = p.receiver.dir("hook").join("env.txt");
+    // The command is the user's; the peer's data only ever arrives in variables.
+    let hook = format!(
+        "env | grep '^LOCALSTREAM_' | sort > '{}'",
+        env_file.display()
+    );
+    let mut l = p
+        .receiver
+        .listen(&p.inbox, &["--yes", "--once", "--on-complete", &hook]);
+    let out = p.sender.send(l.port, &[&f]);
+    assert_sent_ok(&out, 1);
+    // `--once` waits for the command before it exits.
+    assert_eq!(l.wait_exit(), Some(0), "{}", l.stderr());
+    let env = std::fs::read_to_string(&env_file).unwrap();
+    let id = p.sender.id();
+    let saved = p.inbox.join("report.pdf");
+    for expected in [
+        "LOCALSTREAM_STATUS=ok".to_owned(),
+        "LOCALSTREAM_FILE_COUNT=1".to_owned(),
+        format!("LOCALSTREAM_FILES={}", saved.display()),
+        format!("LOCALSTREAM_BYTES={}", content.len()),
+        format!(
+            "LOCALSTREAM_DIR={}",
+            p.inbox.canonicalize().unwrap().display()
+        ),
+        format!("LOCALSTREAM_PEER_ID={}", id.id),
+    ] {
+        assert!(
+            env.lines().any(|l| l == expected),
+            "{expected} missing in:\n{env}"
+        );
+    }
+    assert!(env.contains("LOCALSTREAM_PEER_NAME="), "{env}");
+    assert!(env.contains("LOCALSTREAM_SESSION="), "{env}");
+    assert!(!env.contains("LOCALSTREAM_ERROR"), "{env}");
+    assert_content(&saved, &content);
+}
+
+/// With a desktop session, a notification goes to `notify-send` as plain
+/// arguments, markup escaped; without one nothing is started at all.
+#[cfg(all(unix, not(target_os = "macos")))]
+#[test]
+fn a_desktop_notification_names_the_sender_and_files() {
+    use std::os::unix::fs::PermissionsExt;
+    let p = Pair::new();
+    let bin = p.receiver.dir("fakebin");
+    let args = bin.join("args.txt");
+    let tool = bin.join("notify-send");
+    std::fs::write(
+        &tool,
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$@\" > '{}.tmp' && mv '{}.tmp' '{}'\n",
+            args.display(),
+            args.display(),
+            args.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let listen = |session_bus: bool| {
+        let mut cmd = p.receiver.cmd();
+        cmd.arg("listen")
+            .arg("--no-discovery")
+            .arg("--dir")
+            .arg(&p.inbox)
+            .args(["--port", "0", "--bind", "127.0.0.1", "--yes", "--once"])
+            .env("PATH", &path)
+            .env_remove("DBUS_SESSION_BUS_ADDRESS");
+        if session_bus {
+            cmd.env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent/bus");
+        }
+        common::spawn_listener(cmd, &p.inbox)
+    };
+
+    // No session bus: quietly nothing.
+    let mut l = listen(false);
+    let f = p.sender.file("out", "plain.txt", b"x");
+    assert_sent_ok(&p.sender.send(l.port, &[&f]), 1);
+    assert_eq!(l.wait_exit(), Some(0), "{}", l.stderr());
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!args.exists(), "notify-send ran without a session bus");
+
+    let mut l = listen(true);
+    let f = p.sender.file("out", "a <b>&c.txt", b"y");
+    assert_sent_ok(&p.sender.send(l.port, &[&f]), 1);
+    assert_eq!(l.wait_exit(), Some(0), "{}", l.stderr());
+    assert!(poll_until(STEP, || args.exists()), "no notification");
+    let got = std::fs::read_to_string(&args).unwrap();
+    let name = p.sender.id().name;
+    assert_eq!(
+        got,
+        format!(
+            "--app-name=LocalStream\n--\nReceived 1 file from {name}\na &lt;b&gt;&amp;c.txt\n"
+        )
+    );
+}
