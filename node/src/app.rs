@@ -115,10 +115,15 @@ fn run(config: Config) -> Exit {
                 let mut interrupts = Interrupts::new()?;
                 let id = load_identity(&common)?;
                 let store = PeerStore::new(&common.home);
-                tokio::select! {
+                let r = tokio::select! {
                     r = send::run_retrying(id, &store, &cfg, common.progress) => r.map(|_| Exit::Success),
                     _ = interrupts.next() => Err(Error::Interrupted),
+                };
+                if let Err(e) = &r {
+                    cfg.events
+                        .emit("error", serde_json::json!({ "message": e.to_string() }));
                 }
+                r
             }
         }
     });

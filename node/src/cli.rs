@@ -107,6 +107,9 @@ pub struct ListenArgs {
     /// No desktop notification when a transfer ends (there is none anyway without a desktop session)
     #[arg(long)]
     pub no_notify: bool,
+    /// Print events as JSON, one object per line, on stdout (listening, offer, accepted, refused, progress, file_done, transfer_done, error)
+    #[arg(long)]
+    pub json: bool,
     #[command(flatten)]
     pub discovery: DiscoveryArgs,
 }
@@ -130,6 +133,9 @@ pub struct SendArgs {
         default_missing_value = "60"
     )]
     pub retry: Option<f64>,
+    /// Print events as JSON, one object per line, on stdout (connected, offer, accepted, progress, file_done, transfer_done, error)
+    #[arg(long)]
+    pub json: bool,
     #[command(flatten)]
     pub discovery: DiscoveryArgs,
 }

@@ -95,6 +95,8 @@ pub struct ListenConfig {
     pub discovery: Discovery,
     /// Desktop notification and `--on-complete`.
     pub notify: crate::notify::Notify,
+    /// `--json` events.
+    pub events: crate::events::Events,
 }
 
 /// Whom `send` sends to.
@@ -119,6 +121,8 @@ pub struct SendConfig {
     pub discovery: Discovery,
     /// `--retry`: how long to keep trying after a transient failure.
     pub retry: Option<Duration>,
+    /// `--json` events.
+    pub events: crate::events::Events,
 }
 
 /// `peers` settings.
@@ -197,6 +201,7 @@ fn listen_config(a: ListenArgs) -> Result<ListenConfig> {
             on_complete: a.on_complete,
             desktop: !a.no_notify,
         },
+        events: crate::events::Events::new(a.json),
     })
 }
 
@@ -215,6 +220,7 @@ fn send_config(a: SendArgs) -> Result<SendConfig> {
         find_timeout: seconds(a.timeout, "--timeout")?,
         discovery,
         retry: a.retry.map(|s| seconds(s, "--retry")).transpose()?,
+        events: crate::events::Events::new(a.json),
     })
 }
 

@@ -18,6 +18,7 @@ pub mod conn;
 pub mod consent;
 pub mod discover;
 pub mod error;
+pub mod events;
 pub mod fsutil;
 pub mod identity;
 pub mod listen;

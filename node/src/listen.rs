@@ -74,7 +74,21 @@ pub async fn run(
         Discovery::On(interfaces) => discover::announce(&identity, interfaces, local).await?,
         Discovery::Off => (None, "off".to_owned()),
     };
-    print_banner(&identity, local, &dir, &announced);
+    if cfg.events.on() {
+        cfg.events.emit(
+            "listening",
+            serde_json::json!({
+                "name": identity.name(),
+                "id": uuid::Uuid::from_bytes(identity.node_id()).to_string(),
+                "fingerprint": crate::identity::fingerprint_hex(&identity.fingerprint()),
+                "dir": dir.display().to_string(),
+                "discovery": announced,
+                "addresses": listen_addresses(local).iter().map(ToString::to_string).collect::<Vec<_>>(),
+            }),
+        );
+    } else {
+        print_banner(&identity, local, &dir, &announced);
+    }
 
     let shared = Arc::new(Shared {
         identity,
@@ -84,6 +98,7 @@ pub async fn run(
         offers: Arc::new(Semaphore::new(receive::MAX_PENDING_OFFERS)),
         store,
         active: trust::ActiveSessions::default(),
+        events: cfg.events.clone(),
     });
     let root = CancellationToken::new();
     let admission = Admission::new(MAX_UNAUTHENTICATED, MAX_SESSIONS);
@@ -104,6 +119,7 @@ pub async fn run(
                     ConnEnd::Transfer(result, sender) => {
                         if let Err(e) = &result {
                             eprintln!("transfer failed: {e}");
+                            cfg.events.emit("error", serde_json::json!({ "message": e.to_string() }));
                         }
                         let ok = result.as_ref().is_ok_and(|r| r.ok);
                         let report = notify::Report {

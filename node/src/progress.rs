@@ -1,4 +1,5 @@
-//! Progress bars on stderr (only when it is a terminal) and the end-of-transfer summary.
+//! Progress bars on stderr (only when it is a terminal), progress events
+//! (`--json`), and the end-of-transfer summary.
 
 use std::io::IsTerminal;
 use std::time::Duration;
@@ -6,12 +7,15 @@ use std::time::Duration;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use localstream_proto::names::escape_for_terminal;
 
+use crate::events::Events;
+
 /// Progress of one transfer: a bar for the current file and one for the total.
 /// When disabled every method is a cheap no-op.
 #[derive(Debug, Clone)]
 pub struct Progress {
     total: ProgressBar,
     file: ProgressBar,
+    events: Events,
 }
 
 fn style(template: &str) -> ProgressStyle {
@@ -21,12 +25,17 @@ fn style(template: &str) -> ProgressStyle {
 }
 
 impl Progress {
-    /// Bars for `total_bytes` over `files` files; hidden unless `enabled` and stderr is a terminal.
-    pub fn new(enabled: bool, total_bytes: u64, files: usize) -> Self {
+    /// Bars for `total_bytes` over `files` files; hidden unless `enabled` and
+    /// stderr is a terminal. Progress events go to `events` either way.
+    pub fn new(enabled: bool, total_bytes: u64, files: usize, events: &Events) -> Self {
+        let events = events.clone();
         if !enabled || !std::io::stderr().is_terminal() {
+            let total = ProgressBar::hidden();
+            total.set_length(total_bytes);
             return Progress {
-                total: ProgressBar::hidden(),
+                total,
                 file: ProgressBar::hidden(),
+                events,
             };
         }
         let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10));
@@ -40,7 +49,18 @@ impl Progress {
                 ))
                 .with_message(format!("total ({files} files)")),
         );
-        Progress { total, file }
+        Progress {
+            total,
+            file,
+            events,
+        }
+    }
+
+    /// Whether anything watches progress (a bar or events): callers may
+    /// skip their per-file calls otherwise.
+    #[must_use]
+    pub fn watched(&self) -> bool {
+        !self.total.is_hidden() || self.events.on()
     }
 
     /// A new file begins.
@@ -54,12 +74,35 @@ impl Progress {
     pub fn advance(&self, n: u64) {
         self.file.inc(n);
         self.total.inc(n);
+        if self.events.on() {
+            self.events.progress(
+                self.total.position(),
+                self.total.length().unwrap_or(0),
+                false,
+            );
+        }
     }
 
-    /// Removes the bars.
+    /// A file is done: sent (sender) or saved under `path` (receiver).
+    pub fn file_done(&self, name: &str, size: u64, path: Option<&std::path::Path>) {
+        if self.events.on() {
+            let mut fields = serde_json::json!({ "name": name, "size": size });
+            if let Some(p) = path {
+                fields["path"] = p.display().to_string().into();
+            }
+            self.events.emit("file_done", fields);
+        }
+    }
+
+    /// Removes the bars (and sends the final progress event).
     pub fn finish(&self) {
         self.file.finish_and_clear();
         self.total.finish_and_clear();
+        self.events.progress(
+            self.total.position(),
+            self.total.length().unwrap_or(0),
+            true,
+        );
     }
 }
 

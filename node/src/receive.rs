@@ -19,7 +19,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -44,6 +44,7 @@ use tracing::{debug, info, warn};
 use crate::conn::{self, BufPool, FrameReader, IDLE_TIMEOUT, RawFrame, RecordWriter};
 use crate::consent::{Decision, Gate, Standing};
 use crate::error::{Error, Result};
+use crate::events::Events;
 use crate::fsutil;
 use crate::fsutil::resumable::{self, Resumable};
 use crate::identity::short_fingerprint;
@@ -63,6 +64,8 @@ const BATCH_BYTES: usize = 128 * 1024;
 const BATCH_FRAMES: usize = 64;
 /// Files listed in a consent prompt before "and N more".
 const PROMPT_FILES: usize = 10;
+/// Files listed in an `offer` event.
+const OFFER_EVENT_ENTRIES: usize = 1000;
 
 /// What every connection of a listener shares.
 #[derive(Debug)]
@@ -81,6 +84,8 @@ pub struct Shared {
     pub store: PeerStore,
     /// Sessions running now, per peer.
     pub active: trust::ActiveSessions,
+    /// `--json` events.
+    pub events: Events,
 }
 
 /// Offers that may be collected or wait for a decision at once.
@@ -252,6 +257,12 @@ pub async fn serve(
         history: &mut history,
     };
     let result = transfer(&mut reader, &mut writer, opener, offer, ctx).await;
+    if let Err(Error::Refused { status, message }) = &result {
+        shared.events.emit(
+            "refused",
+            serde_json::json!({ "status": status.code(), "message": message }),
+        );
+    }
     if let Some(history) = history {
         let (outcome, detail) =
             trust::outcome(result.as_ref().err(), result.as_ref().is_ok_and(|r| r.ok));
@@ -487,6 +498,18 @@ where
     question.push_str(&format!(
         "\nverification code {code} (it must match the code on the sender's screen)"
     ));
+    shared.events.emit(
+        "offer",
+        serde_json::json!({
+            "peer": { "name": escape_for_terminal(&peer.name), "id": peer_id.to_string() },
+            "files": entries.len(),
+            "bytes": total,
+            // The first ones, for a script to look at (all of them can be 100 000).
+            "entries": entries.iter().take(OFFER_EVENT_ENTRIES)
+                .map(|e| serde_json::json!({ "path": escape_for_terminal(&e.path), "size": e.size }))
+                .collect::<Vec<_>>(),
+        }),
+    );
     let decision = shared.gate.decide(standing, &question).await;
     drop(offer_slot);
     // Only a real answer ends `listen --once`: a refusal by policy (a stranger,
@@ -641,14 +664,23 @@ where
 
     let started = Instant::now();
     let offered_held: u64 = held.values().map(|h| h.partial.len).sum();
-    let progress = Progress::new(shared.progress, total - offered_held, planned.len());
+    shared.events.emit(
+        "accepted",
+        serde_json::json!({ "files": planned.len(), "bytes": total - offered_held, "held": offered_held }),
+    );
+    let progress = Progress::new(
+        shared.progress,
+        total - offered_held,
+        planned.len(),
+        &shared.events,
+    );
     let (tx, rx) = mpsc::channel::<Vec<RawFrame>>(PIPELINE_DEPTH);
     let pool = BufPool::default();
     let returns = pool.clone();
     let files = planned.len();
     // The writer skips the per-file progress calls (a lock, a clock read and
     // a message string each) when no bar is drawn.
-    let bar = (shared.progress && std::io::stderr().is_terminal()).then(|| progress.clone());
+    let bar = progress.watched().then(|| progress.clone());
     let mut write_task = tokio::task::spawn_blocking(move || {
         write_files(opener, rx, &returns, planned, held, bar.as_ref())
     });
@@ -719,7 +751,20 @@ where
         listing.push_str("\n  ");
         listing.push_str(&escape_for_terminal(&p.display().to_string()));
     }
-    crate::outln!("{listing}");
+    shared.events.emit(
+        "transfer_done",
+        serde_json::json!({
+            "ok": failed == 0,
+            "files": saved.len(),
+            "offered": files,
+            "bytes": bytes,
+            "resumed": resumed,
+            "seconds": started.elapsed().as_secs_f64(),
+        }),
+    );
+    if !shared.events.on() {
+        crate::outln!("{listing}");
+    }
     if failed > 0 {
         eprintln!("{failed} file(s) from {who} failed verification and were discarded");
     }

@@ -32,6 +32,7 @@ use crate::conn::{self, BufPool, FrameReader, IDLE_TIMEOUT, RecordWriter};
 use crate::consent::PROMPT_TIMEOUT;
 use crate::discover;
 use crate::error::{Error, Result};
+use crate::events::Events;
 use crate::fsutil::resumable::hash_prefix;
 use crate::identity::short_fingerprint;
 use crate::progress::{Progress, human_bytes, summary};
@@ -383,6 +384,17 @@ pub async fn run(
         )));
     }
     eprintln!("connected to {who} at {addr}");
+    cfg.events.emit(
+        "connected",
+        serde_json::json!({
+            "peer": {
+                "name": escape_for_terminal(&peer.name),
+                "id": uuid::Uuid::from_bytes(peer.node_id).to_string(),
+                "fingerprint": crate::identity::fingerprint_hex(&peer.fingerprint),
+            },
+            "address": addr.to_string(),
+        }),
+    );
     if contacted.trust != Trust::Trusted {
         eprintln!("{}", trust::code_line(&peer, &session.sas, contacted));
     } else {
@@ -404,7 +416,10 @@ pub async fn run(
         session.opener,
         &sources,
         &who,
-        progress,
+        View {
+            bars: progress,
+            events: cfg.events.clone(),
+        },
         timing,
     )
     .instrument(span)
@@ -459,6 +474,12 @@ impl Timing {
     }
 }
 
+/// What the user sees of a transfer: bars, events.
+struct View {
+    bars: bool,
+    events: Events,
+}
+
 /// Offers the files, streams the accepted ones and reads the verdict.
 async fn exchange(
     mut reader: FrameReader<OwnedReadHalf>,
@@ -466,9 +487,10 @@ async fn exchange(
     mut opener: Opener,
     sources: &[Source],
     who: &str,
-    progress: bool,
+    view: View,
     timing: Timing,
 ) -> Result<Sent> {
+    let events = &view.events;
     let entries: Vec<OfferEntry> = sources
         .iter()
         .map(|s| OfferEntry {
@@ -482,6 +504,13 @@ async fn exchange(
         writer.send(RecordType::Offer, &body).await?;
     }
     eprintln!("waiting for {who} to accept...");
+    events.emit(
+        "offer",
+        serde_json::json!({
+            "files": sources.len(),
+            "bytes": sources.iter().map(|s| s.size).sum::<u64>(),
+        }),
+    );
     let answer_wait = PROMPT_TIMEOUT + IDLE_TIMEOUT;
     let (typ, body) = reader.read_record(&mut opener, answer_wait).await?;
     expect_record(typ, RecordType::Answer, "Answer")?;
@@ -554,7 +583,11 @@ async fn exchange(
         .iter()
         .map(|p| p.source.size.saturating_sub(p.offset))
         .sum();
-    let progress = Progress::new(progress, bytes, plan.len());
+    events.emit(
+        "accepted",
+        serde_json::json!({ "files": plan.len(), "bytes": bytes, "resumed": resumed }),
+    );
+    let progress = Progress::new(view.bars, bytes, plan.len(), events);
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(PIPELINE_DEPTH);
     let RecordWriter {
         inner: mut wr,
@@ -648,12 +681,30 @@ async fn exchange(
         }
     }
     info!(peer = %who, status = %status.status, "transfer finished");
-    if status.status.is_ok() && delivered == sources.len() {
-        crate::outln!(
-            "sent {} to {who}{}",
-            summary(delivered, bytes, elapsed),
-            resumed_note(resumed)
-        );
+    let ok = status.status.is_ok() && delivered == sources.len();
+    events.emit(
+        "transfer_done",
+        serde_json::json!({
+            "ok": ok,
+            "files": delivered,
+            "offered": sources.len(),
+            "bytes": bytes,
+            "resumed": resumed,
+            "seconds": elapsed.as_secs_f64(),
+            "failed": sources.iter().zip(&status.files)
+                .filter(|(_, st)| !st.is_ok())
+                .map(|(s, st)| serde_json::json!({ "name": s.name, "status": st.code() }))
+                .collect::<Vec<_>>(),
+        }),
+    );
+    if ok {
+        if !events.on() {
+            crate::outln!(
+                "sent {} to {who}{}",
+                summary(delivered, bytes, elapsed),
+                resumed_note(resumed)
+            );
+        }
         Ok(Sent {
             delivered,
             offered: sources.len(),
@@ -894,6 +945,7 @@ fn produce_into(
         }
         .encode(&mut body);
         out.message(sealer, RecordType::FileEnd, &body)?;
+        progress.file_done(&src.name, sent, None);
         files += 1;
         bytes += sent - offset;
     }

@@ -740,8 +740,107 @@ fn a_desktop_notification_names_the_sender_and_files() {
     let name = p.sender.id().name;
     assert_eq!(
         got,
-        format!(
-            "--app-name=LocalStream\n--\nReceived 1 file from {name}\na &lt;b&gt;&amp;c.txt\n"
-        )
+        format!("--app-name=LocalStream\n--\nReceived 1 file from {name}\na &lt;b&gt;&amp;c.txt\n")
     );
+}
+
+/// The events of one `--json` stream, checked for shape: every line a JSON
+/// object with `event` and a non-decreasing `t`; progress never goes back
+/// and ends at its total. Returns the event names without `progress`.
+fn json_events(lines: &[String]) -> Vec<serde_json::Value> {
+    let mut t = 0.0;
+    let mut done = 0;
+    let mut last_progress = None;
+    let mut events = Vec::new();
+    for line in lines {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        let now = v["t"].as_f64().unwrap_or_else(|| panic!("no t: {line}"));
+        assert!(now >= t, "time went back: {line}");
+        t = now;
+        let event = v["event"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no event: {line}"));
+        if event == "progress" {
+            let bytes = v["bytes"].as_u64().unwrap();
+            assert!(
+                bytes >= done && bytes <= v["total"].as_u64().unwrap(),
+                "{line}"
+            );
+            done = bytes;
+            last_progress = Some(v);
+        } else {
+            events.push(v);
+        }
+    }
+    let last = last_progress.expect("no progress event");
+    assert_eq!(
+        last["bytes"], last["total"],
+        "progress must end at its total"
+    );
+    events
+}
+
+fn names(events: &[serde_json::Value]) -> Vec<&str> {
+    events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect()
+}
+
+#[test]
+fn json_events_parse_and_arrive_in_order_on_both_sides() {
+    let p = Pair::new();
+    let a = random_bytes(41, 3 * MIB);
+    let b = random_bytes(42, 10);
+    let fa = p.sender.file("out", "a.bin", &a);
+    let fb = p.sender.file("out", "b.txt", &b);
+    let mut l = p.receiver.listen(&p.inbox, &["--yes", "--once", "--json"]);
+    let out = common::run(p.sender.send_cmd(l.port, &[&fa, &fb]).arg("--json"));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(l.wait_exit(), Some(0), "{}", l.stderr());
+
+    let sent: Vec<String> = text(&out.stdout).lines().map(str::to_owned).collect();
+    let sent = json_events(&sent);
+    assert_eq!(
+        names(&sent),
+        [
+            "connected",
+            "offer",
+            "accepted",
+            "file_done",
+            "file_done",
+            "transfer_done"
+        ]
+    );
+    assert_eq!(sent[0]["peer"]["id"], p.receiver.id().id.as_str());
+    assert_eq!(sent[1]["files"], 2);
+    assert_eq!(sent[1]["bytes"], a.len() + b.len());
+    assert_eq!(sent[3]["name"], "a.bin");
+    assert_eq!(sent[4]["name"], "b.txt");
+    assert_eq!(sent[5]["ok"], true);
+    assert_eq!(sent[5]["files"], 2);
+
+    // The listener's stdout: nothing but events (the banner is one too).
+    let got = json_events(&l.all_stdout());
+    assert_eq!(
+        names(&got),
+        [
+            "listening",
+            "offer",
+            "accepted",
+            "file_done",
+            "file_done",
+            "transfer_done"
+        ]
+    );
+    assert_eq!(got[1]["peer"]["id"], p.sender.id().id.as_str());
+    assert_eq!(got[1]["entries"][0]["path"], "a.bin");
+    let saved: Vec<&str> = got[3..5]
+        .iter()
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
+    assert_content(Path::new(saved[0]), &a);
+    assert_content(Path::new(saved[1]), &b);
+    assert_eq!(got[5]["ok"], true);
 }

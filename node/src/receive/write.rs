@@ -290,7 +290,11 @@ impl<'a> Writer<'a> {
             }
         };
         if !fsutil::CommitGroup::wants(p.size) {
-            self.results.push(commit_one(partial, file, p));
+            let result = commit_one(partial, file, p);
+            if let (Ok(path), Some(bar)) = (&result, self.progress) {
+                bar.file_done(&p.shown, p.size, Some(path));
+            }
+            self.results.push(result);
             return Ok(());
         }
         let slot = self.results.len();
@@ -322,6 +326,9 @@ impl<'a> Writer<'a> {
             let result = match placed {
                 Ok(path) => {
                     debug!(file = %p.shown, path = %path.display(), "saved");
+                    if let Some(bar) = self.progress {
+                        bar.file_done(&p.shown, p.size, Some(&path));
+                    }
                     Ok(path)
                 }
                 Err(e) => {

@@ -280,13 +280,31 @@ impl Listener {
             stdout: vec![],
             stderr,
         };
-        let line = l.wait_line(|l| l.starts_with("listening on "));
-        let addr = line.trim_start_matches("listening on ");
+        let line = l.wait_line(|l| {
+            l.starts_with("listening on ") || l.starts_with(r#"{"event":"listening""#)
+        });
+        // `--json`: the first address of the `listening` event.
+        let json_addr = serde_json::from_str::<serde_json::Value>(&line)
+            .ok()
+            .and_then(|v| v["addresses"][0].as_str().map(str::to_owned));
+        let addr = json_addr
+            .as_deref()
+            .unwrap_or_else(|| line.trim_start_matches("listening on "));
         l.port = addr
             .strip_prefix("127.0.0.1:")
             .and_then(|p| p.parse().ok())
             .unwrap_or_else(|| panic!("unexpected listening line {line:?}"));
         l
+    }
+
+    /// Every stdout line, the ones already seen and the rest until stdout
+    /// closes (the listener exited).
+    pub fn all_stdout(&mut self) -> Vec<String> {
+        let deadline = Instant::now() + STEP;
+        while let Next::Line(line) = localstream_testkit::next_line(&self.lines, deadline) {
+            self.stdout.push(line);
+        }
+        self.stdout.clone()
     }
 
     /// Waits for (and returns) the next stdout line matching `pred`.
