@@ -68,6 +68,12 @@ pub enum Error {
         /// How many were offered.
         total: usize,
     },
+    /// Everything was sent, but the receiver's verdict never came.
+    #[error(
+        "everything was sent, but the receiver did not confirm it ({0}): it may have saved \
+         the files; check there before sending again"
+    )]
+    Unconfirmed(String),
     /// Ctrl-C.
     #[error("interrupted")]
     Interrupted,

@@ -458,6 +458,10 @@ struct Member<'a> {
     /// The filesystem whose group sync makes it durable (index into
     /// `filesystems`); `None` when it was fsynced when pushed.
     fs: Option<usize>,
+    /// The handle it was written through, kept open until it has its final
+    /// name: it holds the partial's lock (see [`resumable`]), so no other
+    /// transfer can take the partial over in between.
+    _lock: File,
 }
 
 /// A filesystem the current group wrote to.
@@ -502,8 +506,9 @@ impl<'a> CommitGroup<'a> {
     /// `slot`.
     ///
     /// # Errors
-    /// An invalid `file_name`, or a failed fsync or stat of `file`: the file
-    /// is then not in the group and its partial is left in place.
+    /// An invalid `file_name` (the partial is left in place), or a failed
+    /// fsync or stat of `file` (the partial is removed): the file is then not
+    /// in the group.
     pub fn push(
         &mut self,
         slot: usize,
@@ -514,7 +519,10 @@ impl<'a> CommitGroup<'a> {
         size: u64,
     ) -> io::Result<()> {
         check_component(file_name)?;
-        let fs = self.adopt(file)?;
+        let fs = self.adopt(&file).inspect_err(|_| {
+            // A failed fsync: what is on disk is unknown, never resume from it.
+            let _ = fs::remove_file(&partial);
+        })?;
         self.since.get_or_insert_with(Instant::now);
         self.bytes = self.bytes.saturating_add(size);
         self.members.push(Member {
@@ -523,24 +531,25 @@ impl<'a> CommitGroup<'a> {
             parent,
             file_name,
             fs,
+            _lock: file,
         });
         Ok(())
     }
 
-    /// Keeps `file` as its filesystem's witness, or lets it go; fsyncs it
+    /// Makes (a duplicate of) `file` its filesystem's witness, or fsyncs it
     /// now when its filesystem cannot be synced as a whole.
     #[cfg(target_os = "linux")]
-    fn adopt(&mut self, file: File) -> io::Result<Option<usize>> {
+    fn adopt(&mut self, file: &File) -> io::Result<Option<usize>> {
         use std::os::unix::fs::MetadataExt;
         let dev = file.metadata()?.dev();
         if let Some(i) = self.filesystems.iter().position(|f| f.dev == dev) {
             if self.filesystems[i].witness.is_some() {
                 return Ok(Some(i));
             }
-        } else if syncfs_is_trusted(&file) {
+        } else if syncfs_is_trusted(file) {
             self.filesystems.push(Filesystem {
                 dev,
-                witness: Some(file),
+                witness: Some(file.try_clone()?),
             });
             return Ok(Some(self.filesystems.len() - 1));
         } else {
@@ -551,7 +560,7 @@ impl<'a> CommitGroup<'a> {
     }
 
     #[cfg(not(target_os = "linux"))]
-    fn adopt(&mut self, file: File) -> io::Result<Option<usize>> {
+    fn adopt(&mut self, file: &File) -> io::Result<Option<usize>> {
         file.sync_all()?;
         Ok(None)
     }
@@ -608,12 +617,16 @@ impl<'a> CommitGroup<'a> {
         let mut parents: Vec<&Path> = Vec::new();
         for m in members {
             // After a failed syncfs a new handle's fsync could miss a
-            // writeback error lost with the evicted inode: such a file stays
-            // partial and is reported failed, never saved on a guess.
+            // writeback error lost with the evicted inode: such a file is
+            // reported failed, never saved on a guess, and its partial is
+            // removed so that no later transfer resumes from it either.
             let durable = match m.fs {
-                Some(i) if !synced.get(i).copied().unwrap_or(false) => Err(io::Error::other(
-                    "the file system could not confirm the data is on disk (syncfs failed)",
-                )),
+                Some(i) if !synced.get(i).copied().unwrap_or(false) => {
+                    let _ = fs::remove_file(&m.partial);
+                    Err(io::Error::other(
+                        "the file system could not confirm the data is on disk (syncfs failed)",
+                    ))
+                }
                 _ => Ok(()),
             };
             let placed = durable

@@ -57,6 +57,7 @@ pub async fn run(
     common: &Common,
     cfg: &ListenConfig,
 ) -> Result<ListenEnd> {
+    raise_open_file_limit();
     let store = PeerStore::new(&common.home);
     // A corrupt store is reported now, not when the first peer connects.
     trust::check_store(&store).await?;
@@ -216,6 +217,25 @@ pub async fn run(
     }
     Ok(end)
 }
+
+/// Raises the soft limit on open files to the hard one (at most 65 536):
+/// each connection keeps the files of its commit group open (they hold the
+/// partials' locks), up to a few hundred per connection.
+#[cfg(unix)]
+fn raise_open_file_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    let want = limit.maximum.unwrap_or(u64::MAX).min(65_536);
+    if limit.current.is_some_and(|c| c < want) {
+        limit.current = Some(want);
+        if let Err(e) = setrlimit(Resource::Nofile, limit) {
+            tracing::debug!(error = %e, "cannot raise the open file limit");
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn raise_open_file_limit() {}
 
 fn print_banner(
     identity: &LocalIdentity,

@@ -70,6 +70,11 @@ impl Progress {
         self.file.set_message(escape_for_terminal(name));
     }
 
+    /// `n` more bytes to move than announced.
+    pub fn grow(&self, n: u64) {
+        self.total.inc_length(n);
+    }
+
     /// `n` more bytes moved.
     pub fn advance(&self, n: u64) {
         self.file.inc(n);

@@ -445,6 +445,20 @@ where
             ),
             None => return refuse(writer, Status::InvalidName, "empty file name".into()).await,
         };
+        // Such a file could later pass for a partial and be resumed into.
+        if file_name.ends_with(fsutil::PARTIAL_SUFFIX) {
+            warn!(peer = %who, name = %escape_for_terminal(&e.path), "refused offer: partial-file name");
+            return refuse(
+                writer,
+                Status::InvalidName,
+                format!(
+                    "refused file name: {}: names ending in {} are reserved for partial files",
+                    escape_for_terminal(&e.path),
+                    fsutil::PARTIAL_SUFFIX
+                ),
+            )
+            .await;
+        }
         let partial_name = resumable::partial_name(
             &file_name,
             &resumable::partial_key(&peer.node_id, &e.path, e.size),
@@ -686,7 +700,8 @@ where
     });
     let mut early = None;
     let read_result = tokio::select! {
-        r = forward_frames(reader, tx, &pool) => r,
+        // The sender first hashes its side of the held prefixes.
+        r = forward_frames(reader, tx, &pool, IDLE_TIMEOUT + resumable::hashing_time(offered_held)) => r,
         // Shutting down: stop reading; the writer keeps what it has as partial files.
         _ = stop.cancelled() => Err(Error::Interrupted),
         // The writer stopped first (bad record, disk full): stop reading at once.
@@ -826,11 +841,13 @@ async fn forward_frames<R: tokio::io::AsyncRead + Unpin>(
     reader: &mut FrameReader<R>,
     tx: mpsc::Sender<Vec<RawFrame>>,
     pool: &BufPool,
+    mut first_wait: std::time::Duration,
 ) -> Result<()> {
     let mut batch = Vec::new();
     let mut bytes = 0;
     loop {
-        let read = reader.read_frame_into(pool.get(), MAX_RECORD_BODY, IDLE_TIMEOUT);
+        let wait = std::mem::replace(&mut first_wait, IDLE_TIMEOUT);
+        let read = reader.read_frame_into(pool.get(), MAX_RECORD_BODY, wait);
         let mut read = std::pin::pin!(read);
         // Poll once; only if the frame is not there yet, pass the batch on
         // and then wait for it (the same read: nothing is lost).

@@ -33,7 +33,7 @@ use crate::consent::PROMPT_TIMEOUT;
 use crate::discover;
 use crate::error::{Error, Result};
 use crate::events::Events;
-use crate::fsutil::resumable::hash_prefix;
+use crate::fsutil::resumable::{hash_prefix, hashing_time};
 use crate::identity::short_fingerprint;
 use crate::progress::{Progress, human_bytes, summary};
 use crate::receive::resumed_note;
@@ -184,6 +184,13 @@ fn source(path: &Path, name: String, meta: &std::fs::Metadata) -> Result<Source>
             shown(path)
         ))
     })?;
+    if name.ends_with(crate::fsutil::PARTIAL_SUFFIX) {
+        return Err(Error::Usage(format!(
+            "{}: a partial file of an unfinished transfer (receivers refuse names ending in {})",
+            shown(path),
+            crate::fsutil::PARTIAL_SUFFIX
+        )));
+    }
     Ok(Source {
         path: path.to_owned(),
         name,
@@ -231,6 +238,13 @@ fn add_tree(root: &Path, top: &str, out: &mut Vec<Source>) -> Result<()> {
             })?;
             name.push('/');
             name.push_str(c);
+        }
+        if name.ends_with(crate::fsutil::PARTIAL_SUFFIX) {
+            eprintln!(
+                "skipping {}: a partial file of an unfinished transfer",
+                shown(path)
+            );
+            continue;
         }
         let meta = entry.metadata().map_err(|e| Error::file(path, e.into()))?;
         out.push(source(path, name, &meta)?);
@@ -511,7 +525,9 @@ async fn exchange(
             "bytes": sources.iter().map(|s| s.size).sum::<u64>(),
         }),
     );
-    let answer_wait = PROMPT_TIMEOUT + IDLE_TIMEOUT;
+    // The receiver may first hash what it holds of these files.
+    let offered: u64 = sources.iter().map(|s| s.size).sum();
+    let answer_wait = PROMPT_TIMEOUT + IDLE_TIMEOUT + hashing_time(offered);
     let (typ, body) = reader.read_record(&mut opener, answer_wait).await?;
     expect_record(typ, RecordType::Answer, "Answer")?;
     let answer = Answer::decode(&body)?;
@@ -663,12 +679,22 @@ async fn exchange(
     }
 
     // Everything is sent: now the receiver has STATUS_TIMEOUT to verify, fsync and answer.
+    // From here on a lost connection is not a failed transfer: the receiver
+    // may have saved everything, so it is never retried on a guess.
+    let unconfirmed = |why: String| Error::Unconfirmed(why);
     let (typ, body) = match word {
         Some(r) => r?,
         None => match tokio::time::timeout(STATUS_TIMEOUT, word_rx).await {
-            Ok(Ok(r)) => r?,
-            Ok(Err(_)) => return Err(ProtoError::Truncated.into()),
-            Err(_) => return Err(Error::Timeout("the receiver did not confirm the transfer")),
+            Ok(Ok(Ok(r))) => r,
+            Ok(Ok(Err(e @ Error::Protocol(ProtoError::PeerAlert { .. })))) => return Err(e),
+            Ok(Ok(Err(e))) => return Err(unconfirmed(e.to_string())),
+            Ok(Err(_)) => return Err(unconfirmed("the connection closed".into())),
+            Err(_) => {
+                return Err(unconfirmed(format!(
+                    "no answer in {} s",
+                    STATUS_TIMEOUT.as_secs()
+                )));
+            }
         },
     };
     expect_record(typ, RecordType::Status, "Status")?;
@@ -749,25 +775,28 @@ fn check_held(held: Vec<(u32, Source, u64, [u8; 32])>) -> Vec<Verdict> {
         .map(|(index, src, offset, theirs)| {
             let name = escape_for_terminal(&src.name);
             let ours = if offset > src.size {
-                None
+                Err("it is shorter than what the receiver holds".to_owned())
             } else {
                 File::open(&src.path)
                     .and_then(|mut f| hash_prefix(&mut f, offset))
-                    .map_err(|e| info!(file = %name, error = %e, "cannot hash the held prefix"))
-                    .ok()
+                    .map_err(|e| format!("cannot read it to compare ({e})"))
             };
             let hasher = match ours {
-                Some((hash, hasher)) if hash == theirs => {
+                Ok((hash, hasher)) if hash == theirs => {
                     eprintln!(
                         "resuming {name} at byte {offset} ({} already held by the receiver)",
                         human_bytes(offset)
                     );
                     Some(hasher)
                 }
-                _ => {
+                Ok(_) => {
                     eprintln!(
                         "{name}: changed since the interrupted transfer; sending it from the start"
                     );
+                    None
+                }
+                Err(why) => {
+                    eprintln!("{name}: {why}; sending it from the start");
                     None
                 }
             };

@@ -844,3 +844,31 @@ fn json_events_parse_and_arrive_in_order_on_both_sides() {
     assert_content(Path::new(saved[1]), &b);
     assert_eq!(got[5]["ok"], true);
 }
+
+/// Two files of one send with the same name and size but different content
+/// (`a/x` and `b/x` sent as plain files) share a partial-file key: each must
+/// still arrive as itself.
+#[test]
+fn same_name_same_size_files_in_one_send_both_arrive_intact() {
+    let p = Pair::new();
+    let one = random_bytes(51, 3 * MIB);
+    let two = random_bytes(52, 3 * MIB);
+    let small_one = random_bytes(53, 100);
+    let small_two = random_bytes(54, 100);
+    let f1 = p.sender.file("a", "x.bin", &one);
+    let f2 = p.sender.file("b", "x.bin", &two);
+    let s1 = p.sender.file("a", "s.txt", &small_one);
+    let s2 = p.sender.file("b", "s.txt", &small_two);
+    // Small files wait in a commit group; the first one's handle is kept for
+    // the group's sync, so `w` goes first to make `s` an ordinary member.
+    let w = p.sender.file("a", "w.txt", b"w");
+    let mut l = p.receiver.listen(&p.inbox, &["--yes"]);
+    let out = p.sender.send(l.port, &[&f1, &f2, &w, &s1, &s2]);
+    assert_sent_ok(&out, 5);
+    l.wait_received();
+    assert_content(&p.inbox.join("x.bin"), &one);
+    assert_content(&p.inbox.join("x (1).bin"), &two);
+    assert_content(&p.inbox.join("s.txt"), &small_one);
+    assert_content(&p.inbox.join("s (1).txt"), &small_two);
+    assert_eq!(names_in(&p.inbox).len(), 5, "{:?}", names_in(&p.inbox));
+}

@@ -316,6 +316,9 @@ fn hostile_names() -> Vec<(String, String, &'static str)> {
         named("a//b", "empty path component at position 1"),
         named("a/", "empty path component at position 1"),
         named("notes.txt:hidden", "contains ':'"),
+        // A file that could later pass for someone's partial file.
+        named("f.0123456789abcdef.lspart", "reserved for partial files"),
+        named("a/b.lspart", "reserved for partial files"),
     ]
 }
 

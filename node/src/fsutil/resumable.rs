@@ -8,10 +8,13 @@
 //! name *is* the bookkeeping: nothing else has to survive a crash, and the
 //! content is checked by hash against the sender's file before it is reused.
 //!
-//! A partial is used by one transfer at a time: it is locked (`flock`, Unix)
-//! while open. It is never followed through a symlink and never used when it
-//! is not a plain file with a single link; the caller then falls back to a
-//! fresh, non-resumable partial name.
+//! A partial is used by one transfer at a time: it is locked (`flock`) from
+//! when it is opened until it has its final name. It is never followed
+//! through a symlink and never used when it is not a plain file with a single
+//! link; the caller then falls back to a fresh, non-resumable partial name.
+//!
+//! Resume needs those guarantees, so it is Unix-only: elsewhere
+//! [`open_resumable`] always steps aside and every transfer starts whole.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
@@ -23,6 +26,18 @@ use super::{PARTIAL_SUFFIX, check_component};
 const NAME_MAX: usize = 255;
 /// Hex digits of the key in a partial's name.
 const KEY_HEX: usize = 16;
+/// Read size when hashing a held prefix.
+const HASH_BUFFER: usize = 1 << 20;
+/// The slowest hashing of a held prefix a peer must wait for, in bytes per
+/// second (a slow disk): waits for the other side's hashing grow by its size
+/// at this rate.
+pub const SLOWEST_HASHING: u64 = 50 << 20;
+
+/// How long to allow the other side for hashing `bytes` of held prefixes.
+#[must_use]
+pub fn hashing_time(bytes: u64) -> std::time::Duration {
+    std::time::Duration::from_secs(bytes / SLOWEST_HASHING)
+}
 
 /// The key of a resumable partial: who sends which file of which size.
 #[must_use]
@@ -80,6 +95,9 @@ pub struct Resumable {
 /// creating the file (a full disk, a read-only destination).
 pub fn open_resumable(parent: &Path, name: &str) -> io::Result<Option<Resumable>> {
     check_component(name)?;
+    if cfg!(not(unix)) {
+        return Ok(None);
+    }
     let path = parent.join(name);
     // Whatever is there and is not a plain file (a directory a hostile
     // offer created, a pipe, a device) is left alone: opening some of them
@@ -96,8 +114,10 @@ pub fn open_resumable(parent: &Path, name: &str) -> io::Result<Option<Resumable>
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o644)
-            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32);
+        // NONBLOCK: a pipe swapped in after the check above must not hang
+        // us (regular files ignore it).
+        let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
+        opts.mode(0o644).custom_flags(flags.bits() as i32);
     }
     let file = match opts.open(&path) {
         Ok(f) => f,
@@ -119,11 +139,30 @@ pub fn open_resumable(parent: &Path, name: &str) -> io::Result<Option<Resumable>
         tracing::info!(path = %path.display(), "partial file in use by another transfer");
         return Ok(None);
     }
+    // Between our open and our lock, its previous holder may have given it
+    // its final name (and a new partial may be there now): the lock is only
+    // good if the name still leads to what we opened.
+    if !same_file(&meta, &path) {
+        tracing::info!(path = %path.display(), "partial file moved while opening it");
+        return Ok(None);
+    }
     Ok(Some(Resumable {
         path,
         file,
         len: meta.len(),
     }))
+}
+
+#[cfg(unix)]
+fn same_file(opened: &std::fs::Metadata, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path)
+        .is_ok_and(|now| (now.dev(), now.ino()) == (opened.dev(), opened.ino()))
+}
+
+#[cfg(not(unix))]
+fn same_file(_opened: &std::fs::Metadata, _path: &Path) -> bool {
+    false
 }
 
 #[cfg(unix)]
@@ -148,12 +187,9 @@ fn lock(file: &File) -> io::Result<bool> {
     }
 }
 
-/// Elsewhere no lock is taken (documented: two transfers of the same file
-/// from the same sender at once could then interleave in one partial; the
-/// hash check discards the result).
 #[cfg(not(unix))]
 fn lock(_file: &File) -> io::Result<bool> {
-    Ok(true)
+    Ok(false)
 }
 
 /// BLAKE3 of the first `len` bytes of `file` (read from the start), and the
@@ -165,9 +201,19 @@ pub fn hash_prefix(file: &mut File, len: u64) -> io::Result<([u8; 32], blake3::H
     use std::io::{Seek, SeekFrom};
     file.seek(SeekFrom::Start(0))?;
     let mut hasher = blake3::Hasher::new();
-    let copied = io::copy(&mut file.by_ref().take(len), &mut hasher)?;
-    if copied != len {
-        return Err(io::ErrorKind::UnexpectedEof.into());
+    // Large reads: BLAKE3 hashes many chunks at once (SIMD) given the room.
+    let mut buf = vec![0u8; HASH_BUFFER];
+    let mut left = len;
+    while left > 0 {
+        let want = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
+        let n = match file.read(&mut buf[..want]) {
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        hasher.update(&buf[..n]);
+        left -= n as u64;
     }
     Ok((*hasher.finalize().as_bytes(), hasher))
 }

@@ -168,6 +168,9 @@ impl<'a> Writer<'a> {
                 info!(file = %p.shown, offset = held.partial.len, "resuming");
             } else if verdict.offset == 0 {
                 info!(file = %p.shown, "the sender's file changed: receiving it whole");
+                if let Some(bar) = self.progress {
+                    bar.grow(held.partial.len);
+                }
                 held.partial
                     .file
                     .set_len(0)
@@ -390,10 +393,14 @@ fn verify(
 fn commit_one(partial: PathBuf, file: File, p: &Planned) -> std::result::Result<PathBuf, Status> {
     if let Err(e) = file.sync_all() {
         warn!(file = %p.shown, error = %e, "fsync failed");
+        // What is there may not be what was written: never resumed from.
+        let _ = std::fs::remove_file(&partial);
         return Err(io_status(&e));
     }
+    // `file` (and with it the partial's lock) is kept until the rename is done.
+    let placed = fsutil::commit_partial(&partial, &p.parent, &p.file_name);
     drop(file);
-    match fsutil::commit_partial(&partial, &p.parent, &p.file_name) {
+    match placed {
         Ok(path) => {
             debug!(file = %p.shown, path = %path.display(), "saved");
             Ok(path)
