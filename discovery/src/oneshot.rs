@@ -79,6 +79,9 @@ fn name_key(n: &Name<'_>) -> String {
 /// record give [`Event::Rejected`]. Addresses come from the A/AAAA records of
 /// the SRV target, else from the answer's source.
 pub(crate) fn parse_response(data: &[u8], id: u16, from: SocketAddr, links: &[Link]) -> Vec<Event> {
+    if !counts_fit(data) {
+        return vec![];
+    }
     let Ok(packet) = Packet::parse(data) else {
         return vec![];
     };
@@ -164,6 +167,22 @@ pub(crate) fn parse_response(data: &[u8], id: u16, from: SocketAddr, links: &[Li
         }));
     }
     events
+}
+
+/// Whether the record counts in a DNS header fit in the packet. simple-dns
+/// reserves room for every record a header announces before reading any (144
+/// bytes a record), so a 12-byte packet claiming 65 535 answers would cost
+/// 9 MiB; with the records actually there, it reserves at most about 13 bytes
+/// per packet byte.
+fn counts_fit(data: &[u8]) -> bool {
+    let count = |at: usize| {
+        data.get(at..at + 2)
+            .map_or(0, |c| usize::from(u16::from_be_bytes([c[0], c[1]])))
+    };
+    // The smallest question is 5 bytes (root name, type, class), the smallest
+    // record 11 (root name, type, class, TTL, data length).
+    let least = 12 + 5 * count(4) + 11 * (count(6) + count(8) + count(10));
+    least <= data.len()
 }
 
 fn on_link(ip: &IpAddr, links: &[Link]) -> bool {
@@ -395,6 +414,56 @@ mod tests {
             flipped[i] ^= 0x5a;
             let _ = parse_response(&flipped, 7, from(), LINKS);
             flipped[i] ^= 0x5a;
+        }
+    }
+
+    #[test]
+    fn header_counts_reserve_no_memory() {
+        let full = answer(7, &GOOD_TXT, true);
+        assert!(counts_fit(&full));
+        // A response header alone, claiming 65 535 answers: simple-dns would
+        // reserve 65 535 records (9 MiB) before finding none.
+        let mut header = full[..12].to_vec();
+        header[6..8].copy_from_slice(&[0xff, 0xff]);
+        assert!(!counts_fit(&header));
+        let info = allocation_counter::measure(|| {
+            assert!(parse_response(&header, 7, from(), LINKS).is_empty());
+        });
+        assert!(info.bytes_max < 1024, "{info:?}");
+        // More additional records than the answer's bytes could hold.
+        let mut more = full.clone();
+        let too_many = u16::try_from(full.len() / 11).unwrap();
+        more[10..12].copy_from_slice(&too_many.to_be_bytes());
+        assert!(!counts_fit(&more));
+        assert!(!counts_fit(&[]));
+    }
+
+    /// Every truncation, bit flip and 16-bit field overwritten with a large
+    /// value of a real answer: no panic, and the parse holds at most 16 times
+    /// the packet's size (plus 64 KiB) at any moment.
+    #[test]
+    fn spoiled_answers_stay_in_budget() {
+        let full = answer(7, &GOOD_TXT, true);
+        let mut spoiled: Vec<Vec<u8>> = (0..full.len()).map(|cut| full[..cut].to_vec()).collect();
+        for at in 0..full.len() {
+            for bit in 0..8 {
+                let mut p = full.clone();
+                p[at] ^= 1 << bit;
+                spoiled.push(p);
+            }
+            for value in [0xffffu16, 0x8000, 0x0100, 0x00ff] {
+                let mut p = full.clone();
+                let end = (at + 2).min(p.len());
+                p[at..end].copy_from_slice(&value.to_be_bytes()[..end - at]);
+                spoiled.push(p);
+            }
+        }
+        for p in spoiled {
+            let info = allocation_counter::measure(|| {
+                let _ = parse_response(&p, 7, from(), LINKS);
+            });
+            let budget = 64 * 1024 + 16 * p.len() as u64;
+            assert!(info.bytes_max <= budget, "{info:?} for {p:02x?}");
         }
     }
 

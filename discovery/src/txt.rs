@@ -209,6 +209,10 @@ fn parse_mac(raw: &[u8]) -> Result<[u8; 6], TxtError> {
         key: KEY_MAC,
         reason: "not six colon-separated hex bytes",
     };
+    // "aa:bb:cc:dd:ee:ff" is exactly 17 bytes: check before splitting.
+    if raw.len() != 17 {
+        return Err(bad);
+    }
     let s = std::str::from_utf8(raw).map_err(|_| bad.clone())?;
     let parts: Vec<&str> = s.split(':').collect();
     if parts.len() != 6 {
