@@ -108,8 +108,11 @@ pub struct ListenArgs {
     #[arg(long)]
     pub no_notify: bool,
     /// Print events as JSON, one object per line, on stdout (listening, offer, accepted, refused, progress, file_done, transfer_done, error)
-    #[arg(long)]
+    #[arg(long, conflicts_with = "stdout")]
     pub json: bool,
+    /// Write the one incoming file to standard output instead of the folder (needs --once; messages stay on stderr): `localstream listen --once --stdout | tar x`
+    #[arg(long, requires = "once")]
+    pub stdout: bool,
     #[command(flatten)]
     pub discovery: DiscoveryArgs,
 }
@@ -133,6 +136,9 @@ pub struct SendArgs {
         default_missing_value = "60"
     )]
     pub retry: Option<f64>,
+    /// The file name the receiver gets for standard input (`-`)
+    #[arg(long, value_name = "NAME", default_value = "stdin")]
+    pub name: String,
     /// Print events as JSON, one object per line, on stdout (connected, offer, accepted, progress, file_done, transfer_done, error)
     #[arg(long)]
     pub json: bool,

@@ -97,6 +97,8 @@ pub struct ListenConfig {
     pub notify: crate::notify::Notify,
     /// `--json` events.
     pub events: crate::events::Events,
+    /// `--stdout`: the one file goes to standard output.
+    pub stdout: bool,
 }
 
 /// Whom `send` sends to.
@@ -123,6 +125,8 @@ pub struct SendConfig {
     pub retry: Option<Duration>,
     /// `--json` events.
     pub events: crate::events::Events,
+    /// `--name`: what standard input is called on the receiver.
+    pub stdin_name: String,
 }
 
 /// `peers` settings.
@@ -202,6 +206,7 @@ fn listen_config(a: ListenArgs) -> Result<ListenConfig> {
             desktop: !a.no_notify,
         },
         events: crate::events::Events::new(a.json),
+        stdout: a.stdout,
     })
 }
 
@@ -214,6 +219,11 @@ fn send_config(a: SendArgs) -> Result<SendConfig> {
             escape_for_terminal(name)
         )));
     }
+    if a.retry.is_some() && a.files.iter().any(|f| f.as_os_str() == crate::send::STDIN) {
+        return Err(Error::Usage(
+            "--retry cannot resend standard input (it is read once): send a file instead".into(),
+        ));
+    }
     Ok(SendConfig {
         target,
         files: a.files,
@@ -221,6 +231,7 @@ fn send_config(a: SendArgs) -> Result<SendConfig> {
         discovery,
         retry: a.retry.map(|s| seconds(s, "--retry")).transpose()?,
         events: crate::events::Events::new(a.json),
+        stdin_name: a.name,
     })
 }
 

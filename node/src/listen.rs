@@ -88,7 +88,18 @@ pub async fn run(
             }),
         );
     } else {
-        print_banner(&identity, local, &dir, &announced);
+        let target = if cfg.stdout {
+            "standard output".to_owned()
+        } else {
+            dir.display().to_string()
+        };
+        let banner = banner(&identity, local, &target, &announced);
+        if cfg.stdout {
+            // Standard output is for the file.
+            eprintln!("{banner}");
+        } else {
+            crate::outln!("{banner}");
+        }
     }
 
     let shared = Arc::new(Shared {
@@ -100,6 +111,7 @@ pub async fn run(
         store,
         active: trust::ActiveSessions::default(),
         events: cfg.events.clone(),
+        to_stdout: cfg.stdout,
     });
     let root = CancellationToken::new();
     let admission = Admission::new(MAX_UNAUTHENTICATED, MAX_SESSIONS);
@@ -237,24 +249,19 @@ fn raise_open_file_limit() {
 #[cfg(not(unix))]
 fn raise_open_file_limit() {}
 
-fn print_banner(
-    identity: &LocalIdentity,
-    local: SocketAddr,
-    dir: &std::path::Path,
-    discovery: &str,
-) {
+fn banner(identity: &LocalIdentity, local: SocketAddr, target: &str, discovery: &str) -> String {
     let fp = identity.fingerprint();
-    crate::outln!("LocalStream node {}", identity.name());
-    crate::outln!(
-        "  id          {}",
-        uuid::Uuid::from_bytes(identity.node_id())
+    let mut text = format!(
+        "LocalStream node {}\n  id          {}\n  fingerprint {}\n  saving to   {}\n  discovery   {discovery}",
+        identity.name(),
+        uuid::Uuid::from_bytes(identity.node_id()),
+        short_fingerprint(&fp),
+        target
     );
-    crate::outln!("  fingerprint {}", short_fingerprint(&fp));
-    crate::outln!("  saving to   {}", dir.display());
-    crate::outln!("  discovery   {discovery}");
     for addr in listen_addresses(local) {
-        crate::outln!("listening on {addr}");
+        text.push_str(&format!("\nlistening on {addr}"));
     }
+    text
 }
 
 /// The addresses peers can use: the bound one, or every interface's when bound to any.

@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Instant;
@@ -86,6 +86,8 @@ pub struct Shared {
     pub active: trust::ActiveSessions,
     /// `--json` events.
     pub events: Events,
+    /// `listen --stdout`: the one file of the one transfer goes to standard output.
+    pub to_stdout: bool,
 }
 
 /// Offers that may be collected or wait for a decision at once.
@@ -134,6 +136,10 @@ struct Planned {
     size: u64,
     /// Name of its resumable partial file in `parent`.
     partial_name: String,
+    /// Make it executable.
+    exec: bool,
+    /// A stream of unknown size (`size` is 0).
+    stream: bool,
 }
 
 /// A prefix held from an earlier transfer, offered to the sender in the
@@ -425,6 +431,8 @@ where
     }
     // Names first: one hostile name refuses the whole offer.
     let mut plan = Vec::with_capacity(entries.len());
+    // Directories to create (each as its whole list of components).
+    let mut folders: Vec<Vec<String>> = Vec::new();
     for (i, e) in entries.iter().enumerate() {
         let components = match validate_wire_path(&e.path) {
             Ok(c) => c,
@@ -445,6 +453,10 @@ where
             ),
             None => return refuse(writer, Status::InvalidName, "empty file name".into()).await,
         };
+        if e.is_dir() {
+            folders.push(components.iter().map(|s| (*s).to_owned()).collect());
+            continue;
+        }
         // Such a file could later pass for a partial and be resumed into.
         if file_name.ends_with(fsutil::PARTIAL_SUFFIX) {
             warn!(peer = %who, name = %escape_for_terminal(&e.path), "refused offer: partial-file name");
@@ -465,6 +477,18 @@ where
         );
         plan.push((i as u32, dirs, file_name, partial_name, e));
     }
+    if shared.to_stdout && (plan.len() != 1 || !folders.is_empty()) {
+        return refuse(
+            writer,
+            Status::Declined,
+            format!(
+                "the receiver takes exactly one file, for its standard output \
+                 (`listen --stdout`); this offer has {}",
+                entries.len()
+            ),
+        )
+        .await;
+    }
     // Bytes held from an interrupted transfer need no new space.
     let held: u64 = plan
         .iter()
@@ -474,7 +498,8 @@ where
         })
         .sum();
     let needed = total - held;
-    if let Some(free) = fsutil::available_space(&shared.dir)
+    if !shared.to_stdout
+        && let Some(free) = fsutil::available_space(&shared.dir)
         && free < needed
     {
         warn!(peer = %who, needed, free, "refused offer: not enough disk space");
@@ -598,12 +623,32 @@ where
         return refuse(writer, status, message).await;
     }
 
-    // Create the directories the offer needs (none for plain files), once
+    // The folders the offer names, even empty ones.
+    for components in &folders {
+        let components: Vec<&str> = components.iter().map(String::as_str).collect();
+        if let Err(err) = fsutil::prepare_parent(&shared.dir, &components) {
+            warn!(peer = %who, error = %err, "refused offer: cannot create a folder");
+            return refuse(
+                writer,
+                io_status(&err),
+                format!(
+                    "cannot create the folder {}: {}",
+                    escape_for_terminal(&components.join("/")),
+                    escape_for_terminal(&err.to_string())
+                ),
+            )
+            .await;
+        }
+    }
+    // Create the directories the files need (none for plain files), once
     // per distinct directory.
     let mut planned = Vec::with_capacity(plan.len());
     let mut parents: HashMap<Vec<String>, PathBuf> = HashMap::new();
     for (index, dirs, file_name, partial_name, e) in plan {
-        let parent = if let Some(parent) = parents.get(&dirs) {
+        let parent = if shared.to_stdout {
+            // Nothing is written to the folder.
+            shared.dir.clone()
+        } else if let Some(parent) = parents.get(&dirs) {
             parent.clone()
         } else {
             let components: Vec<&str> = dirs.iter().map(String::as_str).collect();
@@ -636,6 +681,8 @@ where
             file_name,
             size: e.size,
             partial_name,
+            exec: e.is_exec(),
+            stream: e.is_stream(),
         });
     }
 
@@ -643,7 +690,9 @@ where
     let candidates: Vec<(usize, PathBuf, String, u64)> = planned
         .iter()
         .enumerate()
-        .filter(|(_, p)| resumable::held_len(&p.parent, &p.partial_name) > 0)
+        .filter(|(_, p)| {
+            !shared.to_stdout && !p.stream && resumable::held_len(&p.parent, &p.partial_name) > 0
+        })
         .take(MAX_RESUMED)
         .map(|(i, p)| (i, p.parent.clone(), p.partial_name.clone(), p.size))
         .collect();
@@ -652,9 +701,10 @@ where
     } else {
         tokio::task::spawn_blocking(move || hold_prefixes(candidates)).await?
     };
-    let mut decisions = vec![FileDecision::whole(); planned.len()];
+    // One decision per offered entry: folders are done (created), files wait.
+    let mut decisions = vec![FileDecision::whole(); entries.len()];
     for (&i, (h, hash)) in &held {
-        decisions[i] = FileDecision {
+        decisions[planned[i].index as usize] = FileDecision {
             status: Status::Ok,
             offset: h.partial.len,
             held: *hash,
@@ -695,8 +745,10 @@ where
     // The writer skips the per-file progress calls (a lock, a clock read and
     // a message string each) when no bar is drawn.
     let bar = progress.watched().then(|| progress.clone());
+    let to_stdout = shared.to_stdout;
+    let file_indices: Vec<u32> = planned.iter().map(|p| p.index).collect();
     let mut write_task = tokio::task::spawn_blocking(move || {
-        write_files(opener, rx, &returns, planned, held, bar.as_ref())
+        write_files(opener, rx, &returns, planned, held, bar.as_ref(), to_stdout)
     });
     let mut early = None;
     let read_result = tokio::select! {
@@ -717,7 +769,7 @@ where
     progress.finish();
     // The writer's verdict wins when it failed (it saw the real problem);
     // otherwise a reader failure (timeout, cut connection) is the error.
-    let (results, resumed) = match (written, read_result) {
+    let (results, resumed, data_bytes) = match (written, read_result) {
         (Ok(r), _) => r,
         (Err(e), Ok(())) => return Err(e),
         (Err(Error::Protocol(ProtoError::Truncated)), Err(read_err)) => return Err(read_err),
@@ -725,12 +777,14 @@ where
         (Err(e), Err(_)) => return Err(e),
     };
 
-    let statuses: Vec<Status> = results
-        .iter()
-        .map(|r| r.as_ref().map_or_else(|s| *s, |_| Status::Ok))
-        .collect();
+    // Per offered entry: folders were created before the Answer.
+    let mut statuses = vec![Status::Ok; entries.len()];
+    for (index, r) in file_indices.iter().zip(&results) {
+        statuses[*index as usize] = r.as_ref().map_or_else(|s| *s, |_| Status::Ok);
+    }
     let failed = statuses.iter().filter(|s| !s.is_ok()).count();
-    let bytes: u64 = entries.iter().map(|e| e.size).sum();
+    // What the files hold (streams announce no size).
+    let bytes: u64 = data_bytes + resumed;
     let (status, message) = if failed == 0 {
         (Status::Ok, summary(files, bytes, started.elapsed()))
     } else {
@@ -777,7 +831,10 @@ where
             "seconds": started.elapsed().as_secs_f64(),
         }),
     );
-    if !shared.events.on() {
+    if shared.to_stdout {
+        // Standard output carries the file itself.
+        eprintln!("{listing}");
+    } else if !shared.events.on() {
         crate::outln!("{listing}");
     }
     if failed > 0 {

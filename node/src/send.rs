@@ -18,7 +18,8 @@ use localstream_proto::handshake::Config as HandshakeConfig;
 use localstream_proto::names::{escape_for_terminal, validate_wire_path};
 use localstream_proto::record::{MAX_PLAINTEXT, RecordType};
 use localstream_proto::transfer::{
-    Answer, FileEnd, FinalStatus, MAX_FILES, OfferEntry, OfferPart, Resume, ResumeFile, TransferEnd,
+    ATTR_DIR, ATTR_EXEC, ATTR_STREAM, Answer, FileEnd, FinalStatus, MAX_FILES, OfferEntry,
+    OfferPart, Resume, ResumeFile, TransferEnd,
 };
 use localstream_proto::{Error as ProtoError, Handshake, LocalIdentity, Opener, Sealer, Status};
 use tokio::io::AsyncWriteExt;
@@ -61,10 +62,28 @@ const PIPELINE_DEPTH: usize = 4;
 /// A local file about to be offered.
 #[derive(Debug, Clone)]
 struct Source {
+    /// Where to read it (`-`: standard input).
     path: PathBuf,
+    /// Its wire path.
     name: String,
+    /// Its size (0 for a directory or standard input).
     size: u64,
+    /// `ATTR_*` bits for the offer.
+    attrs: u8,
 }
+
+impl Source {
+    fn is_dir(&self) -> bool {
+        self.attrs & ATTR_DIR != 0
+    }
+
+    fn is_stream(&self) -> bool {
+        self.attrs & ATTR_STREAM != 0
+    }
+}
+
+/// The command-line path that means standard input.
+pub const STDIN: &str = "-";
 
 /// What a finished send reports.
 #[derive(Debug)]
@@ -125,12 +144,44 @@ async fn connect_one(addr: SocketAddr) -> std::io::Result<TcpStream> {
 /// outside the tree is ever sent because a link pointed there. A path given
 /// on the command line is followed, even when it is a link: that is an
 /// explicit choice.
-fn sources(paths: &[PathBuf]) -> Result<Vec<Source>> {
+fn sources(paths: &[PathBuf], stdin_name: &str) -> Result<Vec<Source>> {
     let mut out = Vec::new();
+    let stdin_count = paths.iter().filter(|p| p.as_os_str() == STDIN).count();
+    if stdin_count > 1 {
+        return Err(Error::Usage(
+            "standard input (`-`) can be sent only once per send".into(),
+        ));
+    }
     for path in paths {
+        if path.as_os_str() == STDIN {
+            validate_wire_path(stdin_name)
+                .ok()
+                .filter(|components| components.len() == 1)
+                .ok_or_else(|| {
+                    Error::Usage(format!(
+                        "--name {}: not a usable file name",
+                        escape_for_terminal(stdin_name)
+                    ))
+                })?;
+            out.push(Source {
+                path: path.clone(),
+                name: stdin_name.to_owned(),
+                size: 0,
+                attrs: ATTR_STREAM,
+            });
+            continue;
+        }
         let meta = std::fs::metadata(path).map_err(|e| Error::file(path, e))?;
         let name = top_name(path)?;
         if meta.is_dir() {
+            check_name(path, &name)?;
+            // The folder itself, so that it exists even when empty.
+            out.push(Source {
+                path: path.clone(),
+                name: name.clone(),
+                size: 0,
+                attrs: ATTR_DIR,
+            });
             add_tree(path, &name, &mut out)?;
         } else if meta.is_file() {
             out.push(source(path, name, &meta)?);
@@ -175,15 +226,34 @@ fn shown(path: &Path) -> String {
     escape_for_terminal(&path.display().to_string())
 }
 
-/// One file, checked: readable, and a valid wire path.
-fn source(path: &Path, name: String, meta: &std::fs::Metadata) -> Result<Source> {
-    File::open(path).map_err(|e| Error::file(path, e))?;
-    validate_wire_path(&name).map_err(|e| {
+/// Whether `name` can go on the wire for `path`.
+fn check_name(path: &Path, name: &str) -> Result<()> {
+    validate_wire_path(name).map_err(|e| {
         Error::Usage(format!(
             "{}: cannot be sent under this name: {e}",
             shown(path)
         ))
     })?;
+    Ok(())
+}
+
+/// Whether the file is executable (by anyone): the receiver then makes its
+/// copy executable too.
+#[cfg(unix)]
+fn executable(meta: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    meta.permissions().mode() & 0o111 != 0
+}
+
+#[cfg(not(unix))]
+fn executable(_meta: &std::fs::Metadata) -> bool {
+    false
+}
+
+/// One file, checked: readable, and a valid wire path.
+fn source(path: &Path, name: String, meta: &std::fs::Metadata) -> Result<Source> {
+    File::open(path).map_err(|e| Error::file(path, e))?;
+    check_name(path, &name)?;
     if name.ends_with(crate::fsutil::PARTIAL_SUFFIX) {
         return Err(Error::Usage(format!(
             "{}: a partial file of an unfinished transfer (receivers refuse names ending in {})",
@@ -195,6 +265,7 @@ fn source(path: &Path, name: String, meta: &std::fs::Metadata) -> Result<Source>
         path: path.to_owned(),
         name,
         size: meta.len(),
+        attrs: if executable(meta) { ATTR_EXEC } else { 0 },
     })
 }
 
@@ -211,10 +282,7 @@ fn add_tree(root: &Path, top: &str, out: &mut Vec<Source>) -> Result<()> {
         })?;
         let path = entry.path();
         let kind = entry.file_type();
-        if kind.is_dir() {
-            continue;
-        }
-        if !kind.is_file() {
+        if !kind.is_file() && !kind.is_dir() {
             eprintln!(
                 "skipping {}: {}",
                 shown(path),
@@ -239,15 +307,24 @@ fn add_tree(root: &Path, top: &str, out: &mut Vec<Source>) -> Result<()> {
             name.push('/');
             name.push_str(c);
         }
-        if name.ends_with(crate::fsutil::PARTIAL_SUFFIX) {
+        if kind.is_dir() {
+            check_name(path, &name)?;
+            out.push(Source {
+                path: path.to_owned(),
+                name,
+                size: 0,
+                attrs: ATTR_DIR,
+            });
+        } else if name.ends_with(crate::fsutil::PARTIAL_SUFFIX) {
             eprintln!(
                 "skipping {}: a partial file of an unfinished transfer",
                 shown(path)
             );
             continue;
+        } else {
+            let meta = entry.metadata().map_err(|e| Error::file(path, e.into()))?;
+            out.push(source(path, name, &meta)?);
         }
-        let meta = entry.metadata().map_err(|e| Error::file(path, e.into()))?;
-        out.push(source(path, name, &meta)?);
         if out.len() > MAX_FILES as usize {
             return Ok(());
         }
@@ -328,7 +405,7 @@ pub async fn run(
     cfg: &SendConfig,
     progress: bool,
 ) -> Result<Sent> {
-    let sources = sources(&cfg.files)?;
+    let sources = sources(&cfg.files, &cfg.stdin_name)?;
     let (addrs, expected) = match (&cfg.target, &cfg.discovery) {
         (Target::Addr(a), _) => (vec![*a], None),
         (Target::Lookup(name), Discovery::On(interfaces)) => {
@@ -510,6 +587,7 @@ async fn exchange(
         .map(|s| OfferEntry {
             path: s.name.clone(),
             size: s.size,
+            attrs: s.attrs,
         })
         .collect();
     for part in OfferPart::split(&entries)? {
@@ -569,7 +647,8 @@ async fn exchange(
         .iter()
         .zip(&answer.files)
         .enumerate()
-        .filter(|(_, (_, d))| d.status.is_ok())
+        // Directories have no data: the receiver created them.
+        .filter(|(_, (s, d))| d.status.is_ok() && !s.is_dir())
         .map(|(i, (s, _))| {
             let index = i as u32;
             let (offset, hasher) = match continued.iter_mut().find(|v| v.index == index) {
@@ -669,14 +748,18 @@ async fn exchange(
         return Err(e);
     }
     stream_result?;
-    if let Err(e) = produced {
-        // Tell the receiver why we stop (it keeps what it has as partial files).
-        let mut writer = RecordWriter { inner: wr, sealer };
-        writer
-            .alert(Status::Cancelled, &format!("the sender failed: {e}"))
-            .await;
-        return Err(e);
-    }
+    // What crossed the wire (streams announce no size up front).
+    let bytes = match produced {
+        Ok(sent) => sent,
+        Err(e) => {
+            // Tell the receiver why we stop (it keeps what it has as partial files).
+            let mut writer = RecordWriter { inner: wr, sealer };
+            writer
+                .alert(Status::Cancelled, &format!("the sender failed: {e}"))
+                .await;
+            return Err(e);
+        }
+    };
 
     // Everything is sent: now the receiver has STATUS_TIMEOUT to verify, fsync and answer.
     // From here on a lost connection is not a failed transfer: the receiver
@@ -701,6 +784,12 @@ async fn exchange(
     let status = FinalStatus::decode(&body)?;
     let elapsed = started.elapsed();
     let delivered = status.files.iter().filter(|s| s.is_ok()).count();
+    // Files, not the folders that came with them.
+    let delivered_files = sources
+        .iter()
+        .zip(&status.files)
+        .filter(|(s, st)| st.is_ok() && !s.is_dir())
+        .count();
     for (s, st) in sources.iter().zip(&status.files) {
         if !st.is_ok() {
             eprintln!("{}: not delivered: {st}", shown(&s.path));
@@ -712,7 +801,7 @@ async fn exchange(
         "transfer_done",
         serde_json::json!({
             "ok": ok,
-            "files": delivered,
+            "files": delivered_files,
             "offered": sources.len(),
             "bytes": bytes,
             "resumed": resumed,
@@ -727,7 +816,7 @@ async fn exchange(
         if !events.on() {
             crate::outln!(
                 "sent {} to {who}{}",
-                summary(delivered, bytes, elapsed),
+                summary(delivered_files, bytes, elapsed),
                 resumed_note(resumed)
             );
         }
@@ -912,7 +1001,7 @@ fn produce(
     tx: mpsc::Sender<Vec<u8>>,
     pool: &BufPool,
     progress: &Progress,
-) -> Result<()> {
+) -> Result<u64> {
     let mut out = Outbox {
         tx,
         pool,
@@ -934,7 +1023,7 @@ fn produce_into(
     sealer: &mut Sealer,
     plan: Vec<Planned>,
     progress: &Progress,
-) -> Result<()> {
+) -> Result<u64> {
     let mut files = 0u32;
     let mut bytes = 0u64;
     for Planned {
@@ -945,13 +1034,22 @@ fn produce_into(
     } in plan
     {
         progress.start_file(&src.name, src.size - offset);
-        let mut file = File::open(&src.path).map_err(|e| Error::file(&src.path, e))?;
+        let mut file = if src.is_stream() {
+            stdin_file().map_err(|e| Error::file("<standard input>", e))?
+        } else {
+            File::open(&src.path).map_err(|e| Error::file(&src.path, e))?
+        };
         if offset > 0 {
             use std::io::{Seek, SeekFrom};
             file.seek(SeekFrom::Start(offset))
                 .map_err(|e| Error::file(&src.path, e))?;
         }
-        let mut remaining = src.size - offset;
+        // A stream goes on until its end, whatever its length.
+        let mut remaining = if src.is_stream() {
+            u64::MAX
+        } else {
+            src.size - offset
+        };
         let mut sent = offset;
         while remaining > 0 {
             let want = remaining.min(CHUNK as u64) as usize;
@@ -981,7 +1079,23 @@ fn produce_into(
     let mut body = vec![];
     TransferEnd { files, bytes }.encode(&mut body);
     out.message(sealer, RecordType::TransferEnd, &body)?;
-    out.flush()
+    out.flush()?;
+    Ok(bytes)
+}
+
+/// Standard input as a file, read straight from the descriptor.
+#[cfg(unix)]
+fn stdin_file() -> std::io::Result<File> {
+    use std::os::fd::AsFd;
+    Ok(File::from(std::io::stdin().as_fd().try_clone_to_owned()?))
+}
+
+#[cfg(windows)]
+fn stdin_file() -> std::io::Result<File> {
+    use std::os::windows::io::AsHandle;
+    Ok(File::from(
+        std::io::stdin().as_handle().try_clone_to_owned()?,
+    ))
 }
 
 /// Fails unless the receiver's record is of the type this step needs.

@@ -872,3 +872,138 @@ fn same_name_same_size_files_in_one_send_both_arrive_intact() {
     assert_content(&p.inbox.join("s (1).txt"), &small_two);
     assert_eq!(names_in(&p.inbox).len(), 5, "{:?}", names_in(&p.inbox));
 }
+
+/// Every file and folder under `root`, as (relative path, mode bits, content
+/// or None for a folder), sorted: two trees are equal when these are.
+#[cfg(unix)]
+fn tree_listing(root: &Path) -> Vec<(String, u32, Option<Vec<u8>>)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            let rel = path.strip_prefix(root).unwrap().display().to_string();
+            let mode = meta.permissions().mode() & 0o777;
+            if meta.is_dir() {
+                stack.push(path);
+                out.push((rel, mode, None));
+            } else {
+                out.push((rel, mode, Some(std::fs::read(&path).unwrap())));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[cfg(unix)]
+#[test]
+fn a_tree_with_empty_folders_executables_and_2000_small_files_arrives_identical() {
+    use std::os::unix::fs::PermissionsExt;
+    let p = Pair::new();
+    let root = p.sender.dir("out").join("project");
+    std::fs::create_dir_all(root.join("src/deep/er")).unwrap();
+    std::fs::create_dir_all(root.join("empty/nested-empty")).unwrap();
+    std::fs::create_dir_all(root.join("many")).unwrap();
+    for i in 0..2000 {
+        let sub = root.join("many").join(format!("d{}", i % 20));
+        std::fs::create_dir_all(&sub).unwrap();
+        std::fs::write(
+            sub.join(format!("f{i:04}.txt")),
+            random_bytes(i, (i % 700) as usize),
+        )
+        .unwrap();
+    }
+    std::fs::write(root.join("src/deep/er/big.bin"), random_bytes(7, 5 * MIB)).unwrap();
+    let tool = root.join("src/run.sh");
+    std::fs::write(&tool, b"#!/bin/sh\necho hi\n").unwrap();
+    std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut l = p.receiver.listen(&p.inbox, &["--yes", "--once"]);
+
+    let out = p.sender.send(l.port, &[&root]);
+    assert_sent_ok(&out, 2002);
+    assert_eq!(l.wait_exit(), Some(0), "{}", l.stderr());
+    let (sent, got) = (tree_listing(&root), tree_listing(&p.inbox.join("project")));
+    assert_eq!(sent.len(), got.len());
+    for (a, b) in sent.iter().zip(&got) {
+        assert_eq!((&a.0, a.1), (&b.0, b.1), "path or mode differs");
+        assert!(a.2 == b.2, "{} differs", a.0);
+    }
+    assert!(
+        got.iter()
+            .any(|(p, _, c)| p == "empty/nested-empty" && c.is_none())
+    );
+    assert!(got.iter().any(|(p, m, _)| p == "src/run.sh" && *m == 0o755));
+}
+
+#[test]
+fn stdin_of_unknown_length_round_trips_through_listen_stdout() {
+    let p = Pair::new();
+    // Not a multiple of any record size, and longer than one record.
+    let content = random_bytes(61, 3 * MIB + 12_345);
+    let port = {
+        let probe = TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let mut listener = p
+        .receiver
+        .cmd()
+        .arg("listen")
+        .arg("--no-discovery")
+        .arg("--dir")
+        .arg(&p.inbox)
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--yes", "--once", "--stdout"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = listener.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut got = Vec::new();
+        stdout.read_to_end(&mut got).unwrap();
+        got
+    });
+    // The listener says where it listens on stderr; wait until it accepts.
+    assert!(
+        poll_until(STEP, || TcpStream::connect(("127.0.0.1", port)).is_ok()),
+        "listener did not start"
+    );
+    let mut sender = p
+        .sender
+        .send_cmd(port, &["-"])
+        .args(["--name", "stream.bin"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = sender.stdin.take().unwrap();
+    let feed = content.clone();
+    // Written in pieces, as a pipe would deliver it.
+    std::thread::spawn(move || {
+        for piece in feed.chunks(100_000) {
+            input.write_all(piece).unwrap();
+        }
+    });
+    let out = sender.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).starts_with("sent 1 file, 3.01 MiB"),
+        "{}",
+        text(&out.stdout)
+    );
+    let status = wait_deadline(&mut listener, STEP).expect("listener did not exit");
+    assert_eq!(status.code(), Some(0));
+    let got = reader.join().unwrap();
+    assert!(
+        got == content,
+        "stdout differs: {} bytes vs {}",
+        got.len(),
+        content.len()
+    );
+    // Nothing went to the folder.
+    assert!(names_in(&p.inbox).is_empty(), "{:?}", names_in(&p.inbox));
+}

@@ -63,10 +63,7 @@ impl Evil {
     async fn offer(&mut self, entries: &[(&str, u64)]) -> Answer {
         let entries: Vec<_> = entries
             .iter()
-            .map(|(p, s)| OfferEntry {
-                path: (*p).into(),
-                size: *s,
-            })
+            .map(|(p, s)| OfferEntry::file(*p, *s))
             .collect();
         for part in OfferPart::split(&entries).unwrap() {
             let mut body = vec![];

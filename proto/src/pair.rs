@@ -174,11 +174,8 @@ fn full_transfer_round_trips() {
     let hash = *blake3::hash(&content).as_bytes();
     let mut wire = vec![];
     let mut body = vec![];
-    let offer = OfferPart::split(&[OfferEntry {
-        path: "dir/file.bin".into(),
-        size: content.len() as u64,
-    }])
-    .unwrap();
+    let offer =
+        OfferPart::split(&[OfferEntry::file("dir/file.bin", content.len() as u64)]).unwrap();
     offer[0].encode(&mut body).unwrap();
     i.sealer.seal(RecordType::Offer, &body, &mut wire).unwrap();
 

@@ -34,13 +34,66 @@ pub const MAX_MESSAGE: usize = 1024;
 /// Resume record; further held prefixes are simply not offered).
 pub const MAX_RESUMED: usize = 4096;
 
-/// One file in an offer.
+/// Entry attribute: a directory (size 0, no data; created, even when empty).
+pub const ATTR_DIR: u8 = 0x01;
+/// Entry attribute: an executable file.
+pub const ATTR_EXEC: u8 = 0x02;
+/// Entry attribute: a stream of unknown size (size 0 in the offer; the
+/// FileEnd gives the real size).
+pub const ATTR_STREAM: u8 = 0x04;
+const ATTR_KNOWN: u8 = ATTR_DIR | ATTR_EXEC | ATTR_STREAM;
+
+/// One file (or directory) in an offer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OfferEntry {
     /// Relative path, '/'-separated (validate with [`crate::names`] before use).
     pub path: String,
-    /// Size in bytes.
+    /// Size in bytes (0 for a directory or a stream).
     pub size: u64,
+    /// `ATTR_*` bits.
+    pub attrs: u8,
+}
+
+impl OfferEntry {
+    /// A plain file.
+    #[must_use]
+    pub fn file(path: impl Into<String>, size: u64) -> Self {
+        OfferEntry {
+            path: path.into(),
+            size,
+            attrs: 0,
+        }
+    }
+
+    /// A directory.
+    #[must_use]
+    pub fn is_dir(&self) -> bool {
+        self.attrs & ATTR_DIR != 0
+    }
+
+    /// An executable file.
+    #[must_use]
+    pub fn is_exec(&self) -> bool {
+        self.attrs & ATTR_EXEC != 0
+    }
+
+    /// A stream of unknown size.
+    #[must_use]
+    pub fn is_stream(&self) -> bool {
+        self.attrs & ATTR_STREAM != 0
+    }
+
+    /// Checks the attributes against each other and the size.
+    fn check(&self) -> Result<()> {
+        let ok = self.attrs & !ATTR_KNOWN == 0
+            && (!self.is_dir() || (self.attrs == ATTR_DIR && self.size == 0))
+            && (!self.is_stream() || self.size == 0);
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::Malformed("Offer entry attributes"))
+        }
+    }
 }
 
 /// One Offer record: the totals of the whole offer and some of its entries.
@@ -80,7 +133,8 @@ impl OfferPart {
                     max: MAX_PATH,
                 });
             }
-            let entry_size = 2 + e.path.len() + 8;
+            e.check()?;
+            let entry_size = 2 + e.path.len() + 8 + 1;
             if size + entry_size > MAX_PLAINTEXT && !current.is_empty() {
                 parts.push(std::mem::take(&mut current));
                 size = 16;
@@ -105,8 +159,10 @@ impl OfferPart {
         out.put_u64(self.total_bytes);
         out.put_u32(self.entries.len() as u32);
         for e in &self.entries {
+            e.check()?;
             out.put_bytes16(e.path.as_bytes(), MAX_PATH)?;
             out.put_u64(e.size);
+            out.push(e.attrs);
         }
         Ok(())
     }
@@ -120,15 +176,18 @@ impl OfferPart {
         if total_files > MAX_FILES || count > total_files {
             return Err(Error::Malformed("Offer file count"));
         }
-        // Each entry takes at least 10 bytes: bound the allocation by what is there.
-        if count as usize > r.remaining() / 10 {
+        // Each entry takes at least 11 bytes: bound the allocation by what is there.
+        if count as usize > r.remaining() / 11 {
             return Err(Error::Malformed("Offer entry count"));
         }
         let mut entries = Vec::with_capacity(count as usize);
         for _ in 0..count {
             let path = r.str16(MAX_PATH)?.to_owned();
             let size = r.u64()?;
-            entries.push(OfferEntry { path, size });
+            let attrs = r.u8()?;
+            let entry = OfferEntry { path, size, attrs };
+            entry.check()?;
+            entries.push(entry);
         }
         r.finish()?;
         Ok(OfferPart {
@@ -465,10 +524,7 @@ mod tests {
     #[test]
     fn offer_split_and_collect() {
         let entries: Vec<_> = (0..30_000)
-            .map(|i| OfferEntry {
-                path: format!("dir/some-longer-file-name-{i:06}.dat"),
-                size: i,
-            })
+            .map(|i| OfferEntry::file(format!("dir/some-longer-file-name-{i:06}.dat"), i))
             .collect();
         let parts = OfferPart::split(&entries).unwrap();
         assert!(parts.len() > 1, "30k entries must span records");
@@ -492,10 +548,7 @@ mod tests {
         let part = OfferPart {
             total_files: 1,
             total_bytes: 99,
-            entries: vec![OfferEntry {
-                path: "a".into(),
-                size: 5,
-            }],
+            entries: vec![OfferEntry::file("a", 5)],
         };
         assert!(OfferCollector::default().add(part).is_err());
         // A huge count with no bytes behind it must not allocate.
@@ -514,10 +567,7 @@ mod tests {
         // 4500 paths of ~4 KB each: 18 MB, just past the 16 MiB bound.
         let long = "x/".repeat(2000) + "f";
         let entries: Vec<_> = (0..4500)
-            .map(|i| OfferEntry {
-                path: format!("{long}{i}"),
-                size: 0,
-            })
+            .map(|i| OfferEntry::file(format!("{long}{i}"), 0))
             .collect();
         let mut c = OfferCollector::default();
         let mut err = None;

@@ -47,7 +47,8 @@ pub(super) fn write_files(
     plan: Vec<Planned>,
     held: HashMap<usize, Held>,
     progress: Option<&Progress>,
-) -> Result<(FileResults, u64)> {
+    to_stdout: bool,
+) -> Result<(FileResults, u64, u64)> {
     let mut w = Writer {
         plan: &plan,
         progress,
@@ -58,12 +59,13 @@ pub(super) fn write_files(
         awaiting_resume: !held.is_empty(),
         held,
         resumed: 0,
+        to_stdout,
     };
     let outcome = w.run(opener, rx, pool);
     // Verified files still waiting for their group are saved even when the
     // transfer failed later, as they would have been one by one.
     w.commit_group();
-    outcome.map(|()| (w.results, w.resumed))
+    outcome.map(|()| (w.results, w.resumed, w.data_bytes))
 }
 
 /// What [`write_files`] keeps between records.
@@ -83,6 +85,8 @@ struct Writer<'a> {
     awaiting_resume: bool,
     /// Bytes of held prefixes the sender confirmed.
     resumed: u64,
+    /// `listen --stdout`: the one file goes to standard output.
+    to_stdout: bool,
 }
 
 impl<'a> Writer<'a> {
@@ -112,7 +116,7 @@ impl<'a> Writer<'a> {
                     RecordType::TransferEnd => {
                         let end = TransferEnd::decode(pt)?;
                         if let Some(cur) = self.current.take() {
-                            let _ = std::fs::remove_file(&cur.partial);
+                            remove_partial(&cur.partial);
                             return Err(ProtoError::Malformed("TransferEnd inside a file").into());
                         }
                         if self.results.len() != self.plan.len()
@@ -232,6 +236,13 @@ impl<'a> Writer<'a> {
                     hasher,
                 }
             }
+            None if self.to_stdout => Current {
+                plan: idx,
+                partial: PathBuf::new(),
+                file: stdout_file().map_err(|e| Error::file("<standard output>", e))?,
+                written: 0,
+                hasher: blake3::Hasher::new(),
+            },
             None => {
                 let (partial, file) =
                     open_partial(p).map_err(|e| Error::file(p.parent.join(&p.file_name), e))?;
@@ -257,9 +268,9 @@ impl<'a> Writer<'a> {
             None => self.open_next()?,
         };
         let cur = self.current.insert(cur);
-        let size = self.plan[cur.plan].size;
-        if cur.written + pt.len() as u64 > size {
-            let _ = std::fs::remove_file(&cur.partial);
+        let p = &self.plan[cur.plan];
+        if !p.stream && cur.written + pt.len() as u64 > p.size {
+            remove_partial(&cur.partial);
             return Err(ProtoError::Malformed("more data than the file's announced size").into());
         }
         if let Err(e) = cur.file.write_all(pt) {
@@ -282,7 +293,7 @@ impl<'a> Writer<'a> {
         let plan = self.plan;
         let p = &plan[cur.plan];
         if end.index != p.index {
-            let _ = std::fs::remove_file(&cur.partial);
+            remove_partial(&cur.partial);
             return Err(ProtoError::Malformed("FileEnd for a file out of order").into());
         }
         let (partial, file) = match verify(cur, p, end) {
@@ -292,6 +303,16 @@ impl<'a> Writer<'a> {
                 return Ok(());
             }
         };
+        if self.to_stdout {
+            drop(file);
+            self.results.push(Ok(PathBuf::from("(standard output)")));
+            return Ok(());
+        }
+        if p.exec
+            && let Err(e) = make_executable(&file)
+        {
+            warn!(file = %p.shown, error = %e, "cannot make it executable");
+        }
         if !fsutil::CommitGroup::wants(p.size) {
             let result = commit_one(partial, file, p);
             if let (Ok(path), Some(bar)) = (&result, self.progress) {
@@ -346,6 +367,42 @@ impl<'a> Writer<'a> {
     }
 }
 
+/// Gives the file mode 0755 (the sender's copy was executable).
+#[cfg(unix)]
+fn make_executable(file: &File) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    file.set_permissions(std::fs::Permissions::from_mode(0o755))
+}
+
+/// No executable bit to set elsewhere.
+#[cfg(not(unix))]
+fn make_executable(_file: &File) -> std::io::Result<()> {
+    Ok(())
+}
+
+/// Removes a partial file (none when the file goes to standard output).
+fn remove_partial(partial: &Path) {
+    if !partial.as_os_str().is_empty() {
+        let _ = std::fs::remove_file(partial);
+    }
+}
+
+/// Standard output as a file, for `listen --stdout` (unbuffered writes
+/// straight to the descriptor).
+#[cfg(unix)]
+fn stdout_file() -> std::io::Result<File> {
+    use std::os::fd::AsFd;
+    Ok(File::from(std::io::stdout().as_fd().try_clone_to_owned()?))
+}
+
+#[cfg(windows)]
+fn stdout_file() -> std::io::Result<File> {
+    use std::os::windows::io::AsHandle;
+    Ok(File::from(
+        std::io::stdout().as_handle().try_clone_to_owned()?,
+    ))
+}
+
 /// A new, empty partial for `p`: its resumable one (emptied, when a stale
 /// one was there), or a fresh one when that cannot be used.
 fn open_partial(p: &Planned) -> std::io::Result<(PathBuf, File)> {
@@ -376,10 +433,10 @@ fn verify(
     } = cur;
     let discard = |status: Status, why: &str| {
         warn!(file = %p.shown, "{why}: discarded");
-        let _ = std::fs::remove_file(&partial);
+        remove_partial(&partial);
         Err(status)
     };
-    if written != end.size || written != p.size {
+    if written != end.size || (!p.stream && written != p.size) {
         return discard(Status::SizeMismatch, "size differs from the offer");
     }
     if hasher.finalize().as_bytes() != &end.hash {
@@ -394,7 +451,7 @@ fn commit_one(partial: PathBuf, file: File, p: &Planned) -> std::result::Result<
     if let Err(e) = file.sync_all() {
         warn!(file = %p.shown, error = %e, "fsync failed");
         // What is there may not be what was written: never resumed from.
-        let _ = std::fs::remove_file(&partial);
+        remove_partial(&partial);
         return Err(io_status(&e));
     }
     // `file` (and with it the partial's lock) is kept until the rename is done.

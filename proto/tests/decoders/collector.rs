@@ -40,7 +40,7 @@ fn apply_seq(parts: &mut Vec<Vec<u8>>, ops: &[SeqOp]) {
 fn offer_parts() -> impl Strategy<Value = (Vec<OfferEntry>, Vec<Vec<u8>>)> {
     // Empty files too: a repeated part of them adds up to the same total.
     let size = prop_oneof![Just(0), 0..1u64 << 40];
-    let entry = (text(12), size).prop_map(|(path, size)| OfferEntry { path, size });
+    let entry = (text(12), size).prop_map(|(path, size)| OfferEntry::file(path, size));
     (vec(entry, 1..24), vec(any::<Index>(), 0..4)).prop_map(|(entries, cuts)| {
         let total_files = entries.len() as u32;
         let total_bytes = entries.iter().map(|e| e.size).sum();

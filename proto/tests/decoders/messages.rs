@@ -244,7 +244,7 @@ pub(crate) fn offer_entry() -> impl Strategy<Value = OfferEntry> {
         40 => text(12),
         1 => (MAX_PATH - 2..=MAX_PATH).prop_map(|n| "p".repeat(n)),
     ];
-    (path, any::<u64>()).prop_map(|(path, size)| OfferEntry { path, size })
+    (path, any::<u64>()).prop_map(|(path, size)| OfferEntry::file(path, size))
 }
 pub(crate) fn offer_part() -> impl Strategy<Value = OfferPart> {
     (vec(offer_entry(), 0..6), any::<u64>(), any::<u32>()).prop_map(|(entries, total_bytes, k)| {
