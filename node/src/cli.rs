@@ -136,6 +136,9 @@ pub struct SendArgs {
         default_missing_value = "60"
     )]
     pub retry: Option<f64>,
+    /// Compress on the wire (zstd): auto = while it makes the transfer faster
+    #[arg(long, value_enum, value_name = "WHEN", default_value = "auto")]
+    pub compress: crate::compress::Mode,
     /// The file name the receiver gets for standard input (`-`)
     #[arg(long, value_name = "NAME", default_value = "stdin")]
     pub name: String,

@@ -127,6 +127,8 @@ pub struct SendConfig {
     pub events: crate::events::Events,
     /// `--name`: what standard input is called on the receiver.
     pub stdin_name: String,
+    /// `--compress`.
+    pub compress: crate::compress::Mode,
 }
 
 /// `peers` settings.
@@ -232,6 +234,7 @@ fn send_config(a: SendArgs) -> Result<SendConfig> {
         retry: a.retry.map(|s| seconds(s, "--retry")).transpose()?,
         events: crate::events::Events::new(a.json),
         stdin_name: a.name,
+        compress: a.compress,
     })
 }
 

@@ -13,6 +13,7 @@
 
 pub mod app;
 pub mod cli;
+pub mod compress;
 pub mod config;
 pub mod conn;
 pub mod consent;

@@ -41,6 +41,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::compress;
 use crate::conn::{self, BufPool, FrameReader, IDLE_TIMEOUT, RawFrame, RecordWriter};
 use crate::consent::{Decision, Gate, Standing};
 use crate::error::{Error, Result};
@@ -385,6 +386,7 @@ async fn refuse<W: tokio::io::AsyncWrite + Unpin>(
     Answer {
         status,
         message: message.clone(),
+        features: 0,
         files: vec![],
     }
     .encode(&mut body)?;
@@ -720,6 +722,7 @@ where
     Answer {
         status: Status::Ok,
         message: String::new(),
+        features: compress::FEATURES,
         files: decisions,
     }
     .encode(&mut body)?;
@@ -769,7 +772,12 @@ where
     progress.finish();
     // The writer's verdict wins when it failed (it saw the real problem);
     // otherwise a reader failure (timeout, cut connection) is the error.
-    let (results, resumed, data_bytes) = match (written, read_result) {
+    let write::Written {
+        results,
+        resumed,
+        data_bytes,
+        wire,
+    } = match (written, read_result) {
         (Ok(r), _) => r,
         (Err(e), Ok(())) => return Err(e),
         (Err(Error::Protocol(ProtoError::Truncated)), Err(read_err)) => return Err(read_err),
@@ -831,6 +839,12 @@ where
             "seconds": started.elapsed().as_secs_f64(),
         }),
     );
+    if let Some(wire) = wire {
+        listing.push_str(&format!(
+            "\n  ({})",
+            crate::send::wire_note(data_bytes, wire)
+        ));
+    }
     if shared.to_stdout {
         // Standard output carries the file itself.
         eprintln!("{listing}");

@@ -28,6 +28,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{Instrument, info, info_span};
 
+use crate::compress::{self, Compressor};
 use crate::config::{Discovery, SendConfig, Target};
 use crate::conn::{self, BufPool, FrameReader, IDLE_TIMEOUT, RecordWriter};
 use crate::consent::PROMPT_TIMEOUT;
@@ -510,6 +511,7 @@ pub async fn run(
         View {
             bars: progress,
             events: cfg.events.clone(),
+            compress: cfg.compress,
         },
         timing,
     )
@@ -565,10 +567,11 @@ impl Timing {
     }
 }
 
-/// What the user sees of a transfer: bars, events.
+/// What the user sees of a transfer (bars, events), and how it goes.
 struct View {
     bars: bool,
     events: Events,
+    compress: compress::Mode,
 }
 
 /// Offers the files, streams the accepted ones and reads the verdict.
@@ -691,9 +694,10 @@ async fn exchange(
     let bar = progress.clone();
     let pool = BufPool::default();
     let returns = pool.clone();
+    let compressor = Compressor::new(view.compress, answer.features)?;
     let producer = tokio::task::spawn_blocking(move || {
         let mut sealer = sealer;
-        let r = produce(&mut sealer, plan, tx, &returns, &bar);
+        let r = produce(&mut sealer, plan, tx, &returns, &bar, compressor);
         (sealer, r)
     });
 
@@ -749,8 +753,8 @@ async fn exchange(
     }
     stream_result?;
     // What crossed the wire (streams announce no size up front).
-    let bytes = match produced {
-        Ok(sent) => sent,
+    let (bytes, wire) = match produced {
+        Ok(p) => (p.bytes, p.compressed.then_some(p.wire)),
         Err(e) => {
             // Tell the receiver why we stop (it keeps what it has as partial files).
             let mut writer = RecordWriter { inner: wr, sealer };
@@ -819,6 +823,9 @@ async fn exchange(
                 summary(delivered_files, bytes, elapsed),
                 resumed_note(resumed)
             );
+            if let Some(wire) = wire {
+                eprintln!("{}", wire_note(bytes, wire));
+            }
         }
         Ok(Sent {
             delivered,
@@ -915,6 +922,10 @@ struct Outbox<'a> {
     gathered: Vec<u8>,
     /// When the oldest gathered record was sealed.
     since: Option<Instant>,
+    /// Compression of large data records.
+    compressor: Compressor,
+    /// Sealed data bytes queued so far (what crosses the wire for file content).
+    wire: u64,
 }
 
 impl Outbox<'_> {
@@ -922,6 +933,17 @@ impl Outbox<'_> {
         self.tx
             .blocking_send(buf)
             .map_err(|_| Error::Io(std::io::ErrorKind::BrokenPipe.into()))
+    }
+
+    /// Sends a large sealed data record, telling the compressor how long the
+    /// queue to the socket kept us waiting.
+    fn send_data(&mut self, buf: Vec<u8>) -> Result<()> {
+        let len = buf.len() as u64;
+        self.wire += len;
+        let started = Instant::now();
+        self.send(buf)?;
+        self.compressor.sent(len, started.elapsed());
+        Ok(())
     }
 
     /// Sends what has been gathered, if anything.
@@ -982,13 +1004,34 @@ impl Outbox<'_> {
             return Ok(Ok(0));
         }
         hasher.update(&buf[start + HEADER_LEN..]);
+        if !small {
+            // Large records may go compressed (small files are not worth it).
+            let mut packed = self.pool.get();
+            if self
+                .compressor
+                .compress(&own[HEADER_LEN..], &mut packed, HEADER_LEN)
+                .is_some()
+            {
+                self.pool.put(std::mem::replace(&mut own, packed));
+                if let Err(e) = sealer.seal_in_place_at(RecordType::DataZstd, &mut own, 0) {
+                    return Ok(Err(e.into()));
+                }
+                return Ok(self
+                    .flush()
+                    .and_then(|()| self.send_data(own))
+                    .map(|()| got));
+            }
+            self.pool.put(packed);
+        }
+        let buf = if small { &mut self.gathered } else { &mut own };
         if let Err(e) = sealer.seal_in_place_at(RecordType::Data, buf, start) {
             return Ok(Err(e.into()));
         }
         let queued = if small {
+            self.wire += (self.gathered.len() - start) as u64;
             self.gathered_one()
         } else {
-            self.flush().and_then(|()| self.send(own))
+            self.flush().and_then(|()| self.send_data(own))
         };
         Ok(queued.map(|()| got))
     }
@@ -1001,12 +1044,16 @@ fn produce(
     tx: mpsc::Sender<Vec<u8>>,
     pool: &BufPool,
     progress: &Progress,
-) -> Result<u64> {
+    compressor: Compressor,
+) -> Result<Produced> {
+    let compressed = compressor.enabled();
     let mut out = Outbox {
         tx,
         pool,
         gathered: Vec::new(),
         since: None,
+        compressor,
+        wire: 0,
     };
     let result = produce_into(&mut out, sealer, plan, progress);
     if result.is_err() {
@@ -1015,7 +1062,31 @@ fn produce(
         // the next record it expects (not a gap that looks like tampering).
         let _ = out.flush();
     }
-    result
+    result.map(|bytes| Produced {
+        bytes,
+        wire: out.wire,
+        compressed,
+    })
+}
+
+/// What the producer sent.
+struct Produced {
+    /// File bytes.
+    bytes: u64,
+    /// Sealed data records, as they crossed the wire.
+    wire: u64,
+    /// Whether compression was in use.
+    compressed: bool,
+}
+
+/// "3.10 MiB on the wire for 256.00 MiB (1.2 %)".
+pub(crate) fn wire_note(delivered: u64, wire: u64) -> String {
+    format!(
+        "{} on the wire for {} ({:.1} %)",
+        human_bytes(wire),
+        human_bytes(delivered),
+        wire as f64 * 100.0 / delivered.max(1) as f64
+    )
 }
 
 fn produce_into(

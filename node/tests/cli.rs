@@ -1007,3 +1007,63 @@ fn stdin_of_unknown_length_round_trips_through_listen_stdout() {
     // Nothing went to the folder.
     assert!(names_in(&p.inbox).is_empty(), "{:?}", names_in(&p.inbox));
 }
+
+/// Bytes that compress very well (log-like lines with a counter).
+fn log_lines(len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len + 100);
+    let mut i = 0u64;
+    while out.len() < len {
+        out.extend_from_slice(
+            format!(
+                "2026-11-24T05:00:{:02} INFO request {i} served in 3 ms\n",
+                i % 60
+            )
+            .as_bytes(),
+        );
+        i += 1;
+    }
+    out.truncate(len);
+    out
+}
+
+/// Sends `file` through a counting relay with `--compress WHEN`; returns
+/// the client bytes that crossed the relay and the sender's stderr.
+fn send_counted(p: &Pair, port: u16, file: &Path, when: &str) -> (u64, String) {
+    let relay = Relay::start(port, None);
+    let out = common::run(
+        p.sender
+            .send_cmd(relay.port, &[file])
+            .args(["--compress", when]),
+    );
+    assert_sent_ok(&out, 1);
+    (relay.forwarded.load(Ordering::SeqCst), text(&out.stderr))
+}
+
+#[test]
+fn compressible_data_crosses_the_wire_small_and_random_data_no_bigger() {
+    let p = Pair::new();
+    let logs = log_lines(256 * MIB);
+    let noise = random_bytes(71, 8 * MIB);
+    let fl = p.sender.file("out", "app.log", &logs);
+    let fr = p.sender.file("out", "noise.bin", &noise);
+    let mut l = p.receiver.listen(&p.inbox, &["--yes"]);
+
+    let (wire, err) = send_counted(&p, l.port, &fl, "on");
+    l.wait_received();
+    assert_content(&p.inbox.join("app.log"), &logs);
+    eprintln!("256 MiB of log lines, --compress on: {wire} bytes on the wire");
+    assert!(
+        wire < (logs.len() / 10) as u64,
+        "{wire} bytes on the wire for {}",
+        logs.len()
+    );
+    assert!(err.contains("on the wire for 256.00 MiB"), "{err}");
+
+    let (off, _) = send_counted(&p, l.port, &fr, "off");
+    l.wait_received();
+    let (on, _) = send_counted(&p, l.port, &fr, "on");
+    l.wait_received();
+    assert_content(&p.inbox.join("noise (1).bin"), &noise);
+    eprintln!("8 MiB random: {off} bytes with --compress off, {on} with on");
+    assert!(on <= off, "random data grew: {on} > {off}");
+}

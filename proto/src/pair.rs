@@ -190,6 +190,7 @@ fn full_transfer_round_trips() {
     Answer {
         status: crate::Status::Ok,
         message: String::new(),
+        features: 0,
         files: vec![FileDecision::whole()],
     }
     .encode(&mut body)

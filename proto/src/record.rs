@@ -44,6 +44,8 @@ pub enum RecordType {
     Status = 0x15,
     /// Sender -> receiver: which held prefixes match (resume).
     Resume = 0x16,
+    /// Sender -> receiver: file content compressed with zstd (one frame).
+    DataZstd = 0x17,
     /// Either side: abort with a status code and message.
     Alert = 0x1f,
 }
@@ -59,6 +61,7 @@ impl RecordType {
             0x14 => RecordType::TransferEnd,
             0x15 => RecordType::Status,
             0x16 => RecordType::Resume,
+            0x17 => RecordType::DataZstd,
             0x1f => RecordType::Alert,
             other => return Err(Error::UnknownFrameType(other)),
         })

@@ -291,9 +291,15 @@ pub struct Answer {
     pub status: Status,
     /// A human explanation (untrusted text when received).
     pub message: String,
+    /// `FEATURE_*` bits the receiver accepts for this transfer.
+    pub features: u32,
     /// One decision per offered file, in offer order (empty when refused).
     pub files: Vec<FileDecision>,
 }
+
+/// Answer feature: the receiver accepts [`crate::record::RecordType::DataZstd`]
+/// records (file bytes compressed with zstd, one frame per record).
+pub const FEATURE_ZSTD: u32 = 0x1;
 
 fn put_message(out: &mut Vec<u8>, m: &str) -> Result<()> {
     let mut end = m.len().min(MAX_MESSAGE);
@@ -308,6 +314,7 @@ impl Answer {
     pub fn encode(&self, out: &mut Vec<u8>) -> Result<()> {
         out.put_u16(self.status.code());
         put_message(out, &self.message)?;
+        out.put_u32(self.features);
         out.put_u32(self.files.len() as u32);
         if self.files.iter().filter(|f| f.resumes()).count() > MAX_RESUMED {
             return Err(Error::RecordTooLarge {
@@ -330,6 +337,7 @@ impl Answer {
         let mut r = Reader::new(body, "Answer");
         let status = Status::from_code(r.u16()?);
         let message = r.str16(MAX_MESSAGE)?.to_owned();
+        let features = r.u32()?;
         let count = r.u32()?;
         if count > MAX_FILES || count as usize > r.remaining() / 10 {
             return Err(Error::Malformed("Answer file count"));
@@ -353,6 +361,7 @@ impl Answer {
         Ok(Answer {
             status,
             message,
+            features,
             files,
         })
     }
@@ -588,6 +597,7 @@ mod tests {
         let a = Answer {
             status: Status::Ok,
             message: "ok".into(),
+            features: FEATURE_ZSTD,
             files: vec![
                 FileDecision::whole(),
                 FileDecision::skip(Status::InvalidName),
@@ -601,7 +611,7 @@ mod tests {
         let mut b = vec![];
         a.encode(&mut b).unwrap();
         // 3 decisions of 10 bytes, plus the one held hash.
-        assert_eq!(b.len(), 2 + 2 + 2 + 4 + 3 * 10 + 32);
+        assert_eq!(b.len(), 2 + 2 + 2 + 4 + 4 + 3 * 10 + 32);
         assert_eq!(Answer::decode(&b).unwrap(), a);
         let r = Resume {
             files: vec![

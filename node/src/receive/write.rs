@@ -29,6 +29,17 @@ struct Current {
 /// explains its failure.
 pub(super) type FileResults = Vec<std::result::Result<PathBuf, Status>>;
 
+/// What the writer did.
+pub(super) struct Written {
+    pub results: FileResults,
+    /// Bytes reused from held prefixes.
+    pub resumed: u64,
+    /// File bytes received in this connection.
+    pub data_bytes: u64,
+    /// Sealed data bytes received, when some records were compressed.
+    pub wire: Option<u64>,
+}
+
 /// The blocking half: opens records, writes and verifies files. Returns, per
 /// offered file, its final path or the status that explains its failure, and
 /// the bytes reused from held prefixes.
@@ -48,7 +59,7 @@ pub(super) fn write_files(
     held: HashMap<usize, Held>,
     progress: Option<&Progress>,
     to_stdout: bool,
-) -> Result<(FileResults, u64, u64)> {
+) -> Result<Written> {
     let mut w = Writer {
         plan: &plan,
         progress,
@@ -60,12 +71,20 @@ pub(super) fn write_files(
         held,
         resumed: 0,
         to_stdout,
+        unpack: compress::Decompressor::default(),
+        wire: 0,
+        compressed: false,
     };
     let outcome = w.run(opener, rx, pool);
     // Verified files still waiting for their group are saved even when the
     // transfer failed later, as they would have been one by one.
     w.commit_group();
-    outcome.map(|()| (w.results, w.resumed, w.data_bytes))
+    outcome.map(|()| Written {
+        results: w.results,
+        resumed: w.resumed,
+        data_bytes: w.data_bytes,
+        wire: w.compressed.then_some(w.wire),
+    })
 }
 
 /// What [`write_files`] keeps between records.
@@ -87,6 +106,11 @@ struct Writer<'a> {
     resumed: u64,
     /// `listen --stdout`: the one file goes to standard output.
     to_stdout: bool,
+    /// Compressed records are unpacked here.
+    unpack: compress::Decompressor,
+    /// Sealed data records received, and whether any was compressed.
+    wire: u64,
+    compressed: bool,
 }
 
 impl<'a> Writer<'a> {
@@ -99,6 +123,8 @@ impl<'a> Writer<'a> {
         while let Some(batch) = self.next_batch(&mut rx) {
             for frame in batch {
                 let mut frame = Recycled { frame, pool };
+                // As it crossed the wire (header, ciphertext, tag).
+                let sealed = frame.frame.buf.len() as u64;
                 let (typ, pt) = frame.frame.open(&mut opener)?;
                 if self.awaiting_resume && !matches!(typ, RecordType::Resume | RecordType::Alert) {
                     return Err(ProtoError::UnexpectedMessage {
@@ -111,7 +137,18 @@ impl<'a> Writer<'a> {
                     RecordType::Resume if self.awaiting_resume => {
                         self.resume(&Resume::decode(pt)?)?;
                     }
-                    RecordType::Data => self.data(pt)?,
+                    RecordType::Data => {
+                        self.wire += sealed;
+                        self.data(pt)?;
+                    }
+                    RecordType::DataZstd if compress::FEATURES != 0 => {
+                        self.wire += sealed;
+                        self.compressed = true;
+                        let mut z = std::mem::take(&mut self.unpack);
+                        let done = z.decompress(pt).and_then(|bytes| self.data(bytes));
+                        self.unpack = z;
+                        done?;
+                    }
                     RecordType::FileEnd => self.file_end(&FileEnd::decode(pt)?)?,
                     RecordType::TransferEnd => {
                         let end = TransferEnd::decode(pt)?;

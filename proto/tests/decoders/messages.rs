@@ -307,13 +307,18 @@ pub(crate) fn file_decision() -> impl Strategy<Value = FileDecision> {
         })
 }
 pub(crate) fn answer() -> impl Strategy<Value = Answer> {
-    (status(), message(MAX_MESSAGE), vec(file_decision(), 0..8)).prop_map(
-        |(status, message, files)| Answer {
+    (
+        status(),
+        message(MAX_MESSAGE),
+        any::<u32>(),
+        vec(file_decision(), 0..8),
+    )
+        .prop_map(|(status, message, features, files)| Answer {
             status,
             message,
+            features,
             files,
-        },
-    )
+        })
 }
 pub(crate) fn enc_answer(m: &Answer) -> Result<Vec<u8>> {
     body(|o| m.encode(o))
