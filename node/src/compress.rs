@@ -203,7 +203,7 @@ impl Compressor {
         }
         a.windows += 1;
         let pays = matches!((a.speed, a.link), (Some(c), Some(l)) if c > l);
-        a.compressing = pays && a.windows % RELEARN_EVERY != 0;
+        a.compressing = pays && !a.windows.is_multiple_of(RELEARN_EVERY);
         a.records = 0;
         a.started = None;
         a.waited = Duration::ZERO;
