@@ -6,21 +6,20 @@
 //! - `off`: never.
 //! - `on`: every record, except those that do not shrink by at least 1/16
 //!   (they go as they are: compression never makes the wire bigger).
-//! - `auto` (the default): only while it pays. The sender watches two rates
-//!   over windows of [`WINDOW`] records: how fast it compresses (`c`, bytes in
-//!   per second of compression), and how fast the link takes bytes when it
-//!   is the limit (`link`, measured over windows sent uncompressed in which
-//!   the sender mostly waited for the socket). Compressing pays when the link
-//!   is the bottleneck and compression is faster than the link; on a fast
-//!   link (or loopback) the CPU would be the limit, and it backs off. A record
-//!   that does not shrink makes it skip the next few (doubling, up to 64), so
-//!   random data costs almost no compression time. While compressing, one
-//!   window in [`RELEARN_EVERY`] goes uncompressed to measure the link again.
+//! - `auto` (the default): only while it makes the transfer faster. The
+//!   sender measures it: it sends windows of [`WINDOW`] records one way or the
+//!   other and keeps the rate each way gets (file bytes per second, all
+//!   waiting included: for the CPU, the network and the receiver). It goes on
+//!   the faster way, and tries the other one window in [`RELEARN_EVERY`] in
+//!   case things changed. On a fast link (or loopback) the CPU is the limit
+//!   and raw wins; on a slow link compressible data wins. A record that does
+//!   not shrink makes it skip the next few (doubling, up to 64), so random
+//!   data costs almost no compression time.
 //!
 //! The AEAD covers compressed records like any other: the compressed bytes
 //! are the record's plaintext.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use localstream_proto::record::MAX_PLAINTEXT;
 
@@ -40,9 +39,6 @@ const LEVEL: i32 = 1;
 pub const WINDOW: u32 = 16;
 /// While compressing in `auto`, one window in this many goes uncompressed.
 pub const RELEARN_EVERY: u32 = 16;
-/// A window counts as link-limited when the sender waited for the socket
-/// this share of the time or more.
-const LINK_LIMITED: f64 = 0.25;
 
 /// `send --compress`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -84,17 +80,30 @@ impl std::fmt::Debug for Compressor {
 struct Auto {
     /// Compressing in the current window.
     compressing: bool,
-    /// Records, time waiting for the socket, and wire bytes in this window.
+    /// Records and file bytes in this window, and when it began.
     records: u32,
+    bytes: u64,
     started: Option<Instant>,
-    waited: Duration,
-    wire: u64,
-    /// Compression speed (raw bytes per second), when measured.
-    speed: Option<f64>,
-    /// Link speed (wire bytes per second) when it was the limit.
-    link: Option<f64>,
-    /// Windows since the link was last measured.
+    /// File bytes per second, sending raw and compressed, when measured.
+    raw: Option<f64>,
+    zstd: Option<f64>,
+    /// Windows so far.
     windows: u32,
+}
+
+impl Auto {
+    /// Which way the next window goes: each way once, then the faster one,
+    /// with the other one every [`RELEARN_EVERY`] windows.
+    fn choose(&mut self) {
+        self.windows += 1;
+        let faster_is_zstd = match (self.raw, self.zstd) {
+            (None, _) => false,
+            (Some(_), None) => true,
+            (Some(r), Some(z)) => z > r,
+        };
+        let relearn = self.windows.is_multiple_of(RELEARN_EVERY);
+        self.compressing = faster_is_zstd != relearn;
+    }
 }
 
 impl Compressor {
@@ -136,30 +145,18 @@ impl Compressor {
         if !self.enabled() || raw.len() < 64 {
             return None;
         }
-        let probe = self.mode == Mode::Auto
-            && !self.auto.compressing
-            && self.auto.records == 0
-            && self.skip == 0;
+        if self.mode == Mode::Auto && !self.auto.compressing {
+            return None;
+        }
         if self.skip > 0 {
             self.skip -= 1;
             return None;
         }
-        if self.mode == Mode::Auto && !self.auto.compressing && !probe {
-            return None;
-        }
         let room = raw.len() - raw.len() / 16;
         crate::conn::set_len(out, at + room);
-        let started = Instant::now();
-        let done = self.compress_into(raw, &mut out[at..]);
-        let secs = started.elapsed().as_secs_f64().max(1e-9);
-        match done {
+        match self.compress_into(raw, &mut out[at..]) {
             Some(n) => {
                 self.misses = 0;
-                let speed = raw.len() as f64 / secs;
-                self.auto.speed = Some(match self.auto.speed {
-                    Some(s) => 0.8 * s + 0.2 * speed,
-                    None => speed,
-                });
                 out.truncate(at + n);
                 Some(n)
             }
@@ -182,32 +179,26 @@ impl Compressor {
         None
     }
 
-    /// After each data record: `wire` bytes went out, and the sender waited
-    /// `waited` for room in the socket's queue. Ends windows and decides.
-    pub fn sent(&mut self, wire: u64, waited: Duration) {
+    /// After each data record of `bytes` file bytes has been queued for the
+    /// socket: ends windows and decides.
+    pub fn sent(&mut self, bytes: u64) {
         if self.mode != Mode::Auto || !self.enabled() {
             return;
         }
         let a = &mut self.auto;
         let started = *a.started.get_or_insert_with(Instant::now);
         a.records += 1;
-        a.waited += waited;
-        a.wire += wire;
+        a.bytes += bytes;
         if a.records < WINDOW {
             return;
         }
-        let elapsed = started.elapsed().as_secs_f64().max(1e-9);
-        if !a.compressing && a.waited.as_secs_f64() / elapsed >= LINK_LIMITED {
-            a.link = Some(a.wire as f64 / elapsed);
-            a.windows = 0;
-        }
-        a.windows += 1;
-        let pays = matches!((a.speed, a.link), (Some(c), Some(l)) if c > l);
-        a.compressing = pays && !a.windows.is_multiple_of(RELEARN_EVERY);
+        let rate = a.bytes as f64 / started.elapsed().as_secs_f64().max(1e-9);
+        let slot = if a.compressing { &mut a.zstd } else { &mut a.raw };
+        *slot = Some(slot.map_or(rate, |old| 0.5 * old + 0.5 * rate));
+        a.choose();
         a.records = 0;
+        a.bytes = 0;
         a.started = None;
-        a.waited = Duration::ZERO;
-        a.wire = 0;
     }
 }
 
@@ -305,40 +296,37 @@ mod tests {
         assert_eq!(none.compress(raw, &mut Vec::new(), 0), None);
     }
 
-    #[test]
-    fn auto_compresses_only_when_the_link_is_the_limit() {
+    /// Runs `auto` over a simulated link of `link` bytes per second (the
+    /// sender waits for each record's wire bytes to go out); returns how many
+    /// of `records` records went compressed.
+    fn simulate(link: f64, records: u32) -> u32 {
         let text = b"0123456789 log line, compressible\n".repeat(40_000);
         let raw = &text[..MAX_PLAINTEXT];
         let mut out = Vec::new();
-        // A fast link (the sender never waits): no compression after the probe.
-        let mut fast = Compressor::new(Mode::Auto, FEATURES).unwrap();
+        let mut c = Compressor::new(Mode::Auto, FEATURES).unwrap();
         let mut used = 0;
-        for _ in 0..4 * WINDOW {
-            if fast.compress(raw, &mut out, 0).is_some() {
-                used += 1;
-            }
-            fast.sent(raw.len() as u64, Duration::ZERO);
-        }
-        assert!(used <= 4, "compressed {used} records on a fast link");
-        // A slow link (the sender waits for the socket most of the time):
-        // compression takes over.
-        let mut slow = Compressor::new(Mode::Auto, FEATURES).unwrap();
-        let mut used = 0;
-        for _ in 0..4 * WINDOW {
-            let wire = match slow.compress(raw, &mut out, 0) {
+        for _ in 0..records {
+            let wire = match c.compress(raw, &mut out, 0) {
                 Some(n) => {
                     used += 1;
                     n
                 }
                 None => raw.len(),
             };
-            // ~100 MB/s: well below what zstd does on such text.
-            std::thread::sleep(Duration::from_millis(10));
-            slow.sent(wire as u64, Duration::from_millis(10));
+            std::thread::sleep(std::time::Duration::from_secs_f64(wire as f64 / link));
+            c.sent(raw.len() as u64);
         }
-        assert!(
-            used >= WINDOW,
-            "compressed only {used} records on a slow link"
-        );
+        used
+    }
+
+    #[test]
+    fn auto_compresses_when_it_is_faster() {
+        // A slow link (50 MB/s): after one window each way, compression wins
+        // and keeps winning (but for one relearning window in 16).
+        let used = simulate(50e6, 6 * WINDOW);
+        assert!(used >= 3 * WINDOW, "compressed only {used} records");
+        // A link far faster than zstd (100 GB/s): raw wins.
+        let used = simulate(100e9, 6 * WINDOW);
+        assert!(used <= 2 * WINDOW, "compressed {used} records on a fast link");
     }
 }

@@ -935,14 +935,11 @@ impl Outbox<'_> {
             .map_err(|_| Error::Io(std::io::ErrorKind::BrokenPipe.into()))
     }
 
-    /// Sends a large sealed data record, telling the compressor how long the
-    /// queue to the socket kept us waiting.
-    fn send_data(&mut self, buf: Vec<u8>) -> Result<()> {
-        let len = buf.len() as u64;
-        self.wire += len;
-        let started = Instant::now();
+    /// Sends a large sealed data record holding `bytes` file bytes.
+    fn send_data(&mut self, buf: Vec<u8>, bytes: usize) -> Result<()> {
+        self.wire += buf.len() as u64;
         self.send(buf)?;
-        self.compressor.sent(len, started.elapsed());
+        self.compressor.sent(bytes as u64);
         Ok(())
     }
 
@@ -1018,7 +1015,7 @@ impl Outbox<'_> {
                 }
                 return Ok(self
                     .flush()
-                    .and_then(|()| self.send_data(own))
+                    .and_then(|()| self.send_data(own, got))
                     .map(|()| got));
             }
             self.pool.put(packed);
@@ -1031,7 +1028,7 @@ impl Outbox<'_> {
             self.wire += (self.gathered.len() - start) as u64;
             self.gathered_one()
         } else {
-            self.flush().and_then(|()| self.send_data(own))
+            self.flush().and_then(|()| self.send_data(own, got))
         };
         Ok(queued.map(|()| got))
     }
