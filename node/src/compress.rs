@@ -193,7 +193,11 @@ impl Compressor {
             return;
         }
         let rate = a.bytes as f64 / started.elapsed().as_secs_f64().max(1e-9);
-        let slot = if a.compressing { &mut a.zstd } else { &mut a.raw };
+        let slot = if a.compressing {
+            &mut a.zstd
+        } else {
+            &mut a.raw
+        };
         *slot = Some(slot.map_or(rate, |old| 0.5 * old + 0.5 * rate));
         a.choose();
         a.records = 0;
@@ -327,6 +331,9 @@ mod tests {
         assert!(used >= 3 * WINDOW, "compressed only {used} records");
         // A link far faster than zstd (100 GB/s): raw wins.
         let used = simulate(100e9, 6 * WINDOW);
-        assert!(used <= 2 * WINDOW, "compressed {used} records on a fast link");
+        assert!(
+            used <= 2 * WINDOW,
+            "compressed {used} records on a fast link"
+        );
     }
 }

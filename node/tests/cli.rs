@@ -13,31 +13,11 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::{
-    Node, Pair, Relay, Role, STEP, assert_content, names_in, poll_until, random_bytes, text,
-    wait_deadline,
+    Node, Pair, Relay, Role, STEP, assert_content, assert_sent_ok, names_in, poll_until,
+    random_bytes, text, wait_deadline,
 };
 
 const MIB: usize = 1024 * 1024;
-
-fn assert_sent_ok(out: &std::process::Output, files: usize) {
-    let stdout = text(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "send failed\nstdout:\n{stdout}\nstderr:\n{}",
-        text(&out.stderr)
-    );
-    let plural = if files == 1 { "file" } else { "files" };
-    assert!(
-        stdout.starts_with(&format!("sent {files} {plural}, ")),
-        "unexpected send output: {stdout:?}"
-    );
-    assert_eq!(
-        stdout.lines().count(),
-        1,
-        "one summary line expected: {stdout:?}"
-    );
-}
 
 #[test]
 fn empty_tiny_and_large_files_arrive_intact_and_once_exits_zero() {

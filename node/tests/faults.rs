@@ -14,7 +14,9 @@ use std::path::PathBuf;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use common::{Listener, Pair, STEP, assert_content, names_in, poll_until, random_bytes, text};
+use common::{
+    Listener, Pair, STEP, assert_content, assert_sent_ok, names_in, poll_until, random_bytes, text,
+};
 use localstream_testkit::proxy::{Close, Mode, Proxy};
 
 const MIB: usize = 1024 * 1024;
@@ -79,7 +81,7 @@ impl Case {
         let proxy = Proxy::start(self.l.port, Mode::Pass);
         let out = self.send(&proxy);
         let stderr = text(&out.stderr);
-        assert_sent_ok(&out);
+        assert_sent_ok(&out, 1);
         self.l.wait_received();
         assert_content(&self.p.inbox.join(&self.name), &self.content);
         let up = proxy.last().unwrap().up;
@@ -104,21 +106,6 @@ impl Case {
     fn assert_clean(&self) {
         assert_eq!(names_in(&self.p.inbox), std::slice::from_ref(&self.name));
     }
-}
-
-fn assert_sent_ok(out: &Output) {
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "send failed\nstdout:\n{}\nstderr:\n{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    assert!(
-        text(&out.stdout).starts_with("sent 1 file, "),
-        "{}",
-        text(&out.stdout)
-    );
 }
 
 /// The sender failed (exit 1) with one `localstream: ...` line containing
@@ -158,16 +145,10 @@ const CUT: &[&str] = &[
     "connection lost: Broken pipe",
 ];
 
-#[test]
-fn cut_mid_file_with_a_fin_then_resume() {
-    let mut c = Case::new("cut-fin.bin", 61, SIZE);
-    let proxy = Proxy::start(
-        c.l.port,
-        Mode::Cut {
-            after: AT,
-            close: Close::Fin,
-        },
-    );
+/// Cuts the connection mid-file (`close` decides how), then resumes.
+fn cut_then_resume(name: &str, seed: u64, close: Close) {
+    let mut c = Case::new(name, seed, SIZE);
+    let proxy = Proxy::start(c.l.port, Mode::Cut { after: AT, close });
     let out = c.send(&proxy);
     assert!(proxy.last().unwrap().tripped);
     assert_send_failed(&out, CUT);
@@ -176,20 +157,13 @@ fn cut_mid_file_with_a_fin_then_resume() {
 }
 
 #[test]
+fn cut_mid_file_with_a_fin_then_resume() {
+    cut_then_resume("cut-fin.bin", 61, Close::Fin);
+}
+
+#[test]
 fn cut_mid_file_with_a_reset_then_resume() {
-    let mut c = Case::new("cut-rst.bin", 62, SIZE);
-    let proxy = Proxy::start(
-        c.l.port,
-        Mode::Cut {
-            after: AT,
-            close: Close::Rst,
-        },
-    );
-    let out = c.send(&proxy);
-    assert!(proxy.last().unwrap().tripped);
-    assert_send_failed(&out, CUT);
-    c.assert_nothing_delivered("connection closed in the middle of a message");
-    c.assert_resumes();
+    cut_then_resume("cut-rst.bin", 62, Close::Rst);
 }
 
 /// The idle timeout (30 s, `conn::IDLE_TIMEOUT`) has no flag or variable to
@@ -268,7 +242,7 @@ fn a_file_changed_after_the_interruption_is_sent_from_the_start() {
     let proxy = Proxy::start(c.l.port, Mode::Pass);
     let out = c.send(&proxy);
     let stderr = text(&out.stderr);
-    assert_sent_ok(&out);
+    assert_sent_ok(&out, 1);
     c.l.wait_received();
     assert_content(&c.p.inbox.join(&c.name), &c.content);
     assert!(
@@ -299,7 +273,7 @@ fn send_retry_resumes_after_a_reset() {
             .arg("--retry=20"),
     );
     let stderr = text(&out.stderr);
-    assert_sent_ok(&out);
+    assert_sent_ok(&out, 1);
     c.l.wait_received();
     assert_content(&c.p.inbox.join(&c.name), &c.content);
     assert!(stderr.contains("retrying in 1 s (attempt 2"), "{stderr}");
@@ -441,7 +415,7 @@ fn kill_9_loop() {
         }
         let proxy = Proxy::start(l.port, Mode::Pass);
         let out = common::run(&mut p.sender.send_cmd(proxy.port, &[&file]));
-        assert_sent_ok(&out);
+        assert_sent_ok(&out, 1);
         l.wait_received();
         assert_content(&dest, &content);
         let up = proxy.last().unwrap().up;

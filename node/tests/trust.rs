@@ -14,7 +14,8 @@ use std::path::Path;
 use std::process::Output;
 
 use common::{
-    IdInfo, Node, Pair, Role, STEP, assert_content, names_in, poll_until, random_bytes, text,
+    IdInfo, Node, Pair, Role, STEP, assert_content, assert_sent_ok, names_in, poll_until,
+    random_bytes, text,
 };
 use serde_json::Value;
 
@@ -25,7 +26,7 @@ impl Pair {
         let f = self.sender.file("out", name, &content);
         let mut l = self.receiver.listen(&self.inbox, &["--yes", "--once"]);
         let out = self.sender.send(l.port, &[&f]);
-        assert_sent_ok(&out);
+        assert_sent_ok(&out, 1);
         l.wait_received();
         assert_eq!(l.wait_exit(), Some(0), "listener stderr:\n{}", l.stderr());
         assert_content(&self.inbox.join(name), &content);
@@ -48,21 +49,6 @@ struct Done {
     listener_err: String,
     /// The port the listener listened on.
     port: u16,
-}
-
-fn assert_sent_ok(out: &Output) {
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "send failed\nstdout:\n{}\nstderr:\n{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    assert!(
-        text(&out.stdout).starts_with("sent 1 file, "),
-        "unexpected send output: {:?}",
-        text(&out.stdout)
-    );
 }
 
 /// Asserts that a command failed with exit status 1 and printed nothing on
@@ -371,7 +357,7 @@ fn trusted_peer_needs_no_prompt_and_unknown_peers_are_refused_with_a_reason() {
     let second = random_bytes(3, 70_000);
     let f = p.sender.file("out", "second.bin", &second);
     let out = p.sender.send(l.port, &[&f]);
-    assert_sent_ok(&out);
+    assert_sent_ok(&out, 1);
     l.wait_received();
     assert_eq!(l.wait_exit(), Some(0), "stderr: {}", l.stderr());
     assert_content(&p.inbox.join("second.bin"), &second);
@@ -416,7 +402,7 @@ fn trusted_peer_needs_no_prompt_and_unknown_peers_are_refused_with_a_reason() {
     assert!(l.is_running(), "stderr: {}", l.stderr());
     assert_no_entry(&p.receiver, &t_id.id);
     let f4 = p.sender.file("out", "third.txt", b"trusted again");
-    assert_sent_ok(&p.sender.send(l.port, &[&f4]));
+    assert_sent_ok(&p.sender.send(l.port, &[&f4]), 1);
     l.wait_received();
     assert_eq!(l.wait_exit(), Some(0), "stderr: {}", l.stderr());
     assert_content(&p.inbox.join("third.txt"), b"trusted again");
@@ -439,7 +425,7 @@ fn trusted_only_refuses_a_never_seen_peer_and_the_sender_says_why() {
     assert_ne!(f_id.id, s_id.id);
     let mut l = p.receiver.listen(&p.inbox, &["--yes", "--once"]);
     let hi = friend.file("out", "hi.txt", b"hi");
-    assert_sent_ok(&friend.send(l.port, &[&hi]));
+    assert_sent_ok(&friend.send(l.port, &[&hi]), 1);
     l.wait_received();
     assert_eq!(l.wait_exit(), Some(0), "stderr: {}", l.stderr());
     store_cmd(&p.receiver, &["trust", &short(&f_id)]);
@@ -471,7 +457,7 @@ fn trusted_only_refuses_a_never_seen_peer_and_the_sender_says_why() {
 
     // The trusted node gets in, and that ends `--once`.
     let f2 = friend.file("out", "again.txt", b"trusted");
-    assert_sent_ok(&friend.send(l.port, &[&f2]));
+    assert_sent_ok(&friend.send(l.port, &[&f2]), 1);
     l.wait_received();
     assert_eq!(l.wait_exit(), Some(0), "stderr: {}", l.stderr());
     assert_content(&p.inbox.join("again.txt"), b"trusted");
@@ -521,7 +507,7 @@ fn connecting_with_a_claimed_id_takes_no_pin_over() {
     let mut l = p.receiver.listen(&p.inbox, &["--yes", "--once"]);
     let good = p.sender.file("out", "real.txt", b"I really am V");
     let out = p.sender.send(l.port, &[&good]);
-    assert_sent_ok(&out);
+    assert_sent_ok(&out, 1);
     l.wait_received();
     assert_eq!(l.wait_exit(), Some(0), "stderr: {}", l.stderr());
     assert_content(&p.inbox.join("real.txt"), b"I really am V");
@@ -622,7 +608,7 @@ fn regenerated_sender_key_is_refused_until_forgotten() {
     );
 
     let out = impostor.send(l.port, &[&f]);
-    assert_sent_ok(&out);
+    assert_sent_ok(&out, 1);
     assert!(
         codes(&text(&out.stderr)).len() == 1,
         "the receiver's key did not change: a normal code line\n{}",
@@ -694,7 +680,7 @@ fn regenerated_receiver_key_is_refused_by_the_sender_until_forgotten() {
     );
 
     store_cmd(&p.sender, &["forget", &short(&r_id)]);
-    assert_sent_ok(&p.sender.send(l.port, &[&f]));
+    assert_sent_ok(&p.sender.send(l.port, &[&f]), 1);
     l.wait_received();
     assert_content(&inbox.join("second.txt"), b"to the new key");
     let ss = store(&p.sender);
@@ -729,7 +715,7 @@ fn stores_survive_concurrent_writers() {
             scope.spawn(move || {
                 for (i, c) in contents.iter().enumerate() {
                     let f = sender.file(&format!("out-{w}"), &format!("w{w}-{i}.bin"), c);
-                    assert_sent_ok(&sender.send(*port, &[&f]));
+                    assert_sent_ok(&sender.send(*port, &[&f]), 1);
                 }
             });
         }
@@ -926,7 +912,7 @@ fn blocked_sender_is_refused_even_with_yes_and_history_says_so() {
     let other = Node::new(Role::Other);
     let o_id = other.id();
     let g = other.file("out", "welcome.txt", b"welcome");
-    assert_sent_ok(&other.send(l.port, &[&g]));
+    assert_sent_ok(&other.send(l.port, &[&g]), 1);
     l.wait_received();
     assert_eq!(l.wait_exit(), Some(0), "stderr: {}", l.stderr());
     assert_content(&p.inbox.join("welcome.txt"), b"welcome");

@@ -498,3 +498,25 @@ impl Drop for Relay {
 pub fn spawn_listener(cmd: Command, dir: &Path) -> Listener {
     Listener::spawn(cmd, dir)
 }
+
+/// Asserts that a `send` exited 0 and printed exactly its one summary
+/// line, for `files` files.
+pub fn assert_sent_ok(out: &Output, files: usize) {
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "send failed\nstdout:\n{stdout}\nstderr:\n{}",
+        text(&out.stderr)
+    );
+    let plural = if files == 1 { "file" } else { "files" };
+    assert!(
+        stdout.starts_with(&format!("sent {files} {plural}, ")),
+        "unexpected send output: {stdout:?}"
+    );
+    assert_eq!(
+        stdout.lines().count(),
+        1,
+        "one summary line expected: {stdout:?}"
+    );
+}
