@@ -8,7 +8,7 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use crate::cli::Cli;
+use crate::cli::{Cli, Command};
 use crate::config::{Common, Config};
 use crate::error::Error;
 use crate::identity::{self, DEFAULT_KEY_BITS, fingerprint_hex, short_fingerprint};
@@ -16,7 +16,7 @@ use crate::listen::{self, ListenEnd};
 use crate::signals::Interrupts;
 use crate::store::PeerStore;
 use crate::{discover, outln, send, trust};
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use localstream_proto::LocalIdentity;
 use tracing_subscriber::EnvFilter;
 
@@ -34,11 +34,32 @@ enum Exit {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.global.verbose);
+    match &cli.command {
+        Command::Completions { shell } => {
+            return generated(|out| {
+                clap_complete::generate(*shell, &mut Cli::command(), "localstream", out);
+                Ok(())
+            });
+        }
+        Command::Manpage => {
+            return generated(|out| clap_mangen::Man::new(Cli::command()).render(out));
+        }
+        _ => {}
+    }
     let code = match Config::from_cli(cli) {
         Ok(config) => run(config),
         Err(e) => report(&e),
     };
     ExitCode::from(code as u8)
+}
+
+/// Writes generated text (completions, the manual page) to stdout.
+fn generated(write: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>) -> ExitCode {
+    let mut out = std::io::stdout().lock();
+    match write(&mut out).and_then(|()| std::io::Write::flush(&mut out)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => ExitCode::from(report(&Error::Io(e)) as u8),
+    }
 }
 
 fn init_logging(verbose: u8) {

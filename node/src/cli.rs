@@ -49,6 +49,14 @@ pub enum Command {
     Block(PeerRef),
     /// Show the history of transfers, per peer
     Sessions(SessionsArgs),
+    /// Print a shell completion script: `localstream completions bash > /etc/bash_completion.d/localstream`
+    Completions {
+        /// The shell
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff): `localstream manpage > localstream.1; man ./localstream.1`
+    Manpage,
 }
 
 /// A peer this node has met: a name, the start of its id, or of its fingerprint.

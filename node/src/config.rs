@@ -177,6 +177,9 @@ impl Config {
             Command::Block(p) => {
                 Config::Store(common(&cli.global, None)?, StoreCommand::Block(p.peer))
             }
+            Command::Completions { .. } | Command::Manpage => {
+                return Err(Error::Usage("handled before configuration".into()));
+            }
             Command::Sessions(a) => Config::Store(
                 common(&cli.global, None)?,
                 StoreCommand::Sessions {

@@ -1047,3 +1047,32 @@ fn compressible_data_crosses_the_wire_small_and_random_data_no_bigger() {
     eprintln!("8 MiB random: {off} bytes with --compress off, {on} with on");
     assert!(on <= off, "random data grew: {on} > {off}");
 }
+
+#[test]
+fn completions_for_each_shell_and_a_manual_page() {
+    for (shell, marker) in [
+        ("bash", "complete -F _localstream"),
+        ("zsh", "#compdef localstream"),
+        ("fish", "complete -c localstream"),
+    ] {
+        let out = common::run(common::localstream().args(["completions", shell]));
+        assert_eq!(out.status.code(), Some(0), "{shell}: {}", text(&out.stderr));
+        let script = text(&out.stdout);
+        assert!(script.contains(marker), "{shell}: no {marker:?}");
+        // Every subcommand and the send flags are completed.
+        for word in ["listen", "send", "peers", "sessions", "retry", "compress"] {
+            assert!(script.contains(word), "{shell}: {word} missing");
+        }
+    }
+    let out = common::run(common::localstream().arg("manpage"));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let page = text(&out.stdout);
+    assert!(
+        page.contains(".TH localstream 1"),
+        "{}",
+        &page[..page.len().min(400)]
+    );
+    for word in ["listen", "send", "completions"] {
+        assert!(page.contains(word), "{word} missing from the manual page");
+    }
+}
