@@ -263,6 +263,7 @@ impl Decompressor {
 }
 
 #[cfg(all(test, feature = "zstd"))]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
