@@ -127,6 +127,10 @@ fn run(config: Config) -> Exit {
                 discover::peers(&cfg, own, &store, &mut interrupts).await?;
                 Ok(Exit::Success)
             }
+            Config::Settings(home, cmd) => {
+                crate::settings::run_command(&home, &cmd)?;
+                Ok(Exit::Success)
+            }
             Config::Store(common, cmd) => {
                 tokio::task::spawn_blocking(move || trust::run_command(&common.home, &cmd))
                     .await??;

@@ -57,6 +57,24 @@ pub enum Command {
     },
     /// Print the manual page (roff): `localstream manpage > localstream.1; man ./localstream.1`
     Manpage,
+    /// Settings file: defaults for name, folder, port, interfaces, consent and compression
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum ConfigCommand {
+    /// Print where the settings file is
+    Path,
+    /// Print the settings: each key with its value, from the file or the default
+    Show,
+    /// Set one key (name, dir, port, interfaces, consent, compress) in the file
+    Set {
+        /// The setting
+        key: String,
+        /// Its value (interfaces: comma-separated)
+        value: String,
+    },
 }
 
 /// A peer this node has met: a name, the start of its id, or of its fingerprint.
@@ -91,9 +109,9 @@ pub struct ListenArgs {
     /// Where received files go [default: Downloads/LocalStream, else the current directory]
     #[arg(long, short, value_name = "DIR")]
     pub dir: Option<PathBuf>,
-    /// TCP port to listen on (0 picks a free one)
-    #[arg(long, short, default_value_t = crate::config::DEFAULT_PORT)]
-    pub port: u16,
+    /// TCP port to listen on (0 picks a free one) [default: 47470]
+    #[arg(long, short)]
+    pub port: Option<u16>,
     /// Address to listen on
     #[arg(long, default_value = "0.0.0.0", value_name = "ADDR")]
     pub bind: IpAddr,
@@ -144,9 +162,9 @@ pub struct SendArgs {
         default_missing_value = "60"
     )]
     pub retry: Option<f64>,
-    /// Compress on the wire (zstd): auto = while it makes the transfer faster
-    #[arg(long, value_enum, value_name = "WHEN", default_value = "auto")]
-    pub compress: crate::compress::Mode,
+    /// Compress on the wire (zstd): auto = while it makes the transfer faster [default: auto]
+    #[arg(long, value_enum, value_name = "WHEN")]
+    pub compress: Option<crate::compress::Mode>,
     /// The file name the receiver gets for standard input (`-`)
     #[arg(long, value_name = "NAME", default_value = "stdin")]
     pub name: String,

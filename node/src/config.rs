@@ -8,8 +8,11 @@ use std::time::Duration;
 use localstream_discovery::Interfaces;
 use localstream_proto::names::escape_for_terminal;
 
-use crate::cli::{Cli, Command, DiscoveryArgs, GlobalArgs, ListenArgs, PeersArgs, SendArgs};
+use crate::cli::{
+    Cli, Command, ConfigCommand, DiscoveryArgs, GlobalArgs, ListenArgs, PeersArgs, SendArgs,
+};
 use crate::error::{Error, Result};
+use crate::settings::{self, ConsentSetting, Settings};
 
 /// The port `listen` uses and `send` assumes when none is given.
 pub const DEFAULT_PORT: u16 = 47470;
@@ -27,6 +30,8 @@ pub enum Config {
     Peers(Common, PeersConfig),
     /// Change or show what this node knows about its peers.
     Store(Common, StoreCommand),
+    /// `config path|show|set` (on the settings file in this home).
+    Settings(PathBuf, ConfigCommand),
 }
 
 /// The commands that work on the peer store only.
@@ -150,24 +155,30 @@ pub const DEFAULT_PEERS_TIMEOUT: Duration = Duration::from_secs(1);
 impl Config {
     /// Validates parsed arguments.
     pub fn from_cli(cli: Cli) -> Result<Config> {
+        let home = match &cli.global.home {
+            Some(h) => h.clone(),
+            None => default_home()?,
+        };
+        if let Command::Config(c) = cli.command {
+            return Ok(Config::Settings(home, c));
+        }
+        // The settings file; flags override it.
+        let s = settings::load(&home)?;
         let common = |g: &GlobalArgs, name: Option<String>| -> Result<Common> {
             Ok(Common {
-                home: match &g.home {
-                    Some(h) => h.clone(),
-                    None => default_home()?,
-                },
+                home: home.clone(),
                 progress: !g.no_progress,
-                name,
+                name: name.or_else(|| s.name.clone()),
             })
         };
         Ok(match cli.command {
             Command::Id => Config::Id(common(&cli.global, None)?),
             Command::Listen(a) => {
                 let c = common(&cli.global, a.name.clone())?;
-                Config::Listen(c, listen_config(a)?)
+                Config::Listen(c, listen_config(a, &s)?)
             }
-            Command::Send(a) => Config::Send(common(&cli.global, None)?, send_config(a)?),
-            Command::Peers(a) => Config::Peers(common(&cli.global, None)?, peers_config(a)?),
+            Command::Send(a) => Config::Send(common(&cli.global, None)?, send_config(a, &s)?),
+            Command::Peers(a) => Config::Peers(common(&cli.global, None)?, peers_config(a, &s)?),
             Command::Trust(p) => {
                 Config::Store(common(&cli.global, None)?, StoreCommand::Trust(p.peer))
             }
@@ -177,7 +188,7 @@ impl Config {
             Command::Block(p) => {
                 Config::Store(common(&cli.global, None)?, StoreCommand::Block(p.peer))
             }
-            Command::Completions { .. } | Command::Manpage => {
+            Command::Completions { .. } | Command::Manpage | Command::Config(_) => {
                 return Err(Error::Usage("handled before configuration".into()));
             }
             Command::Sessions(a) => Config::Store(
@@ -191,21 +202,23 @@ impl Config {
     }
 }
 
-fn listen_config(a: ListenArgs) -> Result<ListenConfig> {
-    let dir = match a.dir {
-        Some(d) => d,
-        None => default_download_dir(),
-    };
+fn listen_config(a: ListenArgs, s: &Settings) -> Result<ListenConfig> {
+    let dir = a
+        .dir
+        .or_else(|| s.dir.clone())
+        .unwrap_or_else(default_download_dir);
     Ok(ListenConfig {
         dir,
-        bind: SocketAddr::new(a.bind, a.port),
-        consent: match (a.yes, a.trusted_only) {
-            (true, _) => Consent::AcceptAll,
-            (false, true) => Consent::TrustedOnly,
-            (false, false) => Consent::Ask,
+        bind: SocketAddr::new(a.bind, a.port.or(s.port).unwrap_or(DEFAULT_PORT)),
+        consent: match (a.yes, a.trusted_only, s.consent) {
+            (true, _, _) | (false, false, Some(ConsentSetting::Yes)) => Consent::AcceptAll,
+            (false, true, _) | (false, false, Some(ConsentSetting::TrustedOnly)) => {
+                Consent::TrustedOnly
+            }
+            (false, false, Some(ConsentSetting::Ask) | None) => Consent::Ask,
         },
         once: a.once,
-        discovery: discovery(a.discovery),
+        discovery: discovery(a.discovery, s),
         notify: crate::notify::Notify {
             on_complete: a.on_complete,
             desktop: !a.no_notify,
@@ -215,8 +228,8 @@ fn listen_config(a: ListenArgs) -> Result<ListenConfig> {
     })
 }
 
-fn send_config(a: SendArgs) -> Result<SendConfig> {
-    let discovery = discovery(a.discovery);
+fn send_config(a: SendArgs, s: &Settings) -> Result<SendConfig> {
+    let discovery = discovery(a.discovery, s);
     let target = parse_target(&a.peer)?;
     if let (Target::Lookup(name), Discovery::Off) = (&target, &discovery) {
         return Err(Error::Usage(format!(
@@ -237,12 +250,15 @@ fn send_config(a: SendArgs) -> Result<SendConfig> {
         retry: a.retry.map(|s| seconds(s, "--retry")).transpose()?,
         events: crate::events::Events::new(a.json),
         stdin_name: a.name,
-        compress: a.compress,
+        compress: a
+            .compress
+            .or(s.compress.map(Into::into))
+            .unwrap_or_default(),
     })
 }
 
-fn peers_config(a: PeersArgs) -> Result<PeersConfig> {
-    let Discovery::On(interfaces) = discovery(a.discovery) else {
+fn peers_config(a: PeersArgs, s: &Settings) -> Result<PeersConfig> {
+    let Discovery::On(interfaces) = discovery(a.discovery, s) else {
         return Err(Error::Usage(
             "`peers` finds nodes with mDNS, so it cannot run with --no-discovery".into(),
         ));
@@ -260,11 +276,17 @@ fn peers_config(a: PeersArgs) -> Result<PeersConfig> {
     })
 }
 
-fn discovery(a: DiscoveryArgs) -> Discovery {
-    match (a.no_discovery, a.interfaces.is_empty()) {
+/// Flags first, then the settings file's `interfaces`.
+fn discovery(a: DiscoveryArgs, s: &Settings) -> Discovery {
+    let named = if a.interfaces.is_empty() {
+        s.interfaces.clone().unwrap_or_default()
+    } else {
+        a.interfaces
+    };
+    match (a.no_discovery, named.is_empty()) {
         (true, _) => Discovery::Off,
         (false, true) => Discovery::On(Interfaces::Default),
-        (false, false) => Discovery::On(Interfaces::Named(a.interfaces)),
+        (false, false) => Discovery::On(Interfaces::Named(named)),
     }
 }
 

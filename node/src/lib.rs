@@ -27,6 +27,7 @@ pub mod notify;
 pub mod progress;
 pub mod receive;
 pub mod send;
+pub mod settings;
 pub mod signals;
 pub mod store;
 pub mod trust;

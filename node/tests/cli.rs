@@ -1076,3 +1076,78 @@ fn completions_for_each_shell_and_a_manual_page() {
         assert!(page.contains(word), "{word} missing from the manual page");
     }
 }
+
+#[test]
+fn settings_file_values_take_effect_and_flags_override_them() {
+    let p = Pair::new();
+    let free_port = || {
+        let probe = TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let (port, other_port) = (free_port(), free_port());
+    let saved = p.receiver.dir("from-settings");
+    for (key, value) in [
+        ("dir", saved.to_str().unwrap()),
+        ("port", &port.to_string()),
+        ("consent", "yes"),
+    ] {
+        let out = common::run(p.receiver.cmd().args(["config", "set", key, value]));
+        assert_eq!(out.status.code(), Some(0), "{key}: {}", text(&out.stderr));
+    }
+    let shown = common::run(p.receiver.cmd().args(["config", "show"]));
+    assert!(
+        text(&shown.stdout).contains(&format!("port = {port}")),
+        "{}",
+        text(&shown.stdout)
+    );
+    let f = p.sender.file("out", "a.txt", b"settings");
+
+    // No --dir, --port or --yes: the file's values apply (a stranger is
+    // accepted although there is no terminal to ask on).
+    let mut cmd = p.receiver.cmd();
+    cmd.args(["listen", "--no-discovery", "--bind", "127.0.0.1", "--once"]);
+    let mut l = common::spawn_listener(cmd, &saved);
+    assert_eq!(l.port, port);
+    assert_sent_ok(&p.sender.send(l.port, &[&f]), 1);
+    assert_eq!(l.wait_exit(), Some(0), "{}", l.stderr());
+    assert_content(&saved.join("a.txt"), b"settings");
+
+    // Flags win: another port, another folder, trusted peers only.
+    let mut cmd = p.receiver.cmd();
+    cmd.args([
+        "listen",
+        "--no-discovery",
+        "--bind",
+        "127.0.0.1",
+        "--trusted-only",
+    ])
+    .args(["--port", &other_port.to_string(), "--dir"])
+    .arg(&p.inbox);
+    let l = common::spawn_listener(cmd, &p.inbox);
+    assert_eq!(l.port, other_port);
+    let out = p.sender.send(l.port, &[&f]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("(409)"), "{}", text(&out.stderr));
+    drop(l);
+
+    // A broken file is an error naming its line, for every command that reads it.
+    std::fs::write(
+        p.receiver.home.join("config.toml"),
+        "port = 1\n\ncolour = \"red\"\n",
+    )
+    .unwrap();
+    let out = common::run(p.receiver.cmd().arg("id"));
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("config.toml line 3: unknown field `colour`"),
+        "{err}"
+    );
+    let out = common::run(p.receiver.cmd().args(["config", "set", "consent", "maybe"]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("line 3"),
+        "{}",
+        text(&out.stderr)
+    );
+}

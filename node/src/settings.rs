@@ -1,0 +1,309 @@
+//! The settings file: `<home>/config.toml` (home: `--home`, `LOCALSTREAM_HOME`
+//! or the platform's config directory), for what would otherwise be retyped.
+//! Flags on the command line override it.
+//!
+//! ```toml
+//! name = "studio-pc"          # display name announced to peers
+//! dir = "/srv/incoming"        # where `listen` saves files
+//! port = 47470                 # `listen` port
+//! interfaces = ["eth0"]        # mDNS interfaces (listen, peers, send)
+//! consent = "trusted-only"     # listen: "ask", "yes" or "trusted-only"
+//! compress = "auto"            # send: "auto", "on" or "off"
+//! ```
+//!
+//! An invalid file is an error that names the line; `config set` edits one
+//! key, keeps comments and the rest as they are, and refuses a value that
+//! would make the file invalid.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::compress;
+use crate::error::{Error, Result};
+
+/// The file's name in the home directory.
+pub const FILE: &str = "config.toml";
+
+/// Keys `config set` accepts, with what they take.
+pub const KEYS: &[(&str, &str)] = &[
+    ("name", "display name announced to peers (text)"),
+    ("dir", "folder where `listen` saves files (path)"),
+    ("port", "TCP port `listen` uses (0..65535)"),
+    (
+        "interfaces",
+        "mDNS interfaces, comma-separated (e.g. eth0,wlan0)",
+    ),
+    ("consent", "`listen` policy: ask, yes or trusted-only"),
+    ("compress", "`send` compression: auto, on or off"),
+];
+
+/// `listen`'s default consent policy in the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConsentSetting {
+    /// Ask on the terminal (trusted peers are never asked).
+    Ask,
+    /// Accept every offer (like `--yes`).
+    Yes,
+    /// Trusted peers only (like `--trusted-only`).
+    TrustedOnly,
+}
+
+/// What the file may say; every key optional.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Display name.
+    pub name: Option<String>,
+    /// Download folder.
+    pub dir: Option<PathBuf>,
+    /// Listen port.
+    pub port: Option<u16>,
+    /// mDNS interfaces.
+    pub interfaces: Option<Vec<String>>,
+    /// Default consent policy.
+    pub consent: Option<ConsentSetting>,
+    /// Compression.
+    pub compress: Option<CompressSetting>,
+}
+
+/// `send --compress` in the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CompressSetting {
+    /// See [`compress::Mode::Auto`].
+    Auto,
+    /// See [`compress::Mode::On`].
+    On,
+    /// See [`compress::Mode::Off`].
+    Off,
+}
+
+impl From<CompressSetting> for compress::Mode {
+    fn from(c: CompressSetting) -> Self {
+        match c {
+            CompressSetting::Auto => compress::Mode::Auto,
+            CompressSetting::On => compress::Mode::On,
+            CompressSetting::Off => compress::Mode::Off,
+        }
+    }
+}
+
+/// Where the file is for `home`.
+#[must_use]
+pub fn path(home: &Path) -> PathBuf {
+    home.join(FILE)
+}
+
+/// The settings in `home` (none when there is no file).
+pub fn load(home: &Path) -> Result<Settings> {
+    let file = path(home);
+    match std::fs::read_to_string(&file) {
+        Ok(text) => parse(&file, &text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Settings::default()),
+        Err(e) => Err(Error::file(&file, e)),
+    }
+}
+
+/// Parses `text` (from `file`): errors name the file and the line.
+pub fn parse(file: &Path, text: &str) -> Result<Settings> {
+    let settings: Settings = toml_edit::de::from_str(text).map_err(|e| invalid(file, text, &e))?;
+    if let Some(name) = &settings.name
+        && (name.trim().is_empty() || name.len() > 63)
+    {
+        return Err(Error::Usage(format!(
+            "{}: `name` must be 1 to 63 bytes",
+            file.display()
+        )));
+    }
+    Ok(settings)
+}
+
+/// "config.toml line 3: unknown field `prot`, expected one of ..."
+fn invalid(file: &Path, text: &str, e: &toml_edit::de::Error) -> Error {
+    let line = e
+        .span()
+        .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+    let message = e.message().trim_end();
+    Error::Usage(match line {
+        Some(n) => format!(
+            "{} line {n}: {message} (fix it, or see `localstream config show`)",
+            file.display()
+        ),
+        None => format!("{}: {message}", file.display()),
+    })
+}
+
+/// `config set KEY VALUE`: changes one key in the file (created if
+/// missing), keeping everything else, and only if the result is valid.
+pub fn set(home: &Path, key: &str, value: &str) -> Result<PathBuf> {
+    let file = path(home);
+    let text = match std::fs::read_to_string(&file) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(Error::file(&file, e)),
+    };
+    // A file that is already broken is reported as such (with its line).
+    parse(&file, &text)?;
+    let mut doc: toml_edit::DocumentMut = text
+        .parse()
+        .map_err(|e: toml_edit::TomlError| Error::Usage(format!("{}: {e}", file.display())))?;
+    let item = match key {
+        "port" => toml_edit::value(i64::from(value.parse::<u16>().map_err(|_| {
+            Error::Usage(format!("port: {value:?} is not a port number (0..65535)"))
+        })?)),
+        "interfaces" => {
+            let mut list = toml_edit::Array::new();
+            for name in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                list.push(name);
+            }
+            toml_edit::value(list)
+        }
+        "name" | "dir" | "consent" | "compress" => toml_edit::value(value),
+        other => {
+            let known: Vec<&str> = KEYS.iter().map(|(k, _)| *k).collect();
+            return Err(Error::Usage(format!(
+                "unknown setting {other:?}; the settings are {}",
+                known.join(", ")
+            )));
+        }
+    };
+    doc[key] = item;
+    let new = doc.to_string();
+    // The whole file must still be valid (e.g. consent = "maybe" is not).
+    if let Err(e) = toml_edit::de::from_str::<Settings>(&new) {
+        return Err(Error::Usage(format!(
+            "{key}: {value:?} is not a valid value: {} (nothing changed)",
+            e.message().trim_end()
+        )));
+    }
+    parse(&file, &new)?;
+    std::fs::create_dir_all(home).map_err(|e| Error::file(home, e))?;
+    crate::fsutil::write_atomic(home, FILE, new.as_bytes(), 0o644)
+        .map_err(|e| Error::file(&e.path, e.source))?;
+    Ok(file)
+}
+
+/// Runs `localstream config ...`.
+pub fn run_command(home: &Path, cmd: &crate::cli::ConfigCommand) -> Result<()> {
+    use crate::cli::ConfigCommand;
+    match cmd {
+        ConfigCommand::Path => crate::outln!("{}", path(home).display()),
+        ConfigCommand::Show => crate::outln!("{}", show(home, &load(home)?)),
+        ConfigCommand::Set { key, value } => {
+            let file = set(home, key, value)?;
+            eprintln!("{key} set in {}", file.display());
+        }
+    }
+    Ok(())
+}
+
+/// Every key, with its value from the file or (commented out) its default.
+fn show(home: &Path, s: &Settings) -> String {
+    let quoted = |v: &str| toml_edit::Value::from(v).to_string();
+    let line = |key: &str, value: Option<String>, default: &str| match value {
+        Some(v) => format!("{key} = {}", v.trim()),
+        None => format!("# {key} = {default}  (default)"),
+    };
+    let lines = [
+        format!("# {}", path(home).display()),
+        line("name", s.name.as_deref().map(quoted), "the host name"),
+        line(
+            "dir",
+            s.dir.as_ref().map(|d| quoted(&d.display().to_string())),
+            "~/Downloads/LocalStream",
+        ),
+        line(
+            "port",
+            s.port.map(|p| p.to_string()),
+            &crate::config::DEFAULT_PORT.to_string(),
+        ),
+        line(
+            "interfaces",
+            s.interfaces.as_ref().map(|l| {
+                let items: Vec<String> = l.iter().map(|i| quoted(i)).collect();
+                format!("[{}]", items.join(", "))
+            }),
+            "every interface that is up, except loopback and virtual bridges",
+        ),
+        line(
+            "consent",
+            s.consent.map(|c| {
+                quoted(match c {
+                    ConsentSetting::Ask => "ask",
+                    ConsentSetting::Yes => "yes",
+                    ConsentSetting::TrustedOnly => "trusted-only",
+                })
+            }),
+            "\"ask\" (trusted-only without a terminal)",
+        ),
+        line(
+            "compress",
+            s.compress.map(|c| {
+                quoted(match c {
+                    CompressSetting::Auto => "auto",
+                    CompressSetting::On => "on",
+                    CompressSetting::Off => "off",
+                })
+            }),
+            "\"auto\"",
+        ),
+    ];
+    lines.join("\n")
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_and_errors_name_the_line() {
+        let f = Path::new("/h/config.toml");
+        let s = parse(
+            f,
+            "# mine\nname = \"box\"\nport = 4000\ninterfaces = [\"eth0\"]\nconsent = \"trusted-only\"\ncompress = \"off\"\n",
+        )
+        .unwrap();
+        assert_eq!(s.port, Some(4000));
+        assert_eq!(s.consent, Some(ConsentSetting::TrustedOnly));
+        assert_eq!(s.compress, Some(CompressSetting::Off));
+        let e = parse(f, "name = \"a\"\n\nprot = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("/h/config.toml line 3: unknown field `prot`"),
+            "{e}"
+        );
+        let e = parse(f, "port = 99999\n").unwrap_err().to_string();
+        assert!(e.starts_with("/h/config.toml line 1:"), "{e}");
+        let e = parse(f, "consent = \"maybe\"\n").unwrap_err().to_string();
+        assert!(e.contains("line 1") && e.contains("maybe"), "{e}");
+        let e = parse(f, "port = [\n").unwrap_err().to_string();
+        assert!(e.contains("line"), "{e}");
+    }
+
+    #[test]
+    fn set_keeps_comments_and_refuses_bad_values() {
+        let home = tempfile::tempdir().unwrap();
+        std::fs::write(path(home.path()), "# my settings\nport = 1\n").unwrap();
+        set(home.path(), "port", "4000").unwrap();
+        set(home.path(), "interfaces", "eth0, wlan0").unwrap();
+        set(home.path(), "consent", "yes").unwrap();
+        let text = std::fs::read_to_string(path(home.path())).unwrap();
+        assert!(text.starts_with("# my settings\n"), "{text}");
+        let s = load(home.path()).unwrap();
+        assert_eq!(s.port, Some(4000));
+        assert_eq!(s.interfaces, Some(vec!["eth0".into(), "wlan0".into()]));
+        assert_eq!(s.consent, Some(ConsentSetting::Yes));
+        assert!(set(home.path(), "consent", "maybe").is_err());
+        assert!(set(home.path(), "port", "http").is_err());
+        assert!(set(home.path(), "colour", "red").is_err());
+        assert_eq!(
+            load(home.path()).unwrap(),
+            s,
+            "a refused value changes nothing"
+        );
+    }
+}
