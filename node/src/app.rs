@@ -127,6 +127,11 @@ fn run(config: Config) -> Exit {
                 discover::peers(&cfg, own, &store, &mut interrupts).await?;
                 Ok(Exit::Success)
             }
+            Config::Add(common, name, addr) => {
+                let id = load_identity(&common)?;
+                crate::add::run(id, &PeerStore::new(&common.home), &name, addr).await?;
+                Ok(Exit::Success)
+            }
             Config::Settings(home, cmd) => {
                 crate::settings::run_command(&home, &cmd)?;
                 Ok(Exit::Success)

@@ -49,6 +49,13 @@ pub enum Command {
     Block(PeerRef),
     /// Show the history of transfers, per peer
     Sessions(SessionsArgs),
+    /// Remember a peer that discovery cannot see (another subnet, a VPN): connect, pin its key, and name it for `send`
+    Add {
+        /// The name to send to it by
+        name: String,
+        /// Its address: IP or IP:PORT
+        address: String,
+    },
     /// Print a shell completion script: `localstream completions bash > /etc/bash_completion.d/localstream`
     Completions {
         /// The shell

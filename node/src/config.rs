@@ -32,6 +32,8 @@ pub enum Config {
     Store(Common, StoreCommand),
     /// `config path|show|set` (on the settings file in this home).
     Settings(PathBuf, ConfigCommand),
+    /// `add NAME ADDRESS`.
+    Add(Common, String, SocketAddr),
 }
 
 /// The commands that work on the peer store only.
@@ -188,6 +190,10 @@ impl Config {
             Command::Block(p) => {
                 Config::Store(common(&cli.global, None)?, StoreCommand::Block(p.peer))
             }
+            Command::Add { name, address } => {
+                let addr = parse_peer_addr(&address)?;
+                Config::Add(common(&cli.global, None)?, name, addr)
+            }
             Command::Completions { .. } | Command::Manpage | Command::Config(_) => {
                 return Err(Error::Usage("handled before configuration".into()));
             }
@@ -231,12 +237,6 @@ fn listen_config(a: ListenArgs, s: &Settings) -> Result<ListenConfig> {
 fn send_config(a: SendArgs, s: &Settings) -> Result<SendConfig> {
     let discovery = discovery(a.discovery, s);
     let target = parse_target(&a.peer)?;
-    if let (Target::Lookup(name), Discovery::Off) = (&target, &discovery) {
-        return Err(Error::Usage(format!(
-            "cannot look up '{}' with --no-discovery: give the receiver's address (IP or IP:PORT)",
-            escape_for_terminal(name)
-        )));
-    }
     if a.retry.is_some() && a.files.iter().any(|f| f.as_os_str() == crate::send::STDIN) {
         return Err(Error::Usage(
             "--retry cannot resend standard input (it is read once): send a file instead".into(),

@@ -11,6 +11,7 @@
 //! The wire protocol itself lives in `localstream_proto` (no I/O); this crate
 //! drives it over TCP, decides consent, and writes files safely.
 
+pub mod add;
 pub mod app;
 pub mod cli;
 pub mod compress;

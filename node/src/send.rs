@@ -39,8 +39,10 @@ use crate::fsutil::resumable::{hash_prefix, hashing_time};
 use crate::identity::short_fingerprint;
 use crate::progress::{Progress, human_bytes, summary};
 use crate::receive::resumed_note;
-use crate::store::{Direction, PeerStore, SessionEnd, Trust, now_ms};
+use crate::store::{Direction, Lookup, PeerStore, SessionEnd, Trust, now_ms};
 use crate::trust;
+use localstream_discovery::PeerRecord;
+use localstream_discovery::txt::FINGERPRINT_PREFIX_BYTES;
 
 /// How long to wait for the TCP connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -100,7 +102,7 @@ pub struct Sent {
 /// Connects to the first address that answers, in order. With several
 /// addresses each gets a shorter time, and all of them together at most
 /// [`CONNECT_TIMEOUT`] (an announcement can list many, some dead).
-async fn connect(addrs: &[SocketAddr]) -> Result<(TcpStream, SocketAddr)> {
+pub(crate) async fn connect(addrs: &[SocketAddr]) -> Result<(TcpStream, SocketAddr)> {
     let each = if addrs.len() > 1 {
         CONNECT_TIMEOUT_EACH
     } else {
@@ -399,6 +401,45 @@ fn is_transient(e: &Error) -> bool {
     }
 }
 
+/// Where the peer store last reached the peer the user means by `name`, and
+/// what it must prove to be (its id and pinned key): `None` when no such
+/// peer, or none with an address.
+fn remembered(store: &PeerStore, name: &str) -> Result<Option<(Vec<SocketAddr>, PeerRecord)>> {
+    let data = store.load()?;
+    let entry = match data.lookup(name) {
+        Ok(e) => e,
+        Err(Lookup::NotFound) => return Ok(None),
+        Err(reason) => {
+            return Err(Error::UnknownPeer {
+                query: name.to_owned(),
+                reason,
+            });
+        }
+    };
+    if entry.addresses.is_empty() || entry.trust == Trust::Blocked {
+        return Ok(None);
+    }
+    let mut fingerprint_prefix = [0u8; FINGERPRINT_PREFIX_BYTES];
+    fingerprint_prefix.copy_from_slice(&entry.fingerprint[..FINGERPRINT_PREFIX_BYTES]);
+    let record = PeerRecord {
+        version: 1,
+        node_id: entry.node_id,
+        fingerprint_prefix,
+        name: entry.name().unwrap_or_default().to_owned(),
+        mac: entry.mac,
+    };
+    Ok(Some((entry.addresses.clone(), record)))
+}
+
+/// "10.0.0.2:47470, 10.8.0.2:47470"
+fn list(addrs: &[SocketAddr]) -> String {
+    addrs
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Runs `localstream send` once.
 pub async fn run(
     identity: Arc<LocalIdentity>,
@@ -412,20 +453,53 @@ pub async fn run(
         (Target::Lookup(name), Discovery::On(interfaces)) => {
             let started = Instant::now();
             let own = uuid::Uuid::from_bytes(identity.node_id());
-            let peer = discover::find(interfaces, name, cfg.find_timeout, own).await?;
-            eprintln!(
-                "found {} in {:.2} s",
-                discover::describe(&peer.record),
-                started.elapsed().as_secs_f64()
-            );
-            trust::check_found(store, name, &peer.record).await?;
-            (peer.addrs, Some(peer.record))
+            match discover::find(interfaces, name, cfg.find_timeout, own).await {
+                Ok(peer) => {
+                    eprintln!(
+                        "found {} in {:.2} s",
+                        discover::describe(&peer.record),
+                        started.elapsed().as_secs_f64()
+                    );
+                    trust::check_found(store, name, &peer.record).await?;
+                    (peer.addrs, Some(peer.record))
+                }
+                // Not on the network (another subnet, a VPN, multicast blocked):
+                // where it was reached last time may still work.
+                Err(e @ Error::PeerNotFound { .. }) => match remembered(store, name)? {
+                    Some((addrs, record)) => {
+                        eprintln!(
+                            "{} did not answer on the network in {:.1} s; trying its last known \
+                             address{} {}",
+                            discover::describe(&record),
+                            cfg.find_timeout.as_secs_f64(),
+                            if addrs.len() == 1 { "" } else { "es" },
+                            list(&addrs)
+                        );
+                        (addrs, Some(record))
+                    }
+                    None => return Err(e),
+                },
+                Err(e) => return Err(e),
+            }
         }
-        (Target::Lookup(_), Discovery::Off) => {
-            return Err(Error::Usage(
-                "a name needs discovery: give an address".into(),
-            ));
-        }
+        (Target::Lookup(name), Discovery::Off) => match remembered(store, name)? {
+            Some((addrs, record)) => {
+                eprintln!(
+                    "{} is at {} (from the peer store)",
+                    discover::describe(&record),
+                    list(&addrs)
+                );
+                (addrs, Some(record))
+            }
+            None => {
+                return Err(Error::Usage(format!(
+                    "no peer named '{}' with a known address in the peer store: with \
+                     --no-discovery give its address (IP or IP:PORT), or `localstream add {} IP`",
+                    escape_for_terminal(name),
+                    escape_for_terminal(name)
+                )));
+            }
+        },
     };
     let connecting = Instant::now();
     let (stream, addr) = connect(&addrs).await?;

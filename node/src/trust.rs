@@ -416,6 +416,7 @@ fn unreachable_entry(node_id: Uuid) -> PeerEntry {
         mac: None,
         names: vec![],
         addresses: vec![],
+        alias: None,
         trust: Trust::New,
         first_seen: 0,
         last_seen: 0,

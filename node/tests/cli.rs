@@ -289,11 +289,12 @@ fn bad_address_is_a_usage_error() {
         &["send", "--no-discovery", "10.0.0.300", "x"],
         "'10.0.0.300' is not an address",
     );
-    // A name cannot be looked up without discovery (and is escaped).
+    // A name without discovery must be in the peer store (and is escaped).
+    let f = node.file("out", "x", b"x");
     usage_error(
         &node,
-        &["send", "--no-discovery", "box\x1b[2J", "x"],
-        "cannot look up 'box\\x1b[2J' with --no-discovery",
+        &["send", "--no-discovery", "box\x1b[2J", f.to_str().unwrap()],
+        "no peer named 'box\\x1b[2J' with a known address in the peer store",
     );
     // Nor can `peers` run without it.
     usage_error(
@@ -1150,4 +1151,51 @@ fn settings_file_values_take_effect_and_flags_override_them() {
         "{}",
         text(&out.stderr)
     );
+}
+
+#[test]
+fn add_names_a_peer_reachable_only_by_address() {
+    let p = Pair::new();
+    let mut l = p.receiver.listen(&p.inbox, &["--yes"]);
+    let out = common::run(
+        p.sender
+            .cmd()
+            .args(["add", "studio", &format!("127.0.0.1:{}", l.port)]),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).starts_with("added ") && text(&out.stdout).contains("as 'studio'"),
+        "{}",
+        text(&out.stdout)
+    );
+    // Its code is shown, as on every first contact.
+    assert!(
+        text(&out.stderr).contains("first contact with"),
+        "{}",
+        text(&out.stderr)
+    );
+    // The store pinned it under its proven id, with the address and the name.
+    let store: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(p.sender.store_path()).unwrap()).unwrap();
+    let entry = &store["peers"][0];
+    assert_eq!(entry["node_id"], p.receiver.id().id.as_str());
+    assert_eq!(entry["alias"], "studio");
+    assert_eq!(entry["addresses"][0], format!("127.0.0.1:{}", l.port));
+
+    // Now by name, with discovery off.
+    let f = p.sender.file("out", "mix.wav", &random_bytes(81, 70_000));
+    let out = common::run(
+        p.sender
+            .cmd()
+            .args(["send", "--no-discovery", "studio"])
+            .arg(&f),
+    );
+    assert_sent_ok(&out, 1);
+    assert!(
+        text(&out.stderr).contains("(from the peer store)"),
+        "{}",
+        text(&out.stderr)
+    );
+    l.wait_received();
+    assert_content(&p.inbox.join("mix.wav"), &std::fs::read(&f).unwrap());
 }

@@ -154,6 +154,10 @@ pub struct PeerEntry {
     /// Recent addresses, newest first, at most [`MAX_ADDRESSES`].
     #[serde(default)]
     pub addresses: Vec<SocketAddr>,
+    /// The name the user gave it with `localstream add` (found by
+    /// [`StoreData::lookup`] like its own name), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alias: Option<String>,
     /// Trust state.
     pub trust: Trust,
     /// First contact, Unix seconds.
@@ -255,6 +259,13 @@ impl StoreData {
         self.peers.iter().find(|p| p.node_id == *id)
     }
 
+    /// Gives a pinned peer the name the user chose for it (`add`).
+    pub fn set_alias(&mut self, id: &Uuid, alias: String) {
+        if let Some(p) = self.get_mut(id) {
+            p.alias = Some(alias);
+        }
+    }
+
     fn get_mut(&mut self, id: &Uuid) -> Option<&mut PeerEntry> {
         self.peers.iter_mut().find(|p| p.node_id == *id)
     }
@@ -283,6 +294,7 @@ impl StoreData {
                 mac: seen.mac,
                 names: name.into_iter().collect(),
                 addresses: seen.addr.into_iter().collect(),
+                alias: None,
                 trust: Trust::New,
                 first_seen: now_secs,
                 last_seen: now_secs,
@@ -396,6 +408,7 @@ impl StoreData {
                         .as_deref()
                         .is_some_and(|q| fingerprint_hex(&p.fingerprint).starts_with(q))
                     || p.name() == Some(query)
+                    || p.alias.as_deref() == Some(query)
             })
             .collect();
         let matches = if matches.is_empty() {
@@ -403,7 +416,9 @@ impl StoreData {
                 .iter()
                 .filter(|p| {
                     p.name()
-                        .is_some_and(|n| n.to_lowercase() == query.to_lowercase())
+                        .into_iter()
+                        .chain(p.alias.as_deref())
+                        .any(|n| n.to_lowercase() == query.to_lowercase())
                 })
                 .collect()
         } else {
