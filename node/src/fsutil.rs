@@ -87,12 +87,14 @@ pub fn prepare_parent(dest_root: &Path, components: &[&str]) -> io::Result<PathB
 }
 
 fn create_dir(dir: &Path) -> io::Result<()> {
-    let mut builder = fs::DirBuilder::new();
+    let builder = fs::DirBuilder::new();
     #[cfg(unix)]
-    {
+    let builder = {
         use std::os::unix::fs::DirBuilderExt;
-        builder.mode(0o755);
-    }
+        let mut b = builder;
+        b.mode(0o755);
+        b
+    };
     builder.create(dir)
 }
 
