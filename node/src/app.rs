@@ -132,6 +132,10 @@ fn run(config: Config) -> Exit {
                 crate::add::run(id, &PeerStore::new(&common.home), &name, addr).await?;
                 Ok(Exit::Success)
             }
+            Config::Service(home, action) => {
+                crate::service::run(&home, action)?;
+                Ok(Exit::Success)
+            }
             Config::Settings(home, cmd) => {
                 crate::settings::run_command(&home, &cmd)?;
                 Ok(Exit::Success)

@@ -64,6 +64,9 @@ pub enum Command {
     },
     /// Print the manual page (roff): `localstream manpage > localstream.1; man ./localstream.1`
     Manpage,
+    /// Run `listen` as a systemd user service (Linux), with the policy from the settings file
+    #[command(subcommand)]
+    Service(crate::service::Action),
     /// Settings file: defaults for name, folder, port, interfaces, consent and compression
     #[command(subcommand)]
     Config(ConfigCommand),

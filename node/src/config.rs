@@ -34,6 +34,8 @@ pub enum Config {
     Settings(PathBuf, ConfigCommand),
     /// `add NAME ADDRESS`.
     Add(Common, String, SocketAddr),
+    /// `service ...` (for this home).
+    Service(PathBuf, crate::service::Action),
 }
 
 /// The commands that work on the peer store only.
@@ -161,8 +163,10 @@ impl Config {
             Some(h) => h.clone(),
             None => default_home()?,
         };
-        if let Command::Config(c) = cli.command {
-            return Ok(Config::Settings(home, c));
+        match cli.command {
+            Command::Config(c) => return Ok(Config::Settings(home, c)),
+            Command::Service(a) => return Ok(Config::Service(home, a)),
+            _ => {}
         }
         // The settings file; flags override it.
         let s = settings::load(&home)?;
@@ -194,7 +198,10 @@ impl Config {
                 let addr = parse_peer_addr(&address)?;
                 Config::Add(common(&cli.global, None)?, name, addr)
             }
-            Command::Completions { .. } | Command::Manpage | Command::Config(_) => {
+            Command::Completions { .. }
+            | Command::Manpage
+            | Command::Config(_)
+            | Command::Service(_) => {
                 return Err(Error::Usage("handled before configuration".into()));
             }
             Command::Sessions(a) => Config::Store(

@@ -28,6 +28,7 @@ pub mod notify;
 pub mod progress;
 pub mod receive;
 pub mod send;
+pub mod service;
 pub mod settings;
 pub mod signals;
 pub mod store;

@@ -1199,3 +1199,41 @@ fn add_names_a_peer_reachable_only_by_address() {
     l.wait_received();
     assert_content(&p.inbox.join("mix.wav"), &std::fs::read(&f).unwrap());
 }
+
+/// The unit `service install` writes (shown with `--print`) runs this
+/// binary's `listen` with this home, and systemd accepts it.
+#[test]
+fn the_service_unit_runs_listen_and_passes_systemd_analyze() {
+    let node = Node::new(Role::Receiver);
+    let out = common::run(node.cmd().args(["service", "install", "--print"]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let unit = text(&out.stdout);
+    let home = node.home.canonicalize().unwrap();
+    assert!(
+        unit.contains(&format!(
+            "--home \"{}\" listen --no-progress",
+            home.display()
+        )),
+        "{unit}"
+    );
+    assert!(
+        unit.contains("[Install]\nWantedBy=default.target"),
+        "{unit}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("localstream.service");
+    std::fs::write(&file, &unit).unwrap();
+    match std::process::Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&file)
+        .output()
+    {
+        Ok(v) => assert!(
+            v.status.success(),
+            "systemd-analyze verify: {}{}",
+            text(&v.stdout),
+            text(&v.stderr)
+        ),
+        Err(_) => eprintln!("NOTE: systemd-analyze is not installed: the unit was not verified"),
+    }
+}
