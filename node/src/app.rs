@@ -132,6 +132,11 @@ fn run(config: Config) -> Exit {
                 crate::add::run(id, &PeerStore::new(&common.home), &name, addr).await?;
                 Ok(Exit::Success)
             }
+            Config::Doctor(port, interfaces) => Ok(if crate::doctor::run(port, &interfaces).await? {
+                Exit::Success
+            } else {
+                Exit::Failure
+            }),
             Config::Service(home, action) => {
                 crate::service::run(&home, action)?;
                 Ok(Exit::Success)

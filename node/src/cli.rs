@@ -49,6 +49,15 @@ pub enum Command {
     Block(PeerRef),
     /// Show the history of transfers, per peer
     Sessions(SessionsArgs),
+    /// Check why peers might not find or reach this node, and say how to fix it
+    Doctor {
+        /// The port `listen` uses [default: from the settings, else 47470]
+        #[arg(long, short)]
+        port: Option<u16>,
+        /// Network interface to check for discovery; repeat for several [default: from the settings, else every usable one]
+        #[arg(long = "interface", short = 'i', value_name = "NAME")]
+        interfaces: Vec<String>,
+    },
     /// Remember a peer that discovery cannot see (another subnet, a VPN): connect, pin its key, and name it for `send`
     Add {
         /// The name to send to it by

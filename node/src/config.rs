@@ -34,6 +34,8 @@ pub enum Config {
     Settings(PathBuf, ConfigCommand),
     /// `add NAME ADDRESS`.
     Add(Common, String, SocketAddr),
+    /// `doctor`: the port and interfaces to check.
+    Doctor(u16, Interfaces),
     /// `service ...` (for this home).
     Service(PathBuf, crate::service::Action),
 }
@@ -193,6 +195,21 @@ impl Config {
             }
             Command::Block(p) => {
                 Config::Store(common(&cli.global, None)?, StoreCommand::Block(p.peer))
+            }
+            Command::Doctor { port, interfaces } => {
+                let interfaces = if interfaces.is_empty() {
+                    s.interfaces.clone().unwrap_or_default()
+                } else {
+                    interfaces
+                };
+                Config::Doctor(
+                    port.or(s.port).unwrap_or(DEFAULT_PORT),
+                    if interfaces.is_empty() {
+                        Interfaces::Default
+                    } else {
+                        Interfaces::Named(interfaces)
+                    },
+                )
             }
             Command::Add { name, address } => {
                 let addr = parse_peer_addr(&address)?;

@@ -19,6 +19,7 @@ pub mod config;
 pub mod conn;
 pub mod consent;
 pub mod discover;
+pub mod doctor;
 pub mod error;
 pub mod events;
 pub mod fsutil;

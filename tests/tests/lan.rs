@@ -645,3 +645,67 @@ fn peers_shows_trust_state_and_flags_a_changed_key() {
         names_in(&l3.dir)
     );
 }
+
+/// Scenario 8: multicast dropped on one host by a firewall rule in its
+/// namespace. `send <name>` still reaches a peer it sent to before (the
+/// address it was reached at is remembered), and `doctor` on that host says
+/// what is wrong (exit 1), while on a healthy host it finds nothing (exit 0).
+#[test]
+fn blocked_multicast_falls_back_to_the_last_address_and_doctor_says_why() {
+    let Some(lan) = lan(3) else { return };
+    let (h1, h2, h3) = (lan.host(1), lan.host(2), lan.host(3));
+    let healthy = h3.localstream(&["doctor"]);
+    eprintln!("scenario 8: doctor on a healthy host:\n{}", healthy.stdout);
+    healthy.expect_code(0);
+    assert!(
+        healthy.stdout.contains("ok    mDNS works here"),
+        "{}",
+        healthy.describe()
+    );
+
+    let mut l2 = h2.listen(&["--yes", "--name", "h2"]);
+    let first = random_bytes(81, 100_000);
+    let f1 = h1.file("first.bin", &first);
+    h1.run(h1.node().arg("send").arg("h2").arg(&f1))
+        .expect_code(0);
+    l2.wait_received();
+
+    for chain in ["OUTPUT", "INPUT"] {
+        let status = h1
+            .exec("iptables")
+            .args(["-A", chain, "-d", "224.0.0.251", "-j", "DROP"])
+            .status()
+            .expect("iptables is needed for this scenario (.ci/run installs it)");
+        assert!(status.success(), "iptables -A {chain} failed");
+    }
+    let second = random_bytes(82, 200_000);
+    let f2 = h1.file("second.bin", &second);
+    let out = h1.run(h1.node().args(["send", "--timeout", "1", "h2"]).arg(&f2));
+    out.expect_code(0);
+    assert!(
+        out.stderr
+            .contains("did not answer on the network in 1.0 s; trying its last known address"),
+        "{}",
+        out.describe()
+    );
+    let (_, saved) = l2.wait_received();
+    assert_content(&saved[0], &second);
+
+    let broken = h1.localstream(&["doctor"]);
+    eprintln!(
+        "scenario 8: doctor with multicast dropped:\n{}",
+        broken.stdout
+    );
+    broken.expect_code(1);
+    for says in [
+        "FAIL  firewall (iptables-save) drops mDNS or port 47470: -A OUTPUT -d 224.0.0.251/32 -j DROP",
+        "FAIL  this node did not see its own announcement on eth0",
+        "something blocks receiving",
+    ] {
+        assert!(
+            broken.stdout.contains(says),
+            "{says:?} missing:\n{}",
+            broken.describe()
+        );
+    }
+}
