@@ -10,12 +10,11 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use localstream_proto::handshake::Config as HandshakeConfig;
 use localstream_proto::names::escape_for_terminal;
-use localstream_proto::{Handshake, LocalIdentity, Status};
+use localstream_proto::{LocalIdentity, Status};
 use uuid::Uuid;
 
-use crate::conn::{self, FrameReader, RecordWriter};
+use crate::conn::RecordWriter;
 use crate::error::{Error, Result};
 use crate::identity::sanitize_name;
 use crate::store::{Contact, PeerStore, Seen, now_secs};
@@ -34,12 +33,7 @@ pub async fn run(
             escape_for_terminal(name)
         ))
     })?;
-    let (stream, addr) = send::connect(&[addr]).await?;
-    let (rd, mut wr) = stream.into_split();
-    let mut reader = FrameReader::new(rd);
-    let mut hello = vec![];
-    let hs = Handshake::initiator(HandshakeConfig::new(identity), &mut rand::rng(), &mut hello);
-    let session = conn::handshake(&mut reader, &mut wr, hs, hello).await?;
+    let (_reader, wr, session, addr) = send::open(identity, &[addr]).await?;
     let mut writer = RecordWriter {
         inner: wr,
         sealer: session.sealer,

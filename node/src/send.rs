@@ -102,7 +102,7 @@ pub struct Sent {
 /// Connects to the first address that answers, in order. With several
 /// addresses each gets a shorter time, and all of them together at most
 /// [`CONNECT_TIMEOUT`] (an announcement can list many, some dead).
-pub(crate) async fn connect(addrs: &[SocketAddr]) -> Result<(TcpStream, SocketAddr)> {
+async fn connect(addrs: &[SocketAddr]) -> Result<(TcpStream, SocketAddr)> {
     let each = if addrs.len() > 1 {
         CONNECT_TIMEOUT_EACH
     } else {
@@ -124,6 +124,28 @@ pub(crate) async fn connect(addrs: &[SocketAddr]) -> Result<(TcpStream, SocketAd
         last = Some(Error::Connect { addr, source: err });
     }
     Err(last.unwrap_or_else(|| Error::Usage("the receiver has no address".into())))
+}
+
+/// Connects to the first of `addrs` that answers and runs the handshake as
+/// the initiator: the reading half, the writing half, the session, and the
+/// address that answered.
+pub(crate) async fn open(
+    identity: Arc<LocalIdentity>,
+    addrs: &[SocketAddr],
+) -> Result<(
+    FrameReader<OwnedReadHalf>,
+    OwnedWriteHalf,
+    localstream_proto::Session,
+    SocketAddr,
+)> {
+    let (stream, addr) = connect(addrs).await?;
+    let _ = stream.set_nodelay(true);
+    let (rd, mut wr) = stream.into_split();
+    let mut reader = FrameReader::new(rd);
+    let mut hello = vec![];
+    let hs = Handshake::initiator(HandshakeConfig::new(identity), &mut rand::rng(), &mut hello);
+    let session = conn::handshake(&mut reader, &mut wr, hs, hello).await?;
+    Ok((reader, wr, session, addr))
 }
 
 /// One TCP connection with a large send buffer: a megabyte record then goes
@@ -502,13 +524,7 @@ pub async fn run(
         },
     };
     let connecting = Instant::now();
-    let (stream, addr) = connect(&addrs).await?;
-    let _ = stream.set_nodelay(true);
-    let (rd, mut wr) = stream.into_split();
-    let mut reader = FrameReader::new(rd);
-    let mut hello = vec![];
-    let hs = Handshake::initiator(HandshakeConfig::new(identity), &mut rand::rng(), &mut hello);
-    let session = conn::handshake(&mut reader, &mut wr, hs, hello).await?;
+    let (reader, wr, session, addr) = open(identity, &addrs).await?;
     let handshake_done = connecting.elapsed();
     if let Some(expected) = &expected {
         discover::check_identity(expected, &session.peer, addr)?;
