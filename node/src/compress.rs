@@ -225,34 +225,33 @@ impl Decompressor {
     /// anything that would expand further is refused, so no small record
     /// can make the receiver allocate or write more than a plain one).
     pub fn decompress(&mut self, frame: &[u8]) -> Result<&[u8]> {
-        self.buf.clear();
-        self.buf.reserve_exact(MAX_PLAINTEXT);
-        self.decompress_into(frame)?;
-        Ok(&self.buf)
+        // Sized once, never shrunk: no zero-filling per record.
+        if self.buf.len() < MAX_PLAINTEXT {
+            self.buf.resize(MAX_PLAINTEXT, 0);
+        }
+        let n = self.decompress_into(frame)?;
+        Ok(&self.buf[..n])
     }
 
     #[cfg(feature = "zstd")]
-    fn decompress_into(&mut self, frame: &[u8]) -> Result<()> {
+    fn decompress_into(&mut self, frame: &[u8]) -> Result<usize> {
         let bad = |_| {
             Error::Protocol(localstream_proto::Error::Malformed(
                 "compressed record does not decompress to at most 1 MiB",
             ))
         };
-        if self.zstd.is_none() {
-            self.zstd = Some(zstd::bulk::Decompressor::new().map_err(Error::Io)?);
-        }
-        let z = self.zstd.as_mut().ok_or(Error::Worker("zstd".into()))?;
-        let room = self.buf.capacity().min(MAX_PLAINTEXT);
-        self.buf.resize(room, 0);
-        let n = z
-            .decompress_to_buffer(frame, &mut self.buf[..])
-            .map_err(bad)?;
-        self.buf.truncate(n);
-        Ok(())
+        let z = match &mut self.zstd {
+            Some(z) => z,
+            None => self
+                .zstd
+                .insert(zstd::bulk::Decompressor::new().map_err(Error::Io)?),
+        };
+        z.decompress_to_buffer(frame, &mut self.buf[..MAX_PLAINTEXT])
+            .map_err(bad)
     }
 
     #[cfg(not(feature = "zstd"))]
-    fn decompress_into(&mut self, _frame: &[u8]) -> Result<()> {
+    fn decompress_into(&mut self, _frame: &[u8]) -> Result<usize> {
         Err(Error::Protocol(
             localstream_proto::Error::UnexpectedMessage {
                 expected: "Data (compression was not offered)",

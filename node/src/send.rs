@@ -1091,8 +1091,9 @@ impl Outbox<'_> {
             return Ok(Ok(0));
         }
         hasher.update(&buf[start + HEADER_LEN..]);
-        if !small {
-            // Large records may go compressed (small files are not worth it).
+        if !small && self.compressor.enabled() {
+            // Large records may go compressed (small files are not worth it)
+            // when the receiver takes them.
             let mut packed = self.pool.get();
             if self
                 .compressor
