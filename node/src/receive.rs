@@ -492,13 +492,18 @@ where
         .await;
     }
     // Bytes held from an interrupted transfer need no new space.
-    let held: u64 = plan
+    // (One stat per file, before consent; only held prefixes are opened later.)
+    let held_lens: Vec<u64> = plan
         .iter()
         .map(|(_, dirs, _, partial_name, e)| {
+            if shared.to_stdout || e.is_stream() {
+                return 0;
+            }
             let parent = dirs.iter().fold(shared.dir.clone(), |p, d| p.join(d));
             resumable::held_len(&parent, partial_name).min(e.size)
         })
-        .sum();
+        .collect();
+    let held: u64 = held_lens.iter().sum();
     let needed = total - held;
     if !shared.to_stdout
         && let Some(free) = fsutil::available_space(&shared.dir)
@@ -692,9 +697,7 @@ where
     let candidates: Vec<(usize, PathBuf, String, u64)> = planned
         .iter()
         .enumerate()
-        .filter(|(_, p)| {
-            !shared.to_stdout && !p.stream && resumable::held_len(&p.parent, &p.partial_name) > 0
-        })
+        .filter(|(i, _)| held_lens[*i] > 0)
         .take(MAX_RESUMED)
         .map(|(i, p)| (i, p.parent.clone(), p.partial_name.clone(), p.size))
         .collect();
