@@ -127,6 +127,26 @@ pub fn summary(files: usize, bytes: u64, elapsed: Duration) -> String {
     )
 }
 
+/// ", plus 3.00 MiB resumed" when part of the bytes were held already (the
+/// summary before it counts what crossed the wire).
+pub fn resumed_note(resumed: u64) -> String {
+    if resumed == 0 {
+        String::new()
+    } else {
+        format!(", plus {} resumed", human_bytes(resumed))
+    }
+}
+
+/// "3.10 MiB on the wire for 256.00 MiB (1.2 %)".
+pub fn wire_note(delivered: u64, wire: u64) -> String {
+    format!(
+        "{} on the wire for {} ({:.1} %)",
+        human_bytes(wire),
+        human_bytes(delivered),
+        wire as f64 * 100.0 / delivered.max(1) as f64
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,6 +160,16 @@ mod tests {
         assert_eq!(
             summary(1, 0, Duration::from_secs(1)),
             "1 file, 0 B in 1.00 s (0.0 MiB/s)"
+        );
+    }
+
+    #[test]
+    fn notes() {
+        assert_eq!(resumed_note(0), "");
+        assert_eq!(resumed_note(3 << 20), ", plus 3.00 MiB resumed");
+        assert_eq!(
+            wire_note(256 << 20, 6_376_280),
+            "6.08 MiB on the wire for 256.00 MiB (2.4 %)"
         );
     }
 }

@@ -49,7 +49,7 @@ use crate::events::Events;
 use crate::fsutil;
 use crate::fsutil::resumable::{self, Resumable};
 use crate::identity::short_fingerprint;
-use crate::progress::{Progress, human_bytes, summary};
+use crate::progress::{Progress, human_bytes, resumed_note, summary, wire_note};
 use crate::store::{Direction, PeerStore, Trust};
 use crate::trust;
 
@@ -843,10 +843,7 @@ where
         }),
     );
     if let Some(wire) = wire {
-        listing.push_str(&format!(
-            "\n  ({})",
-            crate::send::wire_note(data_bytes, wire)
-        ));
+        listing.push_str(&format!("\n  ({})", wire_note(data_bytes, wire)));
     }
     if shared.to_stdout {
         // Standard output carries the file itself.
@@ -863,16 +860,6 @@ where
         saved,
         bytes,
     })
-}
-
-/// ", plus 3.00 MiB resumed" when part of the bytes were held already (the
-/// summary before it counts what crossed the wire).
-pub(crate) fn resumed_note(resumed: u64) -> String {
-    if resumed == 0 {
-        String::new()
-    } else {
-        format!(", plus {} resumed", human_bytes(resumed))
-    }
 }
 
 /// Opens, locks and hashes each candidate's held prefix (blocking). A

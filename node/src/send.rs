@@ -37,8 +37,7 @@ use crate::error::{Error, Result};
 use crate::events::Events;
 use crate::fsutil::resumable::{hash_prefix, hashing_time};
 use crate::identity::short_fingerprint;
-use crate::progress::{Progress, human_bytes, summary};
-use crate::receive::resumed_note;
+use crate::progress::{Progress, human_bytes, resumed_note, summary, wire_note};
 use crate::store::{Direction, Lookup, PeerStore, SessionEnd, Trust, now_ms};
 use crate::trust;
 use localstream_discovery::PeerRecord;
@@ -1165,16 +1164,6 @@ struct Produced {
     wire: u64,
     /// Whether compression was in use.
     compressed: bool,
-}
-
-/// "3.10 MiB on the wire for 256.00 MiB (1.2 %)".
-pub(crate) fn wire_note(delivered: u64, wire: u64) -> String {
-    format!(
-        "{} on the wire for {} ({:.1} %)",
-        human_bytes(wire),
-        human_bytes(delivered),
-        wire as f64 * 100.0 / delivered.max(1) as f64
-    )
 }
 
 fn produce_into(
