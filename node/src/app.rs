@@ -8,7 +8,7 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use crate::cli::{Cli, Command};
+use crate::cli::Cli;
 use crate::config::{Common, Config};
 use crate::error::Error;
 use crate::identity::{self, DEFAULT_KEY_BITS, fingerprint_hex, short_fingerprint};
@@ -34,18 +34,6 @@ enum Exit {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.global.verbose);
-    match &cli.command {
-        Command::Completions { shell } => {
-            return generated(|out| {
-                clap_complete::generate(*shell, &mut Cli::command(), "localstream", out);
-                Ok(())
-            });
-        }
-        Command::Manpage => {
-            return generated(|out| clap_mangen::Man::new(Cli::command()).render(out));
-        }
-        _ => {}
-    }
     let code = match Config::from_cli(cli) {
         Ok(config) => run(config),
         Err(e) => report(&e),
@@ -54,12 +42,12 @@ pub fn main() -> ExitCode {
 }
 
 /// Writes generated text (completions, the manual page) to stdout.
-fn generated(write: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>) -> ExitCode {
+fn generated(
+    write: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
+) -> Result<Exit, Error> {
     let mut out = std::io::stdout().lock();
-    match write(&mut out).and_then(|()| std::io::Write::flush(&mut out)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => ExitCode::from(report(&Error::Io(e)) as u8),
-    }
+    write(&mut out).and_then(|()| std::io::Write::flush(&mut out))?;
+    Ok(Exit::Success)
 }
 
 fn init_logging(verbose: u8) {
@@ -103,6 +91,11 @@ fn run(config: Config) -> Exit {
     };
     let result = runtime.block_on(async {
         match config {
+            Config::Completions(shell) => generated(|out| {
+                clap_complete::generate(shell, &mut Cli::command(), "localstream", out);
+                Ok(())
+            }),
+            Config::Manpage => generated(|out| clap_mangen::Man::new(Cli::command()).render(out)),
             Config::Id(common) => {
                 let id = load_identity(&common)?;
                 outln!("name        {}", id.name());

@@ -38,6 +38,10 @@ pub enum Config {
     Doctor(u16, Interfaces),
     /// `service ...` (for this home).
     Service(PathBuf, crate::service::Action),
+    /// `completions SHELL`.
+    Completions(clap_complete::Shell),
+    /// `manpage`.
+    Manpage,
 }
 
 /// The commands that work on the peer store only.
@@ -161,17 +165,23 @@ pub const DEFAULT_PEERS_TIMEOUT: Duration = Duration::from_secs(1);
 impl Config {
     /// Validates parsed arguments.
     pub fn from_cli(cli: Cli) -> Result<Config> {
+        // Generated text needs no home at all.
+        match cli.command {
+            Command::Completions { shell } => return Ok(Config::Completions(shell)),
+            Command::Manpage => return Ok(Config::Manpage),
+            _ => {}
+        }
         let home = match &cli.global.home {
             Some(h) => h.clone(),
             None => default_home()?,
         };
-        match cli.command {
-            Command::Config(c) => return Ok(Config::Settings(home, c)),
-            Command::Service(a) => return Ok(Config::Service(home, a)),
-            _ => {}
-        }
-        // The settings file; flags override it.
-        let s = settings::load(&home)?;
+        // The settings file (flags override it), except for the commands that
+        // manage it or must work when it is broken.
+        let s = if matches!(cli.command, Command::Config(_) | Command::Service(_)) {
+            Settings::default()
+        } else {
+            settings::load(&home)?
+        };
         let common = |g: &GlobalArgs, name: Option<String>| -> Result<Common> {
             Ok(Common {
                 home: home.clone(),
@@ -215,12 +225,10 @@ impl Config {
                 let addr = parse_peer_addr(&address)?;
                 Config::Add(common(&cli.global, None)?, name, addr)
             }
-            Command::Completions { .. }
-            | Command::Manpage
-            | Command::Config(_)
-            | Command::Service(_) => {
-                return Err(Error::Usage("handled before configuration".into()));
-            }
+            Command::Config(c) => Config::Settings(home.clone(), c),
+            Command::Service(a) => Config::Service(home.clone(), a),
+            Command::Completions { shell } => Config::Completions(shell),
+            Command::Manpage => Config::Manpage,
             Command::Sessions(a) => Config::Store(
                 common(&cli.global, None)?,
                 StoreCommand::Sessions {
