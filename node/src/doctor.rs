@@ -334,12 +334,8 @@ async fn check_echo(f: &mut Findings, choice: &Interfaces) {
         Ok(d)
     })
     .await;
-    let discovery = match started {
-        Ok(Ok(d)) => d,
-        Ok(Err(e)) => {
-            f.say(Level::Fail, &format!("discovery cannot start: {e}"), None);
-            return;
-        }
+    let discovery = match started.map_err(Error::from).and_then(|r| r) {
+        Ok(d) => d,
         Err(e) => {
             f.say(Level::Fail, &format!("discovery cannot start: {e}"), None);
             return;

@@ -124,7 +124,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Settings> {
 fn invalid(file: &Path, text: &str, e: &toml_edit::de::Error) -> Error {
     let line = e
         .span()
-        .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+        .map(|s| text.get(..s.start).unwrap_or(text).matches('\n').count() + 1);
     let message = e.message().trim_end();
     Error::Usage(match line {
         Some(n) => format!(
