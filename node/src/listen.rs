@@ -148,6 +148,8 @@ pub async fn run(
                             },
                         };
                         if let Some(child) = notify::finished(&cfg.notify, &report, &shared.dir) {
+                            // Only the ones still running are kept (a listener runs for months).
+                            hooks.retain(|h: &tokio::task::JoinHandle<()>| !h.is_finished());
                             hooks.push(tokio::task::spawn_blocking(move || notify::wait(child)));
                         }
                         if cfg.once {
