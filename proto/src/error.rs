@@ -77,6 +77,9 @@ pub enum Error {
     /// The peer's key-confirmation MAC does not verify.
     #[error("peer's key confirmation is invalid")]
     BadFinished,
+    /// The Identity's node id is not the one derived from its key.
+    #[error("peer's node id is not the one bound to its key")]
+    NodeIdNotBound,
     /// The peer proved a different long-term key than the one we expected.
     #[error("peer presented key {got}, expected {expected}", got = hex(got), expected = hex(expected))]
     UnexpectedPeerKey {
@@ -130,6 +133,7 @@ impl Error {
             | Error::BadSignature
             | Error::BadFinished
             | Error::UnexpectedPeerKey { .. }
+            | Error::NodeIdNotBound
             | Error::BadRecordMac => Status::AuthenticationFailed,
             Error::PeerAlert { status, .. } => *status,
             Error::SigningFailed | Error::Poisoned | Error::SequenceExhausted => {

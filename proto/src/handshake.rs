@@ -5,19 +5,27 @@
 //!  Initiator (connected)                       Responder (accepted)
 //!  ClientHello {versions, suites, H(eI)}  -->
 //!                                         <--  ServerHello {version, suite, eR}
-//!  KeyReveal {eI}                         -->  check H(eI); ss = X25519
+//!  KeyReveal {eI}, Identity_I,
+//!  Verify_I, Finished_I                   -->  check H(eI); ss = X25519;
+//!                                              check sig_I, mac_I  ==> PeerProven
+//!                                              (the node decides: sign or refuse)
 //!                                         <--  Identity_R, Verify_R, Finished_R
-//!  check sig_R, mac_R
-//!  Identity_I, Verify_I, Finished_I       -->  check sig_I, mac_I
+//!  check sig_R, mac_R  ==> PeerProven
 //!  ===== AES-256-GCM records, one key + IV per direction =====
 //! ```
 //!
 //! Both sides run the same code; only the transcript order and the labels
 //! depend on who connected. The commitment stops either side from choosing its
-//! ephemeral key after seeing the other's, which keeps the 6-digit short
-//! authentication string ([`Sas`]) meaningful. Each state is its own type and
-//! consumes itself, so a message can only be handled by the state expecting it.
-//! See `PROTOCOL.md` for the byte-exact layouts and the key schedule.
+//! ephemeral key after seeing the other's, which keeps the 12-digit short
+//! authentication string ([`Sas`]) meaningful within one connection (the node
+//! limits how many exchanges a peer may abandon, which is what bounds it
+//! across connections). The initiator proves its identity first, so a
+//! responder never signs for a peer it has not verified: a stranger who wants
+//! the listener's RSA signature must produce one of its own, and the node can
+//! refuse (blocked, untrusted under a trusted-only policy, over a rate limit)
+//! before spending anything. Each state is its own type and consumes itself,
+//! so a message can only be handled by the state expecting it. See
+//! `PROTOCOL.md` for the byte-exact layouts and the key schedule.
 
 pub mod messages;
 
@@ -34,12 +42,12 @@ use zeroize::Zeroizing;
 
 use crate::codec::Frame;
 use crate::error::{Error, Result};
-use crate::identity::{Fingerprint, LocalIdentity, PeerIdentity, fingerprint};
+use crate::identity::{Fingerprint, LocalIdentity, PeerIdentity, fingerprint, node_id_for};
 use crate::record::{DirectionKeys, Opener, Sealer};
 use messages::*;
 
 /// The protocol version this code speaks.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// Suite 0x0001: X25519, RSA-PSS-SHA256 signatures, HKDF-SHA256, AES-256-GCM.
 pub const SUITE_X25519_RSAPSS_AES256GCM: u16 = 0x0001;
@@ -62,14 +70,14 @@ impl Role {
     }
     fn signature_context(self) -> &'static [u8] {
         match self {
-            Role::Initiator => b"LocalStream v1 initiator signature\0",
-            Role::Responder => b"LocalStream v1 responder signature\0",
+            Role::Initiator => b"LocalStream v2 initiator signature\0",
+            Role::Responder => b"LocalStream v2 responder signature\0",
         }
     }
     fn finished_label(self) -> &'static [u8] {
         match self {
-            Role::Initiator => b"LocalStream v1 finished initiator",
-            Role::Responder => b"LocalStream v1 finished responder",
+            Role::Initiator => b"LocalStream v2 finished initiator",
+            Role::Responder => b"LocalStream v2 finished responder",
         }
     }
 }
@@ -99,13 +107,23 @@ impl Config {
     }
 }
 
-/// The short authentication string both users can compare: 6 decimal digits.
+/// Number of distinct short authentication strings: 12 decimal digits.
+pub const SAS_CODES: u64 = 1_000_000_000_000;
+
+/// The short authentication string both users can compare: 12 decimal
+/// digits, shown in three groups of four (`0421 9377 0615`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Sas(pub u32);
+pub struct Sas(pub u64);
 
 impl std::fmt::Display for Sas {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:03} {:03}", self.0 / 1000, self.0 % 1000)
+        write!(
+            f,
+            "{:04} {:04} {:04}",
+            self.0 / 100_000_000,
+            self.0 / 10_000 % 10_000,
+            self.0 % 10_000
+        )
     }
 }
 
@@ -184,13 +202,13 @@ impl KeySchedule {
     }
 
     fn sas(&self) -> Sas {
-        let b = self.expand::<4>(b"LocalStream v1 sas", &[]);
-        Sas(u32::from_be_bytes(*b) % 1_000_000)
+        let b = self.expand::<8>(b"LocalStream v2 sas", &[]);
+        Sas(u64::from_be_bytes(*b) % SAS_CODES)
     }
 
     fn direction(&self, dir: &str, th: &[u8; 32]) -> DirectionKeys {
-        let key = self.expand::<32>(format!("LocalStream v1 key {dir}").as_bytes(), th);
-        let iv = self.expand::<12>(format!("LocalStream v1 iv {dir}").as_bytes(), th);
+        let key = self.expand::<32>(format!("LocalStream v2 key {dir}").as_bytes(), th);
+        let iv = self.expand::<12>(format!("LocalStream v2 iv {dir}").as_bytes(), th);
         DirectionKeys { key: *key, iv: *iv }
     }
 }
@@ -254,7 +272,7 @@ impl Keyed {
             Role::Initiator => (&i2r, &r2i),
             Role::Responder => (&r2i, &i2r),
         };
-        let session_id = *self.keys.expand::<16>(b"LocalStream v1 session id", &th);
+        let session_id = *self.keys.expand::<16>(b"LocalStream v2 session id", &th);
         Session {
             role: self.role,
             version: self.version,
@@ -324,8 +342,14 @@ impl AwaitServerHello {
         }
     }
 
-    /// Handles ServerHello; `out` receives KeyReveal.
-    pub fn handle(mut self, frame: Frame<'_>, out: &mut Vec<u8>) -> Result<AwaitPeerIdentity> {
+    /// Handles ServerHello; `out` receives KeyReveal and our Identity,
+    /// Verify and Finished (the initiator proves itself first).
+    pub fn handle<R: CryptoRng + ?Sized>(
+        mut self,
+        frame: Frame<'_>,
+        rng: &mut R,
+        out: &mut Vec<u8>,
+    ) -> Result<AwaitPeerIdentity> {
         expect(&frame, SERVER_HELLO, "ServerHello")?;
         let hello = ServerHello::decode(frame.body)?;
         if !self.config.versions.contains(&hello.version)
@@ -345,16 +369,16 @@ impl AwaitServerHello {
             .diffie_hellman(&XPublic::from(hello.ephemeral))
             .to_bytes();
         let keys = KeySchedule::new(shared, self.transcript.hash())?;
-        Ok(AwaitPeerIdentity {
-            keyed: Keyed {
-                role: Role::Initiator,
-                config: self.config,
-                version: hello.version,
-                suite: hello.suite,
-                transcript: self.transcript,
-                keys,
-            },
-        })
+        let mut keyed = Keyed {
+            role: Role::Initiator,
+            config: self.config,
+            version: hello.version,
+            suite: hello.suite,
+            transcript: self.transcript,
+            keys,
+        };
+        keyed.send_auth(rng, out)?;
+        Ok(AwaitPeerIdentity { keyed })
     }
 }
 
@@ -445,13 +469,8 @@ impl std::fmt::Debug for AwaitKeyReveal {
 }
 
 impl AwaitKeyReveal {
-    /// Handles KeyReveal; `out` receives our Identity, Verify and Finished.
-    pub fn handle<R: CryptoRng + ?Sized>(
-        mut self,
-        frame: Frame<'_>,
-        rng: &mut R,
-        out: &mut Vec<u8>,
-    ) -> Result<AwaitPeerIdentity> {
+    /// Handles KeyReveal (the initiator's Identity, Verify and Finished follow).
+    pub fn handle(mut self, frame: Frame<'_>) -> Result<AwaitPeerIdentity> {
         expect(&frame, KEY_REVEAL, "KeyReveal")?;
         let reveal = KeyReveal::decode(frame.body)?;
         let opened: [u8; 32] = Sha256::digest(reveal.ephemeral).into();
@@ -464,16 +483,16 @@ impl AwaitKeyReveal {
             .diffie_hellman(&XPublic::from(reveal.ephemeral))
             .to_bytes();
         let keys = KeySchedule::new(shared, self.transcript.hash())?;
-        let mut keyed = Keyed {
-            role: Role::Responder,
-            config: self.config,
-            version: self.version,
-            suite: self.suite,
-            transcript: self.transcript,
-            keys,
-        };
-        keyed.send_auth(rng, out)?;
-        Ok(AwaitPeerIdentity { keyed })
+        Ok(AwaitPeerIdentity {
+            keyed: Keyed {
+                role: Role::Responder,
+                config: self.config,
+                version: self.version,
+                suite: self.suite,
+                transcript: self.transcript,
+                keys,
+            },
+        })
     }
 }
 
@@ -501,6 +520,9 @@ impl AwaitPeerIdentity {
             public_key_der: msg.public_key_der,
         };
         let verifier = peer.verifying_key()?;
+        if peer.node_id != node_id_for(&peer.fingerprint) {
+            return Err(Error::NodeIdNotBound);
+        }
         if let Some(expected) = self.keyed.config.expected_peer
             && expected != peer.fingerprint
         {
@@ -560,14 +582,9 @@ pub struct AwaitPeerFinished {
 }
 
 impl AwaitPeerFinished {
-    /// Handles the peer's Finished. The initiator then sends its own
-    /// Identity, Verify and Finished into `out`. Either way the handshake is complete.
-    pub fn handle<R: CryptoRng + ?Sized>(
-        mut self,
-        frame: Frame<'_>,
-        rng: &mut R,
-        out: &mut Vec<u8>,
-    ) -> Result<Session> {
+    /// Handles the peer's Finished: the peer has proved its key and the
+    /// keys. What is left is ours to do ([`PeerProven::finish`]).
+    pub fn handle(mut self, frame: Frame<'_>) -> Result<PeerProven> {
         expect(&frame, FINISHED, "Finished")?;
         let mac = decode_finished(frame.body)?;
         let want = self
@@ -578,7 +595,44 @@ impl AwaitPeerFinished {
             return Err(Error::BadFinished);
         }
         self.keyed.transcript.add(frame.raw);
-        if self.keyed.role == Role::Initiator {
+        Ok(PeerProven {
+            keyed: self.keyed,
+            peer: self.peer,
+        })
+    }
+}
+
+/// Either side: the peer has proved who it is. The initiator's handshake is
+/// complete; the responder has not signed anything yet, so its node can
+/// still refuse this peer (with a plaintext alert) before spending a
+/// signature on it.
+#[derive(Debug)]
+pub struct PeerProven {
+    keyed: Keyed,
+    peer: PeerIdentity,
+}
+
+impl PeerProven {
+    /// Who the peer proved to be.
+    pub fn peer(&self) -> &PeerIdentity {
+        &self.peer
+    }
+
+    /// The short authentication string.
+    pub fn sas(&self) -> Sas {
+        self.keyed.keys.sas()
+    }
+
+    /// Our role.
+    pub fn role(&self) -> Role {
+        self.keyed.role
+    }
+
+    /// Completes the handshake. The responder's Identity, Verify and
+    /// Finished go into `out` (this is where it signs: an RSA private-key
+    /// operation, milliseconds of CPU); the initiator has nothing left to send.
+    pub fn finish<R: CryptoRng + ?Sized>(mut self, rng: &mut R, out: &mut Vec<u8>) -> Result<Session> {
+        if self.keyed.role == Role::Responder {
             self.keyed.send_auth(rng, out)?;
         }
         Ok(self.keyed.into_session(self.peer))
@@ -608,8 +662,8 @@ pub enum Handshake {
 pub enum Progress {
     /// More frames are needed.
     Continue(Handshake),
-    /// The handshake is complete.
-    Done(Box<Session>),
+    /// The peer proved who it is; [`PeerProven::finish`] completes the handshake.
+    Proven(Box<PeerProven>),
 }
 
 impl Handshake {
@@ -636,13 +690,13 @@ impl Handshake {
     ) -> Result<Progress> {
         use Handshake as H;
         Ok(Progress::Continue(match self {
-            H::AwaitServerHello(s) => H::AwaitPeerIdentity(s.handle(frame, out)?),
+            H::AwaitServerHello(s) => H::AwaitPeerIdentity(s.handle(frame, rng, out)?),
             H::AwaitClientHello(s) => H::AwaitKeyReveal(s.handle(frame, rng, out)?),
-            H::AwaitKeyReveal(s) => H::AwaitPeerIdentity(s.handle(frame, rng, out)?),
+            H::AwaitKeyReveal(s) => H::AwaitPeerIdentity(s.handle(frame)?),
             H::AwaitPeerIdentity(s) => H::AwaitPeerVerify(s.handle(frame)?),
             H::AwaitPeerVerify(s) => H::AwaitPeerFinished(s.handle(frame)?),
             H::AwaitPeerFinished(s) => {
-                return Ok(Progress::Done(Box::new(s.handle(frame, rng, out)?)));
+                return Ok(Progress::Proven(Box::new(s.handle(frame)?)));
             }
         }))
     }

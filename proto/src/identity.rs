@@ -24,6 +24,19 @@ pub fn fingerprint(spki_der: &[u8]) -> Fingerprint {
     Sha256::digest(spki_der).into()
 }
 
+/// The node id bound to a key: the first 16 bytes of its fingerprint, with
+/// the UUID version set to 8 (custom) and the RFC 4122 variant bits, so it
+/// reads as a UUID and is never the nil UUID. Nobody can claim another
+/// node's id without its key, and a node that regenerates its key gets a
+/// new id.
+pub fn node_id_for(fingerprint: &Fingerprint) -> [u8; 16] {
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&fingerprint[..16]);
+    id[6] = (id[6] & 0x0f) | 0x80;
+    id[8] = (id[8] & 0x3f) | 0x80;
+    id
+}
+
 /// Checks an RSA public key against the identity key policy: 2048..=4096 bits, e = 65537.
 pub fn check_key_policy(key: &rsa::PublicKey) -> Result<()> {
     let bits = key.n().bit_width() as usize;
@@ -60,13 +73,9 @@ impl std::fmt::Debug for LocalIdentity {
 }
 
 impl LocalIdentity {
-    /// Builds an identity from its parts, checking the key policy and name length.
-    pub fn new(
-        node_id: [u8; 16],
-        name: &str,
-        mac: Option<[u8; 6]>,
-        key: rsa::PrivateKey,
-    ) -> Result<Self> {
+    /// Builds an identity from its parts, checking the key policy and name
+    /// length. The node id is derived from the key ([`node_id_for`]).
+    pub fn new(name: &str, mac: Option<[u8; 6]>, key: rsa::PrivateKey) -> Result<Self> {
         check_key_policy(key.as_public_key())?;
         if name.len() > MAX_NAME_BYTES {
             return Err(Error::Malformed("display name longer than 255 bytes"));
@@ -76,11 +85,12 @@ impl LocalIdentity {
             .to_public_key_der()
             .map_err(|_| Error::InvalidPublicKey("cannot encode public key"))?
             .into_vec();
+        let fingerprint = fingerprint(&public_key_der);
         Ok(LocalIdentity {
-            node_id,
+            node_id: node_id_for(&fingerprint),
             name: name.to_owned(),
             mac,
-            fingerprint: fingerprint(&public_key_der),
+            fingerprint,
             public_key_der,
             signing_key: SigningKey::new_with_salt_len(key, 32),
         })
@@ -111,11 +121,12 @@ impl LocalIdentity {
     }
 }
 
-/// What the handshake proved about the peer. The key is proved; the node id,
-/// name and MAC are claims bound to that key by its signature.
+/// What the handshake proved about the peer. The key is proved, and so is the
+/// node id (it is derived from the key); the name and MAC are claims bound to
+/// that key by its signature.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerIdentity {
-    /// The node id the peer claims (signed).
+    /// The peer's node id ([`node_id_for`] its fingerprint; checked).
     pub node_id: [u8; 16],
     /// The display name the peer claims (signed; untrusted text).
     pub name: String,

@@ -7,7 +7,7 @@
 //! fuzzable (see the `pair` tests).
 //!
 //! ```text
-//!   socket bytes ──► codec::decode_frame ──► Handshake::handle ──► Session
+//!   socket bytes ──► codec::decode_frame ──► Handshake::handle ──► PeerProven ──finish──► Session
 //!                                                                   │
 //!   file bytes ──► Sealer::seal_in_place ──► socket                 │ sealer/opener
 //!   socket ──► Opener::open_in_place ──► transfer::{OfferPart, FileEnd, ...}
@@ -45,7 +45,7 @@ mod pair;
 mod worked_example;
 
 pub use error::{Error, Result};
-pub use handshake::{Config, Handshake, Progress, Role, Sas, Session};
-pub use identity::{Fingerprint, LocalIdentity, PeerIdentity, fingerprint};
+pub use handshake::{Config, Handshake, PeerProven, Progress, Role, SAS_CODES, Sas, Session};
+pub use identity::{Fingerprint, LocalIdentity, PeerIdentity, fingerprint, node_id_for};
 pub use record::{Opener, RecordType, Sealer};
 pub use status::Status;

@@ -22,9 +22,7 @@ pub(crate) fn test_identity(name: &str) -> Arc<LocalIdentity> {
         _ => include_str!("../testdata/mallory.pem"),
     };
     let key = rsa::PrivateKey::from_pkcs8_pem(pem).unwrap();
-    let mut id = [0u8; 16];
-    id[..name.len().min(16)].copy_from_slice(&name.as_bytes()[..name.len().min(16)]);
-    Arc::new(LocalIdentity::new(id, name, Some([2, 0, 0, 0, 0, 1]), key).unwrap())
+    Arc::new(LocalIdentity::new(name, Some([2, 0, 0, 0, 0, 1]), key).unwrap())
 }
 
 /// Which way bytes travel.
@@ -88,7 +86,7 @@ pub(crate) fn run_handshake(
             buf = &buf[n..];
             match state.handle(frame, rng, &mut out) {
                 Ok(Progress::Continue(next)) => *h = Some(next),
-                Ok(Progress::Done(s)) => *done = Some(Ok(*s)),
+                Ok(Progress::Proven(p)) => *done = Some(p.finish(rng, &mut out)),
                 Err(e) => *done = Some(Err(e)),
             }
         }
@@ -379,7 +377,7 @@ fn bit_flips_in_the_handshake_never_yield_a_session() {
 #[test]
 fn wrong_signature_is_rejected() {
     let (ci, cr) = configs();
-    let (a, b) = run_handshake(ci, cr, 3, |d, k, fl| {
+    let (a, b) = run_handshake(ci.clone(), cr.clone(), 3, |d, k, fl| {
         if (d, k) == (Dir::ToInitiator, 1) {
             // Identity, Verify, Finished from the responder: corrupt the signature's last byte.
             let v = &mut fl[1];
@@ -388,7 +386,20 @@ fn wrong_signature_is_rejected() {
         }
     });
     assert_eq!(a.unwrap_err(), Error::BadSignature);
-    assert!(b.is_err());
+    // The responder completed before the initiator noticed (it has nothing more to
+    // prove); its session is useless, since the initiator sends nothing on it.
+    assert!(b.is_ok());
+    // The initiator's signature, corrupted: the responder refuses before it signs.
+    let (a, b) = run_handshake(ci, cr, 3, |d, k, fl| {
+        if (d, k) == (Dir::ToResponder, 1) {
+            // KeyReveal, Identity, Verify, Finished from the initiator.
+            let v = &mut fl[2];
+            let last = v.len() - 1;
+            v[last] ^= 0x01;
+        }
+    });
+    assert_eq!(b.unwrap_err(), Error::BadSignature);
+    assert!(a.is_err());
 }
 
 #[test]
@@ -440,9 +451,9 @@ fn negotiation_failures_are_specific() {
     assert!(matches!(b, Err(Error::NoCommonSuite { .. })), "{b:?}");
     // A newer initiator offering several versions gets the best common one.
     let (mut ci, cr) = configs();
-    ci.versions = vec![9, 1];
+    ci.versions = vec![9, crate::handshake::PROTOCOL_VERSION];
     let (a, _) = run_handshake(ci, cr, 6, |_, _, _| {});
-    assert_eq!(a.unwrap().version, 1);
+    assert_eq!(a.unwrap().version, crate::handshake::PROTOCOL_VERSION);
 }
 
 #[test]
@@ -539,4 +550,33 @@ fn decoders_never_panic_on_random_input() {
         let _ = FileEnd::decode(&bytes);
         let _ = crate::names::validate_wire_path(&String::from_utf8_lossy(&bytes));
     }
+}
+
+#[test]
+fn a_node_id_not_bound_to_the_key_is_refused() {
+    // Bob claims Alice's id (ids are public in mDNS) with his own key: refused,
+    // before any signature is checked or made.
+    let alice = test_identity("alice");
+    let (ci, cr) = configs();
+    let (a, _) = run_handshake(ci, cr, 9, |d, k, fl| {
+        if (d, k) == (Dir::ToInitiator, 1) {
+            let bob = test_identity("bob");
+            let mut out = vec![];
+            crate::handshake::messages::IdentityMsg {
+                node_id: alice.node_id(),
+                name: "bob".into(),
+                mac: None,
+                public_key_der: bob.public_key_der().to_vec(),
+            }
+            .encode(&mut out)
+            .unwrap();
+            fl[0] = out;
+        }
+    });
+    assert_eq!(a.unwrap_err(), Error::NodeIdNotBound);
+    assert_eq!(
+        alice.node_id(),
+        crate::identity::node_id_for(&alice.fingerprint())
+    );
+    assert_ne!(alice.node_id(), [0u8; 16]);
 }

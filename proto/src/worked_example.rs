@@ -122,12 +122,12 @@ fn render() -> String {
         ("ClientHello", I2R, CLIENT_HELLO),
         ("ServerHello", R2I, SERVER_HELLO),
         ("KeyReveal", I2R, KEY_REVEAL),
-        ("Identity (responder)", R2I, IDENTITY),
-        ("Verify (responder)", R2I, VERIFY),
-        ("Finished (responder)", R2I, FINISHED),
         ("Identity (initiator)", I2R, IDENTITY),
         ("Verify (initiator)", I2R, VERIFY),
         ("Finished (initiator)", I2R, FINISHED),
+        ("Identity (responder)", R2I, IDENTITY),
+        ("Verify (responder)", R2I, VERIFY),
+        ("Finished (responder)", R2I, FINISHED),
     ];
     assert_eq!(wire.len(), plan.len(), "handshake frame count");
     let steps: Vec<Step> = plan
@@ -152,8 +152,8 @@ fn render() -> String {
             h.finalize().into()
         })
         .collect();
-    let (th_kx, th_sig_r, th_fin_r) = (th[2], th[3], th[4]);
-    let (th_sig_i, th_fin_i, th_final) = (th[6], th[7], th[8]);
+    let (th_kx, th_sig_i, th_fin_i) = (th[2], th[3], th[4]);
+    let (th_sig_r, th_fin_r, th_final) = (th[6], th[7], th[8]);
 
     // --- Ephemeral keys: the first 32 bytes each side's RNG produces.
     let mut ei = [0u8; 32];
@@ -171,15 +171,23 @@ fn render() -> String {
 
     // Message fields as the document lays them out.
     let mut ch = b"LSTR".to_vec();
-    ch.extend_from_slice(&[1, 0, 1, 1, 0, 1]);
+    ch.extend_from_slice(&[1, 0, 2, 1, 0, 1]);
     ch.extend_from_slice(&commitment);
     assert_eq!(body(0), ch, "ClientHello body");
-    let mut sh = vec![0, 1, 0, 1];
+    let mut sh = vec![0, 2, 0, 1];
     sh.extend_from_slice(&er_pub);
     assert_eq!(body(1), sh, "ServerHello body");
     assert_eq!(body(2), ei_pub, "KeyReveal body");
-    for (k, id) in [(3, &bob), (6, &alice)] {
-        let mut m = id.node_id().to_vec();
+    for (k, id) in [(3, &alice), (6, &bob)] {
+        // The node id is bound to the key: the fingerprint's first 16 bytes,
+        // UUID version 8 and the RFC 4122 variant.
+        let fp: [u8; 32] = Sha256::digest(id.public_key_der()).into();
+        let mut node_id = [0u8; 16];
+        node_id.copy_from_slice(&fp[..16]);
+        node_id[6] = (node_id[6] & 0x0f) | 0x80;
+        node_id[8] = (node_id[8] & 0x3f) | 0x80;
+        assert_eq!(id.node_id(), node_id, "node id of {}", id.name());
+        let mut m = node_id.to_vec();
         m.push(id.name().len() as u8);
         m.extend_from_slice(id.name().as_bytes());
         m.push(6);
@@ -192,29 +200,29 @@ fn render() -> String {
     // --- Key schedule.
     let (prk, _) = Hkdf::<Sha256>::extract(Some(&th_kx), &shared);
     let prk: [u8; 32] = prk.into();
-    let fk_r = expand::<32>(&prk, b"LocalStream v1 finished responder", b"");
-    let fk_i = expand::<32>(&prk, b"LocalStream v1 finished initiator", b"");
-    let sas_bytes = expand::<4>(&prk, b"LocalStream v1 sas", b"");
-    let sas = u32::from_be_bytes(sas_bytes) % 1_000_000;
-    let session_id = expand::<16>(&prk, b"LocalStream v1 session id", &th_final);
-    let i2r_key = expand::<32>(&prk, b"LocalStream v1 key i2r", &th_final);
-    let i2r_iv = expand::<12>(&prk, b"LocalStream v1 iv i2r", &th_final);
-    let r2i_key = expand::<32>(&prk, b"LocalStream v1 key r2i", &th_final);
-    let r2i_iv = expand::<12>(&prk, b"LocalStream v1 iv r2i", &th_final);
+    let fk_r = expand::<32>(&prk, b"LocalStream v2 finished responder", b"");
+    let fk_i = expand::<32>(&prk, b"LocalStream v2 finished initiator", b"");
+    let sas_bytes = expand::<8>(&prk, b"LocalStream v2 sas", b"");
+    let sas = u64::from_be_bytes(sas_bytes) % 1_000_000_000_000;
+    let session_id = expand::<16>(&prk, b"LocalStream v2 session id", &th_final);
+    let i2r_key = expand::<32>(&prk, b"LocalStream v2 key i2r", &th_final);
+    let i2r_iv = expand::<12>(&prk, b"LocalStream v2 iv i2r", &th_final);
+    let r2i_key = expand::<32>(&prk, b"LocalStream v2 key r2i", &th_final);
+    let r2i_iv = expand::<12>(&prk, b"LocalStream v2 iv r2i", &th_final);
 
     // --- Signatures and Finished MACs verify as documented.
     for (k, signer, context, th_signed) in [
         (
             4,
-            &bob,
-            &b"LocalStream v1 responder signature\0"[..],
-            th_sig_r,
+            &alice,
+            &b"LocalStream v2 initiator signature\0"[..],
+            th_sig_i,
         ),
         (
             7,
-            &alice,
-            &b"LocalStream v1 initiator signature\0"[..],
-            th_sig_i,
+            &bob,
+            &b"LocalStream v2 responder signature\0"[..],
+            th_sig_r,
         ),
     ] {
         let b = body(k);
@@ -231,13 +239,13 @@ fn render() -> String {
     }
     assert_eq!(
         body(5),
-        hmac_sha256(&fk_r, &th_fin_r),
-        "Finished (responder)"
+        hmac_sha256(&fk_i, &th_fin_i),
+        "Finished (initiator)"
     );
     assert_eq!(
         body(8),
-        hmac_sha256(&fk_i, &th_fin_i),
-        "Finished (initiator)"
+        hmac_sha256(&fk_r, &th_fin_r),
+        "Finished (responder)"
     );
 
     // --- The sessions agree with the re-derivation.
@@ -319,7 +327,7 @@ fn render() -> String {
     );
     let _ = writeln!(
         md,
-        "| node id | `{}` | `{}` |",
+        "| node id (the fingerprint's first 16 bytes, UUID version 8) | `{}` | `{}` |",
         hex(&alice.node_id()),
         hex(&bob.node_id())
     );
@@ -345,7 +353,7 @@ fn render() -> String {
     );
     let _ = writeln!(
         md,
-        "\nBoth sides offer version 1 and suite 0x0001 only. The RSA-PSS salts come from \
+        "\nBoth sides offer version 2 and suite 0x0001 only. The RSA-PSS salts come from \
          the same random generators, so the two signatures below can be verified but not \
          reproduced by another implementation; every value after them is computed from the \
          frames as sent, so it can be reproduced.\n"
@@ -379,31 +387,31 @@ fn render() -> String {
         ("TH_kx (after frame 3, KeyReveal)", hex(&th_kx)),
         ("PRK = HKDF-Extract(salt = TH_kx, IKM = shared)", hex(&prk)),
         (
-            "TH_sig_R (after frame 4; signed by the responder)",
-            hex(&th_sig_r),
-        ),
-        (
-            "TH_fin_R (after frame 5; MACed in Finished_R)",
-            hex(&th_fin_r),
-        ),
-        ("finished key, responder", hex(&fk_r)),
-        ("TH after frame 6", hex(&th[5])),
-        (
-            "TH_sig_I (after frame 7; signed by the initiator)",
+            "TH_sig_I (after frame 4; signed by the initiator)",
             hex(&th_sig_i),
         ),
         (
-            "TH_fin_I (after frame 8; MACed in Finished_I)",
+            "TH_fin_I (after frame 5; MACed in Finished_I)",
             hex(&th_fin_i),
         ),
         ("finished key, initiator", hex(&fk_i)),
+        ("TH after frame 6", hex(&th[5])),
+        (
+            "TH_sig_R (after frame 7; signed by the responder)",
+            hex(&th_sig_r),
+        ),
+        (
+            "TH_fin_R (after frame 8; MACed in Finished_R)",
+            hex(&th_fin_r),
+        ),
+        ("finished key, responder", hex(&fk_r)),
         ("TH_final (after frame 9)", hex(&th_final)),
         ("SAS bytes", hex(&sas_bytes)),
         (
             "SAS",
             format!(
-                "{} mod 1000000 = {sas}, shown as \"{}\"",
-                u32::from_be_bytes(sas_bytes),
+                "{} mod 10^12 = {sas}, shown as \"{}\"",
+                u64::from_be_bytes(sas_bytes),
                 si.sas
             ),
         ),
@@ -439,6 +447,17 @@ fn render() -> String {
         hex(&record[record.len() - TAG_LEN..]),
         hex(&nonce(&i2r_iv, 1)),
     );
+    let _ = writeln!(
+        md,
+        "\n### The test keys\n\nThe two RSA-2048 private keys (PKCS#8 PEM), so that the \
+         Identity frames and signatures above can be checked.\n"
+    );
+    for (file, pem) in [
+        ("proto/testdata/alice.pem", include_str!("../testdata/alice.pem")),
+        ("proto/testdata/bob.pem", include_str!("../testdata/bob.pem")),
+    ] {
+        let _ = writeln!(md, "`{file}`:\n\n```text\n{}\n```\n", pem.trim_end());
+    }
     md
 }
 

@@ -8,9 +8,7 @@ fn identities() -> &'static (Arc<LocalIdentity>, Arc<LocalIdentity>) {
         use rsa::pkcs8::DecodePrivateKey;
         let load = |name: &str, pem: &str| {
             let key = rsa::PrivateKey::from_pkcs8_pem(pem).expect("test key");
-            let mut id = [0u8; 16];
-            id[..name.len()].copy_from_slice(name.as_bytes());
-            Arc::new(LocalIdentity::new(id, name, None, key).expect("test identity"))
+            Arc::new(LocalIdentity::new(name, None, key).expect("test identity"))
         };
         (
             load("alice", include_str!("../../testdata/alice.pem")),
@@ -67,7 +65,9 @@ fn handshake(
                     })?;
                     match step {
                         Ok(Progress::Continue(next)) => states[to] = Some(next),
-                        Ok(Progress::Done(s)) => done[to] = Some(Ok(*s)),
+                        Ok(Progress::Proven(p)) => {
+                            done[to] = Some(p.finish(&mut rngs[to], &mut out));
+                        }
                         Err(e) => done[to] = Some(Err(e)),
                     }
                 }
