@@ -26,6 +26,7 @@ pub async fn run(
     store: &PeerStore,
     name: &str,
     addr: SocketAddr,
+    first_contact: crate::confirm::FirstContact,
 ) -> Result<()> {
     let alias = sanitize_name(name).filter(|n| n == name).ok_or_else(|| {
         Error::Usage(format!(
@@ -48,6 +49,17 @@ pub async fn run(
             return Err(e);
         }
     };
+    if contacted.first {
+        let what = format!("Pin it as '{}'", escape_for_terminal(&alias));
+        if let Err(e) =
+            crate::confirm::first_contact(first_contact, &peer, &session.sas, &what).await
+        {
+            writer
+                .alert(Status::Cancelled, "the peer was not added")
+                .await;
+            return Err(e);
+        }
+    }
     eprintln!("{}", trust::code_line(&peer, &session.sas, contacted));
     let seen = Seen {
         node_id: Uuid::from_bytes(peer.node_id),

@@ -77,7 +77,7 @@ fn report(e: &Error) -> Exit {
 
 fn load_identity(common: &Common) -> Result<Arc<LocalIdentity>, Error> {
     let id = identity::load_or_create(&common.home, DEFAULT_KEY_BITS, common.name.as_deref())?;
-    let local = LocalIdentity::new(*id.node_id.as_bytes(), &id.name, id.mac, id.key)?;
+    let local = LocalIdentity::new(&id.name, id.mac, id.key)?;
     Ok(Arc::new(local))
 }
 
@@ -120,9 +120,9 @@ fn run(config: Config) -> Exit {
                 discover::peers(&cfg, own, &store, &mut interrupts).await?;
                 Ok(Exit::Success)
             }
-            Config::Add(common, name, addr) => {
+            Config::Add(common, name, addr, first) => {
                 let id = load_identity(&common)?;
-                crate::add::run(id, &PeerStore::new(&common.home), &name, addr).await?;
+                crate::add::run(id, &PeerStore::new(&common.home), &name, addr, first).await?;
                 Ok(Exit::Success)
             }
             Config::Doctor(port, interfaces) => Ok(if crate::doctor::run(port, &interfaces).await? {

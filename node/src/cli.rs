@@ -64,6 +64,9 @@ pub enum Command {
         name: String,
         /// Its address: IP or IP:PORT
         address: String,
+        /// Pin it without asking to compare the verification code
+        #[arg(long, short)]
+        yes: bool,
     },
     /// Print a shell completion script: `localstream completions bash > /etc/bash_completion.d/localstream`
     Completions {
@@ -184,6 +187,9 @@ pub struct SendArgs {
     /// Compress on the wire (zstd): auto = while it makes the transfer faster [default: auto]
     #[arg(long, value_enum, value_name = "WHEN")]
     pub compress: Option<crate::compress::Mode>,
+    /// Send to a node met for the first time without asking to compare the verification code (for scripts)
+    #[arg(long, short)]
+    pub yes: bool,
     /// The file name the receiver gets for standard input (`-`)
     #[arg(long, value_name = "NAME", default_value = "stdin")]
     pub name: String,

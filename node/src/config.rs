@@ -33,7 +33,7 @@ pub enum Config {
     /// `config path|show|set` (on the settings file in this home).
     Settings(PathBuf, ConfigCommand),
     /// `add NAME ADDRESS`.
-    Add(Common, String, SocketAddr),
+    Add(Common, String, SocketAddr, crate::confirm::FirstContact),
     /// `doctor`: the port and interfaces to check.
     Doctor(u16, Interfaces),
     /// `service ...` (for this home).
@@ -144,6 +144,8 @@ pub struct SendConfig {
     pub stdin_name: String,
     /// `--compress`.
     pub compress: crate::compress::Mode,
+    /// What to do on first contact (`--yes`, setting `first-contact`).
+    pub first_contact: crate::confirm::FirstContact,
 }
 
 /// `peers` settings.
@@ -221,9 +223,10 @@ impl Config {
                     },
                 )
             }
-            Command::Add { name, address } => {
+            Command::Add { name, address, yes } => {
                 let addr = parse_peer_addr(&address)?;
-                Config::Add(common(&cli.global, None)?, name, addr)
+                let first = crate::confirm::FirstContact::from_flag(yes, s.first_contact);
+                Config::Add(common(&cli.global, None)?, name, addr, first)
             }
             Command::Config(c) => Config::Settings(home.clone(), c),
             Command::Service(a) => Config::Service(home.clone(), a),
@@ -286,6 +289,7 @@ fn send_config(a: SendArgs, s: &Settings) -> Result<SendConfig> {
             .compress
             .or(s.compress.map(Into::into))
             .unwrap_or_default(),
+        first_contact: crate::confirm::FirstContact::from_flag(a.yes, s.first_contact),
     })
 }
 

@@ -9,7 +9,7 @@ use localstream_proto::codec::{
 use localstream_proto::handshake::messages::{ALERT, Alert};
 use localstream_proto::handshake::{Handshake, Progress, alert_frame};
 use localstream_proto::record::{MAX_RECORD_BODY, RecordType};
-use localstream_proto::{Error as ProtoError, Opener, Sealer, Session, Status};
+use localstream_proto::{Error as ProtoError, Opener, PeerProven, Sealer, Session, Status};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 
 use crate::error::{Error, Result};
@@ -186,15 +186,19 @@ pub async fn timed<T, E: Into<Error>>(
     }
 }
 
-/// Runs a handshake to completion over `reader`/`writer`, starting by sending
-/// `first` (the initiator's hello; empty for a responder). On failure the peer
-/// gets a plaintext alert saying why, when the connection still allows it.
-pub async fn handshake<R, W>(
+/// Runs a handshake over `reader`/`writer` until the peer has proved who it
+/// is, starting by sending `first` (the initiator's hello; empty for a
+/// responder). On failure the peer gets a plaintext alert saying why, when the
+/// connection still allows it. The whole exchange with the peer is bounded by
+/// [`HANDSHAKE_TIMEOUT`]. A responder is told of each [`Step`]; `false` from
+/// [`Step::Hello`] refuses the peer before it gets a ServerHello.
+pub async fn handshake_until_proven<R, W>(
     reader: &mut FrameReader<R>,
     writer: &mut W,
     mut state: Handshake,
     first: Vec<u8>,
-) -> Result<Session>
+    mut on_step: impl FnMut(Step) -> bool,
+) -> Result<PeerProven>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -203,6 +207,15 @@ where
         let mut out = first;
         loop {
             if !out.is_empty() {
+                if matches!(state, Handshake::AwaitKeyReveal(_)) && !on_step(Step::Hello) {
+                    let message = "too many unfinished key exchanges from this address; \
+                                   try again in a few seconds";
+                    handshake_alert(writer, Status::Busy, message).await;
+                    return Err(Error::Refused {
+                        status: Status::Busy,
+                        message: message.into(),
+                    });
+                }
                 writer.write_all(&out).await?;
                 out.clear();
             }
@@ -215,13 +228,20 @@ where
             let Decoded::Ready((frame, _)) = decode_frame(&frame.buf, MAX_HANDSHAKE_BODY)? else {
                 return Err(ProtoError::Truncated.into());
             };
+            let revealing = matches!(state, Handshake::AwaitKeyReveal(_));
             let step = state.handle(frame, &mut rand::rng(), &mut out);
             match step {
-                Ok(Progress::Continue(next)) => state = next,
-                Ok(Progress::Done(session)) => {
-                    writer.write_all(&out).await?;
-                    writer.flush().await?;
-                    return Ok(*session);
+                Ok(Progress::Continue(next)) => {
+                    if revealing {
+                        on_step(Step::Proving);
+                    }
+                    state = next;
+                }
+                Ok(Progress::Proven(proven)) => {
+                    if !out.is_empty() {
+                        writer.write_all(&out).await?;
+                    }
+                    return Ok(*proven);
                 }
                 Err(e) => {
                     if !matches!(e, ProtoError::PeerAlert { .. }) {
@@ -232,20 +252,57 @@ where
             }
         }
     };
-    let started = std::time::Instant::now();
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, run).await {
-        Ok(r) => {
-            if let Ok(s) = &r {
-                tracing::debug!(
-                    elapsed_us = started.elapsed().as_micros() as u64,
-                    sas = %s.sas,
-                    "handshake complete"
-                );
-            }
-            r
-        }
+        Ok(r) => r,
         Err(_) => Err(Error::Timeout("the handshake did not finish")),
     }
+}
+
+/// What a responder's handshake has reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// A ClientHello arrived; a ServerHello is about to be sent.
+    Hello,
+    /// The initiator opened its commitment and is proving itself.
+    Proving,
+}
+
+/// Completes a handshake whose peer is proven: the responder signs (on a
+/// blocking thread: an RSA private-key operation must not stall the async
+/// workers) and sends its last flight; the initiator has nothing left to send.
+pub async fn finish_handshake<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    proven: PeerProven,
+) -> Result<Session> {
+    let started = std::time::Instant::now();
+    let (session, out) = tokio::task::spawn_blocking(move || {
+        let mut out = Vec::new();
+        proven.finish(&mut rand::rng(), &mut out).map(|s| (s, out))
+    })
+    .await??;
+    if !out.is_empty() {
+        timed(HANDSHAKE_TIMEOUT, STOPPED_READING, writer.write_all(&out)).await?;
+    }
+    timed(HANDSHAKE_TIMEOUT, STOPPED_READING, writer.flush()).await?;
+    tracing::debug!(
+        finish_us = started.elapsed().as_micros() as u64,
+        sas = %session.sas,
+        "handshake complete"
+    );
+    Ok(session)
+}
+
+/// Sends a plaintext alert during the handshake (best effort: the
+/// connection is ending).
+pub async fn handshake_alert<W: AsyncWrite + Unpin>(writer: &mut W, status: Status, message: &str) {
+    let mut out = Vec::new();
+    Alert {
+        status,
+        message: message.to_owned(),
+    }
+    .encode(&mut out);
+    let _ = timed(Duration::from_secs(1), STOPPED_READING, writer.write_all(&out)).await;
+    let _ = writer.flush().await;
 }
 
 /// Seals records onto a stream.

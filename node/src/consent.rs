@@ -82,6 +82,13 @@ impl Gate {
         }
     }
 
+    /// Whether only trusted peers are accepted (`--trusted-only`): others
+    /// are refused right after their handshake.
+    #[must_use]
+    pub fn trusted_only(&self) -> bool {
+        self.policy == Consent::TrustedOnly
+    }
+
     /// Decides on an offer from a peer of `standing`, described by
     /// `question` (already escaped for the terminal).
     pub async fn decide(&self, standing: Standing, question: &str) -> Decision {

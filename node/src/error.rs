@@ -16,6 +16,9 @@ pub enum Error {
     /// The command line asks for something impossible.
     #[error("{0}")]
     Usage(String),
+    /// The user did not confirm a first contact (or could not be asked).
+    #[error("{0}")]
+    NotConfirmed(String),
     /// Loading or creating the identity failed.
     #[error(transparent)]
     Identity(#[from] crate::identity::IdentityError),
@@ -103,6 +106,32 @@ pub enum Error {
         /// The pinned fingerprint (hex).
         pinned: String,
         /// The presented fingerprint (hex).
+        presented: String,
+    },
+    /// A node met for the first time answers under the name, or at the
+    /// address, of a pinned peer.
+    #[error(
+        "\n@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@\n\
+         @  WARNING: A NEW KEY ANSWERS AS PEER {peer}  @\n\
+         @@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@\n\
+         {peer} (node id {known}) is pinned here to key sha256 {pinned}.\n\
+         The node that answered {how} has node id {found}, key sha256 {presented}.\n\
+         Someone may be impersonating {peer}, or it was reinstalled with a new key.\n\
+         The connection was refused. If you have confirmed the change with its owner,\n\
+         drop the old pin with:  localstream forget {known}"
+    )]
+    NewKeyForPinnedPeer {
+        /// The pinned peer's name (escaped).
+        peer: String,
+        /// How it answered: "under that name", "at its address 10.0.0.2:47470".
+        how: String,
+        /// The pinned peer's node id.
+        known: uuid::Uuid,
+        /// Its pinned fingerprint (hex).
+        pinned: String,
+        /// The newcomer's node id.
+        found: uuid::Uuid,
+        /// The newcomer's fingerprint (hex).
         presented: String,
     },
     /// Discovery found a pinned node id announced with another key.

@@ -145,7 +145,8 @@ pub type Result<T, E = IdentityError> = std::result::Result<T, E>;
 /// This node's long-term identity.
 #[derive(Debug)]
 pub struct Identity {
-    /// Random node id, stable across runs (announced over mDNS).
+    /// Node id, derived from the key ([`localstream_proto::node_id_for`] its
+    /// fingerprint), so it is stable across runs and nobody else can claim it.
     pub node_id: uuid::Uuid,
     /// Display name, already sanitised (at most 63 bytes, no control characters).
     pub name: String,
@@ -289,13 +290,21 @@ fn load(
     if node.node_id.is_nil() {
         return Err(corrupt("node_id is the nil UUID".into()));
     }
+    let bound = bound_node_id(&key);
+    // Nodes made before protocol 2 had a random id: it becomes the one bound
+    // to the key (peers re-key their stores the same way, by fingerprint).
+    let migrated = node.node_id != bound;
+    if migrated {
+        tracing::info!(old = %node.node_id, new = %bound, "node id is now derived from the key");
+        node.node_id = bound;
+    }
 
     let stored_name = node.name.clone();
     node.name = match name_override {
         Some(n) => sanitize_name(n).unwrap_or_else(default_name),
         None => sanitize_name(&stored_name).unwrap_or_else(default_name),
     };
-    if name_override.is_some() && node.name != stored_name {
+    if migrated || (name_override.is_some() && node.name != stored_name) {
         write_node_file(home, &node)?;
     }
     Ok(Identity {
@@ -326,7 +335,7 @@ fn create(home: &Path, bits: usize, name_override: Option<&str>) -> Result<Ident
         .map_or(0, |d| d.as_secs());
     let node = NodeFile {
         version: NODE_FILE_VERSION,
-        node_id: uuid::Uuid::new_v4(),
+        node_id: bound_node_id(&key),
         name,
         created,
     };
@@ -358,6 +367,12 @@ fn check_key(key: &rsa::PrivateKey, path: &Path) -> Result<()> {
         reason: e.to_string(),
     })?;
     Ok(())
+}
+
+/// The node id that belongs to `key`.
+fn bound_node_id(key: &rsa::PrivateKey) -> uuid::Uuid {
+    let der = spki_der(key).unwrap_or_default();
+    uuid::Uuid::from_bytes(localstream_proto::node_id_for(&fingerprint_of(&der)))
 }
 
 fn spki_der(key: &rsa::PrivateKey) -> rsa::pkcs8::spki::Result<Vec<u8>> {

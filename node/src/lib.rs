@@ -16,6 +16,7 @@ pub mod app;
 pub mod cli;
 pub mod compress;
 pub mod config;
+pub mod confirm;
 pub mod conn;
 pub mod consent;
 pub mod discover;

@@ -35,7 +35,14 @@ use crate::store::PeerStore;
 use crate::trust;
 
 mod admission;
-pub use admission::{Admission, Handshaking, MAX_SESSIONS, MAX_UNAUTHENTICATED, SessionSlot};
+mod limits;
+pub use admission::{
+    Admission, Handshaking, MAX_SESSIONS, MAX_SESSIONS_PER_PEER, MAX_UNAUTHENTICATED, PER_SOURCE,
+    Refusal, STALLED, SessionSlot,
+};
+pub use limits::{AbandonedNote, Limits};
+/// How far back the consent prompt counts abandoned key exchanges, in minutes.
+pub const RECENT_MINUTES: u64 = limits::RECENT.as_secs() / 60;
 
 /// How long running transfers get to finish after Ctrl-C.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
@@ -183,7 +190,22 @@ pub async fn run(
                     });
                     continue;
                 }
-                let handshaking = admission.admit(remote);
+                let handshaking = match admission.admit(remote) {
+                    Ok(h) => h,
+                    Err(admission::Refusal::Full) => {
+                        debug!(%remote, "every place before authentication is mid-handshake: refusing");
+                        tasks.spawn(async move {
+                            crate::conn::handshake_alert(
+                                &mut stream,
+                                Status::Busy,
+                                "the receiver is busy with other handshakes; try again",
+                            )
+                            .await;
+                            Some(ConnEnd::NoTransfer(Error::Timeout("refused: handshakes full")))
+                        });
+                        continue;
+                    }
+                };
                 let evicted = handshaking.eviction();
                 let shared = shared.clone();
                 let token = root.child_token();

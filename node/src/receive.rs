@@ -164,25 +164,58 @@ pub async fn serve(
     let mut reader = FrameReader::new(rd);
     let mut wr = wr;
     let config = HandshakeConfig::new(shared.identity.clone());
-    let session =
-        match conn::handshake(&mut reader, &mut wr, Handshake::responder(config), vec![]).await {
-            Ok(s) => s,
-            Err(e) => return ConnEnd::NoTransfer(e),
-        };
-    let peer = session.peer.clone();
-    let mut writer = RecordWriter {
-        inner: wr,
-        sealer: session.sealer,
+    let mut handshaking = handshaking;
+    let proven = match conn::handshake_until_proven(
+        &mut reader,
+        &mut wr,
+        Handshake::responder(config),
+        vec![],
+        |step| match step {
+            conn::Step::Hello => handshaking.hello(),
+            conn::Step::Proving => {
+                handshaking.proving();
+                true
+            }
+        },
+    )
+    .await
+    {
+        Ok(p) => p,
+        Err(e) => return ConnEnd::NoTransfer(e),
     };
-    let mut opener = session.opener;
-    let Some(_slot) = handshaking.authenticated() else {
+    handshaking.proven();
+    let peer = proven.peer().clone();
+    let (contacted, standing) = match admit_peer(&mut wr, &shared, &peer, remote).await {
+        Ok(c) => c,
+        Err(e) => return ConnEnd::NoTransfer(e),
+    };
+    if standing != Standing::Trusted && !handshaking.may_sign_for_stranger() {
+        let message = "the receiver is answering too many handshakes from untrusted peers; \
+                       try again in a few seconds";
+        conn::handshake_alert(&mut wr, Status::Busy, message).await;
+        return ConnEnd::NoTransfer(Error::Refused {
+            status: Status::Busy,
+            message: message.into(),
+        });
+    }
+    let abandoned = handshaking.limits().recently_abandoned();
+    let Some(_slot) = handshaking.authenticated(Some(peer.node_id)) else {
         let message = "the receiver is serving too many sessions; try again";
-        writer.alert(Status::Busy, message).await;
+        conn::handshake_alert(&mut wr, Status::Busy, message).await;
         return ConnEnd::NoTransfer(Error::Refused {
             status: Status::Busy,
             message: message.into(),
         });
     };
+    let session = match conn::finish_handshake(&mut wr, proven).await {
+        Ok(s) => s,
+        Err(e) => return ConnEnd::NoTransfer(e),
+    };
+    let mut writer = RecordWriter {
+        inner: wr,
+        sealer: session.sealer,
+    };
+    let mut opener = session.opener;
     let peer_id = uuid::Uuid::from_bytes(peer.node_id);
     let session_hex = trust::session_hex(&session.session_id);
     let span = tracing::Span::current();
@@ -199,35 +232,6 @@ pub async fn serve(
         sessions_with_peer = running,
         "authenticated"
     );
-    let contacted = match trust::check(&shared.store, &peer).await {
-        Ok(c) => c,
-        Err(e @ Error::KeyChanged { .. }) => {
-            eprintln!("{e}");
-            let message = format!(
-                "the receiver has a different key pinned for node id {}: it refuses this connection \
-                 (if your key changed legitimately, its user can run `localstream forget {}`)",
-                uuid::Uuid::from_bytes(peer.node_id),
-                uuid::Uuid::from_bytes(peer.node_id)
-            );
-            writer.alert(Status::NotTrusted, &message).await;
-            return ConnEnd::NoTransfer(e);
-        }
-        Err(e) => {
-            warn!(error = %e, "peer store unusable");
-            writer
-                .alert(
-                    Status::InternalError,
-                    "the receiver cannot use its peer store",
-                )
-                .await;
-            return ConnEnd::NoTransfer(e);
-        }
-    };
-    let standing = match contacted.trust {
-        Trust::Trusted => Standing::Trusted,
-        Trust::Blocked => Standing::Blocked,
-        Trust::New | Trust::Known => Standing::Untrusted,
-    };
     if standing == Standing::Untrusted {
         eprintln!("{}", trust::code_line(&peer, &session.sas, contacted));
     } else {
@@ -260,6 +264,7 @@ pub async fn serve(
         shared: &shared,
         stop: &stop,
         offer_slot,
+        abandoned,
         decided: &mut decided,
         history: &mut history,
     };
@@ -278,11 +283,12 @@ pub async fn serve(
             .map_or((0, 0), |r| (r.saved.len() as u64, r.bytes));
         history.end(outcome, files, bytes, &detail).await;
     } else if let Err(Error::Refused { status, .. }) = &result {
-        trust::record_refusal(
+        trust::record_if_pinned(
             &shared.store,
             &peer,
             &session.session_id,
             Direction::Receive,
+            crate::store::Outcome::Refused,
             &status.to_string(),
         )
         .await;
@@ -315,6 +321,75 @@ pub async fn serve(
     }
 }
 
+/// Decides, before the listener signs anything, whether this proven peer may
+/// go on: a changed key, a blocked peer, a stranger under `--trusted-only`
+/// and a newcomer using a pinned peer's name are refused here with a
+/// plaintext alert (the peer has not authenticated us yet, so that is the
+/// only way to tell it).
+async fn admit_peer<W: tokio::io::AsyncWrite + Unpin>(
+    wr: &mut W,
+    shared: &Shared,
+    peer: &PeerIdentity,
+    remote: SocketAddr,
+) -> Result<(trust::Contacted, Standing)> {
+    let refuse = |status: Status, message: String| Error::Refused { status, message };
+    let contacted = match trust::check(&shared.store, peer).await {
+        Ok(c) => c,
+        Err(e @ Error::KeyChanged { .. }) => {
+            eprintln!("{e}");
+            let message = format!(
+                "the receiver has a different key pinned for node id {}: it refuses this connection \
+                 (if your key changed legitimately, its user can run `localstream forget {}`)",
+                uuid::Uuid::from_bytes(peer.node_id),
+                uuid::Uuid::from_bytes(peer.node_id)
+            );
+            conn::handshake_alert(wr, Status::NotTrusted, &message).await;
+            return Err(e);
+        }
+        Err(e) => {
+            warn!(error = %e, "peer store unusable");
+            let message = "the receiver cannot use its peer store";
+            conn::handshake_alert(wr, Status::InternalError, message).await;
+            return Err(e);
+        }
+    };
+    let standing = match contacted.trust {
+        Trust::Trusted => Standing::Trusted,
+        Trust::Blocked => Standing::Blocked,
+        Trust::New | Trust::Known => Standing::Untrusted,
+    };
+    if standing == Standing::Blocked {
+        let message = "the receiver has blocked this node".to_owned();
+        info!(%remote, "refused a blocked peer");
+        conn::handshake_alert(wr, Status::Declined, &message).await;
+        return Err(refuse(Status::Declined, message));
+    }
+    if contacted.first
+        && let Some(e) = trust::name_of_pinned(&shared.store, peer).await
+    {
+        eprintln!("{e}");
+        let message = format!(
+            "the receiver knows another node named '{}' (with another key) and refuses this \
+             one under its name; if this node's key changed legitimately, its user can run \
+             `localstream forget` for the old one",
+            escape_for_terminal(&peer.name)
+        );
+        conn::handshake_alert(wr, Status::NotTrusted, &message).await;
+        return Err(e);
+    }
+    if standing == Standing::Untrusted && shared.gate.trusted_only() {
+        let message = format!(
+            "the receiver accepts only peers it trusts (--trusted-only); its user can trust this \
+             node with `localstream trust {}` after comparing verification codes",
+            peer_id_hint(peer)
+        );
+        info!(%remote, "refused an untrusted peer (--trusted-only)");
+        conn::handshake_alert(wr, Status::NotTrusted, &message).await;
+        return Err(refuse(Status::NotTrusted, message));
+    }
+    Ok((contacted, standing))
+}
+
 /// What a transfer needs besides the socket halves.
 struct Ctx<'a> {
     peer: &'a PeerIdentity,
@@ -325,6 +400,8 @@ struct Ctx<'a> {
     shared: &'a Shared,
     stop: &'a CancellationToken,
     offer_slot: OwnedSemaphorePermit,
+    /// Key exchanges abandoned recently (someone may be grinding codes).
+    abandoned: Option<crate::listen::AbandonedNote>,
     /// Set when someone (or the policy) decided about the offer.
     decided: &'a mut bool,
     /// The session's history entry, once consent pinned the peer.
@@ -414,6 +491,7 @@ where
         shared,
         stop,
         offer_slot,
+        abandoned,
         decided,
         history,
     } = ctx;
@@ -530,9 +608,14 @@ where
     );
     for e in entries.iter().take(PROMPT_FILES) {
         question.push_str(&format!(
-            "\n  {}  ({})",
+            "\n  {}  ({}){}",
             escape_for_terminal(&e.path),
-            human_bytes(e.size)
+            if e.is_dir() {
+                "folder".to_owned()
+            } else {
+                human_bytes(e.size)
+            },
+            if e.is_exec() { "  [executable]" } else { "" }
         ));
     }
     if entries.len() > PROMPT_FILES {
@@ -541,9 +624,26 @@ where
             entries.len() - PROMPT_FILES
         ));
     }
+    let executables = entries.iter().filter(|e| e.is_exec()).count();
+    if executables > 0 {
+        question.push_str(&format!(
+            "\n{executables} of them {} marked executable",
+            if executables == 1 { "is" } else { "are" }
+        ));
+    }
     question.push_str(&format!(
         "\nverification code {code} (it must match the code on the sender's screen)"
     ));
+    if let Some(note) = abandoned {
+        question.push_str(&format!(
+            "\nWARNING: {} key exchange{} {} abandoned in the last {} minutes: someone may be \
+             trying to fake the verification code. Compare all 12 digits with the sender's screen.",
+            note.count,
+            if note.count == 1 { "" } else { "s" },
+            if note.count == 1 { "was" } else { "were" },
+            crate::listen::RECENT_MINUTES
+        ));
+    }
     shared.events.emit(
         "offer",
         serde_json::json!({

@@ -30,6 +30,7 @@ use tracing::{Instrument, info, info_span};
 
 use crate::compress::{self, Compressor};
 use crate::config::{Discovery, SendConfig, Target};
+use crate::confirm;
 use crate::conn::{self, BufPool, FrameReader, IDLE_TIMEOUT, RecordWriter};
 use crate::consent::PROMPT_TIMEOUT;
 use crate::discover;
@@ -143,7 +144,8 @@ pub(crate) async fn open(
     let mut reader = FrameReader::new(rd);
     let mut hello = vec![];
     let hs = Handshake::initiator(HandshakeConfig::new(identity), &mut rand::rng(), &mut hello);
-    let session = conn::handshake(&mut reader, &mut wr, hs, hello).await?;
+    let proven = conn::handshake_until_proven(&mut reader, &mut wr, hs, hello, |_| true).await?;
+    let session = conn::finish_handshake(&mut wr, proven).await?;
     Ok((reader, wr, session, addr))
 }
 
@@ -576,7 +578,37 @@ pub async fn run(
             "address": addr.to_string(),
         }),
     );
-    if contacted.trust != Trust::Trusted {
+    if contacted.first {
+        // Nothing about the files leaves before the user vouched for this node.
+        let impostor = match trust::name_of_pinned(store, &peer).await {
+            Some(e) => Some(e),
+            None => trust::address_of_pinned(store, &peer, addr).await,
+        };
+        if let Some(e) = impostor {
+            writer
+                .alert(Status::NotTrusted, "the sender knows another node by this name or address")
+                .await;
+            return Err(e);
+        }
+        let what = format!(
+            "Send {} file{}",
+            sources.len(),
+            if sources.len() == 1 { "" } else { "s" }
+        );
+        if let Err(e) = confirm::first_contact(cfg.first_contact, &peer, &session.sas, &what).await
+        {
+            writer
+                .alert(
+                    Status::Cancelled,
+                    "the sender did not confirm the verification code of this first contact",
+                )
+                .await;
+            return Err(e);
+        }
+        if cfg.first_contact == confirm::FirstContact::Yes {
+            eprintln!("{}", trust::code_line(&peer, &session.sas, contacted));
+        }
+    } else if contacted.trust != Trust::Trusted {
         eprintln!("{}", trust::code_line(&peer, &session.sas, contacted));
     } else {
         info!(code = %session.sas, "verification code (peer trusted)");
@@ -591,12 +623,14 @@ pub async fn run(
         connecting,
         handshake_done,
     };
+    let accepted = std::sync::atomic::AtomicBool::new(false);
     let result = exchange(
         reader,
         writer,
         session.opener,
         &sources,
         &who,
+        &accepted,
         View {
             bars: progress,
             events: cfg.events.clone(),
@@ -606,9 +640,12 @@ pub async fn run(
     )
     .instrument(span)
     .await;
-    if let Err(Error::Refused { status, .. }) = &result {
-        let detail = status.to_string();
-        trust::record_refusal(store, &peer, &session.session_id, Direction::Send, &detail).await;
+    if !accepted.load(std::sync::atomic::Ordering::SeqCst) {
+        // No Answer 200: a refusal, an alert, a cut or a timeout pins nothing
+        // (one redirected connection must not pin an impostor's key).
+        let (outcome, detail) = trust::outcome(result.as_ref().err(), false);
+        let id = session.session_id;
+        trust::record_if_pinned(store, &peer, &id, Direction::Send, outcome, &detail).await;
     } else {
         let (outcome, detail) = trust::outcome(result.as_ref().err(), result.is_ok());
         let (files, bytes) = result
@@ -670,6 +707,7 @@ async fn exchange(
     mut opener: Opener,
     sources: &[Source],
     who: &str,
+    accepted: &std::sync::atomic::AtomicBool,
     view: View,
     timing: Timing,
 ) -> Result<Sent> {
@@ -710,6 +748,7 @@ async fn exchange(
     if answer.files.len() != sources.len() {
         return Err(ProtoError::Malformed("Answer does not cover every file").into());
     }
+    accepted.store(true, std::sync::atomic::Ordering::SeqCst);
     let held: Vec<(u32, Source, u64, [u8; 32])> = sources
         .iter()
         .zip(&answer.files)

@@ -9,6 +9,7 @@
 //! interfaces = ["eth0"]        # mDNS interfaces (listen, peers, send)
 //! consent = "trusted-only"     # listen: "ask", "yes" or "trusted-only"
 //! compress = "auto"            # send: "auto", "on" or "off"
+//! first-contact = "ask"        # send/add to a node never met: "ask" or "yes"
 //! ```
 //!
 //! An invalid file is an error that names the line; `config set` edits one
@@ -36,7 +37,21 @@ pub const KEYS: &[(&str, &str)] = &[
     ),
     ("consent", "`listen` policy: ask, yes or trusted-only"),
     ("compress", "`send` compression: auto, on or off"),
+    (
+        "first-contact",
+        "`send`/`add` to a node never met: ask (compare the code) or yes",
+    ),
 ];
+
+/// What `send` and `add` do on first contact, in the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FirstContactSetting {
+    /// Ask the user to compare the verification code (refuse without a terminal).
+    Ask,
+    /// Go ahead without asking (like `--yes`).
+    Yes,
+}
 
 /// `listen`'s default consent policy in the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -66,6 +81,9 @@ pub struct Settings {
     pub consent: Option<ConsentSetting>,
     /// Compression.
     pub compress: Option<CompressSetting>,
+    /// First contact from the sending side.
+    #[serde(rename = "first-contact")]
+    pub first_contact: Option<FirstContactSetting>,
 }
 
 /// `send --compress` in the file.
@@ -160,7 +178,7 @@ pub fn set(home: &Path, key: &str, value: &str) -> Result<PathBuf> {
             }
             toml_edit::value(list)
         }
-        "name" | "dir" | "consent" | "compress" => toml_edit::value(value),
+        "name" | "dir" | "consent" | "compress" | "first-contact" => toml_edit::value(value),
         other => {
             let known: Vec<&str> = KEYS.iter().map(|(k, _)| *k).collect();
             return Err(Error::Usage(format!(
@@ -248,6 +266,16 @@ fn show(home: &Path, s: &Settings) -> String {
                 })
             }),
             "\"auto\"",
+        ),
+        line(
+            "first-contact",
+            s.first_contact.map(|c| {
+                quoted(match c {
+                    FirstContactSetting::Ask => "ask",
+                    FirstContactSetting::Yes => "yes",
+                })
+            }),
+            "\"ask\" (refuse without a terminal)",
         ),
     ];
     lines.join("\n")

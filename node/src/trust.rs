@@ -105,6 +105,44 @@ fn seen(peer: &PeerIdentity, addr: Option<SocketAddr>) -> Seen {
     }
 }
 
+/// A node met for the first time (`peer`) that uses the name of a pinned
+/// peer with another key: the loud refusal to show, or `None`.
+pub async fn name_of_pinned(store: &PeerStore, peer: &PeerIdentity) -> Option<Error> {
+    let (id, name) = (Uuid::from_bytes(peer.node_id), peer.name.clone());
+    let data = with_store(store, |s| s.load().map_err(Error::from)).await.ok()?;
+    let known = data.peers().iter().find(|e| {
+        e.node_id != id && e.name().is_some_and(|n| crate::discover::same_name(&name, n))
+    })?;
+    Some(new_key_for(peer, known, "under that name".into()))
+}
+
+/// A node met for the first time (`peer`) answering at `addr`, where a
+/// pinned peer was last reached: the loud refusal to show, or `None`.
+pub async fn address_of_pinned(
+    store: &PeerStore,
+    peer: &PeerIdentity,
+    addr: SocketAddr,
+) -> Option<Error> {
+    let id = Uuid::from_bytes(peer.node_id);
+    let data = with_store(store, |s| s.load().map_err(Error::from)).await.ok()?;
+    let known = data
+        .peers()
+        .iter()
+        .find(|e| e.node_id != id && e.addresses.contains(&addr))?;
+    Some(new_key_for(peer, known, format!("at its address {addr}")))
+}
+
+fn new_key_for(peer: &PeerIdentity, known: &PeerEntry, how: String) -> Error {
+    Error::NewKeyForPinnedPeer {
+        peer: escape_for_terminal(known.name().unwrap_or("(unnamed)")),
+        how,
+        known: known.node_id,
+        pinned: fingerprint_hex(&known.fingerprint),
+        found: Uuid::from_bytes(peer.node_id),
+        presented: fingerprint_hex(&peer.fingerprint),
+    }
+}
+
 /// Before connecting to a peer that discovery found for `typed`: refuses an
 /// announcement that claims a pinned node id with another key, and one that
 /// is found by a name that belongs to another, pinned peer (an impostor
@@ -314,13 +352,15 @@ pub async fn record_session(
     }
 }
 
-/// Records a refused session in the history of a peer that is already
-/// pinned with this key; a never-met peer leaves no trace (see [`check`]).
-pub async fn record_refusal(
+/// Records a session that pins nothing (refused, or ended before the
+/// receiver accepted) in the history of a peer that is already pinned with
+/// this key; a never-met peer leaves no trace (see [`check`]).
+pub async fn record_if_pinned(
     store: &PeerStore,
     peer: &PeerIdentity,
     session_id: &[u8; 16],
     direction: Direction,
+    outcome: Outcome,
     detail: &str,
 ) {
     let (id, fp) = (Uuid::from_bytes(peer.node_id), peer.fingerprint);
@@ -330,7 +370,7 @@ pub async fn record_refusal(
         ended_ms: now,
         files: 0,
         bytes: 0,
-        outcome: Outcome::Refused,
+        outcome,
         detail: detail.to_owned(),
     };
     let r = with_store(store, move |s| {

@@ -37,7 +37,7 @@ fn evil_identity() -> Arc<LocalIdentity> {
     static EVIL: std::sync::OnceLock<Arc<LocalIdentity>> = std::sync::OnceLock::new();
     EVIL.get_or_init(|| {
         let key = rsa::PrivateKey::new(&mut rand::rng(), 2048).unwrap();
-        Arc::new(LocalIdentity::new([0xee; 16], "mallory", None, key).unwrap())
+        Arc::new(LocalIdentity::new("mallory", None, key).unwrap())
     })
     .clone()
 }

@@ -1,41 +1,45 @@
 //! Admission: which connections the listener serves, and which it drops.
 //!
-//! A connection is *unauthenticated* from accept until its handshake
-//! completes, then an *authenticated session*. The two are capped apart:
+//! A connection is *unauthenticated* from accept until its peer has proved
+//! who it is, then an *authenticated session*. The two are capped apart:
 //!
 //! ```text
 //!  accept ──► every session slot taken? ──yes──► plaintext Busy alert, close
 //!               │ no
 //!               ▼
-//!  unauthenticated pool (MAX_UNAUTHENTICATED)
-//!       full? evict the oldest connection of the address holding the most places
-//!               │ handshake done
+//!  unauthenticated pool (MAX_UNAUTHENTICATED, at most PER_SOURCE per address)
+//!       full? evict a silent or stalled connection (see below), else refuse
+//!               │ ClientHello ──► key-exchange token (limits.rs), else 503
+//!               │ peer proven
 //!               ▼
-//!  session slot (MAX_SESSIONS) ── none left? ──► encrypted Busy alert, close
+//!  session slot (MAX_SESSIONS, MAX_SESSIONS_PER_PEER) ── none? ──► Busy, close
 //! ```
 //!
-//! Opening a TCP connection costs an attacker nothing, so an unauthenticated
-//! connection never keeps its place against a newcomer: any number of silent
-//! sockets only push each other out, while an honest handshake (a few
-//! milliseconds) is done long before it becomes the oldest. The victim is
-//! taken from the address (an IPv6 /64) that holds the most places, so one
-//! host flooding the listener evicts its own connections, not another host's
-//! handshake; that is the per-address limit, without a second number to tune.
-//! The handshake timeout still ends every connection that stays silent.
+//! Opening a TCP connection costs an attacker nothing, so a connection that
+//! has not said anything (no ClientHello yet), or that stopped after our
+//! ServerHello for longer than an honest peer ever takes ([`STALLED`]), never
+//! keeps its place against a newcomer. A connection in the middle of its
+//! handshake (the peer is talking, or we are computing) is never evicted: an
+//! honest handshake takes milliseconds, so a flood of new sockets cannot push
+//! it out before it completes. Among the evictable ones the victim is the
+//! oldest of the address holding the most places, so one host flooding the
+//! listener evicts its own connections, not another host's. An address at its
+//! own cap ([`PER_SOURCE`]) can only replace its own connections. Addresses
+//! count whole (IPv6 too: every host on a LAN shares one /64).
 //!
 //! ```
 //! use localstream::listen::Admission;
 //!
 //! let admission = Admission::new(1, 1);
-//! let first = admission.admit("192.0.2.7:50000".parse().unwrap());
+//! let first = admission.admit("192.0.2.7:50000".parse().unwrap()).unwrap();
 //! let evicted = first.eviction();
-//! let second = admission.admit("192.0.2.8:50000".parse().unwrap());
-//! assert!(evicted.is_cancelled(), "the oldest made room for the newcomer");
-//! assert!(second.authenticated().is_some(), "a free session slot");
+//! let second = admission.admit("192.0.2.8:50000".parse().unwrap()).unwrap();
+//! assert!(evicted.is_cancelled(), "a silent connection made room for the newcomer");
+//! assert!(second.authenticated(None).is_some(), "a free session slot");
 //! ```
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -43,10 +47,19 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
-/// Connections still in the handshake at once; a newcomer evicts the oldest.
-pub const MAX_UNAUTHENTICATED: usize = 32;
+use super::limits::Limits;
+
+/// Connections before authentication at once.
+pub const MAX_UNAUTHENTICATED: usize = 64;
+/// ... of which one address may hold at most this many.
+pub const PER_SOURCE: usize = 8;
 /// Authenticated sessions at once; beyond, newcomers are told Busy.
 pub const MAX_SESSIONS: usize = 32;
+/// Authenticated sessions one peer (node id) may hold at once.
+pub const MAX_SESSIONS_PER_PEER: usize = 4;
+/// A peer that has not answered our ServerHello for this long is stalled
+/// (an honest one answers within a round trip and a signature).
+pub const STALLED: Duration = Duration::from_secs(1);
 /// Evictions are logged one by one at debug level, and summed up at info
 /// level at most this often.
 const NOTE_EVERY: Duration = Duration::from_secs(60);
@@ -57,6 +70,19 @@ const NOTE_EVERY: Duration = Duration::from_secs(60);
 pub struct Admission {
     pending: Arc<Mutex<Pending>>,
     sessions: Arc<Semaphore>,
+    per_peer: Arc<Mutex<HashMap<[u8; 16], usize>>>,
+    limits: Limits,
+}
+
+/// Where a connection is in its handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Accepted; the peer has sent nothing yet.
+    Silent,
+    /// We sent ServerHello at this moment; the peer owes us its KeyReveal.
+    Hello(Instant),
+    /// The peer is proving itself (or we are checking it).
+    Proving,
 }
 
 /// The unauthenticated connections, oldest first.
@@ -75,10 +101,27 @@ struct Pending {
 #[derive(Debug)]
 struct Entry {
     remote: SocketAddr,
-    /// What the per-address fairness counts by (see [`remote_key`]).
     key: IpAddr,
     since: Instant,
+    phase: Phase,
     evict: CancellationToken,
+}
+
+impl Entry {
+    fn evictable(&self, now: Instant) -> bool {
+        match self.phase {
+            Phase::Silent => true,
+            Phase::Hello(at) => now.duration_since(at) >= STALLED,
+            Phase::Proving => false,
+        }
+    }
+}
+
+/// Why a newcomer was not admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Every place is held by a connection in the middle of its handshake.
+    Full,
 }
 
 impl Admission {
@@ -94,7 +137,15 @@ impl Admission {
                 unnoted: 0,
             })),
             sessions: Arc::new(Semaphore::new(sessions)),
+            per_peer: Arc::default(),
+            limits: Limits::new(),
         }
+    }
+
+    /// The rate limits connections are checked against.
+    #[must_use]
+    pub fn limits(&self) -> &Limits {
+        &self.limits
     }
 
     /// Whether every session slot is taken (a newcomer could not be served
@@ -104,25 +155,32 @@ impl Admission {
         self.sessions.available_permits() == 0
     }
 
-    /// Connections now in the handshake.
+    /// Connections now before authentication.
     #[must_use]
     pub fn unauthenticated(&self) -> usize {
         self.lock().conns.len()
     }
 
     /// Takes a place for a connection just accepted from `remote`, evicting
-    /// one (see the module docs) when the pool is full.
-    #[must_use]
-    pub fn admit(&self, remote: SocketAddr) -> Handshaking {
+    /// a silent or stalled one (see the module docs) when needed.
+    ///
+    /// # Errors
+    /// [`Refusal::Full`] when no place can be made.
+    pub fn admit(&self, remote: SocketAddr) -> Result<Handshaking, Refusal> {
         let evict = CancellationToken::new();
         let now = Instant::now();
+        let key = remote.ip().to_canonical();
         let (id, victim, note) = {
             let mut p = self.lock();
-            let victim = if p.conns.len() >= p.cap {
-                p.victim().and_then(|id| p.conns.remove(&id))
+            let own = p.conns.values().filter(|e| e.key == key).count();
+            let victim = if own >= PER_SOURCE.min(p.cap) {
+                Some(p.victim(now, Some(key)).ok_or(Refusal::Full)?)
+            } else if p.conns.len() >= p.cap {
+                Some(p.victim(now, None).ok_or(Refusal::Full)?)
             } else {
                 None
             };
+            let victim = victim.and_then(|id| p.conns.remove(&id));
             let mut note = None;
             if victim.is_some() {
                 p.unnoted += 1;
@@ -137,8 +195,9 @@ impl Admission {
                 id,
                 Entry {
                     remote,
-                    key: remote_key(remote.ip()),
+                    key,
                     since: now,
+                    phase: Phase::Silent,
                     evict: evict.clone(),
                 },
             );
@@ -147,7 +206,7 @@ impl Admission {
         if let Some(evicted) = note {
             info!(
                 evicted,
-                "too many connections in the handshake: evicting the oldest (silent or slow peers)"
+                "too many connections before authentication: evicting silent or stalled ones"
             );
         }
         if let Some(v) = victim {
@@ -159,53 +218,68 @@ impl Admission {
             );
             v.evict.cancel();
         }
-        Handshaking {
+        Ok(Handshaking {
             admission: self.clone(),
             id,
+            ip: key,
             evict,
-        }
+            exchange: Exchange::None,
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, Pending> {
         // The lock guards no invariant a panic could break halfway.
         self.pending.lock().unwrap_or_else(PoisonError::into_inner)
     }
+
+    fn set_phase(&self, id: u64, phase: Phase) {
+        if let Some(e) = self.lock().conns.get_mut(&id) {
+            e.phase = phase;
+        }
+    }
 }
 
 impl Pending {
-    /// The oldest connection of the address holding the most places.
-    fn victim(&self) -> Option<u64> {
+    /// The oldest evictable connection of the address holding the most
+    /// evictable places (of `only` that address, when given).
+    fn victim(&self, now: Instant, only: Option<IpAddr>) -> Option<u64> {
+        let candidates = || {
+            self.conns
+                .iter()
+                .filter(move |(_, e)| e.evictable(now) && only.is_none_or(|k| k == e.key))
+        };
         let mut held: HashMap<IpAddr, usize> = HashMap::new();
-        for e in self.conns.values() {
+        for (_, e) in candidates() {
             *held.entry(e.key).or_default() += 1;
         }
         let most = held.values().copied().max()?;
-        self.conns
-            .iter()
+        candidates()
             .find(|(_, e)| held.get(&e.key) == Some(&most))
             .map(|(id, _)| *id)
     }
 }
 
-/// The address fairness counts by: the IP, or its /64 for IPv6 (one host
-/// usually has a whole /64), with IPv4-mapped IPv6 seen as IPv4.
-fn remote_key(ip: IpAddr) -> IpAddr {
-    match ip.to_canonical() {
-        IpAddr::V6(v6) => {
-            let prefix = u128::from(v6) & !((1u128 << 64) - 1);
-            IpAddr::V6(Ipv6Addr::from(prefix))
-        }
-        v4 => v4,
-    }
+/// The key-exchange token of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Exchange {
+    /// No ServerHello sent yet.
+    None,
+    /// ServerHello sent: abandoned unless the peer proves itself.
+    Open,
+    /// The peer proved itself; the token went back.
+    Completed,
 }
 
 /// A connection's place among the unauthenticated ones, from accept until
-/// its handshake completes; dropping it gives the place up.
+/// its handshake completes; dropping it gives the place up (and counts an
+/// open key exchange as abandoned).
 #[derive(Debug)]
 pub struct Handshaking {
     admission: Admission,
     id: u64,
+    ip: IpAddr,
     evict: CancellationToken,
+    exchange: Exchange,
 }
 
 impl Handshaking {
@@ -216,33 +290,108 @@ impl Handshaking {
         self.evict.clone()
     }
 
-    /// The handshake is complete: leaves the unauthenticated pool and takes a
-    /// session slot, held until the returned value is dropped. `None` means
-    /// refuse with Busy: every slot is taken (or this connection was evicted
-    /// a moment ago and is about to be closed anyway).
+    /// The peer sent its ClientHello and we are about to answer with a
+    /// ServerHello: takes a key-exchange token. `false`: over the limit,
+    /// refuse (the connection must not get a ServerHello).
     #[must_use]
-    pub fn authenticated(self) -> Option<SessionSlot> {
+    pub fn hello(&mut self) -> bool {
+        if !self.admission.limits.take_exchange(self.ip) {
+            return false;
+        }
+        self.exchange = Exchange::Open;
+        self.admission
+            .set_phase(self.id, Phase::Hello(Instant::now()));
+        true
+    }
+
+    /// The peer opened its commitment and is proving itself: no longer evictable.
+    pub fn proving(&self) {
+        self.admission.set_phase(self.id, Phase::Proving);
+    }
+
+    /// The peer proved its key: the key exchange was not abandoned.
+    pub fn proven(&mut self) {
+        if self.exchange == Exchange::Open {
+            self.admission.limits.exchange_completed(self.ip);
+        }
+        self.exchange = Exchange::Completed;
+    }
+
+    /// Whether an untrusted peer at this address may have a signature now.
+    #[must_use]
+    pub fn may_sign_for_stranger(&self) -> bool {
+        self.admission.limits.take_signature(self.ip)
+    }
+
+    /// The rate limits (for the consent prompt's note).
+    #[must_use]
+    pub fn limits(&self) -> &Limits {
+        &self.admission.limits
+    }
+
+    /// The handshake is complete: leaves the unauthenticated pool and takes a
+    /// session slot for `peer` (its node id), held until the returned value
+    /// is dropped. `None` means refuse with Busy: every slot is taken, the
+    /// peer holds [`MAX_SESSIONS_PER_PEER`] already, or this connection was
+    /// evicted a moment ago and is about to be closed anyway.
+    #[must_use]
+    pub fn authenticated(mut self, peer: Option<[u8; 16]>) -> Option<SessionSlot> {
         // Gone from the pool: evicted.
         self.admission.lock().conns.remove(&self.id)?;
-        self.admission
-            .sessions
-            .clone()
-            .try_acquire_owned()
-            .ok()
-            .map(|permit| SessionSlot { _permit: permit })
+        self.proven();
+        let per_peer = match peer {
+            Some(id) => {
+                let mut m = self
+                    .admission
+                    .per_peer
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                let n = m.entry(id).or_default();
+                if *n >= MAX_SESSIONS_PER_PEER {
+                    return None;
+                }
+                *n += 1;
+                Some((self.admission.per_peer.clone(), id))
+            }
+            None => None,
+        };
+        let mut slot = SessionSlot {
+            _permit: None,
+            per_peer,
+        };
+        slot._permit = Some(self.admission.sessions.clone().try_acquire_owned().ok()?);
+        Some(slot)
     }
 }
 
 impl Drop for Handshaking {
     fn drop(&mut self) {
         self.admission.lock().conns.remove(&self.id);
+        if self.exchange == Exchange::Open {
+            self.admission.limits.exchange_abandoned(self.ip);
+        }
     }
 }
 
 /// An authenticated session's slot, given back when dropped.
 #[derive(Debug)]
 pub struct SessionSlot {
-    _permit: OwnedSemaphorePermit,
+    _permit: Option<OwnedSemaphorePermit>,
+    per_peer: Option<(Arc<Mutex<HashMap<[u8; 16], usize>>>, [u8; 16])>,
+}
+
+impl Drop for SessionSlot {
+    fn drop(&mut self) {
+        if let Some((map, id)) = &self.per_peer {
+            let mut m = map.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(n) = m.get_mut(id) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    m.remove(id);
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -256,10 +405,10 @@ mod tests {
     }
 
     #[test]
-    fn a_full_pool_evicts_the_oldest_and_only_it() {
+    fn a_full_pool_evicts_the_oldest_silent_and_only_it() {
         let a = Admission::new(3, 8);
         let conns: Vec<Handshaking> = (0..5)
-            .map(|i| a.admit(at(&format!("10.0.0.1:{}", 1000 + i))))
+            .map(|i| a.admit(at(&format!("10.0.0.1:{}", 1000 + i))).unwrap())
             .collect();
         let evicted: Vec<bool> = conns.iter().map(|c| c.eviction().is_cancelled()).collect();
         assert_eq!(evicted, [true, true, false, false, false]);
@@ -269,9 +418,9 @@ mod tests {
     #[test]
     fn the_address_holding_most_places_pays_for_the_newcomer() {
         let a = Admission::new(4, 8);
-        let honest = a.admit(at("10.0.0.9:4000"));
+        let honest = a.admit(at("10.0.0.9:4000")).unwrap();
         let flood: Vec<Handshaking> = (0..50)
-            .map(|i| a.admit(at(&format!("10.0.0.66:{}", 1000 + i))))
+            .map(|i| a.admit(at(&format!("10.0.0.66:{}", 1000 + i))).unwrap())
             .collect();
         assert!(
             !honest.eviction().is_cancelled(),
@@ -284,78 +433,167 @@ mod tests {
                 .count(),
             3
         );
-        assert!(honest.authenticated().is_some());
+        assert!(honest.authenticated(None).is_some());
         assert_eq!(a.unauthenticated(), 3);
     }
 
     #[test]
-    fn ties_between_addresses_evict_the_oldest() {
-        let a = Admission::new(2, 8);
-        let first = a.admit(at("10.0.0.1:1"));
-        let second = a.admit(at("10.0.0.2:1"));
-        let third = a.admit(at("10.0.0.3:1"));
-        assert!(first.eviction().is_cancelled());
-        assert!(!second.eviction().is_cancelled());
-        assert!(!third.eviction().is_cancelled());
+    fn a_connection_in_its_handshake_is_never_evicted_by_a_flood_from_many_addresses() {
+        let a = Admission::new(8, 8);
+        let mut honest = a.admit(at("10.0.0.9:4000")).unwrap();
+        assert!(honest.hello());
+        honest.proving();
+        let mut refused = 0;
+        let mut flood = vec![];
+        for i in 0..640 {
+            match a.admit(at(&format!("10.0.{}.{}:1000", i % 64, 1 + i / 64))) {
+                Ok(c) => flood.push(c),
+                Err(Refusal::Full) => refused += 1,
+            }
+        }
+        assert!(!honest.eviction().is_cancelled());
+        assert_eq!(refused, 0, "silent ones made room for each other");
+        assert!(honest.authenticated(None).is_some());
     }
 
     #[test]
-    fn ipv6_hosts_count_by_their_64_and_mapped_ipv4_as_ipv4() {
-        assert_eq!(
-            remote_key("2001:db8:1:2:aaaa::1".parse().unwrap()),
-            remote_key("2001:db8:1:2:bbbb::2".parse().unwrap())
-        );
-        assert_ne!(
-            remote_key("2001:db8:1:2::1".parse().unwrap()),
-            remote_key("2001:db8:1:3::1".parse().unwrap())
-        );
-        assert_eq!(
-            remote_key("::ffff:192.0.2.1".parse().unwrap()),
-            remote_key("192.0.2.1".parse().unwrap())
-        );
+    fn when_every_place_is_mid_handshake_a_newcomer_is_refused() {
+        let a = Admission::new(2, 8);
+        let mut c1 = a.admit(at("10.0.0.1:1")).unwrap();
+        let mut c2 = a.admit(at("10.0.0.2:1")).unwrap();
+        assert!(c1.hello() && c2.hello());
+        c1.proving();
+        c2.proving();
+        assert_eq!(a.admit(at("10.0.0.3:1")).err(), Some(Refusal::Full));
+        assert!(!c1.eviction().is_cancelled() && !c2.eviction().is_cancelled());
+    }
+
+    #[test]
+    fn a_peer_stalled_after_our_server_hello_becomes_evictable() {
+        let a = Admission::new(1, 8);
+        let mut c = a.admit(at("10.0.0.1:1")).unwrap();
+        assert!(c.hello());
+        assert_eq!(a.admit(at("10.0.0.2:1")).err(), Some(Refusal::Full));
+        a.set_phase(c.id, Phase::Hello(Instant::now() - STALLED));
+        let _d = a.admit(at("10.0.0.2:1")).unwrap();
+        assert!(c.eviction().is_cancelled());
+    }
+
+    #[test]
+    fn an_address_at_its_cap_only_replaces_its_own() {
+        let a = Admission::new(64, 8);
+        let other = a.admit(at("10.0.0.2:1")).unwrap();
+        let own: Vec<Handshaking> = (0..PER_SOURCE + 3)
+            .map(|i| a.admit(at(&format!("10.0.0.1:{}", 100 + i))).unwrap())
+            .collect();
+        assert!(!other.eviction().is_cancelled());
+        assert_eq!(own.iter().filter(|c| c.eviction().is_cancelled()).count(), 3);
+        assert_eq!(a.unauthenticated(), PER_SOURCE + 1);
+    }
+
+    #[test]
+    fn ipv6_addresses_count_whole_and_mapped_ipv4_as_ipv4() {
+        let a = Admission::new(2, 8);
+        let first = a.admit(at("[2001:db8:1:2::1]:1")).unwrap();
+        let _second = a.admit(at("[2001:db8:1:2::2]:1")).unwrap();
+        let _third = a.admit(at("[::ffff:192.0.2.1]:1")).unwrap();
+        // Three addresses with one place each: the oldest made room.
+        assert!(first.eviction().is_cancelled());
+        let b = Admission::new(8, 8);
+        let _v4 = b.admit(at("192.0.2.1:1")).unwrap();
+        let mapped = b.admit(at("[::ffff:192.0.2.1]:2")).unwrap();
+        assert_eq!(mapped.ip, "192.0.2.1".parse::<IpAddr>().unwrap());
     }
 
     #[test]
     fn authenticated_connections_leave_the_pool_and_cannot_be_evicted() {
         let a = Admission::new(1, 8);
-        let first = a.admit(at("10.0.0.1:1"));
+        let first = a.admit(at("10.0.0.1:1")).unwrap();
         let evict = first.eviction();
-        let slot = first.authenticated();
+        let slot = first.authenticated(None);
         assert!(slot.is_some());
         assert_eq!(a.unauthenticated(), 0);
-        let _second = a.admit(at("10.0.0.1:2"));
-        let _third = a.admit(at("10.0.0.1:3"));
+        let _second = a.admit(at("10.0.0.1:2")).unwrap();
+        let _third = a.admit(at("10.0.0.1:3")).unwrap();
         assert!(!evict.is_cancelled());
     }
 
     #[test]
     fn session_slots_are_capped_and_given_back() {
         let a = Admission::new(8, 2);
-        let s1 = a.admit(at("10.0.0.1:1")).authenticated().unwrap();
-        let _s2 = a.admit(at("10.0.0.1:2")).authenticated().unwrap();
+        let s1 = a.admit(at("10.0.0.1:1")).unwrap().authenticated(None).unwrap();
+        let _s2 = a.admit(at("10.0.0.1:2")).unwrap().authenticated(None).unwrap();
         assert!(a.sessions_full());
-        assert!(a.admit(at("10.0.0.1:3")).authenticated().is_none());
+        assert!(a.admit(at("10.0.0.1:3")).unwrap().authenticated(None).is_none());
         drop(s1);
         assert!(!a.sessions_full());
-        assert!(a.admit(at("10.0.0.1:4")).authenticated().is_some());
+        assert!(a.admit(at("10.0.0.1:4")).unwrap().authenticated(None).is_some());
+    }
+
+    #[test]
+    fn one_peer_holds_at_most_its_share_of_sessions() {
+        let a = Admission::new(64, 32);
+        let slots: Vec<SessionSlot> = (0..MAX_SESSIONS_PER_PEER)
+            .map(|i| {
+                a.admit(at(&format!("10.0.0.1:{i}")))
+                    .unwrap()
+                    .authenticated(Some([7; 16]))
+                    .unwrap()
+            })
+            .collect();
+        let more = a.admit(at("10.0.0.1:99")).unwrap();
+        assert!(more.authenticated(Some([7; 16])).is_none());
+        let other = a.admit(at("10.0.0.2:99")).unwrap();
+        assert!(other.authenticated(Some([8; 16])).is_some());
+        drop(slots);
+        let again = a.admit(at("10.0.0.1:98")).unwrap();
+        assert!(again.authenticated(Some([7; 16])).is_some());
     }
 
     #[test]
     fn an_evicted_connection_does_not_get_a_session() {
         let a = Admission::new(1, 8);
-        let first = a.admit(at("10.0.0.1:1"));
-        let _second = a.admit(at("10.0.0.1:2"));
-        assert!(first.authenticated().is_none());
+        let first = a.admit(at("10.0.0.1:1")).unwrap();
+        let _second = a.admit(at("10.0.0.1:2")).unwrap();
+        assert!(first.authenticated(None).is_none());
     }
 
     #[test]
-    fn a_connection_that_ends_in_the_handshake_frees_its_place() {
-        let a = Admission::new(2, 8);
-        let first = a.admit(at("10.0.0.1:1"));
-        let second = a.admit(at("10.0.0.1:2"));
-        drop(first);
-        assert_eq!(a.unauthenticated(), 1);
-        let _third = a.admit(at("10.0.0.1:3"));
-        assert!(!second.eviction().is_cancelled());
+    fn key_exchanges_abandoned_after_server_hello_are_counted_completed_ones_not() {
+        let a = Admission::new(8, 8);
+        let mut honest = a.admit(at("10.0.0.1:1")).unwrap();
+        assert!(honest.hello());
+        honest.proven();
+        drop(honest);
+        assert_eq!(a.limits().recently_abandoned(), None);
+        let silent = a.admit(at("10.0.0.2:1")).unwrap();
+        drop(silent);
+        assert_eq!(a.limits().recently_abandoned(), None);
+        for i in 0..3 {
+            let mut grinder = a.admit(at(&format!("10.0.0.3:{i}"))).unwrap();
+            assert!(grinder.hello());
+        }
+        assert_eq!(a.limits().recently_abandoned().map(|n| n.count), Some(3));
+    }
+
+    #[test]
+    fn one_address_can_abandon_only_its_burst_of_key_exchanges() {
+        let a = Admission::new(8, 8);
+        let mut granted = 0;
+        for i in 0..200 {
+            let mut c = a.admit(at(&format!("10.0.0.3:{i}"))).unwrap();
+            if c.hello() {
+                granted += 1;
+            }
+        }
+        // The bucket refills at its rate while the loop runs: allow a little.
+        assert!(
+            (super::super::limits::EXCHANGE_SOURCE_BURST as usize
+                ..super::super::limits::EXCHANGE_SOURCE_BURST as usize + 5)
+                .contains(&granted),
+            "{granted}"
+        );
+        let mut other = a.admit(at("10.0.0.4:1")).unwrap();
+        assert!(other.hello(), "another address is not affected");
     }
 }
