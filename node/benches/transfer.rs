@@ -756,7 +756,7 @@ impl Bench {
         };
 
         let mut send = self.localstream(&self.home_send, &rss_send, verbose);
-        send.args(["send", "--no-discovery"])
+        send.args(["send", "--yes", "--no-discovery"])
             .arg(format!("127.0.0.1:{port}"))
             .args(files)
             .current_dir(cwd);

@@ -160,7 +160,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             // The responder refused our last handshake flight (bad signature, pinned key, ...)
             // and could only say so in plaintext: unauthenticated, but the best reason we have.
             let alert = Alert::decode(&frame.buf[HEADER_LEN..])?;
-            return Err(alert.into_error().into());
+            return Err(alert.into_unverified_error().into());
         }
         let (typ, pt) = frame.open(opener)?;
         let len = pt.len();
@@ -256,6 +256,22 @@ where
         Ok(r) => r,
         Err(_) => Err(Error::Timeout("the handshake did not finish")),
     }
+}
+
+/// Runs an initiator's handshake to completion (it has nothing to decide
+/// between the peer's proof and the end).
+pub async fn handshake<R, W>(
+    reader: &mut FrameReader<R>,
+    writer: &mut W,
+    state: Handshake,
+    first: Vec<u8>,
+) -> Result<Session>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let proven = handshake_until_proven(reader, writer, state, first, |_| true).await?;
+    finish_handshake(writer, proven).await
 }
 
 /// What a responder's handshake has reached.

@@ -37,7 +37,8 @@ use crate::trust;
 mod admission;
 mod limits;
 pub use admission::{
-    Admission, Handshaking, MAX_SESSIONS, MAX_SESSIONS_PER_PEER, MAX_UNAUTHENTICATED, PER_SOURCE,
+    Admission, Handshaking, MAX_SESSIONS, MAX_SESSIONS_PER_PEER, MAX_STRANGER_SESSIONS,
+    MAX_UNAUTHENTICATED, PER_SOURCE,
     Refusal, STALLED, SessionSlot,
 };
 pub use limits::{AbandonedNote, Limits};

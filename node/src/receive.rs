@@ -160,6 +160,19 @@ pub async fn serve(
     handshaking: crate::listen::Handshaking,
 ) -> ConnEnd {
     let _ = stream.set_nodelay(true);
+    // Until its first byte a connection is silent, the first to make room
+    // for a newcomer (see `listen::Admission`).
+    match conn::timed(
+        conn::HANDSHAKE_TIMEOUT,
+        conn::STOPPED_SENDING,
+        stream.peek(&mut [0u8; 1]),
+    )
+    .await
+    {
+        Ok(n) if n > 0 => handshaking.talking(),
+        Ok(_) => return ConnEnd::NoTransfer(ProtoError::Truncated.into()),
+        Err(e) => return ConnEnd::NoTransfer(e),
+    }
     let (rd, wr) = stream.into_split();
     let mut reader = FrameReader::new(rd);
     let mut wr = wr;
@@ -199,7 +212,8 @@ pub async fn serve(
         });
     }
     let abandoned = handshaking.limits().recently_abandoned();
-    let Some(_slot) = handshaking.authenticated(Some(peer.node_id)) else {
+    let stranger = (standing != Standing::Trusted).then_some(peer.node_id);
+    let Some(_slot) = handshaking.authenticated(stranger) else {
         let message = "the receiver is serving too many sessions; try again";
         conn::handshake_alert(&mut wr, Status::Busy, message).await;
         return ConnEnd::NoTransfer(Error::Refused {

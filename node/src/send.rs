@@ -144,8 +144,7 @@ pub(crate) async fn open(
     let mut reader = FrameReader::new(rd);
     let mut hello = vec![];
     let hs = Handshake::initiator(HandshakeConfig::new(identity), &mut rand::rng(), &mut hello);
-    let proven = conn::handshake_until_proven(&mut reader, &mut wr, hs, hello, |_| true).await?;
-    let session = conn::finish_handshake(&mut wr, proven).await?;
+    let session = conn::handshake(&mut reader, &mut wr, hs, hello).await?;
     Ok((reader, wr, session, addr))
 }
 

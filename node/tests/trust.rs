@@ -163,12 +163,14 @@ fn codes(stderr: &str) -> Vec<String> {
             } else {
                 return None;
             };
-            let code = rest.get(..7)?;
+            // 12 digits in three groups of four: "0421 9377 0615".
+            let code = rest.get(..14)?;
             let b = code.as_bytes();
-            let valid = b[3] == b' '
+            let valid = b[4] == b' '
+                && b[9] == b' '
                 && b.iter()
                     .enumerate()
-                    .all(|(i, c)| i == 3 || c.is_ascii_digit());
+                    .all(|(i, c)| i == 4 || i == 9 || c.is_ascii_digit());
             assert!(valid, "malformed verification code in {l:?}");
             Some(code.to_owned())
         })

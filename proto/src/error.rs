@@ -107,7 +107,8 @@ pub enum Error {
     },
     /// The peer aborted with an alert.
     #[error(
-        "peer aborted: {} ({status})",
+        "{}{} ({status})",
+        if *verified { "peer aborted: " } else { "the peer (or someone on the path: a plaintext alert is not authenticated) said: " },
         crate::names::escape_for_terminal(message)
     )]
     PeerAlert {
@@ -115,6 +116,9 @@ pub enum Error {
         status: Status,
         /// The peer's explanation (untrusted text; escape before display).
         message: String,
+        /// Whether it came in an authenticated record (else it was a
+        /// plaintext alert frame, which anyone on the path can forge).
+        verified: bool,
     },
     /// Our own signing failed (should not happen with a valid key).
     #[error("signing failed")]

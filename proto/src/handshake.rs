@@ -288,7 +288,7 @@ impl Keyed {
 
 fn expect(frame: &Frame<'_>, typ: u8, expected: &'static str) -> Result<()> {
     if frame.typ == ALERT {
-        return Err(Alert::decode(frame.body)?.into_error());
+        return Err(Alert::decode(frame.body)?.into_unverified_error());
     }
     if frame.typ != typ {
         return Err(Error::UnexpectedMessage {

@@ -155,7 +155,7 @@ fn send_by_name_delivers_the_file() {
     let data = random_bytes(2, 3 * 1024 * 1024 + 12_345);
     let file = h3.file("payload.bin", &data);
 
-    let out = h3.run(h3.node().arg("send").arg("h1").arg(&file));
+    let out = h3.run(h3.node().args(["send", "--yes"]).arg("h1").arg(&file));
     eprintln!("scenario 2: `send h1 <3 MiB>` took {:?}", out.took);
     out.expect_code(0);
     assert!(
@@ -184,7 +184,7 @@ fn ambiguous_name_is_refused_and_an_id_prefix_picks_one() {
     let data = random_bytes(3, 1024 * 1024 + 7);
     let file = h2.file("for-h1.bin", &data);
 
-    let out = h2.run(h2.node().arg("send").arg("box").arg(&file));
+    let out = h2.run(h2.node().args(["send", "--yes"]).arg("box").arg(&file));
     out.expect_code(1);
     for id in [&id1, &id3] {
         assert!(
@@ -195,7 +195,7 @@ fn ambiguous_name_is_refused_and_an_id_prefix_picks_one() {
     }
     assert!(names_in(&l1.dir).is_empty() && names_in(&l3.dir).is_empty());
 
-    let out = h2.run(h2.node().arg("send").arg("nobody-here").arg(&file));
+    let out = h2.run(h2.node().args(["send", "--yes"]).arg("nobody-here").arg(&file));
     out.expect_code(1);
     assert!(
         out.stderr.to_lowercase().contains("no peer"),
@@ -209,7 +209,7 @@ fn ambiguous_name_is_refused_and_an_id_prefix_picks_one() {
     );
 
     let prefix = &id1[..8];
-    let out = h2.run(h2.node().arg("send").arg(prefix).arg(&file));
+    let out = h2.run(h2.node().args(["send", "--yes"]).arg(prefix).arg(&file));
     eprintln!("scenario 3: `send {prefix} <1 MiB>` took {:?}", out.took);
     out.expect_code(0);
     let (_, saved) = l1.wait_received();
@@ -430,7 +430,7 @@ fn malformed_announcements_are_ignored() {
     assert!(l1.is_running(), "listener died: {}", l1.stderr());
     let data = random_bytes(5, 1024 * 1024);
     let file = h2.file("after-fakes.bin", &data);
-    let out = h2.run(h2.node().arg("send").arg("good").arg(&file));
+    let out = h2.run(h2.node().args(["send", "--yes"]).arg("good").arg(&file));
     out.expect_code(0);
     let (_, saved) = l1.wait_received();
     assert_content(&saved[0], &data);
@@ -484,7 +484,7 @@ fn no_discovery_sends_nothing() {
     let file = h3.file("quiet.bin", &random_bytes(6, 1024 * 1024 + 3));
     h3.run(
         h3.node()
-            .args(["send", "--no-discovery", "quiet"])
+            .args(["send", "--yes", "--no-discovery", "quiet"])
             .arg(&file),
     )
     .expect_code(2);
@@ -493,7 +493,7 @@ fn no_discovery_sends_nothing() {
     let target = format!("{}:{}", h1.addr, quiet.port);
     let out = h3.run(
         h3.node()
-            .args(["send", "--no-discovery", &target])
+            .args(["send", "--yes", "--no-discovery", &target])
             .arg(&file),
     );
     out.expect_code(0);
@@ -548,7 +548,7 @@ fn peers_shows_trust_state_and_flags_a_changed_key() {
     // First contact by name: h2 pins h1, and the transfer makes it known.
     let data = random_bytes(7, 64 * 1024 + 5);
     let file = h2.file("first.bin", &data);
-    let out = h2.run(h2.node().arg("send").arg("h1").arg(&file));
+    let out = h2.run(h2.node().args(["send", "--yes"]).arg("h1").arg(&file));
     out.expect_code(0);
     let (_, saved) = l1.wait_received();
     assert_eq!(saved, [l1.dir.join("first.bin")]);
@@ -622,7 +622,7 @@ fn peers_shows_trust_state_and_flags_a_changed_key() {
     // Sending to h1 now finds the forged record, whose key is not the pinned
     // one: send refuses before connecting, says why, and nothing arrives.
     let file = h2.file("second.bin", &random_bytes(8, 4096));
-    let out = h2.run(h2.node().arg("send").arg("h1").arg(&file));
+    let out = h2.run(h2.node().args(["send", "--yes"]).arg("h1").arg(&file));
     eprintln!("scenario 7: send to the forged h1:\n{}", out.describe());
     out.expect_code(1);
     for want in ["not sending", id1.as_str(), "localstream forget"] {
@@ -666,7 +666,7 @@ fn blocked_multicast_falls_back_to_the_last_address_and_doctor_says_why() {
     let mut l2 = h2.listen(&["--yes", "--name", "h2"]);
     let first = random_bytes(81, 100_000);
     let f1 = h1.file("first.bin", &first);
-    h1.run(h1.node().arg("send").arg("h2").arg(&f1))
+    h1.run(h1.node().args(["send", "--yes"]).arg("h2").arg(&f1))
         .expect_code(0);
     l2.wait_received();
 
@@ -680,7 +680,7 @@ fn blocked_multicast_falls_back_to_the_last_address_and_doctor_says_why() {
     }
     let second = random_bytes(82, 200_000);
     let f2 = h1.file("second.bin", &second);
-    let out = h1.run(h1.node().args(["send", "--timeout", "1", "h2"]).arg(&f2));
+    let out = h1.run(h1.node().args(["send", "--yes", "--timeout", "1", "h2"]).arg(&f2));
     out.expect_code(0);
     assert!(
         out.stderr

@@ -24,8 +24,10 @@
 //! it out before it completes. Among the evictable ones the victim is the
 //! oldest of the address holding the most places, so one host flooding the
 //! listener evicts its own connections, not another host's. An address at its
-//! own cap ([`PER_SOURCE`]) can only replace its own connections. Addresses
-//! count whole (IPv6 too: every host on a LAN shares one /64).
+//! own cap ([`PER_SOURCE`]) replaces its own silent or stalled connections
+//! first (beyond the cap it is admitted only while its other connections are
+//! all busy handshaking and the pool has room). Addresses count whole (IPv6
+//! too: every host on a LAN shares one /64).
 //!
 //! ```
 //! use localstream::listen::Admission;
@@ -55,8 +57,11 @@ pub const MAX_UNAUTHENTICATED: usize = 64;
 pub const PER_SOURCE: usize = 8;
 /// Authenticated sessions at once; beyond, newcomers are told Busy.
 pub const MAX_SESSIONS: usize = 32;
-/// Authenticated sessions one peer (node id) may hold at once.
-pub const MAX_SESSIONS_PER_PEER: usize = 4;
+/// Of those, untrusted peers together may hold this many: the rest are kept
+/// for trusted peers, whom strangers can never lock out.
+pub const MAX_STRANGER_SESSIONS: usize = 24;
+/// Authenticated sessions one untrusted peer (node id) may hold at once.
+pub const MAX_SESSIONS_PER_PEER: usize = 16;
 /// A peer that has not answered our ServerHello for this long is stalled
 /// (an honest one answers within a round trip and a signature).
 pub const STALLED: Duration = Duration::from_secs(1);
@@ -70,15 +75,23 @@ const NOTE_EVERY: Duration = Duration::from_secs(60);
 pub struct Admission {
     pending: Arc<Mutex<Pending>>,
     sessions: Arc<Semaphore>,
+    strangers: Arc<Semaphore>,
     per_peer: Arc<Mutex<HashMap<[u8; 16], usize>>>,
     limits: Limits,
 }
+
+/// A connection accepted this recently that has not spoken yet may simply
+/// not have been read yet (its ClientHello waiting in the socket): it is
+/// evicted only when no older one can be.
+pub const SILENT_GRACE: Duration = Duration::from_millis(100);
 
 /// Where a connection is in its handshake.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     /// Accepted; the peer has sent nothing yet.
     Silent,
+    /// The peer has started to talk (its ClientHello is arriving).
+    Talking,
     /// We sent ServerHello at this moment; the peer owes us its KeyReveal.
     Hello(Instant),
     /// The peer is proving itself (or we are checking it).
@@ -108,11 +121,13 @@ struct Entry {
 }
 
 impl Entry {
-    fn evictable(&self, now: Instant) -> bool {
+    /// Whether this connection may make room for a newcomer; `strict`: a
+    /// silent one only once it is older than [`SILENT_GRACE`].
+    fn evictable(&self, now: Instant, strict: bool) -> bool {
         match self.phase {
-            Phase::Silent => true,
+            Phase::Silent => !strict || now.duration_since(self.since) >= SILENT_GRACE,
             Phase::Hello(at) => now.duration_since(at) >= STALLED,
-            Phase::Proving => false,
+            Phase::Talking | Phase::Proving => false,
         }
     }
 }
@@ -137,6 +152,9 @@ impl Admission {
                 unnoted: 0,
             })),
             sessions: Arc::new(Semaphore::new(sessions)),
+            strangers: Arc::new(Semaphore::new(sessions.saturating_sub(
+                MAX_SESSIONS - MAX_STRANGER_SESSIONS,
+            ).max(1))),
             per_peer: Arc::default(),
             limits: Limits::new(),
         }
@@ -173,10 +191,16 @@ impl Admission {
         let (id, victim, note) = {
             let mut p = self.lock();
             let own = p.conns.values().filter(|e| e.key == key).count();
-            let victim = if own >= PER_SOURCE.min(p.cap) {
-                Some(p.victim(now, Some(key)).ok_or(Refusal::Full)?)
+            let own_victim = if own >= PER_SOURCE.min(p.cap) {
+                p.victim(now, Some(key), true)
+            } else {
+                None
+            };
+            let victim = if own_victim.is_some() {
+                own_victim
             } else if p.conns.len() >= p.cap {
-                Some(p.victim(now, None).ok_or(Refusal::Full)?)
+                let any = p.victim(now, None, true).or_else(|| p.victim(now, None, false));
+                Some(any.ok_or(Refusal::Full)?)
             } else {
                 None
             };
@@ -242,11 +266,11 @@ impl Admission {
 impl Pending {
     /// The oldest evictable connection of the address holding the most
     /// evictable places (of `only` that address, when given).
-    fn victim(&self, now: Instant, only: Option<IpAddr>) -> Option<u64> {
+    fn victim(&self, now: Instant, only: Option<IpAddr>, strict: bool) -> Option<u64> {
         let candidates = || {
-            self.conns
-                .iter()
-                .filter(move |(_, e)| e.evictable(now) && only.is_none_or(|k| k == e.key))
+            self.conns.iter().filter(move |(_, e)| {
+                e.evictable(now, strict) && only.is_none_or(|k| k == e.key)
+            })
         };
         let mut held: HashMap<IpAddr, usize> = HashMap::new();
         for (_, e) in candidates() {
@@ -290,6 +314,11 @@ impl Handshaking {
         self.evict.clone()
     }
 
+    /// The peer has started to talk: no longer evictable as silent.
+    pub fn talking(&self) {
+        self.admission.set_phase(self.id, Phase::Talking);
+    }
+
     /// The peer sent its ClientHello and we are about to answer with a
     /// ServerHello: takes a key-exchange token. `false`: over the limit,
     /// refuse (the connection must not get a ServerHello).
@@ -330,36 +359,38 @@ impl Handshaking {
     }
 
     /// The handshake is complete: leaves the unauthenticated pool and takes a
-    /// session slot for `peer` (its node id), held until the returned value
-    /// is dropped. `None` means refuse with Busy: every slot is taken, the
-    /// peer holds [`MAX_SESSIONS_PER_PEER`] already, or this connection was
-    /// evicted a moment ago and is about to be closed anyway.
+    /// session slot for `peer` (its node id; `None` for a trusted peer),
+    /// held until the returned value is dropped. `None` means refuse with
+    /// Busy: every slot is taken (for an untrusted peer: every slot
+    /// strangers may have, or its own [`MAX_SESSIONS_PER_PEER`]), or this
+    /// connection was evicted a moment ago and is about to be closed anyway.
     #[must_use]
-    pub fn authenticated(mut self, peer: Option<[u8; 16]>) -> Option<SessionSlot> {
+    pub fn authenticated(mut self, stranger: Option<[u8; 16]>) -> Option<SessionSlot> {
         // Gone from the pool: evicted.
         self.admission.lock().conns.remove(&self.id)?;
         self.proven();
-        let per_peer = match peer {
-            Some(id) => {
-                let mut m = self
-                    .admission
-                    .per_peer
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner);
-                let n = m.entry(id).or_default();
-                if *n >= MAX_SESSIONS_PER_PEER {
-                    return None;
-                }
-                *n += 1;
-                Some((self.admission.per_peer.clone(), id))
-            }
-            None => None,
-        };
         let mut slot = SessionSlot {
-            _permit: None,
-            per_peer,
+            permits: Vec::new(),
+            per_peer: None,
         };
-        slot._permit = Some(self.admission.sessions.clone().try_acquire_owned().ok()?);
+        if let Some(id) = stranger {
+            let mut m = self
+                .admission
+                .per_peer
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let n = m.entry(id).or_default();
+            if *n >= MAX_SESSIONS_PER_PEER {
+                return None;
+            }
+            *n += 1;
+            drop(m);
+            slot.per_peer = Some((self.admission.per_peer.clone(), id));
+            slot.permits
+                .push(self.admission.strangers.clone().try_acquire_owned().ok()?);
+        }
+        slot.permits
+            .push(self.admission.sessions.clone().try_acquire_owned().ok()?);
         Some(slot)
     }
 }
@@ -376,7 +407,7 @@ impl Drop for Handshaking {
 /// An authenticated session's slot, given back when dropped.
 #[derive(Debug)]
 pub struct SessionSlot {
-    _permit: Option<OwnedSemaphorePermit>,
+    permits: Vec<OwnedSemaphorePermit>,
     per_peer: Option<(Arc<Mutex<HashMap<[u8; 16], usize>>>, [u8; 16])>,
 }
 
@@ -457,6 +488,18 @@ mod tests {
     }
 
     #[test]
+    fn a_young_silent_connection_beyond_its_address_cap_is_admitted_while_there_is_room() {
+        let a = Admission::new(64, 8);
+        let conns: Vec<Handshaking> = (0..PER_SOURCE + 4)
+            .map(|i| a.admit(at(&format!("10.0.0.1:{i}"))).unwrap())
+            .collect();
+        assert!(conns.iter().all(|c| !c.eviction().is_cancelled()));
+        let talking = a.admit(at("10.0.0.1:99")).unwrap();
+        talking.talking();
+        assert!(!talking.eviction().is_cancelled());
+    }
+
+    #[test]
     fn when_every_place_is_mid_handshake_a_newcomer_is_refused() {
         let a = Admission::new(2, 8);
         let mut c1 = a.admit(at("10.0.0.1:1")).unwrap();
@@ -484,7 +527,16 @@ mod tests {
         let a = Admission::new(64, 8);
         let other = a.admit(at("10.0.0.2:1")).unwrap();
         let own: Vec<Handshaking> = (0..PER_SOURCE + 3)
-            .map(|i| a.admit(at(&format!("10.0.0.1:{}", 100 + i))).unwrap())
+            .map(|i| {
+                let c = a.admit(at(&format!("10.0.0.1:{}", 100 + i))).unwrap();
+                // Old enough to be known silent.
+                let mut p = a.lock();
+                if let Some(e) = p.conns.get_mut(&c.id) {
+                    e.since -= SILENT_GRACE;
+                }
+                drop(p);
+                c
+            })
             .collect();
         assert!(!other.eviction().is_cancelled());
         assert_eq!(own.iter().filter(|c| c.eviction().is_cancelled()).count(), 3);
@@ -531,7 +583,7 @@ mod tests {
     }
 
     #[test]
-    fn one_peer_holds_at_most_its_share_of_sessions() {
+    fn one_untrusted_peer_holds_at_most_its_share_and_strangers_never_take_the_last_slots() {
         let a = Admission::new(64, 32);
         let slots: Vec<SessionSlot> = (0..MAX_SESSIONS_PER_PEER)
             .map(|i| {
@@ -548,6 +600,17 @@ mod tests {
         drop(slots);
         let again = a.admit(at("10.0.0.1:98")).unwrap();
         assert!(again.authenticated(Some([7; 16])).is_some());
+        // Strangers fill every slot they may have: a trusted peer still gets in.
+        let strangers: Vec<SessionSlot> = (0..64u8)
+            .filter_map(|i| {
+                a.admit(at(&format!("10.0.1.{i}:1")))
+                    .unwrap()
+                    .authenticated(Some([i; 16]))
+            })
+            .collect();
+        assert_eq!(strangers.len(), MAX_STRANGER_SESSIONS);
+        let trusted = a.admit(at("10.0.2.1:1")).unwrap();
+        assert!(trusted.authenticated(None).is_some());
     }
 
     #[test]

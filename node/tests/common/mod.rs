@@ -50,6 +50,17 @@ pub enum Role {
     Other,
 }
 
+impl Role {
+    /// The display name nodes of this role have.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Sender => "sender",
+            Role::Receiver => "receiver",
+            Role::Other => "other",
+        }
+    }
+}
+
 /// Identity templates, generated once per build directory and copied per node.
 fn template(role: Role) -> &'static Path {
     static SENDER: OnceLock<PathBuf> = OnceLock::new();
@@ -135,6 +146,12 @@ impl Node {
             // fs::copy keeps the 0600 mode of the key.
             std::fs::copy(template(role).join(f), home.join(f)).unwrap();
         }
+        // Distinct display names: a newcomer under a pinned peer's name is refused.
+        let node_json = home.join("node.json");
+        let mut node: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&node_json).unwrap()).unwrap();
+        node["name"] = serde_json::Value::from(role.name());
+        std::fs::write(&node_json, serde_json::to_vec_pretty(&node).unwrap()).unwrap();
         Node { tmp, home }
     }
 
@@ -215,7 +232,7 @@ impl Node {
         Listener::spawn(cmd, dir)
     }
 
-    /// `send --no-discovery 127.0.0.1:<port> FILE...`, run to completion.
+    /// `send --yes --no-discovery 127.0.0.1:<port> FILE...`, run to completion.
     pub fn send<P: AsRef<Path>>(&self, port: u16, files: &[P]) -> Output {
         run(&mut self.send_cmd(port, files))
     }
@@ -223,7 +240,9 @@ impl Node {
     /// The `send` command, for callers that want to spawn it themselves.
     pub fn send_cmd<P: AsRef<Path>>(&self, port: u16, files: &[P]) -> Command {
         let mut cmd = self.cmd();
+        // Scripts vouch for the receiver with --yes (first contact asks otherwise).
         cmd.arg("send")
+            .arg("--yes")
             .arg("--no-discovery")
             .arg(format!("127.0.0.1:{port}"))
             .args(files.iter().map(|f| f.as_ref()));

@@ -267,6 +267,16 @@ impl Alert {
         Error::PeerAlert {
             status: self.status,
             message: self.message,
+            verified: true,
+        }
+    }
+
+    /// The error a plaintext (unauthenticated) alert frame ends a connection with.
+    pub fn into_unverified_error(self) -> Error {
+        Error::PeerAlert {
+            status: self.status,
+            message: self.message,
+            verified: false,
         }
     }
 }
