@@ -112,9 +112,18 @@ mod tests {
     #[test]
     fn the_flag_wins_then_the_setting_then_asking() {
         use FirstContactSetting as S;
-        assert_eq!(FirstContact::from_flag(true, Some(S::Ask)), FirstContact::Yes);
-        assert_eq!(FirstContact::from_flag(false, Some(S::Yes)), FirstContact::Yes);
-        assert_eq!(FirstContact::from_flag(false, Some(S::Ask)), FirstContact::Ask);
+        assert_eq!(
+            FirstContact::from_flag(true, Some(S::Ask)),
+            FirstContact::Yes
+        );
+        assert_eq!(
+            FirstContact::from_flag(false, Some(S::Yes)),
+            FirstContact::Yes
+        );
+        assert_eq!(
+            FirstContact::from_flag(false, Some(S::Ask)),
+            FirstContact::Ask
+        );
         assert_eq!(FirstContact::from_flag(false, None), FirstContact::Ask);
     }
 }

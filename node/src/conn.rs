@@ -317,7 +317,12 @@ pub async fn handshake_alert<W: AsyncWrite + Unpin>(writer: &mut W, status: Stat
         message: message.to_owned(),
     }
     .encode(&mut out);
-    let _ = timed(Duration::from_secs(1), STOPPED_READING, writer.write_all(&out)).await;
+    let _ = timed(
+        Duration::from_secs(1),
+        STOPPED_READING,
+        writer.write_all(&out),
+    )
+    .await;
     let _ = writer.flush().await;
 }
 

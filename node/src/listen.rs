@@ -38,8 +38,7 @@ mod admission;
 mod limits;
 pub use admission::{
     Admission, Handshaking, MAX_SESSIONS, MAX_SESSIONS_PER_PEER, MAX_STRANGER_SESSIONS,
-    MAX_UNAUTHENTICATED, PER_SOURCE,
-    Refusal, STALLED, SessionSlot,
+    MAX_UNAUTHENTICATED, PER_SOURCE, Refusal, STALLED, SessionSlot,
 };
 pub use limits::{AbandonedNote, Limits};
 /// How far back the consent prompt counts abandoned key exchanges, in minutes.

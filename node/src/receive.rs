@@ -376,6 +376,17 @@ async fn admit_peer<W: tokio::io::AsyncWrite + Unpin>(
         let message = "the receiver has blocked this node".to_owned();
         info!(%remote, "refused a blocked peer");
         conn::handshake_alert(wr, Status::Declined, &message).await;
+        // Refused before a session existed: the history gets an id of its own.
+        let id: [u8; 16] = rand::random();
+        trust::record_if_pinned(
+            &shared.store,
+            peer,
+            &id,
+            Direction::Receive,
+            crate::store::Outcome::Refused,
+            &Status::Declined.to_string(),
+        )
+        .await;
         return Err(refuse(Status::Declined, message));
     }
     if contacted.first

@@ -585,7 +585,10 @@ pub async fn run(
         };
         if let Some(e) = impostor {
             writer
-                .alert(Status::NotTrusted, "the sender knows another node by this name or address")
+                .alert(
+                    Status::NotTrusted,
+                    "the sender knows another node by this name or address",
+                )
                 .await;
             return Err(e);
         }

@@ -109,9 +109,13 @@ fn seen(peer: &PeerIdentity, addr: Option<SocketAddr>) -> Seen {
 /// peer with another key: the loud refusal to show, or `None`.
 pub async fn name_of_pinned(store: &PeerStore, peer: &PeerIdentity) -> Option<Error> {
     let (id, name) = (Uuid::from_bytes(peer.node_id), peer.name.clone());
-    let data = with_store(store, |s| s.load().map_err(Error::from)).await.ok()?;
+    let data = with_store(store, |s| s.load().map_err(Error::from))
+        .await
+        .ok()?;
     let known = data.peers().iter().find(|e| {
-        e.node_id != id && e.name().is_some_and(|n| crate::discover::same_name(&name, n))
+        e.node_id != id
+            && e.name()
+                .is_some_and(|n| crate::discover::same_name(&name, n))
     })?;
     Some(new_key_for(peer, known, "under that name".into()))
 }
@@ -124,7 +128,9 @@ pub async fn address_of_pinned(
     addr: SocketAddr,
 ) -> Option<Error> {
     let id = Uuid::from_bytes(peer.node_id);
-    let data = with_store(store, |s| s.load().map_err(Error::from)).await.ok()?;
+    let data = with_store(store, |s| s.load().map_err(Error::from))
+        .await
+        .ok()?;
     let known = data
         .peers()
         .iter()

@@ -1162,11 +1162,12 @@ fn settings_file_values_take_effect_and_flags_override_them() {
 fn add_names_a_peer_reachable_only_by_address() {
     let p = Pair::new();
     let mut l = p.receiver.listen(&p.inbox, &["--yes"]);
-    let out = common::run(
-        p.sender
-            .cmd()
-            .args(["add", "--yes", "studio", &format!("127.0.0.1:{}", l.port)]),
-    );
+    let out = common::run(p.sender.cmd().args([
+        "add",
+        "--yes",
+        "studio",
+        &format!("127.0.0.1:{}", l.port),
+    ]));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(
         text(&out.stdout).starts_with("added ") && text(&out.stdout).contains("as 'studio'"),

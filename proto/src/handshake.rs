@@ -631,7 +631,11 @@ impl PeerProven {
     /// Completes the handshake. The responder's Identity, Verify and
     /// Finished go into `out` (this is where it signs: an RSA private-key
     /// operation, milliseconds of CPU); the initiator has nothing left to send.
-    pub fn finish<R: CryptoRng + ?Sized>(mut self, rng: &mut R, out: &mut Vec<u8>) -> Result<Session> {
+    pub fn finish<R: CryptoRng + ?Sized>(
+        mut self,
+        rng: &mut R,
+        out: &mut Vec<u8>,
+    ) -> Result<Session> {
         if self.keyed.role == Role::Responder {
             self.keyed.send_auth(rng, out)?;
         }

@@ -453,8 +453,14 @@ fn render() -> String {
          Identity frames and signatures above can be checked.\n"
     );
     for (file, pem) in [
-        ("proto/testdata/alice.pem", include_str!("../testdata/alice.pem")),
-        ("proto/testdata/bob.pem", include_str!("../testdata/bob.pem")),
+        (
+            "proto/testdata/alice.pem",
+            include_str!("../testdata/alice.pem"),
+        ),
+        (
+            "proto/testdata/bob.pem",
+            include_str!("../testdata/bob.pem"),
+        ),
     ] {
         let _ = writeln!(md, "`{file}`:\n\n```text\n{}\n```\n", pem.trim_end());
     }

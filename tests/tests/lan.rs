@@ -195,7 +195,12 @@ fn ambiguous_name_is_refused_and_an_id_prefix_picks_one() {
     }
     assert!(names_in(&l1.dir).is_empty() && names_in(&l3.dir).is_empty());
 
-    let out = h2.run(h2.node().args(["send", "--yes"]).arg("nobody-here").arg(&file));
+    let out = h2.run(
+        h2.node()
+            .args(["send", "--yes"])
+            .arg("nobody-here")
+            .arg(&file),
+    );
     out.expect_code(1);
     assert!(
         out.stderr.to_lowercase().contains("no peer"),
@@ -680,7 +685,11 @@ fn blocked_multicast_falls_back_to_the_last_address_and_doctor_says_why() {
     }
     let second = random_bytes(82, 200_000);
     let f2 = h1.file("second.bin", &second);
-    let out = h1.run(h1.node().args(["send", "--yes", "--timeout", "1", "h2"]).arg(&f2));
+    let out = h1.run(
+        h1.node()
+            .args(["send", "--yes", "--timeout", "1", "h2"])
+            .arg(&f2),
+    );
     out.expect_code(0);
     assert!(
         out.stderr

@@ -152,9 +152,11 @@ impl Admission {
                 unnoted: 0,
             })),
             sessions: Arc::new(Semaphore::new(sessions)),
-            strangers: Arc::new(Semaphore::new(sessions.saturating_sub(
-                MAX_SESSIONS - MAX_STRANGER_SESSIONS,
-            ).max(1))),
+            strangers: Arc::new(Semaphore::new(
+                sessions
+                    .saturating_sub(MAX_SESSIONS - MAX_STRANGER_SESSIONS)
+                    .max(1),
+            )),
             per_peer: Arc::default(),
             limits: Limits::new(),
         }
@@ -199,7 +201,9 @@ impl Admission {
             let victim = if own_victim.is_some() {
                 own_victim
             } else if p.conns.len() >= p.cap {
-                let any = p.victim(now, None, true).or_else(|| p.victim(now, None, false));
+                let any = p
+                    .victim(now, None, true)
+                    .or_else(|| p.victim(now, None, false));
                 Some(any.ok_or(Refusal::Full)?)
             } else {
                 None
@@ -268,9 +272,9 @@ impl Pending {
     /// evictable places (of `only` that address, when given).
     fn victim(&self, now: Instant, only: Option<IpAddr>, strict: bool) -> Option<u64> {
         let candidates = || {
-            self.conns.iter().filter(move |(_, e)| {
-                e.evictable(now, strict) && only.is_none_or(|k| k == e.key)
-            })
+            self.conns
+                .iter()
+                .filter(move |(_, e)| e.evictable(now, strict) && only.is_none_or(|k| k == e.key))
         };
         let mut held: HashMap<IpAddr, usize> = HashMap::new();
         for (_, e) in candidates() {
@@ -539,7 +543,10 @@ mod tests {
             })
             .collect();
         assert!(!other.eviction().is_cancelled());
-        assert_eq!(own.iter().filter(|c| c.eviction().is_cancelled()).count(), 3);
+        assert_eq!(
+            own.iter().filter(|c| c.eviction().is_cancelled()).count(),
+            3
+        );
         assert_eq!(a.unauthenticated(), PER_SOURCE + 1);
     }
 
@@ -573,13 +580,31 @@ mod tests {
     #[test]
     fn session_slots_are_capped_and_given_back() {
         let a = Admission::new(8, 2);
-        let s1 = a.admit(at("10.0.0.1:1")).unwrap().authenticated(None).unwrap();
-        let _s2 = a.admit(at("10.0.0.1:2")).unwrap().authenticated(None).unwrap();
+        let s1 = a
+            .admit(at("10.0.0.1:1"))
+            .unwrap()
+            .authenticated(None)
+            .unwrap();
+        let _s2 = a
+            .admit(at("10.0.0.1:2"))
+            .unwrap()
+            .authenticated(None)
+            .unwrap();
         assert!(a.sessions_full());
-        assert!(a.admit(at("10.0.0.1:3")).unwrap().authenticated(None).is_none());
+        assert!(
+            a.admit(at("10.0.0.1:3"))
+                .unwrap()
+                .authenticated(None)
+                .is_none()
+        );
         drop(s1);
         assert!(!a.sessions_full());
-        assert!(a.admit(at("10.0.0.1:4")).unwrap().authenticated(None).is_some());
+        assert!(
+            a.admit(at("10.0.0.1:4"))
+                .unwrap()
+                .authenticated(None)
+                .is_some()
+        );
     }
 
     #[test]

@@ -65,7 +65,10 @@ struct Bucket {
 
 impl Bucket {
     fn full(burst: f64, now: Instant) -> Bucket {
-        Bucket { tokens: burst, at: now }
+        Bucket {
+            tokens: burst,
+            at: now,
+        }
     }
 
     fn refill(&mut self, burst: f64, rate: f64, now: Instant) {
@@ -214,7 +217,9 @@ impl Limits {
     /// Takes a key-exchange token for `ip` (before a ServerHello is sent).
     #[must_use]
     pub fn take_exchange(&self, ip: IpAddr) -> bool {
-        self.lock().exchanges.take(ip.to_canonical(), Instant::now())
+        self.lock()
+            .exchanges
+            .take(ip.to_canonical(), Instant::now())
     }
 
     /// The exchange completed (the peer proved itself): its token is given back.
@@ -279,7 +284,9 @@ impl Limits {
     /// Takes a signature token for an untrusted peer at `ip`.
     #[must_use]
     pub fn take_signature(&self, ip: IpAddr) -> bool {
-        self.lock().signatures.take(ip.to_canonical(), Instant::now())
+        self.lock()
+            .signatures
+            .take(ip.to_canonical(), Instant::now())
     }
 }
 
@@ -288,7 +295,8 @@ mod tests {
     use super::*;
 
     fn ip(s: &str) -> IpAddr {
-        s.parse().unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
+        s.parse()
+            .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
     }
 
     #[test]
@@ -297,7 +305,10 @@ mod tests {
         let mut l = Limit::new((3.0, 0.0), (100.0, 0.0), now);
         let taken = (0..10).filter(|_| l.take(ip("10.0.0.1"), now)).count();
         assert_eq!(taken, 3);
-        assert!(l.take(ip("10.0.0.2"), now), "another source has its own bucket");
+        assert!(
+            l.take(ip("10.0.0.2"), now),
+            "another source has its own bucket"
+        );
     }
 
     #[test]
