@@ -43,6 +43,8 @@ pub mod transfer;
 mod pair;
 #[cfg(test)]
 mod worked_example;
+#[cfg(test)]
+mod worked_transfer;
 
 pub use error::{Error, Result};
 pub use handshake::{Config, Handshake, PeerProven, Progress, Role, SAS_CODES, Sas, Session};

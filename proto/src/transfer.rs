@@ -3,11 +3,11 @@
 //! ```text
 //! sender                                   receiver
 //! Offer {totals, entries...} (1+ records)  -->
-//!                                          <--  Answer {status, message, per-file decision}
-//! Resume {index, offset}* (only when the Answer offered held prefixes) -->
+//!                                          <--  Answer {status, message, features, per-entry decision}
+//! Resume {[index, offset]...} (one record, only when the Answer offered held prefixes) -->
 //! Data*, FileEnd   (per accepted file)     -->
 //! TransferEnd                              -->
-//!                                          <--  Status {status, message, per-file status}
+//!                                          <--  Status {status, message, per-entry status}
 //! ```
 //!
 //! Data records carry raw file bytes with no header of their own: files go in
@@ -98,11 +98,11 @@ impl OfferEntry {
 
 /// One Offer record: the totals of the whole offer and some of its entries.
 /// An offer spans as many records as it needs; the receiver collects entries
-/// until it holds `total_files` of them.
+/// until it holds `total_entries` of them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OfferPart {
-    /// Number of files in the whole offer.
-    pub total_files: u32,
+    /// Number of entries in the whole offer, directories included.
+    pub total_entries: u32,
     /// Sum of all sizes in the whole offer.
     pub total_bytes: u64,
     /// Entries carried by this record.
@@ -112,7 +112,7 @@ pub struct OfferPart {
 impl OfferPart {
     /// Splits an offer into record-sized parts (always at least one).
     pub fn split(entries: &[OfferEntry]) -> Result<Vec<OfferPart>> {
-        let total_files = u32::try_from(entries.len())
+        let total_entries = u32::try_from(entries.len())
             .ok()
             .filter(|n| *n <= MAX_FILES)
             .ok_or(Error::RecordTooLarge {
@@ -146,7 +146,7 @@ impl OfferPart {
         Ok(parts
             .into_iter()
             .map(|entries| OfferPart {
-                total_files,
+                total_entries,
                 total_bytes,
                 entries,
             })
@@ -155,7 +155,7 @@ impl OfferPart {
 
     /// Encodes the record body.
     pub fn encode(&self, out: &mut Vec<u8>) -> Result<()> {
-        out.put_u32(self.total_files);
+        out.put_u32(self.total_entries);
         out.put_u64(self.total_bytes);
         out.put_u32(self.entries.len() as u32);
         for e in &self.entries {
@@ -170,10 +170,10 @@ impl OfferPart {
     /// Decodes a record body.
     pub fn decode(body: &[u8]) -> Result<Self> {
         let mut r = Reader::new(body, "Offer");
-        let total_files = r.u32()?;
+        let total_entries = r.u32()?;
         let total_bytes = r.u64()?;
         let count = r.u32()?;
-        if total_files > MAX_FILES || count > total_files {
+        if total_entries > MAX_FILES || count > total_entries {
             return Err(Error::Malformed("Offer file count"));
         }
         // Each entry takes at least 11 bytes: bound the allocation by what is there.
@@ -191,7 +191,7 @@ impl OfferPart {
         }
         r.finish()?;
         Ok(OfferPart {
-            total_files,
+            total_entries,
             total_bytes,
             entries,
         })
@@ -210,14 +210,14 @@ pub struct OfferCollector {
 impl OfferCollector {
     /// Adds one part; returns the whole offer once every entry has arrived.
     pub fn add(&mut self, part: OfferPart) -> Result<Option<(Vec<OfferEntry>, u64)>> {
-        if part.total_files == 0 || part.entries.is_empty() {
+        if part.total_entries == 0 || part.entries.is_empty() {
             return Err(Error::Malformed("Offer record without entries"));
         }
-        let totals = (part.total_files, part.total_bytes);
+        let totals = (part.total_entries, part.total_bytes);
         if *self.totals.get_or_insert(totals) != totals {
             return Err(Error::Malformed("Offer totals changed between records"));
         }
-        if self.entries.len() + part.entries.len() > part.total_files as usize {
+        if self.entries.len() + part.entries.len() > part.total_entries as usize {
             return Err(Error::Malformed("Offer has more entries than announced"));
         }
         for e in part.entries {
@@ -234,7 +234,7 @@ impl OfferCollector {
                 .ok_or(Error::Malformed("Offer sizes overflow"))?;
             self.entries.push(e);
         }
-        if self.entries.len() < part.total_files as usize {
+        if self.entries.len() < part.total_entries as usize {
             return Ok(None);
         }
         if self.sum != part.total_bytes {
@@ -244,7 +244,7 @@ impl OfferCollector {
     }
 }
 
-/// The receiver's decision on one offered file.
+/// The receiver's decision on one offered entry (a file or a directory).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FileDecision {
     /// [`Status::Ok`] to send it, anything else to skip it.
@@ -293,7 +293,8 @@ pub struct Answer {
     pub message: String,
     /// `FEATURE_*` bits the receiver accepts for this transfer.
     pub features: u32,
-    /// One decision per offered file, in offer order (empty when refused).
+    /// One decision per offered entry (directories included), in offer
+    /// order; empty when refused.
     pub files: Vec<FileDecision>,
 }
 
@@ -457,7 +458,7 @@ impl FileEnd {
 /// TransferEnd record: the sender has sent everything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TransferEnd {
-    /// Files completed with a FileEnd.
+    /// FileEnd records sent: one per accepted entry that is not a directory.
     pub files: u32,
     /// Data bytes sent in this connection.
     pub bytes: u64,
@@ -489,7 +490,7 @@ pub struct FinalStatus {
     pub status: Status,
     /// A human explanation.
     pub message: String,
-    /// Per offered file, in offer order.
+    /// Per offered entry (directories included), in offer order.
     pub files: Vec<Status>,
 }
 
@@ -555,7 +556,7 @@ mod tests {
     #[test]
     fn offer_lies_are_rejected() {
         let part = OfferPart {
-            total_files: 1,
+            total_entries: 1,
             total_bytes: 99,
             entries: vec![OfferEntry::file("a", 5)],
         };

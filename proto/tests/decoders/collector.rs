@@ -42,7 +42,7 @@ fn offer_parts() -> impl Strategy<Value = (Vec<OfferEntry>, Vec<Vec<u8>>)> {
     let size = prop_oneof![Just(0), 0..1u64 << 40];
     let entry = (text(12), size).prop_map(|(path, size)| OfferEntry::file(path, size));
     (vec(entry, 1..24), vec(any::<Index>(), 0..4)).prop_map(|(entries, cuts)| {
-        let total_files = entries.len() as u32;
+        let total_entries = entries.len() as u32;
         let total_bytes = entries.iter().map(|e| e.size).sum();
         let mut cuts: Vec<usize> = cuts.iter().map(|c| c.index(entries.len())).collect();
         cuts.extend([0, entries.len()]);
@@ -51,7 +51,7 @@ fn offer_parts() -> impl Strategy<Value = (Vec<OfferEntry>, Vec<Vec<u8>>)> {
         let parts = cuts
             .windows(2)
             .map(|w| OfferPart {
-                total_files,
+                total_entries,
                 total_bytes,
                 entries: entries[w[0]..w[1]].to_vec(),
             })
@@ -87,10 +87,10 @@ fn collect(
         let last = &used[used.len() - 1];
         prop_assert!(
             used.iter()
-                .all(|p| (p.total_files, p.total_bytes) == (last.total_files, last.total_bytes)),
+                .all(|p| (p.total_entries, p.total_bytes) == (last.total_entries, last.total_bytes)),
             "parts with different totals made one offer"
         );
-        prop_assert_eq!(entries.len(), last.total_files as usize);
+        prop_assert_eq!(entries.len(), last.total_entries as usize);
         prop_assert_eq!(*sum, last.total_bytes);
         prop_assert_eq!(entries.iter().map(|e| e.size).sum::<u64>(), *sum);
         let added: Vec<OfferEntry> = used.iter().flat_map(|p| p.entries.clone()).collect();

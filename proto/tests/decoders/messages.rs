@@ -252,7 +252,7 @@ pub(crate) fn offer_part() -> impl Strategy<Value = OfferPart> {
         OfferPart {
             // Often the most files an offer may announce, so that a
             // count overwritten with a large value is not refused early.
-            total_files: if k % 4 == 0 { MAX_FILES } else { n + k % 3 },
+            total_entries: if k % 4 == 0 { MAX_FILES } else { n + k % 3 },
             total_bytes,
             entries,
         }
@@ -275,9 +275,9 @@ pub(crate) fn bad_offer() -> BoxedStrategy<Vec<u8>> {
         shape.prop_map(|(total, count)| (total, count, None)),
         path.prop_map(|p| (1, 1, Some(p))),
     ]
-    .prop_map(|(total_files, count, path)| {
+    .prop_map(|(total_entries, count, path)| {
         let mut b = vec![];
-        b.put_u32(total_files);
+        b.put_u32(total_entries);
         b.put_u64(7);
         b.put_u32(count);
         for i in 0..count {
