@@ -18,7 +18,6 @@ use localstream_proto::handshake::messages::Alert;
 use localstream_proto::{LocalIdentity, Status};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
@@ -114,7 +113,7 @@ pub async fn run(
         dir,
         gate: Gate::new(cfg.consent),
         progress: common.progress,
-        offers: Arc::new(Semaphore::new(receive::MAX_PENDING_OFFERS)),
+        offers: receive::OfferSlots::default(),
         store,
         active: trust::ActiveSessions::default(),
         events: cfg.events.clone(),

@@ -27,17 +27,17 @@ use std::task::Poll;
 use std::time::Instant;
 
 use localstream_proto::handshake::Config as HandshakeConfig;
-use localstream_proto::names::{escape_for_terminal, validate_wire_path};
+use localstream_proto::names::escape_for_terminal;
 use localstream_proto::record::{MAX_RECORD_BODY, RecordType};
 use localstream_proto::transfer::{
-    Answer, FileDecision, FileEnd, FinalStatus, MAX_FILES, MAX_RESUMED, OfferCollector, OfferEntry,
-    OfferPart, Resume, TransferEnd,
+    Answer, FileDecision, FileEnd, FinalStatus, MAX_FILES, MAX_RESUMED, OfferEntry, Resume,
+    TransferEnd,
 };
 use localstream_proto::{
     Error as ProtoError, Handshake, LocalIdentity, Opener, PeerIdentity, Sas, Status,
 };
 use tokio::net::TcpStream;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -53,7 +53,12 @@ use crate::progress::{Progress, human_bytes, resumed_note, summary, wire_note};
 use crate::store::{Direction, PeerStore, Trust};
 use crate::trust;
 
+mod offer;
+mod plan;
 mod write;
+pub use offer::{
+    MAX_OFFERS_PER_PEER, MAX_STRANGER_OFFERS, OFFER_DEADLINE, OfferSlots, PRE_CONSENT_BYTES,
+};
 use write::write_files;
 
 /// Batches of frames buffered between the socket reader and the file writer.
@@ -80,7 +85,7 @@ pub struct Shared {
     /// Draw progress bars.
     pub progress: bool,
     /// Offers being collected or decided at once (each holds its manifest in memory).
-    pub offers: Arc<Semaphore>,
+    pub offers: offer::OfferSlots,
     /// What this node knows about its peers.
     pub store: PeerStore,
     /// Sessions running now, per peer.
@@ -91,8 +96,6 @@ pub struct Shared {
     pub to_stdout: bool,
 }
 
-/// Offers that may be collected or wait for a decision at once.
-pub const MAX_PENDING_OFFERS: usize = 8;
 
 /// A finished (or refused) transfer.
 #[derive(Debug)]
@@ -252,15 +255,16 @@ pub async fn serve(
         info!(code = %session.sas, trust = %contacted.trust, "verification code");
     }
 
-    let Ok(offer_slot) = shared.offers.clone().try_acquire_owned() else {
-        let message = "the receiver has too many offers pending; try again";
+    let Some(mut offer_slot) = shared.offers.take(peer.node_id, standing == Standing::Trusted)
+    else {
+        let message = "the receiver has too many offers from untrusted peers pending; try again";
         writer.alert(Status::Busy, message).await;
         return ConnEnd::NoTransfer(Error::Refused {
             status: Status::Busy,
             message: message.into(),
         });
     };
-    let offer = match read_offer(&mut reader, &mut opener).await {
+    let offer = match offer::read_offer(&mut reader, &mut opener, &mut offer_slot).await {
         Ok(o) => o,
         Err(e) => {
             writer.alert(status_of(&e), &e.to_string()).await;
@@ -424,7 +428,7 @@ struct Ctx<'a> {
     session_id: [u8; 16],
     shared: &'a Shared,
     stop: &'a CancellationToken,
-    offer_slot: OwnedSemaphorePermit,
+    offer_slot: offer::OfferSlot,
     /// Key exchanges abandoned recently (someone may be grinding codes).
     abandoned: Option<crate::listen::AbandonedNote>,
     /// Set when someone (or the policy) decided about the offer.
@@ -455,26 +459,6 @@ fn io_status(e: &std::io::Error) -> Status {
             Status::InsufficientStorage
         }
         _ => Status::WriteFailed,
-    }
-}
-
-async fn read_offer<R: tokio::io::AsyncRead + Unpin>(
-    reader: &mut FrameReader<R>,
-    opener: &mut Opener,
-) -> Result<(Vec<OfferEntry>, u64)> {
-    let mut collector = OfferCollector::default();
-    loop {
-        let (typ, body) = reader.read_record(opener, IDLE_TIMEOUT).await?;
-        if typ != RecordType::Offer {
-            return Err(ProtoError::UnexpectedMessage {
-                expected: "Offer",
-                got: typ as u8,
-            }
-            .into());
-        }
-        if let Some(done) = collector.add(OfferPart::decode(&body)?)? {
-            return Ok(done);
-        }
     }
 }
 
@@ -534,55 +518,16 @@ where
         )
         .await;
     }
-    // Names first: one hostile name refuses the whole offer.
-    let mut plan = Vec::with_capacity(entries.len());
-    // Directories to create (each as its whole list of components).
-    let mut folders: Vec<Vec<String>> = Vec::new();
-    for (i, e) in entries.iter().enumerate() {
-        let components = match validate_wire_path(&e.path) {
-            Ok(c) => c,
-            Err(err) => {
-                warn!(peer = %who, name = %escape_for_terminal(&e.path), "refused offer: {err}");
-                return refuse(
-                    writer,
-                    Status::InvalidName,
-                    format!("refused file name: {err}"),
-                )
-                .await;
-            }
-        };
-        let (file_name, dirs) = match components.split_last() {
-            Some((f, d)) => (
-                (*f).to_owned(),
-                d.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>(),
-            ),
-            None => return refuse(writer, Status::InvalidName, "empty file name".into()).await,
-        };
-        if e.is_dir() {
-            folders.push(components.iter().map(|s| (*s).to_owned()).collect());
-            continue;
+    // Names first: one hostile name refuses the whole offer. Nothing per
+    // entry is kept before consent but the held prefix lengths.
+    let checked = match plan::check(&entries, &shared.dir, &peer.node_id, shared.to_stdout) {
+        Ok(c) => c,
+        Err((status, message)) => {
+            warn!(peer = %who, "refused offer: {message}");
+            return refuse(writer, status, message).await;
         }
-        // Such a file could later pass for a partial and be resumed into.
-        if file_name.ends_with(fsutil::PARTIAL_SUFFIX) {
-            warn!(peer = %who, name = %escape_for_terminal(&e.path), "refused offer: partial-file name");
-            return refuse(
-                writer,
-                Status::InvalidName,
-                format!(
-                    "refused file name: {}: names ending in {} are reserved for partial files",
-                    escape_for_terminal(&e.path),
-                    fsutil::PARTIAL_SUFFIX
-                ),
-            )
-            .await;
-        }
-        let partial_name = resumable::partial_name(
-            &file_name,
-            &resumable::partial_key(&peer.node_id, &e.path, e.size),
-        );
-        plan.push((i as u32, dirs, file_name, partial_name, e));
-    }
-    if shared.to_stdout && (plan.len() != 1 || !folders.is_empty()) {
+    };
+    if shared.to_stdout && (checked.files != 1 || checked.folders != 0) {
         return refuse(
             writer,
             Status::Declined,
@@ -595,17 +540,7 @@ where
         .await;
     }
     // Bytes held from an interrupted transfer need no new space.
-    // (One stat per file, before consent; only held prefixes are opened later.)
-    let held_lens: Vec<u64> = plan
-        .iter()
-        .map(|(_, dirs, _, partial_name, e)| {
-            if shared.to_stdout || e.is_stream() {
-                return 0;
-            }
-            let parent = dirs.iter().fold(shared.dir.clone(), |p, d| p.join(d));
-            resumable::held_len(&parent, partial_name).min(e.size)
-        })
-        .collect();
+    let held_lens = checked.held_lens;
     let held: u64 = held_lens.iter().sum();
     let needed = total - held;
     if !shared.to_stdout
@@ -755,6 +690,7 @@ where
         return refuse(writer, status, message).await;
     }
 
+    let (plan, folders) = plan::plan(&entries, &peer.node_id);
     // The folders the offer names, even empty ones.
     for components in &folders {
         let components: Vec<&str> = components.iter().map(String::as_str).collect();
@@ -776,7 +712,14 @@ where
     // per distinct directory.
     let mut planned = Vec::with_capacity(plan.len());
     let mut parents: HashMap<Vec<String>, PathBuf> = HashMap::new();
-    for (index, dirs, file_name, partial_name, e) in plan {
+    for plan::FileLayout {
+        index,
+        dirs,
+        file_name,
+        partial_name,
+        entry: e,
+    } in plan
+    {
         let parent = if shared.to_stdout {
             // Nothing is written to the folder.
             shared.dir.clone()

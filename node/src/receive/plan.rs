@@ -1,0 +1,198 @@
+//! What an offer asks of the receiver, in two steps: [`check`] before
+//! consent, which validates every name and measures what is held, keeping
+//! nothing per entry but a number (so a stranger's 100,000-path offer costs
+//! no more than its own bytes until someone accepts it); and [`plan`] after
+//! consent, which lays out folders and files.
+
+use std::path::Path;
+
+use localstream_proto::Status;
+use localstream_proto::names::{escape_for_terminal, validate_wire_path};
+use localstream_proto::transfer::OfferEntry;
+
+use crate::fsutil;
+use crate::fsutil::resumable;
+
+/// Longest path the receiver creates, in bytes (Linux's `PATH_MAX` is 4096,
+/// with the terminating NUL).
+pub const MAX_FULL_PATH: usize = 4095;
+/// What a file's path may grow by on disk: its partial's `.<key>.lspart`
+/// (24 bytes) or a free name such as ` (1000)`.
+const PATH_GROWTH: usize = 24;
+
+/// A refusal: status and the message for the sender.
+pub type Refusal = (Status, String);
+
+/// What the check found.
+#[derive(Debug)]
+pub struct Checked {
+    /// Files (not folders) offered.
+    pub files: usize,
+    /// Folders offered.
+    pub folders: usize,
+    /// Bytes already held from an interrupted transfer, per file, in offer order.
+    pub held_lens: Vec<u64>,
+}
+
+/// Validates every entry (one hostile name refuses the whole offer) and
+/// measures the prefixes held for its files (one stat each).
+///
+/// # Errors
+/// The refusal to answer with.
+pub fn check(
+    entries: &[OfferEntry],
+    dir: &Path,
+    sender: &[u8; 16],
+    to_stdout: bool,
+) -> Result<Checked, Refusal> {
+    let base = dir.as_os_str().len() + 1;
+    let mut checked = Checked {
+        files: 0,
+        folders: 0,
+        held_lens: Vec::new(),
+    };
+    for e in entries {
+        let components = validate_wire_path(&e.path)
+            .map_err(|err| (Status::InvalidName, format!("refused file name: {err}")))?;
+        let Some((file_name, dirs)) = components.split_last() else {
+            return Err((Status::InvalidName, "empty file name".into()));
+        };
+        if base + e.path.len() + PATH_GROWTH > MAX_FULL_PATH {
+            return Err((
+                Status::InvalidName,
+                format!(
+                    "refused file name: {}...: the path would be longer than the receiver's \
+                     limit of {MAX_FULL_PATH} bytes",
+                    escape_for_terminal(&e.path.chars().take(64).collect::<String>())
+                ),
+            ));
+        }
+        if e.is_dir() {
+            checked.folders += 1;
+            continue;
+        }
+        // Such a file could later pass for a partial and be resumed into.
+        if file_name.ends_with(fsutil::PARTIAL_SUFFIX) {
+            return Err((
+                Status::InvalidName,
+                format!(
+                    "refused file name: {}: names ending in {} are reserved for partial files",
+                    escape_for_terminal(&e.path),
+                    fsutil::PARTIAL_SUFFIX
+                ),
+            ));
+        }
+        checked.files += 1;
+        let held = if to_stdout || e.is_stream() {
+            0
+        } else {
+            let parent = dirs.iter().fold(dir.to_owned(), |p, d| p.join(d));
+            let partial = resumable::partial_name(
+                file_name,
+                &resumable::partial_key(sender, &e.path, e.size),
+            );
+            resumable::held_len(&parent, &partial).min(e.size)
+        };
+        checked.held_lens.push(held);
+    }
+    Ok(checked)
+}
+
+/// One file to receive.
+#[derive(Debug)]
+pub struct FileLayout<'a> {
+    /// Its index in the offer.
+    pub index: u32,
+    /// Its folders below the destination.
+    pub dirs: Vec<String>,
+    /// Its name.
+    pub file_name: String,
+    /// Its resumable partial's name.
+    pub partial_name: String,
+    /// The offered entry.
+    pub entry: &'a OfferEntry,
+}
+
+/// The layout of an offer that passed [`check`]: its files, and its folders
+/// (each as its whole list of components).
+#[must_use]
+pub fn plan<'a>(
+    entries: &'a [OfferEntry],
+    sender: &[u8; 16],
+) -> (Vec<FileLayout<'a>>, Vec<Vec<String>>) {
+    let mut files = Vec::new();
+    let mut folders = Vec::new();
+    for (i, e) in entries.iter().enumerate() {
+        // Checked before consent: every name is valid.
+        let Ok(components) = validate_wire_path(&e.path) else {
+            continue;
+        };
+        if e.is_dir() {
+            folders.push(components.iter().map(|s| (*s).to_owned()).collect());
+            continue;
+        }
+        let Some((file_name, dirs)) = components.split_last() else {
+            continue;
+        };
+        files.push(FileLayout {
+            index: i as u32,
+            dirs: dirs.iter().map(|s| (*s).to_owned()).collect(),
+            file_name: (*file_name).to_owned(),
+            partial_name: resumable::partial_name(
+                file_name,
+                &resumable::partial_key(sender, &e.path, e.size),
+            ),
+            entry: e,
+        });
+    }
+    (files, folders)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn a_path_too_long_for_the_receiver_is_refused_before_anything_is_created() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("d".repeat(100));
+        std::fs::create_dir(&dir).unwrap();
+        // 63 folders of 63 bytes: a legal wire path of 4,033 bytes.
+        let long: Vec<String> = (0..63).map(|i| format!("{i:02}{}", "d".repeat(61))).collect();
+        let path = format!("{}/f", long.join("/"));
+        assert!(validate_wire_path(&path).is_ok());
+        let entries = [OfferEntry::file(path, 1)];
+        let (status, message) = check(&entries, &dir, &[0; 16], false).unwrap_err();
+        assert_eq!(status, Status::InvalidName);
+        assert!(message.contains("longer than the receiver's limit"), "{message}");
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+        // The same name in a short destination fits.
+        let short = tempfile::tempdir().unwrap();
+        let fits = OfferEntry::file(format!("{}/f", long[..60].join("/")), 1);
+        assert!(check(&[fits], short.path(), &[0; 16], false).is_ok());
+    }
+
+    #[test]
+    fn check_counts_files_and_folders_and_plan_lays_them_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let entries = [
+            OfferEntry {
+                path: "a".into(),
+                size: 0,
+                attrs: localstream_proto::transfer::ATTR_DIR,
+            },
+            OfferEntry::file("a/x.txt", 3),
+            OfferEntry::file("y.txt", 4),
+        ];
+        let c = check(&entries, dir.path(), &[1; 16], false).unwrap();
+        assert_eq!((c.files, c.folders, c.held_lens), (2, 1, vec![0, 0]));
+        let (files, folders) = plan(&entries, &[1; 16]);
+        assert_eq!(folders, vec![vec!["a".to_owned()]]);
+        assert_eq!(files.len(), 2);
+        assert_eq!((files[0].index, files[0].dirs.clone()), (1, vec!["a".to_owned()]));
+        assert_eq!(files[1].file_name, "y.txt");
+        assert!(files[1].partial_name.ends_with(fsutil::PARTIAL_SUFFIX));
+    }
+}
