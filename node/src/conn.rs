@@ -147,6 +147,27 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
     }
 
+    /// Waits until the peer sends something (`true`) or closes (`false`),
+    /// consuming nothing (cancel-safe).
+    pub async fn readable(&mut self) -> bool {
+        use tokio::io::AsyncBufReadExt;
+        self.inner.fill_buf().await.is_ok_and(|b| !b.is_empty())
+    }
+
+    /// Whether bytes from the peer are already waiting (looks once, never
+    /// waits, consumes nothing).
+    pub async fn has_pending(&mut self) -> bool {
+        use tokio::io::AsyncBufReadExt;
+        let mut fill = std::pin::pin!(self.inner.fill_buf());
+        std::future::poll_fn(|cx| {
+            std::task::Poll::Ready(matches!(
+                fill.as_mut().poll(cx),
+                std::task::Poll::Ready(Ok(b)) if !b.is_empty()
+            ))
+        })
+        .await
+    }
+
     /// Reads one record and opens it; the end of the stream is an error here.
     pub async fn read_record(
         &mut self,

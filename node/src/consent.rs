@@ -47,6 +47,9 @@ pub enum Decision {
     TimedOut,
     /// Too many offers are already waiting for the user.
     Busy,
+    /// The sender spoke (or went away) before the answer: the question was
+    /// withdrawn.
+    Withdrawn,
 }
 
 /// Offers that may wait for the terminal at once; more are refused as busy.
@@ -90,8 +93,15 @@ impl Gate {
     }
 
     /// Decides on an offer from a peer of `standing`, described by
-    /// `question` (already escaped for the terminal).
-    pub async fn decide(&self, standing: Standing, question: &str) -> Decision {
+    /// `question` (already escaped for the terminal). If `withdrawn`
+    /// completes first (the sender sent something or went away while the
+    /// question waits), the question is withdrawn.
+    pub async fn decide(
+        &self,
+        standing: Standing,
+        question: &str,
+        withdrawn: impl Future<Output = ()>,
+    ) -> Decision {
         match (standing, self.policy) {
             (Standing::Blocked, _) => return Decision::Blocked,
             (_, Consent::AcceptAll) | (Standing::Trusted, _) => return Decision::Accept,
@@ -128,12 +138,21 @@ impl Gate {
             );
             let _ = err.flush();
         }
-        let decision = match tokio::time::timeout_at(deadline, rx.recv()).await {
-            Ok(Some(line)) => parse_answer(&line),
-            Ok(None) => Decision::NotTrusted { no_terminal: true },
-            Err(_) => {
-                eprintln!("\n(no answer in time: declined)");
-                Decision::TimedOut
+        let answer = async {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(line)) => parse_answer(&line),
+                Ok(None) => Decision::NotTrusted { no_terminal: true },
+                Err(_) => {
+                    eprintln!("\n(no answer in time: declined)");
+                    Decision::TimedOut
+                }
+            }
+        };
+        let decision = tokio::select! {
+            d = answer => d,
+            () = withdrawn => {
+                eprintln!("\n(the sender went away or did not wait for the answer: question withdrawn)");
+                Decision::Withdrawn
             }
         };
         self.put_lines(rx);
@@ -195,7 +214,11 @@ mod tests {
     #[tokio::test]
     async fn policies_without_a_terminal() {
         // Test processes have no terminal on stdin, so nothing here can prompt.
-        let d = |policy, standing| async move { Gate::new(policy).decide(standing, "q").await };
+        let d = |policy, standing| async move {
+            Gate::new(policy)
+                .decide(standing, "q", std::future::pending())
+                .await
+        };
         for policy in [Consent::AcceptAll, Consent::TrustedOnly, Consent::Ask] {
             assert_eq!(d(policy, Standing::Blocked).await, Decision::Blocked);
             assert_eq!(d(policy, Standing::Trusted).await, Decision::Accept);

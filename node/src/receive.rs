@@ -68,6 +68,8 @@ const PIPELINE_DEPTH: usize = 8;
 const BATCH_BYTES: usize = 128 * 1024;
 /// or this many frames.
 const BATCH_FRAMES: usize = 64;
+/// File bytes a sender must deliver within each [`IDLE_TIMEOUT`].
+const MIN_PROGRESS: usize = 4096;
 /// Files listed in a consent prompt before "and N more".
 const PROMPT_FILES: usize = 10;
 /// Files listed in an `offer` event.
@@ -95,7 +97,6 @@ pub struct Shared {
     /// `listen --stdout`: the one file of the one transfer goes to standard output.
     pub to_stdout: bool,
 }
-
 
 /// A finished (or refused) transfer.
 #[derive(Debug)]
@@ -255,19 +256,24 @@ pub async fn serve(
         info!(code = %session.sas, trust = %contacted.trust, "verification code");
     }
 
-    let Some(mut offer_slot) = shared.offers.take(peer.node_id, standing == Standing::Trusted)
-    else {
-        let message = "the receiver has too many offers from untrusted peers pending; try again";
-        writer.alert(Status::Busy, message).await;
-        return ConnEnd::NoTransfer(Error::Refused {
-            status: Status::Busy,
-            message: message.into(),
-        });
-    };
-    let offer = match offer::read_offer(&mut reader, &mut opener, &mut offer_slot).await {
+    let trusted = standing == Standing::Trusted;
+    let read = offer::read_offer(
+        &mut reader,
+        &mut opener,
+        &shared.offers,
+        peer.node_id,
+        trusted,
+    );
+    let (offer, offer_slot) = match read.await {
         Ok(o) => o,
         Err(e) => {
-            writer.alert(status_of(&e), &e.to_string()).await;
+            let message = match &e {
+                Error::Refused { message, .. } => message.clone(),
+                e => e.to_string(),
+            };
+            if !matches!(e, Error::Protocol(ProtoError::PeerAlert { .. })) {
+                writer.alert(status_of(&e), &message).await;
+            }
             return ConnEnd::NoTransfer(e);
         }
     };
@@ -483,7 +489,7 @@ async fn refuse<W: tokio::io::AsyncWrite + Unpin>(
 async fn transfer<R, W>(
     reader: &mut FrameReader<R>,
     writer: &mut RecordWriter<W>,
-    opener: Opener,
+    mut opener: Opener,
     (entries, total): (Vec<OfferEntry>, u64),
     ctx: Ctx<'_>,
 ) -> Result<Received>
@@ -616,7 +622,25 @@ where
                 .collect::<Vec<_>>(),
         }),
     );
-    let decision = shared.gate.decide(standing, &question).await;
+    // The sender must wait for the Answer: anything it sends meanwhile (or
+    // its going away) withdraws the question.
+    let decision = shared
+        .gate
+        .decide(standing, &question, async {
+            reader.readable().await;
+        })
+        .await;
+    if decision == Decision::Withdrawn || reader.has_pending().await {
+        return Err(match reader.read_record(&mut opener, IDLE_TIMEOUT).await {
+            // An alert (the sender cancelled) is the reason itself.
+            Err(e) => e,
+            Ok((typ, _)) => ProtoError::UnexpectedMessage {
+                expected: "nothing before the Answer",
+                got: typ as u8,
+            }
+            .into(),
+        });
+    }
     drop(offer_slot);
     // Only a real answer ends `listen --once`: a refusal by policy (a stranger,
     // a blocked peer) or a busy prompt queue must not.
@@ -659,6 +683,7 @@ where
             "the receiver has blocked this node".into(),
         )),
         Decision::TimedOut => Some((Status::Timeout, "nobody answered the prompt".into())),
+        Decision::Withdrawn => None,
         Decision::Busy => Some((
             Status::Busy,
             "the receiver has too many offers waiting for an answer; try again".into(),
@@ -966,16 +991,25 @@ fn hold_prefixes(
 /// reader waits for more. Many small files then cost one wake-up of the writer
 /// per batch instead of one per frame; a large record fills a batch alone, so
 /// no more large records are held than [`PIPELINE_DEPTH`] allows.
+///
+/// A sender must make progress: at least [`MIN_PROGRESS`] bytes of file data
+/// (or another record, such as a FileEnd) within every [`IDLE_TIMEOUT`], so
+/// that empty or one-byte Data records cannot hold a session for ever.
 async fn forward_frames<R: tokio::io::AsyncRead + Unpin>(
     reader: &mut FrameReader<R>,
     tx: mpsc::Sender<Vec<RawFrame>>,
     pool: &BufPool,
-    mut first_wait: std::time::Duration,
+    first_wait: std::time::Duration,
 ) -> Result<()> {
     let mut batch = Vec::new();
     let mut bytes = 0;
+    let mut deadline = tokio::time::Instant::now() + first_wait;
+    let mut window = 0usize;
     loop {
-        let wait = std::mem::replace(&mut first_wait, IDLE_TIMEOUT);
+        let wait = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if wait.is_zero() {
+            return Err(Error::Timeout("the sender makes no progress"));
+        }
         let read = reader.read_frame_into(pool.get(), MAX_RECORD_BODY, wait);
         let mut read = std::pin::pin!(read);
         // Poll once; only if the frame is not there yet, pass the batch on
@@ -1006,7 +1040,21 @@ async fn forward_frames<R: tokio::io::AsyncRead + Unpin>(
                 };
             }
         };
-        let last = matches!(frame.header.typ, t if t == RecordType::TransferEnd as u8 || t == RecordType::Alert as u8);
+        let typ = frame.header.typ;
+        if typ == RecordType::Data as u8 || typ == RecordType::DataZstd as u8 {
+            window += frame
+                .header
+                .len
+                .saturating_sub(localstream_proto::record::TAG_LEN);
+        } else {
+            window = MIN_PROGRESS;
+        }
+        if window >= MIN_PROGRESS {
+            window = 0;
+            deadline = tokio::time::Instant::now() + IDLE_TIMEOUT;
+        }
+        let last =
+            matches!(typ, t if t == RecordType::TransferEnd as u8 || t == RecordType::Alert as u8);
         // Capacity, not length: a pooled buffer that once held a large record
         // keeps its megabyte even when it now holds a tiny one.
         bytes += frame.buf.capacity();

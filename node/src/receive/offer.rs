@@ -40,6 +40,10 @@ pub const OFFER_DEADLINE: Duration = Duration::from_secs(30);
 pub const PRE_CONSENT_BYTES: usize = 8 << 20;
 /// Memory all untrusted offers together may hold before consent.
 pub const STRANGER_OFFER_BYTES: usize = 48 << 20;
+/// How long an offer waits for a slot before it is refused as busy.
+pub const SLOT_WAIT: Duration = Duration::from_secs(10);
+/// How often a waiting offer looks for a free slot.
+const SLOT_POLL: Duration = Duration::from_millis(20);
 /// Bytes counted per entry besides its path (the entry and its list slot).
 const ENTRY_OVERHEAD: usize = std::mem::size_of::<OfferEntry>() + 16;
 
@@ -94,6 +98,20 @@ impl Drop for StrangerSlot {
 }
 
 impl OfferSlots {
+    /// [`OfferSlots::take`], waiting up to [`SLOT_WAIT`] for a slot.
+    pub async fn wait_take(&self, peer: [u8; 16], trusted: bool) -> Option<OfferSlot> {
+        let give_up = tokio::time::Instant::now() + SLOT_WAIT;
+        loop {
+            if let Some(slot) = self.take(peer, trusted) {
+                return Some(slot);
+            }
+            if tokio::time::Instant::now() >= give_up {
+                return None;
+            }
+            tokio::time::sleep(SLOT_POLL).await;
+        }
+    }
+
     /// A slot for an offer from `peer`; `trusted` peers always get one.
     /// `None`: refuse with Busy.
     #[must_use]
@@ -159,15 +177,27 @@ impl OfferSlot {
     }
 }
 
-/// Reads a whole offer within its deadlines and budgets.
+/// Reads a whole offer within its deadlines and budgets. Its slot is taken
+/// once the first record arrives (a session that never offers holds none),
+/// waiting up to [`SLOT_WAIT`] for one (offers are usually decided at once).
 pub async fn read_offer<R: tokio::io::AsyncRead + Unpin>(
     reader: &mut FrameReader<R>,
     opener: &mut Opener,
-    slot: &mut OfferSlot,
-) -> Result<(Vec<OfferEntry>, u64)> {
+    slots: &OfferSlots,
+    peer: [u8; 16],
+    trusted: bool,
+) -> Result<((Vec<OfferEntry>, u64), OfferSlot)> {
     let mut collector = OfferCollector::default();
     let mut held = 0usize;
     let first = reader.read_record(opener, FIRST_OFFER_WAIT).await?;
+    let mut slot = slots
+        .wait_take(peer, trusted)
+        .await
+        .ok_or_else(|| Error::Refused {
+            status: Status::Busy,
+            message: "the receiver has too many offers from untrusted peers pending; try again"
+                .into(),
+        })?;
     let deadline = tokio::time::Instant::now() + OFFER_DEADLINE;
     let mut next = Some(first);
     loop {
@@ -196,7 +226,7 @@ pub async fn read_offer<R: tokio::io::AsyncRead + Unpin>(
             .sum::<usize>();
         slot.hold(held)?;
         if let Some(done) = collector.add(part)? {
-            return Ok(done);
+            return Ok((done, slot));
         }
     }
 }

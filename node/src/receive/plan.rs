@@ -160,13 +160,18 @@ mod tests {
         let dir = tmp.path().join("d".repeat(100));
         std::fs::create_dir(&dir).unwrap();
         // 63 folders of 63 bytes: a legal wire path of 4,033 bytes.
-        let long: Vec<String> = (0..63).map(|i| format!("{i:02}{}", "d".repeat(61))).collect();
+        let long: Vec<String> = (0..63)
+            .map(|i| format!("{i:02}{}", "d".repeat(61)))
+            .collect();
         let path = format!("{}/f", long.join("/"));
         assert!(validate_wire_path(&path).is_ok());
         let entries = [OfferEntry::file(path, 1)];
         let (status, message) = check(&entries, &dir, &[0; 16], false).unwrap_err();
         assert_eq!(status, Status::InvalidName);
-        assert!(message.contains("longer than the receiver's limit"), "{message}");
+        assert!(
+            message.contains("longer than the receiver's limit"),
+            "{message}"
+        );
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
         // The same name in a short destination fits.
         let short = tempfile::tempdir().unwrap();
@@ -191,7 +196,10 @@ mod tests {
         let (files, folders) = plan(&entries, &[1; 16]);
         assert_eq!(folders, vec![vec!["a".to_owned()]]);
         assert_eq!(files.len(), 2);
-        assert_eq!((files[0].index, files[0].dirs.clone()), (1, vec!["a".to_owned()]));
+        assert_eq!(
+            (files[0].index, files[0].dirs.clone()),
+            (1, vec!["a".to_owned()])
+        );
         assert_eq!(files[1].file_name, "y.txt");
         assert!(files[1].partial_name.ends_with(fsutil::PARTIAL_SUFFIX));
     }
