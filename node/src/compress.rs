@@ -220,6 +220,35 @@ impl std::fmt::Debug for Decompressor {
     }
 }
 
+/// Largest window (log2 of bytes) a received frame may declare: one record.
+#[cfg(feature = "zstd")]
+const MAX_WINDOW_LOG: u32 = 20;
+
+/// The window a zstd frame declares in its header (RFC 8878 section
+/// 3.1.1.1): its Window_Descriptor, or for a single-segment frame its
+/// content size. `None` for a header too short or without a size.
+#[cfg(feature = "zstd")]
+fn declared_window(frame: &[u8]) -> Option<u64> {
+    let fhd = *frame.get(4)?;
+    let single_segment = fhd & 0x20 != 0;
+    if !single_segment {
+        let wd = *frame.get(5)?;
+        let base = 1u64 << (10 + u32::from(wd >> 3));
+        return Some(base + base / 8 * u64::from(wd & 7));
+    }
+    // Single segment: the window is the content size, whose field follows
+    // the optional dictionary id.
+    let dict_len = [0usize, 1, 2, 4][usize::from(fhd & 3)];
+    let fcs_len = [1usize, 2, 4, 8][usize::from(fhd >> 6)];
+    let at = 5 + dict_len;
+    let bytes = frame.get(at..at + fcs_len)?;
+    let mut size = 0u64;
+    for (i, b) in bytes.iter().enumerate() {
+        size |= u64::from(*b) << (8 * i);
+    }
+    Some(if fcs_len == 2 { size + 256 } else { size })
+}
+
 impl Decompressor {
     /// The bytes of one compressed record (at most one record's worth:
     /// anything that would expand further is refused, so no small record
@@ -240,11 +269,26 @@ impl Decompressor {
                 "compressed record does not decompress to at most 1 MiB",
             ))
         };
+        // Exactly one frame per record (PROTOCOL.md, DataZstd).
+        if zstd::zstd_safe::find_frame_compressed_size(frame) != Ok(frame.len()) {
+            return Err(Error::Protocol(localstream_proto::Error::Malformed(
+                "a compressed record must hold exactly one zstd frame",
+            )));
+        }
+        if declared_window(frame).is_none_or(|w| w > MAX_PLAINTEXT as u64) {
+            return Err(Error::Protocol(localstream_proto::Error::Malformed(
+                "a compressed record must declare a window of at most 1 MiB",
+            )));
+        }
         let z = match &mut self.zstd {
             Some(z) => z,
-            None => self
-                .zstd
-                .insert(zstd::bulk::Decompressor::new().map_err(Error::Io)?),
+            None => {
+                let mut z = zstd::bulk::Decompressor::new().map_err(Error::Io)?;
+                // Belt and braces for any streaming use: no window past one record.
+                z.set_parameter(zstd::stream::raw::DParameter::WindowLogMax(MAX_WINDOW_LOG))
+                    .map_err(Error::Io)?;
+                self.zstd.insert(z)
+            }
         };
         z.decompress_to_buffer(frame, &mut self.buf[..MAX_PLAINTEXT])
             .map_err(bad)
@@ -295,6 +339,35 @@ mod tests {
         let bomb = zstd::bulk::compress(&zeros, 1).unwrap();
         assert!(d.decompress(&bomb).is_err());
         assert!(d.decompress(b"not zstd at all").is_err());
+        // Two frames in one record, and a frame declaring a 128 MiB window.
+        let one = zstd::bulk::compress(b"hello", 1).unwrap();
+        let two = [one.clone(), one.clone()].concat();
+        assert_eq!(d.decompress(&one).unwrap(), b"hello");
+        assert!(d.decompress(&two).is_err());
+        // A frame of one raw block "hello" whose header declares a window of
+        // 2^(10+17) = 128 MiB (no content size, not single-segment), and the
+        // same with a 1 MiB window.
+        let frame = |window_descriptor: u8| {
+            let mut f = vec![0x28, 0xb5, 0x2f, 0xfd, 0x00, window_descriptor];
+            f.extend_from_slice(&[0x29, 0x00, 0x00]);
+            f.extend_from_slice(b"hello");
+            f
+        };
+        assert_eq!(d.decompress(&frame(10 << 3)).unwrap(), b"hello");
+        assert!(
+            d.decompress(&frame(17 << 3)).is_err(),
+            "a 128 MiB window is refused"
+        );
+        assert_eq!(declared_window(&frame(10 << 3)), Some(1 << 20));
+        assert_eq!(
+            declared_window(&frame((10 << 3) | 1)),
+            Some((1 << 20) + (1 << 17))
+        );
+        // What our own compressor writes for a full record is accepted.
+        let full = zstd::bulk::compress(&vec![3u8; MAX_PLAINTEXT], 1).unwrap();
+        assert!(declared_window(&full).is_some_and(|w| w <= MAX_PLAINTEXT as u64));
+        // Legacy (pre-1.0) frames are not decoded at all: magic 0xFD2FB527 is v0.7.
+        assert!(d.decompress(&[0x27, 0xb5, 0x2f, 0xfd, 0, 0, 0, 0]).is_err());
         // The receiver said nothing about compression: never used.
         let mut none = Compressor::new(Mode::On, 0).unwrap();
         assert_eq!(none.compress(raw, &mut Vec::new(), 0), None);
