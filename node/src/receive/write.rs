@@ -404,11 +404,16 @@ impl<'a> Writer<'a> {
     }
 }
 
-/// Gives the file mode 0755 (the sender's copy was executable).
+/// Makes the file executable (the sender's copy was) for whoever may read
+/// it: x is added only where r is set, so the umask the file was created
+/// under still holds (0644 becomes 0755, 0600 becomes 0700).
 #[cfg(unix)]
 fn make_executable(file: &File) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    file.set_permissions(std::fs::Permissions::from_mode(0o755))
+    let mode = file.metadata()?.permissions().mode() & 0o777;
+    file.set_permissions(std::fs::Permissions::from_mode(
+        mode | ((mode & 0o444) >> 2),
+    ))
 }
 
 /// No executable bit to set elsewhere.
@@ -502,6 +507,29 @@ fn commit_one(partial: PathBuf, file: File, p: &Planned) -> std::result::Result<
         Err(e) => {
             warn!(file = %p.shown, error = %e, "cannot move the finished file into place");
             Err(io_status(&e))
+        }
+    }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn executable_bits_follow_the_read_bits_the_umask_left() {
+        let dir = tempfile::tempdir().unwrap();
+        for (created, expected) in [(0o644, 0o755), (0o600, 0o700), (0o640, 0o750), (0o400, 0o500)] {
+            let path = dir.path().join(format!("f{created:o}"));
+            let file = File::create(&path).unwrap();
+            file.set_permissions(std::fs::Permissions::from_mode(created))
+                .unwrap();
+            make_executable(&file).unwrap();
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, expected, "{created:o}");
         }
     }
 }
