@@ -313,6 +313,14 @@ impl Announced {
     }
 }
 
+/// Goodbye packets (link index, family, bytes) to repeat at a time, and
+/// whom to tell once they went out.
+type Goodbye = (
+    Instant,
+    Vec<(u32, Family, Vec<u8>)>,
+    Option<flume::Sender<()>>,
+);
+
 /// A browse in progress.
 struct Browse {
     tx: flume::Sender<Event>,
@@ -334,11 +342,7 @@ struct Daemon {
     commands: flume::Receiver<Command>,
     announced: Option<Announced>,
     /// Goodbye packets still to repeat, with whom to tell once sent.
-    goodbyes: Vec<(
-        Instant,
-        Vec<(u32, Family, Vec<u8>)>,
-        Option<flume::Sender<()>>,
-    )>,
+    goodbyes: Vec<Goodbye>,
     unicast: Bucket,
     browse: Option<Browse>,
     next_link_check: Instant,
@@ -358,10 +362,10 @@ impl Daemon {
             } else {
                 self.next_deadline(now).saturating_duration_since(now)
             };
-            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
-                if e.kind() != std::io::ErrorKind::Interrupted {
-                    debug!(error = %e, "mDNS poll failed");
-                }
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout))
+                && e.kind() != std::io::ErrorKind::Interrupted
+            {
+                debug!(error = %e, "mDNS poll failed");
             }
             for ev in &events {
                 match ev.token() {

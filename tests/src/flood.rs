@@ -41,7 +41,7 @@ pub fn packet(tag: u32, n: u64, per_packet: usize, src: Ipv4Addr) -> (Vec<u8>, u
     });
     let mut p = Packet::new_reply(0);
     p.set_flags(PacketFlag::AUTHORITATIVE_ANSWER);
-    if n % 2 == 0 {
+    if n.is_multiple_of(2) {
         let names: Vec<String> = (0..per)
             .map(|j| format!("a{tag:08x}-{n}-{j}.local"))
             .collect();
