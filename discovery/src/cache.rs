@@ -408,16 +408,23 @@ impl Cache {
 
     /// Questions worth asking now: the missing parts of instances, and the
     /// records in the last fifth of their life. Each instance is asked about
-    /// at most once a second.
+    /// at most once a second, and once every twentieth of its SRV TTL.
     pub(crate) fn wanted(&mut self, now: Instant) -> Vec<Question> {
         let mut out: Vec<Question> = vec![];
         for (name, inst) in &mut self.instances {
             if out.len() >= MAX_QUESTIONS {
                 break;
             }
+            // Missing parts once a second; a refresh at 80, 85, 90 and 95 %
+            // of the TTL (RFC 6762 section 5.2).
+            let gap = inst
+                .srv
+                .as_ref()
+                .map_or(1, |s| u64::from(s.ttl / 20))
+                .max(1);
             if inst
                 .asked
-                .is_some_and(|t| now.saturating_duration_since(t) < Duration::from_secs(1))
+                .is_some_and(|t| now.saturating_duration_since(t) < Duration::from_secs(gap))
             {
                 continue;
             }

@@ -50,6 +50,8 @@ const QUERY_MAX_INTERVAL: Duration = Duration::from_secs(60);
 const HOUSEKEEPING: Duration = Duration::from_millis(250);
 /// How often the interfaces' addresses are checked.
 const LINK_CHECK: Duration = Duration::from_secs(5);
+/// Goodbyes a second passed on for instances the cache does not hold.
+const STRANGERS_PER_SEC: f64 = 16.0;
 /// Events a slow browser may owe before the oldest names are dropped.
 const MAX_BACKLOG: usize = 1024;
 
@@ -328,6 +330,8 @@ struct Browse {
     /// Instances whose news did not fit in the channel (each once).
     backlog: VecDeque<String>,
     queued: HashSet<String>,
+    /// Goodbyes passed on for instances the cache does not hold.
+    strangers: Bucket,
     next_query: Instant,
     interval: Duration,
     next_questions: Instant,
@@ -438,12 +442,15 @@ impl Daemon {
     fn packet(&mut self, family: Family, data: &[u8], from: SocketAddr) {
         // Only packets from an address on one of our links (RFC 6762 section 11).
         let Some(link) = self.links.iter().find(|l| l.holds(&from)) else {
+            trace!(%from, "mDNS packet from off the links dropped");
             return;
         };
         let index = link.index;
         let Some(msg) = wire::parse(data) else {
+            trace!(%from, len = data.len(), "malformed mDNS packet dropped");
             return;
         };
+        trace!(%from, response = msg.response, questions = msg.questions.len(), records = msg.records.len(), "mDNS packet");
         let now = Instant::now();
         if msg.response {
             if from.port() != MDNS_PORT {
@@ -458,9 +465,11 @@ impl Daemon {
                 // Best effort: never queued, so forged goodbyes cannot crowd
                 // out real news.
                 for instance in b.cache.strangers() {
-                    let _ = b.tx.try_send(Event::Removed {
-                        instance: instance.clone(),
-                    });
+                    if b.strangers.take(now) {
+                        let _ = b.tx.try_send(Event::Removed {
+                            instance: instance.clone(),
+                        });
+                    }
                 }
                 self.deliver(events);
             }
@@ -559,6 +568,7 @@ impl Daemon {
                     cache: Cache::new(now),
                     backlog: VecDeque::new(),
                     queued: HashSet::new(),
+                    strangers: Bucket::new(STRANGERS_PER_SEC, now),
                     next_query: now,
                     interval: Duration::from_secs(1),
                     next_questions: now + Duration::from_secs(1),

@@ -393,6 +393,49 @@ mod tests {
         assert!(parse(&empty).is_some());
     }
 
+    /// Every truncation and bit flip of a real announcement: no panic, and
+    /// the parse holds at most 16 times the packet's size (plus 64 KiB).
+    #[test]
+    fn spoiled_packets_never_panic_and_stay_in_budget() {
+        let records = [
+            rec(
+                "_localstream._tcp.local.",
+                4500,
+                Data::Ptr("ab._localstream._tcp.local.".into()),
+            ),
+            rec(
+                "ab._localstream._tcp.local.",
+                120,
+                Data::Srv {
+                    target: "ls-ab.local.".into(),
+                    port: 47470,
+                },
+            ),
+            rec(
+                "ab._localstream._tcp.local.",
+                4500,
+                Data::Txt(vec![("v".into(), Some(b"1".to_vec()))]),
+            ),
+            rec("ls-ab.local.", 120, Data::Addr("10.0.0.1".parse().unwrap())),
+        ];
+        let full = response(&records, &[], None).unwrap();
+        let mut spoiled: Vec<Vec<u8>> = (0..full.len()).map(|cut| full[..cut].to_vec()).collect();
+        for at in 0..full.len() {
+            for bit in 0..8 {
+                let mut p = full.clone();
+                p[at] ^= 1 << bit;
+                spoiled.push(p);
+            }
+        }
+        for p in spoiled {
+            let info = allocation_counter::measure(|| {
+                let _ = parse(&p);
+            });
+            let budget = 64 * 1024 + 16 * p.len() as u64;
+            assert!(info.bytes_max <= budget, "{info:?} for {p:02x?}");
+        }
+    }
+
     #[test]
     fn questions_match_types() {
         let addr = Data::Addr("10.0.0.1".parse().unwrap());

@@ -216,6 +216,15 @@ fn records_expire_and_ttls_are_capped() {
     let q = c.wanted(t0 + Duration::from_millis(1700));
     assert_eq!(q.len(), 4, "{q:?}");
     let ev = c.expire(t0 + Duration::from_secs(2));
+    assert!(!ev.is_empty());
+    // A 120 s record is refreshed at 96 s, then every 6 s, not every second.
+    c.apply(&announce(ID, Ipv4Addr::new(10, 0, 0, 1), 120), from(1), t0);
+    let at = |s: u64| t0 + Duration::from_secs(s);
+    assert!(c.wanted(at(95)).is_empty());
+    assert_eq!(c.wanted(at(96)).len(), 4, "SRV, TXT, A and AAAA");
+    assert!(c.wanted(at(101)).is_empty());
+    assert_eq!(c.wanted(at(102)).len(), 4);
+    let ev = c.expire(at(120));
     assert_eq!(
         ev,
         [Event::Removed {
@@ -296,4 +305,31 @@ fn addresses_are_bounded_and_flushed() {
         panic!("{ev:?}")
     };
     assert_eq!(s.addrs, ["10.0.0.7:47470".parse::<SocketAddr>().unwrap()]);
+}
+
+#[test]
+fn our_own_announcement_resolves_with_every_address() {
+    let record = PeerRecord {
+        version: 1,
+        node_id: ID.parse().unwrap(),
+        fingerprint_prefix: [0xab; 8],
+        name: "box".into(),
+        mac: None,
+    };
+    let service = crate::responder::Service::new(&record, 47470);
+    let addrs: Vec<IpAddr> = vec!["10.0.0.1".parse().unwrap(), "fe80::1".parse().unwrap()];
+    let bytes = crate::wire::response(&service.announcement(&addrs, false), &[], None).unwrap();
+    let msg = crate::wire::parse(&bytes).unwrap();
+    let t0 = Instant::now();
+    let mut c = Cache::new(t0);
+    let ev = c.apply(&msg.records, from(1), t0);
+    let [Event::Resolved(s)] = ev.as_slice() else {
+        panic!("{ev:?}")
+    };
+    assert_eq!(s.record, record);
+    let want: Vec<SocketAddr> = vec![
+        "10.0.0.1:47470".parse().unwrap(),
+        "[fe80::1%2]:47470".parse().unwrap(),
+    ];
+    assert_eq!(s.addrs, want);
 }
