@@ -446,6 +446,11 @@ impl Daemon {
             return;
         };
         let index = link.index;
+        // The QR bit: what nobody here would use is not even parsed.
+        let response = data.get(2).is_some_and(|b| b & 0x80 != 0);
+        if (response && self.browse.is_none()) || (!response && self.announced.is_none()) {
+            return;
+        }
         let Some(msg) = wire::parse(data) else {
             trace!(%from, len = data.len(), "malformed mDNS packet dropped");
             return;
