@@ -6,7 +6,7 @@
 //! names them explicitly (then loopback and bridges are allowed too).
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::{Error, Result};
 
@@ -33,6 +33,11 @@ pub struct Interface {
     pub down: bool,
     /// Its IPv4 addresses with their netmasks.
     pub v4_nets: Vec<(Ipv4Addr, Ipv4Addr)>,
+    /// Its IPv6 addresses with their netmasks.
+    pub v6_nets: Vec<(Ipv6Addr, Ipv6Addr)>,
+    /// The OS's index for it (0 when unknown): the scope of its IPv6
+    /// link-local addresses.
+    pub index: u32,
 }
 
 impl Interface {
@@ -85,10 +90,13 @@ pub fn list() -> Result<Vec<Interface>> {
             loopback: i.is_loopback(),
             down: i.oper_status == if_addrs::IfOperStatus::Down,
             v4_nets: vec![],
+            v6_nets: vec![],
+            index: i.index.unwrap_or(0),
         });
         entry.addrs.push(i.ip());
-        if let if_addrs::IfAddr::V4(v4) = &i.addr {
-            entry.v4_nets.push((v4.ip, v4.netmask));
+        match &i.addr {
+            if_addrs::IfAddr::V4(v4) => entry.v4_nets.push((v4.ip, v4.netmask)),
+            if_addrs::IfAddr::V6(v6) => entry.v6_nets.push((v6.ip, v6.netmask)),
         }
     }
     Ok(by_name.into_values().collect())
@@ -150,6 +158,8 @@ mod tests {
             loopback,
             down,
             v4_nets: vec![],
+            v6_nets: vec![],
+            index: 0,
         }
     }
 

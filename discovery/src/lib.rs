@@ -1,24 +1,64 @@
 //! LocalStream peer discovery over mDNS / DNS-SD (`_localstream._tcp.local.`).
 //!
-//! A small handle over [`mdns_sd`]: start a daemon on the chosen interfaces,
+//! A small handle of our own: start the mDNS engine on the chosen interfaces,
 //! announce this node, browse for others, and shut down with goodbye packets.
 //! The TXT record <-> [`PeerRecord`] mapping is a pure function ([`txt`]), and
 //! so is folding sightings into one entry per node ([`PeerTable`]).
 //!
 //! ```text
-//!  Discovery::start(interfaces) ─► mdns-sd daemon thread (UDP 5353, multicast)
-//!        │ announce(record, port)          ▲ queries / answers
-//!        │ browse() ─► Browser::next() ─► Event::{Resolved, Removed, Rejected}
-//!        │                                   └─► PeerTable::apply ─► Change
-//!        └ shutdown() ─► goodbye packets, daemon thread joined
+//!  Discovery::start(interfaces) ─► engine thread "mdns" (UDP 5353, IPv4 + IPv6 multicast)
+//!        │ announce(record, port)      ─► responder: answers queries for our records only
+//!        │ browse() ─► Browser::next() ◄─ bounded cache of _localstream._tcp instances
+//!        │                │               + a one-shot query (oneshot.rs)
+//!        │                └─► Event::{Resolved, Removed, Rejected} ─► PeerTable::apply ─► Change
+//!        └ shutdown() ─► goodbye packets (twice), engine thread stopped
 //! ```
 //!
 //! What it does not do: decide whom to trust. Everything here comes from
 //! unauthenticated multicast; a record is a hint for where to connect, and the
-//! handshake proves who answers. It does no I/O beyond what mdns-sd does on
+//! handshake proves who answers. It does no I/O beyond what its engine does on
 //! its own thread, and never blocks an async runtime except in
 //! [`Discovery::shutdown`] (at most about a second; call it from a blocking
 //! context).
+//!
+//! # Why not mdns-sd
+//!
+//! Discovery used to run on `mdns-sd` (0.21). Its daemon caches every record
+//! of every response it cannot rule out: a response without PTR records is
+//! taken as "for us" (`service_daemon.rs`, `handle_response`), so unsolicited
+//! A records with ever new names are all kept, each with two timers, and a
+//! browse keeps every instance of our type anyone announces. Nothing bounds
+//! that cache (there is no size or TTL option), its read loop drains the socket
+//! before it looks at commands (so under a flood it can neither be asked for
+//! its metrics nor told to stop), and a browse subscription whose channel
+//! fills up is closed for good. Measured with 3 million forged records from
+//! one host (issue 13, `mdns-fake flood`): the listener grew from 10 MB to
+//! 189 MB, and `peers --watch` printed 4 000 fake peers, reached 61 MB and
+//! then stopped watching. Neither an option nor restarting the daemon fixes
+//! that, so the engine here is our own, built on `simple-dns` (which the
+//! one-shot query already used), `socket2` and `mio`:
+//!
+//! - the responder keeps nothing from the network: it parses a query, answers
+//!   for its own names, and forgets it; responses are not even parsed into
+//!   memory unless a browse is running;
+//! - the browser keeps only PTR/SRV/TXT records of `_localstream._tcp.local.`
+//!   instances and the addresses of their SRV targets, in a cache with fixed
+//!   bounds (`cache.rs`: 256 instances, 32 from one source address, 16 new
+//!   ones a second, TTLs capped at 75 minutes), and [`PeerTable`] holds at
+//!   most [`table::MAX_PEERS`] nodes;
+//! - packets are read in batches, so commands, timers and goodbyes run during
+//!   a flood; packets from addresses outside the chosen links are dropped
+//!   (RFC 6762 section 11); answers are rate-limited (once a second per link
+//!   for multicast, RFC 6762 section 6; 16 a second for one-shot unicast).
+//!
+//! What it implements of RFC 6762 / 6763: announcing (twice, a second apart,
+//! and again when an interface's addresses change), answering PTR, SRV, TXT,
+//! A, AAAA and ANY questions with known-answer suppression and the 20-120 ms
+//! delay for shared records, one-shot (legacy unicast) answers, goodbyes,
+//! browsing with doubling query intervals and known answers, refreshing
+//! records in the last fifth of their TTL, cache-flush, and expiry. It does
+//! not probe (names derive from the node id, so they are unique without it)
+//! and does not defend names.
 //!
 //! ```no_run
 //! use localstream_discovery::{Discovery, Interfaces, PeerTable};
@@ -35,18 +75,22 @@
 //! # Ok(()) }
 //! ```
 
+mod cache;
+mod engine;
 pub mod interfaces;
 mod oneshot;
+mod responder;
 pub mod table;
 pub mod txt;
+mod wire;
 
-use std::net::{IpAddr, SocketAddr, SocketAddrV6};
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use mdns_sd::{
-    IfKind, IfPredicate, ScopedIp, ServiceDaemon, ServiceEvent, ServiceInfo, UnregisterStatus,
-};
 use tracing::{debug, warn};
+
+use engine::Engine;
+use responder::Service;
 
 pub use interfaces::Interfaces;
 pub use table::{Change, Peer, PeerTable};
@@ -57,8 +101,6 @@ pub const SERVICE_TYPE: &str = "_localstream._tcp.local.";
 
 /// How long [`Discovery::shutdown`] waits for each step.
 const SHUTDOWN_STEP: Duration = Duration::from_millis(500);
-/// mdns-sd repeats a goodbye once, 120 ms after the first.
-const GOODBYE_REPEAT: Duration = Duration::from_millis(150);
 /// Browser events buffered for a slow reader.
 const EVENT_QUEUE: usize = 1024;
 
@@ -96,9 +138,12 @@ pub enum Error {
         /// What exists.
         available: Vec<String>,
     },
-    /// The mDNS daemon failed.
-    #[error("mDNS: {0}")]
-    Mdns(#[from] mdns_sd::Error),
+    /// The mDNS sockets (UDP port 5353) could not be set up.
+    #[error("cannot open the mDNS socket (UDP port 5353): {0}")]
+    Socket(#[source] std::io::Error),
+    /// The mDNS engine has stopped (after [`Discovery::shutdown`]).
+    #[error("the mDNS engine has stopped")]
+    Stopped,
     /// A helper thread could not start.
     #[error("cannot start a discovery thread: {0}")]
     Thread(#[source] std::io::Error),
@@ -142,34 +187,25 @@ pub enum Event {
     },
 }
 
-/// A running discovery daemon.
+/// A running discovery engine.
 pub struct Discovery {
-    daemon: ServiceDaemon,
+    engine: Engine,
     interfaces: Vec<String>,
     links: Vec<oneshot::Link>,
-    announced: Option<String>,
-    stopped: bool,
+    announced: bool,
 }
 
 impl Discovery {
-    /// Starts an mDNS daemon on the chosen interfaces.
+    /// Starts the mDNS engine on the chosen interfaces.
     ///
     /// # Errors
     /// When the interfaces cannot be listed or chosen (see [`Error`]) or the
-    /// daemon cannot start.
+    /// mDNS sockets cannot be opened.
     pub fn start(choice: &Interfaces) -> Result<Discovery> {
         let all = interfaces::list()?;
         let names = interfaces::select(choice, &all)?;
-        let daemon = ServiceDaemon::new()?;
-        // Selections apply in order: nothing, then exactly the chosen names.
-        daemon.disable_interface(IfKind::All)?;
-        daemon.enable_interface(
-            names
-                .iter()
-                .map(|n| IfKind::Name(n.clone()))
-                .collect::<Vec<_>>(),
-        )?;
-        debug!(interfaces = ?names, "mDNS daemon started");
+        let engine = Engine::start(names.clone(), engine::links(&all, &names))?;
+        debug!(interfaces = ?names, "mDNS engine started");
         let links = all
             .iter()
             .filter(|i| names.contains(&i.name))
@@ -177,11 +213,10 @@ impl Discovery {
             .map(|&(addr, mask)| oneshot::Link { addr, mask })
             .collect();
         Ok(Discovery {
-            daemon,
+            engine,
             interfaces: names,
             links,
-            announced: None,
-            stopped: false,
+            announced: false,
         })
     }
 
@@ -194,10 +229,10 @@ impl Discovery {
     /// Announces this node: `record` on `port`, at `only` if given, else at
     /// every address of the chosen interfaces (kept up to date as they
     /// change), IPv4 ones only when `ipv4_only` (a listener bound to 0.0.0.0).
+    /// A second call replaces the first.
     ///
     /// # Errors
-    /// When mdns-sd refuses the service (it should not: names and TXT are
-    /// built within its limits) or the daemon is gone.
+    /// [`Error::Stopped`] when the engine is gone.
     pub fn announce(
         &mut self,
         record: &PeerRecord,
@@ -205,59 +240,24 @@ impl Discovery {
         only: Option<IpAddr>,
         ipv4_only: bool,
     ) -> Result<()> {
-        let id = record.node_id.simple().to_string();
-        // The instance and host names are derived from the node id, so they
-        // are unique on the link without probing and free of user text.
-        let host = format!("ls-{id}.local.");
-        let addrs: Vec<IpAddr> = only.into_iter().collect();
-        let txt = record.to_txt();
-        let mut info = ServiceInfo::new(SERVICE_TYPE, &id, &host, &addrs[..], port, &txt[..])?;
-        if only.is_none() {
-            info = info.enable_addr_auto();
-        }
-        if ipv4_only && only.is_none() {
-            let names = self.interfaces.clone();
-            info.set_interfaces(vec![IfKind::Predicate(IfPredicate::new(move |i| {
-                i.ip().is_ipv4() && names.contains(&i.name)
-            }))]);
-        } else {
-            info.set_interfaces(
-                self.interfaces
-                    .iter()
-                    .map(|n| IfKind::Name(n.clone()))
-                    .collect(),
-            );
-        }
-        info.set_requires_probe(false);
-        let fullname = info.get_fullname().to_owned();
-        self.daemon.register(info)?;
-        debug!(%fullname, port, "announced");
-        self.announced = Some(fullname);
+        let service = Service::new(record, port);
+        debug!(instance = %service.instance, port, "announced");
+        self.engine
+            .announce(service, only, ipv4_only && only.is_none())?;
+        self.announced = true;
         Ok(())
     }
 
-    /// Starts browsing for LocalStream nodes: mdns-sd's continuous multicast
-    /// browse, plus a one-shot query that responders answer at once (see
-    /// `oneshot.rs`), both reported through the same [`Browser`].
+    /// Starts browsing for LocalStream nodes: the engine's continuous
+    /// multicast browse, plus a one-shot query that responders answer at once
+    /// (see `oneshot.rs`), both reported through the same [`Browser`]. A
+    /// second browse takes over from the first (and hears what it learnt).
     ///
     /// # Errors
-    /// When the daemon is gone or a thread cannot start.
+    /// When the engine is gone or a thread cannot start.
     pub fn browse(&self) -> Result<Browser> {
-        let mdns = self.daemon.browse(SERVICE_TYPE)?;
         let (tx, events) = flume::bounded(EVENT_QUEUE);
-        let forward = tx.clone();
-        std::thread::Builder::new()
-            .name("mdns-events".into())
-            .spawn(move || {
-                while let Ok(ev) = mdns.recv() {
-                    if let Some(ev) = translate(ev)
-                        && forward.send(ev).is_err()
-                    {
-                        break;
-                    }
-                }
-            })
-            .map_err(Error::Thread)?;
+        self.engine.browse(tx.clone())?;
         if let Err(e) = oneshot::spawn(self.links.clone(), tx) {
             debug!(error = %e, "one-shot mDNS query unavailable; relying on the multicast browse");
         }
@@ -265,24 +265,18 @@ impl Discovery {
     }
 
     /// Withdraws the announcement (goodbye packets, sent twice) and stops the
-    /// daemon, waiting at most about a second. Blocks: call it from a blocking
+    /// engine, waiting at most about a second. Blocks: call it from a blocking
     /// context. Failures are logged, not returned: there is nothing a caller
     /// could do about them on the way out.
-    pub fn shutdown(mut self) {
+    pub fn shutdown(self) {
         let started = Instant::now();
-        if let Some(fullname) = self.announced.take() {
-            match self.daemon.unregister(&fullname) {
-                Ok(rx) => match rx.recv_timeout(SHUTDOWN_STEP) {
-                    Ok(UnregisterStatus::OK) => std::thread::sleep(GOODBYE_REPEAT),
-                    Ok(other) => debug!(?other, "unregister"),
-                    Err(e) => warn!(error = %e, "mDNS goodbye not confirmed"),
-                },
-                Err(e) => warn!(error = %e, "mDNS goodbye not sent"),
-            }
+        if self.announced && !self.engine.withdraw(SHUTDOWN_STEP) {
+            warn!("mDNS goodbye not confirmed");
         }
-        stop(&self.daemon);
-        self.stopped = true;
-        debug!(took = ?started.elapsed(), "mDNS daemon stopped");
+        if !self.engine.stop(SHUTDOWN_STEP) {
+            debug!("mDNS engine did not confirm shutdown");
+        }
+        debug!(took = ?started.elapsed(), "mDNS engine stopped");
     }
 }
 
@@ -295,27 +289,8 @@ impl std::fmt::Debug for Discovery {
     }
 }
 
-impl Drop for Discovery {
-    /// A handle dropped without [`Discovery::shutdown`] (an error path) still
-    /// stops the daemon, which sends the goodbyes, but does not wait for it.
-    fn drop(&mut self) {
-        if !self.stopped {
-            let _ = self.daemon.shutdown();
-        }
-    }
-}
-
-fn stop(daemon: &ServiceDaemon) {
-    match daemon.shutdown() {
-        Ok(rx) => {
-            if let Err(e) = rx.recv_timeout(SHUTDOWN_STEP) {
-                debug!(error = %e, "mDNS daemon did not confirm shutdown");
-            }
-        }
-        Err(mdns_sd::Error::DaemonShutdown) => {}
-        Err(e) => debug!(error = %e, "mDNS daemon shutdown"),
-    }
-}
+// Dropped without [`Discovery::shutdown`] (an error path), the engine still
+// sends the goodbyes and stops, but nobody waits for it (`Engine`'s `Drop`).
 
 /// Events from a browse.
 #[derive(Debug)]
@@ -324,7 +299,7 @@ pub struct Browser {
 }
 
 impl Browser {
-    /// The next event; `None` once the daemon has stopped.
+    /// The next event; `None` once the engine has stopped.
     pub async fn next(&mut self) -> Option<Event> {
         self.events.recv_async().await.ok()
     }
@@ -351,67 +326,4 @@ pub(crate) fn normalize_instance(name: &str) -> String {
         n.push('.');
     }
     n
-}
-
-/// Turns an mdns-sd event into ours (or nothing, for events we do not use).
-fn translate(ev: ServiceEvent) -> Option<Event> {
-    match ev {
-        ServiceEvent::ServiceResolved(s) => {
-            let instance = normalize_instance(s.get_fullname());
-            let props = s.get_properties().iter().map(|p| (p.key(), p.val()));
-            let record = match PeerRecord::from_txt(props).and_then(|r| own_instance(&instance, r))
-            {
-                Ok(r) => r,
-                Err(reason) => {
-                    debug!(%instance, %reason, "ignoring a malformed LocalStream record");
-                    return Some(Event::Rejected { instance, reason });
-                }
-            };
-            let port = s.get_port();
-            let mut addrs: Vec<SocketAddr> = s
-                .get_addresses()
-                .iter()
-                .filter_map(|ip| socket_addr(ip, port))
-                .collect();
-            addrs.sort();
-            if port == 0 || addrs.is_empty() {
-                debug!(%instance, port, "ignoring a record without a usable address");
-                return None;
-            }
-            Some(Event::Resolved(Sighting {
-                instance,
-                record,
-                addrs,
-            }))
-        }
-        ServiceEvent::ServiceRemoved(_, instance) => Some(Event::Removed {
-            instance: normalize_instance(&instance),
-        }),
-        _ => None,
-    }
-}
-
-/// Where to connect for an announced address; `None` for addresses no peer
-/// can be at (unspecified, multicast, broadcast).
-fn socket_addr(ip: &ScopedIp, port: u16) -> Option<SocketAddr> {
-    match ip {
-        ScopedIp::V4(v4) => {
-            let a = *v4.addr();
-            (!a.is_unspecified() && !a.is_multicast() && !a.is_broadcast())
-                .then(|| SocketAddr::from((a, port)))
-        }
-        ScopedIp::V6(v6) => {
-            let a = *v6.addr();
-            if a.is_unspecified() || a.is_multicast() {
-                return None;
-            }
-            let scope = if a.is_unicast_link_local() {
-                v6.scope_id().index
-            } else {
-                0
-            };
-            Some(SocketAddr::V6(SocketAddrV6::new(a, port, 0, scope)))
-        }
-        _ => None,
-    }
 }

@@ -25,6 +25,7 @@ use simple_dns::{CLASS, Name, Packet, PacketFlag, QCLASS, QTYPE, Question, TYPE}
 use tracing::debug;
 
 use crate::txt::PeerRecord;
+use crate::wire::counts_fit;
 use crate::{Event, SERVICE_TYPE, Sighting, normalize_instance, own_instance};
 
 const MDNS_GROUP: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 251);
@@ -167,22 +168,6 @@ pub(crate) fn parse_response(data: &[u8], id: u16, from: SocketAddr, links: &[Li
         }));
     }
     events
-}
-
-/// Whether the record counts in a DNS header fit in the packet. simple-dns
-/// reserves room for every record a header announces before reading any (144
-/// bytes a record), so a 12-byte packet claiming 65 535 answers would cost
-/// 9 MiB; with the records actually there, it reserves at most about 13 bytes
-/// per packet byte.
-fn counts_fit(data: &[u8]) -> bool {
-    let count = |at: usize| {
-        data.get(at..at + 2)
-            .map_or(0, |c| usize::from(u16::from_be_bytes([c[0], c[1]])))
-    };
-    // The smallest question is 5 bytes (root name, type, class), the smallest
-    // record 11 (root name, type, class, TTL, data length).
-    let least = 12 + 5 * count(4) + 11 * (count(6) + count(8) + count(10));
-    least <= data.len()
 }
 
 fn on_link(ip: &IpAddr, links: &[Link]) -> bool {

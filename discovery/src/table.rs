@@ -4,6 +4,11 @@
 //! addresses, or (rarely) under two instance names. [`PeerTable`] folds every
 //! sighting of a node id into one [`Peer`] and reports when a node appears,
 //! changes or disappears. Pure: feed it [`Event`]s, read the changes.
+//!
+//! Bounded, since every sighting comes from the network: at most
+//! [`MAX_PEERS`] nodes (a new one makes the table forget the node heard from
+//! least recently, without a [`Change`]: it simply is no longer listed) and
+//! at most [`MAX_INSTANCES_PER_PEER`] instance names a node (the oldest goes).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -12,6 +17,11 @@ use uuid::Uuid;
 
 use crate::txt::PeerRecord;
 use crate::{Event, Sighting};
+
+/// Most nodes a table holds.
+pub const MAX_PEERS: usize = 512;
+/// Most instance names one node is held under.
+pub const MAX_INSTANCES_PER_PEER: usize = 8;
 
 /// A node as discovery knows it: the latest record and every address it was
 /// seen at.
@@ -69,10 +79,20 @@ impl PeerTable {
                 let before = self.peer(&id);
                 // The same instance name may have announced another id before.
                 self.drop_instance(&s.instance, Some(id));
-                self.nodes
-                    .entry(id)
-                    .or_default()
-                    .insert(s.instance.clone(), (self.tick, s.clone()));
+                if !self.nodes.contains_key(&id) && self.nodes.len() >= MAX_PEERS {
+                    self.forget_oldest();
+                }
+                let sightings = self.nodes.entry(id).or_default();
+                sightings.insert(s.instance.clone(), (self.tick, s.clone()));
+                while sightings.len() > MAX_INSTANCES_PER_PEER {
+                    let oldest = sightings
+                        .iter()
+                        .min_by_key(|(_, (tick, _))| *tick)
+                        .map(|(name, _)| name.clone());
+                    if let Some(name) = oldest {
+                        sightings.remove(&name);
+                    }
+                }
                 let after = self.peer(&id)?;
                 match before {
                     None => Some(Change::Appeared(after)),
@@ -128,6 +148,19 @@ impl PeerTable {
             addrs,
             conflicting,
         })
+    }
+
+    /// Forgets the node heard from least recently.
+    fn forget_oldest(&mut self) {
+        let oldest = self
+            .nodes
+            .iter()
+            .filter_map(|(id, m)| Some((m.values().map(|(tick, _)| *tick).max()?, *id)))
+            .min()
+            .map(|(_, id)| id);
+        if let Some(id) = oldest {
+            self.nodes.remove(&id);
+        }
     }
 
     fn id_of(&self, instance: &str) -> Option<Uuid> {
@@ -256,6 +289,43 @@ mod tests {
         assert_eq!(p.record.fingerprint_prefix, [9; 8]);
         assert_eq!(p.conflicting.len(), 1);
         assert_eq!(p.conflicting[0].fingerprint_prefix, [1; 8]);
+    }
+
+    #[test]
+    fn the_table_is_bounded() {
+        let mut t = PeerTable::new();
+        t.apply(&seen("real", record(u128::MAX, "real", 1), &["10.0.0.1:5"]));
+        for i in 0..(MAX_PEERS as u128 * 4) {
+            let c = t.apply(&seen(
+                &format!("f{i}"),
+                record(i + 1, "fake", 2),
+                &["10.0.0.3:9"],
+            ));
+            assert!(matches!(c, Some(Change::Appeared(_))), "{c:?}");
+            assert!(t.peers().len() <= MAX_PEERS);
+        }
+        assert_eq!(t.peers().len(), MAX_PEERS);
+        // The oldest went first: the real node, then the first fakes.
+        assert_eq!(t.peer(&Uuid::from_u128(u128::MAX)), None);
+        assert_eq!(t.peer(&Uuid::from_u128(1)), None);
+        assert!(t.peer(&Uuid::from_u128(MAX_PEERS as u128 * 4)).is_some());
+        // Heard again, it is back (and pushes out the oldest fake).
+        let c = t.apply(&seen("real", record(u128::MAX, "real", 1), &["10.0.0.1:5"]));
+        assert!(matches!(c, Some(Change::Appeared(_))), "{c:?}");
+        assert_eq!(t.peers().len(), MAX_PEERS);
+
+        // One node under ever new instance names keeps only the latest few.
+        let a = record(7_000_000, "many", 1);
+        for i in 0..100 {
+            t.apply(&seen(
+                &format!("m{i}"),
+                a.clone(),
+                &[&format!("10.0.1.{i}:5")],
+            ));
+        }
+        let p = t.peer(&a.node_id).unwrap();
+        assert_eq!(p.addrs.len(), MAX_INSTANCES_PER_PEER);
+        assert!(p.addrs.contains(&"10.0.1.99:5".parse().unwrap()));
     }
 
     #[test]

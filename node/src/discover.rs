@@ -90,7 +90,7 @@ fn show_ip(addr: &SocketAddr) -> String {
     }
 }
 
-/// Starts discovery on a blocking thread (mdns-sd spawns its own).
+/// Starts discovery on a blocking thread (its engine runs on its own).
 async fn start(interfaces: &Interfaces) -> Result<Discovery> {
     let interfaces = interfaces.clone();
     tokio::task::spawn_blocking(move || Discovery::start(&interfaces))

@@ -43,6 +43,10 @@ pub struct NetCounters {
     pub tcp_out_segs: u64,
     /// `Tcp: RetransSegs` of `/proc/net/snmp`.
     pub tcp_retrans_segs: u64,
+    /// `Udp: InDatagrams` of `/proc/net/snmp` (delivered to a socket).
+    pub udp_in: u64,
+    /// `Udp: RcvbufErrors` of `/proc/net/snmp` (dropped: a socket's buffer was full).
+    pub udp_rcvbuf_errors: u64,
     /// `Icmp: OutMsgs` of `/proc/net/snmp` plus `Icmp6OutMsgs` of `/proc/net/snmp6`.
     pub icmp_out: u64,
 }
@@ -57,6 +61,8 @@ impl NetCounters {
             udp6_out: self.udp6_out - earlier.udp6_out,
             tcp_out_segs: self.tcp_out_segs - earlier.tcp_out_segs,
             tcp_retrans_segs: self.tcp_retrans_segs - earlier.tcp_retrans_segs,
+            udp_in: self.udp_in - earlier.udp_in,
+            udp_rcvbuf_errors: self.udp_rcvbuf_errors - earlier.udp_rcvbuf_errors,
             icmp_out: self.icmp_out - earlier.icmp_out,
         }
     }
@@ -209,6 +215,8 @@ impl Host {
             udp6_out: snmp6.get("Udp6OutDatagrams").copied().unwrap_or(0),
             tcp_out_segs: get(&snmp, "Tcp.OutSegs"),
             tcp_retrans_segs: get(&snmp, "Tcp.RetransSegs"),
+            udp_in: get(&snmp, "Udp.InDatagrams"),
+            udp_rcvbuf_errors: get(&snmp, "Udp.RcvbufErrors"),
             icmp_out: get(&snmp, "Icmp.OutMsgs") + snmp6.get("Icmp6OutMsgs").copied().unwrap_or(0),
         }
     }
@@ -238,6 +246,16 @@ impl Host {
         let mut p = self.spawn(&mut cmd);
         p.wait_line(|l| l.starts_with("announced "));
         p
+    }
+
+    /// Runs `mdns-fake flood RECORDS` here (forged records with unique names
+    /// multicast from eth0, see `localstream_scenarios::flood`) to completion,
+    /// for at most four [`STEP`]s.
+    pub fn flood(&self, records: u64) -> Output {
+        let mut cmd = self.exec(&self.bins.fake);
+        cmd.arg("flood").arg(records.to_string());
+        let what = self.describe(&cmd);
+        run(&mut cmd, what, STEP * 4)
     }
 
     /// Starts `mdns-fake browse`: one line `resolved <fullname> ...` per

@@ -48,6 +48,7 @@
 // Test support: a failed step should fail the test loudly, with context.
 #![allow(clippy::unwrap_used)]
 
+pub mod flood;
 mod host;
 mod lan;
 mod process;
@@ -107,6 +108,22 @@ pub fn current_netns() -> Option<String> {
         (m.dev() == me.dev() && m.ino() == me.ino())
             .then(|| e.file_name().to_string_lossy().into_owned())
     })
+}
+
+/// The peak resident set size of process `pid` in KiB (`VmHWM` of
+/// `/proc/PID/status`: the most it ever held, not what it holds now).
+///
+/// # Panics
+/// When the process is gone or the line is missing.
+#[must_use]
+pub fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("cannot read /proc/{pid}/status: {e}"));
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmHWM line in /proc/{pid}/status:\n{status}"))
 }
 
 /// Polls `cond` until it holds or `limit` passes; returns whether it held.

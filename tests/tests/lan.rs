@@ -10,7 +10,8 @@
 use std::time::{Duration, Instant};
 
 use localstream_scenarios::{
-    Host, IdInfo, Lan, Listener, Output, STEP, assert_content, bins, names_in, random_bytes,
+    Host, IdInfo, Lan, Listener, Output, STEP, assert_content, bins, names_in, peak_rss_kib,
+    random_bytes,
 };
 use serde_json::Value;
 
@@ -717,4 +718,127 @@ fn blocked_multicast_falls_back_to_the_last_address_and_doctor_says_why() {
             broken.describe()
         );
     }
+}
+
+/// Forged records in scenario 9: 3 million, the figure of issue 13.
+const FLOOD_RECORDS: u64 = 3_000_000;
+/// What the listener and the watcher may hold at their peak under the flood.
+const FLOOD_PEAK_KIB: u64 = 64 * 1024;
+/// Most forged peers a watcher lists at once: the discovery cache keeps at
+/// most 32 instances from one source address.
+const FLOOD_LISTED_MAX: usize = 32;
+
+/// Scenario 9 (issue 13): h3 multicasts 3 million forged records with unique
+/// names (A records alone, and whole `_localstream._tcp` instances with valid
+/// TXT). The listener on h1 and `peers --watch` on h2 read it all and stay
+/// under 64 MiB at their peak, the watcher lists only a few forged peers at a
+/// time and keeps watching, and afterwards a new real peer is found and the
+/// listener is still found by name.
+#[test]
+fn a_flood_of_forged_records_is_bounded() {
+    let Some(lan) = lan(4) else { return };
+    let (h1, h2, h3, h4) = (lan.host(1), lan.host(2), lan.host(3), lan.host(4));
+    let mut l1 = h1.listen(&["--yes", "--name", "h1"]);
+    let mut watch = h2.spawn(h2.node().args(["peers", "--watch", "--json"]));
+    let event = |line: &str, kind: &str| -> Option<Value> {
+        serde_json::from_str::<Value>(line)
+            .ok()
+            .filter(|v| v["event"] == kind)
+    };
+    let id1 = l1.id.clone();
+    watch.wait_line(|l| event(l, "up").is_some_and(|v| v["peer"]["id"] == id1.as_str()));
+    let before = (peak_rss_kib(l1.pid()), peak_rss_kib(watch.pid()));
+
+    let c0 = h1.counters();
+    let out = h3.flood(FLOOD_RECORDS);
+    out.expect_code(0);
+    let c = h1.counters().since(&c0);
+    let words: Vec<&str> = out.stdout.split_whitespace().collect();
+    let (records, packets): (u64, u64) = match words.as_slice() {
+        ["flooded", r, "records", "in", p, "packets", ..] => {
+            (r.parse().unwrap(), p.parse().unwrap())
+        }
+        _ => panic!("unexpected flood report:\n{}", out.describe()),
+    };
+    assert!(records >= FLOOD_RECORDS, "{}", out.describe());
+    // (Nearly) every packet reached the listener's socket (read, or dropped
+    // when its buffer was full): the flood really hit it.
+    assert!(
+        (c.udp_in + c.udp_rcvbuf_errors) * 10 >= packets * 9,
+        "h1 got {c:?} of {packets} packets"
+    );
+    assert!(l1.is_running(), "listener died: {}", l1.stderr());
+    assert!(watch.is_running(), "watch died: {}", watch.stderr());
+    let after = (peak_rss_kib(l1.pid()), peak_rss_kib(watch.pid()));
+    eprintln!(
+        "scenario 9: {} in {:?}; h1 read {} datagrams, dropped {}; peak RSS before/after: \
+         listen {} -> {} KiB, peers --watch {} -> {} KiB",
+        out.stdout.trim(),
+        out.took,
+        c.udp_in,
+        c.udp_rcvbuf_errors,
+        before.0,
+        after.0,
+        before.1,
+        after.1
+    );
+    assert!(
+        after.0 < FLOOD_PEAK_KIB,
+        "listener peaked at {} KiB",
+        after.0
+    );
+    assert!(
+        after.1 < FLOOD_PEAK_KIB,
+        "peers --watch peaked at {} KiB",
+        after.1
+    );
+
+    // The watcher heard forged peers (the flood reached its table), but never
+    // listed more than a few at once.
+    let h4_id = h4.id().id;
+    watch.drain();
+    let mut listed: Vec<String> = vec![];
+    let mut most = 0;
+    let mut forged_seen = 0;
+    for l in &watch.stdout {
+        let Ok(v) = serde_json::from_str::<Value>(l) else {
+            continue;
+        };
+        let (Some(id), Some(name)) = (v["peer"]["id"].as_str(), v["peer"]["name"].as_str()) else {
+            continue;
+        };
+        if !name.starts_with("flood-") {
+            continue;
+        }
+        match v["event"].as_str() {
+            Some("up") => {
+                forged_seen += 1;
+                listed.push(id.to_owned());
+            }
+            Some("down") => listed.retain(|x| x != id),
+            _ => {}
+        }
+        most = most.max(listed.len());
+    }
+    eprintln!("scenario 9: the watcher saw {forged_seen} forged peers, at most {most} at once");
+    assert!(forged_seen > 0, "no forged peer reached the watcher");
+    assert!(
+        most <= FLOOD_LISTED_MAX,
+        "the watcher listed {most} forged peers at once"
+    );
+
+    // A real peer that comes after the flood is found by the same watcher ...
+    let _l4 = h4.listen(&["--yes", "--name", "h4"]);
+    watch.wait_line(|l| event(l, "up").is_some_and(|v| v["peer"]["id"] == h4_id.as_str()));
+    // ... and by a fresh look; and the flooded listener is still found by name.
+    let out = h2.localstream(&["peers", "--json", "--timeout", "2"]);
+    let peers = peers_of(&out);
+    find(&peers, &id1, &out);
+    find(&peers, &h4_id, &out);
+    let data = random_bytes(9, 256 * 1024 + 9);
+    let file = h4.file("after-the-flood.bin", &data);
+    h4.run(h4.node().arg("send").arg("h1").arg(&file))
+        .expect_code(0);
+    let (_, saved) = l1.wait_received();
+    assert_content(&saved[0], &data);
 }

@@ -10,14 +10,21 @@
 //! mdns-fake browse
 //!     prints `resolved <fullname> port=<port> addrs=<a,b> txt=<k=v;...>` per
 //!     resolved instance and `removed <fullname>` per goodbye, until killed
+//! mdns-fake flood N [PER_PACKET]
+//!     multicasts N forged records (PER_PACKET to a response, default 8) from
+//!     port 5353 on eth0, every name unique: half the packets carry A records
+//!     only, half whole `_localstream._tcp.local.` instances (PTR, SRV, TXT
+//!     that passes validation, A); prints `flooded <records> records in
+//!     <packets> packets in <seconds> s` and exits
 //! ```
 //!
 //! Only for test network namespaces: it refuses to run in the machine's initial
 //! network namespace and uses no interface but `eth0`.
 
 use std::io::Write as _;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mdns_sd::{DaemonEvent, IfKind, ServiceDaemon, ServiceEvent, ServiceInfo};
 
@@ -32,9 +39,11 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("announce") if args.len() >= 4 => announce(&args[1], &args[2], &args[3], &args[4..]),
         Some("browse") if args.len() == 1 => browse(),
+        Some("flood") if (2..=3).contains(&args.len()) => flood(&args[1], args.get(2)),
         _ => {
             eprintln!(
-                "usage: mdns-fake announce INSTANCE IP PORT [KEY=VALUE]...\n       mdns-fake browse"
+                "usage: mdns-fake announce INSTANCE IP PORT [KEY=VALUE]...\n       \
+                 mdns-fake browse\n       mdns-fake flood N [PER_PACKET]"
             );
             return ExitCode::from(2);
         }
@@ -133,6 +142,60 @@ fn browse() -> Result<(), String> {
             _ => {}
         }
     }
+    Ok(())
+}
+
+/// Multicasts `n` forged records (see `localstream_scenarios::flood`) from
+/// port 5353 on eth0, as fast as the socket takes them.
+fn flood(n: &str, per_packet: Option<&String>) -> Result<(), String> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let total: u64 = n.parse().map_err(|_| format!("bad record count {n:?}"))?;
+    let per: usize = match per_packet {
+        Some(p) => p
+            .parse()
+            .ok()
+            .filter(|p| (1..=64).contains(p))
+            .ok_or_else(|| format!("bad records per packet {p:?} (1..=64)"))?,
+        None => localstream_scenarios::flood::DEFAULT_PER_PACKET,
+    };
+    let src = if_addrs::get_if_addrs()
+        .map_err(|e| format!("cannot list interfaces: {e}"))?
+        .into_iter()
+        .find_map(|i| match i.addr {
+            if_addrs::IfAddr::V4(v4) if i.name == "eth0" => Some(v4.ip),
+            _ => None,
+        })
+        .ok_or("eth0 has no IPv4 address")?;
+    let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))
+        .map_err(|e| format!("socket: {e}"))?;
+    let setup = socket
+        .set_reuse_address(true)
+        .and_then(|()| socket.bind_device(Some(b"eth0")))
+        .and_then(|()| socket.bind(&SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 5353).into()))
+        .and_then(|()| socket.set_multicast_if_v4(&src))
+        .and_then(|()| socket.set_multicast_ttl_v4(255))
+        .and_then(|()| socket.set_multicast_loop_v4(false));
+    setup.map_err(|e| format!("cannot set up the flood socket on eth0: {e}"))?;
+    let to = SocketAddrV4::new(Ipv4Addr::new(224, 0, 0, 251), 5353).into();
+    let tag = std::process::id();
+    let started = Instant::now();
+    let (mut records, mut packets) = (0u64, 0u64);
+    while records < total {
+        let (bytes, count) = localstream_scenarios::flood::packet(tag, packets, per, src);
+        match socket.send_to(&bytes, &to) {
+            Ok(_) => {
+                records += count as u64;
+                packets += 1;
+            }
+            // The device queue is full: let it drain.
+            Err(e) if e.raw_os_error() == Some(105) => std::thread::yield_now(),
+            Err(e) => return Err(format!("send: {e}")),
+        }
+    }
+    say(&format!(
+        "flooded {records} records in {packets} packets in {:.2} s",
+        started.elapsed().as_secs_f64()
+    ));
     Ok(())
 }
 
