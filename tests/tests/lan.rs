@@ -837,7 +837,7 @@ fn a_flood_of_forged_records_is_bounded() {
     find(&peers, &h4_id, &out);
     let data = random_bytes(9, 256 * 1024 + 9);
     let file = h4.file("after-the-flood.bin", &data);
-    h4.run(h4.node().arg("send").arg("h1").arg(&file))
+    h4.run(h4.node().args(["send", "--yes"]).arg("h1").arg(&file))
         .expect_code(0);
     let (_, saved) = l1.wait_received();
     assert_content(&saved[0], &data);

@@ -522,7 +522,12 @@ mod tests {
     #[test]
     fn executable_bits_follow_the_read_bits_the_umask_left() {
         let dir = tempfile::tempdir().unwrap();
-        for (created, expected) in [(0o644, 0o755), (0o600, 0o700), (0o640, 0o750), (0o400, 0o500)] {
+        for (created, expected) in [
+            (0o644, 0o755),
+            (0o600, 0o700),
+            (0o640, 0o750),
+            (0o400, 0o500),
+        ] {
             let path = dir.path().join(format!("f{created:o}"));
             let file = File::create(&path).unwrap();
             file.set_permissions(std::fs::Permissions::from_mode(created))
