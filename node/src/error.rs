@@ -110,30 +110,8 @@ pub enum Error {
     },
     /// A node met for the first time answers under the name, or at the
     /// address, of a pinned peer.
-    #[error(
-        "\n@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@\n\
-         @  WARNING: A NEW KEY ANSWERS AS PEER {peer}  @\n\
-         @@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@\n\
-         {peer} (node id {known}) is pinned here to key sha256 {pinned}.\n\
-         The node that answered {how} has node id {found}, key sha256 {presented}.\n\
-         Someone may be impersonating {peer}, or it was reinstalled with a new key.\n\
-         The connection was refused. If you have confirmed the change with its owner,\n\
-         drop the old pin with:  localstream forget {known}"
-    )]
-    NewKeyForPinnedPeer {
-        /// The pinned peer's name (escaped).
-        peer: String,
-        /// How it answered: "under that name", "at its address 10.0.0.2:47470".
-        how: String,
-        /// The pinned peer's node id.
-        known: uuid::Uuid,
-        /// Its pinned fingerprint (hex).
-        pinned: String,
-        /// The newcomer's node id.
-        found: uuid::Uuid,
-        /// The newcomer's fingerprint (hex).
-        presented: String,
-    },
+    #[error("{0}")]
+    NewKeyForPinnedPeer(Box<PinConflict>),
     /// Discovery found a pinned node id announced with another key.
     #[error(
         "a node on the network announces itself as {peer} with node id {id}, pinned here to key \
@@ -279,5 +257,47 @@ impl Error {
             path: path.into(),
             source,
         }
+    }
+}
+
+/// A node met for the first time that answers under the name, or at the
+/// address, of a pinned peer (see [`Error::NewKeyForPinnedPeer`]).
+#[derive(Debug)]
+pub struct PinConflict {
+    /// The pinned peer's name (escaped).
+    pub peer: String,
+    /// How it answered: "under that name", "at its address 10.0.0.2:47470".
+    pub how: String,
+    /// The pinned peer's node id.
+    pub known: uuid::Uuid,
+    /// Its pinned fingerprint (hex).
+    pub pinned: String,
+    /// The newcomer's node id.
+    pub found: uuid::Uuid,
+    /// The newcomer's fingerprint (hex).
+    pub presented: String,
+}
+
+impl std::fmt::Display for PinConflict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let PinConflict {
+            peer,
+            how,
+            known,
+            pinned,
+            found,
+            presented,
+        } = self;
+        write!(
+            f,
+            "\n@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@\n\
+             @  WARNING: A NEW KEY ANSWERS AS PEER {peer}  @\n\
+             @@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@\n\
+             {peer} (node id {known}) is pinned here to key sha256 {pinned}.\n\
+             The node that answered {how} has node id {found}, key sha256 {presented}.\n\
+             Someone may be impersonating {peer}, or it was reinstalled with a new key.\n\
+             The connection was refused. If you have confirmed the change with its owner,\n\
+             drop the old pin with:  localstream forget {known}"
+        )
     }
 }

@@ -702,7 +702,9 @@ struct View {
     compress: compress::Mode,
 }
 
-/// Offers the files, streams the accepted ones and reads the verdict.
+/// Offers the files, streams the accepted ones and reads the verdict;
+/// `accepted` is set once the receiver answered 200 (only then is it pinned).
+#[allow(clippy::too_many_arguments)] // the stages' inputs, each used once
 async fn exchange(
     mut reader: FrameReader<OwnedReadHalf>,
     mut writer: RecordWriter<OwnedWriteHalf>,

@@ -139,14 +139,14 @@ pub async fn address_of_pinned(
 }
 
 fn new_key_for(peer: &PeerIdentity, known: &PeerEntry, how: String) -> Error {
-    Error::NewKeyForPinnedPeer {
+    Error::NewKeyForPinnedPeer(Box::new(crate::error::PinConflict {
         peer: escape_for_terminal(known.name().unwrap_or("(unnamed)")),
         how,
         known: known.node_id,
         pinned: fingerprint_hex(&known.fingerprint),
         found: Uuid::from_bytes(peer.node_id),
         presented: fingerprint_hex(&peer.fingerprint),
-    }
+    }))
 }
 
 /// Before connecting to a peer that discovery found for `typed`: refuses an

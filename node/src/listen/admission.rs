@@ -51,6 +51,9 @@ use tracing::{debug, info};
 
 use super::limits::Limits;
 
+/// Sessions per node id.
+type PeerCounts = Arc<Mutex<HashMap<[u8; 16], usize>>>;
+
 /// Connections before authentication at once.
 pub const MAX_UNAUTHENTICATED: usize = 64;
 /// ... of which one address may hold at most this many.
@@ -76,7 +79,7 @@ pub struct Admission {
     pending: Arc<Mutex<Pending>>,
     sessions: Arc<Semaphore>,
     strangers: Arc<Semaphore>,
-    per_peer: Arc<Mutex<HashMap<[u8; 16], usize>>>,
+    per_peer: PeerCounts,
     limits: Limits,
 }
 
@@ -412,7 +415,7 @@ impl Drop for Handshaking {
 #[derive(Debug)]
 pub struct SessionSlot {
     permits: Vec<OwnedSemaphorePermit>,
-    per_peer: Option<(Arc<Mutex<HashMap<[u8; 16], usize>>>, [u8; 16])>,
+    per_peer: Option<(PeerCounts, [u8; 16])>,
 }
 
 impl Drop for SessionSlot {
