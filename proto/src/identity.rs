@@ -13,8 +13,8 @@ pub const MIN_RSA_BITS: usize = 2048;
 pub const MAX_RSA_BITS: usize = 4096;
 /// Largest SPKI DER accepted on the wire (a 4096-bit key is about 550 bytes).
 pub const MAX_PUBLIC_KEY_DER: usize = 2048;
-/// Largest display name on the wire, in bytes.
-pub const MAX_NAME_BYTES: usize = 255;
+/// Largest display name on the wire, in bytes (as in mDNS TXT: 63).
+pub const MAX_NAME_BYTES: usize = 63;
 
 /// A 32-byte key fingerprint: SHA-256 of the public key's SPKI DER encoding.
 pub type Fingerprint = [u8; 32];

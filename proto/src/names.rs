@@ -298,18 +298,39 @@ pub fn strip_control_or_bidi(text: &str, max: usize) -> String {
     out
 }
 
+/// Whether `c` is an invisible formatting character: zero-width space,
+/// joiners and word joiner, invisible operators, soft hyphen, byte-order
+/// mark, deprecated format controls, interlinear annotations and tag
+/// characters. Allowed in names (Persian text needs ZWNJ, emoji need ZWJ),
+/// but escaped on display: they can hide or fake what a name says.
+#[must_use]
+pub fn is_invisible_format(c: char) -> bool {
+    matches!(c,
+        '\u{ad}'                      // soft hyphen
+        | '\u{34f}'                   // combining grapheme joiner
+        | '\u{180e}'                  // Mongolian vowel separator
+        | '\u{200b}'..='\u{200d}'     // zero-width space, ZWNJ, ZWJ
+        | '\u{2060}'..='\u{2064}'     // word joiner, invisible operators
+        | '\u{206a}'..='\u{206f}'     // deprecated format controls
+        | '\u{feff}'                  // byte-order mark / ZWNBSP
+        | '\u{fff9}'..='\u{fffb}'     // interlinear annotation
+        | '\u{e0000}'..='\u{e007f}'   // tags
+    )
+}
+
 /// Whether `c` must never reach a terminal raw.
 fn needs_escape(c: char) -> bool {
     // The backslash too, so that escapes stay unambiguous.
-    is_control_or_bidi(c) || c == '\\'
+    is_control_or_bidi(c) || is_invisible_format(c) || c == '\\'
 }
 
 /// Makes untrusted text safe to print on a terminal.
 ///
 /// ASCII control characters and DEL become `\xNN`; C1 controls (U+0080 to
 /// U+009F), bidi embedding/override/isolate characters (U+202A to U+202E,
-/// U+2066 to U+2069), bidi marks (U+200E, U+200F, U+061C) and the Unicode
-/// line/paragraph separators become `\u{NNNN}`. A backslash becomes `\\` so
+/// U+2066 to U+2069), bidi marks (U+200E, U+200F, U+061C), the Unicode
+/// line/paragraph separators and invisible formatting characters
+/// ([`is_invisible_format`]: U+200B, U+2060, U+FEFF, ...) become `\u{NNNN}`. A backslash becomes `\\` so
 /// the output is unambiguous. Everything else, including ordinary Unicode such
 /// as `résumé 日本.txt`, is unchanged.
 #[must_use]
@@ -343,6 +364,19 @@ mod tests {
             Ok(c) => panic!("{path:?} was accepted as {c:?}"),
             Err(e) => e,
         }
+    }
+
+    #[test]
+    fn invisible_format_characters_are_escaped_for_display() {
+        assert_eq!(escape_for_terminal("lap\u{200b}top"), "lap\\u{200b}top");
+        assert_eq!(
+            escape_for_terminal("\u{feff}x\u{2060}"),
+            "\\u{feff}x\\u{2060}"
+        );
+        assert_eq!(escape_for_terminal("a\u{e0041}"), "a\\u{e0041}");
+        // Allowed in file names, still escaped when shown.
+        assert!(validate_wire_path("نامه\u{200c}ها.txt").is_ok());
+        assert_eq!(escape_for_terminal("résumé 日本.txt"), "résumé 日本.txt");
     }
 
     #[test]
@@ -550,10 +584,11 @@ mod tests {
             "\\u{2066}x\\u{2069}"
         );
         assert_eq!(escape_for_terminal("a\\x1b"), "a\\\\x1b");
-        // Just outside the escaped ranges.
+        // Just outside the escaped ranges (U+206A..U+206F are format
+        // controls, escaped as invisible).
         assert_eq!(
-            escape_for_terminal("\u{a0}\u{202f}\u{2065}\u{206a}"),
-            "\u{a0}\u{202f}\u{2065}\u{206a}"
+            escape_for_terminal("\u{a0}\u{202f}\u{2065}\u{2070}"),
+            "\u{a0}\u{202f}\u{2065}\u{2070}"
         );
     }
 

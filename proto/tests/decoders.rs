@@ -52,7 +52,7 @@ use localstream_proto::handshake::messages::{
 use localstream_proto::identity::{MAX_NAME_BYTES, MAX_PUBLIC_KEY_DER};
 use localstream_proto::names::{
     MAX_COMPONENT_BYTES, MAX_DEPTH, MAX_PATH_BYTES, escape_for_terminal, is_control_or_bidi,
-    strip_control_or_bidi, validate_wire_path,
+    is_invisible_format, strip_control_or_bidi, validate_wire_path,
 };
 use localstream_proto::record::{MAX_PLAINTEXT, MAX_RECORD_BODY, TAG_LEN};
 use localstream_proto::transfer::{

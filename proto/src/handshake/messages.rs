@@ -184,7 +184,9 @@ impl IdentityMsg {
         let mut r = Reader::new(body, "Identity");
         let node_id = r.array()?;
         let name = r.str8()?;
-        debug_assert!(name.len() <= MAX_NAME_BYTES);
+        if name.len() > MAX_NAME_BYTES {
+            return Err(Error::Malformed("Identity name longer than 63 bytes"));
+        }
         let mac = match r.bytes8()? {
             [] => None,
             m => Some(<[u8; 6]>::try_from(m).map_err(|_| Error::Malformed("Identity MAC length"))?),

@@ -145,7 +145,11 @@ proptest! {
             }
             Err(e) => {
                 let shown = e.to_string();
-                prop_assert!(!shown.chars().any(is_control_or_bidi), "{:?}", shown);
+                prop_assert!(
+            !shown.chars().any(|c| is_control_or_bidi(c) || is_invisible_format(c)),
+            "{:?}",
+            shown
+        );
             }
         }
     }
@@ -178,10 +182,17 @@ proptest! {
     #[test]
     fn terminal_text(text in wire_path(), max in 0..64usize) {
         let shown = bounded("escape_for_terminal", text.as_bytes(), || escape_for_terminal(&text))?;
-        prop_assert!(!shown.chars().any(is_control_or_bidi), "{:?}", shown);
+        prop_assert!(
+            !shown.chars().any(|c| is_control_or_bidi(c) || is_invisible_format(c)),
+            "{:?}",
+            shown
+        );
         let back = unescape(&shown);
         prop_assert_eq!(back.as_deref(), Some(text.as_str()), "escaping is unambiguous");
-        if !text.chars().any(|c| is_control_or_bidi(c) || c == '\\') {
+        if !text
+            .chars()
+            .any(|c| is_control_or_bidi(c) || is_invisible_format(c) || c == '\\')
+        {
             prop_assert_eq!(&shown, &text);
         }
         let stripped = bounded("strip_control_or_bidi", text.as_bytes(), || {
