@@ -56,20 +56,28 @@ pub fn short_id(id: &Uuid) -> String {
 pub fn describe(record: &PeerRecord) -> String {
     format!(
         "{} ({})",
-        escape_for_terminal(&record.name),
+        shown_name(&record.name),
         short_id(&record.node_id)
     )
+}
+
+/// A peer's claimed name for a terminal: escaped, and quoted when it holds
+/// brackets or parentheses, so that it cannot pass for the proven id and
+/// fingerprint shown after it (`"laptop (3f2a9c1e)" (9d0e4b7a) [...]`).
+#[must_use]
+pub fn shown_name(name: &str) -> String {
+    let escaped = escape_for_terminal(name);
+    if name.contains(['(', ')', '[', ']', '"']) {
+        format!("\"{}\"", escaped.replace('"', "\\\""))
+    } else {
+        escaped
+    }
 }
 
 /// `name (3f2a9c1e) [ab12:cd34:ef56:7890]`, safe for a terminal.
 #[must_use]
 pub fn label(name: &str, id: &Uuid, fingerprint: &str) -> String {
-    format!(
-        "{} ({}) [{}]",
-        escape_for_terminal(name),
-        short_id(id),
-        fingerprint
-    )
+    format!("{} ({}) [{}]", shown_name(name), short_id(id), fingerprint)
 }
 
 /// [`label`] for a peer that proved its key in a handshake.
@@ -523,6 +531,19 @@ fn print_change(change: &Change, own: Uuid, store: &StoreData, json: bool) {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_name_cannot_fake_the_proven_id_and_fingerprint() {
+        let id = Uuid::from_bytes([0x11; 16]);
+        let fake = "laptop (3f2a9c1e) [ab12:cd34:ef56:7890]";
+        let shown = label(fake, &id, "0000:0000:0000:0000");
+        assert_eq!(
+            shown,
+            "\"laptop (3f2a9c1e) [ab12:cd34:ef56:7890]\" (11111111) [0000:0000:0000:0000]"
+        );
+        assert_eq!(label("laptop", &id, "f"), "laptop (11111111) [f]");
+    }
+
     use super::*;
 
     fn record(id: &str, name: &str) -> PeerRecord {

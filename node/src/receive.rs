@@ -512,7 +512,7 @@ where
     } = ctx;
     let who = format!(
         "{} [{}]",
-        escape_for_terminal(&peer.name),
+        crate::discover::shown_name(&peer.name),
         short_fingerprint(&peer.fingerprint)
     );
     let peer_id = uuid::Uuid::from_bytes(peer.node_id);

@@ -531,7 +531,7 @@ pub async fn run(
     }
     let who = format!(
         "{} [{}]",
-        escape_for_terminal(&session.peer.name),
+        crate::discover::shown_name(&session.peer.name),
         short_fingerprint(&session.peer.fingerprint)
     );
     let mut writer = RecordWriter {
