@@ -29,6 +29,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 pub mod resumable;
+pub mod stale;
 
 /// Suffix of files still being received.
 pub const PARTIAL_SUFFIX: &str = ".lspart";

@@ -69,6 +69,9 @@ pub async fn run(
     trust::check_store(&store).await?;
     std::fs::create_dir_all(&cfg.dir).map_err(|e| Error::file(&cfg.dir, e))?;
     let dir = std::fs::canonicalize(&cfg.dir).map_err(|e| Error::file(&cfg.dir, e))?;
+    if !cfg.stdout {
+        report_partials(&dir).await;
+    }
     let listener = TcpListener::bind(cfg.bind)
         .await
         .map_err(|source| Error::Bind {
@@ -251,6 +254,37 @@ pub async fn run(
         let _ = hook.await;
     }
     Ok(end)
+}
+
+/// Lists what interrupted transfers left in `dir`, removing what is too old
+/// to be resumed ([`fsutil::stale`]).
+async fn report_partials(dir: &std::path::Path) {
+    use crate::fsutil::stale;
+    let d = dir.to_owned();
+    let Ok(sweep) = tokio::task::spawn_blocking(move || {
+        stale::sweep(&d, stale::MAX_AGE, std::time::SystemTime::now())
+    })
+    .await
+    else {
+        return;
+    };
+    let days = stale::MAX_AGE.as_secs() / 86_400;
+    if sweep.removed.0 > 0 {
+        eprintln!(
+            "removed {} partial file{} of transfers interrupted more than {days} days ago ({})",
+            sweep.removed.0,
+            if sweep.removed.0 == 1 { "" } else { "s" },
+            crate::progress::human_bytes(sweep.removed.1)
+        );
+    }
+    if sweep.kept.0 > 0 {
+        eprintln!(
+            "{} partial file{} of interrupted transfers kept for resuming ({}; removed after {days} days)",
+            sweep.kept.0,
+            if sweep.kept.0 == 1 { "" } else { "s" },
+            crate::progress::human_bytes(sweep.kept.1)
+        );
+    }
 }
 
 /// Raises the soft limit on open files to the hard one (at most 65 536):

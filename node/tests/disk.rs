@@ -349,3 +349,52 @@ fn a_read_only_destination_fails_each_send_clearly_and_keeps_listening() {
         }
     }
 }
+
+/// A stream (standard input: size unknown) is checked against the free
+/// space as it grows, and a failed stream leaves no partial behind (it can
+/// never be resumed), so later offers are not refused for want of space.
+#[test]
+fn a_stream_larger_than_the_disk_fails_and_leaves_nothing_behind() {
+    if !mount_namespaces_or_skip("a_stream_larger_than_the_disk_fails_and_leaves_nothing_behind") {
+        return;
+    }
+    let pair = Pair::new();
+    let mut listener = listen_on_tmpfs(&pair.receiver, &pair.inbox, "16m", "true");
+    let dest = inside(&listener, &pair.inbox);
+    let mut cmd = pair.sender.cmd();
+    cmd.args(["send", "--yes", "--no-discovery"])
+        .arg(format!("127.0.0.1:{}", listener.port))
+        .args(["-", "--name", "big.stream"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut sender = cmd.spawn().unwrap();
+    let mut stdin = sender.stdin.take().unwrap();
+    let feed = std::thread::spawn(move || {
+        let chunk = random_bytes(9, MIB);
+        for _ in 0..40 {
+            if stdin.write_all(&chunk).is_err() {
+                break;
+            }
+        }
+    });
+    let status = wait_deadline(&mut sender, STEP * 2);
+    let _ = feed.join();
+    let out = sender.wait_with_output().unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(status.and_then(|s| s.code()), Some(1), "{err}");
+    assert!(err.contains("(507 "), "{err}");
+    listener.wait_stderr("transfer failed: ");
+    assert!(
+        poll_until(STEP, || names_in(&dest).is_empty()),
+        "the stream's partial must go: {:?}",
+        names_in(&dest)
+    );
+    // The disk is usable again at once.
+    let content = random_bytes(4, 4 * MIB);
+    let f = pair.sender.file("out", "after.bin", &content);
+    let out = pair.sender.send(listener.port, &[&f]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_content(&dest.join("after.bin"), &content);
+    assert!(listener.is_running());
+}

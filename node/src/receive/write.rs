@@ -16,6 +16,10 @@ impl Drop for Recycled<'_> {
     }
 }
 
+/// A stream (size unknown) must leave this much free space at each step of
+/// this size.
+const STREAM_SPACE_CHECK: u64 = 4 << 20;
+
 /// The file currently being written.
 struct Current {
     plan: usize,
@@ -76,6 +80,13 @@ pub(super) fn write_files(
         compressed: false,
     };
     let outcome = w.run(opener, rx, pool);
+    // A stream is never resumed: what it left is of no use to anyone.
+    if outcome.is_err()
+        && let Some(cur) = w.current.take()
+        && plan[cur.plan].stream
+    {
+        remove_partial(&cur.partial);
+    }
     // Verified files still waiting for their group are saved even when the
     // transfer failed later, as they would have been one by one.
     w.commit_group();
@@ -309,6 +320,20 @@ impl<'a> Writer<'a> {
         if !p.stream && cur.written + pt.len() as u64 > p.size {
             remove_partial(&cur.partial);
             return Err(ProtoError::Malformed("more data than the file's announced size").into());
+        }
+        // A stream's size is unknown, so the free-space check of the offer
+        // could not cover it: check as it grows.
+        if p.stream
+            && !self.to_stdout
+            && (cur.written == 0
+                || cur.written / STREAM_SPACE_CHECK
+                    != (cur.written + pt.len() as u64) / STREAM_SPACE_CHECK)
+            && fsutil::available_space(&p.parent).is_some_and(|free| free < STREAM_SPACE_CHECK)
+        {
+            return Err(Error::file(
+                &cur.partial,
+                std::io::Error::from(std::io::ErrorKind::StorageFull),
+            ));
         }
         if let Err(e) = cur.file.write_all(pt) {
             return Err(Error::file(&cur.partial, e));
