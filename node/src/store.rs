@@ -155,11 +155,29 @@ fn decode(bytes: &[u8]) -> Result<StoreData, String> {
     }
     let file: StoreFile = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
     let mut peers = file.peers;
-    let mut ids = std::collections::HashSet::with_capacity(peers.len());
-    for peer in &peers {
-        if !ids.insert(peer.node_id) {
-            return Err(format!("node id {} appears twice", peer.node_id));
+    // Stores written before protocol 2 keyed peers by a random node id; the
+    // id is now the one bound to the pinned key, so the entry moves there
+    // (and the next write saves it so). Two old entries with one key
+    // cannot both be right: the first pinned is kept.
+    let mut migrated = std::collections::HashSet::new();
+    for peer in &mut peers {
+        let bound = uuid::Uuid::from_bytes(localstream_proto::node_id_for(&peer.fingerprint));
+        if peer.node_id != bound {
+            peer.node_id = bound;
+            migrated.insert(bound);
         }
+    }
+    let mut ids = std::collections::HashSet::with_capacity(peers.len());
+    let mut duplicate = None;
+    peers.retain(|peer| {
+        let fresh = ids.insert(peer.node_id);
+        if !fresh && !migrated.contains(&peer.node_id) {
+            duplicate = Some(peer.node_id);
+        }
+        fresh
+    });
+    if let Some(id) = duplicate {
+        return Err(format!("node id {id} appears twice"));
     }
     peers.iter_mut().for_each(PeerEntry::trim);
     Ok(StoreData { peers })

@@ -12,8 +12,10 @@ fn home() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()
 }
 
+/// The node id bound to the key whose fingerprint is `[n; 32]` (a stored
+/// entry is keyed by it: see the migration in `decode`).
 fn id(n: u8) -> Uuid {
-    Uuid::from_bytes([n; 16])
+    Uuid::from_bytes(localstream_proto::node_id_for(&[n; 32]))
 }
 
 fn seen(n: u8, fp: u8, name: &str) -> Seen {
@@ -242,6 +244,7 @@ fn corruption_is_an_error_naming_the_file() {
         (
             "duplicate id",
             good.replace(&id(2).to_string(), &id(1).to_string())
+                .replace(&"02".repeat(32), &"01".repeat(32))
                 .into_bytes(),
             "appears twice",
         ),
@@ -615,6 +618,23 @@ fn lookup_by_id_fingerprint_and_name() {
     data.contact(&s, 2);
     assert_eq!(data.lookup("laptop").unwrap_err(), Lookup::NotFound);
     assert_eq!(found(&data, "renamed"), "renamed");
+}
+
+#[test]
+fn entries_keyed_by_an_old_random_id_move_to_the_id_bound_to_their_key() {
+    let h = home();
+    let store = PeerStore::new(h.path());
+    store.update(|d| d.contact(&seen(1, 1, "a"), 1)).unwrap();
+    let bytes = fs::read(store.path()).unwrap();
+    let old = Uuid::from_bytes([0x42; 16]).to_string();
+    let text = String::from_utf8(bytes)
+        .unwrap()
+        .replace(&id(1).to_string(), &old);
+    fs::write(store.path(), text).unwrap();
+    let data = store.load().unwrap();
+    assert_eq!(data.peers().len(), 1);
+    assert_eq!(data.peers()[0].node_id, id(1));
+    assert_eq!(data.get(&id(1)).map(|e| e.fingerprint), Some([1; 32]));
 }
 
 #[test]
