@@ -299,3 +299,340 @@ fn a_first_contact_without_a_terminal_or_yes_is_refused_before_the_offer() {
     );
     let _ = Role::Other;
 }
+
+// ---- Authenticated strangers that stall, trickle, inflate or jump ahead ----
+
+use localstream::conn::{IDLE_TIMEOUT, RecordWriter};
+use localstream::receive::{OFFER_DEADLINE, PRE_CONSENT_BYTES};
+use localstream_proto::record::RecordType;
+use localstream_proto::transfer::{Answer, OfferEntry, OfferPart};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+
+/// Distinct stranger identities (an untrusted node id may hold two offers).
+fn stranger(i: usize) -> Arc<LocalIdentity> {
+    static IDS: std::sync::OnceLock<Vec<Arc<LocalIdentity>>> = std::sync::OnceLock::new();
+    IDS.get_or_init(|| {
+        (0..4)
+            .map(|i| {
+                let key = rsa::PrivateKey::new(&mut rand::rng(), 2048).unwrap();
+                Arc::new(LocalIdentity::new(&format!("stranger-{i}"), None, key).unwrap())
+            })
+            .collect()
+    })[i % 4]
+        .clone()
+}
+
+struct Evil {
+    reader: FrameReader<OwnedReadHalf>,
+    writer: RecordWriter<OwnedWriteHalf>,
+    opener: localstream_proto::Opener,
+}
+
+impl Evil {
+    async fn connect(id: Arc<LocalIdentity>, port: u16) -> Evil {
+        let stream = connect_from(Ipv4Addr::new(127, 0, 0, 4), port).await;
+        let (rd, mut wr) = stream.into_split();
+        let mut reader = FrameReader::new(rd);
+        let mut hello = vec![];
+        let hs = Handshake::initiator(Config::new(id), &mut rand::rng(), &mut hello);
+        let session = handshake(&mut reader, &mut wr, hs, hello).await.unwrap();
+        Evil {
+            reader,
+            writer: RecordWriter {
+                inner: wr,
+                sealer: session.sealer,
+            },
+            opener: session.opener,
+        }
+    }
+
+    async fn offer_part(&mut self, part: &OfferPart) -> Result<(), localstream::Error> {
+        let mut body = vec![];
+        part.encode(&mut body).unwrap();
+        self.writer.send(RecordType::Offer, &body).await
+    }
+
+    /// The listener's next word, as an error status (alerts are errors).
+    async fn refusal(&mut self, wait: Duration) -> Option<Status> {
+        match self.reader.read_record(&mut self.opener, wait).await {
+            Err(localstream::Error::Protocol(ProtoError::PeerAlert { status, .. })) => Some(status),
+            _ => None,
+        }
+    }
+}
+
+fn trusted_pair() -> Pair {
+    let p = Pair::new();
+    let l = p.receiver.listen(&p.inbox, &["--yes"]);
+    let f = p.sender.file("out", "first.txt", b"first");
+    assert_sent_ok(&p.sender.send(l.port, &[&f]), 1);
+    drop(l);
+    let out = common::run(p.receiver.cmd().args(["trust", &p.sender.id().id]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    p
+}
+
+#[test]
+fn trickled_offers_from_strangers_time_out_and_never_keep_a_trusted_sender_out() {
+    let p = trusted_pair();
+    let mut l = p.receiver.listen(&p.inbox, &["--yes"]);
+    let port = l.port;
+    let rt = runtime();
+    // Eight strangers start a 100,000-entry offer with one entry each, then trickle.
+    let mut tricklers: Vec<Evil> = rt.block_on(async {
+        let mut v = Vec::new();
+        for i in 0..8 {
+            let mut e = Evil::connect(stranger(i), port).await;
+            let part = OfferPart {
+                total_entries: 100_000,
+                total_bytes: 100_000,
+                entries: vec![OfferEntry::file(format!("t{i}/0.txt"), 1)],
+            };
+            e.offer_part(&part).await.unwrap();
+            v.push(e);
+        }
+        v
+    });
+    let started = Instant::now();
+    // The trusted sender gets in at once, every stranger slot taken or not.
+    let f = p.sender.file("out", "trusted.txt", b"from a trusted peer");
+    assert_sent_ok(&p.sender.send(port, &[&f]), 1);
+    assert_content(&p.inbox.join("trusted.txt"), b"from a trusted peer");
+    let trusted_in = started.elapsed();
+    // A ninth stranger offer waits for a slot, then is told the receiver is busy.
+    // Each trickler is cut when its offer is not whole within the deadline.
+    let statuses: Vec<Option<Status>> = rt.block_on(async {
+        let mut out = Vec::new();
+        for e in &mut tricklers {
+            out.push(e.refusal(OFFER_DEADLINE + Duration::from_secs(10)).await);
+        }
+        out
+    });
+    let cut_after = started.elapsed();
+    eprintln!(
+        "8 trickled offers: the trusted send got in after {:.2} s; the tricklers were cut after \
+         {:.1} s with {statuses:?}",
+        trusted_in.as_secs_f64(),
+        cut_after.as_secs_f64()
+    );
+    assert!(
+        statuses.iter().all(|s| *s == Some(Status::Timeout)),
+        "{statuses:?}"
+    );
+    assert!(l.is_running(), "{}", l.stderr());
+}
+
+#[test]
+fn strangers_inflating_offers_before_consent_are_bounded_in_memory() {
+    const OFFERS: usize = 8;
+    let p = Pair::new();
+    let mut l = p.receiver.listen(&p.inbox, &["--yes"]);
+    let port = l.port;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    // Each sends records of long paths (4,000 bytes, 250 per record) of a
+    // 100,000-entry offer until the listener refuses or cuts it.
+    let results: Vec<(u64, Option<Status>)> = rt.block_on(async {
+        let tasks: Vec<_> = (0..OFFERS)
+            .map(|i| {
+                tokio::spawn(async move {
+                    let mut e = Evil::connect(stranger(i), port).await;
+                    let mut sent = 0u64;
+                    let folders: String = (0..60)
+                        .map(|d| format!("{d:02}{}/", "x".repeat(62)))
+                        .collect();
+                    for record in 0..400 {
+                        let entries: Vec<OfferEntry> = (0..250)
+                            .map(|k| OfferEntry::file(format!("{folders}{record}-{k}"), 0))
+                            .collect();
+                        let part = OfferPart {
+                            total_entries: 100_000,
+                            total_bytes: 0,
+                            entries,
+                        };
+                        if e.offer_part(&part).await.is_err() {
+                            break;
+                        }
+                        sent += 1;
+                    }
+                    (sent, e.refusal(Duration::from_secs(10)).await)
+                })
+            })
+            .collect();
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await.unwrap());
+        }
+        out
+    });
+    let peak = peak_rss_bytes(l.pid());
+    eprintln!(
+        "{OFFERS} inflating offers before consent (records sent, listener's answer): {results:?}; \
+         listener peak RSS {:.1} MiB",
+        peak as f64 / (1 << 20) as f64
+    );
+    assert!(peak < 128 << 20, "listener peak {peak} bytes");
+    assert!(
+        results
+            .iter()
+            .all(|(_, s)| matches!(s, Some(Status::TooLarge | Status::Busy))),
+        "{results:?}"
+    );
+    // No offer got further than the budget: a record holds about 1 MB of names.
+    let per_offer = PRE_CONSENT_BYTES as u64 / (250 * 4_000) + 2;
+    assert!(
+        results.iter().all(|(n, _)| *n <= per_offer + 64),
+        "{results:?}"
+    );
+    // And an honest (untrusted) sender is served afterwards.
+    let f = p.sender.file("out", "after.txt", b"after");
+    assert_sent_ok(&p.sender.send(port, &[&f]), 1);
+    assert!(l.is_running());
+}
+
+fn peak_rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .unwrap()
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .unwrap();
+    kib * 1024
+}
+
+#[test]
+fn an_accepted_transfer_that_makes_no_progress_is_ended() {
+    let p = Pair::new();
+    let mut l = p.receiver.listen(&p.inbox, &["--yes"]);
+    let port = l.port;
+    let (status, after) = runtime().block_on(async {
+        let mut e = Evil::connect(stranger(0), port).await;
+        let entries = vec![OfferEntry::file("slow.bin", 1 << 20)];
+        e.offer_part(&OfferPart::split(&entries).unwrap()[0])
+            .await
+            .unwrap();
+        let (typ, body) = e
+            .reader
+            .read_record(&mut e.opener, IDLE_TIMEOUT)
+            .await
+            .unwrap();
+        assert_eq!(typ, RecordType::Answer);
+        assert!(Answer::decode(&body).unwrap().status.is_ok());
+        let started = Instant::now();
+        // An empty Data record every 2 s: alive, but no progress.
+        loop {
+            if e.writer.send(RecordType::Data, b"").await.is_err() {
+                break (e.refusal(Duration::from_secs(5)).await, started.elapsed());
+            }
+            let word = tokio::time::timeout(Duration::from_secs(2), async {
+                e.refusal(Duration::from_secs(2)).await
+            })
+            .await;
+            if let Ok(Some(s)) = word {
+                break (Some(s), started.elapsed());
+            }
+            assert!(started.elapsed() < IDLE_TIMEOUT * 3, "never ended");
+        }
+    });
+    eprintln!(
+        "a transfer of empty Data records was ended after {:.1} s: {status:?}",
+        after.as_secs_f64()
+    );
+    assert_eq!(status, Some(Status::Timeout));
+    // Nothing under the final name (an empty partial may stay for a resume).
+    let names = names_in(&p.inbox);
+    assert!(names.iter().all(|n| n.ends_with(".lspart")), "{names:?}");
+    assert!(l.is_running());
+}
+
+#[test]
+fn data_sent_before_the_answer_is_a_protocol_error() {
+    let p = Pair::new();
+    let mut l = p.receiver.listen(&p.inbox, &["--yes"]);
+    let status = runtime().block_on(async {
+        let mut e = Evil::connect(stranger(1), l.port).await;
+        let entries = vec![OfferEntry::file("early.bin", 5)];
+        let mut body = vec![];
+        OfferPart::split(&entries).unwrap()[0]
+            .encode(&mut body)
+            .unwrap();
+        // The Offer and a Data record in one write: the data does not wait.
+        let mut both = vec![];
+        e.writer
+            .sealer
+            .seal(RecordType::Offer, &body, &mut both)
+            .unwrap();
+        e.writer
+            .sealer
+            .seal(RecordType::Data, b"early", &mut both)
+            .unwrap();
+        e.writer.inner.write_all(&both).await.unwrap();
+        match e.reader.read_record(&mut e.opener, IDLE_TIMEOUT).await {
+            Ok((typ, _)) => panic!("the listener answered with record 0x{:02x}", typ as u8),
+            Err(localstream::Error::Protocol(ProtoError::PeerAlert { status, .. })) => status,
+            Err(other) => panic!("{other}"),
+        }
+    });
+    assert_eq!(status, Status::ProtocolViolation);
+    assert!(names_in(&p.inbox).is_empty());
+    assert!(l.is_running());
+}
+
+#[test]
+fn a_receiver_that_answers_busy_after_its_handshake_pins_nothing() {
+    // Someone at the address answers the handshake with its own key, then an
+    // (authenticated) Busy alert instead of an Answer.
+    let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = std_listener.local_addr().unwrap().port();
+    std_listener.set_nonblocking(true).unwrap();
+    let impostor = std::thread::spawn(move || {
+        runtime().block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(std_listener).unwrap();
+            let (stream, _) = listener.accept().await.unwrap();
+            let (rd, mut wr) = stream.into_split();
+            let mut reader = FrameReader::new(rd);
+            let proven = localstream::conn::handshake_until_proven(
+                &mut reader,
+                &mut wr,
+                Handshake::responder(Config::new(attacker_identity())),
+                vec![],
+                |_| true,
+            )
+            .await
+            .unwrap();
+            let session = localstream::conn::finish_handshake(&mut wr, proven)
+                .await
+                .unwrap();
+            let mut writer = RecordWriter {
+                inner: wr,
+                sealer: session.sealer,
+            };
+            // Wait for the offer, then say busy.
+            let _ = reader
+                .read_record(&mut { session.opener }, IDLE_TIMEOUT)
+                .await;
+            writer.alert(Status::Busy, "busy, try again").await;
+        });
+    });
+    let p = Pair::new();
+    let f = p.sender.file("out", "x.txt", b"x");
+    let out = p.sender.send(port, &[&f]);
+    impostor.join().unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("busy, try again"), "{err}");
+    // Nothing pinned: a later send to the real receiver is a clean first contact.
+    let pinned = p.sender.store_path().exists() && {
+        let s: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(p.sender.store_path()).unwrap()).unwrap();
+        s["peers"].as_array().is_some_and(|a| !a.is_empty())
+    };
+    assert!(!pinned, "the impostor was pinned");
+}
