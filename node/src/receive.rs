@@ -618,8 +618,16 @@ where
             "bytes": total,
             // The first ones, for a script to look at (all of them can be 100 000).
             "entries": entries.iter().take(OFFER_EVENT_ENTRIES)
-                .map(|e| serde_json::json!({ "path": escape_for_terminal(&e.path), "size": e.size }))
+                .map(|e| serde_json::json!({
+                    "path": escape_for_terminal(&e.path),
+                    "size": e.size,
+                    "executable": e.is_exec(),
+                }))
                 .collect::<Vec<_>>(),
+            "code": code.to_string(),
+            // Key exchanges abandoned in the last 10 minutes: someone may be
+            // trying to fake the verification code.
+            "abandoned_exchanges": abandoned.map_or(0, |n| n.count),
         }),
     );
     // The sender must wait for the Answer: anything it sends meanwhile (or

@@ -101,7 +101,7 @@ fn grinding_the_code_is_bounded_per_address_and_logged_and_a_trusted_peer_still_
     let out = common::run(p.receiver.cmd().args(["trust", &s_id.id]));
     assert!(out.status.success(), "{}", text(&out.stderr));
 
-    let mut l = p.receiver.listen(&p.inbox, &["--trusted-only"]);
+    let mut l = p.receiver.listen(&p.inbox, &["--yes", "--json"]);
     let port = l.port;
     let attacker = Ipv4Addr::new(127, 0, 0, 2);
     let started = Instant::now();
@@ -147,9 +147,19 @@ fn grinding_the_code_is_bounded_per_address_and_logged_and_a_trusted_peer_still_
     // The trusted peer got its file through during the attack.
     assert_sent_ok(&honest, 1);
     assert_content(&p.inbox.join("during.txt"), b"sent during the attack");
-    // The user is told.
+    // The user is told: in the log, and with the next offer.
     l.wait_stderr("key exchanges were abandoned in the last minute");
     l.wait_stderr("someone may be trying to fake a verification code");
+    let newcomer = common::Node::new(Role::Other);
+    let f = newcomer.file("out", "new.txt", b"first contact after the attack");
+    assert_sent_ok(&newcomer.send(port, &[&f]), 1);
+    let line = l.wait_line(|line| line.contains("new.txt") && line.contains("\"offer\""));
+    let last: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert!(
+        last["abandoned_exchanges"].as_u64().unwrap() >= guesses as u64,
+        "{last}"
+    );
+    assert_eq!(last["code"].as_str().unwrap().len(), 14, "{last}");
     assert!(l.is_running(), "{}", l.stderr());
     let _ = r_id;
 }
