@@ -341,18 +341,15 @@ struct Evil {
 impl Evil {
     async fn connect(id: Arc<LocalIdentity>, port: u16) -> Evil {
         let stream = connect_from(Ipv4Addr::new(127, 0, 0, 4), port).await;
-        let (rd, mut wr) = stream.into_split();
-        let mut reader = FrameReader::new(rd);
-        let mut hello = vec![];
-        let hs = Handshake::initiator(Config::new(id), &mut rand::rng(), &mut hello);
-        let session = handshake(&mut reader, &mut wr, hs, hello).await.unwrap();
+        let common::Authenticated {
+            reader,
+            writer,
+            opener,
+        } = common::authenticate(id, stream).await;
         Evil {
             reader,
-            writer: RecordWriter {
-                inner: wr,
-                sealer: session.sealer,
-            },
-            opener: session.opener,
+            writer,
+            opener,
         }
     }
 
@@ -478,7 +475,7 @@ fn strangers_inflating_offers_before_consent_are_bounded_in_memory() {
         }
         out
     });
-    let peak = peak_rss_bytes(l.pid());
+    let peak = common::peak_memory(l.pid());
     eprintln!(
         "{OFFERS} inflating offers before consent (records sent, listener's answer): {results:?}; \
          listener peak RSS {:.1} MiB",
@@ -501,20 +498,6 @@ fn strangers_inflating_offers_before_consent_are_bounded_in_memory() {
     let f = p.sender.file("out", "after.txt", b"after");
     assert_sent_ok(&p.sender.send(port, &[&f]), 1);
     assert!(l.is_running());
-}
-
-fn peak_rss_bytes(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .unwrap()
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .unwrap();
-    kib * 1024
 }
 
 #[test]

@@ -13,14 +13,13 @@ use std::time::Duration;
 use common::{
     Listener, Node, Pair, Role, STEP, assert_content, names_in, poll_until, random_bytes, text,
 };
-use localstream::conn::{FrameReader, IDLE_TIMEOUT, RecordWriter, handshake};
-use localstream_proto::handshake::Config;
+use localstream::conn::{FrameReader, IDLE_TIMEOUT, RecordWriter};
 use localstream_proto::names::{escape_for_terminal, is_control_or_bidi};
 use localstream_proto::record::RecordType;
 use localstream_proto::transfer::{
     Answer, FileEnd, FinalStatus, OfferEntry, OfferPart, TransferEnd,
 };
-use localstream_proto::{Error as ProtoError, Handshake, LocalIdentity, Opener, Status};
+use localstream_proto::{Error as ProtoError, LocalIdentity, Opener, Status};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -45,18 +44,15 @@ fn evil_identity() -> Arc<LocalIdentity> {
 impl Evil {
     async fn connect(port: u16) -> Evil {
         let stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-        let (rd, mut wr) = stream.into_split();
-        let mut reader = FrameReader::new(rd);
-        let mut hello = vec![];
-        let hs = Handshake::initiator(Config::new(evil_identity()), &mut rand::rng(), &mut hello);
-        let session = handshake(&mut reader, &mut wr, hs, hello).await.unwrap();
+        let common::Authenticated {
+            reader,
+            writer,
+            opener,
+        } = common::authenticate(evil_identity(), stream).await;
         Evil {
             reader,
-            writer: RecordWriter {
-                inner: wr,
-                sealer: session.sealer,
-            },
-            opener: session.opener,
+            writer,
+            opener,
         }
     }
 

@@ -45,23 +45,6 @@ fn closed_by_listener(s: &TcpStream) -> bool {
 }
 
 /// The listener's peak resident memory (VmHWM), in bytes.
-#[cfg(target_os = "linux")]
-fn peak_memory(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .unwrap_or_else(|| panic!("no VmHWM in /proc/{pid}/status"));
-    let kib: u64 = line
-        .trim_start_matches("VmHWM:")
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .unwrap();
-    kib * 1024
-}
-
 #[test]
 fn two_hundred_idle_sockets_do_not_lock_out_sixteen_concurrent_senders() {
     const IDLE: usize = 200;
@@ -129,7 +112,7 @@ fn two_hundred_idle_sockets_do_not_lock_out_sixteen_concurrent_senders() {
 
     #[cfg(target_os = "linux")]
     {
-        let peak = peak_memory(l.pid());
+        let peak = common::peak_memory(l.pid());
         eprintln!(
             "listener peak memory (VmHWM) after {IDLE} idle sockets and {SENDERS} x {} MiB \
              concurrent transfers: {:.1} MiB",

@@ -42,6 +42,8 @@ pub mod transfer;
 #[cfg(test)]
 mod pair;
 #[cfg(test)]
+mod worked_doc;
+#[cfg(test)]
 mod worked_example;
 #[cfg(test)]
 mod worked_transfer;

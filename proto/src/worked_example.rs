@@ -15,8 +15,6 @@
 
 use std::fmt::Write as _;
 
-use aes_gcm::Aes256Gcm;
-use aes_gcm::aead::AeadInOut;
 use hkdf::Hkdf;
 use hmac::{Hmac, KeyInit, Mac};
 use rand::SeedableRng;
@@ -33,26 +31,13 @@ use crate::handshake::Config;
 use crate::handshake::messages::*;
 use crate::pair::{Dir, run_handshake, test_identity};
 use crate::record::{DirectionKeys, Opener, RecordType, Sealer, TAG_LEN};
+use crate::worked_doc::{check_section, nonce, seal_by_the_book, wrapped};
 
-const DOC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../PROTOCOL.md");
 const BEGIN: &str = "<!-- worked-example:begin -->";
 const END: &str = "<!-- worked-example:end -->";
 /// The initiator's RNG seed; the responder uses `SEED ^ 0xffff` (as `run_handshake` does).
 const SEED: u64 = 1;
 const RECORD_PLAINTEXT: &[u8] = b"hello";
-
-/// Lowercase hex wrapped at 64 hex digits (32 bytes) per line.
-fn wrapped(bytes: &[u8]) -> String {
-    let h = hex(bytes);
-    let mut out = String::new();
-    for (i, chunk) in h.as_bytes().chunks(64).enumerate() {
-        if i > 0 {
-            out.push('\n');
-        }
-        out.push_str(std::str::from_utf8(chunk).unwrap());
-    }
-    out
-}
 
 fn code_block(out: &mut String, bytes: &[u8]) {
     let _ = writeln!(out, "```text\n{}\n```\n", wrapped(bytes));
@@ -72,29 +57,6 @@ fn hmac_sha256(key: &[u8], data: &[u8]) -> [u8; 32] {
     let mut m = <Hmac<Sha256> as KeyInit>::new_from_slice(key).unwrap();
     m.update(data);
     m.finalize().into_bytes().into()
-}
-
-/// nonce = IV XOR (4 zero bytes || u64 BE sequence number).
-fn nonce(iv: &[u8; 12], seq: u64) -> [u8; 12] {
-    let mut n = *iv;
-    for (b, s) in n[4..].iter_mut().zip(seq.to_be_bytes()) {
-        *b ^= s;
-    }
-    n
-}
-
-/// Seals one record exactly as the document describes, without the record module.
-fn seal_by_the_book(key: &[u8; 32], iv: &[u8; 12], seq: u64, typ: u8, pt: &[u8]) -> Vec<u8> {
-    let mut frame = vec![typ];
-    frame.extend_from_slice(&((pt.len() + TAG_LEN) as u32).to_be_bytes());
-    let aad = frame.clone();
-    let mut body = pt.to_vec();
-    let tag = Aes256Gcm::new(&(*key).into())
-        .encrypt_inout_detached(&nonce(iv, seq).into(), &aad, body.as_mut_slice().into())
-        .unwrap();
-    frame.extend_from_slice(&body);
-    frame.extend_from_slice(&tag);
-    frame
 }
 
 struct Step {
@@ -467,53 +429,7 @@ fn render() -> String {
     md
 }
 
-/// The byte offset range of the generated section inside the document.
-fn section(doc: &str) -> std::ops::Range<usize> {
-    let begin = doc
-        .find(BEGIN)
-        .unwrap_or_else(|| panic!("{DOC} has no `{BEGIN}` marker"))
-        + BEGIN.len();
-    let end = doc[begin..]
-        .find(END)
-        .unwrap_or_else(|| panic!("{DOC} has no `{END}` marker after `{BEGIN}`"))
-        + begin;
-    begin..end
-}
-
 #[test]
 fn protocol_md_worked_example_matches_the_code() {
-    let generated = format!("\n{}", render());
-    let doc = std::fs::read_to_string(DOC).unwrap_or_else(|e| panic!("reading {DOC}: {e}"));
-    let range = section(&doc);
-    let current = &doc[range.clone()];
-    if current == generated {
-        return;
-    }
-    if std::env::var("LOCALSTREAM_BLESS").as_deref() == Ok("1") {
-        let mut new = doc.clone();
-        new.replace_range(range, &generated);
-        std::fs::write(DOC, new).unwrap_or_else(|e| panic!("writing {DOC}: {e}"));
-        eprintln!("worked example in {DOC} regenerated");
-        return;
-    }
-    let first_line = doc[..range.start].lines().count();
-    let (old, new): (Vec<_>, Vec<_>) = (current.lines().collect(), generated.lines().collect());
-    let at = old
-        .iter()
-        .zip(&new)
-        .position(|(a, b)| a != b)
-        .unwrap_or(old.len().min(new.len()));
-    panic!(
-        "the worked example in PROTOCOL.md is not what the code produces.\n\
-         first difference at PROTOCOL.md line {}:\n  document: {:?}\n  code:     {:?}\n\
-         (document section {} lines, generated {} lines)\n\
-         If the wire change is intended, regenerate the section with\n  \
-         LOCALSTREAM_BLESS=1 cargo test -p localstream-proto worked_example\n\
-         and review the diff of PROTOCOL.md.",
-        first_line + at,
-        old.get(at).copied().unwrap_or("<end of section>"),
-        new.get(at).copied().unwrap_or("<end of section>"),
-        old.len(),
-        new.len(),
-    );
+    check_section("worked example", "worked_example", BEGIN, END, &render());
 }

@@ -539,3 +539,51 @@ pub fn assert_sent_ok(out: &Output, files: usize) {
         "one summary line expected: {stdout:?}"
     );
 }
+
+/// A node's side of an authenticated connection, driven from the library
+/// (the hostile and attacking peers of the tests).
+pub struct Authenticated {
+    pub reader: localstream::conn::FrameReader<tokio::net::tcp::OwnedReadHalf>,
+    pub writer: localstream::conn::RecordWriter<tokio::net::tcp::OwnedWriteHalf>,
+    pub opener: localstream_proto::Opener,
+}
+
+/// Runs the initiator's handshake as `id` over `stream`.
+pub async fn authenticate(
+    id: Arc<localstream_proto::LocalIdentity>,
+    stream: tokio::net::TcpStream,
+) -> Authenticated {
+    use localstream_proto::Handshake;
+    use localstream_proto::handshake::Config;
+    let (rd, mut wr) = stream.into_split();
+    let mut reader = localstream::conn::FrameReader::new(rd);
+    let mut hello = vec![];
+    let hs = Handshake::initiator(Config::new(id), &mut rand::rng(), &mut hello);
+    let session = localstream::conn::handshake(&mut reader, &mut wr, hs, hello)
+        .await
+        .unwrap();
+    Authenticated {
+        reader,
+        writer: localstream::conn::RecordWriter {
+            inner: wr,
+            sealer: session.sealer,
+        },
+        opener: session.opener,
+    }
+}
+
+/// The peak resident memory of a process (VmHWM), in bytes.
+#[cfg(target_os = "linux")]
+pub fn peak_memory(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .unwrap_or_else(|| panic!("no VmHWM in /proc/{pid}/status"))
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .unwrap();
+    kib * 1024
+}
