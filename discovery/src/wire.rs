@@ -295,18 +295,35 @@ pub(crate) fn query(questions: &[Question], known: &[Record]) -> Option<Vec<u8>>
     Some(bytes)
 }
 
+/// A record for tests: `name`, `ttl`, no cache-flush bit.
+#[cfg(test)]
+pub(crate) fn rec(name: &str, ttl: u32, data: Data) -> Record {
+    Record {
+        name: name.into(),
+        ttl,
+        flush: false,
+        data,
+    }
+}
+
+/// Every truncation of `full`, and every single-bit flip of it (for tests
+/// that feed spoiled packets to a decoder).
+#[cfg(test)]
+pub(crate) fn spoiled(full: &[u8]) -> Vec<Vec<u8>> {
+    let mut out: Vec<Vec<u8>> = (0..full.len()).map(|cut| full[..cut].to_vec()).collect();
+    for at in 0..full.len() {
+        for bit in 0..8 {
+            let mut p = full.to_vec();
+            p[at] ^= 1 << bit;
+            out.push(p);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn rec(name: &str, ttl: u32, data: Data) -> Record {
-        Record {
-            name: name.into(),
-            ttl,
-            flush: false,
-            data,
-        }
-    }
 
     #[test]
     fn responses_round_trip() {
@@ -419,15 +436,7 @@ mod tests {
             rec("ls-ab.local.", 120, Data::Addr("10.0.0.1".parse().unwrap())),
         ];
         let full = response(&records, &[], None).unwrap();
-        let mut spoiled: Vec<Vec<u8>> = (0..full.len()).map(|cut| full[..cut].to_vec()).collect();
-        for at in 0..full.len() {
-            for bit in 0..8 {
-                let mut p = full.clone();
-                p[at] ^= 1 << bit;
-                spoiled.push(p);
-            }
-        }
-        for p in spoiled {
+        for p in spoiled(&full) {
             let info = allocation_counter::measure(|| {
                 let _ = parse(&p);
             });

@@ -269,20 +269,23 @@ async fn report_partials(dir: &std::path::Path) {
         return;
     };
     let days = stale::MAX_AGE.as_secs() / 86_400;
+    let files = |(n, bytes): (u64, u64)| {
+        format!(
+            "{n} partial file{} ({})",
+            if n == 1 { "" } else { "s" },
+            crate::progress::human_bytes(bytes)
+        )
+    };
     if sweep.removed.0 > 0 {
         eprintln!(
-            "removed {} partial file{} of transfers interrupted more than {days} days ago ({})",
-            sweep.removed.0,
-            if sweep.removed.0 == 1 { "" } else { "s" },
-            crate::progress::human_bytes(sweep.removed.1)
+            "removed {} of transfers interrupted more than {days} days ago",
+            files(sweep.removed)
         );
     }
     if sweep.kept.0 > 0 {
         eprintln!(
-            "{} partial file{} of interrupted transfers kept for resuming ({}; removed after {days} days)",
-            sweep.kept.0,
-            if sweep.kept.0 == 1 { "" } else { "s" },
-            crate::progress::human_bytes(sweep.kept.1)
+            "kept {} of interrupted transfers for resuming (removed after {days} days)",
+            files(sweep.kept)
         );
     }
 }

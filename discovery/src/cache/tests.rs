@@ -8,14 +8,7 @@ fn instance(id: &str) -> String {
     format!("{}._localstream._tcp.local.", id.replace('-', ""))
 }
 
-fn rec(name: &str, ttl: u32, data: Data) -> Record {
-    Record {
-        name: name.into(),
-        ttl,
-        flush: false,
-        data,
-    }
-}
+use crate::wire::rec;
 
 fn txt(id: &str, name: &str) -> Data {
     Data::Txt(
