@@ -33,7 +33,7 @@ pub const EXCHANGE_SOURCE_BURST: f64 = 40.0;
 /// and per second after that.
 pub const EXCHANGE_SOURCE_RATE: f64 = 20.0;
 /// Key exchanges all sources together may abandon at once
-pub const EXCHANGE_GLOBAL_BURST: f64 = 2000.0;
+pub const EXCHANGE_GLOBAL_BURST: f64 = 4000.0;
 /// and per second after that.
 pub const EXCHANGE_GLOBAL_RATE: f64 = 2000.0;
 /// Signatures for untrusted peers, per source: at once
