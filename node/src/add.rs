@@ -67,6 +67,7 @@ pub async fn run(
         name: peer.name.clone(),
         mac: peer.mac,
         addr: Some(addr),
+        from: None,
     };
     let id = seen.node_id;
     let store2 = store.clone();

@@ -655,6 +655,7 @@ mod tests {
             name: "box".into(),
             mac: None,
             addr: None,
+            from: None,
         };
         store.contact(&seen, 1);
         assert_eq!(columns(&p, &store)[5], "new");

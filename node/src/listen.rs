@@ -36,7 +36,7 @@ use crate::trust;
 mod admission;
 mod limits;
 pub use admission::{
-    Admission, Handshaking, MAX_SESSIONS, MAX_SESSIONS_PER_PEER, MAX_STRANGER_SESSIONS,
+    ADMIT_WAIT, Admission, Handshaking, MAX_SESSIONS, MAX_SESSIONS_PER_PEER, MAX_STRANGER_SESSIONS,
     MAX_UNAUTHENTICATED, PER_SOURCE, Refusal, STALLED, SessionSlot,
 };
 pub use limits::{AbandonedNote, Limits};
@@ -192,23 +192,7 @@ pub async fn run(
                     });
                     continue;
                 }
-                let handshaking = match admission.admit(remote) {
-                    Ok(h) => h,
-                    Err(admission::Refusal::Full) => {
-                        debug!(%remote, "every place before authentication is mid-handshake: refusing");
-                        tasks.spawn(async move {
-                            crate::conn::handshake_alert(
-                                &mut stream,
-                                Status::Busy,
-                                "the receiver is busy with other handshakes; try again",
-                            )
-                            .await;
-                            Some(ConnEnd::NoTransfer(Error::Timeout("refused: handshakes full")))
-                        });
-                        continue;
-                    }
-                };
-                let evicted = handshaking.eviction();
+                let admission = admission.clone();
                 let shared = shared.clone();
                 let token = root.child_token();
                 let span = info_span!(
@@ -218,6 +202,21 @@ pub async fn run(
                     session = tracing::field::Empty
                 );
                 tasks.spawn(async move {
+                    // Every place mid-handshake: wait a moment for one to free up.
+                    let handshaking = match admission.admit_waiting(remote, ADMIT_WAIT).await {
+                        Ok(h) => h,
+                        Err(Refusal::Full) => {
+                            debug!(%remote, "every place before authentication is mid-handshake: refusing");
+                            crate::conn::handshake_alert(
+                                &mut stream,
+                                Status::Busy,
+                                "the receiver is busy with other handshakes; try again",
+                            )
+                            .await;
+                            return Some(ConnEnd::NoTransfer(Error::Timeout("refused: handshakes full")));
+                        }
+                    };
+                    let evicted = handshaking.eviction();
                     // On shutdown a transfer gets a moment to tell its sender why it stops.
                     let cut = async {
                         token.cancelled().await;
@@ -226,7 +225,7 @@ pub async fn run(
                     tokio::select! {
                         end = receive::serve(stream, remote, shared, token.clone(), handshaking) => Some(end),
                         _ = cut => Some(ConnEnd::NoTransfer(Error::Interrupted)),
-                        // Still in the handshake and the oldest: dropped (socket closed) at once.
+                        // Still in the handshake and evicted: dropped (socket closed) at once.
                         () = evicted.cancelled() => None,
                     }
                 }.instrument(span));

@@ -281,6 +281,7 @@ pub async fn serve(
     let mut history = None;
     let ctx = Ctx {
         peer: &peer,
+        remote,
         contacted,
         standing,
         code: session.sas,
@@ -399,13 +400,17 @@ async fn admit_peer<W: tokio::io::AsyncWrite + Unpin>(
         .await;
         return Err(refuse(Status::Declined, message));
     }
+    let impostor = match trust::name_of_pinned(&shared.store, peer).await {
+        Some(e) => Some(e),
+        None => trust::source_of_pinned(&shared.store, peer, remote.ip()).await,
+    };
     if contacted.first
-        && let Some(e) = trust::name_of_pinned(&shared.store, peer).await
+        && let Some(e) = impostor
     {
         eprintln!("{e}");
         let message = format!(
-            "the receiver knows another node named '{}' (with another key) and refuses this \
-             one under its name; if this node's key changed legitimately, its user can run \
+            "the receiver knows another node named '{}', or at this address, with another key, \
+             and refuses this one; if this node's key changed legitimately, its user can run \
              `localstream forget` for the old one",
             escape_for_terminal(&peer.name)
         );
@@ -428,6 +433,8 @@ async fn admit_peer<W: tokio::io::AsyncWrite + Unpin>(
 /// What a transfer needs besides the socket halves.
 struct Ctx<'a> {
     peer: &'a PeerIdentity,
+    /// Where the sender connected from.
+    remote: SocketAddr,
     contacted: trust::Contacted,
     standing: Standing,
     code: Sas,
@@ -499,6 +506,7 @@ where
 {
     let Ctx {
         peer,
+        remote,
         contacted,
         standing,
         code,
@@ -658,7 +666,8 @@ where
     );
     if matches!(decision, Decision::Accept | Decision::AcceptAndTrust) {
         // Consent: now the peer is pinned (on first contact) and the session recorded.
-        match trust::Session::begin(&shared.store, peer, None, &session_id, Direction::Receive)
+        let from = Some(remote.ip().to_canonical());
+        match trust::Session::begin(&shared.store, peer, from, &session_id, Direction::Receive)
             .await
         {
             Ok(h) => *history = Some(h),

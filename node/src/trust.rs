@@ -12,7 +12,7 @@
 //! The store is a file shared by every localstream process of this home, so
 //! every access goes through a blocking thread (it may wait for the lock).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 
 use localstream_discovery::PeerRecord;
@@ -95,13 +95,14 @@ fn key_changed(peer: &PeerIdentity, pinned: &[u8; 32]) -> Error {
     }
 }
 
-fn seen(peer: &PeerIdentity, addr: Option<SocketAddr>) -> Seen {
+fn seen(peer: &PeerIdentity, addr: Option<SocketAddr>, from: Option<IpAddr>) -> Seen {
     Seen {
         node_id: Uuid::from_bytes(peer.node_id),
         fingerprint: peer.fingerprint,
         name: peer.name.clone(),
         mac: peer.mac,
         addr,
+        from,
     }
 }
 
@@ -147,6 +148,31 @@ fn new_key_for(peer: &PeerIdentity, known: &PeerEntry, how: String) -> Error {
         found: Uuid::from_bytes(peer.node_id),
         presented: fingerprint_hex(&peer.fingerprint),
     }))
+}
+
+/// How long a pinned peer's source address is held against a newcomer.
+pub const SOURCE_MEMORY_SECS: u64 = 24 * 3600;
+
+/// A node met for the first time (`peer`) connecting from `ip`, where a
+/// pinned peer connected from within the last [`SOURCE_MEMORY_SECS`]: the
+/// loud refusal to show, or `None`. Loopback is exempt: several nodes on one
+/// machine (users, tests) all connect from it.
+pub async fn source_of_pinned(store: &PeerStore, peer: &PeerIdentity, ip: IpAddr) -> Option<Error> {
+    let id = Uuid::from_bytes(peer.node_id);
+    let ip = ip.to_canonical();
+    if ip.is_loopback() {
+        return None;
+    }
+    let data = with_store(store, |s| s.load().map_err(Error::from))
+        .await
+        .ok()?;
+    let now = now_secs();
+    let known = data.peers().iter().find(|e| {
+        e.node_id != id
+            && e.came_from.contains(&ip)
+            && now.saturating_sub(e.last_seen) < SOURCE_MEMORY_SECS
+    })?;
+    Some(new_key_for(peer, known, format!("from its address {ip}")))
 }
 
 /// Before connecting to a peer that discovery found for `typed`: refuses an
@@ -230,7 +256,7 @@ impl Session {
     pub async fn begin(
         store: &PeerStore,
         peer: &PeerIdentity,
-        addr: Option<SocketAddr>,
+        from: Option<IpAddr>,
         session_id: &[u8; 16],
         direction: Direction,
     ) -> Result<Session> {
@@ -242,7 +268,7 @@ impl Session {
         let (id, record, seen) = (
             session.peer,
             SessionRecord::begin(session.id.clone(), direction, now_ms()),
-            seen(peer, addr),
+            seen(peer, None, from),
         );
         let contact = with_store(store, move |s| {
             s.update(|d| {
@@ -334,7 +360,7 @@ pub async fn record_session(
     started_ms: u64,
     end: SessionEnd,
 ) {
-    let (id, seen) = (Uuid::from_bytes(peer.node_id), seen(peer, addr));
+    let (id, seen) = (Uuid::from_bytes(peer.node_id), seen(peer, addr, None));
     let record = SessionRecord::begin(session_hex(session_id), direction, started_ms);
     let r = with_store(store, move |s| {
         s.update(|d| {
@@ -462,6 +488,7 @@ fn unreachable_entry(node_id: Uuid) -> PeerEntry {
         mac: None,
         names: vec![],
         addresses: vec![],
+        came_from: vec![],
         alias: None,
         trust: Trust::New,
         first_seen: 0,

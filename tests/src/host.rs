@@ -109,8 +109,15 @@ impl Host {
     /// `localstream-node --home <home> --no-progress`.
     #[must_use]
     pub fn node(&self) -> Command {
+        self.node_at(&self.home)
+    }
+
+    /// The `localstream` command on this host with another home: a second
+    /// node (identity) on the same machine and address.
+    #[must_use]
+    pub fn node_at(&self, home: &std::path::Path) -> Command {
         let mut cmd = self.exec(&self.bins.node);
-        cmd.arg("--home").arg(&self.home).arg("--no-progress");
+        cmd.arg("--home").arg(home).arg("--no-progress");
         cmd
     }
 

@@ -842,3 +842,67 @@ fn a_flood_of_forged_records_is_bounded() {
     let (_, saved) = l1.wait_received();
     assert_content(&saved[0], &data);
 }
+
+/// A node met for the first time that connects from the address a pinned
+/// peer sent from (here: a second identity on h2, under another name) is
+/// refused loudly by the receiver, before it signs anything, until the old
+/// pin is forgotten.
+#[test]
+fn a_new_key_from_a_pinned_peers_address_is_refused_by_the_receiver() {
+    let Some(lan) = lan(2) else { return };
+    let (h1, h2) = (lan.host(1), lan.host(2));
+    let mut l1 = h1.listen(&["--yes", "--name", "h1", "--no-discovery"]);
+    let target = format!("{}:{}", h1.addr, l1.port);
+    let first = h2.file("first.txt", b"from the pinned node");
+    h2.run(
+        h2.node()
+            .args(["send", "--yes", "--no-discovery", &target])
+            .arg(&first),
+    )
+    .expect_code(0);
+    l1.wait_received();
+
+    let other = h2.dir.join("other-home");
+    h2.run(
+        h2.node_at(&other)
+            .args(["config", "set", "name", "h2-other"]),
+    )
+    .expect_code(0);
+    let second = h2.file("second.txt", b"from a new key at the same address");
+    let out = h2.run(
+        h2.node_at(&other)
+            .args(["send", "--yes", "--no-discovery", &target])
+            .arg(&second),
+    );
+    out.expect_code(1);
+    assert!(
+        out.stderr.contains("at this address, with another key"),
+        "{}",
+        out.describe()
+    );
+    let from = format!("from its address {}", h2.addr);
+    assert!(
+        localstream_scenarios::poll_until(STEP, || {
+            let err = l1.stderr();
+            err.contains("A NEW KEY ANSWERS AS PEER") && err.contains(&from)
+        }),
+        "{}",
+        l1.stderr()
+    );
+    assert_eq!(names_in(&l1.dir), ["first.txt"]);
+
+    // The receiver's user forgets the old pin: the new node gets in.
+    let h2_id = h2.id();
+    h1.run(h1.node().args(["forget", &h2_id.id])).expect_code(0);
+    h2.run(
+        h2.node_at(&other)
+            .args(["send", "--yes", "--no-discovery", &target])
+            .arg(&second),
+    )
+    .expect_code(0);
+    l1.wait_received();
+    assert_content(
+        &l1.dir.join("second.txt"),
+        b"from a new key at the same address",
+    );
+}

@@ -68,6 +68,11 @@ pub const MAX_SESSIONS_PER_PEER: usize = 16;
 /// A peer that has not answered our ServerHello for this long is stalled
 /// (an honest one answers within a round trip and a signature).
 pub const STALLED: Duration = Duration::from_secs(1);
+/// A newcomer finding every place mid-handshake waits this long for one to
+/// free up (honest handshakes take milliseconds) before it is told Busy
+pub const ADMIT_WAIT: Duration = Duration::from_secs(2);
+/// and at most this many wait at once (at most [`PER_SOURCE`] per address).
+pub const MAX_WAITING: usize = 256;
 /// Evictions are logged one by one at debug level, and summed up at info
 /// level at most this often.
 const NOTE_EVERY: Duration = Duration::from_secs(60);
@@ -77,6 +82,10 @@ const NOTE_EVERY: Duration = Duration::from_secs(60);
 #[derive(Debug, Clone)]
 pub struct Admission {
     pending: Arc<Mutex<Pending>>,
+    /// Woken whenever a place before authentication frees up.
+    freed: Arc<tokio::sync::Notify>,
+    /// Newcomers waiting for a place, per address.
+    waiting: Arc<Mutex<HashMap<IpAddr, usize>>>,
     sessions: Arc<Semaphore>,
     strangers: Arc<Semaphore>,
     per_peer: PeerCounts,
@@ -154,6 +163,8 @@ impl Admission {
                 noted: None,
                 unnoted: 0,
             })),
+            freed: Arc::new(tokio::sync::Notify::new()),
+            waiting: Arc::default(),
             sessions: Arc::new(Semaphore::new(sessions)),
             strangers: Arc::new(Semaphore::new(
                 sessions
@@ -255,6 +266,53 @@ impl Admission {
             ip: key,
             evict,
             exchange: Exchange::None,
+        })
+    }
+
+    /// [`Admission::admit`], waiting up to `wait` for a place when every
+    /// one is mid-handshake (they free up within milliseconds). At most
+    /// [`MAX_WAITING`] newcomers wait at once, [`PER_SOURCE`] per address.
+    ///
+    /// # Errors
+    /// [`Refusal::Full`] when no place came free in time (or too many wait).
+    pub async fn admit_waiting(
+        &self,
+        remote: SocketAddr,
+        wait: Duration,
+    ) -> Result<Handshaking, Refusal> {
+        if let Ok(h) = self.admit(remote) {
+            return Ok(h);
+        }
+        let _turn = self
+            .wait_turn(remote.ip().to_canonical())
+            .ok_or(Refusal::Full)?;
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            // Made before looking, so a place freed in between is not missed.
+            let freed = self.freed.notified();
+            if let Ok(h) = self.admit(remote) {
+                return Ok(h);
+            }
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                return Err(Refusal::Full);
+            }
+            let _ = tokio::time::timeout(left.min(Duration::from_millis(20)), freed).await;
+        }
+    }
+
+    /// A place in the waiting line for `ip`, given back when dropped.
+    fn wait_turn(&self, ip: IpAddr) -> Option<WaitTurn> {
+        let mut w = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
+        let total: usize = w.values().sum();
+        let mine = w.entry(ip).or_default();
+        if total >= MAX_WAITING || *mine >= PER_SOURCE {
+            return None;
+        }
+        *mine += 1;
+        Some(WaitTurn {
+            waiting: self.waiting.clone(),
+            ip,
         })
     }
 
@@ -375,6 +433,7 @@ impl Handshaking {
     pub fn authenticated(mut self, stranger: Option<[u8; 16]>) -> Option<SessionSlot> {
         // Gone from the pool: evicted.
         self.admission.lock().conns.remove(&self.id)?;
+        self.admission.freed.notify_one();
         self.proven();
         let mut slot = SessionSlot {
             permits: Vec::new(),
@@ -402,9 +461,29 @@ impl Handshaking {
     }
 }
 
+/// A newcomer's place in the line for a place ([`Admission::admit_waiting`]).
+struct WaitTurn {
+    waiting: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    ip: IpAddr,
+}
+
+impl Drop for WaitTurn {
+    fn drop(&mut self) {
+        let mut w = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = w.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                w.remove(&self.ip);
+            }
+        }
+    }
+}
+
 impl Drop for Handshaking {
     fn drop(&mut self) {
-        self.admission.lock().conns.remove(&self.id);
+        if self.admission.lock().conns.remove(&self.id).is_some() {
+            self.admission.freed.notify_one();
+        }
         if self.exchange == Exchange::Open {
             self.admission.limits.exchange_abandoned(self.ip);
         }
@@ -516,6 +595,26 @@ mod tests {
         c2.proving();
         assert_eq!(a.admit(at("10.0.0.3:1")).err(), Some(Refusal::Full));
         assert!(!c1.eviction().is_cancelled() && !c2.eviction().is_cancelled());
+    }
+
+    #[tokio::test]
+    async fn a_newcomer_waits_for_a_place_when_every_one_is_mid_handshake() {
+        let a = Admission::new(1, 8);
+        let mut busy = a.admit(at("10.0.0.1:1")).unwrap();
+        assert!(busy.hello());
+        busy.proving();
+        // Nothing frees up: refused after the wait.
+        let waited = a.admit_waiting(at("10.0.0.2:1"), Duration::from_millis(50)).await;
+        assert_eq!(waited.err(), Some(Refusal::Full));
+        // The place frees up while it waits: admitted.
+        let b = a.clone();
+        let waiter =
+            tokio::spawn(async move { b.admit_waiting(at("10.0.0.2:1"), ADMIT_WAIT).await });
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        drop(busy);
+        let got = waiter.await.unwrap();
+        assert!(got.is_ok());
+        assert_eq!(a.unauthenticated(), 1);
     }
 
     #[test]

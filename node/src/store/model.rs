@@ -3,7 +3,7 @@
 //! types. [`super::PeerStore`] loads and saves it.
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use uuid::Uuid;
@@ -154,6 +154,10 @@ pub struct PeerEntry {
     /// Recent addresses, newest first, at most [`MAX_ADDRESSES`].
     #[serde(default)]
     pub addresses: Vec<SocketAddr>,
+    /// Addresses it recently connected from (when it sent to us), newest
+    /// first, at most [`MAX_ADDRESSES`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub came_from: Vec<IpAddr>,
     /// The name the user gave it with `localstream add` (found by
     /// [`StoreData::lookup`] like its own name), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -180,6 +184,7 @@ impl PeerEntry {
     pub(super) fn trim(&mut self) {
         self.names.truncate(MAX_NAMES);
         self.addresses.truncate(MAX_ADDRESSES);
+        self.came_from.truncate(MAX_ADDRESSES);
         let excess = self.sessions.len().saturating_sub(MAX_SESSIONS);
         self.sessions.drain(..excess);
     }
@@ -196,8 +201,10 @@ pub struct Seen {
     pub name: String,
     /// Its MAC, if announced.
     pub mac: Option<[u8; 6]>,
-    /// The address it was reached at or came from.
+    /// The address it was reached at (as a sender, we connected to it).
     pub addr: Option<SocketAddr>,
+    /// The address it connected from (as a receiver; its port is of no use).
+    pub from: Option<IpAddr>,
 }
 
 /// Result of [`StoreData::contact`].
@@ -294,6 +301,7 @@ impl StoreData {
                 mac: seen.mac,
                 names: name.into_iter().collect(),
                 addresses: seen.addr.into_iter().collect(),
+                came_from: seen.from.into_iter().collect(),
                 alias: None,
                 trust: Trust::New,
                 first_seen: now_secs,
@@ -313,6 +321,9 @@ impl StoreData {
         }
         if let Some(addr) = seen.addr {
             push_front(&mut peer.addresses, addr, MAX_ADDRESSES);
+        }
+        if let Some(ip) = seen.from {
+            push_front(&mut peer.came_from, ip, MAX_ADDRESSES);
         }
         if seen.mac.is_some() {
             peer.mac = seen.mac;

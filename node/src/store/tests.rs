@@ -25,6 +25,7 @@ fn seen(n: u8, fp: u8, name: &str) -> Seen {
         name: name.into(),
         mac: Some([n; 6]),
         addr: Some(SocketAddr::from(([192, 168, 1, n], 40_000))),
+        from: None,
     }
 }
 
