@@ -200,7 +200,9 @@ pub async fn serve(
         Ok(p) => p,
         Err(e) => return ConnEnd::NoTransfer(e),
     };
-    handshaking.proven();
+    // The key-exchange token goes back only once the session is served
+    // (`authenticated` below): a peer refused before the listener signs
+    // counts as an abandoned exchange, since it learnt its code all the same.
     let peer = proven.peer().clone();
     let (contacted, standing) = match admit_peer(&mut wr, &shared, &peer, remote).await {
         Ok(c) => c,

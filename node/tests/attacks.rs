@@ -195,6 +195,64 @@ fn grinding_the_code_from_64_addresses_is_bounded_and_a_trusted_peer_still_sends
 }
 
 #[test]
+fn grinding_by_completing_the_handshake_is_bounded_too() {
+    // The attacker knows its code at ServerHello; on a miss it completes its
+    // flight (one signature of its own) instead of abandoning. Refused before
+    // the listener signs, that exchange still counts against its budget.
+    const TRIES: usize = 200;
+    const BURST: f64 = 40.0;
+    const RATE: f64 = 20.0;
+    let p = Pair::new();
+    let mut l = p.receiver.listen(&p.inbox, &["--trusted-only"]);
+    let port = l.port;
+    let attacker = Ipv4Addr::new(127, 0, 0, 5);
+    let started = Instant::now();
+    let statuses: Vec<Status> = runtime().block_on(async {
+        let mut out = Vec::new();
+        for _ in 0..TRIES {
+            let stream = connect_from(attacker, port).await;
+            let (rd, mut wr) = stream.into_split();
+            let mut reader = FrameReader::new(rd);
+            let mut hello = vec![];
+            let hs = Handshake::initiator(
+                Config::new(attacker_identity()),
+                &mut rand::rng(),
+                &mut hello,
+            );
+            match handshake(&mut reader, &mut wr, hs, hello).await {
+                Ok(_) => panic!("an untrusted peer was served under --trusted-only"),
+                Err(localstream::Error::Protocol(ProtoError::PeerAlert { status, .. })) => {
+                    out.push(status);
+                }
+                Err(e) => panic!("unexpected: {e}"),
+            }
+        }
+        out
+    });
+    let elapsed = started.elapsed().as_secs_f64();
+    // 409: refused after its proof (it had its ServerHello: a guess); 503:
+    // refused before any ServerHello.
+    let guesses = statuses
+        .iter()
+        .filter(|s| **s == Status::NotTrusted)
+        .count();
+    let refused = statuses.iter().filter(|s| **s == Status::Busy).count();
+    eprintln!(
+        "grinding by completing the flight: {guesses} guesses and {refused} refusals in \
+         {TRIES} tries over {elapsed:.2} s"
+    );
+    assert_eq!(guesses + refused, TRIES, "{statuses:?}");
+    let bound = BURST + RATE * elapsed + 1.0;
+    assert!(
+        (guesses as f64) <= bound,
+        "{guesses} guesses exceed {bound:.0}"
+    );
+    assert!(refused > 0);
+    l.wait_stderr("someone may be trying to fake a verification code");
+    assert!(l.is_running());
+}
+
+#[test]
 fn forced_signatures_cost_the_stranger_one_each_and_are_rate_limited() {
     const TRIES: usize = 160;
     // node/src/listen/limits.rs: 64 at once, then 16/s per source.

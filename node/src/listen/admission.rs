@@ -403,8 +403,8 @@ impl Handshaking {
         self.admission.set_phase(self.id, Phase::Proving);
     }
 
-    /// The peer proved its key: the key exchange was not abandoned.
-    pub fn proven(&mut self) {
+    /// The session is served: the key exchange was not abandoned.
+    fn proven(&mut self) {
         if self.exchange == Exchange::Open {
             self.admission.limits.exchange_completed(self.ip);
         }
@@ -604,7 +604,9 @@ mod tests {
         assert!(busy.hello());
         busy.proving();
         // Nothing frees up: refused after the wait.
-        let waited = a.admit_waiting(at("10.0.0.2:1"), Duration::from_millis(50)).await;
+        let waited = a
+            .admit_waiting(at("10.0.0.2:1"), Duration::from_millis(50))
+            .await;
         assert_eq!(waited.err(), Some(Refusal::Full));
         // The place frees up while it waits: admitted.
         let b = a.clone();
@@ -749,21 +751,28 @@ mod tests {
     }
 
     #[test]
-    fn key_exchanges_abandoned_after_server_hello_are_counted_completed_ones_not() {
+    fn key_exchanges_abandoned_after_server_hello_are_counted_served_ones_not() {
         let a = Admission::new(8, 8);
         let mut honest = a.admit(at("10.0.0.1:1")).unwrap();
         assert!(honest.hello());
-        honest.proven();
-        drop(honest);
+        let slot = honest.authenticated(None);
+        assert!(slot.is_some());
         assert_eq!(a.limits().recently_abandoned(), None);
+        // A peer that completes its proof but is refused before the listener
+        // signs learnt its code all the same: abandoned.
+        let mut refused = a.admit(at("10.0.0.4:1")).unwrap();
+        assert!(refused.hello());
+        refused.proving();
+        drop(refused);
+        assert_eq!(a.limits().recently_abandoned().map(|n| n.count), Some(1));
         let silent = a.admit(at("10.0.0.2:1")).unwrap();
         drop(silent);
-        assert_eq!(a.limits().recently_abandoned(), None);
+        assert_eq!(a.limits().recently_abandoned().map(|n| n.count), Some(1));
         for i in 0..3 {
             let mut grinder = a.admit(at(&format!("10.0.0.3:{i}"))).unwrap();
             assert!(grinder.hello());
         }
-        assert_eq!(a.limits().recently_abandoned().map(|n| n.count), Some(3));
+        assert_eq!(a.limits().recently_abandoned().map(|n| n.count), Some(4));
     }
 
     #[test]
