@@ -370,6 +370,51 @@ fn silent_sockets_from_sixty_four_addresses_do_not_keep_honest_senders_out() {
 }
 
 #[test]
+fn connections_that_send_one_byte_and_stall_do_not_keep_honest_senders_out() {
+    // A connection that started its ClientHello is not silent, but it stalls:
+    // one address can hold at most its share, and any becomes evictable
+    // after a second. From one address, then from 64.
+    let p = Pair::new();
+    let mut l = p.receiver.listen(&p.inbox, &["--yes"]);
+    let port = l.port;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    for (addresses, each) in [(1u8, 64usize), (64, 2)] {
+        let stallers = rt.block_on(async {
+            let mut held = Vec::new();
+            for k in 0..addresses {
+                for _ in 0..each {
+                    let source = Ipv4Addr::new(127, 0, 3, 1 + k);
+                    if let Ok(mut s) = try_connect_from(source, port).await {
+                        let _ = s.write_all(&[0x01]).await;
+                        held.push(s);
+                    }
+                }
+            }
+            held
+        });
+        let started = Instant::now();
+        for i in 0..5 {
+            let name = format!("stall-{addresses}-{i}.txt");
+            let f = p.sender.file("out", &name, name.as_bytes());
+            assert_sent_ok(&p.sender.send(port, &[&f]), 1);
+            l.wait_received();
+        }
+        eprintln!(
+            "{} connections stalled after one byte from {addresses} address(es): 5 of 5 honest \
+             sends got in, in {:.2} s",
+            stallers.len(),
+            started.elapsed().as_secs_f64()
+        );
+        drop(stallers);
+    }
+    assert!(l.is_running(), "{}", l.stderr());
+}
+
+#[test]
 fn a_first_contact_without_a_terminal_or_yes_is_refused_before_the_offer() {
     let p = Pair::new();
     let l = p.receiver.listen(&p.inbox, &["--yes", "-v"]);

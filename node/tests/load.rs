@@ -1,8 +1,8 @@
 //! Load on one listener: sockets that connect and never speak (the
 //! KDE Connect-style exhaustion) next to many honest senders at once.
 //!
-//! The listener keeps at most `MAX_UNAUTHENTICATED` connections in the
-//! handshake and evicts the oldest for a newcomer, so idle sockets can delay
+//! The listener keeps at most `PER_SOURCE` connections of one address before
+//! authentication and evicts the oldest silent one for a newcomer, so idle sockets can delay
 //! no one; these tests check that from the outside, on 127.0.0.1, with
 //! `--no-discovery`.
 
@@ -10,15 +10,13 @@
 
 mod common;
 
-use std::io::{ErrorKind, Read};
+use std::io::ErrorKind;
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::sync::Barrier;
-use std::time::Instant;
 
 use common::{Pair, STEP, assert_content, assert_sent_ok, poll_until, random_bytes};
-use localstream::conn::HANDSHAKE_TIMEOUT;
-use localstream::listen::MAX_UNAUTHENTICATED;
+use localstream::listen::PER_SOURCE;
 
 const MIB: usize = 1024 * 1024;
 
@@ -35,9 +33,13 @@ fn open_idle(port: u16, n: usize) -> Vec<TcpStream> {
 fn closed_by_listener(s: &TcpStream) -> bool {
     s.set_nonblocking(true).unwrap();
     let mut byte = [0u8; 1];
-    match (&*s).read(&mut byte) {
+    // Peek: a refused client's alert stays there for the next look.
+    match s.peek(&mut byte) {
         Ok(0) => true,
-        Ok(_) => panic!("the listener sent bytes to a silent client"),
+        // The only thing a silent client may get: a plaintext Busy alert
+        // (it waited for a place and none came), then the close.
+        Ok(_) if byte[0] == localstream_proto::handshake::messages::ALERT => true,
+        Ok(_) => panic!("the listener sent bytes other than an alert to a silent client"),
         Err(e) if e.kind() == ErrorKind::WouldBlock => false,
         Err(e) if e.kind() == ErrorKind::ConnectionReset => true,
         Err(e) => panic!("reading an idle socket: {e}"),
@@ -128,52 +130,34 @@ fn two_hundred_idle_sockets_do_not_lock_out_sixteen_concurrent_senders() {
 }
 
 #[test]
-fn idle_sockets_are_evicted_oldest_first_and_an_honest_sender_gets_in() {
+fn idle_sockets_of_one_address_keep_only_their_share_and_an_honest_sender_gets_in() {
     // More than the old cap of 64 connections, which answered Busy to
     // everyone once silent sockets held every slot.
     const IDLE: usize = 100;
-    let evicted = IDLE - MAX_UNAUTHENTICATED;
     let p = Pair::new();
     // -v: evictions are summed up at info level.
     let mut l = p.receiver.listen(&p.inbox, &["--yes", "-v"]);
-    let opened = Instant::now();
     let idle = open_idle(l.port, IDLE);
+    let open = || idle.iter().filter(|s| !closed_by_listener(s)).count();
 
-    // Each newcomer beyond the pool evicted the oldest: the first `evicted`
-    // sockets are closed by the listener, the newest MAX_UNAUTHENTICATED are
-    // still open (the handshake timeout would have closed those as well).
-    if !poll_until(STEP, || idle[..evicted].iter().all(closed_by_listener)) {
-        l.fail("the oldest idle sockets were not evicted");
-    }
-    let open = |from: usize| {
-        idle[from..]
-            .iter()
-            .filter(|s| !closed_by_listener(s))
-            .count()
-    };
-    let still_in_handshake_time = || opened.elapsed() < HANDSHAKE_TIMEOUT;
-    let newest_open = open(evicted);
-    if still_in_handshake_time() {
-        assert_eq!(newest_open, MAX_UNAUTHENTICATED, "{}", l.stderr());
+    // One address keeps at most PER_SOURCE places: newcomers replace its
+    // oldest silent ones (or, while those are young, wait briefly and are
+    // refused).
+    if !poll_until(STEP, || open() <= PER_SOURCE) {
+        l.fail(&format!("{} idle sockets are still open", open()));
     }
     l.wait_stderr("evicting silent or stalled ones");
 
-    // An honest sender gets in at once and evicts the oldest idle socket left.
+    // An honest sender (the same address) gets in, replacing an idle one.
     let content = random_bytes(77, 300_000);
     let f = p.sender.file("out", "honest.bin", &content);
     assert_sent_ok(&p.sender.send(l.port, &[&f]), 1);
     l.wait_received();
     assert_content(&p.inbox.join("honest.bin"), &content);
-    if !poll_until(STEP, || closed_by_listener(&idle[evicted])) {
-        l.fail("the honest sender did not evict the oldest idle socket");
-    }
-    let rest_open = open(evicted + 1);
-    if still_in_handshake_time() {
-        assert_eq!(rest_open, MAX_UNAUTHENTICATED - 1, "{}", l.stderr());
-    } else {
-        eprintln!(
-            "this machine took longer than the handshake timeout: open-socket checks skipped"
-        );
-    }
+    assert!(
+        open() < PER_SOURCE,
+        "the honest sender made room: {}",
+        open()
+    );
     assert!(l.is_running(), "listener died: {}", l.stderr());
 }

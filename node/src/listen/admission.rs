@@ -24,10 +24,11 @@
 //! it out before it completes. Among the evictable ones the victim is the
 //! oldest of the address holding the most places, so one host flooding the
 //! listener evicts its own connections, not another host's. An address at its
-//! own cap ([`PER_SOURCE`]) replaces its own silent or stalled connections
-//! first (beyond the cap it is admitted only while its other connections are
-//! all busy handshaking and the pool has room). Addresses count whole (IPv6
-//! too: every host on a LAN shares one /64).
+//! own cap ([`PER_SOURCE`]) only replaces its own silent or stalled
+//! connections, else waits for one of them to finish. A connection that
+//! started talking but has not finished its ClientHello within [`STALLED`]
+//! is stalled too. Addresses count whole (IPv6 too: every host on a LAN
+//! shares one /64).
 //!
 //! ```
 //! use localstream::listen::Admission;
@@ -70,7 +71,7 @@ pub const MAX_SESSIONS_PER_PEER: usize = 16;
 pub const STALLED: Duration = Duration::from_secs(1);
 /// A newcomer finding every place mid-handshake waits this long for one to
 /// free up (honest handshakes take milliseconds) before it is told Busy
-pub const ADMIT_WAIT: Duration = Duration::from_secs(2);
+pub const ADMIT_WAIT: Duration = Duration::from_secs(3);
 /// and at most this many wait at once (at most [`PER_SOURCE`] per address).
 pub const MAX_WAITING: usize = 256;
 /// Evictions are logged one by one at debug level, and summed up at info
@@ -102,8 +103,9 @@ pub const SILENT_GRACE: Duration = Duration::from_millis(100);
 enum Phase {
     /// Accepted; the peer has sent nothing yet.
     Silent,
-    /// The peer has started to talk (its ClientHello is arriving).
-    Talking,
+    /// The peer has started to talk at this moment (its ClientHello is
+    /// arriving); stalled if it does not finish within [`STALLED`].
+    Talking(Instant),
     /// We sent ServerHello at this moment; the peer owes us its KeyReveal.
     Hello(Instant),
     /// The peer is proving itself (or we are checking it).
@@ -138,8 +140,8 @@ impl Entry {
     fn evictable(&self, now: Instant, strict: bool) -> bool {
         match self.phase {
             Phase::Silent => !strict || now.duration_since(self.since) >= SILENT_GRACE,
-            Phase::Hello(at) => now.duration_since(at) >= STALLED,
-            Phase::Talking | Phase::Proving => false,
+            Phase::Hello(at) | Phase::Talking(at) => now.duration_since(at) >= STALLED,
+            Phase::Proving => false,
         }
     }
 }
@@ -207,13 +209,10 @@ impl Admission {
         let (id, victim, note) = {
             let mut p = self.lock();
             let own = p.conns.values().filter(|e| e.key == key).count();
-            let own_victim = if own >= PER_SOURCE.min(p.cap) {
-                p.victim(now, Some(key), true)
-            } else {
-                None
-            };
-            let victim = if own_victim.is_some() {
-                own_victim
+            // An address at its cap only ever replaces one of its own
+            // (silent past the grace, or stalled); else it waits its turn.
+            let victim = if own >= PER_SOURCE.min(p.cap) {
+                Some(p.victim(now, Some(key), true).ok_or(Refusal::Full)?)
             } else if p.conns.len() >= p.cap {
                 let any = p
                     .victim(now, None, true)
@@ -381,7 +380,8 @@ impl Handshaking {
 
     /// The peer has started to talk: no longer evictable as silent.
     pub fn talking(&self) {
-        self.admission.set_phase(self.id, Phase::Talking);
+        self.admission
+            .set_phase(self.id, Phase::Talking(Instant::now()));
     }
 
     /// The peer sent its ClientHello and we are about to answer with a
@@ -521,11 +521,22 @@ mod tests {
         addr.parse().unwrap()
     }
 
+    /// Makes a connection look accepted long enough ago to be known silent.
+    fn age(a: &Admission, c: &Handshaking) {
+        if let Some(e) = a.lock().conns.get_mut(&c.id) {
+            e.since -= SILENT_GRACE;
+        }
+    }
+
     #[test]
     fn a_full_pool_evicts_the_oldest_silent_and_only_it() {
         let a = Admission::new(3, 8);
         let conns: Vec<Handshaking> = (0..5)
-            .map(|i| a.admit(at(&format!("10.0.0.1:{}", 1000 + i))).unwrap())
+            .map(|i| {
+                let c = a.admit(at(&format!("10.0.0.1:{}", 1000 + i))).unwrap();
+                age(&a, &c);
+                c
+            })
             .collect();
         let evicted: Vec<bool> = conns.iter().map(|c| c.eviction().is_cancelled()).collect();
         assert_eq!(evicted, [true, true, false, false, false]);
@@ -574,15 +585,33 @@ mod tests {
     }
 
     #[test]
-    fn a_young_silent_connection_beyond_its_address_cap_is_admitted_while_there_is_room() {
+    fn an_address_at_its_cap_waits_rather_than_evicting_its_own_young_connections() {
         let a = Admission::new(64, 8);
-        let conns: Vec<Handshaking> = (0..PER_SOURCE + 4)
+        let conns: Vec<Handshaking> = (0..PER_SOURCE)
             .map(|i| a.admit(at(&format!("10.0.0.1:{i}"))).unwrap())
             .collect();
-        assert!(conns.iter().all(|c| !c.eviction().is_cancelled()));
-        let talking = a.admit(at("10.0.0.1:99")).unwrap();
-        talking.talking();
-        assert!(!talking.eviction().is_cancelled());
+        // Not read yet, perhaps: a young connection is not taken for silent.
+        assert_eq!(a.admit(at("10.0.0.1:98")).err(), Some(Refusal::Full));
+        // Nor one that talks (until it stalls).
+        conns[0].talking();
+        age(&a, &conns[1]);
+        let newcomer = a.admit(at("10.0.0.1:99")).unwrap();
+        assert!(conns[1].eviction().is_cancelled());
+        assert!(!conns[0].eviction().is_cancelled());
+        // Another address is not held up by this one.
+        assert!(a.admit(at("10.0.0.2:1")).is_ok());
+        drop(newcomer);
+    }
+
+    #[test]
+    fn a_connection_that_starts_its_hello_and_stops_becomes_evictable() {
+        let a = Admission::new(1, 8);
+        let c = a.admit(at("10.0.0.1:1")).unwrap();
+        c.talking();
+        assert_eq!(a.admit(at("10.0.0.2:1")).err(), Some(Refusal::Full));
+        a.set_phase(c.id, Phase::Talking(Instant::now() - STALLED));
+        assert!(a.admit(at("10.0.0.2:1")).is_ok());
+        assert!(c.eviction().is_cancelled());
     }
 
     #[test]
@@ -676,8 +705,10 @@ mod tests {
         let slot = first.authenticated(None);
         assert!(slot.is_some());
         assert_eq!(a.unauthenticated(), 0);
-        let _second = a.admit(at("10.0.0.1:2")).unwrap();
+        let second = a.admit(at("10.0.0.1:2")).unwrap();
+        age(&a, &second);
         let _third = a.admit(at("10.0.0.1:3")).unwrap();
+        assert!(second.eviction().is_cancelled());
         assert!(!evict.is_cancelled());
     }
 
@@ -746,6 +777,7 @@ mod tests {
     fn an_evicted_connection_does_not_get_a_session() {
         let a = Admission::new(1, 8);
         let first = a.admit(at("10.0.0.1:1")).unwrap();
+        age(&a, &first);
         let _second = a.admit(at("10.0.0.1:2")).unwrap();
         assert!(first.authenticated(None).is_none());
     }
