@@ -50,6 +50,16 @@ pub async fn run(
         }
     };
     if contacted.first {
+        let impostor = match trust::name_of_pinned(store, &peer).await {
+            Some(e) => Some(e),
+            None => trust::address_of_pinned(store, &peer, addr).await,
+        };
+        if let Some(e) = impostor {
+            writer
+                .alert(Status::Cancelled, "the peer was not added")
+                .await;
+            return Err(e);
+        }
         let what = format!("Pin it as '{}'", escape_for_terminal(&alias));
         if let Err(e) =
             crate::confirm::first_contact(first_contact, &peer, &session.sas, &what).await

@@ -402,13 +402,18 @@ async fn admit_peer<W: tokio::io::AsyncWrite + Unpin>(
         .await;
         return Err(refuse(Status::Declined, message));
     }
-    let impostor = match trust::name_of_pinned(&shared.store, peer).await {
-        Some(e) => Some(e),
-        None => trust::source_of_pinned(&shared.store, peer, remote.ip()).await,
+    // Not trusted yet and under another pinned peer's name (a pinned
+    // stranger may rename itself), or new and from a pinned peer's address.
+    let impostor = if standing == Standing::Trusted {
+        None
+    } else if let Some(e) = trust::name_of_pinned(&shared.store, peer).await {
+        Some(e)
+    } else if contacted.first {
+        trust::source_of_pinned(&shared.store, peer, remote.ip()).await
+    } else {
+        None
     };
-    if contacted.first
-        && let Some(e) = impostor
-    {
+    if let Some(e) = impostor {
         eprintln!("{e}");
         let message = format!(
             "the receiver knows another node named '{}', or at this address, with another key, \

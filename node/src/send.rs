@@ -577,21 +577,29 @@ pub async fn run(
             "address": addr.to_string(),
         }),
     );
+    // A node not trusted yet that uses another pinned peer's name (a pinned
+    // stranger may rename itself after one that is away), or a new one at a
+    // pinned peer's address: refused before anything about the files leaves.
+    let impostor = if contacted.trust == Trust::Trusted {
+        None
+    } else if let Some(e) = trust::name_of_pinned(store, &peer).await {
+        Some(e)
+    } else if contacted.first {
+        trust::address_of_pinned(store, &peer, addr).await
+    } else {
+        None
+    };
+    if let Some(e) = impostor {
+        writer
+            .alert(
+                Status::NotTrusted,
+                "the sender knows another node by this name or address",
+            )
+            .await;
+        return Err(e);
+    }
     if contacted.first {
         // Nothing about the files leaves before the user vouched for this node.
-        let impostor = match trust::name_of_pinned(store, &peer).await {
-            Some(e) => Some(e),
-            None => trust::address_of_pinned(store, &peer, addr).await,
-        };
-        if let Some(e) = impostor {
-            writer
-                .alert(
-                    Status::NotTrusted,
-                    "the sender knows another node by this name or address",
-                )
-                .await;
-            return Err(e);
-        }
         let what = format!(
             "Send {} file{}",
             sources.len(),

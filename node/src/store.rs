@@ -157,8 +157,8 @@ fn decode(bytes: &[u8]) -> Result<StoreData, String> {
     let mut peers = file.peers;
     // Stores written before protocol 2 keyed peers by a random node id; the
     // id is now the one bound to the pinned key, so the entry moves there
-    // (and the next write saves it so). Two old entries with one key
-    // cannot both be right: the first pinned is kept.
+    // (and the next write saves it so). Two old entries with one key are
+    // one peer: merged, the stronger decision winning (a block is never lost).
     let mut migrated = std::collections::HashSet::new();
     for peer in &mut peers {
         let bound = uuid::Uuid::from_bytes(localstream_proto::node_id_for(&peer.fingerprint));
@@ -167,18 +167,21 @@ fn decode(bytes: &[u8]) -> Result<StoreData, String> {
             migrated.insert(bound);
         }
     }
-    let mut ids = std::collections::HashSet::with_capacity(peers.len());
-    let mut duplicate = None;
-    peers.retain(|peer| {
-        let fresh = ids.insert(peer.node_id);
-        if !fresh && !migrated.contains(&peer.node_id) {
-            duplicate = Some(peer.node_id);
+    let mut merged: Vec<PeerEntry> = Vec::with_capacity(peers.len());
+    let mut at = std::collections::HashMap::with_capacity(peers.len());
+    for peer in peers {
+        match at.get(&peer.node_id) {
+            Some(&i) if migrated.contains(&peer.node_id) => {
+                model::merge(&mut merged[i], peer);
+            }
+            Some(_) => return Err(format!("node id {} appears twice", peer.node_id)),
+            None => {
+                at.insert(peer.node_id, merged.len());
+                merged.push(peer);
+            }
         }
-        fresh
-    });
-    if let Some(id) = duplicate {
-        return Err(format!("node id {id} appears twice"));
     }
+    let mut peers = merged;
     peers.iter_mut().for_each(PeerEntry::trim);
     Ok(StoreData { peers })
 }

@@ -122,7 +122,9 @@ pub async fn name_of_pinned(store: &PeerStore, peer: &PeerIdentity) -> Option<Er
 }
 
 /// A node met for the first time (`peer`) answering at `addr`, where a
-/// pinned peer was last reached: the loud refusal to show, or `None`.
+/// pinned peer was reached within the last [`SOURCE_MEMORY_SECS`] (after
+/// that the address may well belong to someone else: DHCP): the loud
+/// refusal to show, or `None`.
 pub async fn address_of_pinned(
     store: &PeerStore,
     peer: &PeerIdentity,
@@ -132,10 +134,12 @@ pub async fn address_of_pinned(
     let data = with_store(store, |s| s.load().map_err(Error::from))
         .await
         .ok()?;
-    let known = data
-        .peers()
-        .iter()
-        .find(|e| e.node_id != id && e.addresses.contains(&addr))?;
+    let now = now_secs();
+    let known = data.peers().iter().find(|e| {
+        e.node_id != id
+            && e.addresses.contains(&addr)
+            && now.saturating_sub(e.last_seen) < SOURCE_MEMORY_SECS
+    })?;
     Some(new_key_for(peer, known, format!("at its address {addr}")))
 }
 
@@ -186,22 +190,29 @@ pub async fn source_of_pinned(store: &PeerStore, peer: &PeerIdentity, ip: IpAddr
 pub async fn check_found(store: &PeerStore, typed: &str, record: &PeerRecord) -> Result<()> {
     let data = with_store(store, |s| s.load().map_err(Error::from)).await?;
     if let Some(e) = data.get(&record.node_id) {
-        if e.fingerprint.starts_with(&record.fingerprint_prefix) {
-            return Ok(());
+        if !e.fingerprint.starts_with(&record.fingerprint_prefix) {
+            return Err(Error::AnnouncedKeyDiffers {
+                peer: escape_for_terminal(&record.name),
+                id: record.node_id,
+                pinned: short_fingerprint(&e.fingerprint),
+                announced: crate::identity::group_hex(&record.fingerprint_prefix),
+            });
         }
-        return Err(Error::AnnouncedKeyDiffers {
-            peer: escape_for_terminal(&record.name),
-            id: record.node_id,
-            pinned: short_fingerprint(&e.fingerprint),
-            announced: crate::identity::group_hex(&record.fingerprint_prefix),
-        });
     }
+    // Found by a name that belongs to another pinned peer: whether or not
+    // the node found is pinned too (a pinned stranger may have renamed
+    // itself after the node that is away).
     let by_id = crate::store::hex_prefix(typed, '-')
         .is_some_and(|p| crate::discover::id_starts_with(&record.node_id, &p));
     if !by_id
         && let Some(known) = data.peers().iter().find(|e| {
-            e.name()
-                .is_some_and(|n| crate::discover::same_name(typed, n))
+            e.node_id != record.node_id
+                && (e
+                    .name()
+                    .is_some_and(|n| crate::discover::same_name(typed, n))
+                    || e.alias
+                        .as_deref()
+                        .is_some_and(|n| crate::discover::same_name(typed, n)))
         })
     {
         return Err(Error::NameTaken {

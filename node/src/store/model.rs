@@ -190,6 +190,43 @@ impl PeerEntry {
     }
 }
 
+/// Folds `other` into `into`: two entries for one key (from stores written
+/// before ids were bound to keys). The stronger decision wins (blocked, then
+/// trusted, then known), names, addresses and sessions are kept from both.
+pub(crate) fn merge(into: &mut PeerEntry, other: PeerEntry) {
+    let rank = |t: Trust| match t {
+        Trust::New => 0,
+        Trust::Known => 1,
+        Trust::Trusted => 2,
+        Trust::Blocked => 3,
+    };
+    if rank(other.trust) > rank(into.trust) {
+        into.trust = other.trust;
+    }
+    into.first_seen = into.first_seen.min(other.first_seen);
+    into.last_seen = into.last_seen.max(other.last_seen);
+    into.mac = into.mac.or(other.mac);
+    into.alias = into.alias.take().or(other.alias);
+    for n in other.names {
+        if !into.names.contains(&n) {
+            into.names.push(n);
+        }
+    }
+    for a in other.addresses {
+        if !into.addresses.contains(&a) {
+            into.addresses.push(a);
+        }
+    }
+    for a in other.came_from {
+        if !into.came_from.contains(&a) {
+            into.came_from.push(a);
+        }
+    }
+    into.sessions.extend(other.sessions);
+    into.sessions.sort_by_key(|s| s.started);
+    into.trim();
+}
+
 /// What a node proved (fingerprint) and said (the rest) when it made contact.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Seen {

@@ -639,6 +639,40 @@ fn entries_keyed_by_an_old_random_id_move_to_the_id_bound_to_their_key() {
 }
 
 #[test]
+fn two_old_entries_of_one_key_merge_and_a_block_is_kept() {
+    let h = home();
+    let store = PeerStore::new(h.path());
+    store
+        .update(|d| {
+            d.contact(&seen(1, 1, "a"), 1);
+            d.contact(&seen(2, 2, "b"), 5);
+            d.set_trust(&id(2), Trust::Blocked);
+        })
+        .unwrap();
+    // As an old store could have it: two random ids, one key, the blocked
+    // entry second.
+    let text = String::from_utf8(fs::read(store.path()).unwrap())
+        .unwrap()
+        .replace(
+            &id(1).to_string(),
+            &Uuid::from_bytes([0x41; 16]).to_string(),
+        )
+        .replace(
+            &id(2).to_string(),
+            &Uuid::from_bytes([0x42; 16]).to_string(),
+        )
+        .replace(&"02".repeat(32), &"01".repeat(32));
+    fs::write(store.path(), text).unwrap();
+    let data = store.load().unwrap();
+    assert_eq!(data.peers().len(), 1);
+    let e = &data.peers()[0];
+    assert_eq!(e.node_id, id(1));
+    assert_eq!(e.trust, Trust::Blocked, "the block survives the merge");
+    assert_eq!((e.first_seen, e.last_seen), (1, 5));
+    assert!(e.names.contains(&"a".to_owned()) && e.names.contains(&"b".to_owned()));
+}
+
+#[test]
 fn concurrent_updates_lose_nothing() {
     const THREADS: usize = 8;
     const EACH: usize = 25;
