@@ -69,7 +69,7 @@ const BATCH_BYTES: usize = 128 * 1024;
 /// or this many frames.
 const BATCH_FRAMES: usize = 64;
 /// File bytes a sender must deliver within each [`IDLE_TIMEOUT`].
-const MIN_PROGRESS: usize = 4096;
+const MIN_PROGRESS: u64 = 4096;
 /// Files listed in a consent prompt before "and N more".
 const PROMPT_FILES: usize = 10;
 /// Files listed in an `offer` event.
@@ -870,13 +870,27 @@ where
     let bar = progress.watched().then(|| progress.clone());
     let to_stdout = shared.to_stdout;
     let file_indices: Vec<u32> = planned.iter().map(|p| p.index).collect();
+    // File bytes the writer has written: what the progress rule counts
+    // (a compressed record's size on the wire says little).
+    let written = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counted = written.clone();
     let mut write_task = tokio::task::spawn_blocking(move || {
-        write_files(opener, rx, &returns, planned, held, bar.as_ref(), to_stdout)
+        write_files(
+            opener,
+            rx,
+            &returns,
+            planned,
+            held,
+            bar.as_ref(),
+            to_stdout,
+            &counted,
+        )
     });
     let mut early = None;
+    let first_wait = IDLE_TIMEOUT + resumable::hashing_time(offered_held);
     let read_result = tokio::select! {
         // The sender first hashes its side of the held prefixes.
-        r = forward_frames(reader, tx, &pool, IDLE_TIMEOUT + resumable::hashing_time(offered_held)) => r,
+        r = forward_frames(reader, tx, &pool, first_wait, &written) => r,
         // Shutting down: stop reading; the writer keeps what it has as partial files.
         _ = stop.cancelled() => Err(Error::Interrupted),
         // The writer stopped first (bad record, disk full): stop reading at once.
@@ -1017,22 +1031,31 @@ fn hold_prefixes(
 /// no more large records are held than [`PIPELINE_DEPTH`] allows.
 ///
 /// A sender must make progress: at least [`MIN_PROGRESS`] bytes of file data
-/// (or another record, such as a FileEnd) within every [`IDLE_TIMEOUT`], so
-/// that empty or one-byte Data records cannot hold a session for ever.
+/// written (`written`, counted by the writer) or another record, such as a
+/// FileEnd, within every [`IDLE_TIMEOUT`], so that empty or tiny Data
+/// records cannot hold a session for ever.
 async fn forward_frames<R: tokio::io::AsyncRead + Unpin>(
     reader: &mut FrameReader<R>,
     tx: mpsc::Sender<Vec<RawFrame>>,
     pool: &BufPool,
     first_wait: std::time::Duration,
+    written: &std::sync::atomic::AtomicU64,
 ) -> Result<()> {
     let mut batch = Vec::new();
     let mut bytes = 0;
     let mut deadline = tokio::time::Instant::now() + first_wait;
-    let mut window = 0usize;
+    let mut mark = 0u64;
     loop {
-        let wait = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let mut wait = deadline.saturating_duration_since(tokio::time::Instant::now());
         if wait.is_zero() {
-            return Err(Error::Timeout("the sender makes no progress"));
+            // The writer may have been busy (we waited for it): count what it wrote.
+            let now_written = written.load(std::sync::atomic::Ordering::Relaxed);
+            if now_written.saturating_sub(mark) < MIN_PROGRESS {
+                return Err(Error::Timeout("the sender makes no progress"));
+            }
+            mark = now_written;
+            deadline = tokio::time::Instant::now() + IDLE_TIMEOUT;
+            wait = IDLE_TIMEOUT;
         }
         let read = reader.read_frame_into(pool.get(), MAX_RECORD_BODY, wait);
         let mut read = std::pin::pin!(read);
@@ -1065,16 +1088,10 @@ async fn forward_frames<R: tokio::io::AsyncRead + Unpin>(
             }
         };
         let typ = frame.header.typ;
-        if typ == RecordType::Data as u8 || typ == RecordType::DataZstd as u8 {
-            window += frame
-                .header
-                .len
-                .saturating_sub(localstream_proto::record::TAG_LEN);
-        } else {
-            window = MIN_PROGRESS;
-        }
-        if window >= MIN_PROGRESS {
-            window = 0;
+        let now_written = written.load(std::sync::atomic::Ordering::Relaxed);
+        let data = typ == RecordType::Data as u8 || typ == RecordType::DataZstd as u8;
+        if !data || now_written.saturating_sub(mark) >= MIN_PROGRESS {
+            mark = now_written;
             deadline = tokio::time::Instant::now() + IDLE_TIMEOUT;
         }
         let last =

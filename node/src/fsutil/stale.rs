@@ -1,7 +1,8 @@
 //! Partial files left by interrupted transfers: listed when `listen`
 //! starts, and removed once older than [`MAX_AGE`] (a resume that has not
 //! come back in a week is not coming back; the space matters more). A
-//! partial locked by a running transfer is never touched.
+//! partial locked by a running transfer is never touched (off Unix, where
+//! transfers take no such lock, nothing is removed, only listed).
 
 use std::path::Path;
 use std::time::{Duration, SystemTime};
@@ -46,7 +47,7 @@ pub fn sweep(dir: &Path, max_age: Duration, now: SystemTime) -> Sweep {
             .ok()
             .and_then(|m| now.duration_since(m).ok())
             .unwrap_or_default();
-        if age > max_age && not_in_use(entry.path()) && std::fs::remove_file(entry.path()).is_ok() {
+        if age > max_age && remove_if_unused(entry.path()) {
             sweep.removed.0 += 1;
             sweep.removed.1 += meta.len();
         } else {
@@ -57,17 +58,31 @@ pub fn sweep(dir: &Path, max_age: Duration, now: SystemTime) -> Sweep {
     sweep
 }
 
-/// Whether no transfer holds the partial's lock now.
+/// Removes the partial unless a transfer holds its lock, unlinking it while
+/// holding the lock ourselves (so no transfer can take it in between) and
+/// only if the name still is the file that was locked.
 #[cfg(unix)]
-fn not_in_use(path: &Path) -> bool {
+fn remove_if_unused(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+
     use rustix::fs::{FlockOperation, flock};
-    std::fs::File::open(path)
-        .is_ok_and(|f| flock(&f, FlockOperation::NonBlockingLockExclusive).is_ok())
+    let Ok(file) = std::fs::File::open(path) else {
+        return false;
+    };
+    if flock(&file, FlockOperation::NonBlockingLockExclusive).is_err() {
+        return false;
+    }
+    let same = match (file.metadata(), std::fs::symlink_metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino() && b.file_type().is_file(),
+        _ => false,
+    };
+    same && std::fs::remove_file(path).is_ok()
 }
 
+/// Without the locks the transfers use here, nothing is removed.
 #[cfg(not(unix))]
-fn not_in_use(_path: &Path) -> bool {
-    true
+fn remove_if_unused(_path: &Path) -> bool {
+    false
 }
 
 #[cfg(test)]

@@ -55,6 +55,7 @@ pub(super) struct Written {
 /// filesystem sync for up to hundreds of files); a group is committed when it
 /// is full, when its first file has waited [`fsutil::GROUP_MAX_WAIT`], before
 /// a large file starts, and at the end, whatever ended the transfer.
+#[allow(clippy::too_many_arguments)] // the pipeline's parts, each used once
 pub(super) fn write_files(
     opener: Opener,
     rx: mpsc::Receiver<Vec<RawFrame>>,
@@ -63,8 +64,10 @@ pub(super) fn write_files(
     held: HashMap<usize, Held>,
     progress: Option<&Progress>,
     to_stdout: bool,
+    written: &std::sync::atomic::AtomicU64,
 ) -> Result<Written> {
     let mut w = Writer {
+        written,
         plan: &plan,
         progress,
         results: Vec::with_capacity(plan.len()),
@@ -100,6 +103,8 @@ pub(super) fn write_files(
 
 /// What [`write_files`] keeps between records.
 struct Writer<'a> {
+    /// File bytes written so far, for the reader's progress rule.
+    written: &'a std::sync::atomic::AtomicU64,
     plan: &'a [Planned],
     /// `None` when no bar is drawn.
     progress: Option<&'a Progress>,
@@ -341,6 +346,8 @@ impl<'a> Writer<'a> {
         cur.hasher.update(pt);
         cur.written += pt.len() as u64;
         self.data_bytes += pt.len() as u64;
+        self.written
+            .fetch_add(pt.len() as u64, std::sync::atomic::Ordering::Relaxed);
         if let Some(bar) = self.progress {
             bar.advance(pt.len() as u64);
         }
