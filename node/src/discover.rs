@@ -155,6 +155,26 @@ pub fn same_name(typed: &str, name: &str) -> bool {
     name == typed || name.to_lowercase() == typed.to_lowercase()
 }
 
+/// Whether two names would look alike on a screen: equal once invisible
+/// formatting, control and bidi characters and white space are dropped and
+/// case is folded (`lap\u{200b}top ` looks like `Laptop`). For refusing
+/// impostors, not for finding peers.
+#[must_use]
+pub fn looks_like(a: &str, b: &str) -> bool {
+    let fold = |s: &str| -> String {
+        s.chars()
+            .filter(|&c| {
+                !c.is_whitespace()
+                    && !localstream_proto::names::is_invisible_format(c)
+                    && !localstream_proto::names::is_control_or_bidi(c)
+            })
+            .flat_map(char::to_lowercase)
+            .collect()
+    };
+    let (a, b) = (fold(a), fold(b));
+    !a.is_empty() && a == b
+}
+
 /// How well a record matches what the user typed; lower is better.
 #[derive(Debug, Clone)]
 struct Query {
@@ -531,6 +551,14 @@ fn print_change(change: &Change, own: Uuid, store: &StoreData, json: bool) {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn names_that_look_alike_are_caught() {
+        assert!(looks_like("laptop", "Lap\u{200b}top "));
+        assert!(looks_like("laptop", "LAPTOP"));
+        assert!(!looks_like("laptop", "laptop2"));
+        assert!(!looks_like("", "\u{200b}"));
+    }
 
     #[test]
     fn a_name_cannot_fake_the_proven_id_and_fingerprint() {

@@ -121,6 +121,7 @@ pub async fn run(
         active: trust::ActiveSessions::default(),
         events: cfg.events.clone(),
         to_stdout: cfg.stdout,
+        blocked_noted: std::sync::Mutex::default(),
     });
     let root = CancellationToken::new();
     let admission = Admission::new(MAX_UNAUTHENTICATED, MAX_SESSIONS);

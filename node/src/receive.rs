@@ -96,6 +96,10 @@ pub struct Shared {
     pub events: Events,
     /// `listen --stdout`: the one file of the one transfer goes to standard output.
     pub to_stdout: bool,
+    /// When each blocked peer's refusal was last written to its history (at
+    /// most once a minute: a blocked peer must not make us rewrite the store
+    /// per connection).
+    pub blocked_noted: std::sync::Mutex<HashMap<[u8; 16], Instant>>,
 }
 
 /// A finished (or refused) transfer.
@@ -389,17 +393,30 @@ async fn admit_peer<W: tokio::io::AsyncWrite + Unpin>(
         let message = "the receiver has blocked this node".to_owned();
         info!(%remote, "refused a blocked peer");
         conn::handshake_alert(wr, Status::Declined, &message).await;
+        let note = {
+            let mut noted = shared
+                .blocked_noted
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if noted.len() > 4096 {
+                noted.clear();
+            }
+            let last = noted.insert(peer.node_id, Instant::now());
+            last.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(60))
+        };
         // Refused before a session existed: the history gets an id of its own.
         let id: [u8; 16] = rand::random();
-        trust::record_if_pinned(
-            &shared.store,
-            peer,
-            &id,
-            Direction::Receive,
-            crate::store::Outcome::Refused,
-            &Status::Declined.to_string(),
-        )
-        .await;
+        if note {
+            trust::record_if_pinned(
+                &shared.store,
+                peer,
+                &id,
+                Direction::Receive,
+                crate::store::Outcome::Refused,
+                &Status::Declined.to_string(),
+            )
+            .await;
+        }
         return Err(refuse(Status::Declined, message));
     }
     // Not trusted yet and under another pinned peer's name (a pinned

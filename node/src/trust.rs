@@ -116,7 +116,7 @@ pub async fn name_of_pinned(store: &PeerStore, peer: &PeerIdentity) -> Option<Er
     let known = data.peers().iter().find(|e| {
         e.node_id != id
             && e.name()
-                .is_some_and(|n| crate::discover::same_name(&name, n))
+                .is_some_and(|n| crate::discover::looks_like(&name, n))
     })?;
     Some(new_key_for(peer, known, "under that name".into()))
 }

@@ -78,7 +78,7 @@ impl LocalIdentity {
     pub fn new(name: &str, mac: Option<[u8; 6]>, key: rsa::PrivateKey) -> Result<Self> {
         check_key_policy(key.as_public_key())?;
         if name.len() > MAX_NAME_BYTES {
-            return Err(Error::Malformed("display name longer than 255 bytes"));
+            return Err(Error::Malformed("display name longer than 63 bytes"));
         }
         let public_key_der = key
             .as_public_key()

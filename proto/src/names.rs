@@ -300,19 +300,25 @@ pub fn strip_control_or_bidi(text: &str, max: usize) -> String {
 
 /// Whether `c` is an invisible formatting character: zero-width space,
 /// joiners and word joiner, invisible operators, soft hyphen, byte-order
-/// mark, deprecated format controls, interlinear annotations and tag
-/// characters. Allowed in names (Persian text needs ZWNJ, emoji need ZWJ),
+/// mark, deprecated format controls, interlinear annotations, tag
+/// characters, and the blank fillers (Hangul fillers, braille blank) that
+/// render as nothing. Variation selectors are not among them: emoji need
+/// U+FE0F and they cannot hide a character. Allowed in names (Persian text needs ZWNJ, emoji need ZWJ),
 /// but escaped on display: they can hide or fake what a name says.
 #[must_use]
 pub fn is_invisible_format(c: char) -> bool {
     matches!(c,
         '\u{ad}'                      // soft hyphen
         | '\u{34f}'                   // combining grapheme joiner
+        | '\u{115f}' | '\u{1160}'       // Hangul choseong / jungseong fillers
         | '\u{180e}'                  // Mongolian vowel separator
         | '\u{200b}'..='\u{200d}'     // zero-width space, ZWNJ, ZWJ
         | '\u{2060}'..='\u{2064}'     // word joiner, invisible operators
         | '\u{206a}'..='\u{206f}'     // deprecated format controls
+        | '\u{2800}'                  // braille pattern blank
+        | '\u{3164}'                  // Hangul filler
         | '\u{feff}'                  // byte-order mark / ZWNBSP
+        | '\u{ffa0}'                  // halfwidth Hangul filler
         | '\u{fff9}'..='\u{fffb}'     // interlinear annotation
         | '\u{e0000}'..='\u{e007f}'   // tags
     )
