@@ -130,17 +130,28 @@ pub async fn address_of_pinned(
     peer: &PeerIdentity,
     addr: SocketAddr,
 ) -> Option<Error> {
+    let known = recent_other(store, peer, move |e| e.addresses.contains(&addr)).await?;
+    Some(new_key_for(peer, &known, format!("at its address {addr}")))
+}
+
+/// Another pinned peer than `peer`, seen within [`SOURCE_MEMORY_SECS`],
+/// for which `held` is true.
+async fn recent_other(
+    store: &PeerStore,
+    peer: &PeerIdentity,
+    held: impl Fn(&PeerEntry) -> bool + Send + 'static,
+) -> Option<PeerEntry> {
     let id = Uuid::from_bytes(peer.node_id);
     let data = with_store(store, |s| s.load().map_err(Error::from))
         .await
         .ok()?;
     let now = now_secs();
-    let known = data.peers().iter().find(|e| {
-        e.node_id != id
-            && e.addresses.contains(&addr)
-            && now.saturating_sub(e.last_seen) < SOURCE_MEMORY_SECS
-    })?;
-    Some(new_key_for(peer, known, format!("at its address {addr}")))
+    data.peers()
+        .iter()
+        .find(|e| {
+            e.node_id != id && now.saturating_sub(e.last_seen) < SOURCE_MEMORY_SECS && held(e)
+        })
+        .cloned()
 }
 
 fn new_key_for(peer: &PeerIdentity, known: &PeerEntry, how: String) -> Error {
@@ -162,21 +173,12 @@ pub const SOURCE_MEMORY_SECS: u64 = 24 * 3600;
 /// loud refusal to show, or `None`. Loopback is exempt: several nodes on one
 /// machine (users, tests) all connect from it.
 pub async fn source_of_pinned(store: &PeerStore, peer: &PeerIdentity, ip: IpAddr) -> Option<Error> {
-    let id = Uuid::from_bytes(peer.node_id);
     let ip = ip.to_canonical();
     if ip.is_loopback() {
         return None;
     }
-    let data = with_store(store, |s| s.load().map_err(Error::from))
-        .await
-        .ok()?;
-    let now = now_secs();
-    let known = data.peers().iter().find(|e| {
-        e.node_id != id
-            && e.came_from.contains(&ip)
-            && now.saturating_sub(e.last_seen) < SOURCE_MEMORY_SECS
-    })?;
-    Some(new_key_for(peer, known, format!("from its address {ip}")))
+    let known = recent_other(store, peer, move |e| e.came_from.contains(&ip)).await?;
+    Some(new_key_for(peer, &known, format!("from its address {ip}")))
 }
 
 /// Before connecting to a peer that discovery found for `typed`: refuses an

@@ -29,6 +29,15 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// A runtime with `workers` threads, for attackers running many connections at once.
+fn runtime_with(workers: usize) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 fn attacker_identity() -> Arc<LocalIdentity> {
     static ID: std::sync::OnceLock<Arc<LocalIdentity>> = std::sync::OnceLock::new();
     ID.get_or_init(|| {
@@ -110,11 +119,7 @@ fn grind_while_a_trusted_peer_sends(sources: u8, tries: usize) {
     let started = Instant::now();
     let (tries, honest) = std::thread::scope(|scope| {
         let grinder = scope.spawn(|| {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
+            let rt = runtime_with(2);
             rt.block_on(async {
                 let tasks: Vec<_> = (0..sources)
                     .map(|k| {
@@ -313,11 +318,7 @@ fn silent_sockets_from_sixty_four_addresses_do_not_keep_honest_senders_out() {
     let p = Pair::new();
     let mut l = p.receiver.listen(&p.inbox, &["--yes"]);
     let port = l.port;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime_with(1);
     // 64 addresses, each holding more than its share of silent sockets, and
     // more coming all the time.
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -377,11 +378,7 @@ fn connections_that_send_one_byte_and_stall_do_not_keep_honest_senders_out() {
     let p = Pair::new();
     let mut l = p.receiver.listen(&p.inbox, &["--yes"]);
     let port = l.port;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime_with(1);
     for (addresses, each) in [(1u8, 64usize), (64, 2)] {
         let stallers = rt.block_on(async {
             let mut held = Vec::new();
@@ -568,11 +565,7 @@ fn strangers_inflating_offers_before_consent_are_bounded_in_memory() {
     let p = Pair::new();
     let mut l = p.receiver.listen(&p.inbox, &["--yes"]);
     let port = l.port;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime_with(2);
     // Each sends records of long paths (4,000 bytes, 250 per record) of a
     // 100,000-entry offer until the listener refuses or cuts it.
     let results: Vec<(u64, Option<Status>)> = rt.block_on(async {

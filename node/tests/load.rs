@@ -131,7 +131,7 @@ fn two_hundred_idle_sockets_do_not_lock_out_sixteen_concurrent_senders() {
 
 #[test]
 fn idle_sockets_of_one_address_keep_only_their_share_and_an_honest_sender_gets_in() {
-    // More than the old cap of 64 connections, which answered Busy to
+    // More than the old cap of 64 connections (now 128), which answered Busy to
     // everyone once silent sockets held every slot.
     const IDLE: usize = 100;
     let p = Pair::new();

@@ -55,8 +55,9 @@ use super::limits::Limits;
 /// Sessions per node id.
 type PeerCounts = Arc<Mutex<HashMap<[u8; 16], usize>>>;
 
-/// Connections before authentication at once.
-pub const MAX_UNAUTHENTICATED: usize = 64;
+/// Connections before authentication at once (more than 64 addresses with
+/// one handshake each: a flood from that many cannot fill it by itself).
+pub const MAX_UNAUTHENTICATED: usize = 128;
 /// ... of which one address may hold at most this many.
 pub const PER_SOURCE: usize = 8;
 /// Authenticated sessions at once; beyond, newcomers are told Busy.
@@ -279,7 +280,11 @@ impl Admission {
         remote: SocketAddr,
         wait: Duration,
     ) -> Result<Handshaking, Refusal> {
-        if let Ok(h) = self.admit(remote) {
+        // Nobody waiting: try at once. Else queue behind them (a stream of
+        // newcomers must not keep taking the places they wait for).
+        if !self.anyone_waiting()
+            && let Ok(h) = self.admit(remote)
+        {
             return Ok(h);
         }
         let _turn = self
@@ -298,6 +303,14 @@ impl Admission {
             }
             let _ = tokio::time::timeout(left.min(Duration::from_millis(20)), freed).await;
         }
+    }
+
+    fn anyone_waiting(&self) -> bool {
+        !self
+            .waiting
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_empty()
     }
 
     /// A place in the waiting line for `ip`, given back when dropped.
