@@ -154,6 +154,18 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         self.inner.fill_buf().await.is_ok_and(|b| !b.is_empty())
     }
 
+    /// Reads and drops everything until the peer closes (or fails).
+    pub async fn drain(&mut self) {
+        use tokio::io::AsyncBufReadExt;
+        loop {
+            let n = match self.inner.fill_buf().await {
+                Ok(b) if !b.is_empty() => b.len(),
+                _ => return,
+            };
+            self.inner.consume(n);
+        }
+    }
+
     /// Whether bytes from the peer are already waiting (looks once, never
     /// waits, consumes nothing).
     pub async fn has_pending(&mut self) -> bool {

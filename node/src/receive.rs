@@ -337,6 +337,7 @@ pub async fn serve(
             e => e.to_string(),
         };
         writer.alert(status_of(e), &message).await;
+        linger(&mut reader, &mut writer.inner).await;
     }
     if decided {
         let sender = Sender {
@@ -351,6 +352,22 @@ pub async fn serve(
         ConnEnd::NoTransfer(result.err().unwrap_or(Error::Interrupted))
     }
 }
+
+/// After an alert: closes our side and reads (and drops) what the sender
+/// still sends, for a moment, so that the close is not a reset that could
+/// overtake the alert on its way (the sender then sees the reason, not
+/// "connection reset").
+async fn linger<R: tokio::io::AsyncRead + Unpin, W: tokio::io::AsyncWrite + Unpin>(
+    reader: &mut FrameReader<R>,
+    writer: &mut W,
+) {
+    use tokio::io::AsyncWriteExt;
+    let _ = writer.shutdown().await;
+    let _ = tokio::time::timeout(LINGER, reader.drain()).await;
+}
+
+/// How long [`linger`] reads after an alert.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Decides, before the listener signs anything, whether this proven peer may
 /// go on: a changed key, a blocked peer, a stranger under `--trusted-only`
