@@ -265,6 +265,35 @@ impl Host {
         run(&mut cmd, what, STEP * 4)
     }
 
+    /// Starts `mdns-fake hold ADDR N`: `n` silent TCP connections to `addr`,
+    /// replaced as the listener closes them, until killed.
+    pub fn hold(&self, addr: &str, n: usize) -> Proc {
+        let mut cmd = self.exec(&self.bins.fake);
+        cmd.arg("hold").arg(addr).arg(n.to_string());
+        self.spawn(&mut cmd)
+    }
+
+    /// This host's IPv6 link-local address on `eth0` and the interface's
+    /// index (its scope id), if it has one.
+    pub fn link_local(&self) -> Option<(std::net::Ipv6Addr, u32)> {
+        let out = self.run(
+            self.exec("ip")
+                .args(["-6", "-o", "addr", "show", "dev", "eth0", "scope", "link"]),
+        );
+        let addr = out
+            .stdout
+            .split_whitespace()
+            .skip_while(|w| *w != "inet6")
+            .nth(1)?
+            .split('/')
+            .next()?
+            .parse()
+            .ok()?;
+        let link = self.run(self.exec("ip").args(["-o", "link", "show", "eth0"]));
+        let index = link.stdout.split(':').next()?.trim().parse().ok()?;
+        Some((addr, index))
+    }
+
     /// Starts `mdns-fake browse`: one line `resolved <fullname> ...` per
     /// `_localstream._tcp.local.` instance it resolves.
     pub fn browse(&self) -> Proc {

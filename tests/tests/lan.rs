@@ -906,3 +906,44 @@ fn a_new_key_from_a_pinned_peers_address_is_refused_by_the_receiver() {
         b"from a new key at the same address",
     );
 }
+
+/// The LAN's hosts share one IPv6 /64 (here all of fe80::/64): a host
+/// flooding a listener with silent sockets over IPv6 must not push out
+/// another host's handshake (addresses count whole, not per /64).
+#[test]
+fn silent_sockets_over_ipv6_from_one_host_do_not_keep_another_out() {
+    let Some(lan) = lan(3) else { return };
+    let (h1, h2, h3) = (lan.host(1), lan.host(2), lan.host(3));
+    let mut l1 = h1.listen(&["--yes", "--name", "h1", "--no-discovery", "--bind", "::"]);
+    let (Some((ll, _)), Some((_, idx2)), Some((_, idx3))) =
+        (h1.link_local(), h2.link_local(), h3.link_local())
+    else {
+        panic!("the hosts have no IPv6 link-local address");
+    };
+    let port = l1.port;
+    let target = |idx: u32| format!("[{ll}%{idx}]:{port}");
+    let mut flood = h2.hold(&target(idx2), 300);
+    let held = flood.wait_line(|l| l.starts_with("held "));
+    let mut ok = 0;
+    for i in 0..10 {
+        let name = format!("v6-{i}.txt");
+        let f = h3.file(&name, name.as_bytes());
+        let out = h3.run(
+            h3.node()
+                .args(["send", "--yes", "--no-discovery", &target(idx3)])
+                .arg(&f),
+        );
+        if out.code == Some(0) {
+            ok += 1;
+            l1.wait_received();
+        } else {
+            eprintln!("send {i}: {}", out.describe());
+        }
+    }
+    eprintln!(
+        "IPv6 (fe80::/64): {ok} of 10 sends from h3 got in while h2 {held} silent sockets \
+         (and replaced every one closed)"
+    );
+    assert!(ok >= 9, "only {ok} of 10");
+    drop(flood);
+}

@@ -40,10 +40,12 @@ fn main() -> ExitCode {
         Some("announce") if args.len() >= 4 => announce(&args[1], &args[2], &args[3], &args[4..]),
         Some("browse") if args.len() == 1 => browse(),
         Some("flood") if (2..=3).contains(&args.len()) => flood(&args[1], args.get(2)),
+        Some("hold") if args.len() == 3 => hold(&args[1], &args[2]),
         _ => {
             eprintln!(
                 "usage: mdns-fake announce INSTANCE IP PORT [KEY=VALUE]...\n       \
-                 mdns-fake browse\n       mdns-fake flood N [PER_PACKET]"
+                 mdns-fake browse\n       mdns-fake flood N [PER_PACKET]\n       \
+                 mdns-fake hold ADDR:PORT N"
             );
             return ExitCode::from(2);
         }
@@ -147,6 +149,37 @@ fn browse() -> Result<(), String> {
 
 /// Multicasts `n` forged records (see `localstream_scenarios::flood`) from
 /// port 5353 on eth0, as fast as the socket takes them.
+/// Opens `n` TCP connections to `addr` that never send a byte, prints
+/// `held K` (how many connected), then keeps opening a new one for each the
+/// listener closes, until killed: the silent-socket flood.
+fn hold(addr: &str, n: &str) -> Result<(), String> {
+    use std::net::{SocketAddr, TcpStream};
+    let addr: SocketAddr = addr.parse().map_err(|_| format!("bad address {addr:?}"))?;
+    let n: usize = n.parse().map_err(|_| format!("bad count {n:?}"))?;
+    let connect = || TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok();
+    let mut held: Vec<TcpStream> = (0..n).filter_map(|_| connect()).collect();
+    println!("held {}", held.len());
+    let _ = std::io::stdout().flush();
+    loop {
+        // Replace the ones the listener closed (a read of 0 bytes, or an error).
+        held.retain(|s| {
+            let _ = s.set_nonblocking(true);
+            let mut b = [0u8; 1];
+            matches!(
+                std::io::Read::read(&mut &*s, &mut b),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
+            )
+        });
+        while held.len() < n {
+            match connect() {
+                Some(s) => held.push(s),
+                None => break,
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn flood(n: &str, per_packet: Option<&String>) -> Result<(), String> {
     use socket2::{Domain, Protocol, Socket, Type};
     let total: u64 = n.parse().map_err(|_| format!("bad record count {n:?}"))?;
