@@ -191,15 +191,15 @@ pub async fn source_of_pinned(store: &PeerStore, peer: &PeerIdentity, ip: IpAddr
 /// be read.
 pub async fn check_found(store: &PeerStore, typed: &str, record: &PeerRecord) -> Result<()> {
     let data = with_store(store, |s| s.load().map_err(Error::from)).await?;
-    if let Some(e) = data.get(&record.node_id) {
-        if !e.fingerprint.starts_with(&record.fingerprint_prefix) {
-            return Err(Error::AnnouncedKeyDiffers {
-                peer: escape_for_terminal(&record.name),
-                id: record.node_id,
-                pinned: short_fingerprint(&e.fingerprint),
-                announced: crate::identity::group_hex(&record.fingerprint_prefix),
-            });
-        }
+    if let Some(e) = data.get(&record.node_id)
+        && !e.fingerprint.starts_with(&record.fingerprint_prefix)
+    {
+        return Err(Error::AnnouncedKeyDiffers {
+            peer: escape_for_terminal(&record.name),
+            id: record.node_id,
+            pinned: short_fingerprint(&e.fingerprint),
+            announced: crate::identity::group_hex(&record.fingerprint_prefix),
+        });
     }
     // Found by a name that belongs to another pinned peer: whether or not
     // the node found is pinned too (a pinned stranger may have renamed
