@@ -8,69 +8,89 @@
 //! as on any first contact: compare it with the one the listener prints.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use localstream_proto::names::escape_for_terminal;
-use localstream_proto::{LocalIdentity, Status};
+use localstream_proto::Status;
 use uuid::Uuid;
 
 use crate::conn::RecordWriter;
+use crate::confirm::{Asker, FirstContact};
 use crate::error::{Error, Result};
+use crate::event::{Notice, Then};
 use crate::identity::sanitize_name;
-use crate::store::{Contact, PeerStore, Seen, now_secs};
-use crate::{discover, outln, send, trust};
+use crate::label::PeerLabel;
+use crate::node::Context;
+use crate::store::{Contact, Seen, now_secs};
+use crate::trust::{self, Refusal};
+use crate::send;
+
+/// A peer `add` pinned.
+#[derive(Debug, Clone)]
+pub struct Added {
+    /// Who it is.
+    pub peer: PeerLabel,
+    /// The name it is stored under.
+    pub alias: String,
+    /// Where it was reached.
+    pub addr: SocketAddr,
+}
 
 /// Runs `add`.
-pub async fn run(
-    identity: Arc<LocalIdentity>,
-    store: &PeerStore,
+pub(crate) async fn run(
+    cx: &Context,
     name: &str,
     addr: SocketAddr,
-    first_contact: crate::confirm::FirstContact,
-) -> Result<()> {
+    first_contact: FirstContact,
+) -> Result<Added> {
+    let store = &cx.store;
     let alias = sanitize_name(name).filter(|n| n == name).ok_or_else(|| {
         Error::Usage(format!(
             "'{}' cannot be a peer name (printable text, at most 63 bytes)",
             escape_for_terminal(name)
         ))
     })?;
-    let (_reader, wr, session, addr) = send::open(identity, &[addr]).await?;
+    let (_reader, wr, session, addr) = send::open(cx.identity.clone(), &[addr]).await?;
     let mut writer = RecordWriter {
         inner: wr,
         sealer: session.sealer,
     };
     let peer = session.peer;
-    let contacted = match trust::check(store, &peer).await {
+    let contacted = match trust::admit(store, &peer, trust::Reached::Dialed(addr)).await {
         Ok(c) => c,
-        Err(e) => {
+        Err(refusal) => {
             writer
                 .alert(Status::Cancelled, "the peer was not added")
                 .await;
-            return Err(e);
+            return Err(match refusal {
+                Refusal::KeyChanged(e) | Refusal::Store(e) | Refusal::Impostor(e) => e,
+                Refusal::Blocked => Error::Blocked(format!(
+                    "{} (id {})",
+                    PeerLabel::of(&peer).short(),
+                    Uuid::from_bytes(peer.node_id)
+                )),
+            });
         }
     };
     if contacted.first {
-        let impostor = match trust::name_of_pinned(store, &peer).await {
-            Some(e) => Some(e),
-            None => trust::address_of_pinned(store, &peer, addr).await,
+        let asker = Asker {
+            policy: first_contact,
+            questions: &cx.questions,
+            events: &cx.events,
         };
-        if let Some(e) = impostor {
-            writer
-                .alert(Status::Cancelled, "the peer was not added")
-                .await;
-            return Err(e);
-        }
-        let what = format!("Pin it as '{}'", escape_for_terminal(&alias));
-        if let Err(e) =
-            crate::confirm::first_contact(first_contact, &peer, &session.sas, &what).await
-        {
+        let then = Then::Pin(alias.clone());
+        if let Err(e) = crate::confirm::first_contact(asker, &peer, &session.sas, then).await {
             writer
                 .alert(Status::Cancelled, "the peer was not added")
                 .await;
             return Err(e);
         }
     }
-    eprintln!("{}", trust::code_line(&peer, &session.sas, contacted));
+    cx.events.notice(Notice::Code {
+        peer: PeerLabel::of(&peer),
+        code: session.sas,
+        first: contacted.first,
+        trust: contacted.trust,
+    });
     let seen = Seen {
         node_id: Uuid::from_bytes(peer.node_id),
         fingerprint: peer.fingerprint,
@@ -101,11 +121,9 @@ pub async fn run(
             "its key changed since it was pinned: see `localstream forget`".into(),
         ));
     }
-    outln!(
-        "added {} as '{}' at {addr}: `localstream send {} FILE` reaches it from now on",
-        discover::label_proven(&peer),
-        escape_for_terminal(&alias),
-        escape_for_terminal(&alias)
-    );
-    Ok(())
+    Ok(Added {
+        peer: PeerLabel::of(&peer),
+        alias,
+        addr,
+    })
 }

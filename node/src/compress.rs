@@ -41,7 +41,7 @@ pub const WINDOW: u32 = 16;
 pub const RELEARN_EVERY: u32 = 16;
 
 /// `send --compress`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Mode {
     /// Compress while it makes the transfer faster.
     #[default]

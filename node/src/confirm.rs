@@ -6,17 +6,19 @@
 //!  handshake ─► pinned? ──yes──► go on
 //!                 │ no
 //!                 ├─ --yes / first-contact = "yes" ──► go on
-//!                 ├─ a terminal ──► "does <peer> show 0421 9377 0615? [y/N]" ─► y: go on
-//!                 └─ no terminal ──► refuse, saying how to proceed
+//!                 ├─ Ask ──► Event::Confirm ─► front end ─► Node::confirm(yes) ─► go on
+//!                 └─ Unattended (no terminal) ──► refuse, saying how to proceed
 //! ```
 
-use std::io::{BufRead, IsTerminal, Write};
 use std::time::Duration;
 
 use localstream_proto::names::escape_for_terminal;
 use localstream_proto::{PeerIdentity, Sas};
 
 use crate::error::{Error, Result};
+use crate::event::{Event, Events, Then};
+use crate::label::PeerLabel;
+use crate::question::{Answer, Questions};
 use crate::settings::FirstContactSetting;
 
 /// How long the question waits for an answer (the receiver waits as long
@@ -26,11 +28,14 @@ pub const CONFIRM_TIMEOUT: Duration = Duration::from_secs(120);
 /// What to do when the receiver is a node never met.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum FirstContact {
-    /// Ask the user to compare the verification code.
+    /// Ask the front end to have the user compare the verification code
+    /// ([`Event::Confirm`], answered with [`crate::Node::confirm`]).
     #[default]
     Ask,
     /// Go ahead (`--yes`, or the setting).
     Yes,
+    /// Nobody can be asked (no terminal): refuse, saying how to proceed.
+    Unattended,
 }
 
 impl FirstContact {
@@ -44,44 +49,50 @@ impl FirstContact {
     }
 }
 
-/// Asks the user whether the receiver shows the same code; `Ok(())` means
-/// go on. `what` says what happens next ("send 3 files", "pin it").
+/// Whom to ask, and how.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Asker<'a> {
+    pub(crate) policy: FirstContact,
+    pub(crate) questions: &'a Questions,
+    pub(crate) events: &'a Events,
+}
+
+/// Asks the front end whether the receiver shows the same code; `Ok(())`
+/// means go on. `then` says what happens next.
 ///
 /// # Errors
 /// [`Error::NotConfirmed`] when the user says no, does not answer in time,
-/// or cannot be asked (no terminal).
-pub async fn first_contact(
-    policy: FirstContact,
+/// or cannot be asked.
+pub(crate) async fn first_contact(
+    asker: Asker<'_>,
     peer: &PeerIdentity,
     sas: &Sas,
-    what: &str,
+    then: Then,
 ) -> Result<()> {
-    if policy == FirstContact::Yes {
-        return Ok(());
+    match asker.policy {
+        FirstContact::Yes => return Ok(()),
+        FirstContact::Unattended => {
+            let who = PeerLabel::of(peer);
+            return Err(Error::NotConfirmed(format!(
+                "{who} is a node this one has never met, and there is no terminal to ask whether its \
+                 verification code is {sas}: nothing was sent. Compare the code with the one \
+                 `localstream listen` shows on {name}, then run again with --yes (or set \
+                 `localstream config set first-contact yes`), or pin it first with \
+                 `localstream add NAME ADDRESS`",
+                name = escape_for_terminal(&peer.name)
+            )));
+        }
+        FirstContact::Ask => {}
     }
-    let who = crate::discover::label_proven(peer);
-    if !std::io::stdin().is_terminal() || !std::io::stderr().is_terminal() {
-        return Err(Error::NotConfirmed(format!(
-            "{who} is a node this one has never met, and there is no terminal to ask whether its \
-             verification code is {sas}: nothing was sent. Compare the code with the one \
-             `localstream listen` shows on {name}, then run again with --yes (or set \
-             `localstream config set first-contact yes`), or pin it first with \
-             `localstream add NAME ADDRESS`",
-            name = escape_for_terminal(&peer.name)
-        )));
-    }
-    let question = format!(
-        "first contact with {who}.\nverification code {sas}\nDoes {name} show the same code? \
-         Only then can no one be in between. {what}? [y/N] ",
-        name = escape_for_terminal(&peer.name)
-    );
-    let answer = tokio::time::timeout(
-        CONFIRM_TIMEOUT,
-        tokio::task::spawn_blocking(move || ask(&question)),
-    )
-    .await;
-    match answer {
-        Ok(Ok(Some(line))) if matches!(line.trim(), "y" | "Y" | "yes" | "YES" | "Yes") => Ok(()),
+    let mut asked = asker.questions.open();
+    asker.events.emit(Event::Confirm {
+        question: asked.id,
+        peer: PeerLabel::of(peer),
+        code: *sas,
+        then,
+    });
+    match tokio::time::timeout(CONFIRM_TIMEOUT, asked.answer()).await {
+        Ok(Some(Answer::Confirm(true))) => Ok(()),
         Ok(_) => Err(Error::NotConfirmed(
             "not confirmed: nothing was sent".into(),
         )),
@@ -89,19 +100,6 @@ pub async fn first_contact(
             "no answer in {} s: nothing was sent",
             CONFIRM_TIMEOUT.as_secs()
         ))),
-    }
-}
-
-/// Prints the question on stderr and reads one line from stdin.
-fn ask(question: &str) -> Option<String> {
-    let mut err = std::io::stderr().lock();
-    let _ = err.write_all(question.as_bytes());
-    let _ = err.flush();
-    drop(err);
-    let mut line = String::new();
-    match std::io::stdin().lock().read_line(&mut line) {
-        Ok(0) | Err(_) => None,
-        Ok(_) => Some(line),
     }
 }
 

@@ -1,19 +1,33 @@
-//! Receiving is consent: accept everything (`--yes`), accept trusted peers
-//! only (`--trusted-only`), or ask the user on the terminal about anyone not
-//! trusted, one question at a time. Blocked peers are always refused; with no
-//! terminal to ask on, only trusted peers get in.
+//! Receiving is consent: accept everything ([`Policy::Yes`]), accept trusted
+//! peers only ([`Policy::TrustedOnly`]), or ask the front end about anyone
+//! not trusted ([`Policy::Ask`]): the offer event carries an `offer_id`, and
+//! [`crate::Node::decide`] answers it. Blocked peers are always refused;
+//! with nobody to ask ([`Policy::Unattended`]) only trusted peers get in.
 
-use std::io::{BufRead, IsTerminal, Write};
-use std::sync::Mutex as StdMutex;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use tokio::sync::{Mutex, mpsc};
+use crate::event::{Closed, Event, Events};
+use crate::question::{Answer, Decision, Questions};
 
-use crate::config::Consent;
-
-/// How long a prompt waits for an answer before refusing.
+/// How long an offer waits for an answer before it is refused.
 pub const PROMPT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Who may send to a listener without being asked. Blocked peers are
+/// refused under every policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    /// Accept every offer (`--yes`).
+    Yes,
+    /// Accept trusted peers, refuse the rest (`--trusted-only`).
+    TrustedOnly,
+    /// Accept trusted peers, ask the front end about the rest.
+    Ask,
+    /// Ask, but nobody can answer (no terminal): trusted peers only, and
+    /// the refusal says why.
+    Unattended,
+}
 
 /// What this node's peer store says about the peer making an offer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,9 +40,9 @@ pub enum Standing {
     Untrusted,
 }
 
-/// The outcome of asking.
+/// How an offer was decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
+pub enum Ruling {
     /// Go ahead.
     Accept,
     /// Go ahead, and trust this peer from now on.
@@ -37,32 +51,31 @@ pub enum Decision {
     Decline,
     /// The peer is blocked.
     Blocked,
-    /// The policy accepts trusted peers only (`no_terminal`: because there
-    /// is no terminal to ask on).
+    /// The policy accepts trusted peers only (`unattended`: because nobody
+    /// can be asked).
     NotTrusted {
-        /// Whether it is only for want of a terminal.
-        no_terminal: bool,
+        /// Whether it is only for want of someone to ask.
+        unattended: bool,
     },
     /// Nobody answered in time.
     TimedOut,
-    /// Too many offers are already waiting for the user.
+    /// Too many offers are already waiting for an answer.
     Busy,
     /// The sender spoke (or went away) before the answer: the question was
     /// withdrawn.
     Withdrawn,
 }
 
-/// Offers that may wait for the terminal at once; more are refused as busy.
+/// Offers that may wait for an answer at once; more are refused as busy.
 pub const MAX_WAITING: usize = 4;
 
 /// Decides on offers. Shared by every connection of a listener.
 #[derive(Debug)]
 pub struct Gate {
-    policy: Consent,
-    /// Serialises prompts so two offers never interleave on the terminal.
-    prompt: Mutex<()>,
+    policy: Policy,
     waiting: AtomicUsize,
-    lines: StdMutex<Option<mpsc::Receiver<String>>>,
+    questions: Arc<Questions>,
+    events: Events,
 }
 
 /// Counts an offer as waiting for as long as it lives.
@@ -75,13 +88,13 @@ impl Drop for Waiting<'_> {
 }
 
 impl Gate {
-    /// A gate with the given policy.
-    pub fn new(policy: Consent) -> Self {
+    /// A gate with the given policy, asking through `questions` and `events`.
+    pub(crate) fn new(policy: Policy, questions: Arc<Questions>, events: Events) -> Self {
         Gate {
             policy,
-            prompt: Mutex::new(()),
             waiting: AtomicUsize::new(0),
-            lines: StdMutex::new(None),
+            questions,
+            events,
         }
     }
 
@@ -89,153 +102,149 @@ impl Gate {
     /// are refused right after their handshake.
     #[must_use]
     pub fn trusted_only(&self) -> bool {
-        self.policy == Consent::TrustedOnly
+        self.policy == Policy::TrustedOnly
     }
 
-    /// Decides on an offer from a peer of `standing`, described by
-    /// `question` (already escaped for the terminal). If `withdrawn`
-    /// completes first (the sender sent something or went away while the
-    /// question waits), the question is withdrawn.
-    pub async fn decide(
+    /// Decides on an offer from a peer of `standing`, reported as `offer`
+    /// (an [`Event::Offer`]; it gets its `offer_id` when the front end is
+    /// asked). If `withdrawn` completes first (the sender sent something or
+    /// went away while the question waits), the question is withdrawn.
+    pub(crate) async fn decide(
         &self,
         standing: Standing,
-        question: &str,
+        mut offer: Event,
         withdrawn: impl Future<Output = ()>,
-    ) -> Decision {
-        match (standing, self.policy) {
-            (Standing::Blocked, _) => return Decision::Blocked,
-            (_, Consent::AcceptAll) | (Standing::Trusted, _) => return Decision::Accept,
-            (Standing::Untrusted, Consent::TrustedOnly) => {
-                return Decision::NotTrusted { no_terminal: false };
+    ) -> Ruling {
+        let ruling = match (standing, self.policy) {
+            (Standing::Blocked, _) => Some(Ruling::Blocked),
+            (_, Policy::Yes) | (Standing::Trusted, _) => Some(Ruling::Accept),
+            (Standing::Untrusted, Policy::TrustedOnly) => {
+                Some(Ruling::NotTrusted { unattended: false })
             }
-            (Standing::Untrusted, Consent::Ask) => {}
-        }
-        if !std::io::stdin().is_terminal() || !std::io::stderr().is_terminal() {
-            return Decision::NotTrusted { no_terminal: true };
+            (Standing::Untrusted, Policy::Unattended) => {
+                Some(Ruling::NotTrusted { unattended: true })
+            }
+            (Standing::Untrusted, Policy::Ask) => None,
+        };
+        if let Some(ruling) = ruling {
+            self.events.emit(offer);
+            return ruling;
         }
         if self.waiting.fetch_add(1, Ordering::SeqCst) >= MAX_WAITING {
             self.waiting.fetch_sub(1, Ordering::SeqCst);
-            return Decision::Busy;
+            self.events.emit(offer);
+            return Ruling::Busy;
         }
         let _waiting = Waiting(&self.waiting);
-        // Waiting for our turn counts against the prompt's time: the sender
-        // gives up after PROMPT_TIMEOUT plus a margin anyway.
-        let deadline = tokio::time::Instant::now() + PROMPT_TIMEOUT;
-        let Ok(_turn) = tokio::time::timeout_at(deadline, self.prompt.lock()).await else {
-            return Decision::TimedOut;
-        };
-        let mut rx = match self.take_lines() {
-            Some(rx) => rx,
-            None => return Decision::NotTrusted { no_terminal: true },
-        };
-        // Anything typed before the question is not an answer to it.
-        while rx.try_recv().is_ok() {}
-        {
-            let mut err = std::io::stderr().lock();
-            let _ = write!(
-                err,
-                "{question}\n[a]ccept once, accept and [t]rust, or [r]eject? [a/t/R] "
-            );
-            let _ = err.flush();
+        let mut asked = self.questions.open();
+        let offer_id = asked.id;
+        if let Event::Offer { offer_id: id, .. } = &mut offer {
+            *id = Some(offer_id);
         }
-        let answer = async {
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(line)) => parse_answer(&line),
-                Ok(None) => Decision::NotTrusted { no_terminal: true },
-                Err(_) => {
-                    eprintln!("\n(no answer in time: declined)");
-                    Decision::TimedOut
-                }
-            }
+        self.events.emit(offer);
+        let answer = tokio::time::timeout(PROMPT_TIMEOUT, asked.answer());
+        let (ruling, closed) = tokio::select! {
+            a = answer => match a {
+                Ok(Some(Answer::Decision(Decision::Accept))) => (Ruling::Accept, None),
+                Ok(Some(Answer::Decision(Decision::AcceptAndTrust))) => (Ruling::AcceptAndTrust, None),
+                Ok(_) => (Ruling::Decline, None),
+                Err(_) => (Ruling::TimedOut, Some(Closed::TimedOut)),
+            },
+            () = withdrawn => (Ruling::Withdrawn, Some(Closed::Withdrawn)),
         };
-        let decision = tokio::select! {
-            d = answer => d,
-            () = withdrawn => {
-                eprintln!("\n(the sender went away or did not wait for the answer: question withdrawn)");
-                Decision::Withdrawn
-            }
-        };
-        self.put_lines(rx);
-        decision
-    }
-
-    /// The channel of terminal lines, started on first use by one reader thread.
-    fn take_lines(&self) -> Option<mpsc::Receiver<String>> {
-        let mut guard = self.lines.lock().ok()?;
-        if let Some(rx) = guard.take() {
-            return Some(rx);
+        drop(asked);
+        if let Some(reason) = closed {
+            self.events
+                .emit(Event::OfferClosed { offer_id, reason });
         }
-        let (tx, rx) = mpsc::channel(4);
-        std::thread::Builder::new()
-            .name("stdin".into())
-            .spawn(move || {
-                for line in std::io::stdin().lock().lines() {
-                    let Ok(line) = line else { break };
-                    if tx.blocking_send(line).is_err() {
-                        break;
-                    }
-                }
-            })
-            .ok()?;
-        Some(rx)
-    }
-
-    fn put_lines(&self, rx: mpsc::Receiver<String>) {
-        if let Ok(mut guard) = self.lines.lock() {
-            *guard = Some(rx);
-        }
-    }
-}
-
-/// Reads the user's answer; anything unclear is a rejection.
-fn parse_answer(line: &str) -> Decision {
-    match line.trim().to_lowercase().as_str() {
-        "a" | "accept" | "y" | "yes" => Decision::Accept,
-        "t" | "trust" => Decision::AcceptAndTrust,
-        _ => Decision::Decline,
+        ruling
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::Side;
 
-    #[test]
-    fn answers() {
-        assert_eq!(parse_answer("a\n"), Decision::Accept);
-        assert_eq!(parse_answer(" Yes "), Decision::Accept);
-        assert_eq!(parse_answer("t"), Decision::AcceptAndTrust);
-        assert_eq!(parse_answer("TRUST"), Decision::AcceptAndTrust);
-        for no in ["", "r", "n", "no", "reject", "at", "yes please"] {
-            assert_eq!(parse_answer(no), Decision::Decline, "{no:?}");
+    fn offer() -> Event {
+        Event::Offer {
+            side: Side::Receive,
+            offer_id: None,
+            peer: None,
+            files: 1,
+            bytes: 1,
+            entries: vec![],
+            executables: 0,
+            code: None,
+            abandoned_exchanges: None,
         }
     }
 
+    fn gate(policy: Policy) -> (Gate, Arc<Questions>, Events) {
+        let q = Arc::new(Questions::default());
+        let e = Events::default();
+        (Gate::new(policy, q.clone(), e.clone()), q, e)
+    }
+
     #[tokio::test]
-    async fn policies_without_a_terminal() {
-        // Test processes have no terminal on stdin, so nothing here can prompt.
-        let d = |policy, standing| async move {
-            Gate::new(policy)
-                .decide(standing, "q", std::future::pending())
-                .await
+    async fn policies_that_need_no_one() {
+        for policy in [Policy::Yes, Policy::TrustedOnly, Policy::Ask, Policy::Unattended] {
+            let (g, _, _) = gate(policy);
+            let d = |s| g.decide(s, offer(), std::future::pending());
+            assert_eq!(d(Standing::Blocked).await, Ruling::Blocked);
+            assert_eq!(d(Standing::Trusted).await, Ruling::Accept);
+        }
+        let (g, _, _) = gate(Policy::Yes);
+        let d = g.decide(Standing::Untrusted, offer(), std::future::pending());
+        assert_eq!(d.await, Ruling::Accept);
+        let (g, _, _) = gate(Policy::TrustedOnly);
+        let d = g.decide(Standing::Untrusted, offer(), std::future::pending());
+        assert_eq!(d.await, Ruling::NotTrusted { unattended: false });
+        let (g, _, _) = gate(Policy::Unattended);
+        let d = g.decide(Standing::Untrusted, offer(), std::future::pending());
+        assert_eq!(d.await, Ruling::NotTrusted { unattended: true });
+    }
+
+    #[tokio::test]
+    async fn asking_waits_for_the_answer_to_its_offer_id() {
+        let (g, q, e) = gate(Policy::Ask);
+        let mut rx = e.subscribe();
+        let answering = async {
+            let Some(Event::Offer {
+                offer_id: Some(id), ..
+            }) = rx.next().await
+            else {
+                panic!("no offer to decide")
+            };
+            q.answer(id, Answer::Decision(Decision::AcceptAndTrust))
+                .unwrap();
         };
-        for policy in [Consent::AcceptAll, Consent::TrustedOnly, Consent::Ask] {
-            assert_eq!(d(policy, Standing::Blocked).await, Decision::Blocked);
-            assert_eq!(d(policy, Standing::Trusted).await, Decision::Accept);
-        }
-        assert_eq!(
-            d(Consent::AcceptAll, Standing::Untrusted).await,
-            Decision::Accept
+        let (ruling, ()) = tokio::join!(
+            g.decide(Standing::Untrusted, offer(), std::future::pending()),
+            answering
         );
+        assert_eq!(ruling, Ruling::AcceptAndTrust);
+    }
+
+    #[tokio::test]
+    async fn a_withdrawn_question_is_closed_and_cannot_be_answered() {
+        let (g, q, e) = gate(Policy::Ask);
+        let mut rx = e.subscribe();
+        let ruling = g.decide(Standing::Untrusted, offer(), async {}).await;
+        assert_eq!(ruling, Ruling::Withdrawn);
+        let Some(Event::Offer {
+            offer_id: Some(id), ..
+        }) = rx.next().await
+        else {
+            panic!("no offer")
+        };
         assert_eq!(
-            d(Consent::TrustedOnly, Standing::Untrusted).await,
-            Decision::NotTrusted { no_terminal: false }
+            rx.next().await,
+            Some(Event::OfferClosed {
+                offer_id: id,
+                reason: Closed::Withdrawn
+            })
         );
-        if !std::io::stdin().is_terminal() {
-            assert_eq!(
-                d(Consent::Ask, Standing::Untrusted).await,
-                Decision::NotTrusted { no_terminal: true }
-            );
-        }
+        assert!(q.answer(id, Answer::Decision(Decision::Accept)).is_err());
     }
 }

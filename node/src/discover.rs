@@ -13,14 +13,15 @@ use localstream_proto::names::escape_for_terminal;
 use localstream_proto::{LocalIdentity, PeerIdentity};
 use serde::Serialize;
 use tokio::time::{Instant, sleep_until};
+use tokio_util::sync::CancellationToken;
 use tracing::debug;
 use uuid::Uuid;
 
 use crate::config::PeersConfig;
 use crate::error::{Error, Result};
+use crate::event::{Event, Events, Notice};
 use crate::identity::{group_hex, short_fingerprint};
-use crate::outln;
-use crate::signals::Interrupts;
+pub use crate::label::{label, short_id, shown_name};
 use crate::store::StoreData;
 
 /// After the first node matching a name answers, how long to keep listening
@@ -45,12 +46,6 @@ pub fn record_for(identity: &LocalIdentity) -> PeerRecord {
     }
 }
 
-/// The first 8 hex digits of a node id: enough to tell nodes apart by eye.
-#[must_use]
-pub fn short_id(id: &Uuid) -> String {
-    id.simple().to_string()[..8].to_owned()
-}
-
 /// `name (3f2a9c1e)`, safe for a terminal.
 #[must_use]
 pub fn describe(record: &PeerRecord) -> String {
@@ -59,25 +54,6 @@ pub fn describe(record: &PeerRecord) -> String {
         shown_name(&record.name),
         short_id(&record.node_id)
     )
-}
-
-/// A peer's claimed name for a terminal: escaped, and quoted when it holds
-/// brackets or parentheses, so that it cannot pass for the proven id and
-/// fingerprint shown after it (`"laptop (3f2a9c1e)" (9d0e4b7a) [...]`).
-#[must_use]
-pub fn shown_name(name: &str) -> String {
-    let escaped = escape_for_terminal(name);
-    if name.contains(['(', ')', '[', ']', '"']) {
-        format!("\"{}\"", escaped.replace('"', "\\\""))
-    } else {
-        escaped
-    }
-}
-
-/// `name (3f2a9c1e) [ab12:cd34:ef56:7890]`, safe for a terminal.
-#[must_use]
-pub fn label(name: &str, id: &Uuid, fingerprint: &str) -> String {
-    format!("{} ({}) [{}]", shown_name(name), short_id(id), fingerprint)
 }
 
 /// [`label`] for a peer that proved its key in a handshake.
@@ -107,7 +83,7 @@ async fn start(interfaces: &Interfaces) -> Result<Discovery> {
 }
 
 /// Withdraws the announcement and stops the daemon (at most about a second).
-pub async fn stop(discovery: Discovery) {
+pub async fn stop_discovery(discovery: Discovery) {
     let _ = tokio::task::spawn_blocking(move || discovery.shutdown()).await;
 }
 
@@ -122,6 +98,7 @@ pub async fn announce(
     identity: &LocalIdentity,
     interfaces: &Interfaces,
     local: SocketAddr,
+    events: &Events,
 ) -> Result<(Option<Discovery>, String)> {
     if local.ip().is_loopback() {
         return Ok((None, "off (listening on loopback only)".into()));
@@ -131,7 +108,7 @@ pub async fn announce(
         Err(Error::Discovery(e @ localstream_discovery::Error::NoInterface { .. }))
             if *interfaces == Interfaces::Default =>
         {
-            eprintln!("warning: not announcing this node: {e}");
+            events.notice(Notice::NotAnnounced(e.to_string()));
             return Ok((None, "off (no usable network interface)".into()));
         }
         Err(e) => return Err(e),
@@ -356,42 +333,45 @@ fn trust_of(p: &Peer, store: &StoreData) -> &'static str {
     }
 }
 
-/// Warns when an announcement claims a pinned id with another key.
-fn warn_changed(p: &Peer, store: &StoreData) {
-    if let Some(e) = store.get(&p.record.node_id)
-        && !e.fingerprint.starts_with(&p.record.fingerprint_prefix)
-    {
-        eprintln!(
-            "warning: {} announces node id {} pinned here to key [{}], but with key [{}]: \
-             someone may be impersonating it, or it was reinstalled (`localstream forget {}` \
-             once you have confirmed the change)",
-            escape_for_terminal(&p.record.name),
-            p.record.node_id,
-            short_fingerprint(&e.fingerprint),
-            group_hex(&p.record.fingerprint_prefix),
-            p.record.node_id
-        );
-    }
+/// One node on the network, as `peers` shows it (and `--json` prints it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PeerInfo {
+    /// The name it announces (untrusted text).
+    pub name: String,
+    /// Its id.
+    pub id: String,
+    /// The id's first 8 hex digits.
+    pub short_id: String,
+    /// Its addresses (IPv6 link-local ones with `%scope`).
+    pub addresses: Vec<String>,
+    /// Its port.
+    pub port: u16,
+    /// The first 64 bits of its key's SHA-256, as announced.
+    pub fingerprint: String,
+    /// Its MAC, when it announces one.
+    pub mac: Option<String>,
+    /// Its protocol version.
+    pub version: u16,
+    /// `unpinned`, a trust state, or `CHANGED` (a pinned id with another key).
+    pub trust: &'static str,
+    /// Other keys announced under the same id (fingerprint prefixes).
+    #[serde(skip)]
+    pub conflicting: Vec<String>,
+    /// The key pinned here for its id, when the announcement shows another one.
+    #[serde(skip)]
+    pub pinned_key: Option<String>,
 }
 
-/// One peer as `peers --json` prints it.
-#[derive(Debug, Serialize)]
-struct PeerJson<'a> {
-    name: &'a str,
-    id: String,
-    short_id: String,
-    addresses: Vec<String>,
-    port: u16,
-    fingerprint: String,
-    mac: Option<String>,
-    version: u16,
-    trust: &'static str,
-}
-
-impl<'a> PeerJson<'a> {
-    fn new(p: &'a Peer, store: &StoreData) -> PeerJson<'a> {
-        PeerJson {
-            name: &p.record.name,
+impl PeerInfo {
+    /// What `p` announces, and what this node's store says about it.
+    #[must_use]
+    pub fn new(p: &Peer, store: &StoreData) -> PeerInfo {
+        let pinned_key = store
+            .get(&p.record.node_id)
+            .filter(|e| !e.fingerprint.starts_with(&p.record.fingerprint_prefix))
+            .map(|e| short_fingerprint(&e.fingerprint));
+        PeerInfo {
+            name: p.record.name.clone(),
             id: p.record.node_id.hyphenated().to_string(),
             short_id: short_id(&p.record.node_id),
             addresses: p.addrs.iter().map(show_ip).collect(),
@@ -404,148 +384,85 @@ impl<'a> PeerJson<'a> {
                 .map(localstream_discovery::txt::format_mac),
             version: p.record.version,
             trust: trust_of(p, store),
+            conflicting: p
+                .conflicting
+                .iter()
+                .map(|o| group_hex(&o.fingerprint_prefix))
+                .collect(),
+            pinned_key,
         }
     }
 }
 
-/// The text columns of one peer.
-fn columns(p: &Peer, store: &StoreData) -> [String; 6] {
-    [
-        escape_for_terminal(&p.record.name),
-        short_id(&p.record.node_id),
-        p.addrs
-            .iter()
-            .map(show_ip)
-            .fold(Vec::<String>::new(), |mut v, ip| {
-                if !v.contains(&ip) {
-                    v.push(ip);
-                }
-                v
-            })
-            .join(", "),
-        p.port().to_string(),
-        group_hex(&p.record.fingerprint_prefix),
-        trust_of(p, store).to_owned(),
-    ]
+/// What `peers` found.
+#[derive(Debug, Clone)]
+pub struct Browsed {
+    /// The nodes seen (this one left out), one per node id.
+    pub peers: Vec<PeerInfo>,
+    /// The interfaces looked on.
+    pub looked_on: String,
+    /// How long it looked.
+    pub elapsed: Duration,
 }
 
-/// Prints rows with aligned columns.
-fn print_table(rows: &[[String; 6]]) {
-    let header = ["NAME", "ID", "ADDRESSES", "PORT", "FINGERPRINT", "TRUST"].map(str::to_owned);
-    let mut widths = [0usize; 6];
-    for row in std::iter::once(&header).chain(rows) {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    for row in std::iter::once(&header).chain(rows) {
-        let line: Vec<String> = row
-            .iter()
-            .zip(widths)
-            .map(|(cell, w)| format!("{cell:<w$}"))
-            .collect();
-        outln!("{}", line.join("  ").trim_end());
-    }
-}
-
-/// Warns (once per peer and key) when records claim one id with different keys.
-fn warn_conflicts(p: &Peer) {
-    for other in &p.conflicting {
-        eprintln!(
-            "warning: two different keys announce node id {}: [{}] and [{}]; \
-             one of them may be impersonating it",
-            p.record.node_id,
-            group_hex(&p.record.fingerprint_prefix),
-            group_hex(&other.fingerprint_prefix)
-        );
-    }
-}
-
-/// `localstream peers`.
+/// Looks for nodes until `cfg.timeout` or `stop`; with `cfg.watch`, each
+/// change is an event ([`Event::PeerSeen`], [`Event::PeerChanged`],
+/// [`Event::PeerGone`]) as it happens.
 ///
 /// # Errors
 /// When discovery cannot start.
-pub async fn peers(
+pub async fn browse(
     cfg: &PeersConfig,
     own: Uuid,
     store: &StoreData,
-    interrupts: &mut Interrupts,
-) -> Result<()> {
+    events: &Events,
+    stop: &CancellationToken,
+) -> Result<Browsed> {
     let started = Instant::now();
     let discovery = start(&cfg.interfaces).await?;
     let looked_on = discovery.interfaces().join(", ");
     let mut browser = discovery.browse()?;
     let mut table = PeerTable::new();
     let deadline = cfg.timeout.map(|t| started + t);
-    let interrupted = loop {
+    loop {
         tokio::select! {
             ev = browser.next() => {
-                let Some(ev) = ev else { break false };
+                let Some(ev) = ev else { break };
                 let change = table.apply(&ev);
                 if let localstream_discovery::Event::Rejected { instance, reason } = &ev {
                     debug!(instance = %escape_for_terminal(instance), %reason, "ignored a malformed record");
                 }
                 if cfg.watch && let Some(change) = change {
-                    print_change(&change, own, store, cfg.json);
+                    report_change(&change, own, store, events);
                 }
             }
-            () = async { match deadline { Some(d) => sleep_until(d).await, None => std::future::pending().await } } => break false,
-            _ = interrupts.next() => break true,
+            () = async { match deadline { Some(d) => sleep_until(d).await, None => std::future::pending().await } } => break,
+            () = stop.cancelled() => break,
         }
-    };
-    stop(discovery).await;
-    if interrupted && !cfg.watch {
-        return Err(Error::Interrupted);
     }
-    if cfg.watch {
-        return Ok(());
-    }
-    let peers: Vec<Peer> = table
+    stop_discovery(discovery).await;
+    let peers = table
         .peers()
         .into_iter()
         .filter(|p| p.record.node_id != own)
+        .map(|p| PeerInfo::new(&p, store))
         .collect();
-    for p in &peers {
-        warn_conflicts(p);
-        warn_changed(p, store);
-    }
-    if cfg.json {
-        let all: Vec<PeerJson<'_>> = peers.iter().map(|p| PeerJson::new(p, store)).collect();
-        outln!(
-            "{}",
-            serde_json::to_string_pretty(&all).unwrap_or_else(|_| "[]".into())
-        );
-    } else if peers.is_empty() {
-        eprintln!(
-            "no LocalStream peers answered within {:.1} s on {looked_on}",
-            started.elapsed().as_secs_f64()
-        );
-    } else {
-        let rows: Vec<[String; 6]> = peers.iter().map(|p| columns(p, store)).collect();
-        print_table(&rows);
-    }
-    Ok(())
+    Ok(Browsed {
+        peers,
+        looked_on,
+        elapsed: started.elapsed(),
+    })
 }
 
-/// One `--watch` line.
-fn print_change(change: &Change, own: Uuid, store: &StoreData, json: bool) {
-    let (event, sign, p) = match change {
-        Change::Appeared(p) => ("up", '+', p),
-        Change::Updated(p) => ("changed", '~', p),
-        Change::Disappeared(p) => ("down", '-', p),
+/// One change seen while watching, as an event.
+fn report_change(change: &Change, own: Uuid, store: &StoreData, events: &Events) {
+    let (p, event): (_, fn(PeerInfo) -> Event) = match change {
+        Change::Appeared(p) => (p, |peer| Event::PeerSeen { peer }),
+        Change::Updated(p) => (p, |peer| Event::PeerChanged { peer }),
+        Change::Disappeared(p) => (p, |peer| Event::PeerGone { peer }),
     };
-    if p.record.node_id == own {
-        return;
-    }
-    if !matches!(change, Change::Disappeared(_)) {
-        warn_conflicts(p);
-        warn_changed(p, store);
-    }
-    if json {
-        let line = serde_json::json!({ "event": event, "peer": PeerJson::new(p, store) });
-        outln!("{line}");
-    } else {
-        outln!("{sign} {}", columns(p, store).join("  "));
+    if p.record.node_id != own {
+        events.emit(event(PeerInfo::new(p, store)));
     }
 }
 

@@ -1,9 +1,10 @@
 //! `localstream listen`: the accept loop.
 //!
 //! One root cancellation token, a `JoinSet` of connections, accept errors
-//! backed off, and an ordered shutdown: first Ctrl-C stops accepting and lets
-//! running transfers finish for a moment (their partial files stay as
-//! `.lspart`); a second Ctrl-C exits at once.
+//! backed off, and an ordered shutdown ([`Shutdown`]): `graceful` (the
+//! CLI's first Ctrl-C) stops accepting and lets running transfers finish for
+//! a moment (their partial files stay as `.lspart`); `now` (a second
+//! Ctrl-C) ends them at once.
 //!
 //! Connections are capped in two pools ([`Admission`]): those still in the
 //! handshake, where a newcomer evicts the oldest so that silent sockets can
@@ -15,22 +16,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use localstream_proto::handshake::messages::Alert;
-use localstream_proto::{LocalIdentity, Status};
+use localstream_proto::Status;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::config::{Common, Discovery, ListenConfig};
+use crate::config::{Destination, Discovery, ListenConfig};
 use crate::consent::Gate;
 use crate::discover;
 use crate::error::{Error, Result};
-use crate::identity::short_fingerprint;
-use crate::notify;
+use crate::event::{Event, Notice, Side};
+use crate::node::{Context, Shutdown};
 use crate::receive::{self, ConnEnd, Shared};
-use crate::signals::Interrupts;
-use crate::store::PeerStore;
 use crate::trust;
 
 mod admission;
@@ -53,24 +52,25 @@ pub enum ListenEnd {
     OnceSucceeded,
     /// `--once`: the transfer failed or was refused.
     OnceFailed,
-    /// Ctrl-C.
+    /// Stopped ([`Shutdown`]).
     Interrupted,
 }
 
-/// Runs the listener until Ctrl-C (or, with `--once`, the first transfer).
-pub async fn run(
-    identity: Arc<LocalIdentity>,
-    common: &Common,
-    cfg: &ListenConfig,
-) -> Result<ListenEnd> {
+/// Runs the listener until `shutdown` (or, with `once`, the first transfer).
+pub(crate) async fn run(cx: Context, cfg: &ListenConfig, shutdown: Shutdown) -> Result<ListenEnd> {
     raise_open_file_limit();
-    let store = PeerStore::new(&common.home);
+    let Context {
+        identity,
+        store,
+        events,
+        questions,
+    } = cx;
     // A corrupt store is reported now, not when the first peer connects.
     trust::check_store(&store).await?;
     std::fs::create_dir_all(&cfg.dir).map_err(|e| Error::file(&cfg.dir, e))?;
     let dir = std::fs::canonicalize(&cfg.dir).map_err(|e| Error::file(&cfg.dir, e))?;
-    if !cfg.stdout {
-        report_partials(&dir).await;
+    if cfg.destination == Destination::Folder {
+        report_partials(&dir, &events).await;
     }
     let listener = TcpListener::bind(cfg.bind)
         .await
@@ -79,48 +79,31 @@ pub async fn run(
             source,
         })?;
     let local = listener.local_addr()?;
-    let mut interrupts = Interrupts::new()?;
     let (discovery, announced) = match &cfg.discovery {
-        Discovery::On(interfaces) => discover::announce(&identity, interfaces, local).await?,
+        Discovery::On(interfaces) => {
+            discover::announce(&identity, interfaces, local, &events).await?
+        }
         Discovery::Off => (None, "off".to_owned()),
     };
-    if cfg.events.on() {
-        cfg.events.emit(
-            "listening",
-            serde_json::json!({
-                "name": identity.name(),
-                "id": uuid::Uuid::from_bytes(identity.node_id()).to_string(),
-                "fingerprint": crate::identity::fingerprint_hex(&identity.fingerprint()),
-                "dir": dir.display().to_string(),
-                "discovery": announced,
-                "addresses": listen_addresses(local).iter().map(ToString::to_string).collect::<Vec<_>>(),
-            }),
-        );
-    } else {
-        let target = if cfg.stdout {
-            "standard output".to_owned()
-        } else {
-            dir.display().to_string()
-        };
-        let banner = banner(&identity, local, &target, &announced);
-        if cfg.stdout {
-            // Standard output is for the file.
-            eprintln!("{banner}");
-        } else {
-            crate::outln!("{banner}");
-        }
-    }
+    events.emit(Event::Listening {
+        name: identity.name().to_owned(),
+        id: crate::label::NodeId(identity.node_id()),
+        fingerprint: crate::identity::fingerprint_hex(&identity.fingerprint()),
+        dir: dir.clone(),
+        stdout: cfg.destination == Destination::Stdout,
+        discovery: announced,
+        addresses: listen_addresses(local),
+    });
 
     let shared = Arc::new(Shared {
         identity,
         dir,
-        gate: Gate::new(cfg.consent),
-        progress: common.progress,
+        gate: Gate::new(cfg.policy, questions, events.clone()),
         offers: receive::OfferSlots::default(),
         store,
         active: trust::ActiveSessions::default(),
-        events: cfg.events.clone(),
-        to_stdout: cfg.stdout,
+        events: events.clone(),
+        destination: cfg.destination,
         blocked_noted: std::sync::Mutex::default(),
     });
     let root = CancellationToken::new();
@@ -128,40 +111,25 @@ pub async fn run(
     // `None`: evicted in the handshake (logged when it happened).
     let mut tasks: JoinSet<Option<ConnEnd>> = JoinSet::new();
     let mut backoff = Duration::from_millis(50);
-    // `--on-complete` commands still running (waited for before exiting).
-    let mut hooks = Vec::new();
 
     let end = loop {
         tokio::select! {
             biased;
-            _ = interrupts.next() => break ListenEnd::Interrupted,
+            () = shutdown.graceful.cancelled() => break ListenEnd::Interrupted,
             Some(joined) = tasks.join_next() => {
                 let Ok(Some(end)) = joined else { continue };
                 match end {
                     ConnEnd::NoTransfer(e) => info!(error = %e, "connection dropped before any offer"),
                     ConnEnd::Transfer(result, sender) => {
                         if let Err(e) = &result {
-                            eprintln!("transfer failed: {e}");
-                            cfg.events.emit("error", serde_json::json!({ "message": e.to_string() }));
+                            events.emit(Event::Error {
+                                side: Some(Side::Receive),
+                                peer: Some(sender.peer.clone()),
+                                session: Some(sender.session.clone()),
+                                message: e.to_string(),
+                            });
                         }
                         let ok = result.as_ref().is_ok_and(|r| r.ok);
-                        let report = notify::Report {
-                            peer_name: sender.name,
-                            peer_id: sender.id,
-                            session: sender.session,
-                            saved: result.as_ref().map(|r| r.saved.clone()).unwrap_or_default(),
-                            bytes: result.as_ref().map_or(0, |r| r.bytes),
-                            error: match &result {
-                                Ok(r) if r.ok => None,
-                                Ok(_) => Some("some files failed verification".into()),
-                                Err(e) => Some(e.to_string()),
-                            },
-                        };
-                        if let Some(child) = notify::finished(&cfg.notify, &report, &shared.dir) {
-                            // Only the ones still running are kept (a listener runs for months).
-                            hooks.retain(|h: &tokio::task::JoinHandle<()>| !h.is_finished());
-                            hooks.push(tokio::task::spawn_blocking(move || notify::wait(child)));
-                        }
                         if cfg.once {
                             break if ok { ListenEnd::OnceSucceeded } else { ListenEnd::OnceFailed };
                         }
@@ -238,27 +206,23 @@ pub async fn run(
     // Withdraw the announcement first: no one should find a node that no
     // longer accepts.
     if let Some(d) = discovery {
-        discover::stop(d).await;
+        discover::stop_discovery(d).await;
     }
     if end == ListenEnd::Interrupted && !tasks.is_empty() {
-        eprintln!("stopping (Ctrl-C again to quit at once)");
+        events.notice(Notice::Stopping);
     }
     let drain = async { while tasks.join_next().await.is_some() {} };
     tokio::select! {
-        _ = drain => {}
-        _ = tokio::time::sleep(SHUTDOWN_GRACE) => {}
-        _ = interrupts.next() => {}
-    }
-    // The user's own commands finish (Ctrl-C reaches them too).
-    for hook in hooks {
-        let _ = hook.await;
+        () = drain => {}
+        () = tokio::time::sleep(SHUTDOWN_GRACE) => {}
+        () = shutdown.now.cancelled() => {}
     }
     Ok(end)
 }
 
 /// Lists what interrupted transfers left in `dir`, removing what is too old
 /// to be resumed ([`fsutil::stale`]).
-async fn report_partials(dir: &std::path::Path) {
+async fn report_partials(dir: &std::path::Path, events: &crate::event::Events) {
     use crate::fsutil::stale;
     let d = dir.to_owned();
     let Ok(sweep) = tokio::task::spawn_blocking(move || {
@@ -269,24 +233,19 @@ async fn report_partials(dir: &std::path::Path) {
         return;
     };
     let days = stale::MAX_AGE.as_secs() / 86_400;
-    let files = |(n, bytes): (u64, u64)| {
-        format!(
-            "{n} partial file{} ({})",
-            if n == 1 { "" } else { "s" },
-            crate::progress::human_bytes(bytes)
-        )
-    };
     if sweep.removed.0 > 0 {
-        eprintln!(
-            "removed {} of transfers interrupted more than {days} days ago",
-            files(sweep.removed)
-        );
+        events.notice(Notice::PartialsRemoved {
+            files: sweep.removed.0,
+            bytes: sweep.removed.1,
+            days,
+        });
     }
     if sweep.kept.0 > 0 {
-        eprintln!(
-            "kept {} of interrupted transfers for resuming (removed after {days} days)",
-            files(sweep.kept)
-        );
+        events.notice(Notice::PartialsKept {
+            files: sweep.kept.0,
+            bytes: sweep.kept.1,
+            days,
+        });
     }
 }
 
@@ -308,21 +267,6 @@ fn raise_open_file_limit() {
 
 #[cfg(not(unix))]
 fn raise_open_file_limit() {}
-
-fn banner(identity: &LocalIdentity, local: SocketAddr, target: &str, discovery: &str) -> String {
-    let fp = identity.fingerprint();
-    let mut text = format!(
-        "LocalStream node {}\n  id          {}\n  fingerprint {}\n  saving to   {}\n  discovery   {discovery}",
-        identity.name(),
-        uuid::Uuid::from_bytes(identity.node_id()),
-        short_fingerprint(&fp),
-        target
-    );
-    for addr in listen_addresses(local) {
-        text.push_str(&format!("\nlistening on {addr}"));
-    }
-    text
-}
 
 /// The addresses peers can use: the bound one, or every interface's when bound to any.
 fn listen_addresses(local: SocketAddr) -> Vec<SocketAddr> {

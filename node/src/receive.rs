@@ -42,16 +42,18 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::compress;
+use crate::config::Destination;
 use crate::conn::{self, BufPool, FrameReader, IDLE_TIMEOUT, RawFrame, RecordWriter};
-use crate::consent::{Decision, Gate, Standing};
+use crate::consent::{Gate, Ruling, Standing};
 use crate::error::{Error, Result};
-use crate::events::Events;
+use crate::event::{EntryInfo, Event, Events, Notice, OFFER_EVENT_ENTRIES, Progress, Side};
 use crate::fsutil;
 use crate::fsutil::resumable::{self, Resumable};
 use crate::identity::short_fingerprint;
-use crate::progress::{Progress, human_bytes, resumed_note, summary, wire_note};
+use crate::label::PeerLabel;
 use crate::store::{Direction, PeerStore, Trust};
 use crate::trust;
+use crate::units::{human_bytes, summary};
 
 mod offer;
 mod plan;
@@ -70,10 +72,6 @@ const BATCH_BYTES: usize = 128 * 1024;
 const BATCH_FRAMES: usize = 64;
 /// File bytes a sender must deliver within each [`IDLE_TIMEOUT`].
 const MIN_PROGRESS: u64 = 4096;
-/// Files listed in a consent prompt before "and N more".
-const PROMPT_FILES: usize = 10;
-/// Files listed in an `offer` event.
-const OFFER_EVENT_ENTRIES: usize = 1000;
 
 /// What every connection of a listener shares.
 #[derive(Debug)]
@@ -82,20 +80,18 @@ pub struct Shared {
     pub identity: Arc<LocalIdentity>,
     /// Where files go.
     pub dir: PathBuf,
-    /// Consent policy and prompt.
+    /// Consent policy, and the questions to the front end.
     pub gate: Gate,
-    /// Draw progress bars.
-    pub progress: bool,
     /// Offers being collected or decided at once (each holds its manifest in memory).
     pub offers: offer::OfferSlots,
     /// What this node knows about its peers.
     pub store: PeerStore,
     /// Sessions running now, per peer.
     pub active: trust::ActiveSessions,
-    /// `--json` events.
+    /// Where events go.
     pub events: Events,
-    /// `listen --stdout`: the one file of the one transfer goes to standard output.
-    pub to_stdout: bool,
+    /// Where the files go.
+    pub destination: Destination,
     /// When each blocked peer's refusal was last written to its history (at
     /// most once a minute: a blocked peer must not make us rewrite the store
     /// per connection).
@@ -127,10 +123,8 @@ pub enum ConnEnd {
 /// Who sent a transfer.
 #[derive(Debug, Clone)]
 pub struct Sender {
-    /// Display name (escaped).
-    pub name: String,
-    /// Node id.
-    pub id: uuid::Uuid,
+    /// Who.
+    pub peer: PeerLabel,
     /// Session id (hex).
     pub session: String,
 }
@@ -257,7 +251,12 @@ pub async fn serve(
         "authenticated"
     );
     if standing == Standing::Untrusted {
-        eprintln!("{}", trust::code_line(&peer, &session.sas, contacted));
+        shared.events.notice(Notice::Code {
+            peer: PeerLabel::of(&peer),
+            code: session.sas,
+            first: contacted.first,
+            trust: contacted.trust,
+        });
     } else {
         info!(code = %session.sas, trust = %contacted.trust, "verification code");
     }
@@ -301,10 +300,11 @@ pub async fn serve(
     };
     let result = transfer(&mut reader, &mut writer, opener, offer, ctx).await;
     if let Err(Error::Refused { status, message }) = &result {
-        shared.events.emit(
-            "refused",
-            serde_json::json!({ "status": status.code(), "message": message }),
-        );
+        shared.events.emit(Event::Refused {
+            side: Side::Receive,
+            status: *status,
+            message: message.clone(),
+        });
     }
     if let Some(history) = history {
         let (outcome, detail) =
@@ -312,10 +312,13 @@ pub async fn serve(
         let (files, bytes) = result
             .as_ref()
             .map_or((0, 0), |r| (r.saved.len() as u64, r.bytes));
-        history.end(outcome, files, bytes, &detail).await;
+        history
+            .end(&shared.events, outcome, files, bytes, &detail)
+            .await;
     } else if let Err(Error::Refused { status, .. }) = &result {
         trust::record_if_pinned(
             &shared.store,
+            &shared.events,
             &peer,
             &session.session_id,
             Direction::Receive,
@@ -341,8 +344,7 @@ pub async fn serve(
     }
     if decided {
         let sender = Sender {
-            name: escape_for_terminal(&peer.name),
-            id: peer_id,
+            peer: PeerLabel::of(&peer),
             session: session_hex,
         };
         ConnEnd::Transfer(result, Box::new(sender))
@@ -380,95 +382,97 @@ async fn admit_peer<W: tokio::io::AsyncWrite + Unpin>(
     peer: &PeerIdentity,
     remote: SocketAddr,
 ) -> Result<(trust::Contacted, Standing)> {
-    let refuse = |status: Status, message: String| Error::Refused { status, message };
-    let contacted = match trust::check(&shared.store, peer).await {
-        Ok(c) => c,
-        Err(e @ Error::KeyChanged { .. }) => {
-            eprintln!("{e}");
-            let message = format!(
-                "the receiver has a different key pinned for node id {}: it refuses this connection \
-                 (if your key changed legitimately, its user can run `localstream forget {}`)",
-                uuid::Uuid::from_bytes(peer.node_id),
-                uuid::Uuid::from_bytes(peer.node_id)
-            );
-            conn::handshake_alert(wr, Status::NotTrusted, &message).await;
-            return Err(e);
-        }
-        Err(e) => {
-            warn!(error = %e, "peer store unusable");
-            let message = "the receiver cannot use its peer store";
-            conn::handshake_alert(wr, Status::InternalError, message).await;
-            return Err(e);
-        }
-    };
-    let standing = match contacted.trust {
-        Trust::Trusted => Standing::Trusted,
-        Trust::Blocked => Standing::Blocked,
-        Trust::New | Trust::Known => Standing::Untrusted,
-    };
-    if standing == Standing::Blocked {
-        let message = "the receiver has blocked this node".to_owned();
-        info!(%remote, "refused a blocked peer");
-        conn::handshake_alert(wr, Status::Declined, &message).await;
-        let note = {
-            let mut noted = shared
-                .blocked_noted
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if noted.len() > 4096 {
-                noted.clear();
+    let reached = trust::Reached::From(remote.ip());
+    let (status, message, err) = match trust::admit(&shared.store, peer, reached).await {
+        Ok(contacted) => {
+            let standing = match contacted.trust {
+                Trust::Trusted => Standing::Trusted,
+                Trust::Blocked => Standing::Blocked,
+                Trust::New | Trust::Known => Standing::Untrusted,
+            };
+            if standing != Standing::Untrusted || !shared.gate.trusted_only() {
+                return Ok((contacted, standing));
             }
-            let last = noted.insert(peer.node_id, Instant::now());
-            last.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(60))
-        };
-        // Refused before a session existed: the history gets an id of its own.
-        let id: [u8; 16] = rand::random();
-        if note {
-            trust::record_if_pinned(
-                &shared.store,
-                peer,
-                &id,
-                Direction::Receive,
-                crate::store::Outcome::Refused,
-                &Status::Declined.to_string(),
-            )
-            .await;
+            let message = format!(
+                "the receiver accepts only peers it trusts (--trusted-only); its user can trust \
+                 this node with `localstream trust {}` after comparing verification codes",
+                peer_id_hint(peer)
+            );
+            info!(%remote, "refused an untrusted peer (--trusted-only)");
+            let e = Error::Refused {
+                status: Status::NotTrusted,
+                message: message.clone(),
+            };
+            (Status::NotTrusted, message, e)
         }
-        return Err(refuse(Status::Declined, message));
-    }
-    // Not trusted yet and under another pinned peer's name (a pinned
-    // stranger may rename itself), or new and from a pinned peer's address.
-    let impostor = if standing == Standing::Trusted {
-        None
-    } else if let Some(e) = trust::name_of_pinned(&shared.store, peer).await {
-        Some(e)
-    } else if contacted.first {
-        trust::source_of_pinned(&shared.store, peer, remote.ip()).await
-    } else {
-        None
+        Err(trust::Refusal::KeyChanged(e)) => {
+            shared.events.notice(Notice::PeerRefused(e.to_string()));
+            let id = uuid::Uuid::from_bytes(peer.node_id);
+            let message = format!(
+                "the receiver has a different key pinned for node id {id}: it refuses this \
+                 connection (if your key changed legitimately, its user can run \
+                 `localstream forget {id}`)"
+            );
+            (Status::NotTrusted, message, e)
+        }
+        Err(trust::Refusal::Store(e)) => {
+            warn!(error = %e, "peer store unusable");
+            let message = "the receiver cannot use its peer store".to_owned();
+            (Status::InternalError, message, e)
+        }
+        Err(trust::Refusal::Blocked) => {
+            info!(%remote, "refused a blocked peer");
+            note_blocked(shared, peer).await;
+            let message = "the receiver has blocked this node".to_owned();
+            let e = Error::Refused {
+                status: Status::Declined,
+                message: message.clone(),
+            };
+            (Status::Declined, message, e)
+        }
+        Err(trust::Refusal::Impostor(e)) => {
+            shared.events.notice(Notice::PeerRefused(e.to_string()));
+            let message = format!(
+                "the receiver knows another node named '{}', or at this address, with another \
+                 key, and refuses this one; if this node's key changed legitimately, its user \
+                 can run `localstream forget` for the old one",
+                escape_for_terminal(&peer.name)
+            );
+            (Status::NotTrusted, message, e)
+        }
     };
-    if let Some(e) = impostor {
-        eprintln!("{e}");
-        let message = format!(
-            "the receiver knows another node named '{}', or at this address, with another key, \
-             and refuses this one; if this node's key changed legitimately, its user can run \
-             `localstream forget` for the old one",
-            escape_for_terminal(&peer.name)
-        );
-        conn::handshake_alert(wr, Status::NotTrusted, &message).await;
-        return Err(e);
+    conn::handshake_alert(wr, status, &message).await;
+    Err(err)
+}
+
+/// A blocked peer's refusal goes into its history at most once a minute (a
+/// blocked peer must not make us rewrite the store per connection). It is
+/// refused before a session existed: the history gets an id of its own.
+async fn note_blocked(shared: &Shared, peer: &PeerIdentity) {
+    let note = {
+        let mut noted = shared
+            .blocked_noted
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if noted.len() > 4096 {
+            noted.clear();
+        }
+        let last = noted.insert(peer.node_id, Instant::now());
+        last.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(60))
+    };
+    if note {
+        let id: [u8; 16] = rand::random();
+        trust::record_if_pinned(
+            &shared.store,
+            &shared.events,
+            peer,
+            &id,
+            Direction::Receive,
+            crate::store::Outcome::Refused,
+            &Status::Declined.to_string(),
+        )
+        .await;
     }
-    if standing == Standing::Untrusted && shared.gate.trusted_only() {
-        let message = format!(
-            "the receiver accepts only peers it trusts (--trusted-only); its user can trust this \
-             node with `localstream trust {}` after comparing verification codes",
-            peer_id_hint(peer)
-        );
-        info!(%remote, "refused an untrusted peer (--trusted-only)");
-        conn::handshake_alert(wr, Status::NotTrusted, &message).await;
-        return Err(refuse(Status::NotTrusted, message));
-    }
-    Ok((contacted, standing))
 }
 
 /// What a transfer needs besides the socket halves.
@@ -534,6 +538,8 @@ async fn refuse<W: tokio::io::AsyncWrite + Unpin>(
     Err(Error::Refused { status, message })
 }
 
+/// The stages of one incoming transfer, after the offer was read: offer
+/// validation, decision, prepare, pipeline, finish.
 async fn transfer<R, W>(
     reader: &mut FrameReader<R>,
     writer: &mut RecordWriter<W>,
@@ -545,149 +551,13 @@ where
     R: tokio::io::AsyncRead + Unpin + Send,
     W: tokio::io::AsyncWrite + Unpin,
 {
-    let Ctx {
-        peer,
-        remote,
-        contacted,
-        standing,
-        code,
-        session_id,
-        shared,
-        stop,
-        offer_slot,
-        abandoned,
-        decided,
-        history,
-    } = ctx;
-    let who = format!(
-        "{} [{}]",
-        crate::discover::shown_name(&peer.name),
-        short_fingerprint(&peer.fingerprint)
-    );
-    let peer_id = uuid::Uuid::from_bytes(peer.node_id);
-    if entries.len() > MAX_FILES as usize {
-        return refuse(
-            writer,
-            Status::TooLarge,
-            format!("more than {MAX_FILES} files"),
-        )
-        .await;
-    }
-    // Names first: one hostile name refuses the whole offer. Nothing per
-    // entry is kept before consent but the held prefix lengths.
-    let checked = match plan::check(&entries, &shared.dir, &peer.node_id, shared.to_stdout) {
-        Ok(c) => c,
-        Err((status, message)) => {
-            warn!(peer = %who, "refused offer: {message}");
-            return refuse(writer, status, message).await;
-        }
+    let who = PeerLabel::of(ctx.peer).short();
+    let held_lens = match validate_offer(&entries, total, ctx.shared, ctx.peer, &who) {
+        Ok(lens) => lens,
+        Err((status, message)) => return refuse(writer, status, message).await,
     };
-    if shared.to_stdout && (checked.files != 1 || checked.folders != 0) {
-        return refuse(
-            writer,
-            Status::Declined,
-            format!(
-                "the receiver takes exactly one file, for its standard output \
-                 (`listen --stdout`); this offer has {}",
-                entries.len()
-            ),
-        )
-        .await;
-    }
-    // Bytes held from an interrupted transfer need no new space.
-    let held_lens = checked.held_lens;
-    let held: u64 = held_lens.iter().sum();
-    let needed = total - held;
-    if !shared.to_stdout
-        && let Some(free) = fsutil::available_space(&shared.dir)
-        && free < needed
-    {
-        warn!(peer = %who, needed, free, "refused offer: not enough disk space");
-        return refuse(
-            writer,
-            Status::InsufficientStorage,
-            format!(
-                "not enough disk space: the offer needs {} but only {} is free",
-                human_bytes(needed),
-                human_bytes(free)
-            ),
-        )
-        .await;
-    }
-
-    let mut question = format!(
-        "{who} (id {peer_id}) wants to send {} file{} ({}):",
-        entries.len(),
-        if entries.len() == 1 { "" } else { "s" },
-        human_bytes(total)
-    );
-    for e in entries.iter().take(PROMPT_FILES) {
-        question.push_str(&format!(
-            "\n  {}  ({}){}",
-            escape_for_terminal(&e.path),
-            if e.is_dir() {
-                "folder".to_owned()
-            } else {
-                human_bytes(e.size)
-            },
-            if e.is_exec() { "  [executable]" } else { "" }
-        ));
-    }
-    if entries.len() > PROMPT_FILES {
-        question.push_str(&format!(
-            "\n  ... and {} more",
-            entries.len() - PROMPT_FILES
-        ));
-    }
-    let executables = entries.iter().filter(|e| e.is_exec()).count();
-    if executables > 0 {
-        question.push_str(&format!(
-            "\n{executables} of them {} marked executable",
-            if executables == 1 { "is" } else { "are" }
-        ));
-    }
-    question.push_str(&format!(
-        "\nverification code {code} (it must match the code on the sender's screen)"
-    ));
-    if let Some(note) = abandoned {
-        question.push_str(&format!(
-            "\nWARNING: {} key exchange{} {} abandoned in the last {} minutes: someone may be \
-             trying to fake the verification code. Compare all 12 digits with the sender's screen.",
-            note.count,
-            if note.count == 1 { "" } else { "s" },
-            if note.count == 1 { "was" } else { "were" },
-            crate::listen::RECENT_MINUTES
-        ));
-    }
-    shared.events.emit(
-        "offer",
-        serde_json::json!({
-            "peer": { "name": escape_for_terminal(&peer.name), "id": peer_id.to_string() },
-            "files": entries.len(),
-            "bytes": total,
-            // The first ones, for a script to look at (all of them can be 100 000).
-            "entries": entries.iter().take(OFFER_EVENT_ENTRIES)
-                .map(|e| serde_json::json!({
-                    "path": escape_for_terminal(&e.path),
-                    "size": e.size,
-                    "executable": e.is_exec(),
-                }))
-                .collect::<Vec<_>>(),
-            "code": code.to_string(),
-            // Key exchanges abandoned in the last 10 minutes: someone may be
-            // trying to fake the verification code.
-            "abandoned_exchanges": abandoned.map_or(0, |n| n.count),
-        }),
-    );
-    // The sender must wait for the Answer: anything it sends meanwhile (or
-    // its going away) withdraws the question.
-    let decision = shared
-        .gate
-        .decide(standing, &question, async {
-            reader.readable().await;
-        })
-        .await;
-    if decision == Decision::Withdrawn || reader.has_pending().await {
+    let ruling = decide(reader, &entries, total, &ctx).await;
+    if ruling == Ruling::Withdrawn || reader.has_pending().await {
         return Err(match reader.read_record(&mut opener, IDLE_TIMEOUT).await {
             // An alert (the sender cancelled) is the reason itself.
             Err(e) => e,
@@ -698,56 +568,160 @@ where
             .into(),
         });
     }
+    let Ctx {
+        peer,
+        remote,
+        contacted,
+        session_id,
+        shared,
+        stop,
+        offer_slot,
+        decided,
+        history,
+        ..
+    } = ctx;
     drop(offer_slot);
     // Only a real answer ends `listen --once`: a refusal by policy (a stranger,
-    // a blocked peer) or a busy prompt queue must not.
+    // a blocked peer) or a busy queue must not.
     *decided = matches!(
-        decision,
-        Decision::Accept | Decision::AcceptAndTrust | Decision::Decline | Decision::TimedOut
+        ruling,
+        Ruling::Accept | Ruling::AcceptAndTrust | Ruling::Decline | Ruling::TimedOut
     );
-    if matches!(decision, Decision::Accept | Decision::AcceptAndTrust) {
-        // Consent: now the peer is pinned (on first contact) and the session recorded.
-        let from = Some(remote.ip().to_canonical());
-        match trust::Session::begin(&shared.store, peer, from, &session_id, Direction::Receive)
-            .await
-        {
-            Ok(h) => *history = Some(h),
-            Err(e @ Error::KeyChanged { .. }) => {
-                eprintln!("{e}");
-                return refuse(
-                    writer,
-                    Status::NotTrusted,
-                    "the receiver has a different key pinned for this node id".into(),
-                )
-                .await;
-            }
-            Err(e) => eprintln!("warning: could not record the session in the peer store: {e}"),
-        }
-        if contacted.first {
-            info!(peer = %who, "pinned at first contact");
-        }
+    if let Some((status, message)) = refusal(ruling, peer) {
+        return refuse(writer, status, message).await;
     }
-    if decision == Decision::AcceptAndTrust {
-        match trust::set_trust(&shared.store, peer, Trust::Trusted).await {
-            Ok(()) => eprintln!("{who} is trusted from now on"),
-            Err(e) => eprintln!("warning: could not mark {who} as trusted: {e}"),
-        }
+    let pin = Pin {
+        peer,
+        shared,
+        remote,
+        session_id,
+        contacted,
+    };
+    match consent_given(&pin, ruling).await {
+        Ok(h) => *history = h,
+        Err((status, message)) => return refuse(writer, status, message).await,
     }
-    let refusal: Option<(Status, String)> = match decision {
-        Decision::Accept | Decision::AcceptAndTrust => None,
-        Decision::Decline => Some((Status::Declined, "the receiver declined".into())),
-        Decision::Blocked => Some((
+    let prepared = match prepare(&entries, &held_lens, shared, peer, &who).await {
+        Ok(p) => p,
+        Err((status, message)) => return refuse(writer, status, message).await,
+    };
+    answer(writer, &prepared.decisions).await?;
+    info!(peer = %who, files = prepared.planned.len(), bytes = total, held = prepared.held.len(), "receiving");
+    let started = Instant::now();
+    let files = prepared.planned.len();
+    let file_indices: Vec<u32> = prepared.planned.iter().map(|p| p.index).collect();
+    let written = pipeline(reader, opener, prepared, total, shared, stop).await?;
+    let figures = Figures {
+        offered: entries.len(),
+        files,
+        file_indices: &file_indices,
+        started,
+    };
+    finish(writer, figures, written, &pin).await
+}
+
+/// Offer validation: names first (one hostile name refuses the whole
+/// offer), then what `--stdout` takes, then the disk space. Nothing per
+/// entry is kept before consent but the held prefix lengths (returned).
+fn validate_offer(
+    entries: &[OfferEntry],
+    total: u64,
+    shared: &Shared,
+    peer: &PeerIdentity,
+    who: &str,
+) -> std::result::Result<Vec<u64>, (Status, String)> {
+    if entries.len() > MAX_FILES as usize {
+        return Err((Status::TooLarge, format!("more than {MAX_FILES} files")));
+    }
+    let to_stdout = shared.destination == Destination::Stdout;
+    let checked = plan::check(entries, &shared.dir, &peer.node_id, to_stdout).inspect_err(|(_, message)| {
+        warn!(peer = %who, "refused offer: {message}");
+    })?;
+    if to_stdout && (checked.files != 1 || checked.folders != 0) {
+        return Err((
+            Status::Declined,
+            format!(
+                "the receiver takes exactly one file, for its standard output \
+                 (`listen --stdout`); this offer has {}",
+                entries.len()
+            ),
+        ));
+    }
+    // Bytes held from an interrupted transfer need no new space.
+    let held: u64 = checked.held_lens.iter().sum();
+    let needed = total - held;
+    if !to_stdout
+        && let Some(free) = fsutil::available_space(&shared.dir)
+        && free < needed
+    {
+        warn!(peer = %who, needed, free, "refused offer: not enough disk space");
+        return Err((
+            Status::InsufficientStorage,
+            format!(
+                "not enough disk space: the offer needs {} but only {} is free",
+                human_bytes(needed),
+                human_bytes(free)
+            ),
+        ));
+    }
+    Ok(checked.held_lens)
+}
+
+/// Decision: the offer event (with its code and the abandoned-exchange
+/// count), then the policy or the front end. The sender must wait for the
+/// Answer: anything it sends meanwhile (or its going away) withdraws the
+/// question.
+async fn decide<R: tokio::io::AsyncRead + Unpin>(
+    reader: &mut FrameReader<R>,
+    entries: &[OfferEntry],
+    total: u64,
+    ctx: &Ctx<'_>,
+) -> Ruling {
+    let offer = Event::Offer {
+        side: Side::Receive,
+        offer_id: None,
+        peer: Some(PeerLabel::of(ctx.peer)),
+        files: entries.len(),
+        bytes: total,
+        // The first ones, for a front end to show (all of them can be 100 000).
+        entries: entries
+            .iter()
+            .take(OFFER_EVENT_ENTRIES)
+            .map(|e| EntryInfo {
+                path: e.path.clone(),
+                size: e.size,
+                folder: e.is_dir(),
+                executable: e.is_exec(),
+            })
+            .collect(),
+        executables: entries.iter().filter(|e| e.is_exec()).count(),
+        code: Some(ctx.code),
+        abandoned_exchanges: Some(ctx.abandoned.map_or(0, |n| n.count)),
+    };
+    ctx.shared
+        .gate
+        .decide(ctx.standing, offer, async {
+            reader.readable().await;
+        })
+        .await
+}
+
+/// The refusal a ruling stands for (`None`: go ahead).
+fn refusal(ruling: Ruling, peer: &PeerIdentity) -> Option<(Status, String)> {
+    Some(match ruling {
+        Ruling::Accept | Ruling::AcceptAndTrust | Ruling::Withdrawn => return None,
+        Ruling::Decline => (Status::Declined, "the receiver declined".into()),
+        Ruling::Blocked => (
             Status::Declined,
             "the receiver has blocked this node".into(),
-        )),
-        Decision::TimedOut => Some((Status::Timeout, "nobody answered the prompt".into())),
-        Decision::Withdrawn => None,
-        Decision::Busy => Some((
+        ),
+        Ruling::TimedOut => (Status::Timeout, "nobody answered the prompt".into()),
+        Ruling::Busy => (
             Status::Busy,
             "the receiver has too many offers waiting for an answer; try again".into(),
-        )),
-        Decision::NotTrusted { no_terminal } => Some((
-            if no_terminal {
+        ),
+        Ruling::NotTrusted { unattended } => (
+            if unattended {
                 Status::ConsentUnavailable
             } else {
                 Status::NotTrusted
@@ -755,44 +729,150 @@ where
             format!(
                 "the receiver accepts only peers it trusts{}; its user can trust this node with \
                  `localstream trust {}` after comparing verification codes{}",
-                if no_terminal {
+                if unattended {
                     " (it has no terminal to ask on)"
                 } else {
                     " (--trusted-only)"
                 },
                 peer_id_hint(peer),
-                if no_terminal {
+                if unattended {
                     ", or start `listen --yes`"
                 } else {
                     ""
                 }
             ),
-        )),
-    };
-    if let Some((status, message)) = refusal {
-        return refuse(writer, status, message).await;
-    }
+        ),
+    })
+}
 
-    let (plan, folders) = plan::plan(&entries, &peer.node_id);
-    // The folders the offer names, even empty ones.
+/// Whom consent pins, and where it is recorded.
+struct Pin<'a> {
+    peer: &'a PeerIdentity,
+    shared: &'a Shared,
+    remote: SocketAddr,
+    session_id: [u8; 16],
+    contacted: trust::Contacted,
+}
+
+/// Consent given: now the peer is pinned (on first contact), the session
+/// recorded, and, when the user said so, the peer trusted.
+async fn consent_given(
+    pin: &Pin<'_>,
+    ruling: Ruling,
+) -> std::result::Result<Option<trust::Session>, (Status, String)> {
+    let (peer, shared) = (pin.peer, pin.shared);
+    let events = &shared.events;
+    let from = Some(pin.remote.ip().to_canonical());
+    let id = &pin.session_id;
+    let history =
+        match trust::Session::begin(&shared.store, peer, from, id, Direction::Receive).await {
+            Ok(h) => Some(h),
+            Err(e @ Error::KeyChanged { .. }) => {
+                events.notice(Notice::PeerRefused(e.to_string()));
+                return Err((
+                    Status::NotTrusted,
+                    "the receiver has a different key pinned for this node id".into(),
+                ));
+            }
+            Err(e) => {
+                events.notice(Notice::StoreFailed(format!(
+                    "could not record the session in the peer store: {e}"
+                )));
+                None
+            }
+        };
+    let who = PeerLabel::of(peer);
+    if pin.contacted.first {
+        info!(peer = %who.short(), "pinned at first contact");
+    }
+    if ruling == Ruling::AcceptAndTrust {
+        match trust::set_trust(&shared.store, peer, Trust::Trusted).await {
+            Ok(()) => events.notice(Notice::TrustedNow(who)),
+            Err(e) => events.notice(Notice::StoreFailed(format!(
+                "could not mark {} as trusted: {e}",
+                who.short()
+            ))),
+        }
+    }
+    Ok(history)
+}
+
+/// What [`prepare`] made ready: the files' places, held prefixes, and the
+/// per-entry decisions for the Answer.
+struct Prepared {
+    planned: Vec<Planned>,
+    held: HashMap<usize, Held>,
+    decisions: Vec<FileDecision>,
+}
+
+/// Prepare: the folders the offer names (even empty ones), the parents its
+/// files need (once per distinct directory), and the held prefixes (opened,
+/// locked and hashed now, offered in the Answer).
+async fn prepare(
+    entries: &[OfferEntry],
+    held_lens: &[u64],
+    shared: &Shared,
+    peer: &PeerIdentity,
+    who: &str,
+) -> std::result::Result<Prepared, (Status, String)> {
+    let (plan, folders) = plan::plan(entries, &peer.node_id);
     for components in &folders {
         let components: Vec<&str> = components.iter().map(String::as_str).collect();
         if let Err(err) = fsutil::prepare_parent(&shared.dir, &components) {
             warn!(peer = %who, error = %err, "refused offer: cannot create a folder");
-            return refuse(
-                writer,
+            return Err((
                 io_status(&err),
                 format!(
                     "cannot create the folder {}: {}",
                     escape_for_terminal(&components.join("/")),
                     escape_for_terminal(&err.to_string())
                 ),
-            )
-            .await;
+            ));
         }
     }
-    // Create the directories the files need (none for plain files), once
-    // per distinct directory.
+    let planned = place_files(plan, shared, who)?;
+    let candidates: Vec<(usize, PathBuf, String, u64)> = planned
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| held_lens[*i] > 0)
+        .take(MAX_RESUMED)
+        .map(|(i, p)| (i, p.parent.clone(), p.partial_name.clone(), p.size))
+        .collect();
+    let held = if candidates.is_empty() {
+        HashMap::new()
+    } else {
+        tokio::task::spawn_blocking(move || hold_prefixes(candidates))
+            .await
+            .map_err(|e| (Status::InternalError, e.to_string()))?
+    };
+    // One decision per offered entry: folders are done (created), files wait.
+    let mut decisions = vec![FileDecision::whole(); entries.len()];
+    for (&i, (h, hash)) in &held {
+        decisions[planned[i].index as usize] = FileDecision {
+            status: Status::Ok,
+            offset: h.partial.len,
+            held: *hash,
+        };
+        shared.events.notice(Notice::Held {
+            name: planned[i].shown.clone(),
+            bytes: h.partial.len,
+        });
+    }
+    let held = held.into_iter().map(|(i, (h, _))| (i, h)).collect();
+    Ok(Prepared {
+        planned,
+        held,
+        decisions,
+    })
+}
+
+/// Creates the directories the files need (none for plain files), once per
+/// distinct directory.
+fn place_files(
+    plan: Vec<plan::FileLayout<'_>>,
+    shared: &Shared,
+    who: &str,
+) -> std::result::Result<Vec<Planned>, (Status, String)> {
     let mut planned = Vec::with_capacity(plan.len());
     let mut parents: HashMap<Vec<String>, PathBuf> = HashMap::new();
     for plan::FileLayout {
@@ -803,7 +883,7 @@ where
         entry: e,
     } in plan
     {
-        let parent = if shared.to_stdout {
+        let parent = if shared.destination == Destination::Stdout {
             // Nothing is written to the folder.
             shared.dir.clone()
         } else if let Some(parent) = parents.get(&dirs) {
@@ -818,17 +898,14 @@ where
                 Err(err) => {
                     // Errors name paths inside the destination only.
                     warn!(peer = %who, error = %err, "refused offer: cannot create its folders");
-                    let status = io_status(&err);
-                    return refuse(
-                        writer,
-                        status,
+                    return Err((
+                        io_status(&err),
                         format!(
                             "cannot create the folders of {}: {}",
                             escape_for_terminal(&e.path),
                             escape_for_terminal(&err.to_string())
                         ),
-                    )
-                    .await;
+                    ));
                 }
             }
         };
@@ -843,67 +920,51 @@ where
             stream: e.is_stream(),
         });
     }
+    Ok(planned)
+}
 
-    // Held prefixes: opened, locked and hashed now, offered in the Answer.
-    let candidates: Vec<(usize, PathBuf, String, u64)> = planned
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| held_lens[*i] > 0)
-        .take(MAX_RESUMED)
-        .map(|(i, p)| (i, p.parent.clone(), p.partial_name.clone(), p.size))
-        .collect();
-    let held = if candidates.is_empty() {
-        HashMap::new()
-    } else {
-        tokio::task::spawn_blocking(move || hold_prefixes(candidates)).await?
-    };
-    // One decision per offered entry: folders are done (created), files wait.
-    let mut decisions = vec![FileDecision::whole(); entries.len()];
-    for (&i, (h, hash)) in &held {
-        decisions[planned[i].index as usize] = FileDecision {
-            status: Status::Ok,
-            offset: h.partial.len,
-            held: *hash,
-        };
-        eprintln!(
-            "{}: {} held from an interrupted transfer",
-            planned[i].shown,
-            human_bytes(h.partial.len)
-        );
-    }
-    let held: HashMap<usize, Held> = held.into_iter().map(|(i, (h, _))| (i, h)).collect();
+/// The Answer: accepted, with the per-entry decisions.
+async fn answer<W: tokio::io::AsyncWrite + Unpin>(
+    writer: &mut RecordWriter<W>,
+    decisions: &[FileDecision],
+) -> Result<()> {
     let mut body = vec![];
     Answer {
         status: Status::Ok,
         message: String::new(),
         features: compress::FEATURES,
-        files: decisions,
+        files: decisions.to_vec(),
     }
     .encode(&mut body)?;
-    writer.send(RecordType::Answer, &body).await?;
-    info!(peer = %who, files = planned.len(), bytes = total, held = held.len(), "receiving");
+    writer.send(RecordType::Answer, &body).await
+}
 
-    let started = Instant::now();
+/// Pipeline: the socket reader task hands batches of frames to the writer
+/// thread (open, hash, write, verify, commit) until the TransferEnd.
+async fn pipeline<R: tokio::io::AsyncRead + Unpin + Send>(
+    reader: &mut FrameReader<R>,
+    opener: Opener,
+    prepared: Prepared,
+    total: u64,
+    shared: &Shared,
+    stop: &CancellationToken,
+) -> Result<write::Written> {
+    let Prepared { planned, held, .. } = prepared;
     let offered_held: u64 = held.values().map(|h| h.partial.len).sum();
-    shared.events.emit(
-        "accepted",
-        serde_json::json!({ "files": planned.len(), "bytes": total - offered_held, "held": offered_held }),
-    );
-    let progress = Progress::new(
-        shared.progress,
-        total - offered_held,
-        planned.len(),
-        &shared.events,
-    );
+    shared.events.emit(Event::Accepted {
+        side: Side::Receive,
+        files: planned.len(),
+        bytes: total - offered_held,
+        resumed: offered_held,
+    });
+    let progress = Progress::new(&shared.events, Side::Receive, total - offered_held);
     let (tx, rx) = mpsc::channel::<Vec<RawFrame>>(PIPELINE_DEPTH);
     let pool = BufPool::default();
     let returns = pool.clone();
-    let files = planned.len();
     // The writer skips the per-file progress calls (a lock, a clock read and
-    // a message string each) when no bar is drawn.
+    // a message string each) when nobody watches.
     let bar = progress.watched().then(|| progress.clone());
-    let to_stdout = shared.to_stdout;
-    let file_indices: Vec<u32> = planned.iter().map(|p| p.index).collect();
+    let destination = shared.destination;
     // File bytes the writer has written: what the progress rule counts
     // (a compressed record's size on the wire says little).
     let written = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -916,7 +977,7 @@ where
             planned,
             held,
             bar.as_ref(),
-            to_stdout,
+            destination,
             &counted,
         )
     });
@@ -926,7 +987,7 @@ where
         // The sender first hashes its side of the held prefixes.
         r = forward_frames(reader, tx, &pool, first_wait, &written) => r,
         // Shutting down: stop reading; the writer keeps what it has as partial files.
-        _ = stop.cancelled() => Err(Error::Interrupted),
+        () = stop.cancelled() => Err(Error::Interrupted),
         // The writer stopped first (bad record, disk full): stop reading at once.
         w = &mut write_task => {
             early = Some(w);
@@ -940,21 +1001,49 @@ where
     progress.finish();
     // The writer's verdict wins when it failed (it saw the real problem);
     // otherwise a reader failure (timeout, cut connection) is the error.
+    match (written, read_result) {
+        (Ok(r), _) => Ok(r),
+        (Err(e), Ok(())) => Err(e),
+        (Err(Error::Protocol(ProtoError::Truncated)), Err(read_err)) => Err(read_err),
+        (Err(_), Err(Error::Interrupted)) => Err(Error::Interrupted),
+        (Err(e), Err(_)) => Err(e),
+    }
+}
+
+/// A transfer's shape, for [`finish`].
+struct Figures<'a> {
+    /// Entries offered.
+    offered: usize,
+    /// Files accepted.
+    files: usize,
+    /// Their indices in the offer.
+    file_indices: &'a [u32],
+    /// When the Answer went out.
+    started: Instant,
+}
+
+/// Finish: the final Status to the sender, and the transfer's end as an event.
+async fn finish<W: tokio::io::AsyncWrite + Unpin>(
+    writer: &mut RecordWriter<W>,
+    figures: Figures<'_>,
+    written: write::Written,
+    pin: &Pin<'_>,
+) -> Result<Received> {
+    let Figures {
+        offered,
+        files,
+        file_indices,
+        started,
+    } = figures;
+    let (peer, shared) = (pin.peer, pin.shared);
     let write::Written {
         results,
         resumed,
         data_bytes,
         wire,
-    } = match (written, read_result) {
-        (Ok(r), _) => r,
-        (Err(e), Ok(())) => return Err(e),
-        (Err(Error::Protocol(ProtoError::Truncated)), Err(read_err)) => return Err(read_err),
-        (Err(_), Err(Error::Interrupted)) => return Err(Error::Interrupted),
-        (Err(e), Err(_)) => return Err(e),
-    };
-
+    } = written;
     // Per offered entry: folders were created before the Answer.
-    let mut statuses = vec![Status::Ok; entries.len()];
+    let mut statuses = vec![Status::Ok; offered];
     for (index, r) in file_indices.iter().zip(&results) {
         statuses[*index as usize] = r.as_ref().map_or_else(|s| *s, |_| Status::Ok);
     }
@@ -984,43 +1073,28 @@ where
     use tokio::io::AsyncWriteExt;
     let _ = writer.inner.shutdown().await;
 
-    let saved: Vec<PathBuf> = results.into_iter().filter_map(|r| r.ok()).collect();
-    // One write for the whole listing: stdout is line-buffered, and a
-    // thousand small files would otherwise cost a thousand syscalls here.
-    let mut listing = format!(
-        "received {} from {who}{}",
-        summary(saved.len(), bytes - resumed, started.elapsed()),
-        resumed_note(resumed)
-    );
-    for p in &saved {
-        listing.push_str("\n  ");
-        listing.push_str(&escape_for_terminal(&p.display().to_string()));
-    }
-    shared.events.emit(
-        "transfer_done",
-        serde_json::json!({
-            "ok": failed == 0,
-            "files": saved.len(),
-            "offered": files,
-            "bytes": bytes,
-            "resumed": resumed,
-            "seconds": started.elapsed().as_secs_f64(),
-        }),
-    );
-    if let Some(wire) = wire {
-        listing.push_str(&format!("\n  ({})", wire_note(data_bytes, wire)));
-    }
-    if shared.to_stdout {
-        // Standard output carries the file itself.
-        eprintln!("{listing}");
-    } else if !shared.events.on() {
-        crate::outln!("{listing}");
-    }
-    if failed > 0 {
-        eprintln!("{failed} file(s) from {who} failed verification and were discarded");
-    }
+    let delivered = results.iter().filter(|r| r.is_ok()).count();
+    let saved: Vec<PathBuf> = results.into_iter().filter_map(|r| r.ok().flatten()).collect();
+    let label = PeerLabel::of(peer);
+    shared
+        .events
+        .emit(Event::TransferDone(Box::new(crate::event::TransferDone {
+            side: Side::Receive,
+            peer: label.clone(),
+            session: trust::session_hex(&pin.session_id),
+            ok: failed == 0,
+            files: delivered,
+            offered: files,
+            bytes,
+            resumed,
+            seconds: started.elapsed().as_secs_f64(),
+            failed: None,
+            saved: saved.clone(),
+            wire: wire.map(|w| (data_bytes, w)),
+            discarded: failed,
+        })));
     Ok(Received {
-        peer: who,
+        peer: label.short(),
         ok: failed == 0,
         saved,
         bytes,

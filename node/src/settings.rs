@@ -203,22 +203,10 @@ pub fn set(home: &Path, key: &str, value: &str) -> Result<PathBuf> {
     Ok(file)
 }
 
-/// Runs `localstream config ...`.
-pub fn run_command(home: &Path, cmd: &crate::cli::ConfigCommand) -> Result<()> {
-    use crate::cli::ConfigCommand;
-    match cmd {
-        ConfigCommand::Path => crate::outln!("{}", path(home).display()),
-        ConfigCommand::Show => crate::outln!("{}", show(home, &load(home)?)),
-        ConfigCommand::Set { key, value } => {
-            let file = set(home, key, value)?;
-            eprintln!("{key} set in {}", file.display());
-        }
-    }
-    Ok(())
-}
-
-/// Every key, with its value from the file or (commented out) its default.
-fn show(home: &Path, s: &Settings) -> String {
+/// Every key, with its value from the file or (commented out) its default:
+/// what `config show` prints.
+#[must_use]
+pub fn show(home: &Path, s: &Settings) -> String {
     let quoted = |v: &str| toml_edit::Value::from(v).to_string();
     let line = |key: &str, value: Option<String>, default: &str| match value {
         Some(v) => format!("{key} = {}", v.trim()),

@@ -1,6 +1,6 @@
 //! Trust on first use, in the node: pin peers at first contact, refuse a
-//! changed key loudly, keep per-peer session history, and the `trust`,
-//! `forget`, `block` and `sessions` commands.
+//! changed key loudly, keep per-peer session history, and what the `trust`,
+//! `forget`, `block` and `sessions` commands change and read.
 //!
 //! ```text
 //!  handshake ─► contact() ─┬─ first contact: pin, show the verification code
@@ -17,16 +17,13 @@ use std::path::Path;
 
 use localstream_discovery::PeerRecord;
 use localstream_proto::names::escape_for_terminal;
-use localstream_proto::{PeerIdentity, Sas};
-use serde::Serialize;
+use localstream_proto::PeerIdentity;
 use tracing::info;
 use uuid::Uuid;
 
-use crate::config::StoreCommand;
-use crate::discover::short_id;
 use crate::error::{Error, Result};
+use crate::event::{Events, Notice};
 use crate::identity::{fingerprint_hex, short_fingerprint};
-use crate::outln;
 use crate::store::{
     Contact, Direction, Outcome, PeerEntry, PeerStore, Seen, SessionEnd, SessionRecord, StoreData,
     Trust, now_ms, now_secs,
@@ -83,6 +80,67 @@ pub async fn check(store: &PeerStore, peer: &PeerIdentity) -> Result<Contacted> 
             first: false,
         }),
         Some((fp, _)) => Err(key_changed(peer, &fp)),
+    }
+}
+
+/// Where a proven peer was met: the address this node dialled (sender,
+/// `add`), or the address it connected from (receiver).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reached {
+    /// We connected to it there.
+    Dialed(SocketAddr),
+    /// It connected from there.
+    From(IpAddr),
+}
+
+/// Why a proven peer may not go on ([`admit`]).
+#[derive(Debug)]
+pub enum Refusal {
+    /// Its id is pinned to another key ([`Error::KeyChanged`]).
+    KeyChanged(Error),
+    /// The peer store cannot be used.
+    Store(Error),
+    /// The user blocked it.
+    Blocked,
+    /// A node not trusted yet under another pinned peer's name, or a new one
+    /// at a pinned peer's address ([`Error::NewKeyForPinnedPeer`]).
+    Impostor(Error),
+}
+
+/// The one "authenticated peer" step of the sender, the receiver and `add`:
+/// what the store says about `peer`, which just proved its key, and whether
+/// it may go on. A changed key, a blocked node, and a node not trusted yet
+/// that uses a pinned peer's name (a pinned stranger may rename itself after
+/// one that is away), or a new node where a pinned peer was met, are refused.
+///
+/// # Errors
+/// The [`Refusal`]; each caller tells its peer why in its own words.
+pub async fn admit(
+    store: &PeerStore,
+    peer: &PeerIdentity,
+    reached: Reached,
+) -> std::result::Result<Contacted, Refusal> {
+    let contacted = match check(store, peer).await {
+        Ok(c) => c,
+        Err(e @ Error::KeyChanged { .. }) => return Err(Refusal::KeyChanged(e)),
+        Err(e) => return Err(Refusal::Store(e)),
+    };
+    match contacted.trust {
+        Trust::Blocked => return Err(Refusal::Blocked),
+        Trust::Trusted => return Ok(contacted),
+        Trust::New | Trust::Known => {}
+    }
+    let impostor = match name_of_pinned(store, peer).await {
+        Some(e) => Some(e),
+        None if contacted.first => match reached {
+            Reached::Dialed(addr) => address_of_pinned(store, peer, addr).await,
+            Reached::From(ip) => source_of_pinned(store, peer, ip).await,
+        },
+        None => None,
+    };
+    match impostor {
+        Some(e) => Err(Refusal::Impostor(e)),
+        None => Ok(contacted),
     }
 }
 
@@ -226,24 +284,6 @@ pub async fn check_found(store: &PeerStore, typed: &str, record: &PeerRecord) ->
     Ok(())
 }
 
-/// The line that tells the user how to check a peer: shown on first contact
-/// and whenever the peer is not trusted yet.
-#[must_use]
-pub fn code_line(peer: &PeerIdentity, sas: &Sas, contacted: Contacted) -> String {
-    let id = Uuid::from_bytes(peer.node_id);
-    let who = crate::discover::label_proven(peer);
-    if contacted.first {
-        format!(
-            "first contact with {who}: its key is pinned once a transfer is accepted. \
-             Verification code: {sas} (the same on both screens means no one is in between; \
-             then `localstream trust {}`)",
-            short_id(&id)
-        )
-    } else {
-        format!("verification code with {who}: {sas} ({})", contacted.trust)
-    }
-}
-
 /// Session ids as stored: hex of the handshake's session id.
 #[must_use]
 pub fn session_hex(session_id: &[u8; 16]) -> String {
@@ -302,7 +342,14 @@ impl Session {
 
     /// Writes how the session ended. Failures are logged: the transfer's own
     /// outcome matters more than its history.
-    pub async fn end(self, outcome: Outcome, files: u64, bytes: u64, detail: &str) {
+    pub async fn end(
+        self,
+        events: &Events,
+        outcome: Outcome,
+        files: u64,
+        bytes: u64,
+        detail: &str,
+    ) {
         let end = SessionEnd {
             ended_ms: now_ms(),
             files,
@@ -318,7 +365,9 @@ impl Session {
         })
         .await;
         if let Err(e) = r {
-            eprintln!("warning: could not record the session in the peer store: {e}");
+            events.notice(Notice::StoreFailed(format!(
+            "could not record the session in the peer store: {e}"
+        )));
         }
     }
 }
@@ -366,6 +415,7 @@ pub async fn set_trust(store: &PeerStore, peer: &PeerIdentity, trust: Trust) -> 
 #[allow(clippy::too_many_arguments)]
 pub async fn record_session(
     store: &PeerStore,
+    events: &Events,
     peer: &PeerIdentity,
     addr: Option<SocketAddr>,
     session_id: &[u8; 16],
@@ -390,10 +440,13 @@ pub async fn record_session(
     .await;
     match r {
         Ok(Contact::KeyChanged { pinned, .. }) => {
-            eprintln!("warning: not recorded: {}", key_changed(peer, &pinned));
+            let e = key_changed(peer, &pinned);
+            events.notice(Notice::StoreFailed(format!("not recorded: {e}")));
         }
         Ok(_) => {}
-        Err(e) => eprintln!("warning: could not record the session in the peer store: {e}"),
+        Err(e) => events.notice(Notice::StoreFailed(format!(
+            "could not record the session in the peer store: {e}"
+        ))),
     }
 }
 
@@ -402,6 +455,7 @@ pub async fn record_session(
 /// this key; a never-met peer leaves no trace (see [`check`]).
 pub async fn record_if_pinned(
     store: &PeerStore,
+    events: &Events,
     peer: &PeerIdentity,
     session_id: &[u8; 16],
     direction: Direction,
@@ -430,7 +484,9 @@ pub async fn record_if_pinned(
     })
     .await;
     if let Err(e) = r {
-        eprintln!("warning: could not record the session in the peer store: {e}");
+        events.notice(Notice::StoreFailed(format!(
+            "could not record the session in the peer store: {e}"
+        )));
     }
 }
 
@@ -510,172 +566,66 @@ fn unreachable_entry(node_id: Uuid) -> PeerEntry {
     }
 }
 
-/// One line describing a stored peer.
-fn describe(p: &PeerEntry) -> String {
-    format!(
-        "{} ({}) [{}]",
-        escape_for_terminal(p.name().unwrap_or("")),
-        p.node_id,
-        short_fingerprint(&p.fingerprint)
-    )
+/// Finds the stored peer the user means by `query` (a name, the start of
+/// its id or of its fingerprint).
+fn find(d: &StoreData, q: &str) -> Result<Uuid> {
+    d.lookup(q)
+        .map(|p| p.node_id)
+        .map_err(|reason| Error::UnknownPeer {
+            query: q.to_owned(),
+            reason,
+        })
 }
 
-/// Runs `trust`, `forget`, `block` or `sessions`.
+/// Marks the peer the user means by `query` as trusted or blocked
+/// (`trust`, `block`); returns it as stored now.
 ///
 /// # Errors
 /// When the peer is unknown or ambiguous, or the store cannot be used.
-pub fn run_command(home: &Path, cmd: &StoreCommand) -> Result<()> {
-    let store = PeerStore::new(home);
-    let find = |d: &StoreData, q: &str| -> Result<Uuid> {
-        d.lookup(q)
-            .map(|p| p.node_id)
-            .map_err(|reason| Error::UnknownPeer {
-                query: q.to_owned(),
-                reason,
-            })
-    };
-    match cmd {
-        StoreCommand::Trust(q) | StoreCommand::Block(q) => {
-            let trust = if matches!(cmd, StoreCommand::Trust(_)) {
-                Trust::Trusted
-            } else {
-                Trust::Blocked
-            };
-            let entry = store.update(|d| -> Result<PeerEntry> {
-                let id = find(d, q)?;
-                d.set_trust(&id, trust);
-                Ok(d.get(&id).cloned().unwrap_or_else(|| unreachable_entry(id)))
-            })??;
-            info!(peer = %entry.node_id, %trust, "trust changed");
-            outln!("{}: {}", trust, describe(&entry));
-            if trust == Trust::Trusted {
-                outln!(
-                    "its key {} is trusted from now on; a different key under its id will be refused",
-                    short_fingerprint(&entry.fingerprint)
-                );
-            }
-        }
-        StoreCommand::Forget(q) => {
-            let entry = store.update(|d| -> Result<PeerEntry> {
-                let id = find(d, q)?;
-                Ok(d.forget(&id).unwrap_or_else(|| unreachable_entry(id)))
-            })??;
-            outln!("forgot {}", describe(&entry));
-            outln!("its key is no longer pinned: the next contact pins whatever key it presents");
-        }
-        StoreCommand::Sessions { peer, json } => {
-            let data = store.load()?;
-            let peers: Vec<&PeerEntry> = match peer {
-                Some(q) => {
-                    let id = find(&data, q)?;
-                    data.peers().iter().filter(|p| p.node_id == id).collect()
-                }
-                None => data.peers().iter().collect(),
-            };
-            print_sessions(&peers, *json);
-        }
-    }
-    Ok(())
+pub fn set_trust_of(store: &PeerStore, query: &str, trust: Trust) -> Result<PeerEntry> {
+    let entry = store.update(|d| -> Result<PeerEntry> {
+        let id = find(d, query)?;
+        d.set_trust(&id, trust);
+        Ok(d.get(&id).cloned().unwrap_or_else(|| unreachable_entry(id)))
+    })??;
+    info!(peer = %entry.node_id, %trust, "trust changed");
+    Ok(entry)
 }
 
-#[derive(Serialize)]
-struct PeerSessionsJson<'a> {
-    id: String,
-    name: Option<&'a str>,
-    fingerprint: String,
-    trust: Trust,
-    sessions: &'a [SessionRecord],
+/// Drops the pin of the peer the user means by `query` (`forget`); returns
+/// what was stored.
+///
+/// # Errors
+/// When the peer is unknown or ambiguous, or the store cannot be used.
+pub fn forget(store: &PeerStore, query: &str) -> Result<PeerEntry> {
+    store.update(|d| -> Result<PeerEntry> {
+        let id = find(d, query)?;
+        Ok(d.forget(&id).unwrap_or_else(|| unreachable_entry(id)))
+    })?
 }
 
-fn print_sessions(peers: &[&PeerEntry], json: bool) {
-    if json {
-        let all: Vec<PeerSessionsJson<'_>> = peers
-            .iter()
-            .map(|p| PeerSessionsJson {
-                id: p.node_id.hyphenated().to_string(),
-                name: p.name(),
-                fingerprint: fingerprint_hex(&p.fingerprint),
-                trust: p.trust,
-                sessions: &p.sessions,
-            })
-            .collect();
-        outln!(
-            "{}",
-            serde_json::to_string_pretty(&all).unwrap_or_else(|_| "[]".into())
-        );
-        return;
-    }
-    if peers.iter().all(|p| p.sessions.is_empty()) {
-        eprintln!("no sessions recorded");
-        return;
-    }
-    for p in peers {
-        outln!("{}  {}", describe(p), p.trust);
-        for s in &p.sessions {
-            let ended = s.ended.map_or_else(
-                || "-".to_owned(),
-                |e| format!("{:.1} s", (e.saturating_sub(s.started)) as f64 / 1000.0),
-            );
-            outln!(
-                "  {}  {}  {:<7}  {:>5} files  {:>12} bytes  {:<11}  {}  {}",
-                utc(s.started),
-                s.id.chars().take(8).collect::<String>(),
-                match s.direction {
-                    Direction::Send => "sent",
-                    Direction::Receive => "received",
-                },
-                s.files,
-                s.bytes,
-                outcome_str(s.outcome),
-                ended,
-                escape_for_terminal(&s.detail)
-            );
+/// The peers whose history `sessions` shows: the one `query` means, or all.
+///
+/// # Errors
+/// When the peer is unknown or ambiguous, or the store cannot be read.
+pub fn sessions(store: &PeerStore, query: Option<&str>) -> Result<Vec<PeerEntry>> {
+    let data = store.load()?;
+    Ok(match query {
+        Some(q) => {
+            let id = find(&data, q)?;
+            data.peers()
+                .iter()
+                .filter(|p| p.node_id == id)
+                .cloned()
+                .collect()
         }
-    }
-}
-
-fn outcome_str(o: Outcome) -> &'static str {
-    match o {
-        Outcome::Ok => "ok",
-        Outcome::Refused => "refused",
-        Outcome::Failed => "failed",
-        Outcome::Incomplete => "incomplete",
-        Outcome::Interrupted => "interrupted",
-    }
-}
-
-/// `2026-11-24 02:58:14Z` from Unix milliseconds.
-fn utc(ms: u64) -> String {
-    let secs = ms / 1000;
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+        None => data.peers().to_vec(),
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn utc_dates() {
-        assert_eq!(utc(0), "1970-01-01 00:00:00Z");
-        assert_eq!(utc(951_782_400_000), "2000-02-29 00:00:00Z");
-        assert_eq!(utc(1_795_489_094_000), "2026-11-24 02:58:14Z");
-    }
 
     #[test]
     fn active_sessions_per_peer() {

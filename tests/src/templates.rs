@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use localstream::identity::{self, DEFAULT_KEY_BITS, KEY_FILE, NODE_FILE};
+use localstream_node::identity::{self, DEFAULT_KEY_BITS, KEY_FILE, NODE_FILE};
 
 /// Serialises template creation within this process (other processes are
 /// handled by creating in a temporary directory and renaming).

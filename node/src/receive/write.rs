@@ -29,9 +29,9 @@ struct Current {
     hasher: blake3::Hasher,
 }
 
-/// Per offered file, in offer order: its final path, or the status that
-/// explains its failure.
-pub(super) type FileResults = Vec<std::result::Result<PathBuf, Status>>;
+/// Per offered file, in offer order: its final path (`None`: it went to
+/// standard output), or the status that explains its failure.
+pub(super) type FileResults = Vec<std::result::Result<Option<PathBuf>, Status>>;
 
 /// What the writer did.
 pub(super) struct Written {
@@ -63,7 +63,7 @@ pub(super) fn write_files(
     plan: Vec<Planned>,
     held: HashMap<usize, Held>,
     progress: Option<&Progress>,
-    to_stdout: bool,
+    destination: Destination,
     written: &std::sync::atomic::AtomicU64,
 ) -> Result<Written> {
     let mut w = Writer {
@@ -77,7 +77,7 @@ pub(super) fn write_files(
         awaiting_resume: !held.is_empty(),
         held,
         resumed: 0,
-        to_stdout,
+        to_stdout: destination == Destination::Stdout,
         unpack: compress::Decompressor::default(),
         wire: 0,
         compressed: false,
@@ -374,7 +374,7 @@ impl<'a> Writer<'a> {
         };
         if self.to_stdout {
             drop(file);
-            self.results.push(Ok(PathBuf::from("(standard output)")));
+            self.results.push(Ok(None));
             return Ok(());
         }
         if p.exec
@@ -387,7 +387,7 @@ impl<'a> Writer<'a> {
             if let (Ok(path), Some(bar)) = (&result, self.progress) {
                 bar.file_done(&p.shown, p.size, Some(path));
             }
-            self.results.push(result);
+            self.results.push(result.map(Some));
             return Ok(());
         }
         let slot = self.results.len();
@@ -422,7 +422,7 @@ impl<'a> Writer<'a> {
                     if let Some(bar) = self.progress {
                         bar.file_done(&p.shown, p.size, Some(&path));
                     }
-                    Ok(path)
+                    Ok(Some(path))
                 }
                 Err(e) => {
                     warn!(file = %p.shown, error = %e, "cannot save the finished file");

@@ -15,5 +15,5 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    localstream::app::main()
+    localstream_cli::app::main()
 }

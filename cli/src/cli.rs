@@ -186,7 +186,7 @@ pub struct SendArgs {
     pub retry: Option<f64>,
     /// Compress on the wire (zstd): auto = while it makes the transfer faster [default: auto]
     #[arg(long, value_enum, value_name = "WHEN")]
-    pub compress: Option<crate::compress::Mode>,
+    pub compress: Option<Compress>,
     /// Send to a node met for the first time without asking to compare the verification code (for scripts)
     #[arg(long, short)]
     pub yes: bool,
@@ -213,4 +213,25 @@ pub struct PeersArgs {
     pub watch: bool,
     #[command(flatten)]
     pub discovery: DiscoveryArgs,
+}
+
+/// `send --compress WHEN`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Compress {
+    /// Compress while it makes the transfer faster.
+    Auto,
+    /// Compress every record that shrinks.
+    On,
+    /// Never compress.
+    Off,
+}
+
+impl From<Compress> for localstream_node::compress::Mode {
+    fn from(c: Compress) -> Self {
+        match c {
+            Compress::Auto => Self::Auto,
+            Compress::On => Self::On,
+            Compress::Off => Self::Off,
+        }
+    }
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use common::{
     Listener, Node, Pair, Role, STEP, assert_content, names_in, poll_until, random_bytes, text,
 };
-use localstream::conn::{FrameReader, IDLE_TIMEOUT, RecordWriter};
+use localstream_node::conn::{FrameReader, IDLE_TIMEOUT, RecordWriter};
 use localstream_proto::names::{escape_for_terminal, is_control_or_bidi};
 use localstream_proto::record::RecordType;
 use localstream_proto::transfer::{
@@ -92,7 +92,7 @@ impl Evil {
     }
 
     /// The listener's next word: a Status record, or an alert (as the error).
-    async fn next(&mut self) -> Result<FinalStatus, localstream::Error> {
+    async fn next(&mut self) -> Result<FinalStatus, localstream_node::Error> {
         let (typ, body) = self
             .reader
             .read_record(&mut self.opener, IDLE_TIMEOUT)
@@ -174,7 +174,7 @@ fn more_data_than_announced_is_fatal_and_leaves_nothing() {
         evil.next().await.unwrap_err()
     });
     match err {
-        localstream::Error::Protocol(ProtoError::PeerAlert { status, .. }) => {
+        localstream_node::Error::Protocol(ProtoError::PeerAlert { status, .. }) => {
             assert_eq!(status, Status::ProtocolViolation)
         }
         other => panic!("expected a protocol-violation alert, got {other}"),
@@ -242,7 +242,7 @@ fn tampered_record_ends_the_connection_without_a_file() {
         assert!(
             matches!(
                 err,
-                localstream::Error::Protocol(ProtoError::PeerAlert {
+                localstream_node::Error::Protocol(ProtoError::PeerAlert {
                     status: Status::AuthenticationFailed,
                     ..
                 })
@@ -565,9 +565,9 @@ fn planted_partial_and_final_links_are_not_written_through() {
         .into_bytes();
     // The names a receiver may choose for f.txt's partial: the resumable one
     // (keyed by sender, path and size) and the plain ones.
-    let keyed = localstream::fsutil::resumable::partial_name(
+    let keyed = localstream_node::fsutil::resumable::partial_name(
         "f.txt",
-        &localstream::fsutil::resumable::partial_key(&sender_id, "f.txt", content.len() as u64),
+        &localstream_node::fsutil::resumable::partial_key(&sender_id, "f.txt", content.len() as u64),
     );
     let plant = |name: &str, how: &str| {
         let at = pair.inbox.join(name);

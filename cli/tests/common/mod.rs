@@ -543,8 +543,8 @@ pub fn assert_sent_ok(out: &Output, files: usize) {
 /// A node's side of an authenticated connection, driven from the library
 /// (the hostile and attacking peers of the tests).
 pub struct Authenticated {
-    pub reader: localstream::conn::FrameReader<tokio::net::tcp::OwnedReadHalf>,
-    pub writer: localstream::conn::RecordWriter<tokio::net::tcp::OwnedWriteHalf>,
+    pub reader: localstream_node::conn::FrameReader<tokio::net::tcp::OwnedReadHalf>,
+    pub writer: localstream_node::conn::RecordWriter<tokio::net::tcp::OwnedWriteHalf>,
     pub opener: localstream_proto::Opener,
 }
 
@@ -556,15 +556,15 @@ pub async fn authenticate(
     use localstream_proto::Handshake;
     use localstream_proto::handshake::Config;
     let (rd, mut wr) = stream.into_split();
-    let mut reader = localstream::conn::FrameReader::new(rd);
+    let mut reader = localstream_node::conn::FrameReader::new(rd);
     let mut hello = vec![];
     let hs = Handshake::initiator(Config::new(id), &mut rand::rng(), &mut hello);
-    let session = localstream::conn::handshake(&mut reader, &mut wr, hs, hello)
+    let session = localstream_node::conn::handshake(&mut reader, &mut wr, hs, hello)
         .await
         .unwrap();
     Authenticated {
         reader,
-        writer: localstream::conn::RecordWriter {
+        writer: localstream_node::conn::RecordWriter {
             inner: wr,
             sealer: session.sealer,
         },

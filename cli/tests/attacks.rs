@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{Pair, Role, assert_content, assert_sent_ok, names_in, random_bytes, text};
-use localstream::conn::{FrameReader, handshake};
-use localstream::listen::{MAX_UNAUTHENTICATED, PER_SOURCE};
+use localstream_node::conn::{FrameReader, handshake};
+use localstream_node::listen::{MAX_UNAUTHENTICATED, PER_SOURCE};
 use localstream_proto::codec::{HEADER_LEN, MAX_HANDSHAKE_BODY};
 use localstream_proto::handshake::Config;
 use localstream_proto::handshake::messages::{ALERT, Alert, SERVER_HELLO};
@@ -226,7 +226,7 @@ fn grinding_by_completing_the_handshake_is_bounded_too() {
             );
             match handshake(&mut reader, &mut wr, hs, hello).await {
                 Ok(_) => panic!("an untrusted peer was served under --trusted-only"),
-                Err(localstream::Error::Protocol(ProtoError::PeerAlert { status, .. })) => {
+                Err(localstream_node::Error::Protocol(ProtoError::PeerAlert { status, .. })) => {
                     out.push(status);
                 }
                 Err(e) => panic!("unexpected: {e}"),
@@ -282,7 +282,7 @@ fn forced_signatures_cost_the_stranger_one_each_and_are_rate_limited() {
             );
             match handshake(&mut reader, &mut wr, hs, hello).await {
                 Ok(_) => signed += 1,
-                Err(localstream::Error::Protocol(ProtoError::PeerAlert {
+                Err(localstream_node::Error::Protocol(ProtoError::PeerAlert {
                     status: Status::Busy,
                     verified: false,
                     ..
@@ -442,8 +442,8 @@ fn a_first_contact_without_a_terminal_or_yes_is_refused_before_the_offer() {
 
 // ---- Authenticated strangers that stall, trickle, inflate or jump ahead ----
 
-use localstream::conn::{IDLE_TIMEOUT, RecordWriter};
-use localstream::receive::{OFFER_DEADLINE, PRE_CONSENT_BYTES};
+use localstream_node::conn::{IDLE_TIMEOUT, RecordWriter};
+use localstream_node::receive::{OFFER_DEADLINE, PRE_CONSENT_BYTES};
 use localstream_proto::record::RecordType;
 use localstream_proto::transfer::{Answer, OfferEntry, OfferPart};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -483,7 +483,7 @@ impl Evil {
         }
     }
 
-    async fn offer_part(&mut self, part: &OfferPart) -> Result<(), localstream::Error> {
+    async fn offer_part(&mut self, part: &OfferPart) -> Result<(), localstream_node::Error> {
         let mut body = vec![];
         part.encode(&mut body).unwrap();
         self.writer.send(RecordType::Offer, &body).await
@@ -492,7 +492,7 @@ impl Evil {
     /// The listener's next word, as an error status (alerts are errors).
     async fn refusal(&mut self, wait: Duration) -> Option<Status> {
         match self.reader.read_record(&mut self.opener, wait).await {
-            Err(localstream::Error::Protocol(ProtoError::PeerAlert { status, .. })) => Some(status),
+            Err(localstream_node::Error::Protocol(ProtoError::PeerAlert { status, .. })) => Some(status),
             _ => None,
         }
     }
@@ -695,7 +695,7 @@ fn data_sent_before_the_answer_is_a_protocol_error() {
         e.writer.inner.write_all(&both).await.unwrap();
         match e.reader.read_record(&mut e.opener, IDLE_TIMEOUT).await {
             Ok((typ, _)) => panic!("the listener answered with record 0x{:02x}", typ as u8),
-            Err(localstream::Error::Protocol(ProtoError::PeerAlert { status, .. })) => status,
+            Err(localstream_node::Error::Protocol(ProtoError::PeerAlert { status, .. })) => status,
             Err(other) => panic!("{other}"),
         }
     });
@@ -717,7 +717,7 @@ fn a_receiver_that_answers_busy_after_its_handshake_pins_nothing() {
             let (stream, _) = listener.accept().await.unwrap();
             let (rd, mut wr) = stream.into_split();
             let mut reader = FrameReader::new(rd);
-            let proven = localstream::conn::handshake_until_proven(
+            let proven = localstream_node::conn::handshake_until_proven(
                 &mut reader,
                 &mut wr,
                 Handshake::responder(Config::new(attacker_identity())),
@@ -726,7 +726,7 @@ fn a_receiver_that_answers_busy_after_its_handshake_pins_nothing() {
             )
             .await
             .unwrap();
-            let session = localstream::conn::finish_handshake(&mut wr, proven)
+            let session = localstream_node::conn::finish_handshake(&mut wr, proven)
                 .await
                 .unwrap();
             let mut writer = RecordWriter {

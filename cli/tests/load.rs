@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::sync::Barrier;
 
 use common::{Pair, STEP, assert_content, assert_sent_ok, poll_until, random_bytes};
-use localstream::listen::PER_SOURCE;
+use localstream_node::listen::PER_SOURCE;
 
 const MIB: usize = 1024 * 1024;
 

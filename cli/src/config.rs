@@ -1,0 +1,300 @@
+//! Validated configuration: the parsed arguments (and the settings file)
+//! turned into what the commands need, checked before anything runs. Clap
+//! types go no deeper than this module.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use localstream_discovery::Interfaces;
+use localstream_node::config::{
+    DEFAULT_PEERS_TIMEOUT, DEFAULT_PORT, Destination, Discovery, ListenConfig, PeersConfig,
+    SendConfig, default_download_dir, default_home, parse_peer_addr, parse_target,
+};
+use localstream_node::confirm::FirstContact;
+use localstream_node::settings::{self, ConsentSetting, Settings};
+use localstream_node::{Error, Result};
+
+use crate::cli::{
+    Cli, Command, ConfigCommand, DiscoveryArgs, GlobalArgs, ListenArgs, PeersArgs, SendArgs,
+};
+
+/// What to run.
+#[derive(Debug)]
+pub enum Config {
+    /// Print the identity.
+    Id(Common),
+    /// Receive.
+    Listen(Common, ListenConfig, ListenView),
+    /// Send.
+    Send(Common, SendConfig, View),
+    /// List peers.
+    Peers(Common, PeersConfig, View),
+    /// Change or show what this node knows about its peers.
+    Store(Common, StoreCommand),
+    /// `config path|show|set` (on the settings file in this home).
+    Settings(PathBuf, ConfigCommand),
+    /// `add NAME ADDRESS`.
+    Add(Common, String, SocketAddr, FirstContact),
+    /// `doctor`: the port and interfaces to check.
+    Doctor(u16, Interfaces),
+    /// `service ...` (for this home).
+    Service(PathBuf, crate::service::Action),
+    /// `completions SHELL`.
+    Completions(clap_complete::Shell),
+    /// `manpage`.
+    Manpage,
+}
+
+/// The commands that work on the peer store only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreCommand {
+    /// Mark a peer as verified.
+    Trust(String),
+    /// Drop a peer's pin.
+    Forget(String),
+    /// Refuse a peer from now on.
+    Block(String),
+    /// Show session history.
+    Sessions {
+        /// Only this peer.
+        peer: Option<String>,
+        /// As JSON.
+        json: bool,
+    },
+}
+
+/// Settings every command shares.
+#[derive(Debug, Clone)]
+pub struct Common {
+    /// The node's home directory.
+    pub home: PathBuf,
+    /// Draw progress bars (only if stderr is a terminal as well).
+    pub progress: bool,
+    /// Display name override.
+    pub name: Option<String>,
+}
+
+/// How a command shows what happens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct View {
+    /// `--json`: events as JSON lines on stdout.
+    pub json: bool,
+}
+
+/// How `listen` shows and tells what happens.
+#[derive(Debug, Clone)]
+pub struct ListenView {
+    /// `--json`.
+    pub json: bool,
+    /// `--yes`, `--trusted-only` or the setting, before the terminal is looked at.
+    pub consent: ConsentSetting,
+    /// Desktop notification and `--on-complete`.
+    pub notify: crate::notify::Notify,
+}
+
+impl Config {
+    /// Validates parsed arguments.
+    pub fn from_cli(cli: Cli) -> Result<Config> {
+        // Generated text needs no home at all.
+        match cli.command {
+            Command::Completions { shell } => return Ok(Config::Completions(shell)),
+            Command::Manpage => return Ok(Config::Manpage),
+            _ => {}
+        }
+        let home = match &cli.global.home {
+            Some(h) => h.clone(),
+            None => default_home()?,
+        };
+        // The settings file (flags override it), except for the commands that
+        // manage it or must work when it is broken.
+        let s = if matches!(cli.command, Command::Config(_) | Command::Service(_)) {
+            Settings::default()
+        } else {
+            settings::load(&home)?
+        };
+        let common = |g: &GlobalArgs, name: Option<String>| -> Result<Common> {
+            Ok(Common {
+                home: home.clone(),
+                progress: !g.no_progress,
+                name: name.or_else(|| s.name.clone()),
+            })
+        };
+        Ok(match cli.command {
+            Command::Id => Config::Id(common(&cli.global, None)?),
+            Command::Listen(a) => {
+                let c = common(&cli.global, a.name.clone())?;
+                let (listen, view) = listen_config(a, &s);
+                Config::Listen(c, listen, view)
+            }
+            Command::Send(a) => {
+                let view = View { json: a.json };
+                Config::Send(common(&cli.global, None)?, send_config(a, &s)?, view)
+            }
+            Command::Peers(a) => {
+                let view = View { json: a.json };
+                Config::Peers(common(&cli.global, None)?, peers_config(a, &s)?, view)
+            }
+            Command::Trust(p) => {
+                Config::Store(common(&cli.global, None)?, StoreCommand::Trust(p.peer))
+            }
+            Command::Forget(p) => {
+                Config::Store(common(&cli.global, None)?, StoreCommand::Forget(p.peer))
+            }
+            Command::Block(p) => {
+                Config::Store(common(&cli.global, None)?, StoreCommand::Block(p.peer))
+            }
+            Command::Doctor { port, interfaces } => {
+                let interfaces = if interfaces.is_empty() {
+                    s.interfaces.clone().unwrap_or_default()
+                } else {
+                    interfaces
+                };
+                Config::Doctor(
+                    port.or(s.port).unwrap_or(DEFAULT_PORT),
+                    if interfaces.is_empty() {
+                        Interfaces::Default
+                    } else {
+                        Interfaces::Named(interfaces)
+                    },
+                )
+            }
+            Command::Add { name, address, yes } => {
+                let addr = parse_peer_addr(&address)?;
+                let first = FirstContact::from_flag(yes, s.first_contact);
+                Config::Add(common(&cli.global, None)?, name, addr, first)
+            }
+            Command::Config(c) => Config::Settings(home.clone(), c),
+            Command::Service(a) => Config::Service(home.clone(), a),
+            Command::Completions { shell } => Config::Completions(shell),
+            Command::Manpage => Config::Manpage,
+            Command::Sessions(a) => Config::Store(
+                common(&cli.global, None)?,
+                StoreCommand::Sessions {
+                    peer: a.peer,
+                    json: a.json,
+                },
+            ),
+        })
+    }
+}
+
+fn listen_config(a: ListenArgs, s: &Settings) -> (ListenConfig, ListenView) {
+    let dir = a
+        .dir
+        .or_else(|| s.dir.clone())
+        .unwrap_or_else(default_download_dir);
+    let consent = match (a.yes, a.trusted_only, s.consent) {
+        (true, _, _) | (false, false, Some(ConsentSetting::Yes)) => ConsentSetting::Yes,
+        (false, true, _) | (false, false, Some(ConsentSetting::TrustedOnly)) => {
+            ConsentSetting::TrustedOnly
+        }
+        (false, false, Some(ConsentSetting::Ask) | None) => ConsentSetting::Ask,
+    };
+    let listen = ListenConfig {
+        dir,
+        bind: SocketAddr::new(a.bind, a.port.or(s.port).unwrap_or(DEFAULT_PORT)),
+        // Settled by `app` once it knows whether a terminal can be asked.
+        policy: localstream_node::consent::Policy::Ask,
+        once: a.once,
+        discovery: discovery(a.discovery, s),
+        destination: if a.stdout {
+            Destination::Stdout
+        } else {
+            Destination::Folder
+        },
+    };
+    let view = ListenView {
+        json: a.json,
+        consent,
+        notify: crate::notify::Notify {
+            on_complete: a.on_complete,
+            desktop: !a.no_notify,
+        },
+    };
+    (listen, view)
+}
+
+fn send_config(a: SendArgs, s: &Settings) -> Result<SendConfig> {
+    let discovery = discovery(a.discovery, s);
+    let target = parse_target(&a.peer)?;
+    if a.retry.is_some()
+        && a.files
+            .iter()
+            .any(|f| f.as_os_str() == localstream_node::send::STDIN)
+    {
+        return Err(Error::Usage(
+            "--retry cannot resend standard input (it is read once): send a file instead".into(),
+        ));
+    }
+    Ok(SendConfig {
+        target,
+        files: a.files,
+        find_timeout: seconds(a.timeout, "--timeout")?,
+        discovery,
+        retry: a.retry.map(|s| seconds(s, "--retry")).transpose()?,
+        stdin_name: a.name,
+        compress: a
+            .compress
+            .map(Into::into)
+            .or(s.compress.map(Into::into))
+            .unwrap_or_default(),
+        first_contact: FirstContact::from_flag(a.yes, s.first_contact),
+    })
+}
+
+fn peers_config(a: PeersArgs, s: &Settings) -> Result<PeersConfig> {
+    let Discovery::On(interfaces) = discovery(a.discovery, s) else {
+        return Err(Error::Usage(
+            "`peers` finds nodes with mDNS, so it cannot run with --no-discovery".into(),
+        ));
+    };
+    let timeout = match (a.timeout, a.watch) {
+        (Some(t), _) => Some(seconds(t, "--timeout")?),
+        (None, false) => Some(DEFAULT_PEERS_TIMEOUT),
+        (None, true) => None,
+    };
+    Ok(PeersConfig {
+        timeout,
+        watch: a.watch,
+        interfaces,
+    })
+}
+
+/// Flags first, then the settings file's `interfaces`.
+fn discovery(a: DiscoveryArgs, s: &Settings) -> Discovery {
+    let named = if a.interfaces.is_empty() {
+        s.interfaces.clone().unwrap_or_default()
+    } else {
+        a.interfaces
+    };
+    match (a.no_discovery, named.is_empty()) {
+        (true, _) => Discovery::Off,
+        (false, true) => Discovery::On(Interfaces::Default),
+        (false, false) => Discovery::On(Interfaces::Named(named)),
+    }
+}
+
+/// A positive, finite number of seconds, at most a day.
+fn seconds(secs: f64, flag: &str) -> Result<Duration> {
+    if secs.is_finite() && secs > 0.0 && secs <= 86_400.0 {
+        Ok(Duration::from_secs_f64(secs))
+    } else {
+        Err(Error::Usage(format!(
+            "{flag} takes a number of seconds above 0 and at most 86400, not {secs}"
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts() {
+        assert_eq!(seconds(0.5, "--t").ok(), Some(Duration::from_millis(500)));
+        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY, 1e9] {
+            assert!(seconds(bad, "--t").is_err(), "{bad}");
+        }
+    }
+}

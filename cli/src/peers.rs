@@ -1,0 +1,144 @@
+//! `localstream peers`: the table (or JSON) of the nodes on the network,
+//! and `--watch` lines as they come and go.
+
+use localstream_node::discover::{Browsed, PeerInfo};
+use localstream_node::{Error, Event, Node, Result};
+use localstream_proto::names::escape_for_terminal;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Common, View};
+use crate::outln;
+use crate::signals::Interrupts;
+use localstream_node::config::PeersConfig;
+
+/// Runs `peers`.
+///
+/// # Errors
+/// When discovery cannot start; [`Error::Interrupted`] on Ctrl-C (unless watching).
+pub async fn run(common: &Common, cfg: &PeersConfig, view: View) -> Result<()> {
+    let mut interrupts = Interrupts::new()?;
+    let node = Node::start(crate::app::node_config(common))?;
+    let store = node.peer_store()?;
+    let mut events = node.events();
+    let stop = CancellationToken::new();
+    let browse = node.browse(cfg, &store, &stop);
+    let mut browse = std::pin::pin!(browse);
+    let mut interrupted = false;
+    let found: Result<Browsed> = loop {
+        tokio::select! {
+            r = &mut browse => break r,
+            Some(ev) = events.next() => change(&ev, view.json),
+            _ = interrupts.next(), if !interrupted => {
+                interrupted = true;
+                stop.cancel();
+            }
+        }
+    };
+    while let Some(ev) = events.try_next() {
+        change(&ev, view.json);
+    }
+    let found = found?;
+    if interrupted && !cfg.watch {
+        return Err(Error::Interrupted);
+    }
+    if cfg.watch {
+        return Ok(());
+    }
+    for p in &found.peers {
+        warn(p);
+    }
+    if view.json {
+        outln!(
+            "{}",
+            serde_json::to_string_pretty(&found.peers).unwrap_or_else(|_| "[]".into())
+        );
+    } else if found.peers.is_empty() {
+        eprintln!(
+            "no LocalStream peers answered within {:.1} s on {}",
+            found.elapsed.as_secs_f64(),
+            found.looked_on
+        );
+    } else {
+        let rows: Vec<[String; 6]> = found.peers.iter().map(columns).collect();
+        print_table(&rows);
+    }
+    Ok(())
+}
+
+/// One `--watch` line.
+fn change(ev: &Event, json: bool) {
+    let (sign, p) = match ev {
+        Event::PeerSeen { peer } => ('+', peer),
+        Event::PeerChanged { peer } => ('~', peer),
+        Event::PeerGone { peer } => ('-', peer),
+        _ => return,
+    };
+    if sign != '-' {
+        warn(p);
+    }
+    if json {
+        crate::render::json_line(ev);
+    } else {
+        outln!("{sign} {}", columns(p).join("  "));
+    }
+}
+
+/// Warns when records claim one id with different keys, or a pinned id
+/// with another key.
+fn warn(p: &PeerInfo) {
+    for other in &p.conflicting {
+        eprintln!(
+            "warning: two different keys announce node id {}: [{}] and [{}]; \
+             one of them may be impersonating it",
+            p.id, p.fingerprint, other
+        );
+    }
+    if let Some(pinned) = &p.pinned_key {
+        eprintln!(
+            "warning: {} announces node id {} pinned here to key [{pinned}], but with key [{}]: \
+             someone may be impersonating it, or it was reinstalled (`localstream forget {}` \
+             once you have confirmed the change)",
+            escape_for_terminal(&p.name),
+            p.id,
+            p.fingerprint,
+            p.id
+        );
+    }
+}
+
+/// The text columns of one peer.
+fn columns(p: &PeerInfo) -> [String; 6] {
+    let mut ips: Vec<&str> = Vec::new();
+    for ip in &p.addresses {
+        if !ips.contains(&ip.as_str()) {
+            ips.push(ip);
+        }
+    }
+    [
+        escape_for_terminal(&p.name),
+        p.short_id.clone(),
+        ips.join(", "),
+        p.port.to_string(),
+        p.fingerprint.clone(),
+        p.trust.to_owned(),
+    ]
+}
+
+/// Prints rows with aligned columns.
+fn print_table(rows: &[[String; 6]]) {
+    let header = ["NAME", "ID", "ADDRESSES", "PORT", "FINGERPRINT", "TRUST"].map(str::to_owned);
+    let mut widths = [0usize; 6];
+    for row in std::iter::once(&header).chain(rows) {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    for row in std::iter::once(&header).chain(rows) {
+        let line: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        outln!("{}", line.join("  ").trim_end());
+    }
+}

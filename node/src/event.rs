@@ -1,0 +1,701 @@
+//! What the node reports: typed [`Event`]s, delivered to every subscriber.
+//!
+//! ```text
+//!  listen / send / receive ──emit──► Events ──► subscriber 1 (CLI renderer)
+//!                                          └──► subscriber 2 (web UI stream) ...
+//! ```
+//!
+//! Events are serde-serializable (`#[serde(tag = "event")]`): the CLI's
+//! `--json` output is each event as one line, and the same schema serves
+//! both sides of a transfer. [`Notice`]s are the lines a person wants to read
+//! (a skipped file, a verification code, a warning); front ends render them,
+//! and `--json` leaves them to the human text on stderr.
+//!
+//! Emitting never blocks: each subscriber has an unbounded queue, and
+//! progress events are throttled at the source ([`PROGRESS_EVERY`]).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use localstream_proto::{PeerIdentity, Sas, Status};
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use crate::label::{NodeId, PeerLabel};
+use crate::store::Trust;
+
+/// Least time between two progress events of one transfer.
+pub const PROGRESS_EVERY: Duration = Duration::from_millis(250);
+
+/// Which side of a transfer an event belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Side {
+    /// This node sends.
+    Send,
+    /// This node receives.
+    Receive,
+}
+
+/// An incoming offer waiting for [`crate::Node::decide`], by number.
+pub type OfferId = u64;
+/// A question to the user waiting for [`crate::Node::confirm`], by number.
+pub type QuestionId = u64;
+
+/// One entry of an offer, as events show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EntryInfo {
+    /// Its path in the offer (as the peer sent it: escape before printing).
+    #[serde(serialize_with = "crate::label::escaped")]
+    pub path: String,
+    /// Its size (0 for a folder).
+    pub size: u64,
+    /// A folder.
+    #[serde(skip)]
+    pub folder: bool,
+    /// Marked executable.
+    pub executable: bool,
+}
+
+/// A file that did not arrive, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FailedFile {
+    /// Its wire path.
+    pub name: String,
+    /// The receiver's status for it.
+    #[serde(serialize_with = "crate::label::status_code")]
+    pub status: Status,
+}
+
+/// What the node reports, in the order it happens.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Event {
+    /// The listener is up.
+    Listening {
+        /// This node's name.
+        name: String,
+        /// This node's id.
+        id: NodeId,
+        /// This node's fingerprint (hex).
+        fingerprint: String,
+        /// The folder files go to.
+        dir: PathBuf,
+        /// Whether the one file goes to standard output instead.
+        #[serde(skip)]
+        stdout: bool,
+        /// Where it is announced (`off`, or `mDNS`-style text with the interfaces).
+        discovery: String,
+        /// Addresses peers can use.
+        addresses: Vec<SocketAddr>,
+    },
+    /// Authenticated with a peer (the sender's side; the receiver reports an offer).
+    Connected {
+        /// Who.
+        peer: PeerLabel,
+        /// Where.
+        address: SocketAddr,
+    },
+    /// The sender found the first contact it must confirm: answer with
+    /// [`crate::Node::confirm`] (`true`: go on).
+    Confirm {
+        /// The question's number.
+        question: QuestionId,
+        /// Who.
+        peer: PeerLabel,
+        /// The verification code both screens show.
+        #[serde(serialize_with = "crate::label::display")]
+        code: Sas,
+        /// What follows a yes.
+        #[serde(skip)]
+        then: Then,
+    },
+    /// An offer: sent (the sender waits for the answer), or received (with
+    /// `offer_id` when it waits for [`crate::Node::decide`]).
+    Offer {
+        /// Which side.
+        #[serde(skip)]
+        side: Side,
+        /// Set when the front end must decide (policy `ask`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        offer_id: Option<OfferId>,
+        /// The other node.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        peer: Option<PeerLabel>,
+        /// Entries offered.
+        files: usize,
+        /// Bytes offered.
+        bytes: u64,
+        /// The first entries (at most [`OFFER_EVENT_ENTRIES`]); receiver only.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        entries: Vec<EntryInfo>,
+        /// How many entries are marked executable (all of them, not only
+        /// the ones listed).
+        #[serde(skip)]
+        executables: usize,
+        /// The verification code; receiver only.
+        #[serde(
+            skip_serializing_if = "Option::is_none",
+            serialize_with = "crate::label::display_opt"
+        )]
+        code: Option<Sas>,
+        /// Key exchanges abandoned in the last 10 minutes (someone may be
+        /// trying to fake the code); receiver only.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        abandoned_exchanges: Option<u64>,
+    },
+    /// A question about an offer is closed without an answer.
+    OfferClosed {
+        /// Which offer.
+        offer_id: OfferId,
+        /// Why.
+        reason: Closed,
+    },
+    /// The offer was accepted: data follows.
+    Accepted {
+        /// Which side.
+        #[serde(skip)]
+        side: Side,
+        /// Files that will cross the wire.
+        files: usize,
+        /// Bytes that will cross the wire.
+        bytes: u64,
+        /// Bytes held from an interrupted transfer (not sent again).
+        resumed: u64,
+    },
+    /// The offer was refused.
+    Refused {
+        /// Which side.
+        #[serde(skip)]
+        side: Side,
+        /// Why (the status code).
+        #[serde(serialize_with = "crate::label::status_code")]
+        status: Status,
+        /// The receiver's message.
+        message: String,
+    },
+    /// Bytes moved so far.
+    Progress {
+        /// Which side.
+        #[serde(skip)]
+        side: Side,
+        /// Bytes so far.
+        bytes: u64,
+        /// Bytes expected (it grows when a stream turns out longer).
+        total: u64,
+        /// The file being moved now.
+        #[serde(skip)]
+        file: Option<FileProgress>,
+    },
+    /// A file is done: sent, or saved under `path`.
+    FileDone {
+        /// Which side.
+        #[serde(skip)]
+        side: Side,
+        /// Its wire path.
+        name: String,
+        /// Its size.
+        size: u64,
+        /// Where it was saved (receiver).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        path: Option<PathBuf>,
+    },
+    /// The transfer ended with the receiver's verdict.
+    TransferDone(Box<TransferDone>),
+    /// A transfer (or the command) failed.
+    Error {
+        /// Which side, when a transfer failed.
+        #[serde(skip)]
+        side: Option<Side>,
+        /// The other node, when known.
+        #[serde(skip)]
+        peer: Option<PeerLabel>,
+        /// The session (hex), when there was one.
+        #[serde(skip)]
+        session: Option<String>,
+        /// What went wrong.
+        message: String,
+    },
+    /// A node appeared on the network (`peers --watch`).
+    #[serde(rename = "up")]
+    PeerSeen {
+        /// What it announces.
+        peer: crate::discover::PeerInfo,
+    },
+    /// A node left the network.
+    #[serde(rename = "down")]
+    PeerGone {
+        /// What it announced.
+        peer: crate::discover::PeerInfo,
+    },
+    /// A node's addresses changed.
+    #[serde(rename = "changed")]
+    PeerChanged {
+        /// What it announces now.
+        peer: crate::discover::PeerInfo,
+    },
+    /// Something a person wants to read; not part of the `--json` stream.
+    #[serde(skip)]
+    Notice(Notice),
+}
+
+impl Event {
+    /// Whether the event belongs in a machine-readable stream (`--json`):
+    /// everything but [`Notice`]s.
+    #[must_use]
+    pub fn is_machine(&self) -> bool {
+        !matches!(self, Event::Notice(_))
+    }
+}
+
+/// What follows a confirmed first contact.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Then {
+    /// Sending this many files.
+    Send(usize),
+    /// `add`: pinning the peer under this name.
+    Pin(String),
+}
+
+/// The file being moved, for progress bars.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileProgress {
+    /// Its wire path.
+    pub name: String,
+    /// Bytes of it so far.
+    pub bytes: u64,
+    /// Its size (0: unknown, a stream).
+    pub size: u64,
+}
+
+/// Why a question was closed without an answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Closed {
+    /// Nobody answered in time.
+    TimedOut,
+    /// The sender went away or did not wait for the answer.
+    Withdrawn,
+}
+
+/// The end of a transfer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TransferDone {
+    /// Which side.
+    #[serde(skip)]
+    pub side: Side,
+    /// The other node.
+    #[serde(skip)]
+    pub peer: PeerLabel,
+    /// The session (hex).
+    #[serde(skip)]
+    pub session: String,
+    /// Every file arrived verified.
+    pub ok: bool,
+    /// Files delivered (folders not counted).
+    pub files: usize,
+    /// Entries offered.
+    pub offered: usize,
+    /// Bytes the files hold.
+    pub bytes: u64,
+    /// Bytes held from an interrupted transfer.
+    pub resumed: u64,
+    /// Seconds from the answer to the verdict.
+    pub seconds: f64,
+    /// What did not arrive (sender).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failed: Option<Vec<FailedFile>>,
+    /// Where the files were saved (receiver; `file_done` events list them too).
+    #[serde(skip)]
+    pub saved: Vec<PathBuf>,
+    /// File bytes moved and the bytes they took on the wire, when
+    /// compression was on.
+    #[serde(skip)]
+    pub wire: Option<(u64, u64)>,
+    /// Files that failed verification (receiver).
+    #[serde(skip)]
+    pub discarded: usize,
+}
+
+/// Why a path given to `send` is left out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skip {
+    /// A symbolic link.
+    Symlink,
+    /// Not a regular file.
+    NotRegular,
+    /// A partial file of an unfinished transfer.
+    Partial,
+}
+
+/// How the sender found its receiver.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Resolved {
+    /// Discovery found it.
+    Found {
+        /// `name (id)`.
+        who: String,
+        /// After this long.
+        seconds: f64,
+    },
+    /// Discovery did not; its last known addresses are tried.
+    Remembered {
+        /// `name (id)`.
+        who: String,
+        /// How long discovery looked.
+        looked: f64,
+        /// The addresses tried.
+        addrs: Vec<SocketAddr>,
+    },
+    /// Discovery is off: the peer store knows where it is.
+    FromStore {
+        /// `name (id)`.
+        who: String,
+        /// The addresses tried.
+        addrs: Vec<SocketAddr>,
+    },
+}
+
+/// The sender's verdict on a prefix the receiver holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResumeVerdict {
+    /// It matches: the rest follows.
+    Resuming,
+    /// The file changed since: it goes whole.
+    Changed,
+    /// The file cannot be compared: it goes whole.
+    Unreadable(String),
+    /// The file is shorter than what is held: it goes whole.
+    Shorter,
+}
+
+/// Lines for people, each typed.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Notice {
+    /// A path under a folder is not sent.
+    Skipped {
+        /// Which (as given locally).
+        path: PathBuf,
+        /// Why.
+        why: Skip,
+    },
+    /// How the receiver was found.
+    Resolved(Resolved),
+    /// The verification code of this session (not shown for trusted peers
+    /// or while a first contact is being confirmed).
+    Code {
+        /// Who.
+        peer: PeerLabel,
+        /// The code.
+        code: Sas,
+        /// Whether this contact is the first.
+        first: bool,
+        /// The peer's trust state.
+        trust: Trust,
+    },
+    /// The receiver skipped one file of the offer.
+    SkippedByReceiver {
+        /// Which (as given locally).
+        path: PathBuf,
+        /// Why.
+        status: Status,
+    },
+    /// A file did not arrive verified.
+    NotDelivered {
+        /// Which (as given locally).
+        path: PathBuf,
+        /// Why.
+        status: Status,
+    },
+    /// A held prefix was checked.
+    Resume {
+        /// The file's wire path.
+        name: String,
+        /// Bytes held.
+        offset: u64,
+        /// The verdict.
+        verdict: ResumeVerdict,
+    },
+    /// Another attempt follows (`--retry`).
+    Retrying {
+        /// What failed.
+        error: String,
+        /// Seconds until the next attempt.
+        pause: f64,
+        /// Its number.
+        attempt: u32,
+        /// Seconds left of the window.
+        left: u64,
+    },
+    /// `--retry` gives up.
+    GivingUp {
+        /// What failed last.
+        error: String,
+        /// Attempts made.
+        attempts: u32,
+        /// The window, in seconds.
+        window: f64,
+    },
+    /// A peer was refused loudly (a changed key, an impostor): the message.
+    PeerRefused(String),
+    /// The user trusted a peer while accepting its offer.
+    TrustedNow(PeerLabel),
+    /// The peer store could not be written (the transfer goes on).
+    StoreFailed(String),
+    /// A partial file is offered back for resuming.
+    Held {
+        /// The entry's path (as offered).
+        name: String,
+        /// Bytes held.
+        bytes: u64,
+    },
+    /// Partial files of old transfers were removed at start.
+    PartialsRemoved {
+        /// How many.
+        files: u64,
+        /// Their bytes.
+        bytes: u64,
+        /// After how many days they go.
+        days: u64,
+    },
+    /// Partial files of interrupted transfers are kept for resuming.
+    PartialsKept {
+        /// How many.
+        files: u64,
+        /// Their bytes.
+        bytes: u64,
+        /// After how many days they go.
+        days: u64,
+    },
+    /// Stopping: transfers still running get a moment to finish.
+    Stopping,
+    /// The node is not announced on the network.
+    NotAnnounced(String),
+}
+
+/// One subscriber's queue of events.
+#[derive(Debug)]
+pub struct EventStream(mpsc::UnboundedReceiver<Event>);
+
+impl EventStream {
+    /// The next event; `None` once the node and everything it runs are gone.
+    pub async fn next(&mut self) -> Option<Event> {
+        self.0.recv().await
+    }
+
+    /// The next event if one is waiting.
+    pub fn try_next(&mut self) -> Option<Event> {
+        self.0.try_recv().ok()
+    }
+}
+
+/// Where the node's events go: every subscriber. Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct Events(Arc<Mutex<Vec<mpsc::UnboundedSender<Event>>>>);
+
+impl Events {
+    /// A new subscriber: it sees every event from now on.
+    #[must_use]
+    pub fn subscribe(&self) -> EventStream {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.lock().push(tx);
+        EventStream(rx)
+    }
+
+    /// Delivers `event` to every subscriber still there.
+    pub fn emit(&self, event: Event) {
+        let mut subscribers = self.lock();
+        subscribers.retain(|tx| !tx.is_closed());
+        if let Some((last, rest)) = subscribers.split_last() {
+            for tx in rest {
+                let _ = tx.send(event.clone());
+            }
+            let _ = last.send(event);
+        }
+    }
+
+    /// A line for people.
+    pub fn notice(&self, notice: Notice) {
+        self.emit(Event::Notice(notice));
+    }
+
+    /// Whether anyone listens (a transfer skips its per-file progress work otherwise).
+    #[must_use]
+    pub fn watched(&self) -> bool {
+        self.lock().iter().any(|tx| !tx.is_closed())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<mpsc::UnboundedSender<Event>>> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Files listed in a received `offer` event.
+pub const OFFER_EVENT_ENTRIES: usize = 1000;
+
+/// Progress of one transfer: counts bytes and reports them at most every
+/// [`PROGRESS_EVERY`] (and once at the end).
+#[derive(Debug, Clone)]
+pub struct Progress {
+    inner: Option<Arc<Mutex<Meter>>>,
+    events: Events,
+    side: Side,
+}
+
+#[derive(Debug)]
+struct Meter {
+    bytes: u64,
+    total: u64,
+    file: Option<FileProgress>,
+    last: Option<Instant>,
+}
+
+impl Progress {
+    /// Progress of `total` bytes on `side`, reported to `events` (nothing is
+    /// counted when nobody listens).
+    #[must_use]
+    pub fn new(events: &Events, side: Side, total: u64) -> Self {
+        let inner = events.watched().then(|| {
+            Arc::new(Mutex::new(Meter {
+                bytes: 0,
+                total,
+                file: None,
+                last: None,
+            }))
+        });
+        Progress {
+            inner,
+            events: events.clone(),
+            side,
+        }
+    }
+
+    /// Whether anyone watches: callers may skip their per-file calls otherwise.
+    #[must_use]
+    pub fn watched(&self) -> bool {
+        self.inner.is_some()
+    }
+
+    fn with(&self, f: impl FnOnce(&mut Meter)) {
+        if let Some(m) = &self.inner {
+            f(&mut m.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        }
+    }
+
+    /// A new file begins.
+    pub fn start_file(&self, name: &str, size: u64) {
+        self.with(|m| {
+            m.file = Some(FileProgress {
+                name: name.to_owned(),
+                bytes: 0,
+                size,
+            });
+        });
+    }
+
+    /// `n` more bytes to move than announced.
+    pub fn grow(&self, n: u64) {
+        self.with(|m| m.total += n);
+    }
+
+    /// `n` more bytes moved.
+    pub fn advance(&self, n: u64) {
+        let mut due = None;
+        self.with(|m| {
+            m.bytes += n;
+            if let Some(f) = &mut m.file {
+                f.bytes += n;
+            }
+            let now = Instant::now();
+            if m.last.is_none_or(|t| now.duration_since(t) >= PROGRESS_EVERY) {
+                m.last = Some(now);
+                due = Some((m.bytes, m.total, m.file.clone()));
+            }
+        });
+        if let Some((bytes, total, file)) = due {
+            self.emit(bytes, total, file);
+        }
+    }
+
+    fn emit(&self, bytes: u64, total: u64, file: Option<FileProgress>) {
+        self.events.emit(Event::Progress {
+            side: self.side,
+            bytes,
+            total,
+            file,
+        });
+    }
+
+    /// A file is done: sent, or saved under `path`.
+    pub fn file_done(&self, name: &str, size: u64, path: Option<&std::path::Path>) {
+        if self.inner.is_some() {
+            self.events.emit(Event::FileDone {
+                side: self.side,
+                name: name.to_owned(),
+                size,
+                path: path.map(std::path::Path::to_path_buf),
+            });
+        }
+    }
+
+    /// The last progress event (the final figures).
+    pub fn finish(&self) {
+        let mut last = None;
+        self.with(|m| last = Some((m.bytes, m.total)));
+        if let Some((bytes, total)) = last {
+            self.emit(bytes, total, None);
+        }
+    }
+}
+
+/// The label of a proven peer.
+#[must_use]
+pub fn peer_label(peer: &PeerIdentity) -> PeerLabel {
+    PeerLabel::of(peer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_is_throttled_but_the_last_one_always_goes() {
+        let events = Events::default();
+        let mut rx = events.subscribe();
+        let p = Progress::new(&events, Side::Send, 10);
+        p.advance(1);
+        p.advance(1);
+        p.finish();
+        let got: Vec<u64> = std::iter::from_fn(|| rx.try_next())
+            .map(|e| match e {
+                Event::Progress { bytes, .. } => bytes,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(got, [1, 2], "the second advance is throttled, the end is not");
+        drop(rx);
+        assert!(!events.watched());
+        assert!(!Progress::new(&events, Side::Send, 1).watched());
+    }
+
+    #[test]
+    fn notices_stay_out_of_the_machine_stream() {
+        let n = Event::Notice(Notice::Stopping);
+        assert!(!n.is_machine());
+        let e = Event::Error {
+            side: None,
+            peer: None,
+            session: None,
+            message: "x".into(),
+        };
+        assert!(e.is_machine());
+        assert_eq!(
+            serde_json::to_value(&e).unwrap(),
+            serde_json::json!({"event": "error", "message": "x"})
+        );
+    }
+}

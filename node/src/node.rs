@@ -1,0 +1,206 @@
+//! [`Node`]: one LocalStream node, as a front end drives it.
+//!
+//! ```text
+//!  front end ──Node::start(NodeConfig)──► Node ──events()──► EventStream (typed Events)
+//!      │                                   │
+//!      ├─ listen(cfg, Shutdown) ───────────┤  offers ─► Event::Offer { offer_id } ─► decide()
+//!      ├─ send(cfg) ───────────────────────┤  first contact ─► Event::Confirm ─► confirm()
+//!      ├─ add(name, addr, policy)          │
+//!      ├─ browse(peers cfg)                │
+//!      └─ peer_store() / trust / settings  (library calls, no terminal)
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use localstream_proto::LocalIdentity;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{ListenConfig, PeersConfig, SendConfig};
+use crate::confirm::FirstContact;
+use crate::discover::Browsed;
+use crate::error::Result;
+use crate::event::{EventStream, Events, OfferId, QuestionId};
+use crate::identity::DEFAULT_KEY_BITS;
+use crate::label::NodeId;
+use crate::listen::ListenEnd;
+use crate::question::{Answer, Decision, NotWaiting, Questions};
+use crate::send::Sent;
+use crate::store::{PeerStore, StoreData};
+
+/// Where a node lives and what it is called.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// The node's home: identity, peer store, settings.
+    pub home: PathBuf,
+    /// The display name (default: the saved one, else the host name).
+    pub name: Option<String>,
+}
+
+/// How a listener stops: `graceful` stops accepting and gives running
+/// transfers a moment; `now` ends them at once.
+#[derive(Debug, Clone, Default)]
+pub struct Shutdown {
+    /// Stop accepting; let running transfers finish for a moment.
+    pub graceful: CancellationToken,
+    /// Stop at once.
+    pub now: CancellationToken,
+}
+
+/// One LocalStream node: its identity and peer store, the events it
+/// reports and the questions it asks. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Node {
+    identity: Arc<LocalIdentity>,
+    home: PathBuf,
+    store: PeerStore,
+    events: Events,
+    questions: Arc<Questions>,
+}
+
+impl Node {
+    /// Loads the node's identity from its home (creating it on first run).
+    ///
+    /// # Errors
+    /// When the identity cannot be loaded or created.
+    pub fn start(config: NodeConfig) -> Result<Node> {
+        let id = crate::identity::load_or_create(
+            &config.home,
+            DEFAULT_KEY_BITS,
+            config.name.as_deref(),
+        )?;
+        let identity = Arc::new(LocalIdentity::new(&id.name, id.mac, id.key)?);
+        Ok(Node::with_identity(identity, &config.home))
+    }
+
+    /// A node with an identity already loaded.
+    #[must_use]
+    pub fn with_identity(identity: Arc<LocalIdentity>, home: &Path) -> Node {
+        Node {
+            identity,
+            home: home.to_owned(),
+            store: PeerStore::new(home),
+            events: Events::default(),
+            questions: Arc::default(),
+        }
+    }
+
+    /// A stream of everything this node reports from now on.
+    #[must_use]
+    pub fn events(&self) -> EventStream {
+        self.events.subscribe()
+    }
+
+    /// This node's identity.
+    #[must_use]
+    pub fn identity(&self) -> &Arc<LocalIdentity> {
+        &self.identity
+    }
+
+    /// This node's id.
+    #[must_use]
+    pub fn id(&self) -> NodeId {
+        NodeId(self.identity.node_id())
+    }
+
+    /// The node's home directory.
+    #[must_use]
+    pub fn home(&self) -> &Path {
+        &self.home
+    }
+
+    /// The peer store (for trust, forget, block and the session history,
+    /// see [`crate::trust`]).
+    #[must_use]
+    pub fn store(&self) -> &PeerStore {
+        &self.store
+    }
+
+    /// What the peer store holds now.
+    ///
+    /// # Errors
+    /// When it cannot be read.
+    pub fn peer_store(&self) -> Result<StoreData> {
+        Ok(self.store.load()?)
+    }
+
+    /// Receives until `shutdown` (or, with `once`, the first transfer).
+    ///
+    /// # Errors
+    /// When the listener cannot start (the port, the folder, the store).
+    pub async fn listen(&self, cfg: &ListenConfig, shutdown: Shutdown) -> Result<ListenEnd> {
+        crate::listen::run(self.context(), cfg, shutdown).await
+    }
+
+    /// Sends `cfg.files` to `cfg.target` (again after transient failures,
+    /// as `cfg.retry` allows).
+    ///
+    /// # Errors
+    /// What went wrong, typed: not found, refused, not confirmed, incomplete...
+    pub async fn send(&self, cfg: &SendConfig) -> Result<Sent> {
+        crate::send::run_retrying(&self.context(), cfg).await
+    }
+
+    /// Pins the node at `addr` under `name` (`localstream add`).
+    ///
+    /// # Errors
+    /// When it cannot be reached, is an impostor, or is not confirmed.
+    pub async fn add(
+        &self,
+        name: &str,
+        addr: SocketAddr,
+        first_contact: FirstContact,
+    ) -> Result<crate::add::Added> {
+        crate::add::run(&self.context(), name, addr, first_contact).await
+    }
+
+    /// Looks for nodes on the network (`peers`).
+    ///
+    /// # Errors
+    /// When discovery cannot start.
+    pub async fn browse(
+        &self,
+        cfg: &PeersConfig,
+        store: &StoreData,
+        stop: &CancellationToken,
+    ) -> Result<Browsed> {
+        let own = self.id().uuid();
+        crate::discover::browse(cfg, own, store, &self.events, stop).await
+    }
+
+    /// Answers an incoming offer ([`crate::Event::Offer`] with an `offer_id`).
+    ///
+    /// # Errors
+    /// When that offer is not waiting (answered, timed out or withdrawn).
+    pub fn decide(&self, offer: OfferId, decision: Decision) -> Result<(), NotWaiting> {
+        self.questions.answer(offer, Answer::Decision(decision))
+    }
+
+    /// Answers a first-contact question ([`crate::Event::Confirm`]): `true`
+    /// when the codes match and the transfer may go on.
+    ///
+    /// # Errors
+    /// When that question is not waiting.
+    pub fn confirm(&self, question: QuestionId, go_on: bool) -> Result<(), NotWaiting> {
+        self.questions.answer(question, Answer::Confirm(go_on))
+    }
+
+    pub(crate) fn context(&self) -> Context {
+        Context {
+            identity: self.identity.clone(),
+            store: self.store.clone(),
+            events: self.events.clone(),
+            questions: self.questions.clone(),
+        }
+    }
+}
+
+/// What the engine's commands share: who we are, what we know, whom we tell.
+#[derive(Debug, Clone)]
+pub(crate) struct Context {
+    pub(crate) identity: Arc<LocalIdentity>,
+    pub(crate) store: PeerStore,
+    pub(crate) events: Events,
+    pub(crate) questions: Arc<Questions>,
+}

@@ -1,0 +1,293 @@
+//! Stream: the blocking producer (read, hash, seal) and the outbox that
+//! gathers small records into one write.
+
+use super::*;
+
+/// Records with less plaintext than this are gathered into one buffer with
+/// their neighbours (small files, FileEnd, TransferEnd): one write, not one
+/// per record.
+const GATHER_BELOW: usize = 64 * 1024;
+/// A gathering buffer is sent once it holds this much
+const GATHER_UP_TO: usize = 256 * 1024;
+/// or once its oldest record has waited this long.
+const GATHER_WAIT: Duration = Duration::from_millis(20);
+
+/// Sealed bytes on their way to the socket: large records each in their own
+/// pooled buffer, small ones gathered.
+struct Outbox<'a> {
+    tx: mpsc::Sender<Vec<u8>>,
+    pool: &'a BufPool,
+    gathered: Vec<u8>,
+    /// When the oldest gathered record was sealed.
+    since: Option<Instant>,
+    /// Compression of large data records.
+    compressor: Compressor,
+    /// Sealed data bytes queued so far (what crosses the wire for file content).
+    wire: u64,
+}
+
+impl Outbox<'_> {
+    fn send(&self, buf: Vec<u8>) -> Result<()> {
+        self.tx
+            .blocking_send(buf)
+            .map_err(|_| Error::Io(std::io::ErrorKind::BrokenPipe.into()))
+    }
+
+    /// Sends a large sealed data record holding `bytes` file bytes.
+    fn send_data(&mut self, buf: Vec<u8>, bytes: usize) -> Result<()> {
+        self.wire += buf.len() as u64;
+        self.send(buf)?;
+        self.compressor.sent(bytes as u64);
+        Ok(())
+    }
+
+    /// Sends what has been gathered, if anything.
+    fn flush(&mut self) -> Result<()> {
+        if self.gathered.is_empty() {
+            return Ok(());
+        }
+        let mut next = self.pool.get();
+        next.clear();
+        let full = std::mem::replace(&mut self.gathered, next);
+        self.since = None;
+        self.send(full)
+    }
+
+    /// After a small record was gathered: send the gathered records once
+    /// they fill a write, or once the oldest has waited [`GATHER_WAIT`] (so a
+    /// slow source cannot hold sealed records back until the receiver times out).
+    fn gathered_one(&mut self) -> Result<()> {
+        let since = *self.since.get_or_insert_with(Instant::now);
+        if self.gathered.len() >= GATHER_UP_TO || since.elapsed() >= GATHER_WAIT {
+            self.flush()
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Seals a small message record (FileEnd, TransferEnd) into the gathering buffer.
+    fn message(&mut self, sealer: &mut Sealer, typ: RecordType, body: &[u8]) -> Result<()> {
+        sealer.seal(typ, body, &mut self.gathered)?;
+        self.gathered_one()
+    }
+
+    /// Reads up to `want` bytes of `file` straight into a record buffer,
+    /// hashes and seals them, and queues the record. Returns the bytes read
+    /// (0 at the end of the file).
+    fn data(
+        &mut self,
+        sealer: &mut Sealer,
+        file: &mut File,
+        want: usize,
+        hasher: &mut blake3::Hasher,
+    ) -> std::io::Result<Result<usize>> {
+        let small = want < GATHER_BELOW;
+        let mut own = if small { Vec::new() } else { self.pool.get() };
+        let buf = if small { &mut self.gathered } else { &mut own };
+        let start = if small { buf.len() } else { 0 };
+        conn::set_len(buf, start + HEADER_LEN + want);
+        let got = match read_full(file, &mut buf[start + HEADER_LEN..]) {
+            Ok(n) => n,
+            Err(e) => {
+                buf.truncate(start);
+                return Err(e);
+            }
+        };
+        buf.truncate(start + HEADER_LEN + got);
+        if got == 0 {
+            buf.truncate(start);
+            return Ok(Ok(0));
+        }
+        hasher.update(&buf[start + HEADER_LEN..]);
+        if !small && self.compressor.enabled() {
+            // Large records may go compressed (small files are not worth it)
+            // when the receiver takes them.
+            let mut packed = self.pool.get();
+            if self
+                .compressor
+                .compress(&own[HEADER_LEN..], &mut packed, HEADER_LEN)
+                .is_some()
+            {
+                self.pool.put(std::mem::replace(&mut own, packed));
+                if let Err(e) = sealer.seal_in_place_at(RecordType::DataZstd, &mut own, 0) {
+                    return Ok(Err(e.into()));
+                }
+                return Ok(self
+                    .flush()
+                    .and_then(|()| self.send_data(own, got))
+                    .map(|()| got));
+            }
+            self.pool.put(packed);
+        }
+        let buf = if small { &mut self.gathered } else { &mut own };
+        if let Err(e) = sealer.seal_in_place_at(RecordType::Data, buf, start) {
+            return Ok(Err(e.into()));
+        }
+        let queued = if small {
+            self.wire += (self.gathered.len() - start) as u64;
+            self.gathered_one()
+        } else {
+            self.flush().and_then(|()| self.send_data(own, got))
+        };
+        Ok(queued.map(|()| got))
+    }
+}
+
+/// The blocking half: reads each accepted file, hashes it and seals records.
+pub(super) fn produce(
+    sealer: &mut Sealer,
+    plan: Vec<Planned>,
+    tx: mpsc::Sender<Vec<u8>>,
+    pool: &BufPool,
+    progress: &Progress,
+    compressor: Compressor,
+) -> Result<Produced> {
+    let compressed = compressor.enabled();
+    let mut out = Outbox {
+        tx,
+        pool,
+        gathered: Vec::new(),
+        since: None,
+        compressor,
+        wire: 0,
+    };
+    let result = produce_into(&mut out, sealer, plan, progress);
+    if result.is_err() {
+        // Records already sealed must still go out, in order: the receiver
+        // then gets every file completed so far, and the sender's alert is
+        // the next record it expects (not a gap that looks like tampering).
+        let _ = out.flush();
+    }
+    result.map(|bytes| Produced {
+        bytes,
+        wire: out.wire,
+        compressed,
+    })
+}
+
+/// What the producer sent.
+pub(super) struct Produced {
+    /// File bytes.
+    pub(super) bytes: u64,
+    /// Sealed data records, as they crossed the wire.
+    pub(super) wire: u64,
+    /// Whether compression was in use.
+    pub(super) compressed: bool,
+}
+
+fn produce_into(
+    out: &mut Outbox<'_>,
+    sealer: &mut Sealer,
+    plan: Vec<Planned>,
+    progress: &Progress,
+) -> Result<u64> {
+    let mut files = 0u32;
+    let mut bytes = 0u64;
+    for Planned {
+        index,
+        source: src,
+        offset,
+        mut hasher,
+    } in plan
+    {
+        progress.start_file(&src.name, src.size - offset);
+        let mut file = if src.is_stream() {
+            stdin_file().map_err(|e| Error::file("<standard input>", e))?
+        } else {
+            File::open(&src.path).map_err(|e| Error::file(&src.path, e))?
+        };
+        if offset > 0 {
+            use std::io::{Seek, SeekFrom};
+            file.seek(SeekFrom::Start(offset))
+                .map_err(|e| Error::file(&src.path, e))?;
+        }
+        // A stream goes on until its end, whatever its length.
+        let mut remaining = if src.is_stream() {
+            u64::MAX
+        } else {
+            src.size - offset
+        };
+        let mut sent = offset;
+        while remaining > 0 {
+            let want = remaining.min(CHUNK as u64) as usize;
+            let got = out
+                .data(sealer, &mut file, want, &mut hasher)
+                .map_err(|e| Error::file(&src.path, e))??;
+            if got == 0 {
+                // The file shrank since it was offered: end it short; the receiver discards it.
+                break;
+            }
+            remaining -= got as u64;
+            sent += got as u64;
+            progress.advance(got as u64);
+        }
+        let mut body = vec![];
+        FileEnd {
+            index,
+            size: sent,
+            hash: *hasher.finalize().as_bytes(),
+        }
+        .encode(&mut body);
+        out.message(sealer, RecordType::FileEnd, &body)?;
+        progress.file_done(&src.name, sent, None);
+        files += 1;
+        bytes += sent - offset;
+    }
+    let mut body = vec![];
+    TransferEnd { files, bytes }.encode(&mut body);
+    out.message(sealer, RecordType::TransferEnd, &body)?;
+    out.flush()?;
+    Ok(bytes)
+}
+
+/// Standard input as a file, read straight from the descriptor.
+#[cfg(unix)]
+fn stdin_file() -> std::io::Result<File> {
+    use std::os::fd::AsFd;
+    Ok(File::from(std::io::stdin().as_fd().try_clone_to_owned()?))
+}
+
+#[cfg(windows)]
+fn stdin_file() -> std::io::Result<File> {
+    use std::os::windows::io::AsHandle;
+    Ok(File::from(
+        std::io::stdin().as_handle().try_clone_to_owned()?,
+    ))
+}
+
+/// Fails unless the receiver's record is of the type this step needs.
+pub(super) fn expect_record(got: RecordType, want: RecordType, expected: &'static str) -> Result<()> {
+    if got == want {
+        Ok(())
+    } else {
+        Err(ProtoError::UnexpectedMessage {
+            expected,
+            got: got as u8,
+        }
+        .into())
+    }
+}
+
+/// Reads until `buf` is full or the file ends.
+fn read_full(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match file.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// Aborts a task when dropped (so no reader outlives the send).
+pub(super) struct AbortOnDrop(pub(super) tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
