@@ -1,24 +1,28 @@
-//! The `localstream` command: parse, configure, run, and turn the outcome into
-//! one line on stderr and an exit code (0 success, 1 failure, 2 usage, 130 interrupted).
+//! The `localstream` command: parse, configure, dispatch to the engine, and
+//! turn the outcome into one line on stderr and an exit code (0 success, 1
+//! failure, 2 usage, 130 interrupted).
 //!
 //! It lives in the library so that other binaries (the multi-host test
 //! scenarios in `tests/`) run exactly the same command.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
-use std::sync::Arc;
+
+use clap::{CommandFactory, Parser};
+use localstream_node::confirm::FirstContact;
+use localstream_node::consent::Policy;
+use localstream_node::identity::{fingerprint_hex, short_fingerprint};
+use localstream_node::listen::ListenEnd;
+use localstream_node::settings::ConsentSetting;
+use localstream_node::{Error, EventStream, Node, NodeConfig, Shutdown};
+use localstream_proto::names::escape_for_terminal;
+use tracing_subscriber::EnvFilter;
 
 use crate::cli::Cli;
-use crate::config::{Common, Config};
-use crate::error::Error;
-use crate::identity::{self, DEFAULT_KEY_BITS, fingerprint_hex, short_fingerprint};
-use crate::listen::{self, ListenEnd};
+use crate::config::{Common, Config, ListenView, View};
+use crate::outln;
+use crate::render::{self, Renderer};
 use crate::signals::Interrupts;
-use crate::store::PeerStore;
-use crate::{discover, outln, send, trust};
-use clap::{CommandFactory, Parser};
-use localstream_proto::LocalIdentity;
-use tracing_subscriber::EnvFilter;
 
 /// Exit codes.
 #[derive(Debug, Clone, Copy)]
@@ -32,6 +36,7 @@ enum Exit {
 /// Runs the command line of this process and returns its exit code.
 #[must_use]
 pub fn main() -> ExitCode {
+    render::start_clock();
     let cli = Cli::parse();
     init_logging(cli.global.verbose);
     let code = match Config::from_cli(cli) {
@@ -75,10 +80,12 @@ fn report(e: &Error) -> Exit {
     }
 }
 
-fn load_identity(common: &Common) -> Result<Arc<LocalIdentity>, Error> {
-    let id = identity::load_or_create(&common.home, DEFAULT_KEY_BITS, common.name.as_deref())?;
-    let local = LocalIdentity::new(&id.name, id.mac, id.key)?;
-    Ok(Arc::new(local))
+/// The engine's configuration for this command's home and name.
+pub(crate) fn node_config(common: &Common) -> NodeConfig {
+    NodeConfig {
+        home: common.home.clone(),
+        name: common.name.clone(),
+    }
 }
 
 fn run(config: Config) -> Exit {
@@ -89,80 +96,174 @@ fn run(config: Config) -> Exit {
         Ok(r) => r,
         Err(e) => return report(&Error::Io(e)),
     };
-    let result = runtime.block_on(async {
-        match config {
-            Config::Completions(shell) => generated(|out| {
-                clap_complete::generate(shell, &mut Cli::command(), "localstream", out);
-                Ok(())
-            }),
-            Config::Manpage => generated(|out| clap_mangen::Man::new(Cli::command()).render(out)),
-            Config::Id(common) => {
-                let id = load_identity(&common)?;
-                outln!("name        {}", id.name());
-                outln!("id          {}", uuid::Uuid::from_bytes(id.node_id()));
-                outln!("fingerprint {}", short_fingerprint(&id.fingerprint()));
-                outln!("sha256      {}", fingerprint_hex(&id.fingerprint()));
-                Ok(Exit::Success)
-            }
-            Config::Listen(common, cfg) => {
-                let id = load_identity(&common)?;
-                Ok(match listen::run(id, &common, &cfg).await? {
-                    ListenEnd::OnceSucceeded => Exit::Success,
-                    ListenEnd::OnceFailed => Exit::Failure,
-                    ListenEnd::Interrupted => Exit::Interrupted,
-                })
-            }
-            Config::Peers(common, cfg) => {
-                let mut interrupts = Interrupts::new()?;
-                let id = load_identity(&common)?;
-                let own = uuid::Uuid::from_bytes(id.node_id());
-                let store = trust::load_store(&common.home)?;
-                discover::peers(&cfg, own, &store, &mut interrupts).await?;
-                Ok(Exit::Success)
-            }
-            Config::Add(common, name, addr, first) => {
-                let id = load_identity(&common)?;
-                crate::add::run(id, &PeerStore::new(&common.home), &name, addr, first).await?;
-                Ok(Exit::Success)
-            }
-            Config::Doctor(port, interfaces) => Ok(if crate::doctor::run(port, &interfaces).await? {
-                Exit::Success
-            } else {
-                Exit::Failure
-            }),
-            Config::Service(home, action) => {
-                crate::service::run(&home, action)?;
-                Ok(Exit::Success)
-            }
-            Config::Settings(home, cmd) => {
-                crate::settings::run_command(&home, &cmd)?;
-                Ok(Exit::Success)
-            }
-            Config::Store(common, cmd) => {
-                tokio::task::spawn_blocking(move || trust::run_command(&common.home, &cmd))
-                    .await??;
-                Ok(Exit::Success)
-            }
-            Config::Send(common, cfg) => {
-                let mut interrupts = Interrupts::new()?;
-                let id = load_identity(&common)?;
-                let store = PeerStore::new(&common.home);
-                let r = tokio::select! {
-                    r = send::run_retrying(id, &store, &cfg, common.progress) => r.map(|_| Exit::Success),
-                    _ = interrupts.next() => Err(Error::Interrupted),
-                };
-                if let Err(e) = &r {
-                    cfg.events
-                        .emit("error", serde_json::json!({ "message": e.to_string() }));
-                }
-                r
-            }
-        }
-    });
+    let result = runtime.block_on(dispatch(config));
     // Do not wait for blocking threads (a stdin reader may be parked forever).
     runtime.shutdown_background();
     match result {
         Ok(code) => code,
         Err(e) => report(&e),
     }
+}
+
+/// One command, one arm.
+async fn dispatch(config: Config) -> Result<Exit, Error> {
+    match config {
+        Config::Completions(shell) => generated(|out| {
+            clap_complete::generate(shell, &mut Cli::command(), "localstream", out);
+            Ok(())
+        }),
+        Config::Manpage => generated(|out| clap_mangen::Man::new(Cli::command()).render(out)),
+        Config::Id(common) => {
+            let node = Node::start(node_config(&common))?;
+            let id = node.identity();
+            outln!("name        {}", id.name());
+            outln!("id          {}", node.id());
+            outln!("fingerprint {}", short_fingerprint(&id.fingerprint()));
+            outln!("sha256      {}", fingerprint_hex(&id.fingerprint()));
+            Ok(Exit::Success)
+        }
+        Config::Listen(common, cfg, view) => listen(&common, cfg, view).await,
+        Config::Peers(common, cfg, view) => {
+            crate::peers::run(&common, &cfg, view).await?;
+            Ok(Exit::Success)
+        }
+        Config::Add(common, name, addr, first) => add(&common, &name, addr, first).await,
+        Config::Doctor(port, interfaces) => Ok(if crate::doctor::run(port, &interfaces).await? {
+            Exit::Success
+        } else {
+            Exit::Failure
+        }),
+        Config::Service(home, action) => {
+            crate::service::run(&home, action)?;
+            Ok(Exit::Success)
+        }
+        Config::Settings(home, cmd) => {
+            crate::settings::run(&home, &cmd)?;
+            Ok(Exit::Success)
+        }
+        Config::Store(common, cmd) => {
+            tokio::task::spawn_blocking(move || crate::trust::run(&common.home, &cmd)).await??;
+            Ok(Exit::Success)
+        }
+        Config::Send(common, cfg, view) => send(&common, cfg, view).await,
+    }
+}
+
+/// Runs `op` while rendering the node's events; every event is shown
+/// before the outcome is.
+async fn rendering<T>(
+    events: &mut EventStream,
+    renderer: &mut Renderer,
+    op: impl Future<Output = T>,
+) -> T {
+    let mut op = std::pin::pin!(op);
+    let out = loop {
+        tokio::select! {
+            biased;
+            Some(ev) = events.next() => renderer.show(ev),
+            out = &mut op => break out,
+        }
+    };
+    while let Some(ev) = events.try_next() {
+        renderer.show(ev);
+    }
+    out
+}
+
+/// The first-contact policy, now that we know whether a terminal can be asked.
+fn settle(first: FirstContact) -> FirstContact {
+    match first {
+        FirstContact::Ask if !crate::prompt::can_ask() => FirstContact::Unattended,
+        other => other,
+    }
+}
+
+async fn send(
+    common: &Common,
+    mut cfg: localstream_node::config::SendConfig,
+    view: View,
+) -> Result<Exit, Error> {
+    let mut interrupts = Interrupts::new()?;
+    let node = Node::start(node_config(common))?;
+    let mut events = node.events();
+    cfg.first_contact = settle(cfg.first_contact);
+    let prompts =
+        (cfg.first_contact == FirstContact::Ask).then(|| crate::prompt::start(node.clone()));
+    let mut renderer = Renderer::new(view.json, common.progress).prompts(prompts);
+    let op = async {
+        tokio::select! {
+            r = node.send(&cfg) => r.map(|_| Exit::Success),
+            () = interrupts.next() => Err(Error::Interrupted),
+        }
+    };
+    let r = rendering(&mut events, &mut renderer, op).await;
+    renderer.finish().await;
+    if let Err(e) = &r
+        && view.json
+    {
+        render::json_error(&e.to_string());
+    }
+    r
+}
+
+async fn add(
+    common: &Common,
+    name: &str,
+    addr: std::net::SocketAddr,
+    first: FirstContact,
+) -> Result<Exit, Error> {
+    let node = Node::start(node_config(common))?;
+    let mut events = node.events();
+    let first = settle(first);
+    let prompts = (first == FirstContact::Ask).then(|| crate::prompt::start(node.clone()));
+    let mut renderer = Renderer::new(false, false).prompts(prompts);
+    let added = rendering(&mut events, &mut renderer, node.add(name, addr, first)).await?;
+    outln!(
+        "added {} as '{}' at {}: `localstream send {} FILE` reaches it from now on",
+        added.peer,
+        escape_for_terminal(&added.alias),
+        added.addr,
+        escape_for_terminal(&added.alias)
+    );
+    Ok(Exit::Success)
+}
+
+async fn listen(
+    common: &Common,
+    mut cfg: localstream_node::config::ListenConfig,
+    view: ListenView,
+) -> Result<Exit, Error> {
+    let mut interrupts = Interrupts::new()?;
+    let node = Node::start(node_config(common))?;
+    let mut events = node.events();
+    cfg.policy = match view.consent {
+        ConsentSetting::Yes => Policy::Yes,
+        ConsentSetting::TrustedOnly => Policy::TrustedOnly,
+        ConsentSetting::Ask if crate::prompt::can_ask() => Policy::Ask,
+        ConsentSetting::Ask => Policy::Unattended,
+    };
+    let prompts = (cfg.policy == Policy::Ask).then(|| crate::prompt::start(node.clone()));
+    let stdout_is_data = cfg.destination == localstream_node::config::Destination::Stdout;
+    let mut renderer = Renderer::new(view.json, common.progress)
+        .stdout_is_data(stdout_is_data)
+        .prompts(prompts)
+        .notify(view.notify);
+    // First Ctrl-C: stop accepting, let transfers finish a moment; second: at once.
+    let shutdown = Shutdown::default();
+    let signals = shutdown.clone();
+    let ctrl_c = tokio::spawn(async move {
+        interrupts.next().await;
+        signals.graceful.cancel();
+        interrupts.next().await;
+        signals.now.cancel();
+    });
+    let end = rendering(&mut events, &mut renderer, node.listen(&cfg, shutdown)).await;
+    ctrl_c.abort();
+    // The user's own commands finish (Ctrl-C reaches them too).
+    renderer.finish().await;
+    Ok(match end? {
+        ListenEnd::OnceSucceeded => Exit::Success,
+        ListenEnd::OnceFailed => Exit::Failure,
+        ListenEnd::Interrupted => Exit::Interrupted,
+    })
 }

@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 use localstream_discovery::interfaces::{self, Interface, is_virtual_bridge};
 use localstream_discovery::{Discovery, Event, Interfaces, PeerRecord};
 
-use crate::error::{Error, Result};
 use crate::outln;
+use localstream_node::{Error, Result};
 
 /// The mDNS group and port.
 const MDNS: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(224, 0, 0, 251)), 5353);

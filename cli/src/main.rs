@@ -1,5 +1,5 @@
-//! The `localstream` binary: everything lives in [`localstream::app`].
+//! The `localstream` binary: everything lives in [`localstream_cli::app`].
 
 fn main() -> std::process::ExitCode {
-    localstream::app::main()
+    localstream_cli::app::main()
 }

@@ -33,6 +33,8 @@ pub struct Report {
     pub session: String,
     /// Files saved, with their final paths.
     pub saved: Vec<PathBuf>,
+    /// Files delivered (one that went to standard output has no path).
+    pub files: usize,
     /// Bytes offered.
     pub bytes: u64,
     /// `None` when every file arrived; else what went wrong.
@@ -52,7 +54,7 @@ impl Report {
             ("LOCALSTREAM_PEER_NAME", self.peer_name.clone()),
             ("LOCALSTREAM_PEER_ID", self.peer_id.to_string()),
             ("LOCALSTREAM_SESSION", self.session.clone()),
-            ("LOCALSTREAM_FILE_COUNT", self.saved.len().to_string()),
+            ("LOCALSTREAM_FILE_COUNT", self.files.to_string()),
             // File names never hold a newline (the receiver refuses them).
             ("LOCALSTREAM_FILES", paths.join("\n")),
             ("LOCALSTREAM_BYTES", self.bytes.to_string()),
@@ -68,8 +70,8 @@ impl Report {
         match &self.error {
             None => format!(
                 "Received {} file{} from {}",
-                self.saved.len(),
-                if self.saved.len() == 1 { "" } else { "s" },
+                self.files,
+                if self.files == 1 { "" } else { "s" },
                 self.peer_name
             ),
             Some(_) => format!("Transfer from {} failed", self.peer_name),
@@ -197,6 +199,7 @@ mod tests {
             peer_id: uuid::Uuid::nil(),
             session: "ab".into(),
             saved: vec![PathBuf::from("/in/a.txt"), PathBuf::from("/in/b <x>.txt")],
+            files: 2,
             bytes: 9,
             error: error.map(str::to_owned),
         }

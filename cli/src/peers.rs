@@ -142,3 +142,32 @@ fn print_table(rows: &[[String; 6]]) {
         outln!("{}", line.join("  ").trim_end());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_columns_escape_and_dedupe() {
+        let p = PeerInfo {
+            name: "box\x1b[2J".into(),
+            id: "3f2a9c1e-0000-4000-8000-0000000000ab".into(),
+            short_id: "3f2a9c1e".into(),
+            addresses: vec!["10.0.0.1".into(), "fe80::1%3".into(), "10.0.0.1".into()],
+            port: 47470,
+            fingerprint: "abab:abab:abab:abab".into(),
+            mac: None,
+            version: 2,
+            trust: "unpinned",
+            conflicting: vec![],
+            pinned_key: None,
+        };
+        let c = columns(&p);
+        assert_eq!(c[0], "box\\x1b[2J");
+        assert_eq!(c[1], "3f2a9c1e");
+        assert_eq!(c[2], "10.0.0.1, fe80::1%3");
+        assert_eq!(c[3], "47470");
+        assert_eq!(c[4], "abab:abab:abab:abab");
+        assert_eq!(c[5], "unpinned");
+    }
+}

@@ -12,8 +12,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::error::{Error, Result};
 use crate::outln;
+use localstream_node::{Error, Result};
 
 /// The unit's name.
 pub const UNIT: &str = "localstream.service";

@@ -226,7 +226,9 @@ fn grinding_by_completing_the_handshake_is_bounded_too() {
             );
             match handshake(&mut reader, &mut wr, hs, hello).await {
                 Ok(_) => panic!("an untrusted peer was served under --trusted-only"),
-                Err(localstream_node::Error::Protocol(ProtoError::PeerAlert { status, .. })) => {
+                Err(localstream_node::Error::Protocol(ProtoError::PeerAlert {
+                    status, ..
+                })) => {
                     out.push(status);
                 }
                 Err(e) => panic!("unexpected: {e}"),
@@ -492,7 +494,9 @@ impl Evil {
     /// The listener's next word, as an error status (alerts are errors).
     async fn refusal(&mut self, wait: Duration) -> Option<Status> {
         match self.reader.read_record(&mut self.opener, wait).await {
-            Err(localstream_node::Error::Protocol(ProtoError::PeerAlert { status, .. })) => Some(status),
+            Err(localstream_node::Error::Protocol(ProtoError::PeerAlert { status, .. })) => {
+                Some(status)
+            }
             _ => None,
         }
     }

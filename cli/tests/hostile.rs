@@ -567,7 +567,11 @@ fn planted_partial_and_final_links_are_not_written_through() {
     // (keyed by sender, path and size) and the plain ones.
     let keyed = localstream_node::fsutil::resumable::partial_name(
         "f.txt",
-        &localstream_node::fsutil::resumable::partial_key(&sender_id, "f.txt", content.len() as u64),
+        &localstream_node::fsutil::resumable::partial_key(
+            &sender_id,
+            "f.txt",
+            content.len() as u64,
+        ),
     );
     let plant = |name: &str, how: &str| {
         let at = pair.inbox.join(name);

@@ -9,20 +9,20 @@
 
 use std::net::SocketAddr;
 
-use localstream_proto::names::escape_for_terminal;
 use localstream_proto::Status;
+use localstream_proto::names::escape_for_terminal;
 use uuid::Uuid;
 
-use crate::conn::RecordWriter;
 use crate::confirm::{Asker, FirstContact};
+use crate::conn::RecordWriter;
 use crate::error::{Error, Result};
 use crate::event::{Notice, Then};
 use crate::identity::sanitize_name;
 use crate::label::PeerLabel;
 use crate::node::Context;
+use crate::send;
 use crate::store::{Contact, Seen, now_secs};
 use crate::trust::{self, Refusal};
-use crate::send;
 
 /// A peer `add` pinned.
 #[derive(Debug, Clone)]

@@ -154,8 +154,7 @@ impl Gate {
         };
         drop(asked);
         if let Some(reason) = closed {
-            self.events
-                .emit(Event::OfferClosed { offer_id, reason });
+            self.events.emit(Event::OfferClosed { offer_id, reason });
         }
         ruling
     }
@@ -188,7 +187,12 @@ mod tests {
 
     #[tokio::test]
     async fn policies_that_need_no_one() {
-        for policy in [Policy::Yes, Policy::TrustedOnly, Policy::Ask, Policy::Unattended] {
+        for policy in [
+            Policy::Yes,
+            Policy::TrustedOnly,
+            Policy::Ask,
+            Policy::Unattended,
+        ] {
             let (g, _, _) = gate(policy);
             let d = |s| g.decide(s, offer(), std::future::pending());
             assert_eq!(d(Standing::Blocked).await, Ruling::Blocked);

@@ -577,7 +577,7 @@ mod tests {
     }
 
     #[test]
-    fn text_columns() {
+    fn peer_info_says_what_the_store_knows() {
         let p = Peer {
             record: record("3f2a9c1e-0000-4000-8000-0000000000ab", "box\x1b[2J"),
             addrs: vec![
@@ -587,13 +587,12 @@ mod tests {
             conflicting: vec![],
         };
         let mut store = StoreData::default();
-        let c = columns(&p, &store);
-        assert_eq!(c[5], "unpinned");
-        assert_eq!(c[0], "box\\x1b[2J");
-        assert_eq!(c[1], "3f2a9c1e");
-        assert_eq!(c[2], "10.0.0.1, fe80::1%3");
-        assert_eq!(c[3], "47470");
-        assert_eq!(c[4], "abab:abab:abab:abab");
+        let info = PeerInfo::new(&p, &store);
+        assert_eq!(info.trust, "unpinned");
+        assert_eq!(info.short_id, "3f2a9c1e");
+        assert_eq!(info.addresses, ["10.0.0.1", "fe80::1%3"]);
+        assert_eq!(info.port, 47470);
+        assert_eq!(info.fingerprint, "abab:abab:abab:abab");
         let seen = crate::store::Seen {
             node_id: p.record.node_id,
             fingerprint: [0xab; 32],
@@ -603,15 +602,18 @@ mod tests {
             from: None,
         };
         store.contact(&seen, 1);
-        assert_eq!(columns(&p, &store)[5], "new");
+        assert_eq!(PeerInfo::new(&p, &store).trust, "new");
         let mut changed = p.clone();
         changed.record.fingerprint_prefix[0] = 0;
-        assert_eq!(columns(&changed, &store)[5], "CHANGED");
-        let j = serde_json::to_value(PeerJson::new(&p, &store)).unwrap();
+        let c = PeerInfo::new(&changed, &store);
+        assert_eq!(c.trust, "CHANGED");
+        assert_eq!(c.pinned_key.as_deref(), Some("abab:abab:abab:abab"));
+        let j = serde_json::to_value(PeerInfo::new(&p, &store)).unwrap();
         assert_eq!(j["trust"], "new");
         assert_eq!(j["id"], "3f2a9c1e-0000-4000-8000-0000000000ab");
         assert_eq!(j["addresses"][1], "fe80::1%3");
         assert_eq!(j["name"], "box\x1b[2J");
         assert_eq!(j["mac"], serde_json::Value::Null);
+        assert!(j.get("pinned_key").is_none(), "{j}");
     }
 }

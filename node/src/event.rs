@@ -530,7 +530,9 @@ impl Events {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<mpsc::UnboundedSender<Event>>> {
-        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -611,7 +613,9 @@ impl Progress {
                 f.bytes += n;
             }
             let now = Instant::now();
-            if m.last.is_none_or(|t| now.duration_since(t) >= PROGRESS_EVERY) {
+            if m.last
+                .is_none_or(|t| now.duration_since(t) >= PROGRESS_EVERY)
+            {
                 m.last = Some(now);
                 due = Some((m.bytes, m.total, m.file.clone()));
             }
@@ -676,7 +680,11 @@ mod tests {
                 other => panic!("{other:?}"),
             })
             .collect();
-        assert_eq!(got, [1, 2], "the second advance is throttled, the end is not");
+        assert_eq!(
+            got,
+            [1, 2],
+            "the second advance is throttled, the end is not"
+        );
         drop(rx);
         assert!(!events.watched());
         assert!(!Progress::new(&events, Side::Send, 1).watched());

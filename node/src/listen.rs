@@ -15,8 +15,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use localstream_proto::handshake::messages::Alert;
 use localstream_proto::Status;
+use localstream_proto::handshake::messages::Alert;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;

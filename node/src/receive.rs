@@ -634,9 +634,11 @@ fn validate_offer(
         return Err((Status::TooLarge, format!("more than {MAX_FILES} files")));
     }
     let to_stdout = shared.destination == Destination::Stdout;
-    let checked = plan::check(entries, &shared.dir, &peer.node_id, to_stdout).inspect_err(|(_, message)| {
-        warn!(peer = %who, "refused offer: {message}");
-    })?;
+    let checked = plan::check(entries, &shared.dir, &peer.node_id, to_stdout).inspect_err(
+        |(_, message)| {
+            warn!(peer = %who, "refused offer: {message}");
+        },
+    )?;
     if to_stdout && (checked.files != 1 || checked.folders != 0) {
         return Err((
             Status::Declined,
@@ -1074,7 +1076,10 @@ async fn finish<W: tokio::io::AsyncWrite + Unpin>(
     let _ = writer.inner.shutdown().await;
 
     let delivered = results.iter().filter(|r| r.is_ok()).count();
-    let saved: Vec<PathBuf> = results.into_iter().filter_map(|r| r.ok().flatten()).collect();
+    let saved: Vec<PathBuf> = results
+        .into_iter()
+        .filter_map(|r| r.ok().flatten())
+        .collect();
     let label = PeerLabel::of(peer);
     shared
         .events

@@ -107,7 +107,6 @@ pub struct Sent {
     pub bytes: u64,
 }
 
-
 mod connect;
 mod exchange;
 mod sources;
@@ -226,7 +225,16 @@ async fn run(cx: &Context, cfg: &SendConfig) -> Result<Sent> {
         sealer: session.sealer,
     };
     let peer = session.peer;
-    authenticate(cx, cfg, &mut writer, &peer, &session.sas, addr, sources.len()).await?;
+    authenticate(
+        cx,
+        cfg,
+        &mut writer,
+        &peer,
+        &session.sas,
+        addr,
+        sources.len(),
+    )
+    .await?;
     let started_ms = now_ms();
     let span = info_span!(
         "session",
@@ -248,8 +256,16 @@ async fn run(cx: &Context, cfg: &SendConfig) -> Result<Sent> {
         // (one redirected connection must not pin an impostor's key).
         let (outcome, detail) = trust::outcome(result.as_ref().err(), false);
         let store = &cx.store;
-        trust::record_if_pinned(store, &cx.events, &peer, &id, Direction::Send, outcome, &detail)
-            .await;
+        trust::record_if_pinned(
+            store,
+            &cx.events,
+            &peer,
+            &id,
+            Direction::Send,
+            outcome,
+            &detail,
+        )
+        .await;
     } else {
         let (outcome, detail) = trust::outcome(result.as_ref().err(), result.is_ok());
         let (files, bytes) = result
@@ -264,18 +280,24 @@ async fn run(cx: &Context, cfg: &SendConfig) -> Result<Sent> {
         };
         let store = &cx.store;
         let events = &cx.events;
-        trust::record_session(store, events, &peer, Some(addr), &id, Direction::Send, started_ms, end)
-            .await;
+        trust::record_session(
+            store,
+            events,
+            &peer,
+            Some(addr),
+            &id,
+            Direction::Send,
+            started_ms,
+            end,
+        )
+        .await;
     }
     result
 }
 
 /// Resolve: the receiver's addresses, and what it must prove to be when it
 /// was found by name (by discovery, else where the peer store last reached it).
-async fn resolve(
-    cx: &Context,
-    cfg: &SendConfig,
-) -> Result<(Vec<SocketAddr>, Option<PeerRecord>)> {
+async fn resolve(cx: &Context, cfg: &SendConfig) -> Result<(Vec<SocketAddr>, Option<PeerRecord>)> {
     let store = &cx.store;
     let name = match &cfg.target {
         Target::Addr(a) => return Ok((vec![*a], None)),

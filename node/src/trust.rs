@@ -16,8 +16,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 
 use localstream_discovery::PeerRecord;
-use localstream_proto::names::escape_for_terminal;
 use localstream_proto::PeerIdentity;
+use localstream_proto::names::escape_for_terminal;
 use tracing::info;
 use uuid::Uuid;
 
@@ -366,8 +366,8 @@ impl Session {
         .await;
         if let Err(e) = r {
             events.notice(Notice::StoreFailed(format!(
-            "could not record the session in the peer store: {e}"
-        )));
+                "could not record the session in the peer store: {e}"
+            )));
         }
     }
 }

@@ -41,7 +41,7 @@ pub(crate) async fn exchange(
     compress: compress::Mode,
     timing: Timing,
 ) -> Result<Sent> {
-    let answer = offer(&mut link, sources, &cx.events).await?;
+    let answer = offer(&mut link, sources, peer, &cx.events).await?;
     accepted.store(true, std::sync::atomic::Ordering::SeqCst);
     let plan = resume(&mut link.writer, sources, &answer, &cx.events).await?;
     for (s, d) in sources.iter().zip(&answer.files) {
@@ -68,7 +68,12 @@ pub(crate) async fn exchange(
 
 /// Offer and answer: the manifest out, the receiver's Answer back (it may
 /// first ask its user, and hash what it holds of these files).
-async fn offer(link: &mut Link, sources: &[Source], events: &Events) -> Result<Answer> {
+async fn offer(
+    link: &mut Link,
+    sources: &[Source],
+    peer: &PeerIdentity,
+    events: &Events,
+) -> Result<Answer> {
     let entries: Vec<OfferEntry> = sources
         .iter()
         .map(|s| OfferEntry {
@@ -86,7 +91,7 @@ async fn offer(link: &mut Link, sources: &[Source], events: &Events) -> Result<A
     events.emit(Event::Offer {
         side: Side::Send,
         offer_id: None,
-        peer: None,
+        peer: Some(PeerLabel::of(peer)),
         files: sources.len(),
         bytes: offered,
         entries: vec![],
@@ -95,7 +100,10 @@ async fn offer(link: &mut Link, sources: &[Source], events: &Events) -> Result<A
         abandoned_exchanges: None,
     });
     let answer_wait = PROMPT_TIMEOUT + IDLE_TIMEOUT + hashing_time(offered);
-    let (typ, body) = link.reader.read_record(&mut link.opener, answer_wait).await?;
+    let (typ, body) = link
+        .reader
+        .read_record(&mut link.opener, answer_wait)
+        .await?;
     expect_record(typ, RecordType::Answer, "Answer")?;
     let answer = Answer::decode(&body)?;
     if !answer.status.is_ok() {
@@ -273,6 +281,7 @@ async fn stream(
                 word,
                 rx: word_rx,
                 _listening: abort_listening,
+                _writing: wr,
             };
             Ok((p.bytes, p.compressed.then_some(p.wire), heard))
         }
@@ -292,6 +301,9 @@ struct Heard {
     word: Option<Result<(RecordType, Vec<u8>)>>,
     rx: Word,
     _listening: AbortOnDrop,
+    /// Our half stays open until the verdict: closing it early would be a
+    /// FIN that a relay in between takes for the end of the connection.
+    _writing: OwnedWriteHalf,
 }
 
 /// Verdict: everything is sent; now the receiver has [`STATUS_TIMEOUT`] to

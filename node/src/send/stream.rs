@@ -256,7 +256,11 @@ fn stdin_file() -> std::io::Result<File> {
 }
 
 /// Fails unless the receiver's record is of the type this step needs.
-pub(super) fn expect_record(got: RecordType, want: RecordType, expected: &'static str) -> Result<()> {
+pub(super) fn expect_record(
+    got: RecordType,
+    want: RecordType,
+    expected: &'static str,
+) -> Result<()> {
     if got == want {
         Ok(())
     } else {
@@ -290,4 +294,3 @@ impl Drop for AbortOnDrop {
         self.0.abort();
     }
 }
-

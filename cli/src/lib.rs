@@ -1,0 +1,27 @@
+//! The `localstream` command: a thin front end over the LocalStream engine
+//! (`localstream_node`). It owns everything a person or a script sees:
+//! arguments and the settings file, text and `--json` rendering of the
+//! engine's events, prompts and progress bars, notifications, and the
+//! commands that are about this machine rather than the protocol (`doctor`,
+//! `service`, completions, the manual page).
+//!
+//! ```text
+//!  argv ─► cli (clap) ─► config (validated) ─► app::dispatch ─► localstream_node::Node
+//!                                                   ▲                 │ events
+//!            prompt (consent, first contact) ◄── render ◄─────────────┘
+//!                 └─► Node::decide / Node::confirm
+//! ```
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod doctor;
+pub mod notify;
+pub mod peers;
+pub mod progress;
+pub mod prompt;
+pub mod render;
+pub mod service;
+pub mod settings;
+pub mod signals;
+pub mod trust;

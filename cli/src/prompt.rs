@@ -1,0 +1,262 @@
+//! Questions on the terminal, one at a time: the receiver's consent to an
+//! offer ([`Event::Offer`] with an `offer_id`) and the sender's first-contact
+//! confirmation ([`Event::Confirm`]). The answers go back to the engine
+//! ([`Node::decide`], [`Node::confirm`]); a question the engine closes (no
+//! answer in time, the sender went away) is withdrawn from the screen.
+
+use std::collections::{HashSet, VecDeque};
+use std::io::{BufRead, IsTerminal, Write};
+
+use localstream_node::event::{Closed, EntryInfo, OfferId, Then};
+use localstream_node::listen::RECENT_MINUTES;
+use localstream_node::units::human_bytes;
+use localstream_node::{Decision, Node, PeerLabel};
+use localstream_proto::Sas;
+use localstream_proto::names::escape_for_terminal;
+use tokio::sync::mpsc;
+
+/// Files listed in a consent prompt before "and N more".
+const PROMPT_FILES: usize = 10;
+
+/// Whether someone can answer on this terminal (stdin and stderr both are one).
+#[must_use]
+pub fn can_ask() -> bool {
+    std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
+}
+
+/// What the prompter is told.
+#[derive(Debug)]
+pub enum Ask {
+    /// Ask about an offer.
+    Offer {
+        /// Its number.
+        id: OfferId,
+        /// The question, ready to print.
+        text: String,
+    },
+    /// Ask about a first contact.
+    Confirm {
+        /// Its number.
+        id: u64,
+        /// The question, ready to print.
+        text: String,
+    },
+    /// The engine closed question `id`.
+    Closed {
+        /// Which.
+        id: OfferId,
+        /// Why.
+        reason: Closed,
+    },
+}
+
+/// Starts the prompter task; send it [`Ask`]s.
+#[must_use]
+pub fn start(node: Node) -> mpsc::UnboundedSender<Ask> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(run(node, rx));
+    tx
+}
+
+/// Asks one question after the other.
+async fn run(node: Node, mut rx: mpsc::UnboundedReceiver<Ask>) {
+    let mut queue = VecDeque::new();
+    let mut closed = HashSet::new();
+    let mut lines: Option<mpsc::Receiver<String>> = None;
+    loop {
+        let ask = match queue.pop_front() {
+            Some(a) => a,
+            None => match rx.recv().await {
+                Some(a) => a,
+                None => return,
+            },
+        };
+        let (id, text, offer) = match ask {
+            Ask::Offer { id, text } => (id, text, true),
+            Ask::Confirm { id, text } => (id, text, false),
+            Ask::Closed { id, .. } => {
+                closed.insert(id);
+                continue;
+            }
+        };
+        if closed.remove(&id) {
+            continue;
+        }
+        let lines = match &mut lines {
+            Some(l) => l,
+            None => lines.insert(stdin_lines()),
+        };
+        // Anything typed before the question is not an answer to it.
+        while lines.try_recv().is_ok() {}
+        {
+            let mut err = std::io::stderr().lock();
+            let _ = err.write_all(text.as_bytes());
+            let _ = err.flush();
+        }
+        let line = loop {
+            tokio::select! {
+                line = lines.recv() => break line,
+                more = rx.recv() => match more {
+                    Some(Ask::Closed { id: gone, reason }) if gone == id => {
+                        eprintln!("\n{}", match reason {
+                            Closed::TimedOut => "(no answer in time: declined)",
+                            Closed::Withdrawn => "(the sender went away or did not wait for the answer: question withdrawn)",
+                        });
+                        break None;
+                    }
+                    Some(Ask::Closed { id: gone, .. }) => { closed.insert(gone); }
+                    Some(other) => queue.push_back(other),
+                    None => return,
+                },
+            }
+        };
+        let Some(line) = line else { continue };
+        // A question already closed by the engine is answered in vain: fine.
+        let _ = if offer {
+            node.decide(id, parse_decision(&line))
+        } else {
+            node.confirm(id, matches!(line.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
+        };
+    }
+}
+
+/// Lines typed on the terminal, read by one thread.
+fn stdin_lines() -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel(4);
+    let spawned = std::thread::Builder::new()
+        .name("stdin".into())
+        .spawn(move || {
+            for line in std::io::stdin().lock().lines() {
+                let Ok(line) = line else { break };
+                if tx.blocking_send(line).is_err() {
+                    break;
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot read the terminal");
+    }
+    rx
+}
+
+/// Reads the user's answer to an offer; anything unclear is a rejection.
+fn parse_decision(line: &str) -> Decision {
+    match line.trim().to_lowercase().as_str() {
+        "a" | "accept" | "y" | "yes" => Decision::Accept,
+        "t" | "trust" => Decision::AcceptAndTrust,
+        _ => Decision::Reject,
+    }
+}
+
+/// The consent question for an offer.
+#[must_use]
+pub fn offer_question(
+    peer: &PeerLabel,
+    files: usize,
+    bytes: u64,
+    entries: &[EntryInfo],
+    executables: usize,
+    code: Option<&Sas>,
+    abandoned: u64,
+) -> String {
+    let mut q = format!(
+        "{} (id {}) wants to send {files} file{} ({}):",
+        peer.short(),
+        peer.id,
+        if files == 1 { "" } else { "s" },
+        human_bytes(bytes)
+    );
+    for e in entries.iter().take(PROMPT_FILES) {
+        q.push_str(&format!(
+            "\n  {}  ({}){}",
+            escape_for_terminal(&e.path),
+            if e.folder {
+                "folder".to_owned()
+            } else {
+                human_bytes(e.size)
+            },
+            if e.executable { "  [executable]" } else { "" }
+        ));
+    }
+    if files > PROMPT_FILES {
+        q.push_str(&format!("\n  ... and {} more", files - PROMPT_FILES));
+    }
+    if executables > 0 {
+        q.push_str(&format!(
+            "\n{executables} of them {} marked executable",
+            if executables == 1 { "is" } else { "are" }
+        ));
+    }
+    if let Some(code) = code {
+        q.push_str(&format!(
+            "\nverification code {code} (it must match the code on the sender's screen)"
+        ));
+    }
+    if abandoned > 0 {
+        q.push_str(&format!(
+            "\nWARNING: {abandoned} key exchange{} {} abandoned in the last {RECENT_MINUTES} \
+             minutes: someone may be trying to fake the verification code. Compare all 12 \
+             digits with the sender's screen.",
+            if abandoned == 1 { "" } else { "s" },
+            if abandoned == 1 { "was" } else { "were" },
+        ));
+    }
+    q.push_str("\n[a]ccept once, accept and [t]rust, or [r]eject? [a/t/R] ");
+    q
+}
+
+/// The sender's first-contact question.
+#[must_use]
+pub fn confirm_question(peer: &PeerLabel, code: &Sas, then: &Then) -> String {
+    let what = match then {
+        Then::Send(n) => format!("Send {n} file{}", if *n == 1 { "" } else { "s" }),
+        Then::Pin(alias) => format!("Pin it as '{}'", escape_for_terminal(alias)),
+    };
+    format!(
+        "first contact with {peer}.\nverification code {code}\nDoes {} show the same code? \
+         Only then can no one be in between. {what}? [y/N] ",
+        escape_for_terminal(&peer.name)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers() {
+        assert_eq!(parse_decision("a\n"), Decision::Accept);
+        assert_eq!(parse_decision(" Yes "), Decision::Accept);
+        assert_eq!(parse_decision("t"), Decision::AcceptAndTrust);
+        assert_eq!(parse_decision("TRUST"), Decision::AcceptAndTrust);
+        for no in ["", "r", "n", "no", "reject", "at", "yes please"] {
+            assert_eq!(parse_decision(no), Decision::Reject, "{no:?}");
+        }
+    }
+
+    #[test]
+    fn the_offer_question_lists_escapes_and_warns() {
+        let peer = PeerLabel {
+            name: "lap\x1btop".into(),
+            id: localstream_node::NodeId([0x3f; 16]),
+            fingerprint: [0xab; 32],
+        };
+        let entries: Vec<EntryInfo> = (0..12)
+            .map(|i| EntryInfo {
+                path: format!("f{i}\x07"),
+                size: 2048,
+                folder: false,
+                executable: i == 0,
+            })
+            .collect();
+        let q = offer_question(&peer, 12, 24576, &entries, 1, Some(&Sas(42)), 7);
+        assert!(!q.contains('\x1b') && !q.contains('\x07'), "{q}");
+        assert!(q.contains("wants to send 12 files (24.00 KiB)"), "{q}");
+        assert!(q.contains("(2.00 KiB)  [executable]"), "{q}");
+        assert!(q.contains("... and 2 more"), "{q}");
+        assert!(q.contains("1 of them is marked executable"), "{q}");
+        assert!(q.contains("verification code 0000 0000 0042"), "{q}");
+        assert!(q.contains("WARNING: 7 key exchanges were abandoned"), "{q}");
+        assert!(q.ends_with("[a/t/R] "), "{q}");
+    }
+}
