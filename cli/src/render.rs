@@ -137,35 +137,63 @@ impl Renderer {
             json_line(&event);
         }
         match event {
-            Event::Listening {
-                name,
-                id,
-                fingerprint,
-                dir,
-                stdout,
-                discovery,
-                addresses,
-            } => {
-                let target = if stdout {
-                    "standard output".to_owned()
-                } else {
-                    dir.display().to_string()
-                };
-                let mut text = format!(
-                    "LocalStream node {name}\n  id          {id}\n  fingerprint {}\n  saving to   {target}\n  discovery   {discovery}",
-                    short_hex(&fingerprint)
-                );
-                for addr in addresses {
-                    text.push_str(&format!("\nlistening on {addr}"));
-                }
+            Event::Offer { .. } | Event::Confirm { .. } | Event::OfferClosed { .. } => {
+                self.question(event);
+            }
+            Event::Listening { .. } => {
                 if !self.json {
-                    self.result(&text);
+                    self.result(&banner(&event));
                 }
-                self.dir = dir;
+                if let Event::Listening { dir, .. } = event {
+                    self.dir = dir;
+                }
             }
             Event::Connected { peer, address } => {
                 eprintln!("connected to {} at {address}", peer.short());
             }
+            Event::Accepted { files, bytes, .. } => {
+                self.bars = Bars::new(self.bars_wanted, bytes, files);
+            }
+            Event::Progress {
+                bytes, total, file, ..
+            } => match (&mut self.bars, file) {
+                (Some(bars), Some(file)) => bars.update(bytes, total, Some(&file)),
+                (Some(bars), None) => {
+                    bars.update(bytes, total, None);
+                    bars.finish();
+                    self.bars = None;
+                }
+                (None, _) => {}
+            },
+            Event::TransferDone(done) => self.done(&done),
+            Event::Error {
+                side: Some(Side::Receive),
+                peer,
+                session,
+                message,
+            } => {
+                eprintln!("transfer failed: {message}");
+                if let (Some(peer), Some(session)) = (peer, session) {
+                    let report = Report {
+                        peer_name: escape_for_terminal(&peer.name),
+                        peer_id: peer.id.uuid(),
+                        session,
+                        saved: vec![],
+                        files: 0,
+                        bytes: 0,
+                        error: Some(message),
+                    };
+                    self.report(&report);
+                }
+            }
+            Event::Notice(n) => notice(&n),
+            _ => {}
+        }
+    }
+
+    /// An offer or a first contact: a line, or a question for the prompter.
+    fn question(&self, event: Event) {
+        match event {
             Event::Confirm {
                 question,
                 peer,
@@ -206,42 +234,6 @@ impl Renderer {
                 id: offer_id,
                 reason,
             }),
-            Event::Accepted { files, bytes, .. } => {
-                self.bars = Bars::new(self.bars_wanted, bytes, files);
-            }
-            Event::Progress {
-                bytes, total, file, ..
-            } => match (&mut self.bars, file) {
-                (Some(bars), Some(file)) => bars.update(bytes, total, Some(&file)),
-                (Some(bars), None) => {
-                    bars.update(bytes, total, None);
-                    bars.finish();
-                    self.bars = None;
-                }
-                (None, _) => {}
-            },
-            Event::TransferDone(done) => self.done(&done),
-            Event::Error {
-                side: Some(Side::Receive),
-                peer,
-                session,
-                message,
-            } => {
-                eprintln!("transfer failed: {message}");
-                if let (Some(peer), Some(session)) = (peer, session) {
-                    let report = Report {
-                        peer_name: escape_for_terminal(&peer.name),
-                        peer_id: peer.id.uuid(),
-                        session,
-                        saved: vec![],
-                        files: 0,
-                        bytes: 0,
-                        error: Some(message),
-                    };
-                    self.report(&report);
-                }
-            }
-            Event::Notice(n) => notice(&n),
             _ => {}
         }
     }
@@ -313,6 +305,35 @@ impl Renderer {
                 .push(tokio::task::spawn_blocking(move || notify::wait(child)));
         }
     }
+}
+
+/// The listener's banner.
+fn banner(event: &Event) -> String {
+    let Event::Listening {
+        name,
+        id,
+        fingerprint,
+        dir,
+        stdout,
+        discovery,
+        addresses,
+    } = event
+    else {
+        return String::new();
+    };
+    let target = if *stdout {
+        "standard output".to_owned()
+    } else {
+        dir.display().to_string()
+    };
+    let mut text = format!(
+        "LocalStream node {name}\n  id          {id}\n  fingerprint {}\n  saving to   {target}\n  discovery   {discovery}",
+        short_hex(fingerprint)
+    );
+    for addr in addresses {
+        text.push_str(&format!("\nlistening on {addr}"));
+    }
+    text
 }
 
 /// `a1b2:c3d4:e5f6:0718` from a fingerprint in hex.

@@ -56,16 +56,51 @@ pub enum ListenEnd {
     Interrupted,
 }
 
-/// Runs the listener until `shutdown` (or, with `once`, the first transfer).
+/// Runs the listener until `shutdown` (or, with `once`, the first transfer):
+/// open (store, folder, socket, announcement), then the accept loop, then an
+/// ordered shutdown.
 pub(crate) async fn run(cx: Context, cfg: &ListenConfig, shutdown: Shutdown) -> Result<ListenEnd> {
     raise_open_file_limit();
+    let (listener, shared, discovery) = open(cx, cfg).await?;
+    let root = CancellationToken::new();
+    // `None`: evicted in the handshake (logged when it happened).
+    let mut tasks: JoinSet<Option<ConnEnd>> = JoinSet::new();
+    let end = accept_loop(&listener, &shared, cfg, &shutdown, &root, &mut tasks).await;
+    root.cancel();
+    // Withdraw the announcement first: no one should find a node that no
+    // longer accepts.
+    if let Some(d) = discovery {
+        discover::stop_discovery(d).await;
+    }
+    if end == ListenEnd::Interrupted && !tasks.is_empty() {
+        shared.events.notice(Notice::Stopping);
+    }
+    let drain = async { while tasks.join_next().await.is_some() {} };
+    tokio::select! {
+        () = drain => {}
+        () = tokio::time::sleep(SHUTDOWN_GRACE) => {}
+        () = shutdown.now.cancelled() => {}
+    }
+    Ok(end)
+}
+
+/// Open: a corrupt store is reported now, not when the first peer
+/// connects; the folder exists; the socket is bound; the node is announced;
+/// and the `listening` event says so.
+async fn open(
+    cx: Context,
+    cfg: &ListenConfig,
+) -> Result<(
+    TcpListener,
+    Arc<Shared>,
+    Option<localstream_discovery::Discovery>,
+)> {
     let Context {
         identity,
         store,
         events,
         questions,
     } = cx;
-    // A corrupt store is reported now, not when the first peer connects.
     trust::check_store(&store).await?;
     std::fs::create_dir_all(&cfg.dir).map_err(|e| Error::file(&cfg.dir, e))?;
     let dir = std::fs::canonicalize(&cfg.dir).map_err(|e| Error::file(&cfg.dir, e))?;
@@ -94,7 +129,6 @@ pub(crate) async fn run(cx: Context, cfg: &ListenConfig, shutdown: Shutdown) -> 
         discovery: announced,
         addresses: listen_addresses(local),
     });
-
     let shared = Arc::new(Shared {
         identity,
         dir,
@@ -102,122 +136,128 @@ pub(crate) async fn run(cx: Context, cfg: &ListenConfig, shutdown: Shutdown) -> 
         offers: receive::OfferSlots::default(),
         store,
         active: trust::ActiveSessions::default(),
-        events: events.clone(),
+        events,
         destination: cfg.destination,
         blocked_noted: std::sync::Mutex::default(),
     });
-    let root = CancellationToken::new();
-    let admission = Admission::new(MAX_UNAUTHENTICATED, MAX_SESSIONS);
-    // `None`: evicted in the handshake (logged when it happened).
-    let mut tasks: JoinSet<Option<ConnEnd>> = JoinSet::new();
-    let mut backoff = Duration::from_millis(50);
+    Ok((listener, shared, discovery))
+}
 
-    let end = loop {
+/// Accepts connections (backing off on accept errors) until shutdown, or
+/// with `once` until the first transfer ends.
+async fn accept_loop(
+    listener: &TcpListener,
+    shared: &Arc<Shared>,
+    cfg: &ListenConfig,
+    shutdown: &Shutdown,
+    root: &CancellationToken,
+    tasks: &mut JoinSet<Option<ConnEnd>>,
+) -> ListenEnd {
+    let admission = Admission::new(MAX_UNAUTHENTICATED, MAX_SESSIONS);
+    let mut backoff = Duration::from_millis(50);
+    loop {
         tokio::select! {
             biased;
-            () = shutdown.graceful.cancelled() => break ListenEnd::Interrupted,
+            () = shutdown.graceful.cancelled() => return ListenEnd::Interrupted,
             Some(joined) = tasks.join_next() => {
-                let Ok(Some(end)) = joined else { continue };
-                match end {
-                    ConnEnd::NoTransfer(e) => info!(error = %e, "connection dropped before any offer"),
-                    ConnEnd::Transfer(result, sender) => {
-                        if let Err(e) = &result {
-                            events.emit(Event::Error {
-                                side: Some(Side::Receive),
-                                peer: Some(sender.peer.clone()),
-                                session: Some(sender.session.clone()),
-                                message: e.to_string(),
-                            });
-                        }
-                        let ok = result.as_ref().is_ok_and(|r| r.ok);
-                        if cfg.once {
-                            break if ok { ListenEnd::OnceSucceeded } else { ListenEnd::OnceFailed };
-                        }
-                    }
-                }
-            }
-            accepted = listener.accept() => {
-                let (mut stream, remote) = match accepted {
-                    Ok(a) => { backoff = Duration::from_millis(50); a }
-                    Err(e) => {
-                        warn!(error = %e, "accept failed");
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(Duration::from_secs(1));
-                        continue;
-                    }
-                };
-                if admission.sessions_full() {
-                    // Refused before the handshake, which it would not need.
-                    debug!(%remote, "every session slot taken: refusing");
-                    tasks.spawn(async move {
-                        let mut busy = Vec::new();
-                        Alert {
-                            status: Status::Busy,
-                            message: "the receiver is serving too many connections; try again".into(),
-                        }
-                        .encode(&mut busy);
-                        let _ = stream.write_all(&busy).await;
-                        Some(ConnEnd::NoTransfer(Error::Timeout("refused: too many connections")))
+                let Ok(Some(ConnEnd::Transfer(result, sender))) = joined else { continue };
+                if let Err(e) = &result {
+                    shared.events.emit(Event::Error {
+                        side: Some(Side::Receive),
+                        peer: Some(sender.peer.clone()),
+                        session: Some(sender.session.clone()),
+                        message: e.to_string(),
                     });
-                    continue;
                 }
-                let admission = admission.clone();
-                let shared = shared.clone();
-                let token = root.child_token();
-                let span = info_span!(
-                    "conn",
-                    %remote,
-                    peer = tracing::field::Empty,
-                    session = tracing::field::Empty
-                );
-                tasks.spawn(async move {
-                    // Every place mid-handshake: wait a moment for one to free up.
-                    let handshaking = match admission.admit_waiting(remote, ADMIT_WAIT).await {
-                        Ok(h) => h,
-                        Err(Refusal::Full) => {
-                            debug!(%remote, "every place before authentication is mid-handshake: refusing");
-                            crate::conn::handshake_alert(
-                                &mut stream,
-                                Status::Busy,
-                                "the receiver is busy with other handshakes; try again",
-                            )
-                            .await;
-                            return Some(ConnEnd::NoTransfer(Error::Timeout("refused: handshakes full")));
-                        }
-                    };
-                    let evicted = handshaking.eviction();
-                    // On shutdown a transfer gets a moment to tell its sender why it stops.
-                    let cut = async {
-                        token.cancelled().await;
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                    };
-                    tokio::select! {
-                        end = receive::serve(stream, remote, shared, token.clone(), handshaking) => Some(end),
-                        _ = cut => Some(ConnEnd::NoTransfer(Error::Interrupted)),
-                        // Still in the handshake and evicted: dropped (socket closed) at once.
-                        () = evicted.cancelled() => None,
-                    }
-                }.instrument(span));
+                if cfg.once {
+                    let ok = result.as_ref().is_ok_and(|r| r.ok);
+                    return if ok { ListenEnd::OnceSucceeded } else { ListenEnd::OnceFailed };
+                }
             }
+            accepted = listener.accept() => match accepted {
+                Ok((stream, remote)) => {
+                    backoff = Duration::from_millis(50);
+                    spawn_connection(stream, remote, &admission, shared, root, tasks);
+                }
+                Err(e) => {
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+            },
         }
-    };
+    }
+}
 
-    root.cancel();
-    // Withdraw the announcement first: no one should find a node that no
-    // longer accepts.
-    if let Some(d) = discovery {
-        discover::stop_discovery(d).await;
+/// One connection's task: a place in the handshake pool (waiting a moment
+/// for one to free up), then [`receive::serve`] until it ends, is evicted,
+/// or the listener shuts down.
+fn spawn_connection(
+    mut stream: tokio::net::TcpStream,
+    remote: SocketAddr,
+    admission: &Admission,
+    shared: &Arc<Shared>,
+    root: &CancellationToken,
+    tasks: &mut JoinSet<Option<ConnEnd>>,
+) {
+    if admission.sessions_full() {
+        // Refused before the handshake, which it would not need.
+        debug!(%remote, "every session slot taken: refusing");
+        tasks.spawn(async move {
+            let mut busy = Vec::new();
+            Alert {
+                status: Status::Busy,
+                message: "the receiver is serving too many connections; try again".into(),
+            }
+            .encode(&mut busy);
+            let _ = stream.write_all(&busy).await;
+            Some(ConnEnd::NoTransfer(Error::Timeout(
+                "refused: too many connections",
+            )))
+        });
+        return;
     }
-    if end == ListenEnd::Interrupted && !tasks.is_empty() {
-        events.notice(Notice::Stopping);
-    }
-    let drain = async { while tasks.join_next().await.is_some() {} };
-    tokio::select! {
-        () = drain => {}
-        () = tokio::time::sleep(SHUTDOWN_GRACE) => {}
-        () = shutdown.now.cancelled() => {}
-    }
-    Ok(end)
+    let admission = admission.clone();
+    let shared = shared.clone();
+    let token = root.child_token();
+    let span = info_span!(
+        "conn",
+        %remote,
+        peer = tracing::field::Empty,
+        session = tracing::field::Empty
+    );
+    tasks.spawn(
+        async move {
+            // Every place mid-handshake: wait a moment for one to free up.
+            let handshaking = match admission.admit_waiting(remote, ADMIT_WAIT).await {
+                Ok(h) => h,
+                Err(Refusal::Full) => {
+                    debug!(%remote, "every place before authentication is mid-handshake: refusing");
+                    let message = "the receiver is busy with other handshakes; try again";
+                    crate::conn::handshake_alert(&mut stream, Status::Busy, message).await;
+                    let e = Error::Timeout("refused: handshakes full");
+                    return Some(ConnEnd::NoTransfer(e));
+                }
+            };
+            let evicted = handshaking.eviction();
+            // On shutdown a transfer gets a moment to tell its sender why it stops.
+            let cut = async {
+                token.cancelled().await;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            };
+            let end = tokio::select! {
+                end = receive::serve(stream, remote, shared, token.clone(), handshaking) => Some(end),
+                () = cut => Some(ConnEnd::NoTransfer(Error::Interrupted)),
+                // Still in the handshake and evicted: dropped (socket closed) at once.
+                () = evicted.cancelled() => None,
+            };
+            if let Some(ConnEnd::NoTransfer(e)) = &end {
+                info!(error = %e, "connection dropped before any offer");
+            }
+            end
+        }
+        .instrument(span),
+    );
 }
 
 /// Lists what interrupted transfers left in `dir`, removing what is too old

@@ -153,7 +153,30 @@ struct Held {
     hasher: blake3::Hasher,
 }
 
-/// Serves one connection to the end.
+/// A connection whose peer proved itself and was admitted: the listener
+/// signed, the session keys are set.
+struct Authenticated {
+    reader: FrameReader<tokio::net::tcp::OwnedReadHalf>,
+    writer: RecordWriter<tokio::net::tcp::OwnedWriteHalf>,
+    opener: Opener,
+    facts: Facts,
+    /// Its place among the sessions, held to the end.
+    slot: crate::listen::SessionSlot,
+}
+
+/// Who the peer of an authenticated connection is, and what we know of it.
+struct Facts {
+    peer: PeerIdentity,
+    contacted: trust::Contacted,
+    standing: Standing,
+    session_id: [u8; 16],
+    code: Sas,
+    /// Key exchanges abandoned recently (someone may be grinding codes).
+    abandoned: Option<crate::listen::AbandonedNote>,
+}
+
+/// Serves one connection to the end: authenticate, read the offer, the
+/// transfer's stages, then its history and, on failure, the reason to the sender.
 pub async fn serve(
     stream: TcpStream,
     remote: SocketAddr,
@@ -161,112 +184,25 @@ pub async fn serve(
     stop: CancellationToken,
     handshaking: crate::listen::Handshaking,
 ) -> ConnEnd {
-    let _ = stream.set_nodelay(true);
-    // Until its first byte a connection is silent, the first to make room
-    // for a newcomer (see `listen::Admission`).
-    match conn::timed(
-        conn::HANDSHAKE_TIMEOUT,
-        conn::STOPPED_SENDING,
-        stream.peek(&mut [0u8; 1]),
-    )
-    .await
-    {
-        Ok(n) if n > 0 => handshaking.talking(),
-        Ok(_) => return ConnEnd::NoTransfer(ProtoError::Truncated.into()),
-        Err(e) => return ConnEnd::NoTransfer(e),
-    }
-    let (rd, wr) = stream.into_split();
-    let mut reader = FrameReader::new(rd);
-    let mut wr = wr;
-    let config = HandshakeConfig::new(shared.identity.clone());
-    let mut handshaking = handshaking;
-    let proven = match conn::handshake_until_proven(
-        &mut reader,
-        &mut wr,
-        Handshake::responder(config),
-        vec![],
-        |step| match step {
-            conn::Step::Hello => handshaking.hello(),
-            conn::Step::Proving => {
-                handshaking.proving();
-                true
-            }
-        },
-    )
-    .await
-    {
-        Ok(p) => p,
-        Err(e) => return ConnEnd::NoTransfer(e),
-    };
-    // The key-exchange token goes back only once the session is served
-    // (`authenticated` below): a peer refused before the listener signs
-    // counts as an abandoned exchange, since it learnt its code all the same.
-    let peer = proven.peer().clone();
-    let (contacted, standing) = match admit_peer(&mut wr, &shared, &peer, remote).await {
+    let Authenticated {
+        mut reader,
+        mut writer,
+        mut opener,
+        facts,
+        slot: _slot,
+    } = match authenticate(stream, remote, &shared, handshaking).await {
         Ok(c) => c,
         Err(e) => return ConnEnd::NoTransfer(e),
     };
-    if standing != Standing::Trusted && !handshaking.may_sign_for_stranger() {
-        let message = "the receiver is answering too many handshakes from untrusted peers; \
-                       try again in a few seconds";
-        conn::handshake_alert(&mut wr, Status::Busy, message).await;
-        return ConnEnd::NoTransfer(Error::Refused {
-            status: Status::Busy,
-            message: message.into(),
-        });
-    }
-    let abandoned = handshaking.limits().recently_abandoned();
-    let stranger = (standing != Standing::Trusted).then_some(peer.node_id);
-    let Some(_slot) = handshaking.authenticated(stranger) else {
-        let message = "the receiver is serving too many sessions; try again";
-        conn::handshake_alert(&mut wr, Status::Busy, message).await;
-        return ConnEnd::NoTransfer(Error::Refused {
-            status: Status::Busy,
-            message: message.into(),
-        });
-    };
-    let session = match conn::finish_handshake(&mut wr, proven).await {
-        Ok(s) => s,
-        Err(e) => return ConnEnd::NoTransfer(e),
-    };
-    let mut writer = RecordWriter {
-        inner: wr,
-        sealer: session.sealer,
-    };
-    let mut opener = session.opener;
-    let peer_id = uuid::Uuid::from_bytes(peer.node_id);
-    let session_hex = trust::session_hex(&session.session_id);
-    let span = tracing::Span::current();
-    span.record(
-        "peer",
-        tracing::field::display(crate::discover::short_id(&peer_id)),
-    );
-    span.record("session", tracing::field::display(&session_hex));
-    let (_active, running) = shared.active.enter(peer_id, session_hex.clone());
-    info!(
-        %remote,
-        name = %escape_for_terminal(&peer.name),
-        fingerprint = %short_fingerprint(&peer.fingerprint),
-        sessions_with_peer = running,
-        "authenticated"
-    );
-    if standing == Standing::Untrusted {
-        shared.events.notice(Notice::Code {
-            peer: PeerLabel::of(&peer),
-            code: session.sas,
-            first: contacted.first,
-            trust: contacted.trust,
-        });
-    } else {
-        info!(code = %session.sas, trust = %contacted.trust, "verification code");
-    }
-
-    let trusted = standing == Standing::Trusted;
+    let peer_id = uuid::Uuid::from_bytes(facts.peer.node_id);
+    let session_hex = trust::session_hex(&facts.session_id);
+    let _active = announce_session(&facts, &shared, remote, &session_hex);
+    let trusted = facts.standing == Standing::Trusted;
     let read = offer::read_offer(
         &mut reader,
         &mut opener,
         &shared.offers,
-        peer.node_id,
+        peer_id.into_bytes(),
         trusted,
     );
     let (offer, offer_slot) = match read.await {
@@ -285,21 +221,166 @@ pub async fn serve(
     let mut decided = false;
     let mut history = None;
     let ctx = Ctx {
-        peer: &peer,
+        peer: &facts.peer,
         remote,
-        contacted,
-        standing,
-        code: session.sas,
-        session_id: session.session_id,
+        contacted: facts.contacted,
+        standing: facts.standing,
+        code: facts.code,
+        session_id: facts.session_id,
         shared: &shared,
         stop: &stop,
         offer_slot,
-        abandoned,
+        abandoned: facts.abandoned,
         decided: &mut decided,
         history: &mut history,
     };
     let result = transfer(&mut reader, &mut writer, opener, offer, ctx).await;
-    if let Err(Error::Refused { status, message }) = &result {
+    conclude(&mut reader, &mut writer, &facts, &shared, &result, history).await;
+    if decided {
+        let sender = Sender {
+            peer: PeerLabel::of(&facts.peer),
+            session: session_hex,
+        };
+        ConnEnd::Transfer(result, Box::new(sender))
+    } else {
+        // Refused before anyone was asked (bad names, too large): not a transfer,
+        // so a stray or hostile offer cannot end `listen --once`.
+        ConnEnd::NoTransfer(result.err().unwrap_or(Error::Interrupted))
+    }
+}
+
+/// Authenticate: the handshake up to the peer's proof, the admission checks
+/// (its standing, the signature budget, a session slot), then our signature.
+async fn authenticate(
+    stream: TcpStream,
+    remote: SocketAddr,
+    shared: &Shared,
+    mut handshaking: crate::listen::Handshaking,
+) -> Result<Authenticated> {
+    let _ = stream.set_nodelay(true);
+    // Until its first byte a connection is silent, the first to make room
+    // for a newcomer (see `listen::Admission`).
+    let mut first = [0u8; 1];
+    let peeked = conn::timed(
+        conn::HANDSHAKE_TIMEOUT,
+        conn::STOPPED_SENDING,
+        stream.peek(&mut first),
+    );
+    match peeked.await? {
+        0 => return Err(ProtoError::Truncated.into()),
+        _ => handshaking.talking(),
+    }
+    let (rd, mut wr) = stream.into_split();
+    let mut reader = FrameReader::new(rd);
+    let config = HandshakeConfig::new(shared.identity.clone());
+    let proven = conn::handshake_until_proven(
+        &mut reader,
+        &mut wr,
+        Handshake::responder(config),
+        vec![],
+        |step| match step {
+            conn::Step::Hello => handshaking.hello(),
+            conn::Step::Proving => {
+                handshaking.proving();
+                true
+            }
+        },
+    )
+    .await?;
+    // The key-exchange token goes back only once the session is served
+    // (`authenticated` below): a peer refused before the listener signs
+    // counts as an abandoned exchange, since it learnt its code all the same.
+    let peer = proven.peer().clone();
+    let (contacted, standing) = admit_peer(&mut wr, shared, &peer, remote).await?;
+    let busy = |message: &str| Error::Refused {
+        status: Status::Busy,
+        message: message.into(),
+    };
+    if standing != Standing::Trusted && !handshaking.may_sign_for_stranger() {
+        let message = "the receiver is answering too many handshakes from untrusted peers; \
+                       try again in a few seconds";
+        conn::handshake_alert(&mut wr, Status::Busy, message).await;
+        return Err(busy(message));
+    }
+    let abandoned = handshaking.limits().recently_abandoned();
+    let stranger = (standing != Standing::Trusted).then_some(peer.node_id);
+    let Some(slot) = handshaking.authenticated(stranger) else {
+        let message = "the receiver is serving too many sessions; try again";
+        conn::handshake_alert(&mut wr, Status::Busy, message).await;
+        return Err(busy(message));
+    };
+    let session = conn::finish_handshake(&mut wr, proven).await?;
+    Ok(Authenticated {
+        reader,
+        writer: RecordWriter {
+            inner: wr,
+            sealer: session.sealer,
+        },
+        opener: session.opener,
+        facts: Facts {
+            peer,
+            contacted,
+            standing,
+            session_id: session.session_id,
+            code: session.sas,
+            abandoned,
+        },
+        slot,
+    })
+}
+
+/// The session begins: in the log, among the active sessions (the guard
+/// returned), and, for a peer not trusted yet, its verification code.
+fn announce_session<'a>(
+    conn: &Facts,
+    shared: &'a Shared,
+    remote: SocketAddr,
+    session_hex: &str,
+) -> trust::ActiveGuard<'a> {
+    let peer = &conn.peer;
+    let peer_id = uuid::Uuid::from_bytes(peer.node_id);
+    let span = tracing::Span::current();
+    span.record(
+        "peer",
+        tracing::field::display(crate::discover::short_id(&peer_id)),
+    );
+    span.record("session", tracing::field::display(session_hex));
+    let (active, running) = shared.active.enter(peer_id, session_hex.to_owned());
+    info!(
+        %remote,
+        name = %escape_for_terminal(&peer.name),
+        fingerprint = %short_fingerprint(&peer.fingerprint),
+        sessions_with_peer = running,
+        "authenticated"
+    );
+    if conn.standing == Standing::Untrusted {
+        shared.events.notice(Notice::Code {
+            peer: PeerLabel::of(peer),
+            code: conn.code,
+            first: conn.contacted.first,
+            trust: conn.contacted.trust,
+        });
+    } else {
+        let trust = conn.contacted.trust;
+        info!(code = %conn.code, %trust, "verification code");
+    }
+    active
+}
+
+/// After the transfer: the refusal as an event, the session's history, and
+/// why it failed to the sender (unless the sender said so first).
+async fn conclude<R, W>(
+    reader: &mut FrameReader<R>,
+    writer: &mut RecordWriter<W>,
+    conn: &Facts,
+    shared: &Shared,
+    result: &Result<Received>,
+    history: Option<trust::Session>,
+) where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    if let Err(Error::Refused { status, message }) = result {
         shared.events.emit(Event::Refused {
             side: Side::Receive,
             status: *status,
@@ -315,19 +396,19 @@ pub async fn serve(
         history
             .end(&shared.events, outcome, files, bytes, &detail)
             .await;
-    } else if let Err(Error::Refused { status, .. }) = &result {
+    } else if let Err(Error::Refused { status, .. }) = result {
         trust::record_if_pinned(
             &shared.store,
             &shared.events,
-            &peer,
-            &session.session_id,
+            &conn.peer,
+            &conn.session_id,
             Direction::Receive,
             crate::store::Outcome::Refused,
             &status.to_string(),
         )
         .await;
     }
-    if let Err(e) = &result
+    if let Err(e) = result
         && !matches!(
             e,
             Error::Protocol(ProtoError::PeerAlert { .. }) | Error::Refused { .. }
@@ -340,18 +421,7 @@ pub async fn serve(
             e => e.to_string(),
         };
         writer.alert(status_of(e), &message).await;
-        linger(&mut reader, &mut writer.inner).await;
-    }
-    if decided {
-        let sender = Sender {
-            peer: PeerLabel::of(&peer),
-            session: session_hex,
-        };
-        ConnEnd::Transfer(result, Box::new(sender))
-    } else {
-        // Refused before anyone was asked (bad names, too large): not a transfer,
-        // so a stray or hostile offer cannot end `listen --once`.
-        ConnEnd::NoTransfer(result.err().unwrap_or(Error::Interrupted))
+        linger(reader, &mut writer.inner).await;
     }
 }
 

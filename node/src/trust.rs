@@ -518,7 +518,8 @@ impl ActiveSessions {
 }
 
 /// Removes its session from [`ActiveSessions`] when dropped.
-pub(crate) struct ActiveGuard<'a> {
+#[derive(Debug)]
+pub struct ActiveGuard<'a> {
     owner: &'a ActiveSessions,
     peer: uuid::Uuid,
     session: String,

@@ -31,7 +31,7 @@
 //! shares one /64).
 //!
 //! ```
-//! use localstream::listen::Admission;
+//! use localstream_node::listen::Admission;
 //!
 //! let admission = Admission::new(1, 1);
 //! let first = admission.admit("192.0.2.7:50000".parse().unwrap()).unwrap();

@@ -232,32 +232,8 @@ async fn stream(
     });
     let abort_listening = AbortOnDrop(listening);
     let mut word = None;
-    let mut first_write = true;
-    let stream_result: Result<()> = async {
-        loop {
-            tokio::select! {
-                biased;
-                r = &mut word_rx, if word.is_none() => {
-                    word = Some(r.unwrap_or(Err(ProtoError::Truncated.into())));
-                    break;
-                }
-                rec = rx.recv() => match rec {
-                    // Each write is bounded: a receiver that stops reading cannot hang us.
-                    Some(buf) => {
-                        conn::timed(IDLE_TIMEOUT, conn::STOPPED_READING, wr.write_all(&buf)).await?;
-                        pool.put(buf);
-                        if first_write {
-                            first_write = false;
-                            timing.report();
-                        }
-                    }
-                    None => break,
-                },
-            }
-        }
-        conn::timed(IDLE_TIMEOUT, conn::STOPPED_READING, wr.flush()).await
-    }
-    .await;
+    let stream_result =
+        write_records(&mut wr, &mut rx, &pool, &mut word_rx, &mut word, timing).await;
     drop(rx);
     let (sealer, produced) = producer.await?;
     progress.finish();
@@ -294,6 +270,41 @@ async fn stream(
             Err(e)
         }
     }
+}
+
+/// Writes the sealed records to the socket until the producer is done, or
+/// the receiver speaks first (an alert; its word is kept in `word`). Each
+/// write is bounded: a receiver that stops reading cannot hang us.
+async fn write_records(
+    wr: &mut OwnedWriteHalf,
+    rx: &mut mpsc::Receiver<Vec<u8>>,
+    pool: &BufPool,
+    word_rx: &mut Word,
+    word: &mut Option<Result<(RecordType, Vec<u8>)>>,
+    timing: Timing,
+) -> Result<()> {
+    let mut first_write = true;
+    loop {
+        tokio::select! {
+            biased;
+            r = &mut *word_rx, if word.is_none() => {
+                *word = Some(r.unwrap_or(Err(ProtoError::Truncated.into())));
+                break;
+            }
+            rec = rx.recv() => match rec {
+                Some(buf) => {
+                    conn::timed(IDLE_TIMEOUT, conn::STOPPED_READING, wr.write_all(&buf)).await?;
+                    pool.put(buf);
+                    if first_write {
+                        first_write = false;
+                        timing.report();
+                    }
+                }
+                None => break,
+            },
+        }
+    }
+    conn::timed(IDLE_TIMEOUT, conn::STOPPED_READING, wr.flush()).await
 }
 
 /// The receiver's word after the stream: already heard, or still to come.
