@@ -101,6 +101,8 @@
 
 mod receiver;
 mod sender;
+#[cfg(test)]
+mod tests;
 
 pub use receiver::{
     Accepted, AwaitResume, Chunk, CollectingOffer, Deciding, Done, Event, FileEnded, OfferStep,
