@@ -11,11 +11,20 @@ use crate::transfer::{
 };
 
 /// Receiver: collects the Offer records until the offer is complete.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct CollectingOffer {
     collector: OfferCollector,
     entries: usize,
     path_bytes: usize,
+}
+
+impl std::fmt::Debug for CollectingOffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CollectingOffer")
+            .field("entries", &self.entries)
+            .field("path_bytes", &self.path_bytes)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What one Offer record made of the offer.
@@ -254,7 +263,6 @@ impl AwaitResume {
 
 /// Receiver: the data phase. Follows the accepted files in offer order and
 /// reports each record as an [`Event`].
-#[derive(Debug)]
 pub struct Receiving {
     agreement: Agreement,
     files: Vec<DataFile>,
@@ -270,6 +278,18 @@ pub struct Receiving {
     statuses: Vec<Status>,
     /// After an error or the TransferEnd: nothing more is taken.
     over: bool,
+}
+
+impl std::fmt::Debug for Receiving {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Receiving")
+            .field("agreement", &self.agreement)
+            .field("current_file", &self.current_file())
+            .field("position", &self.position)
+            .field("received", &self.received)
+            .field("over", &self.over)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What one record of the data phase was.
@@ -300,6 +320,8 @@ pub struct Chunk {
 }
 
 /// A DataZstd record that the caller decompresses before it is accounted.
+/// Dropped without [`Unpack::unpacked`], its bytes are not counted (and
+/// the file's FileEnd then fails its size check).
 #[derive(Debug)]
 #[must_use]
 pub struct Unpack<'a> {
@@ -525,12 +547,21 @@ impl Receiving {
 }
 
 /// Receiver: the data phase is over; what is left is the final Status.
-#[derive(Debug)]
 pub struct Done {
     agreement: Agreement,
     statuses: Vec<Status>,
     received: TransferEnd,
     resumed: u64,
+}
+
+impl std::fmt::Debug for Done {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Done")
+            .field("agreement", &self.agreement)
+            .field("received", &self.received)
+            .field("resumed", &self.resumed)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Done {

@@ -11,10 +11,18 @@ use crate::transfer::{
 };
 
 /// Sender: the offer, checked and encoded, waiting to be sent.
-#[derive(Debug)]
 pub struct Offering {
     entries: Vec<OfferEntry>,
     bodies: Vec<Vec<u8>>,
+}
+
+impl std::fmt::Debug for Offering {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Offering")
+            .field("entries", &self.entries.len())
+            .field("records", &self.bodies.len())
+            .finish()
+    }
 }
 
 impl Offering {
@@ -64,9 +72,16 @@ impl Offering {
 }
 
 /// Sender: the offer is out; waits for the receiver's Answer.
-#[derive(Debug)]
 pub struct AwaitAnswer {
     entries: Vec<OfferEntry>,
+}
+
+impl std::fmt::Debug for AwaitAnswer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AwaitAnswer")
+            .field("entries", &self.entries.len())
+            .finish()
+    }
 }
 
 /// How the receiver answered the offer.
@@ -229,7 +244,6 @@ impl Resuming {
 
 /// Sender: between files. Tells which accepted file goes next, or that
 /// every one has been sent.
-#[derive(Debug)]
 pub struct Streaming {
     agreement: Agreement,
     files: Vec<DataFile>,
@@ -237,6 +251,17 @@ pub struct Streaming {
     next: usize,
     /// FileEnd records and data bytes sent so far.
     sent: TransferEnd,
+}
+
+impl std::fmt::Debug for Streaming {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Streaming")
+            .field("agreement", &self.agreement)
+            .field("files", &self.files.len())
+            .field("next", &self.next)
+            .field("sent", &self.sent)
+            .finish()
+    }
 }
 
 /// What [`Streaming::next`] says comes next.

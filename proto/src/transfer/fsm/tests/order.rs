@@ -140,6 +140,20 @@ fn the_collector_counts_what_it_holds() {
     assert_eq!(c.entries_received(), part.entries.len());
     let paths: usize = part.entries.iter().map(|e| e.path.len()).sum();
     assert_eq!(c.path_bytes(), paths);
+    // Debug output counts entries rather than printing them.
+    assert!(format!("{c:?} {offering:?}").len() < 200);
+    assert_eq!(offering.bodies().len(), 2);
+    let OfferStep::Complete(deciding) = c.handle(RecordType::Offer, &offering.bodies()[1]).unwrap()
+    else {
+        panic!("two records");
+    };
+    let Accepted::Receiving(r) = deciding
+        .accept(vec![FileDecision::whole(); 30_000], 0, &mut vec![])
+        .unwrap()
+    else {
+        panic!("no held prefix");
+    };
+    assert!(format!("{r:?}").len() < 300, "{r:?}");
 }
 
 #[test]
