@@ -1,6 +1,9 @@
-//! The one error type of the protocol crate.
+//! The one error type of the protocol crate (and [`Misuse`], what a caller
+//! of the transfer state machines did wrong).
 
+use crate::record::RecordType;
 use crate::status::Status;
+use crate::transfer::TransferEnd;
 
 /// Result alias for protocol operations.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -123,6 +126,182 @@ pub enum Error {
     /// Our own signing failed (should not happen with a valid key).
     #[error("signing failed")]
     SigningFailed,
+    /// A transfer record arrived that the transfer's current state does not
+    /// take (see [`crate::transfer::fsm`]).
+    #[error("unexpected {got:?} record (expected {})", Expected(expected))]
+    UnexpectedRecord {
+        /// The record types the state takes (besides an Alert); empty when
+        /// it takes none.
+        expected: &'static [RecordType],
+        /// The type that arrived.
+        got: RecordType,
+    },
+    /// An accepting Answer without exactly one decision per offered entry.
+    #[error("the Answer has {decisions} decisions for an offer of {entries} entries")]
+    DecisionCount {
+        /// Entries offered.
+        entries: usize,
+        /// Decisions in the Answer.
+        decisions: usize,
+    },
+    /// A Resume record that does not list every held prefix the Answer offered.
+    #[error("the Resume record has {got} entries for {expected} held prefixes")]
+    ResumeCount {
+        /// Held prefixes the Answer offered.
+        expected: usize,
+        /// Entries in the Resume record.
+        got: usize,
+    },
+    /// A Resume entry that names another file than the next held prefix
+    /// (entries go in offer order).
+    #[error("the Resume record names file {got} where file {expected} was due")]
+    ResumeIndex {
+        /// Index of the next file whose prefix the Answer offered.
+        expected: u32,
+        /// Index in the Resume entry.
+        got: u32,
+    },
+    /// A Resume entry whose offset is neither the Answer's nor 0.
+    #[error("the Resume record resumes file {index} at {got}, but {held} bytes were offered")]
+    ResumeOffset {
+        /// The file's index.
+        index: u32,
+        /// The offset the Answer offered.
+        held: u64,
+        /// The offset in the Resume entry.
+        got: u64,
+    },
+    /// A Data or DataZstd record when every accepted file has had its FileEnd.
+    #[error("data after the last accepted file")]
+    DataWithoutFile,
+    /// Data past the current file's offered size (a stream has no such bound).
+    #[error("{attempted} bytes of data for file {index}, offered with {size}")]
+    DataBeyondSize {
+        /// The file's index.
+        index: u32,
+        /// Its offered size.
+        size: u64,
+        /// Bytes it would hold with this record (its offset included).
+        attempted: u64,
+    },
+    /// A DataZstd record in a transfer whose Answer did not grant
+    /// [`crate::transfer::FEATURE_ZSTD`].
+    #[error("compressed data that the Answer did not allow")]
+    CompressionNotAgreed,
+    /// A FileEnd that is not for the current file.
+    #[error("FileEnd for file {got}, expected {}", match expected {
+        Some(i) => format!("file {i}"),
+        None => "none (every accepted file has ended)".to_owned(),
+    })]
+    UnexpectedFileEnd {
+        /// The current file, or `None` when every accepted file has ended.
+        expected: Option<u32>,
+        /// The index in the FileEnd.
+        got: u32,
+    },
+    /// A TransferEnd while an accepted file still lacks its FileEnd.
+    #[error("TransferEnd before the FileEnd of file {next}")]
+    FilesMissing {
+        /// The first accepted file without its FileEnd.
+        next: u32,
+    },
+    /// A TransferEnd whose counters are not what arrived.
+    #[error(
+        "TransferEnd says {} files and {} bytes, but {} files and {} bytes arrived",
+        announced.files, announced.bytes, received.files, received.bytes
+    )]
+    TransferEndMismatch {
+        /// What the TransferEnd says.
+        announced: TransferEnd,
+        /// FileEnd records and Data bytes received.
+        received: TransferEnd,
+    },
+    /// A Status record without one entry per offered entry.
+    #[error("the Status has {statuses} entries for an offer of {entries} entries")]
+    StatusCount {
+        /// Entries offered.
+        entries: usize,
+        /// Entries in the Status.
+        statuses: usize,
+    },
+    /// The caller asked a transfer state machine for something the protocol
+    /// does not allow: a bug on this side, not the peer's doing. Nothing was
+    /// produced for the peer.
+    #[error("transfer state machine misused: {0}")]
+    Misuse(#[from] Misuse),
+}
+
+/// What a caller asked of a transfer state machine that the protocol does
+/// not allow (see [`Error::Misuse`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Misuse {
+    /// An offer with no entries (the receiver would refuse it).
+    #[error("an offer needs at least one entry")]
+    EmptyOffer,
+    /// More data for a file than the offer announced (not a stream).
+    #[error("{attempted} bytes of data for file {index}, offered with {size}")]
+    DataBeyondSize {
+        /// The file's index.
+        index: u32,
+        /// Its offered size.
+        size: u64,
+        /// Bytes it would hold with this record (its offset included).
+        attempted: u64,
+    },
+    /// A DataZstd record without the receiver's
+    /// [`crate::transfer::FEATURE_ZSTD`].
+    #[error("compressed data that the receiver did not accept")]
+    CompressionNotAgreed,
+    /// Decisions that are not one per offered entry.
+    #[error("{decisions} decisions for an offer of {entries} entries")]
+    DecisionCount {
+        /// Entries offered.
+        entries: usize,
+        /// Decisions given.
+        decisions: usize,
+    },
+    /// A decision offset the protocol does not allow: on a refused entry, a
+    /// directory or a stream, or past the file's size.
+    #[error("entry {index} cannot have offset {offset}")]
+    DecisionOffset {
+        /// The entry's index.
+        index: u32,
+        /// The offset given.
+        offset: u64,
+    },
+    /// [`Status::Ok`] where a refusal or a failure is needed.
+    #[error("200 is not a refusal or a failure")]
+    NotAFailure,
+    /// An entry that this transfer did not accept (or no entry at all).
+    #[error("entry {index} was not accepted in this transfer")]
+    NotAccepted {
+        /// The index given.
+        index: u32,
+    },
+}
+
+/// Renders the record types a state expected.
+struct Expected<'a>(&'a [RecordType]);
+
+impl std::fmt::Display for Expected<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            [] => f.write_str("no record"),
+            [one] => write!(f, "{one:?}"),
+            many => {
+                for (i, t) in many.iter().enumerate() {
+                    let sep = match i {
+                        0 => "",
+                        i if i + 1 == many.len() => " or ",
+                        _ => ", ",
+                    };
+                    write!(f, "{sep}{t:?}")?;
+                }
+                Ok(())
+            }
+        }
+    }
 }
 
 impl Error {
@@ -140,9 +319,10 @@ impl Error {
             | Error::NodeIdNotBound
             | Error::BadRecordMac => Status::AuthenticationFailed,
             Error::PeerAlert { status, .. } => *status,
-            Error::SigningFailed | Error::Poisoned | Error::SequenceExhausted => {
-                Status::InternalError
-            }
+            Error::SigningFailed
+            | Error::Poisoned
+            | Error::SequenceExhausted
+            | Error::Misuse(_) => Status::InternalError,
             Error::FrameTooLarge { .. }
             | Error::UnknownFrameType(_)
             | Error::Malformed(_)
@@ -150,7 +330,19 @@ impl Error {
             | Error::UnexpectedMessage { .. }
             | Error::BadNegotiation
             | Error::RecordTooLarge { .. }
-            | Error::Truncated => Status::ProtocolViolation,
+            | Error::Truncated
+            | Error::UnexpectedRecord { .. }
+            | Error::DecisionCount { .. }
+            | Error::ResumeCount { .. }
+            | Error::ResumeIndex { .. }
+            | Error::ResumeOffset { .. }
+            | Error::DataWithoutFile
+            | Error::DataBeyondSize { .. }
+            | Error::CompressionNotAgreed
+            | Error::UnexpectedFileEnd { .. }
+            | Error::FilesMissing { .. }
+            | Error::TransferEndMismatch { .. }
+            | Error::StatusCount { .. } => Status::ProtocolViolation,
         }
     }
 }

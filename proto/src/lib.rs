@@ -10,8 +10,13 @@
 //!   socket bytes ──► codec::decode_frame ──► Handshake::handle ──► PeerProven ──finish──► Session
 //!                                                                   │
 //!   file bytes ──► Sealer::seal_in_place ──► socket                 │ sealer/opener
-//!   socket ──► Opener::open_in_place ──► transfer::{OfferPart, FileEnd, ...}
+//!   socket ──► Opener::open_in_place ──► (RecordType, body) ──► transfer::fsm::{Receiving, ...}
+//!                                                                   │ events out, bodies to seal
 //! ```
+//!
+//! The transfer phase is two state machines, one per side
+//! ([`transfer::fsm`]): they check the order of the records and keep the
+//! counts, while the caller moves, hashes and stores the file bytes.
 //!
 //! What it does not do: decide whom to trust (callers pin fingerprints and
 //! pass `expected_peer`), ask users anything, or touch the file system.
@@ -48,7 +53,7 @@ mod worked_example;
 #[cfg(test)]
 mod worked_transfer;
 
-pub use error::{Error, Result};
+pub use error::{Error, Misuse, Result};
 pub use handshake::{Config, Handshake, PeerProven, Progress, Role, SAS_CODES, Sas, Session};
 pub use identity::{Fingerprint, LocalIdentity, PeerIdentity, fingerprint, node_id_for};
 pub use record::{Opener, RecordType, Sealer};

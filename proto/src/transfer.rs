@@ -15,6 +15,11 @@
 //! offset the answer gave. A file is only complete with its authenticated
 //! FileEnd (size and BLAKE3 hash), and the transfer only with its TransferEnd,
 //! so a cut connection never looks like a finished file.
+//!
+//! [`fsm`] holds the order in which these messages may come: one state
+//! machine per side.
+
+pub mod fsm;
 
 use crate::codec::{Reader, WriteExt};
 use crate::error::{Error, Result};

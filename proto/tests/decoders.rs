@@ -36,6 +36,7 @@
 //! | `collector` | the offer collector on spoiled and lying offers |
 //! | `names` | wire-path validator, terminal escaping and stripping |
 //! | `sessions` | the handshake on tampered flights, the record opener |
+//! | `transfer_fsm` | the transfer state machines on arbitrary and tampered record sequences |
 
 use std::fmt::Debug;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -81,6 +82,8 @@ mod messages;
 mod names;
 #[path = "decoders/sessions.rs"]
 mod sessions;
+#[path = "decoders/transfer_fsm.rs"]
+mod transfer_fsm;
 
 use harness::*;
 use messages::*;
