@@ -1,6 +1,6 @@
 //! Questions on the terminal, one at a time: the receiver's consent to an
-//! offer ([`Event::Offer`] with an `offer_id`) and the sender's first-contact
-//! confirmation ([`Event::Confirm`]). The answers go back to the engine
+//! offer ([`Event::Offer`](localstream_node::Event::Offer) with an `offer_id`) and the sender's first-contact
+//! confirmation ([`Event::Confirm`](localstream_node::Event::Confirm)). The answers go back to the engine
 //! ([`Node::decide`], [`Node::confirm`]); a question the engine closes (no
 //! answer in time, the sender went away) is withdrawn from the screen.
 

@@ -75,6 +75,8 @@
 //! # Ok(()) }
 //! ```
 
+#![warn(missing_docs, unreachable_pub)]
+
 mod cache;
 mod engine;
 pub mod interfaces;

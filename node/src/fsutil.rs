@@ -278,7 +278,7 @@ fn place(
 /// How a finished file gets its final name without overwriting anything,
 /// best first. A method the filesystem refuses is replaced by the next one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Placement {
+pub enum Placement {
     /// `renameat2(RENAME_NOREPLACE)`: one atomic syscall that fails if the
     /// name is taken (Linux 3.15+ on ext4, xfs, btrfs, tmpfs, f2fs, ...).
     #[cfg(target_os = "linux")]

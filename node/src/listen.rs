@@ -36,9 +36,9 @@ mod admission;
 mod limits;
 pub use admission::{
     ADMIT_WAIT, Admission, Handshaking, MAX_SESSIONS, MAX_SESSIONS_PER_PEER, MAX_STRANGER_SESSIONS,
-    MAX_UNAUTHENTICATED, PER_SOURCE, Refusal, STALLED, SessionSlot,
+    MAX_UNAUTHENTICATED, MAX_WAITING, PER_SOURCE, Refusal, STALLED, SessionSlot,
 };
-pub use limits::{AbandonedNote, Limits};
+pub use limits::{AbandonedNote, Limits, RECENT};
 /// How far back the consent prompt counts abandoned key exchanges, in minutes.
 pub const RECENT_MINUTES: u64 = limits::RECENT.as_secs() / 60;
 

@@ -60,6 +60,7 @@ mod plan;
 mod write;
 pub use offer::{
     MAX_OFFERS_PER_PEER, MAX_STRANGER_OFFERS, OFFER_DEADLINE, OfferSlots, PRE_CONSENT_BYTES,
+    SLOT_WAIT,
 };
 use write::write_files;
 

@@ -97,7 +97,7 @@ pub struct Admission {
 /// A connection accepted this recently that has not spoken yet may simply
 /// not have been read yet (its ClientHello waiting in the socket): it is
 /// evicted only when no older one can be.
-pub const SILENT_GRACE: Duration = Duration::from_millis(100);
+pub(super) const SILENT_GRACE: Duration = Duration::from_millis(100);
 
 /// Where a connection is in its handshake.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

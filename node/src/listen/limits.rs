@@ -29,21 +29,21 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 /// Key exchanges one source may abandon at once
-pub const EXCHANGE_SOURCE_BURST: f64 = 40.0;
+pub(super) const EXCHANGE_SOURCE_BURST: f64 = 40.0;
 /// and per second after that.
-pub const EXCHANGE_SOURCE_RATE: f64 = 20.0;
+pub(super) const EXCHANGE_SOURCE_RATE: f64 = 20.0;
 /// Key exchanges all sources together may abandon at once
-pub const EXCHANGE_GLOBAL_BURST: f64 = 4000.0;
+pub(super) const EXCHANGE_GLOBAL_BURST: f64 = 4000.0;
 /// and per second after that.
-pub const EXCHANGE_GLOBAL_RATE: f64 = 2000.0;
+pub(super) const EXCHANGE_GLOBAL_RATE: f64 = 2000.0;
 /// Signatures for untrusted peers, per source: at once
-pub const SIGN_SOURCE_BURST: f64 = 64.0;
+pub(super) const SIGN_SOURCE_BURST: f64 = 64.0;
 /// and per second.
-pub const SIGN_SOURCE_RATE: f64 = 16.0;
+pub(super) const SIGN_SOURCE_RATE: f64 = 16.0;
 /// Signatures for untrusted peers, all sources: at once
-pub const SIGN_GLOBAL_BURST: f64 = 128.0;
+pub(super) const SIGN_GLOBAL_BURST: f64 = 128.0;
 /// and per second.
-pub const SIGN_GLOBAL_RATE: f64 = 64.0;
+pub(super) const SIGN_GLOBAL_RATE: f64 = 64.0;
 /// Sources remembered at most (the idlest are forgotten first; a forgotten
 /// source starts with a full bucket, which the global bucket still bounds).
 const MAX_SOURCES: usize = 4096;

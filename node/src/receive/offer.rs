@@ -31,7 +31,7 @@ pub const MAX_OFFERS_PER_PEER: usize = 2;
 /// How long the first Offer record may take after the handshake: the
 /// sender's user may be comparing the verification code first
 /// ([`crate::confirm::CONFIRM_TIMEOUT`]).
-pub const FIRST_OFFER_WAIT: Duration =
+pub(super) const FIRST_OFFER_WAIT: Duration =
     Duration::from_secs(crate::confirm::CONFIRM_TIMEOUT.as_secs() + 30);
 /// How long the rest of the offer may take once its first record arrived.
 pub const OFFER_DEADLINE: Duration = Duration::from_secs(30);
@@ -39,7 +39,7 @@ pub const OFFER_DEADLINE: Duration = Duration::from_secs(30);
 /// entries; a trusted peer's is bounded by the protocol's 16 MiB of paths).
 pub const PRE_CONSENT_BYTES: usize = 8 << 20;
 /// Memory all untrusted offers together may hold before consent.
-pub const STRANGER_OFFER_BYTES: usize = 48 << 20;
+pub(super) const STRANGER_OFFER_BYTES: usize = 48 << 20;
 /// How long an offer waits for a slot before it is refused as busy.
 pub const SLOT_WAIT: Duration = Duration::from_secs(10);
 /// How often a waiting offer looks for a free slot.
@@ -180,7 +180,7 @@ impl OfferSlot {
 /// Reads a whole offer within its deadlines and budgets. Its slot is taken
 /// once the first record arrives (a session that never offers holds none),
 /// waiting up to [`SLOT_WAIT`] for one (offers are usually decided at once).
-pub async fn read_offer<R: tokio::io::AsyncRead + Unpin>(
+pub(super) async fn read_offer<R: tokio::io::AsyncRead + Unpin>(
     reader: &mut FrameReader<R>,
     opener: &mut Opener,
     slots: &OfferSlots,

@@ -15,17 +15,17 @@ use crate::fsutil::resumable;
 
 /// Longest path the receiver creates, in bytes (Linux's `PATH_MAX` is 4096,
 /// with the terminating NUL).
-pub const MAX_FULL_PATH: usize = 4095;
+pub(super) const MAX_FULL_PATH: usize = 4095;
 /// What a file's path may grow by on disk: its partial's `.<key>.lspart`
 /// (24 bytes) or a free name such as ` (1000)`.
 const PATH_GROWTH: usize = 24;
 
 /// A refusal: status and the message for the sender.
-pub type Refusal = (Status, String);
+pub(super) type Refusal = (Status, String);
 
 /// What the check found.
 #[derive(Debug)]
-pub struct Checked {
+pub(super) struct Checked {
     /// Files (not folders) offered.
     pub files: usize,
     /// Folders offered.
@@ -39,7 +39,7 @@ pub struct Checked {
 ///
 /// # Errors
 /// The refusal to answer with.
-pub fn check(
+pub(super) fn check(
     entries: &[OfferEntry],
     dir: &Path,
     sender: &[u8; 16],
@@ -100,7 +100,7 @@ pub fn check(
 
 /// One file to receive.
 #[derive(Debug)]
-pub struct FileLayout<'a> {
+pub(super) struct FileLayout<'a> {
     /// Its index in the offer.
     pub index: u32,
     /// Its folders below the destination.
@@ -116,7 +116,7 @@ pub struct FileLayout<'a> {
 /// The layout of an offer that passed [`check`]: its files, and its folders
 /// (each as its whole list of components).
 #[must_use]
-pub fn plan<'a>(
+pub(super) fn plan<'a>(
     entries: &'a [OfferEntry],
     sender: &[u8; 16],
 ) -> (Vec<FileLayout<'a>>, Vec<Vec<String>>) {
