@@ -7,7 +7,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use super::common;
 
 use std::collections::BTreeSet;
 use std::path::Path;

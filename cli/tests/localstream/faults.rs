@@ -8,7 +8,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use super::common;
 
 use std::path::PathBuf;
 use std::process::Output;

@@ -8,7 +8,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use super::common;
 
 use std::io::ErrorKind;
 use std::net::TcpStream;

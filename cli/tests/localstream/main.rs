@@ -1,0 +1,24 @@
+//! The `localstream` binary's tests, as one test binary with a module per
+//! feature (the helpers in `common` are compiled once): real processes, real
+//! sockets on 127.0.0.1 (port 0), temporary directories, and assertions on
+//! what the user gets: the bytes on disk, exit codes, messages, events.
+//!
+//! - `cli`: sending, receiving, folders, streams, resume, JSON events, flags
+//! - `trust`: pins, first contact, trust/forget/block, sessions, the store
+//! - `attacks`: code grinding, lock-outs, impostors
+//! - `hostile`: malformed frames, hostile names, lying peers
+//! - `faults`: cut connections, stalls, retries
+//! - `disk`: full disks, durability
+//! - `load`: many connections at once
+//!
+//! Run one feature with `cargo test -p localstream --test localstream trust::`.
+
+mod common;
+
+mod attacks;
+mod cli;
+mod disk;
+mod faults;
+mod hostile;
+mod load;
+mod trust;
