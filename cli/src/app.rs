@@ -14,7 +14,7 @@ use localstream_node::consent::Policy;
 use localstream_node::identity::{fingerprint_hex, short_fingerprint};
 use localstream_node::listen::ListenEnd;
 use localstream_node::settings::ConsentSetting;
-use localstream_node::{Error, EventStream, Node, NodeConfig, Shutdown};
+use localstream_node::{Error, EventStream, Node, Shutdown};
 use localstream_proto::names::escape_for_terminal;
 use tracing_subscriber::EnvFilter;
 
@@ -80,14 +80,6 @@ fn report(e: &Error) -> Exit {
     }
 }
 
-/// The engine's configuration for this command's home and name.
-pub(crate) fn node_config(common: &Common) -> NodeConfig {
-    NodeConfig {
-        home: common.home.clone(),
-        name: common.name.clone(),
-    }
-}
-
 fn run(config: Config) -> Exit {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -114,7 +106,7 @@ async fn dispatch(config: Config) -> Result<Exit, Error> {
         }),
         Config::Manpage => generated(|out| clap_mangen::Man::new(Cli::command()).render(out)),
         Config::Id(common) => {
-            let node = Node::start(node_config(&common))?;
+            let node = Node::start(common.node_config())?;
             let id = node.identity();
             outln!("name        {}", id.name());
             outln!("id          {}", node.id());
@@ -184,7 +176,7 @@ async fn send(
     view: View,
 ) -> Result<Exit, Error> {
     let mut interrupts = Interrupts::new()?;
-    let node = Node::start(node_config(common))?;
+    let node = Node::start(common.node_config())?;
     let mut events = node.events();
     cfg.first_contact = settle(cfg.first_contact);
     let prompts =
@@ -212,7 +204,7 @@ async fn add(
     addr: std::net::SocketAddr,
     first: FirstContact,
 ) -> Result<Exit, Error> {
-    let node = Node::start(node_config(common))?;
+    let node = Node::start(common.node_config())?;
     let mut events = node.events();
     let first = settle(first);
     let prompts = (first == FirstContact::Ask).then(|| crate::prompt::start(node.clone()));
@@ -234,7 +226,7 @@ async fn listen(
     view: ListenView,
 ) -> Result<Exit, Error> {
     let mut interrupts = Interrupts::new()?;
-    let node = Node::start(node_config(common))?;
+    let node = Node::start(common.node_config())?;
     let mut events = node.events();
     cfg.policy = match view.consent {
         ConsentSetting::Yes => Policy::Yes,

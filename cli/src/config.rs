@@ -12,7 +12,7 @@ use localstream_node::config::{
     SendConfig, default_download_dir, default_home, parse_peer_addr, parse_target,
 };
 use localstream_node::confirm::FirstContact;
-use localstream_node::settings::{self, ConsentSetting, Settings};
+use localstream_node::settings::{self, ConsentSetting, FirstContactSetting, Settings};
 use localstream_node::{Error, Result};
 
 use crate::cli::{
@@ -73,6 +73,17 @@ pub struct Common {
     pub progress: bool,
     /// Display name override.
     pub name: Option<String>,
+}
+
+impl Common {
+    /// The engine's configuration for this home and name.
+    #[must_use]
+    pub fn node_config(&self) -> localstream_node::NodeConfig {
+        localstream_node::NodeConfig {
+            home: self.home.clone(),
+            name: self.name.clone(),
+        }
+    }
 }
 
 /// How a command shows what happens.
@@ -161,7 +172,7 @@ impl Config {
             }
             Command::Add { name, address, yes } => {
                 let addr = parse_peer_addr(&address)?;
-                let first = FirstContact::from_flag(yes, s.first_contact);
+                let first = first_contact(yes, s.first_contact);
                 Config::Add(common(&cli.global, None)?, name, addr, first)
             }
             Command::Config(c) => Config::Settings(home.clone(), c),
@@ -239,7 +250,7 @@ fn send_config(a: SendArgs, s: &Settings) -> Result<SendConfig> {
             .map(Into::into)
             .or(s.compress.map(Into::into))
             .unwrap_or_default(),
-        first_contact: FirstContact::from_flag(a.yes, s.first_contact),
+        first_contact: first_contact(a.yes, s.first_contact),
     })
 }
 
@@ -275,6 +286,14 @@ fn discovery(a: DiscoveryArgs, s: &Settings) -> Discovery {
     }
 }
 
+/// What to do on first contact: `--yes` wins; else the setting; else ask.
+fn first_contact(yes: bool, setting: Option<FirstContactSetting>) -> FirstContact {
+    match (yes, setting) {
+        (true, _) | (false, Some(FirstContactSetting::Yes)) => FirstContact::Yes,
+        _ => FirstContact::Ask,
+    }
+}
+
 /// A positive, finite number of seconds, at most a day.
 fn seconds(secs: f64, flag: &str) -> Result<Duration> {
     if secs.is_finite() && secs > 0.0 && secs <= 86_400.0 {
@@ -289,6 +308,15 @@ fn seconds(secs: f64, flag: &str) -> Result<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_flag_wins_then_the_setting_then_asking() {
+        use FirstContactSetting as S;
+        assert_eq!(first_contact(true, Some(S::Ask)), FirstContact::Yes);
+        assert_eq!(first_contact(false, Some(S::Yes)), FirstContact::Yes);
+        assert_eq!(first_contact(false, Some(S::Ask)), FirstContact::Ask);
+        assert_eq!(first_contact(false, None), FirstContact::Ask);
+    }
 
     #[test]
     fn timeouts() {

@@ -17,7 +17,7 @@ use localstream_node::config::PeersConfig;
 /// When discovery cannot start; [`Error::Interrupted`] on Ctrl-C (unless watching).
 pub async fn run(common: &Common, cfg: &PeersConfig, view: View) -> Result<()> {
     let mut interrupts = Interrupts::new()?;
-    let node = Node::start(crate::app::node_config(common))?;
+    let node = Node::start(common.node_config())?;
     let store = node.peer_store()?;
     let mut events = node.events();
     let stop = CancellationToken::new();

@@ -15,11 +15,11 @@ use uuid::Uuid;
 
 use crate::confirm::{Asker, FirstContact};
 use crate::conn::RecordWriter;
+use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::event::{Notice, Then};
 use crate::identity::sanitize_name;
 use crate::label::PeerLabel;
-use crate::node::Context;
 use crate::send;
 use crate::store::{Contact, Seen, now_secs};
 use crate::trust::{self, Refusal};

@@ -19,7 +19,6 @@ use crate::error::{Error, Result};
 use crate::event::{Event, Events, Then};
 use crate::label::PeerLabel;
 use crate::question::{Answer, Questions};
-use crate::settings::FirstContactSetting;
 
 /// How long the question waits for an answer (the receiver waits as long
 /// for the offer).
@@ -36,17 +35,6 @@ pub enum FirstContact {
     Yes,
     /// Nobody can be asked (no terminal): refuse, saying how to proceed.
     Unattended,
-}
-
-impl FirstContact {
-    /// `--yes` wins; else the setting; else ask.
-    #[must_use]
-    pub fn from_flag(yes: bool, setting: Option<FirstContactSetting>) -> FirstContact {
-        match (yes, setting) {
-            (true, _) | (false, Some(FirstContactSetting::Yes)) => FirstContact::Yes,
-            _ => FirstContact::Ask,
-        }
-    }
 }
 
 /// Whom to ask, and how.
@@ -100,28 +88,5 @@ pub(crate) async fn first_contact(
             "no answer in {} s: nothing was sent",
             CONFIRM_TIMEOUT.as_secs()
         ))),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_flag_wins_then_the_setting_then_asking() {
-        use FirstContactSetting as S;
-        assert_eq!(
-            FirstContact::from_flag(true, Some(S::Ask)),
-            FirstContact::Yes
-        );
-        assert_eq!(
-            FirstContact::from_flag(false, Some(S::Yes)),
-            FirstContact::Yes
-        );
-        assert_eq!(
-            FirstContact::from_flag(false, Some(S::Ask)),
-            FirstContact::Ask
-        );
-        assert_eq!(FirstContact::from_flag(false, None), FirstContact::Ask);
     }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use localstream_discovery::{Change, Discovery, Interfaces, Peer, PeerRecord, PeerTable};
 use localstream_proto::names::escape_for_terminal;
 use localstream_proto::{LocalIdentity, PeerIdentity};
-use serde::Serialize;
+
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
@@ -19,6 +19,7 @@ use uuid::Uuid;
 
 use crate::config::PeersConfig;
 use crate::error::{Error, Result};
+pub use crate::event::PeerInfo;
 use crate::event::{Event, Events, Notice};
 use crate::identity::{group_hex, short_fingerprint};
 pub use crate::label::{label, short_id, shown_name};
@@ -331,35 +332,6 @@ fn trust_of(p: &Peer, store: &StoreData) -> &'static str {
         Some(e) if !e.fingerprint.starts_with(&p.record.fingerprint_prefix) => "CHANGED",
         Some(e) => e.trust.as_str(),
     }
-}
-
-/// One node on the network, as `peers` shows it (and `--json` prints it).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct PeerInfo {
-    /// The name it announces (untrusted text).
-    pub name: String,
-    /// Its id.
-    pub id: String,
-    /// The id's first 8 hex digits.
-    pub short_id: String,
-    /// Its addresses (IPv6 link-local ones with `%scope`).
-    pub addresses: Vec<String>,
-    /// Its port.
-    pub port: u16,
-    /// The first 64 bits of its key's SHA-256, as announced.
-    pub fingerprint: String,
-    /// Its MAC, when it announces one.
-    pub mac: Option<String>,
-    /// Its protocol version.
-    pub version: u16,
-    /// `unpinned`, a trust state, or `CHANGED` (a pinned id with another key).
-    pub trust: &'static str,
-    /// Other keys announced under the same id (fingerprint prefixes).
-    #[serde(skip)]
-    pub conflicting: Vec<String>,
-    /// The key pinned here for its id, when the announcement shows another one.
-    #[serde(skip)]
-    pub pinned_key: Option<String>,
 }
 
 impl PeerInfo {

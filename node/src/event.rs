@@ -223,19 +223,19 @@ pub enum Event {
     #[serde(rename = "up")]
     PeerSeen {
         /// What it announces.
-        peer: crate::discover::PeerInfo,
+        peer: PeerInfo,
     },
     /// A node left the network.
     #[serde(rename = "down")]
     PeerGone {
         /// What it announced.
-        peer: crate::discover::PeerInfo,
+        peer: PeerInfo,
     },
     /// A node's addresses changed.
     #[serde(rename = "changed")]
     PeerChanged {
         /// What it announces now.
-        peer: crate::discover::PeerInfo,
+        peer: PeerInfo,
     },
     /// Something a person wants to read; not part of the `--json` stream.
     #[serde(skip)]
@@ -249,6 +249,35 @@ impl Event {
     pub fn is_machine(&self) -> bool {
         !matches!(self, Event::Notice(_))
     }
+}
+
+/// One node on the network, as `peers` shows it (and `--json` prints it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PeerInfo {
+    /// The name it announces (untrusted text).
+    pub name: String,
+    /// Its id.
+    pub id: String,
+    /// The id's first 8 hex digits.
+    pub short_id: String,
+    /// Its addresses (IPv6 link-local ones with `%scope`).
+    pub addresses: Vec<String>,
+    /// Its port.
+    pub port: u16,
+    /// The first 64 bits of its key's SHA-256, as announced.
+    pub fingerprint: String,
+    /// Its MAC, when it announces one.
+    pub mac: Option<String>,
+    /// Its protocol version.
+    pub version: u16,
+    /// `unpinned`, a trust state, or `CHANGED` (a pinned id with another key).
+    pub trust: &'static str,
+    /// Other keys announced under the same id (fingerprint prefixes).
+    #[serde(skip)]
+    pub conflicting: Vec<String>,
+    /// The key pinned here for its id, when the announcement shows another one.
+    #[serde(skip)]
+    pub pinned_key: Option<String>,
 }
 
 /// What follows a confirmed first contact.

@@ -36,11 +36,13 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod add;
+pub mod admission;
 pub mod compress;
 pub mod config;
 pub mod confirm;
 pub mod conn;
 pub mod consent;
+mod context;
 pub mod discover;
 pub mod error;
 pub mod event;

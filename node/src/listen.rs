@@ -25,22 +25,20 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::config::{Destination, Discovery, ListenConfig};
 use crate::consent::Gate;
+use crate::context::{Context, Shutdown};
 use crate::discover;
 use crate::error::{Error, Result};
 use crate::event::{Event, Notice, Side};
-use crate::node::{Context, Shutdown};
 use crate::receive::{self, ConnEnd, Shared};
 use crate::trust;
 
-mod admission;
-mod limits;
-pub use admission::{
-    ADMIT_WAIT, Admission, Handshaking, MAX_SESSIONS, MAX_SESSIONS_PER_PEER, MAX_STRANGER_SESSIONS,
-    MAX_UNAUTHENTICATED, MAX_WAITING, PER_SOURCE, Refusal, STALLED, SessionSlot,
+// The admission pools and budgets, re-exported where they were first
+// documented (tests and the README name them `listen::...`).
+pub use crate::admission::{
+    ADMIT_WAIT, AbandonedNote, Admission, Handshaking, Limits, MAX_SESSIONS, MAX_SESSIONS_PER_PEER,
+    MAX_STRANGER_SESSIONS, MAX_UNAUTHENTICATED, MAX_WAITING, PER_SOURCE, RECENT, RECENT_MINUTES,
+    Refusal, STALLED, SessionSlot,
 };
-pub use limits::{AbandonedNote, Limits, RECENT};
-/// How far back the consent prompt counts abandoned key exchanges, in minutes.
-pub const RECENT_MINUTES: u64 = limits::RECENT.as_secs() / 60;
 
 /// How long running transfers get to finish after Ctrl-C.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);

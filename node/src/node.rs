@@ -19,6 +19,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{ListenConfig, PeersConfig, SendConfig};
 use crate::confirm::FirstContact;
+use crate::context::Context;
+pub use crate::context::Shutdown;
 use crate::discover::Browsed;
 use crate::error::Result;
 use crate::event::{EventStream, Events, OfferId, QuestionId};
@@ -36,16 +38,6 @@ pub struct NodeConfig {
     pub home: PathBuf,
     /// The display name (default: the saved one, else the host name).
     pub name: Option<String>,
-}
-
-/// How a listener stops: `graceful` stops accepting and gives running
-/// transfers a moment; `now` ends them at once.
-#[derive(Debug, Clone, Default)]
-pub struct Shutdown {
-    /// Stop accepting; let running transfers finish for a moment.
-    pub graceful: CancellationToken,
-    /// Stop at once.
-    pub now: CancellationToken,
 }
 
 /// One LocalStream node: its identity and peer store, the events it
@@ -194,13 +186,4 @@ impl Node {
             questions: self.questions.clone(),
         }
     }
-}
-
-/// What the engine's commands share: who we are, what we know, whom we tell.
-#[derive(Debug, Clone)]
-pub(crate) struct Context {
-    pub(crate) identity: Arc<LocalIdentity>,
-    pub(crate) store: PeerStore,
-    pub(crate) events: Events,
-    pub(crate) questions: Arc<Questions>,
 }

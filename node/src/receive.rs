@@ -162,7 +162,7 @@ struct Authenticated {
     opener: Opener,
     facts: Facts,
     /// Its place among the sessions, held to the end.
-    slot: crate::listen::SessionSlot,
+    slot: crate::admission::SessionSlot,
 }
 
 /// Who the peer of an authenticated connection is, and what we know of it.
@@ -173,7 +173,7 @@ struct Facts {
     session_id: [u8; 16],
     code: Sas,
     /// Key exchanges abandoned recently (someone may be grinding codes).
-    abandoned: Option<crate::listen::AbandonedNote>,
+    abandoned: Option<crate::admission::AbandonedNote>,
 }
 
 /// Serves one connection to the end: authenticate, read the offer, the
@@ -183,7 +183,7 @@ pub async fn serve(
     remote: SocketAddr,
     shared: Arc<Shared>,
     stop: CancellationToken,
-    handshaking: crate::listen::Handshaking,
+    handshaking: crate::admission::Handshaking,
 ) -> ConnEnd {
     let Authenticated {
         mut reader,
@@ -256,7 +256,7 @@ async fn authenticate(
     stream: TcpStream,
     remote: SocketAddr,
     shared: &Shared,
-    mut handshaking: crate::listen::Handshaking,
+    mut handshaking: crate::admission::Handshaking,
 ) -> Result<Authenticated> {
     let _ = stream.set_nodelay(true);
     // Until its first byte a connection is silent, the first to make room
@@ -559,7 +559,7 @@ struct Ctx<'a> {
     stop: &'a CancellationToken,
     offer_slot: offer::OfferSlot,
     /// Key exchanges abandoned recently (someone may be grinding codes).
-    abandoned: Option<crate::listen::AbandonedNote>,
+    abandoned: Option<crate::admission::AbandonedNote>,
     /// Set when someone (or the policy) decided about the offer.
     decided: &'a mut bool,
     /// The session's history entry, once consent pinned the peer.

@@ -38,6 +38,7 @@ use crate::config::{Discovery, SendConfig, Target};
 use crate::confirm::{self, Asker, FirstContact};
 use crate::conn::{self, BufPool, FrameReader, IDLE_TIMEOUT, RecordWriter};
 use crate::consent::PROMPT_TIMEOUT;
+use crate::context::Context;
 use crate::discover;
 use crate::error::{Error, Result};
 use crate::event::{
@@ -46,7 +47,6 @@ use crate::event::{
 };
 use crate::fsutil::resumable::{hash_prefix, hashing_time};
 use crate::label::PeerLabel;
-use crate::node::Context;
 use crate::store::{Direction, Lookup, PeerStore, SessionEnd, Trust, now_ms};
 use crate::trust::{self, Refusal};
 use localstream_discovery::PeerRecord;

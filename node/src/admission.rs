@@ -31,7 +31,7 @@
 //! shares one /64).
 //!
 //! ```
-//! use localstream_node::listen::Admission;
+//! use localstream_node::admission::Admission;
 //!
 //! let admission = Admission::new(1, 1);
 //! let first = admission.admit("192.0.2.7:50000".parse().unwrap()).unwrap();
@@ -50,7 +50,11 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
-use super::limits::Limits;
+mod limits;
+pub use limits::{AbandonedNote, Limits, RECENT};
+
+/// How far back the consent prompt counts abandoned key exchanges, in minutes.
+pub const RECENT_MINUTES: u64 = RECENT.as_secs() / 60;
 
 /// Sessions per node id.
 type PeerCounts = Arc<Mutex<HashMap<[u8; 16], usize>>>;
@@ -832,8 +836,8 @@ mod tests {
         }
         // The bucket refills at its rate while the loop runs: allow a little.
         assert!(
-            (super::super::limits::EXCHANGE_SOURCE_BURST as usize
-                ..super::super::limits::EXCHANGE_SOURCE_BURST as usize + 5)
+            (super::limits::EXCHANGE_SOURCE_BURST as usize
+                ..super::limits::EXCHANGE_SOURCE_BURST as usize + 5)
                 .contains(&granted),
             "{granted}"
         );
