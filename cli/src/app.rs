@@ -72,7 +72,7 @@ fn init_logging(verbose: u8) {
 }
 
 fn report(e: &Error) -> Exit {
-    eprintln!("localstream: {e}");
+    eprintln!("localstream: {}", crate::hint::explain(e));
     match e {
         Error::Usage(_) => Exit::Usage,
         Error::Interrupted => Exit::Interrupted,

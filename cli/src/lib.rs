@@ -22,6 +22,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod doctor;
+pub mod hint;
 pub mod notify;
 pub mod peers;
 pub mod progress;

@@ -442,7 +442,7 @@ fn notice(n: &Notice) {
             "{error}\ngiving up after {attempts} attempt{} ({window} s of --retry)",
             if *attempts == 1 { "" } else { "s" }
         ),
-        Notice::PeerRefused(message) => message.clone(),
+        Notice::PeerRefused(e) => crate::hint::explain_trust(e),
         Notice::TrustedNow(peer) => format!("{} is trusted from now on", peer.short()),
         Notice::StoreFailed(message) => format!("warning: {message}"),
         Notice::Held { name, bytes } => format!(

@@ -16,7 +16,7 @@ use uuid::Uuid;
 use crate::confirm::{Asker, FirstContact};
 use crate::conn::RecordWriter;
 use crate::context::Context;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, TrustError};
 use crate::event::{Notice, Then};
 use crate::identity::sanitize_name;
 use crate::label::PeerLabel;
@@ -63,11 +63,11 @@ pub(crate) async fn run(
                 .await;
             return Err(match refusal {
                 Refusal::KeyChanged(e) | Refusal::Store(e) | Refusal::Impostor(e) => e,
-                Refusal::Blocked => Error::Blocked(format!(
+                Refusal::Blocked => Error::from(TrustError::Blocked(format!(
                     "{} (id {})",
                     PeerLabel::of(&peer).short(),
                     Uuid::from_bytes(peer.node_id)
-                )),
+                ))),
             });
         }
     };
@@ -117,9 +117,7 @@ pub(crate) async fn run(
         .alert(Status::Cancelled, "only pinning the key (localstream add)")
         .await;
     if let Contact::KeyChanged { .. } = contact {
-        return Err(Error::Usage(
-            "its key changed since it was pinned: see `localstream forget`".into(),
-        ));
+        return Err(TrustError::PinChangedMeanwhile.into());
     }
     Ok(Added {
         peer: PeerLabel::of(&peer),

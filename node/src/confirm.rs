@@ -15,7 +15,7 @@ use std::time::Duration;
 use localstream_proto::names::escape_for_terminal;
 use localstream_proto::{PeerIdentity, Sas};
 
-use crate::error::{Error, Result};
+use crate::error::{NotConfirmed, Result, TrustError};
 use crate::event::{Event, Events, Then};
 use crate::label::PeerLabel;
 use crate::question::{Answer, Questions};
@@ -49,7 +49,7 @@ pub(crate) struct Asker<'a> {
 /// means go on. `then` says what happens next.
 ///
 /// # Errors
-/// [`Error::NotConfirmed`] when the user says no, does not answer in time,
+/// [`TrustError::NotConfirmed`] when the user says no, does not answer in time,
 /// or cannot be asked.
 pub(crate) async fn first_contact(
     asker: Asker<'_>,
@@ -61,14 +61,12 @@ pub(crate) async fn first_contact(
         FirstContact::Yes => return Ok(()),
         FirstContact::Unattended => {
             let who = PeerLabel::of(peer);
-            return Err(Error::NotConfirmed(format!(
-                "{who} is a node this one has never met, and there is no terminal to ask whether its \
-                 verification code is {sas}: nothing was sent. Compare the code with the one \
-                 `localstream listen` shows on {name}, then run again with --yes (or set \
-                 `localstream config set first-contact yes`), or pin it first with \
-                 `localstream add NAME ADDRESS`",
-                name = escape_for_terminal(&peer.name)
-            )));
+            return Err(TrustError::NotConfirmed(NotConfirmed::Unattended {
+                peer: who.to_string(),
+                name: escape_for_terminal(&peer.name),
+                code: sas.to_string(),
+            })
+            .into());
         }
         FirstContact::Ask => {}
     }
@@ -81,12 +79,10 @@ pub(crate) async fn first_contact(
     });
     match tokio::time::timeout(CONFIRM_TIMEOUT, asked.answer()).await {
         Ok(Some(Answer::Confirm(true))) => Ok(()),
-        Ok(_) => Err(Error::NotConfirmed(
-            "not confirmed: nothing was sent".into(),
-        )),
-        Err(_) => Err(Error::NotConfirmed(format!(
-            "no answer in {} s: nothing was sent",
-            CONFIRM_TIMEOUT.as_secs()
-        ))),
+        Ok(_) => Err(TrustError::NotConfirmed(NotConfirmed::Declined).into()),
+        Err(_) => {
+            let secs = CONFIRM_TIMEOUT.as_secs();
+            Err(TrustError::NotConfirmed(NotConfirmed::TimedOut(secs)).into())
+        }
     }
 }

@@ -244,10 +244,7 @@ where
                     let message = "too many unfinished key exchanges from this address; \
                                    try again in a few seconds";
                     handshake_alert(writer, Status::Busy, message).await;
-                    return Err(Error::Refused {
-                        status: Status::Busy,
-                        message: message.into(),
-                    });
+                    return Err(Error::refused(Status::Busy, message));
                 }
                 writer.write_all(&out).await?;
                 out.clear();

@@ -18,7 +18,7 @@ use tracing::debug;
 use uuid::Uuid;
 
 use crate::config::PeersConfig;
-use crate::error::{Error, Result};
+use crate::error::{Error, PeerMatch, ResolveError, Result, TrustError};
 pub use crate::event::PeerInfo;
 use crate::event::{Event, Events, Notice};
 use crate::identity::{group_hex, short_fingerprint};
@@ -118,6 +118,15 @@ pub async fn announce(
     discovery.announce(&record_for(identity), local.port(), only, local.is_ipv4())?;
     let shown = discovery.interfaces().join(", ");
     Ok((Some(discovery), shown))
+}
+
+/// A discovered node, as resolve errors list it.
+fn peer_match(p: &Peer) -> PeerMatch {
+    PeerMatch {
+        name: p.record.name.clone(),
+        id: p.record.node_id,
+        addresses: p.addrs.iter().map(show_ip).collect(),
+    }
 }
 
 /// Whether a node id starts with `prefix` (lowercase hex, from
@@ -227,7 +236,7 @@ impl Query {
 /// (plus a moment to notice a second node of the same name) or `timeout`.
 ///
 /// # Errors
-/// [`Error::PeerNotFound`] (listing what was seen), [`Error::AmbiguousPeer`]
+/// [`ResolveError::NotFound`] (listing what was seen), [`ResolveError::Ambiguous`]
 /// (listing every match with its id), or discovery failing to start.
 pub async fn find(
     interfaces: &Interfaces,
@@ -273,27 +282,19 @@ pub async fn find(
         .collect();
     let mut matches: Vec<Peer> = q.select(&others).into_iter().cloned().collect();
     match matches.len() {
-        0 => Err(Error::PeerNotFound {
+        0 => Err(ResolveError::NotFound {
             query: query.to_owned(),
-            seen: others.iter().map(|p| describe(&p.record)).collect(),
+            seen: others.iter().map(peer_match).collect(),
             waited: started.elapsed(),
             interfaces: looked_on,
-        }),
+        }
+        .into()),
         1 => Ok(matches.remove(0)),
-        _ => Err(Error::AmbiguousPeer {
+        _ => Err(ResolveError::Ambiguous {
             query: query.to_owned(),
-            matches: matches
-                .iter()
-                .map(|p| {
-                    format!(
-                        "  {}  {}  {}",
-                        escape_for_terminal(&p.record.name),
-                        p.record.node_id,
-                        p.addrs.iter().map(show_ip).collect::<Vec<_>>().join(", ")
-                    )
-                })
-                .collect(),
-        }),
+            matches: matches.iter().map(peer_match).collect(),
+        }
+        .into()),
     }
 }
 
@@ -301,7 +302,7 @@ pub async fn find(
 /// described (same id and key fingerprint prefix).
 ///
 /// # Errors
-/// [`Error::WrongPeer`] when it is not.
+/// [`TrustError::WrongPeer`] when it is not.
 pub fn check_identity(
     expected: &PeerRecord,
     actual: &PeerIdentity,
@@ -312,7 +313,7 @@ pub fn check_identity(
     if same_id && same_key {
         return Ok(());
     }
-    Err(Error::WrongPeer {
+    Err(Error::Trust(TrustError::WrongPeer {
         addr,
         expected: label(
             &expected.name,
@@ -320,7 +321,7 @@ pub fn check_identity(
             &group_hex(&expected.fingerprint_prefix),
         ),
         actual: label_proven(actual),
-    })
+    }))
 }
 
 /// What this node's peer store says about a discovered peer: its trust

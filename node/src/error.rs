@@ -1,4 +1,9 @@
-//! The node's error type: what can go wrong for a user, each with one clear line.
+//! The node's errors: one type per stage where stages fail differently
+//! ([`ResolveError`]: finding the peer; [`TrustError`]: who it is;
+//! [`TransferError`]: the exchange), gathered in [`Error`] with the failures
+//! every stage shares (I/O, the protocol, usage). Payloads are typed; each
+//! message states what happened, and front ends add their hints (the CLI's
+//! `localstream forget ...` suggestions are its own).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -16,14 +21,20 @@ pub enum Error {
     /// The command line asks for something impossible.
     #[error("{0}")]
     Usage(String),
-    /// The user did not confirm a first contact (or could not be asked).
-    #[error("{0}")]
-    NotConfirmed(String),
+    /// Finding the peer failed.
+    #[error(transparent)]
+    Resolve(#[from] ResolveError),
+    /// The peer is not who it must be, or is not trusted to go on.
+    #[error(transparent)]
+    Trust(#[from] TrustError),
+    /// The exchange failed: refused, incomplete, unconfirmed.
+    #[error(transparent)]
+    Transfer(#[from] TransferError),
     /// Loading or creating the identity failed.
     #[error(transparent)]
     Identity(#[from] crate::identity::IdentityError),
     /// Nothing accepted the connection.
-    #[error("cannot connect to {addr}: {source}{hint}", hint = connect_hint(source))]
+    #[error("cannot connect to {addr}: {source}")]
     Connect {
         /// Where.
         addr: SocketAddr,
@@ -55,6 +66,196 @@ pub enum Error {
     /// The peer did not answer in time.
     #[error("timed out: {0}")]
     Timeout(&'static str),
+    /// Ctrl-C.
+    #[error("interrupted")]
+    Interrupted,
+    /// A worker thread of this program failed (a bug, not the peer's doing).
+    #[error("internal error: a worker thread failed: {0}")]
+    Worker(String),
+    /// The peer store cannot be read or written.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// mDNS discovery could not start.
+    #[error("discovery: {0}")]
+    Discovery(#[from] localstream_discovery::Error),
+}
+
+/// Finding the peer the user means.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum ResolveError {
+    /// No node on the network matches what the user asked for.
+    #[error("{}", not_found(query, seen, *waited, interfaces))]
+    NotFound {
+        /// What the user asked for.
+        query: String,
+        /// The nodes that did answer.
+        seen: Vec<PeerMatch>,
+        /// How long we looked.
+        waited: std::time::Duration,
+        /// Where we looked.
+        interfaces: Vec<String>,
+    },
+    /// Several nodes match a name.
+    #[error("'{}' matches {} peers", escape_for_terminal(query), matches.len())]
+    Ambiguous {
+        /// What the user asked for.
+        query: String,
+        /// Every match.
+        matches: Vec<PeerMatch>,
+    },
+    /// A `trust`/`forget`/`block`/`sessions` (or `send`) argument names no
+    /// single known peer.
+    #[error("'{}': {reason}", escape_for_terminal(query))]
+    UnknownPeer {
+        /// What the user typed.
+        query: String,
+        /// Not found, or which peers match.
+        reason: crate::store::Lookup,
+    },
+    /// Discovery is off and the peer store knows no address for the name.
+    #[error(
+        "no peer named '{}' with a known address in the peer store",
+        escape_for_terminal(name)
+    )]
+    NotInStore {
+        /// The name typed.
+        name: String,
+    },
+    /// There was no address to connect to.
+    #[error("the receiver has no address")]
+    NoAddress,
+}
+
+/// A node as a resolve error lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerMatch {
+    /// The name it announces (untrusted text).
+    pub name: String,
+    /// Its id.
+    pub id: uuid::Uuid,
+    /// Its addresses, as shown.
+    pub addresses: Vec<String>,
+}
+
+impl std::fmt::Display for PeerMatch {
+    /// `name (3f2a9c1e)`, safe for a terminal.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let short = crate::label::short_id(&self.id);
+        write!(f, "{} ({short})", crate::label::shown_name(&self.name))
+    }
+}
+
+/// Who the peer is, and whether it may go on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TrustError {
+    /// A pinned peer presented another key.
+    #[error(
+        "\n@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@\n\
+         @  WARNING: THE KEY OF PEER {peer} HAS CHANGED  @\n\
+         @@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@\n\
+         node id {id} is pinned to a different key.\n\
+         pinned key:    sha256 {pinned}\n\
+         presented key: sha256 {presented}\n\
+         Someone may be impersonating this peer, or it was reinstalled with a new key.\n\
+         The connection was refused."
+    )]
+    KeyChanged {
+        /// The peer's claimed name (escaped).
+        peer: String,
+        /// Its node id.
+        id: uuid::Uuid,
+        /// The pinned fingerprint (hex).
+        pinned: String,
+        /// The presented fingerprint (hex).
+        presented: String,
+    },
+    /// A node met for the first time answers under the name, or at the
+    /// address, of a pinned peer.
+    #[error("{0}")]
+    NewKeyForPinnedPeer(Box<PinConflict>),
+    /// Discovery found a pinned node id announced with another key.
+    #[error(
+        "a node on the network announces itself as {peer} with node id {id}, pinned here to key \
+         [{pinned}], but with key [{announced}]: not sending."
+    )]
+    AnnouncedKeyDiffers {
+        /// The announced name (escaped).
+        peer: String,
+        /// The node id.
+        id: uuid::Uuid,
+        /// The pinned fingerprint (short form).
+        pinned: String,
+        /// The announced fingerprint prefix.
+        announced: String,
+    },
+    /// Discovery found, by name, a node other than the pinned peer of that name.
+    #[error(
+        "the node answering to '{name}' on the network has id {found}, but the '{name}' you know \
+         has id {known}: not sending."
+    )]
+    NameTaken {
+        /// The name typed (escaped).
+        name: String,
+        /// The node discovery found.
+        found: uuid::Uuid,
+        /// The pinned node with that name.
+        known: uuid::Uuid,
+    },
+    /// The node that answered at a discovered address proved another identity.
+    #[error(
+        "the node at {addr} proved to be {actual}, not {expected} that discovery announced there; \
+         stopping (another node may be answering for it)"
+    )]
+    WrongPeer {
+        /// Where we connected.
+        addr: SocketAddr,
+        /// Who discovery said it is (`name (id, fingerprint)`, escaped).
+        expected: String,
+        /// Who it proved to be (escaped).
+        actual: String,
+    },
+    /// This node blocked the peer it was about to send to.
+    #[error("you have blocked {0}")]
+    Blocked(String),
+    /// The user did not confirm a first contact (or could not be asked).
+    #[error("{0}")]
+    NotConfirmed(NotConfirmed),
+    /// The pin changed while the user was deciding.
+    #[error("the peer's pinned key changed meanwhile")]
+    PinChangedMeanwhile,
+}
+
+/// Why a first contact was not confirmed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum NotConfirmed {
+    /// Nobody can be asked (no terminal).
+    #[error(
+        "{peer} is a node this one has never met, and there is no terminal to ask whether its \
+         verification code is {code}: nothing was sent"
+    )]
+    Unattended {
+        /// `name (id) [fingerprint]`, escaped.
+        peer: String,
+        /// Its name alone, escaped.
+        name: String,
+        /// The code.
+        code: String,
+    },
+    /// The user said no.
+    #[error("not confirmed: nothing was sent")]
+    Declined,
+    /// Nobody answered in time.
+    #[error("no answer in {0} s: nothing was sent")]
+    TimedOut(u64),
+}
+
+/// The exchange of offer, data and verdict.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum TransferError {
     /// The receiver refused the transfer or a file.
     #[error("refused by the receiver: {} ({})", refusal(*status, message), status.code())]
     Refused {
@@ -77,134 +278,11 @@ pub enum Error {
          the files; check there before sending again"
     )]
     Unconfirmed(String),
-    /// Ctrl-C.
-    #[error("interrupted")]
-    Interrupted,
-    /// A worker thread of this program failed (a bug, not the peer's doing).
-    #[error("internal error: a worker thread failed: {0}")]
-    Worker(String),
-    /// The peer store cannot be read or written.
-    #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
-    /// A pinned peer presented another key.
-    #[error(
-        "\n@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@\n\
-         @  WARNING: THE KEY OF PEER {peer} HAS CHANGED  @\n\
-         @@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@\n\
-         node id {id} is pinned to a different key.\n\
-         pinned key:    sha256 {pinned}\n\
-         presented key: sha256 {presented}\n\
-         Someone may be impersonating this peer, or it was reinstalled with a new key.\n\
-         The connection was refused. If you have confirmed the change with its owner,\n\
-         drop the old pin with:  localstream forget {id}"
-    )]
-    KeyChanged {
-        /// The peer's claimed name (escaped).
-        peer: String,
-        /// Its node id.
-        id: uuid::Uuid,
-        /// The pinned fingerprint (hex).
-        pinned: String,
-        /// The presented fingerprint (hex).
-        presented: String,
-    },
-    /// A node met for the first time answers under the name, or at the
-    /// address, of a pinned peer.
-    #[error("{0}")]
-    NewKeyForPinnedPeer(Box<PinConflict>),
-    /// Discovery found a pinned node id announced with another key.
-    #[error(
-        "a node on the network announces itself as {peer} with node id {id}, pinned here to key \
-         [{pinned}], but with key [{announced}]: not sending. If {peer} was reinstalled with a new \
-         key, confirm it with its owner and run `localstream forget {id}`; otherwise someone may \
-         be impersonating it"
-    )]
-    AnnouncedKeyDiffers {
-        /// The announced name (escaped).
-        peer: String,
-        /// The node id.
-        id: uuid::Uuid,
-        /// The pinned fingerprint (short form).
-        pinned: String,
-        /// The announced fingerprint prefix.
-        announced: String,
-    },
-    /// Discovery found, by name, a node other than the pinned peer of that name.
-    #[error(
-        "the node answering to '{name}' on the network has id {found}, but the '{name}' you know \
-         has id {known}: not sending. Give the id to choose (`localstream send {known} ...` for \
-         the one you know), or `localstream forget {known}` if it was replaced"
-    )]
-    NameTaken {
-        /// The name typed (escaped).
-        name: String,
-        /// The node discovery found.
-        found: uuid::Uuid,
-        /// The pinned node with that name.
-        known: uuid::Uuid,
-    },
-    /// This node blocked the peer it was about to send to.
-    #[error(
-        "you have blocked {0}; `localstream trust` or `localstream forget` it to send to it again"
-    )]
-    Blocked(String),
-    /// A `trust`/`forget`/`block`/`sessions` argument names no single known peer.
-    #[error(
-        "'{}': {reason} (see `localstream sessions` for the peers this node knows)",
-        escape_for_terminal(query)
-    )]
-    UnknownPeer {
-        /// What the user typed.
-        query: String,
-        /// Not found, or which peers match.
-        reason: crate::store::Lookup,
-    },
-    /// mDNS discovery could not start.
-    #[error("discovery: {0}")]
-    Discovery(#[from] localstream_discovery::Error),
-    /// No node on the network matches what the user asked for.
-    #[error("{}", not_found(query, seen, *waited, interfaces))]
-    PeerNotFound {
-        /// What the user asked for.
-        query: String,
-        /// The nodes that did answer (`name (id)`, escaped).
-        seen: Vec<String>,
-        /// How long we looked.
-        waited: std::time::Duration,
-        /// Where we looked.
-        interfaces: Vec<String>,
-    },
-    /// Several nodes match a name.
-    #[error(
-        "'{}' matches {} peers; say which one with the start of its id:\n{}",
-        escape_for_terminal(query),
-        matches.len(),
-        matches.join("\n")
-    )]
-    AmbiguousPeer {
-        /// What the user asked for.
-        query: String,
-        /// One line per match (`  name  id  addresses`, escaped).
-        matches: Vec<String>,
-    },
-    /// The node that answered at a discovered address proved another identity.
-    #[error(
-        "the node at {addr} proved to be {actual}, not {expected} that discovery announced there; \
-         stopping (another node may be answering for it)"
-    )]
-    WrongPeer {
-        /// Where we connected.
-        addr: SocketAddr,
-        /// Who discovery said it is (`name (id, fingerprint)`, escaped).
-        expected: String,
-        /// Who it proved to be (escaped).
-        actual: String,
-    },
 }
 
 fn not_found(
     query: &str,
-    seen: &[String],
+    seen: &[PeerMatch],
     waited: std::time::Duration,
     interfaces: &[String],
 ) -> String {
@@ -215,12 +293,10 @@ fn not_found(
         interfaces.join(", ")
     );
     if seen.is_empty() {
-        msg.push_str(
-            "; no LocalStream node answered at all (is `localstream listen` running there, \
-             on the same network? try --interface, a longer --timeout, or its address)",
-        );
+        msg.push_str("; no LocalStream node answered at all");
     } else {
         msg.push_str("; peers seen: ");
+        let seen: Vec<String> = seen.iter().map(ToString::to_string).collect();
         msg.push_str(&seen.join(", "));
     }
     msg
@@ -234,16 +310,6 @@ fn refusal(status: Status, message: &str) -> String {
     }
 }
 
-fn connect_hint(e: &std::io::Error) -> &'static str {
-    match e.kind() {
-        std::io::ErrorKind::ConnectionRefused => {
-            " (is `localstream listen` running there, on that port?)"
-        }
-        std::io::ErrorKind::TimedOut => " (is the address right and reachable?)",
-        _ => "",
-    }
-}
-
 impl From<tokio::task::JoinError> for Error {
     fn from(e: tokio::task::JoinError) -> Self {
         Error::Worker(e.to_string())
@@ -251,6 +317,23 @@ impl From<tokio::task::JoinError> for Error {
 }
 
 impl Error {
+    /// A refusal by the receiver.
+    pub fn refused(status: Status, message: impl Into<String>) -> Self {
+        Error::Transfer(TransferError::Refused {
+            status,
+            message: message.into(),
+        })
+    }
+
+    /// The receiver's refusal, if this is one.
+    #[must_use]
+    pub fn as_refusal(&self) -> Option<(Status, &str)> {
+        match self {
+            Error::Transfer(TransferError::Refused { status, message }) => Some((*status, message)),
+            _ => None,
+        }
+    }
+
     /// Wraps an I/O error on a local file.
     pub fn file(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::File {
@@ -261,8 +344,8 @@ impl Error {
 }
 
 /// A node met for the first time that answers under the name, or at the
-/// address, of a pinned peer (see [`Error::NewKeyForPinnedPeer`]).
-#[derive(Debug)]
+/// address, of a pinned peer (see [`TrustError::NewKeyForPinnedPeer`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PinConflict {
     /// The pinned peer's name (escaped).
     pub peer: String,
@@ -296,8 +379,7 @@ impl std::fmt::Display for PinConflict {
              {peer} (node id {known}) is pinned here to key sha256 {pinned}.\n\
              The node that answered {how} has node id {found}, key sha256 {presented}.\n\
              Someone may be impersonating {peer}, or it was reinstalled with a new key.\n\
-             The connection was refused. If you have confirmed the change with its owner,\n\
-             drop the old pin with:  localstream forget {known}"
+             The connection was refused."
         )
     }
 }

@@ -469,8 +469,8 @@ pub enum Notice {
         /// The window, in seconds.
         window: f64,
     },
-    /// A peer was refused loudly (a changed key, an impostor): the message.
-    PeerRefused(String),
+    /// A peer was refused loudly (a changed key, an impostor).
+    PeerRefused(crate::error::TrustError),
     /// The user trusted a peer while accepting its offer.
     TrustedNow(PeerLabel),
     /// The peer store could not be written (the transfer goes on).

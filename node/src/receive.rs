@@ -45,7 +45,7 @@ use crate::compress;
 use crate::config::Destination;
 use crate::conn::{self, BufPool, FrameReader, IDLE_TIMEOUT, RawFrame, RecordWriter};
 use crate::consent::{Gate, Ruling, Standing};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, TransferError, TrustError};
 use crate::event::{EntryInfo, Event, Events, Notice, OFFER_EVENT_ENTRIES, Progress, Side};
 use crate::fsutil;
 use crate::fsutil::resumable::{self, Resumable};
@@ -210,7 +210,7 @@ pub async fn serve(
         Ok(o) => o,
         Err(e) => {
             let message = match &e {
-                Error::Refused { message, .. } => message.clone(),
+                Error::Transfer(TransferError::Refused { message, .. }) => message.clone(),
                 e => e.to_string(),
             };
             if !matches!(e, Error::Protocol(ProtoError::PeerAlert { .. })) {
@@ -293,10 +293,7 @@ async fn authenticate(
     // counts as an abandoned exchange, since it learnt its code all the same.
     let peer = proven.peer().clone();
     let (contacted, standing) = admit_peer(&mut wr, shared, &peer, remote).await?;
-    let busy = |message: &str| Error::Refused {
-        status: Status::Busy,
-        message: message.into(),
-    };
+    let busy = |message: &str| Error::refused(Status::Busy, message);
     if standing != Standing::Trusted && !handshaking.may_sign_for_stranger() {
         let message = "the receiver is answering too many handshakes from untrusted peers; \
                        try again in a few seconds";
@@ -381,7 +378,7 @@ async fn conclude<R, W>(
     R: tokio::io::AsyncRead + Unpin,
     W: tokio::io::AsyncWrite + Unpin,
 {
-    if let Err(Error::Refused { status, message }) = result {
+    if let Err(Error::Transfer(TransferError::Refused { status, message })) = result {
         shared.events.emit(Event::Refused {
             side: Side::Receive,
             status: *status,
@@ -397,7 +394,7 @@ async fn conclude<R, W>(
         history
             .end(&shared.events, outcome, files, bytes, &detail)
             .await;
-    } else if let Err(Error::Refused { status, .. }) = result {
+    } else if let Err(Error::Transfer(TransferError::Refused { status, .. })) = result {
         trust::record_if_pinned(
             &shared.store,
             &shared.events,
@@ -412,7 +409,8 @@ async fn conclude<R, W>(
     if let Err(e) = result
         && !matches!(
             e,
-            Error::Protocol(ProtoError::PeerAlert { .. }) | Error::Refused { .. }
+            Error::Protocol(ProtoError::PeerAlert { .. })
+                | Error::Transfer(TransferError::Refused { .. })
         )
     {
         let message = match e {
@@ -470,14 +468,13 @@ async fn admit_peer<W: tokio::io::AsyncWrite + Unpin>(
                 peer_id_hint(peer)
             );
             info!(%remote, "refused an untrusted peer (--trusted-only)");
-            let e = Error::Refused {
-                status: Status::NotTrusted,
-                message: message.clone(),
-            };
+            let e = Error::refused(Status::NotTrusted, message.clone());
             (Status::NotTrusted, message, e)
         }
         Err(trust::Refusal::KeyChanged(e)) => {
-            shared.events.notice(Notice::PeerRefused(e.to_string()));
+            if let Error::Trust(t) = &e {
+                shared.events.notice(Notice::PeerRefused(t.clone()));
+            }
             let id = uuid::Uuid::from_bytes(peer.node_id);
             let message = format!(
                 "the receiver has a different key pinned for node id {id}: it refuses this \
@@ -495,14 +492,13 @@ async fn admit_peer<W: tokio::io::AsyncWrite + Unpin>(
             info!(%remote, "refused a blocked peer");
             note_blocked(shared, peer).await;
             let message = "the receiver has blocked this node".to_owned();
-            let e = Error::Refused {
-                status: Status::Declined,
-                message: message.clone(),
-            };
+            let e = Error::refused(Status::Declined, message.clone());
             (Status::Declined, message, e)
         }
         Err(trust::Refusal::Impostor(e)) => {
-            shared.events.notice(Notice::PeerRefused(e.to_string()));
+            if let Error::Trust(t) = &e {
+                shared.events.notice(Notice::PeerRefused(t.clone()));
+            }
             let message = format!(
                 "the receiver knows another node named '{}', or at this address, with another \
                  key, and refuses this one; if this node's key changed legitimately, its user \
@@ -576,7 +572,7 @@ fn status_of(e: &Error) -> Status {
         Error::Protocol(p) => p.status(),
         Error::Timeout(_) => Status::Timeout,
         Error::Interrupted => Status::Busy,
-        Error::Refused { status, .. } => *status,
+        Error::Transfer(TransferError::Refused { status, .. }) => *status,
         Error::File { source, .. } | Error::Io(source) => io_status(source),
         _ => Status::InternalError,
     }
@@ -606,7 +602,7 @@ async fn refuse<W: tokio::io::AsyncWrite + Unpin>(
     }
     .encode(&mut body)?;
     writer.send(RecordType::Answer, &body).await?;
-    Err(Error::Refused { status, message })
+    Err(Error::refused(status, message))
 }
 
 /// The stages of one incoming transfer, after the offer was read: offer
@@ -840,8 +836,10 @@ async fn consent_given(
     let history =
         match trust::Session::begin(&shared.store, peer, from, id, Direction::Receive).await {
             Ok(h) => Some(h),
-            Err(e @ Error::KeyChanged { .. }) => {
-                events.notice(Notice::PeerRefused(e.to_string()));
+            Err(e @ Error::Trust(TrustError::KeyChanged { .. })) => {
+                if let Error::Trust(t) = &e {
+                    events.notice(Notice::PeerRefused(t.clone()));
+                }
                 return Err((
                     Status::NotTrusted,
                     "the receiver has a different key pinned for this node id".into(),

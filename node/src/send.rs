@@ -40,7 +40,7 @@ use crate::conn::{self, BufPool, FrameReader, IDLE_TIMEOUT, RecordWriter};
 use crate::consent::PROMPT_TIMEOUT;
 use crate::context::Context;
 use crate::discover;
-use crate::error::{Error, Result};
+use crate::error::{Error, ResolveError, Result, TransferError, TrustError};
 use crate::event::{
     Event, Events, FailedFile, Notice, Progress, Resolved, ResumeVerdict, Side, Skip, Then,
     TransferDone,
@@ -161,10 +161,11 @@ pub(crate) async fn run_retrying(cx: &Context, cfg: &SendConfig) -> Result<Sent>
 /// protocol violations are final.
 fn is_transient(e: &Error) -> bool {
     match e {
-        Error::Connect { .. } | Error::Io(_) | Error::Timeout(_) | Error::PeerNotFound { .. } => {
-            true
-        }
-        Error::Refused { status, .. } => *status == Status::Busy,
+        Error::Connect { .. }
+        | Error::Io(_)
+        | Error::Timeout(_)
+        | Error::Resolve(ResolveError::NotFound { .. }) => true,
+        Error::Transfer(TransferError::Refused { status, .. }) => *status == Status::Busy,
         Error::Protocol(p) => match p {
             ProtoError::Truncated => true,
             ProtoError::PeerAlert { status, .. } => {
@@ -185,10 +186,10 @@ fn remembered(store: &PeerStore, name: &str) -> Result<Option<(Vec<SocketAddr>, 
         Ok(e) => e,
         Err(Lookup::NotFound) => return Ok(None),
         Err(reason) => {
-            return Err(Error::UnknownPeer {
+            return Err(Error::from(ResolveError::UnknownPeer {
                 query: name.to_owned(),
                 reason,
-            });
+            }));
         }
     };
     if entry.addresses.is_empty() || entry.trust == Trust::Blocked {
@@ -333,7 +334,7 @@ async fn resolve(cx: &Context, cfg: &SendConfig) -> Result<(Vec<SocketAddr>, Opt
         }
         // Not on the network (another subnet, a VPN, multicast blocked):
         // where it was reached last time may still work.
-        Err(e @ Error::PeerNotFound { .. }) => match remembered(store, name)? {
+        Err(e @ Error::Resolve(ResolveError::NotFound { .. })) => match remembered(store, name)? {
             Some((addrs, record)) => {
                 cx.events.notice(Notice::Resolved(Resolved::Remembered {
                     who: discover::describe(&record),
@@ -379,11 +380,11 @@ async fn authenticate(
                 Refusal::Blocked => (
                     Status::Cancelled,
                     "the sender has blocked this node",
-                    Error::Blocked(format!(
+                    Error::from(TrustError::Blocked(format!(
                         "{} (id {})",
                         PeerLabel::of(peer).short(),
                         uuid::Uuid::from_bytes(peer.node_id)
-                    )),
+                    ))),
                 ),
                 Refusal::Impostor(e) => (
                     Status::NotTrusted,

@@ -21,7 +21,7 @@ use localstream_proto::names::escape_for_terminal;
 use tracing::info;
 use uuid::Uuid;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ResolveError, Result, TransferError, TrustError};
 use crate::event::{Events, Notice};
 use crate::identity::{fingerprint_hex, short_fingerprint};
 use crate::store::{
@@ -62,7 +62,7 @@ pub struct Contacted {
 /// merely connects, claiming any id it likes, cannot take a pin over.
 ///
 /// # Errors
-/// [`Error::KeyChanged`] when the peer's id is pinned to another key, or the
+/// [`TrustError::KeyChanged`] when the peer's id is pinned to another key, or the
 /// store cannot be read.
 pub async fn check(store: &PeerStore, peer: &PeerIdentity) -> Result<Contacted> {
     let id = Uuid::from_bytes(peer.node_id);
@@ -96,14 +96,14 @@ pub enum Reached {
 /// Why a proven peer may not go on ([`admit`]).
 #[derive(Debug)]
 pub enum Refusal {
-    /// Its id is pinned to another key ([`Error::KeyChanged`]).
+    /// Its id is pinned to another key ([`TrustError::KeyChanged`]).
     KeyChanged(Error),
     /// The peer store cannot be used.
     Store(Error),
     /// The user blocked it.
     Blocked,
     /// A node not trusted yet under another pinned peer's name, or a new one
-    /// at a pinned peer's address ([`Error::NewKeyForPinnedPeer`]).
+    /// at a pinned peer's address ([`TrustError::NewKeyForPinnedPeer`]).
     Impostor(Error),
 }
 
@@ -122,7 +122,7 @@ pub async fn admit(
 ) -> std::result::Result<Contacted, Refusal> {
     let contacted = match check(store, peer).await {
         Ok(c) => c,
-        Err(e @ Error::KeyChanged { .. }) => return Err(Refusal::KeyChanged(e)),
+        Err(e @ Error::Trust(TrustError::KeyChanged { .. })) => return Err(Refusal::KeyChanged(e)),
         Err(e) => return Err(Refusal::Store(e)),
     };
     match contacted.trust {
@@ -145,12 +145,12 @@ pub async fn admit(
 }
 
 fn key_changed(peer: &PeerIdentity, pinned: &[u8; 32]) -> Error {
-    Error::KeyChanged {
+    Error::Trust(TrustError::KeyChanged {
         peer: escape_for_terminal(&peer.name),
         id: Uuid::from_bytes(peer.node_id),
         pinned: fingerprint_hex(pinned),
         presented: fingerprint_hex(&peer.fingerprint),
-    }
+    })
 }
 
 fn seen(peer: &PeerIdentity, addr: Option<SocketAddr>, from: Option<IpAddr>) -> Seen {
@@ -213,14 +213,16 @@ async fn recent_other(
 }
 
 fn new_key_for(peer: &PeerIdentity, known: &PeerEntry, how: String) -> Error {
-    Error::NewKeyForPinnedPeer(Box::new(crate::error::PinConflict {
-        peer: escape_for_terminal(known.name().unwrap_or("(unnamed)")),
-        how,
-        known: known.node_id,
-        pinned: fingerprint_hex(&known.fingerprint),
-        found: Uuid::from_bytes(peer.node_id),
-        presented: fingerprint_hex(&peer.fingerprint),
-    }))
+    Error::Trust(TrustError::NewKeyForPinnedPeer(Box::new(
+        crate::error::PinConflict {
+            peer: escape_for_terminal(known.name().unwrap_or("(unnamed)")),
+            how,
+            known: known.node_id,
+            pinned: fingerprint_hex(&known.fingerprint),
+            found: Uuid::from_bytes(peer.node_id),
+            presented: fingerprint_hex(&peer.fingerprint),
+        },
+    )))
 }
 
 /// How long a pinned peer's source address is held against a newcomer.
@@ -245,19 +247,19 @@ pub async fn source_of_pinned(store: &PeerStore, peer: &PeerIdentity, ip: IpAddr
 /// taking the name of a node that is away, say). Nothing is sent to either.
 ///
 /// # Errors
-/// [`Error::AnnouncedKeyDiffers`], [`Error::NameTaken`], or the store cannot
+/// [`TrustError::AnnouncedKeyDiffers`], [`TrustError::NameTaken`], or the store cannot
 /// be read.
 pub async fn check_found(store: &PeerStore, typed: &str, record: &PeerRecord) -> Result<()> {
     let data = with_store(store, |s| s.load().map_err(Error::from)).await?;
     if let Some(e) = data.get(&record.node_id)
         && !e.fingerprint.starts_with(&record.fingerprint_prefix)
     {
-        return Err(Error::AnnouncedKeyDiffers {
+        return Err(Error::Trust(TrustError::AnnouncedKeyDiffers {
             peer: escape_for_terminal(&record.name),
             id: record.node_id,
             pinned: short_fingerprint(&e.fingerprint),
             announced: crate::identity::group_hex(&record.fingerprint_prefix),
-        });
+        }));
     }
     // Found by a name that belongs to another pinned peer: whether or not
     // the node found is pinned too (a pinned stranger may have renamed
@@ -275,11 +277,11 @@ pub async fn check_found(store: &PeerStore, typed: &str, record: &PeerRecord) ->
                         .is_some_and(|n| crate::discover::same_name(typed, n)))
         })
     {
-        return Err(Error::NameTaken {
+        return Err(Error::Trust(TrustError::NameTaken {
             name: escape_for_terminal(typed),
             found: record.node_id,
             known: known.node_id,
-        });
+        }));
     }
     Ok(())
 }
@@ -304,7 +306,7 @@ impl Session {
     /// trace). Call it once the transfer is consented to.
     ///
     /// # Errors
-    /// [`Error::KeyChanged`] if another key was pinned for the peer's id in
+    /// [`TrustError::KeyChanged`] if another key was pinned for the peer's id in
     /// the meantime, or the store cannot be written.
     pub async fn begin(
         store: &PeerStore,
@@ -378,8 +380,10 @@ pub fn outcome(err: Option<&Error>, all_delivered: bool) -> (Outcome, String) {
     match err {
         None if all_delivered => (Outcome::Ok, String::new()),
         None => (Outcome::Incomplete, String::new()),
-        Some(Error::Refused { status, .. }) => (Outcome::Refused, status.to_string()),
-        Some(Error::Incomplete { failed, total }) => (
+        Some(Error::Transfer(TransferError::Refused { status, .. })) => {
+            (Outcome::Refused, status.to_string())
+        }
+        Some(Error::Transfer(TransferError::Incomplete { failed, total })) => (
             Outcome::Incomplete,
             format!("{failed} of {total} files failed"),
         ),
@@ -403,9 +407,7 @@ pub async fn set_trust(store: &PeerStore, peer: &PeerIdentity, trust: Trust) -> 
     if done {
         Ok(())
     } else {
-        Err(Error::Usage(
-            "the peer's pinned key changed meanwhile".into(),
-        ))
+        Err(TrustError::PinChangedMeanwhile.into())
     }
 }
 
@@ -570,12 +572,12 @@ fn unreachable_entry(node_id: Uuid) -> PeerEntry {
 /// Finds the stored peer the user means by `query` (a name, the start of
 /// its id or of its fingerprint).
 fn find(d: &StoreData, q: &str) -> Result<Uuid> {
-    d.lookup(q)
-        .map(|p| p.node_id)
-        .map_err(|reason| Error::UnknownPeer {
+    d.lookup(q).map(|p| p.node_id).map_err(|reason| {
+        Error::Resolve(ResolveError::UnknownPeer {
             query: q.to_owned(),
             reason,
         })
+    })
 }
 
 /// Marks the peer the user means by `query` as trusted or blocked

@@ -146,13 +146,13 @@ impl OfferSlot {
         let Some(s) = &mut self.stranger else {
             return Ok(());
         };
-        let too_large = |what: &str| Error::Refused {
-            status: Status::TooLarge,
-            message: format!(
+        let too_large = |what: &str| {
+            let message = format!(
                 "the offer is too large for {what} before consent ({} MiB of names); send the \
                  folders one by one, or ask the receiver's user to trust this node",
                 PRE_CONSENT_BYTES >> 20
-            ),
+            );
+            Error::refused(Status::TooLarge, message)
         };
         if bytes > PRE_CONSENT_BYTES {
             return Err(too_large("an untrusted peer"));
@@ -165,10 +165,10 @@ impl OfferSlot {
                 .memory
                 .clone()
                 .try_acquire_many_owned(more)
-                .map_err(|_| Error::Refused {
-                    status: Status::Busy,
-                    message: "the receiver holds too many offers from untrusted peers; try again"
-                        .into(),
+                .map_err(|_| {
+                    let message =
+                        "the receiver holds too many offers from untrusted peers; try again";
+                    Error::refused(Status::Busy, message)
                 })?;
             s.memory.push(permit);
             s.held_kib = kib;
@@ -190,14 +190,10 @@ pub(super) async fn read_offer<R: tokio::io::AsyncRead + Unpin>(
     let mut collector = OfferCollector::default();
     let mut held = 0usize;
     let first = reader.read_record(opener, FIRST_OFFER_WAIT).await?;
-    let mut slot = slots
-        .wait_take(peer, trusted)
-        .await
-        .ok_or_else(|| Error::Refused {
-            status: Status::Busy,
-            message: "the receiver has too many offers from untrusted peers pending; try again"
-                .into(),
-        })?;
+    let mut slot = slots.wait_take(peer, trusted).await.ok_or_else(|| {
+        let message = "the receiver has too many offers from untrusted peers pending; try again";
+        Error::refused(Status::Busy, message)
+    })?;
     let deadline = tokio::time::Instant::now() + OFFER_DEADLINE;
     let mut next = Some(first);
     loop {
@@ -259,10 +255,10 @@ mod tests {
         assert!(one.hold(1 << 20).is_ok());
         assert!(matches!(
             one.hold(PRE_CONSENT_BYTES + 1),
-            Err(Error::Refused {
+            Err(Error::Transfer(crate::error::TransferError::Refused {
                 status: Status::TooLarge,
                 ..
-            })
+            }))
         ));
         let mut held: Vec<OfferSlot> = Vec::new();
         let mut refused = 0;

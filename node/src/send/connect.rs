@@ -26,7 +26,7 @@ pub(super) async fn connect(addrs: &[SocketAddr]) -> Result<(TcpStream, SocketAd
         info!(%addr, error = %err, "connect failed");
         last = Some(Error::Connect { addr, source: err });
     }
-    Err(last.unwrap_or_else(|| Error::Usage("the receiver has no address".into())))
+    Err(last.unwrap_or_else(|| ResolveError::NoAddress.into()))
 }
 
 /// Connects to the first of `addrs` that answers and runs the handshake as

@@ -107,10 +107,7 @@ async fn offer(
     expect_record(typ, RecordType::Answer, "Answer")?;
     let answer = Answer::decode(&body)?;
     if !answer.status.is_ok() {
-        return Err(Error::Refused {
-            status: answer.status,
-            message: answer.message,
-        });
+        return Err(Error::refused(answer.status, answer.message));
     }
     if answer.files.len() != sources.len() {
         return Err(ProtoError::Malformed("Answer does not cover every file").into());
@@ -322,7 +319,7 @@ struct Heard {
 /// transfer: the receiver may have saved everything, so it is never retried
 /// on a guess.
 async fn verdict(heard: Heard) -> Result<FinalStatus> {
-    let unconfirmed = |why: String| Error::Unconfirmed(why);
+    let unconfirmed = |why: String| Error::from(TransferError::Unconfirmed(why));
     let (typ, body) = match heard.word {
         Some(r) => r?,
         None => match tokio::time::timeout(STATUS_TIMEOUT, heard.rx).await {
@@ -414,15 +411,12 @@ fn report(
             bytes,
         })
     } else if delivered == 0 && status.files.is_empty() {
-        Err(Error::Refused {
-            status: status.status,
-            message: status.message.clone(),
-        })
+        Err(Error::refused(status.status, status.message.clone()))
     } else {
-        Err(Error::Incomplete {
+        Err(Error::Transfer(TransferError::Incomplete {
             failed: sources.len() - delivered,
             total: sources.len(),
-        })
+        }))
     }
 }
 
