@@ -162,11 +162,19 @@ async fn rendering<T>(
     out
 }
 
-/// The first-contact policy, now that we know whether a terminal can be asked.
-fn settle(first: FirstContact) -> FirstContact {
+/// The first-contact policy, now that we know whether a terminal can be
+/// asked, and the prompter that asks when one can.
+fn settle(
+    first: FirstContact,
+    node: &Node,
+) -> (
+    FirstContact,
+    Option<tokio::sync::mpsc::UnboundedSender<crate::prompt::Ask>>,
+) {
     match first {
-        FirstContact::Ask if !crate::prompt::can_ask() => FirstContact::Unattended,
-        other => other,
+        FirstContact::Ask if !crate::prompt::can_ask() => (FirstContact::Unattended, None),
+        FirstContact::Ask => (first, Some(crate::prompt::start(node.clone()))),
+        other => (other, None),
     }
 }
 
@@ -178,9 +186,8 @@ async fn send(
     let mut interrupts = Interrupts::new()?;
     let node = Node::start(common.node_config())?;
     let mut events = node.events();
-    cfg.first_contact = settle(cfg.first_contact);
-    let prompts =
-        (cfg.first_contact == FirstContact::Ask).then(|| crate::prompt::start(node.clone()));
+    let (first, prompts) = settle(cfg.first_contact, &node);
+    cfg.first_contact = first;
     let mut renderer = Renderer::new(view.json, common.progress).prompts(prompts);
     let op = async {
         tokio::select! {
@@ -206,8 +213,7 @@ async fn add(
 ) -> Result<Exit, Error> {
     let node = Node::start(common.node_config())?;
     let mut events = node.events();
-    let first = settle(first);
-    let prompts = (first == FirstContact::Ask).then(|| crate::prompt::start(node.clone()));
+    let (first, prompts) = settle(first, &node);
     let mut renderer = Renderer::new(false, false).prompts(prompts);
     let added = rendering(&mut events, &mut renderer, node.add(name, addr, first)).await?;
     outln!(

@@ -22,7 +22,7 @@ use crate::error::{Error, PeerMatch, ResolveError, Result, TrustError};
 pub use crate::event::PeerInfo;
 use crate::event::{Event, Events, Notice};
 use crate::identity::{group_hex, short_fingerprint};
-pub use crate::label::{label, short_id, shown_name};
+pub use crate::label::{PeerLabel, label, short_id, shown_name};
 use crate::store::StoreData;
 
 /// After the first node matching a name answers, how long to keep listening
@@ -54,16 +54,6 @@ pub fn describe(record: &PeerRecord) -> String {
         "{} ({})",
         shown_name(&record.name),
         short_id(&record.node_id)
-    )
-}
-
-/// [`label`] for a peer that proved its key in a handshake.
-#[must_use]
-pub fn label_proven(peer: &PeerIdentity) -> String {
-    label(
-        &peer.name,
-        &Uuid::from_bytes(peer.node_id),
-        &short_fingerprint(&peer.fingerprint),
     )
 }
 
@@ -320,7 +310,7 @@ pub fn check_identity(
             &expected.node_id,
             &group_hex(&expected.fingerprint_prefix),
         ),
-        actual: label_proven(actual),
+        actual: PeerLabel::of(actual).to_string(),
     }))
 }
 
