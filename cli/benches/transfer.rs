@@ -20,16 +20,17 @@
 //! Network safety: everything binds and connects to 127.0.0.1 only, and every
 //! `localstream` command runs with `--no-discovery` (no mDNS at all).
 
-use std::collections::HashMap;
-use std::fmt::Display;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, ExitCode, Stdio};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use localstream_testkit::procs::{
+    Context, Logged, Waited, all_succeeded, free_port, log_file, wait_all, wait_listening,
+};
+use localstream_testkit::stdout_of;
 
 /// The binary under test, built by cargo with the bench (release) profile.
 const BIN: &str = env!("CARGO_BIN_EXE_localstream");
@@ -39,16 +40,6 @@ const HANDSHAKES_PER_ROUND: usize = 3;
 const SOCAT_BUF: &str = "131072";
 
 type Res<T> = Result<T, String>;
-
-trait Ctx<T> {
-    fn ctx(self, what: impl FnOnce() -> String) -> Res<T>;
-}
-
-impl<T, E: Display> Ctx<T> for Result<T, E> {
-    fn ctx(self, what: impl FnOnce() -> String) -> Res<T> {
-        self.map_err(|e| format!("{}: {e}", what()))
-    }
-}
 
 fn main() -> ExitCode {
     match run() {
@@ -77,8 +68,8 @@ impl Config {
         }
         Ok(Config {
             mib,
-            runs: usize::try_from(runs).ctx(|| "LOCALSTREAM_BENCH_RUNS".into())?,
-            small: usize::try_from(small).ctx(|| "LOCALSTREAM_BENCH_SMALL".into())?,
+            runs: usize::try_from(runs).with_context(|| "LOCALSTREAM_BENCH_RUNS".into())?,
+            small: usize::try_from(small).with_context(|| "LOCALSTREAM_BENCH_SMALL".into())?,
         })
     }
 
@@ -104,7 +95,7 @@ fn env_number(name: &str, default: u64) -> Res<u64> {
         Ok(v) => v
             .trim()
             .parse()
-            .ctx(|| format!("{name}={v:?} is not a whole number")),
+            .with_context(|| format!("{name}={v:?} is not a whole number")),
         Err(_) => Ok(default),
     }
 }
@@ -259,7 +250,7 @@ impl Scratch {
             .map(|d| d.subsec_nanos())
             .unwrap_or(0);
         let dir = base.join(format!("localstream-bench-{}-{nanos}", std::process::id()));
-        fs::create_dir(&dir).ctx(|| format!("creating {}", dir.display()))?;
+        fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
         for c in [',', ':', '!', ' '] {
             if dir.to_string_lossy().contains(c) {
                 return Err(format!(
@@ -304,13 +295,13 @@ impl Rng {
 }
 
 fn write_random(path: &Path, mut len: u64, rng: &mut Rng) -> Res<()> {
-    let mut f = File::create(path).ctx(|| format!("creating {}", path.display()))?;
+    let mut f = File::create(path).with_context(|| format!("creating {}", path.display()))?;
     let mut buf = vec![0u8; 1 << 20];
     while len > 0 {
         let n = usize::try_from(len.min(buf.len() as u64)).unwrap_or(buf.len());
         rng.fill(&mut buf[..n]);
         f.write_all(&buf[..n])
-            .ctx(|| format!("writing {}", path.display()))?;
+            .with_context(|| format!("writing {}", path.display()))?;
         len -= n as u64;
     }
     Ok(())
@@ -323,13 +314,13 @@ fn small_name(i: usize, count: usize) -> String {
 
 /// Byte-for-byte comparison of two files.
 fn same_content(a: &Path, b: &Path) -> Res<bool> {
-    let mut fa = File::open(a).ctx(|| format!("opening {}", a.display()))?;
-    let mut fb = File::open(b).ctx(|| format!("opening {}", b.display()))?;
+    let mut fa = File::open(a).with_context(|| format!("opening {}", a.display()))?;
+    let mut fb = File::open(b).with_context(|| format!("opening {}", b.display()))?;
     let mut ba = vec![0u8; 1 << 20];
     let mut bb = vec![0u8; 1 << 20];
     loop {
-        let na = read_full(&mut fa, &mut ba).ctx(|| format!("reading {}", a.display()))?;
-        let nb = read_full(&mut fb, &mut bb).ctx(|| format!("reading {}", b.display()))?;
+        let na = read_full(&mut fa, &mut ba).with_context(|| format!("reading {}", a.display()))?;
+        let nb = read_full(&mut fb, &mut bb).with_context(|| format!("reading {}", b.display()))?;
         if na != nb || ba[..na] != bb[..nb] {
             return Ok(false);
         }
@@ -352,7 +343,7 @@ fn read_full(f: &mut File, buf: &mut [u8]) -> io::Result<usize> {
 
 fn file_size(path: &Path) -> Res<u64> {
     Ok(fs::metadata(path)
-        .ctx(|| format!("missing received file {}", path.display()))?
+        .with_context(|| format!("missing received file {}", path.display()))?
         .len())
 }
 
@@ -384,11 +375,11 @@ fn check_small(dir: &Path, count: usize, what: &str) -> Res<()> {
     let mut bytes = 0u64;
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        for e in fs::read_dir(&d).ctx(|| format!("{what}: reading {}", d.display()))? {
-            let e = e.ctx(|| format!("{what}: reading {}", d.display()))?;
+        for e in fs::read_dir(&d).with_context(|| format!("{what}: reading {}", d.display()))? {
+            let e = e.with_context(|| format!("{what}: reading {}", d.display()))?;
             let meta = e
                 .metadata()
-                .ctx(|| format!("{what}: {}", e.path().display()))?;
+                .with_context(|| format!("{what}: {}", e.path().display()))?;
             if meta.is_dir() {
                 stack.push(e.path());
             } else {
@@ -415,226 +406,25 @@ fn check_small(dir: &Path, count: usize, what: &str) -> Res<()> {
 
 fn fresh_dir(path: &Path) -> Res<()> {
     if path.exists() {
-        fs::remove_dir_all(path).ctx(|| format!("removing {}", path.display()))?;
+        fs::remove_dir_all(path).with_context(|| format!("removing {}", path.display()))?;
     }
-    fs::create_dir_all(path).ctx(|| format!("creating {}", path.display()))
+    fs::create_dir_all(path).with_context(|| format!("creating {}", path.display()))
 }
 
 fn remove_dir(path: &Path) -> Res<()> {
     if path.exists() {
-        fs::remove_dir_all(path).ctx(|| format!("removing {}", path.display()))?;
+        fs::remove_dir_all(path).with_context(|| format!("removing {}", path.display()))?;
     }
     Ok(())
 }
 
 // ---------------------------------------------------------------------------
-// Processes.
+// Processes (spawned, waited for and killed by `localstream_testkit::procs`).
 
-/// Kills a process and everything it started (by pid, children first).
-fn kill_tree(pid: u32) {
-    let mut parents: HashMap<u32, Vec<u32>> = HashMap::new();
-    if let Ok(entries) = fs::read_dir("/proc") {
-        for e in entries.flatten() {
-            let Some(p) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-                continue;
-            };
-            let Ok(stat) = fs::read_to_string(format!("/proc/{p}/stat")) else {
-                continue;
-            };
-            // pid (comm) state ppid ...; comm may hold spaces and parentheses.
-            let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
-                continue;
-            };
-            if let Some(ppid) = rest.split_whitespace().nth(1).and_then(|s| s.parse().ok()) {
-                parents.entry(ppid).or_default().push(p);
-            }
-        }
-    }
-    let mut order = vec![];
-    let mut stack = vec![pid];
-    while let Some(p) = stack.pop() {
-        order.push(p);
-        if let Some(kids) = parents.get(&p) {
-            stack.extend(kids);
-        }
-    }
-    for p in order.iter().rev() {
-        let _ = Command::new("kill")
-            .args(["-KILL", &p.to_string()])
-            .stderr(Stdio::null())
-            .status();
-    }
-}
-
-/// A started process with the files its output goes to.
-#[derive(Debug)]
-struct Proc {
-    name: String,
-    child: Child,
-    logs: Vec<PathBuf>,
-}
-
-impl Proc {
-    fn spawn(name: &str, mut cmd: Command, out: Stdio, logs: &Path) -> Res<Proc> {
-        let err_path = logs.with_extension("err");
-        let err = File::create(&err_path).ctx(|| format!("creating {}", err_path.display()))?;
-        let child = cmd
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .ctx(|| format!("starting {name} ({cmd:?})"))?;
-        Ok(Proc {
-            name: name.to_string(),
-            child,
-            logs: vec![logs.with_extension("out"), err_path],
-        })
-    }
-
-    /// Kills it (after a failure elsewhere) and says what it had printed.
-    fn abandon(mut self) -> String {
-        kill_tree(self.child.id());
-        let _ = self.child.wait();
-        describe_logs(&self.name, &self.logs)
-    }
-}
-
-fn describe_logs(name: &str, logs: &[PathBuf]) -> String {
-    let mut s = String::new();
-    for p in logs {
-        if let Ok(text) = fs::read_to_string(p) {
-            let lines: Vec<&str> = text.lines().collect();
-            let tail = &lines[lines.len().saturating_sub(15)..];
-            if !tail.is_empty() {
-                s.push_str(&format!("\n  --- {name} {} ---", p.display()));
-                for l in tail {
-                    s.push_str(&format!("\n  {l}"));
-                }
-            }
-        }
-    }
-    s
-}
-
-#[derive(Debug)]
-struct Exited {
-    name: String,
-    status: ExitStatus,
-    at: Instant,
-    logs: Vec<PathBuf>,
-}
-
-/// Waits for all processes (each in a thread, so every exit time is exact);
-/// after `timeout` kills the rest and fails.
-fn wait_all(procs: Vec<Proc>, timeout: Duration) -> Res<Vec<Exited>> {
-    let (tx, rx) = mpsc::channel();
-    let mut pending: Vec<(u32, String, Vec<PathBuf>)> = vec![];
-    for mut p in procs {
-        pending.push((p.child.id(), p.name.clone(), p.logs.clone()));
-        let tx = tx.clone();
-        thread::spawn(move || {
-            let st = p.child.wait();
-            let _ = tx.send((p.child.id(), st, Instant::now()));
-        });
-    }
-    drop(tx);
-    let deadline = Instant::now() + timeout;
-    let mut done = vec![];
-    while !pending.is_empty() {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok((pid, st, at)) => {
-                let Some(i) = pending.iter().position(|(p, ..)| *p == pid) else {
-                    continue;
-                };
-                let (_, name, logs) = pending.swap_remove(i);
-                let status = st.ctx(|| format!("waiting for {name}"))?;
-                done.push(Exited {
-                    name,
-                    status,
-                    at,
-                    logs,
-                });
-            }
-            Err(_) => {
-                let mut msg = format!("timed out after {:.0} s waiting for", timeout.as_secs_f64());
-                for (pid, name, _) in &pending {
-                    msg.push_str(&format!(" {name} (pid {pid})"));
-                    kill_tree(*pid);
-                }
-                msg.push_str("; killed");
-                for (_, name, logs) in &pending {
-                    msg.push_str(&describe_logs(name, logs));
-                }
-                for e in &done {
-                    msg.push_str(&describe_logs(&e.name, &e.logs));
-                }
-                // Reap the killed ones.
-                while rx.recv_timeout(Duration::from_secs(5)).is_ok() {}
-                return Err(msg);
-            }
-        }
-    }
-    Ok(done)
-}
-
-/// Fails unless every process exited with status 0; returns the last exit time.
-fn all_succeeded(exited: &[Exited], what: &str) -> Res<Instant> {
-    let mut last = None::<Instant>;
-    let mut failed = String::new();
-    for e in exited {
-        if !e.status.success() {
-            failed.push_str(&format!("\n  {} exited with {}", e.name, e.status));
-            failed.push_str(&describe_logs(&e.name, &e.logs));
-        }
-        last = Some(last.map_or(e.at, |l| l.max(e.at)));
-    }
-    if !failed.is_empty() {
-        return Err(format!("{what} failed:{failed}"));
-    }
-    last.ok_or_else(|| format!("{what}: no process"))
-}
-
-fn free_port() -> Res<u16> {
-    let l = TcpListener::bind("127.0.0.1:0").ctx(|| "binding 127.0.0.1:0".into())?;
-    Ok(l.local_addr().ctx(|| "local address".into())?.port())
-}
-
-/// Is something listening on 127.0.0.1:`port`? Read from /proc/net/tcp, not by
-/// connecting: a probe connection would be the one `nc -l` accepts.
-fn is_listening(port: u16) -> bool {
-    let want = format!("0100007F:{port:04X}");
-    let Ok(table) = fs::read_to_string("/proc/net/tcp") else {
-        return false;
-    };
-    table.lines().skip(1).any(|l| {
-        let mut cols = l.split_whitespace();
-        let local = cols.nth(1);
-        let state = cols.nth(1);
-        local == Some(want.as_str()) && state == Some("0A")
-    })
-}
-
-/// Waits until the receiver listens on `port`, failing if it exits first.
-fn wait_listening(recv: &mut Proc, port: u16) -> Res<()> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !is_listening(port) {
-        if let Ok(Some(st)) = recv.child.try_wait() {
-            return Err(format!(
-                "{} exited ({st}) before listening on 127.0.0.1:{port}{}",
-                recv.name,
-                describe_logs(&recv.name, &recv.logs)
-            ));
-        }
-        if Instant::now() > deadline {
-            return Err(format!(
-                "{} is not listening on port {port} after 20 s",
-                recv.name
-            ));
-        }
-        thread::sleep(Duration::from_millis(1));
-    }
-    Ok(())
-}
+/// How long a receiver may take to listen.
+const LISTEN_LIMIT: Duration = Duration::from_secs(20);
+/// How long `localstream listen` may take to print its port.
+const PORT_LIMIT: Duration = Duration::from_secs(30);
 
 fn transfer_timeout(bytes: u64) -> Duration {
     // Generous: 2 minutes plus 20 MB/s.
@@ -693,8 +483,7 @@ impl Bench {
 
     fn log_file(&self, name: &str) -> Res<(Stdio, PathBuf)> {
         let p = self.log(name);
-        let f = File::create(&p).ctx(|| format!("creating {}", p.display()))?;
-        Ok((Stdio::from(f), p))
+        Ok((log_file(&p)?, p))
     }
 
     /// One LocalStream transfer: `listen --once` into `out`, then `send` of
@@ -727,32 +516,31 @@ impl Bench {
             .args(["--yes", "--once", "--dir"])
             .arg(out);
         let (stdout, listen_out) = self.log_file("listen")?;
-        let mut listen = Proc::spawn("localstream listen", listen, stdout, &listen_out)?;
+        let mut listen = Logged::spawn("localstream listen", listen, stdout, &listen_out)?;
 
         // The port, from the line `listening on 127.0.0.1:PORT`.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let port = loop {
+        let read_port = || {
             let text = fs::read_to_string(&listen_out).unwrap_or_default();
-            let port = text.lines().find_map(|l| {
+            text.lines().find_map(|l| {
                 l.strip_prefix("listening on 127.0.0.1:")
                     .and_then(|p| p.trim().parse::<u16>().ok())
-            });
-            if let Some(port) = port {
-                break port;
-            }
-            if let Ok(Some(st)) = listen.child.try_wait() {
+            })
+        };
+        let port = match listen.wait_for(PORT_LIMIT, Duration::from_millis(2), read_port) {
+            Waited::Ready(port) => port,
+            Waited::Exited(st) => {
                 return Err(format!(
                     "localstream listen exited ({st}) before listening{}",
                     listen.abandon()
                 ));
             }
-            if Instant::now() > deadline {
+            Waited::TimedOut => {
                 return Err(format!(
-                    "localstream listen printed no `listening on 127.0.0.1:PORT` line in 30 s{}",
+                    "localstream listen printed no `listening on 127.0.0.1:PORT` line in {} s{}",
+                    PORT_LIMIT.as_secs(),
                     listen.abandon()
                 ));
             }
-            thread::sleep(Duration::from_millis(2));
         };
 
         let mut send = self.localstream(&self.home_send, &rss_send, verbose);
@@ -762,7 +550,7 @@ impl Bench {
             .current_dir(cwd);
         let (stdout, send_out) = self.log_file("send")?;
         let start = Instant::now();
-        let send = match Proc::spawn("localstream send", send, stdout, &send_out) {
+        let send = match Logged::spawn("localstream send", send, stdout, &send_out) {
             Ok(p) => p,
             Err(e) => return Err(format!("{e}{}", listen.abandon())),
         };
@@ -790,13 +578,13 @@ impl Bench {
         let (mut recv_cmd, recv_out) = recv;
         recv_cmd.stdin(Stdio::null());
         let recv_log = self.log(&format!("{name}-recv"));
-        let mut recv = Proc::spawn(&format!("{name} receiver"), recv_cmd, recv_out, &recv_log)?;
-        if let Err(e) = wait_listening(&mut recv, port) {
+        let mut recv = Logged::spawn(&format!("{name} receiver"), recv_cmd, recv_out, &recv_log)?;
+        if let Err(e) = wait_listening(&mut recv, port, LISTEN_LIMIT, Duration::from_millis(1)) {
             return Err(format!("{e}{}", recv.abandon()));
         }
         let (stdout, send_log) = self.log_file(&format!("{name}-send"))?;
         let start = Instant::now();
-        let send = match Proc::spawn(&format!("{name} sender"), send, stdout, &send_log) {
+        let send = match Logged::spawn(&format!("{name} sender"), send, stdout, &send_log) {
             Ok(p) => p,
             Err(e) => return Err(format!("{e}{}", recv.abandon())),
         };
@@ -809,10 +597,10 @@ impl Bench {
         let port = free_port()?;
         let mut recv = Command::new(nc);
         recv.args(["-l", "127.0.0.1", &port.to_string()]);
-        let recv_out = File::create(out).ctx(|| format!("creating {}", out.display()))?;
+        let recv_out = File::create(out).with_context(|| format!("creating {}", out.display()))?;
         let mut send = Command::new(nc);
         send.args(["-N", "127.0.0.1", &port.to_string()])
-            .stdin(File::open(src).ctx(|| format!("opening {}", src.display()))?);
+            .stdin(File::open(src).with_context(|| format!("opening {}", src.display()))?);
         self.tcp_transfer(
             "nc",
             port,
@@ -934,19 +722,6 @@ fn cpu_model() -> String {
         .unwrap_or_else(|| "unknown CPU".into())
 }
 
-fn command_output(cmd: &str, args: &[&str]) -> Option<String> {
-    let out = Command::new(cmd)
-        .args(args)
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-        .filter(|s| !s.is_empty())
-}
-
 fn parse_timing(stderr: &str, key: &str) -> Option<f64> {
     let line = stderr.lines().rev().find(|l| l.contains("timing"))?;
     let at = line.find(&format!("{key}="))? + key.len() + 1;
@@ -967,17 +742,15 @@ fn run() -> Res<()> {
     let cfg = Config::from_env()?;
     let cores = thread::available_parallelism().map_or(0, |n| n.get());
     let cpu = cpu_model();
-    let version = command_output(BIN, &["--version"]).unwrap_or_else(|| "localstream".into());
-    let commit = command_output(
-        "git",
-        &[
-            "-C",
-            env!("CARGO_MANIFEST_DIR"),
-            "describe",
-            "--always",
-            "--dirty",
-        ],
-    );
+    let version =
+        stdout_of(Command::new(BIN).arg("--version")).unwrap_or_else(|| "localstream".into());
+    let commit = stdout_of(Command::new("git").args([
+        "-C",
+        env!("CARGO_MANIFEST_DIR"),
+        "describe",
+        "--always",
+        "--dirty",
+    ]));
 
     println!("LocalStream loopback benchmark ({COMMAND})");
     println!(
@@ -1028,7 +801,7 @@ fn run() -> Res<()> {
     }
 
     let logs = scratch.path("logs");
-    fs::create_dir(&logs).ctx(|| format!("creating {}", logs.display()))?;
+    fs::create_dir(&logs).with_context(|| format!("creating {}", logs.display()))?;
     let bench = Bench {
         home_recv: scratch.path("home-recv"),
         home_send: scratch.path("home-send"),
@@ -1049,14 +822,14 @@ fn run() -> Res<()> {
     let big = s.path("random.bin");
     write_random(&big, cfg.bytes(), &mut rng)?;
     let small_dir = s.path("small");
-    fs::create_dir(&small_dir).ctx(|| format!("creating {}", small_dir.display()))?;
+    fs::create_dir(&small_dir).with_context(|| format!("creating {}", small_dir.display()))?;
     let small_names: Vec<String> = (0..cfg.small).map(|i| small_name(i, cfg.small)).collect();
     for n in &small_names {
         write_random(&small_dir.join(n), SMALL_SIZE, &mut rng)?;
     }
     let tiny = s.path("tiny.txt");
     fs::write(&tiny, b"hello from the LocalStream benchmark\n")
-        .ctx(|| format!("writing {}", tiny.display()))?;
+        .with_context(|| format!("writing {}", tiny.display()))?;
     let tiny_names = vec!["tiny.txt".to_string()];
     println!(
         "prepared {} random file and {} files in {:.1} s",
@@ -1074,7 +847,7 @@ fn run() -> Res<()> {
             .env_remove("LOCALSTREAM_HOME")
             .stdin(Stdio::null())
             .output()
-            .ctx(|| format!("running {BIN} id"))?;
+            .with_context(|| format!("running {BIN} id"))?;
         if !out.status.success() {
             return Err(format!(
                 "localstream --home {} id failed: {}",
@@ -1179,7 +952,7 @@ fn run() -> Res<()> {
             let Some(tool) = tool else { continue };
             let wall = copy(&bench, tool, &big, out)?;
             let check = check_big(&big, out, full, label.trim_end())?;
-            fs::remove_file(out).ctx(|| format!("removing {}", out.display()))?;
+            fs::remove_file(out).with_context(|| format!("removing {}", out.display()))?;
             let speed = mbps(cfg.bytes(), wall);
             speeds.push(speed);
             println!(

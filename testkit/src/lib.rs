@@ -1,19 +1,24 @@
-//! Process helpers shared by the LocalStream test harnesses: the node's
-//! integration tests (`node/tests/common`) and the multi-host LAN scenarios
-//! (`localstream-scenarios`).
+//! Process helpers shared by the LocalStream test harnesses: the binary's
+//! integration tests (`cli/tests/localstream/common`), the multi-host LAN
+//! scenarios (`localstream-scenarios`) and the loopback benchmark
+//! (`cli/benches/transfer.rs`).
 //!
-//! Only what both need and is not about how a node is started: running a
+//! Only what they need and is not about how a node is started: running a
 //! command to completion with a deadline, keeping a child running while its
 //! stdout lines and stderr are collected on threads, polling with a deadline,
-//! signals, and a few helpers for messages and test data. Each harness keeps
-//! its own wrappers (its `--home`, its `ip netns exec`, its step lengths).
+//! signals, and a few helpers for messages and test data; [`procs`] has
+//! processes whose output goes to log files and whose exit times matter,
+//! with errors as values. Each harness keeps its own wrappers (its `--home`,
+//! its `ip netns exec`, its step lengths).
 //!
 //! Nothing here sleeps for a fixed time: waits poll with a deadline, and a
-//! failed step panics with everything the process printed.
+//! failed step panics with everything the process printed (in [`procs`], it
+//! is an `Err` with the tail of the process's logs).
 
 // Test support: a failed step should fail the test loudly, with context.
 #![allow(clippy::unwrap_used)]
 
+pub mod procs;
 pub mod proxy;
 
 use std::io::{BufRead, BufReader, Read};
@@ -88,6 +93,21 @@ pub fn output_ok(cmd: &mut Command, what: &str) -> Output {
     out
 }
 
+/// Runs `cmd` (stdin closed, stderr discarded, no deadline: for short
+/// queries such as `--version`) and returns its stdout, trimmed, if it
+/// succeeded and printed something.
+pub fn stdout_of(cmd: &mut Command) -> Option<String> {
+    let out = cmd
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| text(&out.stdout).trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
 /// Spawns `cmd` with stdin closed and stdout and stderr piped.
 fn spawn_piped(cmd: &mut Command, what: &str) -> Child {
     cmd.stdin(Stdio::null())
@@ -108,12 +128,17 @@ fn collect(mut r: impl Read + Send + 'static) -> JoinHandle<Vec<u8>> {
 
 /// Sends signal `sig` (a name such as `INT`, what Ctrl-C sends) to a process.
 pub fn signal(pid: u32, sig: &str) {
-    let st = Command::new("kill")
+    assert!(try_signal(pid, sig), "kill -s {sig} {pid} failed");
+}
+
+/// Like [`signal`], but says whether it worked instead of failing (the
+/// process may be gone already).
+pub fn try_signal(pid: u32, sig: &str) -> bool {
+    Command::new("kill")
         .args(["-s", sig, &pid.to_string()])
         .stderr(Stdio::null())
         .status()
-        .unwrap();
-    assert!(st.success(), "kill -s {sig} {pid} failed");
+        .is_ok_and(|st| st.success())
 }
 
 /// A long-running child whose stdout lines arrive on [`Running::lines`] and
