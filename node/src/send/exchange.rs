@@ -480,6 +480,113 @@ mod tests {
         }
     }
 
+    /// A Resuming machine for `sources`, as an Answer offering these held
+    /// prefixes (index, offset, hash) leaves it.
+    fn resuming(sources: &[Source], held: &[(usize, u64, [u8; 32])]) -> Resuming {
+        let entries = sources
+            .iter()
+            .map(|s| OfferEntry {
+                path: s.name.clone(),
+                size: s.size,
+                attrs: s.attrs,
+            })
+            .collect();
+        let mut files = vec![localstream_proto::transfer::FileDecision::whole(); sources.len()];
+        for &(i, offset, hash) in held {
+            files[i].offset = offset;
+            files[i].held = hash;
+        }
+        let mut body = vec![];
+        localstream_proto::transfer::Answer {
+            status: Status::Ok,
+            message: String::new(),
+            features: 0,
+            files,
+        }
+        .encode(&mut body)
+        .unwrap();
+        let waiting = Offering::new(entries).unwrap().sent();
+        match waiting.handle(RecordType::Answer, &body).unwrap() {
+            Answered::Resuming(r) => r,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_held_prefix_gets_its_verdict_in_offer_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let content = b"0123456789".repeat(10);
+        let source = |name: &str, size: u64, attrs: u8| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, &content[..size as usize]).unwrap();
+            Source {
+                path,
+                name: name.into(),
+                size,
+                attrs,
+            }
+        };
+        let mut sources = vec![
+            source("same", 100, 0),
+            source("changed", 100, 0),
+            source("shorter", 40, 0),
+            source("gone", 100, 0),
+            source("whole", 100, 0),
+        ];
+        std::fs::remove_file(&sources[3].path).unwrap();
+        sources.push(Source {
+            path: dir.path().join("d"),
+            name: "d".into(),
+            size: 0,
+            attrs: ATTR_DIR,
+        });
+        let hash = |b: &[u8]| *blake3::hash(b).as_bytes();
+        let held = [
+            (0, 30, hash(&content[..30])),
+            (1, 30, hash(b"something else")),
+            (2, 50, hash(&content[..50])),
+            (3, 30, hash(&content[..30])),
+            (5, 7, [0; 32]),
+        ];
+        let events = Events::default();
+        let mut heard = events.subscribe();
+        let (streaming, prefixes, body) =
+            check_held(resuming(&sources, &held), &sources, &events).unwrap();
+        let verdicts: Vec<(String, u64, ResumeVerdict)> = std::iter::from_fn(|| heard.try_next())
+            .filter_map(|e| match e {
+                Event::Notice(Notice::Resume {
+                    name,
+                    offset,
+                    verdict,
+                }) => Some((name, offset, verdict)),
+                _ => None,
+            })
+            .collect();
+        let names: Vec<(&str, u64)> = verdicts.iter().map(|(n, o, _)| (n.as_str(), *o)).collect();
+        assert_eq!(
+            names,
+            [
+                ("same", 30),
+                ("changed", 30),
+                ("shorter", 50),
+                ("gone", 30),
+                ("d", 7)
+            ]
+        );
+        assert_eq!(verdicts[0].2, ResumeVerdict::Resuming);
+        assert_eq!(verdicts[1].2, ResumeVerdict::Changed);
+        // Longer than the file (or on a folder): the machine answers it 0
+        // without asking, and the user is still told.
+        assert_eq!(verdicts[2].2, ResumeVerdict::Shorter);
+        assert!(matches!(verdicts[3].2, ResumeVerdict::Unreadable(_)));
+        assert_eq!(verdicts[4].2, ResumeVerdict::Shorter);
+        assert_eq!(prefixes.keys().copied().collect::<Vec<_>>(), [0]);
+        assert_eq!(streaming.resumed_bytes(), 30);
+        let resume = localstream_proto::transfer::Resume::decode(&body).unwrap();
+        let offsets: Vec<(u32, u64)> = resume.files.iter().map(|f| (f.index, f.offset)).collect();
+        assert_eq!(offsets, [(0, 30), (1, 0), (2, 0), (3, 0), (5, 0)]);
+    }
+
     #[tokio::test]
     async fn a_record_from_the_receiver_before_our_last_one_is_a_violation() {
         let (mut wr, mut theirs) = socket().await;
