@@ -294,13 +294,12 @@ impl Decompressor {
             .map_err(bad)
     }
 
+    /// Without zstd the Answer grants no compression ([`FEATURES`] is 0), so
+    /// the receiver's state machine refuses DataZstd before it gets here.
     #[cfg(not(feature = "zstd"))]
     fn decompress_into(&mut self, _frame: &[u8]) -> Result<usize> {
         Err(Error::Protocol(
-            localstream_proto::Error::UnexpectedMessage {
-                expected: "Data (compression was not offered)",
-                got: localstream_proto::record::RecordType::DataZstd as u8,
-            },
+            localstream_proto::Error::CompressionNotAgreed,
         ))
     }
 }

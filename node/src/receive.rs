@@ -29,10 +29,8 @@ use std::time::Instant;
 use localstream_proto::handshake::Config as HandshakeConfig;
 use localstream_proto::names::escape_for_terminal;
 use localstream_proto::record::{MAX_RECORD_BODY, RecordType};
-use localstream_proto::transfer::{
-    Answer, FileDecision, FileEnd, FinalStatus, MAX_FILES, MAX_RESUMED, OfferEntry, Resume,
-    TransferEnd,
-};
+use localstream_proto::transfer::fsm::{self, Accepted, Deciding, Done};
+use localstream_proto::transfer::{FileDecision, MAX_RESUMED, OfferEntry};
 use localstream_proto::{
     Error as ProtoError, Handshake, LocalIdentity, Opener, PeerIdentity, Sas, Status,
 };
@@ -590,17 +588,11 @@ fn io_status(e: &std::io::Error) -> Status {
 /// Refuses the offer with `status`: tells the sender, returns the refusal.
 async fn refuse<W: tokio::io::AsyncWrite + Unpin>(
     writer: &mut RecordWriter<W>,
-    status: Status,
-    message: String,
+    deciding: Deciding,
+    (status, message): (Status, String),
 ) -> Result<Received> {
     let mut body = vec![];
-    Answer {
-        status,
-        message: message.clone(),
-        features: 0,
-        files: vec![],
-    }
-    .encode(&mut body)?;
+    deciding.refuse(status, &message, &mut body)?;
     writer.send(RecordType::Answer, &body).await?;
     Err(Error::refused(status, message))
 }
@@ -611,7 +603,7 @@ async fn transfer<R, W>(
     reader: &mut FrameReader<R>,
     writer: &mut RecordWriter<W>,
     mut opener: Opener,
-    (entries, total): (Vec<OfferEntry>, u64),
+    deciding: Deciding,
     ctx: Ctx<'_>,
 ) -> Result<Received>
 where
@@ -619,20 +611,17 @@ where
     W: tokio::io::AsyncWrite + Unpin,
 {
     let who = PeerLabel::of(ctx.peer).short();
-    let held_lens = match validate_offer(&entries, total, ctx.shared, ctx.peer, &who) {
+    let (entries, total) = (deciding.entries(), deciding.total_bytes());
+    let held_lens = match validate_offer(entries, total, ctx.shared, ctx.peer, &who) {
         Ok(lens) => lens,
-        Err((status, message)) => return refuse(writer, status, message).await,
+        Err(refusal) => return refuse(writer, deciding, refusal).await,
     };
-    let ruling = decide(reader, &entries, total, &ctx).await;
+    let ruling = decide(reader, entries, total, &ctx).await;
     if ruling == Ruling::Withdrawn || reader.has_pending().await {
         return Err(match reader.read_record(&mut opener, IDLE_TIMEOUT).await {
             // An alert (the sender cancelled) is the reason itself.
             Err(e) => e,
-            Ok((typ, _)) => ProtoError::UnexpectedMessage {
-                expected: "nothing before the Answer",
-                got: typ as u8,
-            }
-            .into(),
+            Ok((typ, body)) => Deciding::unexpected(typ, &body).into(),
         });
     }
     let Ctx {
@@ -654,8 +643,8 @@ where
         ruling,
         Ruling::Accept | Ruling::AcceptAndTrust | Ruling::Decline | Ruling::TimedOut
     );
-    if let Some((status, message)) = refusal(ruling, peer) {
-        return refuse(writer, status, message).await;
+    if let Some(refusal) = refusal(ruling, peer) {
+        return refuse(writer, deciding, refusal).await;
     }
     let pin = Pin {
         peer,
@@ -666,25 +655,17 @@ where
     };
     match consent_given(&pin, ruling).await {
         Ok(h) => *history = h,
-        Err((status, message)) => return refuse(writer, status, message).await,
+        Err(refusal) => return refuse(writer, deciding, refusal).await,
     }
-    let prepared = match prepare(&entries, &held_lens, shared, peer, &who).await {
+    let (prepared, decisions) = match prepare(entries, &held_lens, shared, peer, &who).await {
         Ok(p) => p,
-        Err((status, message)) => return refuse(writer, status, message).await,
+        Err(refusal) => return refuse(writer, deciding, refusal).await,
     };
-    answer(writer, &prepared.decisions).await?;
+    let accepted = answer(writer, deciding, decisions).await?;
     info!(peer = %who, files = prepared.planned.len(), bytes = total, held = prepared.held.len(), "receiving");
     let started = Instant::now();
-    let files = prepared.planned.len();
-    let file_indices: Vec<u32> = prepared.planned.iter().map(|p| p.index).collect();
-    let written = pipeline(reader, opener, prepared, total, shared, stop).await?;
-    let figures = Figures {
-        offered: entries.len(),
-        files,
-        file_indices: &file_indices,
-        started,
-    };
-    finish(writer, figures, written, &pin).await
+    let written = pipeline(reader, opener, accepted, prepared, total, shared, stop).await?;
+    finish(writer, started, written, &pin).await
 }
 
 /// Offer validation: names first (one hostile name refuses the whole
@@ -697,9 +678,6 @@ fn validate_offer(
     peer: &PeerIdentity,
     who: &str,
 ) -> std::result::Result<Vec<u64>, (Status, String)> {
-    if entries.len() > MAX_FILES as usize {
-        return Err((Status::TooLarge, format!("more than {MAX_FILES} files")));
-    }
     let to_stdout = shared.destination == Destination::Stdout;
     let checked = plan::check(entries, &shared.dir, &peer.node_id, to_stdout).inspect_err(
         |(_, message)| {
@@ -868,24 +846,24 @@ async fn consent_given(
     Ok(history)
 }
 
-/// What [`prepare`] made ready: the files' places, held prefixes, and the
-/// per-entry decisions for the Answer.
+/// What [`prepare`] made ready for the writer: the files' places, and the
+/// held prefixes by offer index.
 struct Prepared {
     planned: Vec<Planned>,
-    held: HashMap<usize, Held>,
-    decisions: Vec<FileDecision>,
+    held: HashMap<u32, Held>,
 }
 
 /// Prepare: the folders the offer names (even empty ones), the parents its
 /// files need (once per distinct directory), and the held prefixes (opened,
-/// locked and hashed now, offered in the Answer).
+/// locked and hashed now, offered in the Answer). Returns them with the
+/// Answer's decisions, one per offered entry.
 async fn prepare(
     entries: &[OfferEntry],
     held_lens: &[u64],
     shared: &Shared,
     peer: &PeerIdentity,
     who: &str,
-) -> std::result::Result<Prepared, (Status, String)> {
+) -> std::result::Result<(Prepared, Vec<FileDecision>), (Status, String)> {
     let (plan, folders) = plan::plan(entries, &peer.node_id);
     for components in &folders {
         let components: Vec<&str> = components.iter().map(String::as_str).collect();
@@ -929,12 +907,11 @@ async fn prepare(
             bytes: h.partial.len,
         });
     }
-    let held = held.into_iter().map(|(i, (h, _))| (i, h)).collect();
-    Ok(Prepared {
-        planned,
-        held,
-        decisions,
-    })
+    let held = held
+        .into_iter()
+        .map(|(i, (h, _))| (planned[i].index, h))
+        .collect();
+    Ok((Prepared { planned, held }, decisions))
 }
 
 /// Creates the directories the files need (none for plain files), once per
@@ -994,20 +971,17 @@ fn place_files(
     Ok(planned)
 }
 
-/// The Answer: accepted, with the per-entry decisions.
+/// The Answer: accepted, with the per-entry decisions. Returns what the
+/// sender's next records must be: its Resume first when some prefix is held.
 async fn answer<W: tokio::io::AsyncWrite + Unpin>(
     writer: &mut RecordWriter<W>,
-    decisions: &[FileDecision],
-) -> Result<()> {
+    deciding: Deciding,
+    decisions: Vec<FileDecision>,
+) -> Result<Accepted> {
     let mut body = vec![];
-    Answer {
-        status: Status::Ok,
-        message: String::new(),
-        features: compress::FEATURES,
-        files: decisions.to_vec(),
-    }
-    .encode(&mut body)?;
-    writer.send(RecordType::Answer, &body).await
+    let accepted = deciding.accept(decisions, compress::FEATURES, &mut body)?;
+    writer.send(RecordType::Answer, &body).await?;
+    Ok(accepted)
 }
 
 /// Pipeline: the socket reader task hands batches of frames to the writer
@@ -1015,16 +989,16 @@ async fn answer<W: tokio::io::AsyncWrite + Unpin>(
 async fn pipeline<R: tokio::io::AsyncRead + Unpin + Send>(
     reader: &mut FrameReader<R>,
     opener: Opener,
+    accepted: Accepted,
     prepared: Prepared,
     total: u64,
     shared: &Shared,
     stop: &CancellationToken,
 ) -> Result<write::Written> {
-    let Prepared { planned, held, .. } = prepared;
-    let offered_held: u64 = held.values().map(|h| h.partial.len).sum();
+    let offered_held: u64 = prepared.held.values().map(|h| h.partial.len).sum();
     shared.events.emit(Event::Accepted {
         side: Side::Receive,
-        files: planned.len(),
+        files: prepared.planned.len(),
         bytes: total - offered_held,
         resumed: offered_held,
     });
@@ -1045,8 +1019,8 @@ async fn pipeline<R: tokio::io::AsyncRead + Unpin + Send>(
             opener,
             rx,
             &returns,
-            planned,
-            held,
+            accepted,
+            prepared,
             bar.as_ref(),
             destination,
             &counted,
@@ -1081,65 +1055,32 @@ async fn pipeline<R: tokio::io::AsyncRead + Unpin + Send>(
     }
 }
 
-/// A transfer's shape, for [`finish`].
-struct Figures<'a> {
-    /// Entries offered.
-    offered: usize,
-    /// Files accepted.
-    files: usize,
-    /// Their indices in the offer.
-    file_indices: &'a [u32],
-    /// When the Answer went out.
-    started: Instant,
-}
-
 /// Finish: the final Status to the sender, and the transfer's end as an event.
 async fn finish<W: tokio::io::AsyncWrite + Unpin>(
     writer: &mut RecordWriter<W>,
-    figures: Figures<'_>,
+    started: Instant,
     written: write::Written,
     pin: &Pin<'_>,
 ) -> Result<Received> {
-    let Figures {
-        offered,
-        files,
-        file_indices,
-        started,
-    } = figures;
     let (peer, shared) = (pin.peer, pin.shared);
     let write::Written {
         results,
-        resumed,
-        data_bytes,
         wire,
+        done,
     } = written;
-    // Per offered entry: folders were created before the Answer.
-    let mut statuses = vec![Status::Ok; offered];
-    for (index, r) in file_indices.iter().zip(&results) {
-        statuses[*index as usize] = r.as_ref().map_or_else(|s| *s, |_| Status::Ok);
-    }
-    let failed = statuses.iter().filter(|s| !s.is_ok()).count();
+    // One per accepted file, now that every one has ended.
+    let files = results.len();
+    let failed = done.statuses().iter().filter(|s| !s.is_ok()).count();
+    let (data_bytes, resumed) = (done.received().bytes, done.resumed_bytes());
     // What the files hold (streams announce no size).
     let bytes: u64 = data_bytes + resumed;
-    let (status, message) = if failed == 0 {
-        (Status::Ok, summary(files, bytes, started.elapsed()))
+    let message = if failed == 0 {
+        summary(files, bytes, started.elapsed())
     } else {
-        (
-            statuses
-                .iter()
-                .copied()
-                .find(|s| !s.is_ok())
-                .unwrap_or(Status::InternalError),
-            format!("{failed} of {files} files failed verification"),
-        )
+        format!("{failed} of {files} files failed verification")
     };
     let mut body = vec![];
-    FinalStatus {
-        status,
-        message,
-        files: statuses,
-    }
-    .encode(&mut body)?;
+    done.final_status(&message, &mut body)?;
     writer.send(RecordType::Status, &body).await?;
     use tokio::io::AsyncWriteExt;
     let _ = writer.inner.shutdown().await;

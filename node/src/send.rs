@@ -9,6 +9,7 @@
 //!      socket writer task      (while another branch listens for the receiver's alerts)
 //! ```
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::Read;
 use std::net::SocketAddr;
@@ -20,10 +21,11 @@ use localstream_proto::codec::HEADER_LEN;
 use localstream_proto::handshake::Config as HandshakeConfig;
 use localstream_proto::names::{escape_for_terminal, validate_wire_path};
 use localstream_proto::record::{MAX_PLAINTEXT, RecordType};
-use localstream_proto::transfer::{
-    ATTR_DIR, ATTR_EXEC, ATTR_STREAM, Answer, FileEnd, FinalStatus, MAX_FILES, OfferEntry,
-    OfferPart, Resume, ResumeFile, TransferEnd,
+use localstream_proto::transfer::fsm::{
+    Answered, AwaitStatus, HeldPrefix, Next, Offering, Outcome, Prefix, Resuming, SendingFile,
+    Streaming,
 };
+use localstream_proto::transfer::{ATTR_DIR, ATTR_EXEC, ATTR_STREAM, MAX_FILES, OfferEntry};
 use localstream_proto::{
     Error as ProtoError, Handshake, LocalIdentity, Opener, PeerIdentity, Sas, Sealer, Status,
 };
@@ -112,9 +114,9 @@ mod exchange;
 mod sources;
 mod stream;
 pub(crate) use connect::open;
-use exchange::{Planned, Timing, exchange};
+use exchange::{Agreed, Timing, exchange};
 use sources::sources;
-use stream::{AbortOnDrop, expect_record, produce};
+use stream::{AbortOnDrop, produce};
 
 /// First pause before another attempt (`--retry`); it doubles each time
 const RETRY_FIRST_PAUSE: Duration = Duration::from_secs(1);

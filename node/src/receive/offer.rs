@@ -16,9 +16,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use localstream_proto::record::RecordType;
-use localstream_proto::transfer::{OfferCollector, OfferEntry, OfferPart};
-use localstream_proto::{Error as ProtoError, Opener, Status};
+use localstream_proto::transfer::OfferEntry;
+use localstream_proto::transfer::fsm::{CollectingOffer, Deciding, OfferStep};
+use localstream_proto::{Opener, Status};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::conn::{FrameReader, IDLE_TIMEOUT};
@@ -177,18 +177,18 @@ impl OfferSlot {
     }
 }
 
-/// Reads a whole offer within its deadlines and budgets. Its slot is taken
-/// once the first record arrives (a session that never offers holds none),
-/// waiting up to [`SLOT_WAIT`] for one (offers are usually decided at once).
+/// Reads a whole offer within its deadlines and budgets, through the
+/// receiver's [`CollectingOffer`] state. Its slot is taken once the first
+/// record arrives (a session that never offers holds none), waiting up to
+/// [`SLOT_WAIT`] for one (offers are usually decided at once).
 pub(super) async fn read_offer<R: tokio::io::AsyncRead + Unpin>(
     reader: &mut FrameReader<R>,
     opener: &mut Opener,
     slots: &OfferSlots,
     peer: [u8; 16],
     trusted: bool,
-) -> Result<((Vec<OfferEntry>, u64), OfferSlot)> {
-    let mut collector = OfferCollector::default();
-    let mut held = 0usize;
+) -> Result<(Deciding, OfferSlot)> {
+    let mut collecting = CollectingOffer::new();
     let first = reader.read_record(opener, FIRST_OFFER_WAIT).await?;
     let mut slot = slots.wait_take(peer, trusted).await.ok_or_else(|| {
         let message = "the receiver has too many offers from untrusted peers pending; try again";
@@ -207,22 +207,17 @@ pub(super) async fn read_offer<R: tokio::io::AsyncRead + Unpin>(
                 }
             }
         };
-        if typ != RecordType::Offer {
-            return Err(ProtoError::UnexpectedMessage {
-                expected: "Offer",
-                got: typ as u8,
+        match collecting.handle(typ, &body)? {
+            OfferStep::More(c) => {
+                slot.hold(c.path_bytes() + c.entries_received() * ENTRY_OVERHEAD)?;
+                collecting = c;
             }
-            .into());
-        }
-        let part = OfferPart::decode(&body)?;
-        held += part
-            .entries
-            .iter()
-            .map(|e| e.path.len() + ENTRY_OVERHEAD)
-            .sum::<usize>();
-        slot.hold(held)?;
-        if let Some(done) = collector.add(part)? {
-            return Ok((done, slot));
+            OfferStep::Complete(deciding) => {
+                let entries = deciding.entries();
+                let paths: usize = entries.iter().map(|e| e.path.len()).sum();
+                slot.hold(paths + entries.len() * ENTRY_OVERHEAD)?;
+                return Ok((deciding, slot));
+            }
         }
     }
 }

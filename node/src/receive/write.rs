@@ -1,6 +1,11 @@
-//! The blocking half of receiving: open each record, write and hash the
-//! data, verify each file against its authenticated FileEnd, and commit it
-//! (small files in groups, large ones alone).
+//! The blocking half of receiving: open each record and hand it to the
+//! receiver's state machine ([`fsm::Receiving`]), which says what it is and
+//! where it goes; write and hash the data, verify each file against its
+//! authenticated FileEnd, and commit it (small files in groups, large ones
+//! alone).
+
+use localstream_proto::transfer::Resume;
+use localstream_proto::transfer::fsm::{Chunk, FileEnded, Receiving};
 
 use super::*;
 
@@ -35,21 +40,22 @@ pub(super) type FileResults = Vec<std::result::Result<Option<PathBuf>, Status>>;
 
 /// What the writer did.
 pub(super) struct Written {
+    /// Per accepted file, in offer order.
     pub results: FileResults,
-    /// Bytes reused from held prefixes.
-    pub resumed: u64,
-    /// File bytes received in this connection.
-    pub data_bytes: u64,
     /// Sealed data bytes received, when some records were compressed.
     pub wire: Option<u64>,
+    /// The machine after the TransferEnd: one status per offered entry
+    /// (the failures of `results` recorded), the bytes received and resumed.
+    pub done: Done,
 }
 
 /// The blocking half: opens records, writes and verifies files. Returns, per
-/// offered file, its final path or the status that explains its failure, and
-/// the bytes reused from held prefixes.
+/// accepted file, its final path or the status that explains its failure,
+/// and the machine's final state.
 ///
-/// When `held` is not empty the sender's Resume record must come first: it
-/// confirms each held prefix (continue after it) or not (start over).
+/// When the Answer offered held prefixes (`accepted` awaits the Resume) the
+/// sender's Resume record comes first: it confirms each held prefix
+/// (continue after it) or not (start over).
 ///
 /// Small files are committed in groups ([`fsutil::CommitGroup`]: one
 /// filesystem sync for up to hundreds of files); a group is committed when it
@@ -60,12 +66,16 @@ pub(super) fn write_files(
     opener: Opener,
     rx: mpsc::Receiver<Vec<RawFrame>>,
     pool: &BufPool,
-    plan: Vec<Planned>,
-    held: HashMap<usize, Held>,
+    accepted: Accepted,
+    prepared: Prepared,
     progress: Option<&Progress>,
     destination: Destination,
     written: &std::sync::atomic::AtomicU64,
 ) -> Result<Written> {
+    let Prepared {
+        planned: plan,
+        held,
+    } = prepared;
     let mut w = Writer {
         written,
         plan: &plan,
@@ -73,16 +83,13 @@ pub(super) fn write_files(
         results: Vec::with_capacity(plan.len()),
         group: fsutil::CommitGroup::new(),
         current: None,
-        data_bytes: 0,
-        awaiting_resume: !held.is_empty(),
         held,
-        resumed: 0,
         to_stdout: destination == Destination::Stdout,
         unpack: compress::Decompressor::default(),
         wire: 0,
         compressed: false,
     };
-    let outcome = w.run(opener, rx, pool);
+    let outcome = w.run(accepted, opener, rx, pool);
     // A stream is never resumed: what it left is of no use to anyone.
     if outcome.is_err()
         && let Some(cur) = w.current.take()
@@ -93,11 +100,17 @@ pub(super) fn write_files(
     // Verified files still waiting for their group are saved even when the
     // transfer failed later, as they would have been one by one.
     w.commit_group();
-    outcome.map(|()| Written {
+    let mut done = outcome?;
+    // What the machine cannot see: hashes, and files that could not be saved.
+    for (p, result) in plan.iter().zip(&w.results) {
+        if let Err(status) = result {
+            done.fail(p.index, *status)?;
+        }
+    }
+    Ok(Written {
         results: w.results,
-        resumed: w.resumed,
-        data_bytes: w.data_bytes,
         wire: w.compressed.then_some(w.wire),
+        done,
     })
 }
 
@@ -113,13 +126,8 @@ struct Writer<'a> {
     results: FileResults,
     group: fsutil::CommitGroup<'a>,
     current: Option<Current>,
-    data_bytes: u64,
-    /// Held prefixes by plan index, until their file starts.
-    held: HashMap<usize, Held>,
-    /// The Answer offered held prefixes: the next record must be Resume.
-    awaiting_resume: bool,
-    /// Bytes of held prefixes the sender confirmed.
-    resumed: u64,
+    /// Held prefixes by offer index, until their file starts.
+    held: HashMap<u32, Held>,
     /// `listen --stdout`: the one file goes to standard output.
     to_stdout: bool,
     /// Compressed records are unpacked here.
@@ -130,70 +138,40 @@ struct Writer<'a> {
 }
 
 impl<'a> Writer<'a> {
+    /// Takes the sender's records until its TransferEnd: the Resume first
+    /// when one is due, then the data phase, record by record.
     fn run(
         &mut self,
+        accepted: Accepted,
         mut opener: Opener,
         mut rx: mpsc::Receiver<Vec<RawFrame>>,
         pool: &BufPool,
-    ) -> Result<()> {
-        while let Some(batch) = self.next_batch(&mut rx) {
-            for frame in batch {
+    ) -> Result<Done> {
+        let mut batch = Vec::new().into_iter();
+        let mut receiving = match accepted {
+            Accepted::Receiving(receiving) => receiving,
+            Accepted::AwaitResume(waiting) => {
+                let Some(frame) = self.next_frame(&mut rx, &mut batch) else {
+                    return Err(ProtoError::Truncated.into());
+                };
                 let mut frame = Recycled { frame, pool };
-                // As it crossed the wire (header, ciphertext, tag).
-                let sealed = frame.frame.buf.len() as u64;
                 let (typ, pt) = frame.frame.open(&mut opener)?;
-                if self.awaiting_resume && !matches!(typ, RecordType::Resume | RecordType::Alert) {
-                    return Err(ProtoError::UnexpectedMessage {
-                        expected: "Resume",
-                        got: typ as u8,
-                    }
-                    .into());
-                }
-                match typ {
-                    RecordType::Resume if self.awaiting_resume => {
-                        self.resume(&Resume::decode(pt)?)?;
-                    }
-                    RecordType::Data => {
-                        self.wire += sealed;
-                        self.data(pt)?;
-                    }
-                    RecordType::DataZstd if compress::FEATURES != 0 => {
-                        self.wire += sealed;
-                        self.compressed = true;
-                        let mut z = std::mem::take(&mut self.unpack);
-                        let done = z.decompress(pt).and_then(|bytes| self.data(bytes));
-                        self.unpack = z;
-                        done?;
-                    }
-                    RecordType::FileEnd => self.file_end(&FileEnd::decode(pt)?)?,
-                    RecordType::TransferEnd => {
-                        let end = TransferEnd::decode(pt)?;
-                        if let Some(cur) = self.current.take() {
-                            remove_partial(&cur.partial);
-                            return Err(ProtoError::Malformed("TransferEnd inside a file").into());
-                        }
-                        if self.results.len() != self.plan.len()
-                            || end.files as usize != self.plan.len()
-                            || end.bytes != self.data_bytes
-                        {
-                            return Err(ProtoError::Malformed(
-                                "TransferEnd does not match what was sent",
-                            )
-                            .into());
-                        }
-                        return Ok(());
-                    }
-                    RecordType::Alert => {
-                        let alert = localstream_proto::handshake::messages::Alert::decode(pt)?;
-                        return Err(alert.into_error().into());
-                    }
-                    other => {
-                        return Err(ProtoError::UnexpectedMessage {
-                            expected: "Data, FileEnd or TransferEnd",
-                            got: other as u8,
-                        }
-                        .into());
-                    }
+                let (receiving, resume) = waiting.handle(typ, pt)?;
+                self.resume(&resume)?;
+                receiving
+            }
+        };
+        while let Some(frame) = self.next_frame(&mut rx, &mut batch) {
+            let mut frame = Recycled { frame, pool };
+            // As it crossed the wire (header, ciphertext, tag).
+            let sealed = frame.frame.buf.len() as u64;
+            let (typ, pt) = frame.frame.open(&mut opener)?;
+            match self.record(&mut receiving, typ, pt, sealed) {
+                Ok(Some(done)) => return Ok(done),
+                Ok(None) => {}
+                Err(e) => {
+                    self.condemn(&e);
+                    return Err(e);
                 }
             }
         }
@@ -201,44 +179,94 @@ impl<'a> Writer<'a> {
         Err(ProtoError::Truncated.into())
     }
 
-    /// Applies the sender's verdict on the held prefixes: each one the Answer
-    /// offered, in order, either confirmed (its offset) or refused (0: the
-    /// file is received whole, over what was held).
-    fn resume(&mut self, resume: &Resume) -> Result<()> {
-        self.awaiting_resume = false;
-        let mut offered: Vec<usize> = self.held.keys().copied().collect();
-        offered.sort_unstable();
-        if resume.files.len() != offered.len() {
-            return Err(ProtoError::Malformed("Resume does not answer every held file").into());
+    /// Handles one record of the data phase, as the machine reads it;
+    /// `Some` once it was the TransferEnd.
+    fn record(
+        &mut self,
+        receiving: &mut Receiving,
+        typ: RecordType,
+        pt: &[u8],
+        sealed: u64,
+    ) -> Result<Option<Done>> {
+        match receiving.handle(typ, pt)? {
+            fsm::Event::Data(chunk) => {
+                self.wire += sealed;
+                self.data(chunk, pt)?;
+            }
+            fsm::Event::Compressed(unpack) => {
+                self.wire += sealed;
+                self.compressed = true;
+                let mut z = std::mem::take(&mut self.unpack);
+                let done = z.decompress(pt).and_then(|bytes| {
+                    let chunk = unpack.unpacked(bytes.len())?;
+                    self.data(chunk, bytes)
+                });
+                self.unpack = z;
+                done?;
+            }
+            fsm::Event::FileEnd(end) => self.file_end(&end)?,
+            fsm::Event::TransferEnd(done) => return Ok(Some(done)),
         }
-        for (verdict, i) in resume.files.iter().zip(offered) {
-            let p = &self.plan[i];
-            let held = self
-                .held
-                .get_mut(&i)
-                .ok_or(ProtoError::Malformed("Resume"))?;
-            if verdict.index != p.index {
-                return Err(ProtoError::Malformed("Resume files out of order").into());
+        Ok(None)
+    }
+
+    /// A record that contradicts the file being written (more data than
+    /// offered, a FileEnd for another file, a TransferEnd before its
+    /// FileEnd) condemns it: its partial goes. After any other failure it
+    /// stays for a later resume.
+    fn condemn(&mut self, e: &Error) {
+        if let Error::Protocol(
+            ProtoError::DataBeyondSize { .. }
+            | ProtoError::UnexpectedFileEnd { .. }
+            | ProtoError::FilesMissing { .. },
+        ) = e
+            && let Some(cur) = self.current.take()
+        {
+            remove_partial(&cur.partial);
+        }
+    }
+
+    /// Applies the sender's verdict on the held prefixes (the machine
+    /// checked that it answers each one, in order, with its offset or 0):
+    /// a confirmed prefix is continued after, a refused one (0) is dropped
+    /// and its file received whole, over what was held.
+    fn resume(&mut self, resume: &Resume) -> Result<()> {
+        for verdict in &resume.files {
+            let Some(held) = self.held.get_mut(&verdict.index) else {
+                continue;
+            };
+            let shown = &self.plan[planned(self.plan, verdict.index)?].shown;
+            if verdict.offset > 0 {
+                info!(file = %shown, offset = held.partial.len, "resuming");
+                continue;
             }
-            if verdict.offset == held.partial.len {
-                self.resumed += held.partial.len;
-                info!(file = %p.shown, offset = held.partial.len, "resuming");
-            } else if verdict.offset == 0 {
-                info!(file = %p.shown, "the sender's file changed: receiving it whole");
-                if let Some(bar) = self.progress {
-                    bar.grow(held.partial.len);
-                }
-                held.partial
-                    .file
-                    .set_len(0)
-                    .map_err(|e| Error::file(&held.partial.path, e))?;
-                held.partial.len = 0;
-                held.hasher = blake3::Hasher::new();
-            } else {
-                return Err(ProtoError::Malformed("Resume offset differs from the Answer").into());
+            info!(file = %shown, "the sender's file changed: receiving it whole");
+            if let Some(bar) = self.progress {
+                bar.grow(held.partial.len);
             }
+            held.partial
+                .file
+                .set_len(0)
+                .map_err(|e| Error::file(&held.partial.path, e))?;
+            held.partial.len = 0;
+            held.hasher = blake3::Hasher::new();
         }
         Ok(())
+    }
+
+    /// The next frame from the reader, from the current batch or the next
+    /// one, or `None` once the reader is gone.
+    fn next_frame(
+        &mut self,
+        rx: &mut mpsc::Receiver<Vec<RawFrame>>,
+        batch: &mut std::vec::IntoIter<RawFrame>,
+    ) -> Option<RawFrame> {
+        loop {
+            if let Some(frame) = batch.next() {
+                return Some(frame);
+            }
+            *batch = self.next_batch(rx)?.into_iter();
+        }
     }
 
     /// The next batch of frames from the reader, or `None` once it is
@@ -260,18 +288,17 @@ impl<'a> Writer<'a> {
         }
     }
 
-    /// Opens the partial file for the next offered file.
-    fn open_next(&mut self) -> Result<Current> {
-        let idx = self.results.len();
-        let p = self
-            .plan
-            .get(idx)
-            .ok_or(ProtoError::Malformed("data after the last offered file"))?;
+    /// Opens the partial file for the file at `index` in the offer, the
+    /// next one the machine follows.
+    fn open_next(&mut self, index: u32) -> Result<Current> {
+        let idx = planned(self.plan, index)?;
+        debug_assert_eq!(idx, self.results.len(), "files end in offer order");
+        let p = &self.plan[idx];
         // The small files before a large one must not wait for it.
         if !fsutil::CommitGroup::wants(p.size) {
             self.commit_group();
         }
-        let cur = match self.held.remove(&idx) {
+        let cur = match self.held.remove(&index) {
             Some(Held {
                 mut partial,
                 hasher,
@@ -315,17 +342,16 @@ impl<'a> Writer<'a> {
         Ok(cur)
     }
 
-    fn data(&mut self, pt: &[u8]) -> Result<()> {
+    /// Writes and hashes the bytes of one Data (or decompressed DataZstd)
+    /// record, where the machine says they go.
+    fn data(&mut self, chunk: Chunk, pt: &[u8]) -> Result<()> {
         let cur = match self.current.take() {
             Some(c) => c,
-            None => self.open_next()?,
+            None => self.open_next(chunk.index)?,
         };
         let cur = self.current.insert(cur);
         let p = &self.plan[cur.plan];
-        if !p.stream && cur.written + pt.len() as u64 > p.size {
-            remove_partial(&cur.partial);
-            return Err(ProtoError::Malformed("more data than the file's announced size").into());
-        }
+        debug_assert_eq!((p.index, cur.written), (chunk.index, chunk.offset));
         // A stream's size is unknown, so the free-space check of the offer
         // could not cover it: check as it grows.
         if p.stream
@@ -345,7 +371,6 @@ impl<'a> Writer<'a> {
         }
         cur.hasher.update(pt);
         cur.written += pt.len() as u64;
-        self.data_bytes += pt.len() as u64;
         self.written
             .fetch_add(pt.len() as u64, std::sync::atomic::Ordering::Relaxed);
         if let Some(bar) = self.progress {
@@ -354,17 +379,15 @@ impl<'a> Writer<'a> {
         Ok(())
     }
 
-    fn file_end(&mut self, end: &FileEnd) -> Result<()> {
+    /// The current file's FileEnd (its size already checked by the
+    /// machine): verify its hash, then commit it, alone or in the group.
+    fn file_end(&mut self, end: &FileEnded) -> Result<()> {
         let cur = match self.current.take() {
             Some(c) => c,
-            None => self.open_next()?,
+            None => self.open_next(end.index)?,
         };
         let plan = self.plan;
         let p = &plan[cur.plan];
-        if end.index != p.index {
-            remove_partial(&cur.partial);
-            return Err(ProtoError::Malformed("FileEnd for a file out of order").into());
-        }
         let (partial, file) = match verify(cur, p, end) {
             Ok(verified) => verified,
             Err(status) => {
@@ -436,6 +459,13 @@ impl<'a> Writer<'a> {
     }
 }
 
+/// Where the file at `index` in the offer is in the plan (which lists every
+/// accepted file, as the machine follows them, in offer order).
+fn planned(plan: &[Planned], index: u32) -> Result<usize> {
+    plan.binary_search_by_key(&index, |p| p.index)
+        .map_err(|_| Error::Worker(format!("file {index} is not in the receiver's plan")))
+}
+
 /// Makes the file executable (the sender's copy was) for whoever may read
 /// it: x is added only where r is set, so the umask the file was created
 /// under still holds (0644 becomes 0755, 0600 becomes 0700).
@@ -491,12 +521,12 @@ fn open_partial(p: &Planned) -> std::io::Result<(PathBuf, File)> {
     }
 }
 
-/// Checks a completed file against the offer and its authenticated FileEnd;
-/// a file that fails is removed.
+/// Checks a completed file against its authenticated FileEnd: the size (as
+/// the machine found it) and the hash; a file that fails is removed.
 fn verify(
     cur: Current,
     p: &Planned,
-    end: &FileEnd,
+    end: &FileEnded,
 ) -> std::result::Result<(PathBuf, File), Status> {
     let Current {
         partial,
@@ -510,8 +540,9 @@ fn verify(
         remove_partial(&partial);
         Err(status)
     };
-    if written != end.size || (!p.stream && written != p.size) {
-        return discard(Status::SizeMismatch, "size differs from the offer");
+    debug_assert_eq!(written, end.received);
+    if !end.status.is_ok() {
+        return discard(end.status, "size differs from the offer");
     }
     if hasher.finalize().as_bytes() != &end.hash {
         return discard(Status::HashMismatch, "hash mismatch");

@@ -41,10 +41,22 @@ pub(crate) async fn exchange(
     compress: compress::Mode,
     timing: Timing,
 ) -> Result<Sent> {
-    let answer = offer(&mut link, sources, peer, &cx.events).await?;
-    accepted.store(true, std::sync::atomic::Ordering::SeqCst);
-    let plan = resume(&mut link.writer, sources, &answer, &cx.events).await?;
-    for (s, d) in sources.iter().zip(&answer.files) {
+    let sources: Arc<[Source]> = sources.into();
+    let accept = || accepted.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (streaming, prefixes) = match offer(&mut link, &sources, peer, &cx.events).await? {
+        Answered::Refused(refusal) => {
+            return Err(Error::refused(refusal.status, refusal.message));
+        }
+        Answered::Streaming(streaming) => {
+            accept();
+            (streaming, Prefixes::new())
+        }
+        Answered::Resuming(resuming) => {
+            accept();
+            resume(&mut link.writer, &sources, resuming, &cx.events).await?
+        }
+    };
+    for (s, d) in sources.iter().zip(streaming.decisions()) {
         if !d.status.is_ok() {
             cx.events.notice(Notice::SkippedByReceiver {
                 path: s.path.clone(),
@@ -52,18 +64,23 @@ pub(crate) async fn exchange(
             });
         }
     }
-    let resumed: u64 = plan.iter().map(|p| p.offset).sum();
+    let resumed = streaming.resumed_bytes();
     let started = Instant::now();
-    let compressor = Compressor::new(compress, answer.features)?;
-    let (bytes, wire, word) = stream(link, plan, compressor, &cx.events, timing).await?;
-    let status = verdict(word).await?;
+    let compressor = Compressor::new(compress, streaming.features())?;
+    let agreed = Agreed {
+        streaming,
+        sources: sources.clone(),
+        prefixes,
+    };
+    let (bytes, wire, heard) = stream(link, agreed, compressor, &cx.events, timing).await?;
+    let outcome = verdict(heard).await?;
     let figures = Figures {
         bytes,
         wire,
         resumed,
         started,
     };
-    report(sources, &status, figures, peer, &cx.events)
+    report(&sources, &outcome, figures, peer, &cx.events)
 }
 
 /// Offer and answer: the manifest out, the receiver's Answer back (it may
@@ -73,7 +90,7 @@ async fn offer(
     sources: &[Source],
     peer: &PeerIdentity,
     events: &Events,
-) -> Result<Answer> {
+) -> Result<Answered> {
     let entries: Vec<OfferEntry> = sources
         .iter()
         .map(|s| OfferEntry {
@@ -82,10 +99,9 @@ async fn offer(
             attrs: s.attrs,
         })
         .collect();
-    for part in OfferPart::split(&entries)? {
-        let mut body = vec![];
-        part.encode(&mut body)?;
-        link.writer.send(RecordType::Offer, &body).await?;
+    let offering = Offering::new(entries)?;
+    for body in offering.bodies() {
+        link.writer.send(RecordType::Offer, body).await?;
     }
     let offered: u64 = sources.iter().map(|s| s.size).sum();
     events.emit(Event::Offer {
@@ -104,76 +120,23 @@ async fn offer(
         .reader
         .read_record(&mut link.opener, answer_wait)
         .await?;
-    expect_record(typ, RecordType::Answer, "Answer")?;
-    let answer = Answer::decode(&body)?;
-    if !answer.status.is_ok() {
-        return Err(Error::refused(answer.status, answer.message));
-    }
-    if answer.files.len() != sources.len() {
-        return Err(ProtoError::Malformed("Answer does not cover every file").into());
-    }
-    Ok(answer)
+    Ok(offering.sent().handle(typ, &body)?)
 }
 
 /// Resume: the prefixes the receiver holds, hashed on our side too; the
-/// Resume record says which match. Returns the files to stream, each from
-/// where it continues.
+/// Resume record says which match. Returns the data phase, and the hash
+/// state after each confirmed prefix.
 async fn resume(
     writer: &mut RecordWriter<OwnedWriteHalf>,
-    sources: &[Source],
-    answer: &Answer,
+    sources: &Arc<[Source]>,
+    resuming: Resuming,
     events: &Events,
-) -> Result<Vec<Planned>> {
-    let held: Vec<(u32, Source, u64, [u8; 32])> = sources
-        .iter()
-        .zip(&answer.files)
-        .enumerate()
-        .filter(|(_, (_, d))| d.resumes())
-        .map(|(i, (s, d))| (i as u32, s.clone(), d.offset, d.held))
-        .collect();
-    let mut continued = if held.is_empty() {
-        Vec::new()
-    } else {
-        let events = events.clone();
-        let verdicts = tokio::task::spawn_blocking(move || check_held(held, &events)).await?;
-        let mut body = vec![];
-        Resume {
-            files: verdicts
-                .iter()
-                .map(|v| ResumeFile {
-                    index: v.index,
-                    offset: v.hasher.as_ref().map_or(0, |_| v.offset),
-                })
-                .collect(),
-        }
-        .encode(&mut body)?;
-        writer.send(RecordType::Resume, &body).await?;
-        verdicts
-    };
-    Ok(sources
-        .iter()
-        .zip(&answer.files)
-        .enumerate()
-        // Directories have no data: the receiver created them.
-        .filter(|(_, (s, d))| d.status.is_ok() && !s.is_dir())
-        .map(|(i, (s, _))| {
-            let index = i as u32;
-            let (offset, hasher) = match continued
-                .iter_mut()
-                .find(|v| v.index == index)
-                .and_then(|v| Some((v.offset, v.hasher.take()?)))
-            {
-                Some(held) => held,
-                None => (0, blake3::Hasher::new()),
-            };
-            Planned {
-                index,
-                source: s.clone(),
-                offset,
-                hasher,
-            }
-        })
-        .collect())
+) -> Result<(Streaming, Prefixes)> {
+    let (sources, events) = (sources.clone(), events.clone());
+    let (streaming, prefixes, body) =
+        tokio::task::spawn_blocking(move || check_held(resuming, &sources, &events)).await??;
+    writer.send(RecordType::Resume, &body).await?;
+    Ok((streaming, prefixes))
 }
 
 /// The receiver's word while data flows: its Status at the end, or an alert.
@@ -185,7 +148,7 @@ type Word = oneshot::Receiver<Result<(RecordType, Vec<u8>)>>;
 /// and the receiver's word (still to come, or already there).
 async fn stream(
     link: Link,
-    plan: Vec<Planned>,
+    agreed: Agreed,
     compressor: Compressor,
     events: &Events,
     timing: Timing,
@@ -195,16 +158,12 @@ async fn stream(
         writer,
         mut opener,
     } = link;
-    let bytes: u64 = plan
-        .iter()
-        .map(|p| p.source.size.saturating_sub(p.offset))
-        .sum();
-    let resumed: u64 = plan.iter().map(|p| p.offset).sum();
+    let bytes = agreed.streaming.bytes_left();
     events.emit(Event::Accepted {
         side: Side::Send,
-        files: plan.len(),
+        files: agreed.streaming.files_left(),
         bytes,
-        resumed,
+        resumed: agreed.streaming.resumed_bytes(),
     });
     let progress = Progress::new(events, Side::Send, bytes);
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(PIPELINE_DEPTH);
@@ -217,7 +176,7 @@ async fn stream(
     let returns = pool.clone();
     let producer = tokio::task::spawn_blocking(move || {
         let mut sealer = sealer;
-        let r = produce(&mut sealer, plan, tx, &returns, &bar, compressor);
+        let r = produce(&mut sealer, agreed, tx, &returns, &bar, compressor);
         (sealer, r)
     });
     // The receiver speaks again only at the end (Status) or to abort (Alert).
@@ -253,6 +212,7 @@ async fn stream(
             let heard = Heard {
                 word,
                 rx: word_rx,
+                waiting: p.waiting,
                 _listening: abort_listening,
                 _writing: wr,
             };
@@ -270,8 +230,13 @@ async fn stream(
 }
 
 /// Writes the sealed records to the socket until the producer is done, or
-/// the receiver speaks first (an alert; its word is kept in `word`). Each
-/// write is bounded: a receiver that stops reading cannot hang us.
+/// the receiver speaks first (its word is kept in `word`). Each write is
+/// bounded: a receiver that stops reading cannot hang us.
+///
+/// The receiver may speak only to abort (an Alert) until our TransferEnd:
+/// a record it sends while some of ours are still to be written is a
+/// violation ([`Streaming::unexpected`]), whatever it is; one that arrives
+/// once all are written is taken as its final word, for [`verdict`].
 async fn write_records(
     wr: &mut OwnedWriteHalf,
     rx: &mut mpsc::Receiver<Vec<u8>>,
@@ -284,12 +249,21 @@ async fn write_records(
     loop {
         tokio::select! {
             biased;
-            r = &mut *word_rx, if word.is_none() => {
-                *word = Some(r.unwrap_or(Err(ProtoError::Truncated.into())));
-                break;
-            }
+            r = &mut *word_rx, if word.is_none() => match r {
+                Ok(Ok(record)) => *word = Some(Ok(record)),
+                r => {
+                    *word = Some(r.unwrap_or(Err(ProtoError::Truncated.into())));
+                    break;
+                }
+            },
             rec = rx.recv() => match rec {
                 Some(buf) => {
+                    if let Some(Ok((typ, body))) = word {
+                        // It spoke before our last record went out.
+                        *word = Some(Err(Streaming::unexpected(*typ, body).into()));
+                        pool.put(buf);
+                        break;
+                    }
                     conn::timed(IDLE_TIMEOUT, conn::STOPPED_READING, wr.write_all(&buf)).await?;
                     pool.put(buf);
                     if first_write {
@@ -308,6 +282,8 @@ async fn write_records(
 struct Heard {
     word: Option<Result<(RecordType, Vec<u8>)>>,
     rx: Word,
+    /// The machine, after our TransferEnd.
+    waiting: AwaitStatus,
     _listening: AbortOnDrop,
     /// Our half stays open until the verdict: closing it early would be a
     /// FIN that a relay in between takes for the end of the connection.
@@ -318,7 +294,7 @@ struct Heard {
 /// verify, fsync and answer. From here on a lost connection is not a failed
 /// transfer: the receiver may have saved everything, so it is never retried
 /// on a guess.
-async fn verdict(heard: Heard) -> Result<FinalStatus> {
+async fn verdict(heard: Heard) -> Result<Outcome> {
     let unconfirmed = |why: String| Error::from(TransferError::Unconfirmed(why));
     let (typ, body) = match heard.word {
         Some(r) => r?,
@@ -335,8 +311,7 @@ async fn verdict(heard: Heard) -> Result<FinalStatus> {
             }
         },
     };
-    expect_record(typ, RecordType::Status, "Status")?;
-    Ok(FinalStatus::decode(&body)?)
+    Ok(heard.waiting.handle(typ, &body)?)
 }
 
 /// What the stream moved.
@@ -350,7 +325,7 @@ struct Figures {
 /// The transfer's end, as an event and a result.
 fn report(
     sources: &[Source],
-    status: &FinalStatus,
+    status: &Outcome,
     figures: Figures,
     peer: &PeerIdentity,
     events: &Events,
@@ -410,8 +385,6 @@ fn report(
             offered: sources.len(),
             bytes,
         })
-    } else if delivered == 0 && status.files.is_empty() {
-        Err(Error::refused(status.status, status.message.clone()))
     } else {
         Err(Error::Transfer(TransferError::Incomplete {
             failed: sources.len() - delivered,
@@ -420,52 +393,250 @@ fn report(
     }
 }
 
-/// One accepted file, as the sender streams it.
-pub(super) struct Planned {
-    /// Its index in the offer.
-    pub(super) index: u32,
-    pub(super) source: Source,
-    /// Where to start: bytes the receiver holds and we confirmed.
-    pub(super) offset: u64,
-    /// BLAKE3 state after the first `offset` bytes.
-    pub(super) hasher: blake3::Hasher,
+/// What the Answer (and our Resume) agreed to send: the machine that walks
+/// the accepted files, the sources by offer index, and the hash state after
+/// each confirmed held prefix.
+pub(super) struct Agreed {
+    pub(super) streaming: Streaming,
+    pub(super) sources: Arc<[Source]>,
+    pub(super) prefixes: Prefixes,
 }
 
-/// The sender's verdict on one held prefix.
-struct Verdict {
-    index: u32,
-    offset: u64,
-    /// The hash state after the prefix when it matches ours; `None` when it
-    /// does not (the file is sent whole).
-    hasher: Option<blake3::Hasher>,
-}
+/// The BLAKE3 state after each confirmed held prefix, by offer index: the
+/// file's hash continues from there.
+pub(super) type Prefixes = HashMap<u32, blake3::Hasher>;
 
-/// Hashes the prefix of each file the receiver holds and compares (blocking).
-fn check_held(held: Vec<(u32, Source, u64, [u8; 32])>, events: &Events) -> Vec<Verdict> {
-    held.into_iter()
-        .map(|(index, src, offset, theirs)| {
-            let ours = if offset > src.size {
-                Err(ResumeVerdict::Shorter)
-            } else {
-                File::open(&src.path)
-                    .and_then(|mut f| hash_prefix(&mut f, offset))
-                    .map_err(|e| ResumeVerdict::Unreadable(e.to_string()))
-            };
-            let (hasher, verdict) = match ours {
-                Ok((hash, hasher)) if hash == theirs => (Some(hasher), ResumeVerdict::Resuming),
-                Ok(_) => (None, ResumeVerdict::Changed),
-                Err(why) => (None, why),
-            };
-            events.notice(Notice::Resume {
-                name: src.name.clone(),
-                offset,
-                verdict,
-            });
-            Verdict {
-                index,
-                offset,
-                hasher,
+/// Hashes the prefix of each file the receiver holds and compares (blocking),
+/// with a notice per held prefix the Answer offered, in offer order; returns
+/// the data phase, the confirmed prefixes' hash states and the Resume body.
+fn check_held(
+    resuming: Resuming,
+    sources: &[Source],
+    events: &Events,
+) -> Result<(Streaming, Prefixes, Vec<u8>)> {
+    let mut prefixes = Prefixes::new();
+    // The machine asks only about prefixes that fit in the file (and
+    // answers the others 0): the rest are longer than our file.
+    let mut checkable = resuming.held().iter().peekable();
+    let offered = resuming.decisions().iter().zip(sources).enumerate();
+    for (index, (d, src)) in offered.filter(|(_, (d, _))| d.resumes()) {
+        let index = index as u32;
+        let verdict = match checkable.next_if(|h| h.index == index) {
+            None => ResumeVerdict::Shorter,
+            Some(h) => {
+                match File::open(&src.path).and_then(|mut f| hash_prefix(&mut f, h.offset)) {
+                    Ok((hash, hasher)) if hash == h.hash => {
+                        prefixes.insert(index, hasher);
+                        ResumeVerdict::Resuming
+                    }
+                    Ok(_) => ResumeVerdict::Changed,
+                    Err(e) => ResumeVerdict::Unreadable(e.to_string()),
+                }
             }
-        })
-        .collect()
+        };
+        events.notice(Notice::Resume {
+            name: src.name.clone(),
+            offset: d.offset,
+            verdict,
+        });
+    }
+    let mut body = Vec::new();
+    let verdict = |h: &HeldPrefix| {
+        if prefixes.contains_key(&h.index) {
+            Prefix::Matches
+        } else {
+            Prefix::Differs
+        }
+    };
+    let streaming = resuming.resume(verdict, &mut body)?;
+    Ok((streaming, prefixes, body))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use tokio::io::AsyncReadExt;
+
+    use super::*;
+
+    /// The write half of a loopback connection, and its other end.
+    async fn socket() -> (OwnedWriteHalf, TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let ours = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (theirs, _) = listener.accept().await.unwrap();
+        (ours.into_split().1, theirs)
+    }
+
+    fn timing() -> Timing {
+        Timing {
+            connecting: Instant::now(),
+            handshake_done: Duration::ZERO,
+        }
+    }
+
+    /// A Resuming machine for `sources`, as an Answer offering these held
+    /// prefixes (index, offset, hash) leaves it.
+    fn resuming(sources: &[Source], held: &[(usize, u64, [u8; 32])]) -> Resuming {
+        let entries = sources
+            .iter()
+            .map(|s| OfferEntry {
+                path: s.name.clone(),
+                size: s.size,
+                attrs: s.attrs,
+            })
+            .collect();
+        let mut files = vec![localstream_proto::transfer::FileDecision::whole(); sources.len()];
+        for &(i, offset, hash) in held {
+            files[i].offset = offset;
+            files[i].held = hash;
+        }
+        let mut body = vec![];
+        localstream_proto::transfer::Answer {
+            status: Status::Ok,
+            message: String::new(),
+            features: 0,
+            files,
+        }
+        .encode(&mut body)
+        .unwrap();
+        let waiting = Offering::new(entries).unwrap().sent();
+        match waiting.handle(RecordType::Answer, &body).unwrap() {
+            Answered::Resuming(r) => r,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_held_prefix_gets_its_verdict_in_offer_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let content = b"0123456789".repeat(10);
+        let source = |name: &str, size: u64, attrs: u8| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, &content[..size as usize]).unwrap();
+            Source {
+                path,
+                name: name.into(),
+                size,
+                attrs,
+            }
+        };
+        let mut sources = vec![
+            source("same", 100, 0),
+            source("changed", 100, 0),
+            source("shorter", 40, 0),
+            source("gone", 100, 0),
+            source("whole", 100, 0),
+        ];
+        std::fs::remove_file(&sources[3].path).unwrap();
+        sources.push(Source {
+            path: dir.path().join("d"),
+            name: "d".into(),
+            size: 0,
+            attrs: ATTR_DIR,
+        });
+        let hash = |b: &[u8]| *blake3::hash(b).as_bytes();
+        let held = [
+            (0, 30, hash(&content[..30])),
+            (1, 30, hash(b"something else")),
+            (2, 50, hash(&content[..50])),
+            (3, 30, hash(&content[..30])),
+            (5, 7, [0; 32]),
+        ];
+        let events = Events::default();
+        let mut heard = events.subscribe();
+        let (streaming, prefixes, body) =
+            check_held(resuming(&sources, &held), &sources, &events).unwrap();
+        let verdicts: Vec<(String, u64, ResumeVerdict)> = std::iter::from_fn(|| heard.try_next())
+            .filter_map(|e| match e {
+                Event::Notice(Notice::Resume {
+                    name,
+                    offset,
+                    verdict,
+                }) => Some((name, offset, verdict)),
+                _ => None,
+            })
+            .collect();
+        let names: Vec<(&str, u64)> = verdicts.iter().map(|(n, o, _)| (n.as_str(), *o)).collect();
+        assert_eq!(
+            names,
+            [
+                ("same", 30),
+                ("changed", 30),
+                ("shorter", 50),
+                ("gone", 30),
+                ("d", 7)
+            ]
+        );
+        assert_eq!(verdicts[0].2, ResumeVerdict::Resuming);
+        assert_eq!(verdicts[1].2, ResumeVerdict::Changed);
+        // Longer than the file (or on a folder): the machine answers it 0
+        // without asking, and the user is still told.
+        assert_eq!(verdicts[2].2, ResumeVerdict::Shorter);
+        assert!(matches!(verdicts[3].2, ResumeVerdict::Unreadable(_)));
+        assert_eq!(verdicts[4].2, ResumeVerdict::Shorter);
+        assert_eq!(prefixes.keys().copied().collect::<Vec<_>>(), [0]);
+        assert_eq!(streaming.resumed_bytes(), 30);
+        let resume = localstream_proto::transfer::Resume::decode(&body).unwrap();
+        let offsets: Vec<(u32, u64)> = resume.files.iter().map(|f| (f.index, f.offset)).collect();
+        assert_eq!(offsets, [(0, 30), (1, 0), (2, 0), (3, 0), (5, 0)]);
+    }
+
+    #[tokio::test]
+    async fn a_record_from_the_receiver_before_our_last_one_is_a_violation() {
+        let (mut wr, mut theirs) = socket().await;
+        let (tx, mut rx) = mpsc::channel(4);
+        tx.send(vec![1u8; 10]).await.unwrap();
+        // Its Status (or anything but an Alert) before our records are out.
+        let (word_tx, mut word_rx) = oneshot::channel();
+        word_tx.send(Ok((RecordType::Status, vec![]))).unwrap();
+        let mut word = None;
+        let pool = BufPool::default();
+        write_records(&mut wr, &mut rx, &pool, &mut word_rx, &mut word, timing())
+            .await
+            .unwrap();
+        assert!(
+            matches!(
+                &word,
+                Some(Err(Error::Protocol(ProtoError::UnexpectedRecord {
+                    got: RecordType::Status,
+                    ..
+                })))
+            ),
+            "{word:?}"
+        );
+        // And the record it overtook was not written.
+        drop(wr);
+        let mut got = vec![];
+        theirs.read_to_end(&mut got).await.unwrap();
+        assert!(got.is_empty(), "{got:?}");
+    }
+
+    #[tokio::test]
+    async fn a_record_once_everything_is_written_is_the_receivers_word() {
+        let (mut wr, mut theirs) = socket().await;
+        let (tx, mut rx) = mpsc::channel(4);
+        tx.send(vec![7u8; 10]).await.unwrap();
+        let (word_tx, mut word_rx) = oneshot::channel();
+        // The receiver answers once it has our last record; the producer
+        // has not quite finished then.
+        let receiver = tokio::spawn(async move {
+            let mut last = [0u8; 10];
+            theirs.read_exact(&mut last).await.unwrap();
+            word_tx.send(Ok((RecordType::Status, vec![1]))).unwrap();
+            drop(tx);
+        });
+        let mut word = None;
+        let pool = BufPool::default();
+        write_records(&mut wr, &mut rx, &pool, &mut word_rx, &mut word, timing())
+            .await
+            .unwrap();
+        receiver.await.unwrap();
+        assert!(
+            matches!(&word, Some(Ok((RecordType::Status, body))) if body == &[1]),
+            "{word:?}"
+        );
+    }
 }

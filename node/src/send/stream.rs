@@ -72,14 +72,16 @@ impl Outbox<'_> {
     }
 
     /// Reads up to `want` bytes of `file` straight into a record buffer,
-    /// hashes and seals them, and queues the record. Returns the bytes read
-    /// (0 at the end of the file).
+    /// hashes them, accounts for them in `sending` (as Data or DataZstd),
+    /// seals them and queues the record. Returns the bytes read (0 at the
+    /// end of the file).
     fn data(
         &mut self,
         sealer: &mut Sealer,
         file: &mut File,
         want: usize,
         hasher: &mut blake3::Hasher,
+        sending: &mut SendingFile,
     ) -> std::io::Result<Result<usize>> {
         let small = want < GATHER_BELOW;
         let mut own = if small { Vec::new() } else { self.pool.get() };
@@ -109,7 +111,10 @@ impl Outbox<'_> {
                 .is_some()
             {
                 self.pool.put(std::mem::replace(&mut own, packed));
-                if let Err(e) = sealer.seal_in_place_at(RecordType::DataZstd, &mut own, 0) {
+                if let Err(e) = sending
+                    .data_zstd(got)
+                    .and_then(|()| sealer.seal_in_place_at(RecordType::DataZstd, &mut own, 0))
+                {
                     return Ok(Err(e.into()));
                 }
                 return Ok(self
@@ -120,7 +125,12 @@ impl Outbox<'_> {
             self.pool.put(packed);
         }
         let buf = if small { &mut self.gathered } else { &mut own };
-        if let Err(e) = sealer.seal_in_place_at(RecordType::Data, buf, start) {
+        let sealed = sending
+            .data(got)
+            .and_then(|()| sealer.seal_in_place_at(RecordType::Data, buf, start));
+        if let Err(e) = sealed {
+            // Nothing of it may go out.
+            buf.truncate(start);
             return Ok(Err(e.into()));
         }
         let queued = if small {
@@ -136,7 +146,7 @@ impl Outbox<'_> {
 /// The blocking half: reads each accepted file, hashes it and seals records.
 pub(super) fn produce(
     sealer: &mut Sealer,
-    plan: Vec<Planned>,
+    agreed: Agreed,
     tx: mpsc::Sender<Vec<u8>>,
     pool: &BufPool,
     progress: &Progress,
@@ -151,17 +161,18 @@ pub(super) fn produce(
         compressor,
         wire: 0,
     };
-    let result = produce_into(&mut out, sealer, plan, progress);
+    let result = produce_into(&mut out, sealer, agreed, progress);
     if result.is_err() {
         // Records already sealed must still go out, in order: the receiver
         // then gets every file completed so far, and the sender's alert is
         // the next record it expects (not a gap that looks like tampering).
         let _ = out.flush();
     }
-    result.map(|bytes| Produced {
-        bytes,
+    result.map(|waiting| Produced {
+        bytes: waiting.sent().bytes,
         wire: out.wire,
         compressed,
+        waiting,
     })
 }
 
@@ -173,71 +184,83 @@ pub(super) struct Produced {
     pub(super) wire: u64,
     /// Whether compression was in use.
     pub(super) compressed: bool,
+    /// The machine, after our TransferEnd.
+    pub(super) waiting: AwaitStatus,
 }
 
+/// Every accepted file in the machine's order, then the TransferEnd.
 fn produce_into(
     out: &mut Outbox<'_>,
     sealer: &mut Sealer,
-    plan: Vec<Planned>,
+    agreed: Agreed,
     progress: &Progress,
-) -> Result<u64> {
-    let mut files = 0u32;
-    let mut bytes = 0u64;
-    for Planned {
-        index,
-        source: src,
-        offset,
-        mut hasher,
-    } in plan
-    {
-        progress.start_file(&src.name, src.size - offset);
-        let mut file = if src.is_stream() {
-            stdin_file().map_err(|e| Error::file("<standard input>", e))?
-        } else {
-            File::open(&src.path).map_err(|e| Error::file(&src.path, e))?
-        };
-        if offset > 0 {
-            use std::io::{Seek, SeekFrom};
-            file.seek(SeekFrom::Start(offset))
-                .map_err(|e| Error::file(&src.path, e))?;
-        }
-        // A stream goes on until its end, whatever its length.
-        let mut remaining = if src.is_stream() {
-            u64::MAX
-        } else {
-            src.size - offset
-        };
-        let mut sent = offset;
-        while remaining > 0 {
-            let want = remaining.min(CHUNK as u64) as usize;
-            let got = out
-                .data(sealer, &mut file, want, &mut hasher)
-                .map_err(|e| Error::file(&src.path, e))??;
-            if got == 0 {
-                // The file shrank since it was offered: end it short; the receiver discards it.
-                break;
-            }
-            remaining -= got as u64;
-            sent += got as u64;
-            progress.advance(got as u64);
-        }
-        let mut body = vec![];
-        FileEnd {
-            index,
-            size: sent,
-            hash: *hasher.finalize().as_bytes(),
-        }
-        .encode(&mut body);
-        out.message(sealer, RecordType::FileEnd, &body)?;
-        progress.file_done(&src.name, sent, None);
-        files += 1;
-        bytes += sent - offset;
-    }
+) -> Result<AwaitStatus> {
+    let Agreed {
+        mut streaming,
+        sources,
+        mut prefixes,
+    } = agreed;
     let mut body = vec![];
-    TransferEnd { files, bytes }.encode(&mut body);
-    out.message(sealer, RecordType::TransferEnd, &body)?;
-    out.flush()?;
-    Ok(bytes)
+    loop {
+        body.clear();
+        let sending = match streaming.next(&mut body) {
+            Next::File(sending) => sending,
+            Next::Ended(waiting) => {
+                out.message(sealer, RecordType::TransferEnd, &body)?;
+                out.flush()?;
+                return Ok(waiting);
+            }
+        };
+        let index = sending.index();
+        let src = &sources[index as usize];
+        // A confirmed held prefix was hashed already: the hash goes on from there.
+        let hasher = prefixes.remove(&index).unwrap_or_default();
+        streaming = produce_file(out, sealer, sending, src, hasher, progress)?;
+    }
+}
+
+/// One file: its data from where it starts, then its FileEnd.
+fn produce_file(
+    out: &mut Outbox<'_>,
+    sealer: &mut Sealer,
+    mut sending: SendingFile,
+    src: &Source,
+    mut hasher: blake3::Hasher,
+    progress: &Progress,
+) -> Result<Streaming> {
+    let offset = sending.offset();
+    progress.start_file(&src.name, sending.remaining().unwrap_or(0));
+    let mut file = if src.is_stream() {
+        stdin_file().map_err(|e| Error::file("<standard input>", e))?
+    } else {
+        File::open(&src.path).map_err(|e| Error::file(&src.path, e))?
+    };
+    if offset > 0 {
+        use std::io::{Seek, SeekFrom};
+        file.seek(SeekFrom::Start(offset))
+            .map_err(|e| Error::file(&src.path, e))?;
+    }
+    // A stream goes on until its end, whatever its length.
+    while let Some(want) = match sending.remaining() {
+        Some(0) => None,
+        Some(left) => Some(left.min(CHUNK as u64) as usize),
+        None => Some(CHUNK),
+    } {
+        let got = out
+            .data(sealer, &mut file, want, &mut hasher, &mut sending)
+            .map_err(|e| Error::file(&src.path, e))??;
+        if got == 0 {
+            // The file shrank since it was offered: end it short; the receiver discards it.
+            break;
+        }
+        progress.advance(got as u64);
+    }
+    let sent = sending.position();
+    let mut body = vec![];
+    let streaming = sending.end(*hasher.finalize().as_bytes(), &mut body);
+    out.message(sealer, RecordType::FileEnd, &body)?;
+    progress.file_done(&src.name, sent, None);
+    Ok(streaming)
 }
 
 /// Standard input as a file, read straight from the descriptor.
@@ -253,23 +276,6 @@ fn stdin_file() -> std::io::Result<File> {
     Ok(File::from(
         std::io::stdin().as_handle().try_clone_to_owned()?,
     ))
-}
-
-/// Fails unless the receiver's record is of the type this step needs.
-pub(super) fn expect_record(
-    got: RecordType,
-    want: RecordType,
-    expected: &'static str,
-) -> Result<()> {
-    if got == want {
-        Ok(())
-    } else {
-        Err(ProtoError::UnexpectedMessage {
-            expected,
-            got: got as u8,
-        }
-        .into())
-    }
 }
 
 /// Reads until `buf` is full or the file ends.

@@ -315,6 +315,20 @@ impl Streaming {
         self.sent
     }
 
+    /// Bytes of held prefixes we confirmed (they do not cross the wire).
+    pub fn resumed_bytes(&self) -> u64 {
+        self.files.iter().map(|f| f.start).sum()
+    }
+
+    /// Data bytes the offer announces for the files still to send, each
+    /// from where it starts (a stream counts 0: its size is unknown).
+    pub fn bytes_left(&self) -> u64 {
+        self.files[self.next..]
+            .iter()
+            .map(|f| f.size.map_or(0, |size| size.saturating_sub(f.start)))
+            .sum()
+    }
+
     /// The next accepted file, in offer order (directories and refused
     /// entries are skipped), or, when none is left, the end of the
     /// transfer: then `out` receives the TransferEnd body.

@@ -127,6 +127,10 @@ struct Run {
     /// The sender's Resume, if one was sent.
     resume: Option<Resume>,
     resumed: u64,
+    /// What the sender's Streaming announced before the data: confirmed
+    /// prefixes and bytes to send.
+    sender_resumed: u64,
+    bytes_left: u64,
     /// Records sent each way, by type.
     sent: Vec<RecordType>,
     compressed_records: usize,
@@ -214,6 +218,8 @@ fn run(sources: &[Source], side: &ReceiverSide) -> Run {
             s
         }
     };
+
+    let (sender_resumed, bytes_left) = (streaming.resumed_bytes(), streaming.bytes_left());
 
     // Receiver: the Resume, if due.
     let (mut receiving, resume) = match accepted {
@@ -309,6 +315,8 @@ fn run(sources: &[Source], side: &ReceiverSide) -> Run {
         saved,
         resume,
         resumed,
+        sender_resumed,
+        bytes_left,
         sent,
         compressed_records,
     }
@@ -375,6 +383,9 @@ fn a_whole_transfer_with_every_kind_of_entry() {
         ]
     );
     assert_eq!(run.resumed, 1234);
+    assert_eq!(run.sender_resumed, 1234);
+    // The stream's size is unknown.
+    assert_eq!(run.bytes_left, (4500 - 1234) + 2500 + 21);
     let data: u64 = (4500 - 1234) + 2500 + 21 + 3300;
     assert_eq!(
         run.outcome.sent,
@@ -415,6 +426,7 @@ fn a_whole_held_file_gets_only_its_file_end() {
     assert!(run.outcome.is_complete());
     assert_eq!(run.saved[&0], content);
     assert_eq!(run.outcome.sent, TransferEnd { files: 1, bytes: 0 });
+    assert_eq!((run.sender_resumed, run.bytes_left), (300, 0));
     assert!(!run.sent.contains(&RecordType::Data));
 }
 
