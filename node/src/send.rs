@@ -86,6 +86,14 @@ struct Source {
 }
 
 impl Source {
+    /// How the offer lists it.
+    fn entry(&self) -> OfferEntry {
+        OfferEntry {
+            path: self.name.clone(),
+            size: self.size,
+            attrs: self.attrs,
+        }
+    }
     fn is_dir(&self) -> bool {
         self.attrs & ATTR_DIR != 0
     }

@@ -91,14 +91,7 @@ async fn offer(
     peer: &PeerIdentity,
     events: &Events,
 ) -> Result<Answered> {
-    let entries: Vec<OfferEntry> = sources
-        .iter()
-        .map(|s| OfferEntry {
-            path: s.name.clone(),
-            size: s.size,
-            attrs: s.attrs,
-        })
-        .collect();
+    let entries: Vec<OfferEntry> = sources.iter().map(Source::entry).collect();
     let offering = Offering::new(entries)?;
     for body in offering.bodies() {
         link.writer.send(RecordType::Offer, body).await?;
@@ -480,14 +473,7 @@ mod tests {
     /// A Resuming machine for `sources`, as an Answer offering these held
     /// prefixes (index, offset, hash) leaves it.
     fn resuming(sources: &[Source], held: &[(usize, u64, [u8; 32])]) -> Resuming {
-        let entries = sources
-            .iter()
-            .map(|s| OfferEntry {
-                path: s.name.clone(),
-                size: s.size,
-                attrs: s.attrs,
-            })
-            .collect();
+        let entries = sources.iter().map(Source::entry).collect();
         let mut files = vec![localstream_proto::transfer::FileDecision::whole(); sources.len()];
         for &(i, offset, hash) in held {
             files[i].offset = offset;
