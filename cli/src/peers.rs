@@ -2,6 +2,7 @@
 //! and `--watch` lines as they come and go.
 
 use localstream_node::discover::{Browsed, PeerInfo};
+use localstream_node::event::Envelope;
 use localstream_node::{Error, Event, Node, Result};
 use localstream_proto::names::escape_for_terminal;
 use tokio_util::sync::CancellationToken;
@@ -66,8 +67,8 @@ pub async fn run(common: &Common, cfg: &PeersConfig, view: View) -> Result<()> {
 }
 
 /// One `--watch` line.
-fn change(ev: &Event, json: bool) {
-    let (sign, p) = match ev {
+fn change(ev: &Envelope, json: bool) {
+    let (sign, p) = match &ev.event {
         Event::PeerSeen { peer } => ('+', peer),
         Event::PeerChanged { peer } => ('~', peer),
         Event::PeerGone { peer } => ('-', peer),

@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use localstream_node::event::{Notice, Resolved, ResumeVerdict, Side, Skip, TransferDone};
+use localstream_node::event::{
+    Envelope, Notice, Resolved, ResumeVerdict, Side, Skip, TransferDone,
+};
 use localstream_node::units::{human_bytes, resumed_note, summary, wire_note};
 use localstream_node::{Event, PeerLabel};
 use localstream_proto::Sas;
@@ -31,7 +33,7 @@ pub fn start_clock() {
 }
 
 /// Writes `event` as one JSON line on stdout, with `t`.
-pub fn json_line(event: &Event) {
+pub fn json_line(event: &Envelope) {
     let Ok(serde_json::Value::Object(fields)) = serde_json::to_value(event) else {
         return;
     };
@@ -49,11 +51,14 @@ pub fn json_line(event: &Event) {
 
 /// An `error` event on stdout (with `--json`), for a command that failed.
 pub fn json_error(message: &str) {
-    json_line(&Event::Error {
-        side: None,
-        peer: None,
-        session: None,
-        message: message.to_owned(),
+    json_line(&Envelope {
+        event: Event::Error {
+            side: None,
+            peer: None,
+            session: None,
+            message: message.to_owned(),
+        },
+        transfer: None,
     });
 }
 
@@ -132,12 +137,13 @@ impl Renderer {
     }
 
     /// Shows one event.
-    pub fn show(&mut self, event: Event) {
-        if self.json && event.is_machine() {
-            json_line(&event);
+    pub fn show(&mut self, envelope: Envelope) {
+        if self.json && envelope.event.is_machine() {
+            json_line(&envelope);
         }
+        let event = envelope.event;
         match event {
-            Event::Offer { .. } | Event::Confirm { .. } | Event::OfferClosed { .. } => {
+            Event::Offer { .. } | Event::Confirm { .. } | Event::QuestionClosed { .. } => {
                 self.question(event);
             }
             Event::Listening { .. } => {
@@ -230,7 +236,10 @@ impl Renderer {
                 );
                 self.ask(Ask::Offer { id, text });
             }
-            Event::OfferClosed { offer_id, reason } => self.ask(Ask::Closed {
+            Event::QuestionClosed {
+                id: offer_id,
+                reason,
+            } => self.ask(Ask::Closed {
                 id: offer_id,
                 reason,
             }),

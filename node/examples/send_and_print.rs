@@ -15,6 +15,7 @@ use localstream_node::compress::Mode;
 use localstream_node::config::{Destination, Discovery, ListenConfig, SendConfig, Target};
 use localstream_node::confirm::FirstContact;
 use localstream_node::consent::Policy;
+use localstream_node::event::Envelope;
 use localstream_node::{Event, EventStream, Node, NodeConfig, Shutdown};
 
 /// Prints every event of one node, tagged with its role.
@@ -26,12 +27,12 @@ fn print_events(role: &'static str, mut events: EventStream) {
     });
 }
 
-fn print(role: &str, event: &Event) {
-    if event.is_machine() {
-        let json = serde_json::to_string(event).unwrap_or_default();
+fn print(role: &str, envelope: &Envelope) {
+    if envelope.event.is_machine() {
+        let json = serde_json::to_string(envelope).unwrap_or_default();
         println!("{role:>8}: {json}");
     } else {
-        println!("{role:>8}: {event:?}");
+        println!("{role:>8}: {:?}", envelope.event);
     }
 }
 
@@ -60,15 +61,12 @@ async fn main() -> Result<(), Box<dyn Error>> {
         async move { receiver.listen(&listen, Shutdown::default()).await }
     });
     let addr = loop {
-        match events.next().await {
-            Some(event @ Event::Listening { .. }) => {
-                print("receiver", &event);
-                if let Event::Listening { addresses, .. } = event {
-                    break addresses.first().copied().ok_or("no address")?;
-                }
-            }
-            Some(event) => print("receiver", &event),
-            None => return Err("the receiver stopped".into()),
+        let Some(envelope) = events.next().await else {
+            return Err("the receiver stopped".into());
+        };
+        print("receiver", &envelope);
+        if let Event::Listening { addresses, .. } = envelope.event {
+            break addresses.first().copied().ok_or("no address")?;
         }
     };
     print_events("receiver", events);

@@ -16,7 +16,7 @@ use localstream_proto::names::escape_for_terminal;
 use localstream_proto::{PeerIdentity, Sas};
 
 use crate::error::{NotConfirmed, Result, TrustError};
-use crate::event::{Event, Events, Then};
+use crate::event::{Closed, Event, Events, Then};
 use crate::label::PeerLabel;
 use crate::question::{Answer, Questions};
 
@@ -81,6 +81,10 @@ pub(crate) async fn first_contact(
         Ok(Some(Answer::Confirm(true))) => Ok(()),
         Ok(_) => Err(TrustError::NotConfirmed(NotConfirmed::Declined).into()),
         Err(_) => {
+            asker.events.emit(Event::QuestionClosed {
+                id: asked.id,
+                reason: Closed::TimedOut,
+            });
             let secs = CONFIRM_TIMEOUT.as_secs();
             Err(TrustError::NotConfirmed(NotConfirmed::TimedOut(secs)).into())
         }

@@ -154,7 +154,10 @@ impl Gate {
         };
         drop(asked);
         if let Some(reason) = closed {
-            self.events.emit(Event::OfferClosed { offer_id, reason });
+            self.events.emit(Event::QuestionClosed {
+                id: offer_id,
+                reason,
+            });
         }
         ruling
     }
@@ -216,7 +219,7 @@ mod tests {
         let answering = async {
             let Some(Event::Offer {
                 offer_id: Some(id), ..
-            }) = rx.next().await
+            }) = rx.next().await.map(|e| e.event)
             else {
                 panic!("no offer to decide")
             };
@@ -238,14 +241,14 @@ mod tests {
         assert_eq!(ruling, Ruling::Withdrawn);
         let Some(Event::Offer {
             offer_id: Some(id), ..
-        }) = rx.next().await
+        }) = rx.next().await.map(|e| e.event)
         else {
             panic!("no offer")
         };
         assert_eq!(
-            rx.next().await,
-            Some(Event::OfferClosed {
-                offer_id: id,
+            rx.next().await.map(|e| e.event),
+            Some(Event::QuestionClosed {
+                id,
                 reason: Closed::Withdrawn
             })
         );

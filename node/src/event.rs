@@ -147,10 +147,11 @@ pub enum Event {
         #[serde(skip_serializing_if = "Option::is_none")]
         abandoned_exchanges: Option<u64>,
     },
-    /// A question about an offer is closed without an answer.
-    OfferClosed {
-        /// Which offer.
-        offer_id: OfferId,
+    /// A question (an offer's `offer_id`, a first contact's `question`) is
+    /// closed without an answer: a front end takes it off the screen.
+    QuestionClosed {
+        /// Which question.
+        id: QuestionId,
         /// Why.
         reason: Closed,
     },
@@ -506,25 +507,68 @@ pub enum Notice {
     NotAnnounced(String),
 }
 
+/// A transfer, by number: every event of one send (its retries included) or
+/// of one incoming connection carries the same one.
+pub type TransferId = u64;
+
+tokio::task_local! {
+    /// The transfer the current task works for.
+    static TRANSFER: TransferId;
+}
+
+/// Runs `fut` as a new transfer: what it emits carries its id.
+pub(crate) async fn in_transfer<F: Future>(fut: F) -> F::Output {
+    TRANSFER.scope(next_transfer(), fut).await
+}
+
+/// A number no other transfer of this process has.
+fn next_transfer() -> TransferId {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+/// The transfer the current task works for, if any.
+fn current_transfer() -> Option<TransferId> {
+    TRANSFER.try_with(|t| *t).ok()
+}
+
+/// An event as a subscriber gets it: the event, and the transfer it belongs
+/// to (`None` for the node's own: listening, peers coming and going).
+/// Serialized flat: `{"event": "progress", ..., "transfer": 3}`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Envelope {
+    /// What happened.
+    #[serde(flatten)]
+    pub event: Event,
+    /// Which transfer it belongs to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transfer: Option<TransferId>,
+}
+
 /// One subscriber's queue of events.
 #[derive(Debug)]
-pub struct EventStream(mpsc::UnboundedReceiver<Event>);
+pub struct EventStream(mpsc::UnboundedReceiver<Envelope>);
 
 impl EventStream {
     /// The next event; `None` once the node and everything it runs are gone.
-    pub async fn next(&mut self) -> Option<Event> {
+    pub async fn next(&mut self) -> Option<Envelope> {
         self.0.recv().await
     }
 
     /// The next event if one is waiting.
-    pub fn try_next(&mut self) -> Option<Event> {
+    pub fn try_next(&mut self) -> Option<Envelope> {
         self.0.try_recv().ok()
     }
 }
 
 /// Where the node's events go: every subscriber. Cheap to clone.
 #[derive(Debug, Clone, Default)]
-pub struct Events(Arc<Mutex<Vec<mpsc::UnboundedSender<Event>>>>);
+pub struct Events {
+    subscribers: Arc<Mutex<Vec<mpsc::UnboundedSender<Envelope>>>>,
+    /// The transfer every event of this handle belongs to (for threads that
+    /// do not run in the transfer's task).
+    transfer: Option<TransferId>,
+}
 
 impl Events {
     /// A new subscriber: it sees every event from now on.
@@ -535,15 +579,44 @@ impl Events {
         EventStream(rx)
     }
 
+    /// This handle, bound to the transfer of the current task (for a
+    /// blocking thread to take along).
+    #[must_use]
+    pub fn here(&self) -> Events {
+        Events {
+            subscribers: self.subscribers.clone(),
+            transfer: self.transfer.or_else(current_transfer),
+        }
+    }
+
+    /// The transfer this handle's events belong to, here.
+    #[must_use]
+    pub fn transfer(&self) -> Option<TransferId> {
+        self.transfer.or_else(current_transfer)
+    }
+
+    /// This handle, bound to transfer `id`.
+    #[must_use]
+    pub fn for_transfer(&self, id: TransferId) -> Events {
+        Events {
+            subscribers: self.subscribers.clone(),
+            transfer: Some(id),
+        }
+    }
+
     /// Delivers `event` to every subscriber still there.
     pub fn emit(&self, event: Event) {
+        let envelope = Envelope {
+            event,
+            transfer: self.transfer.or_else(current_transfer),
+        };
         let mut subscribers = self.lock();
         subscribers.retain(|tx| !tx.is_closed());
         if let Some((last, rest)) = subscribers.split_last() {
             for tx in rest {
-                let _ = tx.send(event.clone());
+                let _ = tx.send(envelope.clone());
             }
-            let _ = last.send(event);
+            let _ = last.send(envelope);
         }
     }
 
@@ -558,8 +631,8 @@ impl Events {
         self.lock().iter().any(|tx| !tx.is_closed())
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<mpsc::UnboundedSender<Event>>> {
-        self.0
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<mpsc::UnboundedSender<Envelope>>> {
+        self.subscribers
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -600,7 +673,7 @@ impl Progress {
         });
         Progress {
             inner,
-            events: events.clone(),
+            events: events.here(),
             side,
         }
     }
@@ -704,7 +777,7 @@ mod tests {
         p.advance(1);
         p.finish();
         let got: Vec<u64> = std::iter::from_fn(|| rx.try_next())
-            .map(|e| match e {
+            .map(|e| match e.event {
                 Event::Progress { bytes, .. } => bytes,
                 other => panic!("{other:?}"),
             })
@@ -717,6 +790,38 @@ mod tests {
         drop(rx);
         assert!(!events.watched());
         assert!(!Progress::new(&events, Side::Send, 1).watched());
+    }
+
+    #[tokio::test]
+    async fn events_of_a_transfer_carry_its_id_even_from_another_thread() {
+        let events = Events::default();
+        let mut rx = events.subscribe();
+        events.notice(Notice::Stopping);
+        let (one, two) = tokio::join!(
+            in_transfer(async { events.here() }),
+            in_transfer(async { events.here() })
+        );
+        assert_ne!(one.transfer(), two.transfer());
+        std::thread::spawn(move || one.notice(Notice::Stopping))
+            .join()
+            .unwrap();
+        let first = rx.try_next().unwrap();
+        assert_eq!(first.transfer, None, "the node's own event");
+        let second = rx.try_next().unwrap();
+        assert!(second.transfer.is_some(), "{second:?}");
+        let error = Envelope {
+            event: Event::Error {
+                side: None,
+                peer: None,
+                session: None,
+                message: "x".into(),
+            },
+            transfer: Some(7),
+        };
+        assert_eq!(
+            serde_json::to_string(&error).unwrap(),
+            r#"{"event":"error","message":"x","transfer":7}"#
+        );
     }
 
     #[test]

@@ -24,9 +24,9 @@
 //! let node = Node::start(NodeConfig { home: "/tmp/ls-home".into(), name: None })?;
 //! let mut events = node.events();
 //! tokio::spawn(async move {
-//!     while let Some(event) = events.next().await {
-//!         if event.is_machine() {
-//!             println!("{}", serde_json::to_string(&event).unwrap_or_default());
+//!     while let Some(envelope) = events.next().await {
+//!         if envelope.event.is_machine() {
+//!             println!("{}", serde_json::to_string(&envelope).unwrap_or_default());
 //!         }
 //!     }
 //! });

@@ -160,7 +160,7 @@ async fn accept_loop(
             Some(joined) = tasks.join_next() => {
                 let Ok(Some(ConnEnd::Transfer(result, sender))) = joined else { continue };
                 if let Err(e) = &result {
-                    shared.events.emit(Event::Error {
+                    shared.events.for_transfer(sender.transfer).emit(Event::Error {
                         side: Some(Side::Receive),
                         peer: Some(sender.peer.clone()),
                         session: Some(sender.session.clone()),
@@ -243,8 +243,9 @@ fn spawn_connection(
                 token.cancelled().await;
                 tokio::time::sleep(Duration::from_millis(500)).await;
             };
+            let serving = receive::serve(stream, remote, shared, token.clone(), handshaking);
             let end = tokio::select! {
-                end = receive::serve(stream, remote, shared, token.clone(), handshaking) => Some(end),
+                end = crate::event::in_transfer(serving) => Some(end),
                 () = cut => Some(ConnEnd::NoTransfer(Error::Interrupted)),
                 // Still in the handshake and evicted: dropped (socket closed) at once.
                 () = evicted.cancelled() => None,

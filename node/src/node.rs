@@ -131,7 +131,8 @@ impl Node {
     /// # Errors
     /// What went wrong, typed: not found, refused, not confirmed, incomplete...
     pub async fn send(&self, cfg: &SendConfig) -> Result<Sent> {
-        crate::send::run_retrying(&self.context(), cfg).await
+        let cx = self.context();
+        crate::event::in_transfer(crate::send::run_retrying(&cx, cfg)).await
     }
 
     /// Pins the node at `addr` under `name` (`localstream add`).
@@ -144,7 +145,8 @@ impl Node {
         addr: SocketAddr,
         first_contact: FirstContact,
     ) -> Result<crate::add::Added> {
-        crate::add::run(&self.context(), name, addr, first_contact).await
+        let cx = self.context();
+        crate::event::in_transfer(crate::add::run(&cx, name, addr, first_contact)).await
     }
 
     /// Looks for nodes on the network (`peers`).

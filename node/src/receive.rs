@@ -122,6 +122,8 @@ pub enum ConnEnd {
 /// Who sent a transfer.
 #[derive(Debug, Clone)]
 pub struct Sender {
+    /// Which transfer it was.
+    pub transfer: crate::event::TransferId,
     /// Who.
     pub peer: PeerLabel,
     /// Session id (hex).
@@ -237,6 +239,7 @@ pub async fn serve(
     conclude(&mut reader, &mut writer, &facts, &shared, &result, history).await;
     if decided {
         let sender = Sender {
+            transfer: shared.events.here().transfer().unwrap_or_default(),
             peer: PeerLabel::of(&facts.peer),
             session: session_hex,
         };

@@ -125,7 +125,7 @@ async fn resume(
     resuming: Resuming,
     events: &Events,
 ) -> Result<(Streaming, Prefixes)> {
-    let (sources, events) = (sources.clone(), events.clone());
+    let (sources, events) = (sources.clone(), events.here());
     let (streaming, prefixes, body) =
         tokio::task::spawn_blocking(move || check_held(resuming, &sources, &events)).await??;
     writer.send(RecordType::Resume, &body).await?;
@@ -536,7 +536,7 @@ mod tests {
         let (streaming, prefixes, body) =
             check_held(resuming(&sources, &held), &sources, &events).unwrap();
         let verdicts: Vec<(String, u64, ResumeVerdict)> = std::iter::from_fn(|| heard.try_next())
-            .filter_map(|e| match e {
+            .filter_map(|e| match e.event {
                 Event::Notice(Notice::Resume {
                     name,
                     offset,
