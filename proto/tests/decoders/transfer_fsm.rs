@@ -78,8 +78,13 @@ impl Policy {
                     0 => FileDecision::skip(Status::Declined),
                     1 if !e.is_dir() && !e.is_stream() && e.size > 0 => {
                         let offset = 1 + x % e.size;
-                        let held = match contents {
-                            Some(c) if x % 2 == 0 => hash(&c[i][..offset as usize]),
+                        // A tampered offer may name entries the contents do
+                        // not have (or longer ones): then the prefix is fake.
+                        let real = contents
+                            .and_then(|c| c.get(i))
+                            .and_then(|c| c.get(..offset as usize));
+                        let held = match real {
+                            Some(prefix) if x % 2 == 0 => hash(prefix),
                             _ => [x as u8; 32],
                         };
                         FileDecision {
