@@ -521,8 +521,13 @@ pub(crate) async fn in_transfer<F: Future>(fut: F) -> F::Output {
     TRANSFER.scope(next_transfer(), fut).await
 }
 
+/// Runs `fut` as transfer `id` (from [`next_transfer`]).
+pub(crate) async fn in_transfer_as<F: Future>(id: TransferId, fut: F) -> F::Output {
+    TRANSFER.scope(id, fut).await
+}
+
 /// A number no other transfer of this process has.
-fn next_transfer() -> TransferId {
+pub(crate) fn next_transfer() -> TransferId {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }

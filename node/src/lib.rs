@@ -62,5 +62,5 @@ pub mod units;
 pub use error::{Error, Result};
 pub use event::{Event, EventStream, Notice};
 pub use label::{NodeId, PeerLabel};
-pub use node::{Node, NodeConfig, Shutdown};
+pub use node::{Node, NodeConfig, Shutdown, Transfer};
 pub use question::Decision;

@@ -23,7 +23,7 @@ use crate::context::Context;
 pub use crate::context::Shutdown;
 use crate::discover::Browsed;
 use crate::error::Result;
-use crate::event::{EventStream, Events, OfferId, QuestionId};
+use crate::event::{Envelope, EventStream, Events, OfferId, QuestionId, TransferId};
 use crate::identity::DEFAULT_KEY_BITS;
 use crate::label::NodeId;
 use crate::listen::ListenEnd;
@@ -135,6 +135,19 @@ impl Node {
         crate::event::in_transfer(crate::send::run_retrying(&cx, cfg)).await
     }
 
+    /// Starts sending `cfg.files` to `cfg.target` in the background: the
+    /// [`Transfer`] gives this send's events (and only its) and its result.
+    #[must_use]
+    pub fn start_send(&self, cfg: SendConfig) -> Transfer {
+        let id = crate::event::next_transfer();
+        let events = self.events();
+        let cx = self.context();
+        let done = tokio::spawn(crate::event::in_transfer_as(id, async move {
+            crate::send::run_retrying(&cx, &cfg).await
+        }));
+        Transfer { id, events, done }
+    }
+
     /// Pins the node at `addr` under `name` (`localstream add`).
     ///
     /// # Errors
@@ -187,5 +200,52 @@ impl Node {
             events: self.events.clone(),
             questions: self.questions.clone(),
         }
+    }
+}
+
+/// A send running in the background ([`Node::start_send`]).
+#[derive(Debug)]
+pub struct Transfer {
+    id: TransferId,
+    events: EventStream,
+    done: tokio::task::JoinHandle<Result<Sent>>,
+}
+
+impl Transfer {
+    /// Its number: the `transfer` of each of its events.
+    #[must_use]
+    pub fn id(&self) -> TransferId {
+        self.id
+    }
+
+    /// Its next event; `None` once it has ended and every event was read.
+    pub async fn next_event(&mut self) -> Option<Envelope> {
+        loop {
+            let next = tokio::select! {
+                biased;
+                e = self.events.next() => e,
+                () = ended(&self.done) => self.events.try_next(),
+            };
+            match next {
+                Some(e) if e.transfer == Some(self.id) => return Some(e),
+                Some(_) => {}
+                None => return None,
+            }
+        }
+    }
+
+    /// Waits for its end (events not read are dropped).
+    ///
+    /// # Errors
+    /// What went wrong, as [`Node::send`] says it.
+    pub async fn finish(self) -> Result<Sent> {
+        self.done.await?
+    }
+}
+
+/// Completes once `task` has finished (without taking its result).
+async fn ended<T>(task: &tokio::task::JoinHandle<T>) {
+    while !task.is_finished() {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }

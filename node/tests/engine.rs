@@ -1,0 +1,143 @@
+//! The engine as a second front end would use it: no terminal, no CLI,
+//! only `Node`, its events and its decisions. Two nodes on 127.0.0.1 with
+//! discovery off; the sender's user confirms the first contact and the
+//! receiver's user accepts the offer, both through the API.
+
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use localstream_node::compress::Mode;
+use localstream_node::config::{Destination, Discovery, ListenConfig, SendConfig, Target};
+use localstream_node::confirm::FirstContact;
+use localstream_node::consent::Policy;
+use localstream_node::event::Envelope;
+use localstream_node::{Decision, Event, Node, NodeConfig, Shutdown};
+
+/// Waits for the first event `pick` accepts, failing after a generous deadline.
+async fn wait_for<T>(
+    events: &mut localstream_node::EventStream,
+    mut pick: impl FnMut(&Envelope) -> Option<T>,
+) -> T {
+    let wait = async {
+        loop {
+            let e = events.next().await.expect("the node stopped");
+            if let Some(t) = pick(&e) {
+                return t;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(120), wait)
+        .await
+        .expect("no such event in 120 s")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_front_end_confirms_decides_and_follows_one_transfer() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = |name: &str| {
+        Node::start(NodeConfig {
+            home: dir.path().join(name),
+            name: Some(name.into()),
+        })
+        .unwrap()
+    };
+    let (receiver, sender) = (node("receiver"), node("sender"));
+
+    let mut received = receiver.events();
+    let listen = ListenConfig {
+        dir: dir.path().join("inbox"),
+        bind: "127.0.0.1:0".parse().unwrap(),
+        policy: Policy::Ask,
+        once: true,
+        discovery: Discovery::Off,
+        destination: Destination::Folder,
+    };
+    let listening = tokio::spawn({
+        let receiver = receiver.clone();
+        async move { receiver.listen(&listen, Shutdown::default()).await }
+    });
+    let addr = wait_for(&mut received, |e| match &e.event {
+        Event::Listening { addresses, .. } => addresses.first().copied(),
+        _ => None,
+    })
+    .await;
+
+    // The receiver's user: accept the offer the engine asks about.
+    let deciding = tokio::spawn({
+        let receiver = receiver.clone();
+        async move {
+            let (id, code) = wait_for(&mut received, |e| match &e.event {
+                Event::Offer {
+                    offer_id: Some(id),
+                    code,
+                    ..
+                } => Some((*id, *code)),
+                _ => None,
+            })
+            .await;
+            assert!(
+                receiver.decide(id + 1000, Decision::Accept).is_err(),
+                "no such offer"
+            );
+            receiver.decide(id, Decision::Accept).unwrap();
+            assert!(
+                receiver.decide(id, Decision::Accept).is_err(),
+                "answered once"
+            );
+            code
+        }
+    });
+
+    let file = dir.path().join("report.txt");
+    std::fs::write(&file, b"from one front end to another\n").unwrap();
+    let send = SendConfig {
+        target: Target::Addr(addr),
+        files: vec![file],
+        find_timeout: Duration::from_secs(1),
+        discovery: Discovery::Off,
+        retry: None,
+        stdin_name: "stdin".into(),
+        compress: Mode::Auto,
+        first_contact: FirstContact::Ask,
+    };
+    let mut transfer = sender.start_send(send);
+    let mut kinds = Vec::new();
+    let mut confirmed_code = None;
+    while let Some(e) = transfer.next_event().await {
+        assert_eq!(e.transfer, Some(transfer.id()), "{e:?}");
+        if let Event::Confirm { question, code, .. } = &e.event {
+            confirmed_code = Some(*code);
+            sender.confirm(*question, true).unwrap();
+        }
+        if e.event.is_machine() {
+            let json = serde_json::to_value(&e).unwrap();
+            kinds.push(json["event"].as_str().unwrap().to_owned());
+        }
+    }
+    let sent = transfer.finish().await.unwrap();
+    assert_eq!((sent.delivered, sent.offered), (1, 1));
+    let kinds: Vec<&str> = kinds
+        .iter()
+        .map(String::as_str)
+        .filter(|k| *k != "progress")
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "connected",
+            "confirm",
+            "offer",
+            "accepted",
+            "file_done",
+            "transfer_done"
+        ]
+    );
+    // Both users saw the same verification code.
+    assert_eq!(deciding.await.unwrap(), confirmed_code);
+    assert_eq!(
+        std::fs::read(dir.path().join("inbox/report.txt")).unwrap(),
+        b"from one front end to another\n"
+    );
+    assert!(listening.await.unwrap().is_ok());
+}
