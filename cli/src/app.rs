@@ -114,7 +114,15 @@ async fn dispatch(config: Config) -> Result<Exit, Error> {
             outln!("sha256      {}", fingerprint_hex(&id.fingerprint()));
             Ok(Exit::Success)
         }
-        Config::Listen(common, cfg, view) => listen(&common, cfg, view).await,
+        Config::Listen(common, cfg, view) => {
+            let node = Node::start(common.node_config())?;
+            listen(&node, &common, cfg, view).await
+        }
+        Config::Ui(common, cfg, view) => ui(&common, cfg, view).await,
+        Config::Integrate(action) => {
+            crate::integrate::run(action)?;
+            Ok(Exit::Success)
+        }
         Config::Peers(common, cfg, view) => {
             crate::peers::run(&common, &cfg, view).await?;
             Ok(Exit::Success)
@@ -226,23 +234,102 @@ async fn add(
     Ok(Exit::Success)
 }
 
+/// `ui`: the UI of the node already running on this home, else a new
+/// listener with its UI.
+async fn ui(
+    common: &Common,
+    cfg: localstream_node::config::ListenConfig,
+    view: ListenView,
+) -> Result<Exit, Error> {
+    let node = Node::start(common.node_config())?;
+    let Some(running) =
+        crate::ui::control::find_running(&common.home, &node.id().to_string()).await
+    else {
+        return listen(&node, common, cfg, view).await;
+    };
+    if !view.ui.chosen.is_empty() {
+        crate::ui::control::choose(&running, &view.ui.chosen).await?;
+    }
+    outln!(
+        "LocalStream already runs on this home (process {}); its web UI:\n{}",
+        running.pid,
+        running.url()
+    );
+    if view.ui.open {
+        crate::ui::open_browser(&running.url());
+    }
+    Ok(Exit::Success)
+}
+
+/// The listener's policy, now that we know who can be asked: the web UI
+/// (`--ui`), the terminal, or nobody.
+fn policy(consent: ConsentSetting, ui_asks: bool) -> Policy {
+    match consent {
+        ConsentSetting::Yes => Policy::Yes,
+        ConsentSetting::TrustedOnly => Policy::TrustedOnly,
+        ConsentSetting::Ask if ui_asks || crate::prompt::can_ask() => Policy::Ask,
+        ConsentSetting::Ask => Policy::Unattended,
+    }
+}
+
+/// Starts the web UI beside a listener: a failure is fatal only when the
+/// UI was asked for.
+async fn start_ui(
+    node: &Node,
+    cfg: &localstream_node::config::ListenConfig,
+    view: &ListenView,
+) -> Result<Option<crate::ui::Ui>, Error> {
+    if cfg.destination == localstream_node::config::Destination::Stdout {
+        return Ok(None);
+    }
+    let around = crate::ui::Surroundings {
+        dir: cfg.dir.clone(),
+        discovery: cfg.discovery.clone(),
+        compress: localstream_node::compress::Mode::default(),
+        desktop: view.notify.desktop,
+    };
+    match crate::ui::start(node, view.ui.clone(), around).await {
+        Ok(ui) => {
+            if view.ui.asks {
+                eprintln!("web UI: {}", ui.url);
+                if !view.ui.bind.is_loopback() {
+                    eprintln!(
+                        "warning: the web UI listens on {} and is reachable from the network, \
+                         over plain HTTP: anyone on the way can read the password. \
+                         Prefer `ssh -L {port}:127.0.0.1:{port}` to a loopback UI.",
+                        ui.addr,
+                        port = ui.addr.port()
+                    );
+                }
+            } else {
+                tracing::info!(url = %ui.base, "web UI on loopback (`localstream ui` opens it)");
+            }
+            Ok(Some(ui))
+        }
+        Err(e) if view.ui.asks => Err(e),
+        Err(e) => {
+            tracing::warn!(error = %e, "no web UI for this listener");
+            Ok(None)
+        }
+    }
+}
+
 async fn listen(
+    node: &Node,
     common: &Common,
     mut cfg: localstream_node::config::ListenConfig,
     view: ListenView,
 ) -> Result<Exit, Error> {
     let mut interrupts = Interrupts::new()?;
-    let node = Node::start(common.node_config())?;
     let mut events = node.events();
-    cfg.policy = match view.consent {
-        ConsentSetting::Yes => Policy::Yes,
-        ConsentSetting::TrustedOnly => Policy::TrustedOnly,
-        ConsentSetting::Ask if crate::prompt::can_ask() => Policy::Ask,
-        ConsentSetting::Ask => Policy::Unattended,
-    };
-    let prompts = (cfg.policy == Policy::Ask).then(|| crate::prompt::start(node.clone()));
+    let ui_asks = view.ui.asks;
+    cfg.policy = policy(view.consent, ui_asks);
+    // With the web UI answering, the terminal does not ask too.
+    let prompts =
+        (cfg.policy == Policy::Ask && !ui_asks).then(|| crate::prompt::start(node.clone()));
     let stdout_is_data = cfg.destination == localstream_node::config::Destination::Stdout;
-    let mut renderer = Renderer::new(view.json, common.progress)
+    let ui = start_ui(node, &cfg, &view).await?;
+    let mut renderer = Renderer::new(view.json, common.progress && !ui_asks)
         .stdout_is_data(stdout_is_data)
         .prompts(prompts)
         .notify(view.notify);
@@ -257,6 +344,9 @@ async fn listen(
     });
     let end = rendering(&mut events, &mut renderer, node.listen(&cfg, shutdown)).await;
     ctrl_c.abort();
+    if let Some(ui) = ui {
+        ui.stop().await;
+    }
     // The user's own commands finish (Ctrl-C reaches them too).
     renderer.finish().await;
     Ok(match end? {

@@ -37,6 +37,8 @@ pub enum Command {
     Id,
     /// Receive files: listen for senders and save what they send
     Listen(ListenArgs),
+    /// Open the web UI: start this node (as `listen` does) with its UI, or open the UI of the node already running here
+    Ui(UiArgs),
     /// Send files to a listening node
     Send(SendArgs),
     /// List the LocalStream nodes on the local network
@@ -82,6 +84,9 @@ pub enum Command {
     /// Settings file: defaults for name, folder, port, interfaces, consent and compression
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Desktop integration: a menu entry for `localstream ui` and "Send with LocalStream" in Nautilus, Nemo and Dolphin
+    #[command(subcommand)]
+    Integrate(crate::integrate::Action),
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -161,6 +166,57 @@ pub struct ListenArgs {
     /// Write the one incoming file to standard output instead of the folder (needs --once; messages stay on stderr): `localstream listen --once --stdout | tar x`
     #[arg(long, requires = "once")]
     pub stdout: bool,
+    /// Let the web UI answer incoming offers (and print its link); without it the UI still runs on loopback, for `localstream ui`
+    #[arg(long)]
+    pub ui: bool,
+    #[command(flatten)]
+    pub ui_server: UiServerArgs,
+    #[command(flatten)]
+    pub discovery: DiscoveryArgs,
+}
+
+/// Where the web UI listens.
+#[derive(Debug, Clone, Args)]
+pub struct UiServerArgs {
+    /// Address for the web UI [default: 127.0.0.1]; any other address makes it reachable from the network and needs a password (`localstream config set ui-password -`)
+    #[arg(long, value_name = "ADDR")]
+    pub ui_bind: Option<IpAddr>,
+    /// Port for the web UI [default: a free one]
+    #[arg(long, value_name = "PORT", default_value_t = 0)]
+    pub ui_port: u16,
+}
+
+#[derive(Debug, Args)]
+pub struct UiArgs {
+    /// Do not open a browser, only print the link (over SSH: `ssh -L PORT:127.0.0.1:PORT HOST`, same PORT on both ends, then open the link)
+    #[arg(long)]
+    pub no_open: bool,
+    /// Open the UI with these files and folders chosen: click a peer to send them from disk (what file managers call)
+    #[arg(long, value_name = "PATH", num_args = 1..)]
+    pub send: Vec<PathBuf>,
+    /// Where received files go [default: Downloads/LocalStream, else the current directory]
+    #[arg(long, short, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// TCP port to receive on (0 picks a free one) [default: 47470]
+    #[arg(long, short)]
+    pub port: Option<u16>,
+    /// Address to receive on
+    #[arg(long, default_value = "0.0.0.0", value_name = "ADDR")]
+    pub bind: IpAddr,
+    /// Accept every offer without asking (except from blocked peers)
+    #[arg(long, short, conflicts_with = "trusted_only")]
+    pub yes: bool,
+    /// Accept offers only from trusted peers, without asking
+    #[arg(long)]
+    pub trusted_only: bool,
+    /// Display name announced to peers [default: the host name]
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// No desktop notifications
+    #[arg(long)]
+    pub no_notify: bool,
+    #[command(flatten)]
+    pub ui_server: UiServerArgs,
     #[command(flatten)]
     pub discovery: DiscoveryArgs,
 }

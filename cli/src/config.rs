@@ -17,6 +17,7 @@ use localstream_node::{Error, Result};
 
 use crate::cli::{
     Cli, Command, ConfigCommand, DiscoveryArgs, GlobalArgs, ListenArgs, PeersArgs, SendArgs,
+    UiArgs, UiServerArgs,
 };
 
 /// What to run.
@@ -26,6 +27,8 @@ pub enum Config {
     Id(Common),
     /// Receive.
     Listen(Common, ListenConfig, ListenView),
+    /// `ui`: receive with the web UI, or open the UI of the node running here.
+    Ui(Common, ListenConfig, ListenView),
     /// Send.
     Send(Common, SendConfig, View),
     /// List peers.
@@ -44,6 +47,8 @@ pub enum Config {
     Completions(clap_complete::Shell),
     /// `manpage`.
     Manpage,
+    /// `integrate install|uninstall`.
+    Integrate(crate::integrate::Action),
 }
 
 /// The commands that work on the peer store only.
@@ -102,6 +107,8 @@ pub struct ListenView {
     pub consent: ConsentSetting,
     /// Desktop notification and `--on-complete`.
     pub notify: crate::notify::Notify,
+    /// The web UI (every listener serves it on loopback; `asks` with `--ui`).
+    pub ui: crate::ui::UiConfig,
 }
 
 impl Config {
@@ -135,9 +142,18 @@ impl Config {
             Command::Id => Config::Id(common(&cli.global, None)?),
             Command::Listen(a) => {
                 let c = common(&cli.global, a.name.clone())?;
-                let (listen, view) = listen_config(a, &s);
+                let (listen, view) = listen_config(a, &s)?;
                 Config::Listen(c, listen, view)
             }
+            Command::Ui(a) => {
+                let c = common(&cli.global, a.name.clone())?;
+                let (open, chosen) = (!a.no_open, a.send.clone());
+                let (listen, mut view) = listen_config(ui_as_listen(a), &s)?;
+                view.ui.open = open;
+                view.ui.chosen = chosen_paths(chosen)?;
+                Config::Ui(c, listen, view)
+            }
+            Command::Integrate(a) => Config::Integrate(a),
             Command::Send(a) => {
                 let view = View { json: a.json };
                 Config::Send(common(&cli.global, None)?, send_config(a, &s)?, view)
@@ -190,7 +206,54 @@ impl Config {
     }
 }
 
-fn listen_config(a: ListenArgs, s: &Settings) -> (ListenConfig, ListenView) {
+/// `ui`'s flags are `listen --ui`'s.
+fn ui_as_listen(a: UiArgs) -> ListenArgs {
+    ListenArgs {
+        dir: a.dir,
+        port: a.port,
+        bind: a.bind,
+        yes: a.yes,
+        trusted_only: a.trusted_only,
+        once: false,
+        name: a.name,
+        on_complete: None,
+        no_notify: a.no_notify,
+        json: false,
+        stdout: false,
+        ui: true,
+        ui_server: a.ui_server,
+        discovery: a.discovery,
+    }
+}
+
+/// `ui --send PATH...`: each must exist; kept absolute.
+fn chosen_paths(paths: Vec<PathBuf>) -> Result<Vec<PathBuf>> {
+    paths
+        .into_iter()
+        .map(|p| std::fs::canonicalize(&p).map_err(|e| Error::file(&p, e)))
+        .collect()
+}
+
+/// Where the web UI listens, and its password when it is not on loopback.
+fn ui_config(a: &UiServerArgs, asks: bool, s: &Settings) -> crate::ui::UiConfig {
+    crate::ui::UiConfig {
+        bind: a
+            .ui_bind
+            .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)),
+        port: a.ui_port,
+        asks,
+        open: false,
+        chosen: Vec::new(),
+        password: s.ui_password.clone(),
+    }
+}
+
+fn listen_config(a: ListenArgs, s: &Settings) -> Result<(ListenConfig, ListenView)> {
+    if a.ui && a.stdout {
+        return Err(Error::Usage(
+            "--ui and --stdout do not go together: the UI saves files to a folder".into(),
+        ));
+    }
     let dir = a
         .dir
         .or_else(|| s.dir.clone())
@@ -222,8 +285,9 @@ fn listen_config(a: ListenArgs, s: &Settings) -> (ListenConfig, ListenView) {
             on_complete: a.on_complete,
             desktop: !a.no_notify,
         },
+        ui: ui_config(&a.ui_server, a.ui, s),
     };
-    (listen, view)
+    Ok((listen, view))
 }
 
 fn send_config(a: SendArgs, s: &Settings) -> Result<SendConfig> {

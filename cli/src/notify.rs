@@ -149,7 +149,7 @@ fn markup_escaped(s: &str) -> String {
 /// A desktop notification, if there is a desktop to show it on; quietly
 /// nothing otherwise. Linux and the BSDs: `notify-send` on the session bus;
 /// macOS: `osascript`; elsewhere nothing.
-fn desktop(title: &str, body: &str) {
+pub(crate) fn desktop(title: &str, body: &str) {
     let cmd = if cfg!(target_os = "macos") {
         let mut c = Command::new("osascript");
         // Text as arguments, never inside the script.

@@ -392,6 +392,14 @@ pub fn code_line(
 
 /// A notice, as text on stderr.
 fn notice(n: &Notice) {
+    if let Some(line) = notice_text(n) {
+        eprintln!("{line}");
+    }
+}
+
+/// A notice as a line for people (`None` for the ones not shown).
+#[must_use]
+pub fn notice_text(n: &Notice) -> Option<String> {
     let line = match n {
         Notice::Skipped { path, why } => format!(
             "skipping {}: {}",
@@ -468,9 +476,9 @@ fn notice(n: &Notice) {
         ),
         Notice::Stopping => "stopping (Ctrl-C again to quit at once)".to_owned(),
         Notice::NotAnnounced(e) => format!("warning: not announcing this node: {e}"),
-        _ => return,
+        _ => return None,
     };
-    eprintln!("{line}");
+    Some(line)
 }
 
 /// How the sender found its receiver.

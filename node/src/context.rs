@@ -6,6 +6,7 @@ use std::sync::Arc;
 use localstream_proto::LocalIdentity;
 use tokio_util::sync::CancellationToken;
 
+use crate::cancel::Cancels;
 use crate::event::Events;
 use crate::question::Questions;
 use crate::store::PeerStore;
@@ -17,6 +18,7 @@ pub(crate) struct Context {
     pub(crate) store: PeerStore,
     pub(crate) events: Events,
     pub(crate) questions: Arc<Questions>,
+    pub(crate) cancels: Arc<Cancels>,
 }
 
 /// How a listener stops: `graceful` stops accepting and gives running

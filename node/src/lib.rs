@@ -37,6 +37,7 @@
 
 pub mod add;
 pub mod admission;
+pub mod cancel;
 pub mod compress;
 pub mod config;
 pub mod confirm;

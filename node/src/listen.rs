@@ -98,6 +98,7 @@ async fn open(
         store,
         events,
         questions,
+        cancels,
     } = cx;
     trust::check_store(&store).await?;
     std::fs::create_dir_all(&cfg.dir).map_err(|e| Error::file(&cfg.dir, e))?;
@@ -135,6 +136,7 @@ async fn open(
         store,
         active: trust::ActiveSessions::default(),
         events,
+        cancels,
         destination: cfg.destination,
         blocked_noted: std::sync::Mutex::default(),
     });
@@ -218,6 +220,8 @@ fn spawn_connection(
     let admission = admission.clone();
     let shared = shared.clone();
     let token = root.child_token();
+    let transfer = crate::event::next_transfer();
+    let running = shared.cancels.register(transfer, token.clone());
     let span = info_span!(
         "conn",
         %remote,
@@ -226,6 +230,7 @@ fn spawn_connection(
     );
     tasks.spawn(
         async move {
+            let _running = running;
             // Every place mid-handshake: wait a moment for one to free up.
             let handshaking = match admission.admit_waiting(remote, ADMIT_WAIT).await {
                 Ok(h) => h,
@@ -245,7 +250,7 @@ fn spawn_connection(
             };
             let serving = receive::serve(stream, remote, shared, token.clone(), handshaking);
             let end = tokio::select! {
-                end = crate::event::in_transfer(serving) => Some(end),
+                end = crate::event::in_transfer_as(transfer, serving) => Some(end),
                 () = cut => Some(ConnEnd::NoTransfer(Error::Interrupted)),
                 // Still in the handshake and evicted: dropped (socket closed) at once.
                 () = evicted.cancelled() => None,

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use localstream_proto::LocalIdentity;
 use tokio_util::sync::CancellationToken;
 
+use crate::cancel::{Cancels, NotRunning};
 use crate::config::{ListenConfig, PeersConfig, SendConfig};
 use crate::confirm::FirstContact;
 use crate::context::Context;
@@ -49,6 +50,7 @@ pub struct Node {
     store: PeerStore,
     events: Events,
     questions: Arc<Questions>,
+    cancels: Arc<Cancels>,
 }
 
 impl Node {
@@ -75,6 +77,7 @@ impl Node {
             store: PeerStore::new(home),
             events: Events::default(),
             questions: Arc::default(),
+            cancels: Arc::default(),
         }
     }
 
@@ -142,8 +145,14 @@ impl Node {
         let id = crate::event::next_transfer();
         let events = self.events();
         let cx = self.context();
+        let stop = CancellationToken::new();
+        let running = self.cancels.register(id, stop.clone());
         let done = tokio::spawn(crate::event::in_transfer_as(id, async move {
-            crate::send::run_retrying(&cx, &cfg).await
+            let _running = running;
+            tokio::select! {
+                r = crate::send::run_retrying(&cx, &cfg) => r,
+                () = stop.cancelled() => Err(crate::Error::Interrupted),
+            }
         }));
         Transfer { id, events, done }
     }
@@ -193,12 +202,23 @@ impl Node {
         self.questions.answer(question, Answer::Confirm(go_on))
     }
 
+    /// Stops a running transfer: a send started with [`Node::start_send`]
+    /// (its connection is dropped), or an incoming one (the sender is told
+    /// that the receiver stopped).
+    ///
+    /// # Errors
+    /// When no transfer of that number is running.
+    pub fn cancel(&self, transfer: TransferId) -> Result<(), NotRunning> {
+        self.cancels.cancel(transfer)
+    }
+
     pub(crate) fn context(&self) -> Context {
         Context {
             identity: self.identity.clone(),
             store: self.store.clone(),
             events: self.events.clone(),
             questions: self.questions.clone(),
+            cancels: self.cancels.clone(),
         }
     }
 }

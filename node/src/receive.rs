@@ -89,6 +89,8 @@ pub struct Shared {
     pub active: trust::ActiveSessions,
     /// Where events go.
     pub events: Events,
+    /// The connections a front end may cancel.
+    pub(crate) cancels: Arc<crate::cancel::Cancels>,
     /// Where the files go.
     pub destination: Destination,
     /// When each blocked peer's refusal was last written to its history (at

@@ -10,6 +10,7 @@
 //! consent = "trusted-only"     # listen: "ask", "yes" or "trusted-only"
 //! compress = "auto"            # send: "auto", "on" or "off"
 //! first-contact = "ask"        # send/add to a node never met: "ask" or "yes"
+//! ui-password = "$argon2id$..." # the web UI's password hash (for --ui-bind on a LAN)
 //! ```
 //!
 //! An invalid file is an error that names the line; `config set` edits one
@@ -40,6 +41,10 @@ pub const KEYS: &[(&str, &str)] = &[
     (
         "first-contact",
         "`send`/`add` to a node never met: ask (compare the code) or yes",
+    ),
+    (
+        "ui-password",
+        "the web UI's password, for `--ui-bind` on a LAN (`-`: read it from standard input; stored as an argon2 hash)",
     ),
 ];
 
@@ -84,6 +89,9 @@ pub struct Settings {
     /// First contact from the sending side.
     #[serde(rename = "first-contact")]
     pub first_contact: Option<FirstContactSetting>,
+    /// The web UI's password (an argon2 hash, PHC string).
+    #[serde(rename = "ui-password")]
+    pub ui_password: Option<String>,
 }
 
 /// `send --compress` in the file.
@@ -178,7 +186,9 @@ pub fn set(home: &Path, key: &str, value: &str) -> Result<PathBuf> {
             }
             toml_edit::value(list)
         }
-        "name" | "dir" | "consent" | "compress" | "first-contact" => toml_edit::value(value),
+        "name" | "dir" | "consent" | "compress" | "first-contact" | "ui-password" => {
+            toml_edit::value(value)
+        }
         other => {
             let known: Vec<&str> = KEYS.iter().map(|(k, _)| *k).collect();
             return Err(Error::Usage(format!(
@@ -265,8 +275,43 @@ pub fn show(home: &Path, s: &Settings) -> String {
             }),
             "\"ask\" (refuse without a terminal)",
         ),
+        line(
+            "ui-password",
+            s.ui_password.as_ref().map(|_| "(set)".to_owned()),
+            "none: the web UI stays on loopback",
+        ),
     ];
     lines.join("\n")
+}
+
+/// Each key's value in the file, as plain text (`None`: not set). The
+/// password's hash is never given out.
+#[must_use]
+pub fn values(s: &Settings) -> Vec<(&'static str, Option<String>)> {
+    let kebab = |v: &dyn std::fmt::Debug| {
+        let name = format!("{v:?}");
+        let mut out = String::new();
+        for (i, c) in name.chars().enumerate() {
+            if c.is_uppercase() && i > 0 {
+                out.push('-');
+            }
+            out.push(c.to_ascii_lowercase());
+        }
+        out
+    };
+    vec![
+        ("name", s.name.clone()),
+        ("dir", s.dir.as_ref().map(|d| d.display().to_string())),
+        ("port", s.port.map(|p| p.to_string())),
+        ("interfaces", s.interfaces.as_ref().map(|l| l.join(","))),
+        ("consent", s.consent.map(|c| kebab(&c))),
+        ("compress", s.compress.map(|c| kebab(&c))),
+        ("first-contact", s.first_contact.map(|c| kebab(&c))),
+        (
+            "ui-password",
+            s.ui_password.as_ref().map(|_| "(set)".to_owned()),
+        ),
+    ]
 }
 
 #[cfg(test)]
