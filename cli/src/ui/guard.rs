@@ -36,10 +36,8 @@ pub(crate) const CSP: &str = "default-src 'none'; script-src 'self'; style-src '
 pub(crate) struct Guard {
     /// The per-start token (in the opened URL and in `<home>/ui.json`).
     pub(crate) token: String,
-    /// The Host values accepted (`127.0.0.1:PORT`, `localhost:PORT`, ...).
-    hosts: Vec<String>,
-    /// The origins accepted (`http://` + each host).
-    origins: Vec<String>,
+    /// The address the UI listens on.
+    addr: SocketAddr,
     /// Browser sessions (cookie values) handed out.
     sessions: Mutex<HashSet<String>>,
 }
@@ -47,23 +45,31 @@ pub(crate) struct Guard {
 impl Guard {
     /// A guard for a UI listening on `addr`.
     pub(crate) fn new(addr: SocketAddr, token: String) -> Self {
-        let port = addr.port();
-        let mut hosts = vec![
-            format!("127.0.0.1:{port}"),
-            format!("localhost:{port}"),
-            format!("[::1]:{port}"),
-        ];
-        match addr.ip() {
-            ip if ip.is_unspecified() || ip.is_loopback() => {}
-            IpAddr::V4(v4) => hosts.push(format!("{v4}:{port}")),
-            IpAddr::V6(v6) => hosts.push(format!("[{v6}]:{port}")),
-        }
-        let origins = hosts.iter().map(|h| format!("http://{h}")).collect();
         Guard {
             token,
-            hosts,
-            origins,
+            addr,
             sessions: Mutex::default(),
+        }
+    }
+
+    /// Whether `host` (a Host header) names this UI: `localhost` or an IP
+    /// literal that is ours (a loopback address, the bound one, or any when
+    /// bound to all), with our port. A DNS name other than `localhost` is
+    /// what a rebinding attack uses, so none is accepted.
+    fn is_ours(&self, host: &str) -> bool {
+        let Some((name, port)) = host.rsplit_once(':') else {
+            return false;
+        };
+        if port.parse::<u16>().ok() != Some(self.addr.port()) {
+            return false;
+        }
+        if name.eq_ignore_ascii_case("localhost") {
+            return true;
+        }
+        let name = name.trim_start_matches('[').trim_end_matches(']');
+        match name.parse::<IpAddr>() {
+            Ok(ip) => ip.is_loopback() || ip == self.addr.ip() || self.addr.ip().is_unspecified(),
+            Err(_) => false,
         }
     }
 
@@ -86,7 +92,7 @@ impl Guard {
         headers
             .get(header::HOST)
             .and_then(|h| h.to_str().ok())
-            .is_some_and(|h| self.hosts.iter().any(|ok| ok.eq_ignore_ascii_case(h)))
+            .is_some_and(|h| self.is_ours(h))
     }
 
     /// Whether the request comes from our own page (or from a program that
@@ -97,8 +103,13 @@ impl Guard {
         {
             return false;
         }
+        // Our origin is the (checked) Host the request was sent to.
+        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
         match headers.get(header::ORIGIN).map(|o| o.to_str()) {
-            Some(Ok(o)) => self.origins.iter().any(|ok| ok.eq_ignore_ascii_case(o)),
+            Some(Ok(o)) => host.is_some_and(|h| {
+                o.strip_prefix("http://")
+                    .is_some_and(|rest| rest.eq_ignore_ascii_case(h))
+            }),
             Some(Err(_)) => false,
             // Without an Origin: a same-origin GET (browsers leave it out), or
             // a program with the token. A state change needs one of the two proofs.
@@ -268,21 +279,31 @@ mod tests {
         assert!(!g.host_ok(&headers(&[("host", "evil.example:4000")])));
         assert!(!g.host_ok(&headers(&[("host", "127.0.0.1:4001")])));
         assert!(!g.host_ok(&headers(&[])));
+        assert!(!g.host_ok(&headers(&[("host", "10.0.0.5:4000")])));
+        assert!(!g.host_ok(&headers(&[("host", "[::1]:4000x")])));
+        assert!(g.host_ok(&headers(&[("host", "[::1]:4000")])));
+        // Bound to every address: any IP literal of ours, never a DNS name.
+        let all = Guard::new("0.0.0.0:4000".parse().unwrap(), "t".into());
+        assert!(all.host_ok(&headers(&[("host", "10.0.0.5:4000")])));
+        assert!(!all.host_ok(&headers(&[("host", "nas.example:4000")])));
     }
 
     #[test]
     fn state_changes_need_our_origin_or_the_token() {
         let g = Guard::new("127.0.0.1:4000".parse().unwrap(), "t".into());
-        let ours = headers(&[("origin", "http://127.0.0.1:4000")]);
-        let foreign = headers(&[("origin", "http://evil.example")]);
-        let cross = headers(&[("sec-fetch-site", "cross-site")]);
+        let host = ("host", "127.0.0.1:4000");
+        let ours = headers(&[host, ("origin", "http://127.0.0.1:4000")]);
+        let other_name = headers(&[host, ("origin", "http://localhost:4000")]);
+        let foreign = headers(&[host, ("origin", "http://evil.example")]);
+        let cross = headers(&[host, ("sec-fetch-site", "cross-site")]);
         assert!(g.origin_ok(&ours, true, false));
+        assert!(!g.origin_ok(&other_name, true, false));
         assert!(!g.origin_ok(&foreign, true, false));
         assert!(!g.origin_ok(&foreign, false, false));
         assert!(!g.origin_ok(&cross, false, true));
-        assert!(!g.origin_ok(&headers(&[]), true, false));
-        assert!(g.origin_ok(&headers(&[]), true, true));
-        assert!(g.origin_ok(&headers(&[]), false, false));
+        assert!(!g.origin_ok(&headers(&[host]), true, false));
+        assert!(g.origin_ok(&headers(&[host]), true, true));
+        assert!(g.origin_ok(&headers(&[host]), false, false));
     }
 
     #[test]

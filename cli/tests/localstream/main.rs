@@ -10,6 +10,7 @@
 //! - `faults`: cut connections, stalls, retries
 //! - `disk`: full disks, durability
 //! - `load`: many connections at once
+//! - `ui`: the web UI over HTTP: its security, and transfers driven through it
 //!
 //! Run one feature with `cargo test -p localstream --test localstream trust::`.
 
@@ -22,3 +23,4 @@ mod faults;
 mod hostile;
 mod load;
 mod trust;
+mod ui;

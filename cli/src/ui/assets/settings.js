@@ -63,7 +63,6 @@ function field(setting) {
     control,
     el('small', { id: helpId, class: 'setting-help', text: setting.help || '' },
       setting.key === 'interfaces' ? el('span', { text: ' Separate several with commas.' }) : null),
-    setting.note ? el('small', { class: 'setting-note', text: setting.note }) : null,
   );
 }
 
@@ -114,17 +113,20 @@ async function save(form) {
     }
   }
   submit.disabled = false;
-  // Redraw from the node's answer, but keep what was typed for a refused key.
-  const refused = failure ? changed[saved.length] : null;
+  // Redraw from the node's answer, but keep what was typed and not saved.
   renderFields();
-  if (refused && form.elements[refused[0]]) form.elements[refused[0]].value = refused[1];
+  for (const [key, text] of changed.slice(saved.length)) {
+    if (form.elements[key]) form.elements[key].value = text;
+  }
 
-  const parts = saved.map((key) => {
+  // "saved port, name; applies from the next start" (grouped by the note).
+  const byNote = new Map();
+  for (const key of saved) {
     const s = settings.find((x) => x.key === key);
-    return s && s.note ? `${key} (${s.note})` : key;
-  });
-  const plain = saved.some((key) => !(settings.find((x) => x.key === key) || {}).note);
-  let text = saved.length ? `saved ${parts.join(', ')}${plain ? '; applies from the next start' : ''}` : '';
+    const note = (s && s.note) || 'applies from the next start';
+    byNote.set(note, [...(byNote.get(note) || []), key]);
+  }
+  let text = [...byNote].map(([note, keys]) => `saved ${keys.join(', ')}; ${note}`).join('. ');
   if (failure) text = text ? `${text}. Not saved: ${failure}` : `not saved: ${failure}`;
   showResult(text, Boolean(failure));
 }
