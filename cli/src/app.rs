@@ -291,7 +291,13 @@ async fn start_ui(
     match crate::ui::start(node, view.ui.clone(), around).await {
         Ok(ui) => {
             if view.ui.asks {
-                eprintln!("web UI: {}", ui.url);
+                // `ui` prints the link that signs in; a service's log gets
+                // no token (`localstream ui` reads it from the home).
+                if view.ui.link || crate::prompt::can_ask() {
+                    eprintln!("web UI: {}", ui.url);
+                } else {
+                    eprintln!("web UI: {} (`localstream ui` opens it signed in)", ui.base);
+                }
                 if !view.ui.bind.is_loopback() {
                     eprintln!(
                         "warning: the web UI listens on {} and is reachable from the network, \

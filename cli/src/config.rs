@@ -150,6 +150,7 @@ impl Config {
                 let (open, chosen) = (!a.no_open, a.send.clone());
                 let (listen, mut view) = listen_config(ui_as_listen(a), &s)?;
                 view.ui.open = open;
+                view.ui.link = true;
                 view.ui.chosen = chosen_paths(chosen)?;
                 Config::Ui(c, listen, view)
             }
@@ -243,6 +244,7 @@ fn ui_config(a: &UiServerArgs, asks: bool, s: &Settings) -> crate::ui::UiConfig 
         port: a.ui_port,
         asks,
         open: false,
+        link: false,
         chosen: Vec::new(),
         password: s.ui_password.clone(),
     }

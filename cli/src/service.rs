@@ -1,11 +1,13 @@
 //! `localstream service install|uninstall|status`: run `listen` as a systemd
 //! user service (Linux), so that a headless box receives without a terminal.
 //!
-//! The unit runs `localstream --home HOME listen --no-progress`; everything
+//! The unit runs `localstream --home HOME listen --ui --no-progress`; everything
 //! else (folder, port, interfaces, consent policy) comes from the settings
 //! file, so `localstream config set` then `systemctl --user restart
-//! localstream` changes it. With no terminal to ask on, `listen` accepts
-//! trusted peers only unless the settings say `consent = "yes"`. Its output
+//! localstream` changes it. With `consent = "ask"` (the default) an offer
+//! from a peer that is not trusted waits for an answer in the web UI
+//! (`localstream ui` opens it; a desktop notification says so) and is refused
+//! when nobody answers in time. Its output
 //! goes to the journal (`journalctl --user -u localstream`). On other systems
 //! the commands explain what to do instead.
 
@@ -44,7 +46,7 @@ pub fn unit(exe: &Path, home: &Path) -> String {
          \n\
          [Service]\n\
          Type=simple\n\
-         ExecStart={} --home {} listen --no-progress\n\
+         ExecStart={} --home {} listen --ui --no-progress\n\
          Restart=on-failure\n\
          RestartSec=5\n\
          \n\
@@ -172,7 +174,7 @@ mod tests {
         );
         assert!(
             u.contains(
-                "ExecStart=\"/opt/my apps/localstream\" --home \"/home/a/100%%$$x\" listen --no-progress\n"
+                "ExecStart=\"/opt/my apps/localstream\" --home \"/home/a/100%%$$x\" listen --ui --no-progress\n"
             ),
             "{u}"
         );

@@ -57,6 +57,7 @@ pub(crate) fn page(html: &'static str) -> Response {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -146,6 +146,7 @@ fn parse_answer(answer: &[u8]) -> io::Result<(u16, Vec<u8>)> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

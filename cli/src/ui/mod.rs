@@ -51,6 +51,8 @@ pub struct UiConfig {
     pub asks: bool,
     /// Open the default browser at the start (`ui` without `--no-open`).
     pub open: bool,
+    /// Print the link that signs in (`ui`; a service's log gets none).
+    pub link: bool,
     /// Paths chosen to send (`ui --send PATH...`).
     pub chosen: Vec<PathBuf>,
     /// The password's argon2 hash (needed for a non-loopback `bind`).
@@ -64,6 +66,7 @@ impl Default for UiConfig {
             port: 0,
             asks: false,
             open: false,
+            link: false,
             chosen: Vec::new(),
             password: None,
         }

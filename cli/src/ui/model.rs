@@ -552,14 +552,12 @@ impl Model {
             }
             Event::FileDone {
                 name, size, path, ..
-            } => {
-                if t.done_files.len() < MAX_DONE_FILES {
-                    t.done_files.push(json!({
-                        "name": escape_for_terminal(&name),
-                        "size": size,
-                        "path": path,
-                    }));
-                }
+            } if t.done_files.len() < MAX_DONE_FILES => {
+                t.done_files.push(json!({
+                    "name": escape_for_terminal(&name),
+                    "size": size,
+                    "path": path,
+                }));
             }
             Event::TransferDone(done) => {
                 t.peer = Some(PeerRef::of(&done.peer));

@@ -96,6 +96,7 @@ impl Counts {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -127,7 +128,7 @@ mod tests {
             assert!(a.may_try(ip, t0));
             a.failed(ip, t0);
             n += 1;
-            if n % PER_SOURCE == 0 {
+            if n.is_multiple_of(PER_SOURCE) {
                 last += 1;
             }
         }

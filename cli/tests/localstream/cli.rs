@@ -1217,7 +1217,7 @@ fn the_service_unit_runs_listen_and_passes_systemd_analyze() {
     let home = node.home.canonicalize().unwrap();
     assert!(
         unit.contains(&format!(
-            "--home \"{}\" listen --no-progress",
+            "--home \"{}\" listen --ui --no-progress",
             home.display()
         )),
         "{unit}"

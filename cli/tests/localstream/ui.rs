@@ -2,6 +2,8 @@
 //! `tests/tests/ui.rs`): its security (token, cookie, Host, Origin, headers),
 //! and the API driving real transfers between two nodes on 127.0.0.1.
 
+#![allow(clippy::unwrap_used)]
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;

@@ -173,12 +173,12 @@ function fillCard(card, t, notices) {
 
   // Lines that exist only when they say something.
   const extra = card.querySelector('.transfer-extra');
-  extra.replaceChildren(
+  extra.replaceChildren(...[
     t.resumed > 0 ? el('div', { class: 'transfer-resumed', text: `resumed ${formatSize(t.resumed)} already here` }) : null,
     t.code ? el('div', { class: 'transfer-code-line' },
       el('span', { class: 'muted', text: 'Verification code ' }), el('span', { class: 'transfer-code mono', text: t.code })) : null,
     t.message ? el('div', { class: 'transfer-message', role: t.state === 'failed' ? 'alert' : null, text: t.message }) : null,
-  );
+  ].filter(Boolean));
 
   card.querySelector('.transfer-notices').replaceChildren(...notices.map((text) => el('li', { text })));
 

@@ -167,6 +167,7 @@ export function formatAgo(ms) {
   if (s < 45) return 'just now';
   if (s < 3600) return `${Math.round(s / 60)} min ago`;
   if (s < 86400) return `${Math.round(s / 3600)} h ago`;
+  if (s < 7 * 86400) return `${Math.round(s / 86400)} d ago`;
   return whenFormat.format(new Date(ms));
 }
 
@@ -234,6 +235,12 @@ export function toast(message, kind = 'info') {
   if (!box) return;
   box.textContent = message;
   box.classList.toggle('error', kind === 'error');
+  // The toast is a popover, so it can sit in the top layer above an open
+  // modal dialog; showing it again puts it above the newest one.
+  if (typeof box.showPopover === 'function' && box.hasAttribute('popover')) {
+    if (box.matches(':popover-open')) box.hidePopover();
+    box.showPopover();
+  }
   box.classList.add('show');
   clearTimeout(toastTimer);
   toastTimer = setTimeout(() => box.classList.remove('show'), kind === 'error' ? 7000 : 4000);
