@@ -39,9 +39,12 @@ export function renderConfirm() {
   if (changed) $('.confirm-yes', dialog).focus();
 }
 
+let answeringConfirm = null; // the question whose answer is on its way
+
 async function answerConfirm(yes) {
   const question = shownConfirm;
-  if (question === null) return;
+  if (question === null || answeringConfirm === question) return;
+  answeringConfirm = question;
   const dialog = document.getElementById('confirm-dialog');
   for (const b of dialog.querySelectorAll('button')) b.disabled = true;
   try {
@@ -51,6 +54,7 @@ async function answerConfirm(yes) {
     toastError(error);
   }
   // Answered (or no longer waiting): the server also sends confirm_closed.
+  answeringConfirm = null;
   model.confirms.delete(question);
   renderConfirm();
 }
@@ -202,18 +206,21 @@ export function setupDialogs() {
   const confirmDialog = document.getElementById('confirm-dialog');
   $('.confirm-yes', confirmDialog).addEventListener('click', () => answerConfirm(true));
   $('.confirm-no', confirmDialog).addEventListener('click', () => answerConfirm(false));
-  // Escape means "no": the send does not go ahead.
-  confirmDialog.addEventListener('cancel', (e) => {
-    e.preventDefault();
-    answerConfirm(false);
+  // Closing it (Escape) means "no": the send does not go ahead.
+  confirmDialog.addEventListener('close', () => {
+    if (shownConfirm !== null && model.confirms.has(shownConfirm)) answerConfirm(false);
   });
 
   const offerDialog = document.getElementById('offer-dialog');
   $('.offer-accept', offerDialog).addEventListener('click', () => answerOffer('accept'));
   $('.offer-trust', offerDialog).addEventListener('click', () => answerOffer('accept_and_trust'));
   $('.offer-reject', offerDialog).addEventListener('click', () => answerOffer('reject'));
-  // An offer needs an explicit answer: Escape does not dismiss it.
+  // An offer needs an explicit answer: Escape does not dismiss it, and if
+  // the browser closes the dialog anyway, it comes back while the offer waits.
   offerDialog.addEventListener('cancel', (e) => e.preventDefault());
+  offerDialog.addEventListener('close', () => {
+    if (shownOffer !== null && model.offers.has(shownOffer)) setTimeout(renderOffer, 0);
+  });
 
   // Permission is asked only from this click, never on load.
   const button = document.getElementById('enable-notifications');

@@ -146,6 +146,7 @@ export function renderNodeDetails() {
     ['Receive folder', node.dir],
     ['Listening on', (node.addresses || []).join(', ') || 'not listening'],
     ['Discovery', node.discovery],
+    ['Incoming offers', node.asks === false ? 'answered on the terminal' : 'answered on this page'],
   ];
   list.replaceChildren(...rows.filter(([, v]) => v).map(([k, v]) =>
     el('div', {}, el('dt', { text: k }), el('dd', { class: 'mono', text: v }))));

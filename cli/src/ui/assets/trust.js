@@ -33,7 +33,11 @@ async function act(peer, action) {
     `Block ${name}? Everything it sends is refused, and sending to it is refused too.`)) return;
   try {
     const answer = await api('POST', `/api/peers/${encodeURIComponent(peer.id)}/${action}`);
-    if (answer && answer.peer) upsertPeer(answer.peer);
+    if (answer && answer.peer) {
+      // A forgotten peer that is not on the network either has nothing left to show.
+      if (answer.peer.first_contact && !answer.peer.online) model.peers.delete(String(answer.peer.id));
+      else upsertPeer(answer.peer);
+    }
     const done = { trust: 'trusted', untrust: 'no longer trusted', block: 'blocked', forget: 'forgotten' }[action];
     toast(`${name} ${done}`);
     onPeersChanged();
@@ -100,7 +104,7 @@ function updateRow(row, peer) {
   const slot = row.querySelector('.trust-changed-slot');
   slot.replaceChildren();
   if (peer.trust === 'changed') {
-    slot.append(el('p', { class: 'trust-changed', role: 'alert' }, icon('alert'), el('span', { text: CHANGED_TEXT })));
+    slot.append(el('p', { class: 'trust-changed-note', role: 'alert' }, icon('alert'), el('span', { text: CHANGED_TEXT })));
   }
 }
 
