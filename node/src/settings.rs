@@ -213,6 +213,34 @@ pub fn set(home: &Path, key: &str, value: &str) -> Result<PathBuf> {
     Ok(file)
 }
 
+/// Removes `key` from the file (its default applies again), keeping
+/// everything else. Nothing to do when the file or the key is missing.
+pub fn unset(home: &Path, key: &str) -> Result<PathBuf> {
+    let file = path(home);
+    if !KEYS.iter().any(|(k, _)| *k == key) {
+        let known: Vec<&str> = KEYS.iter().map(|(k, _)| *k).collect();
+        return Err(Error::Usage(format!(
+            "unknown setting {key:?}; the settings are {}",
+            known.join(", ")
+        )));
+    }
+    let text = match std::fs::read_to_string(&file) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(file),
+        Err(e) => return Err(Error::file(&file, e)),
+    };
+    parse(&file, &text)?;
+    let mut doc: toml_edit::DocumentMut = text
+        .parse()
+        .map_err(|e: toml_edit::TomlError| Error::Usage(format!("{}: {e}", file.display())))?;
+    if doc.remove(key).is_none() {
+        return Ok(file);
+    }
+    crate::fsutil::write_atomic(home, FILE, doc.to_string().as_bytes(), 0o644)
+        .map_err(|e| Error::file(&e.path, e.source))?;
+    Ok(file)
+}
+
 /// Every key, with its value from the file or (commented out) its default:
 /// what `config show` prints.
 #[must_use]
@@ -318,6 +346,18 @@ pub fn values(s: &Settings) -> Vec<(&'static str, Option<String>)> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unset_brings_the_default_back_and_keeps_the_rest() {
+        let home = tempfile::tempdir().unwrap();
+        set(home.path(), "port", "4000").unwrap();
+        set(home.path(), "compress", "off").unwrap();
+        unset(home.path(), "port").unwrap();
+        let s = load(home.path()).unwrap();
+        assert_eq!((s.port, s.compress), (None, Some(CompressSetting::Off)));
+        unset(home.path(), "port").unwrap();
+        assert!(unset(home.path(), "colour").is_err());
+    }
 
     #[test]
     fn parse_and_errors_name_the_line() {

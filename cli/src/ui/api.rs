@@ -185,7 +185,8 @@ pub(crate) async fn settings(State(app): State<Arc<App>>) -> Answer {
 #[derive(Debug, Deserialize)]
 pub(crate) struct SetSetting {
     key: String,
-    value: String,
+    /// `None` (or empty): back to the default.
+    value: Option<String>,
 }
 
 /// `POST /api/settings`: one key (the password is set on the command line).
@@ -198,7 +199,10 @@ pub(crate) async fn set_setting(
             "the UI password is set on the command line: `localstream config set ui-password -`",
         ));
     }
-    localstream_node::settings::set(app.node.home(), &req.key, &req.value)?;
+    match req.value.as_deref().map(str::trim) {
+        None | Some("") => localstream_node::settings::unset(app.node.home(), &req.key)?,
+        Some(v) => localstream_node::settings::set(app.node.home(), &req.key, v)?,
+    };
     Ok(Json(settings_list(app.node.home())?))
 }
 
@@ -265,15 +269,15 @@ pub(crate) async fn send(State(app): State<Arc<App>>, Json(req): Json<SendReques
     let a = app.clone();
     tokio::spawn(async move {
         let result = match transfer.finish().await {
-            Ok(_) => {
-                if let Some(u) = &upload {
-                    a.uploads.remove(u);
-                }
-                Ok(())
-            }
+            Ok(_) => Ok(()),
             Err(Error::Interrupted) => Err((true, String::new())),
             Err(e) => Err((false, crate::hint::explain(&e))),
         };
+        // Dropped again, the same files resume from what the peer holds
+        // (resuming goes by name and content, not by this copy).
+        if let Some(u) = &upload {
+            a.uploads.remove(u);
+        }
         a.publish(|m| m.send_ended(id, result));
     });
     Ok(Json(json!({ "transfer": id })))

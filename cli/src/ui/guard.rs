@@ -174,7 +174,26 @@ pub(crate) async fn check(State(app): State<Arc<App>>, req: Request, next: Next)
         }
         return harden(denied(StatusCode::FORBIDDEN, "not signed in to this UI"));
     }
-    harden(next.run(req).await)
+    harden(json_errors(next.run(req).await).await)
+}
+
+/// axum's own refusals (a body that is not JSON, a missing field) are plain
+/// text: the page shows `{ error }`, so they become that.
+async fn json_errors(resp: Response) -> Response {
+    let plain = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("text/plain"));
+    if !resp.status().is_client_error() || !plain {
+        return resp;
+    }
+    let status = resp.status();
+    let text = axum::body::to_bytes(resp.into_body(), 64 * 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    denied_with(status, text)
 }
 
 /// `/?token=T`: the token for a session cookie, and the URL without it.
@@ -214,6 +233,10 @@ fn front_door(app: &App) -> Response {
 }
 
 fn denied(status: StatusCode, why: &'static str) -> Response {
+    denied_with(status, why.to_owned())
+}
+
+fn denied_with(status: StatusCode, why: String) -> Response {
     (status, axum::Json(serde_json::json!({ "error": why }))).into_response()
 }
 

@@ -2,8 +2,10 @@
 //! staging folder (`<home>/ui-uploads/<id>/`), the page streams each file
 //! into it (one `PUT` per file, written as it arrives, never held whole in
 //! memory), and the send goes from there, as a send from disk does (so it
-//! resumes after a cut). The folder is removed when its send ends well, and
-//! every staging folder left by an earlier run is removed at start.
+//! resumes after a cut). The folder is removed when its send ends (dropped
+//! again, the same files resume from what the peer holds), every staging
+//! folder is removed when the UI stops, and whatever an earlier run left
+//! (killed outright) at start.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -111,6 +113,12 @@ impl Uploads {
         self.open
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl Drop for Uploads {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.root);
     }
 }
 

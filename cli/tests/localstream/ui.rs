@@ -272,6 +272,46 @@ fn without_the_token_or_from_another_site_nothing_is_served_or_changed() {
     assert_eq!(r.json()["peer"]["trust"], "blocked");
     let stored = text(&std::fs::read(node.store_path()).unwrap());
     assert!(stored.contains("\"blocked\""), "{stored}");
+    // Settings: set, then back to the default; nonsense is a clear error.
+    let config = node.home.join("config.toml");
+    let r = ui.page(
+        &cookie,
+        "POST",
+        "/api/settings",
+        r#"{"key":"compress","value":"off"}"#,
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(
+        std::fs::read_to_string(&config)
+            .unwrap()
+            .contains("compress = \"off\"")
+    );
+    let r = ui.page(
+        &cookie,
+        "POST",
+        "/api/settings",
+        r#"{"key":"compress","value":null}"#,
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(
+        !std::fs::read_to_string(&config)
+            .unwrap()
+            .contains("compress")
+    );
+    let r = ui.page(
+        &cookie,
+        "POST",
+        "/api/settings",
+        r#"{"key":"consent","value":"maybe"}"#,
+    );
+    assert_eq!(r.status, 400, "{r:?}");
+    assert!(
+        r.json()["error"].as_str().unwrap().contains("maybe"),
+        "{r:?}"
+    );
+    let r = ui.page(&cookie, "POST", "/api/settings", "not json");
+    assert!(r.status >= 400 && r.status < 500, "{r:?}");
+    assert!(r.json()["error"].is_string(), "{r:?}");
 }
 
 #[test]
