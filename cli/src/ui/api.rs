@@ -291,6 +291,7 @@ pub(crate) async fn cancel(
     app.node
         .cancel(id)
         .map_err(|e| ApiError(StatusCode::NOT_FOUND, e.to_string()))?;
+    app.publish(|m| m.cancelled(id));
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -266,11 +266,26 @@ impl Model {
 
     /// A send this UI started: known before its first event.
     pub(crate) fn started_send(&mut self, id: TransferId, target: &str) -> Vec<Message> {
-        let mut t = TransferView::new(id, Side::Send);
+        // Its first events may have been applied already.
+        let t = self
+            .transfers
+            .entry(id)
+            .or_insert_with(|| TransferView::new(id, Side::Send));
         t.target = Some(target.to_owned());
-        self.transfers.insert(id, t);
         self.trim();
         self.transfer_message(id).into_iter().collect()
+    }
+
+    /// The user cancelled transfer `id` here (an incoming one ends with no
+    /// event of its own).
+    pub(crate) fn cancelled(&mut self, id: TransferId) -> Vec<Message> {
+        let mut out = Vec::new();
+        if let Some(t) = self.transfers.get_mut(&id) {
+            t.end("cancelled", Some("cancelled".into()));
+        }
+        self.close_questions_of(id, "withdrawn", &mut out);
+        out.extend(self.transfer_message(id));
+        out
     }
 
     /// The end of a send this UI started, as its result says.
@@ -442,6 +457,10 @@ impl Model {
             .transfers
             .entry(id)
             .or_insert_with(|| TransferView::new(id, side));
+        if t.finished() {
+            // Cancelled here: what the engine still reports changes nothing.
+            return;
+        }
         let mut store_changed = false;
         match event {
             Event::Connected { peer, .. } => t.peer = Some(PeerRef::of(&peer)),

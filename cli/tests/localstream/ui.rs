@@ -93,7 +93,9 @@ impl Ui {
         http(self.port, method, path, &all, body)
     }
 
-    /// Reads the event stream until a message satisfies `pred`.
+    /// Reads the event stream until a message satisfies `pred` (the first
+    /// message, the whole picture, counts as one message per transfer, offer
+    /// and question it holds).
     fn wait_event(
         &self,
         cookie: &str,
@@ -122,10 +124,12 @@ impl Ui {
             if let Some(data) = line.trim_end().strip_prefix("data: ")
                 && let Ok(v) = serde_json::from_str::<serde_json::Value>(data)
             {
-                if pred(&v) {
-                    return v;
+                for m in as_messages(v) {
+                    if pred(&m) {
+                        return m;
+                    }
+                    seen.push(m["kind"].to_string());
                 }
-                seen.push(v["kind"].to_string());
             }
         }
         panic!(
@@ -133,6 +137,24 @@ impl Ui {
             self.listener.stderr()
         );
     }
+}
+
+/// A `state` message as the messages that would have built it.
+fn as_messages(v: serde_json::Value) -> Vec<serde_json::Value> {
+    if v["kind"] != "state" {
+        return vec![v];
+    }
+    let mut out = vec![v.clone()];
+    for (list, kind) in [
+        ("transfers", "transfer"),
+        ("offers", "offer"),
+        ("confirms", "confirm"),
+    ] {
+        for item in v[list].as_array().into_iter().flatten() {
+            out.push(serde_json::json!({ "kind": kind, kind: item }));
+        }
+    }
+    out
 }
 
 #[derive(Debug)]
@@ -546,4 +568,77 @@ fn a_ui_on_a_lan_address_needs_a_password() {
     }
     assert_eq!(login("open sesame 42").status, 429);
     ui.sign_in();
+}
+
+#[test]
+fn a_transfer_is_cancelled_from_the_page_either_way() {
+    let ui_node = Node::new(Role::Receiver);
+    let other = Node::new(Role::Sender);
+    let inbox = ui_node.dir("inbox");
+    let ui = Ui::start(&ui_node, &inbox, &["--yes"]);
+    let cookie = ui.sign_in();
+    let running = |v: &serde_json::Value, side: &str| {
+        v["kind"] == "transfer"
+            && v["transfer"]["side"] == side
+            && v["transfer"]["state"] == "running"
+            && v["transfer"]["moved"].as_u64().unwrap_or(0) > 0
+    };
+
+    // Incoming: frozen mid-file by a relay, then cancelled in the page.
+    let relay = Relay::start(ui.listener.port, Some(2 << 20));
+    let big = other.file("out", "big.bin", &random_bytes(3, 8 << 20));
+    let mut send = other.send_cmd(relay.port, &[&big]);
+    let sending = std::thread::spawn(move || run(&mut send));
+    let t = ui.wait_event(&cookie, |v| running(v, "receive"));
+    let id = t["transfer"]["id"].as_u64().unwrap();
+    let r = ui.page(&cookie, "POST", &format!("/api/transfers/{id}/cancel"), "");
+    assert_eq!(r.status, 204, "{r:?}");
+    let t = ui.wait_event(&cookie, |v| {
+        v["kind"] == "transfer" && v["transfer"]["id"] == id && v["transfer"]["ended"].is_u64()
+    });
+    assert_eq!(t["transfer"]["state"], "cancelled", "{t}");
+    assert_ne!(sending.join().unwrap().status.code(), Some(0));
+    assert!(!inbox.join("big.bin").exists());
+    assert_eq!(
+        ui.page(&cookie, "POST", &format!("/api/transfers/{id}/cancel"), "")
+            .status,
+        404
+    );
+    drop(relay);
+
+    // Outgoing: the page's own send, frozen the same way, then cancelled.
+    let theirs = other.dir("inbox");
+    let listener = other.listen(&theirs, &["--yes"]);
+    let relay = Relay::start(listener.port, Some(2 << 20));
+    let r = ui.page(&cookie, "POST", "/api/uploads", "");
+    let upload = r.json()["upload"].as_str().unwrap().to_owned();
+    let bytes = random_bytes(4, 8 << 20);
+    let mut s = TcpStream::connect(("127.0.0.1", ui.port)).unwrap();
+    write!(
+        s,
+        "PUT /api/uploads/{upload}?path=out.bin HTTP/1.1\r\nHost: {}\r\nCookie: {cookie}\r\nOrigin: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        ui.host(),
+        ui.origin(),
+        bytes.len()
+    )
+    .unwrap();
+    s.write_all(&bytes).unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 204"), "{answer}");
+    // Pinned already (its offer above was accepted): no first-contact question.
+    let body = format!(
+        r#"{{"peer":"127.0.0.1:{}","upload":"{upload}"}}"#,
+        relay.port
+    );
+    let r = ui.page(&cookie, "POST", "/api/send", &body);
+    let id = r.json()["transfer"].as_u64().unwrap();
+    ui.wait_event(&cookie, |v| running(v, "send") && v["transfer"]["id"] == id);
+    let r = ui.page(&cookie, "POST", &format!("/api/transfers/{id}/cancel"), "");
+    assert_eq!(r.status, 204, "{r:?}");
+    let t = ui.wait_event(&cookie, |v| {
+        v["kind"] == "transfer" && v["transfer"]["id"] == id && v["transfer"]["ended"].is_u64()
+    });
+    assert_eq!(t["transfer"]["state"], "cancelled", "{t}");
+    assert!(!theirs.join("out.bin").exists());
 }
