@@ -48,6 +48,7 @@
 // Test support: a failed step should fail the test loudly, with context.
 #![allow(clippy::unwrap_used)]
 
+pub mod browser;
 pub mod flood;
 mod host;
 mod lan;

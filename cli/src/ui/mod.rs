@@ -311,13 +311,38 @@ fn routes(app: Arc<App>) -> Router {
         .with_state(app)
 }
 
+/// How often the peer store's file is looked at: it changes after a
+/// transfer's last event (the history is written then), and from other
+/// commands (`localstream trust` in a terminal).
+const STORE_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The store file's length and time of change, to notice that it changed.
+fn store_stamp(app: &App) -> Option<(u64, std::time::SystemTime)> {
+    let meta = std::fs::metadata(app.node.store().path()).ok()?;
+    Some((meta.len(), meta.modified().ok()?))
+}
+
 /// Follows the node's events into the model (and tells the desktop about an
-/// offer when no page is open).
+/// offer when no page is open), and the peer store's changes.
 fn feed(app: Arc<App>, mut events: localstream_node::EventStream) {
     tokio::spawn(async move {
+        let mut tick = tokio::time::interval(STORE_POLL);
+        let mut stamp = store_stamp(&app);
         loop {
             let next = tokio::select! {
                 e = events.next() => e,
+                _ = tick.tick() => {
+                    let now = store_stamp(&app);
+                    if now != stamp {
+                        stamp = now;
+                        app.publish(|m| {
+                            let mut out = Vec::new();
+                            m.reload_store(&mut out);
+                            out
+                        });
+                    }
+                    continue;
+                }
                 () = app.stop.cancelled() => None,
             };
             let Some(envelope) = next else { break };
