@@ -109,6 +109,8 @@ impl Auto {
 impl Compressor {
     /// A compressor in `mode`, if the receiver accepts compressed records
     /// (`features` from its Answer).
+    // Built without zstd, FEATURES is 0 and nothing is ever usable.
+    #[allow(clippy::bad_bit_mask)]
     pub fn new(mode: Mode, features: u32) -> Result<Self> {
         let usable = mode != Mode::Off && features & FEATURES != 0;
         #[cfg(feature = "zstd")]

@@ -402,7 +402,9 @@ fn forged(fingerprint: &str) -> String {
     let hex: String = fingerprint.chars().filter(|&c| c != ':').collect();
     assert_eq!(hex.len(), 16, "a short fingerprint: {fingerprint:?}");
     hex.chars()
-        .map(|c| char::from_digit(15 - c.to_digit(16).unwrap(), 16).unwrap())
+        .map(|c| {
+            char::from_digit(15 - c.to_digit(16).expect("a hex digit"), 16).expect("a hex digit")
+        })
         .collect()
 }
 
