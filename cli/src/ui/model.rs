@@ -98,6 +98,8 @@ pub(crate) struct TransferView {
     pub(crate) code: Option<String>,
     pub(crate) message: Option<String>,
     pub(crate) started: u64,
+    /// When the data began to flow (the offer was accepted).
+    pub(crate) accepted: Option<u64>,
     pub(crate) ended: Option<u64>,
     pub(crate) cancellable: bool,
 }
@@ -120,6 +122,7 @@ impl TransferView {
             code: None,
             message: None,
             started: localstream_node::store::now_ms(),
+            accepted: None,
             ended: None,
             cancellable: true,
         }
@@ -551,6 +554,7 @@ impl Model {
             }
             Event::Accepted { bytes, resumed, .. } => {
                 t.state = "running";
+                t.accepted = Some(localstream_node::store::now_ms());
                 t.total = bytes + resumed;
                 t.moved = resumed;
                 t.resumed = resumed;

@@ -63,7 +63,8 @@ function hint(t) {
     case 'asking': return 'waiting for your answer';
     case 'running': return sending ? `sending to ${name}` : `receiving from ${name}`;
     case 'done': {
-      const took = t.ended && t.started ? ` in ${formatDuration((t.ended - t.started) / 1000)}` : '';
+      const from = t.accepted || t.started;
+  const took = t.ended && from ? ` in ${formatDuration((t.ended - from) / 1000)}` : '';
       return `${sending ? 'sent' : 'received'} ${plural(t.files, 'file')}, ${formatSize(t.bytes)}${took}`;
     }
     case 'refused': return sending ? `${name} refused` : 'refused';
@@ -231,9 +232,9 @@ function updateSpeed(card, t) {
     let eta = '';
     if (rate !== null && left > 0) eta = rate > 0 ? `${formatDuration(left / rate)} left` : 'stalled';
     setText(etaBox, eta);
-  } else if (t.state === 'done' && t.ended && t.started && t.ended > t.started) {
+  } else if (t.state === 'done' && t.ended && (t.accepted || t.started) && t.ended > (t.accepted || t.started)) {
     // Average over the whole transfer.
-    setText(rateBox, `${formatRate((t.moved || 0) / ((t.ended - t.started) / 1000))} average`);
+    setText(rateBox, `${formatRate(((t.moved || 0) - (t.resumed || 0)) / ((t.ended - (t.accepted || t.started)) / 1000))} average`);
     setText(etaBox, '');
   } else {
     setText(rateBox, '');
