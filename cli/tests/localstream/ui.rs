@@ -642,3 +642,87 @@ fn a_transfer_is_cancelled_from_the_page_either_way() {
     assert_eq!(t["transfer"]["state"], "cancelled", "{t}");
     assert!(!theirs.join("out.bin").exists());
 }
+
+#[test]
+fn an_offer_whose_sender_went_away_leaves_the_page() {
+    let ui_node = Node::new(Role::Receiver);
+    let other = Node::new(Role::Sender);
+    let inbox = ui_node.dir("inbox");
+    let ui = Ui::start(&ui_node, &inbox, &[]);
+    let cookie = ui.sign_in();
+    let file = other.file("out", "later.txt", b"never mind");
+    let mut sender = other
+        .send_cmd(ui.listener.port, &[&file])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let offer = ui.wait_event(&cookie, |v| v["kind"] == "offer");
+    let offer_id = offer["offer"]["offer_id"].as_u64().unwrap();
+    sender.kill().unwrap();
+    sender.wait().unwrap();
+    let closed = ui.wait_event(&cookie, |v| {
+        v["kind"] == "offer_closed" && v["offer_id"] == offer_id
+    });
+    assert_eq!(closed["reason"], "withdrawn", "{closed}");
+    let state = ui
+        .request("GET", "/api/state", &[("Cookie", &cookie)], "")
+        .json();
+    assert_eq!(state["offers"], serde_json::json!([]), "{state}");
+    let r = ui.page(
+        &cookie,
+        "POST",
+        &format!("/api/offers/{offer_id}"),
+        r#"{"decision":"accept"}"#,
+    );
+    assert_eq!(r.status, 409);
+    assert!(!inbox.join("later.txt").exists());
+}
+
+#[test]
+fn integrate_writes_the_menu_entry_and_file_manager_actions_and_removes_them() {
+    let node = Node::fresh();
+    let data = node.dir("share");
+    let out = run(node
+        .cmd()
+        .env("XDG_DATA_HOME", &data)
+        .args(["integrate", "install"]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let exe = std::fs::canonicalize(bin()).unwrap();
+    let menu = std::fs::read_to_string(data.join("applications/localstream.desktop")).unwrap();
+    assert!(
+        menu.contains(&format!("Exec={} ui\n", exe.display())),
+        "{menu}"
+    );
+    let dolphin =
+        std::fs::read_to_string(data.join("kio/servicemenus/localstream-send.desktop")).unwrap();
+    assert!(dolphin.contains("ui --send %F"), "{dolphin}");
+    let script = data.join("nautilus/scripts/Send with LocalStream");
+    assert!(
+        std::fs::read_to_string(&script)
+            .unwrap()
+            .contains("ui --send \"$@\"")
+    );
+    assert!(
+        data.join("nemo/actions/localstream-send.nemo_action")
+            .exists()
+    );
+    assert!(
+        data.join("icons/hicolor/scalable/apps/localstream.svg")
+            .exists()
+    );
+    let out = run(node
+        .cmd()
+        .env("XDG_DATA_HOME", &data)
+        .args(["integrate", "uninstall"]));
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        text(&out.stdout)
+            .lines()
+            .filter(|l| l.starts_with("removed "))
+            .count(),
+        5
+    );
+    assert!(!script.exists());
+    assert!(!data.join("applications/localstream.desktop").exists());
+}
