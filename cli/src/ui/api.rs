@@ -131,7 +131,19 @@ pub(crate) async fn history(State(app): State<Arc<App>>) -> Answer {
             .iter()
             .map(|e| {
                 let id = e.node_id.to_string();
-                let view = m.peers().find(|p| p.id == id).cloned();
+                // Every stored peer is in the model; should one not be, the
+                // store says enough to name it.
+                let view = m.peers().find(|p| p.id == id).map_or_else(
+                    || {
+                        json!({
+                            "id": id,
+                            "short_id": e.node_id.simple().to_string()[..8].to_owned(),
+                            "name": localstream_proto::names::escape_for_terminal(e.name().unwrap_or("?")),
+                            "trust": super::model::trust_name(e.trust),
+                        })
+                    },
+                    |p| json!(p),
+                );
                 let mut sessions = e.sessions.clone();
                 sessions.reverse();
                 json!({ "peer": view, "sessions": sessions })

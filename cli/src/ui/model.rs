@@ -660,7 +660,7 @@ impl Model {
                 }
             }
             Notice::PeerRefused(e) => {
-                let text = crate::hint::explain_trust(e);
+                let text = without_box(&crate::hint::explain_trust(e));
                 let title = match e {
                     localstream_node::error::TrustError::KeyChanged { .. } => {
                         "A peer's key changed: refused"
@@ -716,6 +716,16 @@ fn side_of(event: &Event) -> Option<Side> {
     }
 }
 
+/// A terminal message without its `@@@` warning box (the banner is loud
+/// enough): the box's border lines go, its text line keeps its words.
+fn without_box(text: &str) -> String {
+    text.lines()
+        .filter(|l| !l.trim().chars().all(|c| c == '@'))
+        .map(|l| l.trim().trim_matches('@').trim())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// The trust states' names on the page.
 pub(crate) fn trust_name(t: Trust) -> &'static str {
     match t {
@@ -743,4 +753,18 @@ fn short_hex(hex: &str) -> String {
         .map(|c| c.iter().collect::<String>())
         .collect::<Vec<_>>()
         .join(":")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_terminal_box_is_left_out_of_banners() {
+        let text = "\n@@@@@@@@\n@  WARNING: THE KEY OF PEER x HAS CHANGED  @\n@@@@@@@@\nnode id 1 is pinned.";
+        assert_eq!(
+            without_box(text),
+            "WARNING: THE KEY OF PEER x HAS CHANGED\nnode id 1 is pinned."
+        );
+    }
 }

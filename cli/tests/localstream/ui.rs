@@ -93,14 +93,8 @@ impl Ui {
         http(self.port, method, path, &all, body)
     }
 
-    /// Reads the event stream until a message satisfies `pred` (the first
-    /// message, the whole picture, counts as one message per transfer, offer
-    /// and question it holds).
-    fn wait_event(
-        &self,
-        cookie: &str,
-        pred: impl Fn(&serde_json::Value) -> bool,
-    ) -> serde_json::Value {
+    /// Opens the event stream, as a page does.
+    fn events(&self, cookie: &str) -> Stream {
         let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
         write!(
             s,
@@ -110,17 +104,48 @@ impl Ui {
         .unwrap();
         s.set_read_timeout(Some(Duration::from_millis(200)))
             .unwrap();
-        let mut reader = BufReader::new(s);
+        Stream {
+            reader: BufReader::new(s),
+            line: String::new(),
+        }
+    }
+
+    /// Reads a new event stream until a message satisfies `pred` (the first
+    /// message, the whole picture, counts as one message per transfer, offer
+    /// and question it holds).
+    fn wait_event(
+        &self,
+        cookie: &str,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        self.events(cookie).wait(&self.listener, pred)
+    }
+}
+
+/// An open event stream.
+struct Stream {
+    reader: BufReader<TcpStream>,
+    /// The line being read (kept across read timeouts).
+    line: String,
+}
+
+impl Stream {
+    /// Reads on until a message satisfies `pred`.
+    fn wait(
+        &mut self,
+        listener: &Listener,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
         let deadline = Instant::now() + STEP;
         let mut seen = Vec::new();
-        let mut line = String::new();
         while Instant::now() < deadline {
-            line.clear();
-            match reader.read_line(&mut line) {
+            match self.reader.read_line(&mut self.line) {
                 Ok(0) => break,
                 Ok(_) => {}
+                // A timeout: what was read so far stays in `line`.
                 Err(_) => continue,
             }
+            let line = std::mem::take(&mut self.line);
             if let Some(data) = line.trim_end().strip_prefix("data: ")
                 && let Ok(v) = serde_json::from_str::<serde_json::Value>(data)
             {
@@ -134,7 +159,7 @@ impl Ui {
         }
         panic!(
             "no such event; saw {seen:?}\nlistener: {}",
-            self.listener.stderr()
+            listener.stderr()
         );
     }
 }
@@ -657,11 +682,13 @@ fn an_offer_whose_sender_went_away_leaves_the_page() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let offer = ui.wait_event(&cookie, |v| v["kind"] == "offer");
+    // One stream throughout, as a page has: the closing is not missed.
+    let mut events = ui.events(&cookie);
+    let offer = events.wait(&ui.listener, |v| v["kind"] == "offer");
     let offer_id = offer["offer"]["offer_id"].as_u64().unwrap();
     sender.kill().unwrap();
     sender.wait().unwrap();
-    let closed = ui.wait_event(&cookie, |v| {
+    let closed = events.wait(&ui.listener, |v| {
         v["kind"] == "offer_closed" && v["offer_id"] == offer_id
     });
     assert_eq!(closed["reason"], "withdrawn", "{closed}");
