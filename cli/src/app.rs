@@ -287,6 +287,7 @@ async fn start_ui(
         discovery: cfg.discovery.clone(),
         compress: localstream_node::compress::Mode::default(),
         desktop: view.notify.desktop,
+        localsend: cfg.localsend.as_ref().map(|l| l.port),
     };
     match crate::ui::start(node, view.ui.clone(), around).await {
         Ok(ui) => {

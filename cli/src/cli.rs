@@ -131,6 +131,20 @@ pub struct DiscoveryArgs {
     pub no_discovery: bool,
 }
 
+/// LocalSend, for a listener.
+#[derive(Debug, Clone, Args)]
+pub struct LocalSendListenArgs {
+    /// Do not speak LocalSend: no announcement on its group, no HTTPS API on its port [setting: localsend = off]
+    #[arg(long)]
+    pub no_localsend: bool,
+    /// LocalSend's HTTPS and multicast port [default: 53317; setting: localsend-port]; with --no-discovery, giving it starts the LocalSend API anyway
+    #[arg(long, value_name = "PORT", conflicts_with = "no_localsend")]
+    pub localsend_port: Option<u16>,
+    /// The PIN LocalSend senders must give [setting: localsend-pin]
+    #[arg(long, value_name = "PIN", env = "LOCALSTREAM_PIN", hide_env_values = true)]
+    pub pin: Option<String>,
+}
+
 #[derive(Debug, Args)]
 pub struct ListenArgs {
     /// Where received files go [default: Downloads/LocalStream, else the current directory]
@@ -169,6 +183,8 @@ pub struct ListenArgs {
     /// Let the web UI answer incoming offers (and print its link); without it the UI still runs on loopback, for `localstream ui`
     #[arg(long)]
     pub ui: bool,
+    #[command(flatten)]
+    pub localsend: LocalSendListenArgs,
     #[command(flatten)]
     pub ui_server: UiServerArgs,
     #[command(flatten)]
@@ -216,6 +232,8 @@ pub struct UiArgs {
     #[arg(long)]
     pub no_notify: bool,
     #[command(flatten)]
+    pub localsend: LocalSendListenArgs,
+    #[command(flatten)]
     pub ui_server: UiServerArgs,
     #[command(flatten)]
     pub discovery: DiscoveryArgs,
@@ -226,8 +244,23 @@ pub struct SendArgs {
     /// The receiver: its display name, the start of its id (4+ hex digits), or IP[:PORT] (IPv6 as [addr]:port)
     pub peer: String,
     /// Files and folders to send (a folder goes whole, with its sub-folders)
-    #[arg(required = true, value_name = "PATH")]
+    #[arg(required_unless_present = "text", conflicts_with = "text", value_name = "PATH")]
     pub files: Vec<PathBuf>,
+    /// Send this text message instead of files (LocalSend devices show it)
+    #[arg(long, value_name = "TEXT")]
+    pub text: Option<String>,
+    /// The PIN a LocalSend device asks for (else asked for on the terminal)
+    #[arg(long, value_name = "PIN", env = "LOCALSTREAM_PIN", hide_env_values = true)]
+    pub pin: Option<String>,
+    /// When discovery finds no LocalSend device by that name, ask every address of the local subnets (as LocalSend does when multicast is blocked)
+    #[arg(long)]
+    pub scan: bool,
+    /// Do not look for LocalSend devices
+    #[arg(long)]
+    pub no_localsend: bool,
+    /// LocalSend's port: discovery uses it, and IP:PORT with it is a LocalSend device [default: 53317]
+    #[arg(long, value_name = "PORT")]
+    pub localsend_port: Option<u16>,
     /// How long to look for the receiver on the network, in seconds
     #[arg(long, short = 't', value_name = "SECS", default_value_t = 5.0)]
     pub timeout: f64,
@@ -267,6 +300,15 @@ pub struct PeersArgs {
     /// Keep watching: print peers as they appear and disappear
     #[arg(long, short = 'w')]
     pub watch: bool,
+    /// Also ask every address of the local subnets for LocalSend devices (as LocalSend does when multicast is blocked)
+    #[arg(long)]
+    pub scan: bool,
+    /// Do not look for LocalSend devices
+    #[arg(long)]
+    pub no_localsend: bool,
+    /// LocalSend's multicast port [default: 53317]
+    #[arg(long, value_name = "PORT")]
+    pub localsend_port: Option<u16>,
     #[command(flatten)]
     pub discovery: DiscoveryArgs,
 }

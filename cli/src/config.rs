@@ -222,6 +222,7 @@ fn ui_as_listen(a: UiArgs) -> ListenArgs {
         json: false,
         stdout: false,
         ui: true,
+        localsend: a.localsend,
         ui_server: a.ui_server,
         discovery: a.discovery,
     }
@@ -267,7 +268,9 @@ fn listen_config(a: ListenArgs, s: &Settings) -> Result<(ListenConfig, ListenVie
         }
         (false, false, Some(ConsentSetting::Ask) | None) => ConsentSetting::Ask,
     };
+    let localsend = listen_localsend(&a.localsend, &a.discovery, s);
     let listen = ListenConfig {
+        localsend,
         dir,
         bind: SocketAddr::new(a.bind, a.port.or(s.port).unwrap_or(DEFAULT_PORT)),
         // Settled by `app` once it knows whether a terminal can be asked.
@@ -290,6 +293,39 @@ fn listen_config(a: ListenArgs, s: &Settings) -> Result<(ListenConfig, ListenVie
         ui: ui_config(&a.ui_server, a.ui, s),
     };
     Ok((listen, view))
+}
+
+/// LocalSend for a listener: on by default with discovery (setting
+/// `localsend`), off with `--no-localsend`; with `--no-discovery` only
+/// when `--localsend-port` asks for it.
+fn listen_localsend(
+    a: &crate::cli::LocalSendListenArgs,
+    d: &DiscoveryArgs,
+    s: &Settings,
+) -> Option<localstream_node::config::LocalSendConfig> {
+    let off = a.no_localsend
+        || (a.localsend_port.is_none()
+            && (d.no_discovery || s.localsend == Some(localstream_node::settings::OnOff::Off)));
+    if off {
+        return None;
+    }
+    Some(localstream_node::config::LocalSendConfig {
+        port: a
+            .localsend_port
+            .or(s.localsend_port)
+            .unwrap_or(localstream_node::config::LOCALSEND_PORT),
+        pin: a
+            .pin
+            .clone()
+            .or_else(|| s.localsend_pin.clone())
+            .filter(|p| !p.is_empty()),
+    })
+}
+
+/// LocalSend for `send` and `peers`: on unless `--no-localsend` or the
+/// setting says off.
+fn localsend_on(no_flag: bool, s: &Settings) -> bool {
+    !no_flag && s.localsend != Some(localstream_node::settings::OnOff::Off)
 }
 
 fn send_config(a: SendArgs, s: &Settings) -> Result<SendConfig> {
@@ -317,6 +353,16 @@ fn send_config(a: SendArgs, s: &Settings) -> Result<SendConfig> {
             .or(s.compress.map(Into::into))
             .unwrap_or_default(),
         first_contact: first_contact(a.yes, s.first_contact),
+        localsend: localstream_node::config::LocalSendSend {
+            on: localsend_on(a.no_localsend, s),
+            port: a
+                .localsend_port
+                .or(s.localsend_port)
+                .unwrap_or(localstream_node::config::LOCALSEND_PORT),
+            pin: a.pin,
+            text: a.text,
+            scan: a.scan,
+        },
     })
 }
 
@@ -335,6 +381,12 @@ fn peers_config(a: PeersArgs, s: &Settings) -> Result<PeersConfig> {
         timeout,
         watch: a.watch,
         interfaces,
+        localsend: localsend_on(a.no_localsend, s).then(|| {
+            a.localsend_port
+                .or(s.localsend_port)
+                .unwrap_or(localstream_node::config::LOCALSEND_PORT)
+        }),
+        scan: a.scan,
     })
 }
 

@@ -151,6 +151,8 @@ mod tests {
     #[test]
     fn text_columns_escape_and_dedupe() {
         let p = PeerInfo {
+            protocol: "localstream",
+            device: None,
             name: "box\x1b[2J".into(),
             id: "3f2a9c1e-0000-4000-8000-0000000000ab".into(),
             short_id: "3f2a9c1e".into(),

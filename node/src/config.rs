@@ -39,6 +39,58 @@ pub struct ListenConfig {
     pub discovery: Discovery,
     /// Where the files go.
     pub destination: Destination,
+    /// LocalSend's protocol too (`None`: `--no-localsend`).
+    pub localsend: Option<LocalSendConfig>,
+}
+
+/// LocalSend's default port (HTTPS and multicast).
+pub const LOCALSEND_PORT: u16 = 53317;
+
+/// What a listener's LocalSend side does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalSendConfig {
+    /// The HTTPS port (and the multicast port).
+    pub port: u16,
+    /// The PIN senders must give.
+    pub pin: Option<String>,
+}
+
+impl Default for LocalSendConfig {
+    fn default() -> Self {
+        LocalSendConfig {
+            port: LOCALSEND_PORT,
+            pin: None,
+        }
+    }
+}
+
+/// How `send` treats LocalSend devices.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalSendSend {
+    /// Look for LocalSend devices too when finding the receiver by name
+    /// (`false`: `--no-localsend`).
+    pub on: bool,
+    /// LocalSend's port: an address with it is a LocalSend device, and
+    /// discovery uses it.
+    pub port: u16,
+    /// The PIN, for a device that asks for one (`--pin`).
+    pub pin: Option<String>,
+    /// A text message instead of files (`--text`).
+    pub text: Option<String>,
+    /// Scan the subnets when multicast finds nothing (`--scan`).
+    pub scan: bool,
+}
+
+impl Default for LocalSendSend {
+    fn default() -> Self {
+        LocalSendSend {
+            on: true,
+            port: LOCALSEND_PORT,
+            pin: None,
+            text: None,
+            scan: false,
+        }
+    }
 }
 
 /// Where a listener puts what it receives.
@@ -78,6 +130,8 @@ pub struct SendConfig {
     pub compress: crate::compress::Mode,
     /// What to do on first contact (`--yes`, setting `first-contact`).
     pub first_contact: crate::confirm::FirstContact,
+    /// LocalSend devices.
+    pub localsend: LocalSendSend,
 }
 
 /// `peers` settings.
@@ -89,6 +143,10 @@ pub struct PeersConfig {
     pub watch: bool,
     /// Where to look.
     pub interfaces: Interfaces,
+    /// Look for LocalSend devices too, on this port (`None`: `--no-localsend`).
+    pub localsend: Option<u16>,
+    /// Scan the subnets for LocalSend devices (`--scan`).
+    pub scan: bool,
 }
 
 /// How long `peers` looks by default.

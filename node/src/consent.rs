@@ -179,6 +179,8 @@ mod tests {
             executables: 0,
             code: None,
             abandoned_exchanges: None,
+            localsend: None,
+            text: None,
         }
     }
 

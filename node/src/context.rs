@@ -19,6 +19,11 @@ pub(crate) struct Context {
     pub(crate) events: Events,
     pub(crate) questions: Arc<Questions>,
     pub(crate) cancels: Arc<Cancels>,
+    /// The node's home (its LocalSend certificate lives there).
+    pub(crate) home: std::path::PathBuf,
+    /// The LocalSend devices this process has seen.
+    #[cfg(feature = "localsend")]
+    pub(crate) devices: Arc<crate::localsend::Devices>,
 }
 
 /// How a listener stops: `graceful` stops accepting and gives running

@@ -353,6 +353,8 @@ impl PeerInfo {
                 .map(|o| group_hex(&o.fingerprint_prefix))
                 .collect(),
             pinned_key,
+            protocol: "localstream",
+            device: None,
         }
     }
 }

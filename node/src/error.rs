@@ -78,6 +78,68 @@ pub enum Error {
     /// mDNS discovery could not start.
     #[error("discovery: {0}")]
     Discovery(#[from] localstream_discovery::Error),
+    /// Talking LocalSend failed.
+    #[error(transparent)]
+    LocalSend(#[from] LocalSendError),
+}
+
+/// What can go wrong with the LocalSend protocol in particular.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum LocalSendError {
+    /// The device wants a PIN and none was given.
+    #[error("{device} asks for a PIN: give it with --pin")]
+    PinRequired {
+        /// `name [fingerprint]`.
+        device: String,
+    },
+    /// The device refused the PIN.
+    #[error("{device} refused the PIN")]
+    WrongPin {
+        /// `name [fingerprint]`.
+        device: String,
+    },
+    /// Too many requests (wrong PINs) for the device.
+    #[error("{device} refuses for now: too many attempts; wait a minute before trying again")]
+    TooManyAttempts {
+        /// `name [fingerprint]`.
+        device: String,
+    },
+    /// An answer with an unexpected HTTP status.
+    #[error("the LocalSend device at {addr} answered {what} with HTTP {code}{}", if message.is_empty() { String::new() } else { format!(": {}", escape_for_terminal(message)) })]
+    Http {
+        /// Where.
+        addr: SocketAddr,
+        /// Which request.
+        what: &'static str,
+        /// The status.
+        code: u16,
+        /// Its message, if any.
+        message: String,
+    },
+    /// An answer that is not LocalSend's, or HTTP broke.
+    #[error("the device at {addr} does not answer as LocalSend does: {}", escape_for_terminal(reason))]
+    BadAnswer {
+        /// Where.
+        addr: SocketAddr,
+        /// What was wrong.
+        reason: String,
+    },
+    /// TLS could not be set up with this node's certificate.
+    #[error("LocalSend TLS: {0}")]
+    Tls(String),
+    /// Another program holds the LocalSend port.
+    #[error("the LocalSend port {port} is taken (is the LocalSend app, or another localstream, running?): use --localsend-port, or --no-localsend")]
+    PortTaken {
+        /// The port.
+        port: u16,
+    },
+    /// The multicast socket could not be opened.
+    #[error("LocalSend discovery: {0}")]
+    Multicast(String),
+    /// This program was built without LocalSend.
+    #[error("this localstream was built without LocalSend support (the `localsend` feature)")]
+    NotBuilt,
 }
 
 /// Finding the peer the user means.

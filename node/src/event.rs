@@ -91,6 +91,9 @@ pub enum Event {
         discovery: String,
         /// Addresses peers can use.
         addresses: Vec<SocketAddr>,
+        /// The LocalSend port, when LocalSend devices can send here too.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        localsend: Option<u16>,
     },
     /// Authenticated with a peer (the sender's side; the receiver reports an offer).
     Connected {
@@ -146,6 +149,24 @@ pub enum Event {
         /// trying to fake the code); receiver only.
         #[serde(skip_serializing_if = "Option::is_none")]
         abandoned_exchanges: Option<u64>,
+        /// A LocalSend device's description (`LocalSend mobile, Pixel`): it
+        /// has no verification code.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        localsend: Option<String>,
+        /// A text message (LocalSend), shown before it is accepted.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        text: Option<String>,
+    },
+    /// A text message arrived (LocalSend) and was accepted.
+    Message {
+        /// From whom.
+        peer: PeerLabel,
+        /// The text (untrusted: escape before printing).
+        #[serde(serialize_with = "crate::label::escaped")]
+        text: String,
+        /// Where it was saved, if it could be.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        saved: Option<PathBuf>,
     },
     /// A question (an offer's `offer_id`, a first contact's `question`) is
     /// closed without an answer: a front end takes it off the screen.
@@ -279,6 +300,11 @@ pub struct PeerInfo {
     /// The key pinned here for its id, when the announcement shows another one.
     #[serde(skip)]
     pub pinned_key: Option<String>,
+    /// `localstream`, or `localsend` for a LocalSend device.
+    pub protocol: &'static str,
+    /// A LocalSend device's type and model (`mobile, Pixel 8`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
 }
 
 /// What follows a confirmed first contact.
@@ -474,6 +500,18 @@ pub enum Notice {
     PeerRefused(crate::error::TrustError),
     /// The user trusted a peer while accepting its offer.
     TrustedNow(PeerLabel),
+    /// The listener's LocalSend side could not start (it runs without).
+    LocalSendOff(String),
+    /// Sending to a LocalSend device not trusted yet: it has no
+    /// verification code; its certificate fingerprint is what to compare.
+    LocalSendDevice {
+        /// The device.
+        peer: PeerLabel,
+        /// Its whole certificate fingerprint, as LocalSend shows it.
+        fingerprint: String,
+        /// Met for the first time.
+        first: bool,
+    },
     /// The peer store could not be written (the transfer goes on).
     StoreFailed(String),
     /// A partial file is offered back for resuming.

@@ -90,6 +90,15 @@ pub enum IdentityError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The LocalSend certificate file is not a certificate and its key.
+    #[error("{} is not a valid LocalSend certificate ({reason}); remove it to make a new one \
+             (LocalSend devices that know this node will then see a new fingerprint)", path.display())]
+    CorruptCertificate {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The key parses but is not acceptable (size or public exponent).
     #[error("{} holds an unsupported RSA key: {reason}", path.display())]
     UnsupportedKey {
@@ -445,7 +454,7 @@ fn create_home(home: &Path) -> Result<()> {
 }
 
 /// Reads the key file, refusing it when group or others can access it.
-fn read_key_file(path: &Path) -> Result<String> {
+pub(crate) fn read_key_file(path: &Path) -> Result<String> {
     let file = File::open(path).map_err(io_err("cannot open", path))?;
     // Check the opened file itself, not the path, so nothing can be swapped in between.
     #[cfg(unix)]

@@ -51,6 +51,8 @@ pub mod fsutil;
 pub mod identity;
 pub mod label;
 pub mod listen;
+#[cfg(feature = "localsend")]
+pub mod localsend;
 mod node;
 pub mod question;
 pub mod receive;

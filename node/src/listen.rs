@@ -32,6 +32,52 @@ use crate::event::{Event, Notice, Side};
 use crate::receive::{self, ConnEnd, Shared};
 use crate::trust;
 
+/// The LocalSend side of a listener, or its absence in a build without it.
+#[cfg(feature = "localsend")]
+mod localsend {
+    pub(super) use crate::localsend::{Service, Start, start};
+
+    impl Service {
+        /// Its port.
+        pub(crate) fn port(&self) -> u16 {
+            self.addr.port()
+        }
+    }
+
+    /// The next LocalSend session's end (`ok`).
+    pub(super) async fn ended(s: &mut Option<&mut Service>) -> Option<bool> {
+        match s {
+            Some(s) => s.ended.recv().await,
+            None => std::future::pending().await,
+        }
+    }
+
+    pub(super) async fn stop(s: Option<Service>) {
+        if let Some(s) = s {
+            s.stop().await;
+        }
+    }
+}
+
+#[cfg(not(feature = "localsend"))]
+mod localsend {
+    /// Never made: this build has no LocalSend.
+    #[derive(Debug)]
+    pub(super) enum Service {}
+
+    impl Service {
+        pub(crate) fn port(&self) -> u16 {
+            match *self {}
+        }
+    }
+
+    pub(super) async fn ended(_: &mut Option<&mut Service>) -> Option<bool> {
+        std::future::pending().await
+    }
+
+    pub(super) async fn stop(_: Option<Service>) {}
+}
+
 // The admission pools and budgets, re-exported where they were first
 // documented (tests and the README name them `listen::...`).
 pub use crate::admission::{
@@ -59,12 +105,22 @@ pub enum ListenEnd {
 /// ordered shutdown.
 pub(crate) async fn run(cx: Context, cfg: &ListenConfig, shutdown: Shutdown) -> Result<ListenEnd> {
     raise_open_file_limit();
-    let (listener, shared, discovery) = open(cx, cfg).await?;
+    let (listener, shared, discovery, mut localsend) = open(cx, cfg).await?;
     let root = CancellationToken::new();
     // `None`: evicted in the handshake (logged when it happened).
     let mut tasks: JoinSet<Option<ConnEnd>> = JoinSet::new();
-    let end = accept_loop(&listener, &shared, cfg, &shutdown, &root, &mut tasks).await;
+    let end = accept_loop(
+        &listener,
+        &shared,
+        cfg,
+        &shutdown,
+        &root,
+        &mut tasks,
+        localsend.as_mut(),
+    )
+    .await;
     root.cancel();
+    localsend::stop(localsend).await;
     // Withdraw the announcement first: no one should find a node that no
     // longer accepts.
     if let Some(d) = discovery {
@@ -92,6 +148,7 @@ async fn open(
     TcpListener,
     Arc<Shared>,
     Option<localstream_discovery::Discovery>,
+    Option<localsend::Service>,
 )> {
     let Context {
         identity,
@@ -99,6 +156,9 @@ async fn open(
         events,
         questions,
         cancels,
+        home,
+        #[cfg(feature = "localsend")]
+        devices,
     } = cx;
     trust::check_store(&store).await?;
     std::fs::create_dir_all(&cfg.dir).map_err(|e| Error::file(&cfg.dir, e))?;
@@ -119,15 +179,6 @@ async fn open(
         }
         Discovery::Off => (None, "off".to_owned()),
     };
-    events.emit(Event::Listening {
-        name: identity.name().to_owned(),
-        id: crate::label::NodeId(identity.node_id()),
-        fingerprint: crate::identity::fingerprint_hex(&identity.fingerprint()),
-        dir: dir.clone(),
-        stdout: cfg.destination == Destination::Stdout,
-        discovery: announced,
-        addresses: listen_addresses(local),
-    });
     let shared = Arc::new(Shared {
         identity,
         dir,
@@ -140,7 +191,48 @@ async fn open(
         destination: cfg.destination,
         blocked_noted: std::sync::Mutex::default(),
     });
-    Ok((listener, shared, discovery))
+    let localsend = match (&cfg.localsend, cfg.destination) {
+        (Some(ls), Destination::Folder) => {
+            let multicast = match &cfg.discovery {
+                Discovery::On(i) => Some(i),
+                Discovery::Off => None,
+            };
+            #[cfg(feature = "localsend")]
+            let started = localsend::start(localsend::Start {
+                home: &home,
+                shared: shared.clone(),
+                bind: cfg.bind.ip(),
+                cfg: ls,
+                multicast,
+                devices,
+            })
+            .await;
+            #[cfg(not(feature = "localsend"))]
+            let started: Result<localsend::Service> = {
+                let _ = (ls, multicast, &home);
+                Err(crate::error::LocalSendError::NotBuilt.into())
+            };
+            match started {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    shared.events.notice(Notice::LocalSendOff(e.to_string()));
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
+    shared.events.emit(Event::Listening {
+        name: shared.identity.name().to_owned(),
+        id: crate::label::NodeId(shared.identity.node_id()),
+        fingerprint: crate::identity::fingerprint_hex(&shared.identity.fingerprint()),
+        dir: shared.dir.clone(),
+        stdout: cfg.destination == Destination::Stdout,
+        discovery: announced,
+        addresses: listen_addresses(local),
+        localsend: localsend.as_ref().map(localsend::Service::port),
+    });
+    Ok((listener, shared, discovery, localsend))
 }
 
 /// Accepts connections (backing off on accept errors) until shutdown, or
@@ -152,6 +244,7 @@ async fn accept_loop(
     shutdown: &Shutdown,
     root: &CancellationToken,
     tasks: &mut JoinSet<Option<ConnEnd>>,
+    mut localsend: Option<&mut localsend::Service>,
 ) -> ListenEnd {
     let admission = Admission::new(MAX_UNAUTHENTICATED, MAX_SESSIONS);
     let mut backoff = Duration::from_millis(50);
@@ -159,6 +252,9 @@ async fn accept_loop(
         tokio::select! {
             biased;
             () = shutdown.graceful.cancelled() => return ListenEnd::Interrupted,
+            Some(ok) = localsend::ended(&mut localsend), if cfg.once => {
+                return if ok { ListenEnd::OnceSucceeded } else { ListenEnd::OnceFailed };
+            }
             Some(joined) = tasks.join_next() => {
                 let Ok(Some(ConnEnd::Transfer(result, sender))) = joined else { continue };
                 if let Err(e) = &result {

@@ -51,6 +51,8 @@ pub struct Node {
     events: Events,
     questions: Arc<Questions>,
     cancels: Arc<Cancels>,
+    #[cfg(feature = "localsend")]
+    devices: Arc<crate::localsend::Devices>,
 }
 
 impl Node {
@@ -78,6 +80,8 @@ impl Node {
             events: Events::default(),
             questions: Arc::default(),
             cancels: Arc::default(),
+            #[cfg(feature = "localsend")]
+            devices: Arc::default(),
         }
     }
 
@@ -182,6 +186,33 @@ impl Node {
         stop: &CancellationToken,
     ) -> Result<Browsed> {
         let own = self.id().uuid();
+        #[cfg(feature = "localsend")]
+        if let Some(port) = cfg.localsend {
+            let cx = self.context();
+            let (found, devices) = tokio::join!(
+                crate::discover::browse(cfg, own, store, &self.events, stop),
+                crate::localsend::peers(&cx, port, cfg, store, stop)
+            );
+            let mut found = found?;
+            match devices {
+                // A LocalStream node listed as such is not listed again as
+                // a LocalSend device.
+                Ok(d) => {
+                    let both: Vec<_> = d
+                        .into_iter()
+                        .filter(|p| {
+                            !p.device.as_deref().is_some_and(|d| d.ends_with(crate::localsend::LOCALSTREAM_MODEL))
+                                || !found.peers.iter().any(|l| {
+                                    l.name == p.name && l.addresses.iter().any(|a| p.addresses.contains(a))
+                                })
+                        })
+                        .collect();
+                    found.peers.extend(both);
+                }
+                Err(e) => tracing::debug!(error = %e, "LocalSend discovery failed"),
+            }
+            return Ok(found);
+        }
         crate::discover::browse(cfg, own, store, &self.events, stop).await
     }
 
@@ -219,6 +250,9 @@ impl Node {
             events: self.events.clone(),
             questions: self.questions.clone(),
             cancels: self.cancels.clone(),
+            home: self.home.clone(),
+            #[cfg(feature = "localsend")]
+            devices: self.devices.clone(),
         }
     }
 }

@@ -749,6 +749,8 @@ async fn decide<R: tokio::io::AsyncRead + Unpin>(
         executables: entries.iter().filter(|e| e.is_exec()).count(),
         code: Some(ctx.code),
         abandoned_exchanges: Some(ctx.abandoned.map_or(0, |n| n.count)),
+        localsend: None,
+        text: None,
     };
     ctx.shared
         .gate
@@ -759,7 +761,7 @@ async fn decide<R: tokio::io::AsyncRead + Unpin>(
 }
 
 /// The refusal a ruling stands for (`None`: go ahead).
-fn refusal(ruling: Ruling, peer: &PeerIdentity) -> Option<(Status, String)> {
+pub(crate) fn refusal(ruling: Ruling, peer: &PeerIdentity) -> Option<(Status, String)> {
     Some(match ruling {
         Ruling::Accept | Ruling::AcceptAndTrust | Ruling::Withdrawn => return None,
         Ruling::Decline => (Status::Declined, "the receiver declined".into()),
@@ -798,17 +800,17 @@ fn refusal(ruling: Ruling, peer: &PeerIdentity) -> Option<(Status, String)> {
 }
 
 /// Whom consent pins, and where it is recorded.
-struct Pin<'a> {
-    peer: &'a PeerIdentity,
-    shared: &'a Shared,
-    remote: SocketAddr,
-    session_id: [u8; 16],
-    contacted: trust::Contacted,
+pub(crate) struct Pin<'a> {
+    pub(crate) peer: &'a PeerIdentity,
+    pub(crate) shared: &'a Shared,
+    pub(crate) remote: SocketAddr,
+    pub(crate) session_id: [u8; 16],
+    pub(crate) contacted: trust::Contacted,
 }
 
 /// Consent given: now the peer is pinned (on first contact), the session
 /// recorded, and, when the user said so, the peer trusted.
-async fn consent_given(
+pub(crate) async fn consent_given(
     pin: &Pin<'_>,
     ruling: Ruling,
 ) -> std::result::Result<Option<trust::Session>, (Status, String)> {

@@ -74,13 +74,13 @@ const PIPELINE_DEPTH: usize = 4;
 
 /// A local file about to be offered.
 #[derive(Debug, Clone)]
-struct Source {
+pub(crate) struct Source {
     /// Where to read it (`-`: standard input).
-    path: PathBuf,
+    pub(crate) path: PathBuf,
     /// Its wire path.
-    name: String,
+    pub(crate) name: String,
     /// Its size (0 for a directory or standard input).
-    size: u64,
+    pub(crate) size: u64,
     /// `ATTR_*` bits for the offer.
     attrs: u8,
 }
@@ -94,11 +94,11 @@ impl Source {
             attrs: self.attrs,
         }
     }
-    fn is_dir(&self) -> bool {
+    pub(crate) fn is_dir(&self) -> bool {
         self.attrs & ATTR_DIR != 0
     }
 
-    fn is_stream(&self) -> bool {
+    pub(crate) fn is_stream(&self) -> bool {
         self.attrs & ATTR_STREAM != 0
     }
 }
@@ -123,7 +123,7 @@ mod sources;
 mod stream;
 pub(crate) use connect::open;
 use exchange::{Agreed, Timing, exchange};
-use sources::sources;
+pub(crate) use sources::sources;
 use stream::{AbortOnDrop, produce};
 
 /// First pause before another attempt (`--retry`); it doubles each time
@@ -220,8 +220,28 @@ fn remembered(store: &PeerStore, name: &str) -> Result<Option<(Vec<SocketAddr>, 
 /// Runs `localstream send` once: sources, resolve, connect and
 /// authenticate, then the exchange, and the session's history.
 async fn run(cx: &Context, cfg: &SendConfig) -> Result<Sent> {
+    let (addrs, expected) = match resolve(cx, cfg).await? {
+        Resolution::LocalStream(addrs, expected) => (addrs, expected),
+        #[cfg(feature = "localsend")]
+        Resolution::LocalSend(reach) => {
+            let job = crate::localsend::send::Job {
+                reach,
+                payload: match &cfg.localsend.text {
+                    Some(t) => crate::localsend::send::Payload::Text(t.clone()),
+                    None => crate::localsend::send::Payload::Files(cfg.files.clone()),
+                },
+                pin: cfg.localsend.pin.clone(),
+                port: cfg.localsend.port,
+            };
+            return crate::localsend::send::run(cx, &job).await;
+        }
+    };
+    if cfg.localsend.text.is_some() {
+        return Err(Error::Usage(
+            "--text goes to LocalSend devices only; send a LocalStream node a file instead".into(),
+        ));
+    }
     let sources = sources(&cfg.files, &cfg.stdin_name, &cx.events)?;
-    let (addrs, expected) = resolve(cx, cfg).await?;
     let connecting = Instant::now();
     let (reader, wr, session, addr) = open(cx.identity.clone(), &addrs).await?;
     let timing = Timing {
@@ -308,12 +328,137 @@ async fn run(cx: &Context, cfg: &SendConfig) -> Result<Sent> {
 
 /// Resolve: the receiver's addresses, and what it must prove to be when it
 /// was found by name (by discovery, else where the peer store last reached it).
-async fn resolve(cx: &Context, cfg: &SendConfig) -> Result<(Vec<SocketAddr>, Option<PeerRecord>)> {
-    let store = &cx.store;
+async fn resolve(cx: &Context, cfg: &SendConfig) -> Result<Resolution> {
     let name = match &cfg.target {
-        Target::Addr(a) => return Ok((vec![*a], None)),
+        #[cfg(feature = "localsend")]
+        Target::Addr(a) if cfg.localsend.on && a.port() == cfg.localsend.port => {
+            return Ok(Resolution::LocalSend(crate::localsend::send::Reach {
+                addr: *a,
+                expect: None,
+            }));
+        }
+        Target::Addr(a) => return Ok(Resolution::LocalStream(vec![*a], None)),
         Target::Lookup(name) => name,
     };
+    #[cfg(feature = "localsend")]
+    if cfg.localsend.on
+        && let Some(found) = localsend_pick(cx, cfg, name).await?
+    {
+        return Ok(found);
+    }
+    resolve_localstream(cx, cfg, name)
+        .await
+        .map(|(a, r)| Resolution::LocalStream(a, r))
+}
+
+/// Whom [`resolve`] found, and which protocol reaches it.
+enum Resolution {
+    /// A LocalStream node: its addresses, and what it must prove to be.
+    LocalStream(Vec<SocketAddr>, Option<PeerRecord>),
+    /// A LocalSend device.
+    #[cfg(feature = "localsend")]
+    LocalSend(crate::localsend::send::Reach),
+}
+
+/// A LocalSend device for `name`: from the store with discovery off, or
+/// when discovery finds one and no LocalStream node answers to the name.
+/// `None`: look for a LocalStream node as usual.
+#[cfg(feature = "localsend")]
+async fn localsend_pick(cx: &Context, cfg: &SendConfig, name: &str) -> Result<Option<Resolution>> {
+    use crate::localsend::send::Reach;
+    let remembered = {
+        let data = cx.store.load()?;
+        data.lookup(name).ok().and_then(|e| {
+            let is_device = crate::localsend::wire::node_id(&e.fingerprint) == *e.node_id.as_bytes();
+            let addr = e.addresses.first().copied();
+            (is_device && e.trust != Trust::Blocked).then_some(addr).flatten().map(|addr| Reach {
+                addr,
+                expect: Some(e.fingerprint),
+            })
+        })
+    };
+    let Discovery::On(interfaces) = &cfg.discovery else {
+        return Ok(remembered.map(Resolution::LocalSend));
+    };
+    let started = Instant::now();
+    let own = uuid::Uuid::from_bytes(cx.identity.node_id());
+    let lstream = discover::find(interfaces, name, cfg.find_timeout, own);
+    let lsend = crate::localsend::find(
+        cx,
+        cfg.localsend.port,
+        name,
+        interfaces,
+        cfg.find_timeout,
+        cfg.localsend.scan,
+    );
+    tokio::pin!(lstream, lsend);
+    let devices = tokio::select! {
+        r = &mut lstream => match r {
+            // A LocalStream node of that name: the usual way.
+            Ok(_) => return Ok(None),
+            Err(Error::Resolve(ResolveError::NotFound { .. })) => lsend.await?,
+            Err(e) => return Err(e),
+        },
+        d = &mut lsend => {
+            let d = d?;
+            if d.is_empty() {
+                return Ok(None);
+            }
+            // A LocalStream node of the same name wins, if it answers now;
+            // one that also speaks LocalSend is waited for in full.
+            let wait = if d.iter().all(crate::localsend::Device::is_localstream) {
+                cfg.find_timeout
+            } else {
+                Duration::from_millis(300)
+            };
+            match tokio::time::timeout(wait, &mut lstream).await {
+                Ok(Ok(_)) => return Ok(None),
+                _ => d,
+            }
+        }
+    };
+    match devices.as_slice() {
+        [] => Ok(remembered.map(Resolution::LocalSend)),
+        [d] => {
+            cx.events.notice(Notice::Resolved(Resolved::Found {
+                who: format!(
+                    "{} (LocalSend, {}) [{}]",
+                    escape_for_terminal(&d.info.shown_alias()),
+                    discover::short_id(&d.node_id()),
+                    crate::identity::short_fingerprint(&d.fingerprint)
+                ),
+                seconds: started.elapsed().as_secs_f64(),
+            }));
+            Ok(Some(Resolution::LocalSend(Reach {
+                addr: d.addr,
+                expect: Some(d.fingerprint),
+            })))
+        }
+        many => Err(ResolveError::Ambiguous {
+            query: name.to_owned(),
+            matches: many.iter().map(device_match).collect(),
+        }
+        .into()),
+    }
+}
+
+#[cfg(feature = "localsend")]
+fn device_match(d: &crate::localsend::Device) -> crate::error::PeerMatch {
+    crate::error::PeerMatch {
+        name: format!("{} (LocalSend)", d.info.shown_alias()),
+        id: d.node_id(),
+        addresses: vec![d.addr.to_string()],
+    }
+}
+
+/// Resolve a LocalStream node by name: by discovery, else where the peer
+/// store last reached it.
+async fn resolve_localstream(
+    cx: &Context,
+    cfg: &SendConfig,
+    name: &str,
+) -> Result<(Vec<SocketAddr>, Option<PeerRecord>)> {
+    let store = &cx.store;
     let Discovery::On(interfaces) = &cfg.discovery else {
         let Some((addrs, record)) = remembered(store, name)? else {
             return Err(Error::Usage(format!(

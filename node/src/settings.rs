@@ -46,7 +46,20 @@ pub const KEYS: &[(&str, &str)] = &[
         "ui-password",
         "the web UI's password, for `--ui-bind` on a LAN (`-`: read it from standard input; stored as an argon2 hash)",
     ),
+    ("localsend", "speak LocalSend too (phones): on or off"),
+    ("localsend-port", "LocalSend's HTTPS and multicast port (default 53317)"),
+    ("localsend-pin", "the PIN LocalSend senders must give `listen` (text; empty: none)"),
 ];
+
+/// `localsend` in the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnOff {
+    /// On.
+    On,
+    /// Off.
+    Off,
+}
 
 /// What `send` and `add` do on first contact, in the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -92,6 +105,14 @@ pub struct Settings {
     /// The web UI's password (an argon2 hash, PHC string).
     #[serde(rename = "ui-password")]
     pub ui_password: Option<String>,
+    /// Whether LocalSend is spoken too.
+    pub localsend: Option<OnOff>,
+    /// LocalSend's port.
+    #[serde(rename = "localsend-port")]
+    pub localsend_port: Option<u16>,
+    /// The PIN LocalSend senders must give.
+    #[serde(rename = "localsend-pin")]
+    pub localsend_pin: Option<String>,
 }
 
 /// `send --compress` in the file.
@@ -176,8 +197,8 @@ pub fn set(home: &Path, key: &str, value: &str) -> Result<PathBuf> {
         .parse()
         .map_err(|e: toml_edit::TomlError| Error::Usage(format!("{}: {e}", file.display())))?;
     let item = match key {
-        "port" => toml_edit::value(i64::from(value.parse::<u16>().map_err(|_| {
-            Error::Usage(format!("port: {value:?} is not a port number (0..65535)"))
+        "port" | "localsend-port" => toml_edit::value(i64::from(value.parse::<u16>().map_err(|_| {
+            Error::Usage(format!("{key}: {value:?} is not a port number (0..65535)"))
         })?)),
         "interfaces" => {
             let mut list = toml_edit::Array::new();
@@ -186,7 +207,7 @@ pub fn set(home: &Path, key: &str, value: &str) -> Result<PathBuf> {
             }
             toml_edit::value(list)
         }
-        "name" | "dir" | "consent" | "compress" | "first-contact" | "ui-password" => {
+        "name" | "dir" | "consent" | "compress" | "first-contact" | "ui-password" | "localsend" | "localsend-pin" => {
             toml_edit::value(value)
         }
         other => {
@@ -308,6 +329,21 @@ pub fn show(home: &Path, s: &Settings) -> String {
             s.ui_password.as_ref().map(|_| "(set)".to_owned()),
             "none: the web UI stays on loopback",
         ),
+        line(
+            "localsend",
+            s.localsend.map(|o| quoted(if o == OnOff::On { "on" } else { "off" })),
+            "\"on\" (with discovery)",
+        ),
+        line(
+            "localsend-port",
+            s.localsend_port.map(|p| p.to_string()),
+            &crate::config::LOCALSEND_PORT.to_string(),
+        ),
+        line(
+            "localsend-pin",
+            s.localsend_pin.as_ref().map(|_| "(set)".to_owned()),
+            "none",
+        ),
     ];
     lines.join("\n")
 }
@@ -339,6 +375,9 @@ pub fn values(s: &Settings) -> Vec<(&'static str, Option<String>)> {
             "ui-password",
             s.ui_password.as_ref().map(|_| "(set)".to_owned()),
         ),
+        ("localsend", s.localsend.map(|c| kebab(&c))),
+        ("localsend-port", s.localsend_port.map(|p| p.to_string())),
+        ("localsend-pin", s.localsend_pin.clone()),
     ]
 }
 

@@ -246,12 +246,17 @@ pub(crate) struct SendRequest {
     upload: Option<String>,
     #[serde(default)]
     chosen: bool,
+    /// A text message (LocalSend devices) instead of files.
+    text: Option<String>,
+    /// The PIN a LocalSend device asks for.
+    pin: Option<String>,
 }
 
 /// `POST /api/send`: files dropped in the browser (an upload), or the paths
 /// `ui --send` chose, to a peer.
 pub(crate) async fn send(State(app): State<Arc<App>>, Json(req): Json<SendRequest>) -> Answer {
     let files = match (&req.upload, req.chosen) {
+        _ if req.text.is_some() => Vec::new(),
         (Some(u), _) => app.uploads.entries(u).map_err(bad)?,
         (None, true) => {
             let chosen = app.lock().chosen.clone();
@@ -273,6 +278,15 @@ pub(crate) async fn send(State(app): State<Arc<App>>, Json(req): Json<SendReques
         stdin_name: "stdin".into(),
         compress: s.compress.map_or(app.around.compress, Into::into),
         first_contact: FirstContact::Ask,
+        localsend: localstream_node::config::LocalSendSend {
+            on: s.localsend != Some(localstream_node::settings::OnOff::Off),
+            port: s
+                .localsend_port
+                .unwrap_or(localstream_node::config::LOCALSEND_PORT),
+            pin: req.pin.clone(),
+            text: req.text.clone(),
+            scan: false,
+        },
     };
     let transfer = app.node.start_send(cfg);
     let id = transfer.id();

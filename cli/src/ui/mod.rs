@@ -84,6 +84,8 @@ pub struct Surroundings {
     pub compress: localstream_node::compress::Mode,
     /// Desktop notifications wanted.
     pub desktop: bool,
+    /// LocalSend's port, for finding LocalSend devices (`None`: not looked for).
+    pub localsend: Option<u16>,
 }
 
 /// The server's shared state: what every handler works with.
@@ -138,6 +140,8 @@ impl App {
             timeout: None,
             watch: true,
             interfaces: interfaces.clone(),
+            localsend: self.around.localsend,
+            scan: false,
         };
         let app = self.clone();
         tokio::spawn(async move {

@@ -107,6 +107,8 @@ async fn offer(
         executables: 0,
         code: None,
         abandoned_exchanges: None,
+        localsend: None,
+        text: None,
     });
     let answer_wait = PROMPT_TIMEOUT + IDLE_TIMEOUT + hashing_time(offered);
     let (typ, body) = link
