@@ -197,13 +197,35 @@ async fn send(
     let (first, prompts) = settle(cfg.first_contact, &node);
     cfg.first_contact = first;
     let mut renderer = Renderer::new(view.json, common.progress).prompts(prompts);
-    let op = async {
-        tokio::select! {
-            r = node.send(&cfg) => r.map(|_| Exit::Success),
-            () = interrupts.next() => Err(Error::Interrupted),
+    let mut r;
+    let mut asked = 0;
+    loop {
+        let op = async {
+            tokio::select! {
+                r = node.send(&cfg) => r.map(|_| Exit::Success),
+                () = interrupts.next() => Err(Error::Interrupted),
+            }
+        };
+        r = rendering(&mut events, &mut renderer, op).await;
+        // A LocalSend device that wants a PIN: ask for it (three tries).
+        let wants_pin = matches!(
+            &r,
+            Err(Error::LocalSend(
+                LocalSendError::PinRequired { .. } | LocalSendError::WrongPin { .. }
+            ))
+        );
+        if !wants_pin || asked == 3 || view.json || !crate::prompt::can_ask() {
+            break;
         }
-    };
-    let r = rendering(&mut events, &mut renderer, op).await;
+        if let Err(e) = &r {
+            eprintln!("{e}");
+        }
+        asked += 1;
+        match crate::prompt::read_pin().await {
+            Some(pin) => cfg.localsend.pin = Some(pin),
+            None => break,
+        }
+    }
     renderer.finish().await;
     if let Err(e) = &r
         && view.json
@@ -212,6 +234,8 @@ async fn send(
     }
     r
 }
+
+use localstream_node::error::LocalSendError;
 
 async fn add(
     common: &Common,

@@ -24,6 +24,21 @@ pub fn can_ask() -> bool {
     std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
 }
 
+/// Asks for a LocalSend device's PIN on the terminal (`None`: nothing typed).
+pub async fn read_pin() -> Option<String> {
+    eprint!("PIN: ");
+    let _ = std::io::stderr().flush();
+    let line = tokio::task::spawn_blocking(|| {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).ok().map(|_| line)
+    })
+    .await
+    .ok()
+    .flatten()?;
+    let pin = line.trim().to_owned();
+    (!pin.is_empty()).then_some(pin)
+}
+
 /// What the prompter is told.
 #[derive(Debug)]
 pub enum Ask {
@@ -150,15 +165,29 @@ fn parse_decision(line: &str) -> Decision {
 
 /// The consent question for an offer.
 #[must_use]
-pub fn offer_question(
-    peer: &PeerLabel,
-    files: usize,
-    bytes: u64,
-    entries: &[EntryInfo],
-    executables: usize,
-    code: Option<&Sas>,
-    abandoned: u64,
-) -> String {
+pub fn offer_question(peer: &PeerLabel, o: Offered<'_>) -> String {
+    let Offered {
+        files,
+        bytes,
+        entries,
+        executables,
+        code,
+        abandoned,
+        localsend,
+        text,
+    } = o;
+    if let Some(text) = text {
+        let mut q = format!(
+            "{} (id {}, {}) sends a text message:\n  {}",
+            peer.short(),
+            peer.id,
+            localsend.unwrap_or("LocalSend"),
+            escape_for_terminal(text).replace("\\n", "\n  ")
+        );
+        q.push_str(&localsend_note(peer));
+        q.push_str("\n[a]ccept (show and save it), accept and [t]rust, or [r]eject? [a/t/R] ");
+        return q;
+    }
     let mut q = format!(
         "{} (id {}) wants to send {files} file{} ({}):",
         peer.short(),
@@ -201,8 +230,41 @@ pub fn offer_question(
             if abandoned == 1 { "was" } else { "were" },
         ));
     }
+    if localsend.is_some() {
+        q.push_str(&localsend_note(peer));
+    }
     q.push_str("\n[a]ccept once, accept and [t]rust, or [r]eject? [a/t/R] ");
     q
+}
+
+/// What an offer is, for [`offer_question`].
+#[derive(Debug, Clone, Copy)]
+pub struct Offered<'a> {
+    /// Entries offered.
+    pub files: usize,
+    /// Bytes offered.
+    pub bytes: u64,
+    /// The first entries.
+    pub entries: &'a [EntryInfo],
+    /// How many are executable.
+    pub executables: usize,
+    /// The verification code.
+    pub code: Option<&'a Sas>,
+    /// Key exchanges abandoned lately.
+    pub abandoned: u64,
+    /// A LocalSend device's description.
+    pub localsend: Option<&'a str>,
+    /// A text message.
+    pub text: Option<&'a str>,
+}
+
+/// LocalSend has no code: the fingerprint is what to compare.
+fn localsend_note(peer: &PeerLabel) -> String {
+    format!(
+        "\nLocalSend has no verification code: compare its certificate fingerprint {} \
+         with the one in the device's LocalSend settings",
+        localstream_node::localsend_fingerprint(&peer.fingerprint)
+    )
 }
 
 /// The sender's first-contact question.
@@ -249,7 +311,19 @@ mod tests {
                 executable: i == 0,
             })
             .collect();
-        let q = offer_question(&peer, 12, 24576, &entries, 1, Some(&Sas(42)), 7);
+        let q = offer_question(
+            &peer,
+            Offered {
+                files: 12,
+                bytes: 24576,
+                entries: &entries,
+                executables: 1,
+                code: Some(&Sas(42)),
+                abandoned: 7,
+                localsend: None,
+                text: None,
+            },
+        );
         assert!(!q.contains('\x1b') && !q.contains('\x07'), "{q}");
         assert!(q.contains("wants to send 12 files (24.00 KiB)"), "{q}");
         assert!(q.contains("(2.00 KiB)  [executable]"), "{q}");

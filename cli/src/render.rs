@@ -157,6 +157,17 @@ impl Renderer {
             Event::Connected { peer, address } => {
                 eprintln!("connected to {} at {address}", peer.short());
             }
+            Event::Message { peer, text, saved } => {
+                let mut line = format!(
+                    "message from {}:\n{}",
+                    peer.short(),
+                    escape_for_terminal(&text)
+                );
+                if let Some(p) = saved {
+                    line.push_str(&format!("\n(saved as {})", shown(&p)));
+                }
+                self.result(&line);
+            }
             Event::Accepted { files, bytes, .. } => {
                 self.bars = Bars::new(self.bars_wanted, bytes, files);
             }
@@ -223,16 +234,22 @@ impl Renderer {
                 executables,
                 code,
                 abandoned_exchanges,
+                localsend,
+                text,
                 ..
             } => {
                 let text = prompt::offer_question(
                     &peer,
-                    files,
-                    bytes,
-                    &entries,
-                    executables,
-                    code.as_ref(),
-                    abandoned_exchanges.unwrap_or(0),
+                    prompt::Offered {
+                        files,
+                        bytes,
+                        entries: &entries,
+                        executables,
+                        code: code.as_ref(),
+                        abandoned: abandoned_exchanges.unwrap_or(0),
+                        localsend: localsend.as_deref(),
+                        text: text.as_deref(),
+                    },
                 );
                 self.ask(Ask::Offer { id, text });
             }
@@ -326,6 +343,7 @@ fn banner(event: &Event) -> String {
         stdout,
         discovery,
         addresses,
+        localsend,
     } = event
     else {
         return String::new();
@@ -341,6 +359,9 @@ fn banner(event: &Event) -> String {
     );
     for addr in addresses {
         text.push_str(&format!("\nlistening on {addr}"));
+    }
+    if let Some(port) = localsend {
+        text.push_str(&format!("\nLocalSend   on port {port} (phones and LocalSend apps can send here)"));
     }
     text
 }
@@ -476,6 +497,19 @@ pub fn notice_text(n: &Notice) -> Option<String> {
         ),
         Notice::Stopping => "stopping (Ctrl-C again to quit at once)".to_owned(),
         Notice::NotAnnounced(e) => format!("warning: not announcing this node: {e}"),
+        Notice::LocalSendOff(e) => format!("warning: LocalSend is off: {e}"),
+        Notice::LocalSendDevice {
+            peer,
+            fingerprint,
+            first,
+        } => format!(
+            "{} LocalSend device {}: LocalSend has no verification code; its certificate \
+             fingerprint is {fingerprint} (compare it with the one in the device's LocalSend \
+             settings){}",
+            if *first { "first contact with" } else { "sending to" },
+            peer.short(),
+            if *first { "; it is pinned once the transfer is accepted" } else { "" }
+        ),
         _ => return None,
     };
     Some(line)

@@ -67,3 +67,10 @@ pub use event::{Event, EventStream, Notice};
 pub use label::{NodeId, PeerLabel};
 pub use node::{Node, NodeConfig, Shutdown, Transfer};
 pub use question::Decision;
+
+/// A certificate fingerprint as LocalSend shows it (64 upper-case hex
+/// digits; the SHA-256 of the certificate).
+#[must_use]
+pub fn localsend_fingerprint(fp: &[u8; 32]) -> String {
+    fp.iter().map(|b| format!("{b:02X}")).collect()
+}

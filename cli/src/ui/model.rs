@@ -455,6 +455,20 @@ impl Model {
 
     /// Events of one transfer.
     fn transfer_event(&mut self, id: TransferId, event: Event, out: &mut Vec<Message>) {
+        // A text message (LocalSend) is shown as a banner.
+        if let Event::Message { peer, text, saved } = event {
+            let mut body = escape_for_terminal(&text);
+            if let Some(p) = saved {
+                body.push_str(&format!("\n(saved as {})", p.display()));
+            }
+            out.push(self.banner(
+                "info",
+                format!("Message from {}", peer.name),
+                body,
+                Some(PeerRef::of(&peer)),
+            ));
+            return;
+        }
         let side = side_of(&event).unwrap_or(Side::Receive);
         let t = self
             .transfers
@@ -504,6 +518,8 @@ impl Model {
                 executables,
                 code,
                 abandoned_exchanges,
+                localsend,
+                text,
             } => {
                 t.side = side;
                 t.files = files;
@@ -529,6 +545,8 @@ impl Model {
                         "fingerprint": short_fingerprint(&p.fingerprint),
                         "code": code.map(|c| c.to_string()),
                         "abandoned_exchanges": abandoned_exchanges,
+                        "localsend": localsend,
+                        "text": text,
                         "files": files,
                         "bytes": bytes,
                         "executables": executables,

@@ -97,6 +97,17 @@ function fillOffer(dialog, offer) {
     }));
   }
 
+  if (offer.localsend) {
+    slot.append(el('p', {
+      class: 'offer-localsend',
+      text: `${offer.localsend}: LocalSend has no verification code. Compare this fingerprint ` +
+        "with the one in the device's LocalSend settings.",
+    }));
+  }
+  if (offer.text) {
+    slot.append(el('blockquote', { class: 'offer-text', text: offer.text }));
+  }
+
   // Known peers' offers may come without a code to compare.
   setText($('.offer-code', dialog), offer.code || '');
   $('.code-box', dialog).hidden = !offer.code;
