@@ -112,6 +112,11 @@ async fn dispatch(config: Config) -> Result<Exit, Error> {
             outln!("id          {}", node.id());
             outln!("fingerprint {}", short_fingerprint(&id.fingerprint()));
             outln!("sha256      {}", fingerprint_hex(&id.fingerprint()));
+            #[cfg(feature = "localsend")]
+            {
+                let cert = localstream_node::localsend::certificate(node.home())?;
+                outln!("localsend   {}", cert.fingerprint_text());
+            }
             Ok(Exit::Success)
         }
         Config::Listen(common, cfg, view) => {

@@ -98,6 +98,7 @@ pub(crate) async fn run(
         mac: peer.mac,
         addr: Some(addr),
         from: None,
+        localsend: false,
     };
     let id = seen.node_id;
     let store2 = store.clone();

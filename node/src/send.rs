@@ -369,7 +369,7 @@ async fn localsend_pick(cx: &Context, cfg: &SendConfig, name: &str) -> Result<Op
     let remembered = {
         let data = cx.store.load()?;
         data.lookup(name).ok().and_then(|e| {
-            let is_device = crate::localsend::wire::node_id(&e.fingerprint) == *e.node_id.as_bytes();
+            let is_device = e.localsend;
             let addr = e.addresses.first().copied();
             (is_device && e.trust != Trust::Blocked).then_some(addr).flatten().map(|addr| Reach {
                 addr,

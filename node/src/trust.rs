@@ -161,6 +161,8 @@ fn seen(peer: &PeerIdentity, addr: Option<SocketAddr>, from: Option<IpAddr>) -> 
         mac: peer.mac,
         addr,
         from,
+        // LocalSend devices prove a certificate, not a LocalStream key.
+        localsend: peer.public_key_der.is_empty(),
     }
 }
 
@@ -566,6 +568,7 @@ fn unreachable_entry(node_id: Uuid) -> PeerEntry {
         first_seen: 0,
         last_seen: 0,
         sessions: vec![],
+        localsend: false,
     }
 }
 

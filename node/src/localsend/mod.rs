@@ -436,7 +436,7 @@ pub fn device_info(d: &Device, store: &crate::store::StoreData) -> crate::event:
     let alias = d.info.shown_alias();
     let pinned_other = store.peers().iter().find(|e| {
         e.node_id != id
-            && wire::node_id(&e.fingerprint) == *e.node_id.as_bytes()
+            && e.localsend
             && e.name().is_some_and(|n| crate::discover::looks_like(&alias, n))
     });
     let (trust, pinned_key) = match (store.get(&id), pinned_other) {

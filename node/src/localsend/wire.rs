@@ -152,7 +152,7 @@ pub fn sha256(bytes: &[u8]) -> [u8; 32] {
 /// A fingerprint as LocalSend writes it: 64 upper-case hex digits.
 #[must_use]
 pub fn fingerprint_text(fp: &[u8; 32]) -> String {
-    fp.iter().map(|b| format!("{b:02X}")).collect()
+    crate::localsend_fingerprint(fp)
 }
 
 /// A SHA-256 written in hex (either case).
@@ -169,22 +169,13 @@ pub fn parse_fingerprint(s: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
-/// The node id this node keeps a LocalSend device under: a UUID (version
-/// 8) made from its certificate's fingerprint, so that, as for LocalStream
-/// nodes, the id is bound to the key and nobody can claim another's. The
-/// derivation differs from LocalStream's own (`node_id_for`), so a LocalSend
-/// certificate and a LocalStream key never share an id.
+/// The node id this node keeps a LocalSend device under: bound to its
+/// certificate's fingerprint as a LocalStream node's id is bound to its key
+/// (`node_id_for`), so that the peer store treats both alike and nobody can
+/// claim another's id. The entry says it is a LocalSend device.
 #[must_use]
 pub fn node_id(fp: &[u8; 32]) -> [u8; 16] {
-    let mut h = Sha256::new();
-    h.update(b"localstream localsend device id\0");
-    h.update(fp);
-    let d: [u8; 32] = h.finalize().into();
-    let mut id = [0u8; 16];
-    id.copy_from_slice(&d[..16]);
-    id[6] = (id[6] & 0x0f) | 0x80;
-    id[8] = (id[8] & 0x3f) | 0x80;
-    id
+    localstream_proto::node_id_for(fp)
 }
 
 /// Whether an offer of one file is a text message (LocalSend sends one as
@@ -334,8 +325,6 @@ mod tests {
         assert_eq!(parse_fingerprint(&text), Some(fp));
         assert_eq!(parse_fingerprint(&text.to_lowercase()), Some(fp));
         assert_eq!(parse_fingerprint("random string"), None);
-        let id = uuid::Uuid::from_bytes(node_id(&fp));
-        assert_eq!(id.get_version_num(), 8);
         assert_ne!(node_id(&fp), node_id(&sha256(b"other")));
     }
 

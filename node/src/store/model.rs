@@ -171,6 +171,10 @@ pub struct PeerEntry {
     /// Recent sessions, oldest first, at most [`MAX_SESSIONS`].
     #[serde(default)]
     pub sessions: Vec<SessionRecord>,
+    /// A LocalSend device (pinned by its certificate's fingerprint), not a
+    /// LocalStream node.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub localsend: bool,
 }
 
 impl PeerEntry {
@@ -242,6 +246,8 @@ pub struct Seen {
     pub addr: Option<SocketAddr>,
     /// The address it connected from (as a receiver; its port is of no use).
     pub from: Option<IpAddr>,
+    /// A LocalSend device.
+    pub localsend: bool,
 }
 
 /// Result of [`StoreData::contact`].
@@ -344,6 +350,7 @@ impl StoreData {
                 first_seen: now_secs,
                 last_seen: now_secs,
                 sessions: Vec::new(),
+                localsend: seen.localsend,
             });
             return Contact::First;
         };
