@@ -60,7 +60,7 @@ pub async fn run(common: &Common, cfg: &PeersConfig, view: View) -> Result<()> {
             found.looked_on
         );
     } else {
-        let rows: Vec<[String; 6]> = found.peers.iter().map(columns).collect();
+        let rows: Vec<[String; 7]> = found.peers.iter().map(columns).collect();
         print_table(&rows);
     }
     Ok(())
@@ -94,7 +94,18 @@ fn warn(p: &PeerInfo) {
             p.id, p.fingerprint, other
         );
     }
-    if let Some(pinned) = &p.pinned_key {
+    if let Some(pinned) = &p.pinned_key
+        && p.protocol == "localsend"
+    {
+        eprintln!(
+            "warning: the LocalSend device {} shows certificate [{}], but a LocalSend device of \
+             that name is pinned here with [{pinned}]: someone may be impersonating it, or its \
+             LocalSend was reinstalled (`localstream forget` the old one once you have checked \
+             the fingerprint in its LocalSend settings)",
+            escape_for_terminal(&p.name),
+            p.fingerprint
+        );
+    } else if let Some(pinned) = &p.pinned_key {
         eprintln!(
             "warning: {} announces node id {} pinned here to key [{pinned}], but with key [{}]: \
              someone may be impersonating it, or it was reinstalled (`localstream forget {}` \
@@ -108,7 +119,7 @@ fn warn(p: &PeerInfo) {
 }
 
 /// The text columns of one peer.
-fn columns(p: &PeerInfo) -> [String; 6] {
+fn columns(p: &PeerInfo) -> [String; 7] {
     let mut ips: Vec<&str> = Vec::new();
     for ip in &p.addresses {
         if !ips.contains(&ip.as_str()) {
@@ -122,13 +133,27 @@ fn columns(p: &PeerInfo) -> [String; 6] {
         p.port.to_string(),
         p.fingerprint.clone(),
         p.trust.to_owned(),
+        match (p.protocol, &p.device) {
+            ("localsend", Some(d)) => format!("LocalSend {}", escape_for_terminal(d)),
+            ("localsend", None) => "LocalSend".to_owned(),
+            _ => "LocalStream".to_owned(),
+        },
     ]
 }
 
 /// Prints rows with aligned columns.
-fn print_table(rows: &[[String; 6]]) {
-    let header = ["NAME", "ID", "ADDRESSES", "PORT", "FINGERPRINT", "TRUST"].map(str::to_owned);
-    let mut widths = [0usize; 6];
+fn print_table(rows: &[[String; 7]]) {
+    let header = [
+        "NAME",
+        "ID",
+        "ADDRESSES",
+        "PORT",
+        "FINGERPRINT",
+        "TRUST",
+        "DEVICE",
+    ]
+    .map(str::to_owned);
+    let mut widths = [0usize; 7];
     for row in std::iter::once(&header).chain(rows) {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());

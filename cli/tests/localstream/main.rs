@@ -18,6 +18,7 @@ mod common;
 
 mod attacks;
 mod cli;
+mod localsend;
 mod disk;
 mod faults;
 mod hostile;

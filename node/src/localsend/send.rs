@@ -126,13 +126,17 @@ pub(crate) async fn run(cx: &Context, job: &Job) -> Result<Sent> {
         resumed: 0,
     });
     let started = Instant::now();
-    let result = match answer {
-        None => Ok(Sent {
+    let result = match (answer, &job.payload) {
+        (None, _) => Ok(Sent {
             delivered: files.len(),
             offered: files.len(),
             bytes: total,
         }),
-        Some(answer) => upload_all(cx, &client, addr, &peer, &sources, &files, &answer, total).await,
+        // A receiver that keeps texts as files (LocalSend answers 204 and shows it).
+        (Some(answer), Payload::Text(text)) => upload_text(&client, addr, &peer, &answer, text).await,
+        (Some(answer), Payload::Files(_)) => {
+            upload_all(cx, &client, addr, &peer, &sources, &files, &answer, total).await
+        }
     };
     report(cx, &label, &session_id, &files, total, started, &result);
     let (outcome, detail) = trust::outcome(result.as_ref().err(), result.is_ok());
@@ -378,6 +382,49 @@ fn encode(s: &str) -> String {
         }
     }
     out
+}
+
+/// A text message as the one file of the session, for receivers that ask
+/// for its bytes instead of showing the preview.
+async fn upload_text(
+    client: &Client,
+    addr: SocketAddr,
+    peer: &PeerIdentity,
+    answer: &PrepareAnswer,
+    text: &str,
+) -> Result<Sent> {
+    let Some(token) = answer.files.get("0").and_then(|t| t.as_str()) else {
+        return Ok(Sent { delivered: 1, offered: 1, bytes: text.len() as u64 });
+    };
+    let path = format!(
+        "{}/upload?sessionId={}&fileId=0&token={}",
+        wire::API,
+        encode(&answer.session_id),
+        encode(token)
+    );
+    let bytes = bytes::Bytes::from(text.as_bytes().to_vec());
+    let body = http_body_util::BodyExt::boxed(http_body_util::BodyExt::map_err(
+        http_body_util::Full::new(bytes),
+        |e| match e {},
+    ));
+    let a = client
+        .post(
+            addr,
+            Request {
+                path: &path,
+                body,
+                length: text.len() as u64,
+                expect: Some(peer.fingerprint),
+                answer_limit: wire::MAX_INFO_BODY,
+                timeout: Some(Duration::from_secs(60)),
+            },
+        )
+        .await
+        .map_err(|e| failure(addr, e, Some(peer.fingerprint)))?;
+    if a.status != 200 {
+        return Err(LocalSendError::Http { addr, what: "upload", code: a.status, message: message_of(&a) }.into());
+    }
+    Ok(Sent { delivered: 1, offered: 1, bytes: text.len() as u64 })
 }
 
 /// The uploads, one after the other; a failure ends the session (the
