@@ -55,6 +55,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
         once: true,
         discovery: Discovery::Off,
         destination: Destination::Folder,
+        localsend: None,
     };
     let listening = tokio::spawn({
         let receiver = receiver.clone();
@@ -91,6 +92,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
         compress: Mode::Auto,
         // A script's choice: no one compares the codes here.
         first_contact: FirstContact::Yes,
+        localsend: Default::default(),
     };
     let sent = sender.send(&send).await?;
     println!(

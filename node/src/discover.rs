@@ -565,6 +565,7 @@ mod tests {
             mac: None,
             addr: None,
             from: None,
+            localsend: false,
         };
         store.contact(&seen, 1);
         assert_eq!(PeerInfo::new(&p, &store).trust, "new");

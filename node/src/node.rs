@@ -81,7 +81,7 @@ impl Node {
             questions: Arc::default(),
             cancels: Arc::default(),
             #[cfg(feature = "localsend")]
-            devices: Arc::default(),
+            devices: Arc::new(crate::localsend::Devices::in_home(home)),
         }
     }
 

@@ -52,6 +52,7 @@ async fn a_front_end_confirms_decides_and_follows_one_transfer() {
         once: true,
         discovery: Discovery::Off,
         destination: Destination::Folder,
+        localsend: None,
     };
     let listening = tokio::spawn({
         let receiver = receiver.clone();
@@ -100,6 +101,7 @@ async fn a_front_end_confirms_decides_and_follows_one_transfer() {
         stdin_name: "stdin".into(),
         compress: Mode::Auto,
         first_contact: FirstContact::Ask,
+        localsend: Default::default(),
     };
     let mut transfer = sender.start_send(send);
     let mut kinds = Vec::new();

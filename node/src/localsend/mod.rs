@@ -68,50 +68,153 @@ impl Device {
     }
 }
 
-/// The LocalSend devices this process has seen, by fingerprint.
+/// The LocalSend devices this process has seen, by fingerprint; with a
+/// listener running, also those its listener heard (a device answers an
+/// announcement with a `register` request to the LocalSend port, which the
+/// listener holds): the listener writes them to `<home>/localsend-devices.json`
+/// and `peers` or `send` in another process read them from there.
 #[derive(Debug, Default)]
-pub struct Devices(Mutex<HashMap<[u8; 32], (Device, Instant)>>);
+pub struct Devices {
+    map: Mutex<HashMap<[u8; 32], (Device, u64)>>,
+    home: std::sync::OnceLock<std::path::PathBuf>,
+    writes: std::sync::atomic::AtomicBool,
+    written: Mutex<Option<Instant>>,
+}
 
+/// The file a listener shares its devices in.
+pub const DEVICES_FILE: &str = "localsend-devices.json";
 /// Devices are forgotten when not heard from for this long.
 pub const DEVICE_TTL: Duration = Duration::from_secs(15 * 60);
 /// Devices kept at most (forged announcements cannot grow it without bound).
 pub const MAX_DEVICES: usize = 512;
+/// Largest devices file read.
+const MAX_DEVICES_FILE: u64 = 1 << 20;
+
+/// A device as the file keeps it.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Stored {
+    info: DeviceInfo,
+    fingerprint: String,
+    addr: SocketAddr,
+    seen_ms: u64,
+}
 
 impl Devices {
-    /// `info` was heard from `addr`.
-    pub fn saw(&self, info: &DeviceInfo, fingerprint: [u8; 32], addr: SocketAddr) {
-        let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        let now = Instant::now();
-        map.retain(|_, (_, t)| now.duration_since(*t) < DEVICE_TTL);
-        if map.len() >= MAX_DEVICES && !map.contains_key(&fingerprint) {
-            return;
-        }
-        let mut info = info.clone();
-        info.announce = None;
-        map.insert(
-            fingerprint,
-            (
-                Device {
-                    info,
-                    fingerprint,
-                    addr,
-                },
-                now,
-            ),
-        );
+    /// A table that reads what the listener of `home` heard.
+    #[must_use]
+    pub fn in_home(home: &Path) -> Devices {
+        let d = Devices::default();
+        let _ = d.home.set(home.to_owned());
+        d
     }
 
-    /// The devices heard from since `since`.
-    #[must_use]
-    pub fn since(&self, since: Instant) -> Vec<Device> {
-        let map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut v: Vec<Device> = map
+    /// This process runs the listener: it writes what it hears for the others.
+    pub(crate) fn share(&self) {
+        self.writes.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// `info` was heard from `addr`.
+    pub fn saw(&self, info: &DeviceInfo, fingerprint: [u8; 32], addr: SocketAddr) {
+        let now = crate::store::now_ms();
+        let fresh = {
+            let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
+            map.retain(|_, (_, t)| now.saturating_sub(*t) < DEVICE_TTL.as_millis() as u64);
+            if map.len() >= MAX_DEVICES && !map.contains_key(&fingerprint) {
+                return;
+            }
+            let mut info = info.clone();
+            info.announce = None;
+            let device = Device {
+                info,
+                fingerprint,
+                addr,
+            };
+            let fresh = map.get(&fingerprint).is_none_or(|(d, _)| *d != device);
+            map.insert(fingerprint, (device, now));
+            fresh
+        };
+        self.write_soon(fresh);
+    }
+
+    /// Writes the file (a listener only) when a device is new or changed,
+    /// else at most every 5 s.
+    fn write_soon(&self, fresh: bool) {
+        if !self.writes.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
+        let Some(home) = self.home.get().cloned() else { return };
+        {
+            let mut last = self.written.lock().unwrap_or_else(PoisonError::into_inner);
+            if !fresh && last.is_some_and(|t| t.elapsed() < Duration::from_secs(5)) {
+                return;
+            }
+            *last = Some(Instant::now());
+        }
+        let stored: Vec<Stored> = self
+            .map
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
             .values()
-            .filter(|(_, t)| *t >= since)
-            .map(|(d, _)| d.clone())
+            .map(|(d, t)| Stored {
+                info: d.info.clone(),
+                fingerprint: wire::fingerprint_text(&d.fingerprint),
+                addr: d.addr,
+                seen_ms: *t,
+            })
             .collect();
+        let Ok(json) = serde_json::to_vec(&stored) else { return };
+        let write = move || {
+            if let Err(e) = crate::fsutil::write_atomic(&home, DEVICES_FILE, &json, 0o600) {
+                tracing::debug!(error = %e, "cannot share the LocalSend devices");
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) => drop(h.spawn_blocking(write)),
+            Err(_) => write(),
+        }
+    }
+
+    /// The devices heard from in the last `within`: by this process, or
+    /// by this home's listener.
+    #[must_use]
+    pub fn since(&self, within: Duration) -> Vec<Device> {
+        let from = crate::store::now_ms().saturating_sub(within.as_millis() as u64);
+        let mut all: HashMap<[u8; 32], Device> = self.shared(from);
+        let map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
+        for (fp, (d, t)) in map.iter() {
+            if *t >= from {
+                all.insert(*fp, d.clone());
+            }
+        }
+        let mut v: Vec<Device> = all.into_values().collect();
         v.sort_by(|a, b| a.info.alias.cmp(&b.info.alias));
         v
+    }
+
+    /// What this home's listener wrote, heard since `from` (Unix ms).
+    fn shared(&self, from: u64) -> HashMap<[u8; 32], Device> {
+        if self.writes.load(std::sync::atomic::Ordering::SeqCst) {
+            return HashMap::new();
+        }
+        let Some(home) = self.home.get() else { return HashMap::new() };
+        let path = home.join(DEVICES_FILE);
+        let Ok(meta) = std::fs::metadata(&path) else { return HashMap::new() };
+        if meta.len() > MAX_DEVICES_FILE {
+            return HashMap::new();
+        }
+        let stored: Vec<Stored> = std::fs::read(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        stored
+            .into_iter()
+            .filter(|s| s.seen_ms >= from)
+            .filter_map(|s| {
+                let fp = wire::parse_fingerprint(&s.fingerprint)?;
+                Some((fp, Device { info: s.info, fingerprint: fp, addr: s.addr }))
+            })
+            .take(MAX_DEVICES)
+            .collect()
     }
 }
 
@@ -198,6 +301,7 @@ pub(crate) async fn start(st: Start<'_>) -> Result<Service> {
         devices: st.devices.clone(),
     });
     let stop = CancellationToken::new();
+    st.devices.share();
     let mut tasks = vec![server::spawn(listener, acceptor, served.clone(), stop.clone())];
     if let Some(interfaces) = st.multicast {
         let addrs = multicast::interface_addrs(interfaces)?;
@@ -289,9 +393,8 @@ pub async fn browse(
             tracing::debug!(error = %e, "LocalSend discovery unavailable");
         }
     }
-    // A device heard by this process's listener shortly before counts too.
-    let since = started.checked_sub(Duration::from_secs(60)).unwrap_or(started);
-    Ok(devices.since(since))
+    // A device heard by this home's listener shortly before counts too.
+    Ok(devices.since(started.elapsed() + Duration::from_secs(60)))
 }
 
 /// The devices among `devices` that `typed` names: by alias (as names are
@@ -350,7 +453,7 @@ pub(crate) async fn find(
         tokio::select! {
             r = &mut looking => break r?,
             () = tokio::time::sleep(Duration::from_millis(50)), if settle.is_none() => {
-                if !matching(&cx.devices.since(started), typed).is_empty() {
+                if !matching(&cx.devices.since(started.elapsed() + Duration::from_secs(60)), typed).is_empty() {
                     settle = Some(Box::pin(tokio::time::sleep(SETTLE)));
                 }
             }
@@ -407,7 +510,7 @@ pub(crate) async fn peers(
         tokio::select! {
             r = &mut looking => break r?,
             () = tokio::time::sleep(Duration::from_millis(250)), if cfg.watch => {
-                for d in cx.devices.since(started) {
+                for d in cx.devices.since(started.elapsed()) {
                     if !d.is_localstream() && reported.insert(d.fingerprint) {
                         cx.events.emit(crate::Event::PeerSeen { peer: device_info(&d, store) });
                     }

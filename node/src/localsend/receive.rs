@@ -36,6 +36,8 @@ use crate::trust::{self, Reached, Refusal};
 
 /// How long an upload may go without a byte, and a session without an upload.
 pub(crate) const IDLE: Duration = Duration::from_secs(60);
+/// How long a session whose last upload failed waits for its sender's `cancel`.
+const CANCEL_GRACE: Duration = Duration::from_secs(1);
 /// How long one read of an upload's body may wait.
 pub(crate) const READ_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -238,7 +240,7 @@ pub(crate) async fn prepare(s: &Arc<Served>, offered: Offered, req: &wire::Prepa
         }
     };
     let total: u64 = files.iter().map(|f| f.size).sum();
-    let text = wire::text_message(&files).map(|t| localstream_proto::names::strip_control_or_bidi(t, wire::MAX_TEXT));
+    let text = wire::text_message(&files).map(wire::clean_text);
     if text.is_none()
         && crate::fsutil::available_space(&shared.dir).is_some_and(|free| free < total)
     {
@@ -538,6 +540,9 @@ async fn finish(s: &Arc<Served>, session: &Arc<Session>, early: Option<(Status, 
             .sum()
     };
     let ok = failed == 0 && early.is_none();
+    let early = early.or_else(|| {
+        (failed > 0).then(|| (Status::WriteFailed, format!("{failed} of {offered} files did not arrive")))
+    });
     if let Some((_, why)) = &early {
         session.events.emit(Event::Error {
             side: Some(Side::Receive),
@@ -565,9 +570,9 @@ async fn finish(s: &Arc<Served>, session: &Arc<Session>, early: Option<(Status, 
     if let Some(h) = history {
         let (outcome, detail) = match &early {
             Some((Status::Cancelled, why)) => (Outcome::Refused, why.clone()),
+            Some((Status::WriteFailed, why)) => (Outcome::Incomplete, why.clone()),
             Some((_, why)) => (Outcome::Failed, why.clone()),
-            None if ok => (Outcome::Ok, String::new()),
-            None => (Outcome::Incomplete, format!("{failed} of {offered} files failed")),
+            None => (Outcome::Ok, String::new()),
         };
         h.end(&session.events, outcome, saved.len() as u64, bytes, &detail)
             .await;
@@ -634,9 +639,22 @@ pub(crate) async fn upload(
             (FileState::Failed, answer(code, why))
         }
     };
+    let failed = matches!(state, FileState::Failed);
     lock(&session.files)[index].state = state;
     if session.all_done() && !session.cancel.is_cancelled() {
-        finish(&s, &session, None).await;
+        if failed {
+            // A sender that breaks an upload off to cancel sends `cancel`
+            // right after: give it a moment, so the session ends as cancelled.
+            let (s, session) = (s.clone(), session.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(CANCEL_GRACE).await;
+                if !session.cancel.is_cancelled() {
+                    finish(&s, &session, None).await;
+                }
+            });
+        } else {
+            finish(&s, &session, None).await;
+        }
     }
     response
 }

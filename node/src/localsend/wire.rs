@@ -178,6 +178,23 @@ pub fn node_id(fp: &[u8; 32]) -> [u8; 16] {
     localstream_proto::node_id_for(fp)
 }
 
+/// A text message as it is shown and saved: control and bidi characters
+/// dropped (new lines and tabs kept), at most [`MAX_TEXT`] bytes.
+#[must_use]
+pub fn clean_text(text: &str) -> String {
+    let mut out = String::new();
+    for c in text.chars() {
+        if localstream_proto::names::is_control_or_bidi(c) && c != '\n' && c != '\t' {
+            continue;
+        }
+        if out.len() + c.len_utf8() > MAX_TEXT {
+            break;
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// Whether an offer of one file is a text message (LocalSend sends one as
 /// a `text/plain` file whose preview is the text, and expects a 204).
 #[must_use]
@@ -352,5 +369,6 @@ mod tests {
         };
         assert_eq!(text_message(std::slice::from_ref(&t)), Some("hi"));
         assert_eq!(text_message(&[t.clone(), t]), None);
+        assert_eq!(clean_text("a\u{1b}[2J\nb\u{202e}c\td"), "a[2J\nbc\td");
     }
 }

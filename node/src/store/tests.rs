@@ -26,6 +26,7 @@ fn seen(n: u8, fp: u8, name: &str) -> Seen {
         mac: Some([n; 6]),
         addr: Some(SocketAddr::from(([192, 168, 1, n], 40_000))),
         from: None,
+        localsend: false,
     }
 }
 
