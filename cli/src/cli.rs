@@ -141,7 +141,12 @@ pub struct LocalSendListenArgs {
     #[arg(long, value_name = "PORT", conflicts_with = "no_localsend")]
     pub localsend_port: Option<u16>,
     /// The PIN LocalSend senders must give [setting: localsend-pin]
-    #[arg(long, value_name = "PIN", env = "LOCALSTREAM_PIN", hide_env_values = true)]
+    #[arg(
+        long,
+        value_name = "PIN",
+        env = "LOCALSTREAM_PIN",
+        hide_env_values = true
+    )]
     pub pin: Option<String>,
 }
 
@@ -244,13 +249,22 @@ pub struct SendArgs {
     /// The receiver: its display name, the start of its id (4+ hex digits), or IP[:PORT] (IPv6 as [addr]:port)
     pub peer: String,
     /// Files and folders to send (a folder goes whole, with its sub-folders)
-    #[arg(required_unless_present = "text", conflicts_with = "text", value_name = "PATH")]
+    #[arg(
+        required_unless_present = "text",
+        conflicts_with = "text",
+        value_name = "PATH"
+    )]
     pub files: Vec<PathBuf>,
     /// Send this text message instead of files (LocalSend devices show it)
     #[arg(long, value_name = "TEXT")]
     pub text: Option<String>,
     /// The PIN a LocalSend device asks for (else asked for on the terminal)
-    #[arg(long, value_name = "PIN", env = "LOCALSTREAM_PIN", hide_env_values = true)]
+    #[arg(
+        long,
+        value_name = "PIN",
+        env = "LOCALSTREAM_PIN",
+        hide_env_values = true
+    )]
     pub pin: Option<String>,
     /// When discovery finds no LocalSend device by that name, ask every address of the local subnets (as LocalSend does when multicast is blocked)
     #[arg(long)]

@@ -361,7 +361,9 @@ fn banner(event: &Event) -> String {
         text.push_str(&format!("\nlistening on {addr}"));
     }
     if let Some(port) = localsend {
-        text.push_str(&format!("\nLocalSend   on port {port} (phones and LocalSend apps can send here)"));
+        text.push_str(&format!(
+            "\nLocalSend   on port {port} (phones and LocalSend apps can send here)"
+        ));
     }
     text
 }
@@ -506,9 +508,17 @@ pub fn notice_text(n: &Notice) -> Option<String> {
             "{} LocalSend device {}: LocalSend has no verification code; its certificate \
              fingerprint is {fingerprint} (compare it with the one in the device's LocalSend \
              settings){}",
-            if *first { "first contact with" } else { "sending to" },
+            if *first {
+                "first contact with"
+            } else {
+                "sending to"
+            },
             peer.short(),
-            if *first { "; it is pinned once the transfer is accepted" } else { "" }
+            if *first {
+                "; it is pinned once the transfer is accepted"
+            } else {
+                ""
+            }
         ),
         _ => return None,
     };

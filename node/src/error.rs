@@ -118,7 +118,10 @@ pub enum LocalSendError {
         message: String,
     },
     /// An answer that is not LocalSend's, or HTTP broke.
-    #[error("the device at {addr} does not answer as LocalSend does: {}", escape_for_terminal(reason))]
+    #[error(
+        "the device at {addr} does not answer as LocalSend does: {}",
+        escape_for_terminal(reason)
+    )]
     BadAnswer {
         /// Where.
         addr: SocketAddr,
@@ -129,7 +132,9 @@ pub enum LocalSendError {
     #[error("LocalSend TLS: {0}")]
     Tls(String),
     /// Another program holds the LocalSend port.
-    #[error("the LocalSend port {port} is taken (is the LocalSend app, or another localstream, running?): use --localsend-port, or --no-localsend")]
+    #[error(
+        "the LocalSend port {port} is taken (is the LocalSend app, or another localstream, running?): use --localsend-port, or --no-localsend"
+    )]
     PortTaken {
         /// The port.
         port: u16,

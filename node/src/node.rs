@@ -198,15 +198,17 @@ impl Node {
                 // A LocalStream node listed as such is not listed again as
                 // a LocalSend device.
                 Ok(d) => {
-                    let both: Vec<_> = d
-                        .into_iter()
-                        .filter(|p| {
-                            !p.device.as_deref().is_some_and(|d| d.ends_with(crate::localsend::LOCALSTREAM_MODEL))
-                                || !found.peers.iter().any(|l| {
-                                    l.name == p.name && l.addresses.iter().any(|a| p.addresses.contains(a))
+                    let both: Vec<_> =
+                        d.into_iter()
+                            .filter(|p| {
+                                !p.device.as_deref().is_some_and(|d| {
+                                    d.ends_with(crate::localsend::LOCALSTREAM_MODEL)
+                                }) || !found.peers.iter().any(|l| {
+                                    l.name == p.name
+                                        && l.addresses.iter().any(|a| p.addresses.contains(a))
                                 })
-                        })
-                        .collect();
+                            })
+                            .collect();
                     found.peers.extend(both);
                 }
                 Err(e) => tracing::debug!(error = %e, "LocalSend discovery failed"),

@@ -371,10 +371,13 @@ async fn localsend_pick(cx: &Context, cfg: &SendConfig, name: &str) -> Result<Op
         data.lookup(name).ok().and_then(|e| {
             let is_device = e.localsend;
             let addr = e.addresses.first().copied();
-            (is_device && e.trust != Trust::Blocked).then_some(addr).flatten().map(|addr| Reach {
-                addr,
-                expect: Some(e.fingerprint),
-            })
+            (is_device && e.trust != Trust::Blocked)
+                .then_some(addr)
+                .flatten()
+                .map(|addr| Reach {
+                    addr,
+                    expect: Some(e.fingerprint),
+                })
         })
     };
     let Discovery::On(interfaces) = &cfg.discovery else {

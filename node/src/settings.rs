@@ -47,8 +47,14 @@ pub const KEYS: &[(&str, &str)] = &[
         "the web UI's password, for `--ui-bind` on a LAN (`-`: read it from standard input; stored as an argon2 hash)",
     ),
     ("localsend", "speak LocalSend too (phones): on or off"),
-    ("localsend-port", "LocalSend's HTTPS and multicast port (default 53317)"),
-    ("localsend-pin", "the PIN LocalSend senders must give `listen` (text; empty: none)"),
+    (
+        "localsend-port",
+        "LocalSend's HTTPS and multicast port (default 53317)",
+    ),
+    (
+        "localsend-pin",
+        "the PIN LocalSend senders must give `listen` (text; empty: none)",
+    ),
 ];
 
 /// `localsend` in the file.
@@ -197,9 +203,11 @@ pub fn set(home: &Path, key: &str, value: &str) -> Result<PathBuf> {
         .parse()
         .map_err(|e: toml_edit::TomlError| Error::Usage(format!("{}: {e}", file.display())))?;
     let item = match key {
-        "port" | "localsend-port" => toml_edit::value(i64::from(value.parse::<u16>().map_err(|_| {
-            Error::Usage(format!("{key}: {value:?} is not a port number (0..65535)"))
-        })?)),
+        "port" | "localsend-port" => {
+            toml_edit::value(i64::from(value.parse::<u16>().map_err(|_| {
+                Error::Usage(format!("{key}: {value:?} is not a port number (0..65535)"))
+            })?))
+        }
         "interfaces" => {
             let mut list = toml_edit::Array::new();
             for name in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
@@ -207,9 +215,8 @@ pub fn set(home: &Path, key: &str, value: &str) -> Result<PathBuf> {
             }
             toml_edit::value(list)
         }
-        "name" | "dir" | "consent" | "compress" | "first-contact" | "ui-password" | "localsend" | "localsend-pin" => {
-            toml_edit::value(value)
-        }
+        "name" | "dir" | "consent" | "compress" | "first-contact" | "ui-password" | "localsend"
+        | "localsend-pin" => toml_edit::value(value),
         other => {
             let known: Vec<&str> = KEYS.iter().map(|(k, _)| *k).collect();
             return Err(Error::Usage(format!(
@@ -331,7 +338,8 @@ pub fn show(home: &Path, s: &Settings) -> String {
         ),
         line(
             "localsend",
-            s.localsend.map(|o| quoted(if o == OnOff::On { "on" } else { "off" })),
+            s.localsend
+                .map(|o| quoted(if o == OnOff::On { "on" } else { "off" })),
             "\"on\" (with discovery)",
         ),
         line(

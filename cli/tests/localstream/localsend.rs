@@ -73,7 +73,10 @@ impl Evil {
             )
             .await
             .unwrap();
-        (a.status, serde_json::from_slice(&a.body).unwrap_or_default())
+        (
+            a.status,
+            serde_json::from_slice(&a.body).unwrap_or_default(),
+        )
     }
 
     /// `prepare-upload` of `files` (name, size, sha256).
@@ -89,6 +92,20 @@ impl Evil {
         let body = serde_json::json!({"info": self.info, "files": map});
         self.post(&format!("{}/prepare-upload", wire::API), json_body(&body))
             .await
+    }
+
+    /// `prepare` once the previous session has ended (409 until then: one
+    /// session at a time).
+    async fn prepare_next(&self, files: &[(&str, u64, Option<String>)]) -> serde_json::Value {
+        let deadline = std::time::Instant::now() + common::STEP;
+        loop {
+            let (code, ans) = self.prepare(files).await;
+            if code != 409 || std::time::Instant::now() > deadline {
+                assert_eq!(code, 200, "{ans}");
+                return ans;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     async fn upload(&self, session: &str, file: &str, token: &str, bytes: &[u8]) -> u16 {
@@ -120,7 +137,12 @@ fn only(dir: &Path, allowed: &[&str]) {
     let ok = poll_until(common::STEP, || {
         names_in(dir).iter().all(|n| allowed.contains(&n.as_str()))
     });
-    assert!(ok, "unexpected files in {}: {:?}", dir.display(), names_in(dir));
+    assert!(
+        ok,
+        "unexpected files in {}: {:?}",
+        dir.display(),
+        names_in(dir)
+    );
 }
 
 fn err(out: &std::process::Output) -> String {
@@ -145,28 +167,58 @@ fn a_hostile_localsend_sender_is_refused_and_an_honest_one_served_after_it() {
     rt.block_on(async {
         // Names that escape the folder or carry control characters: 400,
         // before anyone is asked.
-        for name in ["../../evil.txt", "/etc/evil", "a/../../evil", "x\u{1b}[2J", "C:\\evil", "f.lspart"] {
+        for name in [
+            "../../evil.txt",
+            "/etc/evil",
+            "a/../../evil",
+            "x\u{1b}[2J",
+            "C:\\evil",
+            "f.lspart",
+        ] {
             let (code, body) = evil.prepare(&[(name, 3, None)]).await;
             assert_eq!(code, 400, "{name:?}: {body}");
-            assert!(body["message"].as_str().unwrap().contains("refused file name"), "{body}");
+            assert!(
+                body["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("refused file name"),
+                "{body}"
+            );
         }
         // More bytes than announced: refused, nothing kept.
         let (code, ans) = evil.prepare(&[("liar.bin", 10, None)]).await;
         assert_eq!(code, 200, "{ans}");
-        let (sid, token) = (ans["sessionId"].as_str().unwrap(), ans["files"]["0"].as_str().unwrap());
-        assert_eq!(evil.upload(sid, "0", "wrong-token", b"0123456789").await, 403);
+        let (sid, token) = (
+            ans["sessionId"].as_str().unwrap(),
+            ans["files"]["0"].as_str().unwrap(),
+        );
+        assert_eq!(
+            evil.upload(sid, "0", "wrong-token", b"0123456789").await,
+            403
+        );
         assert_eq!(evil.upload(sid, "0", token, &[7u8; 20]).await, 400);
         // Fewer bytes than announced, in a new session.
-        let (_, ans) = evil.prepare(&[("short.bin", 10, None)]).await;
-        let (sid, token) = (ans["sessionId"].as_str().unwrap(), ans["files"]["0"].as_str().unwrap());
+        let ans = evil.prepare_next(&[("short.bin", 10, None)]).await;
+        let (sid, token) = (
+            ans["sessionId"].as_str().unwrap(),
+            ans["files"]["0"].as_str().unwrap(),
+        );
         assert_eq!(evil.upload(sid, "0", token, b"12345").await, 400);
         // A hash that does not match what arrives.
-        let (_, ans) = evil.prepare(&[("hash.bin", 5, Some(sha(b"other")))]).await;
-        let (sid, token) = (ans["sessionId"].as_str().unwrap(), ans["files"]["0"].as_str().unwrap());
+        let ans = evil
+            .prepare_next(&[("hash.bin", 5, Some(sha(b"other")))])
+            .await;
+        let (sid, token) = (
+            ans["sessionId"].as_str().unwrap(),
+            ans["files"]["0"].as_str().unwrap(),
+        );
         assert_eq!(evil.upload(sid, "0", token, b"hello").await, 400);
         // A cancel for a session that is not its own, from its address: refused.
         let (code, _) = evil
-            .post(&format!("{}/cancel?sessionId=nope", wire::API), (empty_body(), 0))
+            .post(
+                &format!("{}/cancel?sessionId=nope", wire::API),
+                (empty_body(), 0),
+            )
             .await;
         assert_eq!(code, 403);
     });
@@ -177,14 +229,27 @@ fn a_hostile_localsend_sender_is_refused_and_an_honest_one_served_after_it() {
     let a = tx.file("src", "a.bin", &common::random_bytes(7, 300_000));
     let sub = tx.dir("src/folder");
     std::fs::write(sub.join("b.txt"), b"nested").unwrap();
-    let out = run(tx.cmd().args(["send", "--no-discovery", "--localsend-port"]).arg(port.to_string())
-        .arg(format!("127.0.0.1:{port}")).arg(&a).arg(&sub));
+    // `--retry`: the last refused session may still hold the one place.
+    let out = run(tx
+        .cmd()
+        .args(["send", "--no-discovery", "--retry=30", "--localsend-port"])
+        .arg(port.to_string())
+        .arg(format!("127.0.0.1:{port}"))
+        .arg(&a)
+        .arg(&sub));
     code(&out, 0);
     // (The refused sessions before it reported theirs.)
     listener.wait_line(|l| l.starts_with("received 2 files"));
-    assert_eq!(std::fs::read(dir.join("a.bin")).unwrap(), std::fs::read(&a).unwrap());
+    assert_eq!(
+        std::fs::read(dir.join("a.bin")).unwrap(),
+        std::fs::read(&a).unwrap()
+    );
     assert_eq!(std::fs::read(dir.join("folder/b.txt")).unwrap(), b"nested");
-    assert!(err(&out).contains("LocalSend has no verification code"), "{}", err(&out));
+    assert!(
+        err(&out).contains("LocalSend has no verification code"),
+        "{}",
+        err(&out)
+    );
     only(&dir, &["a.bin", "folder"]);
 }
 
@@ -197,7 +262,8 @@ fn a_pin_is_asked_for_and_wrong_ones_are_limited() {
     let f = tx.file("src", "pinned.txt", b"pinned");
     let send = |pin: Option<&str>| {
         let mut cmd = tx.cmd();
-        cmd.args(["send", "--no-discovery", "--localsend-port"]).arg(port.to_string());
+        cmd.args(["send", "--no-discovery", "--localsend-port"])
+            .arg(port.to_string());
         if let Some(p) = pin {
             cmd.args(["--pin", p]);
         }
@@ -205,7 +271,11 @@ fn a_pin_is_asked_for_and_wrong_ones_are_limited() {
     };
     let out = send(None);
     code(&out, 1);
-    assert!(err(&out).contains("asks for a PIN: give it with --pin"), "{}", err(&out));
+    assert!(
+        err(&out).contains("asks for a PIN: give it with --pin"),
+        "{}",
+        err(&out)
+    );
     code(&send(Some("4321")), 0);
     assert_eq!(std::fs::read(dir.join("pinned.txt")).unwrap(), b"pinned");
     let out = send(Some("0000"));
@@ -227,12 +297,19 @@ fn a_text_message_is_shown_escaped_and_saved() {
     let dir = rx.dir("in");
     let (mut listener, port) = start(&rx, &dir, &["--yes"]);
     let tx = Node::new(Role::Sender);
-    let out = run(tx.cmd().args(["send", "--no-discovery", "--localsend-port"]).arg(port.to_string())
-        .arg(format!("127.0.0.1:{port}")).args(["--text", "hello \u{1b}[31mphone"]));
+    let out = run(tx
+        .cmd()
+        .args(["send", "--no-discovery", "--localsend-port"])
+        .arg(port.to_string())
+        .arg(format!("127.0.0.1:{port}"))
+        .args(["--text", "hello \u{1b}[31mphone"]));
     code(&out, 0);
     listener.wait_line(|l| l.starts_with("message from "));
     let text = listener.wait_line(|_| true);
-    assert!(text.contains("hello") && !text.contains('\u{1b}'), "{text:?}");
+    assert!(
+        text.contains("hello") && !text.contains('\u{1b}'),
+        "{text:?}"
+    );
     listener.wait_line(|l| l.starts_with("(saved as "));
     assert_eq!(
         std::fs::read(dir.join("message.txt")).unwrap(),
@@ -247,10 +324,22 @@ fn a_listener_that_takes_trusted_peers_only_refuses_a_new_device() {
     let (_listener, port) = start(&rx, &dir, &["--trusted-only"]);
     let tx = Node::new(Role::Sender);
     let f = tx.file("src", "x.txt", b"x");
-    let out = run(tx.cmd().args(["send", "--no-discovery", "--localsend-port"]).arg(port.to_string())
-        .arg(format!("127.0.0.1:{port}")).arg(&f));
+    let out = run(tx
+        .cmd()
+        .args(["send", "--no-discovery", "--localsend-port"])
+        .arg(port.to_string())
+        .arg(format!("127.0.0.1:{port}"))
+        .arg(&f));
     code(&out, 1);
-    assert!(err(&out).contains("refused by the receiver"), "{}", err(&out));
-    assert!(err(&out).contains("accepts only peers it trusts"), "{}", err(&out));
+    assert!(
+        err(&out).contains("refused by the receiver"),
+        "{}",
+        err(&out)
+    );
+    assert!(
+        err(&out).contains("accepts only peers it trusts"),
+        "{}",
+        err(&out)
+    );
     only(&dir, &[]);
 }

@@ -18,10 +18,10 @@ mod common;
 
 mod attacks;
 mod cli;
-mod localsend;
 mod disk;
 mod faults;
 mod hostile;
 mod load;
+mod localsend;
 mod trust;
 mod ui;

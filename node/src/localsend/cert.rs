@@ -78,8 +78,9 @@ fn load(path: &Path) -> Result<Certificate, IdentityError> {
     let key = PrivatePkcs8KeyDer::from_pem_slice(pem.as_bytes())
         .map_err(|e| corrupt(format!("no PKCS#8 private key: {e}")))?;
     // The key must be the certificate's: rustls checks the pair.
-    let pair = rustls::crypto::ring::sign::any_supported_type(&PrivateKeyDer::Pkcs8(key.clone_key()))
-        .map_err(|e| corrupt(format!("unusable private key: {e}")))?;
+    let pair =
+        rustls::crypto::ring::sign::any_supported_type(&PrivateKeyDer::Pkcs8(key.clone_key()))
+            .map_err(|e| corrupt(format!("unusable private key: {e}")))?;
     let certified = rustls::sign::CertifiedKey::new(vec![cert.clone()], pair);
     certified
         .keys_match()
@@ -96,7 +97,8 @@ fn create(home: &Path, path: &Path) -> Result<Certificate, IdentityError> {
         what: "LocalSend certificate",
         reason,
     };
-    let key = rsa::PrivateKey::new(&mut rand::rng(), KEY_BITS).map_err(IdentityError::KeyGeneration)?;
+    let key =
+        rsa::PrivateKey::new(&mut rand::rng(), KEY_BITS).map_err(IdentityError::KeyGeneration)?;
     let key_pem = key
         .to_pkcs8_pem(LineEnding::LF)
         .map_err(|e| encode(e.to_string()))?;
@@ -152,7 +154,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(home.path().join(CERT_FILE)).unwrap().permissions().mode();
+            let mode = std::fs::metadata(home.path().join(CERT_FILE))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
     }

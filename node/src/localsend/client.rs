@@ -110,8 +110,9 @@ impl Client {
             .await
             .map_err(|_| Failure::Timeout(CONNECT_TIMEOUT))?
             .map_err(Failure::Connect)?;
-        let fp = super::tls::peer_fingerprint(tls.get_ref().1)
-            .ok_or_else(|| Failure::Connect(io::Error::other("the server showed no certificate")))?;
+        let fp = super::tls::peer_fingerprint(tls.get_ref().1).ok_or_else(|| {
+            Failure::Connect(io::Error::other("the server showed no certificate"))
+        })?;
         Ok((tls, fp))
     }
 
@@ -126,9 +127,10 @@ impl Client {
         {
             return Err(Failure::WrongCertificate(fingerprint));
         }
-        let (mut sender, conn) = hyper::client::conn::http1::handshake::<_, Body>(TokioIo::new(tls))
-            .await
-            .map_err(|e| Failure::Http(e.to_string()))?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake::<_, Body>(TokioIo::new(tls))
+                .await
+                .map_err(|e| Failure::Http(e.to_string()))?;
         let driver = tokio::spawn(async move {
             let _ = conn.await;
         });
@@ -178,7 +180,12 @@ impl Drop for AbortOnDrop {
 pub fn json_body(value: &impl serde::Serialize) -> (Body, u64) {
     let bytes = serde_json::to_vec(value).unwrap_or_default();
     let len = bytes.len() as u64;
-    (Full::new(Bytes::from(bytes)).map_err(|e| match e {}).boxed(), len)
+    (
+        Full::new(Bytes::from(bytes))
+            .map_err(|e| match e {})
+            .boxed(),
+        len,
+    )
 }
 
 /// An empty body.

@@ -116,14 +116,26 @@ mod tests {
             a.failed(ip(1), t0);
         }
         assert!(!a.allowed(ip(1), false, t0));
-        assert!(!a.allowed(ip(1), true, t0), "a trusted device has its own count too");
+        assert!(
+            !a.allowed(ip(1), true, t0),
+            "a trusted device has its own count too"
+        );
         assert!(a.allowed(ip(2), false, t0));
         for n in 0..PINS_OVERALL as u8 {
             a.failed(ip(100 + n), t0);
         }
-        assert!(!a.allowed(ip(3), false, t0), "strangers fill the overall count");
-        assert!(a.allowed(ip(3), true, t0), "a trusted device is not locked out by them");
-        assert!(a.allowed(ip(1), false, t0 + PIN_WINDOW), "the window passes");
+        assert!(
+            !a.allowed(ip(3), false, t0),
+            "strangers fill the overall count"
+        );
+        assert!(
+            a.allowed(ip(3), true, t0),
+            "a trusted device is not locked out by them"
+        );
+        assert!(
+            a.allowed(ip(1), false, t0 + PIN_WINDOW),
+            "the window passes"
+        );
     }
 
     #[test]

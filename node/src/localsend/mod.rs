@@ -142,7 +142,9 @@ impl Devices {
         if !self.writes.load(std::sync::atomic::Ordering::SeqCst) {
             return;
         }
-        let Some(home) = self.home.get().cloned() else { return };
+        let Some(home) = self.home.get().cloned() else {
+            return;
+        };
         {
             let mut last = self.written.lock().unwrap_or_else(PoisonError::into_inner);
             if !fresh && last.is_some_and(|t| t.elapsed() < Duration::from_secs(5)) {
@@ -162,7 +164,9 @@ impl Devices {
                 seen_ms: *t,
             })
             .collect();
-        let Ok(json) = serde_json::to_vec(&stored) else { return };
+        let Ok(json) = serde_json::to_vec(&stored) else {
+            return;
+        };
         let write = move || {
             if let Err(e) = crate::fsutil::write_atomic(&home, DEVICES_FILE, &json, 0o600) {
                 tracing::debug!(error = %e, "cannot share the LocalSend devices");
@@ -196,9 +200,13 @@ impl Devices {
         if self.writes.load(std::sync::atomic::Ordering::SeqCst) {
             return HashMap::new();
         }
-        let Some(home) = self.home.get() else { return HashMap::new() };
+        let Some(home) = self.home.get() else {
+            return HashMap::new();
+        };
         let path = home.join(DEVICES_FILE);
-        let Ok(meta) = std::fs::metadata(&path) else { return HashMap::new() };
+        let Ok(meta) = std::fs::metadata(&path) else {
+            return HashMap::new();
+        };
         if meta.len() > MAX_DEVICES_FILE {
             return HashMap::new();
         }
@@ -211,7 +219,14 @@ impl Devices {
             .filter(|s| s.seen_ms >= from)
             .filter_map(|s| {
                 let fp = wire::parse_fingerprint(&s.fingerprint)?;
-                Some((fp, Device { info: s.info, fingerprint: fp, addr: s.addr }))
+                Some((
+                    fp,
+                    Device {
+                        info: s.info,
+                        fingerprint: fp,
+                        addr: s.addr,
+                    },
+                ))
             })
             .take(MAX_DEVICES)
             .collect()
@@ -302,7 +317,12 @@ pub(crate) async fn start(st: Start<'_>) -> Result<Service> {
     });
     let stop = CancellationToken::new();
     st.devices.share();
-    let mut tasks = vec![server::spawn(listener, acceptor, served.clone(), stop.clone())];
+    let mut tasks = vec![server::spawn(
+        listener,
+        acceptor,
+        served.clone(),
+        stop.clone(),
+    )];
     if let Some(interfaces) = st.multicast {
         let addrs = multicast::interface_addrs(interfaces)?;
         let mc = multicast::Multicast::open(st.cfg.port, addrs)
@@ -311,7 +331,13 @@ pub(crate) async fn start(st: Start<'_>) -> Result<Service> {
         let mut announcement = me.clone();
         announcement.announce = Some(true);
         let (run, stop2, own) = (mc.clone(), stop.clone(), cert.fingerprint);
-        tasks.push(tokio::spawn(run.run(me, own, st.devices, Some(client), stop2)));
+        tasks.push(tokio::spawn(run.run(
+            me,
+            own,
+            st.devices,
+            Some(client),
+            stop2,
+        )));
         let stop3 = stop.clone();
         tasks.push(tokio::spawn(async move {
             // As LocalSend does: a few announcements at start.
@@ -367,7 +393,11 @@ pub async fn browse(
     match multicast::Multicast::open(port, addrs) {
         Ok(mc) => {
             let end = CancellationToken::new();
-            let reader = tokio::spawn(mc.clone().run(me.clone(), own, devices.clone(), None, end.clone()));
+            let reader =
+                tokio::spawn(
+                    mc.clone()
+                        .run(me.clone(), own, devices.clone(), None, end.clone()),
+                );
             let mut announcement = me.clone();
             announcement.announce = Some(true);
             mc.send(&announcement).await;
@@ -403,7 +433,8 @@ pub async fn browse(
 #[must_use]
 pub fn matching(devices: &[Device], typed: &str) -> Vec<Device> {
     let hex: String = typed.chars().filter(|c| *c != ':' && *c != '-').collect();
-    let is_hex = hex.len() >= crate::store::MIN_PREFIX_DIGITS && hex.chars().all(|c| c.is_ascii_hexdigit());
+    let is_hex =
+        hex.len() >= crate::store::MIN_PREFIX_DIGITS && hex.chars().all(|c| c.is_ascii_hexdigit());
     let by_name: Vec<Device> = devices
         .iter()
         .filter(|d| crate::discover::same_name(typed, &d.info.shown_alias()))
@@ -445,7 +476,15 @@ pub(crate) async fn find(
     let cert = certificate(&cx.home)?;
     let me = describe(cx.identity.name(), &cert, port);
     let stop = CancellationToken::new();
-    let looking = browse(&me, cert.fingerprint, interfaces, port, wait, &cx.devices, &stop);
+    let looking = browse(
+        &me,
+        cert.fingerprint,
+        interfaces,
+        port,
+        wait,
+        &cx.devices,
+        &stop,
+    );
     tokio::pin!(looking);
     let mut settle: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
     let started = Instant::now();
@@ -466,7 +505,14 @@ pub(crate) async fn find(
     if matches.is_empty() && scan {
         let client = client::Client::new(&cert).map_err(|e| LocalSendError::Tls(e.to_string()))?;
         let nets = scan_nets(interfaces)?;
-        let seen = scan::scan(&client, &me, cert.fingerprint, scan::targets(&nets, port), &cx.devices).await;
+        let seen = scan::scan(
+            &client,
+            &me,
+            cert.fingerprint,
+            scan::targets(&nets, port),
+            &cx.devices,
+        )
+        .await;
         matches = matching(&seen, typed);
     }
     Ok(matches)
@@ -503,7 +549,15 @@ pub(crate) async fn peers(
     // Watching: until stopped (re-announcing now and then).
     let wait = cfg.timeout.unwrap_or(Duration::from_secs(365 * 24 * 3600));
     let started = Instant::now();
-    let looking = browse(&me, cert.fingerprint, &cfg.interfaces, port, wait, &cx.devices, stop);
+    let looking = browse(
+        &me,
+        cert.fingerprint,
+        &cfg.interfaces,
+        port,
+        wait,
+        &cx.devices,
+        stop,
+    );
     tokio::pin!(looking);
     let mut reported = std::collections::HashSet::new();
     let mut found = loop {
@@ -521,7 +575,15 @@ pub(crate) async fn peers(
     if cfg.scan && !stop.is_cancelled() {
         let client = client::Client::new(&cert).map_err(|e| LocalSendError::Tls(e.to_string()))?;
         let nets = scan_nets(&cfg.interfaces)?;
-        for d in scan::scan(&client, &me, cert.fingerprint, scan::targets(&nets, port), &cx.devices).await {
+        for d in scan::scan(
+            &client,
+            &me,
+            cert.fingerprint,
+            scan::targets(&nets, port),
+            &cx.devices,
+        )
+        .await
+        {
             if !found.iter().any(|f| f.fingerprint == d.fingerprint) {
                 found.push(d);
             }
@@ -540,11 +602,15 @@ pub fn device_info(d: &Device, store: &crate::store::StoreData) -> crate::event:
     let pinned_other = store.peers().iter().find(|e| {
         e.node_id != id
             && e.localsend
-            && e.name().is_some_and(|n| crate::discover::looks_like(&alias, n))
+            && e.name()
+                .is_some_and(|n| crate::discover::looks_like(&alias, n))
     });
     let (trust, pinned_key) = match (store.get(&id), pinned_other) {
         (Some(e), _) => (e.trust.as_str(), None),
-        (None, Some(other)) => ("CHANGED", Some(crate::identity::short_fingerprint(&other.fingerprint))),
+        (None, Some(other)) => (
+            "CHANGED",
+            Some(crate::identity::short_fingerprint(&other.fingerprint)),
+        ),
         (None, None) => ("unpinned", None),
     };
     let kind = d.info.kind();

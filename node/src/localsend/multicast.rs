@@ -17,9 +17,9 @@ use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
+use super::Devices;
 use super::client::{Client, Request, json_body};
 use super::wire::{self, DeviceInfo};
-use super::Devices;
 
 /// One answer per source this often at most.
 const ANSWER_EVERY: Duration = Duration::from_secs(2);
@@ -41,7 +41,9 @@ pub(crate) struct Multicast {
 ///
 /// # Errors
 /// When the interfaces cannot be listed or a named one does not exist.
-pub(crate) fn interface_addrs(choice: &localstream_discovery::Interfaces) -> crate::Result<Vec<Ipv4Addr>> {
+pub(crate) fn interface_addrs(
+    choice: &localstream_discovery::Interfaces,
+) -> crate::Result<Vec<Ipv4Addr>> {
     let all = localstream_discovery::interfaces::list()?;
     let names = localstream_discovery::interfaces::select(choice, &all)?;
     Ok(all
@@ -73,7 +75,9 @@ impl Multicast {
             }
         }
         if joined.is_empty() {
-            return Err(io::Error::other("no interface could join the LocalSend multicast group"));
+            return Err(io::Error::other(
+                "no interface could join the LocalSend multicast group",
+            ));
         }
         socket.set_nonblocking(true)?;
         let socket = UdpSocket::from_std(socket.into())?;
@@ -86,7 +90,9 @@ impl Multicast {
 
     /// Sends `info` to the group on every interface.
     pub(crate) async fn send(&self, info: &DeviceInfo) {
-        let Ok(bytes) = serde_json::to_vec(info) else { return };
+        let Ok(bytes) = serde_json::to_vec(info) else {
+            return;
+        };
         let group = SocketAddrV4::new(wire::MULTICAST_GROUP, self.port);
         for a in self.interfaces.iter() {
             if let Err(e) = SockRef::from(&*self.socket).set_multicast_if_v4(a) {
@@ -126,7 +132,9 @@ impl Multicast {
             let Ok(info) = serde_json::from_slice::<DeviceInfo>(&buf[..n]) else {
                 continue;
             };
-            let Some(fp) = info.fingerprint() else { continue };
+            let Some(fp) = info.fingerprint() else {
+                continue;
+            };
             if fp == own || !info.https() {
                 continue;
             }
@@ -180,8 +188,10 @@ struct Answers {
 
 impl Answers {
     fn allow(&mut self, ip: IpAddr, now: Instant) -> bool {
-        self.recent.retain(|t| now.duration_since(*t) < ANSWER_WINDOW);
-        self.last.retain(|_, t| now.duration_since(*t) < ANSWER_EVERY);
+        self.recent
+            .retain(|t| now.duration_since(*t) < ANSWER_WINDOW);
+        self.last
+            .retain(|_, t| now.duration_since(*t) < ANSWER_EVERY);
         if self.recent.len() >= ANSWERS_OVERALL || self.last.contains_key(&ip) {
             return false;
         }
@@ -206,6 +216,9 @@ mod tests {
             a.allow(IpAddr::from([10, 0, 1, n]), t + ANSWER_EVERY);
         }
         assert!(!a.allow(IpAddr::from([10, 0, 2, 1]), t + ANSWER_EVERY));
-        assert!(a.allow(IpAddr::from([10, 0, 2, 1]), t + ANSWER_EVERY + ANSWER_WINDOW));
+        assert!(a.allow(
+            IpAddr::from([10, 0, 2, 1]),
+            t + ANSWER_EVERY + ANSWER_WINDOW
+        ));
     }
 }

@@ -29,7 +29,9 @@ use tracing::{debug, info};
 use super::server::{Conn, Served, answer};
 use super::wire::{self, DeviceInfo, FileInfo};
 use crate::consent::{Ruling, Standing};
-use crate::event::{EntryInfo, Event, Events, Notice, OFFER_EVENT_ENTRIES, Progress, Side, TransferDone};
+use crate::event::{
+    EntryInfo, Event, Events, Notice, OFFER_EVENT_ENTRIES, Progress, Side, TransferDone,
+};
 use crate::label::PeerLabel;
 use crate::store::{Direction, Outcome, Trust};
 use crate::trust::{self, Reached, Refusal};
@@ -192,7 +194,11 @@ impl Session {
 }
 
 /// Answers a `prepare-upload`; see the module docs for the steps.
-pub(crate) async fn prepare(s: &Arc<Served>, offered: Offered, req: &wire::PrepareUpload) -> Response {
+pub(crate) async fn prepare(
+    s: &Arc<Served>,
+    offered: Offered,
+    req: &wire::PrepareUpload,
+) -> Response {
     let shared = &s.shared;
     let peer = PeerIdentity {
         node_id: wire::node_id(&offered.cert),
@@ -208,17 +214,26 @@ pub(crate) async fn prepare(s: &Arc<Served>, offered: Offered, req: &wire::Prepa
             if let crate::Error::Trust(t) = &e {
                 shared.events.notice(Notice::PeerRefused(t.clone()));
             }
-            return answer(StatusCode::FORBIDDEN, "refused: this certificate is not the one pinned for that device");
+            return answer(
+                StatusCode::FORBIDDEN,
+                "refused: this certificate is not the one pinned for that device",
+            );
         }
         Err(Refusal::Store(e)) => {
-            return answer(StatusCode::INTERNAL_SERVER_ERROR, format!("the receiver's peer store: {e}"));
+            return answer(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("the receiver's peer store: {e}"),
+            );
         }
     };
     let trusted = contacted.trust == Trust::Trusted;
     if let Some(pin) = &s.pin {
         let now = Instant::now();
         if !s.pins.allowed(offered.from, trusted, now) {
-            return answer(StatusCode::TOO_MANY_REQUESTS, "too many wrong PINs; wait a minute");
+            return answer(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many wrong PINs; wait a minute",
+            );
         }
         match offered.pin.as_deref() {
             None => return answer(StatusCode::UNAUTHORIZED, "PIN required"),
@@ -244,7 +259,10 @@ pub(crate) async fn prepare(s: &Arc<Served>, offered: Offered, req: &wire::Prepa
     if text.is_none()
         && crate::fsutil::available_space(&shared.dir).is_some_and(|free| free < total)
     {
-        return answer(StatusCode::INSUFFICIENT_STORAGE, "not enough disk space on the receiver");
+        return answer(
+            StatusCode::INSUFFICIENT_STORAGE,
+            "not enough disk space on the receiver",
+        );
     }
     let transfer = crate::event::next_transfer();
     let events = shared.events.for_transfer(transfer);
@@ -272,7 +290,11 @@ pub(crate) async fn prepare(s: &Arc<Served>, offered: Offered, req: &wire::Prepa
         executables: 0,
         code: None,
         abandoned_exchanges: None,
-        localsend: Some(format!("LocalSend {}", offered.info.kind()).trim_end().to_owned()),
+        localsend: Some(
+            format!("LocalSend {}", offered.info.kind())
+                .trim_end()
+                .to_owned(),
+        ),
         text: text.clone(),
     };
     let ruling = ask(s, standing, offer, transfer).await;
@@ -303,16 +325,20 @@ pub(crate) async fn prepare(s: &Arc<Served>, offered: Offered, req: &wire::Prepa
     if let Some(text) = text {
         return message(s, &events, label, &files[0], text, history).await;
     }
-    start(s, claim, Start {
-        id: crate::trust::session_hex(&session_id),
-        from: offered.from,
-        label,
-        files,
-        events,
-        history,
-        total,
-        transfer,
-    })
+    start(
+        s,
+        claim,
+        Start {
+            id: crate::trust::session_hex(&session_id),
+            from: offered.from,
+            label,
+            files,
+            events,
+            history,
+            total,
+            transfer,
+        },
+    )
 }
 
 /// Constant-time comparison (a PIN).
@@ -327,10 +353,7 @@ async fn ask(s: &Arc<Served>, standing: Standing, offer: Event, transfer: u64) -
     let _withdraw = gone.clone().drop_guard();
     let shared = s.shared.clone();
     let asking = tokio::spawn(crate::event::in_transfer_as(transfer, async move {
-        shared
-            .gate
-            .decide(standing, offer, gone.cancelled())
-            .await
+        shared.gate.decide(standing, offer, gone.cancelled()).await
     }));
     asking.await.unwrap_or(Ruling::Withdrawn)
 }
@@ -384,7 +407,8 @@ async fn message(
     });
     if let Some(h) = history {
         let n = u64::from(saved.is_some());
-        h.end(events, Outcome::Ok, n, text.len() as u64, "text message").await;
+        h.end(events, Outcome::Ok, n, text.len() as u64, "text message")
+            .await;
     }
     let _ = s.ended.send(true);
     StatusCode::NO_CONTENT.into_response()
@@ -527,7 +551,10 @@ async fn finish(s: &Arc<Served>, session: &Arc<Session>, early: Option<(Status, 
                 _ => None,
             })
             .collect();
-        let failed = files.iter().filter(|f| !matches!(f.state, FileState::Saved(_))).count();
+        let failed = files
+            .iter()
+            .filter(|f| !matches!(f.state, FileState::Saved(_)))
+            .count();
         (saved, failed)
     };
     let offered = saved.len() + failed;
@@ -541,7 +568,12 @@ async fn finish(s: &Arc<Served>, session: &Arc<Session>, early: Option<(Status, 
     };
     let ok = failed == 0 && early.is_none();
     let early = early.or_else(|| {
-        (failed > 0).then(|| (Status::WriteFailed, format!("{failed} of {offered} files did not arrive")))
+        (failed > 0).then(|| {
+            (
+                Status::WriteFailed,
+                format!("{failed} of {offered} files did not arrive"),
+            )
+        })
     });
     if let Some((_, why)) = &early {
         session.events.emit(Event::Error {
@@ -551,21 +583,23 @@ async fn finish(s: &Arc<Served>, session: &Arc<Session>, early: Option<(Status, 
             message: why.clone(),
         });
     }
-    session.events.emit(Event::TransferDone(Box::new(TransferDone {
-        side: Side::Receive,
-        peer: session.label.clone(),
-        session: session.id.clone(),
-        ok,
-        files: saved.len(),
-        offered,
-        bytes,
-        resumed: 0,
-        seconds: session.started.elapsed().as_secs_f64(),
-        failed: None,
-        saved: saved.clone(),
-        wire: None,
-        discarded: 0,
-    })));
+    session
+        .events
+        .emit(Event::TransferDone(Box::new(TransferDone {
+            side: Side::Receive,
+            peer: session.label.clone(),
+            session: session.id.clone(),
+            ok,
+            files: saved.len(),
+            offered,
+            bytes,
+            resumed: 0,
+            seconds: session.started.elapsed().as_secs_f64(),
+            failed: None,
+            saved: saved.clone(),
+            wire: None,
+            discarded: 0,
+        })));
     let history = lock(&session.history).take();
     if let Some(h) = history {
         let (outcome, detail) = match &early {
@@ -626,7 +660,9 @@ pub(crate) async fn upload(
     session.touch();
     let (state, response) = match result {
         Ok(path) => {
-            session.progress.file_done(&info.file_name, info.size, Some(&path));
+            session
+                .progress
+                .file_done(&info.file_name, info.size, Some(&path));
             (FileState::Saved(path), StatusCode::OK.into_response())
         }
         Err((code, why)) => {
@@ -667,7 +703,11 @@ enum Chunk {
 type Failed = (StatusCode, String);
 
 /// Streams one upload's body to a writer thread.
-async fn receive_file(session: &Arc<Session>, info: &FileInfo, body: Body) -> Result<PathBuf, Failed> {
+async fn receive_file(
+    session: &Arc<Session>,
+    info: &FileInfo,
+    body: Body,
+) -> Result<PathBuf, Failed> {
     let (tx, rx) = tokio::sync::mpsc::channel::<Chunk>(8);
     let dir = session.dir.clone();
     let (name, size) = (info.file_name.clone(), info.size);
@@ -684,12 +724,20 @@ async fn receive_file(session: &Arc<Session>, info: &FileInfo, body: Body) -> Re
         let chunk = match next {
             Err(_) => break Err((StatusCode::REQUEST_TIMEOUT, "the upload stalled".into())),
             Ok(None) => break Ok(()),
-            Ok(Some(Err(e))) => break Err((StatusCode::BAD_REQUEST, format!("the upload broke off: {e}"))),
+            Ok(Some(Err(e))) => {
+                break Err((
+                    StatusCode::BAD_REQUEST,
+                    format!("the upload broke off: {e}"),
+                ));
+            }
             Ok(Some(Ok(c))) => c,
         };
         got += chunk.len() as u64;
         if got > size {
-            break Err((StatusCode::BAD_REQUEST, format!("more than the {size} bytes announced")));
+            break Err((
+                StatusCode::BAD_REQUEST,
+                format!("more than the {size} bytes announced"),
+            ));
         }
         session.progress.advance(chunk.len() as u64);
         session.touch();
@@ -710,7 +758,10 @@ async fn receive_file(session: &Arc<Session>, info: &FileInfo, body: Body) -> Re
     drop(tx);
     match writer.await {
         Ok(r) => r,
-        Err(e) => Err((StatusCode::INTERNAL_SERVER_ERROR, format!("writer failed: {e}"))),
+        Err(e) => Err((
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("writer failed: {e}"),
+        )),
     }
 }
 
@@ -739,9 +790,10 @@ fn write_file(
     let Some((file_name, dirs)) = parts.split_last() else {
         return Err((StatusCode::BAD_REQUEST, "empty file name".into()));
     };
-    let parent = crate::fsutil::prepare_parent(dir, dirs).map_err(fail(StatusCode::INTERNAL_SERVER_ERROR))?;
-    let (partial, file) =
-        crate::fsutil::create_partial(&parent, file_name).map_err(fail(StatusCode::INTERNAL_SERVER_ERROR))?;
+    let parent = crate::fsutil::prepare_parent(dir, dirs)
+        .map_err(fail(StatusCode::INTERNAL_SERVER_ERROR))?;
+    let (partial, file) = crate::fsutil::create_partial(&parent, file_name)
+        .map_err(fail(StatusCode::INTERNAL_SERVER_ERROR))?;
     let mut guard = PartialGuard(Some(partial.clone()));
     let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
     let mut hasher = want.map(|_| Sha256::new());
@@ -754,7 +806,8 @@ fn write_file(
                 if let Some(h) = &mut hasher {
                     h.update(&b);
                 }
-                out.write_all(&b).map_err(fail(StatusCode::INTERNAL_SERVER_ERROR))?;
+                out.write_all(&b)
+                    .map_err(fail(StatusCode::INTERNAL_SERVER_ERROR))?;
             }
             Chunk::End => {
                 ended = true;
@@ -774,12 +827,16 @@ fn write_file(
     if let (Some(h), Some(want)) = (hasher, want)
         && <[u8; 32]>::from(h.finalize()) != want
     {
-        return Err((StatusCode::BAD_REQUEST, "the SHA-256 does not match the one announced".into()));
+        return Err((
+            StatusCode::BAD_REQUEST,
+            "the SHA-256 does not match the one announced".into(),
+        ));
     }
     let file = out
         .into_inner()
         .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.error().to_string()))?;
-    file.sync_all().map_err(fail(StatusCode::INTERNAL_SERVER_ERROR))?;
+    file.sync_all()
+        .map_err(fail(StatusCode::INTERNAL_SERVER_ERROR))?;
     drop(file);
     let placed = crate::fsutil::commit_partial(&partial, &parent, file_name)
         .map_err(fail(StatusCode::INTERNAL_SERVER_ERROR))?;

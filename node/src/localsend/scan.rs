@@ -44,7 +44,13 @@ pub fn targets(nets: &[(Ipv4Addr, Ipv4Addr)], port: u16) -> Vec<SocketAddr> {
 
 /// Asks every target who it is; the devices that answer go into `devices`
 /// and are returned.
-pub async fn scan(client: &Client, me: &DeviceInfo, own: [u8; 32], targets: Vec<SocketAddr>, devices: &Arc<Devices>) -> Vec<Device> {
+pub async fn scan(
+    client: &Client,
+    me: &DeviceInfo,
+    own: [u8; 32],
+    targets: Vec<SocketAddr>,
+    devices: &Arc<Devices>,
+) -> Vec<Device> {
     let found = futures_util::stream::iter(targets)
         .map(|addr| async move {
             let (body, length) = json_body(me);
@@ -56,7 +62,10 @@ pub async fn scan(client: &Client, me: &DeviceInfo, own: [u8; 32], targets: Vec<
                 answer_limit: wire::MAX_INFO_BODY,
                 timeout: Some(TIMEOUT),
             };
-            let answer = tokio::time::timeout(TIMEOUT, client.post(addr, req)).await.ok()?.ok()?;
+            let answer = tokio::time::timeout(TIMEOUT, client.post(addr, req))
+                .await
+                .ok()?
+                .ok()?;
             if answer.status != 200 || answer.fingerprint == own {
                 return None;
             }
@@ -71,7 +80,11 @@ pub async fn scan(client: &Client, me: &DeviceInfo, own: [u8; 32], targets: Vec<
         .into_iter()
         .map(|(info, fingerprint, addr)| {
             devices.saw(&info, fingerprint, addr);
-            Device { info, fingerprint, addr }
+            Device {
+                info,
+                fingerprint,
+                addr,
+            }
         })
         .collect()
 }
@@ -82,14 +95,29 @@ mod tests {
 
     #[test]
     fn a_slash_24_without_ourselves_and_wider_nets_cut_to_it() {
-        let t = targets(&[(Ipv4Addr::new(192, 168, 1, 7), Ipv4Addr::new(255, 255, 255, 0))], 53317);
+        let t = targets(
+            &[(
+                Ipv4Addr::new(192, 168, 1, 7),
+                Ipv4Addr::new(255, 255, 255, 0),
+            )],
+            53317,
+        );
         assert_eq!(t.len(), 253);
         assert!(!t.contains(&SocketAddr::from(([192, 168, 1, 7], 53317))));
         assert!(t.contains(&SocketAddr::from(([192, 168, 1, 1], 53317))));
         assert!(!t.contains(&SocketAddr::from(([192, 168, 1, 255], 53317))));
-        let wide = targets(&[(Ipv4Addr::new(10, 1, 2, 3), Ipv4Addr::new(255, 0, 0, 0))], 1);
+        let wide = targets(
+            &[(Ipv4Addr::new(10, 1, 2, 3), Ipv4Addr::new(255, 0, 0, 0))],
+            1,
+        );
         assert_eq!(wide.len(), 253);
-        let small = targets(&[(Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(255, 255, 255, 252))], 1);
+        let small = targets(
+            &[(
+                Ipv4Addr::new(10, 0, 0, 1),
+                Ipv4Addr::new(255, 255, 255, 252),
+            )],
+            1,
+        );
         assert_eq!(small, vec![SocketAddr::from(([10, 0, 0, 2], 1))]);
         assert!(targets(&[(Ipv4Addr::LOCALHOST, Ipv4Addr::new(255, 0, 0, 0))], 1).is_empty());
     }

@@ -114,8 +114,16 @@ pub(crate) async fn run(cx: &Context, job: &Job) -> Result<Sent> {
                     message: message.clone(),
                 });
             }
-            trust::record_if_pinned(&cx.store, &cx.events, &peer, &session_id, Direction::Send, outcome, &detail)
-                .await;
+            trust::record_if_pinned(
+                &cx.store,
+                &cx.events,
+                &peer,
+                &session_id,
+                Direction::Send,
+                outcome,
+                &detail,
+            )
+            .await;
             return Err(e);
         }
     };
@@ -133,14 +141,18 @@ pub(crate) async fn run(cx: &Context, job: &Job) -> Result<Sent> {
             bytes: total,
         }),
         // A receiver that keeps texts as files (LocalSend answers 204 and shows it).
-        (Some(answer), Payload::Text(text)) => upload_text(&client, addr, &peer, &answer, text).await,
+        (Some(answer), Payload::Text(text)) => {
+            upload_text(&client, addr, &peer, &answer, text).await
+        }
         (Some(answer), Payload::Files(_)) => {
             upload_all(cx, &client, addr, &peer, &sources, &files, &answer, total).await
         }
     };
     report(cx, &label, &session_id, &files, total, started, &result);
     let (outcome, detail) = trust::outcome(result.as_ref().err(), result.is_ok());
-    let (delivered, bytes) = result.as_ref().map_or((0, 0), |s| (s.delivered as u64, s.bytes));
+    let (delivered, bytes) = result
+        .as_ref()
+        .map_or((0, 0), |s| (s.delivered as u64, s.bytes));
     let end = SessionEnd {
         ended_ms: now_ms(),
         files: delivered,
@@ -148,8 +160,17 @@ pub(crate) async fn run(cx: &Context, job: &Job) -> Result<Sent> {
         outcome,
         detail,
     };
-    trust::record_session(&cx.store, &cx.events, &peer, Some(addr), &session_id, Direction::Send, started_ms, end)
-        .await;
+    trust::record_session(
+        &cx.store,
+        &cx.events,
+        &peer,
+        Some(addr),
+        &session_id,
+        Direction::Send,
+        started_ms,
+        end,
+    )
+    .await;
     result
 }
 
@@ -178,9 +199,11 @@ async fn meet(
         .await
         .map_err(|f| failure(addr, f, reach.expect))?;
     let info = match answer.status {
-        200 => serde_json::from_slice::<DeviceInfo>(&answer.body).map_err(|e| LocalSendError::BadAnswer {
-            addr,
-            reason: format!("register: {e}"),
+        200 => serde_json::from_slice::<DeviceInfo>(&answer.body).map_err(|e| {
+            LocalSendError::BadAnswer {
+                addr,
+                reason: format!("register: {e}"),
+            }
         })?,
         code => {
             return Err(LocalSendError::Http {
@@ -233,9 +256,14 @@ fn failure(addr: SocketAddr, f: Failure, expected: Option<[u8; 32]>) -> Error {
             addr,
             expected: format!(
                 "the LocalSend device announced with certificate {}",
-                expected.map(|e| wire::fingerprint_text(&e)).unwrap_or_default()
+                expected
+                    .map(|e| wire::fingerprint_text(&e))
+                    .unwrap_or_default()
             ),
-            actual: format!("a device with certificate {}", wire::fingerprint_text(&presented)),
+            actual: format!(
+                "a device with certificate {}",
+                wire::fingerprint_text(&presented)
+            ),
         }),
         Failure::Connect(source) => Error::Connect { addr, source },
         Failure::Timeout(_) => Error::Timeout("the LocalSend device did not answer"),
@@ -279,7 +307,10 @@ fn offer_files(sources: &[Source], payload: &Payload) -> Vec<FileInfo> {
 
 /// A MIME type by extension (LocalSend picks an icon and an app by it).
 fn mime(name: &str) -> &'static str {
-    let ext = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
+    let ext = name
+        .rsplit_once('.')
+        .map(|(_, e)| e.to_ascii_lowercase())
+        .unwrap_or_default();
     match ext.as_str() {
         "jpg" | "jpeg" => "image/jpeg",
         "png" => "image/png",
@@ -339,16 +370,24 @@ async fn prepare(
     let device = PeerLabel::of(peer).short();
     let message = message_of(&answer);
     match answer.status {
-        200 => serde_json::from_slice(&answer.body)
-            .map(Some)
-            .map_err(|e| LocalSendError::BadAnswer { addr, reason: format!("prepare-upload: {e}") }.into()),
+        200 => serde_json::from_slice(&answer.body).map(Some).map_err(|e| {
+            LocalSendError::BadAnswer {
+                addr,
+                reason: format!("prepare-upload: {e}"),
+            }
+            .into()
+        }),
         204 => Ok(None),
         401 if pin.is_none() => Err(LocalSendError::PinRequired { device }.into()),
         401 => Err(LocalSendError::WrongPin { device }.into()),
         429 => Err(LocalSendError::TooManyAttempts { device }.into()),
         403 => Err(TransferError::Refused {
             status: Status::Declined,
-            message: if message.is_empty() { "declined".into() } else { message },
+            message: if message.is_empty() {
+                "declined".into()
+            } else {
+                message
+            },
         }
         .into()),
         409 => Err(TransferError::Refused {
@@ -394,7 +433,11 @@ async fn upload_text(
     text: &str,
 ) -> Result<Sent> {
     let Some(token) = answer.files.get("0").and_then(|t| t.as_str()) else {
-        return Ok(Sent { delivered: 1, offered: 1, bytes: text.len() as u64 });
+        return Ok(Sent {
+            delivered: 1,
+            offered: 1,
+            bytes: text.len() as u64,
+        });
     };
     let path = format!(
         "{}/upload?sessionId={}&fileId=0&token={}",
@@ -422,9 +465,19 @@ async fn upload_text(
         .await
         .map_err(|e| failure(addr, e, Some(peer.fingerprint)))?;
     if a.status != 200 {
-        return Err(LocalSendError::Http { addr, what: "upload", code: a.status, message: message_of(&a) }.into());
+        return Err(LocalSendError::Http {
+            addr,
+            what: "upload",
+            code: a.status,
+            message: message_of(&a),
+        }
+        .into());
     }
-    Ok(Sent { delivered: 1, offered: 1, bytes: text.len() as u64 })
+    Ok(Sent {
+        delivered: 1,
+        offered: 1,
+        bytes: text.len() as u64,
+    })
 }
 
 /// The uploads, one after the other; a failure ends the session (the
@@ -565,7 +618,10 @@ impl Drop for CancelOnDrop {
         let (client, addr, fp) = (self.client.clone(), self.addr, self.fingerprint);
         let path = format!("{}/cancel?sessionId={}", wire::API, encode(&self.session));
         let sending = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
                 return;
             };
             rt.block_on(async move {

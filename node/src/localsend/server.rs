@@ -145,10 +145,11 @@ async fn serve_connection(
         addr,
         cert: super::tls::peer_fingerprint(tls.get_ref().1),
     };
-    let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-        req.extensions_mut().insert(conn);
-        app.clone().oneshot(req)
-    });
+    let service =
+        hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(conn);
+            app.clone().oneshot(req)
+        });
     let served = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(HEAD_TIMEOUT)
@@ -201,8 +202,11 @@ async fn register(
             && fp != s.own
         {
             let port = info.port.unwrap_or(wire::PORT);
-            s.devices
-                .saw(&info, fp, SocketAddr::new(conn.addr.ip().to_canonical(), port));
+            s.devices.saw(
+                &info,
+                fp,
+                SocketAddr::new(conn.addr.ip().to_canonical(), port),
+            );
         }
     }
     axum::Json(&s.me).into_response()
@@ -259,7 +263,10 @@ async fn cancel(
     Query(q): Query<SessionQuery>,
 ) -> Response {
     let from: IpAddr = conn.addr.ip().to_canonical();
-    match s.slot.cancel_from(q.session_id.as_deref().unwrap_or(""), from) {
+    match s
+        .slot
+        .cancel_from(q.session_id.as_deref().unwrap_or(""), from)
+    {
         true => StatusCode::OK.into_response(),
         false => answer(StatusCode::FORBIDDEN, "no such session from this address"),
     }

@@ -11,7 +11,9 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::{ClientConfig, DigitallySignedStruct, DistinguishedName, ServerConfig, SignatureScheme};
+use rustls::{
+    ClientConfig, DigitallySignedStruct, DistinguishedName, ServerConfig, SignatureScheme,
+};
 
 use super::cert::Certificate;
 
@@ -29,7 +31,9 @@ pub fn server(cert: &Certificate) -> Result<Arc<ServerConfig>, rustls::Error> {
     let p = provider();
     let cfg = ServerConfig::builder_with_provider(p.clone())
         .with_safe_default_protocol_versions()?
-        .with_client_cert_verifier(Arc::new(AnyCertificate(p.signature_verification_algorithms)))
+        .with_client_cert_verifier(Arc::new(AnyCertificate(
+            p.signature_verification_algorithms,
+        )))
         .with_single_cert(vec![cert.cert.clone()], cert.key())?;
     Ok(Arc::new(cfg))
 }
@@ -44,7 +48,9 @@ pub fn client(cert: &Certificate) -> Result<Arc<ClientConfig>, rustls::Error> {
     let cfg = ClientConfig::builder_with_provider(p.clone())
         .with_safe_default_protocol_versions()?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AnyCertificate(p.signature_verification_algorithms)))
+        .with_custom_certificate_verifier(Arc::new(AnyCertificate(
+            p.signature_verification_algorithms,
+        )))
         .with_client_auth_cert(vec![cert.cert.clone()], cert.key())?;
     Ok(Arc::new(cfg))
 }

@@ -84,7 +84,11 @@ impl DeviceInfo {
     #[must_use]
     pub fn shown_alias(&self) -> String {
         let a = localstream_proto::names::strip_control_or_bidi(self.alias.trim(), MAX_ALIAS);
-        if a.trim().is_empty() { "LocalSend device".into() } else { a }
+        if a.trim().is_empty() {
+            "LocalSend device".into()
+        } else {
+            a
+        }
     }
 
     /// Type and model, for people: `mobile, Samsung`.
@@ -268,7 +272,10 @@ pub fn check_files(req: &PrepareUpload) -> Result<Vec<FileInfo>, BadOffer> {
             reason,
         };
         let parts = validate_wire_path(&f.file_name).map_err(|e| bad(e.to_string()))?;
-        if parts.last().is_some_and(|n| n.ends_with(crate::fsutil::PARTIAL_SUFFIX)) {
+        if parts
+            .last()
+            .is_some_and(|n| n.ends_with(crate::fsutil::PARTIAL_SUFFIX))
+        {
             return Err(bad(format!(
                 "names ending in {} are reserved for partial files",
                 crate::fsutil::PARTIAL_SUFFIX
@@ -312,26 +319,53 @@ mod tests {
 
     #[test]
     fn hostile_names_are_refused_before_anyone_is_asked() {
-        for name in ["../x", "/etc/passwd", "a/../../b", "C:\\x", "a\u{0}b", "x\u{1b}[2J", "", "a/.", "f.lspart"] {
+        for name in [
+            "../x",
+            "/etc/passwd",
+            "a/../../b",
+            "C:\\x",
+            "a\u{0}b",
+            "x\u{1b}[2J",
+            "",
+            "a/.",
+            "f.lspart",
+        ] {
             let r = check_files(&offer(serde_json::json!({ "1": file("1", name) })));
             assert!(matches!(r, Err(BadOffer::Name { .. })), "{name:?}: {r:?}");
         }
-        let ok = check_files(&offer(serde_json::json!({ "1": file("1", "dir/a.txt"), "2": file("2", "b") })))
-            .unwrap();
-        assert_eq!(ok.iter().map(|f| f.file_name.as_str()).collect::<Vec<_>>(), ["dir/a.txt", "b"]);
+        let ok = check_files(&offer(
+            serde_json::json!({ "1": file("1", "dir/a.txt"), "2": file("2", "b") }),
+        ))
+        .unwrap();
+        assert_eq!(
+            ok.iter().map(|f| f.file_name.as_str()).collect::<Vec<_>>(),
+            ["dir/a.txt", "b"]
+        );
     }
 
     #[test]
     fn ids_duplicates_sizes_and_hashes_are_checked() {
         let r = check_files(&offer(serde_json::json!({ "1": file("2", "a") })));
         assert_eq!(r.unwrap_err(), BadOffer::Ids);
-        let r = check_files(&offer(serde_json::json!({ "1": file("1", "a"), "2": file("2", "A") })));
+        let r = check_files(&offer(
+            serde_json::json!({ "1": file("1", "a"), "2": file("2", "A") }),
+        ));
         assert!(matches!(r, Err(BadOffer::Duplicate(_))));
-        let big = serde_json::json!({"id": "1", "fileName": "a", "size": u64::MAX, "fileType": "x"});
-        assert_eq!(check_files(&offer(serde_json::json!({ "1": big }))).unwrap_err(), BadOffer::Size);
+        let big =
+            serde_json::json!({"id": "1", "fileName": "a", "size": u64::MAX, "fileType": "x"});
+        assert_eq!(
+            check_files(&offer(serde_json::json!({ "1": big }))).unwrap_err(),
+            BadOffer::Size
+        );
         let hash = serde_json::json!({"id": "1", "fileName": "a", "size": 1, "sha256": "zz"});
-        assert!(matches!(check_files(&offer(serde_json::json!({ "1": hash }))), Err(BadOffer::Hash(_))));
-        assert_eq!(check_files(&offer(serde_json::json!({}))).unwrap_err(), BadOffer::Empty);
+        assert!(matches!(
+            check_files(&offer(serde_json::json!({ "1": hash }))),
+            Err(BadOffer::Hash(_))
+        ));
+        assert_eq!(
+            check_files(&offer(serde_json::json!({}))).unwrap_err(),
+            BadOffer::Empty
+        );
     }
 
     #[test]
