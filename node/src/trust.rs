@@ -173,8 +173,13 @@ pub async fn name_of_pinned(store: &PeerStore, peer: &PeerIdentity) -> Option<Er
     let data = with_store(store, |s| s.load().map_err(Error::from))
         .await
         .ok()?;
+    // One machine may speak both protocols under one name with two keys (its
+    // LocalStream key and its LocalSend certificate): names are compared
+    // within a protocol.
+    let localsend = peer.public_key_der.is_empty();
     let known = data.peers().iter().find(|e| {
         e.node_id != id
+            && e.localsend == localsend
             && e.name()
                 .is_some_and(|n| crate::discover::looks_like(&name, n))
     })?;
@@ -202,6 +207,7 @@ async fn recent_other(
     held: impl Fn(&PeerEntry) -> bool + Send + 'static,
 ) -> Option<PeerEntry> {
     let id = Uuid::from_bytes(peer.node_id);
+    let localsend = peer.public_key_der.is_empty();
     let data = with_store(store, |s| s.load().map_err(Error::from))
         .await
         .ok()?;
@@ -209,7 +215,10 @@ async fn recent_other(
     data.peers()
         .iter()
         .find(|e| {
-            e.node_id != id && now.saturating_sub(e.last_seen) < SOURCE_MEMORY_SECS && held(e)
+            e.node_id != id
+                && e.localsend == localsend
+                && now.saturating_sub(e.last_seen) < SOURCE_MEMORY_SECS
+                && held(e)
         })
         .cloned()
 }
