@@ -104,7 +104,17 @@ async fn dispatch(config: Config) -> Result<Exit, Error> {
             clap_complete::generate(shell, &mut Cli::command(), "localstream", out);
             Ok(())
         }),
-        Config::Manpage => generated(|out| clap_mangen::Man::new(Cli::command()).render(out)),
+        Config::Manpage(None) => generated(crate::manpage::page),
+        Config::Manpage(Some(dir)) => {
+            let written = crate::manpage::pages(&dir).map_err(|source| Error::File {
+                path: dir.clone(),
+                source,
+            })?;
+            for page in written {
+                outln!("{}", page.display());
+            }
+            Ok(Exit::Success)
+        }
         Config::Id(common) => {
             let node = Node::start(common.node_config())?;
             let id = node.identity();

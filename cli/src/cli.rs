@@ -76,8 +76,12 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the manual page (roff): `localstream manpage > localstream.1; man ./localstream.1`
-    Manpage,
+    /// Print the manual (roff), one complete page: `localstream manpage > localstream.1; man ./localstream.1`
+    Manpage {
+        /// Write a page per command into DIR instead (localstream.1, localstream-send.1, ...): `--dir ~/.local/share/man/man1`
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     /// Run `listen` as a systemd user service (Linux), with the policy from the settings file
     #[command(subcommand)]
     Service(crate::service::Action),
@@ -152,7 +156,7 @@ pub struct LocalSendListenArgs {
 
 #[derive(Debug, Args)]
 pub struct ListenArgs {
-    /// Where received files go [default: Downloads/LocalStream, else the current directory]
+    /// Where received files go (made if missing) [default: ~/Downloads/LocalStream when ~/Downloads exists, else ~/.local/share/localstream/received; setting: dir]
     #[arg(long, short, value_name = "DIR")]
     pub dir: Option<PathBuf>,
     /// TCP port to listen on (0 picks a free one) [default: 47470]
@@ -215,7 +219,7 @@ pub struct UiArgs {
     /// Open the UI with these files and folders chosen: click a peer to send them from disk (what file managers call)
     #[arg(long, value_name = "PATH", num_args = 1..)]
     pub send: Vec<PathBuf>,
-    /// Where received files go [default: Downloads/LocalStream, else the current directory]
+    /// Where received files go (made if missing) [default: ~/Downloads/LocalStream when ~/Downloads exists, else ~/.local/share/localstream/received; setting: dir]
     #[arg(long, short, value_name = "DIR")]
     pub dir: Option<PathBuf>,
     /// TCP port to receive on (0 picks a free one) [default: 47470]

@@ -45,8 +45,8 @@ pub enum Config {
     Service(PathBuf, crate::service::Action),
     /// `completions SHELL`.
     Completions(clap_complete::Shell),
-    /// `manpage`.
-    Manpage,
+    /// `manpage [--dir DIR]`.
+    Manpage(Option<PathBuf>),
     /// `integrate install|uninstall`.
     Integrate(crate::integrate::Action),
 }
@@ -117,7 +117,7 @@ impl Config {
         // Generated text needs no home at all.
         match cli.command {
             Command::Completions { shell } => return Ok(Config::Completions(shell)),
-            Command::Manpage => return Ok(Config::Manpage),
+            Command::Manpage { dir } => return Ok(Config::Manpage(dir)),
             _ => {}
         }
         let home = match &cli.global.home {
@@ -195,7 +195,7 @@ impl Config {
             Command::Config(c) => Config::Settings(home.clone(), c),
             Command::Service(a) => Config::Service(home.clone(), a),
             Command::Completions { shell } => Config::Completions(shell),
-            Command::Manpage => Config::Manpage,
+            Command::Manpage { dir } => Config::Manpage(dir),
             Command::Sessions(a) => Config::Store(
                 common(&cli.global, None)?,
                 StoreCommand::Sessions {
@@ -257,10 +257,10 @@ fn listen_config(a: ListenArgs, s: &Settings) -> Result<(ListenConfig, ListenVie
             "--ui and --stdout do not go together: the UI saves files to a folder".into(),
         ));
     }
-    let dir = a
-        .dir
-        .or_else(|| s.dir.clone())
-        .unwrap_or_else(default_download_dir);
+    let dir = match a.dir.or_else(|| s.dir.clone()) {
+        Some(d) => d,
+        None => default_download_dir()?,
+    };
     let consent = match (a.yes, a.trusted_only, s.consent) {
         (true, _, _) | (false, false, Some(ConsentSetting::Yes)) => ConsentSetting::Yes,
         (false, true, _) | (false, false, Some(ConsentSetting::TrustedOnly)) => {

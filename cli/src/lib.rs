@@ -24,6 +24,7 @@ pub mod config;
 pub mod doctor;
 pub mod hint;
 pub mod integrate;
+pub mod manpage;
 pub mod notify;
 pub mod peers;
 pub mod progress;

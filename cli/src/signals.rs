@@ -1,22 +1,32 @@
-//! Ctrl-C, registered up front: the handler is installed when [`Interrupts::new`]
-//! returns, so a Ctrl-C that arrives at any later moment is seen (never the
-//! default action that kills the process without a clean shutdown).
+//! Ctrl-C and the stop signals, registered up front: the handlers are
+//! installed when [`Interrupts::new`] returns, so a signal that arrives at any
+//! later moment is seen (never the default action that kills the process
+//! without a clean shutdown).
+//!
+//! SIGTERM (what `systemctl --user stop` and `kill` send) and SIGHUP (the
+//! terminal went away) count as a Ctrl-C: the first one stops gracefully (a
+//! listener says goodbye over mDNS, a sender records where it stopped), a
+//! second one of any kind stops at once.
 
-/// A stream of Ctrl-C (SIGINT) events.
+/// A stream of interruptions: SIGINT, SIGTERM or SIGHUP.
 #[derive(Debug)]
 pub struct Interrupts {
     #[cfg(unix)]
-    inner: tokio::signal::unix::Signal,
+    inner: [tokio::signal::unix::Signal; 3],
 }
 
 impl Interrupts {
-    /// Installs the handler now.
+    /// Installs the handlers now.
     pub fn new() -> std::io::Result<Self> {
         #[cfg(unix)]
         {
-            let kind = tokio::signal::unix::SignalKind::interrupt();
+            use tokio::signal::unix::{SignalKind, signal};
             Ok(Interrupts {
-                inner: tokio::signal::unix::signal(kind)?,
+                inner: [
+                    signal(SignalKind::interrupt())?,
+                    signal(SignalKind::terminate())?,
+                    signal(SignalKind::hangup())?,
+                ],
             })
         }
         #[cfg(not(unix))]
@@ -25,11 +35,17 @@ impl Interrupts {
         }
     }
 
-    /// Waits for the next Ctrl-C.
+    /// Waits for the next interruption, whichever signal it is.
     pub async fn next(&mut self) {
         #[cfg(unix)]
         {
-            if self.inner.recv().await.is_none() {
+            let [int, term, hup] = &mut self.inner;
+            let got = tokio::select! {
+                got = int.recv() => got,
+                got = term.recv() => got,
+                got = hup.recv() => got,
+            };
+            if got.is_none() {
                 std::future::pending::<()>().await;
             }
         }

@@ -1076,6 +1076,25 @@ fn completions_for_each_shell_and_a_manual_page() {
     for word in ["listen", "send", "completions"] {
         assert!(page.contains(word), "{word} missing from the manual page");
     }
+    // One complete page: every command's options, no pages it does not ship.
+    for flag in ["\\-\\-retry", "\\-\\-trusted\\-only", "\\-\\-on\\-complete"] {
+        assert!(page.contains(flag), "{flag} missing from the manual page");
+    }
+    assert!(!page.contains("localstream-send(1)"));
+    // A page per command, in a folder.
+    let dir = tempfile::tempdir().unwrap();
+    let man1 = dir.path().join("man1");
+    let out = common::run(common::localstream().arg("manpage").arg("--dir").arg(&man1));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("localstream-send.1"));
+    let send = std::fs::read_to_string(man1.join("localstream-send.1")).unwrap();
+    assert!(send.contains(".TH localstream-send 1") && send.contains("\\-\\-retry"));
+    // Where a folder cannot be made, one line says which.
+    let file = dir.path().join("file");
+    std::fs::write(&file, b"x").unwrap();
+    let out = common::run(common::localstream().arg("manpage").arg("--dir").arg(&file));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("file"), "{}", text(&out.stderr));
 }
 
 #[test]
