@@ -118,6 +118,8 @@ pub struct SendConfig {
     pub target: Target,
     /// Files to send, as given.
     pub files: Vec<PathBuf>,
+    /// `--exclude`: what inside the folders is left out.
+    pub exclude: crate::exclude::Exclude,
     /// How long to look for a receiver given by name.
     pub find_timeout: Duration,
     /// Where to look.
@@ -199,13 +201,45 @@ pub fn default_home() -> Result<PathBuf> {
         })
 }
 
-/// Where files go by default: `Downloads/LocalStream`, else the current folder.
-#[must_use]
-pub fn default_download_dir() -> PathBuf {
-    directories::UserDirs::new()
-        .and_then(|u| u.download_dir().map(|d| d.join("LocalStream")))
-        .filter(|d| d.parent().is_some_and(Path::is_dir))
-        .unwrap_or_else(|| PathBuf::from("."))
+/// Where files go by default: `LocalStream` in the Downloads folder (the
+/// one `user-dirs.dirs` names, else `~/Downloads` when it exists), else
+/// `received` in LocalStream's folder under the platform's data directory
+/// (`~/.local/share/localstream/received`): never the current directory.
+/// The folder itself is made by `listen` when it starts.
+///
+/// # Errors
+/// [`Error::Usage`] when the platform gives no home directory at all.
+pub fn default_download_dir() -> Result<PathBuf> {
+    let user = directories::UserDirs::new();
+    let project = directories::ProjectDirs::from("", "", "localstream");
+    download_dir_from(
+        user.as_ref().and_then(directories::UserDirs::download_dir),
+        user.as_ref().map(directories::UserDirs::home_dir),
+        project.as_ref().map(directories::ProjectDirs::data_dir),
+    )
+    .ok_or_else(|| {
+        Error::Usage(
+            "cannot find a folder for received files (no home directory): pass --dir DIR \
+             or run `localstream config set dir DIR`"
+                .into(),
+        )
+    })
+}
+
+/// [`default_download_dir`] from the platform's answers: the configured
+/// Downloads folder if it exists, else `HOME/Downloads` if it exists, else
+/// `DATA/received`.
+fn download_dir_from(
+    configured: Option<&Path>,
+    home: Option<&Path>,
+    data: Option<&Path>,
+) -> Option<PathBuf> {
+    configured
+        .filter(|d| d.is_dir())
+        .map(Path::to_path_buf)
+        .or_else(|| home.map(|h| h.join("Downloads")).filter(|d| d.is_dir()))
+        .map(|d| d.join("LocalStream"))
+        .or_else(|| data.map(|d| d.join("received")))
 }
 
 #[cfg(test)]
@@ -231,6 +265,38 @@ mod tests {
             assert!(e.contains("not an address"), "{bad}: {e}");
         }
         assert!(parse_target("  ").is_err());
+    }
+
+    #[test]
+    #[allow(clippy::unwrap_used)]
+    fn download_folder_is_never_the_current_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (home, data) = (tmp.path().join("u"), tmp.path().join("u/.local/share/localstream"));
+        std::fs::create_dir_all(&home).unwrap();
+        // No Downloads folder (a server, a container): the data directory.
+        assert_eq!(
+            download_dir_from(None, Some(&home), Some(&data)),
+            Some(data.join("received"))
+        );
+        // A user-dirs.dirs entry that does not exist counts for nothing.
+        let gone = tmp.path().join("Téléchargements");
+        assert_eq!(
+            download_dir_from(Some(&gone), Some(&home), Some(&data)),
+            Some(data.join("received"))
+        );
+        // ~/Downloads exists, without user-dirs.dirs.
+        std::fs::create_dir(home.join("Downloads")).unwrap();
+        assert_eq!(
+            download_dir_from(None, Some(&home), Some(&data)),
+            Some(home.join("Downloads/LocalStream"))
+        );
+        // The configured one wins when it exists.
+        std::fs::create_dir(&gone).unwrap();
+        assert_eq!(
+            download_dir_from(Some(&gone), Some(&home), Some(&data)),
+            Some(gone.join("LocalStream"))
+        );
+        assert_eq!(download_dir_from(None, None, None), None);
     }
 
     #[test]

@@ -230,9 +230,9 @@ pub fn group_hex(bytes: &[u8]) -> String {
 /// Loads the identity stored in `home`, or creates one on first run.
 ///
 /// `bits` is the RSA modulus size for a new key (`MIN_KEY_BITS..=MAX_KEY_BITS`,
-/// checked even when a key already exists). `name_override`, when given, becomes
-/// the display name (sanitised) and is saved to node.json; otherwise the stored
-/// name is used, or the host name on first run.
+/// checked even when a key already exists). `name_override`, when given, is
+/// the display name for this run (sanitised); node.json keeps the stored
+/// name (the host name from the first run), which applies otherwise.
 ///
 /// # Errors
 /// See [`IdentityError`]: unreadable or corrupt files, a key file open to
@@ -308,17 +308,16 @@ fn load(
         node.node_id = bound;
     }
 
-    let stored_name = node.name.clone();
-    node.name = match name_override {
-        Some(n) => sanitize_name(n).unwrap_or_else(default_name),
-        None => sanitize_name(&stored_name).unwrap_or_else(default_name),
-    };
-    if migrated || (name_override.is_some() && node.name != stored_name) {
+    if migrated {
         write_node_file(home, &node)?;
     }
+    let name = name_override
+        .and_then(sanitize_name)
+        .or_else(|| sanitize_name(&node.name))
+        .unwrap_or_else(default_name);
     Ok(Identity {
         node_id: node.node_id,
-        name: node.name,
+        name,
         mac: None,
         key,
     })
@@ -336,16 +335,13 @@ fn create(home: &Path, bits: usize, name_override: Option<&str>) -> Result<Ident
             reason: e.to_string(),
         })?;
 
-    let name = name_override
-        .and_then(sanitize_name)
-        .unwrap_or_else(default_name);
     let created = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let node = NodeFile {
         version: NODE_FILE_VERSION,
         node_id: bound_node_id(&key),
-        name,
+        name: default_name(),
         created,
     };
     // Key first: a crash in between leaves an `Incomplete` error, never a
@@ -354,7 +350,9 @@ fn create(home: &Path, bits: usize, name_override: Option<&str>) -> Result<Ident
     write_node_file(home, &node)?;
     Ok(Identity {
         node_id: node.node_id,
-        name: node.name,
+        name: name_override
+            .and_then(sanitize_name)
+            .unwrap_or(node.name),
         mac: None,
         key,
     })
@@ -540,16 +538,21 @@ mod tests {
     }
 
     #[test]
-    fn name_override_is_saved() {
+    fn name_override_is_for_this_run_only() {
         let (_tmp, home) = home();
-        let a = load_or_create(&home, BITS, None).unwrap();
-        assert!(!a.name.is_empty() && a.name.len() <= MAX_NAME_BYTES);
-        let b = load_or_create(&home, BITS, Some("  new\x1b[31m name\n ")).unwrap();
-        assert_eq!(b.name, "new[31m name");
-        let c = load_or_create(&home, BITS, None).unwrap();
+        // Even on the first run the override is not what node.json keeps.
+        let a = load_or_create(&home, BITS, Some("first")).unwrap();
+        assert_eq!(a.name, "first");
+        let stored = fs::read(home.join(NODE_FILE)).unwrap();
+        let b = load_or_create(&home, BITS, None).unwrap();
+        assert_eq!(b.name, default_name());
+        let c = load_or_create(&home, BITS, Some("  new\x1b[31m name\n ")).unwrap();
         assert_eq!(c.name, "new[31m name");
-        assert_eq!(a.node_id, c.node_id);
-        assert_eq!(a.fingerprint(), c.fingerprint());
+        assert_eq!(fs::read(home.join(NODE_FILE)).unwrap(), stored);
+        let d = load_or_create(&home, BITS, None).unwrap();
+        assert_eq!(d.name, default_name());
+        assert_eq!(a.node_id, d.node_id);
+        assert_eq!(a.fingerprint(), d.fingerprint());
     }
 
     #[cfg(unix)]

@@ -37,7 +37,8 @@ use crate::store::{PeerStore, StoreData};
 pub struct NodeConfig {
     /// The node's home: identity, peer store, settings.
     pub home: PathBuf,
-    /// The display name (default: the saved one, else the host name).
+    /// The display name for this run, not saved (default: the one in
+    /// node.json, the host name when the node was made).
     pub name: Option<String>,
 }
 
@@ -138,8 +139,20 @@ impl Node {
     /// # Errors
     /// What went wrong, typed: not found, refused, not confirmed, incomplete...
     pub async fn send(&self, cfg: &SendConfig) -> Result<Sent> {
+        self.send_until(cfg, &CancellationToken::new()).await
+    }
+
+    /// [`Node::send`] until `stop` is cancelled (Ctrl-C): a transfer under
+    /// way then ends as interrupted, its history saying how far it got
+    /// ([`crate::error::TransferError::Stopped`]), so the same send later
+    /// resumes from there.
+    ///
+    /// # Errors
+    /// As [`Node::send`]; [`crate::Error::Interrupted`] when stopped before the
+    /// transfer began.
+    pub async fn send_until(&self, cfg: &SendConfig, stop: &CancellationToken) -> Result<Sent> {
         let cx = self.context();
-        crate::event::in_transfer(crate::send::run_retrying(&cx, cfg)).await
+        crate::event::in_transfer(crate::send::run_retrying(&cx, cfg, stop)).await
     }
 
     /// Starts sending `cfg.files` to `cfg.target` in the background: the
@@ -153,10 +166,7 @@ impl Node {
         let running = self.cancels.register(id, stop.clone());
         let done = tokio::spawn(crate::event::in_transfer_as(id, async move {
             let _running = running;
-            tokio::select! {
-                r = crate::send::run_retrying(&cx, &cfg) => r,
-                () = stop.cancelled() => Err(crate::Error::Interrupted),
-            }
+            crate::send::run_retrying(&cx, &cfg, &stop).await
         }));
         Transfer { id, events, done }
     }

@@ -284,7 +284,10 @@ pub fn show(home: &Path, s: &Settings) -> String {
         line(
             "dir",
             s.dir.as_ref().map(|d| quoted(&d.display().to_string())),
-            "~/Downloads/LocalStream",
+            &crate::config::default_download_dir().map_or_else(
+                |_| "none (no home directory: set one)".to_owned(),
+                |d| quoted(&d.display().to_string()),
+            ),
         ),
         line(
             "port",
