@@ -367,6 +367,10 @@ async fn listen(
     view: ListenView,
 ) -> Result<Exit, Error> {
     let mut interrupts = Interrupts::new()?;
+    if cfg.destination == localstream_node::config::Destination::Folder {
+        // Before the UI starts: a folder that cannot take files stops here.
+        localstream_node::listen::preflight::writable_folder(&cfg.dir)?;
+    }
     let mut events = node.events();
     let ui_asks = view.ui.asks;
     cfg.policy = policy(view.consent, ui_asks);

@@ -174,7 +174,7 @@ pub struct ListenArgs {
     /// Exit after the first transfer (exit status 0 if it succeeded)
     #[arg(long)]
     pub once: bool,
-    /// Display name announced to peers [default: the host name]
+    /// Display name announced to peers, for this run only (`localstream config set name NAME` changes it for good) [default: the setting `name`, else the host name]
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
     /// Run CMD (with the shell) after each transfer, with its details in LOCALSTREAM_* environment variables (STATUS, PEER_NAME, PEER_ID, SESSION, FILE_COUNT, FILES, BYTES, DIR, ERROR)
@@ -234,7 +234,7 @@ pub struct UiArgs {
     /// Accept offers only from trusted peers, without asking
     #[arg(long)]
     pub trusted_only: bool,
-    /// Display name announced to peers [default: the host name]
+    /// Display name announced to peers, for this run only (`localstream config set name NAME` changes it for good) [default: the setting `name`, else the host name]
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
     /// No desktop notifications
@@ -259,6 +259,9 @@ pub struct SendArgs {
         value_name = "PATH"
     )]
     pub files: Vec<PathBuf>,
+    /// Leave out what matches GLOB inside the folders sent (gitignore syntax, against each path relative to the folder: `*.o`, `target/`, `.git`, `/build`); repeat for several
+    #[arg(long, value_name = "GLOB")]
+    pub exclude: Vec<String>,
     /// Send this text message instead of files (LocalSend devices show it)
     #[arg(long, value_name = "TEXT")]
     pub text: Option<String>,

@@ -343,6 +343,7 @@ fn send_config(a: SendArgs, s: &Settings) -> Result<SendConfig> {
     Ok(SendConfig {
         target,
         files: a.files,
+        exclude: localstream_node::exclude::Exclude::new(&a.exclude)?,
         find_timeout: seconds(a.timeout, "--timeout")?,
         discovery,
         retry: a.retry.map(|s| seconds(s, "--retry")).transpose()?,

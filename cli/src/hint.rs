@@ -2,7 +2,9 @@
 //! CLI adds how to go on (the commands to run, the flags to try).
 
 use localstream_node::Error;
-use localstream_node::error::{NotConfirmed, ResolveError, TrustError};
+use localstream_node::error::{
+    NotConfirmed, PortHolder, ResolveError, TransferError, TrustError,
+};
 use localstream_proto::names::escape_for_terminal;
 
 /// `e` as the user reads it: the engine's message and this front end's hint.
@@ -36,8 +38,21 @@ pub fn hint(e: &Error) -> Option<String> {
             std::io::ErrorKind::TimedOut => Some(" (is the address right and reachable?)".into()),
             _ => None,
         },
+        Error::PortTaken { holder, .. } => Some(match holder {
+            PortHolder::LocalStream => " (stop that listener first: it may be the service, see \
+                 `localstream service status`; or listen on another port with --port PORT, \
+                 --port 0 picks a free one)"
+                .into(),
+            _ => " (stop it, or listen on another port with --port PORT; --port 0 picks a free one)"
+                .into(),
+        }),
+        Error::FolderNotWritable { .. } => Some(
+            " (choose another folder with --dir DIR, or `localstream config set dir DIR`)".into(),
+        ),
         Error::Trust(t) => trust_hint(t),
         Error::Resolve(r) => resolve_hint(r),
+        // Each skipped path had its own line.
+        Error::Transfer(TransferError::Unreadable { .. }) => Some(" (see above)".into()),
         _ => None,
     }
 }

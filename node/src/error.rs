@@ -57,6 +57,26 @@ pub enum Error {
         /// Why.
         source: std::io::Error,
     },
+    /// The listening port is taken (`EADDRINUSE`), and by whom.
+    #[error("cannot listen on {addr}: the port is taken by {holder}")]
+    PortTaken {
+        /// Where.
+        addr: SocketAddr,
+        /// What answers on that port.
+        holder: PortHolder,
+    },
+    /// The folder for received files cannot be made, or a file cannot be
+    /// written in it (checked with a probe file before listening).
+    #[error(
+        "cannot save received files in {}: {source}",
+        escape_for_terminal(&dir.display().to_string())
+    )]
+    FolderNotWritable {
+        /// The folder.
+        dir: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// The connection broke.
     #[error("connection lost: {0}")]
     Io(#[from] std::io::Error),
@@ -152,12 +172,14 @@ pub enum LocalSendError {
 #[non_exhaustive]
 pub enum ResolveError {
     /// No node on the network matches what the user asked for.
-    #[error("{}", not_found(query, seen, *waited, interfaces))]
+    #[error("{}", not_found(query, seen, suggestions, *waited, interfaces))]
     NotFound {
         /// What the user asked for.
         query: String,
         /// The nodes that did answer.
         seen: Vec<PeerMatch>,
+        /// The names among them close to the one asked for (a typo?).
+        suggestions: Vec<String>,
         /// How long we looked.
         waited: std::time::Duration,
         /// Where we looked.
@@ -203,6 +225,8 @@ pub struct PeerMatch {
     pub id: uuid::Uuid,
     /// Its addresses, as shown.
     pub addresses: Vec<String>,
+    /// Its trust state when it is pinned here with the key it announces.
+    pub trust: Option<crate::store::Trust>,
 }
 
 impl std::fmt::Display for PeerMatch {
@@ -339,32 +363,176 @@ pub enum TransferError {
         /// How many were offered.
         total: usize,
     },
+    /// Everything offered arrived verified, but paths inside the folders
+    /// sent could not be read and were left out (each was reported with
+    /// [`crate::event::Event::Skipped`]).
+    #[error("sent {} {}; skipped {skipped} unreadable", sent, if *sent == 1 { "file" } else { "files" })]
+    Unreadable {
+        /// Files that arrived (folders not counted).
+        sent: usize,
+        /// Paths left out because they could not be read.
+        skipped: usize,
+    },
     /// Everything was sent, but the receiver's verdict never came.
     #[error(
         "everything was sent, but the receiver did not confirm it ({0}): it may have saved \
          the files; check there before sending again"
     )]
     Unconfirmed(String),
+    /// The transfer stopped in the middle (interrupted, the connection
+    /// lost, the peer silent or gone): what was done so far, and what a
+    /// later run resumes from.
+    #[error("{0}")]
+    Stopped(Box<Stopped>),
+}
+
+/// Why a transfer stopped in the middle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum StopCause {
+    /// This node was told to stop (Ctrl-C, SIGTERM, a front end's cancel,
+    /// a listener shutting down).
+    Interrupted,
+    /// The connection closed or broke.
+    Lost,
+    /// The other node went silent (a deadline passed).
+    Silent,
+    /// The other node stopped the transfer and said why (an alert).
+    Ended,
+}
+
+/// A transfer that stopped in the middle, seen from one side. Bytes are
+/// file bytes: `bytes` moved in this session, `resumed` already held by the
+/// receiver from an earlier one, `total` offered.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct Stopped {
+    /// Which side this node was.
+    pub side: crate::event::Side,
+    /// The other node's name (as it claims it).
+    pub peer: String,
+    /// Why.
+    pub cause: StopCause,
+    /// The error underneath, as text ("connection closed in the middle of a
+    /// message", "timed out: ...", the peer's alert).
+    pub reason: String,
+    /// The file in progress (its wire path), if one was.
+    pub file: Option<String>,
+    /// Receiver: the bytes of `file` kept as a partial file, for a resume.
+    pub kept: u64,
+    /// File bytes moved in this session.
+    pub bytes: u64,
+    /// File bytes the receiver held already (resumed).
+    pub resumed: u64,
+    /// File bytes offered.
+    pub total: u64,
+    /// Files completed in this session (sender: ended; receiver: saved).
+    pub files: u64,
+    /// Whether another attempt may get further (`--retry` tries again).
+    pub transient: bool,
+}
+
+impl std::fmt::Display for Stopped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use crate::event::Side;
+        let peer = crate::label::shown_name(&self.peer);
+        let during = match &self.file {
+            Some(name) => format!(" during {}", escape_for_terminal(name)),
+            None => String::new(),
+        };
+        match self.side {
+            Side::Send => {
+                let at = fraction(self.resumed + self.bytes, self.total);
+                match self.cause {
+                    StopCause::Interrupted => write!(f, "interrupted{during} at {at}"),
+                    StopCause::Lost => write!(f, "connection to {peer} lost{during} at {at}"),
+                    StopCause::Silent => write!(
+                        f,
+                        "{peer} stopped answering{during} at {at} ({})",
+                        self.reason
+                    ),
+                    StopCause::Ended => {
+                        write!(f, "{peer} stopped the transfer{during} at {at}: {}", self.reason)
+                    }
+                }
+            }
+            Side::Receive => {
+                match self.cause {
+                    StopCause::Interrupted => write!(f, "stopped receiving{during} from {peer}"),
+                    StopCause::Lost => write!(f, "{peer} disconnected{during}"),
+                    StopCause::Silent => {
+                        write!(f, "{peer} stopped sending{during} ({})", self.reason)
+                    }
+                    StopCause::Ended => write!(f, "{peer} stopped{during}: {}", self.reason),
+                }?;
+                if self.file.is_some() {
+                    write!(f, "; {} kept", crate::units::human_bytes(self.kept))?;
+                }
+                write!(f, "; it resumes when {peer} sends it again")
+            }
+        }
+    }
+}
+
+/// "1.57/2.00 GiB": a part of a whole, both in the whole's unit.
+fn fraction(part: u64, whole: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if whole < 1024 {
+        return format!("{part}/{whole} B");
+    }
+    let (mut p, mut w) = (part as f64 / 1024.0, whole as f64 / 1024.0);
+    let mut unit = 0;
+    while w >= 1024.0 && unit + 1 < UNITS.len() {
+        p /= 1024.0;
+        w /= 1024.0;
+        unit += 1;
+    }
+    format!("{p:.2}/{w:.2} {}", UNITS[unit])
 }
 
 fn not_found(
     query: &str,
     seen: &[PeerMatch],
+    suggestions: &[String],
     waited: std::time::Duration,
     interfaces: &[String],
 ) -> String {
-    let mut msg = format!(
-        "no peer named '{}' (or with an id starting so) answered within {:.1} s on {}",
-        escape_for_terminal(query),
-        waited.as_secs_f64(),
-        interfaces.join(", ")
-    );
+    let query = escape_for_terminal(query);
+    let on = interfaces.join(", ");
     if seen.is_empty() {
-        msg.push_str("; no LocalStream node answered at all");
-    } else {
-        msg.push_str("; peers seen: ");
-        let seen: Vec<String> = seen.iter().map(ToString::to_string).collect();
-        msg.push_str(&seen.join(", "));
+        return format!(
+            "no peer named '{query}' (or with an id starting so) answered within {:.1} s on {on}; \
+             no LocalStream node answered at all",
+            waited.as_secs_f64()
+        );
+    }
+    // Names as they are; the id too where two nodes share one.
+    let names: Vec<String> = seen
+        .iter()
+        .map(|m| {
+            if seen.iter().filter(|o| o.name == m.name).count() > 1 {
+                m.to_string()
+            } else {
+                crate::label::shown_name(&m.name)
+            }
+        })
+        .collect();
+    let mut msg = format!(
+        "no peer named '{query}' (or with an id starting so) on {on}; on the network: {}",
+        names.join(", ")
+    );
+    if !suggestions.is_empty() {
+        let shown: Vec<String> = suggestions
+            .iter()
+            .map(|n| crate::label::shown_name(n))
+            .collect();
+        let list = match shown.split_last() {
+            Some((last, [])) => last.clone(),
+            Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+            None => String::new(),
+        };
+        msg.push_str(&format!(" (did you mean {list}?)"));
     }
     msg
 }
@@ -410,6 +578,29 @@ impl Error {
     }
 }
 
+/// What holds a port `listen` wanted ([`Error::PortTaken`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PortHolder {
+    /// A LocalStream listener (it answered a probe as one does).
+    LocalStream,
+    /// Something that accepts connections but does not speak LocalStream.
+    OtherProgram,
+    /// Something that does not accept connections from here (bound to
+    /// another address, or not answering).
+    Unknown,
+}
+
+impl std::fmt::Display for PortHolder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PortHolder::LocalStream => "another LocalStream listener",
+            PortHolder::OtherProgram => "another program (it does not speak LocalStream)",
+            PortHolder::Unknown => "another program",
+        })
+    }
+}
+
 /// A node met for the first time that answers under the name, or at the
 /// address, of a pinned peer (see [`TrustError::NewKeyForPinnedPeer`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -448,5 +639,60 @@ impl std::fmt::Display for PinConflict {
              Someone may be impersonating {peer}, or it was reinstalled with a new key.\n\
              The connection was refused."
         )
+    }
+}
+
+#[cfg(test)]
+mod resolve_tests {
+    use super::*;
+
+    fn seen(name: &str, id: u128) -> PeerMatch {
+        PeerMatch {
+            name: name.into(),
+            id: uuid::Uuid::from_u128(id),
+            addresses: vec![],
+            trust: None,
+        }
+    }
+
+    #[test]
+    fn not_found_names_the_peers_and_the_close_ones() {
+        let e = ResolveError::NotFound {
+            query: "h4".into(),
+            seen: vec![seen("h1", 1 << 96), seen("h2", 2 << 96)],
+            suggestions: vec!["h1".into(), "h2".into()],
+            waited: std::time::Duration::from_millis(1300),
+            interfaces: vec!["eth0".into()],
+        };
+        assert_eq!(
+            e.to_string(),
+            "no peer named 'h4' (or with an id starting so) on eth0; on the network: h1, h2 \
+             (did you mean h1 or h2?)"
+        );
+        // Two nodes of one name are told apart by their ids; no suggestion.
+        let e = ResolveError::NotFound {
+            query: "nosuch".into(),
+            seen: vec![seen("box", 0x3f2a_9c1e << 96), seen("box", 0x77aa << 112)],
+            suggestions: vec![],
+            waited: std::time::Duration::from_millis(1300),
+            interfaces: vec!["eth0".into(), "wlan0".into()],
+        };
+        assert_eq!(
+            e.to_string(),
+            "no peer named 'nosuch' (or with an id starting so) on eth0, wlan0; on the network: \
+             box (3f2a9c1e), box (77aa0000)"
+        );
+        let e = ResolveError::NotFound {
+            query: "x\x1b".into(),
+            seen: vec![],
+            suggestions: vec![],
+            waited: std::time::Duration::from_secs(5),
+            interfaces: vec!["eth0".into()],
+        };
+        assert_eq!(
+            e.to_string(),
+            "no peer named 'x\\x1b' (or with an id starting so) answered within 5.0 s on eth0; \
+             no LocalStream node answered at all"
+        );
     }
 }

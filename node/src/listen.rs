@@ -27,10 +27,12 @@ use crate::config::{Destination, Discovery, ListenConfig};
 use crate::consent::Gate;
 use crate::context::{Context, Shutdown};
 use crate::discover;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, TransferError};
 use crate::event::{Event, Notice, Side};
 use crate::receive::{self, ConnEnd, Shared};
 use crate::trust;
+
+pub mod preflight;
 
 /// The LocalSend side of a listener, or its absence in a build without it.
 #[cfg(feature = "localsend")]
@@ -161,17 +163,18 @@ async fn open(
         devices,
     } = cx;
     trust::check_store(&store).await?;
-    std::fs::create_dir_all(&cfg.dir).map_err(|e| Error::file(&cfg.dir, e))?;
-    let dir = std::fs::canonicalize(&cfg.dir).map_err(|e| Error::file(&cfg.dir, e))?;
-    if cfg.destination == Destination::Folder {
+    let dir = if cfg.destination == Destination::Folder {
+        let dir = preflight::writable_folder(&cfg.dir)?;
         report_partials(&dir, &events).await;
-    }
-    let listener = TcpListener::bind(cfg.bind)
-        .await
-        .map_err(|source| Error::Bind {
-            addr: cfg.bind,
-            source,
-        })?;
+        dir
+    } else {
+        std::fs::create_dir_all(&cfg.dir).map_err(|e| Error::file(&cfg.dir, e))?;
+        std::fs::canonicalize(&cfg.dir).map_err(|e| Error::file(&cfg.dir, e))?
+    };
+    let listener = match TcpListener::bind(cfg.bind).await {
+        Ok(l) => l,
+        Err(source) => return Err(preflight::bind_error(cfg.bind, source).await),
+    };
     let local = listener.local_addr()?;
     let (discovery, announced) = match &cfg.discovery {
         Discovery::On(interfaces) => {
@@ -263,6 +266,10 @@ async fn accept_loop(
                         peer: Some(sender.peer.clone()),
                         session: Some(sender.session.clone()),
                         message: e.to_string(),
+                        stopped: match e {
+                            Error::Transfer(TransferError::Stopped(s)) => Some(s.clone()),
+                            _ => None,
+                        },
                     });
                 }
                 if cfg.once {

@@ -159,7 +159,8 @@ fn settings_list(home: &FsPath) -> Result<Value, ApiError> {
     let defaults = |key: &str| -> String {
         match key {
             "name" => "the host name".into(),
-            "dir" => default_download_dir().display().to_string(),
+            "dir" => default_download_dir()
+                .map_or_else(|e| e.to_string(), |d| d.display().to_string()),
             "port" => DEFAULT_PORT.to_string(),
             "interfaces" => "every usable interface".into(),
             "consent" | "first-contact" => "ask".into(),
@@ -272,6 +273,7 @@ pub(crate) async fn send(State(app): State<Arc<App>>, Json(req): Json<SendReques
     let cfg = SendConfig {
         target,
         files,
+        exclude: localstream_node::exclude::Exclude::default(),
         find_timeout: std::time::Duration::from_secs(5),
         discovery: app.around.discovery.clone(),
         retry: None,
