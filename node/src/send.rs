@@ -47,10 +47,11 @@ use crate::event::{
     Event, Events, FailedFile, Notice, Progress, Resolved, ResumeVerdict, Side, Skip, Then,
     TransferDone,
 };
-use crate::fsutil::resumable::{hash_prefix, hashing_time};
+use crate::fsutil::resumable::{hash_prefix_counting, hashing_time};
 use crate::label::PeerLabel;
 use crate::store::{Direction, Lookup, PeerStore, SessionEnd, Trust, now_ms};
-use crate::trust::{self, Refusal};
+use crate::trust::{self, Refusal, Tally};
+use tokio_util::sync::CancellationToken;
 use localstream_discovery::PeerRecord;
 use localstream_discovery::txt::FINGERPRINT_PREFIX_BYTES;
 
@@ -72,9 +73,9 @@ const CHUNK: usize = MAX_PLAINTEXT;
 /// Sealed records buffered between the file reader and the socket.
 const PIPELINE_DEPTH: usize = 4;
 
-/// A local file about to be offered.
-#[derive(Debug, Clone)]
-pub(crate) struct Source {
+/// A local file about to be offered (listed from the command line).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
     /// Where to read it (`-`: standard input).
     pub(crate) path: PathBuf,
     /// Its wire path.
@@ -92,6 +93,7 @@ impl Source {
             path: self.name.clone(),
             size: self.size,
             attrs: self.attrs,
+            mtime: None,
         }
     }
     pub(crate) fn is_dir(&self) -> bool {
@@ -123,7 +125,7 @@ mod sources;
 mod stream;
 pub(crate) use connect::open;
 use exchange::{Agreed, Timing, exchange};
-pub(crate) use sources::sources;
+pub(crate) use sources::{Listed, sources};
 use stream::{AbortOnDrop, produce};
 
 /// First pause before another attempt (`--retry`); it doubles each time
@@ -133,15 +135,37 @@ const RETRY_MAX_PAUSE: Duration = Duration::from_secs(10);
 
 /// Runs `localstream send`, again and again after transient failures while
 /// `--retry` allows (each attempt resumes where the last one stopped).
-pub(crate) async fn run_retrying(cx: &Context, cfg: &SendConfig) -> Result<Sent> {
+pub(crate) async fn run_retrying(
+    cx: &Context,
+    cfg: &SendConfig,
+    stop: &CancellationToken,
+) -> Result<Sent> {
+    // The files are listed once: every attempt offers the same ones, and
+    // each skipped path is reported once.
+    let listed = if cfg.localsend.text.is_some() {
+        Listed::default()
+    } else {
+        sources(&cfg.files, &cfg.stdin_name, &cfg.exclude, &cx.events)?
+    };
+    let sent = retrying(cx, cfg, stop, &listed.sources).await?;
+    listed.verdict(sent)
+}
+
+/// [`run`], again after transient failures while `--retry` allows.
+async fn retrying(
+    cx: &Context,
+    cfg: &SendConfig,
+    stop: &CancellationToken,
+    sources: &[Source],
+) -> Result<Sent> {
     let Some(window) = cfg.retry else {
-        return run(cx, cfg).await;
+        return run(cx, cfg, stop, sources).await;
     };
     let give_up = Instant::now() + window;
     let mut pause = RETRY_FIRST_PAUSE;
     let mut attempt = 1;
     loop {
-        let err = match run(cx, cfg).await {
+        let err = match run(cx, cfg, stop, sources).await {
             Err(e) if is_transient(&e) => e,
             done => return done,
         };
@@ -161,7 +185,11 @@ pub(crate) async fn run_retrying(cx: &Context, cfg: &SendConfig) -> Result<Sent>
             attempt,
             left: left.as_secs(),
         });
-        tokio::time::sleep(pause).await;
+        tokio::select! {
+            biased;
+            () = stop.cancelled() => return Err(Error::Interrupted),
+            () = tokio::time::sleep(pause) => {}
+        }
         pause = (pause * 2).min(RETRY_MAX_PAUSE);
     }
 }
@@ -176,6 +204,7 @@ fn is_transient(e: &Error) -> bool {
         | Error::Timeout(_)
         | Error::Resolve(ResolveError::NotFound { .. }) => true,
         Error::Transfer(TransferError::Refused { status, .. }) => *status == Status::Busy,
+        Error::Transfer(TransferError::Stopped(s)) => s.transient,
         Error::Protocol(p) => match p {
             ProtoError::Truncated => true,
             ProtoError::PeerAlert { status, .. } => {
@@ -217,23 +246,137 @@ fn remembered(store: &PeerStore, name: &str) -> Result<Option<(Vec<SocketAddr>, 
     Ok(Some((entry.addresses.clone(), record)))
 }
 
-/// Runs `localstream send` once: sources, resolve, connect and
-/// authenticate, then the exchange, and the session's history.
-async fn run(cx: &Context, cfg: &SendConfig) -> Result<Sent> {
+/// Runs `localstream send` once, with the files listed: resolve, connect and
+/// authenticate, then the exchange, and the session's history. `stop`
+/// (Ctrl-C, a front end's cancel) ends it as interrupted: before the
+/// exchange at once, during it with its history and how far it got.
+async fn run(
+    cx: &Context,
+    cfg: &SendConfig,
+    stop: &CancellationToken,
+    sources: &[Source],
+) -> Result<Sent> {
+    let ready = tokio::select! {
+        biased;
+        () = stop.cancelled() => return Err(Error::Interrupted),
+        r = reach(cx, cfg, sources) => r?,
+    };
+    let ready = match ready {
+        Ready::LocalStream(ready) => ready,
+        #[cfg(feature = "localsend")]
+        Ready::LocalSend(job) => {
+            return tokio::select! {
+                biased;
+                () = stop.cancelled() => Err(Error::Interrupted),
+                r = crate::localsend::send::run(cx, &job) => r,
+            };
+        }
+    };
+    let Connected {
+        sources,
+        link,
+        peer,
+        session_id: id,
+        addr,
+        timing,
+    } = *ready;
+    let started_ms = now_ms();
+    let span = info_span!(
+        "session",
+        id = %trust::session_hex(&id),
+        peer = %discover::short_id(&uuid::Uuid::from_bytes(peer.node_id))
+    );
+    let accepted = std::sync::atomic::AtomicBool::new(false);
+    let tally = Arc::new(Tally::default());
+    let exchanged = exchange(link, &sources, &peer, &accepted, cx, cfg.compress, timing, &tally)
+        .instrument(span);
+    let result = tokio::select! {
+        biased;
+        () = stop.cancelled() => Err(Error::Interrupted),
+        r = exchanged => r,
+    };
+    if !accepted.load(std::sync::atomic::Ordering::SeqCst) {
+        // No Answer 200: a refusal, an alert, a cut or a timeout pins nothing
+        // (one redirected connection must not pin an impostor's key).
+        let (outcome, detail) = trust::outcome(result.as_ref().err(), false);
+        let store = &cx.store;
+        trust::record_if_pinned(
+            store,
+            &cx.events,
+            &peer,
+            &id,
+            Direction::Send,
+            outcome,
+            &detail,
+        )
+        .await;
+        return result;
+    }
+    // Stopped half way: say how far it got (a later run resumes from there).
+    let result = result.map_err(|e| {
+        let transient = is_transient(&e);
+        tally.stopped(e, Side::Send, &peer.name, transient)
+    });
+    let (outcome, detail) = trust::outcome(result.as_ref().err(), result.is_ok());
+    // Regular files and this session's file bytes, as the receiver counts them.
+    let figures = tally.figures();
+    let end = SessionEnd {
+        ended_ms: now_ms(),
+        files: figures.files,
+        bytes: figures.bytes,
+        resumed: figures.resumed,
+        outcome,
+        detail,
+    };
+    trust::record_session(
+        &cx.store,
+        &cx.events,
+        &peer,
+        Some(addr),
+        &id,
+        Direction::Send,
+        started_ms,
+        end,
+    )
+    .await;
+    result
+}
+
+/// A receiver reached and authenticated, ready for the exchange.
+struct Connected {
+    sources: Vec<Source>,
+    link: exchange::Link,
+    peer: PeerIdentity,
+    session_id: [u8; 16],
+    addr: SocketAddr,
+    timing: Timing,
+}
+
+/// What [`reach`] reached.
+enum Ready {
+    /// A LocalStream node, authenticated.
+    LocalStream(Box<Connected>),
+    /// A LocalSend device, and what to send it.
+    #[cfg(feature = "localsend")]
+    LocalSend(crate::localsend::send::Job),
+}
+
+/// Resolve, connect and authenticate: everything before the
+/// exchange (nothing of it needs a history when it is stopped).
+async fn reach(cx: &Context, cfg: &SendConfig, sources: &[Source]) -> Result<Ready> {
     let (addrs, expected) = match resolve(cx, cfg).await? {
         Resolution::LocalStream(addrs, expected) => (addrs, expected),
         #[cfg(feature = "localsend")]
         Resolution::LocalSend(reach) => {
-            let job = crate::localsend::send::Job {
+            return Ok(Ready::LocalSend(crate::localsend::send::Job {
                 reach,
                 payload: match &cfg.localsend.text {
                     Some(t) => crate::localsend::send::Payload::Text(t.clone()),
-                    None => crate::localsend::send::Payload::Files(cfg.files.clone()),
+                    None => crate::localsend::send::Payload::Files(sources.to_vec()),
                 },
                 pin: cfg.localsend.pin.clone(),
                 port: cfg.localsend.port,
-            };
-            return crate::localsend::send::run(cx, &job).await;
+            }));
         }
     };
     if cfg.localsend.text.is_some() {
@@ -241,7 +384,7 @@ async fn run(cx: &Context, cfg: &SendConfig) -> Result<Sent> {
             "--text goes to LocalSend devices only; send a LocalStream node a file instead".into(),
         ));
     }
-    let sources = sources(&cfg.files, &cfg.stdin_name, &cx.events)?;
+    let sources = sources.to_vec();
     let connecting = Instant::now();
     let (reader, wr, session, addr) = open(cx.identity.clone(), &addrs).await?;
     let timing = Timing {
@@ -266,64 +409,19 @@ async fn run(cx: &Context, cfg: &SendConfig) -> Result<Sent> {
         sources.len(),
     )
     .await?;
-    let started_ms = now_ms();
-    let span = info_span!(
-        "session",
-        id = %trust::session_hex(&session.session_id),
-        peer = %discover::short_id(&uuid::Uuid::from_bytes(peer.node_id))
-    );
-    let accepted = std::sync::atomic::AtomicBool::new(false);
     let link = exchange::Link {
         reader,
         writer,
         opener: session.opener,
     };
-    let result = exchange(link, &sources, &peer, &accepted, cx, cfg.compress, timing)
-        .instrument(span)
-        .await;
-    let id = session.session_id;
-    if !accepted.load(std::sync::atomic::Ordering::SeqCst) {
-        // No Answer 200: a refusal, an alert, a cut or a timeout pins nothing
-        // (one redirected connection must not pin an impostor's key).
-        let (outcome, detail) = trust::outcome(result.as_ref().err(), false);
-        let store = &cx.store;
-        trust::record_if_pinned(
-            store,
-            &cx.events,
-            &peer,
-            &id,
-            Direction::Send,
-            outcome,
-            &detail,
-        )
-        .await;
-    } else {
-        let (outcome, detail) = trust::outcome(result.as_ref().err(), result.is_ok());
-        let (files, bytes) = result
-            .as_ref()
-            .map_or((0, 0), |s| (s.delivered as u64, s.bytes));
-        let end = SessionEnd {
-            ended_ms: now_ms(),
-            files,
-            bytes,
-            outcome,
-            detail,
-        };
-        let store = &cx.store;
-        let events = &cx.events;
-        trust::record_session(
-            store,
-            events,
-            &peer,
-            Some(addr),
-            &id,
-            Direction::Send,
-            started_ms,
-            end,
-        )
-        .await;
-    }
-    result
+    Ok(Ready::LocalStream(Box::new(Connected {
+        sources,
+        link,
+        peer,
+        session_id: session.session_id,
+        addr,
+        timing,
+    })))
 }
 
 /// Resolve: the receiver's addresses, and what it must prove to be when it

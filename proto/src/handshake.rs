@@ -46,8 +46,23 @@ use crate::identity::{Fingerprint, LocalIdentity, PeerIdentity, fingerprint, nod
 use crate::record::{DirectionKeys, Opener, Sealer};
 use messages::*;
 
-/// The protocol version this code speaks.
-pub const PROTOCOL_VERSION: u16 = 2;
+/// The newest protocol version this code speaks. Version 3 is version 2's
+/// handshake byte for byte (the same labels and signature contexts: the
+/// negotiated number is in the signed transcript); what it adds is in the
+/// transfer phase (offer entries with modification times, text messages):
+/// see [`crate::transfer`].
+pub const PROTOCOL_VERSION: u16 = 3;
+
+/// The oldest protocol version this code speaks (a peer of the previous
+/// release offers only it).
+pub const PROTOCOL_VERSION_2: u16 = 2;
+
+/// Whether a session of `version` may use the transfer features of version 3
+/// ([`crate::transfer::ATTR_TEXT`], [`crate::transfer::ATTR_MTIME`]).
+#[must_use]
+pub fn has_v3_transfer(version: u16) -> bool {
+    version >= PROTOCOL_VERSION
+}
 
 /// Suite 0x0001: X25519, RSA-PSS-SHA256 signatures, HKDF-SHA256, AES-256-GCM.
 pub const SUITE_X25519_RSAPSS_AES256GCM: u16 = 0x0001;
@@ -101,7 +116,7 @@ impl Config {
         Config {
             identity,
             expected_peer: None,
-            versions: vec![PROTOCOL_VERSION],
+            versions: vec![PROTOCOL_VERSION, PROTOCOL_VERSION_2],
             suites: vec![SUITE_X25519_RSAPSS_AES256GCM],
         }
     }

@@ -457,6 +457,31 @@ fn negotiation_failures_are_specific() {
 }
 
 #[test]
+fn a_version_2_peer_on_either_side_gets_version_2() {
+    use crate::handshake::{PROTOCOL_VERSION, PROTOCOL_VERSION_2, has_v3_transfer};
+    // Two current nodes: version 3.
+    let (ci, cr) = configs();
+    assert_eq!(ci.versions, [PROTOCOL_VERSION, PROTOCOL_VERSION_2]);
+    let (a, b) = run_handshake(ci, cr, 6, |_, _, _| {});
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!((a.version, b.version), (3, 3));
+    assert!(has_v3_transfer(a.version));
+    // The previous release offers and accepts only version 2.
+    for old_initiator in [true, false] {
+        let (mut ci, mut cr) = configs();
+        if old_initiator {
+            ci.versions = vec![PROTOCOL_VERSION_2];
+        } else {
+            cr.versions = vec![PROTOCOL_VERSION_2];
+        }
+        let (a, b) = run_handshake(ci, cr, 6, |_, _, _| {});
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert_eq!((a.version, b.version), (2, 2), "old initiator: {old_initiator}");
+        assert!(!has_v3_transfer(a.version));
+    }
+}
+
+#[test]
 fn commitment_and_low_order_keys_are_checked() {
     let (ci, cr) = configs();
     let (_, b) = run_handshake(ci, cr, 8, |d, k, fl| {

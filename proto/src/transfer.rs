@@ -46,7 +46,31 @@ pub const ATTR_EXEC: u8 = 0x02;
 /// Entry attribute: a stream of unknown size (size 0 in the offer; the
 /// FileEnd gives the real size).
 pub const ATTR_STREAM: u8 = 0x04;
-const ATTR_KNOWN: u8 = ATTR_DIR | ATTR_EXEC | ATTR_STREAM;
+/// Entry attribute (protocol version 3): a text message to show, not a file
+/// to save. Its data is the UTF-8 text, `size` bytes, at most [`MAX_TEXT`];
+/// it is the only entry of its offer.
+pub const ATTR_TEXT: u8 = 0x08;
+/// Wire-only attribute bit (protocol version 3): the entry is followed by its
+/// modification time ([`Mtime`]). [`OfferEntry::attrs`] never holds it: the
+/// encoder sets it from [`OfferEntry::mtime`] and the decoder clears it.
+pub const ATTR_MTIME: u8 = 0x10;
+const ATTR_KNOWN: u8 = ATTR_DIR | ATTR_EXEC | ATTR_STREAM | ATTR_TEXT;
+
+/// Longest text message ([`ATTR_TEXT`]), in bytes.
+pub const MAX_TEXT: u64 = 64 * 1024;
+
+/// A modification time: seconds since the Unix epoch (negative before it)
+/// and nanoseconds within the second.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Mtime {
+    /// Whole seconds since 1970-01-01T00:00:00Z.
+    pub secs: i64,
+    /// Nanoseconds, `< 1_000_000_000`.
+    pub nanos: u32,
+}
+
+/// Bytes an [`Mtime`] takes on the wire.
+const MTIME_LEN: usize = 12;
 
 /// One file (or directory) in an offer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,8 +79,11 @@ pub struct OfferEntry {
     pub path: String,
     /// Size in bytes (0 for a directory or a stream).
     pub size: u64,
-    /// `ATTR_*` bits.
+    /// `ATTR_*` bits (never [`ATTR_MTIME`]).
     pub attrs: u8,
+    /// Its modification time, when the sender gives it (version 3; never
+    /// for a stream or a text).
+    pub mtime: Option<Mtime>,
 }
 
 impl OfferEntry {
@@ -67,7 +94,25 @@ impl OfferEntry {
             path: path.into(),
             size,
             attrs: 0,
+            mtime: None,
         }
+    }
+
+    /// A text message of `size` bytes (version 3).
+    #[must_use]
+    pub fn text(path: impl Into<String>, size: u64) -> Self {
+        OfferEntry {
+            path: path.into(),
+            size,
+            attrs: ATTR_TEXT,
+            mtime: None,
+        }
+    }
+
+    /// A text message to show ([`ATTR_TEXT`]).
+    #[must_use]
+    pub fn is_text(&self) -> bool {
+        self.attrs & ATTR_TEXT != 0
     }
 
     /// A directory.
@@ -92,7 +137,10 @@ impl OfferEntry {
     fn check(&self) -> Result<()> {
         let ok = self.attrs & !ATTR_KNOWN == 0
             && (!self.is_dir() || (self.attrs == ATTR_DIR && self.size == 0))
-            && (!self.is_stream() || self.size == 0);
+            && (!self.is_stream() || (self.size == 0 && self.mtime.is_none()))
+            && (!self.is_text()
+                || (self.attrs == ATTR_TEXT && self.size <= MAX_TEXT && self.mtime.is_none()))
+            && self.mtime.is_none_or(|t| t.nanos < 1_000_000_000);
         if ok {
             Ok(())
         } else {
@@ -128,6 +176,11 @@ impl OfferPart {
             .iter()
             .try_fold(0u64, |acc, e| acc.checked_add(e.size))
             .ok_or(Error::Malformed("offer total overflows"))?;
+        if entries.len() > 1 && entries.iter().any(OfferEntry::is_text) {
+            return Err(Error::Malformed(
+                "a text message must be the only entry of its offer",
+            ));
+        }
         let mut parts = vec![];
         let mut current = vec![];
         let mut size = 16;
@@ -139,7 +192,7 @@ impl OfferPart {
                 });
             }
             e.check()?;
-            let entry_size = 2 + e.path.len() + 8 + 1;
+            let entry_size = 2 + e.path.len() + 8 + 1 + e.mtime.map_or(0, |_| MTIME_LEN);
             if size + entry_size > MAX_PLAINTEXT && !current.is_empty() {
                 parts.push(std::mem::take(&mut current));
                 size = 16;
@@ -167,7 +220,14 @@ impl OfferPart {
             e.check()?;
             out.put_bytes16(e.path.as_bytes(), MAX_PATH)?;
             out.put_u64(e.size);
-            out.push(e.attrs);
+            match e.mtime {
+                None => out.push(e.attrs),
+                Some(t) => {
+                    out.push(e.attrs | ATTR_MTIME);
+                    out.put_u64(t.secs as u64);
+                    out.put_u32(t.nanos);
+                }
+            }
         }
         Ok(())
     }
@@ -190,7 +250,20 @@ impl OfferPart {
             let path = r.str16(MAX_PATH)?.to_owned();
             let size = r.u64()?;
             let attrs = r.u8()?;
-            let entry = OfferEntry { path, size, attrs };
+            let mtime = if attrs & ATTR_MTIME != 0 {
+                Some(Mtime {
+                    secs: r.u64()? as i64,
+                    nanos: r.u32()?,
+                })
+            } else {
+                None
+            };
+            let entry = OfferEntry {
+                path,
+                size,
+                attrs: attrs & !ATTR_MTIME,
+                mtime,
+            };
             entry.check()?;
             entries.push(entry);
         }
@@ -226,6 +299,11 @@ impl OfferCollector {
             return Err(Error::Malformed("Offer has more entries than announced"));
         }
         for e in part.entries {
+            if e.is_text() && part.total_entries != 1 {
+                return Err(Error::Malformed(
+                    "a text message must be the only entry of its offer",
+                ));
+            }
             self.path_bytes += e.path.len();
             if self.path_bytes > MAX_OFFER_PATH_BYTES {
                 return Err(Error::RecordTooLarge {
@@ -574,6 +652,118 @@ mod tests {
         assert_eq!(
             OfferPart::decode(&body),
             Err(Error::Malformed("Offer entry count"))
+        );
+    }
+
+    #[test]
+    fn version_3_entries_round_trip() {
+        let t = Mtime {
+            secs: 1_764_000_000,
+            nanos: 123_456_789,
+        };
+        let old = Mtime {
+            secs: -86_400,
+            nanos: 0,
+        };
+        let entries = vec![
+            OfferEntry {
+                mtime: Some(t),
+                ..OfferEntry::file("a/run.sh", 21)
+            },
+            OfferEntry {
+                path: "a".into(),
+                size: 0,
+                attrs: ATTR_DIR,
+                mtime: Some(old),
+            },
+            OfferEntry::file("b.txt", 3),
+        ];
+        let parts = OfferPart::split(&entries).unwrap();
+        let mut body = vec![];
+        parts[0].encode(&mut body).unwrap();
+        // 16 bytes of totals, 3 entries of 2 + path + 9, two mtimes of 12.
+        assert_eq!(body.len(), 16 + (2 + 8 + 9) + (2 + 1 + 9) + (2 + 5 + 9) + 2 * 12);
+        // The first entry's attribute byte carries the wire-only bit.
+        assert_eq!(body[16 + 2 + 8 + 8], ATTR_MTIME);
+        let back = OfferPart::decode(&body).unwrap();
+        assert_eq!(back.entries, entries);
+        assert_eq!(back.entries[0].attrs, 0, "the wire-only bit is cleared");
+
+        let text = vec![OfferEntry::text("message.txt", 5)];
+        let mut body = vec![];
+        OfferPart::split(&text).unwrap()[0].encode(&mut body).unwrap();
+        assert_eq!(body[body.len() - 1], ATTR_TEXT);
+        let back = OfferPart::decode(&body).unwrap();
+        assert!(back.entries[0].is_text());
+        assert_eq!(
+            OfferCollector::default().add(back).unwrap(),
+            Some((text, 5))
+        );
+    }
+
+    #[test]
+    fn version_3_entries_are_checked() {
+        let bad = |e: OfferEntry| {
+            let part = OfferPart {
+                total_entries: 1,
+                total_bytes: e.size,
+                entries: vec![e],
+            };
+            let mut body = vec![];
+            assert!(part.encode(&mut body).is_err(), "encoded {part:?}");
+        };
+        let t = Some(Mtime { secs: 0, nanos: 0 });
+        // A text with anything else, too long, or with a time.
+        bad(OfferEntry {
+            attrs: ATTR_TEXT | ATTR_EXEC,
+            ..OfferEntry::text("m", 1)
+        });
+        bad(OfferEntry::text("m", MAX_TEXT + 1));
+        bad(OfferEntry {
+            mtime: t,
+            ..OfferEntry::text("m", 1)
+        });
+        // A stream has no time; nanoseconds stay below a second.
+        bad(OfferEntry {
+            path: "s".into(),
+            size: 0,
+            attrs: ATTR_STREAM,
+            mtime: t,
+        });
+        bad(OfferEntry {
+            mtime: Some(Mtime {
+                secs: 0,
+                nanos: 1_000_000_000,
+            }),
+            ..OfferEntry::file("f", 1)
+        });
+        // ATTR_MTIME is not an attribute of the struct.
+        bad(OfferEntry {
+            attrs: ATTR_MTIME,
+            ..OfferEntry::file("f", 1)
+        });
+        // On the wire: the bit without the 12 bytes behind it.
+        let mut body = vec![];
+        body.put_u32(1);
+        body.put_u64(1);
+        body.put_u32(1);
+        body.put_bytes16(b"f", MAX_PATH).unwrap();
+        body.put_u64(1);
+        body.push(ATTR_MTIME);
+        assert_eq!(OfferPart::decode(&body), Err(Error::Malformed("Offer")));
+        // A text among other entries, whether sent whole or in parts.
+        let two = [OfferEntry::text("m", 1), OfferEntry::file("f", 1)];
+        assert!(OfferPart::split(&two).is_err());
+        let part = OfferPart {
+            total_entries: 2,
+            total_bytes: 2,
+            entries: vec![OfferEntry::text("m", 1)],
+        };
+        assert_eq!(
+            OfferCollector::default().add(part),
+            Err(Error::Malformed(
+                "a text message must be the only entry of its offer"
+            ))
         );
     }
 

@@ -133,10 +133,10 @@ fn render() -> String {
 
     // Message fields as the document lays them out.
     let mut ch = b"LSTR".to_vec();
-    ch.extend_from_slice(&[1, 0, 2, 1, 0, 1]);
+    ch.extend_from_slice(&[2, 0, 3, 0, 2, 1, 0, 1]);
     ch.extend_from_slice(&commitment);
     assert_eq!(body(0), ch, "ClientHello body");
-    let mut sh = vec![0, 2, 0, 1];
+    let mut sh = vec![0, 3, 0, 1];
     sh.extend_from_slice(&er_pub);
     assert_eq!(body(1), sh, "ServerHello body");
     assert_eq!(body(2), ei_pub, "KeyReveal body");
@@ -315,7 +315,8 @@ fn render() -> String {
     );
     let _ = writeln!(
         md,
-        "\nBoth sides offer version 2 and suite 0x0001 only. The RSA-PSS salts come from \
+        "\nBoth sides offer versions 3 and 2 (in that order) and suite 0x0001 only, and the \
+         responder picks version 3. The RSA-PSS salts come from \
          the same random generators, so the two signatures below can be verified but not \
          reproduced by another implementation; every value after them is computed from the \
          frames as sent, so it can be reproduced.\n"

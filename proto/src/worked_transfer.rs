@@ -159,12 +159,14 @@ fn render() -> String {
             path: dir_path.into(),
             size: 0,
             attrs: ATTR_DIR,
+            mtime: None,
         },
         OfferEntry::file(file_path, ALPHABET.len() as u64),
         OfferEntry {
             path: exec_path.into(),
             size: SCRIPT.len() as u64,
             attrs: ATTR_EXEC,
+            mtime: None,
         },
     ];
     let total_bytes = (ALPHABET.len() + SCRIPT.len()) as u64;

@@ -187,6 +187,7 @@ mod tests {
                 path: "a".into(),
                 size: 0,
                 attrs: localstream_proto::transfer::ATTR_DIR,
+                mtime: None,
             },
             OfferEntry::file("a/x.txt", 3),
             OfferEntry::file("y.txt", 4),

@@ -30,9 +30,9 @@ type Record = (RecordType, Vec<u8>);
 fn small_offer() -> impl Strategy<Value = Vec<(OfferEntry, usize)>> {
     let entry = prop_oneof![
         4 => (text(6), 0..300u64).prop_map(|(p, size)| (OfferEntry::file(p, size), 0)),
-        1 => text(6).prop_map(|path| (OfferEntry { path, size: 0, attrs: ATTR_DIR }, 0)),
+        1 => text(6).prop_map(|path| (OfferEntry { path, size: 0, attrs: ATTR_DIR, mtime: None }, 0)),
         1 => (text(6), 0..500usize)
-            .prop_map(|(path, n)| (OfferEntry { path, size: 0, attrs: ATTR_STREAM }, n)),
+            .prop_map(|(path, n)| (OfferEntry { path, size: 0, attrs: ATTR_STREAM, mtime: None }, n)),
     ];
     vec(entry, 1..6)
 }

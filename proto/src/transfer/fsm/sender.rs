@@ -147,7 +147,7 @@ impl AwaitAnswer {
             .held()
             .filter(|(i, d)| {
                 let e = &agreement.entries[*i as usize];
-                !e.is_dir() && !e.is_stream() && d.offset <= e.size
+                !e.is_dir() && !e.is_stream() && !e.is_text() && d.offset <= e.size
             })
             .map(|(index, d)| HeldPrefix {
                 index,

@@ -79,6 +79,7 @@ fn dir(path: &str) -> Source {
             path: path.into(),
             size: 0,
             attrs: ATTR_DIR,
+            mtime: None,
         },
         content: vec![],
     }
@@ -90,6 +91,7 @@ fn stream(path: &str, content: Vec<u8>) -> Source {
             path: path.into(),
             size: 0,
             attrs: ATTR_STREAM,
+            mtime: None,
         },
         content,
     }
@@ -339,6 +341,7 @@ fn a_whole_transfer_with_every_kind_of_entry() {
                 path: "d/run.sh".into(),
                 size: 21,
                 attrs: ATTR_EXEC,
+                mtime: None,
             },
             content: b"#!/bin/sh\necho hello\n".to_vec(),
         },

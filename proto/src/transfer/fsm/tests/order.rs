@@ -279,6 +279,7 @@ fn data_needs_a_file_and_stays_within_its_size() {
             path: "d".into(),
             size: 0,
             attrs: ATTR_DIR,
+            mtime: None,
         },
     ];
     let Accepted::Receiving(mut r) = accepted(
@@ -294,6 +295,7 @@ fn data_needs_a_file_and_stays_within_its_size() {
         path: "s".into(),
         size: 0,
         attrs: ATTR_STREAM,
+        mtime: None,
     };
     let mut r = receiving(&[s], 0);
     let big = vec![0; MAX_PLAINTEXT];
@@ -512,11 +514,13 @@ fn receiver_decisions_must_fit_the_offer() {
             path: "d".into(),
             size: 0,
             attrs: ATTR_DIR,
+            mtime: None,
         },
         OfferEntry {
             path: "s".into(),
             size: 0,
             attrs: ATTR_STREAM,
+            mtime: None,
         },
     ];
     let whole = FileDecision::whole;
@@ -691,11 +695,13 @@ fn held_prefixes_the_receiver_cannot_hold_are_refused_without_asking() {
             path: "d".into(),
             size: 0,
             attrs: ATTR_DIR,
+            mtime: None,
         },
         OfferEntry {
             path: "s".into(),
             size: 0,
             attrs: ATTR_STREAM,
+            mtime: None,
         },
         OfferEntry::file("short", 4),
         OfferEntry::file("differs", 9),
