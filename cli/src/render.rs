@@ -7,12 +7,15 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Instant;
 
+use std::collections::{HashMap, HashSet};
+
 use localstream_node::event::{
-    Envelope, Notice, Resolved, ResumeVerdict, Side, Skip, TransferDone,
+    EntryInfo, Envelope, Notice, TransferId, Resolved, ResumeVerdict, Side, Skip, Skipped, TransferDone,
 };
-use localstream_node::units::{human_bytes, resumed_note, summary, wire_note};
+use localstream_node::label::shown_name;
+use localstream_node::units::{human_bytes, plural, resumed_note, summary, wire_note};
 use localstream_node::{Event, PeerLabel};
-use localstream_proto::Sas;
+use localstream_proto::{Sas, Status};
 use localstream_proto::names::escape_for_terminal;
 use tokio::sync::mpsc;
 
@@ -20,11 +23,18 @@ use crate::notify::{self, Notify, Report};
 use crate::outln;
 use crate::progress::Bars;
 use crate::prompt::{self, Ask};
+use crate::screen;
 
 /// When the command started, for the `t` of JSON events.
 fn started() -> Instant {
     static STARTED: OnceLock<Instant> = OnceLock::new();
     *STARTED.get_or_init(Instant::now)
+}
+
+/// "checking the 1.59 GiB h1 already holds...": the sender hashes its side
+/// of what an interrupted transfer left there.
+fn checking_line(who: &str, bytes: u64) -> String {
+    format!("checking the {} {who} already holds...", human_bytes(bytes))
 }
 
 /// Starts the clock of the `t` field (call first thing).
@@ -57,6 +67,7 @@ pub fn json_error(message: &str) {
             peer: None,
             session: None,
             message: message.to_owned(),
+            stopped: None,
         },
         transfer: None,
     });
@@ -68,7 +79,28 @@ pub struct Renderer {
     json: bool,
     /// Progress bars wanted (`--no-progress` not given).
     bars_wanted: bool,
-    bars: Option<Bars>,
+    /// Each running transfer's bars.
+    bars: HashMap<TransferId, Bars>,
+    /// Who each transfer is with (from its first event that names the peer).
+    peers: HashMap<TransferId, PeerLabel>,
+    /// What each incoming offer was ("big.bin", "3 files"), for its refusal's line.
+    offered: HashMap<TransferId, String>,
+    /// Transfers whose refusal was shown (their `error` says nothing new).
+    refused: HashSet<TransferId>,
+    /// The sender's "waiting for ... to accept" line, due if no answer comes soon.
+    waiting: Option<Waiting>,
+    /// Transfers with a peer not trusted yet: its id, for the hint that
+    /// follows a transfer that went through.
+    trust_hint: HashMap<TransferId, String>,
+    /// `--quiet`: errors, refusals and results only.
+    quiet: bool,
+    /// The peer the last event named (a sender's receiver), by name.
+    last_peer: Option<String>,
+    /// This is a listener (from its `listening` event).
+    receiving: bool,
+    /// The listener's verification code block of each transfer, until the
+    /// offer is accepted (a prompt shows the code itself; a refusal needs none).
+    codes: HashMap<TransferId, String>,
     /// `listen --stdout`: standard output carries the file, so results go to stderr.
     stdout_is_data: bool,
     /// Questions go to the prompter (none when nobody can be asked).
@@ -87,12 +119,36 @@ impl Renderer {
         Renderer {
             json,
             bars_wanted,
-            bars: None,
+            bars: HashMap::new(),
+            peers: HashMap::new(),
+            offered: HashMap::new(),
+            refused: HashSet::new(),
+            waiting: None,
+            trust_hint: HashMap::new(),
+            receiving: false,
+            last_peer: None,
+            quiet: false,
+            codes: HashMap::new(),
             stdout_is_data: false,
             prompts: None,
             notify: None,
             dir: PathBuf::from("."),
             hooks: Vec::new(),
+        }
+    }
+
+    /// `--quiet`: only errors, refusals and the result lines; no bars.
+    #[must_use]
+    pub fn quiet(mut self, yes: bool) -> Self {
+        self.quiet = yes;
+        self.bars_wanted &= !yes;
+        self
+    }
+
+    /// A line of what happens on the way, not shown with `--quiet`.
+    fn chatter(&self, text: &str) {
+        if !self.quiet {
+            screen::err_line(text);
         }
     }
 
@@ -119,21 +175,64 @@ impl Renderer {
 
     /// Waits for the `--on-complete` commands still running.
     pub async fn finish(self) {
-        if let Some(bars) = &self.bars {
+        for bars in self.bars.values() {
             bars.finish();
+        }
+        if let Some(w) = &self.waiting {
+            w.answered();
         }
         for hook in self.hooks {
             let _ = hook.await;
         }
     }
 
+    /// The sender's line for `e` when it is its receiver's refusal ("h2
+    /// declined"), once the waiting line is done with.
+    #[must_use]
+    pub fn refusal(&self, e: &localstream_node::Error) -> Option<String> {
+        let (status, message) = e.as_refusal()?;
+        if let Some(w) = &self.waiting {
+            w.answered();
+        }
+        let who = self.last_peer.as_deref().unwrap_or("the receiver");
+        Some(screen::paint(
+            screen::Tone::Error,
+            &sender_refusal(who, status, message),
+        ))
+    }
+
     /// A result line: stdout, or stderr when stdout carries data.
     fn result(&self, text: &str) {
         if self.stdout_is_data {
-            eprintln!("{text}");
+            screen::err_line(text);
         } else if !self.json {
-            outln!("{text}");
+            screen::out_line(text);
         }
+    }
+
+    /// The sender's check of what its receiver holds from an earlier
+    /// transfer: a line, and a bar while it runs.
+    fn checking(&mut self, t: TransferId, who: &str, bytes: u64, done: u64) {
+        if done == 0 {
+            screen::err_line(&checking_line(who, bytes));
+            if let Some(bars) = Bars::new(self.bars_wanted, who, bytes, 1) {
+                self.bars.insert(t, bars);
+            }
+        } else if let Some(bars) = self.bars.get_mut(&t) {
+            bars.update(done, bytes, None);
+        }
+        if done >= bytes
+            && let Some(bars) = self.bars.remove(&t)
+        {
+            bars.finish();
+        }
+    }
+
+    /// The peer of transfer `t`, by name ("h1"), when known.
+    fn who(&self, t: TransferId) -> String {
+        self.peers
+            .get(&t)
+            .map_or_else(|| "the peer".to_owned(), |p| shown_name(&p.name))
     }
 
     /// Shows one event.
@@ -142,20 +241,26 @@ impl Renderer {
             json_line(&envelope);
         }
         let event = envelope.event;
+        let t = envelope.transfer.unwrap_or(0);
+        if let Some(peer) = peer_of(&event) {
+            self.last_peer = Some(shown_name(&peer.name));
+            self.peers.entry(t).or_insert_with(|| peer.clone());
+        }
         match event {
             Event::Offer { .. } | Event::Confirm { .. } | Event::QuestionClosed { .. } => {
-                self.question(event);
+                self.question(t, event);
             }
             Event::Listening { .. } => {
-                if !self.json {
+                if !self.json && !self.quiet {
                     self.result(&banner(&event));
                 }
                 if let Event::Listening { dir, .. } = event {
                     self.dir = dir;
+                    self.receiving = true;
                 }
             }
             Event::Connected { peer, address } => {
-                eprintln!("connected to {} at {address}", peer.short());
+                self.chatter(&format!("connected to {} at {address}", peer.short()));
             }
             Event::Message { peer, text, saved } => {
                 let mut line = format!(
@@ -168,28 +273,72 @@ impl Renderer {
                 }
                 self.result(&line);
             }
-            Event::Accepted { files, bytes, .. } => {
-                self.bars = Bars::new(self.bars_wanted, bytes, files);
+            Event::Accepted {
+                side, files, bytes, ..
+            } => {
+                if side == Side::Send
+                    && let Some(w) = self.waiting.take()
+                    && w.answered()
+                {
+                    self.chatter(&format!("{} accepted", self.who(t)));
+                }
+                if let Some(code) = self.codes.remove(&t) {
+                    self.chatter(&code);
+                }
+                let who = self.who(t);
+                if let Some(bars) = Bars::new(self.bars_wanted, &who, bytes, files) {
+                    self.bars.insert(t, bars);
+                }
+            }
+            Event::Refused {
+                side: Side::Receive,
+                peer,
+                status,
+                message,
+            } => {
+                self.refused.insert(t);
+                self.codes.remove(&t);
+                self.trust_hint.remove(&t);
+                let who = peer.map_or_else(|| self.who(t), |p| shown_name(&p.name));
+                let what = self.offered.remove(&t);
+                screen::err_line(&receiver_refusal(&who, what.as_deref(), status, &message));
             }
             Event::Progress {
                 bytes, total, file, ..
-            } => match (&mut self.bars, file) {
+            } => match (self.bars.get_mut(&t), file) {
                 (Some(bars), Some(file)) => bars.update(bytes, total, Some(&file)),
                 (Some(bars), None) => {
                     bars.update(bytes, total, None);
                     bars.finish();
-                    self.bars = None;
+                    self.bars.remove(&t);
                 }
                 (None, _) => {}
             },
-            Event::TransferDone(done) => self.done(&done),
+            Event::TransferDone(done) => self.done(t, &done),
+            Event::Checking {
+                peer, bytes, done, ..
+            } => self.checking(t, &shown_name(&peer.name), bytes, done),
             Event::Error {
                 side: Some(Side::Receive),
                 peer,
                 session,
                 message,
+                stopped,
             } => {
-                eprintln!("transfer failed: {message}");
+                if let Some(bars) = self.bars.remove(&t) {
+                    bars.finish();
+                }
+                if stopped.is_some() {
+                    // It resumes: what happened and what is kept, not a failure.
+                    self.refused.remove(&t);
+                    screen::err_line(&screen::paint(screen::Tone::Warning, &message));
+                } else if !self.refused.remove(&t) {
+                    // (A refusal was said in words already.)
+                    screen::err_line(&screen::paint(
+                        screen::Tone::Error,
+                        &format!("transfer failed: {message}"),
+                    ));
+                }
                 if let (Some(peer), Some(session)) = (peer, session) {
                     let report = Report {
                         peer_name: escape_for_terminal(&peer.name),
@@ -203,13 +352,45 @@ impl Renderer {
                     self.report(&report);
                 }
             }
-            Event::Notice(n) => notice(&n),
+            Event::Skipped(skipped) => screen::err_line(&skipped_text(&skipped)),
+            // The listener's code waits: a prompt shows it, a refusal
+            // needs none, an accepted offer shows it then.
+            Event::Notice(n @ Notice::Code { .. }) if self.receiving => {
+                if let Notice::Code { peer, .. } = &n {
+                    self.trust_hint.insert(t, peer.id.short());
+                }
+                if let Some(text) = notice_text(&n) {
+                    self.codes.insert(t, text);
+                }
+            }
+            Event::Notice(n) => {
+                if let Notice::TrustedNow(_) = &n {
+                    self.trust_hint.remove(&t);
+                }
+                notice(&n, self.quiet);
+            }
             _ => {}
         }
     }
 
     /// An offer or a first contact: a line, or a question for the prompter.
-    fn question(&self, event: Event) {
+    fn question(&mut self, t: TransferId, event: Event) {
+        if let Event::Offer {
+            side: Side::Receive,
+            files,
+            entries,
+            ..
+        } = &event
+        {
+            self.offered.insert(t, offered(*files, entries));
+        }
+        if let Event::Offer {
+            offer_id: Some(_), ..
+        } = &event
+        {
+            // The question shows the code.
+            self.codes.remove(&t);
+        }
         match event {
             Event::Confirm {
                 question,
@@ -224,7 +405,14 @@ impl Renderer {
                 side: Side::Send,
                 peer: Some(peer),
                 ..
-            } => eprintln!("waiting for {} to accept...", peer.short()),
+            } => {
+                if !self.json && !self.quiet {
+                    self.waiting = Some(Waiting::start(format!(
+                        "waiting for {} to accept...",
+                        peer.short()
+                    )));
+                }
+            }
             Event::Offer {
                 offer_id: Some(id),
                 peer: Some(peer),
@@ -251,7 +439,11 @@ impl Renderer {
                         text: text.as_deref(),
                     },
                 );
-                self.ask(Ask::Offer { id, text });
+                self.ask(Ask::Offer {
+                    id,
+                    who: shown_name(&peer.name),
+                    text,
+                });
             }
             Event::QuestionClosed {
                 id: offer_id,
@@ -271,19 +463,23 @@ impl Renderer {
     }
 
     /// The end of a transfer: the summary, and the listener's report.
-    fn done(&mut self, d: &TransferDone) {
-        if let Some(bars) = self.bars.take() {
+    fn done(&mut self, t: TransferId, d: &TransferDone) {
+        if let Some(bars) = self.bars.remove(&t) {
             bars.finish();
         }
+        self.refused.remove(&t);
+        self.offered.remove(&t);
+        self.codes.remove(&t);
+        let hint = self.trust_hint.remove(&t).filter(|_| d.ok && d.files > 0);
         let who = d.peer.short();
         let elapsed = std::time::Duration::from_secs_f64(d.seconds.max(0.0));
         match d.side {
             Side::Send => {
                 if d.ok && !self.json {
                     let line = summary(d.files, d.bytes, elapsed);
-                    outln!("sent {line} to {who}{}", resumed_note(d.resumed));
-                    if let Some((data, wire)) = d.wire {
-                        eprintln!("{}", wire_note(data, wire));
+                    screen::out_line(&format!("sent {line} to {who}{}", resumed_note(d.resumed)));
+                    if let Some(note) = d.wire.and_then(|(data, wire)| wire_note(data, wire)) {
+                        self.chatter(&note);
                     }
                 }
             }
@@ -297,15 +493,19 @@ impl Renderer {
                 if d.saved.is_empty() && d.files > 0 && self.stdout_is_data {
                     listing.push_str("\n  (standard output)");
                 }
-                if let Some((data, wire)) = d.wire {
-                    listing.push_str(&format!("\n  ({})", wire_note(data, wire)));
+                if let Some(note) = d.wire.and_then(|(data, wire)| wire_note(data, wire)) {
+                    listing.push_str(&format!("\n  ({note})"));
                 }
                 self.result(&listing);
                 if d.discarded > 0 {
-                    eprintln!(
-                        "{} file(s) from {who} failed verification and were discarded",
-                        d.discarded
-                    );
+                    screen::err_line(&screen::paint(
+                        screen::Tone::Error,
+                        &format!(
+                            "{} from {who} failed verification and {} discarded",
+                            plural(d.discarded as u64, "file"),
+                            if d.discarded == 1 { "was" } else { "were" }
+                        ),
+                    ));
                 }
                 let report = Report {
                     peer_name: escape_for_terminal(&d.peer.name),
@@ -319,6 +519,12 @@ impl Renderer {
                 self.report(&report);
             }
         }
+        if let Some(id) = hint
+            && !self.json
+        {
+            self.chatter(&trust_hint(&shown_name(&d.peer.name), &id));
+        }
+        self.peers.remove(&t);
     }
 
     /// Desktop notification and `--on-complete`, for the listener.
@@ -392,31 +598,208 @@ fn partials(n: u64, bytes: u64) -> String {
     )
 }
 
-/// The line that tells the user how to check a peer: shown on first contact
-/// and whenever the peer is not trusted yet.
+/// The block that tells the user how to check a peer (first contact, or
+/// a peer not trusted yet), wrapped to `width` columns: the code once, that
+/// it is new for each connection, and what stays the same.
 #[must_use]
-pub fn code_line(
+pub fn code_block(
     peer: &PeerLabel,
     code: &Sas,
     first: bool,
     trust: impl std::fmt::Display,
+    width: usize,
 ) -> String {
-    if first {
-        format!(
-            "first contact with {peer}: its key is pinned once a transfer is accepted. \
-             Verification code: {code} (the same on both screens means no one is in between; \
-             then `localstream trust {}`)",
-            peer.id.short()
-        )
+    let head = if first {
+        format!("first contact with {peer}")
     } else {
-        format!("verification code with {peer}: {code} ({trust})")
+        format!("{peer} ({trust})")
+    };
+    screen::wrap(
+        &format!(
+            "{head}\n  verification code {code}: the same code on both screens means no one is \
+             in between.\n  {}",
+            CODE_CHANGES
+        ),
+        width,
+    )
+}
+
+/// What a verification code is not: stable.
+pub const CODE_CHANGES: &str = "The code is new for each connection; the fingerprint in \
+    brackets stays the same.";
+
+/// After a transfer from a peer not trusted yet: how to stop being asked.
+#[must_use]
+pub fn trust_hint(name: &str, id: &str) -> String {
+    format!(
+        "if the codes matched: `localstream trust {id}` accepts {name}'s offers without asking"
+    )
+}
+
+/// The receiver's line for a refused offer (or a peer refused before it
+/// could offer): who, and why in words.
+#[must_use]
+pub fn receiver_refusal(who: &str, what: Option<&str>, status: Status, message: &str) -> String {
+    let what = what.unwrap_or("the offer");
+    match status {
+        Status::Declined if message == BLOCKED => format!("refused {who}: blocked"),
+        Status::Declined if message == DECLINED => format!("declined {what} from {who}"),
+        Status::Timeout => format!("no answer in time: declined {what} from {who}"),
+        Status::NotTrusted => format!("refused {who}'s offer: not trusted (--trusted-only)"),
+        Status::ConsentUnavailable => format!(
+            "refused {who}'s offer: not trusted, and there is no terminal to ask on \
+             (`localstream trust` it, or run `listen --yes`)"
+        ),
+        Status::Busy => {
+            format!("refused {who}'s offer: too many offers are waiting for an answer")
+        }
+        _ => format!("refused {who}'s offer: {}", escape_for_terminal(message)),
     }
 }
 
-/// A notice, as text on stderr.
-fn notice(n: &Notice) {
+/// The sender's line for its receiver's refusal.
+#[must_use]
+pub fn sender_refusal(who: &str, status: Status, message: &str) -> String {
+    match status {
+        Status::Declined if message == DECLINED || message.is_empty() => format!("{who} declined"),
+        Status::Timeout if message == NO_ANSWER => {
+            format!("{who} did not answer in time: nothing was sent")
+        }
+        _ if message.is_empty() => format!("{who} refused: {}", status.description()),
+        _ => format!("{who} refused: {}", escape_for_terminal(message)),
+    }
+}
+
+/// The engine's refusal messages the lines above put in other words
+/// (`receive::refusal`).
+const DECLINED: &str = "the receiver declined";
+const BLOCKED: &str = "the receiver has blocked this node";
+const NO_ANSWER: &str = "nobody answered the prompt";
+
+/// What an offer holds, for a line: "big.bin", "3 files".
+fn offered(files: usize, entries: &[EntryInfo]) -> String {
+    match entries {
+        [one] if files == 1 => escape_for_terminal(&one.path),
+        _ => plural(files as u64, "file"),
+    }
+}
+
+/// The peer an event names, if any.
+fn peer_of(event: &Event) -> Option<&PeerLabel> {
+    match event {
+        Event::Connected { peer, .. } | Event::Confirm { peer, .. } => Some(peer),
+        Event::Offer { peer, .. } | Event::Refused { peer, .. } => peer.as_ref(),
+        _ => None,
+    }
+}
+
+/// How long the sender waits for an answer before it says it is waiting
+/// (a receiver that accepts by policy answers at once; one that asks a
+/// person does not).
+const WAITING_AFTER: std::time::Duration = std::time::Duration::from_millis(1500);
+
+/// The sender's "waiting for ... to accept" line: printed only if no answer
+/// came within [`WAITING_AFTER`]; [`Waiting::answered`] says whether it was.
+#[derive(Debug)]
+struct Waiting {
+    state: std::sync::Arc<std::sync::Mutex<WaitState>>,
+    timer: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WaitState {
+    /// No answer yet, nothing printed.
+    Pending,
+    /// The line is on the screen.
+    Shown,
+    /// Answered.
+    Over,
+}
+
+impl WaitState {
+    /// The timer ran out: whether to print the line now.
+    fn due(&mut self) -> bool {
+        let show = *self == WaitState::Pending;
+        if show {
+            *self = WaitState::Shown;
+        }
+        show
+    }
+
+    /// The answer came: whether the line was printed (and wants its answer).
+    fn answer(&mut self) -> bool {
+        std::mem::replace(self, WaitState::Over) == WaitState::Shown
+    }
+}
+
+impl Waiting {
+    fn start(line: String) -> Waiting {
+        let state = std::sync::Arc::new(std::sync::Mutex::new(WaitState::Pending));
+        let timer_state = state.clone();
+        let timer = tokio::spawn(async move {
+            tokio::time::sleep(WAITING_AFTER).await;
+            let mut s = timer_state
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if s.due() {
+                screen::err_line(&line);
+            }
+        });
+        Waiting { state, timer }
+    }
+
+    /// The answer came (or the send ended): whether the line was shown.
+    fn answered(&self) -> bool {
+        self.timer.abort();
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .answer()
+    }
+}
+
+/// A path `send` leaves out of a folder, as the line on stderr:
+/// `skipped photos/secret.txt: permission denied`.
+#[must_use]
+pub fn skipped_text(s: &Skipped) -> String {
+    let why = match s.reason {
+        Skip::Symlink => "symbolic links are not sent".to_owned(),
+        Skip::Partial => "a partial file of an unfinished transfer".to_owned(),
+        Skip::Fifo => "a named pipe, not a file".to_owned(),
+        Skip::Socket => "a socket, not a file".to_owned(),
+        Skip::Device => "a device, not a file".to_owned(),
+        Skip::PermissionDenied => "permission denied".to_owned(),
+        Skip::Vanished => "gone before it could be read".to_owned(),
+        Skip::Unreadable => format!(
+            "cannot be read ({})",
+            s.error.as_deref().unwrap_or("unknown error")
+        ),
+        _ => "not a regular file".to_owned(),
+    };
+    let folder = if s.folder {
+        " (a folder: nothing in it is sent)"
+    } else {
+        ""
+    };
+    format!("skipped {}: {why}{folder}", shown(&s.path))
+}
+
+/// A notice, as text on stderr (warnings in colour on a terminal; with
+/// `quiet` only warnings and errors).
+fn notice(n: &Notice, quiet: bool) {
     if let Some(line) = notice_text(n) {
-        eprintln!("{line}");
+        let tone = match n {
+            Notice::PeerRefused(_) => Some(screen::Tone::Error),
+            Notice::StoreFailed(_) | Notice::NotAnnounced(_) | Notice::LocalSendOff(_) => {
+                Some(screen::Tone::Warning)
+            }
+            _ => None,
+        };
+        match tone {
+            Some(tone) => screen::err_line(&screen::paint(tone, &line)),
+            None if quiet => {}
+            None => screen::err_line(&line),
+        }
     }
 }
 
@@ -424,22 +807,13 @@ fn notice(n: &Notice) {
 #[must_use]
 pub fn notice_text(n: &Notice) -> Option<String> {
     let line = match n {
-        Notice::Skipped { path, why } => format!(
-            "skipping {}: {}",
-            shown(path),
-            match why {
-                Skip::Symlink => "symbolic links are not sent",
-                Skip::NotRegular => "not a regular file",
-                Skip::Partial => "a partial file of an unfinished transfer",
-            }
-        ),
         Notice::Resolved(r) => resolved(r),
         Notice::Code {
             peer,
             code,
             first,
             trust,
-        } => code_line(peer, code, *first, trust),
+        } => code_block(peer, code, *first, trust, screen::width()),
         Notice::SkippedByReceiver { path, status } => {
             format!("{}: skipped by the receiver: {status}", shown(path))
         }
@@ -466,6 +840,9 @@ pub fn notice_text(n: &Notice) -> Option<String> {
                 ResumeVerdict::Shorter => format!(
                     "{name}: it is shorter than what the receiver holds; sending it from the start"
                 ),
+                ResumeVerdict::Differs => {
+                    format!("{name}: differs from the receiver's copy; sending it whole")
+                }
             }
         }
         Notice::Retrying {
@@ -485,6 +862,13 @@ pub fn notice_text(n: &Notice) -> Option<String> {
         Notice::PeerRefused(e) => crate::hint::explain_trust(e),
         Notice::TrustedNow(peer) => format!("{} is trusted from now on", peer.short()),
         Notice::StoreFailed(message) => format!("warning: {message}"),
+        Notice::Identical { files, bytes } => format!(
+            "skipped {} identical {} ({}): the receiver already has {}",
+            files,
+            if *files == 1 { "file" } else { "files" },
+            human_bytes(*bytes),
+            if *files == 1 { "it" } else { "them" }
+        ),
         Notice::Held { name, bytes } => format!(
             "{name}: {} held from an interrupted transfer",
             human_bytes(*bytes)

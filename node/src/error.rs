@@ -202,6 +202,17 @@ pub enum ResolveError {
         /// Not found, or which peers match.
         reason: crate::store::Lookup,
     },
+    /// `trust` names no peer met here, but a node on the network answers to it.
+    #[error(
+        "{} is on the network but you have not met it yet",
+        found
+    )]
+    NotMet {
+        /// What the user typed.
+        query: String,
+        /// The node that answers to it.
+        found: PeerMatch,
+    },
     /// Discovery is off and the peer store knows no address for the name.
     #[error(
         "no peer named '{}' with a known address in the peer store",
@@ -384,6 +395,16 @@ pub enum TransferError {
     /// later run resumes from.
     #[error("{0}")]
     Stopped(Box<Stopped>),
+    /// `send --text` to a node of an older protocol version, which has no
+    /// text messages (they came with version 3).
+    #[error(
+        "the receiver speaks LocalStream protocol version {version}, which has no text \
+         messages (they need version 3): send the text as a file instead"
+    )]
+    TextUnsupported {
+        /// The version the handshake agreed on.
+        version: u16,
+    },
 }
 
 /// Why a transfer stopped in the middle.

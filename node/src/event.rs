@@ -8,7 +8,7 @@
 //! Events are serde-serializable (`#[serde(tag = "event")]`): the CLI's
 //! `--json` output is each event as one line, and the same schema serves
 //! both sides of a transfer. [`Notice`]s are the lines a person wants to read
-//! (a skipped file, a verification code, a warning); front ends render them,
+//! (a verification code, a warning); front ends render them,
 //! and `--json` leaves them to the human text on stderr.
 //!
 //! Emitting never blocks: each subscriber has an unbounded queue, and
@@ -188,11 +188,30 @@ pub enum Event {
         /// Bytes held from an interrupted transfer (not sent again).
         resumed: u64,
     },
-    /// The offer was refused.
+    /// The sender checks the prefixes the receiver holds from an earlier,
+    /// interrupted transfer (it hashes its side of them before the rest
+    /// goes): `done` of `bytes` so far, at most every 250 ms, first with
+    /// `done` 0 and last with `done` equal to `bytes`.
+    Checking {
+        /// Which side hashes.
+        #[serde(skip)]
+        side: Side,
+        /// The node that holds them.
+        peer: PeerLabel,
+        /// Bytes held, to check.
+        bytes: u64,
+        /// Bytes checked so far.
+        done: u64,
+    },
+    /// The offer was refused (on the receiver also a peer refused before
+    /// it could offer: not trusted, blocked).
     Refused {
         /// Which side.
         #[serde(skip)]
         side: Side,
+        /// The other node, when known.
+        #[serde(skip)]
+        peer: Option<PeerLabel>,
         /// Why (the status code).
         #[serde(serialize_with = "crate::label::status_code")]
         status: Status,
@@ -225,6 +244,9 @@ pub enum Event {
         #[serde(skip_serializing_if = "Option::is_none")]
         path: Option<PathBuf>,
     },
+    /// A path inside a folder is left out of the offer (sender, before
+    /// it connects).
+    Skipped(Skipped),
     /// The transfer ended with the receiver's verdict.
     TransferDone(Box<TransferDone>),
     /// A transfer (or the command) failed.
@@ -240,6 +262,10 @@ pub enum Event {
         session: Option<String>,
         /// What went wrong.
         message: String,
+        /// When the transfer stopped in the middle (and resumes later): how
+        /// far it got.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        stopped: Option<Box<crate::error::Stopped>>,
     },
     /// A node appeared on the network (`peers --watch`).
     #[serde(rename = "up")]
@@ -294,6 +320,9 @@ pub struct PeerInfo {
     pub version: u16,
     /// `unpinned`, a trust state, or `CHANGED` (a pinned id with another key).
     pub trust: &'static str,
+    /// The name given to it here with `localstream add`, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alias: Option<String>,
     /// Other keys announced under the same id (fingerprint prefixes).
     #[serde(skip)]
     pub conflicting: Vec<String>,
@@ -376,15 +405,65 @@ pub struct TransferDone {
     pub discarded: usize,
 }
 
-/// Why a path given to `send` is left out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Why a path inside a folder given to `send` is left out (`reason` in
+/// the `skipped` event). Links and partial files are left out by rule; the
+/// others could not be read ([`Skip::is_unreadable`]), and make the send end
+/// with [`crate::error::TransferError::Unreadable`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Skip {
-    /// A symbolic link.
+    /// A symbolic link (never followed inside a folder).
     Symlink,
-    /// Not a regular file.
-    NotRegular,
     /// A partial file of an unfinished transfer.
     Partial,
+    /// A named pipe (FIFO).
+    Fifo,
+    /// A socket.
+    Socket,
+    /// A device node.
+    Device,
+    /// Neither a file, a folder nor any of the above.
+    NotRegular,
+    /// Permission denied: a file that cannot be opened, a folder that
+    /// cannot be listed.
+    PermissionDenied,
+    /// It was listed, then gone before it could be opened.
+    Vanished,
+    /// Another error opening the file or listing the folder (in `error`).
+    Unreadable,
+}
+
+impl Skip {
+    /// Whether the path was meant to go and could not be read (a pipe,
+    /// socket or device has no content to send), as opposed to being left
+    /// out by rule (a link, a partial file).
+    #[must_use]
+    pub fn is_unreadable(self) -> bool {
+        !matches!(self, Skip::Symlink | Skip::Partial)
+    }
+}
+
+/// A path inside a folder that `send` leaves out of the offer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Skipped {
+    /// Which (as found locally: the folder given, then the path inside it).
+    #[serde(serialize_with = "path_text")]
+    pub path: PathBuf,
+    /// Whether it is a folder (nothing in it is sent).
+    pub folder: bool,
+    /// Why.
+    pub reason: Skip,
+    /// The system's error, for [`Skip::Unreadable`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A local path as text, escaped (file names are anyone's).
+fn path_text<S: serde::Serializer>(path: &std::path::Path, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&localstream_proto::names::escape_for_terminal(
+        &path.display().to_string(),
+    ))
 }
 
 /// How the sender found its receiver.
@@ -426,19 +505,16 @@ pub enum ResumeVerdict {
     Unreadable(String),
     /// The file is shorter than what is held: it goes whole.
     Shorter,
+    /// The receiver has a whole file of this size under its name
+    /// (`listen --on-collision skip-identical`) with other bytes: it goes
+    /// whole and replaces that one.
+    Differs,
 }
 
 /// Lines for people, each typed.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum Notice {
-    /// A path under a folder is not sent.
-    Skipped {
-        /// Which (as given locally).
-        path: PathBuf,
-        /// Why.
-        why: Skip,
-    },
     /// How the receiver was found.
     Resolved(Resolved),
     /// The verification code of this session (not shown for trusted peers
@@ -466,6 +542,15 @@ pub enum Notice {
         path: PathBuf,
         /// Why.
         status: Status,
+    },
+    /// Files the receiver already has, byte for byte (`listen
+    /// --on-collision skip-identical`, or a partial that was all of it):
+    /// their bytes were not sent.
+    Identical {
+        /// How many.
+        files: usize,
+        /// Their bytes.
+        bytes: u64,
     },
     /// A held prefix was checked.
     Resume {
@@ -858,6 +943,7 @@ mod tests {
                 peer: None,
                 session: None,
                 message: "x".into(),
+                stopped: None,
             },
             transfer: Some(7),
         };
@@ -876,6 +962,7 @@ mod tests {
             peer: None,
             session: None,
             message: "x".into(),
+            stopped: None,
         };
         assert!(e.is_machine());
         assert_eq!(

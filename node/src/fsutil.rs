@@ -28,6 +28,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+pub mod collision;
 pub mod resumable;
 pub mod stale;
 
@@ -215,6 +216,19 @@ fn numbered_name(file_name: &str, n: u32) -> String {
 pub fn commit_partial(partial: &Path, parent: &Path, file_name: &str) -> io::Result<PathBuf> {
     check_component(file_name)?;
     let path = place(partial, parent, file_name, &mut Placement::best())?;
+    sync_dir_or_warn(parent);
+    Ok(path)
+}
+
+/// Like [`commit_partial`], but what has the name is replaced (atomically;
+/// see [`collision::replace`]): `listen --on-collision overwrite` and
+/// `skip-identical`.
+///
+/// # Errors
+/// As [`commit_partial`].
+pub fn commit_replacing(partial: &Path, parent: &Path, file_name: &str) -> io::Result<PathBuf> {
+    check_component(file_name)?;
+    let path = collision::replace(partial, parent, file_name, &mut Placement::best())?;
     sync_dir_or_warn(parent);
     Ok(path)
 }
@@ -465,6 +479,8 @@ struct Member<'a> {
     /// name: it holds the partial's lock (see [`resumable`]), so no other
     /// transfer can take the partial over in between.
     _lock: File,
+    /// It replaces what has its name ([`collision::replace`]).
+    replace: bool,
 }
 
 /// A filesystem the current group wrote to.
@@ -521,6 +537,35 @@ impl<'a> CommitGroup<'a> {
         file_name: &'a str,
         size: u64,
     ) -> io::Result<()> {
+        self.push_member(slot, file, partial, (parent, file_name), size, false)
+    }
+
+    /// Like [`CommitGroup::push`], but the file replaces what has its name
+    /// at the commit ([`commit_replacing`]).
+    ///
+    /// # Errors
+    /// As [`CommitGroup::push`].
+    pub fn push_replacing(
+        &mut self,
+        slot: usize,
+        file: File,
+        partial: PathBuf,
+        parent: &'a Path,
+        file_name: &'a str,
+        size: u64,
+    ) -> io::Result<()> {
+        self.push_member(slot, file, partial, (parent, file_name), size, true)
+    }
+
+    fn push_member(
+        &mut self,
+        slot: usize,
+        file: File,
+        partial: PathBuf,
+        (parent, file_name): (&'a Path, &'a str),
+        size: u64,
+        replace: bool,
+    ) -> io::Result<()> {
         check_component(file_name)?;
         let fs = self.adopt(&file).inspect_err(|_| {
             // A failed fsync: what is on disk is unknown, never resume from it.
@@ -535,6 +580,7 @@ impl<'a> CommitGroup<'a> {
             file_name,
             fs,
             _lock: file,
+            replace,
         });
         Ok(())
     }
@@ -632,8 +678,13 @@ impl<'a> CommitGroup<'a> {
                 }
                 _ => Ok(()),
             };
-            let placed = durable
-                .and_then(|()| place(&m.partial, m.parent, m.file_name, &mut self.placement));
+            let placed = durable.and_then(|()| {
+                if m.replace {
+                    collision::replace(&m.partial, m.parent, m.file_name, &mut self.placement)
+                } else {
+                    place(&m.partial, m.parent, m.file_name, &mut self.placement)
+                }
+            });
             if placed.is_ok() && parents.last() != Some(&m.parent) && !parents.contains(&m.parent) {
                 parents.push(m.parent);
             }

@@ -25,7 +25,9 @@ use localstream_proto::transfer::fsm::{
     Answered, AwaitStatus, HeldPrefix, Next, Offering, Outcome, Prefix, Resuming, SendingFile,
     Streaming,
 };
-use localstream_proto::transfer::{ATTR_DIR, ATTR_EXEC, ATTR_STREAM, MAX_FILES, OfferEntry};
+use localstream_proto::transfer::{
+    ATTR_DIR, ATTR_EXEC, ATTR_STREAM, ATTR_TEXT, MAX_FILES, MAX_TEXT, Mtime, OfferEntry,
+};
 use localstream_proto::{
     Error as ProtoError, Handshake, LocalIdentity, Opener, PeerIdentity, Sas, Sealer, Status,
 };
@@ -36,7 +38,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{Instrument, info, info_span};
 
 use crate::compress::{self, Compressor};
-use crate::config::{Discovery, SendConfig, Target};
+use crate::config::SendConfig;
 use crate::confirm::{self, Asker, FirstContact};
 use crate::conn::{self, BufPool, FrameReader, IDLE_TIMEOUT, RecordWriter};
 use crate::consent::PROMPT_TIMEOUT;
@@ -44,16 +46,14 @@ use crate::context::Context;
 use crate::discover;
 use crate::error::{Error, ResolveError, Result, TransferError, TrustError};
 use crate::event::{
-    Event, Events, FailedFile, Notice, Progress, Resolved, ResumeVerdict, Side, Skip, Then,
+    Event, Events, FailedFile, Notice, Progress, ResumeVerdict, Side, Skip, Then,
     TransferDone,
 };
 use crate::fsutil::resumable::{hash_prefix_counting, hashing_time};
 use crate::label::PeerLabel;
-use crate::store::{Direction, Lookup, PeerStore, SessionEnd, Trust, now_ms};
+use crate::store::{Direction, SessionEnd, Trust, now_ms};
 use crate::trust::{self, Refusal, Tally};
 use tokio_util::sync::CancellationToken;
-use localstream_discovery::PeerRecord;
-use localstream_discovery::txt::FINGERPRINT_PREFIX_BYTES;
 
 /// How long to wait for the TCP connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -84,17 +84,43 @@ pub struct Source {
     pub(crate) size: u64,
     /// `ATTR_*` bits for the offer.
     attrs: u8,
+    /// Its modification time (files only), offered to version 3 receivers.
+    mtime: Option<Mtime>,
+    /// The text of `send --text` (then `attrs` is [`ATTR_TEXT`] and there is
+    /// no path).
+    text: Option<Arc<[u8]>>,
 }
 
+/// The name a text message is offered under (a receiver shows it, and
+/// saves nothing under it).
+pub const TEXT_NAME: &str = "message.txt";
+
 impl Source {
-    /// How the offer lists it.
-    fn entry(&self) -> OfferEntry {
+    /// How the offer lists it: with its modification time only for a
+    /// receiver of protocol version 3 (`v3`; an older one refuses the bit).
+    fn entry(&self, v3: bool) -> OfferEntry {
         OfferEntry {
             path: self.name.clone(),
             size: self.size,
             attrs: self.attrs,
-            mtime: None,
+            mtime: self.mtime.filter(|_| v3),
         }
+    }
+
+    /// The one entry of `send --text`.
+    pub(crate) fn text(text: &str) -> Self {
+        Source {
+            path: PathBuf::new(),
+            name: TEXT_NAME.to_owned(),
+            size: text.len() as u64,
+            attrs: ATTR_TEXT,
+            mtime: None,
+            text: Some(text.as_bytes().into()),
+        }
+    }
+
+    pub(crate) fn is_text(&self) -> bool {
+        self.text.is_some()
     }
     pub(crate) fn is_dir(&self) -> bool {
         self.attrs & ATTR_DIR != 0
@@ -121,10 +147,12 @@ pub struct Sent {
 
 mod connect;
 mod exchange;
+mod resolve;
 mod sources;
 mod stream;
 pub(crate) use connect::open;
 use exchange::{Agreed, Timing, exchange};
+use resolve::{Resolution, resolve};
 pub(crate) use sources::{Listed, sources};
 use stream::{AbortOnDrop, produce};
 
@@ -142,8 +170,18 @@ pub(crate) async fn run_retrying(
 ) -> Result<Sent> {
     // The files are listed once: every attempt offers the same ones, and
     // each skipped path is reported once.
-    let listed = if cfg.localsend.text.is_some() {
-        Listed::default()
+    let listed = if let Some(text) = &cfg.localsend.text {
+        if text.len() as u64 > MAX_TEXT {
+            return Err(Error::Usage(format!(
+                "--text: {} is longer than a text message may be ({}); send it as a file",
+                crate::units::human_bytes(text.len() as u64),
+                crate::units::human_bytes(MAX_TEXT)
+            )));
+        }
+        Listed {
+            sources: vec![Source::text(text)],
+            unreadable: 0,
+        }
     } else {
         sources(&cfg.files, &cfg.stdin_name, &cfg.exclude, &cx.events)?
     };
@@ -214,36 +252,6 @@ fn is_transient(e: &Error) -> bool {
         },
         _ => false,
     }
-}
-
-/// Where the peer store last reached the peer the user means by `name`, and
-/// what it must prove to be (its id and pinned key): `None` when no such
-/// peer, or none with an address.
-fn remembered(store: &PeerStore, name: &str) -> Result<Option<(Vec<SocketAddr>, PeerRecord)>> {
-    let data = store.load()?;
-    let entry = match data.lookup(name) {
-        Ok(e) => e,
-        Err(Lookup::NotFound) => return Ok(None),
-        Err(reason) => {
-            return Err(Error::from(ResolveError::UnknownPeer {
-                query: name.to_owned(),
-                reason,
-            }));
-        }
-    };
-    if entry.addresses.is_empty() || entry.trust == Trust::Blocked {
-        return Ok(None);
-    }
-    let mut fingerprint_prefix = [0u8; FINGERPRINT_PREFIX_BYTES];
-    fingerprint_prefix.copy_from_slice(&entry.fingerprint[..FINGERPRINT_PREFIX_BYTES]);
-    let record = PeerRecord {
-        version: 1,
-        node_id: entry.node_id,
-        fingerprint_prefix,
-        name: entry.name().unwrap_or_default().to_owned(),
-        mac: entry.mac,
-    };
-    Ok(Some((entry.addresses.clone(), record)))
 }
 
 /// Runs `localstream send` once, with the files listed: resolve, connect and
@@ -379,14 +387,16 @@ async fn reach(cx: &Context, cfg: &SendConfig, sources: &[Source]) -> Result<Rea
             }));
         }
     };
-    if cfg.localsend.text.is_some() {
-        return Err(Error::Usage(
-            "--text goes to LocalSend devices only; send a LocalStream node a file instead".into(),
-        ));
-    }
     let sources = sources.to_vec();
     let connecting = Instant::now();
     let (reader, wr, session, addr) = open(cx.identity.clone(), &addrs).await?;
+    let v3 = localstream_proto::handshake::has_v3_transfer(session.version);
+    if !v3 && sources.iter().any(Source::is_text) {
+        return Err(TransferError::TextUnsupported {
+            version: session.version,
+        }
+        .into());
+    }
     let timing = Timing {
         connecting,
         handshake_done: connecting.elapsed(),
@@ -413,6 +423,7 @@ async fn reach(cx: &Context, cfg: &SendConfig, sources: &[Source]) -> Result<Rea
         reader,
         writer,
         opener: session.opener,
+        v3,
     };
     Ok(Ready::LocalStream(Box::new(Connected {
         sources,
@@ -422,187 +433,6 @@ async fn reach(cx: &Context, cfg: &SendConfig, sources: &[Source]) -> Result<Rea
         addr,
         timing,
     })))
-}
-
-/// Resolve: the receiver's addresses, and what it must prove to be when it
-/// was found by name (by discovery, else where the peer store last reached it).
-async fn resolve(cx: &Context, cfg: &SendConfig) -> Result<Resolution> {
-    let name = match &cfg.target {
-        #[cfg(feature = "localsend")]
-        Target::Addr(a) if cfg.localsend.on && a.port() == cfg.localsend.port => {
-            return Ok(Resolution::LocalSend(crate::localsend::send::Reach {
-                addr: *a,
-                expect: None,
-            }));
-        }
-        Target::Addr(a) => return Ok(Resolution::LocalStream(vec![*a], None)),
-        Target::Lookup(name) => name,
-    };
-    #[cfg(feature = "localsend")]
-    if cfg.localsend.on
-        && let Some(found) = localsend_pick(cx, cfg, name).await?
-    {
-        return Ok(found);
-    }
-    resolve_localstream(cx, cfg, name)
-        .await
-        .map(|(a, r)| Resolution::LocalStream(a, r))
-}
-
-/// Whom [`resolve`] found, and which protocol reaches it.
-enum Resolution {
-    /// A LocalStream node: its addresses, and what it must prove to be.
-    LocalStream(Vec<SocketAddr>, Option<PeerRecord>),
-    /// A LocalSend device.
-    #[cfg(feature = "localsend")]
-    LocalSend(crate::localsend::send::Reach),
-}
-
-/// A LocalSend device for `name`: from the store with discovery off, or
-/// when discovery finds one and no LocalStream node answers to the name.
-/// `None`: look for a LocalStream node as usual.
-#[cfg(feature = "localsend")]
-async fn localsend_pick(cx: &Context, cfg: &SendConfig, name: &str) -> Result<Option<Resolution>> {
-    use crate::localsend::send::Reach;
-    let remembered = {
-        let data = cx.store.load()?;
-        data.lookup(name).ok().and_then(|e| {
-            let is_device = e.localsend;
-            let addr = e.addresses.first().copied();
-            (is_device && e.trust != Trust::Blocked)
-                .then_some(addr)
-                .flatten()
-                .map(|addr| Reach {
-                    addr,
-                    expect: Some(e.fingerprint),
-                })
-        })
-    };
-    let Discovery::On(interfaces) = &cfg.discovery else {
-        return Ok(remembered.map(Resolution::LocalSend));
-    };
-    let started = Instant::now();
-    let own = uuid::Uuid::from_bytes(cx.identity.node_id());
-    let lstream = discover::find(interfaces, name, cfg.find_timeout, own);
-    let lsend = crate::localsend::find(
-        cx,
-        cfg.localsend.port,
-        name,
-        interfaces,
-        cfg.find_timeout,
-        cfg.localsend.scan,
-    );
-    tokio::pin!(lstream, lsend);
-    let devices = tokio::select! {
-        r = &mut lstream => match r {
-            // A LocalStream node of that name: the usual way.
-            Ok(_) => return Ok(None),
-            Err(Error::Resolve(ResolveError::NotFound { .. })) => lsend.await?,
-            Err(e) => return Err(e),
-        },
-        d = &mut lsend => {
-            let d = d?;
-            if d.is_empty() {
-                return Ok(None);
-            }
-            // A LocalStream node of the same name wins, if it answers now;
-            // one that also speaks LocalSend is waited for in full.
-            let wait = if d.iter().all(crate::localsend::Device::is_localstream) {
-                cfg.find_timeout
-            } else {
-                Duration::from_millis(300)
-            };
-            match tokio::time::timeout(wait, &mut lstream).await {
-                Ok(Ok(_)) => return Ok(None),
-                _ => d,
-            }
-        }
-    };
-    match devices.as_slice() {
-        [] => Ok(remembered.map(Resolution::LocalSend)),
-        [d] => {
-            cx.events.notice(Notice::Resolved(Resolved::Found {
-                who: format!(
-                    "{} (LocalSend, {}) [{}]",
-                    escape_for_terminal(&d.info.shown_alias()),
-                    discover::short_id(&d.node_id()),
-                    crate::identity::short_fingerprint(&d.fingerprint)
-                ),
-                seconds: started.elapsed().as_secs_f64(),
-            }));
-            Ok(Some(Resolution::LocalSend(Reach {
-                addr: d.addr,
-                expect: Some(d.fingerprint),
-            })))
-        }
-        many => Err(ResolveError::Ambiguous {
-            query: name.to_owned(),
-            matches: many.iter().map(device_match).collect(),
-        }
-        .into()),
-    }
-}
-
-#[cfg(feature = "localsend")]
-fn device_match(d: &crate::localsend::Device) -> crate::error::PeerMatch {
-    crate::error::PeerMatch {
-        name: format!("{} (LocalSend)", d.info.shown_alias()),
-        id: d.node_id(),
-        addresses: vec![d.addr.to_string()],
-    }
-}
-
-/// Resolve a LocalStream node by name: by discovery, else where the peer
-/// store last reached it.
-async fn resolve_localstream(
-    cx: &Context,
-    cfg: &SendConfig,
-    name: &str,
-) -> Result<(Vec<SocketAddr>, Option<PeerRecord>)> {
-    let store = &cx.store;
-    let Discovery::On(interfaces) = &cfg.discovery else {
-        let Some((addrs, record)) = remembered(store, name)? else {
-            return Err(Error::Usage(format!(
-                "no peer named '{}' with a known address in the peer store: with \
-                 --no-discovery give its address (IP or IP:PORT), or `localstream add {} IP`",
-                escape_for_terminal(name),
-                escape_for_terminal(name)
-            )));
-        };
-        let who = discover::describe(&record);
-        let found = Resolved::FromStore {
-            who,
-            addrs: addrs.clone(),
-        };
-        cx.events.notice(Notice::Resolved(found));
-        return Ok((addrs, Some(record)));
-    };
-    let started = Instant::now();
-    let own = uuid::Uuid::from_bytes(cx.identity.node_id());
-    match discover::find(interfaces, name, cfg.find_timeout, own).await {
-        Ok(peer) => {
-            cx.events.notice(Notice::Resolved(Resolved::Found {
-                who: discover::describe(&peer.record),
-                seconds: started.elapsed().as_secs_f64(),
-            }));
-            trust::check_found(store, name, &peer.record).await?;
-            Ok((peer.addrs, Some(peer.record)))
-        }
-        // Not on the network (another subnet, a VPN, multicast blocked):
-        // where it was reached last time may still work.
-        Err(e @ Error::Resolve(ResolveError::NotFound { .. })) => match remembered(store, name)? {
-            Some((addrs, record)) => {
-                cx.events.notice(Notice::Resolved(Resolved::Remembered {
-                    who: discover::describe(&record),
-                    looked: cfg.find_timeout.as_secs_f64(),
-                    addrs: addrs.clone(),
-                }));
-                Ok((addrs, Some(record)))
-            }
-            None => Err(e),
-        },
-        Err(e) => Err(e),
-    }
 }
 
 /// Authenticate: the proven peer against the peer store (a changed key, a

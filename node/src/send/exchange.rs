@@ -28,10 +28,14 @@ pub(crate) struct Link {
     pub(crate) reader: FrameReader<OwnedReadHalf>,
     pub(crate) writer: RecordWriter<OwnedWriteHalf>,
     pub(crate) opener: Opener,
+    /// The receiver speaks protocol version 3 (modification times, texts).
+    pub(crate) v3: bool,
 }
 
 /// Offers the files, streams the accepted ones and reads the verdict;
-/// `accepted` is set once the receiver answered 200 (only then is it pinned).
+/// `accepted` is set once the receiver answered 200 (only then is it
+/// pinned); `tally` counts what was sent, for the history.
+#[allow(clippy::too_many_arguments)] // the connection's facts, each used once
 pub(crate) async fn exchange(
     mut link: Link,
     sources: &[Source],
@@ -40,9 +44,13 @@ pub(crate) async fn exchange(
     cx: &Context,
     compress: compress::Mode,
     timing: Timing,
+    tally: &Arc<Tally>,
 ) -> Result<Sent> {
+    use std::sync::atomic::Ordering::Relaxed;
     let sources: Arc<[Source]> = sources.into();
     let accept = || accepted.store(true, std::sync::atomic::Ordering::SeqCst);
+    let offered: u64 = sources.iter().map(|s| s.size).sum();
+    tally.total.store(offered, Relaxed);
     let (streaming, prefixes) = match offer(&mut link, &sources, peer, &cx.events).await? {
         Answered::Refused(refusal) => {
             return Err(Error::refused(refusal.status, refusal.message));
@@ -53,7 +61,7 @@ pub(crate) async fn exchange(
         }
         Answered::Resuming(resuming) => {
             accept();
-            resume(&mut link.writer, &sources, resuming, &cx.events).await?
+            resume(&mut link.writer, &sources, resuming, peer, &cx.events).await?
         }
     };
     for (s, d) in sources.iter().zip(streaming.decisions()) {
@@ -65,12 +73,14 @@ pub(crate) async fn exchange(
         }
     }
     let resumed = streaming.resumed_bytes();
+    tally.resumed.store(resumed, Relaxed);
     let started = Instant::now();
     let compressor = Compressor::new(compress, streaming.features())?;
     let agreed = Agreed {
         streaming,
         sources: sources.clone(),
         prefixes,
+        tally: tally.clone(),
     };
     let (bytes, wire, heard) = stream(link, agreed, compressor, &cx.events, timing).await?;
     let outcome = verdict(heard).await?;
@@ -80,7 +90,7 @@ pub(crate) async fn exchange(
         resumed,
         started,
     };
-    report(&sources, &outcome, figures, peer, &cx.events)
+    report(&sources, &outcome, figures, peer, &cx.events, tally)
 }
 
 /// Offer and answer: the manifest out, the receiver's Answer back (it may
@@ -91,7 +101,7 @@ async fn offer(
     peer: &PeerIdentity,
     events: &Events,
 ) -> Result<Answered> {
-    let entries: Vec<OfferEntry> = sources.iter().map(Source::entry).collect();
+    let entries: Vec<OfferEntry> = sources.iter().map(|s| s.entry(link.v3)).collect();
     let offering = Offering::new(entries)?;
     for body in offering.bodies() {
         link.writer.send(RecordType::Offer, body).await?;
@@ -125,11 +135,13 @@ async fn resume(
     writer: &mut RecordWriter<OwnedWriteHalf>,
     sources: &Arc<[Source]>,
     resuming: Resuming,
+    peer: &PeerIdentity,
     events: &Events,
 ) -> Result<(Streaming, Prefixes)> {
-    let (sources, events) = (sources.clone(), events.here());
+    let (sources, events, peer) = (sources.clone(), events.here(), PeerLabel::of(peer));
     let (streaming, prefixes, body) =
-        tokio::task::spawn_blocking(move || check_held(resuming, &sources, &events)).await??;
+        tokio::task::spawn_blocking(move || check_held(resuming, &sources, &peer, &events))
+            .await??;
     writer.send(RecordType::Resume, &body).await?;
     Ok((streaming, prefixes))
 }
@@ -152,6 +164,7 @@ async fn stream(
         mut reader,
         writer,
         mut opener,
+        ..
     } = link;
     let bytes = agreed.streaming.bytes_left();
     events.emit(Event::Accepted {
@@ -324,6 +337,7 @@ fn report(
     figures: Figures,
     peer: &PeerIdentity,
     events: &Events,
+    tally: &Tally,
 ) -> Result<Sent> {
     let Figures {
         bytes,
@@ -339,6 +353,13 @@ fn report(
         .zip(&status.files)
         .filter(|(s, st)| st.is_ok() && !s.is_dir())
         .count();
+    // The history counts what the receiver verified.
+    tally
+        .files
+        .store(delivered_files as u64, std::sync::atomic::Ordering::Relaxed);
+    tally
+        .bytes
+        .store(bytes, std::sync::atomic::Ordering::Relaxed);
     for (s, st) in sources.iter().zip(&status.files) {
         if !st.is_ok() {
             events.notice(Notice::NotDelivered {
@@ -395,6 +416,8 @@ pub(super) struct Agreed {
     pub(super) streaming: Streaming,
     pub(super) sources: Arc<[Source]>,
     pub(super) prefixes: Prefixes,
+    /// What was sent so far, for the history.
+    pub(super) tally: Arc<Tally>,
 }
 
 /// The BLAKE3 state after each confirmed held prefix, by offer index: the
@@ -407,32 +430,55 @@ pub(super) type Prefixes = HashMap<u32, blake3::Hasher>;
 fn check_held(
     resuming: Resuming,
     sources: &[Source],
+    peer: &PeerLabel,
     events: &Events,
 ) -> Result<(Streaming, Prefixes, Vec<u8>)> {
     let mut prefixes = Prefixes::new();
+    let mut checking = Checking::new(peer, resuming.held(), events);
     // The machine asks only about prefixes that fit in the file (and
     // answers the others 0): the rest are longer than our file.
     let mut checkable = resuming.held().iter().peekable();
     let offered = resuming.decisions().iter().zip(sources).enumerate();
+    let (mut identical, mut identical_bytes) = (0, 0);
     for (index, (d, src)) in offered.filter(|(_, (d, _))| d.resumes()) {
         let index = index as u32;
+        // The receiver holds as many bytes as the file has: its copy (or a
+        // partial that got all of it) is the same file, or another one.
+        let whole = d.offset == src.size;
         let verdict = match checkable.next_if(|h| h.index == index) {
             None => ResumeVerdict::Shorter,
             Some(h) => {
-                match File::open(&src.path).and_then(|mut f| hash_prefix(&mut f, h.offset)) {
+                let hashed = File::open(&src.path).and_then(|mut f| {
+                    hash_prefix_counting(&mut f, h.offset, |n| checking.advance(n))
+                });
+                checking.prefix_done(h.offset);
+                match hashed {
                     Ok((hash, hasher)) if hash == h.hash => {
                         prefixes.insert(index, hasher);
                         ResumeVerdict::Resuming
                     }
+                    Ok(_) if whole => ResumeVerdict::Differs,
                     Ok(_) => ResumeVerdict::Changed,
                     Err(e) => ResumeVerdict::Unreadable(e.to_string()),
                 }
             }
         };
+        if whole && verdict == ResumeVerdict::Resuming {
+            identical += 1;
+            identical_bytes += src.size;
+            continue;
+        }
         events.notice(Notice::Resume {
             name: src.name.clone(),
             offset: d.offset,
             verdict,
+        });
+    }
+    checking.finish();
+    if identical > 0 {
+        events.notice(Notice::Identical {
+            files: identical,
+            bytes: identical_bytes,
         });
     }
     let mut body = Vec::new();
@@ -445,6 +491,70 @@ fn check_held(
     };
     let streaming = resuming.resume(verdict, &mut body)?;
     Ok((streaming, prefixes, body))
+}
+
+/// The `checking` events of [`check_held`]: the first at 0, then at most
+/// every [`CHECKING_EVERY`], the last at the end.
+struct Checking<'a> {
+    peer: &'a PeerLabel,
+    events: &'a Events,
+    bytes: u64,
+    done: u64,
+    /// The prefixes checked so far (however their hashing ended).
+    base: u64,
+    last: Instant,
+}
+
+/// How often a long check reports.
+const CHECKING_EVERY: Duration = Duration::from_millis(250);
+
+impl<'a> Checking<'a> {
+    fn new(peer: &'a PeerLabel, held: &[HeldPrefix], events: &'a Events) -> Self {
+        let bytes = held.iter().map(|h| h.offset).sum();
+        let c = Checking {
+            peer,
+            events,
+            bytes,
+            done: 0,
+            base: 0,
+            last: Instant::now(),
+        };
+        if bytes > 0 {
+            c.emit();
+        }
+        c
+    }
+
+    fn emit(&self) {
+        self.events.emit(Event::Checking {
+            side: Side::Send,
+            peer: self.peer.clone(),
+            bytes: self.bytes,
+            done: self.done,
+        });
+    }
+
+    /// `n` more bytes hashed.
+    fn advance(&mut self, n: u64) {
+        self.done = (self.done + n).min(self.bytes);
+        if self.last.elapsed() >= CHECKING_EVERY {
+            self.last = Instant::now();
+            self.emit();
+        }
+    }
+
+    /// A prefix of `len` bytes is checked (hashed, or found unreadable).
+    fn prefix_done(&mut self, len: u64) {
+        self.base += len;
+        self.done = self.base.min(self.bytes);
+    }
+
+    fn finish(&mut self) {
+        if self.bytes > 0 {
+            self.done = self.bytes;
+            self.emit();
+        }
+    }
 }
 
 #[cfg(test)]
@@ -465,6 +575,14 @@ mod tests {
         (ours.into_split().1, theirs)
     }
 
+    fn peer() -> PeerLabel {
+        PeerLabel {
+            name: "receiver".into(),
+            id: crate::label::NodeId([7; 16]),
+            fingerprint: [9; 32],
+        }
+    }
+
     fn timing() -> Timing {
         Timing {
             connecting: Instant::now(),
@@ -475,7 +593,7 @@ mod tests {
     /// A Resuming machine for `sources`, as an Answer offering these held
     /// prefixes (index, offset, hash) leaves it.
     fn resuming(sources: &[Source], held: &[(usize, u64, [u8; 32])]) -> Resuming {
-        let entries = sources.iter().map(Source::entry).collect();
+        let entries = sources.iter().map(|s| s.entry(true)).collect();
         let mut files = vec![localstream_proto::transfer::FileDecision::whole(); sources.len()];
         for &(i, offset, hash) in held {
             files[i].offset = offset;
@@ -509,6 +627,8 @@ mod tests {
                 name: name.into(),
                 size,
                 attrs,
+                mtime: None,
+                text: None,
             }
         };
         let mut sources = vec![
@@ -524,6 +644,8 @@ mod tests {
             name: "d".into(),
             size: 0,
             attrs: ATTR_DIR,
+            mtime: None,
+            text: None,
         });
         let hash = |b: &[u8]| *blake3::hash(b).as_bytes();
         let held = [
@@ -536,7 +658,7 @@ mod tests {
         let events = Events::default();
         let mut heard = events.subscribe();
         let (streaming, prefixes, body) =
-            check_held(resuming(&sources, &held), &sources, &events).unwrap();
+            check_held(resuming(&sources, &held), &sources, &peer(), &events).unwrap();
         let verdicts: Vec<(String, u64, ResumeVerdict)> = std::iter::from_fn(|| heard.try_next())
             .filter_map(|e| match e.event {
                 Event::Notice(Notice::Resume {

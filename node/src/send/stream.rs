@@ -78,7 +78,7 @@ impl Outbox<'_> {
     fn data(
         &mut self,
         sealer: &mut Sealer,
-        file: &mut File,
+        file: &mut dyn Read,
         want: usize,
         hasher: &mut blake3::Hasher,
         sending: &mut SendingFile,
@@ -199,6 +199,7 @@ fn produce_into(
         mut streaming,
         sources,
         mut prefixes,
+        tally,
     } = agreed;
     let mut body = vec![];
     loop {
@@ -215,7 +216,9 @@ fn produce_into(
         let src = &sources[index as usize];
         // A confirmed held prefix was hashed already: the hash goes on from there.
         let hasher = prefixes.remove(&index).unwrap_or_default();
-        streaming = produce_file(out, sealer, sending, src, hasher, progress)?;
+        tally.set_current(Some((src.name.clone(), 0)));
+        streaming = produce_file(out, sealer, sending, src, hasher, progress, &tally)?;
+        tally.set_current(None);
     }
 }
 
@@ -227,19 +230,25 @@ fn produce_file(
     src: &Source,
     mut hasher: blake3::Hasher,
     progress: &Progress,
+    tally: &Tally,
 ) -> Result<Streaming> {
+    use std::sync::atomic::Ordering::Relaxed;
     let offset = sending.offset();
     progress.start_file(&src.name, sending.remaining().unwrap_or(0));
-    let mut file = if src.is_stream() {
-        stdin_file().map_err(|e| Error::file("<standard input>", e))?
+    let mut file: Box<dyn Read> = if let Some(text) = &src.text {
+        // A text is never resumed: it starts at 0.
+        Box::new(std::io::Cursor::new(text.clone()))
+    } else if src.is_stream() {
+        Box::new(stdin_file().map_err(|e| Error::file("<standard input>", e))?)
     } else {
-        File::open(&src.path).map_err(|e| Error::file(&src.path, e))?
+        let mut file = File::open(&src.path).map_err(|e| Error::file(&src.path, e))?;
+        if offset > 0 {
+            use std::io::{Seek, SeekFrom};
+            file.seek(SeekFrom::Start(offset))
+                .map_err(|e| Error::file(&src.path, e))?;
+        }
+        Box::new(file)
     };
-    if offset > 0 {
-        use std::io::{Seek, SeekFrom};
-        file.seek(SeekFrom::Start(offset))
-            .map_err(|e| Error::file(&src.path, e))?;
-    }
     // A stream goes on until its end, whatever its length.
     while let Some(want) = match sending.remaining() {
         Some(0) => None,
@@ -247,18 +256,20 @@ fn produce_file(
         None => Some(CHUNK),
     } {
         let got = out
-            .data(sealer, &mut file, want, &mut hasher, &mut sending)
+            .data(sealer, &mut *file, want, &mut hasher, &mut sending)
             .map_err(|e| Error::file(&src.path, e))??;
         if got == 0 {
             // The file shrank since it was offered: end it short; the receiver discards it.
             break;
         }
         progress.advance(got as u64);
+        tally.bytes.fetch_add(got as u64, Relaxed);
     }
     let sent = sending.position();
     let mut body = vec![];
     let streaming = sending.end(*hasher.finalize().as_bytes(), &mut body);
     out.message(sealer, RecordType::FileEnd, &body)?;
+    tally.files.fetch_add(1, Relaxed);
     progress.file_done(&src.name, sent, None);
     Ok(streaming)
 }
@@ -279,7 +290,7 @@ fn stdin_file() -> std::io::Result<File> {
 }
 
 /// Reads until `buf` is full or the file ends.
-fn read_full(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
+fn read_full(file: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
         match file.read(&mut buf[n..]) {
