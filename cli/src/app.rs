@@ -76,6 +76,9 @@ fn report(e: &Error) -> Exit {
     match e {
         Error::Usage(_) => Exit::Usage,
         Error::Interrupted => Exit::Interrupted,
+        Error::Transfer(TransferError::Stopped(s)) if s.cause == StopCause::Interrupted => {
+            Exit::Interrupted
+        }
         _ => Exit::Failure,
     }
 }
@@ -148,16 +151,17 @@ async fn dispatch(config: Config) -> Result<Exit, Error> {
         } else {
             Exit::Failure
         }),
-        Config::Service(home, action) => {
-            crate::service::run(&home, action)?;
-            Ok(Exit::Success)
-        }
+        Config::Service(home, action) => Ok(if crate::service::run(&home, action)? {
+            Exit::Success
+        } else {
+            Exit::Failure
+        }),
         Config::Settings(home, cmd) => {
             crate::settings::run(&home, &cmd)?;
             Ok(Exit::Success)
         }
         Config::Store(common, cmd) => {
-            tokio::task::spawn_blocking(move || crate::trust::run(&common.home, &cmd)).await??;
+            crate::trust::run_looking(&common, cmd).await?;
             Ok(Exit::Success)
         }
         Config::Send(common, cfg, view) => send(&common, cfg, view).await,
@@ -211,13 +215,23 @@ async fn send(
     let mut events = node.events();
     let (first, prompts) = settle(cfg.first_contact, &node);
     cfg.first_contact = first;
-    let mut renderer = Renderer::new(view.json, common.progress).prompts(prompts);
+    let mut renderer = Renderer::new(view.json, common.progress)
+        .quiet(view.quiet)
+        .prompts(prompts);
     let mut r;
     let mut asked = 0;
     loop {
+        // First Ctrl-C (or SIGTERM): the engine stops and records how far
+        // it got; a second one: at once.
         let op = async {
+            let stop = tokio_util::sync::CancellationToken::new();
+            let mut sending = std::pin::pin!(node.send_until(&cfg, &stop));
             tokio::select! {
-                r = node.send(&cfg) => r.map(|_| Exit::Success),
+                r = &mut sending => return r.map(|_| Exit::Success),
+                () = interrupts.next() => stop.cancel(),
+            }
+            tokio::select! {
+                r = &mut sending => r.map(|_| Exit::Success),
                 () = interrupts.next() => Err(Error::Interrupted),
             }
         };
@@ -241,16 +255,21 @@ async fn send(
             None => break,
         }
     }
+    // A refusal is the receiver's answer, said in words: "h2 declined".
+    let refusal = r.as_ref().err().and_then(|e| renderer.refusal(e));
     renderer.finish().await;
     if let Err(e) = &r
         && view.json
     {
         render::json_error(&e.to_string());
+    } else if let Some(line) = refusal {
+        eprintln!("localstream: {line}");
+        return Ok(Exit::Failure);
     }
     r
 }
 
-use localstream_node::error::LocalSendError;
+use localstream_node::error::{LocalSendError, StopCause, TransferError};
 
 async fn add(
     common: &Common,
@@ -381,6 +400,7 @@ async fn listen(
     let ui = start_ui(node, &cfg, &view).await?;
     let mut renderer = Renderer::new(view.json, common.progress && !ui_asks)
         .stdout_is_data(stdout_is_data)
+        .quiet(view.quiet)
         .prompts(prompts)
         .notify(view.notify);
     // First Ctrl-C: stop accepting, let transfers finish a moment; second: at once.

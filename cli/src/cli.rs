@@ -44,7 +44,7 @@ pub enum Command {
     /// List the LocalStream nodes on the local network
     Peers(PeersArgs),
     /// Mark a peer as verified, after comparing its verification code with yours
-    Trust(PeerRef),
+    Trust(TrustArgs),
     /// Drop a peer's pinned key (after a legitimate key change); it is new again
     Forget(PeerRef),
     /// Refuse everything from a peer from now on
@@ -111,13 +111,23 @@ pub enum ConfigCommand {
 /// A peer this node has met: a name, the start of its id, or of its fingerprint.
 #[derive(Debug, Args)]
 pub struct PeerRef {
-    /// The peer: its display name, the start of its id, or the start of its fingerprint (4+ hex digits)
+    /// The peer: its display name, the name given with `add`, the start of its id, or the start of its fingerprint (4+ hex digits)
     pub peer: String,
+}
+
+/// `trust <peer>`: a peer this node has met.
+#[derive(Debug, Args)]
+pub struct TrustArgs {
+    /// The peer: its display name, the name given with `add`, the start of its id, or the start of its fingerprint (4+ hex digits)
+    pub peer: String,
+    /// Where to look when no peer met here matches (to say that it is on the network but not met yet)
+    #[command(flatten)]
+    pub discovery: DiscoveryArgs,
 }
 
 #[derive(Debug, Args)]
 pub struct SessionsArgs {
-    /// Only this peer (name, id prefix or fingerprint prefix)
+    /// Only this peer (name, the name given with `add`, id prefix or fingerprint prefix)
     pub peer: Option<String>,
     /// Print JSON
     #[arg(long)]
@@ -133,6 +143,14 @@ pub struct DiscoveryArgs {
     /// Do not use mDNS at all: no announcement, no browsing; peers by address only
     #[arg(long, conflicts_with = "interfaces")]
     pub no_discovery: bool,
+}
+
+/// Where `peers` looks (it always uses mDNS, so it has no `--no-discovery`).
+#[derive(Debug, Clone, Args)]
+pub struct InterfaceArgs {
+    /// Network interface for mDNS discovery; repeat for several [default: every interface that is up, except loopback and virtual bridges such as docker0]
+    #[arg(long = "interface", short = 'i', value_name = "NAME")]
+    pub interfaces: Vec<String>,
 }
 
 /// LocalSend, for a listener.
@@ -186,6 +204,9 @@ pub struct ListenArgs {
     /// Print events as JSON, one object per line, on stdout (listening, offer, accepted, refused, progress, file_done, transfer_done, error)
     #[arg(long, conflicts_with = "stdout")]
     pub json: bool,
+    /// Print only errors, refusals and the result line (what was sent or received): no progress bars, verification codes or notes (questions are still asked)
+    #[arg(long, short, conflicts_with = "json")]
+    pub quiet: bool,
     /// Write the one incoming file to standard output instead of the folder (needs --once; messages stay on stderr): `localstream listen --once --stdout | tar x`
     #[arg(long, requires = "once")]
     pub stdout: bool,
@@ -250,15 +271,19 @@ pub struct UiArgs {
 
 #[derive(Debug, Args)]
 pub struct SendArgs {
-    /// The receiver: its display name, the start of its id (4+ hex digits), or IP[:PORT] (IPv6 as [addr]:port)
-    pub peer: String,
+    /// The receiver: its display name, the name given with `add`, the start of its id (4+ hex digits), or IP[:PORT] (IPv6 as [addr]:port; a link-local one with its interface, by name or number: fe80::1%eth0, [fe80::1%eth0]:47470); with --to, every argument is a path
+    #[arg(required_unless_present = "to", value_name = "PEER")]
+    pub peer: Option<String>,
     /// Files and folders to send (a folder goes whole, with its sub-folders)
     #[arg(
-        required_unless_present = "text",
+        required_unless_present_any = ["text", "to"],
         conflicts_with = "text",
         value_name = "PATH"
     )]
     pub files: Vec<PathBuf>,
+    /// Send to this receiver (as PEER above) or to the group `@NAME` of the settings (`config set group.NAME h1,h2`); repeat for several: they all get the files at the same time, and the exit status is 0 only if every one did
+    #[arg(long, value_name = "PEER")]
+    pub to: Vec<String>,
     /// Leave out what matches GLOB inside the folders sent (gitignore syntax, against each path relative to the folder: `*.o`, `target/`, `.git`, `/build`); repeat for several
     #[arg(long, value_name = "GLOB")]
     pub exclude: Vec<String>,
@@ -306,6 +331,9 @@ pub struct SendArgs {
     /// Print events as JSON, one object per line, on stdout (connected, offer, accepted, progress, file_done, transfer_done, error)
     #[arg(long)]
     pub json: bool,
+    /// Print only errors, refusals and the result line (what was sent or received): no progress bars, verification codes or notes (questions are still asked)
+    #[arg(long, short, conflicts_with = "json")]
+    pub quiet: bool,
     #[command(flatten)]
     pub discovery: DiscoveryArgs,
 }
@@ -331,7 +359,7 @@ pub struct PeersArgs {
     #[arg(long, value_name = "PORT")]
     pub localsend_port: Option<u16>,
     #[command(flatten)]
-    pub discovery: DiscoveryArgs,
+    pub discovery: InterfaceArgs,
 }
 
 /// `send --compress WHEN`.

@@ -29,8 +29,8 @@ pub enum Config {
     Listen(Common, ListenConfig, ListenView),
     /// `ui`: receive with the web UI, or open the UI of the node running here.
     Ui(Common, ListenConfig, ListenView),
-    /// Send.
-    Send(Common, SendConfig, View),
+    /// Send: to `cfg.target`, or to each of several receivers at once.
+    Send(Common, SendConfig, View, Vec<Receiver>),
     /// List peers.
     Peers(Common, PeersConfig, View),
     /// Change or show what this node knows about its peers.
@@ -55,7 +55,13 @@ pub enum Config {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreCommand {
     /// Mark a peer as verified.
-    Trust(String),
+    Trust {
+        /// The peer.
+        peer: String,
+        /// Where to look when the store knows no such peer (to say that
+        /// it is on the network, not met yet).
+        discovery: Discovery,
+    },
     /// Drop a peer's pin.
     Forget(String),
     /// Refuse a peer from now on.
@@ -96,6 +102,8 @@ impl Common {
 pub struct View {
     /// `--json`: events as JSON lines on stdout.
     pub json: bool,
+    /// `--quiet`: errors, refusals and the result line only.
+    pub quiet: bool,
 }
 
 /// How `listen` shows and tells what happens.
@@ -103,6 +111,8 @@ pub struct View {
 pub struct ListenView {
     /// `--json`.
     pub json: bool,
+    /// `--quiet`: errors, refusals and the result lines only.
+    pub quiet: bool,
     /// `--yes`, `--trusted-only` or the setting, before the terminal is looked at.
     pub consent: ConsentSetting,
     /// Desktop notification and `--on-complete`.
@@ -156,15 +166,29 @@ impl Config {
             }
             Command::Integrate(a) => Config::Integrate(a),
             Command::Send(a) => {
-                let view = View { json: a.json };
-                Config::Send(common(&cli.global, None)?, send_config(a, &s)?, view)
+                let view = View {
+                    json: a.json,
+                    quiet: a.quiet,
+                };
+                let (cfg, receivers) = send_config(a, &s)?;
+                Config::Send(common(&cli.global, None)?, cfg, view, receivers)
             }
             Command::Peers(a) => {
-                let view = View { json: a.json };
+                let view = View {
+                    json: a.json,
+                    quiet: false,
+                };
                 Config::Peers(common(&cli.global, None)?, peers_config(a, &s)?, view)
             }
             Command::Trust(p) => {
-                Config::Store(common(&cli.global, None)?, StoreCommand::Trust(p.peer))
+                let discovery = discovery(p.discovery, &s);
+                Config::Store(
+                    common(&cli.global, None)?,
+                    StoreCommand::Trust {
+                        peer: p.peer,
+                        discovery,
+                    },
+                )
             }
             Command::Forget(p) => {
                 Config::Store(common(&cli.global, None)?, StoreCommand::Forget(p.peer))
@@ -220,6 +244,7 @@ fn ui_as_listen(a: UiArgs) -> ListenArgs {
         on_complete: None,
         no_notify: a.no_notify,
         json: false,
+        quiet: false,
         stdout: false,
         ui: true,
         localsend: a.localsend,
@@ -285,6 +310,7 @@ fn listen_config(a: ListenArgs, s: &Settings) -> Result<(ListenConfig, ListenVie
     };
     let view = ListenView {
         json: a.json,
+        quiet: a.quiet,
         consent,
         notify: crate::notify::Notify {
             on_complete: a.on_complete,
@@ -328,9 +354,61 @@ fn localsend_on(no_flag: bool, s: &Settings) -> bool {
     !no_flag && s.localsend != Some(localstream_node::settings::OnOff::Off)
 }
 
-fn send_config(a: SendArgs, s: &Settings) -> Result<SendConfig> {
-    let discovery = discovery(a.discovery, s);
-    let target = parse_target(&a.peer)?;
+/// One receiver of a `send --to ... --to ...`: as the user named it, and
+/// where it goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receiver {
+    /// What was typed (a member of a group: its name in the group).
+    pub shown: String,
+    /// Whom it means.
+    pub target: Target,
+}
+
+/// The receivers `send` names: `PEER`, or every `--to` (a `@GROUP` of the
+/// settings stands for its members), each once; and the paths (with
+/// `--to`, the first positional argument is one of them).
+fn receivers(a: &mut SendArgs, s: &Settings) -> Result<Vec<Receiver>> {
+    let named: Vec<String> = if a.to.is_empty() {
+        a.peer.take().into_iter().collect()
+    } else {
+        if let Some(first) = a.peer.take() {
+            a.files.insert(0, PathBuf::from(first));
+        }
+        let mut all = Vec::new();
+        for to in &a.to {
+            match to.strip_prefix('@') {
+                Some(group) => all.extend(settings::group(s, group)?.iter().cloned()),
+                None => all.push(to.clone()),
+            }
+        }
+        all
+    };
+    if a.files.is_empty() && a.text.is_none() {
+        return Err(Error::Usage(
+            "give the files and folders to send after the receivers (or --text)".into(),
+        ));
+    }
+    let mut receivers: Vec<Receiver> = Vec::new();
+    for shown in named {
+        let target = parse_target(&shown)?;
+        if receivers.iter().any(|r| r.target == target) {
+            return Err(Error::Usage(format!(
+                "{} is named twice: each receiver gets the files once",
+                escape_for_terminal(&shown)
+            )));
+        }
+        receivers.push(Receiver { shown, target });
+    }
+    if receivers.is_empty() {
+        return Err(Error::Usage("give the receiver (PEER, or --to PEER)".into()));
+    }
+    Ok(receivers)
+}
+
+fn send_config(mut a: SendArgs, s: &Settings) -> Result<(SendConfig, Vec<Receiver>)> {
+    let discovery = discovery(a.discovery.clone(), s);
+    let receivers = receivers(&mut a, s)?;
+    let target = receivers[0].target.clone();
     if a.retry.is_some()
         && a.files
             .iter()
@@ -340,7 +418,7 @@ fn send_config(a: SendArgs, s: &Settings) -> Result<SendConfig> {
             "--retry cannot resend standard input (it is read once): send a file instead".into(),
         ));
     }
-    Ok(SendConfig {
+    let cfg = SendConfig {
         target,
         files: a.files,
         exclude: localstream_node::exclude::Exclude::new(&a.exclude)?,
@@ -364,15 +442,12 @@ fn send_config(a: SendArgs, s: &Settings) -> Result<SendConfig> {
             text: a.text,
             scan: a.scan,
         },
-    })
+    };
+    Ok((cfg, receivers))
 }
 
 fn peers_config(a: PeersArgs, s: &Settings) -> Result<PeersConfig> {
-    let Discovery::On(interfaces) = discovery(a.discovery, s) else {
-        return Err(Error::Usage(
-            "`peers` finds nodes with mDNS, so it cannot run with --no-discovery".into(),
-        ));
-    };
+    let interfaces = interfaces(a.discovery.interfaces, s);
     let timeout = match (a.timeout, a.watch) {
         (Some(t), _) => Some(seconds(t, "--timeout")?),
         (None, false) => Some(DEFAULT_PEERS_TIMEOUT),
@@ -391,17 +466,26 @@ fn peers_config(a: PeersArgs, s: &Settings) -> Result<PeersConfig> {
     })
 }
 
-/// Flags first, then the settings file's `interfaces`.
+/// `--no-discovery`, else [`interfaces`].
 fn discovery(a: DiscoveryArgs, s: &Settings) -> Discovery {
-    let named = if a.interfaces.is_empty() {
+    if a.no_discovery {
+        Discovery::Off
+    } else {
+        Discovery::On(interfaces(a.interfaces, s))
+    }
+}
+
+/// `--interface` flags first, then the settings file's `interfaces`.
+fn interfaces(flags: Vec<String>, s: &Settings) -> Interfaces {
+    let named = if flags.is_empty() {
         s.interfaces.clone().unwrap_or_default()
     } else {
-        a.interfaces
+        flags
     };
-    match (a.no_discovery, named.is_empty()) {
-        (true, _) => Discovery::Off,
-        (false, true) => Discovery::On(Interfaces::Default),
-        (false, false) => Discovery::On(Interfaces::Named(named)),
+    if named.is_empty() {
+        Interfaces::Default
+    } else {
+        Interfaces::Named(named)
     }
 }
 

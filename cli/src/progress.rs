@@ -1,10 +1,14 @@
 //! Progress bars on stderr (only when it is a terminal), drawn from the
-//! engine's progress events: a bar for the current file and one for the total.
+//! engine's progress events: per transfer, a bar for the current file and
+//! one for the total, each named with the peer ("h1: big.bin"), so that
+//! concurrent transfers can be told apart. They all live in the screen's one
+//! [`indicatif::MultiProgress`] ([`crate::screen::bars`]).
 
 use std::io::IsTerminal;
 
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use localstream_node::event::FileProgress;
+use localstream_node::units::plural;
 use localstream_proto::names::escape_for_terminal;
 
 const TEMPLATE: &str =
@@ -19,6 +23,9 @@ fn style() -> ProgressStyle {
 /// The bars of one transfer.
 #[derive(Debug)]
 pub struct Bars {
+    multi: MultiProgress,
+    /// Who the transfer is with (escaped), the start of each bar's name.
+    peer: String,
     total: ProgressBar,
     file: ProgressBar,
     /// The file the file bar shows.
@@ -26,21 +33,23 @@ pub struct Bars {
 }
 
 impl Bars {
-    /// Bars for `total_bytes` over `files` files, or `None` unless `enabled`
-    /// and stderr is a terminal.
+    /// Bars for `total_bytes` over `files` files with `peer` (its short
+    /// label, escaped), or `None` unless `enabled` and stderr is a terminal.
     #[must_use]
-    pub fn new(enabled: bool, total_bytes: u64, files: usize) -> Option<Bars> {
+    pub fn new(enabled: bool, peer: &str, total_bytes: u64, files: usize) -> Option<Bars> {
         if !enabled || !std::io::stderr().is_terminal() {
             return None;
         }
-        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10));
+        let multi = crate::screen::bars();
         let file = multi.add(ProgressBar::new(0).with_style(style()));
         let total = multi.add(
             ProgressBar::new(total_bytes)
                 .with_style(style())
-                .with_message(format!("total ({files} files)")),
+                .with_message(total_name(peer, files)),
         );
         Some(Bars {
+            multi,
+            peer: peer.to_owned(),
             total,
             file,
             current: None,
@@ -54,7 +63,7 @@ impl Bars {
         if let Some(f) = file {
             if self.current.as_deref() != Some(f.name.as_str()) {
                 self.current = Some(f.name.clone());
-                self.file.set_message(escape_for_terminal(&f.name));
+                self.file.set_message(file_name(&self.peer, &f.name));
                 self.file.set_length(f.size);
             }
             self.file.set_position(f.bytes);
@@ -65,5 +74,29 @@ impl Bars {
     pub fn finish(&self) {
         self.file.finish_and_clear();
         self.total.finish_and_clear();
+        self.multi.remove(&self.file);
+        self.multi.remove(&self.total);
+    }
+}
+
+/// The total bar's name: "h1: total (1 file)".
+fn total_name(peer: &str, files: usize) -> String {
+    format!("{peer}: total ({})", plural(files as u64, "file"))
+}
+
+/// The file bar's name: "h1: big.bin" (the name escaped).
+fn file_name(peer: &str, name: &str) -> String {
+    format!("{peer}: {}", escape_for_terminal(name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bars_are_named_with_the_peer() {
+        assert_eq!(total_name("h1", 1), "h1: total (1 file)");
+        assert_eq!(total_name("h1", 3), "h1: total (3 files)");
+        assert_eq!(file_name("h1", "big\x1b.bin"), "h1: big\\x1b.bin");
     }
 }

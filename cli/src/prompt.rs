@@ -46,6 +46,8 @@ pub enum Ask {
     Offer {
         /// Its number.
         id: OfferId,
+        /// Who offers (its name, escaped).
+        who: String,
         /// The question, ready to print.
         text: String,
     },
@@ -87,8 +89,8 @@ async fn run(node: Node, mut rx: mpsc::UnboundedReceiver<Ask>) {
             },
         };
         let (id, text, offer) = match ask {
-            Ask::Offer { id, text } => (id, text, true),
-            Ask::Confirm { id, text } => (id, text, false),
+            Ask::Offer { id, who, text } => (id, text, Some(who)),
+            Ask::Confirm { id, text } => (id, text, None),
             Ask::Closed { id, .. } => {
                 closed.insert(id);
                 continue;
@@ -103,31 +105,29 @@ async fn run(node: Node, mut rx: mpsc::UnboundedReceiver<Ask>) {
         };
         // Anything typed before the question is not an answer to it.
         while lines.try_recv().is_ok() {}
-        {
-            let mut err = std::io::stderr().lock();
-            let _ = err.write_all(text.as_bytes());
-            let _ = err.flush();
-        }
+        // One question at a time, and nothing printed into it meanwhile.
+        crate::screen::ask(&text);
         let line = loop {
             tokio::select! {
                 line = lines.recv() => break line,
                 more = rx.recv() => match more {
                     Some(Ask::Closed { id: gone, reason }) if gone == id => {
-                        eprintln!("\n{}", match reason {
-                            Closed::TimedOut => "(no answer in time: declined)",
-                            Closed::Withdrawn => "(the sender went away or did not wait for the answer: question withdrawn)",
-                        });
+                        crate::screen::answered(Some(&closed_note(offer.as_deref(), reason)));
                         break None;
                     }
                     Some(Ask::Closed { id: gone, .. }) => { closed.insert(gone); }
                     Some(other) => queue.push_back(other),
-                    None => return,
+                    None => {
+                        crate::screen::answered(None);
+                        return;
+                    }
                 },
             }
         };
         let Some(line) = line else { continue };
+        crate::screen::answered(None);
         // A question already closed by the engine is answered in vain: fine.
-        let _ = if offer {
+        let _ = if offer.is_some() {
             node.decide(id, parse_decision(&line))
         } else {
             node.confirm(id, matches!(line.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
@@ -152,6 +152,16 @@ fn stdin_lines() -> mpsc::Receiver<String> {
         tracing::warn!(error = %e, "cannot read the terminal");
     }
     rx
+}
+
+/// The line that takes a closed question's place: `who` offered (`None`:
+/// a first contact).
+fn closed_note(who: Option<&str>, reason: Closed) -> String {
+    match (reason, who) {
+        (Closed::TimedOut, _) => "(no answer in time: declined)".to_owned(),
+        (Closed::Withdrawn, Some(who)) => format!("{who} cancelled: question withdrawn"),
+        (Closed::Withdrawn, None) => "question withdrawn".to_owned(),
+    }
 }
 
 /// Reads the user's answer to an offer; anything unclear is a rejection.
@@ -216,18 +226,29 @@ pub fn offer_question(peer: &PeerLabel, o: Offered<'_>) -> String {
             if executables == 1 { "is" } else { "are" }
         ));
     }
+    let width = crate::screen::width();
     if let Some(code) = code {
-        q.push_str(&format!(
-            "\nverification code {code} (it must match the code on the sender's screen)"
+        q.push('\n');
+        q.push_str(&crate::screen::wrap(
+            &format!(
+                "verification code {code} (it must match the code on the sender's screen). {}",
+                crate::render::CODE_CHANGES
+            ),
+            width,
         ));
     }
     if abandoned > 0 {
-        q.push_str(&format!(
-            "\nWARNING: {abandoned} key exchange{} {} abandoned in the last {RECENT_MINUTES} \
+        let warning = format!(
+            "WARNING: {abandoned} key exchange{} {} abandoned in the last {RECENT_MINUTES} \
              minutes: someone may be trying to fake the verification code. Compare all 12 \
              digits with the sender's screen.",
             if abandoned == 1 { "" } else { "s" },
             if abandoned == 1 { "was" } else { "were" },
+        );
+        q.push('\n');
+        q.push_str(&crate::screen::paint(
+            crate::screen::Tone::Warning,
+            &crate::screen::wrap(&warning, width),
         ));
     }
     if localsend.is_some() {
@@ -274,11 +295,16 @@ pub fn confirm_question(peer: &PeerLabel, code: &Sas, then: &Then) -> String {
         Then::Send(n) => format!("Send {n} file{}", if *n == 1 { "" } else { "s" }),
         Then::Pin(alias) => format!("Pin it as '{}'", escape_for_terminal(alias)),
     };
-    format!(
-        "first contact with {peer}.\nverification code {code}\nDoes {} show the same code? \
-         Only then can no one be in between. {what}? [y/N] ",
-        escape_for_terminal(&peer.name)
-    )
+    let explained = crate::screen::wrap(
+        &format!(
+            "first contact with {peer}.\nverification code {code}\n{}\nDoes {} show the same \
+             code? Only then can no one be in between.",
+            crate::render::CODE_CHANGES,
+            escape_for_terminal(&peer.name)
+        ),
+        crate::screen::width(),
+    );
+    format!("{explained} {what}? [y/N] ")
 }
 
 #[cfg(test)]

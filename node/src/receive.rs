@@ -93,6 +93,8 @@ pub struct Shared {
     pub(crate) cancels: Arc<crate::cancel::Cancels>,
     /// Where the files go.
     pub destination: Destination,
+    /// What happens to a file whose name is taken.
+    pub on_collision: crate::config::OnCollision,
     /// When each blocked peer's refusal was last written to its history (at
     /// most once a minute: a blocked peer must not make us rewrite the store
     /// per connection).
@@ -179,13 +181,16 @@ struct Facts {
 }
 
 /// Serves one connection to the end: authenticate, read the offer, the
-/// transfer's stages, then its history and, on failure, the reason to the sender.
+/// transfer's stages, then its history and, on failure, the reason to the
+/// sender. `concluding` is cancelled once the transfer is over and only
+/// its end remains to be written (a shutdown then lets it finish).
 pub async fn serve(
     stream: TcpStream,
     remote: SocketAddr,
     shared: Arc<Shared>,
     stop: CancellationToken,
     handshaking: crate::admission::Handshaking,
+    concluding: CancellationToken,
 ) -> ConnEnd {
     let Authenticated {
         mut reader,
@@ -223,6 +228,7 @@ pub async fn serve(
     };
     let mut decided = false;
     let mut history = None;
+    let tally = Arc::new(trust::Tally::default());
     let ctx = Ctx {
         peer: &facts.peer,
         remote,
@@ -236,9 +242,25 @@ pub async fn serve(
         abandoned: facts.abandoned,
         decided: &mut decided,
         history: &mut history,
+        tally: &tally,
     };
     let result = transfer(&mut reader, &mut writer, opener, offer, ctx).await;
-    conclude(&mut reader, &mut writer, &facts, &shared, &result, history).await;
+    concluding.cancel();
+    let alert = alert_for(&result);
+    // Stopped in the middle: say how far it got and what is kept for a resume.
+    let result = match result {
+        Err(e) if tally.streaming.load(std::sync::atomic::Ordering::SeqCst) => {
+            Err(tally.stopped(e, Side::Receive, &facts.peer.name, false))
+        }
+        r => r,
+    };
+    let end = Concluded {
+        result: &result,
+        alert,
+        history,
+        tally: &tally,
+    };
+    conclude(&mut reader, &mut writer, &facts, &shared, end).await;
     if decided {
         let sender = Sender {
             transfer: shared.events.here().transfer().unwrap_or_default(),
@@ -368,6 +390,34 @@ fn announce_session<'a>(
     active
 }
 
+/// How a transfer ended, for [`conclude`].
+struct Concluded<'a> {
+    result: &'a Result<Received>,
+    /// What to tell the sender ([`alert_for`]).
+    alert: Option<(Status, String)>,
+    history: Option<trust::Session>,
+    tally: &'a trust::Tally,
+}
+
+/// Why the transfer failed, for the sender: `None` when it succeeded, was
+/// refused (the Answer said so) or the sender said why first (an alert).
+fn alert_for(result: &Result<Received>) -> Option<(Status, String)> {
+    let e = result.as_ref().err()?;
+    if matches!(
+        e,
+        Error::Protocol(ProtoError::PeerAlert { .. }) | Error::Transfer(TransferError::Refused { .. })
+    ) {
+        return None;
+    }
+    let message = match e {
+        Error::Interrupted => "the receiver is shutting down".to_owned(),
+        // The receiver's own paths are none of the sender's business.
+        Error::File { source, .. } => format!("the receiver cannot write: {}", source.kind()),
+        e => e.to_string(),
+    };
+    Some((status_of(e), message))
+}
+
 /// After the transfer: the refusal as an event, the session's history, and
 /// why it failed to the sender (unless the sender said so first).
 async fn conclude<R, W>(
@@ -375,15 +425,21 @@ async fn conclude<R, W>(
     writer: &mut RecordWriter<W>,
     conn: &Facts,
     shared: &Shared,
-    result: &Result<Received>,
-    history: Option<trust::Session>,
+    end: Concluded<'_>,
 ) where
     R: tokio::io::AsyncRead + Unpin,
     W: tokio::io::AsyncWrite + Unpin,
 {
+    let Concluded {
+        result,
+        alert,
+        history,
+        tally,
+    } = end;
     if let Err(Error::Transfer(TransferError::Refused { status, message })) = result {
         shared.events.emit(Event::Refused {
             side: Side::Receive,
+            peer: Some(PeerLabel::of(&conn.peer)),
             status: *status,
             message: message.clone(),
         });
@@ -391,11 +447,9 @@ async fn conclude<R, W>(
     if let Some(history) = history {
         let (outcome, detail) =
             trust::outcome(result.as_ref().err(), result.as_ref().is_ok_and(|r| r.ok));
-        let (files, bytes) = result
-            .as_ref()
-            .map_or((0, 0), |r| (r.saved.len() as u64, r.bytes));
+        // Regular files saved and this session's file bytes, as the sender counts them.
         history
-            .end(&shared.events, outcome, files, bytes, &detail)
+            .end(&shared.events, outcome, tally.figures(), &detail)
             .await;
     } else if let Err(Error::Transfer(TransferError::Refused { status, .. })) = result {
         trust::record_if_pinned(
@@ -409,20 +463,8 @@ async fn conclude<R, W>(
         )
         .await;
     }
-    if let Err(e) = result
-        && !matches!(
-            e,
-            Error::Protocol(ProtoError::PeerAlert { .. })
-                | Error::Transfer(TransferError::Refused { .. })
-        )
-    {
-        let message = match e {
-            Error::Interrupted => "the receiver is shutting down".to_owned(),
-            // The receiver's own paths are none of the sender's business.
-            Error::File { source, .. } => format!("the receiver cannot write: {}", source.kind()),
-            e => e.to_string(),
-        };
-        writer.alert(status_of(e), &message).await;
+    if let Some((status, message)) = alert {
+        writer.alert(status, &message).await;
         linger(reader, &mut writer.inner).await;
     }
 }
@@ -471,6 +513,7 @@ async fn admit_peer<W: tokio::io::AsyncWrite + Unpin>(
                 peer_id_hint(peer)
             );
             info!(%remote, "refused an untrusted peer (--trusted-only)");
+            refused_before_offer(shared, peer, Status::NotTrusted, &message);
             let e = Error::refused(Status::NotTrusted, message.clone());
             (Status::NotTrusted, message, e)
         }
@@ -495,6 +538,7 @@ async fn admit_peer<W: tokio::io::AsyncWrite + Unpin>(
             info!(%remote, "refused a blocked peer");
             note_blocked(shared, peer).await;
             let message = "the receiver has blocked this node".to_owned();
+            refused_before_offer(shared, peer, Status::Declined, &message);
             let e = Error::refused(Status::Declined, message.clone());
             (Status::Declined, message, e)
         }
@@ -513,6 +557,18 @@ async fn admit_peer<W: tokio::io::AsyncWrite + Unpin>(
     };
     conn::handshake_alert(wr, status, &message).await;
     Err(err)
+}
+
+/// A peer refused for who it is (not trusted, blocked) before it could
+/// offer: the receiver's front end is told too. (A changed key or an
+/// impostor has its loud [`Notice::PeerRefused`] instead.)
+fn refused_before_offer(shared: &Shared, peer: &PeerIdentity, status: Status, message: &str) {
+    shared.events.emit(Event::Refused {
+        side: Side::Receive,
+        peer: Some(PeerLabel::of(peer)),
+        status,
+        message: message.to_owned(),
+    });
 }
 
 /// A blocked peer's refusal goes into its history at most once a minute (a
@@ -563,6 +619,8 @@ struct Ctx<'a> {
     decided: &'a mut bool,
     /// The session's history entry, once consent pinned the peer.
     history: &'a mut Option<trust::Session>,
+    /// What the transfer did so far.
+    tally: &'a Arc<trust::Tally>,
 }
 
 /// How the receiver's user can name the sender: the start of its id.
@@ -639,6 +697,7 @@ where
         offer_slot,
         decided,
         history,
+        tally,
         ..
     } = ctx;
     drop(offer_slot);
@@ -669,8 +728,13 @@ where
     let accepted = answer(writer, deciding, decisions).await?;
     info!(peer = %who, files = prepared.planned.len(), bytes = total, held = prepared.held.len(), "receiving");
     let started = Instant::now();
-    let written = pipeline(reader, opener, accepted, prepared, total, shared, stop).await?;
-    finish(writer, started, written, &pin).await
+    tally.total.store(total, std::sync::atomic::Ordering::Relaxed);
+    tally
+        .streaming
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let io = Io { shared, stop, tally };
+    let written = pipeline(reader, opener, accepted, prepared, total, io).await?;
+    finish(writer, started, written, &pin, tally).await
 }
 
 /// Offer validation: names first (one hostile name refuses the whole
@@ -686,7 +750,7 @@ fn validate_offer(
     let to_stdout = shared.destination == Destination::Stdout;
     let checked = plan::check(entries, &shared.dir, &peer.node_id, to_stdout).inspect_err(
         |(_, message)| {
-            warn!(peer = %who, "refused offer: {message}");
+            info!(peer = %who, "refused offer: {message}");
         },
     )?;
     if to_stdout && (checked.files != 1 || checked.folders != 0) {
@@ -706,7 +770,7 @@ fn validate_offer(
         && let Some(free) = fsutil::available_space(&shared.dir)
         && free < needed
     {
-        warn!(peer = %who, needed, free, "refused offer: not enough disk space");
+        info!(peer = %who, needed, free, "refused offer: not enough disk space");
         return Err((
             Status::InsufficientStorage,
             format!(
@@ -875,7 +939,7 @@ async fn prepare(
     for components in &folders {
         let components: Vec<&str> = components.iter().map(String::as_str).collect();
         if let Err(err) = fsutil::prepare_parent(&shared.dir, &components) {
-            warn!(peer = %who, error = %err, "refused offer: cannot create a folder");
+            info!(peer = %who, error = %err, "refused offer: cannot create a folder");
             return Err((
                 io_status(&err),
                 format!(
@@ -952,7 +1016,7 @@ fn place_files(
                 }
                 Err(err) => {
                     // Errors name paths inside the destination only.
-                    warn!(peer = %who, error = %err, "refused offer: cannot create its folders");
+                    info!(peer = %who, error = %err, "refused offer: cannot create its folders");
                     return Err((
                         io_status(&err),
                         format!(
@@ -999,10 +1063,13 @@ async fn pipeline<R: tokio::io::AsyncRead + Unpin + Send>(
     accepted: Accepted,
     prepared: Prepared,
     total: u64,
-    shared: &Shared,
-    stop: &CancellationToken,
+    io: Io<'_>,
 ) -> Result<write::Written> {
+    let Io { shared, stop, tally } = io;
     let offered_held: u64 = prepared.held.values().map(|h| h.partial.len).sum();
+    tally
+        .resumed
+        .store(offered_held, std::sync::atomic::Ordering::Relaxed);
     shared.events.emit(Event::Accepted {
         side: Side::Receive,
         files: prepared.planned.len(),
@@ -1017,10 +1084,9 @@ async fn pipeline<R: tokio::io::AsyncRead + Unpin + Send>(
     // a message string each) when nobody watches.
     let bar = progress.watched().then(|| progress.clone());
     let destination = shared.destination;
-    // File bytes the writer has written: what the progress rule counts
-    // (a compressed record's size on the wire says little).
-    let written = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let counted = written.clone();
+    // File bytes the writer has written (`tally.bytes`): what the progress
+    // rule counts (a compressed record's size on the wire says little).
+    let counted = tally.clone();
     let mut write_task = tokio::task::spawn_blocking(move || {
         write_files(
             opener,
@@ -1033,11 +1099,12 @@ async fn pipeline<R: tokio::io::AsyncRead + Unpin + Send>(
             &counted,
         )
     });
+    let written = &tally.bytes;
     let mut early = None;
     let first_wait = IDLE_TIMEOUT + resumable::hashing_time(offered_held);
     let read_result = tokio::select! {
         // The sender first hashes its side of the held prefixes.
-        r = forward_frames(reader, tx, &pool, first_wait, &written) => r,
+        r = forward_frames(reader, tx, &pool, first_wait, written) => r,
         // Shutting down: stop reading; the writer keeps what it has as partial files.
         () = stop.cancelled() => Err(Error::Interrupted),
         // The writer stopped first (bad record, disk full): stop reading at once.
@@ -1062,12 +1129,20 @@ async fn pipeline<R: tokio::io::AsyncRead + Unpin + Send>(
     }
 }
 
+/// What the pipeline works with besides the connection.
+struct Io<'a> {
+    shared: &'a Shared,
+    stop: &'a CancellationToken,
+    tally: &'a Arc<trust::Tally>,
+}
+
 /// Finish: the final Status to the sender, and the transfer's end as an event.
 async fn finish<W: tokio::io::AsyncWrite + Unpin>(
     writer: &mut RecordWriter<W>,
     started: Instant,
     written: write::Written,
     pin: &Pin<'_>,
+    tally: &trust::Tally,
 ) -> Result<Received> {
     let (peer, shared) = (pin.peer, pin.shared);
     let write::Written {
@@ -1093,6 +1168,12 @@ async fn finish<W: tokio::io::AsyncWrite + Unpin>(
     let _ = writer.inner.shutdown().await;
 
     let delivered = results.iter().filter(|r| r.is_ok()).count();
+    {
+        use std::sync::atomic::Ordering::Relaxed;
+        tally.files.store(delivered as u64, Relaxed);
+        tally.bytes.store(data_bytes, Relaxed);
+        tally.resumed.store(resumed, Relaxed);
+    }
     let saved: Vec<PathBuf> = results
         .into_iter()
         .filter_map(|r| r.ok().flatten())

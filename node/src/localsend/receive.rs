@@ -368,6 +368,7 @@ async fn refused(
 ) {
     events.emit(Event::Refused {
         side: Side::Receive,
+        peer: Some(crate::label::PeerLabel::of(peer)),
         status,
         message: message.to_owned(),
     });
@@ -407,8 +408,12 @@ async fn message(
     });
     if let Some(h) = history {
         let n = u64::from(saved.is_some());
-        h.end(events, Outcome::Ok, n, text.len() as u64, "text message")
-            .await;
+        let figures = trust::Figures {
+            files: n,
+            bytes: text.len() as u64,
+            resumed: 0,
+        };
+        h.end(events, Outcome::Ok, figures, "text message").await;
     }
     let _ = s.ended.send(true);
     StatusCode::NO_CONTENT.into_response()
@@ -581,6 +586,7 @@ async fn finish(s: &Arc<Served>, session: &Arc<Session>, early: Option<(Status, 
             peer: Some(session.label.clone()),
             session: Some(session.id.clone()),
             message: why.clone(),
+            stopped: None,
         });
     }
     session
@@ -608,8 +614,12 @@ async fn finish(s: &Arc<Served>, session: &Arc<Session>, early: Option<(Status, 
             Some((_, why)) => (Outcome::Failed, why.clone()),
             None => (Outcome::Ok, String::new()),
         };
-        h.end(&session.events, outcome, saved.len() as u64, bytes, &detail)
-            .await;
+        let figures = trust::Figures {
+            files: saved.len() as u64,
+            bytes,
+            resumed: 0,
+        };
+        h.end(&session.events, outcome, figures, &detail).await;
     }
     info!(peer = %session.label.short(), ok, files = saved.len(), "LocalSend session ended");
     s.slot.free(session);

@@ -28,8 +28,8 @@ use crate::trust::{self, Reached, Refusal};
 /// What to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Payload {
-    /// Files and folders (folders as relative paths below their name).
-    Files(Vec<std::path::PathBuf>),
+    /// Files and folders, as listed (folders as relative paths below their name).
+    Files(Vec<Source>),
     /// A text message.
     Text(String),
 }
@@ -63,8 +63,8 @@ pub struct Job {
 /// missing or wrong, it refused, or a file did not arrive.
 pub(crate) async fn run(cx: &Context, job: &Job) -> Result<Sent> {
     let sources = match &job.payload {
-        Payload::Files(paths) => {
-            let s = crate::send::sources(paths, "stdin", &cx.events)?;
+        Payload::Files(listed) => {
+            let s = listed.clone();
             if s.iter().any(Source::is_stream) {
                 return Err(Error::Usage(
                     "a LocalSend device needs each file's size before it starts: standard \
@@ -110,6 +110,7 @@ pub(crate) async fn run(cx: &Context, job: &Job) -> Result<Sent> {
             if let Error::Transfer(TransferError::Refused { status, message }) = &e {
                 cx.events.emit(Event::Refused {
                     side: Side::Send,
+                    peer: Some(label.clone()),
                     status: *status,
                     message: message.clone(),
                 });
@@ -157,6 +158,7 @@ pub(crate) async fn run(cx: &Context, job: &Job) -> Result<Sent> {
         ended_ms: now_ms(),
         files: delivered,
         bytes,
+        resumed: 0,
         outcome,
         detail,
     };
