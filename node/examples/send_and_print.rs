@@ -85,6 +85,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let send = SendConfig {
         target: Target::Addr(addr),
         files: vec![file],
+        exclude: localstream_node::exclude::Exclude::default(),
         find_timeout: Duration::from_secs(1),
         discovery: Discovery::Off,
         retry: None,

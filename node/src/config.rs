@@ -120,6 +120,8 @@ pub struct SendConfig {
     pub files: Vec<PathBuf>,
     /// `--exclude`: what inside the folders is left out.
     pub exclude: crate::exclude::Exclude,
+    /// `--exclude`: what inside the folders is left out.
+    pub exclude: crate::exclude::Exclude,
     /// How long to look for a receiver given by name.
     pub find_timeout: Duration,
     /// Where to look.

@@ -47,6 +47,7 @@ mod context;
 pub mod discover;
 pub mod error;
 pub mod event;
+pub mod exclude;
 pub mod fsutil;
 pub mod identity;
 pub mod label;

@@ -95,6 +95,7 @@ async fn a_front_end_confirms_decides_and_follows_one_transfer() {
     let send = SendConfig {
         target: Target::Addr(addr),
         files: vec![file],
+        exclude: localstream_node::exclude::Exclude::default(),
         find_timeout: Duration::from_secs(1),
         discovery: Discovery::Off,
         retry: None,

@@ -4,6 +4,7 @@
 //! what the user gets: the bytes on disk, exit codes, messages, events.
 //!
 //! - `cli`: sending, receiving, folders, streams, resume, JSON events, flags
+//! - `folders`: folders with unreadable paths inside, `--exclude`
 //! - `trust`: pins, first contact, trust/forget/block, sessions, the store
 //! - `attacks`: code grinding, lock-outs, impostors
 //! - `hostile`: malformed frames, hostile names, lying peers
@@ -20,6 +21,7 @@ mod attacks;
 mod cli;
 mod disk;
 mod faults;
+mod folders;
 mod hostile;
 mod load;
 mod localsend;
