@@ -102,13 +102,34 @@ pub fn list() -> Result<Vec<Interface>> {
     Ok(by_name.into_values().collect())
 }
 
+/// The named interfaces that [`select`] leaves out because they are not
+/// there now: absent, without an address, or down (Wi-Fi switched off).
+/// Always empty for the default choice.
+#[must_use]
+pub fn unusable(choice: &Interfaces, all: &[Interface]) -> Vec<String> {
+    let Interfaces::Named(wanted) = choice else {
+        return vec![];
+    };
+    let mut out: Vec<String> = vec![];
+    for name in wanted {
+        let usable = all.iter().any(|i| &i.name == name && !i.down);
+        if !usable && !out.contains(name) {
+            out.push(name.clone());
+        }
+    }
+    out
+}
+
 /// Resolves the user's choice against the interfaces that exist: the names
-/// discovery will use, in order.
+/// discovery will use, in order. Of named interfaces, those that are there
+/// and up are used; the others ([`unusable`]) are left out, since an
+/// interface may come and go (Wi-Fi), as long as one is left.
 ///
 /// # Errors
-/// [`Error::UnknownInterface`] for a name that does not exist (or has no
-/// address), [`Error::InterfaceDown`] for one that is down, and
-/// [`Error::NoInterface`] when the default choice finds nothing usable.
+/// When none of the named interfaces is usable: [`Error::UnknownInterface`]
+/// or [`Error::InterfaceDown`] for the one name given, else
+/// [`Error::NoNamedInterface`]; and [`Error::NoInterface`] when the default
+/// choice finds nothing usable.
 pub fn select(choice: &Interfaces, all: &[Interface]) -> Result<Vec<String>> {
     let names = |f: &dyn Fn(&Interface) -> bool| -> Vec<String> {
         all.iter()
@@ -129,20 +150,28 @@ pub fn select(choice: &Interfaces, all: &[Interface]) -> Result<Vec<String>> {
         Interfaces::Named(wanted) => {
             let mut chosen: Vec<String> = vec![];
             for name in wanted {
-                let Some(found) = all.iter().find(|i| &i.name == name) else {
-                    return Err(Error::UnknownInterface {
-                        name: name.clone(),
-                        available: names(&|_| true),
-                    });
-                };
-                if found.down {
-                    return Err(Error::InterfaceDown(name.clone()));
-                }
-                if !chosen.contains(name) {
+                let up = all.iter().any(|i| &i.name == name && !i.down);
+                if up && !chosen.contains(name) {
                     chosen.push(name.clone());
                 }
             }
-            Ok(chosen)
+            if !chosen.is_empty() {
+                return Ok(chosen);
+            }
+            let available = names(&|_| true);
+            match wanted.as_slice() {
+                [one] if all.iter().any(|i| &i.name == one) => {
+                    Err(Error::InterfaceDown(one.clone()))
+                }
+                [one] => Err(Error::UnknownInterface {
+                    name: one.clone(),
+                    available,
+                }),
+                _ => Err(Error::NoNamedInterface {
+                    wanted: wanted.clone(),
+                    available,
+                }),
+            }
         }
     }
 }
@@ -202,6 +231,25 @@ mod tests {
         let msg = e.to_string();
         assert!(msg.contains("eth9") && msg.contains("eth0, wlan0"), "{msg}");
         assert!(matches!(pick(&["eth1"]), Err(Error::InterfaceDown(n)) if n == "eth1"));
+    }
+
+    #[test]
+    fn named_interfaces_that_are_not_there_are_left_out_while_one_is() {
+        let all = machine();
+        let named = |v: &[&str]| Interfaces::Named(v.iter().map(|s| s.to_string()).collect());
+        // Wi-Fi off: wlan9 is absent, eth1 is down; eth0 is used.
+        let choice = named(&["wlan9", "eth0", "eth1", "wlan9"]);
+        assert_eq!(select(&choice, &all).unwrap(), ["eth0"]);
+        assert_eq!(unusable(&choice, &all), ["wlan9", "eth1"]);
+        assert!(unusable(&named(&["eth0"]), &all).is_empty());
+        assert!(unusable(&Interfaces::Default, &all).is_empty());
+        // None left: an error that names them all.
+        let e = select(&named(&["wlan9", "eth1"]), &all).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "none of the network interfaces wlan9, eth1 is up with an address \
+             (interfaces: lo, eth0, wlan0, docker0, virbr0, br-5f2a, eth1)"
+        );
     }
 
     #[test]

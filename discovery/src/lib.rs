@@ -127,6 +127,18 @@ pub enum Error {
         /// What exists.
         available: Vec<String>,
     },
+    /// None of several named interfaces is there and up.
+    #[error(
+        "none of the network interfaces {} is up with an address (interfaces: {})",
+        wanted.join(", "),
+        list(available)
+    )]
+    NoNamedInterface {
+        /// The names asked for.
+        wanted: Vec<String>,
+        /// What exists.
+        available: Vec<String>,
+    },
     /// `--interface` named an interface that is down.
     #[error("network interface '{0}' is down")]
     InterfaceDown(String),
