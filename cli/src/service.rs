@@ -31,7 +31,7 @@ pub enum Action {
     },
     /// Stop and disable the service and remove its unit
     Uninstall,
-    /// Whether the unit is installed and running
+    /// Whether the unit is installed and running (exit status 0 only when it runs)
     Status,
 }
 
@@ -95,15 +95,16 @@ fn systemctl(args: &[&str]) -> Option<std::process::Output> {
         .ok()
 }
 
-/// Runs `service`.
-pub fn run(home: &Path, action: Action) -> Result<()> {
+/// Runs `service`: `false` when `status` finds it not installed or not
+/// running (the command then exits 1).
+pub fn run(home: &Path, action: Action) -> Result<bool> {
     let exe = std::env::current_exe().map_err(Error::Io)?;
     let exe = std::fs::canonicalize(&exe).unwrap_or(exe);
     let home = std::fs::canonicalize(home).unwrap_or_else(|_| home.to_owned());
     let text = unit(&exe, &home);
     if let Action::Install { print: true } = action {
         outln!("{}", text.trim_end());
-        return Ok(());
+        return Ok(true);
     }
     if !cfg!(target_os = "linux") {
         return Err(Error::Usage(
@@ -148,8 +149,11 @@ pub fn run(home: &Path, action: Action) -> Result<()> {
         }
         Action::Status => {
             if !path.exists() {
-                outln!("not installed (`localstream service install` sets it up)");
-                return Ok(());
+                outln!(
+                    "not installed: {} does not exist (`localstream service install` sets it up)",
+                    path.display()
+                );
+                return Ok(false);
             }
             let state = systemctl(&["is-active", UNIT])
                 .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
@@ -157,9 +161,10 @@ pub fn run(home: &Path, action: Action) -> Result<()> {
                 .unwrap_or_else(|| "unknown (no systemctl)".into());
             outln!("installed: {}", path.display());
             outln!("state: {state}");
+            return Ok(state == "active");
         }
     }
-    Ok(())
+    Ok(true)
 }
 
 #[cfg(test)]

@@ -4,12 +4,16 @@
 use std::path::Path;
 
 use localstream_node::identity::{fingerprint_hex, short_fingerprint};
-use localstream_node::store::{Direction, Outcome, PeerEntry, PeerStore, SessionRecord, Trust};
-use localstream_node::{Result, trust};
+use localstream_node::store::{PeerEntry, PeerStore, SessionRecord, Trust};
+use localstream_node::config::Discovery;
+use localstream_node::discover;
+use localstream_node::error::ResolveError;
+use localstream_node::store::Lookup;
+use localstream_node::{Error, Node, Result, trust};
 use localstream_proto::names::escape_for_terminal;
 use serde::Serialize;
 
-use crate::config::StoreCommand;
+use crate::config::{Common, StoreCommand};
 use crate::outln;
 
 /// Runs `trust`, `forget`, `block` or `sessions`.
@@ -19,8 +23,8 @@ use crate::outln;
 pub fn run(home: &Path, cmd: &StoreCommand) -> Result<()> {
     let store = PeerStore::new(home);
     match cmd {
-        StoreCommand::Trust(q) | StoreCommand::Block(q) => {
-            let trust = if matches!(cmd, StoreCommand::Trust(_)) {
+        StoreCommand::Trust { peer: q, .. } | StoreCommand::Block(q) => {
+            let trust = if matches!(cmd, StoreCommand::Trust { .. }) {
                 Trust::Trusted
             } else {
                 Trust::Blocked
@@ -48,10 +52,48 @@ pub fn run(home: &Path, cmd: &StoreCommand) -> Result<()> {
     Ok(())
 }
 
-/// One line describing a stored peer.
+/// `trust` (with discovery on): when the store knows no such peer, a short
+/// look at the network tells a node there that was never met from a typo.
+///
+/// # Errors
+/// As [`run`]; [`ResolveError::NotMet`] when the store knows no such peer
+/// but a node on the network answers to it.
+pub async fn run_looking(common: &Common, cmd: StoreCommand) -> Result<()> {
+    let home = common.home.clone();
+    let looked = cmd.clone();
+    let result = tokio::task::spawn_blocking(move || run(&home, &looked)).await?;
+    let (
+        Err(Error::Resolve(ResolveError::UnknownPeer {
+            reason: Lookup::NotFound,
+            ..
+        })),
+        StoreCommand::Trust {
+            peer,
+            discovery: Discovery::On(interfaces),
+        },
+    ) = (&result, &cmd)
+    else {
+        return result;
+    };
+    let node = Node::start(common.node_config())?;
+    match discover::unmet(interfaces, peer, node.id().uuid()).await {
+        Some(found) => Err(ResolveError::NotMet {
+            query: peer.clone(),
+            found,
+        }
+        .into()),
+        None => result,
+    }
+}
+
+/// One line describing a stored peer, with the name `add` gave it.
 fn describe(p: &PeerEntry) -> String {
+    let alias = match &p.alias {
+        Some(a) if Some(a.as_str()) != p.name() => format!(" '{}'", escape_for_terminal(a)),
+        _ => String::new(),
+    };
     format!(
-        "{} ({}) [{}]",
+        "{}{alias} ({}) [{}]",
         escape_for_terminal(p.name().unwrap_or("")),
         p.node_id,
         short_fingerprint(&p.fingerprint)
@@ -62,6 +104,9 @@ fn describe(p: &PeerEntry) -> String {
 struct PeerSessionsJson<'a> {
     id: String,
     name: Option<&'a str>,
+    /// The name `add` gave it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    alias: Option<&'a str>,
     fingerprint: String,
     trust: Trust,
     sessions: &'a [SessionRecord],
@@ -74,6 +119,7 @@ fn print_sessions(peers: &[&PeerEntry], json: bool) {
             .map(|p| PeerSessionsJson {
                 id: p.node_id.hyphenated().to_string(),
                 name: p.name(),
+                alias: p.alias.as_deref(),
                 fingerprint: fingerprint_hex(&p.fingerprint),
                 trust: p.trust,
                 sessions: &p.sessions,
@@ -85,75 +131,19 @@ fn print_sessions(peers: &[&PeerEntry], json: bool) {
         );
         return;
     }
-    if peers.iter().all(|p| p.sessions.is_empty()) {
-        eprintln!("no sessions recorded");
+    if peers.is_empty() {
+        eprintln!("no peers known yet: no sessions recorded");
         return;
     }
+    let zone = crate::sessions::zone();
     for p in peers {
         outln!("{}  {}", describe(p), p.trust);
-        for s in &p.sessions {
-            let ended = s.ended.map_or_else(
-                || "-".to_owned(),
-                |e| format!("{:.1} s", (e.saturating_sub(s.started)) as f64 / 1000.0),
-            );
-            outln!(
-                "  {}  {}  {:<7}  {:>5} files  {:>12} bytes  {:<11}  {}  {}",
-                utc(s.started),
-                s.id.chars().take(8).collect::<String>(),
-                match s.direction {
-                    Direction::Send => "sent",
-                    Direction::Receive => "received",
-                },
-                s.files,
-                s.bytes,
-                outcome_str(s.outcome),
-                ended,
-                escape_for_terminal(&s.detail)
-            );
+        if p.sessions.is_empty() {
+            // Pinned by `add`, or met without a transfer.
+            outln!("  no sessions recorded yet");
         }
-    }
-}
-
-fn outcome_str(o: Outcome) -> &'static str {
-    match o {
-        Outcome::Ok => "ok",
-        Outcome::Refused => "refused",
-        Outcome::Failed => "failed",
-        Outcome::Incomplete => "incomplete",
-        Outcome::Interrupted => "interrupted",
-    }
-}
-
-/// `2026-11-24 02:58:14Z` from Unix milliseconds.
-fn utc(ms: u64) -> String {
-    let secs = ms / 1000;
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn utc_dates() {
-        assert_eq!(utc(0), "1970-01-01 00:00:00Z");
-        assert_eq!(utc(951_782_400_000), "2000-02-29 00:00:00Z");
-        assert_eq!(utc(1_795_489_094_000), "2026-11-24 02:58:14Z");
+        for s in &p.sessions {
+            outln!("{}", crate::sessions::line(s, &zone));
+        }
     }
 }
