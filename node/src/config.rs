@@ -2,7 +2,7 @@
 //! to and how, where to look for peers. Front ends build these (the CLI from
 //! its arguments and the settings file) and validate them before anything runs.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -41,7 +41,11 @@ pub struct ListenConfig {
     pub destination: Destination,
     /// LocalSend's protocol too (`None`: `--no-localsend`).
     pub localsend: Option<LocalSendConfig>,
+    /// What happens to a file whose name is taken (`--on-collision`).
+    pub on_collision: OnCollision,
 }
+
+pub use crate::fsutil::collision::OnCollision;
 
 /// LocalSend's default port (HTTPS and multicast).
 pub const LOCALSEND_PORT: u16 = 53317;
@@ -120,8 +124,6 @@ pub struct SendConfig {
     pub files: Vec<PathBuf>,
     /// `--exclude`: what inside the folders is left out.
     pub exclude: crate::exclude::Exclude,
-    /// `--exclude`: what inside the folders is left out.
-    pub exclude: crate::exclude::Exclude,
     /// How long to look for a receiver given by name.
     pub find_timeout: Duration,
     /// Where to look.
@@ -158,6 +160,9 @@ pub const DEFAULT_PEERS_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// An address if it is one (or clearly tries to be one), else a name to look up.
 pub fn parse_target(s: &str) -> Result<Target> {
+    if let Some(scoped) = scoped_v6(s) {
+        return scoped.map(Target::Addr);
+    }
     let looks_like_address = !s.is_empty()
         && s.chars()
             .all(|c| c.is_ascii_digit() || matches!(c, '.' | ':' | '[' | ']'))
@@ -173,8 +178,13 @@ pub fn parse_target(s: &str) -> Result<Target> {
     Ok(Target::Lookup(s.to_owned()))
 }
 
-/// Parses `ip` or `ip:port` (`[v6]:port`).
+/// Parses `ip` or `ip:port` (`[v6]:port`); an IPv6 link-local address may
+/// carry its scope as an interface name or number (`fe80::1%eth0`,
+/// `[fe80::1%2]:47470`).
 pub fn parse_peer_addr(s: &str) -> Result<SocketAddr> {
+    if let Some(scoped) = scoped_v6(s) {
+        return scoped;
+    }
     if let Ok(sa) = s.parse::<SocketAddr>() {
         return Ok(sa);
     }
@@ -189,6 +199,55 @@ pub fn parse_peer_addr(s: &str) -> Result<SocketAddr> {
         "'{}' is not an address: give the receiver as IP or IP:PORT (for example 192.168.1.20 or 192.168.1.20:{DEFAULT_PORT})",
         escape_for_terminal(s)
     )))
+}
+
+/// `v6%scope` or `[v6%scope]:port`, the scope an interface name or its
+/// number; `None` when `s` is not of that shape.
+fn scoped_v6(s: &str) -> Option<Result<SocketAddr>> {
+    let (host, port) = match s.strip_prefix('[') {
+        Some(rest) => {
+            let (host, after) = rest.split_once(']')?;
+            let port = match after.strip_prefix(':') {
+                Some(p) => Some(p),
+                None if after.is_empty() => None,
+                None => return None,
+            };
+            (host, port)
+        }
+        None => (s, None),
+    };
+    let (ip, scope) = host.split_once('%')?;
+    let ip: Ipv6Addr = ip.parse().ok()?;
+    let port = match port.map(str::parse::<u16>) {
+        None => DEFAULT_PORT,
+        Some(Ok(p)) => p,
+        Some(Err(_)) => {
+            return Some(Err(Error::Usage(format!(
+                "'{}' is not an address: the port must be a number up to 65535",
+                escape_for_terminal(s)
+            ))));
+        }
+    };
+    Some(scope_id(scope).map(|id| SocketAddr::V6(SocketAddrV6::new(ip, port, 0, id))))
+}
+
+/// A scope: an interface's number, or its name looked up on this machine.
+fn scope_id(scope: &str) -> Result<u32> {
+    if let Ok(n) = scope.parse::<u32>() {
+        return Ok(n);
+    }
+    let all = localstream_discovery::interfaces::list().map_err(|e| Error::Usage(e.to_string()))?;
+    match all.iter().find(|i| i.name == scope && i.index != 0) {
+        Some(i) => Ok(i.index),
+        None => {
+            let names: Vec<&str> = all.iter().map(|i| i.name.as_str()).collect();
+            Err(Error::Usage(format!(
+                "no network interface named '{}' for the address's scope (interfaces: {})",
+                escape_for_terminal(scope),
+                names.join(", ")
+            )))
+        }
+    }
 }
 
 /// The platform's directory for a node's home (identity, peers, settings).
@@ -267,6 +326,46 @@ mod tests {
             assert!(e.contains("not an address"), "{bad}: {e}");
         }
         assert!(parse_target("  ").is_err());
+    }
+
+    #[test]
+    #[allow(clippy::unwrap_used)]
+    fn link_local_addresses_take_a_scope_by_name_or_number() {
+        let addr = |s: &str| match parse_target(s) {
+            Ok(Target::Addr(SocketAddr::V6(a))) => (a.ip().to_string(), a.port(), a.scope_id()),
+            other => panic!("{s}: {other:?}"),
+        };
+        assert_eq!(addr("fe80::1%2"), ("fe80::1".into(), DEFAULT_PORT, 2));
+        assert_eq!(addr("[fe80::1%7]:9"), ("fe80::1".into(), 9, 7));
+        assert_eq!(addr("[fe80::1%3]"), ("fe80::1".into(), DEFAULT_PORT, 3));
+        // By name: the interface's number on this machine.
+        let all = localstream_discovery::interfaces::list().unwrap();
+        let lo = all.iter().find(|i| i.loopback && i.index != 0).unwrap();
+        let want = lo.index;
+        assert_eq!(
+            addr(&format!("fe80::1%{}", lo.name)),
+            ("fe80::1".into(), DEFAULT_PORT, want)
+        );
+        assert_eq!(
+            addr(&format!("[fe80::ab:1%{}]:47471", lo.name)),
+            ("fe80::ab:1".into(), 47471, want)
+        );
+        assert_eq!(
+            parse_peer_addr(&format!("[fe80::1%{}]:5", lo.name)).unwrap(),
+            SocketAddr::V6(SocketAddrV6::new("fe80::1".parse().unwrap(), 5, 0, want))
+        );
+        let e = parse_target("fe80::1%nosuchif0").unwrap_err().to_string();
+        assert!(
+            e.starts_with("no network interface named 'nosuchif0' for the address's scope (interfaces: "),
+            "{e}"
+        );
+        let e = parse_target("[fe80::1%2]:http").unwrap_err().to_string();
+        assert!(e.contains("the port must be a number"), "{e}");
+        // A name with a % in it is still a name.
+        assert_eq!(
+            parse_target("50% off").ok(),
+            Some(Target::Lookup("50% off".into()))
+        );
     }
 
     #[test]

@@ -10,7 +10,11 @@
 //! consent = "trusted-only"     # listen: "ask", "yes" or "trusted-only"
 //! compress = "auto"            # send: "auto", "on" or "off"
 //! first-contact = "ask"        # send/add to a node never met: "ask" or "yes"
+//! on-collision = "rename"      # listen, a name taken: "rename", "skip-identical" or "overwrite"
 //! ui-password = "$argon2id$..." # the web UI's password hash (for --ui-bind on a LAN)
+//!
+//! [groups]                     # `send --to @office`: `config set group.office h1,h2`
+//! office = ["h1", "h2"]
 //! ```
 //!
 //! An invalid file is an error that names the line; `config set` edits one
@@ -19,6 +23,7 @@
 
 use std::path::{Path, PathBuf};
 
+use localstream_proto::names::escape_for_terminal;
 use serde::Deserialize;
 
 use crate::compress;
@@ -34,7 +39,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("port", "TCP port `listen` uses (0..65535)"),
     (
         "interfaces",
-        "mDNS interfaces, comma-separated (e.g. eth0,wlan0)",
+        "mDNS interfaces, separated by commas or spaces (e.g. eth0,wlan0); one not here now is left out until it is",
     ),
     ("consent", "`listen` policy: ask, yes or trusted-only"),
     ("compress", "`send` compression: auto, on or off"),
@@ -46,6 +51,10 @@ pub const KEYS: &[(&str, &str)] = &[
         "ui-password",
         "the web UI's password, for `--ui-bind` on a LAN (`-`: read it from standard input; stored as an argon2 hash)",
     ),
+    (
+        "on-collision",
+        "`listen`, when a file's name is taken: rename (keep both), skip-identical (same bytes are not sent again, others replace) or overwrite",
+    ),
     ("localsend", "speak LocalSend too (phones): on or off"),
     (
         "localsend-port",
@@ -54,6 +63,10 @@ pub const KEYS: &[(&str, &str)] = &[
     (
         "localsend-pin",
         "the PIN LocalSend senders must give `listen` (text; empty: none)",
+    ),
+    (
+        "group.NAME",
+        "receivers for `send --to @NAME`, comma-separated (e.g. h1,h2; empty: no group)",
     ),
 ];
 
@@ -111,6 +124,9 @@ pub struct Settings {
     /// The web UI's password (an argon2 hash, PHC string).
     #[serde(rename = "ui-password")]
     pub ui_password: Option<String>,
+    /// What `listen` does when a file's name is taken.
+    #[serde(rename = "on-collision")]
+    pub on_collision: Option<crate::config::OnCollision>,
     /// Whether LocalSend is spoken too.
     pub localsend: Option<OnOff>,
     /// LocalSend's port.
@@ -119,6 +135,43 @@ pub struct Settings {
     /// The PIN LocalSend senders must give.
     #[serde(rename = "localsend-pin")]
     pub localsend_pin: Option<String>,
+    /// Groups of receivers for `send --to @NAME` (`[groups]`, `NAME = ["h1", "h2"]`).
+    pub groups: Option<std::collections::BTreeMap<String, Vec<String>>>,
+}
+
+/// The members of the group `name` (`send --to @NAME`).
+///
+/// # Errors
+/// [`Error::Usage`] when the settings have no such group, or it is empty.
+pub fn group<'s>(s: &'s Settings, name: &str) -> Result<&'s [String]> {
+    match s.groups.as_ref().and_then(|g| g.get(name)) {
+        Some(members) if !members.is_empty() => Ok(members),
+        _ => Err(Error::Usage(format!(
+            "no group '{}' in the settings: make it with `localstream config set group.{} \
+             PEER,PEER`",
+            escape_for_terminal(name),
+            escape_for_terminal(name)
+        ))),
+    }
+}
+
+/// A group's name (`group.NAME`): letters, digits, `-` and `_`.
+fn group_name(key: &str) -> Result<Option<&str>> {
+    let Some(name) = key.strip_prefix("group.") else {
+        return Ok(None);
+    };
+    if name.is_empty()
+        || name.len() > 63
+        || !name
+            .chars()
+            .all(|c| c.is_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(Error::Usage(format!(
+            "{}: a group's name is 1 to 63 letters, digits, '-' or '_'",
+            escape_for_terminal(key)
+        )));
+    }
+    Ok(Some(name))
 }
 
 /// `send --compress` in the file.
@@ -202,30 +255,11 @@ pub fn set(home: &Path, key: &str, value: &str) -> Result<PathBuf> {
     let mut doc: toml_edit::DocumentMut = text
         .parse()
         .map_err(|e: toml_edit::TomlError| Error::Usage(format!("{}: {e}", file.display())))?;
-    let item = match key {
-        "port" | "localsend-port" => {
-            toml_edit::value(i64::from(value.parse::<u16>().map_err(|_| {
-                Error::Usage(format!("{key}: {value:?} is not a port number (0..65535)"))
-            })?))
-        }
-        "interfaces" => {
-            let mut list = toml_edit::Array::new();
-            for name in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-                list.push(name);
-            }
-            toml_edit::value(list)
-        }
-        "name" | "dir" | "consent" | "compress" | "first-contact" | "ui-password" | "localsend"
-        | "localsend-pin" => toml_edit::value(value),
-        other => {
-            let known: Vec<&str> = KEYS.iter().map(|(k, _)| *k).collect();
-            return Err(Error::Usage(format!(
-                "unknown setting {other:?}; the settings are {}",
-                known.join(", ")
-            )));
-        }
-    };
-    doc[key] = item;
+    if let Some(name) = group_name(key)? {
+        set_group(&mut doc, name, value);
+    } else {
+        doc[key] = setting_item(key, value)?;
+    }
     let new = doc.to_string();
     // The whole file must still be valid (e.g. consent = "maybe" is not).
     if let Err(e) = toml_edit::de::from_str::<Settings>(&new) {
@@ -241,10 +275,121 @@ pub fn set(home: &Path, key: &str, value: &str) -> Result<PathBuf> {
     Ok(file)
 }
 
+/// The value of one plain key, as the file holds it.
+fn setting_item(key: &str, value: &str) -> Result<toml_edit::Item> {
+    Ok(match key {
+        "port" | "localsend-port" => {
+            toml_edit::value(i64::from(value.parse::<u16>().map_err(|_| {
+                Error::Usage(format!("{key}: {value:?} is not a port number (0..65535)"))
+            })?))
+        }
+        "interfaces" => {
+            let mut list = toml_edit::Array::new();
+            for name in interface_names(value)? {
+                list.push(name);
+            }
+            toml_edit::value(list)
+        }
+        "name" | "dir" | "consent" | "compress" | "first-contact" | "ui-password" | "localsend"
+        | "localsend-pin" | "on-collision" => toml_edit::value(value),
+        other => {
+            let known: Vec<&str> = KEYS.iter().map(|(k, _)| *k).collect();
+            return Err(Error::Usage(format!(
+                "unknown setting {other:?}; the settings are {}",
+                known.join(", ")
+            )));
+        }
+    })
+}
+
+/// `group.NAME = "h1,h2"`: the members as a list under `[groups]`; an
+/// empty list removes the group.
+fn set_group(doc: &mut toml_edit::DocumentMut, name: &str, value: &str) {
+    let members: Vec<&str> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    if !doc.contains_key("groups") {
+        doc["groups"] = toml_edit::table();
+    }
+    if members.is_empty() {
+        if let Some(t) = doc["groups"].as_table_like_mut() {
+            t.remove(name);
+        }
+        return;
+    }
+    let mut list = toml_edit::Array::new();
+    for m in members {
+        list.push(m);
+    }
+    doc["groups"][name] = toml_edit::value(list);
+}
+
+/// `interfaces`' value: names split on commas and/or white space, each a
+/// plausible interface name (whether it exists now is another matter: see
+/// [`absent_interfaces`]).
+///
+/// # Errors
+/// [`Error::Usage`] for no name at all, or a name no interface can have.
+pub fn interface_names(value: &str) -> Result<Vec<String>> {
+    let mut names: Vec<String> = vec![];
+    for name in value
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|n| !n.is_empty())
+    {
+        if !names.iter().any(|n| n == name) {
+            names.push(name.to_owned());
+        }
+    }
+    if names.is_empty() {
+        return Err(Error::Usage(
+            "interfaces: give one or more interface names, such as eth0,wlan0 (without the \
+             setting every usable interface is used)"
+                .into(),
+        ));
+    }
+    if let Some(bad) = names.iter().find(|n| !plausible_interface(n)) {
+        return Err(Error::Usage(format!(
+            "interfaces: {:?} is not a network interface name (1 to {MAX_INTERFACE_NAME} \
+             letters, digits or .-_:@, such as eth0, wlan0 or enp3s0) (nothing changed)",
+            escape_for_terminal(bad)
+        )));
+    }
+    Ok(names)
+}
+
+/// The longest interface name: Linux's `IFNAMSIZ` less the NUL.
+const MAX_INTERFACE_NAME: usize = 15;
+
+fn plausible_interface(name: &str) -> bool {
+    name.len() <= MAX_INTERFACE_NAME
+        && name != "."
+        && name != ".."
+        && name
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '.' | '-' | '_' | ':' | '@'))
+}
+
+/// Of `names`, those this machine has no interface of, or only one that is
+/// down, now (`listen`, `peers` and `send` leave them out until they are
+/// there).
+#[must_use]
+pub fn absent_interfaces(names: &[String]) -> Vec<String> {
+    let all = localstream_discovery::interfaces::list().unwrap_or_default();
+    localstream_discovery::interfaces::unusable(
+        &localstream_discovery::Interfaces::Named(names.to_vec()),
+        &all,
+    )
+}
+
 /// Removes `key` from the file (its default applies again), keeping
 /// everything else. Nothing to do when the file or the key is missing.
 pub fn unset(home: &Path, key: &str) -> Result<PathBuf> {
     let file = path(home);
+    if group_name(key)?.is_some() {
+        return set(home, key, "");
+    }
     if !KEYS.iter().any(|(k, _)| *k == key) {
         let known: Vec<&str> = KEYS.iter().map(|(k, _)| *k).collect();
         return Err(Error::Usage(format!(
@@ -340,6 +485,11 @@ pub fn show(home: &Path, s: &Settings) -> String {
             "none: the web UI stays on loopback",
         ),
         line(
+            "on-collision",
+            s.on_collision.map(|c| quoted(c.as_str())),
+            "\"rename\" (keep both: `report (1).pdf`)",
+        ),
+        line(
             "localsend",
             s.localsend
                 .map(|o| quoted(if o == OnOff::On { "on" } else { "off" })),
@@ -356,7 +506,18 @@ pub fn show(home: &Path, s: &Settings) -> String {
             "none",
         ),
     ];
-    lines.join("\n")
+    let mut text = lines.join("\n");
+    match s.groups.as_ref().filter(|g| !g.is_empty()) {
+        Some(groups) => {
+            text.push_str("\n[groups]");
+            for (name, members) in groups {
+                let items: Vec<String> = members.iter().map(|m| quoted(m)).collect();
+                text.push_str(&format!("\n{name} = [{}]", items.join(", ")));
+            }
+        }
+        None => text.push_str("\n# [groups]  (none: `config set group.NAME h1,h2` for `send --to @NAME`)"),
+    }
+    text
 }
 
 /// Each key's value in the file, as plain text (`None`: not set). The
@@ -386,6 +547,7 @@ pub fn values(s: &Settings) -> Vec<(&'static str, Option<String>)> {
             "ui-password",
             s.ui_password.as_ref().map(|_| "(set)".to_owned()),
         ),
+        ("on-collision", s.on_collision.map(|c| c.as_str().to_owned())),
         ("localsend", s.localsend.map(|c| kebab(&c))),
         ("localsend-port", s.localsend_port.map(|p| p.to_string())),
         ("localsend-pin", s.localsend_pin.clone()),
@@ -396,6 +558,36 @@ pub fn values(s: &Settings) -> Vec<(&'static str, Option<String>)> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn groups_of_receivers() {
+        let home = tempfile::tempdir().unwrap();
+        set(home.path(), "port", "4000").unwrap();
+        set(home.path(), "group.office", "h1, h2,,").unwrap();
+        set(home.path(), "group.lab-2", "10.0.0.9:4000").unwrap();
+        // A plain key set after the table stays a plain key.
+        set(home.path(), "compress", "off").unwrap();
+        let s = load(home.path()).unwrap();
+        assert_eq!(group(&s, "office").unwrap(), ["h1", "h2"]);
+        assert_eq!(group(&s, "lab-2").unwrap(), ["10.0.0.9:4000"]);
+        assert_eq!((s.port, s.compress), (Some(4000), Some(CompressSetting::Off)));
+        let shown = show(home.path(), &s);
+        assert!(
+            shown.ends_with("[groups]\nlab-2 = [\"10.0.0.9:4000\"]\noffice = [\"h1\", \"h2\"]"),
+            "{shown}"
+        );
+        unset(home.path(), "group.lab-2").unwrap();
+        set(home.path(), "group.office", "").unwrap();
+        let s = load(home.path()).unwrap();
+        assert_eq!(
+            group(&s, "office").unwrap_err().to_string(),
+            "no group 'office' in the settings: make it with `localstream config set \
+             group.office PEER,PEER`"
+        );
+        assert!(group(&s, "lab-2").is_err());
+        assert!(set(home.path(), "group.", "h1").is_err());
+        assert!(set(home.path(), "group.a b", "h1").is_err());
+    }
 
     #[test]
     fn unset_brings_the_default_back_and_keeps_the_rest() {
@@ -455,6 +647,36 @@ mod tests {
             load(home.path()).unwrap(),
             s,
             "a refused value changes nothing"
+        );
+    }
+
+    #[test]
+    fn interfaces_split_on_commas_and_spaces_and_must_be_names() {
+        let home = tempfile::tempdir().unwrap();
+        for value in ["eth0 wlan0", "eth0,wlan0", " eth0 ,\twlan0, ", "eth0,,wlan0 eth0"] {
+            set(home.path(), "interfaces", value).unwrap();
+            let want = vec!["eth0".to_owned(), "wlan0".to_owned()];
+            assert_eq!(load(home.path()).unwrap().interfaces, Some(want), "{value:?}");
+        }
+        set(home.path(), "interfaces", "enp3s0 br-lan eth0.100 wg0").unwrap();
+        for bad in ["eth0 a/b", "averyveryverylongname0", "\"eth0\"", "..", "", " , "] {
+            let e = set(home.path(), "interfaces", bad).unwrap_err().to_string();
+            assert!(e.starts_with("interfaces: "), "{bad:?}: {e}");
+        }
+        let e = set(home.path(), "interfaces", "eth0 a/b").unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "interfaces: \"a/b\" is not a network interface name (1 to 15 letters, digits or \
+             .-_:@, such as eth0, wlan0 or enp3s0) (nothing changed)"
+        );
+        assert_eq!(
+            load(home.path()).unwrap().interfaces.unwrap().len(),
+            4,
+            "a refused value changes nothing"
+        );
+        assert_eq!(
+            absent_interfaces(&["nosuchif7".into(), "nosuchif7".into()]),
+            ["nosuchif7"]
         );
     }
 }
