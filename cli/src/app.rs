@@ -142,6 +142,7 @@ async fn dispatch(config: Config) -> Result<Exit, Error> {
             Ok(Exit::Success)
         }
         Config::Peers(common, cfg, view) => {
+            crate::settings::warn_left_out(&cfg.interfaces);
             crate::peers::run(&common, &cfg, view).await?;
             Ok(Exit::Success)
         }
@@ -164,13 +165,16 @@ async fn dispatch(config: Config) -> Result<Exit, Error> {
             crate::trust::run_looking(&common, cmd).await?;
             Ok(Exit::Success)
         }
-        Config::Send(common, cfg, view) => send(&common, cfg, view).await,
+        Config::Send(common, cfg, view, receivers) if receivers.len() > 1 => {
+            send_many(&common, cfg, view, &receivers).await
+        }
+        Config::Send(common, cfg, view, _) => send(&common, cfg, view).await,
     }
 }
 
 /// Runs `op` while rendering the node's events; every event is shown
 /// before the outcome is.
-async fn rendering<T>(
+pub(crate) async fn rendering<T>(
     events: &mut EventStream,
     renderer: &mut Renderer,
     op: impl Future<Output = T>,
@@ -270,6 +274,31 @@ async fn send(
 }
 
 use localstream_node::error::{LocalSendError, StopCause, TransferError};
+
+/// `send --to A --to B ...`: every receiver at once, a line for each one
+/// that did not get everything, and the summary; 0 only if all did.
+async fn send_many(
+    common: &Common,
+    mut cfg: localstream_node::config::SendConfig,
+    view: View,
+    receivers: &[crate::config::Receiver],
+) -> Result<Exit, Error> {
+    let mut interrupts = Interrupts::new()?;
+    let node = Node::start(common.node_config())?;
+    let (first, prompts) = settle(cfg.first_contact, &node);
+    cfg.first_contact = first;
+    let mut renderer = Renderer::new(view.json, common.progress)
+        .quiet(view.quiet)
+        .prompts(prompts);
+    let outcomes =
+        crate::receivers::send_all(&node, &cfg, receivers, &mut renderer, &mut interrupts).await;
+    renderer.finish().await;
+    Ok(match crate::receivers::report(receivers, &outcomes, view) {
+        (true, _) => Exit::Success,
+        (false, true) => Exit::Interrupted,
+        (false, false) => Exit::Failure,
+    })
+}
 
 async fn add(
     common: &Common,
@@ -389,6 +418,11 @@ async fn listen(
     if cfg.destination == localstream_node::config::Destination::Folder {
         // Before the UI starts: a folder that cannot take files stops here.
         localstream_node::listen::preflight::writable_folder(&cfg.dir)?;
+    }
+    if let localstream_node::config::Discovery::On(interfaces) = &cfg.discovery
+        && !cfg.bind.ip().is_loopback()
+    {
+        crate::settings::warn_left_out(interfaces);
     }
     let mut events = node.events();
     let ui_asks = view.ui.asks;

@@ -210,6 +210,12 @@ pub struct ListenArgs {
     /// Write the one incoming file to standard output instead of the folder (needs --once; messages stay on stderr): `localstream listen --once --stdout | tar x`
     #[arg(long, requires = "once")]
     pub stdout: bool,
+    /// When a received file's name is taken: rename (keep both, `report (1).pdf`), skip-identical (a file with the same size and BLAKE3 hash is not sent again; a different one replaces it) or overwrite (replace it) [default: rename; setting: on-collision]
+    #[arg(long, value_enum, value_name = "POLICY")]
+    pub on_collision: Option<Collision>,
+    /// Also copy each text message received to the clipboard (the first of wl-copy, xclip, xsel, pbcopy, clip.exe found on PATH)
+    #[arg(long)]
+    pub clipboard: bool,
     /// Let the web UI answer incoming offers (and print its link); without it the UI still runs on loopback, for `localstream ui`
     #[arg(long)]
     pub ui: bool,
@@ -287,7 +293,7 @@ pub struct SendArgs {
     /// Leave out what matches GLOB inside the folders sent (gitignore syntax, against each path relative to the folder: `*.o`, `target/`, `.git`, `/build`); repeat for several
     #[arg(long, value_name = "GLOB")]
     pub exclude: Vec<String>,
-    /// Send this text message instead of files (LocalSend devices show it)
+    /// Send this text message instead of files (`-`: read it from standard input, less one final newline); the receiver shows it, with the same consent as a file (at most 64 KiB)
     #[arg(long, value_name = "TEXT")]
     pub text: Option<String>,
     /// The PIN a LocalSend device asks for (else asked for on the terminal)
@@ -360,6 +366,27 @@ pub struct PeersArgs {
     pub localsend_port: Option<u16>,
     #[command(flatten)]
     pub discovery: InterfaceArgs,
+}
+
+/// `listen --on-collision POLICY`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Collision {
+    /// Keep both: the new file takes a free name.
+    Rename,
+    /// Same size and hash: not sent again; different: replaced.
+    SkipIdentical,
+    /// Replace the old file.
+    Overwrite,
+}
+
+impl From<Collision> for localstream_node::config::OnCollision {
+    fn from(c: Collision) -> Self {
+        match c {
+            Collision::Rename => Self::Rename,
+            Collision::SkipIdentical => Self::SkipIdentical,
+            Collision::Overwrite => Self::Overwrite,
+        }
+    }
 }
 
 /// `send --compress WHEN`.

@@ -9,11 +9,12 @@ use std::time::Duration;
 use localstream_discovery::Interfaces;
 use localstream_node::config::{
     DEFAULT_PEERS_TIMEOUT, DEFAULT_PORT, Destination, Discovery, ListenConfig, PeersConfig,
-    SendConfig, default_download_dir, default_home, parse_peer_addr, parse_target,
+    SendConfig, Target, default_download_dir, default_home, parse_peer_addr, parse_target,
 };
 use localstream_node::confirm::FirstContact;
 use localstream_node::settings::{self, ConsentSetting, FirstContactSetting, Settings};
 use localstream_node::{Error, Result};
+use localstream_proto::names::escape_for_terminal;
 
 use crate::cli::{
     Cli, Command, ConfigCommand, DiscoveryArgs, GlobalArgs, ListenArgs, PeersArgs, SendArgs,
@@ -246,6 +247,8 @@ fn ui_as_listen(a: UiArgs) -> ListenArgs {
         json: false,
         quiet: false,
         stdout: false,
+        on_collision: None,
+        clipboard: false,
         ui: true,
         localsend: a.localsend,
         ui_server: a.ui_server,
@@ -307,6 +310,11 @@ fn listen_config(a: ListenArgs, s: &Settings) -> Result<(ListenConfig, ListenVie
         } else {
             Destination::Folder
         },
+        on_collision: a
+            .on_collision
+            .map(Into::into)
+            .or(s.on_collision)
+            .unwrap_or_default(),
     };
     let view = ListenView {
         json: a.json,
@@ -405,6 +413,36 @@ fn receivers(a: &mut SendArgs, s: &Settings) -> Result<Vec<Receiver>> {
     Ok(receivers)
 }
 
+/// `send --text TEXT`, or with `-` the text on standard input (less one
+/// final newline, as `echo` adds), checked to be UTF-8 and short enough.
+fn text_arg(text: String) -> Result<String> {
+    if text != "-" {
+        return Ok(text);
+    }
+    use std::io::Read;
+    let max = localstream_proto::transfer::MAX_TEXT;
+    let mut bytes = Vec::new();
+    std::io::stdin()
+        .lock()
+        .take(max + 2)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::file("<standard input>", e))?;
+    if bytes.ends_with(b"\n") {
+        bytes.pop();
+        if bytes.ends_with(b"\r") {
+            bytes.pop();
+        }
+    }
+    if bytes.len() as u64 > max {
+        return Err(Error::Usage(format!(
+            "--text -: standard input holds more than a text message may ({} bytes); send it as a file",
+            max
+        )));
+    }
+    String::from_utf8(bytes)
+        .map_err(|_| Error::Usage("--text -: standard input is not UTF-8 text".into()))
+}
+
 fn send_config(mut a: SendArgs, s: &Settings) -> Result<(SendConfig, Vec<Receiver>)> {
     let discovery = discovery(a.discovery.clone(), s);
     let receivers = receivers(&mut a, s)?;
@@ -439,7 +477,7 @@ fn send_config(mut a: SendArgs, s: &Settings) -> Result<(SendConfig, Vec<Receive
                 .or(s.localsend_port)
                 .unwrap_or(localstream_node::config::LOCALSEND_PORT),
             pin: a.pin,
-            text: a.text,
+            text: a.text.map(text_arg).transpose()?,
             scan: a.scan,
         },
     };

@@ -29,6 +29,7 @@ pub mod notify;
 pub mod peers;
 pub mod progress;
 pub mod prompt;
+pub mod receivers;
 pub mod render;
 pub mod screen;
 pub mod service;

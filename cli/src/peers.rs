@@ -1,7 +1,7 @@
 //! `localstream peers`: the table (or JSON) of the nodes on the network,
 //! and `--watch` lines as they come and go.
 
-use localstream_node::discover::{Browsed, PeerInfo};
+use localstream_node::discover::{self, Browsed, PeerInfo};
 use localstream_node::event::Envelope;
 use localstream_node::{Error, Event, Node, Result};
 use localstream_proto::names::escape_for_terminal;
@@ -62,8 +62,52 @@ pub async fn run(common: &Common, cfg: &PeersConfig, view: View) -> Result<()> {
     } else {
         let rows: Vec<[String; 7]> = found.peers.iter().map(columns).collect();
         print_table(&rows);
+        for line in same_names(&found.peers) {
+            eprintln!("{line}");
+        }
     }
     Ok(())
+}
+
+/// For each name several LocalStream nodes share: which one `send NAME`
+/// picks (the only trusted, else the only pinned one), or that the start of
+/// an id must say which.
+fn same_names(peers: &[PeerInfo]) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    let mut lines = Vec::new();
+    for p in peers.iter().filter(|p| p.protocol == "localstream") {
+        let key = p.name.to_lowercase();
+        if names.contains(&key) {
+            continue;
+        }
+        names.push(key.clone());
+        let same: Vec<&PeerInfo> = peers
+            .iter()
+            .filter(|q| q.protocol == "localstream" && q.name.to_lowercase() == key)
+            .collect();
+        if same.len() < 2 {
+            continue;
+        }
+        let name = escape_for_terminal(&p.name);
+        lines.push(match discover::picked_among(&same) {
+            Some(i) => format!(
+                "{} peers are named {name}: `send {name}` picks the {} one ({}); give the start \
+                 of an id for another",
+                same.len(),
+                if same[i].trust == "trusted" {
+                    "trusted"
+                } else {
+                    "pinned"
+                },
+                same[i].short_id
+            ),
+            None => format!(
+                "{} peers are named {name}: give `send` the start of an id to say which",
+                same.len()
+            ),
+        });
+    }
+    lines
 }
 
 /// One `--watch` line.
@@ -126,8 +170,16 @@ fn columns(p: &PeerInfo) -> [String; 7] {
             ips.push(ip);
         }
     }
+    let name = match &p.alias {
+        Some(a) if *a != p.name => format!(
+            "{} '{}'",
+            escape_for_terminal(&p.name),
+            escape_for_terminal(a)
+        ),
+        _ => escape_for_terminal(&p.name),
+    };
     [
-        escape_for_terminal(&p.name),
+        name,
         p.short_id.clone(),
         ips.join(", "),
         p.port.to_string(),
@@ -187,6 +239,7 @@ mod tests {
             mac: None,
             version: 2,
             trust: "unpinned",
+            alias: None,
             conflicting: vec![],
             pinned_key: None,
         };
@@ -197,5 +250,49 @@ mod tests {
         assert_eq!(c[3], "47470");
         assert_eq!(c[4], "abab:abab:abab:abab");
         assert_eq!(c[5], "unpinned");
+    }
+
+    #[test]
+    fn same_names_say_which_one_send_picks() {
+        let peer = |name: &str, short: &str, trust: &'static str| PeerInfo {
+            protocol: "localstream",
+            device: None,
+            name: name.into(),
+            id: format!("{short}-0000-4000-8000-000000000000"),
+            short_id: short.into(),
+            addresses: vec![],
+            port: 47470,
+            fingerprint: String::new(),
+            mac: None,
+            version: 1,
+            trust,
+            alias: None,
+            conflicting: vec![],
+            pinned_key: None,
+        };
+        let mut peers = vec![
+            peer("box", "3f2a9c1e", "unpinned"),
+            peer("box", "77aa0000", "known"),
+            peer("h1", "11111111", "unpinned"),
+        ];
+        assert_eq!(
+            same_names(&peers),
+            ["2 peers are named box: `send box` picks the pinned one (77aa0000); give the start \
+              of an id for another"]
+        );
+        peers[0].trust = "trusted";
+        assert_eq!(
+            same_names(&peers),
+            ["2 peers are named box: `send box` picks the trusted one (3f2a9c1e); give the \
+              start of an id for another"]
+        );
+        peers[0].trust = "new";
+        assert_eq!(
+            same_names(&peers),
+            ["2 peers are named box: give `send` the start of an id to say which"]
+        );
+        let mut aliased = peer("h2", "66ff0000", "known");
+        aliased.alias = Some("studio".into());
+        assert_eq!(columns(&aliased)[0], "h2 'studio'");
     }
 }

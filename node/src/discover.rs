@@ -18,19 +18,15 @@ use tracing::debug;
 use uuid::Uuid;
 
 use crate::config::PeersConfig;
-use crate::error::{Error, PeerMatch, ResolveError, Result, TrustError};
+use crate::error::{Error, PeerMatch, Result, TrustError};
 pub use crate::event::PeerInfo;
 use crate::event::{Event, Events, Notice};
 use crate::identity::{group_hex, short_fingerprint};
 pub use crate::label::{PeerLabel, label, short_id, shown_name};
 use crate::store::StoreData;
 
-/// After the first node matching a name answers, how long to keep listening
-/// for another node of the same name (mDNS answers to one query are spread
-/// over 20-120 ms, RFC 6762 section 6).
-const SETTLE_AFTER_MATCH: Duration = Duration::from_millis(150);
-/// ... and at least this long after the first query went out.
-const SETTLE_MIN: Duration = Duration::from_millis(250);
+mod find;
+pub use find::{Wanted, close_names, find, unmet};
 
 /// What this node announces.
 #[must_use]
@@ -116,6 +112,7 @@ fn peer_match(p: &Peer) -> PeerMatch {
         name: p.record.name.clone(),
         id: p.record.node_id,
         addresses: p.addrs.iter().map(show_ip).collect(),
+        trust: None,
     }
 }
 
@@ -150,142 +147,6 @@ pub fn looks_like(a: &str, b: &str) -> bool {
     };
     let (a, b) = (fold(a), fold(b));
     !a.is_empty() && a == b
-}
-
-/// How well a record matches what the user typed; lower is better.
-#[derive(Debug, Clone)]
-struct Query {
-    text: String,
-    lower: String,
-    /// Hex digits, when the text is at least 4 of them (hyphens ignored).
-    id_prefix: Option<String>,
-}
-
-impl Query {
-    fn new(text: &str) -> Query {
-        let id_prefix = crate::store::hex_prefix(text, '-').filter(|p| p.len() <= 32);
-        Query {
-            text: text.to_owned(),
-            lower: text.to_lowercase(),
-            id_prefix,
-        }
-    }
-
-    /// Whether the record matches at all (by id prefix or by name in any case).
-    fn rank(&self, r: &PeerRecord) -> Option<u8> {
-        if self.matches_id(r) || r.name == self.text {
-            Some(0)
-        } else if r.name.to_lowercase() == self.lower {
-            Some(1)
-        } else {
-            None
-        }
-    }
-
-    fn matches_id(&self, r: &PeerRecord) -> bool {
-        self.id_prefix
-            .as_ref()
-            .is_some_and(|p| id_starts_with(&r.node_id, p))
-    }
-
-    /// The records this query designates: every id-prefix match, plus the
-    /// exact-name matches (or, when there are none, the names that match
-    /// ignoring case). One name never silently beats another kind of match.
-    fn select<'p>(&self, peers: &'p [Peer]) -> Vec<&'p Peer> {
-        let exact: Vec<&Peer> = peers
-            .iter()
-            .filter(|p| p.record.name == self.text)
-            .collect();
-        let names = if exact.is_empty() {
-            peers
-                .iter()
-                .filter(|p| p.record.name.to_lowercase() == self.lower)
-                .collect()
-        } else {
-            exact
-        };
-        let mut all: Vec<&Peer> = peers
-            .iter()
-            .filter(|p| self.matches_id(&p.record))
-            .collect();
-        for p in names {
-            if !all.iter().any(|q| q.record.node_id == p.record.node_id) {
-                all.push(p);
-            }
-        }
-        all
-    }
-
-    /// A whole node id: nothing else can match, no need to wait for more answers.
-    fn is_whole_id(&self) -> bool {
-        self.id_prefix.as_ref().is_some_and(|p| p.len() == 32)
-    }
-}
-
-/// Looks for the receiver the user named: browses until one node matches
-/// (plus a moment to notice a second node of the same name) or `timeout`.
-///
-/// # Errors
-/// [`ResolveError::NotFound`] (listing what was seen), [`ResolveError::Ambiguous`]
-/// (listing every match with its id), or discovery failing to start.
-pub async fn find(
-    interfaces: &Interfaces,
-    query: &str,
-    timeout: Duration,
-    own: Uuid,
-) -> Result<Peer> {
-    let started = Instant::now();
-    let discovery = start(interfaces).await?;
-    let looked_on = discovery.interfaces().to_vec();
-    let mut browser = discovery.browse()?;
-    let q = Query::new(query);
-    let mut table = PeerTable::new();
-    let deadline = started + timeout;
-    let mut settle: Option<Instant> = None;
-    loop {
-        let wake = settle.map_or(deadline, |s| s.min(deadline));
-        tokio::select! {
-            ev = browser.next() => {
-                let Some(ev) = ev else { break };
-                let Some(Change::Appeared(p) | Change::Updated(p)) = table.apply(&ev) else { continue };
-                if p.record.node_id == own || q.rank(&p.record).is_none() {
-                    continue;
-                }
-                debug!(peer = %describe(&p.record), after = ?started.elapsed(), "match");
-                if q.is_whole_id() {
-                    break;
-                }
-                if settle.is_none() {
-                    settle = Some((Instant::now() + SETTLE_AFTER_MATCH).max(started + SETTLE_MIN));
-                }
-            }
-            () = sleep_until(wake) => break,
-        }
-    }
-    // The daemon stops in the background; the transfer need not wait for it.
-    tokio::task::spawn_blocking(move || discovery.shutdown());
-
-    let others: Vec<Peer> = table
-        .peers()
-        .into_iter()
-        .filter(|p| p.record.node_id != own)
-        .collect();
-    let mut matches: Vec<Peer> = q.select(&others).into_iter().cloned().collect();
-    match matches.len() {
-        0 => Err(ResolveError::NotFound {
-            query: query.to_owned(),
-            seen: others.iter().map(peer_match).collect(),
-            waited: started.elapsed(),
-            interfaces: looked_on,
-        }
-        .into()),
-        1 => Ok(matches.remove(0)),
-        _ => Err(ResolveError::Ambiguous {
-            query: query.to_owned(),
-            matches: matches.iter().map(peer_match).collect(),
-        }
-        .into()),
-    }
 }
 
 /// After the handshake: the node that answered must be the one the record
@@ -347,6 +208,10 @@ impl PeerInfo {
                 .map(localstream_discovery::txt::format_mac),
             version: p.record.version,
             trust: trust_of(p, store),
+            alias: store
+                .get(&p.record.node_id)
+                .filter(|e| e.fingerprint.starts_with(&p.record.fingerprint_prefix))
+                .and_then(|e| e.alias.clone()),
             conflicting: p
                 .conflicting
                 .iter()
@@ -356,6 +221,33 @@ impl PeerInfo {
             protocol: "localstream",
             device: None,
         }
+    }
+}
+
+impl PeerInfo {
+    /// How strongly `send NAME` prefers it among nodes of one name: trusted
+    /// over pinned, pinned over unknown (see [`find`]).
+    #[must_use]
+    pub fn preference(&self) -> u8 {
+        match self.trust {
+            "trusted" => 2,
+            "new" | "known" => 1,
+            _ => 0,
+        }
+    }
+}
+
+/// Of several nodes with one name, the one `send NAME` picks: the only
+/// trusted one, else the only pinned one; `None` when the user must choose.
+#[must_use]
+pub fn picked_among(same_name: &[&PeerInfo]) -> Option<usize> {
+    let best = same_name.iter().map(|p| p.preference()).max()?;
+    let top: Vec<usize> = (0..same_name.len())
+        .filter(|&i| same_name[i].preference() == best)
+        .collect();
+    match top.as_slice() {
+        [one] if best > 0 => Some(*one),
+        _ => None,
     }
 }
 
@@ -464,49 +356,6 @@ mod tests {
             name: name.into(),
             mac: None,
         }
-    }
-
-    #[test]
-    fn queries() {
-        let a = record("3f2a9c1e-0000-4000-8000-0000000000ab", "Box");
-        let b = record("77aa0000-0000-4000-8000-0000000000cd", "box");
-        let q = Query::new("Box");
-        assert_eq!((q.rank(&a), q.rank(&b)), (Some(0), Some(1)));
-        let q = Query::new("BOX");
-        assert_eq!((q.rank(&a), q.rank(&b)), (Some(1), Some(1)));
-        let peer = |r: &PeerRecord| Peer {
-            record: r.clone(),
-            addrs: vec![],
-            conflicting: vec![],
-        };
-        let ids = |v: Vec<&Peer>| v.iter().map(|p| p.record.node_id).collect::<Vec<_>>();
-        let both = [peer(&a), peer(&b)];
-        // The exact name wins over the same name in another case...
-        assert_eq!(ids(Query::new("box").select(&both)), [b.node_id]);
-        // ... but a case-insensitive name is ambiguous between the two.
-        assert_eq!(ids(Query::new("BOX").select(&both)).len(), 2);
-        // A name never silently beats an id prefix: "77aa" is b's id and a's name.
-        let named_77aa = PeerRecord {
-            name: "77aa".into(),
-            ..a.clone()
-        };
-        let mixed = [peer(&named_77aa), peer(&b)];
-        assert_eq!(ids(Query::new("77aa").select(&mixed)).len(), 2);
-        let cafe = PeerRecord {
-            name: "Cafe".into(),
-            ..a.clone()
-        };
-        let mallory = record("cafe0000-0000-4000-8000-0000000000ee", "mallory");
-        let pair = [peer(&cafe), peer(&mallory)];
-        assert_eq!(ids(Query::new("cafe").select(&pair)).len(), 2);
-        // Id prefixes: 4+ hex digits, any case, hyphens ignored.
-        assert_eq!(Query::new("3f2a").rank(&a), Some(0));
-        assert_eq!(Query::new("3F2A9C1E-00").rank(&a), Some(0));
-        assert_eq!(Query::new("3f2").rank(&a), None);
-        assert_eq!(Query::new("3f2a").rank(&b), None);
-        assert!(Query::new("3f2a9c1e-0000-4000-8000-0000000000ab").is_whole_id());
-        assert!(!Query::new("3f2a9c1e").is_whole_id());
-        assert_eq!(Query::new("nothing").rank(&a), None);
     }
 
     #[test]

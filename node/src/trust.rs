@@ -277,9 +277,14 @@ pub async fn check_found(store: &PeerStore, typed: &str, record: &PeerRecord) ->
     // itself after the node that is away).
     let by_id = crate::store::hex_prefix(typed, '-')
         .is_some_and(|p| crate::discover::id_starts_with(&record.node_id, &p));
+    // A node the user trusts is what its name means, over one merely pinned.
+    let trusted = data
+        .get(&record.node_id)
+        .is_some_and(|e| e.trust == Trust::Trusted);
     if !by_id
         && let Some(known) = data.peers().iter().find(|e| {
             e.node_id != record.node_id
+                && !(trusted && e.trust != Trust::Trusted)
                 && (e
                     .name()
                     .is_some_and(|n| crate::discover::same_name(typed, n))
@@ -301,6 +306,113 @@ pub async fn check_found(store: &PeerStore, typed: &str, record: &PeerRecord) ->
 #[must_use]
 pub fn session_hex(session_id: &[u8; 16]) -> String {
     localstream_proto::error::hex(session_id)
+}
+
+/// What a transfer has done so far, counted as it runs (by the sender's
+/// producer, the receiver's writer), so that its history and its message
+/// say how far it got when it stops half way.
+#[derive(Debug, Default)]
+pub struct Tally {
+    /// File bytes moved in this session.
+    pub bytes: std::sync::atomic::AtomicU64,
+    /// Regular files completed in this session (sender: ended; receiver: saved).
+    pub files: std::sync::atomic::AtomicU64,
+    /// File bytes the receiver held already, resumed.
+    pub resumed: std::sync::atomic::AtomicU64,
+    /// File bytes offered.
+    pub total: std::sync::atomic::AtomicU64,
+    /// Whether data began to flow (the receiver answered).
+    pub streaming: std::sync::atomic::AtomicBool,
+    /// The file in progress (wire path), and (receiver) the bytes its
+    /// partial holds.
+    pub current: std::sync::Mutex<Option<(String, u64)>>,
+}
+
+impl Tally {
+    /// The counts as they stand.
+    #[must_use]
+    pub fn figures(&self) -> Figures {
+        use std::sync::atomic::Ordering::Relaxed;
+        Figures {
+            files: self.files.load(Relaxed),
+            bytes: self.bytes.load(Relaxed),
+            resumed: self.resumed.load(Relaxed),
+        }
+    }
+
+    /// Sets the file in progress (`None` between files).
+    pub fn set_current(&self, current: Option<(String, u64)>) {
+        *self
+            .current
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = current;
+    }
+
+    /// The file in progress, if any, and the bytes its partial holds.
+    #[must_use]
+    pub fn current(&self) -> Option<(String, u64)> {
+        self.current
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// `e`, when it stopped the transfer in the middle in a way a later
+    /// run resumes from (interrupted, the connection lost, the peer silent
+    /// or gone), as [`TransferError::Stopped`] with how far it got; any
+    /// other error as it is. `transient`: whether `--retry` may try again.
+    #[must_use]
+    pub fn stopped(&self, e: Error, side: crate::event::Side, peer: &str, transient: bool) -> Error {
+        use crate::error::{StopCause, Stopped};
+        use localstream_proto::Error as ProtoError;
+        let cause = match &e {
+            Error::Interrupted => StopCause::Interrupted,
+            Error::Io(_) | Error::Protocol(ProtoError::Truncated) => StopCause::Lost,
+            Error::Timeout(_) => StopCause::Silent,
+            // The peer stopped or gave up for now (shutting down, timed
+            // out); its other reasons (a full disk, a bad record) stand as
+            // they are.
+            Error::Protocol(ProtoError::PeerAlert { status, .. })
+                if matches!(
+                    status,
+                    localstream_proto::Status::Busy
+                        | localstream_proto::Status::Timeout
+                        | localstream_proto::Status::Cancelled
+                ) =>
+            {
+                StopCause::Ended
+            }
+            _ => return e,
+        };
+        let f = self.figures();
+        let (file, kept) = self.current().map_or((None, 0), |(n, k)| (Some(n), k));
+        let total = self.total.load(std::sync::atomic::Ordering::Relaxed);
+        Error::Transfer(TransferError::Stopped(Box::new(Stopped {
+            side,
+            peer: peer.to_owned(),
+            cause,
+            reason: e.to_string(),
+            file,
+            kept,
+            bytes: f.bytes,
+            resumed: f.resumed,
+            total,
+            files: f.files,
+            transient,
+        })))
+    }
+}
+
+/// A transfer's counts for its history: regular files, file bytes moved in
+/// this session, and bytes resumed (held already from an earlier one).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Figures {
+    /// Regular files delivered (folders are not counted).
+    pub files: u64,
+    /// File bytes moved in this session.
+    pub bytes: u64,
+    /// File bytes the receiver held already.
+    pub resumed: u64,
 }
 
 /// A transfer being recorded in the peer's history.
@@ -355,18 +467,12 @@ impl Session {
 
     /// Writes how the session ended. Failures are logged: the transfer's own
     /// outcome matters more than its history.
-    pub async fn end(
-        self,
-        events: &Events,
-        outcome: Outcome,
-        files: u64,
-        bytes: u64,
-        detail: &str,
-    ) {
+    pub async fn end(self, events: &Events, outcome: Outcome, figures: Figures, detail: &str) {
         let end = SessionEnd {
             ended_ms: now_ms(),
-            files,
-            bytes,
+            files: figures.files,
+            bytes: figures.bytes,
+            resumed: figures.resumed,
             outcome,
             detail: detail.to_owned(),
         };
@@ -399,6 +505,14 @@ pub fn outcome(err: Option<&Error>, all_delivered: bool) -> (Outcome, String) {
             format!("{failed} of {total} files failed"),
         ),
         Some(Error::Interrupted) => (Outcome::Interrupted, "interrupted".into()),
+        Some(e @ Error::Transfer(TransferError::Stopped(s))) => {
+            let outcome = if s.cause == crate::error::StopCause::Interrupted {
+                Outcome::Interrupted
+            } else {
+                Outcome::Failed
+            };
+            (outcome, e.to_string())
+        }
         Some(e) => (Outcome::Failed, e.to_string()),
     }
 }
@@ -482,6 +596,7 @@ pub async fn record_if_pinned(
         ended_ms: now,
         files: 0,
         bytes: 0,
+        resumed: 0,
         outcome,
         detail: detail.to_owned(),
     };

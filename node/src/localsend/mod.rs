@@ -624,6 +624,7 @@ pub fn device_info(d: &Device, store: &crate::store::StoreData) -> crate::event:
         mac: None,
         version: 2,
         trust,
+        alias: store.get(&id).and_then(|e| e.alias.clone()),
         conflicting: Vec::new(),
         pinned_key,
         protocol: "localsend",
