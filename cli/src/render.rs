@@ -251,8 +251,18 @@ impl Renderer {
                 self.question(t, event);
             }
             Event::Listening { .. } => {
-                if !self.json && !self.quiet {
-                    self.result(&banner(&event));
+                if !self.json {
+                    let text = banner(&event);
+                    if self.quiet {
+                        // Where it is reachable: a result scripts need.
+                        let reachable: Vec<&str> = text
+                            .lines()
+                            .filter(|l| l.starts_with("listening on "))
+                            .collect();
+                        self.result(&reachable.join("\n"));
+                    } else {
+                        self.result(&text);
+                    }
                 }
                 if let Event::Listening { dir, .. } = event {
                     self.dir = dir;
@@ -772,7 +782,7 @@ pub fn skipped_text(s: &Skipped) -> String {
         Skip::Vanished => "gone before it could be read".to_owned(),
         Skip::Unreadable => format!(
             "cannot be read ({})",
-            s.error.as_deref().unwrap_or("unknown error")
+            crate::hint::without_os_codes(s.error.as_deref().unwrap_or("unknown error"))
         ),
         _ => "not a regular file".to_owned(),
     };
@@ -817,6 +827,11 @@ pub fn notice_text(n: &Notice) -> Option<String> {
         Notice::SkippedByReceiver { path, status } => {
             format!("{}: skipped by the receiver: {status}", shown(path))
         }
+        Notice::Unread { path, error } => format!(
+            "{}: cannot be read any more ({}): it is not sent, the rest goes on",
+            shown(path),
+            crate::hint::without_os_codes(error)
+        ),
         Notice::NotDelivered { path, status } => {
             format!("{}: not delivered: {status}", shown(path))
         }

@@ -126,11 +126,17 @@ fn an_offer_larger_than_the_free_space_is_refused_up_front() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
         err.contains(
-            "localstream: refused by the receiver: not enough disk space: the offer needs \
-             16.00 MiB but only 4.00 MiB is free (507)"
+            "localstream: receiver refused: not enough disk space: the offer needs 16.00 MiB \
+             but only 4.00 MiB is free\n"
         ),
         "{err}"
     );
+    // The receiver says it in one plain line too (no log line).
+    listener.wait_stderr(
+        "refused sender's offer: not enough disk space: the offer needs 16.00 MiB but only \
+         4.00 MiB is free\n",
+    );
+    assert!(!listener.stderr().contains("WARN"), "{}", listener.stderr());
     assert!(names_in(&dest).is_empty(), "{:?}", names_in(&dest));
     assert!(names_in(&pair.inbox).is_empty(), "nothing on the host");
     assert!(listener.is_running());

@@ -332,7 +332,7 @@ fn a_listener_that_takes_trusted_peers_only_refuses_a_new_device() {
         .arg(&f));
     code(&out, 1);
     assert!(
-        err(&out).contains("refused by the receiver"),
+        err(&out).contains("receiver refused: "),
         "{}",
         err(&out)
     );

@@ -5,12 +5,15 @@
 //!
 //! - `cli`: sending, receiving, folders, streams, resume, JSON events, flags
 //! - `folders`: folders with unreadable paths inside, `--exclude`
+//! - `setup`: defaults, settings and the checks before `listen` starts
 //! - `trust`: pins, first contact, trust/forget/block, sessions, the store
 //! - `attacks`: code grinding, lock-outs, impostors
 //! - `hostile`: malformed frames, hostile names, lying peers
 //! - `faults`: cut connections, stalls, retries
+//! - `history`: what `sessions` records on both sides, interruptions, signals
 //! - `disk`: full disks, durability
 //! - `load`: many connections at once
+//! - `receivers`: `send --to A --to B`, several receivers at once
 //! - `ui`: the web UI over HTTP: its security, and transfers driven through it
 //!
 //! Run one feature with `cargo test -p localstream --test localstream trust::`.
@@ -22,8 +25,12 @@ mod cli;
 mod disk;
 mod faults;
 mod folders;
+mod history;
 mod hostile;
 mod load;
 mod localsend;
+mod receivers;
+mod setup;
+mod terminal;
 mod trust;
 mod ui;
