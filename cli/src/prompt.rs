@@ -335,6 +335,8 @@ mod tests {
                 size: 2048,
                 folder: false,
                 executable: i == 0,
+                text: false,
+                modified: None,
             })
             .collect();
         let q = offer_question(

@@ -56,6 +56,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
         discovery: Discovery::Off,
         destination: Destination::Folder,
         localsend: None,
+        on_collision: localstream_node::config::OnCollision::Rename,
     };
     let listening = tokio::spawn({
         let receiver = receiver.clone();

@@ -57,6 +57,13 @@ pub struct EntryInfo {
     pub folder: bool,
     /// Marked executable.
     pub executable: bool,
+    /// A text message (shown once accepted), not a file.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub text: bool,
+    /// Its modification time on the sender, in seconds since the Unix
+    /// epoch (senders of protocol version 3 give it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub modified: Option<i64>,
 }
 
 /// A file that did not arrive, and why.
@@ -536,6 +543,15 @@ pub enum Notice {
         /// Why.
         status: Status,
     },
+    /// A file offered could not be read when its turn came (gone or
+    /// closed since it was listed, a read error): it ends short, so the
+    /// receiver discards it, and the other files go on.
+    Unread {
+        /// Which (as given locally).
+        path: PathBuf,
+        /// What the system said.
+        error: String,
+    },
     /// A file did not arrive verified.
     NotDelivered {
         /// Which (as given locally).
@@ -787,6 +803,12 @@ struct Meter {
 }
 
 impl Progress {
+    /// Says `notice` to the transfer's front ends (from the thread that
+    /// reads the files).
+    pub(crate) fn notice(&self, notice: Notice) {
+        self.events.notice(notice);
+    }
+
     /// Progress of `total` bytes on `side`, reported to `events` (nothing is
     /// counted when nobody listens).
     #[must_use]

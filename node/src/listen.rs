@@ -131,7 +131,12 @@ pub(crate) async fn run(cx: Context, cfg: &ListenConfig, shutdown: Shutdown) -> 
     if end == ListenEnd::Interrupted && !tasks.is_empty() {
         shared.events.notice(Notice::Stopping);
     }
-    let drain = async { while tasks.join_next().await.is_some() {} };
+    // The transfers that stop now say so, as they did while running.
+    let drain = async {
+        while let Some(joined) = tasks.join_next().await {
+            report_end(&shared, joined);
+        }
+    };
     tokio::select! {
         () = drain => {}
         () = tokio::time::sleep(SHUTDOWN_GRACE) => {}
@@ -192,6 +197,7 @@ async fn open(
         events,
         cancels,
         destination: cfg.destination,
+        on_collision: cfg.on_collision,
         blocked_noted: std::sync::Mutex::default(),
     });
     let localsend = match (&cfg.localsend, cfg.destination) {
@@ -259,19 +265,7 @@ async fn accept_loop(
                 return if ok { ListenEnd::OnceSucceeded } else { ListenEnd::OnceFailed };
             }
             Some(joined) = tasks.join_next() => {
-                let Ok(Some(ConnEnd::Transfer(result, sender))) = joined else { continue };
-                if let Err(e) = &result {
-                    shared.events.for_transfer(sender.transfer).emit(Event::Error {
-                        side: Some(Side::Receive),
-                        peer: Some(sender.peer.clone()),
-                        session: Some(sender.session.clone()),
-                        message: e.to_string(),
-                        stopped: match e {
-                            Error::Transfer(TransferError::Stopped(s)) => Some(s.clone()),
-                            _ => None,
-                        },
-                    });
-                }
+                let Some((result, _)) = report_end(shared, joined) else { continue };
                 if cfg.once {
                     let ok = result.as_ref().is_ok_and(|r| r.ok);
                     return if ok { ListenEnd::OnceSucceeded } else { ListenEnd::OnceFailed };
@@ -290,6 +284,30 @@ async fn accept_loop(
             },
         }
     }
+}
+
+/// A connection's end: a failed transfer is reported (`error`); returns the
+/// transfer's result, if it was one.
+fn report_end(
+    shared: &Shared,
+    joined: std::result::Result<Option<ConnEnd>, tokio::task::JoinError>,
+) -> Option<(Result<receive::Received>, Box<receive::Sender>)> {
+    let Ok(Some(ConnEnd::Transfer(result, sender))) = joined else {
+        return None;
+    };
+    if let Err(e) = &result {
+        shared.events.for_transfer(sender.transfer).emit(Event::Error {
+            side: Some(Side::Receive),
+            peer: Some(sender.peer.clone()),
+            session: Some(sender.session.clone()),
+            message: e.to_string(),
+            stopped: match e {
+                Error::Transfer(TransferError::Stopped(s)) => Some(s.clone()),
+                _ => None,
+            },
+        });
+    }
+    Some((result, sender))
 }
 
 /// One connection's task: a place in the handshake pool (waiting a moment
@@ -346,12 +364,25 @@ fn spawn_connection(
                 }
             };
             let evicted = handshaking.eviction();
-            // On shutdown a transfer gets a moment to tell its sender why it stops.
+            // On shutdown a transfer gets a moment to tell its sender why it
+            // stops; one already writing its end (its history, the alert)
+            // finishes it, within the listener's grace.
+            let concluding = CancellationToken::new();
             let cut = async {
                 token.cancelled().await;
                 tokio::time::sleep(Duration::from_millis(500)).await;
+                if concluding.is_cancelled() {
+                    std::future::pending::<()>().await;
+                }
             };
-            let serving = receive::serve(stream, remote, shared, token.clone(), handshaking);
+            let serving = receive::serve(
+                stream,
+                remote,
+                shared,
+                token.clone(),
+                handshaking,
+                concluding.clone(),
+            );
             let end = tokio::select! {
                 end = crate::event::in_transfer_as(transfer, serving) => Some(end),
                 () = cut => Some(ConnEnd::NoTransfer(Error::Interrupted)),

@@ -148,6 +148,13 @@ struct Planned {
     exec: bool,
     /// A stream of unknown size (`size` is 0).
     stream: bool,
+    /// A text message: shown, not saved.
+    text: bool,
+    /// The sender's modification time, given to the file once it is complete.
+    mtime: Option<localstream_proto::transfer::Mtime>,
+    /// It replaces a file of its name (`--on-collision overwrite` or
+    /// `skip-identical`), rather than taking a free name.
+    replace: bool,
 }
 
 /// A prefix held from an earlier transfer, offered to the sender in the
@@ -156,6 +163,10 @@ struct Planned {
 struct Held {
     partial: Resumable,
     hasher: blake3::Hasher,
+    /// `partial` is the file already in the folder under this name, the
+    /// same size (`--on-collision skip-identical`), open for reading only:
+    /// it is compared, never written to, truncated, renamed or removed.
+    copy: bool,
 }
 
 /// A connection whose peer proved itself and was admitted: the listener
@@ -675,7 +686,7 @@ where
 {
     let who = PeerLabel::of(ctx.peer).short();
     let (entries, total) = (deciding.entries(), deciding.total_bytes());
-    let held_lens = match validate_offer(entries, total, ctx.shared, ctx.peer, &who) {
+    let (held_lens, copies) = match validate_offer(entries, total, ctx.shared, ctx.peer, &who) {
         Ok(lens) => lens,
         Err(refusal) => return refuse(writer, deciding, refusal).await,
     };
@@ -721,7 +732,11 @@ where
         Ok(h) => *history = h,
         Err(refusal) => return refuse(writer, deciding, refusal).await,
     }
-    let (prepared, decisions) = match prepare(entries, &held_lens, shared, peer, &who).await {
+    let holding = Holding {
+        lens: &held_lens,
+        copies: &copies,
+    };
+    let (prepared, decisions) = match prepare(entries, holding, shared, peer, &who).await {
         Ok(p) => p,
         Err(refusal) => return refuse(writer, deciding, refusal).await,
     };
@@ -739,20 +754,26 @@ where
 
 /// Offer validation: names first (one hostile name refuses the whole
 /// offer), then what `--stdout` takes, then the disk space. Nothing per
-/// entry is kept before consent but the held prefix lengths (returned).
+/// entry is kept before consent but the held prefix lengths and which of
+/// them are copies already in the folder (returned).
 fn validate_offer(
     entries: &[OfferEntry],
     total: u64,
     shared: &Shared,
     peer: &PeerIdentity,
     who: &str,
-) -> std::result::Result<Vec<u64>, (Status, String)> {
+) -> std::result::Result<(Vec<u64>, Vec<bool>), (Status, String)> {
     let to_stdout = shared.destination == Destination::Stdout;
-    let checked = plan::check(entries, &shared.dir, &peer.node_id, to_stdout).inspect_err(
-        |(_, message)| {
-            info!(peer = %who, "refused offer: {message}");
-        },
-    )?;
+    let checked = plan::check(
+        entries,
+        &shared.dir,
+        &peer.node_id,
+        to_stdout,
+        shared.on_collision,
+    )
+    .inspect_err(|(_, message)| {
+        info!(peer = %who, "refused offer: {message}");
+    })?;
     if to_stdout && (checked.files != 1 || checked.folders != 0) {
         return Err((
             Status::Declined,
@@ -763,7 +784,8 @@ fn validate_offer(
             ),
         ));
     }
-    // Bytes held from an interrupted transfer need no new space.
+    // Bytes held from an interrupted transfer need no new space (nor, most
+    // likely, copies of the same size: they are the same files again).
     let held: u64 = checked.held_lens.iter().sum();
     let needed = total - held;
     if !to_stdout
@@ -780,7 +802,7 @@ fn validate_offer(
             ),
         ));
     }
-    Ok(checked.held_lens)
+    Ok((checked.held_lens, checked.copies))
 }
 
 /// Decision: the offer event (with its code and the abandoned-exchange
@@ -808,6 +830,8 @@ async fn decide<R: tokio::io::AsyncRead + Unpin>(
                 size: e.size,
                 folder: e.is_dir(),
                 executable: e.is_exec(),
+                text: e.is_text(),
+                modified: e.mtime.map(|t| t.secs),
             })
             .collect(),
         executables: entries.iter().filter(|e| e.is_exec()).count(),
@@ -924,13 +948,34 @@ struct Prepared {
     held: HashMap<u32, Held>,
 }
 
+/// What the receiver holds of each offered file, in offer order (from
+/// [`plan::check`]).
+#[derive(Clone, Copy)]
+struct Holding<'a> {
+    /// Bytes held (0: nothing).
+    lens: &'a [u64],
+    /// The bytes held are the copy already in the folder.
+    copies: &'a [bool],
+}
+
+/// One held prefix to open and hash: its place in the plan, where it is,
+/// the offered size, and whether it is the copy already in the folder.
+struct Candidate {
+    planned: usize,
+    parent: PathBuf,
+    name: String,
+    size: u64,
+    copy: bool,
+}
+
 /// Prepare: the folders the offer names (even empty ones), the parents its
 /// files need (once per distinct directory), and the held prefixes (opened,
-/// locked and hashed now, offered in the Answer). Returns them with the
+/// locked and hashed now, offered in the Answer; under `skip-identical` the
+/// copies of the same size already there too, whole). Returns them with the
 /// Answer's decisions, one per offered entry.
 async fn prepare(
     entries: &[OfferEntry],
-    held_lens: &[u64],
+    holding: Holding<'_>,
     shared: &Shared,
     peer: &PeerIdentity,
     who: &str,
@@ -951,12 +996,25 @@ async fn prepare(
         }
     }
     let planned = place_files(plan, shared, who)?;
-    let candidates: Vec<(usize, PathBuf, String, u64)> = planned
+    let candidates: Vec<Candidate> = planned
         .iter()
         .enumerate()
-        .filter(|(i, _)| held_lens[*i] > 0)
+        .filter(|(i, _)| holding.lens[*i] > 0)
         .take(MAX_RESUMED)
-        .map(|(i, p)| (i, p.parent.clone(), p.partial_name.clone(), p.size))
+        .map(|(i, p)| {
+            let copy = holding.copies[i];
+            Candidate {
+                planned: i,
+                parent: p.parent.clone(),
+                name: if copy {
+                    p.file_name.clone()
+                } else {
+                    p.partial_name.clone()
+                },
+                size: p.size,
+                copy,
+            }
+        })
         .collect();
     let held = if candidates.is_empty() {
         HashMap::new()
@@ -973,10 +1031,12 @@ async fn prepare(
             offset: h.partial.len,
             held: *hash,
         };
-        shared.events.notice(Notice::Held {
-            name: planned[i].shown.clone(),
-            bytes: h.partial.len,
-        });
+        if !h.copy {
+            shared.events.notice(Notice::Held {
+                name: planned[i].shown.clone(),
+                bytes: h.partial.len,
+            });
+        }
     }
     let held = held
         .into_iter()
@@ -994,6 +1054,9 @@ fn place_files(
 ) -> std::result::Result<Vec<Planned>, (Status, String)> {
     let mut planned = Vec::with_capacity(plan.len());
     let mut parents: HashMap<Vec<String>, PathBuf> = HashMap::new();
+    // Two entries of one offer with the same path never replace each other:
+    // only the first may replace what was there before.
+    let mut named: std::collections::HashSet<&str> = std::collections::HashSet::new();
     for plan::FileLayout {
         index,
         dirs,
@@ -1037,6 +1100,9 @@ fn place_files(
             partial_name,
             exec: e.is_exec(),
             stream: e.is_stream(),
+            text: e.is_text(),
+            mtime: e.mtime,
+            replace: shared.on_collision.replaces() && named.insert(e.path.as_str()),
         });
     }
     Ok(planned)
@@ -1149,6 +1215,7 @@ async fn finish<W: tokio::io::AsyncWrite + Unpin>(
         results,
         wire,
         done,
+        message: text,
     } = written;
     // One per accepted file, now that every one has ended.
     let files = results.len();
@@ -1179,6 +1246,13 @@ async fn finish<W: tokio::io::AsyncWrite + Unpin>(
         .filter_map(|r| r.ok().flatten())
         .collect();
     let label = PeerLabel::of(peer);
+    if let Some(text) = text {
+        shared.events.emit(Event::Message {
+            peer: label.clone(),
+            text,
+            saved: None,
+        });
+    }
     shared
         .events
         .emit(Event::TransferDone(Box::new(crate::event::TransferDone {
@@ -1207,12 +1281,29 @@ async fn finish<W: tokio::io::AsyncWrite + Unpin>(
 /// Opens, locks and hashes each candidate's held prefix (blocking). A
 /// partial that cannot be used is simply not offered: the file then comes
 /// whole.
-fn hold_prefixes(
-    candidates: Vec<(usize, PathBuf, String, u64)>,
-) -> HashMap<usize, (Held, [u8; 32])> {
+fn hold_prefixes(candidates: Vec<Candidate>) -> HashMap<usize, (Held, [u8; 32])> {
     let mut held = HashMap::new();
-    for (i, parent, name, size) in candidates {
-        let mut partial = match resumable::open_resumable(&parent, &name) {
+    for Candidate {
+        planned: i,
+        parent,
+        name,
+        size,
+        copy,
+    } in candidates
+    {
+        let opened = if copy {
+            // The file already there: read, never followed through a link.
+            fsutil::collision::open_existing(&parent, &name, size).map(|f| {
+                f.map(|file| Resumable {
+                    path: parent.join(&name),
+                    file,
+                    len: size,
+                })
+            })
+        } else {
+            resumable::open_resumable(&parent, &name)
+        };
+        let mut partial = match opened {
             Ok(Some(p)) if p.len > 0 && p.len <= size => p,
             Ok(_) => continue,
             Err(e) => {
@@ -1222,7 +1313,12 @@ fn hold_prefixes(
         };
         match resumable::hash_prefix(&mut partial.file, partial.len) {
             Ok((hash, hasher)) => {
-                held.insert(i, (Held { partial, hasher }, hash));
+                let h = Held {
+                    partial,
+                    hasher,
+                    copy,
+                };
+                held.insert(i, (h, hash));
             }
             Err(e) => {
                 warn!(partial = %partial.path.display(), error = %e, "cannot read partial file");

@@ -53,6 +53,7 @@ async fn a_front_end_confirms_decides_and_follows_one_transfer() {
         discovery: Discovery::Off,
         destination: Destination::Folder,
         localsend: None,
+        on_collision: localstream_node::config::OnCollision::Rename,
     };
     let listening = tokio::spawn({
         let receiver = receiver.clone();
@@ -143,4 +144,90 @@ async fn a_front_end_confirms_decides_and_follows_one_transfer() {
         b"from one front end to another\n"
     );
     assert!(listening.await.unwrap().is_ok());
+}
+
+/// A file of a folder that is gone between the listing and its turn to be
+/// read (removed while the sender's user confirms the first contact, after
+/// the files were listed): it ends short and fails alone, the sender is
+/// told why, and the rest of the folder arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_gone_after_the_offer_fails_alone_and_the_rest_arrives() {
+    use localstream_node::Notice;
+    use localstream_node::error::{Error, TransferError};
+    let dir = tempfile::tempdir().unwrap();
+    let node = |name: &str| {
+        Node::start(NodeConfig {
+            home: dir.path().join(name),
+            name: Some(name.into()),
+        })
+        .unwrap()
+    };
+    let (receiver, sender) = (node("receiver"), node("sender"));
+    let mut received = receiver.events();
+    let inbox = dir.path().join("inbox");
+    let listen = ListenConfig {
+        dir: inbox.clone(),
+        bind: "127.0.0.1:0".parse().unwrap(),
+        policy: Policy::Yes,
+        once: true,
+        discovery: Discovery::Off,
+        destination: Destination::Folder,
+        localsend: None,
+        on_collision: localstream_node::config::OnCollision::Rename,
+    };
+    let listening = tokio::spawn({
+        let receiver = receiver.clone();
+        async move { receiver.listen(&listen, Shutdown::default()).await }
+    });
+    let addr = wait_for(&mut received, |e| match &e.event {
+        Event::Listening { addresses, .. } => addresses.first().copied(),
+        _ => None,
+    })
+    .await;
+
+    let album = dir.path().join("album");
+    std::fs::create_dir_all(&album).unwrap();
+    for (name, content) in [("a.txt", "first"), ("b.txt", "gone"), ("c.txt", "third")] {
+        std::fs::write(album.join(name), content).unwrap();
+    }
+    let send = SendConfig {
+        target: Target::Addr(addr),
+        files: vec![album.clone()],
+        exclude: localstream_node::exclude::Exclude::default(),
+        find_timeout: Duration::from_secs(1),
+        discovery: Discovery::Off,
+        retry: None,
+        stdin_name: "stdin".into(),
+        compress: Mode::Auto,
+        first_contact: FirstContact::Ask,
+        localsend: Default::default(),
+    };
+    let mut transfer = sender.start_send(send);
+    let mut unread = Vec::new();
+    while let Some(e) = transfer.next_event().await {
+        match &e.event {
+            Event::Confirm { question, .. } => {
+                std::fs::remove_file(album.join("b.txt")).unwrap();
+                sender.confirm(*question, true).unwrap();
+            }
+            Event::Notice(Notice::Unread { path, .. }) => unread.push(path.clone()),
+            _ => {}
+        }
+    }
+    match transfer.finish().await {
+        Err(Error::Transfer(TransferError::Incomplete { failed, total })) => {
+            assert_eq!((failed, total), (1, 4), "the folder and its three files");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(unread, [album.join("b.txt")]);
+    let _ = listening.await.unwrap();
+    let mut names: Vec<String> = std::fs::read_dir(inbox.join("album"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["a.txt", "c.txt"]);
+    assert_eq!(std::fs::read(inbox.join("album/a.txt")).unwrap(), b"first");
+    assert_eq!(std::fs::read(inbox.join("album/c.txt")).unwrap(), b"third");
 }

@@ -285,6 +285,8 @@ pub(crate) async fn prepare(
                 size: f.size,
                 folder: false,
                 executable: false,
+                text: false,
+                modified: None,
             })
             .collect(),
         executables: 0,

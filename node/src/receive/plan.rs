@@ -11,6 +11,7 @@ use localstream_proto::names::{escape_for_terminal, validate_wire_path};
 use localstream_proto::transfer::OfferEntry;
 
 use crate::fsutil;
+use crate::fsutil::collision::{self, OnCollision};
 use crate::fsutil::resumable;
 
 /// Longest path the receiver creates, in bytes (Linux's `PATH_MAX` is 4096,
@@ -30,12 +31,18 @@ pub(super) struct Checked {
     pub files: usize,
     /// Folders offered.
     pub folders: usize,
-    /// Bytes already held from an interrupted transfer, per file, in offer order.
+    /// Bytes already held from an interrupted transfer, per file, in offer
+    /// order (or, where `copies` says so, the whole copy already there).
     pub held_lens: Vec<u64>,
+    /// Per file, in offer order: the held bytes are a file of the same name
+    /// and size already in the folder (`--on-collision skip-identical`),
+    /// to compare whole rather than to resume.
+    pub copies: Vec<bool>,
 }
 
 /// Validates every entry (one hostile name refuses the whole offer) and
-/// measures the prefixes held for its files (one stat each).
+/// measures the prefixes held for its files (one stat each), and under
+/// `skip-identical` the copies of the same size already there (one more).
 ///
 /// # Errors
 /// The refusal to answer with.
@@ -44,12 +51,14 @@ pub(super) fn check(
     dir: &Path,
     sender: &[u8; 16],
     to_stdout: bool,
+    on_collision: OnCollision,
 ) -> Result<Checked, Refusal> {
     let base = dir.as_os_str().len() + 1;
     let mut checked = Checked {
         files: 0,
         folders: 0,
         held_lens: Vec::new(),
+        copies: Vec::new(),
     };
     for e in entries {
         let components = validate_wire_path(&e.path)
@@ -83,17 +92,25 @@ pub(super) fn check(
             ));
         }
         checked.files += 1;
-        let held = if to_stdout || e.is_stream() {
-            0
+        let (held, copy) = if to_stdout || e.is_stream() || e.is_text() {
+            (0, false)
         } else {
             let parent = dirs.iter().fold(dir.to_owned(), |p, d| p.join(d));
-            let partial = resumable::partial_name(
-                file_name,
-                &resumable::partial_key(sender, &e.path, e.size),
-            );
-            resumable::held_len(&parent, &partial).min(e.size)
+            let copy = on_collision == OnCollision::SkipIdentical
+                && e.size > 0
+                && collision::existing_len(&parent, file_name) == Some(e.size);
+            if copy {
+                (e.size, true)
+            } else {
+                let partial = resumable::partial_name(
+                    file_name,
+                    &resumable::partial_key(sender, &e.path, e.size),
+                );
+                (resumable::held_len(&parent, &partial).min(e.size), false)
+            }
         };
         checked.held_lens.push(held);
+        checked.copies.push(copy);
     }
     Ok(checked)
 }
@@ -166,7 +183,7 @@ mod tests {
         let path = format!("{}/f", long.join("/"));
         assert!(validate_wire_path(&path).is_ok());
         let entries = [OfferEntry::file(path, 1)];
-        let (status, message) = check(&entries, &dir, &[0; 16], false).unwrap_err();
+        let (status, message) = check(&entries, &dir, &[0; 16], false, OnCollision::Rename).unwrap_err();
         assert_eq!(status, Status::InvalidName);
         assert!(
             message.contains("longer than the receiver's limit"),
@@ -176,7 +193,7 @@ mod tests {
         // The same name in a short destination fits.
         let short = tempfile::tempdir().unwrap();
         let fits = OfferEntry::file(format!("{}/f", long[..60].join("/")), 1);
-        assert!(check(&[fits], short.path(), &[0; 16], false).is_ok());
+        assert!(check(&[fits], short.path(), &[0; 16], false, OnCollision::Rename).is_ok());
     }
 
     #[test]
@@ -192,7 +209,7 @@ mod tests {
             OfferEntry::file("a/x.txt", 3),
             OfferEntry::file("y.txt", 4),
         ];
-        let c = check(&entries, dir.path(), &[1; 16], false).unwrap();
+        let c = check(&entries, dir.path(), &[1; 16], false, OnCollision::Rename).unwrap();
         assert_eq!((c.files, c.folders, c.held_lens), (2, 1, vec![0, 0]));
         let (files, folders) = plan(&entries, &[1; 16]);
         assert_eq!(folders, vec![vec!["a".to_owned()]]);

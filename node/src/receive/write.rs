@@ -32,6 +32,15 @@ struct Current {
     file: File,
     written: u64,
     hasher: blake3::Hasher,
+    /// `partial` is the copy already in the folder (`skip-identical`): it is
+    /// compared with the FileEnd and kept, never written, moved or removed.
+    copy: bool,
+}
+
+/// The text message being received (it goes to memory, not to a file).
+struct Text {
+    bytes: Vec<u8>,
+    hasher: blake3::Hasher,
 }
 
 /// Per offered file, in offer order: its final path (`None`: it went to
@@ -47,6 +56,8 @@ pub(super) struct Written {
     /// The machine after the TransferEnd: one status per offered entry
     /// (the failures of `results` recorded), the bytes received and resumed.
     pub done: Done,
+    /// The text message received, when the offer was one.
+    pub message: Option<String>,
 }
 
 /// The blocking half: opens records, writes and verifies files. Returns, per
@@ -70,14 +81,14 @@ pub(super) fn write_files(
     prepared: Prepared,
     progress: Option<&Progress>,
     destination: Destination,
-    written: &std::sync::atomic::AtomicU64,
+    tally: &trust::Tally,
 ) -> Result<Written> {
     let Prepared {
         planned: plan,
         held,
     } = prepared;
     let mut w = Writer {
-        written,
+        tally,
         plan: &plan,
         progress,
         results: Vec::with_capacity(plan.len()),
@@ -86,20 +97,33 @@ pub(super) fn write_files(
         held,
         to_stdout: destination == Destination::Stdout,
         unpack: compress::Decompressor::default(),
+        text: plan.first().filter(|p| p.text).map(|_| Text {
+            bytes: Vec::new(),
+            hasher: blake3::Hasher::new(),
+        }),
+        message: None,
         wire: 0,
         compressed: false,
     };
     let outcome = w.run(accepted, opener, rx, pool);
-    // A stream is never resumed: what it left is of no use to anyone.
     if outcome.is_err()
         && let Some(cur) = w.current.take()
-        && plan[cur.plan].stream
     {
-        remove_partial(&cur.partial);
+        if plan[cur.plan].stream {
+            // A stream is never resumed: what it left is of no use to anyone.
+            remove_partial(&cur.partial);
+        } else {
+            // Kept for a resume.
+            tally.set_current(Some((plan[cur.plan].shown.clone(), cur.written)));
+        }
     }
     // Verified files still waiting for their group are saved even when the
     // transfer failed later, as they would have been one by one.
     w.commit_group();
+    let saved = w.results.iter().filter(|r| r.is_ok()).count();
+    tally
+        .files
+        .store(saved as u64, std::sync::atomic::Ordering::Relaxed);
     let mut done = outcome?;
     // What the machine cannot see: hashes, and files that could not be saved.
     for (p, result) in plan.iter().zip(&w.results) {
@@ -111,13 +135,15 @@ pub(super) fn write_files(
         results: w.results,
         wire: w.compressed.then_some(w.wire),
         done,
+        message: w.message,
     })
 }
 
 /// What [`write_files`] keeps between records.
 struct Writer<'a> {
-    /// File bytes written so far, for the reader's progress rule.
-    written: &'a std::sync::atomic::AtomicU64,
+    /// File bytes written so far (for the reader's progress rule and the
+    /// history), the bytes resumed, and where a failure left us.
+    tally: &'a trust::Tally,
     plan: &'a [Planned],
     /// `None` when no bar is drawn.
     progress: Option<&'a Progress>,
@@ -135,6 +161,10 @@ struct Writer<'a> {
     /// Sealed data records received, and whether any was compressed.
     wire: u64,
     compressed: bool,
+    /// The text message, when the offer is one.
+    text: Option<Text>,
+    /// It, verified.
+    message: Option<String>,
 }
 
 impl<'a> Writer<'a> {
@@ -221,6 +251,7 @@ impl<'a> Writer<'a> {
             | ProtoError::FilesMissing { .. },
         ) = e
             && let Some(cur) = self.current.take()
+            && !cur.copy
         {
             remove_partial(&cur.partial);
         }
@@ -235,6 +266,23 @@ impl<'a> Writer<'a> {
             let Some(held) = self.held.get_mut(&verdict.index) else {
                 continue;
             };
+            if held.copy {
+                let shown = &self.plan[planned(self.plan, verdict.index)?].shown;
+                if verdict.offset > 0 {
+                    debug!(file = %shown, "the same bytes are already here");
+                    continue;
+                }
+                info!(file = %shown, "differs from the file here: receiving it to replace it");
+                if let Some(bar) = self.progress {
+                    bar.grow(held.partial.len);
+                }
+                self.tally
+                    .resumed
+                    .fetch_sub(held.partial.len, std::sync::atomic::Ordering::Relaxed);
+                // Only read: it stays as it is until the new file replaces it.
+                self.held.remove(&verdict.index);
+                continue;
+            }
             let shown = &self.plan[planned(self.plan, verdict.index)?].shown;
             if verdict.offset > 0 {
                 info!(file = %shown, offset = held.partial.len, "resuming");
@@ -248,6 +296,9 @@ impl<'a> Writer<'a> {
                 .file
                 .set_len(0)
                 .map_err(|e| Error::file(&held.partial.path, e))?;
+            self.tally
+                .resumed
+                .fetch_sub(held.partial.len, std::sync::atomic::Ordering::Relaxed);
             held.partial.len = 0;
             held.hasher = blake3::Hasher::new();
         }
@@ -300,8 +351,21 @@ impl<'a> Writer<'a> {
         }
         let cur = match self.held.remove(&index) {
             Some(Held {
+                partial,
+                hasher,
+                copy: true,
+            }) => Current {
+                plan: idx,
+                partial: partial.path,
+                file: partial.file,
+                written: partial.len,
+                hasher,
+                copy: true,
+            },
+            Some(Held {
                 mut partial,
                 hasher,
+                copy: false,
             }) => {
                 use std::io::{Seek, SeekFrom};
                 partial
@@ -314,6 +378,7 @@ impl<'a> Writer<'a> {
                     file: partial.file,
                     written: partial.len,
                     hasher,
+                    copy: false,
                 }
             }
             None if self.to_stdout => Current {
@@ -322,6 +387,7 @@ impl<'a> Writer<'a> {
                 file: stdout_file().map_err(|e| Error::file("<standard output>", e))?,
                 written: 0,
                 hasher: blake3::Hasher::new(),
+                copy: false,
             },
             None => {
                 let (partial, file) =
@@ -332,6 +398,7 @@ impl<'a> Writer<'a> {
                     file,
                     written: 0,
                     hasher: blake3::Hasher::new(),
+                    copy: false,
                 }
             }
         };
@@ -345,10 +412,26 @@ impl<'a> Writer<'a> {
     /// Writes and hashes the bytes of one Data (or decompressed DataZstd)
     /// record, where the machine says they go.
     fn data(&mut self, chunk: Chunk, pt: &[u8]) -> Result<()> {
+        if let Some(text) = &mut self.text {
+            // The machine bounds it by the offered size (at most MAX_TEXT).
+            text.bytes.extend_from_slice(pt);
+            text.hasher.update(pt);
+            self.tally
+                .bytes
+                .fetch_add(pt.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            return Ok(());
+        }
         let cur = match self.current.take() {
             Some(c) => c,
             None => self.open_next(chunk.index)?,
         };
+        if cur.copy {
+            // Its whole length was confirmed: the machine lets no data through.
+            return Err(Error::Worker(format!(
+                "data for {}, which is already here",
+                self.plan[cur.plan].shown
+            )));
+        }
         let cur = self.current.insert(cur);
         let p = &self.plan[cur.plan];
         debug_assert_eq!((p.index, cur.written), (chunk.index, chunk.offset));
@@ -371,7 +454,8 @@ impl<'a> Writer<'a> {
         }
         cur.hasher.update(pt);
         cur.written += pt.len() as u64;
-        self.written
+        self.tally
+            .bytes
             .fetch_add(pt.len() as u64, std::sync::atomic::Ordering::Relaxed);
         if let Some(bar) = self.progress {
             bar.advance(pt.len() as u64);
@@ -382,12 +466,18 @@ impl<'a> Writer<'a> {
     /// The current file's FileEnd (its size already checked by the
     /// machine): verify its hash, then commit it, alone or in the group.
     fn file_end(&mut self, end: &FileEnded) -> Result<()> {
+        if let Some(text) = self.text.take() {
+            let result = self.text_end(text, end);
+            self.results.push(result);
+            return Ok(());
+        }
         let cur = match self.current.take() {
             Some(c) => c,
             None => self.open_next(end.index)?,
         };
         let plan = self.plan;
         let p = &plan[cur.plan];
+        let copy = cur.copy;
         let (partial, file) = match verify(cur, p, end) {
             Ok(verified) => verified,
             Err(status) => {
@@ -398,6 +488,18 @@ impl<'a> Writer<'a> {
         if self.to_stdout {
             drop(file);
             self.results.push(Ok(None));
+            return Ok(());
+        }
+        if let Some(t) = p.mtime {
+            fsutil::collision::set_mtime(&file, t, &p.shown);
+        }
+        if copy {
+            // The same bytes were here already: nothing to write or move.
+            debug!(file = %p.shown, "identical to the file here: kept");
+            if let Some(bar) = self.progress {
+                bar.file_done(&p.shown, p.size, Some(&partial));
+            }
+            self.results.push(Ok(Some(partial)));
             return Ok(());
         }
         if p.exec
@@ -414,10 +516,14 @@ impl<'a> Writer<'a> {
             return Ok(());
         }
         let slot = self.results.len();
-        match self
-            .group
-            .push(slot, file, partial, &p.parent, &p.file_name, p.size)
-        {
+        let pushed = if p.replace {
+            self.group
+                .push_replacing(slot, file, partial, &p.parent, &p.file_name, p.size)
+        } else {
+            self.group
+                .push(slot, file, partial, &p.parent, &p.file_name, p.size)
+        };
+        match pushed {
             Ok(()) => self.results.push(Err(Status::InternalError)),
             Err(e) => {
                 warn!(file = %p.shown, error = %e, "fsync failed");
@@ -428,6 +534,21 @@ impl<'a> Writer<'a> {
             self.commit_group();
         }
         Ok(())
+    }
+
+    /// The text message's FileEnd: its size (as the machine found it) and
+    /// hash; then it is the message to show (invalid UTF-8 shown as U+FFFD).
+    fn text_end(&mut self, text: Text, end: &FileEnded) -> std::result::Result<Option<PathBuf>, Status> {
+        if !end.status.is_ok() {
+            warn!("text message: size differs from the offer: discarded");
+            return Err(end.status);
+        }
+        if text.hasher.finalize().as_bytes() != &end.hash {
+            warn!("text message: hash mismatch: discarded");
+            return Err(Status::HashMismatch);
+        }
+        self.message = Some(String::from_utf8_lossy(&text.bytes).into_owned());
+        Ok(None)
     }
 
     /// Commits the waiting group and fills in its files' results.
@@ -533,11 +654,17 @@ fn verify(
         file,
         written,
         hasher,
+        copy,
         ..
     } = cur;
     let discard = |status: Status, why: &str| {
-        warn!(file = %p.shown, "{why}: discarded");
-        remove_partial(&partial);
+        if copy {
+            // The file here changed while it was compared: it stays as it is.
+            warn!(file = %p.shown, "{why}: the file here is kept as it is");
+        } else {
+            warn!(file = %p.shown, "{why}: discarded");
+            remove_partial(&partial);
+        }
         Err(status)
     };
     debug_assert_eq!(written, end.received);
@@ -560,7 +687,11 @@ fn commit_one(partial: PathBuf, file: File, p: &Planned) -> std::result::Result<
         return Err(io_status(&e));
     }
     // `file` (and with it the partial's lock) is kept until the rename is done.
-    let placed = fsutil::commit_partial(&partial, &p.parent, &p.file_name);
+    let placed = if p.replace {
+        fsutil::commit_replacing(&partial, &p.parent, &p.file_name)
+    } else {
+        fsutil::commit_partial(&partial, &p.parent, &p.file_name)
+    };
     drop(file);
     match placed {
         Ok(path) => {
