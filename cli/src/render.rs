@@ -952,6 +952,93 @@ mod tests {
     use super::*;
 
     #[test]
+    fn refusals_read_as_words() {
+        assert_eq!(
+            receiver_refusal("h1", Some("big.bin"), Status::Declined, DECLINED),
+            "declined big.bin from h1"
+        );
+        assert_eq!(
+            receiver_refusal("h3", None, Status::Declined, BLOCKED),
+            "refused h3: blocked"
+        );
+        assert_eq!(
+            receiver_refusal("h3", Some("a"), Status::NotTrusted, "whatever"),
+            "refused h3's offer: not trusted (--trusted-only)"
+        );
+        assert_eq!(
+            receiver_refusal("h1", Some("3 files"), Status::Timeout, NO_ANSWER),
+            "no answer in time: declined 3 files from h1"
+        );
+        assert_eq!(
+            receiver_refusal(
+                "h1",
+                Some("big.bin"),
+                Status::InsufficientStorage,
+                "not enough disk space: the offer needs 2.00 GiB but only 1.00 GiB is free"
+            ),
+            "refused h1's offer: not enough disk space: the offer needs 2.00 GiB but only \
+             1.00 GiB is free"
+        );
+        assert_eq!(sender_refusal("h2", Status::Declined, DECLINED), "h2 declined");
+        assert_eq!(
+            sender_refusal("h2", Status::Busy, ""),
+            "h2 refused: receiver busy or shutting down"
+        );
+        assert_eq!(
+            sender_refusal("h2", Status::Timeout, NO_ANSWER),
+            "h2 did not answer in time: nothing was sent"
+        );
+    }
+
+    #[test]
+    fn the_waiting_line_is_answered_only_when_it_was_shown() {
+        // The answer came first: no line, and none later.
+        let mut s = WaitState::Pending;
+        assert!(!s.answer());
+        assert!(!s.due());
+        // The timer ran out first: the line, then its answer.
+        let mut s = WaitState::Pending;
+        assert!(s.due());
+        assert!(s.answer());
+        assert!(!s.answer(), "answered once");
+    }
+
+    #[test]
+    fn the_code_block_says_the_code_once_and_what_stays() {
+        let peer = PeerLabel {
+            name: "h1".into(),
+            id: localstream_node::NodeId([0x3f; 16]),
+            fingerprint: [0xab; 32],
+        };
+        let text = code_block(&peer, &Sas(42), true, "new", 80);
+        assert_eq!(
+            text,
+            "first contact with h1 (3f3f3f3f) [abab:abab:abab:abab]\n  verification code \
+             0000 0000 0042: the same code on both screens means no one\n  is in between.\n  \
+             The code is new for each connection; the fingerprint in brackets stays the\n  same."
+        );
+        assert_eq!(text.matches("0042").count(), 1);
+        for line in text.lines() {
+            assert!(line.chars().count() <= 80, "{line:?}");
+        }
+        assert_eq!(
+            offered(
+                1,
+                &[EntryInfo {
+                    path: "big.bin".into(),
+                    size: 1,
+                    folder: false,
+                    executable: false,
+                    text: false,
+                    modified: None,
+                }]
+            ),
+            "big.bin"
+        );
+        assert_eq!(offered(3, &[]), "3 files");
+    }
+
+    #[test]
     fn short_fingerprints() {
         assert_eq!(short_hex("a1b2c3d4e5f60718ffff"), "a1b2:c3d4:e5f6:0718");
     }

@@ -717,3 +717,79 @@ mod resolve_tests {
         );
     }
 }
+
+#[cfg(test)]
+mod stopped_tests {
+    use super::*;
+    use crate::event::Side;
+
+    fn stopped(side: Side, cause: StopCause, file: Option<&str>) -> Stopped {
+        Stopped {
+            side,
+            peer: "h2".into(),
+            cause,
+            reason: "timed out: the sender makes no progress".into(),
+            file: file.map(str::to_owned),
+            kept: 1_707_300_000,
+            bytes: 1_600_000_000,
+            resumed: 85_800_000,
+            total: 2 << 30,
+            files: 0,
+            transient: true,
+        }
+    }
+
+    #[test]
+    fn the_sender_says_where_it_stopped() {
+        let s = |cause| stopped(Side::Send, cause, Some("big.bin")).to_string();
+        assert_eq!(
+            s(StopCause::Interrupted),
+            "interrupted during big.bin at 1.57/2.00 GiB"
+        );
+        assert_eq!(
+            s(StopCause::Lost),
+            "connection to h2 lost during big.bin at 1.57/2.00 GiB"
+        );
+        assert_eq!(
+            s(StopCause::Silent),
+            "h2 stopped answering during big.bin at 1.57/2.00 GiB (timed out: the sender makes \
+             no progress)"
+        );
+        let between = stopped(Side::Send, StopCause::Interrupted, None);
+        assert_eq!(between.to_string(), "interrupted at 1.57/2.00 GiB");
+    }
+
+    #[test]
+    fn the_receiver_says_what_it_kept_and_how_it_resumes() {
+        let s = |cause| stopped(Side::Receive, cause, Some("big.bin")).to_string();
+        assert_eq!(
+            s(StopCause::Lost),
+            "h2 disconnected during big.bin; 1.59 GiB kept; it resumes when h2 sends it again"
+        );
+        assert_eq!(
+            s(StopCause::Interrupted),
+            "stopped receiving during big.bin from h2; 1.59 GiB kept; it resumes when h2 sends \
+             it again"
+        );
+        assert_eq!(
+            s(StopCause::Silent),
+            "h2 stopped sending during big.bin (timed out: the sender makes no progress); \
+             1.59 GiB kept; it resumes when h2 sends it again"
+        );
+    }
+
+    #[test]
+    fn fractions_share_the_unit_of_the_whole() {
+        assert_eq!(fraction(0, 100), "0/100 B");
+        assert_eq!(fraction(512, 2048), "0.50/2.00 KiB");
+        assert_eq!(fraction(3 << 20, 24 << 20), "3.00/24.00 MiB");
+    }
+
+    #[test]
+    fn names_from_the_network_are_escaped() {
+        let mut s = stopped(Side::Receive, StopCause::Lost, Some("a\u{1b}[2J.bin"));
+        s.peer = "evil\u{7}".into();
+        let text = s.to_string();
+        assert!(!text.contains('\u{1b}') && !text.contains('\u{7}'), "{text}");
+    }
+}

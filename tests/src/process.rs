@@ -194,6 +194,11 @@ impl Proc {
         signal(self.pid, "INT");
     }
 
+    /// Sends a signal by name ("TERM", as `systemctl stop` and `kill` do).
+    pub fn signal(&self, name: &str) {
+        signal(self.pid, name);
+    }
+
     /// Waits for the process to exit, at most `limit`, and returns its exit
     /// code (`None` if a signal killed it); fails the test on timeout.
     pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {

@@ -233,6 +233,19 @@ fn ambiguous_name_is_refused_and_an_id_prefix_picks_one() {
 /// soon as it is stopped with Ctrl-C (its goodbye).
 #[test]
 fn watch_sees_a_node_come_and_go() {
+    come_and_go("INT");
+}
+
+/// Scenario 4 with SIGTERM, what `systemctl --user stop` sends: the same
+/// goodbye, the same exit code, and the watcher stops on SIGTERM too.
+#[test]
+fn sigterm_stops_a_listener_with_its_goodbye() {
+    come_and_go("TERM");
+}
+
+/// A listener seen `up`, stopped with `signal`, exits 130 and is seen
+/// `down` promptly (its mDNS goodbye); the watcher stops on `signal` too.
+fn come_and_go(signal: &str) {
     let Some(lan) = lan(2) else { return };
     let (h1, h2) = (lan.host(1), lan.host(2));
     let mut watch = h2.spawn(h2.node().args(["peers", "--watch", "--json"]));
@@ -251,20 +264,20 @@ fn watch_sees_a_node_come_and_go() {
         "{up}"
     );
 
-    l1.interrupt();
+    l1.signal(signal);
     let stopped = Instant::now();
-    assert_eq!(l1.wait_exit(STEP), Some(130), "Ctrl-C exits 130");
+    assert_eq!(l1.wait_exit(STEP), Some(130), "SIG{signal} exits 130");
     let exited = stopped.elapsed();
     if watch
         .try_wait_line(GOODBYE, |l| event(l, "down", &id1))
         .is_none()
     {
         watch.fail(&format!(
-            "no `down` event for {id1} within {GOODBYE:?} of Ctrl-C"
+            "no `down` event for {id1} within {GOODBYE:?} of SIG{signal}"
         ));
     }
     eprintln!(
-        "scenario 4: listener exited {exited:?} and `down` was seen {:?} after SIGINT",
+        "scenario 4: listener exited {exited:?} and `down` was seen {:?} after SIG{signal}",
         stopped.elapsed()
     );
     // Every line was one JSON event.
@@ -274,12 +287,12 @@ fn watch_sees_a_node_come_and_go() {
             serde_json::from_str(l).unwrap_or_else(|e| panic!("watch line {l:?} is not JSON: {e}"));
         assert!(v["event"] == "up" || v["event"] == "down", "{l}");
     }
-    watch.interrupt();
+    watch.signal(signal);
     let code = watch.wait_exit(STEP);
-    eprintln!("scenario 4: `peers --watch` exited {code:?} on Ctrl-C");
+    eprintln!("scenario 4: `peers --watch` exited {code:?} on SIG{signal}");
     assert!(
         matches!(code, Some(0 | 130)),
-        "watch exit code {code:?} after Ctrl-C"
+        "watch exit code {code:?} after SIG{signal}"
     );
 }
 

@@ -198,6 +198,16 @@ fn lock(_file: &File) -> io::Result<bool> {
 /// # Errors
 /// Any read error, or [`io::ErrorKind::UnexpectedEof`] when the file is shorter.
 pub fn hash_prefix(file: &mut File, len: u64) -> io::Result<([u8; 32], blake3::Hasher)> {
+    hash_prefix_counting(file, len, |_| {})
+}
+
+/// [`hash_prefix`], telling `hashed` the bytes of each read as it goes (for
+/// a progress bar over a long check).
+pub fn hash_prefix_counting(
+    file: &mut File,
+    len: u64,
+    mut hashed: impl FnMut(u64),
+) -> io::Result<([u8; 32], blake3::Hasher)> {
     use std::io::{Seek, SeekFrom};
     file.seek(SeekFrom::Start(0))?;
     let mut hasher = blake3::Hasher::new();
@@ -214,6 +224,7 @@ pub fn hash_prefix(file: &mut File, len: u64) -> io::Result<([u8; 32], blake3::H
         };
         hasher.update(&buf[..n]);
         left -= n as u64;
+        hashed(n as u64);
     }
     Ok((*hasher.finalize().as_bytes(), hasher))
 }

@@ -659,8 +659,32 @@ mod tests {
         let mut heard = events.subscribe();
         let (streaming, prefixes, body) =
             check_held(resuming(&sources, &held), &sources, &peer(), &events).unwrap();
-        let verdicts: Vec<(String, u64, ResumeVerdict)> = std::iter::from_fn(|| heard.try_next())
-            .filter_map(|e| match e.event {
+        let heard: Vec<Event> = std::iter::from_fn(|| heard.try_next())
+            .map(|e| e.event)
+            .collect();
+        // The check is announced with what it covers (the prefixes that fit
+        // in their files), and ends at its total.
+        let checks: Vec<(u64, u64)> = heard
+            .iter()
+            .filter_map(|e| match e {
+                Event::Checking {
+                    peer: p,
+                    bytes,
+                    done,
+                    ..
+                } => {
+                    assert_eq!(p, &peer());
+                    Some((*bytes, *done))
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(checks.first(), Some(&(90, 0)), "{checks:?}");
+        assert_eq!(checks.last(), Some(&(90, 90)), "{checks:?}");
+        assert!(checks.windows(2).all(|w| w[0].1 <= w[1].1), "{checks:?}");
+        let verdicts: Vec<(String, u64, ResumeVerdict)> = heard
+            .into_iter()
+            .filter_map(|e| match e {
                 Event::Notice(Notice::Resume {
                     name,
                     offset,

@@ -241,13 +241,14 @@ fn produce_file(
     } else if src.is_stream() {
         Box::new(stdin_file().map_err(|e| Error::file("<standard input>", e))?)
     } else {
-        let mut file = File::open(&src.path).map_err(|e| Error::file(&src.path, e))?;
-        if offset > 0 {
-            use std::io::{Seek, SeekFrom};
-            file.seek(SeekFrom::Start(offset))
-                .map_err(|e| Error::file(&src.path, e))?;
+        match open_at(&src.path, offset) {
+            Ok(file) => Box::new(file),
+            Err(e) => {
+                // Gone or closed since it was listed: nothing of it goes.
+                unread(progress, src, &e);
+                Box::new(std::io::empty())
+            }
         }
-        Box::new(file)
     };
     // A stream goes on until its end, whatever its length.
     while let Some(want) = match sending.remaining() {
@@ -255,9 +256,16 @@ fn produce_file(
         Some(left) => Some(left.min(CHUNK as u64) as usize),
         None => Some(CHUNK),
     } {
-        let got = out
-            .data(sealer, &mut *file, want, &mut hasher, &mut sending)
-            .map_err(|e| Error::file(&src.path, e))??;
+        let got = match out.data(sealer, &mut *file, want, &mut hasher, &mut sending) {
+            Ok(sealed) => sealed?,
+            // A file ends short here and fails alone; a stream has no size
+            // that would tell the receiver it was cut, so it ends the transfer.
+            Err(e) if !src.is_stream() && src.text.is_none() => {
+                unread(progress, src, &e);
+                break;
+            }
+            Err(e) => return Err(Error::file(&src.path, e)),
+        };
         if got == 0 {
             // The file shrank since it was offered: end it short; the receiver discards it.
             break;
@@ -272,6 +280,26 @@ fn produce_file(
     tally.files.fetch_add(1, Relaxed);
     progress.file_done(&src.name, sent, None);
     Ok(streaming)
+}
+
+/// `path` opened at `offset`.
+fn open_at(path: &Path, offset: u64) -> std::io::Result<File> {
+    let mut file = File::open(path)?;
+    if offset > 0 {
+        use std::io::{Seek, SeekFrom};
+        file.seek(SeekFrom::Start(offset))?;
+    }
+    Ok(file)
+}
+
+/// A file offered that cannot be read (any more): the user is told; it ends
+/// short where it is, so the receiver discards it.
+fn unread(progress: &Progress, src: &Source, e: &std::io::Error) {
+    tracing::warn!(path = %src.path.display(), error = %e, "a file offered cannot be read");
+    progress.notice(Notice::Unread {
+        path: src.path.clone(),
+        error: e.to_string(),
+    });
 }
 
 /// Standard input as a file, read straight from the descriptor.

@@ -92,10 +92,15 @@ pub struct SessionRecord {
     pub started: u64,
     /// End, Unix milliseconds; `None` while running or if the process died.
     pub ended: Option<u64>,
-    /// Files delivered.
+    /// Regular files delivered (folders are not counted).
     pub files: u64,
-    /// Bytes delivered.
+    /// File bytes moved in this session (delivered, or so far when it
+    /// stopped half way); what was resumed is in `resumed`.
     pub bytes: u64,
+    /// File bytes the receiver held already from an earlier session (a
+    /// resume), not moved again.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub resumed: u64,
     /// How it ended.
     pub outcome: Outcome,
     /// Short human text (refusal reason, error); may be empty.
@@ -115,10 +120,15 @@ impl SessionRecord {
             ended: None,
             files: 0,
             bytes: 0,
+            resumed: 0,
             outcome: Outcome::Interrupted,
             detail: String::new(),
         }
     }
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// How a session ended, for [`StoreData::end_session`].
@@ -126,10 +136,12 @@ impl SessionRecord {
 pub struct SessionEnd {
     /// End, Unix milliseconds.
     pub ended_ms: u64,
-    /// Files delivered.
+    /// Regular files delivered.
     pub files: u64,
-    /// Bytes delivered.
+    /// File bytes moved in this session.
     pub bytes: u64,
+    /// File bytes resumed (held already).
+    pub resumed: u64,
     /// How it ended.
     pub outcome: Outcome,
     /// Short human text; control characters are dropped and it is cut to
@@ -407,6 +419,7 @@ impl StoreData {
         session.ended = Some(end.ended_ms);
         session.files = end.files;
         session.bytes = end.bytes;
+        session.resumed = end.resumed;
         session.outcome = end.outcome;
         session.detail = clip(&end.detail, MAX_DETAIL_BYTES);
         if end.outcome == Outcome::Ok && peer.trust == Trust::New {

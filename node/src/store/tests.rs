@@ -35,6 +35,7 @@ fn end(outcome: Outcome) -> SessionEnd {
         ended_ms: 2_000,
         files: 3,
         bytes: 12_345,
+        resumed: 0,
         outcome,
         detail: String::new(),
     }

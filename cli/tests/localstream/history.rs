@@ -1,0 +1,372 @@
+//! History and interruptions: what `sessions --json` records on both sides
+//! (regular files, the file bytes moved in the session, what a resume found
+//! held), what each side says when a transfer stops in the middle (cut,
+//! Ctrl-C, SIGTERM) and how it resumes, and that SIGTERM stops like Ctrl-C.
+//!
+//! Transfers are stopped mid-file deterministically: a proxy cuts or
+//! stalls the connection after a fixed number of bytes, and a signal is sent
+//! only once the receiver's partial file exists. The figures each side says
+//! are compared with each other, with its history and with the partial file
+//! on disk, never with a guess of how fast the machine is.
+
+#![allow(clippy::unwrap_used)]
+
+use super::common;
+
+use std::path::{Path, PathBuf};
+
+use common::{
+    Listener, Node, Pair, STEP, assert_content, assert_sent_ok, names_in, poll_until,
+    random_bytes, text,
+};
+use localstream_node::units::human_bytes;
+use localstream_testkit::proxy::{Close, Mode, Proxy};
+use serde_json::Value;
+
+const MIB: u64 = 1024 * 1024;
+/// The interrupted file: much larger than what socket buffers and the
+/// sender's pipeline can hold, so a stall stops the sender mid-file.
+const SIZE: usize = 64 * MIB as usize;
+/// Where in the client->server stream the proxy strikes.
+const AT: u64 = 8 * MIB;
+
+/// `sessions --json` of `node`, parsed: an array of peers with their sessions.
+fn sessions_json(node: &Node) -> Vec<Value> {
+    let out = common::run(node.cmd().args(["sessions", "--json"]));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "sessions failed: {}",
+        text(&out.stderr)
+    );
+    let v: Value = serde_json::from_str(&text(&out.stdout))
+        .unwrap_or_else(|e| panic!("sessions --json is not JSON ({e}):\n{}", text(&out.stdout)));
+    v.as_array().unwrap().clone()
+}
+
+/// The sessions `node` recorded, with every peer, oldest first.
+fn all_sessions(node: &Node) -> Vec<Value> {
+    sessions_json(node)
+        .iter()
+        .flat_map(|p| p["sessions"].as_array().unwrap().clone())
+        .collect()
+}
+
+/// Waits until `node` has recorded `n` sessions that ended (a listener
+/// writes its history after the transfer's last event); returns them all.
+fn ended_sessions(node: &Node, n: usize) -> Vec<Value> {
+    let mut last = vec![];
+    let done = poll_until(STEP, || {
+        last = all_sessions(node);
+        last.len() == n && last.iter().all(|s| s["ended"].is_u64())
+    });
+    assert!(done, "expected {n} ended sessions, have {last:#?}");
+    last
+}
+
+/// The one `.lspart` file in `dir` and its length.
+fn partial_in(dir: &Path) -> (PathBuf, u64) {
+    let names: Vec<String> = names_in(dir)
+        .into_iter()
+        .filter(|n| n.ends_with(".lspart"))
+        .collect();
+    assert_eq!(names.len(), 1, "one partial expected in {:?}", names_in(dir));
+    let path = dir.join(&names[0]);
+    let len = std::fs::metadata(&path).unwrap().len();
+    (path, len)
+}
+
+/// Waits until `dir` holds a partial file with some bytes in it.
+fn wait_partial(dir: &Path, l: &Listener) {
+    let there = poll_until(STEP, || {
+        names_in(dir).iter().any(|n| {
+            n.ends_with(".lspart") && std::fs::metadata(dir.join(n)).is_ok_and(|m| m.len() > 0)
+        })
+    });
+    if !there {
+        l.fail("no partial file with data appeared");
+    }
+}
+
+/// "12.34": `bytes` in MiB as the position of a 64 MiB transfer is shown.
+fn mib(bytes: u64) -> String {
+    format!("{:.2}", bytes as f64 / MIB as f64)
+}
+
+/// The last `localstream: ...` line of a command's stderr.
+fn error_line(stderr: &str) -> String {
+    stderr
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("localstream: "))
+        .unwrap_or_else(|| panic!("no error line:\n{stderr}"))
+        .to_owned()
+}
+
+/// A running `send`, with its stderr read as it comes.
+struct Sending {
+    run: localstream_testkit::Running,
+}
+
+impl Sending {
+    fn start(p: &Pair, port: u16, file: &Path) -> Sending {
+        let run = localstream_testkit::spawn(&mut p.sender.send_cmd(port, &[file]), "send");
+        Sending { run }
+    }
+
+    fn stderr(&self) -> String {
+        self.run.stderr.lock().unwrap().clone()
+    }
+
+    /// Waits for the exit; returns the exit code and, once the error line
+    /// is in, stderr.
+    fn wait(&mut self) -> (Option<i32>, String) {
+        let status = common::wait_deadline(&mut self.run.child, STEP)
+            .unwrap_or_else(|| panic!("the sender did not exit:\n{}", self.stderr()));
+        poll_until(STEP, || self.stderr().contains("localstream: "));
+        (status.code(), self.stderr())
+    }
+}
+
+impl Drop for Sending {
+    fn drop(&mut self) {
+        let _ = self.run.child.kill();
+        let _ = self.run.child.wait();
+    }
+}
+
+/// A folder of 3 files in 2 subfolders is 3 files on both sides, with the
+/// same bytes (the files' bytes), and the same session id.
+#[test]
+fn a_folder_of_three_files_is_recorded_as_three_files_on_both_sides() {
+    let p = Pair::new();
+    let root = p.sender.dir("album");
+    std::fs::create_dir_all(root.join("sub/deeper")).unwrap();
+    std::fs::write(root.join("a.txt"), random_bytes(1, 100)).unwrap();
+    std::fs::write(root.join("sub/b.txt"), random_bytes(2, 2_000)).unwrap();
+    std::fs::write(root.join("sub/deeper/c.bin"), random_bytes(3, 70_000)).unwrap();
+    let mut l = p.receiver.listen(&p.inbox, &["--yes"]);
+    let out = p.sender.send(l.port, &[&root]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    l.wait_received();
+
+    let sent = ended_sessions(&p.sender, 1);
+    let received = ended_sessions(&p.receiver, 1);
+    for (side, s, direction) in [
+        ("sender", &sent[0], "send"),
+        ("receiver", &received[0], "receive"),
+    ] {
+        assert_eq!(s["direction"], direction, "{side}: {s:#}");
+        assert_eq!(s["outcome"], "ok", "{side}: {s:#}");
+        assert_eq!(s["files"], 3, "{side}: folders are not files: {s:#}");
+        assert_eq!(s["bytes"], 72_100, "{side}: {s:#}");
+        assert!(s.get("resumed").is_none(), "{side}: nothing resumed: {s:#}");
+    }
+    assert_eq!(sent[0]["id"], received[0]["id"]);
+}
+
+/// A connection cut mid-file: the sender says where it stopped and how to
+/// go on, the receiver what it kept; both record "failed" with the bytes
+/// they moved (the receiver's are its partial file). The same send again
+/// checks the held prefix (with a line saying so), sends only the rest, and
+/// both sides record the same bytes, and the held prefix as resumed.
+#[test]
+fn a_cut_mid_file_is_recorded_with_its_bytes_and_the_resume_counts_the_same_on_both_sides() {
+    let p = Pair::new();
+    let content = random_bytes(91, SIZE);
+    let file = p.sender.file("out", "cut.bin", &content);
+    let mut l = p.receiver.listen(&p.inbox, &["--yes"]);
+    let proxy = Proxy::start(
+        l.port,
+        Mode::Cut {
+            after: AT,
+            close: Close::Fin,
+        },
+    );
+    let out = common::run(&mut p.sender.send_cmd(proxy.port, &[&file]));
+    assert!(proxy.last().unwrap().tripped);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+
+    let sent = ended_sessions(&p.sender, 1);
+    let s = &sent[0];
+    assert_eq!(s["outcome"], "failed", "{s:#}");
+    assert_eq!(s["files"], 0, "{s:#}");
+    let sent_bytes = s["bytes"].as_u64().unwrap();
+    assert!(
+        (1..SIZE as u64).contains(&sent_bytes),
+        "sender recorded {sent_bytes} bytes"
+    );
+    let said = format!(
+        "connection to receiver lost during cut.bin at {}/64.00 MiB",
+        mib(sent_bytes)
+    );
+    assert_eq!(
+        error_line(&stderr),
+        format!("localstream: {said}; run the same command to resume (or add --retry)")
+    );
+    assert_eq!(s["detail"], said.as_str(), "{s:#}");
+
+    // The receiver: what it kept, in words, in its history and on disk.
+    l.wait_stderr("sender disconnected during cut.bin; ");
+    let received = ended_sessions(&p.receiver, 1);
+    let r = &received[0];
+    let (_, kept) = partial_in(&p.inbox);
+    assert!(kept > 0 && kept <= AT, "kept {kept}");
+    let line = format!(
+        "sender disconnected during cut.bin; {} kept; it resumes when sender sends it again",
+        human_bytes(kept)
+    );
+    assert!(l.stderr().lines().any(|l| l == line), "{line:?} in\n{}", l.stderr());
+    assert!(!l.stderr().contains("transfer failed"), "{}", l.stderr());
+    assert_eq!(r["outcome"], "failed", "{r:#}");
+    assert_eq!(r["files"], 0, "{r:#}");
+    assert_eq!(r["bytes"].as_u64(), Some(kept), "{r:#}");
+    assert_eq!(r["detail"], line.as_str(), "{r:#}");
+    assert!(sent_bytes >= kept, "sent {sent_bytes} < kept {kept}");
+
+    // Again, directly: the check of what is held is announced, only the
+    // rest moves, and both sides count it the same way.
+    let out = p.sender.send(l.port, &[&file]);
+    assert_sent_ok(&out, 1);
+    let stderr = text(&out.stderr);
+    let checking = format!("checking the {} receiver already holds...", human_bytes(kept));
+    assert!(stderr.lines().any(|l| l == checking), "{checking:?} in\n{stderr}");
+    l.wait_received();
+    assert_content(&p.inbox.join("cut.bin"), &content);
+    let sent = ended_sessions(&p.sender, 2);
+    let received = ended_sessions(&p.receiver, 2);
+    for (side, s) in [("sender", &sent[1]), ("receiver", &received[1])] {
+        assert_eq!(s["outcome"], "ok", "{side}: {s:#}");
+        assert_eq!(s["files"], 1, "{side}: {s:#}");
+        assert_eq!(s["bytes"].as_u64(), Some(SIZE as u64 - kept), "{side}: {s:#}");
+        assert_eq!(s["resumed"].as_u64(), Some(kept), "{side}: {s:#}");
+    }
+    // In text too: the bytes moved, and what was resumed.
+    let plain = text(&common::run(p.receiver.cmd().arg("sessions")).stdout);
+    assert!(
+        plain.contains(&format!("{} bytes (+{kept} resumed)", SIZE as u64 - kept)),
+        "{plain}"
+    );
+}
+
+/// A sender stopped mid-file by `signal` (Ctrl-C, or SIGTERM as `kill`
+/// sends): it exits 130 saying where it stopped and how to resume, and
+/// records "interrupted" with the bytes it sent; the receiver, once the
+/// connection goes, records the bytes it kept.
+fn sender_stopped_by(signal: &str, name: &str) {
+    let p = Pair::new();
+    let content = random_bytes(92, SIZE);
+    let file = p.sender.file("out", name, &content);
+    let l = p.receiver.listen(&p.inbox, &["--yes"]);
+    let proxy = Proxy::start(l.port, Mode::Stall { after: AT });
+    let mut sending = Sending::start(&p, proxy.port, &file);
+    assert!(poll_until(STEP, || proxy.last().is_some_and(|s| s.tripped)));
+    wait_partial(&p.inbox, &l);
+    localstream_testkit::signal(sending.run.child.id(), signal);
+    let (code, stderr) = sending.wait();
+    assert_eq!(code, Some(130), "{stderr}");
+
+    let sent = ended_sessions(&p.sender, 1);
+    let s = &sent[0];
+    assert_eq!(s["outcome"], "interrupted", "{s:#}");
+    assert_eq!(s["files"], 0, "{s:#}");
+    let sent_bytes = s["bytes"].as_u64().unwrap();
+    assert!(
+        (1..SIZE as u64).contains(&sent_bytes),
+        "sender recorded {sent_bytes} bytes"
+    );
+    let said = format!("interrupted during {name} at {}/64.00 MiB", mib(sent_bytes));
+    assert_eq!(
+        error_line(&stderr),
+        format!("localstream: {said}; run the same command to resume (or add --retry)")
+    );
+    assert_eq!(s["detail"], said.as_str(), "{s:#}");
+
+    // The stalled connection still holds the receiver: let it go.
+    proxy.cut_all(Close::Fin);
+    l.wait_stderr(&format!("sender disconnected during {name}; "));
+    let received = ended_sessions(&p.receiver, 1);
+    let r = &received[0];
+    let (_, kept) = partial_in(&p.inbox);
+    assert_eq!(r["outcome"], "failed", "{r:#}");
+    assert_eq!(r["bytes"].as_u64(), Some(kept), "{r:#}");
+    assert!(sent_bytes >= kept, "sent {sent_bytes} < kept {kept}");
+}
+
+#[test]
+fn ctrl_c_on_a_sender_mid_file_says_where_and_records_interrupted() {
+    sender_stopped_by("INT", "int.bin");
+}
+
+#[test]
+fn sigterm_on_a_sender_mid_file_stops_it_as_ctrl_c_does() {
+    sender_stopped_by("TERM", "term.bin");
+}
+
+/// A listener stopped by SIGTERM mid-file: it says what it kept and that
+/// the file resumes, records "interrupted" with the bytes of its partial
+/// file, and exits 130.
+#[test]
+fn sigterm_on_a_listener_mid_file_keeps_the_partial_and_records_it() {
+    let p = Pair::new();
+    let content = random_bytes(93, SIZE);
+    let file = p.sender.file("out", "held.bin", &content);
+    let mut l = p.receiver.listen(&p.inbox, &["--yes"]);
+    let proxy = Proxy::start(l.port, Mode::Stall { after: AT });
+    let mut sending = Sending::start(&p, proxy.port, &file);
+    assert!(poll_until(STEP, || proxy.last().is_some_and(|s| s.tripped)));
+    wait_partial(&p.inbox, &l);
+    localstream_testkit::signal(l.pid(), "TERM");
+    assert_eq!(l.wait_exit(), Some(130), "{}", l.stderr());
+
+    let (_, kept) = partial_in(&p.inbox);
+    let line = format!(
+        "stopped receiving during held.bin from sender; {} kept; it resumes when sender sends \
+         it again",
+        human_bytes(kept)
+    );
+    assert!(l.stderr().lines().any(|l| l == line), "{line:?} in\n{}", l.stderr());
+    let received = ended_sessions(&p.receiver, 1);
+    let r = &received[0];
+    assert_eq!(r["outcome"], "interrupted", "{r:#}");
+    assert_eq!(r["bytes"].as_u64(), Some(kept), "{r:#}");
+    assert_eq!(r["files"], 0, "{r:#}");
+
+    // The sender learns it when the connection goes.
+    proxy.cut_all(Close::Fin);
+    let (code, stderr) = sending.wait();
+    assert_eq!(code, Some(1), "{stderr}");
+    let last = error_line(&stderr);
+    assert!(
+        last.starts_with("localstream: connection to receiver lost during held.bin at ")
+            && last.ends_with("/64.00 MiB; run the same command to resume (or add --retry)"),
+        "{last}"
+    );
+}
+
+/// SIGTERM (what `systemctl --user stop` sends) stops a listener exactly
+/// as Ctrl-C does: the same exit code, the same lines after the signal.
+#[test]
+fn sigterm_stops_listen_with_the_same_status_and_lines_as_ctrl_c() {
+    let ends: Vec<(Option<i32>, Vec<String>, String)> = ["INT", "TERM"]
+        .into_iter()
+        .map(|signal| {
+            let p = Pair::new();
+            let mut l = p.receiver.listen(&p.inbox, &["--yes"]);
+            // One transfer first: by then the listener certainly handles
+            // signals (they are installed before it says it listens, too).
+            let f = p.sender.file("out", "one.txt", b"one");
+            assert_sent_ok(&p.sender.send(l.port, &[&f]), 1);
+            l.wait_received();
+            let (lines, said) = (l.stdout.len(), l.stderr().len());
+            localstream_testkit::signal(l.pid(), signal);
+            let code = l.wait_exit();
+            let stdout = l.all_stdout()[lines..].to_vec();
+            let stderr = l.stderr()[said..].to_owned();
+            (code, stdout, stderr)
+        })
+        .collect();
+    assert_eq!(ends[0].0, Some(130), "{:?}", ends[0]);
+    assert_eq!(ends[0], ends[1], "after SIGINT, then after SIGTERM");
+}
