@@ -432,11 +432,16 @@ async fn listen(
         (cfg.policy == Policy::Ask && !ui_asks).then(|| crate::prompt::start(node.clone()));
     let stdout_is_data = cfg.destination == localstream_node::config::Destination::Stdout;
     let ui = start_ui(node, &cfg, &view).await?;
+    let clipboard = crate::clipboard::Wanted::new(view.clipboard);
+    if let crate::clipboard::Wanted::Missing = clipboard {
+        crate::screen::err_line(&crate::clipboard::missing_line());
+    }
     let mut renderer = Renderer::new(view.json, common.progress && !ui_asks)
         .stdout_is_data(stdout_is_data)
         .quiet(view.quiet)
         .prompts(prompts)
-        .notify(view.notify);
+        .notify(view.notify)
+        .clipboard(clipboard);
     // First Ctrl-C: stop accepting, let transfers finish a moment; second: at once.
     let shutdown = Shutdown::default();
     let signals = shutdown.clone();

@@ -120,6 +120,8 @@ pub struct ListenView {
     pub notify: crate::notify::Notify,
     /// The web UI (every listener serves it on loopback; `asks` with `--ui`).
     pub ui: crate::ui::UiConfig,
+    /// `--clipboard`: text messages go to the clipboard too.
+    pub clipboard: bool,
 }
 
 impl Config {
@@ -325,6 +327,7 @@ fn listen_config(a: ListenArgs, s: &Settings) -> Result<(ListenConfig, ListenVie
             desktop: !a.no_notify,
         },
         ui: ui_config(&a.ui_server, a.ui, s),
+        clipboard: a.clipboard,
     };
     Ok((listen, view))
 }

@@ -115,11 +115,20 @@ pub fn reason(e: &Error) -> String {
             status: Status::Declined,
             ..
         }) => "declined".into(),
-        Error::Transfer(TransferError::Refused { status, .. }) => {
-            format!("refused ({})", status.description())
-        }
+        Error::Transfer(TransferError::Refused { status, message }) => format!(
+            "refused: {}",
+            if message.is_empty() {
+                status.description().to_owned()
+            } else {
+                localstream_proto::names::escape_for_terminal(message)
+            }
+        ),
         Error::Transfer(TransferError::Incomplete { failed, total }) => {
             format!("{failed} of {total} files failed")
+        }
+        // A refusal before the handshake (a plaintext alert: its status only).
+        Error::Protocol(localstream_proto::Error::PeerAlert { status, .. }) => {
+            format!("refused: {}", status.description())
         }
         Error::Interrupted => "interrupted".into(),
         Error::Connect { .. } => "unreachable".into(),
@@ -145,9 +154,17 @@ mod tests {
         );
         assert_eq!(reason(&Error::Interrupted), "interrupted");
         let busy = Error::refused(Status::Busy, "");
+        assert_eq!(reason(&busy), "refused: receiver busy or shutting down");
+        let only = Error::refused(Status::NotTrusted, "trusted peers only\x1b");
+        assert_eq!(reason(&only), "refused: trusted peers only\\x1b");
+        let alert = Error::Protocol(localstream_proto::Error::PeerAlert {
+            status: Status::NotTrusted,
+            message: "anything at all".into(),
+            verified: false,
+        });
         assert_eq!(
-            reason(&busy),
-            "refused (receiver busy or shutting down)"
+            reason(&alert),
+            "refused: peer not trusted, or its key differs from the pinned one"
         );
     }
 }

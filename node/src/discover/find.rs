@@ -237,20 +237,25 @@ fn preference(t: Trust) -> u8 {
     }
 }
 
-/// When the browse may stop: a match settles; without one, the answers
-/// are in (when anyone answered, or a pinned peer has a stored address to
-/// fall back on); else the deadline.
+/// When the browse may stop: a match settles, unless a pinned peer the
+/// text names has not answered yet; without a match (or with such a pin
+/// missing), once the answers are in (when anyone answered, or a pinned peer
+/// has a stored address to fall back on); else at the deadline.
 struct Clock {
     started: Instant,
     deadline: Instant,
     settle: Option<Instant>,
     last_new: Option<Instant>,
+    /// A pinned peer has a stored address: no need to wait for the deadline.
     fallback: bool,
+    /// A pinned peer the text names has not answered yet.
+    pin_missing: bool,
 }
 
 impl Clock {
     fn wake(&self) -> Instant {
-        let wake = match (self.settle, self.last_new) {
+        let settle = self.settle.filter(|_| !self.pin_missing);
+        let wake = match (settle, self.last_new) {
             (Some(s), _) => s,
             (None, Some(last)) => (self.started + ANSWERS_IN).max(last + QUIET),
             (None, None) if self.fallback => self.started + ANSWERS_IN,
@@ -286,7 +291,9 @@ pub async fn find(
         settle: None,
         last_new: None,
         fallback: wanted.pins.iter().any(|p| p.reachable),
+        pin_missing: !wanted.pins.is_empty(),
     };
+    let mut pins_seen: Vec<Uuid> = Vec::new();
     let mut chosen = None;
     loop {
         tokio::select! {
@@ -311,6 +318,10 @@ pub async fn find(
                 if !wanted.matches(&p) {
                     continue;
                 }
+                if wanted.pins.iter().any(|x| x.id == p.record.node_id) && !pins_seen.contains(&p.record.node_id) {
+                    pins_seen.push(p.record.node_id);
+                    clock.pin_missing = pins_seen.len() < wanted.pins.len();
+                }
                 debug!(peer = %describe(&p.record), after = ?started.elapsed(), "match");
                 if wanted.query.is_whole_id() {
                     break;
@@ -325,11 +336,14 @@ pub async fn find(
     if let Some(p) = chosen {
         return Ok(p);
     }
-    let others: Vec<Peer> = table
+    let mut others: Vec<Peer> = table
         .peers()
         .into_iter()
         .filter(|p| p.record.node_id != own)
         .collect();
+    others.sort_by(|a, b| {
+        (&a.record.name, a.record.node_id).cmp(&(&b.record.name, b.record.node_id))
+    });
     let mut matches = wanted.candidates(&others);
     if matches.len() > 1
         && let Some(i) = wanted.prefer(&matches)
@@ -539,6 +553,7 @@ mod tests {
             settle: None,
             last_new: None,
             fallback: false,
+            pin_missing: false,
         };
         // Nobody answered, nothing to fall back on: the whole timeout.
         assert_eq!(c.wake(), t + Duration::from_secs(5));
@@ -551,9 +566,13 @@ mod tests {
         // A node appeared late: a moment after it.
         c.last_new = Some(t + Duration::from_millis(1200));
         assert_eq!(c.wake(), t + Duration::from_millis(1200) + QUIET);
-        // A match settles sooner.
+        // A match settles sooner...
         c.settle = Some(t + SETTLE_MIN);
         assert_eq!(c.wake(), t + SETTLE_MIN);
+        // ... unless a pinned peer the name means has not answered yet.
+        c.pin_missing = true;
+        assert_eq!(c.wake(), t + Duration::from_millis(1200) + QUIET);
+        c.pin_missing = false;
         // Never past the deadline.
         c.settle = None;
         c.last_new = Some(t + Duration::from_millis(4900));

@@ -122,12 +122,12 @@ async fn found_node(
         }
         // Not on the network (another subnet, a VPN, multicast blocked):
         // where it was reached last time may still work.
-        Err(e @ Error::Resolve(ResolveError::NotFound { .. })) => {
+        Err(e @ Error::Resolve(ResolveError::NotFound { waited, .. })) => {
             match remembered(&cx.store, name)? {
                 Some((addrs, record)) => {
                     cx.events.notice(Notice::Resolved(Resolved::Remembered {
                         who: discover::describe(&record),
-                        looked: started.elapsed().as_secs_f64(),
+                        looked: waited.as_secs_f64(),
                         addrs: addrs.clone(),
                     }));
                     Ok(Resolution::LocalStream(addrs, Some(record)))
