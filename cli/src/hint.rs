@@ -251,7 +251,8 @@ mod tests {
             for line in text.lines() {
                 assert!(line.chars().count() <= border, "{width}: {line:?} in\n{text}");
             }
-            assert!(text.contains(&format!("sha256 {}", "ab".repeat(32))), "{text}");
+            // A fingerprint is never cut.
+            assert!(text.contains(&"ab".repeat(32)), "{text}");
             assert!(text.contains("The connection was refused."), "{text}");
         }
         let wide = explain_trust_at(&e, 100);

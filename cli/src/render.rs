@@ -59,6 +59,15 @@ pub fn json_line(event: &Envelope) {
     outln!("{}", serde_json::Value::Object(obj));
 }
 
+/// A text message for the terminal: line by line, each escaped (control
+/// characters in it are anyone's).
+fn message_lines(text: &str) -> String {
+    text.split('\n')
+        .map(|l| escape_for_terminal(l.strip_suffix('\r').unwrap_or(l)))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// An `error` event on stdout (with `--json`), for a command that failed.
 pub fn json_error(message: &str) {
     json_line(&Envelope {
@@ -110,6 +119,8 @@ pub struct Renderer {
     /// The listener's folder (from its `listening` event).
     dir: PathBuf,
     hooks: Vec<tokio::task::JoinHandle<()>>,
+    /// `listen --clipboard`.
+    clipboard: crate::clipboard::Wanted,
 }
 
 impl Renderer {
@@ -134,6 +145,7 @@ impl Renderer {
             notify: None,
             dir: PathBuf::from("."),
             hooks: Vec::new(),
+            clipboard: crate::clipboard::Wanted::Off,
         }
     }
 
@@ -171,6 +183,37 @@ impl Renderer {
     pub fn notify(mut self, notify: Notify) -> Self {
         self.notify = Some(notify);
         self
+    }
+
+    /// `listen --clipboard`: each text message is copied too.
+    #[must_use]
+    pub fn clipboard(mut self, clipboard: crate::clipboard::Wanted) -> Self {
+        self.clipboard = clipboard;
+        self
+    }
+
+    /// `--clipboard`: the message goes to the clipboard tool (on a blocking
+    /// thread, waited for like the `--on-complete` commands), or the line
+    /// that there is none.
+    fn to_clipboard(&mut self, text: String) {
+        match &self.clipboard {
+            crate::clipboard::Wanted::Off => {}
+            crate::clipboard::Wanted::Missing => {
+                screen::err_line(&crate::clipboard::missing_line());
+            }
+            crate::clipboard::Wanted::Tool(c) => {
+                let c = c.clone();
+                self.hooks.push(tokio::task::spawn_blocking(move || {
+                    match c.copy(&text) {
+                        Ok(()) => screen::err_line(&format!("copied to the clipboard ({})", c.name())),
+                        Err(e) => screen::err_line(&format!(
+                            "warning: could not copy the message to the clipboard with {}: {e}",
+                            c.name()
+                        )),
+                    }
+                }));
+            }
+        }
     }
 
     /// Waits for the `--on-complete` commands still running.
@@ -273,15 +316,12 @@ impl Renderer {
                 self.chatter(&format!("connected to {} at {address}", peer.short()));
             }
             Event::Message { peer, text, saved } => {
-                let mut line = format!(
-                    "message from {}:\n{}",
-                    peer.short(),
-                    escape_for_terminal(&text)
-                );
+                let mut line = format!("message from {}:\n{}", peer.short(), message_lines(&text));
                 if let Some(p) = saved {
                     line.push_str(&format!("\n(saved as {})", shown(&p)));
                 }
                 self.result(&line);
+                self.to_clipboard(text);
             }
             Event::Accepted {
                 side, files, bytes, ..

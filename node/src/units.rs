@@ -32,7 +32,10 @@ pub fn plural(n: impl Into<u64>, noun: &str) -> String {
 #[must_use]
 pub fn human_rate(bytes_per_sec: f64) -> String {
     const UNITS: [&str; 4] = ["KiB/s", "MiB/s", "GiB/s", "TiB/s"];
-    if !bytes_per_sec.is_finite() || bytes_per_sec < 1024.0 {
+    if !bytes_per_sec.is_finite() {
+        return "0 B/s".to_owned();
+    }
+    if bytes_per_sec < 1024.0 {
         return format!("{:.0} B/s", bytes_per_sec.max(0.0).min(1023.0));
     }
     let mut value = bytes_per_sec / 1024.0;
