@@ -118,7 +118,7 @@ mod tests {
         let tz = TimeZone::UTC;
         assert_eq!(
             line(&record(1, 1536 * 1024, Some(500)), &tz),
-            "  2026-11-24 02:58:14  3f2a9c1e  received     1 file     1.50 MiB  ok                  0.5 s"
+            "  2026-11-24 02:58:14  3f2a9c1e  received     1 file     1.50 MiB  ok                0.5 s"
         );
         let mut s = record(12, 14, Some(187_000));
         s.direction = Direction::Send;
@@ -128,11 +128,11 @@ mod tests {
         assert_eq!(
             line(&s, &tz),
             "  2026-11-24 02:58:14  3f2a9c1e  sent       12 files         14 B (+3.00 MiB resumed)  \
-             refused     3 min 07 s  no\\x1b[2J"
+             refused      3 min 07 s  no\\x1b[2J"
         );
         assert_eq!(
             line(&record(0, 0, None), &tz),
-            "  2026-11-24 02:58:14  3f2a9c1e  received    0 files          0 B  ok                      -"
+            "  2026-11-24 02:58:14  3f2a9c1e  received    0 files          0 B  ok                    -"
         );
         assert_eq!(duration(7_500_000), "2 h 05 min");
         assert_eq!(duration(59_999), "1 min 00 s");
