@@ -312,11 +312,11 @@ async fn add(
     let mut renderer = Renderer::new(false, false).prompts(prompts);
     let added = rendering(&mut events, &mut renderer, node.add(name, addr, first)).await?;
     outln!(
-        "added {} as '{}' at {}: `localstream send {} FILE` reaches it from now on",
+        "added {} as '{alias}': its key is pinned now, and `localstream send {alias} FILE` \
+         reaches it (where discovery finds it, else at {})",
         added.peer,
-        escape_for_terminal(&added.alias),
         added.addr,
-        escape_for_terminal(&added.alias)
+        alias = escape_for_terminal(&added.alias),
     );
     Ok(Exit::Success)
 }

@@ -411,7 +411,9 @@ fn receivers(a: &mut SendArgs, s: &Settings) -> Result<Vec<Receiver>> {
         receivers.push(Receiver { shown, target });
     }
     if receivers.is_empty() {
-        return Err(Error::Usage("give the receiver (PEER, or --to PEER)".into()));
+        return Err(Error::Usage(
+            "give the receiver (PEER, or --to PEER)".into(),
+        ));
     }
     Ok(receivers)
 }

@@ -20,6 +20,7 @@ pub mod app;
 // Its brackets (`IP[:PORT]`) are help text too, not links.
 #[allow(missing_docs, rustdoc::broken_intra_doc_links)]
 pub mod cli;
+pub mod clipboard;
 pub mod config;
 pub mod doctor;
 pub mod hint;

@@ -198,22 +198,38 @@ pub fn offer_question(peer: &PeerLabel, o: Offered<'_>) -> String {
         q.push_str("\n[a]ccept (show and save it), accept and [t]rust, or [r]eject? [a/t/R] ");
         return q;
     }
-    let mut q = format!(
-        "{} (id {}) wants to send {files} file{} ({}):",
-        peer.short(),
-        peer.id,
-        if files == 1 { "" } else { "s" },
-        human_bytes(bytes)
-    );
-    for e in entries.iter().take(PROMPT_FILES) {
+    let tz = crate::sessions::zone();
+    let mut q = if let [e] = entries
+        && e.text
+    {
+        // A LocalStream text: what it says is shown once accepted.
+        format!(
+            "{} (id {}) wants to send a text message ({}, shown once you accept):",
+            peer.short(),
+            peer.id,
+            human_bytes(e.size)
+        )
+    } else {
+        format!(
+            "{} (id {}) wants to send {files} file{} ({}):",
+            peer.short(),
+            peer.id,
+            if files == 1 { "" } else { "s" },
+            human_bytes(bytes)
+        )
+    };
+    for e in entries.iter().take(PROMPT_FILES).filter(|e| !e.text) {
         q.push_str(&format!(
-            "\n  {}  ({}){}",
+            "\n  {}  ({}{}){}",
             escape_for_terminal(&e.path),
             if e.folder {
                 "folder".to_owned()
             } else {
                 human_bytes(e.size)
             },
+            e.modified
+                .filter(|_| !e.folder)
+                .map_or_else(String::new, |t| format!(", modified {}", modified(t, &tz))),
             if e.executable { "  [executable]" } else { "" }
         ));
     }
@@ -256,6 +272,19 @@ pub fn offer_question(peer: &PeerLabel, o: Offered<'_>) -> String {
     }
     q.push_str("\n[a]ccept once, accept and [t]rust, or [r]eject? [a/t/R] ");
     q
+}
+
+/// A sender's modification time, in this machine's time zone.
+#[must_use]
+pub fn modified(secs: i64, tz: &jiff::tz::TimeZone) -> String {
+    jiff::Timestamp::from_second(secs).map_or_else(
+        |_| "at an impossible time".to_owned(),
+        |t| {
+            t.to_zoned_datetime(tz.clone())
+                .strftime("%Y-%m-%d %H:%M")
+                .to_string()
+        },
+    )
 }
 
 /// What an offer is, for [`offer_question`].
@@ -360,5 +389,67 @@ mod tests {
         assert!(q.contains("verification code 0000 0000 0042"), "{q}");
         assert!(q.contains("WARNING: 7 key exchanges were abandoned"), "{q}");
         assert!(q.ends_with("[a/t/R] "), "{q}");
+    }
+
+    #[test]
+    fn a_text_offer_and_modification_times_are_shown() {
+        let peer = PeerLabel {
+            name: "lap".into(),
+            id: localstream_node::NodeId([0x3f; 16]),
+            fingerprint: [0xab; 32],
+        };
+        let offered = |entries: &[EntryInfo]| {
+            offer_question(
+                &peer,
+                Offered {
+                    files: entries.len(),
+                    bytes: entries.iter().map(|e| e.size).sum(),
+                    entries,
+                    executables: 0,
+                    code: None,
+                    abandoned: 0,
+                    localsend: None,
+                    text: None,
+                },
+            )
+        };
+        let text = [EntryInfo {
+            path: "message.txt".into(),
+            size: 11,
+            folder: false,
+            executable: false,
+            text: true,
+            modified: None,
+        }];
+        let q = offered(&text);
+        assert!(
+            q.ends_with(
+                "(id 3f3f3f3f-3f3f-3f3f-3f3f-3f3f3f3f3f3f) wants to send a text message (11 B, \
+                 shown once you accept):\n[a]ccept once, accept and [t]rust, or [r]eject? [a/t/R] "
+            ),
+            "{q}"
+        );
+        assert!(!q.contains("message.txt"), "{q}");
+        let file = [EntryInfo {
+            path: "run.sh".into(),
+            size: 2048,
+            folder: false,
+            executable: false,
+            text: false,
+            modified: Some(1_764_000_000),
+        }];
+        let q = offered(&file);
+        let tz = crate::sessions::zone();
+        assert!(
+            q.contains(&format!(
+                "\n  run.sh  (2.00 KiB, modified {})",
+                modified(1_764_000_000, &tz)
+            )),
+            "{q}"
+        );
+        assert_eq!(
+            modified(1_764_000_000, &jiff::tz::TimeZone::UTC),
+            "2025-11-24 16:00"
+        );
     }
 }

@@ -10,13 +10,14 @@ use std::time::Instant;
 use std::collections::{HashMap, HashSet};
 
 use localstream_node::event::{
-    EntryInfo, Envelope, Notice, TransferId, Resolved, ResumeVerdict, Side, Skip, Skipped, TransferDone,
+    EntryInfo, Envelope, Notice, Resolved, ResumeVerdict, Side, Skip, Skipped, TransferDone,
+    TransferId,
 };
 use localstream_node::label::shown_name;
 use localstream_node::units::{human_bytes, plural, resumed_note, summary, wire_note};
 use localstream_node::{Event, PeerLabel};
-use localstream_proto::{Sas, Status};
 use localstream_proto::names::escape_for_terminal;
+use localstream_proto::{Sas, Status};
 use tokio::sync::mpsc;
 
 use crate::notify::{self, Notify, Report};
@@ -203,15 +204,16 @@ impl Renderer {
             }
             crate::clipboard::Wanted::Tool(c) => {
                 let c = c.clone();
-                self.hooks.push(tokio::task::spawn_blocking(move || {
-                    match c.copy(&text) {
-                        Ok(()) => screen::err_line(&format!("copied to the clipboard ({})", c.name())),
+                self.hooks
+                    .push(tokio::task::spawn_blocking(move || match c.copy(&text) {
+                        Ok(()) => {
+                            screen::err_line(&format!("copied to the clipboard ({})", c.name()))
+                        }
                         Err(e) => screen::err_line(&format!(
                             "warning: could not copy the message to the clipboard with {}: {e}",
                             c.name()
                         )),
-                    }
-                }));
+                    }));
             }
         }
     }
@@ -681,9 +683,7 @@ pub const CODE_CHANGES: &str = "The code is new for each connection; the fingerp
 /// After a transfer from a peer not trusted yet: how to stop being asked.
 #[must_use]
 pub fn trust_hint(name: &str, id: &str) -> String {
-    format!(
-        "if the codes matched: `localstream trust {id}` accepts {name}'s offers without asking"
-    )
+    format!("if the codes matched: `localstream trust {id}` accepts {name}'s offers without asking")
 }
 
 /// The receiver's line for a refused offer (or a peer refused before it
@@ -1019,7 +1019,10 @@ mod tests {
             "refused h1's offer: not enough disk space: the offer needs 2.00 GiB but only \
              1.00 GiB is free"
         );
-        assert_eq!(sender_refusal("h2", Status::Declined, DECLINED), "h2 declined");
+        assert_eq!(
+            sender_refusal("h2", Status::Declined, DECLINED),
+            "h2 declined"
+        );
         assert_eq!(
             sender_refusal("h2", Status::Busy, ""),
             "h2 refused: receiver busy or shutting down"
