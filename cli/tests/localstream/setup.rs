@@ -36,6 +36,13 @@ fn shown_dir(node: &Node, home: &Path) -> String {
         .to_owned()
 }
 
+/// The banner, printed before the `listening on` line, has `line`.
+fn assert_banner(l: &common::Listener, line: &str) {
+    if !l.stdout.iter().any(|s| s == line) {
+        l.fail(&format!("no banner line {line:?}"));
+    }
+}
+
 #[test]
 fn the_default_folder_is_downloads_else_the_data_dir_never_the_current_one() {
     let node = Node::new(Role::Receiver);
@@ -60,7 +67,7 @@ fn the_default_folder_is_downloads_else_the_data_dir_never_the_current_one() {
         "127.0.0.1",
     ]);
     let mut l = common::spawn_listener(cmd, &data);
-    l.wait_stderr(&format!("saving to   {}", data.display()));
+    assert_banner(&l, &format!("  saving to   {}", data.display()));
     assert!(data.is_dir());
     let sender = Node::new(Role::Sender);
     let f = sender.file("out", "a.txt", b"hello");
@@ -85,14 +92,14 @@ fn listen_name_is_for_one_run_and_config_set_name_for_good() {
     let node = Node::new(Role::Receiver);
     let inbox = node.dir("inbox");
     let l = node.listen(&inbox, &["--yes", "--name", "just-now"]);
-    l.wait_stderr("LocalStream node just-now");
+    assert_banner(&l, "LocalStream node just-now");
     drop(l);
     assert_eq!(node.id().name, "receiver");
     let out = common::run(node.cmd().args(["config", "set", "name", "for-good"]));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(node.id().name, "for-good");
     let l = node.listen(&inbox, &["--yes"]);
-    l.wait_stderr("LocalStream node for-good");
+    assert_banner(&l, "LocalStream node for-good");
 }
 
 /// Runs `args` on `node`: it must exit 1 with `message` as its whole stderr.
@@ -115,18 +122,32 @@ fn listen_and_ui_refuse_a_folder_that_takes_no_files() {
     let file = node.file("x", "a-file", b"x");
     let dir = file.join("inbox");
     let d = dir.to_str().unwrap();
-    let expected = format!(
-        "localstream: cannot save received files in {d}: Not a directory {FOLDER_HINT}"
-    );
+    let expected =
+        format!("localstream: cannot save received files in {d}: Not a directory {FOLDER_HINT}");
     let listen = ["listen", "--no-discovery", "--port", "0", "--dir", d];
     fails_with(&node, &listen, &expected);
-    let ui = ["ui", "--no-open", "--no-discovery", "--port", "0", "--dir", d];
+    let ui = [
+        "ui",
+        "--no-open",
+        "--no-discovery",
+        "--port",
+        "0",
+        "--dir",
+        d,
+    ];
     fails_with(&node, &ui, &expected);
     // A folder that exists and takes no files, for root too.
     #[cfg(target_os = "linux")]
     fails_with(
         &node,
-        &["listen", "--no-discovery", "--port", "0", "--dir", "/proc/self"],
+        &[
+            "listen",
+            "--no-discovery",
+            "--port",
+            "0",
+            "--dir",
+            "/proc/self",
+        ],
         &format!(
             "localstream: cannot save received files in /proc/self: No such file or directory \
              {FOLDER_HINT}"
