@@ -56,9 +56,9 @@ impl Exclude {
                      syntax and matches nothing (write \\# for a name that starts with #)"
                 )));
             }
-            builder.add_line(None, p).map_err(|e| {
-                Error::Usage(format!("--exclude {p}: not a usable pattern ({e})"))
-            })?;
+            builder
+                .add_line(None, p)
+                .map_err(|e| Error::Usage(format!("--exclude {p}: not a usable pattern ({e})")))?;
         }
         let matcher = builder
             .build()

@@ -86,11 +86,21 @@ fn a_pipe_inside_a_folder_is_skipped_with_a_line_and_the_rest_arrives_identical(
 
     let out = p.sender.send(l.port, &[&root]);
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
-    assert_eq!(out.status.code(), Some(1), "stdout: {stdout}\nstderr: {stderr}");
-    assert!(stdout.starts_with("sent 4 files, "), "{stdout}");
-    let skip_line = format!("skipped {}: a named pipe, not a file", root.join("2024/pipe").display());
     assert_eq!(
-        stderr.lines().filter(|l| l.starts_with("skipped ")).collect::<Vec<_>>(),
+        out.status.code(),
+        Some(1),
+        "stdout: {stdout}\nstderr: {stderr}"
+    );
+    assert!(stdout.starts_with("sent 4 files, "), "{stdout}");
+    let skip_line = format!(
+        "skipped {}: a named pipe, not a file",
+        root.join("2024/pipe").display()
+    );
+    assert_eq!(
+        stderr
+            .lines()
+            .filter(|l| l.starts_with("skipped "))
+            .collect::<Vec<_>>(),
         [skip_line.as_str()],
         "{stderr}"
     );
@@ -148,8 +158,14 @@ fn json_carries_a_skipped_event_per_path_and_the_error_at_the_end() {
             }),
         ]
     );
-    let done = events.iter().find(|e| e["event"] == "transfer_done").unwrap();
-    assert_eq!((done["ok"].clone(), done["files"].clone()), (true.into(), 4.into()));
+    let done = events
+        .iter()
+        .find(|e| e["event"] == "transfer_done")
+        .unwrap();
+    assert_eq!(
+        (done["ok"].clone(), done["files"].clone()),
+        (true.into(), 4.into())
+    );
     let last = events.last().unwrap();
     assert_eq!(last["event"], "error");
     assert_eq!(last["message"], "sent 4 files; skipped 1 unreadable");
@@ -167,7 +183,11 @@ fn an_unreadable_file_and_folder_inside_are_skipped_when_permissions_apply() {
     album(&root);
     put(&root, "secret.txt", b"secret");
     put(&root, "private/inner.txt", b"inner");
-    std::fs::set_permissions(root.join("secret.txt"), std::fs::Permissions::from_mode(0o000)).unwrap();
+    std::fs::set_permissions(
+        root.join("secret.txt"),
+        std::fs::Permissions::from_mode(0o000),
+    )
+    .unwrap();
     std::fs::set_permissions(root.join("private"), std::fs::Permissions::from_mode(0o000)).unwrap();
     if std::fs::read(root.join("secret.txt")).is_ok() {
         eprintln!("SKIPPED: permissions do not stop this user (root); the pipe tests cover it");
@@ -180,13 +200,19 @@ fn an_unreadable_file_and_folder_inside_are_skipped_when_permissions_apply() {
     std::fs::set_permissions(root.join("private"), std::fs::Permissions::from_mode(0o755)).unwrap();
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert_eq!(
-        stderr.lines().filter(|l| l.starts_with("skipped ")).collect::<Vec<_>>(),
+        stderr
+            .lines()
+            .filter(|l| l.starts_with("skipped "))
+            .collect::<Vec<_>>(),
         [
             format!(
                 "skipped {}: permission denied (a folder: nothing in it is sent)",
                 root.join("private").display()
             ),
-            format!("skipped {}: permission denied", root.join("secret.txt").display()),
+            format!(
+                "skipped {}: permission denied",
+                root.join("secret.txt").display()
+            ),
         ],
         "{stderr}"
     );
@@ -195,8 +221,15 @@ fn an_unreadable_file_and_folder_inside_are_skipped_when_permissions_apply() {
         "localstream: sent 4 files; skipped 2 unreadable (see above)"
     );
     assert_eq!(l.wait_exit(), Some(0), "{}", l.stderr());
-    let got: Vec<String> = tree(&p.inbox.join("album")).into_iter().map(|(r, _)| r).collect();
-    assert!(!got.iter().any(|r| r.starts_with("private") || r == "secret.txt"), "{got:?}");
+    let got: Vec<String> = tree(&p.inbox.join("album"))
+        .into_iter()
+        .map(|(r, _)| r)
+        .collect();
+    assert!(
+        !got.iter()
+            .any(|r| r.starts_with("private") || r == "secret.txt"),
+        "{got:?}"
+    );
     assert_eq!(got.len(), 6, "{got:?}");
 }
 
@@ -229,7 +262,10 @@ fn an_unreadable_path_on_the_command_line_fails_before_connecting() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     assert_eq!(
         last_line(&out.stderr),
-        format!("localstream: {}: not a regular file or folder", pipe.display())
+        format!(
+            "localstream: {}: not a regular file or folder",
+            pipe.display()
+        )
     );
     assert!(text(&out.stdout).is_empty());
 }
@@ -259,7 +295,9 @@ fn excluded_paths_are_not_offered_and_the_rest_arrives_exactly() {
         put(&root, rel, rel.as_bytes());
     }
     // Named on the command line: sent, though it matches `*.o`.
-    let named = p.sender.file("out", "named.o", b"named on the command line");
+    let named = p
+        .sender
+        .file("out", "named.o", b"named on the command line");
     let mut l = p.receiver.listen(&p.inbox, &["--yes", "--once"]);
 
     let out = common::run(p.sender.send_cmd(l.port, &[&root, &named]).args([
@@ -275,13 +313,25 @@ fn excluded_paths_are_not_offered_and_the_rest_arrives_exactly() {
         "docs/*.md",
     ]));
     assert_sent_ok(&out, kept.len() + 1);
-    assert!(!text(&out.stderr).contains("skipped"), "{}", text(&out.stderr));
+    assert!(
+        !text(&out.stderr).contains("skipped"),
+        "{}",
+        text(&out.stderr)
+    );
     assert_eq!(l.wait_exit(), Some(0), "{}", l.stderr());
     let mut expected: Vec<(String, Option<Vec<u8>>)> = kept
         .iter()
         .map(|r| (r.to_string(), Some(r.as_bytes().to_vec())))
         .collect();
-    for folder in ["src", "src/build", "docs", "docs/deep", "crates", "crates/x", "crates/x/src"] {
+    for folder in [
+        "src",
+        "src/build",
+        "docs",
+        "docs/deep",
+        "crates",
+        "crates/x",
+        "crates/x/src",
+    ] {
         expected.push((folder.to_owned(), None));
     }
     expected.sort();
@@ -298,12 +348,23 @@ fn a_pattern_that_cannot_match_is_a_usage_error() {
     let root = p.sender.dir("out").join("proj");
     put(&root, "a.txt", b"a");
     for (pattern, says) in [
-        ("x{a,b", "localstream: --exclude x{a,b: not a usable pattern"),
-        ("#notes", "localstream: --exclude #notes: a pattern starting with # is a comment"),
+        (
+            "x{a,b",
+            "localstream: --exclude x{a,b: not a usable pattern",
+        ),
+        (
+            "#notes",
+            "localstream: --exclude #notes: a pattern starting with # is a comment",
+        ),
         ("", "localstream: --exclude: the pattern is empty"),
     ] {
         let out = common::run(p.sender.send_cmd(1, &[&root]).args(["--exclude", pattern]));
-        assert_eq!(out.status.code(), Some(2), "{pattern:?}: {}", text(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{pattern:?}: {}",
+            text(&out.stderr)
+        );
         let last = last_line(&out.stderr);
         assert!(last.starts_with(says), "{pattern:?}: {last}");
     }

@@ -402,11 +402,7 @@ mod tests {
         std::iter::from_fn(|| rx.try_next())
             .filter_map(|e| match e.event {
                 Event::Skipped(s) => Some((
-                    s.path
-                        .strip_prefix(root)
-                        .unwrap()
-                        .display()
-                        .to_string(),
+                    s.path.strip_prefix(root).unwrap().display().to_string(),
                     s.reason,
                 )),
                 _ => None,
@@ -443,7 +439,7 @@ mod tests {
         put(&root, "c.txt.0123abcd.lspart", b"partial");
         rustix::fs::mknodat(
             rustix::fs::CWD,
-            &root.join("sub/pipe"),
+            root.join("sub/pipe"),
             rustix::fs::FileType::Fifo,
             rustix::fs::Mode::from_raw_mode(0o644),
             0,
@@ -460,8 +456,14 @@ mod tests {
             &events,
         )
         .unwrap();
-        assert_eq!(names(&listed), ["top", "top/a.txt", "top/sub", "top/sub/b.txt"]);
-        assert_eq!(listed.unreadable, 1, "the pipe; the link and the partial by rule");
+        assert_eq!(
+            names(&listed),
+            ["top", "top/a.txt", "top/sub", "top/sub/b.txt"]
+        );
+        assert_eq!(
+            listed.unreadable, 1,
+            "the pipe; the link and the partial by rule"
+        );
         assert_eq!(
             skipped(&mut rx, &root),
             [
@@ -513,7 +515,7 @@ mod tests {
         #[cfg(unix)]
         rustix::fs::mknodat(
             rustix::fs::CWD,
-            &root.join("target/pipe"),
+            root.join("target/pipe"),
             rustix::fs::FileType::Fifo,
             rustix::fs::Mode::from_raw_mode(0o644),
             0,
