@@ -215,6 +215,11 @@ async fn send(
     view: View,
 ) -> Result<Exit, Error> {
     let mut interrupts = Interrupts::new()?;
+    if let localstream_node::config::Discovery::On(interfaces) = &cfg.discovery
+        && matches!(cfg.target, localstream_node::config::Target::Lookup(_))
+    {
+        crate::settings::warn_left_out(interfaces);
+    }
     let node = Node::start(common.node_config())?;
     let mut events = node.events();
     let (first, prompts) = settle(cfg.first_contact, &node);

@@ -157,6 +157,13 @@ impl Wanted {
         }
     }
 
+    /// Whether the store says the text names LocalStream peers met here
+    /// (then that is whom the user means, not a LocalSend device of the name).
+    #[must_use]
+    pub fn names_a_pin(&self) -> bool {
+        !self.pins.is_empty()
+    }
+
     /// What the user typed.
     #[must_use]
     pub fn typed(&self) -> &str {
@@ -344,7 +351,15 @@ pub async fn find(
     others.sort_by(|a, b| {
         (&a.record.name, a.record.node_id).cmp(&(&b.record.name, b.record.node_id))
     });
-    let mut matches = wanted.candidates(&others);
+    // The pinned peers the text names are all away, and one can be tried
+    // where it was last reached: another node of the name is not what the
+    // user means (and would be refused as taking a pinned peer's name).
+    let away = !wanted.pins.is_empty() && pins_seen.is_empty() && clock.fallback;
+    let mut matches = if away {
+        vec![]
+    } else {
+        wanted.candidates(&others)
+    };
     if matches.len() > 1
         && let Some(i) = wanted.prefer(&matches)
     {

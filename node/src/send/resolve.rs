@@ -73,7 +73,7 @@ pub(super) async fn resolve(cx: &Context, cfg: &SendConfig) -> Result<Resolution
     let started = Instant::now();
     let own = uuid::Uuid::from_bytes(cx.identity.node_id());
     #[cfg(feature = "localsend")]
-    let found = if cfg.localsend.on {
+    let found = if cfg.localsend.on && !wanted.names_a_pin() {
         match localsend_pick(cx, cfg, interfaces, &wanted, started).await? {
             Pick::Device(reach) => return Ok(Resolution::LocalSend(reach)),
             Pick::Node(found) => found,
