@@ -52,6 +52,7 @@ fn an_interface_that_is_not_there_is_left_out_with_a_warning() {
     let f = h2.file("by-name.txt", b"found on eth0 alone");
     let sent = h2.run(h2.node().args(["send", "--yes", "h1"]).arg(&f));
     sent.expect_code(0);
+    assert!(sent.stderr.contains(warning), "{}", sent.describe());
     l1.wait_received();
     assert_content(&l1.dir.join("by-name.txt"), b"found on eth0 alone");
 
