@@ -457,13 +457,11 @@ impl Renderer {
                 side: Side::Send,
                 peer: Some(peer),
                 ..
-            } => {
-                if !self.json && !self.quiet {
-                    self.waiting = Some(Waiting::start(format!(
-                        "waiting for {} to accept...",
-                        peer.short()
-                    )));
-                }
+            } if !self.json && !self.quiet => {
+                self.waiting = Some(Waiting::start(format!(
+                    "waiting for {} to accept...",
+                    peer.short()
+                )));
             }
             Event::Offer {
                 offer_id: Some(id),
@@ -823,6 +821,10 @@ pub fn skipped_text(s: &Skipped) -> String {
         Skip::Unreadable => format!(
             "cannot be read ({})",
             crate::hint::without_os_codes(s.error.as_deref().unwrap_or("unknown error"))
+        ),
+        Skip::Name => format!(
+            "its name cannot be sent ({}); rename it to send it",
+            s.error.as_deref().unwrap_or("not a valid name")
         ),
         _ => "not a regular file".to_owned(),
     };

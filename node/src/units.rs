@@ -36,7 +36,7 @@ pub fn human_rate(bytes_per_sec: f64) -> String {
         return "0 B/s".to_owned();
     }
     if bytes_per_sec < 1024.0 {
-        return format!("{:.0} B/s", bytes_per_sec.max(0.0).min(1023.0));
+        return format!("{:.0} B/s", bytes_per_sec.clamp(0.0, 1023.0));
     }
     let mut value = bytes_per_sec / 1024.0;
     let mut unit = 0;
