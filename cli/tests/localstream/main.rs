@@ -13,6 +13,8 @@
 //! - `history`: what `sessions` records on both sides, interruptions, signals
 //! - `disk`: full disks, durability
 //! - `load`: many connections at once
+//! - `collisions`: `listen --on-collision`, modification times
+//! - `messages`: `send --text`, `listen --clipboard`
 //! - `receivers`: `send --to A --to B`, several receivers at once
 //! - `ui`: the web UI over HTTP: its security, and transfers driven through it
 //!
@@ -22,6 +24,7 @@ mod common;
 
 mod attacks;
 mod cli;
+mod collisions;
 mod disk;
 mod faults;
 mod folders;
@@ -29,6 +32,7 @@ mod history;
 mod hostile;
 mod load;
 mod localsend;
+mod messages;
 mod receivers;
 mod setup;
 mod terminal;
