@@ -203,10 +203,7 @@ pub enum ResolveError {
         reason: crate::store::Lookup,
     },
     /// `trust` names no peer met here, but a node on the network answers to it.
-    #[error(
-        "{} is on the network but you have not met it yet",
-        found
-    )]
+    #[error("{} is on the network but you have not met it yet", found)]
     NotMet {
         /// What the user typed.
         query: String,
@@ -377,12 +374,14 @@ pub enum TransferError {
     /// Everything offered arrived verified, but paths inside the folders
     /// sent could not be read and were left out (each was reported with
     /// [`crate::event::Event::Skipped`]).
-    #[error("sent {} {}; skipped {skipped} unreadable", sent, if *sent == 1 { "file" } else { "files" })]
+    #[error("{}", skipped_paths(*sent, *skipped, *names))]
     Unreadable {
         /// Files that arrived (folders not counted).
         sent: usize,
         /// Paths left out because they could not be read.
         skipped: usize,
+        /// Paths left out because their names cannot be sent.
+        names: usize,
     },
     /// Everything was sent, but the receiver's verdict never came.
     #[error(
@@ -474,7 +473,11 @@ impl std::fmt::Display for Stopped {
                         self.reason
                     ),
                     StopCause::Ended => {
-                        write!(f, "{peer} stopped the transfer{during} at {at}: {}", self.reason)
+                        write!(
+                            f,
+                            "{peer} stopped the transfer{during} at {at}: {}",
+                            self.reason
+                        )
                     }
                 }
             }
@@ -556,6 +559,24 @@ fn not_found(
         msg.push_str(&format!(" (did you mean {list}?)"));
     }
     msg
+}
+
+/// `sent 4 files; skipped 1 unreadable and 2 whose names cannot be sent`.
+fn skipped_paths(sent: usize, unreadable: usize, names: usize) -> String {
+    let files = if sent == 1 { "file" } else { "files" };
+    let mut why = Vec::new();
+    if unreadable > 0 {
+        why.push(format!("{unreadable} unreadable"));
+    }
+    if names > 0 {
+        let whose = if names == 1 {
+            "whose name cannot"
+        } else {
+            "whose names cannot"
+        };
+        why.push(format!("{names} {whose} be sent"));
+    }
+    format!("sent {sent} {files}; skipped {}", why.join(" and "))
 }
 
 fn refusal(status: Status, message: &str) -> String {
@@ -790,6 +811,9 @@ mod stopped_tests {
         let mut s = stopped(Side::Receive, StopCause::Lost, Some("a\u{1b}[2J.bin"));
         s.peer = "evil\u{7}".into();
         let text = s.to_string();
-        assert!(!text.contains('\u{1b}') && !text.contains('\u{7}'), "{text}");
+        assert!(
+            !text.contains('\u{1b}') && !text.contains('\u{7}'),
+            "{text}"
+        );
     }
 }

@@ -414,8 +414,9 @@ pub struct TransferDone {
 
 /// Why a path inside a folder given to `send` is left out (`reason` in
 /// the `skipped` event). Links and partial files are left out by rule; the
-/// others could not be read ([`Skip::is_unreadable`]), and make the send end
-/// with [`crate::error::TransferError::Unreadable`].
+/// others could not be read ([`Skip::is_unreadable`]) or have a name that
+/// cannot be sent ([`Skip::Name`]), and make the send end with
+/// [`crate::error::TransferError::Unreadable`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
@@ -439,15 +440,18 @@ pub enum Skip {
     Vanished,
     /// Another error opening the file or listing the folder (in `error`).
     Unreadable,
+    /// Its name cannot go on the wire (in `error`: not UTF-8, a colon, a
+    /// name Windows reserves, a control character...): rename it to send it.
+    Name,
 }
 
 impl Skip {
     /// Whether the path was meant to go and could not be read (a pipe,
     /// socket or device has no content to send), as opposed to being left
-    /// out by rule (a link, a partial file).
+    /// out by rule (a link, a partial file) or for its name.
     #[must_use]
     pub fn is_unreadable(self) -> bool {
-        !matches!(self, Skip::Symlink | Skip::Partial)
+        !matches!(self, Skip::Symlink | Skip::Partial | Skip::Name)
     }
 }
 

@@ -46,8 +46,7 @@ use crate::context::Context;
 use crate::discover;
 use crate::error::{Error, ResolveError, Result, TransferError, TrustError};
 use crate::event::{
-    Event, Events, FailedFile, Notice, Progress, ResumeVerdict, Side, Skip, Then,
-    TransferDone,
+    Event, Events, FailedFile, Notice, Progress, ResumeVerdict, Side, Skip, Then, TransferDone,
 };
 use crate::fsutil::resumable::{hash_prefix_counting, hashing_time};
 use crate::label::PeerLabel;
@@ -180,7 +179,7 @@ pub(crate) async fn run_retrying(
         }
         Listed {
             sources: vec![Source::text(text)],
-            unreadable: 0,
+            ..Listed::default()
         }
     } else {
         sources(&cfg.files, &cfg.stdin_name, &cfg.exclude, &cx.events)?
@@ -296,8 +295,17 @@ async fn run(
     );
     let accepted = std::sync::atomic::AtomicBool::new(false);
     let tally = Arc::new(Tally::default());
-    let exchanged = exchange(link, &sources, &peer, &accepted, cx, cfg.compress, timing, &tally)
-        .instrument(span);
+    let exchanged = exchange(
+        link,
+        &sources,
+        &peer,
+        &accepted,
+        cx,
+        cfg.compress,
+        timing,
+        &tally,
+    )
+    .instrument(span);
     let result = tokio::select! {
         biased;
         () = stop.cancelled() => Err(Error::Interrupted),

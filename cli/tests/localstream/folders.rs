@@ -369,3 +369,42 @@ fn a_pattern_that_cannot_match_is_a_usage_error() {
         assert!(last.starts_with(says), "{pattern:?}: {last}");
     }
 }
+
+/// A name that cannot go on the wire (a colon, which Windows cannot store)
+/// leaves that one path out, not the whole folder.
+#[test]
+fn a_name_that_cannot_be_sent_is_skipped_and_the_rest_arrives() {
+    let p = Pair::new();
+    let root = p.sender.dir("out").join("album");
+    let files = album(&root);
+    put(&root, "10:30 meeting.txt", b"colon");
+    let mut l = p.receiver.listen(&p.inbox, &["--yes", "--once"]);
+
+    let out = p.sender.send(l.port, &[&root]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        stderr
+            .lines()
+            .filter(|l| l.starts_with("skipped "))
+            .collect::<Vec<_>>(),
+        [format!(
+            "skipped {}: its name cannot be sent (path component \"10:30 meeting.txt\" \
+             contains ':'); rename it to send it",
+            root.join("10:30 meeting.txt").display()
+        )],
+        "{stderr}"
+    );
+    assert_eq!(
+        last_line(&out.stderr),
+        "localstream: sent 4 files; skipped 1 whose name cannot be sent (see above)"
+    );
+    assert_eq!(l.wait_exit(), Some(0), "{}", l.stderr());
+    for (rel, content) in &files {
+        assert_eq!(
+            &std::fs::read(p.inbox.join("album").join(rel)).unwrap(),
+            content
+        );
+    }
+    assert!(!p.inbox.join("album/10:30 meeting.txt").exists());
+}

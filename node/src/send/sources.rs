@@ -7,23 +7,26 @@ use crate::event::Skipped;
 use crate::exclude::Exclude;
 
 /// The files to offer, and how many paths inside the folders could not be
-/// read (each reported with [`Event::Skipped`]).
+/// read or have names that cannot be sent (each reported with
+/// [`Event::Skipped`]).
 #[derive(Debug, Default)]
 pub(crate) struct Listed {
     pub(crate) sources: Vec<Source>,
     pub(crate) unreadable: usize,
+    pub(crate) names: usize,
 }
 
 impl Listed {
     /// The send's result once everything offered arrived verified: an
     /// error when paths were left out because they could not be read.
     pub(crate) fn verdict(&self, sent: Sent) -> Result<Sent> {
-        if self.unreadable == 0 {
+        if self.unreadable == 0 && self.names == 0 {
             return Ok(sent);
         }
         Err(Error::Transfer(TransferError::Unreadable {
             sent: self.sources.iter().filter(|s| !s.is_dir()).count(),
             skipped: self.unreadable,
+            names: self.names,
         }))
     }
 
@@ -31,6 +34,8 @@ impl Listed {
     fn skip(&mut self, events: &Events, path: &Path, folder: bool, why: Why) {
         if why.reason.is_unreadable() {
             self.unreadable += 1;
+        } else if why.reason == Skip::Name {
+            self.names += 1;
         }
         events.emit(Event::Skipped(Skipped {
             path: path.to_owned(),
@@ -262,40 +267,39 @@ fn not_content(kind: std::fs::FileType) -> Option<Skip> {
     Some(Skip::NotRegular)
 }
 
-/// A file listed inside a folder, opened to check it: its source, or why it
-/// is left out (gone since the listing, not readable, no longer a file).
-/// A name that cannot go on the wire is an error, as on the command line.
-fn tree_file(path: &Path, name: String) -> Result<std::result::Result<Source, Why>> {
-    let file = match open_to_check(path) {
-        Ok(f) => f,
-        Err(e) => return Ok(Err(Why::from(&e))),
-    };
-    let meta = match file.metadata() {
-        Ok(m) => m,
-        Err(e) => return Ok(Err(Why::from(&e))),
-    };
+/// A file listed inside a folder (under a name checked for the wire),
+/// opened to check it: its source, or why it is left out (gone since the
+/// listing, not readable, no longer a file).
+fn tree_file(path: &Path, name: String) -> std::result::Result<Source, Why> {
+    let file = open_to_check(path).map_err(|e| Why::from(&e))?;
+    let meta = file.metadata().map_err(|e| Why::from(&e))?;
     if let Some(reason) = not_content(meta.file_type()) {
-        return Ok(Err(reason.into()));
+        return Err(reason.into());
     }
     if !meta.is_file() {
         // A folder put in the file's place since the listing.
-        return Ok(Err(Skip::Vanished.into()));
+        return Err(Skip::Vanished.into());
     }
-    check_name(path, &name)?;
-    Ok(Ok(file_source(path, name, &meta)))
+    Ok(file_source(path, name, &meta))
 }
 
-/// `top/sub/file` for the path `relative` to the folder sent as `top`.
-fn tree_name(top: &str, relative: &Path, path: &Path) -> Result<String> {
+/// `top/sub/file` for the path `relative` to the folder sent as `top`, if
+/// it can go on the wire.
+fn tree_name(top: &str, relative: &Path) -> std::result::Result<String, Why> {
+    let unsendable = |error: String| Why {
+        reason: Skip::Name,
+        error: Some(error),
+    };
     let mut name = top.to_owned();
     for c in relative.components() {
         let c = c
             .as_os_str()
             .to_str()
-            .ok_or_else(|| Error::Usage(format!("{}: the name is not valid UTF-8", shown(path))))?;
+            .ok_or_else(|| unsendable("it is not valid UTF-8".into()))?;
         name.push('/');
         name.push_str(c);
     }
+    validate_wire_path(&name).map_err(|e| unsendable(e.to_string()))?;
     Ok(name)
 }
 
@@ -334,9 +338,17 @@ fn add_tree(
             listed.skip(events, path, false, reason.into());
             continue;
         }
-        let name = tree_name(top, relative, path)?;
+        let name = match tree_name(top, relative) {
+            Ok(name) => name,
+            Err(why) => {
+                if kind.is_dir() {
+                    walk.skip_current_dir();
+                }
+                listed.skip(events, path, kind.is_dir(), why);
+                continue;
+            }
+        };
         if kind.is_dir() {
-            check_name(path, &name)?;
             listed.sources.push(Source {
                 path: path.to_owned(),
                 name,
@@ -348,7 +360,7 @@ fn add_tree(
         } else if name.ends_with(crate::fsutil::PARTIAL_SUFFIX) {
             listed.skip(events, path, false, Skip::Partial.into());
         } else {
-            match tree_file(path, name)? {
+            match tree_file(path, name) {
                 Ok(source) => listed.sources.push(source),
                 Err(why) => listed.skip(events, path, false, why),
             }
@@ -425,7 +437,7 @@ mod tests {
         let path = dir.path().join("top/x.txt");
         // Listed (the walk saw it), then removed before it is opened.
         std::fs::remove_file(&path).unwrap();
-        let got = tree_file(&path, "top/x.txt".into()).unwrap();
+        let got = tree_file(&path, "top/x.txt".into());
         assert_eq!(got, Err(Skip::Vanished.into()));
     }
 
@@ -474,6 +486,53 @@ mod tests {
         );
         let err = listed.verdict(sent()).unwrap_err();
         assert_eq!(err.to_string(), "sent 2 files; skipped 1 unreadable");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn names_that_cannot_be_sent_are_skipped_inside_a_folder() {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("top");
+        put(&root, "a.txt", b"a");
+        put(&root, "10:30.log", b"colon");
+        put(&root, "aux.c", b"reserved on Windows");
+        put(&root, "odd:dir/inner.txt", b"inside a folder skipped whole");
+        let latin1 = std::ffi::OsStr::from_bytes(b"caf\xe9.txt");
+        std::fs::write(root.join(latin1), b"not UTF-8").unwrap();
+        let events = Events::default();
+        let mut rx = events.subscribe();
+
+        let listed = sources(
+            std::slice::from_ref(&root),
+            "stdin",
+            &Exclude::default(),
+            &events,
+        )
+        .unwrap();
+        assert_eq!(names(&listed), ["top", "top/a.txt"]);
+        assert_eq!((listed.unreadable, listed.names), (0, 4));
+        let got = skipped(&mut rx, &root);
+        let reasons: Vec<Skip> = got.iter().map(|(_, r)| *r).collect();
+        assert_eq!(reasons, [Skip::Name; 4], "{got:?}");
+        let err = listed.verdict(sent()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "sent 1 file; skipped 4 whose names cannot be sent"
+        );
+    }
+
+    #[test]
+    fn the_final_line_counts_both_kinds() {
+        let listed = Listed {
+            sources: vec![],
+            unreadable: 2,
+            names: 1,
+        };
+        assert_eq!(
+            listed.verdict(sent()).unwrap_err().to_string(),
+            "sent 0 files; skipped 2 unreadable and 1 whose name cannot be sent"
+        );
     }
 
     #[test]
