@@ -362,7 +362,13 @@ impl Tally {
     /// or gone), as [`TransferError::Stopped`] with how far it got; any
     /// other error as it is. `transient`: whether `--retry` may try again.
     #[must_use]
-    pub fn stopped(&self, e: Error, side: crate::event::Side, peer: &str, transient: bool) -> Error {
+    pub fn stopped(
+        &self,
+        e: Error,
+        side: crate::event::Side,
+        peer: &str,
+        transient: bool,
+    ) -> Error {
         use crate::error::{StopCause, Stopped};
         use localstream_proto::Error as ProtoError;
         let cause = match &e {
@@ -372,16 +378,13 @@ impl Tally {
             // The peer stopped or gave up for now (shutting down, timed
             // out); its other reasons (a full disk, a bad record) stand as
             // they are.
-            Error::Protocol(ProtoError::PeerAlert { status, .. })
-                if matches!(
-                    status,
+            Error::Protocol(ProtoError::PeerAlert {
+                status:
                     localstream_proto::Status::Busy
-                        | localstream_proto::Status::Timeout
-                        | localstream_proto::Status::Cancelled
-                ) =>
-            {
-                StopCause::Ended
-            }
+                    | localstream_proto::Status::Timeout
+                    | localstream_proto::Status::Cancelled,
+                ..
+            }) => StopCause::Ended,
             _ => return e,
         };
         let f = self.figures();

@@ -1204,10 +1204,15 @@ fn add_names_a_peer_reachable_only_by_address() {
         )
     );
     // Every store command takes the name it was given.
-    let out = common::run(p.sender.cmd().args(["sessions", "studio"]));
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let sessions = common::run(p.sender.cmd().args(["sessions", "studio"]));
     assert_eq!(
-        text(&out.stdout),
+        sessions.status.code(),
+        Some(0),
+        "{}",
+        text(&sessions.stderr)
+    );
+    assert_eq!(
+        text(&sessions.stdout),
         format!(
             "receiver 'studio' ({}) [{}]  new\n  no sessions recorded yet\n",
             r_id.id, r_id.fingerprint

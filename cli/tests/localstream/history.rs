@@ -16,8 +16,8 @@ use super::common;
 use std::path::{Path, PathBuf};
 
 use common::{
-    Listener, Node, Pair, STEP, assert_content, assert_sent_ok, names_in, poll_until,
-    random_bytes, text,
+    Listener, Node, Pair, STEP, assert_content, assert_sent_ok, names_in, poll_until, random_bytes,
+    text,
 };
 use localstream_node::units::human_bytes;
 use localstream_testkit::proxy::{Close, Mode, Proxy};
@@ -70,7 +70,12 @@ fn partial_in(dir: &Path) -> (PathBuf, u64) {
         .into_iter()
         .filter(|n| n.ends_with(".lspart"))
         .collect();
-    assert_eq!(names.len(), 1, "one partial expected in {:?}", names_in(dir));
+    assert_eq!(
+        names.len(),
+        1,
+        "one partial expected in {:?}",
+        names_in(dir)
+    );
     let path = dir.join(&names[0]);
     let len = std::fs::metadata(&path).unwrap().len();
     (path, len)
@@ -217,7 +222,11 @@ fn a_cut_mid_file_is_recorded_with_its_bytes_and_the_resume_counts_the_same_on_b
         "sender disconnected during cut.bin; {} kept; it resumes when sender sends it again",
         human_bytes(kept)
     );
-    assert!(l.stderr().lines().any(|l| l == line), "{line:?} in\n{}", l.stderr());
+    assert!(
+        l.stderr().lines().any(|l| l == line),
+        "{line:?} in\n{}",
+        l.stderr()
+    );
     assert!(!l.stderr().contains("transfer failed"), "{}", l.stderr());
     assert_eq!(r["outcome"], "failed", "{r:#}");
     assert_eq!(r["files"], 0, "{r:#}");
@@ -230,8 +239,14 @@ fn a_cut_mid_file_is_recorded_with_its_bytes_and_the_resume_counts_the_same_on_b
     let out = p.sender.send(l.port, &[&file]);
     assert_sent_ok(&out, 1);
     let stderr = text(&out.stderr);
-    let checking = format!("checking the {} receiver already holds...", human_bytes(kept));
-    assert!(stderr.lines().any(|l| l == checking), "{checking:?} in\n{stderr}");
+    let checking = format!(
+        "checking the {} receiver already holds...",
+        human_bytes(kept)
+    );
+    assert!(
+        stderr.lines().any(|l| l == checking),
+        "{checking:?} in\n{stderr}"
+    );
     l.wait_received();
     assert_content(&p.inbox.join("cut.bin"), &content);
     let sent = ended_sessions(&p.sender, 2);
@@ -239,13 +254,21 @@ fn a_cut_mid_file_is_recorded_with_its_bytes_and_the_resume_counts_the_same_on_b
     for (side, s) in [("sender", &sent[1]), ("receiver", &received[1])] {
         assert_eq!(s["outcome"], "ok", "{side}: {s:#}");
         assert_eq!(s["files"], 1, "{side}: {s:#}");
-        assert_eq!(s["bytes"].as_u64(), Some(SIZE as u64 - kept), "{side}: {s:#}");
+        assert_eq!(
+            s["bytes"].as_u64(),
+            Some(SIZE as u64 - kept),
+            "{side}: {s:#}"
+        );
         assert_eq!(s["resumed"].as_u64(), Some(kept), "{side}: {s:#}");
     }
     // In text too: the bytes moved, and what was resumed.
     let plain = text(&common::run(p.receiver.cmd().arg("sessions")).stdout);
     assert!(
-        plain.contains(&format!("{} bytes (+{kept} resumed)", SIZE as u64 - kept)),
+        plain.contains(&format!(
+            "{} (+{} resumed)",
+            human_bytes(SIZE as u64 - kept),
+            human_bytes(kept)
+        )),
         "{plain}"
     );
 }
@@ -326,7 +349,11 @@ fn sigterm_on_a_listener_mid_file_keeps_the_partial_and_records_it() {
          it again",
         human_bytes(kept)
     );
-    assert!(l.stderr().lines().any(|l| l == line), "{line:?} in\n{}", l.stderr());
+    assert!(
+        l.stderr().lines().any(|l| l == line),
+        "{line:?} in\n{}",
+        l.stderr()
+    );
     let received = ended_sessions(&p.receiver, 1);
     let r = &received[0];
     assert_eq!(r["outcome"], "interrupted", "{r:#}");
