@@ -75,10 +75,7 @@ fn report(e: &Error) -> Exit {
     eprintln!("localstream: {}", crate::hint::explain(e));
     match e {
         Error::Usage(_) => Exit::Usage,
-        Error::Interrupted => Exit::Interrupted,
-        Error::Transfer(TransferError::Stopped(s)) if s.cause == StopCause::Interrupted => {
-            Exit::Interrupted
-        }
+        e if e.is_interrupted() => Exit::Interrupted,
         _ => Exit::Failure,
     }
 }
@@ -278,7 +275,7 @@ async fn send(
     r
 }
 
-use localstream_node::error::{LocalSendError, StopCause, TransferError};
+use localstream_node::error::LocalSendError;
 
 /// `send --to A --to B ...`: every receiver at once, a line for each one
 /// that did not get everything, and the summary; 0 only if all did.

@@ -87,7 +87,7 @@ pub fn report(receivers: &[Receiver], outcomes: &[Outcome], view: View) -> (bool
     }
     let interrupted = outcomes
         .iter()
-        .any(|o| matches!(o, Err(Error::Interrupted)));
+        .any(|o| o.as_ref().is_err_and(Error::is_interrupted));
     if !view.json {
         crate::outln!("{}", summary(receivers.len(), &failed));
     }
@@ -130,7 +130,7 @@ pub fn reason(e: &Error) -> String {
         Error::Protocol(localstream_proto::Error::PeerAlert { status, .. }) => {
             format!("refused: {}", status.description())
         }
-        Error::Interrupted => "interrupted".into(),
+        e if e.is_interrupted() => "interrupted".into(),
         Error::Connect { .. } => "unreachable".into(),
         Error::Resolve(ResolveError::NotFound { .. }) => "not found".into(),
         Error::Resolve(_) => "not found as one peer".into(),

@@ -602,6 +602,17 @@ impl Error {
         })
     }
 
+    /// Whether this node was told to stop (Ctrl-C, SIGTERM, a cancel): before
+    /// the transfer began, or in the middle of it.
+    #[must_use]
+    pub fn is_interrupted(&self) -> bool {
+        match self {
+            Error::Interrupted => true,
+            Error::Transfer(TransferError::Stopped(s)) => s.cause == StopCause::Interrupted,
+            _ => false,
+        }
+    }
+
     /// The receiver's refusal, if this is one.
     #[must_use]
     pub fn as_refusal(&self) -> Option<(Status, &str)> {

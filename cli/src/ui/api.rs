@@ -159,8 +159,9 @@ fn settings_list(home: &FsPath) -> Result<Value, ApiError> {
     let defaults = |key: &str| -> String {
         match key {
             "name" => "the host name".into(),
-            "dir" => default_download_dir()
-                .map_or_else(|e| e.to_string(), |d| d.display().to_string()),
+            "dir" => {
+                default_download_dir().map_or_else(|e| e.to_string(), |d| d.display().to_string())
+            }
             "port" => DEFAULT_PORT.to_string(),
             "interfaces" => "every usable interface".into(),
             "consent" | "first-contact" => "ask".into(),
@@ -298,7 +299,7 @@ pub(crate) async fn send(State(app): State<Arc<App>>, Json(req): Json<SendReques
     tokio::spawn(async move {
         let result = match transfer.finish().await {
             Ok(_) => Ok(()),
-            Err(Error::Interrupted) => Err((true, String::new())),
+            Err(e) if e.is_interrupted() => Err((true, String::new())),
             Err(e) => Err((false, crate::hint::explain(&e))),
         };
         // Dropped again, the same files resume from what the peer holds
