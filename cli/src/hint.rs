@@ -2,10 +2,8 @@
 //! CLI adds how to go on (the commands to run, the flags to try).
 
 use localstream_node::Error;
+use localstream_node::error::{NotConfirmed, PortHolder, ResolveError, TransferError, TrustError};
 use localstream_node::event::Side;
-use localstream_node::error::{
-    NotConfirmed, PortHolder, ResolveError, TransferError, TrustError,
-};
 use localstream_node::store::Trust;
 use localstream_proto::names::escape_for_terminal;
 
@@ -133,8 +131,10 @@ pub fn hint(e: &Error) -> Option<String> {
                  `localstream service status`; or listen on another port with --port PORT, \
                  --port 0 picks a free one)"
                 .into(),
-            _ => " (stop it, or listen on another port with --port PORT; --port 0 picks a free one)"
-                .into(),
+            _ => {
+                " (stop it, or listen on another port with --port PORT; --port 0 picks a free one)"
+                    .into()
+            }
         }),
         Error::FolderNotWritable { .. } => Some(
             " (choose another folder with --dir DIR, or `localstream config set dir DIR`)".into(),
@@ -249,7 +249,10 @@ mod tests {
             assert!(title.starts_with("@  WARNING: THE KEY OF PEER h1 HAS CHANGED "));
             assert!(title.ends_with("  @"), "{text}");
             for line in text.lines() {
-                assert!(line.chars().count() <= border, "{width}: {line:?} in\n{text}");
+                assert!(
+                    line.chars().count() <= border,
+                    "{width}: {line:?} in\n{text}"
+                );
             }
             // A fingerprint is never cut.
             assert!(text.contains(&"ab".repeat(32)), "{text}");
@@ -329,7 +332,9 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.ends_with("\n  box  ffffffff-ffff-ffff-ffff-ffffffffffff  10.0.0.3  (pinned here)"),
+            text.ends_with(
+                "\n  box  ffffffff-ffff-ffff-ffff-ffffffffffff  10.0.0.3  (pinned here)"
+            ),
             "{text}"
         );
         let e = Error::from(ResolveError::NotMet {

@@ -277,14 +277,18 @@ mod tests {
         ];
         assert_eq!(
             same_names(&peers),
-            ["2 peers are named box: `send box` picks the pinned one (77aa0000); give the start \
-              of an id for another"]
+            [
+                "2 peers are named box: `send box` picks the pinned one (77aa0000); give the start \
+              of an id for another"
+            ]
         );
         peers[0].trust = "trusted";
         assert_eq!(
             same_names(&peers),
-            ["2 peers are named box: `send box` picks the trusted one (3f2a9c1e); give the \
-              start of an id for another"]
+            [
+                "2 peers are named box: `send box` picks the trusted one (3f2a9c1e); give the \
+              start of an id for another"
+            ]
         );
         peers[0].trust = "new";
         assert_eq!(

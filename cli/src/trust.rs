@@ -3,12 +3,12 @@
 
 use std::path::Path;
 
-use localstream_node::identity::{fingerprint_hex, short_fingerprint};
-use localstream_node::store::{PeerEntry, PeerStore, SessionRecord, Trust};
 use localstream_node::config::Discovery;
 use localstream_node::discover;
 use localstream_node::error::ResolveError;
+use localstream_node::identity::{fingerprint_hex, short_fingerprint};
 use localstream_node::store::Lookup;
+use localstream_node::store::{PeerEntry, PeerStore, SessionRecord, Trust};
 use localstream_node::{Error, Node, Result, trust};
 use localstream_proto::names::escape_for_terminal;
 use serde::Serialize;

@@ -515,7 +515,8 @@ pub fn show(home: &Path, s: &Settings) -> String {
                 text.push_str(&format!("\n{name} = [{}]", items.join(", ")));
             }
         }
-        None => text.push_str("\n# [groups]  (none: `config set group.NAME h1,h2` for `send --to @NAME`)"),
+        None => text
+            .push_str("\n# [groups]  (none: `config set group.NAME h1,h2` for `send --to @NAME`)"),
     }
     text
 }
@@ -547,7 +548,10 @@ pub fn values(s: &Settings) -> Vec<(&'static str, Option<String>)> {
             "ui-password",
             s.ui_password.as_ref().map(|_| "(set)".to_owned()),
         ),
-        ("on-collision", s.on_collision.map(|c| c.as_str().to_owned())),
+        (
+            "on-collision",
+            s.on_collision.map(|c| c.as_str().to_owned()),
+        ),
         ("localsend", s.localsend.map(|c| kebab(&c))),
         ("localsend-port", s.localsend_port.map(|p| p.to_string())),
         ("localsend-pin", s.localsend_pin.clone()),
@@ -570,7 +574,10 @@ mod tests {
         let s = load(home.path()).unwrap();
         assert_eq!(group(&s, "office").unwrap(), ["h1", "h2"]);
         assert_eq!(group(&s, "lab-2").unwrap(), ["10.0.0.9:4000"]);
-        assert_eq!((s.port, s.compress), (Some(4000), Some(CompressSetting::Off)));
+        assert_eq!(
+            (s.port, s.compress),
+            (Some(4000), Some(CompressSetting::Off))
+        );
         let shown = show(home.path(), &s);
         assert!(
             shown.ends_with("[groups]\nlab-2 = [\"10.0.0.9:4000\"]\noffice = [\"h1\", \"h2\"]"),
@@ -653,17 +660,35 @@ mod tests {
     #[test]
     fn interfaces_split_on_commas_and_spaces_and_must_be_names() {
         let home = tempfile::tempdir().unwrap();
-        for value in ["eth0 wlan0", "eth0,wlan0", " eth0 ,\twlan0, ", "eth0,,wlan0 eth0"] {
+        for value in [
+            "eth0 wlan0",
+            "eth0,wlan0",
+            " eth0 ,\twlan0, ",
+            "eth0,,wlan0 eth0",
+        ] {
             set(home.path(), "interfaces", value).unwrap();
             let want = vec!["eth0".to_owned(), "wlan0".to_owned()];
-            assert_eq!(load(home.path()).unwrap().interfaces, Some(want), "{value:?}");
+            assert_eq!(
+                load(home.path()).unwrap().interfaces,
+                Some(want),
+                "{value:?}"
+            );
         }
         set(home.path(), "interfaces", "enp3s0 br-lan eth0.100 wg0").unwrap();
-        for bad in ["eth0 a/b", "averyveryverylongname0", "\"eth0\"", "..", "", " , "] {
+        for bad in [
+            "eth0 a/b",
+            "averyveryverylongname0",
+            "\"eth0\"",
+            "..",
+            "",
+            " , ",
+        ] {
             let e = set(home.path(), "interfaces", bad).unwrap_err().to_string();
             assert!(e.starts_with("interfaces: "), "{bad:?}: {e}");
         }
-        let e = set(home.path(), "interfaces", "eth0 a/b").unwrap_err().to_string();
+        let e = set(home.path(), "interfaces", "eth0 a/b")
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             e,
             "interfaces: \"a/b\" is not a network interface name (1 to 15 letters, digits or \

@@ -66,19 +66,20 @@ fn an_alias_resolves_through_discovery_by_node_id() {
     out.expect_code(0);
     // Found by discovery (not from the store), and it is h2.
     assert!(
-        out.stderr.contains(&format!("found h2 ({}) in ", &l2.id[..8])),
+        out.stderr
+            .contains(&format!("found h2 ({}) in ", &l2.id[..8])),
         "{}",
         out.describe()
     );
-    assert!(
-        !out.stderr.contains("did not answer"),
-        "{}",
-        out.describe()
-    );
+    assert!(!out.stderr.contains("did not answer"), "{}", out.describe());
     let (_, saved) = l2.wait_received();
     assert_eq!(saved, [l2.dir.join("mix.wav")]);
     assert_content(&saved[0], &data);
-    assert!(names_in(&l3.dir).is_empty(), "h3 got {:?}", names_in(&l3.dir));
+    assert!(
+        names_in(&l3.dir).is_empty(),
+        "h3 got {:?}",
+        names_in(&l3.dir)
+    );
 
     let sessions = h1.localstream(&["sessions", "studio"]);
     sessions.expect_code(0);
@@ -124,7 +125,11 @@ fn an_alias_resolves_through_discovery_by_node_id() {
         "{}",
         out.describe()
     );
-    assert!(names_in(&l3.dir).is_empty(), "h3 got {:?}", names_in(&l3.dir));
+    assert!(
+        names_in(&l3.dir).is_empty(),
+        "h3 got {:?}",
+        names_in(&l3.dir)
+    );
 }
 
 /// `send NAME` for a name no node has: it stops once every node has
@@ -205,7 +210,11 @@ fn of_two_nodes_with_one_name_the_pinned_one_is_marked_and_preferred() {
     let (_, saved) = l1.wait_received();
     assert_eq!(saved, [l1.dir.join("for-box.bin")]);
     assert_content(&saved[0], &data);
-    assert!(names_in(&l3.dir).is_empty(), "h3 got {:?}", names_in(&l3.dir));
+    assert!(
+        names_in(&l3.dir).is_empty(),
+        "h3 got {:?}",
+        names_in(&l3.dir)
+    );
 
     h2.localstream(&["block", &id1[..8]]).expect_code(0);
     let other = h2.file("other.bin", b"not for a blocked box");
@@ -213,7 +222,9 @@ fn of_two_nodes_with_one_name_the_pinned_one_is_marked_and_preferred() {
     out.expect_code(1);
     let lines: Vec<&str> = out.stderr.lines().collect();
     assert!(
-        lines.contains(&"localstream: 'box' matches 2 peers; say which one with the start of its id:"),
+        lines.contains(
+            &"localstream: 'box' matches 2 peers; say which one with the start of its id:"
+        ),
         "{}",
         out.describe()
     );
@@ -257,7 +268,8 @@ fn trust_of_a_node_seen_but_never_met_says_how_to_meet_it() {
     let out = h1.localstream(&["trust", "nosuch"]);
     out.expect_code(1);
     assert!(
-        out.stderr.starts_with("localstream: 'nosuch': no known peer matches"),
+        out.stderr
+            .starts_with("localstream: 'nosuch': no known peer matches"),
         "{}",
         out.describe()
     );

@@ -42,7 +42,10 @@ fn two_receivers_at_once_each_get_the_exact_bytes() {
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 3, "{stdout}");
     assert_eq!(
-        lines.iter().filter(|l| l.starts_with("sent 2 files, ")).count(),
+        lines
+            .iter()
+            .filter(|l| l.starts_with("sent 2 files, "))
+            .count(),
         2,
         "{stdout}"
     );
@@ -73,7 +76,11 @@ fn one_receiver_refusing_fails_the_send_and_the_summary_says_who() {
 
     let out = send_to(&sender, &[l1.port, l2.port], &[&a]);
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
-    assert_eq!(out.status.code(), Some(1), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
     let second = format!("127.0.0.1:{}", l2.port);
     assert_eq!(
         stdout.lines().last(),
@@ -87,13 +94,17 @@ fn one_receiver_refusing_fails_the_send_and_the_summary_says_who() {
         "{stdout}\nstderr:\n{stderr}"
     );
     assert!(
-        stdout.lines().any(|l| l.starts_with("sent 1 file, ") && l.contains(" to receiver [")),
+        stdout
+            .lines()
+            .any(|l| l.starts_with("sent 1 file, ") && l.contains(" to receiver [")),
         "{stdout}"
     );
     // The receiver that refused has its own line on stderr.
     assert!(
-        stderr.lines().any(|l| l.starts_with(&format!("localstream: {second}: "))
-            && l.contains("the receiver accepts only peers it trusts (--trusted-only)")),
+        stderr
+            .lines()
+            .any(|l| l.starts_with(&format!("localstream: {second}: "))
+                && l.contains("the receiver accepts only peers it trusts (--trusted-only)")),
         "{stderr}"
     );
     assert_eq!(l1.wait_exit(), Some(0), "{}", l1.stderr());
@@ -105,14 +116,19 @@ fn one_receiver_refusing_fails_the_send_and_the_summary_says_who() {
 fn receivers_are_named_once_and_a_group_comes_from_the_settings() {
     let sender = Node::new(Role::Sender);
     let f = sender.file("out", "a.txt", b"a");
-    let out = common::run(sender.cmd().args([
-        "send",
-        "--no-discovery",
-        "--to",
-        "127.0.0.1:9",
-        "--to",
-        "127.0.0.1:9",
-    ]).arg(&f));
+    let out = common::run(
+        sender
+            .cmd()
+            .args([
+                "send",
+                "--no-discovery",
+                "--to",
+                "127.0.0.1:9",
+                "--to",
+                "127.0.0.1:9",
+            ])
+            .arg(&f),
+    );
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     assert_eq!(
         text(&out.stderr).trim_end(),
@@ -137,7 +153,11 @@ fn receivers_are_named_once_and_a_group_comes_from_the_settings() {
     let mut l1 = r1.listen(&in1, &["--yes", "--once"]);
     let mut l2 = r2.listen(&in2, &["--yes", "--once"]);
     let members = format!("127.0.0.1:{},127.0.0.1:{}", l1.port, l2.port);
-    let set = common::run(sender.cmd().args(["config", "set", "group.office", &members]));
+    let set = common::run(
+        sender
+            .cmd()
+            .args(["config", "set", "group.office", &members]),
+    );
     assert_eq!(set.status.code(), Some(0), "{}", text(&set.stderr));
     let out = common::run(
         sender
