@@ -236,9 +236,9 @@ fn a_cut_mid_file_is_recorded_with_its_bytes_and_the_resume_counts_the_same_on_b
 
     // Again, directly: the check of what is held is announced, only the
     // rest moves, and both sides count it the same way.
-    let out = p.sender.send(l.port, &[&file]);
-    assert_sent_ok(&out, 1);
+    let out = common::run(p.sender.send_cmd(l.port, &[&file]).arg("--json"));
     let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
     let checking = format!(
         "checking the {} receiver already holds...",
         human_bytes(kept)
@@ -247,6 +247,24 @@ fn a_cut_mid_file_is_recorded_with_its_bytes_and_the_resume_counts_the_same_on_b
         stderr.lines().any(|l| l == checking),
         "{checking:?} in\n{stderr}"
     );
+    // For scripts: `checking` events from 0 to what is held, before `accepted`.
+    let events: Vec<Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let checks: Vec<(u64, u64)> = events
+        .iter()
+        .filter(|e| e["event"] == "checking")
+        .map(|e| {
+            assert_eq!(e["peer"]["name"], "receiver", "{e}");
+            (e["bytes"].as_u64().unwrap(), e["done"].as_u64().unwrap())
+        })
+        .collect();
+    assert_eq!(checks.first(), Some(&(kept, 0)), "{checks:?}");
+    assert_eq!(checks.last(), Some(&(kept, kept)), "{checks:?}");
+    let last_check = events.iter().rposition(|e| e["event"] == "checking");
+    let accepted = events.iter().position(|e| e["event"] == "accepted");
+    assert!(last_check < accepted, "{events:#?}");
     l.wait_received();
     assert_content(&p.inbox.join("cut.bin"), &content);
     let sent = ended_sessions(&p.sender, 2);
