@@ -296,16 +296,19 @@ fn report_end(
         return None;
     };
     if let Err(e) = &result {
-        shared.events.for_transfer(sender.transfer).emit(Event::Error {
-            side: Some(Side::Receive),
-            peer: Some(sender.peer.clone()),
-            session: Some(sender.session.clone()),
-            message: e.to_string(),
-            stopped: match e {
-                Error::Transfer(TransferError::Stopped(s)) => Some(s.clone()),
-                _ => None,
-            },
-        });
+        shared
+            .events
+            .for_transfer(sender.transfer)
+            .emit(Event::Error {
+                side: Some(Side::Receive),
+                peer: Some(sender.peer.clone()),
+                session: Some(sender.session.clone()),
+                message: e.to_string(),
+                stopped: match e {
+                    Error::Transfer(TransferError::Stopped(s)) => Some(s.clone()),
+                    _ => None,
+                },
+            });
     }
     Some((result, sender))
 }
