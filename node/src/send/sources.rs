@@ -18,7 +18,8 @@ pub(crate) struct Listed {
 
 impl Listed {
     /// The send's result once everything offered arrived verified: an
-    /// error when paths were left out because they could not be read.
+    /// error when paths were left out because they could not be read or
+    /// their names cannot be sent.
     pub(crate) fn verdict(&self, sent: Sent) -> Result<Sent> {
         if self.unreadable == 0 && self.names == 0 {
             return Ok(sent);
