@@ -3,6 +3,8 @@
 //! a taken port, the interfaces setting, `peers`' flags, IPv6 scopes,
 //! `service status` and how `sessions` reads.
 
+#![allow(clippy::unwrap_used)]
+
 use std::io::{Read, Write};
 use std::path::Path;
 use std::process::Command;
