@@ -430,7 +430,8 @@ pub enum StopCause {
 pub struct Stopped {
     /// Which side this node was.
     pub side: crate::event::Side,
-    /// The other node's name (as it claims it).
+    /// The other node's name (as it claims it; escaped when serialized).
+    #[serde(serialize_with = "crate::label::escaped")]
     pub peer: String,
     /// Why.
     pub cause: StopCause,

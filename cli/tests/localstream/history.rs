@@ -415,3 +415,42 @@ fn sigterm_stops_listen_with_the_same_status_and_lines_as_ctrl_c() {
     assert_eq!(ends[0].0, Some(130), "{:?}", ends[0]);
     assert_eq!(ends[0], ends[1], "after SIGINT, then after SIGTERM");
 }
+
+/// `listen --json`: a transfer cut mid-file ends with an `error` event that
+/// carries how far it got (`stopped`), the same figures the history has.
+#[test]
+fn listen_json_reports_a_cut_transfer_with_its_figures() {
+    let p = Pair::new();
+    let content = random_bytes(94, SIZE);
+    let file = p.sender.file("out", "json.bin", &content);
+    let mut l = p.receiver.listen(&p.inbox, &["--yes", "--json"]);
+    let proxy = Proxy::start(
+        l.port,
+        Mode::Cut {
+            after: AT,
+            close: Close::Fin,
+        },
+    );
+    let out = common::run(&mut p.sender.send_cmd(proxy.port, &[&file]));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let line = l.wait_line(|l| l.starts_with(r#"{"event":"error""#));
+    let event: Value = serde_json::from_str(&line).unwrap();
+    let (_, kept) = partial_in(&p.inbox);
+    let message = format!(
+        "sender disconnected during json.bin; {} kept; it resumes when sender sends it again",
+        human_bytes(kept)
+    );
+    assert_eq!(event["message"], message.as_str(), "{event:#}");
+    let stopped = &event["stopped"];
+    assert_eq!(stopped["side"], "receive", "{event:#}");
+    assert_eq!(stopped["peer"], "sender", "{event:#}");
+    assert_eq!(stopped["cause"], "lost", "{event:#}");
+    assert_eq!(stopped["file"], "json.bin", "{event:#}");
+    assert_eq!(stopped["kept"].as_u64(), Some(kept), "{event:#}");
+    assert_eq!(stopped["bytes"].as_u64(), Some(kept), "{event:#}");
+    assert_eq!(stopped["resumed"], 0, "{event:#}");
+    assert_eq!(stopped["total"].as_u64(), Some(SIZE as u64), "{event:#}");
+    assert_eq!(stopped["files"], 0, "{event:#}");
+    let received = ended_sessions(&p.receiver, 1);
+    assert_eq!(received[0]["bytes"].as_u64(), Some(kept));
+}
