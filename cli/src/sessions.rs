@@ -102,13 +102,19 @@ mod tests {
     #[test]
     fn times_are_local() {
         let berlin = TimeZone::posix("CET-1CEST,M3.5.0,M10.5.0/3").unwrap();
-        assert_eq!(local_time(1_795_489_094_000, &berlin), "2026-11-24 03:58:14");
+        assert_eq!(
+            local_time(1_795_489_094_000, &berlin),
+            "2026-11-24 03:58:14"
+        );
         assert_eq!(
             local_time(1_795_489_094_000, &TimeZone::UTC),
             "2026-11-24 02:58:14"
         );
         // Summer time: two hours ahead.
-        assert_eq!(local_time(1_783_000_000_000, &berlin), "2026-07-02 15:46:40");
+        assert_eq!(
+            local_time(1_783_000_000_000, &berlin),
+            "2026-07-02 15:46:40"
+        );
         let ny = TimeZone::posix("EST5EDT,M3.2.0,M11.1.0").unwrap();
         assert_eq!(local_time(0, &ny), "1969-12-31 19:00:00");
     }

@@ -110,7 +110,9 @@ mod tests {
         let named = |v: &[&str]| Interfaces::Named(v.iter().map(|s| (*s).to_owned()).collect());
         assert_eq!(
             left_out_warning(&named(&["eth0", "wlan0", "wlan1"]), &all).as_deref(),
-            Some("warning: network interfaces wlan0, wlan1 are not up here now: looking on eth0 only")
+            Some(
+                "warning: network interfaces wlan0, wlan1 are not up here now: looking on eth0 only"
+            )
         );
         assert_eq!(
             left_out_warning(&named(&["wlan0", "eth0"]), &all).as_deref(),

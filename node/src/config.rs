@@ -356,7 +356,9 @@ mod tests {
         );
         let e = parse_target("fe80::1%nosuchif0").unwrap_err().to_string();
         assert!(
-            e.starts_with("no network interface named 'nosuchif0' for the address's scope (interfaces: "),
+            e.starts_with(
+                "no network interface named 'nosuchif0' for the address's scope (interfaces: "
+            ),
             "{e}"
         );
         let e = parse_target("[fe80::1%2]:http").unwrap_err().to_string();
@@ -372,7 +374,10 @@ mod tests {
     #[allow(clippy::unwrap_used)]
     fn download_folder_is_never_the_current_directory() {
         let tmp = tempfile::tempdir().unwrap();
-        let (home, data) = (tmp.path().join("u"), tmp.path().join("u/.local/share/localstream"));
+        let (home, data) = (
+            tmp.path().join("u"),
+            tmp.path().join("u/.local/share/localstream"),
+        );
         std::fs::create_dir_all(&home).unwrap();
         // No Downloads folder (a server, a container): the data directory.
         assert_eq!(

@@ -350,9 +350,7 @@ fn create(home: &Path, bits: usize, name_override: Option<&str>) -> Result<Ident
     write_node_file(home, &node)?;
     Ok(Identity {
         node_id: node.node_id,
-        name: name_override
-            .and_then(sanitize_name)
-            .unwrap_or(node.name),
+        name: name_override.and_then(sanitize_name).unwrap_or(node.name),
         mac: None,
         key,
     })
