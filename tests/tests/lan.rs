@@ -256,7 +256,8 @@ fn come_and_go(signal: &str) {
             .is_ok_and(|v| v["event"] == kind && v["peer"]["id"] == id)
     };
     let up = watch.wait_line(|l| event(l, "up", &id1));
-    let up: Value = serde_json::from_str(&up).unwrap();
+    let up: Value =
+        serde_json::from_str(&up).unwrap_or_else(|e| panic!("`up` is not JSON ({e}): {up}"));
     assert_eq!(up["peer"]["name"], "h1", "{up}");
     assert_eq!(
         up["peer"]["port"].as_u64(),
