@@ -479,8 +479,9 @@ fn connection_cut_mid_file_fails_the_sender_and_once_listener() {
     let last = stderr.lines().last().unwrap_or_default();
     assert!(last.starts_with("localstream: "), "{stderr}");
     assert!(
-        last.contains("connection to receiver lost during cut.bin at ")
-            || last.contains("connection closed"),
+        // (The relay drains what it does not forward: the sender may have
+        // handed over every byte by the cut, and then names no file.)
+        last.contains("connection to receiver lost ") || last.contains("connection closed"),
         "the user should learn the connection broke: {stderr}"
     );
     let mut stdout = String::new();
