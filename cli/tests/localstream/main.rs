@@ -15,6 +15,7 @@
 //! - `load`: many connections at once
 //! - `collisions`: `listen --on-collision`, modification times
 //! - `messages`: `send --text`, `listen --clipboard`
+//! - `prompts`: the receiver's questions on a real (pseudo-)terminal
 //! - `receivers`: `send --to A --to B`, several receivers at once
 //! - `ui`: the web UI over HTTP: its security, and transfers driven through it
 //!
@@ -33,6 +34,8 @@ mod hostile;
 mod load;
 mod localsend;
 mod messages;
+#[cfg(unix)]
+mod prompts;
 mod receivers;
 mod setup;
 mod terminal;
