@@ -25,12 +25,39 @@ pub fn explain(e: &Error) -> String {
             }
         ),
         Error::Trust(t) => trust_text(t, crate::screen::width()),
+        Error::Protocol(localstream_proto::Error::PeerAlert {
+            status,
+            message,
+            verified,
+        }) => {
+            tracing::info!(status = status.code(), "the peer's alert");
+            alert_text(*status, message, *verified)
+        }
         e => without_os_codes(&e.to_string()),
     };
     if let Some(h) = hint(e) {
         text.push_str(&h);
     }
     text
+}
+
+/// The peer's alert in words (its status code is for `-v` and `--json`):
+/// what it said, and whether that is known to come from it (a plaintext
+/// alert, before the handshake's end, is not authenticated).
+fn alert_text(status: localstream_proto::Status, message: &str, verified: bool) -> String {
+    let said = if message.is_empty() {
+        status.description().to_owned()
+    } else {
+        escape_for_terminal(message)
+    };
+    if verified {
+        format!("peer aborted: {said}")
+    } else {
+        format!(
+            "the peer (or someone on the path: a plaintext alert is not authenticated) said: \
+             {said}"
+        )
+    }
 }
 
 /// A trust error's text; a changed key is a banner whose lines all fit its
@@ -230,6 +257,27 @@ fn resolve_hint(e: &ResolveError) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_alert_is_said_in_words_without_its_code() {
+        use localstream_proto::Status;
+        let alert = |message: &str, verified| {
+            explain(&Error::Protocol(localstream_proto::Error::PeerAlert {
+                status: Status::NotTrusted,
+                message: message.into(),
+                verified,
+            }))
+        };
+        assert_eq!(
+            alert("trusted peers only\x1b", false),
+            "the peer (or someone on the path: a plaintext alert is not authenticated) said: \
+             trusted peers only\\x1b"
+        );
+        assert_eq!(
+            alert("", true),
+            "peer aborted: peer not trusted, or its key differs from the pinned one"
+        );
+    }
 
     #[test]
     fn every_line_of_the_key_change_banner_fits_its_border() {

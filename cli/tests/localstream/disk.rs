@@ -281,12 +281,11 @@ fn a_disk_that_fills_during_the_transfer_fails_cleanly_and_recovers() {
     let err = text(&out.stderr);
     assert_eq!(status.and_then(|s| s.code()), Some(1), "{err}");
     assert!(
-        err.contains(
-            "localstream: peer aborted: the receiver cannot write: no storage space (507 not \
-             enough disk space on the receiver)"
-        ),
+        err.contains("localstream: peer aborted: the receiver cannot write: no storage space\n"),
         "{err}"
     );
+    // Words only: the status code is for -v and --json.
+    assert!(!err.contains("(507 "), "{err}");
     listener.wait_stderr("transfer failed: ");
     let said = listener.stderr();
     assert!(said.contains("No space left on device"), "{said}");
@@ -334,10 +333,11 @@ fn a_read_only_destination_fails_each_send_clearly_and_keeps_listening() {
         assert!(
             err.contains(
                 "localstream: peer aborted: the receiver cannot write: read-only filesystem or \
-                 storage medium (508 receiver could not write the file)"
+                 storage medium\n"
             ),
             "{err}"
         );
+        assert!(!err.contains("(508 "), "{err}");
         if !poll_until(STEP, || {
             listener.stderr().matches("transfer failed: ").count() >= attempt
         }) {
@@ -389,7 +389,11 @@ fn a_stream_larger_than_the_disk_fails_and_leaves_nothing_behind() {
     let out = sender.wait_with_output().unwrap();
     let err = text(&out.stderr);
     assert_eq!(status.and_then(|s| s.code()), Some(1), "{err}");
-    assert!(err.contains("(507 "), "{err}");
+    assert!(
+        err.contains("localstream: peer aborted: the receiver cannot write: no storage space\n"),
+        "{err}"
+    );
+    assert!(!err.contains("(507 "), "{err}");
     listener.wait_stderr("transfer failed: ");
     assert!(
         poll_until(STEP, || names_in(&dest).is_empty()),

@@ -152,3 +152,34 @@ fn quiet_send_and_listen_print_only_their_result_lines() {
     assert_eq!(l.wait_exit(), Some(0));
     assert_eq!(l.stderr(), "", "no code, no hint");
 }
+
+#[test]
+fn a_sender_refused_by_trusted_only_reads_words_and_the_code_only_with_v() {
+    let p = Pair::new();
+    let f = p.sender.file("out", "hello.txt", b"hello");
+    let l = p.receiver.listen(&p.inbox, &["--trusted-only"]);
+    let id = p.sender.id().id;
+
+    let out = p.sender.send(l.port, &[&f]);
+    assert_eq!(
+        text(&out.stderr).lines().last().unwrap_or_default(),
+        format!(
+            "localstream: the peer (or someone on the path: a plaintext alert is not \
+             authenticated) said: the receiver accepts only peers it trusts (--trusted-only); \
+             its user can trust this node with `localstream trust {}` after comparing \
+             verification codes",
+            &id[..8]
+        )
+    );
+    assert_eq!(out.status.code(), Some(1));
+
+    // The status code is for -v.
+    let out = common::run(p.sender.send_cmd(l.port, &[&f]).arg("-v"));
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("status=409"), "{stderr}");
+    assert!(
+        !stderr.lines().last().unwrap_or_default().contains("(409 "),
+        "{stderr}"
+    );
+}
