@@ -44,6 +44,8 @@ pub async fn send_all(
             tokio::select! {
                 done = running.join_next() => match done {
                     Some(Ok((i, r))) => outcomes[i] = Some(r),
+                    // Stopped at once by a second Ctrl-C: counted as interrupted.
+                    Some(Err(e)) if e.is_cancelled() => {}
                     Some(Err(e)) => tracing::warn!(error = %e, "a send task failed"),
                     None => break,
                 },
