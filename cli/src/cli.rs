@@ -99,11 +99,11 @@ pub enum ConfigCommand {
     Path,
     /// Print the settings: each key with its value, from the file or the default
     Show,
-    /// Set one key (name, dir, port, interfaces, consent, compress) in the file
+    /// Set one key (name, dir, port, interfaces, consent, compress, group.NAME for `send --to @NAME`, ...) in the file
     Set {
         /// The setting
         key: String,
-        /// Its value (interfaces: comma-separated)
+        /// Its value (interfaces, group.NAME: comma-separated)
         value: String,
     },
 }

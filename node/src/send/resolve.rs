@@ -12,7 +12,8 @@
 //! names a pinned node id, and so does a name the store knows. Discovery
 //! then stops as soon as that id answers with its pinned key (no settle
 //! window: only first contact needs one), and its announced address is
-//! used; when it does not answer, the address the store last reached it at.
+//! used; when it does not answer, the address the store last reached it at
+//! (never another node of the name, never a LocalSend device of the name).
 
 use std::net::SocketAddr;
 #[cfg(feature = "localsend")]
