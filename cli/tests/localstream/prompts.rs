@@ -278,6 +278,12 @@ impl Drop for Sending {
     }
 }
 
+/// `send - --name NAME` from `node`: a stream its standard input feeds.
+fn stream(node: &Node, port: u16, name: &str) -> Sending {
+    let args = [Path::new("-"), Path::new("--name"), Path::new(name)];
+    Sending::start(node, port, &args, Stdio::piped())
+}
+
 /// A file whose modification time is fixed (it shows in the question).
 fn file(node: &Node, name: &str, content: &[u8]) -> PathBuf {
     let p = node.file("out", name, content);
@@ -459,32 +465,20 @@ fn two_offers_at_once_are_asked_one_after_the_other_with_nothing_printed_into_a_
     let (h3, h3_id) = peer(Role::Other, "h3");
     let (mut term, port) = listen_on_terminal(&receiver, &inbox);
 
-    // h1 offers a file; h3 a stream from its standard input, so that its
-    // transfer runs for as long as the test feeds it.
-    let h1_content = common::random_bytes(1, 1024 * 1024);
-    let a = file(&h1, "from-h1.bin", &h1_content);
-    let mut first = Sending::start(&h1, port, &[&a], Stdio::null());
+    // Both send a stream from their standard input, so that each transfer
+    // runs for exactly as long as the test feeds it.
+    let mut first = stream(&h1, port, "from-h1.bin");
+    let mut h1_feed = first.child.stdin.take().unwrap();
     let first_line = format!(
-        "h1 [{}] (id {}) wants to send 1 file (1.00 MiB):",
+        "h1 [{}] (id {}) wants to send 1 file (0 B):",
         h1_id.fingerprint, h1_id.id
     );
     let rows = term.wait_question(&first_line);
-    let mut shown = question(
-        &h1_id,
-        "1.00 MiB",
-        "from-h1.bin  (1.00 MiB, modified 2025-11-24 16:00)",
-        &first.code(),
-    );
+    let mut shown = question(&h1_id, "0 B", "from-h1.bin  (0 B)", &first.code());
     assert_eq!(from_row(&rows, &first_line), shown);
 
-    let stdin = Path::new("-");
-    let mut second = Sending::start(
-        &h3,
-        port,
-        &[stdin, Path::new("--name"), Path::new("big.bin")],
-        Stdio::piped(),
-    );
-    let mut feed = second.child.stdin.take().unwrap();
+    let mut second = stream(&h3, port, "big.bin");
+    let mut h3_feed = second.child.stdin.take().unwrap();
     // Both offers wait now, and only h1's question is on the screen, with
     // nothing written after it.
     assert!(
@@ -496,14 +490,17 @@ fn two_offers_at_once_are_asked_one_after_the_other_with_nothing_printed_into_a_
     assert!(raw.ends_with(format!("{ASK} ").as_bytes()), "{raw:?}");
     assert!(!text(&raw).contains("h3 ["), "{:?}", text(&raw));
 
-    // Accepting h1 brings up h3's question; h1's transfer runs and ends
-    // under it without a bar or a line drawn into it.
+    // Accepting h1 brings up h3's question; h1's transfer then runs and
+    // ends under it without a bar or a line drawn into it.
     term.type_line("a");
     let second_line = format!(
         "h3 [{}] (id {}) wants to send 1 file (0 B):",
         h3_id.fingerprint, h3_id.id
     );
     term.wait_question(&second_line);
+    let h1_content = common::random_bytes(1, 1024 * 1024);
+    h1_feed.write_all(&h1_content).unwrap();
+    drop(h1_feed);
     first.sent_one();
     assert!(
         common::poll_until(STEP, || transfer_from(&ui_state(&receiver.home), "h1")
@@ -511,11 +508,11 @@ fn two_offers_at_once_are_asked_one_after_the_other_with_nothing_printed_into_a_
         "{}",
         ui_state(&receiver.home)
     );
+    assert_eq!(common::names_in(&inbox), ["from-h1.bin"]);
     let rows = term.wait_question(&second_line);
     shown.last_mut().unwrap().push_str(" a");
     shown.extend(question(&h3_id, "0 B", "big.bin  (0 B)", &second.code()));
     assert_eq!(from_row(&rows, &first_line), shown);
-    assert_eq!(common::names_in(&inbox), ["from-h1.bin"]);
 
     // The answer to h3; then what waited: h1's result.
     term.type_line("a");
@@ -541,11 +538,11 @@ fn two_offers_at_once_are_asked_one_after_the_other_with_nothing_printed_into_a_
         }
         let more = common::random_bytes(100 + chunk, 64 * 1024);
         chunk += 1;
-        feed.write_all(&more).unwrap();
+        h3_feed.write_all(&more).unwrap();
         h3_content.extend_from_slice(&more);
         false
     });
-    drop(feed);
+    drop(h3_feed);
     second.sent_one();
     let rows = term.wait("h3's result", |rows, _| {
         rows.iter()
