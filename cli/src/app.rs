@@ -223,7 +223,8 @@ async fn send(
     cfg.first_contact = first;
     let mut renderer = Renderer::new(view.json, common.progress)
         .quiet(view.quiet)
-        .prompts(prompts);
+        .prompts(prompts)
+        .sending_text(cfg.localsend.text.is_some());
     let mut r;
     let mut asked = 0;
     loop {
@@ -291,7 +292,8 @@ async fn send_many(
     cfg.first_contact = first;
     let mut renderer = Renderer::new(view.json, common.progress)
         .quiet(view.quiet)
-        .prompts(prompts);
+        .prompts(prompts)
+        .sending_text(cfg.localsend.text.is_some());
     let outcomes =
         crate::receivers::send_all(&node, &cfg, receivers, &mut renderer, &mut interrupts).await;
     renderer.finish().await;

@@ -13,7 +13,7 @@ use localstream_node::event::{
     EntryInfo, Envelope, Notice, Resolved, ResumeVerdict, Side, Skip, Skipped, TransferDone,
     TransferId,
 };
-use localstream_node::label::shown_name;
+use localstream_node::label::{short_id, shown_name};
 use localstream_node::units::{human_bytes, plural, resumed_note, summary, wire_note};
 use localstream_node::{Event, PeerLabel};
 use localstream_proto::names::escape_for_terminal;
@@ -122,6 +122,11 @@ pub struct Renderer {
     hooks: Vec<tokio::task::JoinHandle<()>>,
     /// `listen --clipboard`.
     clipboard: crate::clipboard::Wanted,
+    /// `send --text`: the result is a text message, not files.
+    sending_text: bool,
+    /// Incoming transfers that were a text message, shown already (its
+    /// `message` line is the result: no `received 1 file` after it).
+    messages: HashSet<TransferId>,
 }
 
 impl Renderer {
@@ -147,6 +152,8 @@ impl Renderer {
             dir: PathBuf::from("."),
             hooks: Vec::new(),
             clipboard: crate::clipboard::Wanted::Off,
+            sending_text: false,
+            messages: HashSet::new(),
         }
     }
 
@@ -186,6 +193,13 @@ impl Renderer {
         self
     }
 
+    /// `send --text`: say "sent a text message" rather than "sent 1 file".
+    #[must_use]
+    pub fn sending_text(mut self, text: bool) -> Self {
+        self.sending_text = text;
+        self
+    }
+
     /// `listen --clipboard`: each text message is copied too.
     #[must_use]
     pub fn clipboard(mut self, clipboard: crate::clipboard::Wanted) -> Self {
@@ -196,7 +210,7 @@ impl Renderer {
     /// `--clipboard`: the message goes to the clipboard tool (on a blocking
     /// thread, waited for like the `--on-complete` commands), or the line
     /// that there is none.
-    fn to_clipboard(&mut self, text: String) {
+    fn copy_message(&mut self, text: String) {
         match &self.clipboard {
             crate::clipboard::Wanted::Off => {}
             crate::clipboard::Wanted::Missing => {
@@ -319,11 +333,14 @@ impl Renderer {
             }
             Event::Message { peer, text, saved } => {
                 let mut line = format!("message from {}:\n{}", peer.short(), message_lines(&text));
-                if let Some(p) = saved {
-                    line.push_str(&format!("\n(saved as {})", shown(&p)));
+                if let Some(p) = &saved {
+                    line.push_str(&format!("\n(saved as {})", shown(p)));
                 }
                 self.result(&line);
-                self.to_clipboard(text);
+                if saved.is_none() {
+                    self.messages.insert(t);
+                }
+                self.copy_message(text);
             }
             Event::Accepted {
                 side, files, bytes, ..
@@ -351,9 +368,18 @@ impl Renderer {
                 self.refused.insert(t);
                 self.codes.remove(&t);
                 self.trust_hint.remove(&t);
-                let who = peer.map_or_else(|| self.who(t), |p| shown_name(&p.name));
+                let who = peer
+                    .as_ref()
+                    .map_or_else(|| self.who(t), |p| shown_name(&p.name));
+                let id = peer.as_ref().map(|p| short_id(&p.id.uuid()));
                 let what = self.offered.remove(&t);
-                screen::err_line(&receiver_refusal(&who, what.as_deref(), status, &message));
+                screen::err_line(&receiver_refusal(
+                    &who,
+                    id.as_deref(),
+                    what.as_deref(),
+                    status,
+                    &message,
+                ));
             }
             Event::Progress {
                 bytes, total, file, ..
@@ -525,7 +551,12 @@ impl Renderer {
         let elapsed = std::time::Duration::from_secs_f64(d.seconds.max(0.0));
         match d.side {
             Side::Send => {
-                if d.ok && !self.json {
+                if d.ok && !self.json && self.sending_text {
+                    screen::out_line(&format!(
+                        "sent a text message ({}) to {who}",
+                        human_bytes(d.bytes)
+                    ));
+                } else if d.ok && !self.json {
                     let line = summary(d.files, d.bytes, elapsed);
                     screen::out_line(&format!("sent {line} to {who}{}", resumed_note(d.resumed)));
                     if let Some(note) = d.wire.and_then(|(data, wire)| wire_note(data, wire)) {
@@ -546,7 +577,10 @@ impl Renderer {
                 if let Some(note) = d.wire.and_then(|(data, wire)| wire_note(data, wire)) {
                     listing.push_str(&format!("\n  ({note})"));
                 }
-                self.result(&listing);
+                // A text message's own line said it all.
+                if !(self.messages.remove(&t) && d.ok) {
+                    self.result(&listing);
+                }
                 if d.discarded > 0 {
                     screen::err_line(&screen::paint(
                         screen::Tone::Error,
@@ -687,16 +721,28 @@ pub fn trust_hint(name: &str, id: &str) -> String {
 /// The receiver's line for a refused offer (or a peer refused before it
 /// could offer): who, and why in words.
 #[must_use]
-pub fn receiver_refusal(who: &str, what: Option<&str>, status: Status, message: &str) -> String {
+pub fn receiver_refusal(
+    who: &str,
+    id: Option<&str>,
+    what: Option<&str>,
+    status: Status,
+    message: &str,
+) -> String {
     let what = what.unwrap_or("the offer");
+    let trust = id.map_or_else(
+        || "`localstream trust` it".to_owned(),
+        |id| format!("`localstream trust {id}`"),
+    );
     match status {
         Status::Declined if message == BLOCKED => format!("refused {who}: blocked"),
         Status::Declined if message == DECLINED => format!("declined {what} from {who}"),
         Status::Timeout => format!("no answer in time: declined {what} from {who}"),
-        Status::NotTrusted => format!("refused {who}'s offer: not trusted (--trusted-only)"),
+        Status::NotTrusted => {
+            format!("refused {who}'s offer: not trusted (--trusted-only; {trust} to let it in)")
+        }
         Status::ConsentUnavailable => format!(
             "refused {who}'s offer: not trusted, and there is no terminal to ask on \
-             (`localstream trust` it, or run `listen --yes`)"
+             ({trust}, or run `listen --yes`)"
         ),
         Status::Busy => {
             format!("refused {who}'s offer: too many offers are waiting for an answer")
@@ -996,24 +1042,24 @@ mod tests {
     #[test]
     fn refusals_read_as_words() {
         assert_eq!(
-            receiver_refusal("h1", Some("big.bin"), Status::Declined, DECLINED),
+            receiver_refusal("h1", None, Some("big.bin"), Status::Declined, DECLINED),
             "declined big.bin from h1"
         );
         assert_eq!(
-            receiver_refusal("h3", None, Status::Declined, BLOCKED),
+            receiver_refusal("h3", None, None, Status::Declined, BLOCKED),
             "refused h3: blocked"
         );
         assert_eq!(
-            receiver_refusal("h3", Some("a"), Status::NotTrusted, "whatever"),
-            "refused h3's offer: not trusted (--trusted-only)"
+            receiver_refusal("h3", Some("3f2a9c1e"), Some("a"), Status::NotTrusted, "whatever"),
+            "refused h3's offer: not trusted (--trusted-only; `localstream trust 3f2a9c1e` to let \
+             it in)"
         );
         assert_eq!(
-            receiver_refusal("h1", Some("3 files"), Status::Timeout, NO_ANSWER),
+            receiver_refusal("h1", None, Some("3 files"), Status::Timeout, NO_ANSWER),
             "no answer in time: declined 3 files from h1"
         );
         assert_eq!(
-            receiver_refusal(
-                "h1",
+            receiver_refusal("h1", None,
                 Some("big.bin"),
                 Status::InsufficientStorage,
                 "not enough disk space: the offer needs 2.00 GiB but only 1.00 GiB is free"

@@ -416,7 +416,8 @@ fn alert_for(result: &Result<Received>) -> Option<(Status, String)> {
     let e = result.as_ref().err()?;
     if matches!(
         e,
-        Error::Protocol(ProtoError::PeerAlert { .. }) | Error::Transfer(TransferError::Refused { .. })
+        Error::Protocol(ProtoError::PeerAlert { .. })
+            | Error::Transfer(TransferError::Refused { .. })
     ) {
         return None;
     }
@@ -743,11 +744,17 @@ where
     let accepted = answer(writer, deciding, decisions).await?;
     info!(peer = %who, files = prepared.planned.len(), bytes = total, held = prepared.held.len(), "receiving");
     let started = Instant::now();
-    tally.total.store(total, std::sync::atomic::Ordering::Relaxed);
+    tally
+        .total
+        .store(total, std::sync::atomic::Ordering::Relaxed);
     tally
         .streaming
         .store(true, std::sync::atomic::Ordering::SeqCst);
-    let io = Io { shared, stop, tally };
+    let io = Io {
+        shared,
+        stop,
+        tally,
+    };
     let written = pipeline(reader, opener, accepted, prepared, total, io).await?;
     finish(writer, started, written, &pin, tally).await
 }
@@ -1131,7 +1138,11 @@ async fn pipeline<R: tokio::io::AsyncRead + Unpin + Send>(
     total: u64,
     io: Io<'_>,
 ) -> Result<write::Written> {
-    let Io { shared, stop, tally } = io;
+    let Io {
+        shared,
+        stop,
+        tally,
+    } = io;
     let offered_held: u64 = prepared.held.values().map(|h| h.partial.len).sum();
     tally
         .resumed

@@ -476,7 +476,11 @@ fn a_version_2_peer_on_either_side_gets_version_2() {
         }
         let (a, b) = run_handshake(ci, cr, 6, |_, _, _| {});
         let (a, b) = (a.unwrap(), b.unwrap());
-        assert_eq!((a.version, b.version), (2, 2), "old initiator: {old_initiator}");
+        assert_eq!(
+            (a.version, b.version),
+            (2, 2),
+            "old initiator: {old_initiator}"
+        );
         assert!(!has_v3_transfer(a.version));
     }
 }

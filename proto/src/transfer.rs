@@ -682,7 +682,10 @@ mod tests {
         let mut body = vec![];
         parts[0].encode(&mut body).unwrap();
         // 16 bytes of totals, 3 entries of 2 + path + 9, two mtimes of 12.
-        assert_eq!(body.len(), 16 + (2 + 8 + 9) + (2 + 1 + 9) + (2 + 5 + 9) + 2 * 12);
+        assert_eq!(
+            body.len(),
+            16 + (2 + 8 + 9) + (2 + 1 + 9) + (2 + 5 + 9) + 2 * 12
+        );
         // The first entry's attribute byte carries the wire-only bit.
         assert_eq!(body[16 + 2 + 8 + 8], ATTR_MTIME);
         let back = OfferPart::decode(&body).unwrap();
@@ -691,7 +694,9 @@ mod tests {
 
         let text = vec![OfferEntry::text("message.txt", 5)];
         let mut body = vec![];
-        OfferPart::split(&text).unwrap()[0].encode(&mut body).unwrap();
+        OfferPart::split(&text).unwrap()[0]
+            .encode(&mut body)
+            .unwrap();
         assert_eq!(body[body.len() - 1], ATTR_TEXT);
         let back = OfferPart::decode(&body).unwrap();
         assert!(back.entries[0].is_text());

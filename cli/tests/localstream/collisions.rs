@@ -1,6 +1,8 @@
 //! A name already taken on the receiver (`listen --on-collision`), and the
 //! modification times that travel with the files.
 
+#![allow(clippy::unwrap_used)]
+
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
@@ -85,9 +87,7 @@ fn resending_a_folder_under_skip_identical_sends_only_what_changed() {
     assert_sent_ok(&out, 3);
     let err = text(&out.stderr);
     assert!(
-        err.contains(
-            "skipped 2 identical files (302.73 KiB): the receiver already has them"
-        ),
+        err.contains("skipped 2 identical files (302.73 KiB): the receiver already has them"),
         "{err}"
     );
     assert!(
@@ -110,7 +110,10 @@ fn overwrite_replaces_rename_keeps_both() {
     let p = Pair::new();
     let f = p.sender.file("src", "notes.txt", b"first version\n");
     for (policy, expect) in [
-        ("overwrite", vec![("notes.txt", &b"second, longer version\n"[..])]),
+        (
+            "overwrite",
+            vec![("notes.txt", &b"second, longer version\n"[..])],
+        ),
         (
             "rename",
             vec![
@@ -119,11 +122,16 @@ fn overwrite_replaces_rename_keeps_both() {
             ],
         ),
         // A different file replaces the old one (an rsync-like update).
-        ("skip-identical", vec![("notes.txt", &b"second, longer version\n"[..])]),
+        (
+            "skip-identical",
+            vec![("notes.txt", &b"second, longer version\n"[..])],
+        ),
     ] {
         std::fs::write(&f, b"first version\n").unwrap();
         let inbox = p.receiver.dir(&format!("inbox-{policy}"));
-        let mut l = p.receiver.listen(&inbox, &["--yes", "--on-collision", policy]);
+        let mut l = p
+            .receiver
+            .listen(&inbox, &["--yes", "--on-collision", policy]);
         assert_sent_ok(&p.sender.send(l.port, &[&f]), 1);
         l.wait_received();
         std::fs::write(&f, b"second, longer version\n").unwrap();
@@ -135,7 +143,11 @@ fn overwrite_replaces_rename_keeps_both() {
             .map(|(n, c)| ((*n).to_owned(), c.to_vec()))
             .collect();
         assert_eq!(got, want, "{policy}");
-        let last = if policy == "rename" { "notes (1).txt" } else { "notes.txt" };
+        let last = if policy == "rename" {
+            "notes (1).txt"
+        } else {
+            "notes.txt"
+        };
         assert_eq!(saved, [inbox.join(last)], "{policy}");
     }
 }
@@ -152,9 +164,17 @@ fn the_default_never_overwrites_and_the_setting_is_honoured() {
     l.wait_received();
     assert_eq!(names_in(&inbox), ["a (1).txt", "a.txt"]);
     drop(l);
-    let set = common::run(p.receiver.cmd().args(["config", "set", "on-collision", "overwrite"]));
+    let set = common::run(
+        p.receiver
+            .cmd()
+            .args(["config", "set", "on-collision", "overwrite"]),
+    );
     assert_eq!(set.status.code(), Some(0), "{}", text(&set.stderr));
-    let bad = common::run(p.receiver.cmd().args(["config", "set", "on-collision", "merge"]));
+    let bad = common::run(
+        p.receiver
+            .cmd()
+            .args(["config", "set", "on-collision", "merge"]),
+    );
     assert_eq!(bad.status.code(), Some(2), "{}", text(&bad.stderr));
     std::fs::write(&f, b"two").unwrap();
     let mut l = p.receiver.listen(&inbox, &["--yes"]);
@@ -195,7 +215,11 @@ fn modification_times_arrive_and_are_offered() {
     set_mtime(&p.inbox.join("t/old.txt"), SystemTime::now());
     let out = p.sender.send(l.port, &[&src]);
     assert_sent_ok(&out, 2);
-    assert!(text(&out.stderr).contains("skipped 2 identical files"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("skipped 2 identical files"),
+        "{}",
+        text(&out.stderr)
+    );
     l.wait_line(|l| l.starts_with(r#"{"event":"transfer_done""#));
     assert_eq!(mtime(&p.inbox.join("t/old.txt")), long_ago());
 }

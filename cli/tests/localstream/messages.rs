@@ -1,6 +1,8 @@
 //! Text messages between LocalStream nodes (`send --text`), shown by the
 //! receiver, in its `--json` events, and copied with `--clipboard`.
 
+#![allow(clippy::unwrap_used)]
+
 use std::io::Write;
 use std::path::Path;
 use std::process::Stdio;
@@ -36,6 +38,17 @@ fn a_text_is_shown_by_the_receiver_and_saved_nowhere() {
     assert_eq!(l.wait_line(|_| true), "meet at 6, room \\x1b[31m2b");
     assert_eq!(l.wait_line(|_| true), "bring the cable");
     assert_eq!(l.wait_exit(), Some(0));
+    // The message is the result on both sides, not "1 file".
+    let sent = text(&out.stdout);
+    assert!(
+        sent.starts_with(&format!(
+            "sent a text message ({} B) to receiver [",
+            message.len()
+        )),
+        "{sent:?}"
+    );
+    let rest = l.all_stdout();
+    assert!(!rest.iter().any(|l| l.starts_with("received ")), "{rest:?}");
     assert!(names_in(&p.inbox).is_empty(), "{:?}", names_in(&p.inbox));
 }
 
@@ -71,7 +84,10 @@ fn a_text_from_standard_input_is_a_json_message_event() {
         serde_json::from_str(&l.wait_line(|l| l.starts_with(r#"{"event":"message""#))).unwrap();
     // Escaped like every string from the network in the events (a newline
     // is a control character); the rest as sent.
-    assert_eq!(message["text"], "two lines,\\x0anon-ASCII: héllo ✓", "{message:#}");
+    assert_eq!(
+        message["text"], "two lines,\\x0anon-ASCII: héllo ✓",
+        "{message:#}"
+    );
     assert_eq!(message["peer"]["name"], "sender", "{message:#}");
     assert!(message.get("saved").is_none(), "{message:#}");
     assert_eq!(l.wait_exit(), Some(0));
@@ -81,7 +97,7 @@ fn a_text_from_standard_input_is_a_json_message_event() {
 #[test]
 fn a_text_needs_consent_like_a_file() {
     let p = Pair::new();
-    let mut l = p.receiver.listen(&p.inbox, &["--trusted-only"]);
+    let l = p.receiver.listen(&p.inbox, &["--trusted-only"]);
     let out = send_text(&p, l.port, "let me in");
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
     assert!(
@@ -96,7 +112,11 @@ fn a_text_needs_consent_like_a_file() {
         l.stderr()
     );
     assert!(!l.stderr().contains("let me in"), "{}", l.stderr());
-    assert!(!l.stdout.iter().any(|line| line.contains("let me in")), "{:?}", l.stdout);
+    assert!(
+        !l.stdout.iter().any(|line| line.contains("let me in")),
+        "{:?}",
+        l.stdout
+    );
 }
 
 /// A `wl-copy` that records what it was given in `got`.
@@ -110,7 +130,9 @@ fn fake_wl_copy(bin: &Path, got: &Path) {
 /// PATH with `first` in front.
 fn path_with(first: &Path) -> std::ffi::OsString {
     let mut dirs = vec![first.to_owned()];
-    dirs.extend(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()));
+    dirs.extend(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    ));
     std::env::join_paths(dirs).unwrap()
 }
 
@@ -126,7 +148,15 @@ fn clipboard_gets_the_text_through_the_tool_on_path() {
         .arg("listen")
         .args(["--no-discovery", "--dir"])
         .arg(&p.inbox)
-        .args(["--port", "0", "--bind", "127.0.0.1", "--yes", "--once", "--clipboard"]);
+        .args([
+            "--port",
+            "0",
+            "--bind",
+            "127.0.0.1",
+            "--yes",
+            "--once",
+            "--clipboard",
+        ]);
     let mut l = common::spawn_listener(cmd, &p.inbox);
     let out = send_text(&p, l.port, "copy me: 42 ü");
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
@@ -149,7 +179,15 @@ fn clipboard_without_a_tool_says_so() {
         .arg("listen")
         .args(["--no-discovery", "--dir"])
         .arg(&p.inbox)
-        .args(["--port", "0", "--bind", "127.0.0.1", "--yes", "--once", "--clipboard"]);
+        .args([
+            "--port",
+            "0",
+            "--bind",
+            "127.0.0.1",
+            "--yes",
+            "--once",
+            "--clipboard",
+        ]);
     let mut l = common::spawn_listener(cmd, &p.inbox);
     let line = "warning: --clipboard: no clipboard tool found on PATH (looked for wl-copy, xclip, \
                 xsel, pbcopy, clip.exe): text messages are shown, not copied";

@@ -122,12 +122,15 @@ pub(super) fn replace(
     how: &mut super::Placement,
 ) -> io::Result<PathBuf> {
     let target = parent.join(file_name);
-    let in_the_way =
-        std::fs::symlink_metadata(&target).is_ok_and(|m| m.file_type().is_dir());
+    let in_the_way = std::fs::symlink_metadata(&target).is_ok_and(|m| m.file_type().is_dir());
     if !in_the_way {
         match std::fs::rename(partial, &target) {
             Ok(()) => return Ok(target),
-            Err(e) if matches!(e.kind(), io::ErrorKind::IsADirectory | io::ErrorKind::DirectoryNotEmpty) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::IsADirectory | io::ErrorKind::DirectoryNotEmpty
+                ) => {}
             Err(e) => return Err(e),
         }
     }
@@ -149,7 +152,10 @@ pub fn mtime_of(t: SystemTime) -> Option<Mtime> {
             let d = before.duration();
             let secs = i64::try_from(d.as_secs()).ok()?;
             Some(if d.subsec_nanos() == 0 {
-                Mtime { secs: -secs, nanos: 0 }
+                Mtime {
+                    secs: -secs,
+                    nanos: 0,
+                }
             } else {
                 Mtime {
                     secs: -secs - 1,

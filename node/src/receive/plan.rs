@@ -183,7 +183,8 @@ mod tests {
         let path = format!("{}/f", long.join("/"));
         assert!(validate_wire_path(&path).is_ok());
         let entries = [OfferEntry::file(path, 1)];
-        let (status, message) = check(&entries, &dir, &[0; 16], false, OnCollision::Rename).unwrap_err();
+        let (status, message) =
+            check(&entries, &dir, &[0; 16], false, OnCollision::Rename).unwrap_err();
         assert_eq!(status, Status::InvalidName);
         assert!(
             message.contains("longer than the receiver's limit"),

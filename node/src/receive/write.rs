@@ -538,7 +538,11 @@ impl<'a> Writer<'a> {
 
     /// The text message's FileEnd: its size (as the machine found it) and
     /// hash; then it is the message to show (invalid UTF-8 shown as U+FFFD).
-    fn text_end(&mut self, text: Text, end: &FileEnded) -> std::result::Result<Option<PathBuf>, Status> {
+    fn text_end(
+        &mut self,
+        text: Text,
+        end: &FileEnded,
+    ) -> std::result::Result<Option<PathBuf>, Status> {
         if !end.status.is_ok() {
             warn!("text message: size differs from the offer: discarded");
             return Err(end.status);

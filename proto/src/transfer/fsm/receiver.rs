@@ -140,7 +140,8 @@ impl Deciding {
         }
         for (i, (e, d)) in self.entries.iter().zip(&decisions).enumerate() {
             let allowed = if d.status.is_ok() {
-                d.offset == 0 || (!e.is_dir() && !e.is_stream() && !e.is_text() && d.offset <= e.size)
+                d.offset == 0
+                    || (!e.is_dir() && !e.is_stream() && !e.is_text() && d.offset <= e.size)
             } else {
                 d.offset == 0
             };
