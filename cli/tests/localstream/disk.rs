@@ -318,12 +318,47 @@ fn a_read_only_destination_fails_each_send_clearly_and_keeps_listening() {
         return;
     }
     let pair = Pair::new();
-    let mut listener = listen_on_tmpfs(
-        &pair.receiver,
-        &pair.inbox,
-        "4m",
-        r#"mount -o remount,ro "$d""#,
+    // A folder that is read-only from the start: listen refuses to start.
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg(r#"set -e; d="$1"; shift; mount -t tmpfs -o size=4m,ro tmpfs "$d"; exec "$@""#)
+        .arg("sh")
+        .arg(&pair.inbox)
+        .arg(pair.receiver.cmd().get_program())
+        .args(pair.receiver.cmd().get_args())
+        .args(["listen", "--no-discovery", "--port", "0", "--bind", "127.0.0.1", "--yes"])
+        .arg("--dir")
+        .arg(&pair.inbox)
+        .envs(
+            pair.receiver
+                .cmd()
+                .get_envs()
+                .filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned()))),
+        )
+        .stdin(Stdio::null());
+    let out = cmd.output().unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(
+        err,
+        format!(
+            "localstream: cannot save received files in {}: Read-only file system (choose \
+             another folder with --dir DIR, or `localstream config set dir DIR`)\n",
+            pair.inbox.display()
+        )
     );
+
+    // A folder that turns read-only while listening: each send fails
+    // clearly, and the listener goes on.
+    let mut listener = listen_on_tmpfs(&pair.receiver, &pair.inbox, "4m", "true");
+    let remount = Command::new("nsenter")
+        .arg("--target")
+        .arg(listener.pid().to_string())
+        .args(["--mount", "mount", "-o", "remount,ro"])
+        .arg(&pair.inbox)
+        .output()
+        .unwrap();
+    assert!(remount.status.success(), "{}", text(&remount.stderr));
     let dest = inside(&listener, &pair.inbox);
     let f = pair.sender.file("out", "f.txt", &random_bytes(4, 100_000));
     for attempt in 1..=2 {

@@ -34,10 +34,11 @@ fn an_offer_nobody_can_answer_is_refused_in_words_on_both_sides() {
     );
     assert!(!last.contains("406") && !last.contains("failed"), "{last}");
 
-    l.wait_stderr(
+    l.wait_stderr(&format!(
         "refused sender's offer: not trusted, and there is no terminal to ask on \
-         (`localstream trust` it, or run `listen --yes`)\n",
-    );
+         (`localstream trust {}`, or run `listen --yes`)\n",
+        &p.sender.id().id[..8]
+    ));
     let err = l.stderr();
     assert!(!err.contains("transfer failed"), "{err}");
     // The code of a connection that was refused is of no use: not shown.
@@ -51,7 +52,11 @@ fn peers_refused_for_who_they_are_get_one_plain_line_on_the_receiver() {
 
     let l = p.receiver.listen(&p.inbox, &["--trusted-only"]);
     failed_last_line(&p.sender.send(l.port, &[&f]));
-    l.wait_stderr("refused sender's offer: not trusted (--trusted-only)\n");
+    l.wait_stderr(&format!(
+        "refused sender's offer: not trusted (--trusted-only; `localstream trust {}` to let \
+         it in)\n",
+        &p.sender.id().id[..8]
+    ));
     let err = l.stderr();
     assert!(!err.contains("verification code"), "{err}");
     assert!(!err.contains("WARN"), "{err}");
