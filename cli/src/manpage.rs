@@ -65,7 +65,10 @@ fn command(out: &mut dyn Write, cmd: &Command) -> io::Result<()> {
     let mut text = Vec::new();
     man.render_synopsis_section(&mut text)?;
     man.render_description_section(&mut text)?;
-    if cmd.get_arguments().any(|a| !a.is_hide_set() && !a.is_global_set()) {
+    if cmd
+        .get_arguments()
+        .any(|a| !a.is_hide_set() && !a.is_global_set())
+    {
         man.render_options_section(&mut text)?;
     }
     writeln!(out, ".SS \"{}\"", name.replace('"', ""))?;

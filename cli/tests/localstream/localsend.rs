@@ -331,11 +331,7 @@ fn a_listener_that_takes_trusted_peers_only_refuses_a_new_device() {
         .arg(format!("127.0.0.1:{port}"))
         .arg(&f));
     code(&out, 1);
-    assert!(
-        err(&out).contains("receiver refused: "),
-        "{}",
-        err(&out)
-    );
+    assert!(err(&out).contains("receiver refused: "), "{}", err(&out));
     assert!(
         err(&out).contains("accepts only peers it trusts"),
         "{}",
