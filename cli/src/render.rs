@@ -1050,7 +1050,13 @@ mod tests {
             "refused h3: blocked"
         );
         assert_eq!(
-            receiver_refusal("h3", Some("3f2a9c1e"), Some("a"), Status::NotTrusted, "whatever"),
+            receiver_refusal(
+                "h3",
+                Some("3f2a9c1e"),
+                Some("a"),
+                Status::NotTrusted,
+                "whatever"
+            ),
             "refused h3's offer: not trusted (--trusted-only; `localstream trust 3f2a9c1e` to let \
              it in)"
         );
@@ -1059,7 +1065,9 @@ mod tests {
             "no answer in time: declined 3 files from h1"
         );
         assert_eq!(
-            receiver_refusal("h1", None,
+            receiver_refusal(
+                "h1",
+                None,
                 Some("big.bin"),
                 Status::InsufficientStorage,
                 "not enough disk space: the offer needs 2.00 GiB but only 1.00 GiB is free"

@@ -326,7 +326,15 @@ fn a_read_only_destination_fails_each_send_clearly_and_keeps_listening() {
         .arg(&pair.inbox)
         .arg(pair.receiver.cmd().get_program())
         .args(pair.receiver.cmd().get_args())
-        .args(["listen", "--no-discovery", "--port", "0", "--bind", "127.0.0.1", "--yes"])
+        .args([
+            "listen",
+            "--no-discovery",
+            "--port",
+            "0",
+            "--bind",
+            "127.0.0.1",
+            "--yes",
+        ])
         .arg("--dir")
         .arg(&pair.inbox)
         .envs(

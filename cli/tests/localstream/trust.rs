@@ -349,7 +349,10 @@ fn trusted_peer_needs_no_prompt_and_unknown_peers_are_refused_with_a_reason() {
     let stderr = assert_failed(&third.send(l.port, &[&f3]), "unknown peer, no terminal");
     assert!(stderr.contains("accepts only peers it trusts"), "{stderr}");
     assert!(stderr.contains("no terminal"), "{stderr}");
-    assert!(!stderr.contains("406"), "codes stay out of sentences: {stderr}");
+    assert!(
+        !stderr.contains("406"),
+        "codes stay out of sentences: {stderr}"
+    );
     assert!(
         stderr.contains(&format!("localstream trust {}", short(&t_id))),
         "{stderr}"
