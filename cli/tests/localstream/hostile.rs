@@ -347,7 +347,7 @@ fn every_hostile_name_is_refused_on_its_own() {
     for (i, (label, name, reason)) in hostile_names().into_iter().enumerate() {
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             // What earlier cases left, so that one failure does not taint the next.
-            let refused_before = listener.stderr().matches("refused offer").count();
+            let refused_before = listener.stderr().matches("refused file name").count();
             let inbox_before = names_in(&inbox);
             let answer = rt.block_on(async {
                 let mut evil = Evil::connect(listener.port).await;
@@ -372,9 +372,9 @@ fn every_hostile_name_is_refused_on_its_own() {
             );
             // The listener says why, in its own words.
             if !poll_until(STEP, || {
-                listener.stderr().matches("refused offer").count() > refused_before
+                listener.stderr().matches("refused file name").count() > refused_before
             }) {
-                listener.fail("no \"refused offer\" line on stderr");
+                listener.fail("no \"refused file name\" line on stderr");
             }
             // Nothing anywhere but what the honest senders delivered.
             assert_eq!(
