@@ -63,7 +63,7 @@ pub struct Clipboard {
 }
 
 impl Clipboard {
-    /// The first tool of [`TOOLS`] on `PATH` (`None`: there is none).
+    /// The first clipboard tool on `PATH` (wl-copy, xclip, xsel, pbcopy, clip.exe; `None`: there is none).
     #[must_use]
     pub fn find() -> Option<Clipboard> {
         let path = std::env::var_os("PATH")?;

@@ -221,7 +221,7 @@ pub fn commit_partial(partial: &Path, parent: &Path, file_name: &str) -> io::Res
 }
 
 /// Like [`commit_partial`], but what has the name is replaced (atomically;
-/// see [`collision::replace`]): `listen --on-collision overwrite` and
+/// see `collision::replace`): `listen --on-collision overwrite` and
 /// `skip-identical`.
 ///
 /// # Errors
