@@ -137,8 +137,12 @@ fn resumed_at(stderr: &str, name: &str) -> Option<u64> {
         .ok()
 }
 
-/// What a sender whose connection was cut under it says.
-const CUT: &[&str] = &["connection to receiver lost during "];
+/// What a sender whose connection was cut under it says: during a file, or
+/// (when the socket had taken every byte before the cut) at the end.
+const CUT: &[&str] = &[
+    "connection to receiver lost during ",
+    "connection to receiver lost at ",
+];
 
 /// What the listener says of a sender that went away during `name`.
 fn disconnected(name: &str) -> String {
