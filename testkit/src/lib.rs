@@ -18,6 +18,8 @@
 // Test support: a failed step should fail the test loudly, with context.
 #![allow(clippy::unwrap_used)]
 
+pub mod files;
+pub mod measure;
 pub mod procs;
 pub mod proxy;
 
