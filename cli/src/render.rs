@@ -33,9 +33,13 @@ fn started() -> Instant {
 }
 
 /// "checking the 1.59 GiB h1 already holds...": the sender hashes its side
-/// of what an interrupted transfer left there.
-fn checking_line(who: &str, bytes: u64) -> String {
-    format!("checking the {} {who} already holds...", human_bytes(bytes))
+/// of what an interrupted transfer left there; "checking the 1.59 GiB held
+/// here for h2...": the receiver hashes what it holds before it answers.
+fn checking_line(side: Side, who: &str, bytes: u64) -> String {
+    match side {
+        Side::Send => format!("checking the {} {who} already holds...", human_bytes(bytes)),
+        Side::Receive => format!("checking the {} held here for {who}...", human_bytes(bytes)),
+    }
 }
 
 /// Starts the clock of the `t` field (call first thing).
@@ -269,11 +273,24 @@ impl Renderer {
         }
     }
 
-    /// The sender's check of what its receiver holds from an earlier
-    /// transfer: a line, and a bar while it runs.
-    fn checking(&mut self, t: TransferId, who: &str, bytes: u64, done: u64) {
+    /// A check of what the receiver holds from an earlier transfer (the
+    /// receiver's before it answers, then the sender's): a line, and a bar
+    /// while it runs. On the sender the answer came: it is no longer waiting.
+    fn checking(&mut self, t: TransferId, side: Side, who: &str, bytes: u64, done: u64) {
         if done == 0 {
-            screen::err_line(&checking_line(who, bytes));
+            if side == Side::Send
+                && let Some(w) = self.waiting.take()
+                && w.answered()
+            {
+                self.chatter(&format!("{who} accepted"));
+            }
+            // The receiver checks once the offer is accepted: its code first.
+            if side == Side::Receive
+                && let Some(code) = self.codes.remove(&t)
+            {
+                self.chatter(&code);
+            }
+            screen::err_line(&checking_line(side, who, bytes));
             if let Some(bars) = Bars::new(self.bars_wanted, who, bytes, 1) {
                 self.bars.insert(t, bars);
             }
@@ -394,8 +411,11 @@ impl Renderer {
             },
             Event::TransferDone(done) => self.done(t, &done),
             Event::Checking {
-                peer, bytes, done, ..
-            } => self.checking(t, &shown_name(&peer.name), bytes, done),
+                side,
+                peer,
+                bytes,
+                done,
+            } => self.checking(t, side, &shown_name(&peer.name), bytes, done),
             Event::Error {
                 side: Some(Side::Receive),
                 peer,

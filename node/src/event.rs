@@ -195,15 +195,18 @@ pub enum Event {
         /// Bytes held from an interrupted transfer (not sent again).
         resumed: u64,
     },
-    /// The sender checks the prefixes the receiver holds from an earlier,
-    /// interrupted transfer (it hashes its side of them before the rest
-    /// goes): `done` of `bytes` so far, at most every 250 ms, first with
-    /// `done` 0 and last with `done` equal to `bytes`.
+    /// A check of the prefixes the receiver holds from an earlier,
+    /// interrupted transfer (and, under `skip-identical`, of the copies
+    /// already there): the receiver hashes them before it answers the offer,
+    /// then the sender hashes its side of them before the rest goes. `done`
+    /// of `bytes` so far, at most every 250 ms, first with `done` 0 and last
+    /// with `done` equal to `bytes`.
     Checking {
         /// Which side hashes.
         #[serde(skip)]
         side: Side,
-        /// The node that holds them.
+        /// The other node: the receiver that holds them (on the sender), the
+        /// sender that offered them again (on the receiver).
         peer: PeerLabel,
         /// Bytes held, to check.
         bytes: u64,
@@ -783,6 +786,72 @@ impl Events {
         self.subscribers
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// The [`Event::Checking`] events of one side's check of held prefixes: the
+/// first at 0, then at most every [`PROGRESS_EVERY`], the last at the end
+/// (none when there is nothing to check).
+#[derive(Debug)]
+pub(crate) struct Checking<'a> {
+    events: &'a Events,
+    side: Side,
+    peer: &'a PeerLabel,
+    bytes: u64,
+    done: u64,
+    /// The prefixes checked so far (however their hashing ended).
+    base: u64,
+    last: Instant,
+}
+
+impl<'a> Checking<'a> {
+    /// A check of `bytes` held on `side`, with `peer`; says so at once.
+    pub(crate) fn new(events: &'a Events, side: Side, peer: &'a PeerLabel, bytes: u64) -> Self {
+        let c = Checking {
+            events,
+            side,
+            peer,
+            bytes,
+            done: 0,
+            base: 0,
+            last: Instant::now(),
+        };
+        if bytes > 0 {
+            c.emit();
+        }
+        c
+    }
+
+    fn emit(&self) {
+        self.events.emit(Event::Checking {
+            side: self.side,
+            peer: self.peer.clone(),
+            bytes: self.bytes,
+            done: self.done,
+        });
+    }
+
+    /// `n` more bytes hashed.
+    pub(crate) fn advance(&mut self, n: u64) {
+        self.done = (self.done + n).min(self.bytes);
+        if self.last.elapsed() >= PROGRESS_EVERY {
+            self.last = Instant::now();
+            self.emit();
+        }
+    }
+
+    /// A prefix of `len` bytes is checked (hashed, or found unreadable).
+    pub(crate) fn prefix_done(&mut self, len: u64) {
+        self.base += len;
+        self.done = self.base.min(self.bytes);
+    }
+
+    /// The check is over: the last event, at `bytes`.
+    pub(crate) fn finish(&mut self) {
+        if self.bytes > 0 {
+            self.done = self.bytes;
+            self.emit();
+        }
     }
 }
 

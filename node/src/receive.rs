@@ -44,7 +44,9 @@ use crate::config::Destination;
 use crate::conn::{self, BufPool, FrameReader, IDLE_TIMEOUT, RawFrame, RecordWriter};
 use crate::consent::{Gate, Ruling, Standing};
 use crate::error::{Error, Result, TransferError, TrustError};
-use crate::event::{EntryInfo, Event, Events, Notice, OFFER_EVENT_ENTRIES, Progress, Side};
+use crate::event::{
+    Checking, EntryInfo, Event, Events, Notice, OFFER_EVENT_ENTRIES, Progress, Side,
+};
 use crate::fsutil;
 use crate::fsutil::resumable::{self, Resumable};
 use crate::identity::short_fingerprint;
@@ -966,12 +968,14 @@ struct Holding<'a> {
 }
 
 /// One held prefix to open and hash: its place in the plan, where it is,
-/// the offered size, and whether it is the copy already in the folder.
+/// the offered size, the bytes held when the offer came, and whether it is
+/// the copy already in the folder.
 struct Candidate {
     planned: usize,
     parent: PathBuf,
     name: String,
     size: u64,
+    held: u64,
     copy: bool,
 }
 
@@ -1019,6 +1023,7 @@ async fn prepare(
                     p.partial_name.clone()
                 },
                 size: p.size,
+                held: holding.lens[i],
                 copy,
             }
         })
@@ -1026,7 +1031,8 @@ async fn prepare(
     let held = if candidates.is_empty() {
         HashMap::new()
     } else {
-        tokio::task::spawn_blocking(move || hold_prefixes(candidates))
+        let (events, peer) = (shared.events.here(), PeerLabel::of(peer));
+        tokio::task::spawn_blocking(move || hold_prefixes(candidates, &events, &peer))
             .await
             .map_err(|e| (Status::InternalError, e.to_string()))?
     };
@@ -1289,16 +1295,23 @@ async fn finish<W: tokio::io::AsyncWrite + Unpin>(
     })
 }
 
-/// Opens, locks and hashes each candidate's held prefix (blocking). A
-/// partial that cannot be used is simply not offered: the file then comes
-/// whole.
-fn hold_prefixes(candidates: Vec<Candidate>) -> HashMap<usize, (Held, [u8; 32])> {
+/// Opens, locks and hashes each candidate's held prefix (blocking), with
+/// `checking` events for `peer`'s transfer while it runs. A partial that
+/// cannot be used is simply not offered: the file then comes whole.
+fn hold_prefixes(
+    candidates: Vec<Candidate>,
+    events: &Events,
+    peer: &PeerLabel,
+) -> HashMap<usize, (Held, [u8; 32])> {
     let mut held = HashMap::new();
+    let bytes = candidates.iter().map(|c| c.held).sum();
+    let mut checking = Checking::new(events, Side::Receive, peer, bytes);
     for Candidate {
         planned: i,
         parent,
         name,
         size,
+        held: expected,
         copy,
     } in candidates
     {
@@ -1316,13 +1329,21 @@ fn hold_prefixes(candidates: Vec<Candidate>) -> HashMap<usize, (Held, [u8; 32])>
         };
         let mut partial = match opened {
             Ok(Some(p)) if p.len > 0 && p.len <= size => p,
-            Ok(_) => continue,
+            Ok(_) => {
+                checking.prefix_done(expected);
+                continue;
+            }
             Err(e) => {
                 warn!(partial = %parent.join(&name).display(), error = %e, "cannot reopen partial file");
+                checking.prefix_done(expected);
                 continue;
             }
         };
-        match resumable::hash_prefix(&mut partial.file, partial.len) {
+        let hashed = resumable::hash_prefix_counting(&mut partial.file, partial.len, |n| {
+            checking.advance(n);
+        });
+        checking.prefix_done(expected);
+        match hashed {
             Ok((hash, hasher)) => {
                 let h = Held {
                     partial,
@@ -1336,6 +1357,7 @@ fn hold_prefixes(candidates: Vec<Candidate>) -> HashMap<usize, (Held, [u8; 32])>
             }
         }
     }
+    checking.finish();
     held
 }
 

@@ -2,6 +2,7 @@
 //! messages, around the stream.
 
 use super::*;
+use crate::event::Checking;
 
 /// When the connection started and how long the handshake took, for the
 /// `timing` log line (`-v`) that benchmarks read.
@@ -434,7 +435,8 @@ fn check_held(
     events: &Events,
 ) -> Result<(Streaming, Prefixes, Vec<u8>)> {
     let mut prefixes = Prefixes::new();
-    let mut checking = Checking::new(peer, resuming.held(), events);
+    let held_bytes = resuming.held().iter().map(|h| h.offset).sum();
+    let mut checking = Checking::new(events, Side::Send, peer, held_bytes);
     // The machine asks only about prefixes that fit in the file (and
     // answers the others 0): the rest are longer than our file.
     let mut checkable = resuming.held().iter().peekable();
@@ -491,70 +493,6 @@ fn check_held(
     };
     let streaming = resuming.resume(verdict, &mut body)?;
     Ok((streaming, prefixes, body))
-}
-
-/// The `checking` events of [`check_held`]: the first at 0, then at most
-/// every [`CHECKING_EVERY`], the last at the end.
-struct Checking<'a> {
-    peer: &'a PeerLabel,
-    events: &'a Events,
-    bytes: u64,
-    done: u64,
-    /// The prefixes checked so far (however their hashing ended).
-    base: u64,
-    last: Instant,
-}
-
-/// How often a long check reports.
-const CHECKING_EVERY: Duration = Duration::from_millis(250);
-
-impl<'a> Checking<'a> {
-    fn new(peer: &'a PeerLabel, held: &[HeldPrefix], events: &'a Events) -> Self {
-        let bytes = held.iter().map(|h| h.offset).sum();
-        let c = Checking {
-            peer,
-            events,
-            bytes,
-            done: 0,
-            base: 0,
-            last: Instant::now(),
-        };
-        if bytes > 0 {
-            c.emit();
-        }
-        c
-    }
-
-    fn emit(&self) {
-        self.events.emit(Event::Checking {
-            side: Side::Send,
-            peer: self.peer.clone(),
-            bytes: self.bytes,
-            done: self.done,
-        });
-    }
-
-    /// `n` more bytes hashed.
-    fn advance(&mut self, n: u64) {
-        self.done = (self.done + n).min(self.bytes);
-        if self.last.elapsed() >= CHECKING_EVERY {
-            self.last = Instant::now();
-            self.emit();
-        }
-    }
-
-    /// A prefix of `len` bytes is checked (hashed, or found unreadable).
-    fn prefix_done(&mut self, len: u64) {
-        self.base += len;
-        self.done = self.base.min(self.bytes);
-    }
-
-    fn finish(&mut self) {
-        if self.bytes > 0 {
-            self.done = self.bytes;
-            self.emit();
-        }
-    }
 }
 
 #[cfg(test)]
