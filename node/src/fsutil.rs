@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 pub mod collision;
 pub mod resumable;
 pub mod stale;
+pub mod writeback;
 
 /// Suffix of files still being received.
 pub const PARTIAL_SUFFIX: &str = ".lspart";

@@ -37,6 +37,10 @@ struct Current {
     copy: bool,
 }
 
+/// A file at least this large is written back as it streams
+/// ([`fsutil::writeback`]); smaller ones are left to their commit.
+const WRITE_BACK_FROM: u64 = 2 * fsutil::writeback::WINDOW;
+
 /// The text message being received (it goes to memory, not to a file).
 struct Text {
     bytes: Vec<u8>,
@@ -104,6 +108,7 @@ pub(super) fn write_files(
         message: None,
         wire: 0,
         compressed: false,
+        writeback: None,
     };
     let outcome = w.run(accepted, opener, rx, pool);
     if outcome.is_err()
@@ -165,6 +170,9 @@ struct Writer<'a> {
     text: Option<Text>,
     /// It, verified.
     message: Option<String>,
+    /// The current file's streaming write-back, when it is large and goes
+    /// to a file.
+    writeback: Option<fsutil::writeback::WriteBack>,
 }
 
 impl<'a> Writer<'a> {
@@ -402,6 +410,8 @@ impl<'a> Writer<'a> {
                 }
             }
         };
+        self.writeback = (!self.to_stdout && !cur.copy && (p.stream || p.size >= WRITE_BACK_FROM))
+            .then(|| fsutil::writeback::WriteBack::new(cur.written, fsutil::writeback::WINDOW));
         if let Some(bar) = self.progress {
             bar.start_file(&p.shown, p.size - cur.written);
         }
@@ -454,6 +464,9 @@ impl<'a> Writer<'a> {
         }
         cur.hasher.update(pt);
         cur.written += pt.len() as u64;
+        if let Some(wb) = &mut self.writeback {
+            wb.advance(&cur.file, cur.written);
+        }
         self.tally
             .bytes
             .fetch_add(pt.len() as u64, std::sync::atomic::Ordering::Relaxed);
