@@ -266,6 +266,21 @@ fn a_cut_mid_file_is_recorded_with_its_bytes_and_the_resume_counts_the_same_on_b
     let accepted = events.iter().position(|e| e["event"] == "accepted");
     assert!(last_check < accepted, "{events:#?}");
     l.wait_received();
+    // The receiver checked its side first, and said so, before what it held.
+    let listener = l.stderr();
+    let lines: Vec<&str> = listener.lines().collect();
+    let checked = format!("checking the {} held here for sender...", human_bytes(kept));
+    let held = format!(
+        "cut.bin: {} held from an interrupted transfer",
+        human_bytes(kept)
+    );
+    let at = |want: &str| {
+        lines
+            .iter()
+            .position(|l| *l == want)
+            .unwrap_or_else(|| panic!("{want:?} in\n{listener}"))
+    };
+    assert!(at(&checked) < at(&held), "{listener}");
     assert_content(&p.inbox.join("cut.bin"), &content);
     let sent = ended_sessions(&p.sender, 2);
     let received = ended_sessions(&p.receiver, 2);
