@@ -136,6 +136,12 @@ impl Logged {
         &self.name
     }
 
+    /// Its process id.
+    #[must_use]
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Polls `probe` every `every` until it answers, the process exits or
     /// `limit` passes.
     pub fn wait_for<T>(
@@ -206,7 +212,9 @@ pub struct Exited {
 
 /// Waits for all processes (each in a thread, so every exit time is exact);
 /// after `timeout` kills the rest (with their children) and fails with
-/// everyone's logs.
+/// everyone's logs. When one exits unsuccessfully, the others are killed at
+/// once (a receiver whose sender failed would wait for the timeout), so
+/// [`all_succeeded`] names the failure without the wait.
 pub fn wait_all(procs: Vec<Logged>, timeout: Duration) -> Result<Vec<Exited>, String> {
     let (tx, rx) = mpsc::channel();
     let mut pending: Vec<(u32, String, Vec<PathBuf>)> = vec![];
@@ -237,6 +245,11 @@ pub fn wait_all(procs: Vec<Logged>, timeout: Duration) -> Result<Vec<Exited>, St
         };
         let (_, name, logs) = pending.swap_remove(i);
         let status = st.with_context(|| format!("waiting for {name}"))?;
+        if !status.success() {
+            for (p, ..) in &pending {
+                kill_tree(*p);
+            }
+        }
         done.push(Exited {
             name,
             status,
@@ -423,6 +436,22 @@ mod tests {
         );
         assert!(e.contains("stuck.out ---\n  started"), "{e}");
         assert!(!children_by_parent().contains_key(&pid), "children left");
+    }
+
+    #[test]
+    fn a_failure_ends_the_others_at_once() {
+        let logs = Logs::new("failfast");
+        let start = Instant::now();
+        let exited = logs.wait_all(&[("waits", "sleep 30"), ("fails", "sleep 0.1; exit 2")]);
+        assert!(start.elapsed() < Duration::from_secs(10));
+        let e = all_succeeded(&exited, "the pair").unwrap_err();
+        assert!(e.contains("fails exited with exit status: 2"), "{e}");
+        // Killed: sh reports its child's SIGKILL as 137, or is killed itself.
+        assert!(
+            e.contains("waits exited with exit status: 137")
+                || e.contains("waits exited with signal: 9"),
+            "{e}"
+        );
     }
 
     #[test]
