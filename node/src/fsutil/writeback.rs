@@ -9,10 +9,12 @@
 //! (by then written back) is dropped from the page cache, so the receiver
 //! neither floods the cache nor leaves the write-out to the end.
 //!
-//! On Linux both steps are `posix_fadvise(POSIX_FADV_DONTNEED)`: on a range
-//! with dirty pages it starts their write-back (without waiting) and drops
-//! the pages already clean. Elsewhere nothing is done: the final fsync
-//! writes everything, as before.
+//! On Linux both are one `posix_fadvise(POSIX_FADV_DONTNEED)` per window
+//! over the window just written and the one before: on the dirty pages it
+//! starts their write-back (without waiting), and it drops the pages already
+//! clean. (One call rather than two halves the failed page-cache
+//! invalidations, each of which drains the LRU caches of every CPU.)
+//! Elsewhere nothing is done: the final fsync writes everything, as before.
 
 use std::fs::File;
 use std::ops::Range;
@@ -20,23 +22,15 @@ use std::ops::Range;
 /// How much is written between two steps.
 pub const WINDOW: u64 = 8 << 20;
 
-/// One step of the write-back, over a range of the file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Step {
-    /// Start writing these bytes back (they were just written).
-    Start(Range<u64>),
-    /// Drop these bytes from the page cache (written back by now).
-    Drop(Range<u64>),
-}
-
 /// Where the write-back of one file stands.
 #[derive(Debug)]
 pub struct WriteBack {
     window: u64,
     /// Write-back was started for everything before this offset.
     started: u64,
-    /// Everything before this offset was dropped from the cache.
-    dropped: u64,
+    /// Where the range the last step started begins: from here to
+    /// `started` is still in the page cache.
+    cached: u64,
 }
 
 impl WriteBack {
@@ -49,52 +43,47 @@ impl WriteBack {
         Self {
             window,
             started: base,
-            dropped: base,
+            cached: base,
         }
     }
 
-    /// The steps due once the file holds `written` bytes: a Start for each
-    /// whole window completed since the last call, and a Drop for the
-    /// windows completed before the one just started (which is still being
-    /// written back).
-    pub fn steps(&mut self, written: u64) -> Vec<Step> {
+    /// The step due once the file holds `written` bytes, if any: once
+    /// one or more whole windows were completed since the last step, the
+    /// range from the start of what the last step started (written back by
+    /// now: dropped from the cache) to the end of what was completed (its
+    /// write-back starts).
+    pub fn step(&mut self, written: u64) -> Option<Range<u64>> {
         let done = written - written % self.window;
         if done <= self.started {
-            return Vec::new();
+            return None;
         }
-        let mut steps = vec![Step::Start(self.started..done)];
+        let range = self.cached..done;
+        self.cached = self.started;
         self.started = done;
-        let behind = done.saturating_sub(self.window);
-        if behind > self.dropped {
-            steps.push(Step::Drop(self.dropped..behind));
-            self.dropped = behind;
-        }
-        steps
+        Some(range)
     }
 
-    /// Takes the steps due once `file` holds `written` bytes. Failures are
+    /// Takes the step due once `file` holds `written` bytes. Failures are
     /// ignored: the fsync before the rename still makes the file durable.
     pub fn advance(&mut self, file: &File, written: u64) {
-        for step in self.steps(written) {
-            apply(file, &step);
+        if let Some(range) = self.step(written) {
+            apply(file, range);
         }
     }
 }
 
-/// Starts write-back of a range, or drops it from the page cache.
+/// Starts write-back of the dirty pages of a range, and drops its clean
+/// ones from the page cache.
 #[cfg(target_os = "linux")]
-fn apply(file: &File, step: &Step) {
+fn apply(file: &File, range: Range<u64>) {
     use rustix::fs::{Advice, fadvise};
-    let range = match step {
-        Step::Start(r) | Step::Drop(r) => r,
-    };
     let len = std::num::NonZeroU64::new(range.end - range.start);
     let _ = fadvise(file, range.start, len, Advice::DontNeed);
 }
 
 /// No write-back control elsewhere: the final fsync writes everything.
 #[cfg(not(target_os = "linux"))]
-fn apply(_file: &File, _step: &Step) {}
+fn apply(_file: &File, _range: Range<u64>) {}
 
 #[cfg(test)]
 mod tests {
@@ -105,47 +94,46 @@ mod tests {
     const W: u64 = 8;
 
     #[test]
-    fn each_completed_window_is_started_and_the_one_before_it_dropped() {
+    fn each_step_starts_the_windows_completed_and_drops_those_started_before() {
         let mut wb = WriteBack::new(0, W);
-        assert_eq!(wb.steps(5), vec![]);
-        assert_eq!(wb.steps(8), vec![Step::Start(0..8)]);
-        assert_eq!(wb.steps(12), vec![]);
-        assert_eq!(wb.steps(16), vec![Step::Start(8..16), Step::Drop(0..8)]);
+        assert_eq!(wb.step(5), None);
+        assert_eq!(wb.step(8), Some(0..8));
+        assert_eq!(wb.step(12), None);
+        assert_eq!(wb.step(16), Some(0..16));
         // Several windows at once (a large record, or a slow caller).
-        assert_eq!(wb.steps(41), vec![Step::Start(16..40), Step::Drop(8..32)]);
-        assert_eq!(wb.steps(47), vec![]);
-        assert_eq!(wb.steps(48), vec![Step::Start(40..48), Step::Drop(32..40)]);
+        assert_eq!(wb.step(41), Some(8..40));
+        assert_eq!(wb.step(47), None);
+        assert_eq!(wb.step(48), Some(16..48));
+        assert_eq!(wb.step(56), Some(40..56));
     }
 
     #[test]
     fn a_resumed_file_starts_at_the_window_its_held_prefix_ends_in() {
         let mut wb = WriteBack::new(13, W);
-        assert_eq!(wb.steps(15), vec![]);
-        assert_eq!(wb.steps(16), vec![Step::Start(8..16)]);
-        assert_eq!(wb.steps(24), vec![Step::Start(16..24), Step::Drop(8..16)]);
+        assert_eq!(wb.step(15), None);
+        assert_eq!(wb.step(16), Some(8..16));
+        assert_eq!(wb.step(24), Some(8..24));
+        assert_eq!(wb.step(32), Some(16..32));
     }
 
     #[test]
-    fn every_byte_is_started_once_and_dropped_at_most_once() {
+    fn every_window_is_started_once_then_dropped_by_the_next_step() {
         let mut wb = WriteBack::new(0, W);
-        let (mut started, mut dropped) = (0, 0);
+        // Each step: (what it drops, what it starts) = (last start..., done).
+        let (mut started, mut last_start) = (0, 0);
         for written in (0..=1000).step_by(7) {
-            for step in wb.steps(written) {
-                match step {
-                    Step::Start(r) => {
-                        assert_eq!(r.start, started, "contiguous");
-                        started = r.end;
-                    }
-                    Step::Drop(r) => {
-                        assert_eq!(r.start, dropped, "contiguous");
-                        assert!(r.end + W <= started, "only behind the window in flight");
-                        dropped = r.end;
-                    }
-                }
+            if let Some(r) = wb.step(written) {
+                assert_eq!(
+                    r.start, last_start,
+                    "begins where the last step's new part began"
+                );
+                assert!(r.end > started && r.end % W == 0, "{r:?}");
+                assert!(r.end <= written);
+                last_start = started;
+                started = r.end;
             }
         }
         assert_eq!(started, 994 - 994 % W);
-        assert_eq!(dropped, started - W);
     }
 
     #[test]
