@@ -906,7 +906,9 @@ pub(crate) struct Pin<'a> {
 }
 
 /// Consent given: now the peer is pinned (on first contact), the session
-/// recorded, and, when the user said so, the peer trusted.
+/// recorded, and, when the user said so, the peer trusted: one store write
+/// before the Answer, and none for a peer pinned before (its history is
+/// written at the end, see [`trust::Session::begin`]).
 pub(crate) async fn consent_given(
     pin: &Pin<'_>,
     ruling: Ruling,
@@ -915,37 +917,48 @@ pub(crate) async fn consent_given(
     let events = &shared.events;
     let from = Some(pin.remote.ip().to_canonical());
     let id = &pin.session_id;
-    let history =
-        match trust::Session::begin(&shared.store, peer, from, id, Direction::Receive).await {
-            Ok(h) => Some(h),
-            Err(e @ Error::Trust(TrustError::KeyChanged { .. })) => {
-                if let Error::Trust(t) = &e {
-                    events.notice(Notice::PeerRefused(t.clone()));
-                }
-                return Err((
-                    Status::NotTrusted,
-                    "the receiver has a different key pinned for this node id".into(),
-                ));
-            }
-            Err(e) => {
-                events.notice(Notice::StoreFailed(format!(
-                    "could not record the session in the peer store: {e}"
-                )));
-                None
-            }
-        };
+    let trust = ruling == Ruling::AcceptAndTrust;
     let who = PeerLabel::of(peer);
+    let begun = trust::Session::begin(
+        &shared.store,
+        events,
+        peer,
+        from,
+        id,
+        Direction::Receive,
+        trust,
+    );
+    let history = match begun.await {
+        Ok(h) => {
+            if trust {
+                events.notice(Notice::TrustedNow(who.clone()));
+            }
+            Some(h)
+        }
+        Err(e @ Error::Trust(TrustError::KeyChanged { .. })) => {
+            if let Error::Trust(t) = &e {
+                events.notice(Notice::PeerRefused(t.clone()));
+            }
+            return Err((
+                Status::NotTrusted,
+                "the receiver has a different key pinned for this node id".into(),
+            ));
+        }
+        Err(e) => {
+            events.notice(Notice::StoreFailed(format!(
+                "could not record the session in the peer store: {e}"
+            )));
+            if trust {
+                events.notice(Notice::StoreFailed(format!(
+                    "could not mark {} as trusted: {e}",
+                    who.short()
+                )));
+            }
+            None
+        }
+    };
     if pin.contacted.first {
         info!(peer = %who.short(), "pinned at first contact");
-    }
-    if ruling == Ruling::AcceptAndTrust {
-        match trust::set_trust(&shared.store, peer, Trust::Trusted).await {
-            Ok(()) => events.notice(Notice::TrustedNow(who)),
-            Err(e) => events.notice(Notice::StoreFailed(format!(
-                "could not mark {} as trusted: {e}",
-                who.short()
-            ))),
-        }
     }
     Ok(history)
 }

@@ -44,6 +44,8 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -222,6 +224,8 @@ pub struct PeerStore {
     max_bytes: u64,
     #[cfg_attr(not(unix), allow(dead_code))]
     lock_timeout: Duration,
+    /// Files written through this store and its clones.
+    writes: Arc<AtomicU64>,
 }
 
 impl PeerStore {
@@ -236,7 +240,16 @@ impl PeerStore {
             lock_path: home.join(LOCK_FILE),
             max_bytes: MAX_STORE_BYTES,
             lock_timeout: LOCK_TIMEOUT,
+            writes: Arc::default(),
         }
+    }
+
+    /// How many times this store (through any of its clones) has written
+    /// the file: each write is an fsync of the file and one of the folder,
+    /// so the tests count them on the paths that must stay fast.
+    #[must_use]
+    pub fn writes(&self) -> u64 {
+        self.writes.load(Ordering::Relaxed)
     }
 
     /// The store file's path.
@@ -280,7 +293,8 @@ impl PeerStore {
         if !meta.is_file() {
             return Err(corrupt("not a regular file".into()));
         }
-        let mut bytes = Vec::new();
+        let mut bytes =
+            Vec::with_capacity(usize::try_from(meta.len().min(self.max_bytes)).unwrap_or(0) + 1);
         file.take(self.max_bytes + 1)
             .read_to_end(&mut bytes)
             .map_err(|e| corrupt(format!("cannot read it: {e}")))?;
@@ -335,6 +349,7 @@ impl PeerStore {
         };
         if !unchanged {
             write_atomic(&self.home, STORE_FILE, &bytes, 0o600)?;
+            self.writes.fetch_add(1, Ordering::Relaxed);
         }
         Ok(result)
     }

@@ -7,6 +7,7 @@
 //!                          ├─ known: trust state (decides consent)
 //!                          └─ key changed: refuse, both fingerprints + `localstream forget <id>`
 //!  transfer  ─► Session::begin ... Session::end (outcome, files, bytes) ─► peers.json
+//!               (first contact, trust: written at begin; a pinned peer: at the end, one write)
 //! ```
 //!
 //! The store is a file shared by every localstream process of this home, so
@@ -14,6 +15,8 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use localstream_discovery::PeerRecord;
 use localstream_proto::PeerIdentity;
@@ -418,44 +421,120 @@ pub struct Figures {
     pub resumed: u64,
 }
 
+/// How long a session with a peer already pinned may run before its start
+/// goes into the store ([`Session::begin`]); one that ends sooner is
+/// recorded whole at its end, in one store write.
+pub const START_DELAY: Duration = Duration::from_secs(1);
+
 /// A transfer being recorded in the peer's history.
 #[derive(Debug, Clone)]
 pub struct Session {
     store: PeerStore,
     peer: Uuid,
     id: String,
+    /// The session's start and the contact, while not written yet (a peer
+    /// pinned before): written with its end, or by a task after
+    /// [`START_DELAY`]. `None` once written at [`Session::begin`].
+    start: Option<Arc<Mutex<Start>>>,
+}
+
+/// A deferred session start ([`Session::begin`]): what the contact and the
+/// start record while they are not in the store yet, `None` once written
+/// (or recorded with the end).
+type Start = Option<Pending>;
+
+/// What a deferred session start writes.
+#[derive(Debug)]
+struct Pending {
+    seen: Seen,
+    record: SessionRecord,
 }
 
 impl Session {
-    /// Pins the peer if this is its first contact and writes the session's
-    /// start (outcome "interrupted" until it ends, so a crash still leaves a
-    /// trace). Call it once the transfer is consented to.
+    /// Begins the session's history once the transfer is consented to; with
+    /// `trust`, the peer is trusted from now on (the user said so).
+    ///
+    /// A peer met for the first time is pinned, and the session's start
+    /// written (outcome "interrupted" until it ends, so a crash leaves a
+    /// trace), before this returns: the pin the user consented to is durable
+    /// before any data is accepted, and a concurrent newcomer with its name
+    /// or address is refused from then on. So is a change of trust.
+    ///
+    /// For a peer already pinned with this key nothing is written now: the
+    /// contact and the start go into the store with the end
+    /// ([`Session::end`]), one write per session, or after [`START_DELAY`]
+    /// when the transfer lasts (a crash then still leaves a trace). Nothing
+    /// about its pin changes: it was checked (and is checked again by the
+    /// write) to be this key.
     ///
     /// # Errors
-    /// [`TrustError::KeyChanged`] if another key was pinned for the peer's id in
-    /// the meantime, or the store cannot be written.
+    /// [`TrustError::KeyChanged`] if another key is pinned for the peer's id
+    /// (in the meantime), or the store cannot be read or written.
     pub async fn begin(
         store: &PeerStore,
+        events: &Events,
         peer: &PeerIdentity,
         from: Option<IpAddr>,
         session_id: &[u8; 16],
         direction: Direction,
+        trust: bool,
     ) -> Result<Session> {
-        let session = Session {
+        Self::begin_after(
+            store,
+            events,
+            peer,
+            (from, session_id, direction),
+            trust,
+            START_DELAY,
+        )
+        .await
+    }
+
+    /// [`Session::begin`], with a deferred start written after `delay`.
+    async fn begin_after(
+        store: &PeerStore,
+        events: &Events,
+        peer: &PeerIdentity,
+        (from, session_id, direction): (Option<IpAddr>, &[u8; 16], Direction),
+        trust: bool,
+        delay: Duration,
+    ) -> Result<Session> {
+        let mut session = Session {
             store: store.clone(),
             peer: Uuid::from_bytes(peer.node_id),
             id: session_hex(session_id),
+            start: None,
         };
-        let (id, record, seen) = (
-            session.peer,
-            SessionRecord::begin(session.id.clone(), direction, now_ms()),
-            seen(peer, None, from),
-        );
+        let (id, fp) = (session.peer, peer.fingerprint);
+        let record = SessionRecord::begin(session.id.clone(), direction, now_ms());
+        let seen = seen(peer, None, from);
+        let pinned = with_store(store, move |s| {
+            Ok(s.load()?.get(&id).is_some_and(|e| e.fingerprint == fp))
+        })
+        .await?;
+        if pinned && !trust {
+            let start = Arc::new(Mutex::new(Some(Pending { seen, record })));
+            session.start = Some(start.clone());
+            let (store, events) = (store.clone(), events.here());
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                let r = with_store(&store, move |s| write_start(s, id, &start, None)).await;
+                if let Err(e) = r {
+                    events.notice(Notice::StoreFailed(format!(
+                        "could not record the session in the peer store: {e}"
+                    )));
+                }
+            });
+            return Ok(session);
+        }
         let contact = with_store(store, move |s| {
             s.update(|d| {
                 let c = d.contact(&seen, now_secs());
                 if !matches!(c, Contact::KeyChanged { .. }) {
                     d.begin_session(&id, record);
+                    if trust {
+                        d.set_trust(&id, Trust::Trusted);
+                    }
                 }
                 c
             })
@@ -468,8 +547,9 @@ impl Session {
         Ok(session)
     }
 
-    /// Writes how the session ended. Failures are logged: the transfer's own
-    /// outcome matters more than its history.
+    /// Writes how the session ended (with its start and the contact, when
+    /// they were deferred). Failures are logged: the transfer's own outcome
+    /// matters more than its history.
     pub async fn end(self, events: &Events, outcome: Outcome, figures: Figures, detail: &str) {
         let end = SessionEnd {
             ended_ms: now_ms(),
@@ -479,11 +559,18 @@ impl Session {
             outcome,
             detail: detail.to_owned(),
         };
-        let (peer, id) = (self.peer, self.id.clone());
-        let r = with_store(&self.store, move |s| {
-            s.update(|d| d.end_session(&peer, &id, end))
+        let Session {
+            store,
+            peer,
+            id,
+            start,
+        } = self;
+        let r = with_store(&store, move |s| match start {
+            Some(start) => write_start(s, peer, &start, Some((&id, end))),
+            None => s
+                .update(|d| d.end_session(&peer, &id, end))
                 .map(drop)
-                .map_err(Error::from)
+                .map_err(Error::from),
         })
         .await;
         if let Err(e) = r {
@@ -492,6 +579,39 @@ impl Session {
             )));
         }
     }
+}
+
+/// Writes a deferred session start with the contact (and the session's
+/// `end`, when given), if the peer is still pinned with the key it proved
+/// (a peer forgotten meanwhile is not pinned again); once written, only the
+/// end. The lock is held across the write, so the start is written once.
+fn write_start(
+    store: &PeerStore,
+    id: Uuid,
+    start: &Mutex<Start>,
+    end: Option<(&str, SessionEnd)>,
+) -> Result<()> {
+    let mut start = start.lock().unwrap_or_else(PoisonError::into_inner);
+    match &*start {
+        Some(Pending { seen, record }) => store.update(|d| {
+            if d.get(&id)
+                .is_some_and(|e| e.fingerprint == seen.fingerprint)
+            {
+                d.contact(seen, now_secs());
+                d.begin_session(&id, record.clone());
+                if let Some((sid, end)) = end {
+                    d.end_session(&id, sid, end);
+                }
+            }
+        })?,
+        None => {
+            if let Some((sid, end)) = end {
+                store.update(|d| d.end_session(&id, sid, end))?;
+            }
+        }
+    }
+    *start = None;
+    Ok(())
 }
 
 /// How a transfer's result goes into the history: outcome and a short detail.
@@ -759,6 +879,151 @@ pub fn sessions(store: &PeerStore, query: Option<&str>) -> Result<Vec<PeerEntry>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn peer(n: u8) -> PeerIdentity {
+        let fingerprint = [n; 32];
+        PeerIdentity {
+            node_id: localstream_proto::node_id_for(&fingerprint),
+            name: format!("peer{n}"),
+            mac: None,
+            public_key_der: vec![n; 8],
+            fingerprint,
+        }
+    }
+
+    const FROM: Option<IpAddr> = Some(IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 7)));
+    const NEVER: Duration = Duration::from_secs(24 * 3600);
+
+    fn done(files: u64) -> Figures {
+        Figures {
+            files,
+            bytes: files * 10,
+            resumed: 0,
+        }
+    }
+
+    /// The peer's sessions as stored: (outcome, files) each.
+    fn sessions_of(store: &PeerStore, p: &PeerIdentity) -> Vec<(Outcome, u64)> {
+        let data = store.load().unwrap();
+        let entry = data.get(&Uuid::from_bytes(p.node_id));
+        entry.map_or(vec![], |e| {
+            e.sessions.iter().map(|s| (s.outcome, s.files)).collect()
+        })
+    }
+
+    async fn begin(
+        store: &PeerStore,
+        p: &PeerIdentity,
+        sid: u8,
+        trust: bool,
+        delay: Duration,
+    ) -> Session {
+        let how = (FROM, &[sid; 16], Direction::Receive);
+        Session::begin_after(store, &Events::default(), p, how, trust, delay)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_pinned_peer_costs_one_store_write_per_session() {
+        let home = tempfile::tempdir().unwrap();
+        let store = PeerStore::new(home.path());
+        let events = Events::default();
+        let p = peer(1);
+        // First contact: pinned (and trusted, as asked) before the Answer.
+        let first = begin(&store, &p, 1, true, NEVER).await;
+        assert_eq!(store.writes(), 1, "the pin and the start, in one write");
+        let entry = store
+            .load()
+            .unwrap()
+            .get(&Uuid::from_bytes(p.node_id))
+            .cloned()
+            .unwrap();
+        assert_eq!(entry.trust, Trust::Trusted);
+        assert_eq!(sessions_of(&store, &p), [(Outcome::Interrupted, 0)]);
+        first.end(&events, Outcome::Ok, done(1), "").await;
+        assert_eq!(store.writes(), 2);
+        // Pinned now: nothing is written before the Answer...
+        let second = begin(&store, &p, 2, false, NEVER).await;
+        assert_eq!(
+            store.writes(),
+            2,
+            "no write before the Answer for a pinned peer"
+        );
+        assert_eq!(sessions_of(&store, &p), [(Outcome::Ok, 1)]);
+        // ... and the whole session at its end, in one write, with the contact.
+        second.end(&events, Outcome::Ok, done(3), "").await;
+        assert_eq!(store.writes(), 3);
+        assert_eq!(
+            sessions_of(&store, &p),
+            [(Outcome::Ok, 1), (Outcome::Ok, 3)]
+        );
+        let entry = store
+            .load()
+            .unwrap()
+            .get(&Uuid::from_bytes(p.node_id))
+            .cloned()
+            .unwrap();
+        assert_eq!(entry.came_from, [FROM.unwrap()]);
+        assert_eq!(entry.sessions[1].id, session_hex(&[2; 16]));
+    }
+
+    #[tokio::test]
+    async fn a_long_session_of_a_pinned_peer_leaves_a_trace() {
+        let home = tempfile::tempdir().unwrap();
+        let store = PeerStore::new(home.path());
+        let events = Events::default();
+        let p = peer(2);
+        begin(&store, &p, 1, false, NEVER)
+            .await
+            .end(&events, Outcome::Ok, done(1), "")
+            .await;
+        assert_eq!(store.writes(), 2, "first contact: the pin, then the end");
+        // Deferred, but written once the delay is over (here at once): a
+        // crash during the transfer still shows in the history.
+        let long = begin(&store, &p, 2, false, Duration::ZERO).await;
+        for _ in 0..1000 {
+            if store.writes() == 3 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(
+            store.writes(),
+            3,
+            "the start was written while the transfer runs"
+        );
+        assert_eq!(
+            sessions_of(&store, &p),
+            [(Outcome::Ok, 1), (Outcome::Interrupted, 0)]
+        );
+        long.end(&events, Outcome::Failed, done(0), "lost").await;
+        assert_eq!(store.writes(), 4);
+        assert_eq!(
+            sessions_of(&store, &p),
+            [(Outcome::Ok, 1), (Outcome::Failed, 0)]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_peer_forgotten_during_a_session_is_not_pinned_again() {
+        let home = tempfile::tempdir().unwrap();
+        let store = PeerStore::new(home.path());
+        let events = Events::default();
+        let p = peer(3);
+        begin(&store, &p, 1, false, NEVER)
+            .await
+            .end(&events, Outcome::Ok, done(1), "")
+            .await;
+        let running = begin(&store, &p, 2, false, NEVER).await;
+        forget(&store, "peer3").unwrap();
+        running.end(&events, Outcome::Ok, done(1), "").await;
+        assert!(
+            store.load().unwrap().peers().is_empty(),
+            "{:?}",
+            store.load().unwrap().peers()
+        );
+    }
 
     #[test]
     fn active_sessions_per_peer() {
