@@ -272,6 +272,79 @@ impl Clock {
     }
 }
 
+/// What one answer means for the browse ([`Search::answered`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Heard {
+    /// The pinned peer the text names, with its key: it is the one, at once.
+    ThePin,
+    /// The node with the whole id typed: nothing else can match.
+    WholeId,
+    /// A node the text names (by name or id, or one of several pins): the
+    /// browse settles, to notice another node of the same name.
+    Match,
+    /// Someone else (or ourselves).
+    Other,
+}
+
+/// The browse's state between answers: the clock, and which pinned peers
+/// the text names have answered. Pure (the time is given), so that when
+/// the search ends can be tested without a network.
+struct Search<'w> {
+    wanted: &'w Wanted,
+    own: Uuid,
+    clock: Clock,
+    pins_seen: Vec<Uuid>,
+}
+
+impl<'w> Search<'w> {
+    fn new(wanted: &'w Wanted, own: Uuid, started: Instant, timeout: Duration) -> Self {
+        Search {
+            wanted,
+            own,
+            clock: Clock {
+                started,
+                deadline: started + timeout,
+                settle: None,
+                last_new: None,
+                fallback: wanted.pins.iter().any(|p| p.reachable),
+                pin_missing: !wanted.pins.is_empty(),
+            },
+            pins_seen: Vec::new(),
+        }
+    }
+
+    /// `p` answered at `now` (`new`: for the first time): whether it ends
+    /// the search, or how it moves the clock.
+    fn answered(&mut self, p: &Peer, new: bool, now: Instant) -> Heard {
+        let wanted = self.wanted;
+        if p.record.node_id == self.own {
+            return Heard::Other;
+        }
+        if new {
+            self.clock.last_new = Some(now);
+        }
+        if wanted.is_the_pin(p) {
+            return Heard::ThePin;
+        }
+        if !wanted.matches(p) {
+            return Heard::Other;
+        }
+        let id = p.record.node_id;
+        if wanted.pins.iter().any(|x| x.id == id) && !self.pins_seen.contains(&id) {
+            self.pins_seen.push(id);
+            self.clock.pin_missing = self.pins_seen.len() < wanted.pins.len();
+        }
+        if wanted.query.is_whole_id() {
+            return Heard::WholeId;
+        }
+        let started = self.clock.started;
+        self.clock
+            .settle
+            .get_or_insert((now + SETTLE_AFTER_MATCH).max(started + SETTLE_MIN));
+        Heard::Match
+    }
+}
+
 /// Looks for the receiver the user named: browses until the pinned peer
 /// the name means answers, or a node matches (plus a moment to notice a
 /// second node of the same name), or every node has answered without a
@@ -292,15 +365,7 @@ pub async fn find(
     let looked_on = discovery.interfaces().to_vec();
     let mut browser = discovery.browse()?;
     let mut table = PeerTable::new();
-    let mut clock = Clock {
-        started,
-        deadline: started + timeout,
-        settle: None,
-        last_new: None,
-        fallback: wanted.pins.iter().any(|p| p.reachable),
-        pin_missing: !wanted.pins.is_empty(),
-    };
-    let mut pins_seen: Vec<Uuid> = Vec::new();
+    let mut search = Search::new(wanted, own, started, timeout);
     let mut chosen = None;
     loop {
         tokio::select! {
@@ -311,31 +376,18 @@ pub async fn find(
                     Some(Change::Updated(p)) => (p, false),
                     _ => continue,
                 };
-                if p.record.node_id == own {
-                    continue;
+                match search.answered(&p, new, Instant::now()) {
+                    Heard::ThePin => {
+                        debug!(peer = %describe(&p.record), after = ?started.elapsed(), "the pinned peer");
+                        chosen = Some(p);
+                        break;
+                    }
+                    Heard::WholeId => break,
+                    Heard::Match => debug!(peer = %describe(&p.record), after = ?started.elapsed(), "match"),
+                    Heard::Other => {}
                 }
-                if new {
-                    clock.last_new = Some(Instant::now());
-                }
-                if wanted.is_the_pin(&p) {
-                    debug!(peer = %describe(&p.record), after = ?started.elapsed(), "the pinned peer");
-                    chosen = Some(p);
-                    break;
-                }
-                if !wanted.matches(&p) {
-                    continue;
-                }
-                if wanted.pins.iter().any(|x| x.id == p.record.node_id) && !pins_seen.contains(&p.record.node_id) {
-                    pins_seen.push(p.record.node_id);
-                    clock.pin_missing = pins_seen.len() < wanted.pins.len();
-                }
-                debug!(peer = %describe(&p.record), after = ?started.elapsed(), "match");
-                if wanted.query.is_whole_id() {
-                    break;
-                }
-                clock.settle.get_or_insert((Instant::now() + SETTLE_AFTER_MATCH).max(started + SETTLE_MIN));
             }
-            () = sleep_until(clock.wake()) => break,
+            () = sleep_until(search.clock.wake()) => break,
         }
     }
     // The daemon stops in the background; the transfer need not wait for it.
@@ -354,7 +406,7 @@ pub async fn find(
     // The pinned peers the text names are all away, and one can be tried
     // where it was last reached: another node of the name is not what the
     // user means (and would be refused as taking a pinned peer's name).
-    let away = !wanted.pins.is_empty() && pins_seen.is_empty() && clock.fallback;
+    let away = !wanted.pins.is_empty() && search.pins_seen.is_empty() && search.clock.fallback;
     let mut matches = if away {
         vec![]
     } else {
@@ -592,6 +644,66 @@ mod tests {
         c.settle = None;
         c.last_new = Some(t + Duration::from_millis(4900));
         assert_eq!(c.wake(), t + Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_pinned_name_ends_the_search_when_its_id_answers() {
+        let t = Instant::now();
+        let own: Uuid = "0f000000-0000-4000-8000-000000000001".parse().unwrap();
+        let laptop = record("3f2a9c1e-0000-4000-8000-0000000000ab", "laptop");
+        let impostor = record("77aa0000-0000-4000-8000-0000000000cd", "laptop");
+        let mut store = StoreData::default();
+        pin(&mut store, &laptop, Some("10.79.0.2:47470"));
+        let wanted = Wanted::new("laptop", store);
+        let mut search = Search::new(&wanted, own, t, Duration::from_secs(5));
+        // Another node of the name answers first: a match, which does not
+        // settle while the pinned one has not answered...
+        let ms = |n| t + Duration::from_millis(n);
+        assert_eq!(search.answered(&peer(&impostor), true, ms(2)), Heard::Match);
+        assert!(search.clock.wake() > t + SETTLE_MIN, "waits for the pin");
+        // ... and the pinned id with its key ends the search as it answers,
+        // with no settle window (2 ms in, not 250).
+        assert_eq!(search.answered(&peer(&laptop), true, ms(3)), Heard::ThePin);
+        // The same id with another key is not the pin (check_found refuses it).
+        let mut search = Search::new(&wanted, own, t, Duration::from_secs(5));
+        let forged = PeerRecord {
+            fingerprint_prefix: [0; 8],
+            ..laptop.clone()
+        };
+        assert_eq!(search.answered(&peer(&forged), true, ms(3)), Heard::Match);
+        // Our own announcement is nobody.
+        let me = PeerRecord {
+            node_id: own,
+            ..laptop.clone()
+        };
+        assert_eq!(search.answered(&peer(&me), true, ms(1)), Heard::Other);
+    }
+
+    #[test]
+    fn a_first_contact_settles_for_duplicate_names() {
+        let t = Instant::now();
+        let own: Uuid = "0f000000-0000-4000-8000-000000000001".parse().unwrap();
+        let laptop = record("3f2a9c1e-0000-4000-8000-0000000000ab", "laptop");
+        let other = record("77aa0000-0000-4000-8000-0000000000cd", "laptop");
+        let wanted = Wanted::new("laptop", StoreData::default());
+        let mut search = Search::new(&wanted, own, t, Duration::from_secs(5));
+        let ms = |n| t + Duration::from_millis(n);
+        assert_eq!(search.answered(&peer(&laptop), true, ms(3)), Heard::Match);
+        assert_eq!(
+            search.clock.wake(),
+            t + SETTLE_MIN,
+            "a moment for a second 'laptop'"
+        );
+        assert_eq!(search.answered(&peer(&other), true, ms(40)), Heard::Match);
+        // A match late in the search settles a moment after it.
+        let mut search = Search::new(&wanted, own, t, Duration::from_secs(5));
+        assert_eq!(search.answered(&peer(&laptop), true, ms(900)), Heard::Match);
+        assert_eq!(search.clock.wake(), ms(900) + SETTLE_AFTER_MATCH);
+        // A whole id typed: that node, at once.
+        let wanted = Wanted::new("3f2a9c1e-0000-4000-8000-0000000000ab", StoreData::default());
+        let mut search = Search::new(&wanted, own, t, Duration::from_secs(5));
+        assert_eq!(search.answered(&peer(&other), true, ms(1)), Heard::Other);
+        assert_eq!(search.answered(&peer(&laptop), true, ms(2)), Heard::WholeId);
     }
 
     #[test]
