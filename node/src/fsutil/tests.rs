@@ -432,6 +432,22 @@ fn failed_group_sync_saves_nothing_on_a_guess() {
 }
 
 #[test]
+fn a_file_alone_in_its_group_is_fsynced_not_the_filesystem() {
+    fn broken(_: &File) -> io::Result<()> {
+        Err(io::Error::other("injected syncfs failure"))
+    }
+    let t = tmp();
+    let root = t.path().to_path_buf();
+    let mut group = CommitGroup::new();
+    group.sync_fs = broken;
+    let (p, f) = unsynced_partial(&root, "one", b"one");
+    group.push(0, f, p, &root, "one", 3).unwrap();
+    let done = group.commit();
+    assert_eq!(done[0].1.as_ref().unwrap(), &root.join("one"));
+    assert_eq!(std::fs::read(root.join("one")).unwrap(), b"one");
+}
+
+#[test]
 fn group_limits() {
     assert!(CommitGroup::wants(0));
     assert!(CommitGroup::wants(GROUP_FILE_LIMIT - 1));
