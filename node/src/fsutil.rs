@@ -468,6 +468,10 @@ pub struct CommitGroup<'a> {
     filesystems: Vec<Filesystem>,
     placement: Placement,
     sync_fs: fn(&File) -> io::Result<()>,
+    /// The last parent a member was pushed from and its filesystem's index:
+    /// a file created in a folder is on that folder's filesystem, so the
+    /// next member from the same folder needs no stat to find it.
+    last_parent: Option<(&'a Path, usize)>,
 }
 
 /// One file waiting in a [`CommitGroup`].
@@ -514,6 +518,25 @@ impl<'a> CommitGroup<'a> {
             filesystems: Vec::new(),
             placement: Placement::best(),
             sync_fs: sync_filesystem,
+            last_parent: None,
+        }
+    }
+
+    /// Takes the files waiting as a group of their own (to commit
+    /// elsewhere, e.g. on a [`Committer`]), leaving this one empty with its
+    /// settings. The next file pushed here opens a new witness of its
+    /// filesystem, so each group's `syncfs` still reports every writeback
+    /// error since its own first file was opened.
+    #[must_use]
+    pub fn take(&mut self) -> Self {
+        CommitGroup {
+            members: std::mem::take(&mut self.members),
+            bytes: std::mem::take(&mut self.bytes),
+            since: self.since.take(),
+            filesystems: std::mem::take(&mut self.filesystems),
+            placement: self.placement,
+            sync_fs: self.sync_fs,
+            last_parent: self.last_parent.take(),
         }
     }
 
@@ -572,7 +595,7 @@ impl<'a> CommitGroup<'a> {
         replace: bool,
     ) -> io::Result<()> {
         check_component(file_name)?;
-        let fs = self.adopt(&file).inspect_err(|_| {
+        let fs = self.adopt(&file, parent).inspect_err(|_| {
             // A failed fsync: what is on disk is unknown, never resume from it.
             let _ = fs::remove_file(&partial);
         })?;
@@ -593,28 +616,37 @@ impl<'a> CommitGroup<'a> {
     /// Makes (a duplicate of) `file` its filesystem's witness, or fsyncs it
     /// now when its filesystem cannot be synced as a whole.
     #[cfg(target_os = "linux")]
-    fn adopt(&mut self, file: &File) -> io::Result<Option<usize>> {
+    fn adopt(&mut self, file: &File, parent: &'a Path) -> io::Result<Option<usize>> {
         use std::os::unix::fs::MetadataExt;
-        let dev = file.metadata()?.dev();
-        if let Some(i) = self.filesystems.iter().position(|f| f.dev == dev) {
-            if self.filesystems[i].witness.is_some() {
-                return Ok(Some(i));
+        let i = match self.last_parent {
+            Some((last, i)) if last == parent => i,
+            _ => {
+                let dev = file.metadata()?.dev();
+                let i = match self.filesystems.iter().position(|f| f.dev == dev) {
+                    Some(i) => i,
+                    None => {
+                        let witness = if syncfs_is_trusted(file) {
+                            Some(file.try_clone()?)
+                        } else {
+                            None
+                        };
+                        self.filesystems.push(Filesystem { dev, witness });
+                        self.filesystems.len() - 1
+                    }
+                };
+                self.last_parent = Some((parent, i));
+                i
             }
-        } else if syncfs_is_trusted(file) {
-            self.filesystems.push(Filesystem {
-                dev,
-                witness: Some(file.try_clone()?),
-            });
-            return Ok(Some(self.filesystems.len() - 1));
-        } else {
-            self.filesystems.push(Filesystem { dev, witness: None });
+        };
+        if self.filesystems[i].witness.is_some() {
+            return Ok(Some(i));
         }
         file.sync_all()?;
         Ok(None)
     }
 
     #[cfg(not(target_os = "linux"))]
-    fn adopt(&mut self, file: &File) -> io::Result<Option<usize>> {
+    fn adopt(&mut self, file: &File, _parent: &'a Path) -> io::Result<Option<usize>> {
         file.sync_all()?;
         Ok(None)
     }
@@ -653,6 +685,7 @@ impl<'a> CommitGroup<'a> {
         let filesystems = std::mem::take(&mut self.filesystems);
         self.bytes = 0;
         self.since = None;
+        self.last_parent = None;
         // 1. The data, once per filesystem; a file alone there is fsynced
         // instead (a syncfs waits for every dirty page of the filesystem,
         // other programs' too: 0.2-0.3 s behind 400 MB someone else wrote,
@@ -711,6 +744,144 @@ impl<'a> CommitGroup<'a> {
         for dir in parents {
             sync_dir_or_warn(dir);
         }
+        out
+    }
+}
+
+/// What [`CommitGroup::commit`] returns: per file, in push order, its slot
+/// and its final path or why it failed.
+pub type Committed = Vec<(usize, io::Result<PathBuf>)>;
+
+/// Commits [`CommitGroup`]s on a thread of its own, in the order they are
+/// handed over, while the caller receives and fills the next group:
+///
+/// ```text
+///  writer   fill N ─► commit(N) ─► fill N+1 ─► commit(N+1) (waits until N is done) ...
+///  thread             syncfs, renames, dir fsyncs of N   ─► report N ─► N+1 ...
+/// ```
+///
+/// At most two groups are alive (one committing, one filling): the hand-over
+/// waits for the thread, so memory and open files stay bounded. Reports come
+/// back in hand-over order ([`Committer::ready`], [`Committer::finish`]).
+/// Without a thread (none could be started, or it is gone) groups are
+/// committed where they are handed over, with the same reports.
+#[derive(Debug)]
+pub struct Committer<'a> {
+    groups: Option<std::sync::mpsc::SyncSender<CommitGroup<'a>>>,
+    reports: Option<std::sync::mpsc::Receiver<Committed>>,
+    /// Groups handed to the thread whose report has not been taken.
+    outstanding: usize,
+    /// Reports of groups committed here, waiting to be taken.
+    local: Vec<Committed>,
+}
+
+impl<'a> Committer<'a> {
+    /// Starts the committing thread in `scope` (or commits inline when no
+    /// thread can be started).
+    pub fn start<'scope>(scope: &'scope std::thread::Scope<'scope, '_>) -> Self
+    where
+        'a: 'scope,
+    {
+        let (groups, incoming) = std::sync::mpsc::sync_channel::<CommitGroup<'a>>(0);
+        let (report, reports) = std::sync::mpsc::channel::<Committed>();
+        let spawned = std::thread::Builder::new()
+            .name("commit".into())
+            .spawn_scoped(scope, move || {
+                for mut group in incoming {
+                    // Once the caller is gone its files are still saved;
+                    // nobody is left to tell.
+                    let _ = report.send(group.commit());
+                }
+            });
+        match spawned {
+            Ok(_) => Committer {
+                groups: Some(groups),
+                reports: Some(reports),
+                outstanding: 0,
+                local: Vec::new(),
+            },
+            Err(e) => {
+                tracing::debug!(error = %e, "no thread to commit on: committing inline");
+                Committer::inline()
+            }
+        }
+    }
+
+    /// A committer without a thread: each group is committed when handed over.
+    #[must_use]
+    pub fn inline() -> Self {
+        Committer {
+            groups: None,
+            reports: None,
+            outstanding: 0,
+            local: Vec::new(),
+        }
+    }
+
+    /// Hands `group` over to be committed (nothing when it is empty). Waits
+    /// while the thread is still committing the previous group.
+    pub fn commit(&mut self, group: CommitGroup<'a>) {
+        if group.is_empty() {
+            return;
+        }
+        let group = match &self.groups {
+            Some(tx) => match tx.send(group) {
+                Ok(()) => {
+                    self.outstanding += 1;
+                    return;
+                }
+                // The thread is gone (it panicked): commit here.
+                Err(std::sync::mpsc::SendError(group)) => {
+                    self.groups = None;
+                    group
+                }
+            },
+            None => group,
+        };
+        let mut group = group;
+        self.local.push(group.commit());
+    }
+
+    /// The reports of the groups committed so far, in hand-over order,
+    /// without waiting.
+    pub fn ready(&mut self) -> Vec<Committed> {
+        let mut out = Vec::new();
+        if let Some(rx) = &self.reports {
+            while self.outstanding > 0 {
+                match rx.try_recv() {
+                    Ok(r) => {
+                        self.outstanding -= 1;
+                        out.push(r);
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+        out.append(&mut self.local);
+        out
+    }
+
+    /// Waits until every group handed over is committed; their reports, in
+    /// hand-over order.
+    pub fn finish(&mut self) -> Vec<Committed> {
+        let mut out = Vec::new();
+        if let Some(rx) = &self.reports {
+            while self.outstanding > 0 {
+                match rx.recv() {
+                    Ok(r) => {
+                        self.outstanding -= 1;
+                        out.push(r);
+                    }
+                    // The thread died with a group: its files stay partial
+                    // (their results keep their placeholders).
+                    Err(_) => {
+                        self.outstanding = 0;
+                        self.groups = None;
+                    }
+                }
+            }
+        }
+        out.append(&mut self.local);
         out
     }
 }

@@ -540,3 +540,87 @@ fn available_space_reports_a_plausible_figure() {
     assert!(free.is_some_and(|f| f > 0), "{free:?}");
     assert_eq!(available_space(&t.path().join("missing")), None);
 }
+
+/// Three groups through a [`Committer`] (on its thread, and inline), the
+/// second with a failing `syncfs`: every file's result comes back, in
+/// hand-over and push order, the second group's files fail and stay
+/// unnamed, the others are saved with their bytes.
+#[test]
+fn committer_reports_every_group_in_order_when_one_sync_fails() {
+    fn broken(_: &File) -> io::Result<()> {
+        Err(io::Error::other("injected syncfs failure"))
+    }
+    for threaded in [true, false] {
+        let t = tmp();
+        let root = t.path().to_path_buf();
+        let names = ["a", "b", "c", "d", "e", "f"];
+        let reports = std::thread::scope(|scope| {
+            let mut committer = if threaded {
+                Committer::start(scope)
+            } else {
+                Committer::inline()
+            };
+            let mut filling = CommitGroup::new();
+            let mut reports = Vec::new();
+            for (g, pair) in names.chunks(2).enumerate() {
+                filling.sync_fs = if g == 1 { broken } else { sync_filesystem };
+                for (k, name) in pair.iter().enumerate() {
+                    let (p, f) = unsynced_partial(&root, name, name.as_bytes());
+                    filling.push(2 * g + k, f, p, &root, name, 1).unwrap();
+                }
+                let group = filling.take();
+                assert!(filling.is_empty() && filling.deadline().is_none());
+                committer.commit(group);
+                reports.extend(committer.ready());
+            }
+            reports.extend(committer.finish());
+            assert!(committer.finish().is_empty());
+            reports
+        });
+        let slots: Vec<Vec<usize>> = reports
+            .iter()
+            .map(|r| r.iter().map(|(slot, _)| *slot).collect())
+            .collect();
+        assert_eq!(
+            slots,
+            [vec![0, 1], vec![2, 3], vec![4, 5]],
+            "threaded {threaded}"
+        );
+        for (slot, result) in reports.iter().flatten() {
+            let name = names[*slot];
+            if (2..4).contains(slot) {
+                let err = result.as_ref().unwrap_err();
+                assert!(err.to_string().contains("syncfs failed"), "{err}");
+            } else {
+                assert_eq!(result.as_ref().unwrap(), &root.join(name));
+                assert_eq!(fs::read(root.join(name)).unwrap(), name.as_bytes());
+            }
+        }
+        assert_eq!(names_in(&root), ["a", "b", "e", "f"], "threaded {threaded}");
+    }
+}
+
+/// Files of one folder share one stat for their filesystem; a take() starts
+/// the next group afresh (its own witness), and both groups commit.
+#[test]
+fn taken_groups_commit_independently() {
+    let t = tmp();
+    let root = t.path().to_path_buf();
+    let sub = root.join("sub");
+    fs::create_dir(&sub).unwrap();
+    let mut group = CommitGroup::new();
+    for (slot, (dir, name)) in [(&root, "1"), (&root, "2"), (&sub, "3")].iter().enumerate() {
+        let (p, f) = unsynced_partial(dir, name, name.as_bytes());
+        group.push(slot, f, p, dir, name, 1).unwrap();
+    }
+    assert_eq!(group.filesystems.len(), 1);
+    let mut first = group.take();
+    let (p, f) = unsynced_partial(&sub, "4", b"4");
+    group.push(3, f, p, &sub, "4", 1).unwrap();
+    assert_eq!((first.len(), group.len()), (3, 1));
+    let a = first.commit();
+    let b = group.commit();
+    assert!(a.iter().chain(&b).all(|(_, r)| r.is_ok()));
+    assert_eq!(fs::read(sub.join("4")).unwrap(), b"4");
+    assert_eq!(names_in(&root), ["1", "2", "sub"]);
+}

@@ -73,9 +73,12 @@ pub(super) struct Written {
 /// (continue after it) or not (start over).
 ///
 /// Small files are committed in groups ([`fsutil::CommitGroup`]: one
-/// filesystem sync for up to hundreds of files); a group is committed when it
-/// is full, when its first file has waited [`fsutil::GROUP_MAX_WAIT`], before
-/// a large file starts, and at the end, whatever ended the transfer.
+/// filesystem sync for up to hundreds of files); a group is handed to the
+/// committing thread ([`fsutil::Committer`]) when it is full, when its first
+/// file has waited [`fsutil::GROUP_MAX_WAIT`], and before a large file starts,
+/// and the writer goes on with the next one meanwhile. A large file gets its
+/// name only after the groups before it (names are taken in offer order), and
+/// the end, whatever ended the transfer, waits for every group.
 #[allow(clippy::too_many_arguments)] // the pipeline's parts, each used once
 pub(super) fn write_files(
     opener: Opener,
@@ -91,12 +94,58 @@ pub(super) fn write_files(
         planned: plan,
         held,
     } = prepared;
+    std::thread::scope(|scope| {
+        let committer = fsutil::Committer::start(scope);
+        write_with(
+            Parts {
+                opener,
+                rx,
+                pool,
+                accepted,
+                plan: &plan,
+                held,
+                progress,
+                destination,
+                tally,
+            },
+            committer,
+        )
+    })
+}
+
+/// What [`write_with`] works with.
+struct Parts<'a> {
+    opener: Opener,
+    rx: mpsc::Receiver<Vec<RawFrame>>,
+    pool: &'a BufPool,
+    accepted: Accepted,
+    plan: &'a [Planned],
+    held: HashMap<u32, Held>,
+    progress: Option<&'a Progress>,
+    destination: Destination,
+    tally: &'a trust::Tally,
+}
+
+/// [`write_files`], with groups committed by `committer`.
+fn write_with<'a>(parts: Parts<'a>, committer: fsutil::Committer<'a>) -> Result<Written> {
+    let Parts {
+        opener,
+        rx,
+        pool,
+        accepted,
+        plan,
+        held,
+        progress,
+        destination,
+        tally,
+    } = parts;
     let mut w = Writer {
         tally,
-        plan: &plan,
+        plan,
         progress,
         results: Vec::with_capacity(plan.len()),
         group: fsutil::CommitGroup::new(),
+        committer,
         current: None,
         held,
         to_stdout: destination == Destination::Stdout,
@@ -124,7 +173,7 @@ pub(super) fn write_files(
     }
     // Verified files still waiting for their group are saved even when the
     // transfer failed later, as they would have been one by one.
-    w.commit_group();
+    w.settle();
     let saved = w.results.iter().filter(|r| r.is_ok()).count();
     tally
         .files
@@ -156,6 +205,8 @@ struct Writer<'a> {
     /// placeholder (`InternalError`) until the group is committed.
     results: FileResults,
     group: fsutil::CommitGroup<'a>,
+    /// Commits the full groups while the next one fills.
+    committer: fsutil::Committer<'a>,
     current: Option<Current>,
     /// Held prefixes by offer index, until their file starts.
     held: HashMap<u32, Held>,
@@ -521,6 +572,8 @@ impl<'a> Writer<'a> {
             warn!(file = %p.shown, error = %e, "cannot make it executable");
         }
         if !fsutil::CommitGroup::wants(p.size) {
+            // Names are taken in offer order: the small files before it first.
+            self.settle();
             let result = commit_one(partial, file, p);
             if let (Ok(path), Some(bar)) = (&result, self.progress) {
                 bar.file_done(&p.shown, p.size, Some(path));
@@ -568,12 +621,33 @@ impl<'a> Writer<'a> {
         Ok(None)
     }
 
-    /// Commits the waiting group and fills in its files' results.
+    /// Hands the waiting group to the committer, and fills in the results
+    /// of the groups it has committed since.
     fn commit_group(&mut self) {
-        if self.group.is_empty() {
-            return;
+        if !self.group.is_empty() {
+            let group = self.group.take();
+            self.committer.commit(group);
         }
-        for (slot, placed) in self.group.commit() {
+        for report in self.committer.ready() {
+            self.report(report);
+        }
+    }
+
+    /// Hands the waiting group over and waits until every group is
+    /// committed, filling in their files' results.
+    fn settle(&mut self) {
+        if !self.group.is_empty() {
+            let group = self.group.take();
+            self.committer.commit(group);
+        }
+        for report in self.committer.finish() {
+            self.report(report);
+        }
+    }
+
+    /// Fills in the results of one committed group.
+    fn report(&mut self, committed: fsutil::Committed) {
+        for (slot, placed) in committed {
             let Some(p) = self.plan.get(slot) else {
                 continue;
             };
