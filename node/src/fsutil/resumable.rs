@@ -163,6 +163,46 @@ pub fn open_resumable(parent: &Path, name: &str) -> io::Result<Option<Resumable>
     }))
 }
 
+/// Creates the resumable partial `name` in `parent` when nothing has that
+/// name yet, and locks it: one exclusive create (`O_CREAT|O_EXCL`, which
+/// never follows a link and never opens what is there) instead of
+/// [`open_resumable`]'s look before it, for the common case of a file
+/// nothing is held for. The lock keeps its purpose: between the create and
+/// the lock another transfer may have taken the new file (and given it its
+/// final name), so the lock counts only if the name still leads to it.
+///
+/// Returns `Ok(None)` when the name is taken (the caller then tries
+/// [`open_resumable`]) or the new file was taken over before it was locked.
+///
+/// # Errors
+/// [`io::ErrorKind::InvalidInput`] for a bad `name`, or any error from
+/// creating the file (a full disk, a read-only destination).
+pub fn create_resumable(parent: &Path, name: &str) -> io::Result<Option<Resumable>> {
+    check_component(name)?;
+    if cfg!(not(unix)) {
+        return Ok(None);
+    }
+    let path = parent.join(name);
+    let mut opts = OpenOptions::new();
+    opts.read(true).write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o644);
+    }
+    let file = match opts.open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let meta = file.metadata()?;
+    if !lock(&file)? || !same_file(&meta, &path) {
+        tracing::info!(path = %path.display(), "new partial file taken by another transfer");
+        return Ok(None);
+    }
+    Ok(Some(Resumable { path, file, len: 0 }))
+}
+
 #[cfg(unix)]
 fn same_file(opened: &std::fs::Metadata, path: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;

@@ -624,3 +624,52 @@ fn taken_groups_commit_independently() {
     assert_eq!(fs::read(sub.join("4")).unwrap(), b"4");
     assert_eq!(names_in(&root), ["1", "2", "sub"]);
 }
+
+/// The exclusive create of a resumable partial: a new file, locked (another
+/// transfer steps aside); a name already taken, by a partial or a link, is
+/// never opened through it.
+#[cfg(unix)]
+#[test]
+fn create_resumable_is_exclusive_and_locked() {
+    let t = tmp();
+    let dir = t.path();
+    let mut r = resumable::create_resumable(dir, "f.k.lspart")
+        .unwrap()
+        .unwrap();
+    assert_eq!((r.len, r.path.clone()), (0, dir.join("f.k.lspart")));
+    r.file.write_all(b"data").unwrap();
+    // Taken: no second create, and the lock keeps another transfer out.
+    assert!(
+        resumable::create_resumable(dir, "f.k.lspart")
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        resumable::open_resumable(dir, "f.k.lspart")
+            .unwrap()
+            .is_none()
+    );
+    drop(r);
+    let again = resumable::open_resumable(dir, "f.k.lspart")
+        .unwrap()
+        .unwrap();
+    assert_eq!(again.len, 4);
+    // A symlink under the name, dangling or not, is not followed.
+    let outside = dir.join("outside");
+    fs::write(&outside, b"keep").unwrap();
+    std::os::unix::fs::symlink(&outside, dir.join("s.k.lspart")).unwrap();
+    std::os::unix::fs::symlink(dir.join("nowhere"), dir.join("d.k.lspart")).unwrap();
+    assert!(
+        resumable::create_resumable(dir, "s.k.lspart")
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        resumable::create_resumable(dir, "d.k.lspart")
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(fs::read(&outside).unwrap(), b"keep");
+    assert!(!dir.join("nowhere").exists());
+    assert!(resumable::create_resumable(dir, "../x").is_err());
+}

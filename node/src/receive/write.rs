@@ -719,9 +719,12 @@ fn stdout_file() -> std::io::Result<File> {
     ))
 }
 
-/// A new, empty partial for `p`: its resumable one (emptied, when a stale
-/// one was there), or a fresh one when that cannot be used.
+/// A new, empty partial for `p`: its resumable one (created, or emptied when
+/// a stale one was there), or a fresh one when that cannot be used.
 fn open_partial(p: &Planned) -> std::io::Result<(PathBuf, File)> {
+    if let Some(r) = resumable::create_resumable(&p.parent, &p.partial_name)? {
+        return Ok((r.path, r.file));
+    }
     match resumable::open_resumable(&p.parent, &p.partial_name)? {
         Some(r) => {
             if r.len > 0 {
