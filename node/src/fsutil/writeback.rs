@@ -47,6 +47,13 @@ impl WriteBack {
         }
     }
 
+    /// Write-back for `file`, unless it lives in memory (tmpfs, ramfs),
+    /// where there is nothing to write back and the page-cache calls only
+    /// cost time.
+    pub fn for_file(file: &File, offset: u64, window: u64) -> Option<Self> {
+        (!in_memory(file)).then(|| Self::new(offset, window))
+    }
+
     /// The step due once the file holds `written` bytes, if any: once
     /// one or more whole windows were completed since the last step, the
     /// range from the start of what the last step started (written back by
@@ -72,6 +79,21 @@ impl WriteBack {
     }
 }
 
+/// Whether `file` is on a filesystem kept in memory (tmpfs, ramfs).
+#[cfg(target_os = "linux")]
+fn in_memory(file: &File) -> bool {
+    use rustix::fs::{FsWord, fstatfs};
+    const TMPFS_MAGIC: FsWord = 0x0102_1994;
+    const RAMFS_MAGIC: FsWord = 0x8584_58f6_u32 as FsWord;
+    fstatfs(file).is_ok_and(|st| st.f_type == TMPFS_MAGIC || st.f_type == RAMFS_MAGIC)
+}
+
+/// Nothing is done elsewhere anyway.
+#[cfg(not(target_os = "linux"))]
+fn in_memory(_file: &File) -> bool {
+    false
+}
+
 /// Starts write-back of the dirty pages of a range, and drops its clean
 /// ones from the page cache.
 #[cfg(target_os = "linux")]
@@ -88,6 +110,8 @@ fn apply(_file: &File, _range: Range<u64>) {}
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
+
+    use std::path::Path;
 
     use super::*;
 
@@ -134,6 +158,16 @@ mod tests {
             }
         }
         assert_eq!(started, 994 - 994 % W);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_file_in_memory_is_not_written_back() {
+        if !Path::new("/dev/shm").is_dir() {
+            return;
+        }
+        let shm = tempfile::tempfile_in("/dev/shm").unwrap();
+        assert!(WriteBack::for_file(&shm, 0, W).is_none());
     }
 
     #[test]

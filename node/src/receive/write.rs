@@ -461,8 +461,13 @@ impl<'a> Writer<'a> {
                 }
             }
         };
-        self.writeback = (!self.to_stdout && !cur.copy && (p.stream || p.size >= WRITE_BACK_FROM))
-            .then(|| fsutil::writeback::WriteBack::new(cur.written, fsutil::writeback::WINDOW));
+        let large = p.stream || p.size >= WRITE_BACK_FROM;
+        self.writeback = if large && !self.to_stdout && !cur.copy {
+            use fsutil::writeback::{WINDOW, WriteBack};
+            WriteBack::for_file(&cur.file, cur.written, WINDOW)
+        } else {
+            None
+        };
         if let Some(bar) = self.progress {
             bar.start_file(&p.shown, p.size - cur.written);
         }
