@@ -39,7 +39,7 @@ pub(crate) struct Link {
 #[allow(clippy::too_many_arguments)] // the connection's facts, each used once
 pub(crate) async fn exchange(
     mut link: Link,
-    sources: &[Source],
+    sources: &Arc<[Source]>,
     peer: &PeerIdentity,
     accepted: &std::sync::atomic::AtomicBool,
     cx: &Context,
@@ -48,7 +48,7 @@ pub(crate) async fn exchange(
     tally: &Arc<Tally>,
 ) -> Result<Sent> {
     use std::sync::atomic::Ordering::Relaxed;
-    let sources: Arc<[Source]> = sources.into();
+    let sources = Arc::clone(sources);
     let accept = || accepted.store(true, std::sync::atomic::Ordering::SeqCst);
     let offered: u64 = sources.iter().map(|s| s.size).sum();
     tally.total.store(offered, Relaxed);

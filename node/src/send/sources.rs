@@ -17,15 +17,15 @@ pub(crate) struct Listed {
 }
 
 impl Listed {
-    /// The send's result once everything offered arrived verified: an
-    /// error when paths were left out because they could not be read or
-    /// their names cannot be sent.
-    pub(crate) fn verdict(&self, sent: Sent) -> Result<Sent> {
+    /// The send's result once everything offered (`offered`: the list,
+    /// taken out of it) arrived verified: an error when paths were left out
+    /// because they could not be read or their names cannot be sent.
+    pub(crate) fn verdict(&self, offered: &[Source], sent: Sent) -> Result<Sent> {
         if self.unreadable == 0 && self.names == 0 {
             return Ok(sent);
         }
         Err(Error::Transfer(TransferError::Unreadable {
-            sent: self.sources.iter().filter(|s| !s.is_dir()).count(),
+            sent: offered.iter().filter(|s| !s.is_dir()).count(),
             skipped: self.unreadable,
             names: self.names,
         }))
@@ -485,7 +485,7 @@ mod tests {
                 ("sub/pipe".to_owned(), Skip::Fifo),
             ]
         );
-        let err = listed.verdict(sent()).unwrap_err();
+        let err = listed.verdict(&listed.sources, sent()).unwrap_err();
         assert_eq!(err.to_string(), "sent 2 files; skipped 1 unreadable");
     }
 
@@ -516,7 +516,7 @@ mod tests {
         let got = skipped(&mut rx, &root);
         let reasons: Vec<Skip> = got.iter().map(|(_, r)| *r).collect();
         assert_eq!(reasons, [Skip::Name; 4], "{got:?}");
-        let err = listed.verdict(sent()).unwrap_err();
+        let err = listed.verdict(&listed.sources, sent()).unwrap_err();
         assert_eq!(
             err.to_string(),
             "sent 1 file; skipped 4 whose names cannot be sent"
@@ -531,7 +531,10 @@ mod tests {
             names: 1,
         };
         assert_eq!(
-            listed.verdict(sent()).unwrap_err().to_string(),
+            listed
+                .verdict(&listed.sources, sent())
+                .unwrap_err()
+                .to_string(),
             "sent 0 files; skipped 2 unreadable and 1 whose name cannot be sent"
         );
     }
@@ -550,7 +553,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(names(&listed), ["top", "top/a.txt"]);
-        assert!(listed.verdict(sent()).is_ok());
+        assert!(listed.verdict(&listed.sources, sent()).is_ok());
     }
 
     #[test]
@@ -605,7 +608,7 @@ mod tests {
             ]
         );
         assert!(skipped(&mut rx, &root).is_empty());
-        assert!(listed.verdict(sent()).is_ok());
+        assert!(listed.verdict(&listed.sources, sent()).is_ok());
     }
 
     /// Permissions stop only a user who is not root (CI runs as root).
