@@ -245,11 +245,11 @@ impl PeerStore {
     }
 
     /// How many times this store (through any of its clones) has written
-    /// the file: each write is an fsync of the file and one of the folder,
-    /// so the tests count them on the paths that must stay fast.
+    /// the file, or begun to: each write is an fsync of the file and one of
+    /// the folder, so the tests count them on the paths that must stay fast.
     #[must_use]
     pub fn writes(&self) -> u64 {
-        self.writes.load(Ordering::Relaxed)
+        self.writes.load(Ordering::SeqCst)
     }
 
     /// The store file's path.
@@ -348,8 +348,9 @@ impl PeerStore {
             None => data.peers.is_empty(),
         };
         if !unchanged {
+            // Counted first: whoever sees the new file sees the count.
+            self.writes.fetch_add(1, Ordering::SeqCst);
             write_atomic(&self.home, STORE_FILE, &bytes, 0o600)?;
-            self.writes.fetch_add(1, Ordering::Relaxed);
         }
         Ok(result)
     }

@@ -231,3 +231,111 @@ async fn a_file_gone_after_the_offer_fails_alone_and_the_rest_arrives() {
     assert_eq!(std::fs::read(inbox.join("album/a.txt")).unwrap(), b"first");
     assert_eq!(std::fs::read(inbox.join("album/c.txt")).unwrap(), b"third");
 }
+
+/// A send to a peer pinned on both sides writes each peer store once, after
+/// the file arrived: nothing on the receiver before its Answer (the pin
+/// exists), nothing on the sender before the receiver's Status. First
+/// contact still pins on both sides.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_to_a_pinned_peer_writes_each_store_once() {
+    use localstream_node::store::Outcome;
+    let dir = tempfile::tempdir().unwrap();
+    let node = |name: &str| {
+        Node::start(NodeConfig {
+            home: dir.path().join(name),
+            name: Some(name.into()),
+        })
+        .unwrap()
+    };
+    let (receiver, sender) = (node("receiver"), node("sender"));
+    let mut received = receiver.events();
+    let listen = ListenConfig {
+        dir: dir.path().join("inbox"),
+        bind: "127.0.0.1:0".parse().unwrap(),
+        policy: Policy::Yes,
+        once: false,
+        discovery: Discovery::Off,
+        destination: Destination::Folder,
+        localsend: None,
+        on_collision: localstream_node::config::OnCollision::Rename,
+    };
+    let shutdown = Shutdown::default();
+    let listening = tokio::spawn({
+        let (receiver, shutdown) = (receiver.clone(), shutdown.clone());
+        async move { receiver.listen(&listen, shutdown).await }
+    });
+    let addr = wait_for(&mut received, |e| match &e.event {
+        Event::Listening { addresses, .. } => addresses.first().copied(),
+        _ => None,
+    })
+    .await;
+    let file = dir.path().join("small.txt");
+    std::fs::write(&file, b"hello\n").unwrap();
+    let send = SendConfig {
+        target: Target::Addr(addr),
+        files: vec![file],
+        exclude: localstream_node::exclude::Exclude::default(),
+        find_timeout: Duration::from_secs(1),
+        discovery: Discovery::Off,
+        retry: None,
+        stdin_name: "stdin".into(),
+        compress: Mode::Auto,
+        first_contact: FirstContact::Yes,
+        localsend: Default::default(),
+    };
+    // The receiver's history of the sender: its sessions' outcomes, once
+    // `n` of them have ended (it is written after the transfer's last event).
+    let ended = |n: usize| {
+        let store = receiver.store().clone();
+        async move {
+            let sessions = || -> Vec<Option<Outcome>> {
+                let data = store.load().unwrap();
+                let entry = data.peers().first().cloned();
+                entry.map_or(vec![], |e| {
+                    let done = e.sessions.iter().map(|s| s.ended.map(|_| s.outcome));
+                    done.collect()
+                })
+            };
+            let wait = async {
+                loop {
+                    let s = sessions();
+                    if s.len() == n && s.iter().all(Option::is_some) {
+                        return s;
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            };
+            tokio::time::timeout(Duration::from_secs(120), wait)
+                .await
+                .expect("the receiver's history in 120 s")
+        }
+    };
+    // First contact: pinned on both sides.
+    sender.send(&send).await.unwrap();
+    assert_eq!(ended(1).await, [Some(Outcome::Ok)]);
+    let (r0, s0) = (receiver.store().writes(), sender.store().writes());
+    assert!(r0 >= 1 && s0 >= 1, "first contact pins: {r0} {s0}");
+    assert_eq!(sender.peer_store().unwrap().peers().len(), 1);
+
+    // Pinned: one write each, after the file.
+    let started = std::time::Instant::now();
+    let sent = sender.send(&send).await.unwrap();
+    assert_eq!((sent.delivered, sent.offered), (1, 1));
+    assert_eq!(sender.store().writes() - s0, 1, "the sender's history");
+    assert_eq!(ended(2).await, [Some(Outcome::Ok), Some(Outcome::Ok)]);
+    // A transfer longer than the start delay has its start written while
+    // it runs (a crash leaves a trace); this one should have been quicker.
+    let receiver_writes = receiver.store().writes() - r0;
+    if started.elapsed() < localstream_node::trust::START_DELAY {
+        assert_eq!(receiver_writes, 1, "the receiver's history, with its end");
+    } else {
+        assert!(receiver_writes <= 2, "{receiver_writes}");
+    }
+    assert_eq!(
+        std::fs::read(dir.path().join("inbox/small (1).txt")).unwrap(),
+        b"hello\n"
+    );
+    shutdown.graceful.cancel();
+    shutdown.now.cancel();
+    let _ = listening.await.unwrap();
+}
