@@ -1006,6 +1006,29 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn trusting_a_pinned_peer_is_written_before_the_answer() {
+        let home = tempfile::tempdir().unwrap();
+        let store = PeerStore::new(home.path());
+        let events = Events::default();
+        let p = peer(4);
+        let first = begin(&store, &p, 1, false, NEVER).await;
+        first.end(&events, Outcome::Ok, done(1), "").await;
+        let before = store.writes();
+        let trusting = begin(&store, &p, 2, true, NEVER).await;
+        assert_eq!(store.writes(), before + 1, "the user's decision, at once");
+        let data = store.load().unwrap();
+        let entry = data.get(&Uuid::from_bytes(p.node_id)).unwrap();
+        assert_eq!(entry.trust, Trust::Trusted);
+        assert_eq!(entry.sessions.len(), 2);
+        trusting.end(&events, Outcome::Ok, done(1), "").await;
+        assert_eq!(store.writes(), before + 2);
+        assert_eq!(
+            sessions_of(&store, &p),
+            [(Outcome::Ok, 1), (Outcome::Ok, 1)]
+        );
+    }
+
+    #[tokio::test]
     async fn a_peer_forgotten_during_a_session_is_not_pinned_again() {
         let home = tempfile::tempdir().unwrap();
         let store = PeerStore::new(home.path());
