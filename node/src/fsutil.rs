@@ -429,6 +429,62 @@ pub const GROUP_MAX_FILES: usize = 256;
 pub const GROUP_MAX_BYTES: u64 = 32 * 1024 * 1024;
 /// or its first file has waited this long.
 pub const GROUP_MAX_WAIT: Duration = Duration::from_secs(1);
+/// A full group whose committer is still busy with the group before keeps
+/// taking files, up to this many (fewer where the process may open few
+/// files: each member holds its handle; see [`CommitGroup::is_at_limit`]),
+/// so that a slow filesystem sync costs fewer, larger groups instead of a
+/// writer waiting for each one,
+pub const GROUP_BUSY_MAX_FILES: usize = 4096;
+/// or this many bytes.
+pub const GROUP_BUSY_MAX_BYTES: u64 = 128 * 1024 * 1024;
+
+/// The most files a group holds while the committer is busy:
+/// [`GROUP_BUSY_MAX_FILES`], or an eighth of the open-file limit where that
+/// is less (never below [`GROUP_MAX_FILES`]: two groups of those always fit
+/// next to a listener's other handles).
+fn busy_max_files() -> usize {
+    static LIMIT: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *LIMIT.get_or_init(|| (open_file_limit() / 8).clamp(GROUP_MAX_FILES, GROUP_BUSY_MAX_FILES))
+}
+
+/// The soft limit on open files (`RLIMIT_NOFILE`).
+#[cfg(target_os = "linux")]
+fn open_file_limit() -> usize {
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    limit
+        .current
+        .map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX))
+}
+
+/// Not looked up elsewhere: groups stay at [`GROUP_MAX_FILES`].
+#[cfg(not(target_os = "linux"))]
+fn open_file_limit() -> usize {
+    0
+}
+
+/// Raises the soft limit on open files to the hard limit (at most 65,536),
+/// as a receiver holding groups of files wants; a failure changes nothing.
+/// Called once before the first group (the limit is read once).
+#[cfg(target_os = "linux")]
+pub fn raise_open_file_limit() {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    const WANTED: u64 = 65_536;
+    let limit = getrlimit(Resource::Nofile);
+    let target = limit.maximum.map_or(WANTED, |max| max.min(WANTED));
+    if limit.current.is_some_and(|cur| cur < target) {
+        let raised = Rlimit {
+            current: Some(target),
+            maximum: limit.maximum,
+        };
+        if let Err(e) = setrlimit(Resource::Nofile, raised) {
+            tracing::debug!(error = %e, "open-file limit not raised");
+        }
+    }
+}
+
+/// Nothing to raise elsewhere.
+#[cfg(not(target_os = "linux"))]
+pub fn raise_open_file_limit() {}
 
 /// Verified partial files that are made durable together, then moved to
 /// their final names: one filesystem sync instead of one fsync per file.
@@ -669,6 +725,14 @@ impl<'a> CommitGroup<'a> {
         self.members.len() >= GROUP_MAX_FILES || self.bytes >= GROUP_MAX_BYTES
     }
 
+    /// The group holds the most it may while the previous group is still
+    /// being committed ([`GROUP_BUSY_MAX_FILES`], [`GROUP_BUSY_MAX_BYTES`]):
+    /// it must be handed over now, waiting for the committer.
+    #[must_use]
+    pub fn is_at_limit(&self) -> bool {
+        self.members.len() >= busy_max_files() || self.bytes >= GROUP_BUSY_MAX_BYTES
+    }
+
     /// When the group should be committed at the latest ([`GROUP_MAX_WAIT`]
     /// after its first file); `None` when it is empty.
     #[must_use]
@@ -840,6 +904,29 @@ impl<'a> Committer<'a> {
         };
         let mut group = group;
         self.local.push(group.commit());
+    }
+
+    /// Hands `group` over only if the thread is free to take it at once;
+    /// otherwise gives it back, for the caller to keep filling (up to
+    /// [`CommitGroup::is_at_limit`]). Without a thread it is committed here,
+    /// as [`Committer::commit`] does.
+    pub fn try_commit(&mut self, group: CommitGroup<'a>) -> Option<CommitGroup<'a>> {
+        if group.is_empty() {
+            return None;
+        }
+        let group = match &self.groups {
+            Some(tx) => match tx.try_send(group) {
+                Ok(()) => {
+                    self.outstanding += 1;
+                    return None;
+                }
+                Err(std::sync::mpsc::TrySendError::Full(group)) => return Some(group),
+                Err(std::sync::mpsc::TrySendError::Disconnected(group)) => group,
+            },
+            None => group,
+        };
+        self.commit(group);
+        None
     }
 
     /// The reports of the groups committed so far, in hand-over order,

@@ -168,6 +168,8 @@ async fn open(
         devices,
     } = cx;
     trust::check_store(&store).await?;
+    // Groups of small files hold their handles until they are synced.
+    crate::fsutil::raise_open_file_limit();
     let dir = if cfg.destination == Destination::Folder {
         let dir = preflight::writable_folder(&cfg.dir)?;
         report_partials(&dir, &events).await;

@@ -673,3 +673,81 @@ fn create_resumable_is_exclusive_and_locked() {
     assert!(!dir.join("nowhere").exists());
     assert!(resumable::create_resumable(dir, "../x").is_err());
 }
+
+/// `try_commit` hands a group over only when the committer is free: while
+/// it syncs the group before (held here until released), the next group
+/// comes back to keep filling; once it is free, the group is taken, and
+/// every file of both is saved in order. Without a thread it commits at once.
+#[test]
+fn try_commit_gives_the_group_back_while_the_committer_is_busy() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    static SYNCING: AtomicUsize = AtomicUsize::new(0);
+    static RELEASE: AtomicBool = AtomicBool::new(false);
+    fn held(file: &File) -> io::Result<()> {
+        SYNCING.fetch_add(1, Ordering::SeqCst);
+        while !RELEASE.load(Ordering::SeqCst) {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        sync_filesystem(file)
+    }
+    let t = tmp();
+    let root = t.path().to_path_buf();
+    let names: Vec<String> = (0..5).map(|slot| format!("f{slot}")).collect();
+    fn fill<'a>(
+        group: &mut CommitGroup<'a>,
+        root: &'a Path,
+        names: &'a [String],
+        slots: std::ops::Range<usize>,
+    ) {
+        for slot in slots {
+            let name = &names[slot];
+            let (p, f) = unsynced_partial(root, name, name.as_bytes());
+            group.push(slot, f, p, root, name, 1).unwrap();
+        }
+    }
+    let reports = std::thread::scope(|scope| {
+        let mut committer = Committer::start(scope);
+        let mut first = CommitGroup::new();
+        first.sync_fs = held;
+        fill(&mut first, &root, &names, 0..2);
+        committer.commit(first);
+        while SYNCING.load(Ordering::SeqCst) == 0 {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        let mut second = CommitGroup::new();
+        fill(&mut second, &root, &names, 2..4);
+        let mut second = committer
+            .try_commit(second)
+            .expect("a busy committer gives the group back");
+        assert_eq!(second.len(), 2);
+        fill(&mut second, &root, &names, 4..5);
+        RELEASE.store(true, Ordering::SeqCst);
+        let mut waiting = Some(second);
+        while let Some(group) = waiting.take() {
+            waiting = committer.try_commit(group);
+            if waiting.is_some() {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        }
+        committer.finish()
+    });
+    let slots: Vec<Vec<usize>> = reports
+        .iter()
+        .map(|r| r.iter().map(|(slot, _)| *slot).collect())
+        .collect();
+    assert_eq!(slots, [vec![0, 1], vec![2, 3, 4]]);
+    for (slot, result) in reports.iter().flatten() {
+        let name = format!("f{slot}");
+        assert_eq!(result.as_ref().unwrap(), &root.join(&name));
+        assert_eq!(fs::read(root.join(&name)).unwrap(), name.as_bytes());
+    }
+
+    let mut inline = Committer::inline();
+    let mut group = CommitGroup::new();
+    let (p, f) = unsynced_partial(&root, "g", b"g");
+    group.push(0, f, p, &root, "g", 1).unwrap();
+    assert!(inline.try_commit(group).is_none());
+    let done = inline.ready();
+    assert_eq!(done.len(), 1);
+    assert_eq!(done[0][0].1.as_ref().unwrap(), &root.join("g"));
+}

@@ -601,8 +601,10 @@ impl<'a> Writer<'a> {
                 self.results.push(Err(io_status(&e)));
             }
         }
-        if self.group.is_full() || self.group.deadline().is_some_and(|d| Instant::now() >= d) {
+        if self.group.is_at_limit() || self.group.deadline().is_some_and(|d| Instant::now() >= d) {
             self.commit_group();
+        } else if self.group.is_full() {
+            self.offer_group();
         }
         Ok(())
     }
@@ -632,6 +634,19 @@ impl<'a> Writer<'a> {
         if !self.group.is_empty() {
             let group = self.group.take();
             self.committer.commit(group);
+        }
+        for report in self.committer.ready() {
+            self.report(report);
+        }
+    }
+
+    /// Hands a full group to the committer if it is free; while it is still
+    /// busy with the group before, this one keeps filling (fewer, larger
+    /// groups when syncing is what takes the time).
+    fn offer_group(&mut self) {
+        let group = self.group.take();
+        if let Some(group) = self.committer.try_commit(group) {
+            self.group = group;
         }
         for report in self.committer.ready() {
             self.report(report);
