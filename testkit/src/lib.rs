@@ -22,6 +22,7 @@ pub mod files;
 pub mod measure;
 pub mod procs;
 pub mod proxy;
+pub mod shaped;
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
