@@ -44,8 +44,8 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -139,23 +139,32 @@ struct StoreFile {
 
 /// Decodes a store file, or says what is wrong with it.
 fn decode(bytes: &[u8]) -> Result<StoreData, String> {
-    /// Read first, so a future layout is reported as such, not as bad values.
+    /// Read when the file does not decode, so that a future layout is
+    /// reported as such, not as bad values.
     #[derive(Deserialize)]
     struct Header {
         schema: Option<u64>,
     }
-    let header: Header = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
-    match header.schema {
-        Some(n) if n == u64::from(SCHEMA) => {}
-        Some(n) => {
-            return Err(format!(
-                "schema {n} is not supported (this version reads schema {SCHEMA}; \
-                 was it written by a newer localstream?)"
-            ));
+    let unsupported = |n: u64| {
+        format!(
+            "schema {n} is not supported (this version reads schema {SCHEMA}; \
+             was it written by a newer localstream?)"
+        )
+    };
+    // One pass over the file when it is well formed (it may hold megabytes
+    // of history), a second one to say what is wrong when it is not.
+    let file: StoreFile = match serde_json::from_slice(bytes) {
+        Ok(file @ StoreFile { schema: SCHEMA, .. }) => file,
+        Ok(file) => return Err(unsupported(file.schema.into())),
+        Err(e) => {
+            return Err(match serde_json::from_slice::<Header>(bytes) {
+                Ok(Header { schema: Some(n) }) if n != u64::from(SCHEMA) => unsupported(n),
+                Ok(Header { schema: None }) => "no schema number".into(),
+                Ok(_) => e.to_string(),
+                Err(header) => header.to_string(),
+            });
         }
-        None => return Err("no schema number".into()),
-    }
-    let file: StoreFile = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    };
     let mut peers = file.peers;
     // Stores written before protocol 2 keyed peers by a random node id; the
     // id is now the one bound to the pinned key, so the entry moves there
@@ -226,6 +235,19 @@ pub struct PeerStore {
     lock_timeout: Duration,
     /// Files written through this store and its clones.
     writes: Arc<AtomicU64>,
+    /// The file as last read through this store or a clone, and what it
+    /// decoded to.
+    last: Arc<Mutex<Option<Decoded>>>,
+}
+
+/// A store file's bytes and their decoding: a load that reads the same
+/// bytes again skips the decoding (a send reads the store several times,
+/// and full histories are megabytes of JSON). Comparing the bytes, not a
+/// file's size or times, cannot mistake one content for another.
+#[derive(Debug)]
+struct Decoded {
+    bytes: Vec<u8>,
+    data: StoreData,
 }
 
 impl PeerStore {
@@ -241,6 +263,7 @@ impl PeerStore {
             max_bytes: MAX_STORE_BYTES,
             lock_timeout: LOCK_TIMEOUT,
             writes: Arc::default(),
+            last: Arc::default(),
         }
     }
 
@@ -301,7 +324,18 @@ impl PeerStore {
         if bytes.len() as u64 > self.max_bytes {
             return Err(corrupt(format!("larger than {} bytes", self.max_bytes)));
         }
-        let data = decode(&bytes).map_err(corrupt)?;
+        let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+        let data = match &*last {
+            Some(d) if d.bytes == bytes => d.data.clone(),
+            _ => {
+                let data = decode(&bytes).map_err(corrupt)?;
+                *last = Some(Decoded {
+                    bytes: bytes.clone(),
+                    data: data.clone(),
+                });
+                data
+            }
+        };
         Ok((data, Some(bytes)))
     }
 

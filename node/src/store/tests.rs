@@ -782,3 +782,24 @@ fn helpers() {
     assert!(now_secs() > 1_600_000_000);
     assert!(now_ms() / 1000 >= now_secs() - 1);
 }
+
+#[test]
+fn a_file_read_again_is_decoded_again_only_when_it_changed() {
+    let h = home();
+    let store = PeerStore::new(h.path());
+    let json = json_of(&sample());
+    write(&store, json.as_bytes());
+    assert_eq!(store.load().unwrap(), sample());
+    // A clone shares what was read; the same bytes give the same data.
+    assert_eq!(store.clone().load().unwrap(), sample());
+    // Changed in place, same size and times a moment apart: "trusted" and
+    // "blocked" have the same length. The new content is what counts.
+    let blocked = json.replacen("\"trusted\"", "\"blocked\"", 1);
+    assert_eq!(blocked.len(), json.len());
+    write(&store, blocked.as_bytes());
+    let data = store.load().unwrap();
+    assert_eq!(data.get(&id(3)).unwrap().trust, Trust::Blocked);
+    // And a file turned corrupt is corrupt, whatever was read before.
+    write(&store, &json.as_bytes()[..json.len() / 2]);
+    assert!(matches!(store.load(), Err(StoreError::Corrupt { .. })));
+}
