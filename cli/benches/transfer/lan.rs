@@ -17,7 +17,7 @@
 //!
 //! - `lan`: three shaped links (`delayline` in the switch namespace: 1 Gbit/s
 //!   0.2 ms; 300 Mbit/s 3 ms 0.1 % loss; 100 Mbit/s 10 ms 1 % loss, each way),
-//!   on each a random file (`LOCALSTREAM_BENCH_LAN_MIB`, default `256,128,16`)
+//!   on each a random file (`LOCALSTREAM_BENCH_LAN_MIB`, default `256,128,48`)
 //!   sent by LocalStream (`--no-discovery`, by address) and by plain `nc`,
 //!   interleaved, MB/s, every received file checked by BLAKE3.
 //! - `latency`: `send <name> small.txt` with mDNS discovery on (inside the
@@ -63,7 +63,7 @@ const PROFILES: [(Profile, u64); 3] = [
             delay_ms: 10.0,
             loss_pct: 1.0,
         },
-        16,
+        48,
     ),
 ];
 /// LocalStream's port on h2 for the shaped series.
@@ -294,7 +294,7 @@ impl Ctx<'_> {
     }
 }
 
-/// MiB per profile: `LOCALSTREAM_BENCH_LAN_MIB` (`256,128,16`).
+/// MiB per profile: `LOCALSTREAM_BENCH_LAN_MIB` (`256,128,48`).
 fn sizes() -> Result<Vec<u64>, String> {
     let Ok(v) = std::env::var("LOCALSTREAM_BENCH_LAN_MIB") else {
         return Ok(PROFILES.iter().map(|p| p.1).collect());
@@ -304,11 +304,11 @@ fn sizes() -> Result<Vec<u64>, String> {
         .map(|x| x.trim().parse::<u64>().ok().filter(|n| *n > 0))
         .collect::<Option<_>>()
         .ok_or_else(|| {
-            format!("LOCALSTREAM_BENCH_LAN_MIB={v:?}: give three sizes in MiB, like 256,128,16")
+            format!("LOCALSTREAM_BENCH_LAN_MIB={v:?}: give three sizes in MiB, like 256,128,48")
         })?;
     if s.len() != PROFILES.len() {
         return Err(format!(
-            "LOCALSTREAM_BENCH_LAN_MIB={v:?}: give three sizes in MiB, like 256,128,16"
+            "LOCALSTREAM_BENCH_LAN_MIB={v:?}: give three sizes in MiB, like 256,128,48"
         ));
     }
     Ok(s)
@@ -370,6 +370,13 @@ fn shaped_rows(ctx: &Ctx, sizes: &[u64], rounds: usize) -> Result<Vec<Row>, Stri
         return Ok(vec![]);
     }
     let delayline = shaped::build_delayline(&source, ctx.scratch.dir())?;
+    // Warm-up on the plain bridge, not timed: first contact (keys pinned on
+    // both sides) and the binary in the page cache.
+    let tiny = ctx.scratch.path("tiny.txt");
+    fs::write(&tiny, b"warm-up\n").with_context(|| format!("writing {}", tiny.display()))?;
+    let (_, want) = hash_file(&tiny)?;
+    ctx.transfer("ls", &tiny, want, Duration::from_secs(60))
+        .map_err(|e| format!("warm-up: {e}"))?;
     let mut rows = vec![];
     let mut rng = Rng::from_clock();
     for (&(p, _), &mib) in PROFILES.iter().zip(sizes) {
