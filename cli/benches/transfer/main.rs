@@ -19,7 +19,7 @@
 //! | `small` | 10,000 x 4 KiB in one folder (`LOCALSTREAM_BENCH_SMALL`), 100,000 x 1 KiB in 100 x 10 nested folders (`LOCALSTREAM_BENCH_NESTED`; 0 leaves it out): LocalStream, `tar c \| nc` → `nc \| tar x`, the same + `sync -f DIR` |
 //! | `tree` | a real tree: about 6,000 files (`LOCALSTREAM_BENCH_TREE_FILES`) of whole crates from the cargo registry's sources, with the same tools |
 //! | `handshake` | a tiny file 3 times per round: `send -v`'s handshake and first-data times (loopback) |
-//! | `lan`, `latency` | the shaped-link rows and `send <pinned name>` on a namespace LAN (`lan.rs`, when built) |
+//! | `lan`, `latency` | the shaped-link rows and `send <pinned name>` on a namespace LAN ([`lan`]) |
 //!
 //! Other knobs: `LOCALSTREAM_BENCH_RUNS` (rounds, default 5 for `big` and
 //! `handshake`), `LOCALSTREAM_BENCH_SMALL_RUNS` (default 3, or `_RUNS` when
@@ -43,6 +43,7 @@
 //! tar | nc and sshd bind 127.0.0.1 only.
 
 mod big;
+mod lan;
 mod localstream;
 mod machine;
 mod report;
@@ -454,10 +455,13 @@ fn run() -> Res<()> {
         results.handshake = Some(localstream::handshakes(&bench)?);
     }
     if bench.cfg.wants("lan") || bench.cfg.wants("latency") {
-        println!("\nshaped-link and latency rows: not built in this benchmark yet");
-        results
-            .notes
-            .push("shaped-link and latency rows: not built in this benchmark yet".to_string());
+        println!("\nnamespace LAN: shaped links and latency");
+        results.lan = lan::rows(
+            Path::new(BIN),
+            bench.cfg.wants("lan"),
+            bench.cfg.wants("latency"),
+            bench.cfg.runs,
+        )?;
     }
 
     let after = machine::load_average();

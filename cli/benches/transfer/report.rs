@@ -5,6 +5,7 @@
 use localstream_testkit::measure::{max, median, min};
 
 use crate::big::BigResults;
+use crate::lan::Row;
 use crate::localstream::{HANDSHAKES_PER_ROUND, Handshakes};
 use crate::machine::Machine;
 use crate::small::SmallSet;
@@ -148,6 +149,8 @@ pub struct Results {
     pub small: Vec<SmallSet>,
     /// The handshake series.
     pub handshake: Option<Handshakes>,
+    /// The namespace-LAN rows (shaped links, latency).
+    pub lan: Vec<Row>,
     /// Lines for after the tables.
     pub notes: Vec<String>,
     /// The machine at the start.
@@ -167,6 +170,7 @@ impl Results {
             big: None,
             small: vec![],
             handshake: None,
+            lan: vec![],
             notes: vec![],
             machine: machine.clone(),
             cfg: cfg.clone(),
@@ -219,6 +223,24 @@ impl Results {
                 "| whole `send`, start to both exited (ms) | {} |",
                 spread(&h.command_ms, 1)
             ));
+        }
+        if !self.lan.is_empty() {
+            md.push(String::new());
+            md.push("On a LAN of network namespaces (`lan.rs`):".to_string());
+            md.push(String::new());
+            md.push("| namespace LAN | median (min–max) | |".to_string());
+            md.push("| --- | ---: | --- |".to_string());
+            for r in &self.lan {
+                let cell = match r.samples.len() {
+                    0 => "n/a".to_string(),
+                    1 => format!("{:.1}", r.median()),
+                    _ => format!("{:.1} ({:.1}–{:.1})", r.median(), r.min(), r.max()),
+                };
+                md.push(format!(
+                    "| {} ({}) | {cell} | {} |",
+                    r.label, r.unit, r.note
+                ));
+            }
         }
         md.push(String::new());
         md.push(
