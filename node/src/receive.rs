@@ -141,7 +141,8 @@ pub struct Sender {
 struct Planned {
     index: u32,
     shown: String,
-    parent: PathBuf,
+    /// Its folder, shared by the files planned there.
+    parent: Arc<Path>,
     file_name: String,
     size: u64,
     /// Name of its resumable partial file in `parent`.
@@ -985,7 +986,7 @@ struct Holding<'a> {
 /// the copy already in the folder.
 struct Candidate {
     planned: usize,
-    parent: PathBuf,
+    parent: Arc<Path>,
     name: String,
     size: u64,
     held: u64,
@@ -1079,7 +1080,8 @@ fn place_files(
     who: &str,
 ) -> std::result::Result<Vec<Planned>, (Status, String)> {
     let mut planned = Vec::with_capacity(plan.len());
-    let mut parents: HashMap<Vec<String>, PathBuf> = HashMap::new();
+    let mut parents: HashMap<Vec<&str>, Arc<Path>> = HashMap::new();
+    let destination: Arc<Path> = Arc::from(shared.dir.as_path());
     // Two entries of one offer with the same path never replace each other:
     // only the first may replace what was there before.
     let mut named: std::collections::HashSet<&str> = std::collections::HashSet::new();
@@ -1093,13 +1095,13 @@ fn place_files(
     {
         let parent = if shared.destination == Destination::Stdout {
             // Nothing is written to the folder.
-            shared.dir.clone()
+            destination.clone()
         } else if let Some(parent) = parents.get(&dirs) {
             parent.clone()
         } else {
-            let components: Vec<&str> = dirs.iter().map(String::as_str).collect();
-            match fsutil::prepare_parent(&shared.dir, &components) {
+            match fsutil::prepare_parent(&shared.dir, &dirs) {
                 Ok(p) => {
+                    let p: Arc<Path> = Arc::from(p);
                     parents.insert(dirs, p.clone());
                     p
                 }

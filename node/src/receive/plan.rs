@@ -120,8 +120,8 @@ pub(super) fn check(
 pub(super) struct FileLayout<'a> {
     /// Its index in the offer.
     pub index: u32,
-    /// Its folders below the destination.
-    pub dirs: Vec<String>,
+    /// Its folders below the destination (slices of the entry's path).
+    pub dirs: Vec<&'a str>,
     /// Its name.
     pub file_name: String,
     /// Its resumable partial's name.
@@ -153,7 +153,7 @@ pub(super) fn plan<'a>(
         };
         files.push(FileLayout {
             index: i as u32,
-            dirs: dirs.iter().map(|s| (*s).to_owned()).collect(),
+            dirs: dirs.to_vec(),
             file_name: (*file_name).to_owned(),
             partial_name: resumable::partial_name(
                 file_name,
@@ -215,10 +215,7 @@ mod tests {
         let (files, folders) = plan(&entries, &[1; 16]);
         assert_eq!(folders, vec![vec!["a".to_owned()]]);
         assert_eq!(files.len(), 2);
-        assert_eq!(
-            (files[0].index, files[0].dirs.clone()),
-            (1, vec!["a".to_owned()])
-        );
+        assert_eq!((files[0].index, files[0].dirs.clone()), (1, vec!["a"]));
         assert_eq!(files[1].file_name, "y.txt");
         assert!(files[1].partial_name.ends_with(fsutil::PARTIAL_SUFFIX));
     }
