@@ -26,7 +26,8 @@ const PREFIX: &str = "lsbench";
 
 static SEQ: AtomicUsize = AtomicUsize::new(0);
 
-/// Why namespaces cannot be made here, or `None` when they can (root, `ip`).
+/// Why the LAN cannot be made here, or `None` when it can (root, `ip`,
+/// `ethtool`, `nsenter`).
 #[must_use]
 pub fn unavailable() -> Option<String> {
     let uid = std::fs::read_to_string("/proc/self/status")
@@ -39,15 +40,25 @@ pub fn unavailable() -> Option<String> {
     if uid.as_deref() != Some("0") {
         return Some("not root (network namespaces need root)".to_string());
     }
-    match Command::new("ip")
-        .arg("-V")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-    {
-        Ok(s) if s.success() => None,
-        _ => Some("no `ip` (apt-get install -y iproute2)".to_string()),
+    let works = |program: &str, arg: &str| {
+        Command::new(program)
+            .arg(arg)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !works("ip", "-V") {
+        return Some("no `ip` (apt-get install -y iproute2)".to_string());
     }
+    if !works("ethtool", "--version") {
+        return Some("no `ethtool` (apt-get install -y ethtool)".to_string());
+    }
+    if !works("nsenter", "--version") {
+        return Some("no `nsenter` (apt-get install -y util-linux)".to_string());
+    }
+    None
 }
 
 /// Runs `ip ARGS` to completion, failing with its stderr.
@@ -72,6 +83,34 @@ fn run(cmd: &mut Command, what: &str) -> Result<(), String> {
             out.status,
             String::from_utf8_lossy(&out.stderr).trim()
         ))
+    }
+}
+
+/// Removes the namespaces of a LAN whose process is gone (killed before it
+/// could drop the LAN): `lsbench-<pid>-...` with no `/proc/<pid>`.
+fn sweep_stale() {
+    let Ok(out) = Command::new("ip")
+        .args(["netns", "list"])
+        .stdin(Stdio::null())
+        .output()
+    else {
+        return;
+    };
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Some(ns) = line.split_whitespace().next() else {
+            continue;
+        };
+        let Some(pid) = ns
+            .strip_prefix(PREFIX)
+            .and_then(|r| r.strip_prefix('-'))
+            .and_then(|r| r.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = ip(&["netns", "del", ns]);
+        }
     }
 }
 
@@ -130,6 +169,7 @@ impl ShapedLan {
     /// Makes the LAN. `Err` when a step fails (whatever was made is removed);
     /// call [`unavailable`] first to tell "cannot here" from a failure.
     pub fn new() -> Result<ShapedLan, String> {
+        sweep_stale();
         let seq = SEQ.fetch_add(1, Ordering::Relaxed);
         let tag = format!("{PREFIX}-{}-{seq}", std::process::id());
         let net = format!("10.79.{}", seq % 256);

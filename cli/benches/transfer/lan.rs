@@ -11,7 +11,7 @@
 //! `bin` is the `localstream` binary, `lan`/`latency` the chosen series,
 //! `rounds` the interleaved rounds of the shaped series (`cfg.runs`). It
 //! returns no rows, after a loud `SKIPPED` line, when namespaces cannot be
-//! made here (not root, no `ip`). Each [`Row`] is one line of the table:
+//! made here (not root, no `ip`, `ethtool` or `nsenter`). Each [`Row`] is one line of the table:
 //! `label`, `unit`, the `samples` (one per round; [`Row::median`],
 //! [`Row::min`], [`Row::max`]) and a `note` (ratio to nc, how it was measured).
 //!
