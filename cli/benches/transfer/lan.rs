@@ -11,9 +11,10 @@
 //! `bin` is the `localstream` binary, `lan`/`latency` the chosen series,
 //! `rounds` the interleaved rounds of the shaped series (`cfg.runs`). It
 //! returns no rows, after a loud `SKIPPED` line, when namespaces cannot be
-//! made here (not root, no `ip`, `ethtool` or `nsenter`). Each [`Row`] is one line of the table:
-//! `label`, `unit`, the `samples` (one per round; [`Row::median`],
-//! [`Row::min`], [`Row::max`]) and a `note` (ratio to nc, how it was measured).
+//! made here (not root, no `ip`, `ethtool` or `nsenter`). Each [`Row`] is
+//! one line of the table: `label`, `unit`, the `samples` (one per round;
+//! [`Row::median`], [`Row::min`], [`Row::max`]) and a `note` (ratio to nc,
+//! how it was measured).
 //!
 //! - `lan`: three shaped links (`delayline` in the switch namespace: 1 Gbit/s
 //!   0.2 ms; 300 Mbit/s 3 ms 0.1 % loss; 100 Mbit/s 10 ms 1 % loss, each way),
