@@ -377,7 +377,7 @@ fn run() -> Res<()> {
         cfg.small_runs
     );
 
-    let tools = Tools::ensure(&cfg);
+    let tools = Tools::ensure();
     let src = Scratch::create(&tmpfs_base(), "localstream-bench")?;
     for c in [',', ':', '!', ' ', '\'', '"'] {
         if src.dir().to_string_lossy().contains(c) {

@@ -15,7 +15,7 @@ use localstream_testkit::procs::{
 };
 
 use crate::ssh::Ssh;
-use crate::{Bench, Config, Res};
+use crate::{Bench, Res};
 
 /// socat's buffer size, the same as LocalStream's and large enough for socat
 /// to be fast.
@@ -137,7 +137,7 @@ impl Tools {
 
     /// Detects the tools and installs the missing ones when possible (root,
     /// apt-get); prints what stays missing.
-    pub fn ensure(_cfg: &Config) -> Tools {
+    pub fn ensure() -> Tools {
         let mut tools = Tools::detect();
         let missing = tools.missing_packages();
         if !missing.is_empty() {
