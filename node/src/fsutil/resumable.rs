@@ -259,7 +259,7 @@ pub fn hash_prefix(file: &mut File, len: u64) -> io::Result<([u8; 32], blake3::H
 /// one hashes: reading from the page cache (a copy) costs as much CPU as
 /// BLAKE3 itself, so the two overlap on two cores (a 4 GiB prefix in the page
 /// cache: 1.2 s on one thread, 0.8 s so). The file is left positioned at
-/// `len` when it succeeds. Memory: [`HASH_BUFFERS`] of [`HASH_BUFFER`] bytes.
+/// `len` when it succeeds. Memory: four buffers of 512 KiB.
 ///
 /// # Errors
 /// Any read error, or [`io::ErrorKind::UnexpectedEof`] when the file is shorter.
