@@ -591,6 +591,13 @@ impl Renderer {
                     listing.push_str("\n  ");
                     listing.push_str(&escape_for_terminal(&p.display().to_string()));
                 }
+                // The engine lists the first thousand; the rest are counted.
+                if d.saved.len() < d.files && !d.saved.is_empty() {
+                    listing.push_str(&format!(
+                        "\n  ... and {} more",
+                        plural((d.files - d.saved.len()) as u64, "file")
+                    ));
+                }
                 if d.saved.is_empty() && d.files > 0 && self.stdout_is_data {
                     listing.push_str("\n  (standard output)");
                 }
@@ -892,6 +899,10 @@ pub fn skipped_text(s: &Skipped) -> String {
             "its name cannot be sent ({}); rename it to send it",
             s.error.as_deref().unwrap_or("not a valid name")
         ),
+        Skip::Grew => {
+            "it appeared after the files were counted (the receiver accepted the count); send it again"
+                .to_owned()
+        }
         _ => "not a regular file".to_owned(),
     };
     let folder = if s.folder {

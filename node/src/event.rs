@@ -446,6 +446,9 @@ pub enum Skip {
     /// Its name cannot go on the wire (in `error`: not UTF-8, a colon, a
     /// name Windows reserves, a control character...): rename it to send it.
     Name,
+    /// It appeared (or grew) after the files were counted: the receiver
+    /// consented to the count, so it is left for another send.
+    Grew,
 }
 
 impl Skip {
@@ -454,7 +457,7 @@ impl Skip {
     /// out by rule (a link, a partial file) or for its name.
     #[must_use]
     pub fn is_unreadable(self) -> bool {
-        !matches!(self, Skip::Symlink | Skip::Partial | Skip::Name)
+        !matches!(self, Skip::Symlink | Skip::Partial | Skip::Name | Skip::Grew)
     }
 }
 
@@ -927,6 +930,12 @@ impl Progress {
     /// `n` more bytes to move than announced.
     pub fn grow(&self, n: u64) {
         self.with(|m| m.total += n);
+    }
+
+    /// `n` bytes fewer to move than announced (held by the receiver, or
+    /// not sent after all).
+    pub(crate) fn shrink(&self, n: u64) {
+        self.with(|m| m.total = m.total.saturating_sub(n));
     }
 
     /// `n` more bytes moved.

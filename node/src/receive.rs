@@ -29,8 +29,8 @@ use std::time::Instant;
 use localstream_proto::handshake::Config as HandshakeConfig;
 use localstream_proto::names::escape_for_terminal;
 use localstream_proto::record::{MAX_RECORD_BODY, RecordType};
-use localstream_proto::transfer::fsm::{self, Accepted, Deciding, Done};
-use localstream_proto::transfer::{FileDecision, MAX_RESUMED, OfferEntry};
+use localstream_proto::transfer::fsm::{self, Accepted, Batches, Deciding, Done};
+use localstream_proto::transfer::{FileDecision, MAX_RESUMED, Manifest, OfferEntry};
 use localstream_proto::{
     Error as ProtoError, Handshake, LocalIdentity, Opener, PeerIdentity, Sas, Status,
 };
@@ -192,6 +192,8 @@ struct Facts {
     code: Sas,
     /// Key exchanges abandoned recently (someone may be grinding codes).
     abandoned: Option<crate::admission::AbandonedNote>,
+    /// The session speaks protocol version 4: a Manifest, then batches.
+    batches: bool,
 }
 
 /// Serves one connection to the end: authenticate, read the offer, the
@@ -226,8 +228,9 @@ pub async fn serve(
         &shared.offers,
         peer_id.into_bytes(),
         trusted,
+        facts.batches,
     );
-    let (offer, offer_slot) = match read.await {
+    let (offer, offer_slot, manifest) = match read.await {
         Ok(o) => o,
         Err(e) => {
             let message = match &e {
@@ -258,7 +261,7 @@ pub async fn serve(
         history: &mut history,
         tally: &tally,
     };
-    let result = transfer(&mut reader, &mut writer, opener, offer, ctx).await;
+    let result = transfer(&mut reader, &mut writer, opener, (offer, manifest), ctx).await;
     concluding.cancel();
     let alert = alert_for(&result);
     // Stopped in the middle: say how far it got and what is kept for a resume.
@@ -361,6 +364,7 @@ async fn authenticate(
             session_id: session.session_id,
             code: session.sas,
             abandoned,
+            batches: localstream_proto::handshake::has_batches(session.version),
         },
         slot,
     })
@@ -676,25 +680,33 @@ async fn refuse<W: tokio::io::AsyncWrite + Unpin>(
 }
 
 /// The stages of one incoming transfer, after the offer was read: offer
-/// validation, decision, prepare, pipeline, finish.
+/// validation, decision, then for each batch (one, before version 4)
+/// prepare, pipeline, its Status; then the end. `offer` is the first batch
+/// and, in version 4, the Manifest that the decision covers.
 async fn transfer<R, W>(
     reader: &mut FrameReader<R>,
     writer: &mut RecordWriter<W>,
     mut opener: Opener,
-    deciding: Deciding,
+    offer: (Deciding, Option<Manifest>),
     ctx: Ctx<'_>,
 ) -> Result<Received>
 where
     R: tokio::io::AsyncRead + Unpin + Send,
     W: tokio::io::AsyncWrite + Unpin,
 {
+    let (mut deciding, manifest) = offer;
     let who = PeerLabel::of(ctx.peer).short();
-    let (entries, total) = (deciding.entries(), deciding.total_bytes());
-    let (held_lens, copies) = match validate_offer(entries, total, ctx.shared, ctx.peer, &who) {
-        Ok(lens) => lens,
-        Err(refusal) => return refuse(writer, deciding, refusal).await,
-    };
-    let ruling = decide(reader, entries, total, &ctx).await;
+    let mut batches = manifest.map(Batches::new);
+    if let Some(batches) = &mut batches {
+        batches.admit(deciding.entries())?;
+    }
+    let scope = Scope::of(&deciding, manifest);
+    let (mut held_lens, mut copies) =
+        match validate_offer(deciding.entries(), scope.bytes, ctx.shared, ctx.peer, &who) {
+            Ok(lens) => lens,
+            Err(refusal) => return refuse(writer, deciding, refusal).await,
+        };
+    let ruling = decide(reader, deciding.entries(), &scope, &ctx).await;
     if ruling == Ruling::Withdrawn || reader.has_pending().await {
         return Err(match reader.read_record(&mut opener, IDLE_TIMEOUT).await {
             // An alert (the sender cancelled) is the reason itself.
@@ -736,30 +748,91 @@ where
         Ok(h) => *history = h,
         Err(refusal) => return refuse(writer, deciding, refusal).await,
     }
-    let holding = Holding {
-        lens: &held_lens,
-        copies: &copies,
-    };
-    let (prepared, decisions) = match prepare(entries, holding, shared, peer, &who).await {
-        Ok(p) => p,
-        Err(refusal) => return refuse(writer, deciding, refusal).await,
-    };
-    let accepted = answer(writer, deciding, decisions).await?;
-    info!(peer = %who, files = prepared.planned.len(), bytes = total, held = prepared.held.len(), "receiving");
     let started = Instant::now();
-    tally
-        .total
-        .store(total, std::sync::atomic::Ordering::Relaxed);
-    tally
-        .streaming
-        .store(true, std::sync::atomic::Ordering::SeqCst);
-    let io = Io {
-        shared,
-        stop,
-        tally,
-    };
-    let written = pipeline(reader, opener, accepted, prepared, total, io).await?;
-    finish(writer, started, written, &pin, tally).await
+    let progress = Progress::new(&shared.events, Side::Receive, scope.bytes);
+    let mut sum = Sum::default();
+    loop {
+        let holding = Holding {
+            lens: &held_lens,
+            copies: &copies,
+        };
+        let entries = deciding.entries();
+        let (prepared, decisions) = match prepare(entries, holding, shared, peer, &who).await {
+            Ok(p) => p,
+            Err(refusal) => return refuse(writer, deciding, refusal).await,
+        };
+        let total = deciding.total_bytes();
+        let accepted = answer(writer, deciding, decisions).await?;
+        info!(peer = %who, files = prepared.planned.len(), bytes = total, held = prepared.held.len(), batch = sum.batches, "receiving");
+        let first = sum.batches == 0;
+        if first {
+            tally
+                .total
+                .store(scope.bytes, std::sync::atomic::Ordering::Relaxed);
+            tally
+                .streaming
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        let io = Io {
+            shared,
+            stop,
+            tally,
+            progress: &progress,
+            resumed_before: sum.resumed,
+            announce: first.then_some(if batches.is_some() {
+                scope.files
+            } else {
+                prepared.planned.len()
+            }),
+        };
+        let (written, back) = pipeline(reader, opener, accepted, prepared, total, io).await?;
+        opener = back;
+        let more = written.done.more();
+        finish_batch(writer, written, started, &mut sum, tally).await?;
+        if !more {
+            break;
+        }
+        deciding = offer::read_batch(reader, &mut opener).await?;
+        if let Some(batches) = &mut batches {
+            batches.admit(deciding.entries())?;
+        }
+        let bytes = deciding.total_bytes();
+        (held_lens, copies) =
+            match validate_offer(deciding.entries(), bytes, shared, peer, &who) {
+                Ok(lens) => lens,
+                Err(refusal) => return refuse(writer, deciding, refusal).await,
+            };
+    }
+    progress.finish();
+    finish(writer, started, sum, &pin).await
+}
+
+/// What the user consents to: the whole transfer (the Manifest's totals in
+/// version 4), not only its first batch.
+struct Scope {
+    /// Entries: files, folders, streams.
+    entries: usize,
+    /// Files and streams among them.
+    files: usize,
+    /// The sum of their sizes.
+    bytes: u64,
+}
+
+impl Scope {
+    fn of(first: &Deciding, manifest: Option<Manifest>) -> Scope {
+        match manifest {
+            Some(m) => Scope {
+                entries: m.entries as usize,
+                files: (m.entries - m.folders) as usize,
+                bytes: m.bytes,
+            },
+            None => Scope {
+                entries: first.entries().len(),
+                files: first.entries().iter().filter(|e| !e.is_dir()).count(),
+                bytes: first.total_bytes(),
+            },
+        }
+    }
 }
 
 /// Offer validation: names first (one hostile name refuses the whole
@@ -822,15 +895,15 @@ fn validate_offer(
 async fn decide<R: tokio::io::AsyncRead + Unpin>(
     reader: &mut FrameReader<R>,
     entries: &[OfferEntry],
-    total: u64,
+    scope: &Scope,
     ctx: &Ctx<'_>,
 ) -> Ruling {
     let offer = Event::Offer {
         side: Side::Receive,
         offer_id: None,
         peer: Some(PeerLabel::of(ctx.peer)),
-        files: entries.len(),
-        bytes: total,
+        files: scope.entries,
+        bytes: scope.bytes,
         // The first ones, for a front end to show (all of them can be 100 000).
         entries: entries
             .iter()
@@ -1150,7 +1223,8 @@ async fn answer<W: tokio::io::AsyncWrite + Unpin>(
 }
 
 /// Pipeline: the socket reader task hands batches of frames to the writer
-/// thread (open, hash, write, verify, commit) until the TransferEnd.
+/// thread (open, hash, write, verify, commit) until the TransferEnd (or a
+/// BatchEnd). Gives the record opener back with what was written.
 async fn pipeline<R: tokio::io::AsyncRead + Unpin + Send>(
     reader: &mut FrameReader<R>,
     opener: Opener,
@@ -1158,23 +1232,33 @@ async fn pipeline<R: tokio::io::AsyncRead + Unpin + Send>(
     prepared: Prepared,
     total: u64,
     io: Io<'_>,
-) -> Result<write::Written> {
+) -> Result<(write::Written, Opener)> {
     let Io {
         shared,
         stop,
         tally,
+        progress,
+        resumed_before,
+        announce,
     } = io;
     let offered_held: u64 = prepared.held.values().map(|h| h.partial.len).sum();
-    tally
-        .resumed
-        .store(offered_held, std::sync::atomic::Ordering::Relaxed);
-    shared.events.emit(Event::Accepted {
-        side: Side::Receive,
-        files: prepared.planned.len(),
-        bytes: total - offered_held,
-        resumed: offered_held,
-    });
-    let progress = Progress::new(&shared.events, Side::Receive, total - offered_held);
+    tally.resumed.store(
+        resumed_before + offered_held,
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    progress.shrink(offered_held);
+    if let Some(files) = announce {
+        shared.events.emit(Event::Accepted {
+            side: Side::Receive,
+            files,
+            bytes: tally
+                .total
+                .load(std::sync::atomic::Ordering::Relaxed)
+                .saturating_sub(offered_held),
+            resumed: offered_held,
+        });
+    }
+    let _ = total;
     let (tx, rx) = mpsc::channel::<Vec<RawFrame>>(PIPELINE_DEPTH);
     let pool = BufPool::default();
     let returns = pool.clone();
@@ -1215,11 +1299,13 @@ async fn pipeline<R: tokio::io::AsyncRead + Unpin + Send>(
         Some(w) => w,
         None => write_task.await,
     }?;
-    progress.finish();
     // The writer's verdict wins when it failed (it saw the real problem);
     // otherwise a reader failure (timeout, cut connection) is the error.
     match (written, read_result) {
-        (Ok(r), _) => Ok(r),
+        (Ok(mut r), _) => {
+            let opener = r.opener.take().ok_or(ProtoError::Poisoned)?;
+            Ok((r, opener))
+        }
         (Err(e), Ok(())) => Err(e),
         (Err(Error::Protocol(ProtoError::Truncated)), Err(read_err)) => Err(read_err),
         (Err(_), Err(Error::Interrupted)) => Err(Error::Interrupted),
@@ -1232,53 +1318,103 @@ struct Io<'a> {
     shared: &'a Shared,
     stop: &'a CancellationToken,
     tally: &'a Arc<trust::Tally>,
+    /// The whole transfer's progress.
+    progress: &'a Progress,
+    /// Bytes held already in the batches before this one.
+    resumed_before: u64,
+    /// For the first batch: the files to announce as accepted.
+    announce: Option<usize>,
 }
 
-/// Finish: the final Status to the sender, and the transfer's end as an event.
-async fn finish<W: tokio::io::AsyncWrite + Unpin>(
+/// Saved paths a transfer's end lists (the rest are counted).
+const MAX_SAVED_LISTED: usize = 1000;
+
+/// What the batches of a transfer did, added up.
+#[derive(Default)]
+struct Sum {
+    batches: u32,
+    /// Accepted files, and how many of them failed.
+    files: usize,
+    failed: usize,
+    /// Data bytes received, bytes held already (confirmed).
+    data_bytes: u64,
+    resumed: u64,
+    /// Sealed data bytes, when some records were compressed.
+    wire: Option<u64>,
+    /// Files saved, and the first [`MAX_SAVED_LISTED`] of their paths.
+    delivered: usize,
+    saved: Vec<PathBuf>,
+    /// The text message, when the transfer was one.
+    text: Option<String>,
+}
+
+/// One batch's end: its Status to the sender, its figures added to `sum`.
+async fn finish_batch<W: tokio::io::AsyncWrite + Unpin>(
     writer: &mut RecordWriter<W>,
-    started: Instant,
     written: write::Written,
-    pin: &Pin<'_>,
+    started: Instant,
+    sum: &mut Sum,
     tally: &trust::Tally,
-) -> Result<Received> {
-    let (peer, shared) = (pin.peer, pin.shared);
+) -> Result<()> {
     let write::Written {
         results,
         wire,
         done,
         message: text,
+        ..
     } = written;
     // One per accepted file, now that every one has ended.
     let files = results.len();
     let failed = done.statuses().iter().filter(|s| !s.is_ok()).count();
     let (data_bytes, resumed) = (done.received().bytes, done.resumed_bytes());
-    // What the files hold (streams announce no size).
-    let bytes: u64 = data_bytes + resumed;
     let message = if failed == 0 {
-        summary(files, bytes, started.elapsed())
+        summary(files, data_bytes + resumed, started.elapsed())
     } else {
         format!("{failed} of {files} files failed verification")
     };
     let mut body = vec![];
     done.final_status(&message, &mut body)?;
     writer.send(RecordType::Status, &body).await?;
-    use tokio::io::AsyncWriteExt;
-    let _ = writer.inner.shutdown().await;
-
-    let delivered = results.iter().filter(|r| r.is_ok()).count();
+    sum.batches += 1;
+    sum.files += files;
+    sum.failed += failed;
+    sum.data_bytes += data_bytes;
+    sum.resumed += resumed;
+    if let Some(w) = wire {
+        *sum.wire.get_or_insert(0) += w;
+    }
+    for path in results.into_iter().filter_map(|r| r.ok()) {
+        sum.delivered += 1;
+        if let Some(path) = path
+            && sum.saved.len() < MAX_SAVED_LISTED
+        {
+            sum.saved.push(path);
+        }
+    }
+    if text.is_some() {
+        sum.text = text;
+    }
     {
         use std::sync::atomic::Ordering::Relaxed;
-        tally.files.store(delivered as u64, Relaxed);
-        tally.bytes.store(data_bytes, Relaxed);
-        tally.resumed.store(resumed, Relaxed);
+        tally.resumed.store(sum.resumed, Relaxed);
     }
-    let saved: Vec<PathBuf> = results
-        .into_iter()
-        .filter_map(|r| r.ok().flatten())
-        .collect();
+    Ok(())
+}
+
+/// Finish: the transfer's end as an event, after the last Status.
+async fn finish<W: tokio::io::AsyncWrite + Unpin>(
+    writer: &mut RecordWriter<W>,
+    started: Instant,
+    sum: Sum,
+    pin: &Pin<'_>,
+) -> Result<Received> {
+    use tokio::io::AsyncWriteExt;
+    let _ = writer.inner.shutdown().await;
+    let (peer, shared) = (pin.peer, pin.shared);
+    // What the files hold (streams announce no size).
+    let bytes: u64 = sum.data_bytes + sum.resumed;
     let label = PeerLabel::of(peer);
-    if let Some(text) = text {
+    if let Some(text) = sum.text {
         shared.events.emit(Event::Message {
             peer: label.clone(),
             text,
@@ -1291,21 +1427,21 @@ async fn finish<W: tokio::io::AsyncWrite + Unpin>(
             side: Side::Receive,
             peer: label.clone(),
             session: trust::session_hex(&pin.session_id),
-            ok: failed == 0,
-            files: delivered,
-            offered: files,
+            ok: sum.failed == 0,
+            files: sum.delivered,
+            offered: sum.files,
             bytes,
-            resumed,
+            resumed: sum.resumed,
             seconds: started.elapsed().as_secs_f64(),
             failed: None,
-            saved: saved.clone(),
-            wire: wire.map(|w| (data_bytes, w)),
-            discarded: failed,
+            saved: sum.saved.clone(),
+            wire: sum.wire.map(|w| (sum.data_bytes, w)),
+            discarded: sum.failed,
         })));
     Ok(Received {
         peer: label.short(),
-        ok: failed == 0,
-        saved,
+        ok: sum.failed == 0,
+        saved: sum.saved,
         bytes,
     })
 }
@@ -1449,8 +1585,13 @@ async fn forward_frames<R: tokio::io::AsyncRead + Unpin>(
             mark = now_written;
             deadline = tokio::time::Instant::now() + IDLE_TIMEOUT;
         }
-        let last =
-            matches!(typ, t if t == RecordType::TransferEnd as u8 || t == RecordType::Alert as u8);
+        let last = [
+            RecordType::TransferEnd,
+            RecordType::BatchEnd,
+            RecordType::Alert,
+        ]
+        .iter()
+        .any(|t| *t as u8 == typ);
         // Capacity, not length: a pooled buffer that once held a large record
         // keeps its megabyte even when it now holds a tiny one.
         bytes += frame.buf.capacity();

@@ -22,11 +22,12 @@ use localstream_proto::handshake::Config as HandshakeConfig;
 use localstream_proto::names::{escape_for_terminal, validate_wire_path};
 use localstream_proto::record::{MAX_PLAINTEXT, RecordType};
 use localstream_proto::transfer::fsm::{
-    Answered, AwaitStatus, HeldPrefix, Next, Offering, Outcome, Prefix, Resuming, SendingFile,
-    Streaming,
+    Answered, AwaitStatus, Batches, HeldPrefix, Next, Offering, Outcome, Prefix, Resuming,
+    SendingFile, Streaming,
 };
 use localstream_proto::transfer::{
-    ATTR_DIR, ATTR_EXEC, ATTR_STREAM, ATTR_TEXT, MAX_FILES, MAX_TEXT, Mtime, OfferEntry,
+    ATTR_DIR, ATTR_EXEC, ATTR_STREAM, ATTR_TEXT, MAX_FILES, MAX_TEXT, Manifest, Mtime,
+    OfferEntry,
 };
 use localstream_proto::{
     Error as ProtoError, Handshake, LocalIdentity, Opener, PeerIdentity, Sas, Sealer, Status,
@@ -152,8 +153,10 @@ mod stream;
 pub(crate) use connect::open;
 use exchange::{Agreed, Timing, exchange};
 use resolve::{Resolution, resolve};
+#[cfg(test)]
 pub(crate) use sources::{Listed, sources};
-use stream::{AbortOnDrop, produce};
+pub(crate) use sources::Listing;
+use stream::produce;
 
 /// First pause before another attempt (`--retry`); it doubles each time
 const RETRY_FIRST_PAUSE: Duration = Duration::from_secs(1);
@@ -167,9 +170,9 @@ pub(crate) async fn run_retrying(
     cfg: &SendConfig,
     stop: &CancellationToken,
 ) -> Result<Sent> {
-    // The files are listed once: every attempt offers the same ones, and
-    // each skipped path is reported once.
-    let listed = if let Some(text) = &cfg.localsend.text {
+    // The files are counted once (a small send is kept in memory): every
+    // attempt offers the same ones, and each skipped path is reported once.
+    let listing = if let Some(text) = &cfg.localsend.text {
         if text.len() as u64 > MAX_TEXT {
             return Err(Error::Usage(format!(
                 "--text: {} is longer than a text message may be ({}); send it as a file",
@@ -177,19 +180,18 @@ pub(crate) async fn run_retrying(
                 crate::units::human_bytes(MAX_TEXT)
             )));
         }
-        Listed {
-            sources: vec![Source::text(text)],
-            ..Listed::default()
-        }
+        Listing::text(text)
     } else {
-        sources(&cfg.files, &cfg.stdin_name, &cfg.exclude, &cx.events)?
+        let (files, name, exclude) = (&cfg.files, &cfg.stdin_name, &cfg.exclude);
+        let events = cx.events.here();
+        let (files, name, exclude) = (files.clone(), name.clone(), exclude.clone());
+        // Walking a large tree takes a while: not on the runtime's threads.
+        tokio::task::spawn_blocking(move || Listing::count(&files, &name, &exclude, &events))
+            .await??
     };
-    let mut listed = listed;
-    // One list for every attempt and stage (it was copied twice more, a
-    // third of the sender's memory for 100,000 files).
-    let sources: Arc<[Source]> = std::mem::take(&mut listed.sources).into();
-    let sent = retrying(cx, cfg, stop, &sources).await?;
-    listed.verdict(&sources, sent)
+    let listing = Arc::new(listing);
+    let sent = retrying(cx, cfg, stop, &listing).await?;
+    listing.verdict(sent)
 }
 
 /// [`run`], again after transient failures while `--retry` allows.
@@ -197,7 +199,7 @@ async fn retrying(
     cx: &Context,
     cfg: &SendConfig,
     stop: &CancellationToken,
-    sources: &Arc<[Source]>,
+    sources: &Arc<Listing>,
 ) -> Result<Sent> {
     let Some(window) = cfg.retry else {
         return run(cx, cfg, stop, sources).await;
@@ -265,7 +267,7 @@ async fn run(
     cx: &Context,
     cfg: &SendConfig,
     stop: &CancellationToken,
-    sources: &Arc<[Source]>,
+    sources: &Arc<Listing>,
 ) -> Result<Sent> {
     let ready = tokio::select! {
         biased;
@@ -364,7 +366,7 @@ async fn run(
 
 /// A receiver reached and authenticated, ready for the exchange.
 struct Connected {
-    sources: Arc<[Source]>,
+    sources: Arc<Listing>,
     link: exchange::Link,
     peer: PeerIdentity,
     session_id: [u8; 16],
@@ -383,7 +385,7 @@ enum Ready {
 
 /// Resolve, connect and authenticate: everything before the
 /// exchange (nothing of it needs a history when it is stopped).
-async fn reach(cx: &Context, cfg: &SendConfig, sources: &Arc<[Source]>) -> Result<Ready> {
+async fn reach(cx: &Context, cfg: &SendConfig, sources: &Arc<Listing>) -> Result<Ready> {
     let (addrs, expected) = match resolve(cx, cfg).await? {
         Resolution::LocalStream(addrs, expected) => (addrs, expected),
         #[cfg(feature = "localsend")]
@@ -392,7 +394,14 @@ async fn reach(cx: &Context, cfg: &SendConfig, sources: &Arc<[Source]>) -> Resul
                 reach,
                 payload: match &cfg.localsend.text {
                     Some(t) => crate::localsend::send::Payload::Text(t.clone()),
-                    None => crate::localsend::send::Payload::Files(sources.to_vec()),
+                    None => crate::localsend::send::Payload::Files(
+                        sources
+                            .all(
+                                crate::localsend::wire::MAX_FILES,
+                                "a LocalSend session takes at most that many",
+                            )?
+                            .to_vec(),
+                    ),
                 },
                 pin: cfg.localsend.pin.clone(),
                 port: cfg.localsend.port,
@@ -403,7 +412,8 @@ async fn reach(cx: &Context, cfg: &SendConfig, sources: &Arc<[Source]>) -> Resul
     let connecting = Instant::now();
     let (reader, wr, session, addr) = open(cx.identity.clone(), &addrs).await?;
     let v3 = localstream_proto::handshake::has_v3_transfer(session.version);
-    if !v3 && sources.iter().any(Source::is_text) {
+    let batches = localstream_proto::handshake::has_batches(session.version);
+    if !v3 && sources.is_text() {
         return Err(TransferError::TextUnsupported {
             version: session.version,
         }
@@ -428,7 +438,7 @@ async fn reach(cx: &Context, cfg: &SendConfig, sources: &Arc<[Source]>) -> Resul
         &peer,
         &session.sas,
         addr,
-        sources.len(),
+        sources.entries as usize,
     )
     .await?;
     let link = exchange::Link {
@@ -436,6 +446,7 @@ async fn reach(cx: &Context, cfg: &SendConfig, sources: &Arc<[Source]>) -> Resul
         writer,
         opener: session.opener,
         v3,
+        batches,
     };
     Ok(Ready::LocalStream(Box::new(Connected {
         sources,

@@ -136,6 +136,18 @@ pub enum Error {
         /// The type that arrived.
         got: RecordType,
     },
+    /// A batch of a version 4 transfer takes the batches past what the
+    /// Manifest announced (entries, folders or bytes), or a record other
+    /// than the Manifest opened such a transfer.
+    #[error("the batches hold more {what} ({got}) than the Manifest announced ({announced})")]
+    BeyondManifest {
+        /// What overflowed: "entries", "folders" or "bytes".
+        what: &'static str,
+        /// The Manifest's total.
+        announced: u64,
+        /// The batches' total with this one.
+        got: u64,
+    },
     /// An accepting Answer without exactly one decision per offered entry.
     #[error("the Answer has {decisions} decisions for an offer of {entries} entries")]
     DecisionCount {
@@ -342,7 +354,8 @@ impl Error {
             | Error::UnexpectedFileEnd { .. }
             | Error::FilesMissing { .. }
             | Error::TransferEndMismatch { .. }
-            | Error::StatusCount { .. } => Status::ProtocolViolation,
+            | Error::StatusCount { .. }
+            | Error::BeyondManifest { .. } => Status::ProtocolViolation,
         }
     }
 }

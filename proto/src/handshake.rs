@@ -46,12 +46,17 @@ use crate::identity::{Fingerprint, LocalIdentity, PeerIdentity, fingerprint, nod
 use crate::record::{DirectionKeys, Opener, Sealer};
 use messages::*;
 
-/// The newest protocol version this code speaks. Version 3 is version 2's
-/// handshake byte for byte (the same labels and signature contexts: the
-/// negotiated number is in the signed transcript); what it adds is in the
-/// transfer phase (offer entries with modification times, text messages):
-/// see [`crate::transfer`].
-pub const PROTOCOL_VERSION: u16 = 3;
+/// The newest protocol version this code speaks. Versions 3 and 4 are
+/// version 2's handshake byte for byte (the same labels and signature
+/// contexts: the negotiated number is in the signed transcript); what they
+/// add is in the transfer phase: version 3 offer entries with modification
+/// times and text messages, version 4 transfers in batches under one
+/// [`Manifest`](crate::transfer::Manifest) (any number of files): see
+/// [`crate::transfer`].
+pub const PROTOCOL_VERSION: u16 = 4;
+
+/// The protocol version before batches (modification times, texts).
+pub const PROTOCOL_VERSION_3: u16 = 3;
 
 /// The oldest protocol version this code speaks (a peer of the previous
 /// release offers only it).
@@ -61,6 +66,13 @@ pub const PROTOCOL_VERSION_2: u16 = 2;
 /// ([`crate::transfer::ATTR_TEXT`], [`crate::transfer::ATTR_MTIME`]).
 #[must_use]
 pub fn has_v3_transfer(version: u16) -> bool {
+    version >= PROTOCOL_VERSION_3
+}
+
+/// Whether a session of `version` sends its transfer in batches under one
+/// [`Manifest`](crate::transfer::Manifest) (version 4).
+#[must_use]
+pub fn has_batches(version: u16) -> bool {
     version >= PROTOCOL_VERSION
 }
 
@@ -116,7 +128,7 @@ impl Config {
         Config {
             identity,
             expected_peer: None,
-            versions: vec![PROTOCOL_VERSION, PROTOCOL_VERSION_2],
+            versions: vec![PROTOCOL_VERSION, PROTOCOL_VERSION_3, PROTOCOL_VERSION_2],
             suites: vec![SUITE_X25519_RSAPSS_AES256GCM],
         }
     }

@@ -457,31 +457,42 @@ fn negotiation_failures_are_specific() {
 }
 
 #[test]
-fn a_version_2_peer_on_either_side_gets_version_2() {
-    use crate::handshake::{PROTOCOL_VERSION, PROTOCOL_VERSION_2, has_v3_transfer};
-    // Two current nodes: version 3.
+fn an_older_peer_on_either_side_gets_its_version() {
+    use crate::handshake::{
+        PROTOCOL_VERSION, PROTOCOL_VERSION_2, PROTOCOL_VERSION_3, has_batches, has_v3_transfer,
+    };
+    // Two current nodes: version 4.
     let (ci, cr) = configs();
-    assert_eq!(ci.versions, [PROTOCOL_VERSION, PROTOCOL_VERSION_2]);
+    assert_eq!(
+        ci.versions,
+        [PROTOCOL_VERSION, PROTOCOL_VERSION_3, PROTOCOL_VERSION_2]
+    );
     let (a, b) = run_handshake(ci, cr, 6, |_, _, _| {});
     let (a, b) = (a.unwrap(), b.unwrap());
-    assert_eq!((a.version, b.version), (3, 3));
-    assert!(has_v3_transfer(a.version));
-    // The previous release offers and accepts only version 2.
-    for old_initiator in [true, false] {
-        let (mut ci, mut cr) = configs();
-        if old_initiator {
-            ci.versions = vec![PROTOCOL_VERSION_2];
-        } else {
-            cr.versions = vec![PROTOCOL_VERSION_2];
+    assert_eq!((a.version, b.version), (4, 4));
+    assert!(has_v3_transfer(a.version) && has_batches(a.version));
+    // Earlier releases offer and accept only [3, 2] or [2].
+    for (old, want) in [
+        (vec![PROTOCOL_VERSION_3, PROTOCOL_VERSION_2], 3),
+        (vec![PROTOCOL_VERSION_2], 2),
+    ] {
+        for old_initiator in [true, false] {
+            let (mut ci, mut cr) = configs();
+            if old_initiator {
+                ci.versions = old.clone();
+            } else {
+                cr.versions = old.clone();
+            }
+            let (a, b) = run_handshake(ci, cr, 6, |_, _, _| {});
+            let (a, b) = (a.unwrap(), b.unwrap());
+            assert_eq!(
+                (a.version, b.version),
+                (want, want),
+                "old initiator: {old_initiator}"
+            );
+            assert_eq!(has_v3_transfer(a.version), want == 3);
+            assert!(!has_batches(a.version));
         }
-        let (a, b) = run_handshake(ci, cr, 6, |_, _, _| {});
-        let (a, b) = (a.unwrap(), b.unwrap());
-        assert_eq!(
-            (a.version, b.version),
-            (2, 2),
-            "old initiator: {old_initiator}"
-        );
-        assert!(!has_v3_transfer(a.version));
     }
 }
 

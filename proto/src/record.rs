@@ -46,6 +46,12 @@ pub enum RecordType {
     Resume = 0x16,
     /// Sender -> receiver: file content compressed with zstd (one frame).
     DataZstd = 0x17,
+    /// Sender -> receiver (protocol version 4): what the whole transfer
+    /// holds, before its first batch.
+    Manifest = 0x18,
+    /// Sender -> receiver (protocol version 4): end of one batch; another
+    /// follows once the receiver's Status for it is out.
+    BatchEnd = 0x19,
     /// Either side: abort with a status code and message.
     Alert = 0x1f,
 }
@@ -62,6 +68,8 @@ impl RecordType {
             0x15 => RecordType::Status,
             0x16 => RecordType::Resume,
             0x17 => RecordType::DataZstd,
+            0x18 => RecordType::Manifest,
+            0x19 => RecordType::BatchEnd,
             0x1f => RecordType::Alert,
             other => return Err(Error::UnknownFrameType(other)),
         })

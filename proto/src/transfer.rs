@@ -538,6 +538,57 @@ impl FileEnd {
     }
 }
 
+/// Manifest record (protocol version 4): what the whole transfer holds,
+/// sent once, before the first batch's Offer records. The receiver decides
+/// on it and the first batch; every batch is then an offer of its own (at
+/// most [`MAX_FILES`] entries, its indexes from 0), and together they hold
+/// no more than the manifest announced ([`fsm::Batches`]). The totals are
+/// bounds: a sender whose files changed since it counted them may end with
+/// fewer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Manifest {
+    /// Entries in all batches together (files, directories, streams), at least 1.
+    pub entries: u32,
+    /// How many of them are directories (at most `entries`).
+    pub folders: u32,
+    /// The sum of all entry sizes (streams count 0).
+    pub bytes: u64,
+}
+
+impl Manifest {
+    /// Bytes of an encoded Manifest body.
+    pub const LEN: usize = 16;
+
+    /// Encodes the record body.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.put_u32(self.entries);
+        out.put_u32(self.folders);
+        out.put_u64(self.bytes);
+    }
+
+    /// Decodes a record body.
+    ///
+    /// # Errors
+    /// [`Error::Malformed`] for no entries or more folders than entries,
+    /// and the codec's errors for a short or long body.
+    pub fn decode(body: &[u8]) -> Result<Self> {
+        let mut r = Reader::new(body, "Manifest");
+        let m = Manifest {
+            entries: r.u32()?,
+            folders: r.u32()?,
+            bytes: r.u64()?,
+        };
+        r.finish()?;
+        if m.entries == 0 {
+            return Err(Error::Malformed("Manifest without entries"));
+        }
+        if m.folders > m.entries {
+            return Err(Error::Malformed("Manifest folders"));
+        }
+        Ok(m)
+    }
+}
+
 /// TransferEnd record: the sender has sent everything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TransferEnd {

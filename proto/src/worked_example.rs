@@ -315,8 +315,8 @@ fn render() -> String {
     );
     let _ = writeln!(
         md,
-        "\nBoth sides offer versions 3 and 2 (in that order) and suite 0x0001 only, and the \
-         responder picks version 3. The RSA-PSS salts come from \
+        "\nBoth sides offer versions 4, 3 and 2 (in that order) and suite 0x0001 only, and the \
+         responder picks version 4. The RSA-PSS salts come from \
          the same random generators, so the two signatures below can be verified but not \
          reproduced by another implementation; every value after them is computed from the \
          frames as sent, so it can be reproduced.\n"

@@ -16,9 +16,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use localstream_proto::transfer::OfferEntry;
+use localstream_proto::record::RecordType;
 use localstream_proto::transfer::fsm::{CollectingOffer, Deciding, OfferStep};
-use localstream_proto::{Opener, Status};
+use localstream_proto::transfer::{Manifest, OfferEntry};
+use localstream_proto::{Error as ProtoError, Opener, Status};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::conn::{FrameReader, IDLE_TIMEOUT};
@@ -180,22 +181,79 @@ impl OfferSlot {
 /// Reads a whole offer within its deadlines and budgets, through the
 /// receiver's [`CollectingOffer`] state. Its slot is taken once the first
 /// record arrives (a session that never offers holds none), waiting up to
-/// [`SLOT_WAIT`] for one (offers are usually decided at once).
+/// [`SLOT_WAIT`] for one (offers are usually decided at once). In a session
+/// of protocol version 4 (`batched`) the first record is the Manifest, and
+/// the offer read is the first batch.
 pub(super) async fn read_offer<R: tokio::io::AsyncRead + Unpin>(
     reader: &mut FrameReader<R>,
     opener: &mut Opener,
     slots: &OfferSlots,
     peer: [u8; 16],
     trusted: bool,
-) -> Result<(Deciding, OfferSlot)> {
-    let mut collecting = CollectingOffer::new();
+    batched: bool,
+) -> Result<(Deciding, OfferSlot, Option<Manifest>)> {
     let first = reader.read_record(opener, FIRST_OFFER_WAIT).await?;
     let mut slot = slots.wait_take(peer, trusted).await.ok_or_else(|| {
         let message = "the receiver has too many offers from untrusted peers pending; try again";
         Error::refused(Status::Busy, message)
     })?;
     let deadline = tokio::time::Instant::now() + OFFER_DEADLINE;
-    let mut next = Some(first);
+    let (manifest, first) = if batched {
+        let (typ, body) = first;
+        if typ != RecordType::Manifest {
+            return Err(match Deciding::unexpected(typ, &body) {
+                e @ ProtoError::PeerAlert { .. } => e,
+                _ => ProtoError::UnexpectedRecord {
+                    expected: &[RecordType::Manifest],
+                    got: typ,
+                },
+            }
+            .into());
+        }
+        (Some(Manifest::decode(&body)?), None)
+    } else {
+        (None, Some(first))
+    };
+    let collecting = if batched {
+        CollectingOffer::batch()
+    } else {
+        CollectingOffer::new()
+    };
+    let deciding = collect(reader, opener, collecting, first, deadline, &mut slot).await?;
+    Ok((deciding, slot, manifest))
+}
+
+/// Reads the next batch of a version 4 transfer, after our Status for the
+/// one before (consent is given: only the protocol's bounds apply, and the
+/// deadlines).
+pub(super) async fn read_batch<R: tokio::io::AsyncRead + Unpin>(
+    reader: &mut FrameReader<R>,
+    opener: &mut Opener,
+) -> Result<Deciding> {
+    let deadline = tokio::time::Instant::now() + IDLE_TIMEOUT + OFFER_DEADLINE;
+    let mut consented = OfferSlot { stranger: None };
+    collect(
+        reader,
+        opener,
+        CollectingOffer::batch(),
+        None,
+        deadline,
+        &mut consented,
+    )
+    .await
+}
+
+/// Collects Offer records (`first`, if read already, then more) until the
+/// offer is complete, by `deadline`, within `slot`'s budget.
+async fn collect<R: tokio::io::AsyncRead + Unpin>(
+    reader: &mut FrameReader<R>,
+    opener: &mut Opener,
+    mut collecting: CollectingOffer,
+    first: Option<(RecordType, Vec<u8>)>,
+    deadline: tokio::time::Instant,
+    slot: &mut OfferSlot,
+) -> Result<Deciding> {
+    let mut next = first;
     loop {
         let (typ, body) = match next.take() {
             Some(r) => r,
@@ -216,7 +274,7 @@ pub(super) async fn read_offer<R: tokio::io::AsyncRead + Unpin>(
                 let entries = deciding.entries();
                 let paths: usize = entries.iter().map(|e| e.path.len()).sum();
                 slot.hold(paths + entries.len() * ENTRY_OVERHEAD)?;
-                return Ok((deciding, slot));
+                return Ok(deciding);
             }
         }
     }

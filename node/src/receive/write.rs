@@ -62,6 +62,8 @@ pub(super) struct Written {
     pub done: Done,
     /// The text message received, when the offer was one.
     pub message: Option<String>,
+    /// The record opener, for the next batch (taken by the pipeline).
+    pub opener: Option<Opener>,
 }
 
 /// The blocking half: opens records, writes and verifies files. Returns, per
@@ -129,7 +131,7 @@ struct Parts<'a> {
 /// [`write_files`], with groups committed by `committer`.
 fn write_with<'a>(parts: Parts<'a>, committer: fsutil::Committer<'a>) -> Result<Written> {
     let Parts {
-        opener,
+        mut opener,
         rx,
         pool,
         accepted,
@@ -159,7 +161,7 @@ fn write_with<'a>(parts: Parts<'a>, committer: fsutil::Committer<'a>) -> Result<
         compressed: false,
         writeback: None,
     };
-    let outcome = w.run(accepted, opener, rx, pool);
+    let outcome = w.run(accepted, &mut opener, rx, pool);
     if outcome.is_err()
         && let Some(cur) = w.current.take()
     {
@@ -177,7 +179,7 @@ fn write_with<'a>(parts: Parts<'a>, committer: fsutil::Committer<'a>) -> Result<
     let saved = w.results.iter().filter(|r| r.is_ok()).count();
     tally
         .files
-        .store(saved as u64, std::sync::atomic::Ordering::Relaxed);
+        .fetch_add(saved as u64, std::sync::atomic::Ordering::Relaxed);
     let mut done = outcome?;
     // What the machine cannot see: hashes, and files that could not be saved.
     for (p, result) in plan.iter().zip(&w.results) {
@@ -190,6 +192,7 @@ fn write_with<'a>(parts: Parts<'a>, committer: fsutil::Committer<'a>) -> Result<
         wire: w.compressed.then_some(w.wire),
         done,
         message: w.message,
+        opener: Some(opener),
     })
 }
 
@@ -232,7 +235,7 @@ impl<'a> Writer<'a> {
     fn run(
         &mut self,
         accepted: Accepted,
-        mut opener: Opener,
+        opener: &mut Opener,
         mut rx: mpsc::Receiver<Vec<RawFrame>>,
         pool: &BufPool,
     ) -> Result<Done> {
@@ -244,7 +247,7 @@ impl<'a> Writer<'a> {
                     return Err(ProtoError::Truncated.into());
                 };
                 let mut frame = Recycled { frame, pool };
-                let (typ, pt) = frame.frame.open(&mut opener)?;
+                let (typ, pt) = frame.frame.open(opener)?;
                 let (receiving, resume) = waiting.handle(typ, pt)?;
                 self.resume(&resume)?;
                 receiving
@@ -254,7 +257,7 @@ impl<'a> Writer<'a> {
             let mut frame = Recycled { frame, pool };
             // As it crossed the wire (header, ciphertext, tag).
             let sealed = frame.frame.buf.len() as u64;
-            let (typ, pt) = frame.frame.open(&mut opener)?;
+            let (typ, pt) = frame.frame.open(opener)?;
             match self.record(&mut receiving, typ, pt, sealed) {
                 Ok(Some(done)) => return Ok(done),
                 Ok(None) => {}

@@ -31,15 +31,23 @@ pub(crate) struct Link {
     pub(crate) opener: Opener,
     /// The receiver speaks protocol version 3 (modification times, texts).
     pub(crate) v3: bool,
+    /// The receiver speaks protocol version 4: the transfer goes in
+    /// batches under one Manifest, whatever the number of files.
+    pub(crate) batches: bool,
 }
 
-/// Offers the files, streams the accepted ones and reads the verdict;
+/// The most entries one offer may hold for a receiver of protocol version
+/// 3 or older (no batches).
+const ONE_OFFER_MAX: usize = MAX_FILES as usize;
+
+/// Offers the files, streams the accepted ones and reads the verdict, in
+/// batches for a receiver of version 4 (one offer for an older one);
 /// `accepted` is set once the receiver answered 200 (only then is it
 /// pinned); `tally` counts what was sent, for the history.
 #[allow(clippy::too_many_arguments)] // the connection's facts, each used once
 pub(crate) async fn exchange(
     mut link: Link,
-    sources: &Arc<[Source]>,
+    listing: &Listing,
     peer: &PeerIdentity,
     accepted: &std::sync::atomic::AtomicBool,
     cx: &Context,
@@ -48,80 +56,143 @@ pub(crate) async fn exchange(
     tally: &Arc<Tally>,
 ) -> Result<Sent> {
     use std::sync::atomic::Ordering::Relaxed;
-    let sources = Arc::clone(sources);
-    let accept = || accepted.store(true, std::sync::atomic::Ordering::SeqCst);
-    let offered: u64 = sources.iter().map(|s| s.size).sum();
-    tally.total.store(offered, Relaxed);
-    let (streaming, prefixes) = match offer(&mut link, &sources, peer, &cx.events).await? {
-        Answered::Refused(refusal) => {
-            return Err(Error::refused(refusal.status, refusal.message));
-        }
-        Answered::Streaming(streaming) => {
-            accept();
-            (streaming, Prefixes::new())
-        }
-        Answered::Resuming(resuming) => {
-            accept();
-            resume(&mut link.writer, &sources, resuming, peer, &cx.events).await?
-        }
+    let events = &cx.events;
+    tally.total.store(listing.bytes, Relaxed);
+    let (mut batches, mut batcher, whole) = if link.batches {
+        let manifest = listing.manifest();
+        let mut body = Vec::with_capacity(Manifest::LEN);
+        manifest.encode(&mut body);
+        link.writer.send(RecordType::Manifest, &body).await?;
+        (Some(Batches::new(manifest)), Some(listing.batches(events)), None)
+    } else {
+        let why = "the receiver runs an older LocalStream, which takes one offer at a time: \
+                   send the folders one by one, or update it";
+        (None, None, Some(listing.all(ONE_OFFER_MAX, why)?))
     };
-    for (s, d) in sources.iter().zip(streaming.decisions()) {
-        if !d.status.is_ok() {
-            cx.events.notice(Notice::SkippedByReceiver {
-                path: s.path.clone(),
-                status: d.status,
+    let progress = Progress::new(events, Side::Send, listing.bytes);
+    let started = Instant::now();
+    let mut sum = Sum::default();
+    let mut first = true;
+    loop {
+        let (sources, more) = match (&whole, batcher.take()) {
+            (Some(all), _) => (all.clone(), false),
+            (None, Some(mut b)) => {
+                let limits = batches.clone().unwrap_or_else(|| Batches::new(listing.manifest()));
+                let (b, next) = tokio::task::spawn_blocking(move || {
+                    let next = b.next_batch(&limits);
+                    (b, next)
+                })
+                .await?;
+                batcher = Some(b);
+                match next? {
+                    Some(batch) => batch,
+                    // Everything vanished since the count.
+                    None => break,
+                }
+            }
+            (None, None) => break,
+        };
+        let entries: Vec<OfferEntry> = sources.iter().map(|s| s.entry(link.v3)).collect();
+        let offering = match &mut batches {
+            Some(batches) => {
+                batches.admit(&entries)?;
+                Offering::batch(entries, more)?
+            }
+            None => Offering::new(entries)?,
+        };
+        let answered = offer(&mut link, offering, listing, peer, events, first).await?;
+        let (streaming, prefixes) = match answered {
+            Answered::Refused(refusal) => {
+                return Err(Error::refused(refusal.status, refusal.message));
+            }
+            Answered::Streaming(streaming) => (streaming, Prefixes::new()),
+            Answered::Resuming(resuming) => {
+                resume(&mut link.writer, &sources, resuming, peer, events).await?
+            }
+        };
+        if first {
+            accepted.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        for (s, d) in sources.iter().zip(streaming.decisions()) {
+            if !d.status.is_ok() {
+                events.notice(Notice::SkippedByReceiver {
+                    path: s.path.clone(),
+                    status: d.status,
+                });
+            }
+        }
+        let resumed = streaming.resumed_bytes();
+        tally.resumed.fetch_add(resumed, Relaxed);
+        // Held already, or refused: not to be moved.
+        let batch_bytes: u64 = sources.iter().map(|s| s.size).sum();
+        progress.shrink(batch_bytes.saturating_sub(streaming.bytes_left()));
+        if first {
+            let (files, bytes) = if batches.is_some() {
+                let files = (listing.entries - listing.folders) as usize;
+                (files, listing.bytes.saturating_sub(batch_bytes) + streaming.bytes_left())
+            } else {
+                (streaming.files_left(), streaming.bytes_left())
+            };
+            events.emit(Event::Accepted {
+                side: Side::Send,
+                files,
+                bytes,
+                resumed,
             });
         }
+        let compressor = Compressor::new(compress, streaming.features())?;
+        let agreed = Agreed {
+            streaming,
+            sources: sources.clone(),
+            prefixes,
+            tally: tally.clone(),
+        };
+        let (bytes, wire, heard) = stream(link, agreed, compressor, &progress, timing).await?;
+        let (outcome, back) = verdict(heard).await?;
+        link = back;
+        sum.add(&sources, &outcome, bytes, wire, resumed, events);
+        first = false;
+        if !more {
+            break;
+        }
     }
-    let resumed = streaming.resumed_bytes();
-    tally.resumed.store(resumed, Relaxed);
-    let started = Instant::now();
-    let compressor = Compressor::new(compress, streaming.features())?;
-    let agreed = Agreed {
-        streaming,
-        sources: sources.clone(),
-        prefixes,
-        tally: tally.clone(),
-    };
-    let (bytes, wire, heard) = stream(link, agreed, compressor, &cx.events, timing).await?;
-    let outcome = verdict(heard).await?;
-    let figures = Figures {
-        bytes,
-        wire,
-        resumed,
-        started,
-    };
-    report(&sources, &outcome, figures, peer, &cx.events, tally)
+    progress.finish();
+    report(sum, started, peer, events, tally)
 }
 
-/// Offer and answer: the manifest out, the receiver's Answer back (it may
-/// first ask its user, and hash what it holds of these files).
+/// Offer and answer: this offer (or batch) out, the receiver's Answer back
+/// (it may first ask its user, and hash what it holds of these files). The
+/// first one is announced with the whole send's totals.
 async fn offer(
     link: &mut Link,
-    sources: &[Source],
+    offering: Offering,
+    listing: &Listing,
     peer: &PeerIdentity,
     events: &Events,
+    first: bool,
 ) -> Result<Answered> {
-    let entries: Vec<OfferEntry> = sources.iter().map(|s| s.entry(link.v3)).collect();
-    let offering = Offering::new(entries)?;
     for body in offering.bodies() {
         link.writer.send(RecordType::Offer, body).await?;
     }
-    let offered: u64 = sources.iter().map(|s| s.size).sum();
-    events.emit(Event::Offer {
-        side: Side::Send,
-        offer_id: None,
-        peer: Some(PeerLabel::of(peer)),
-        files: sources.len(),
-        bytes: offered,
-        entries: vec![],
-        executables: 0,
-        code: None,
-        abandoned_exchanges: None,
-        localsend: None,
-        text: None,
-    });
-    let answer_wait = PROMPT_TIMEOUT + IDLE_TIMEOUT + hashing_time(offered);
+    let offered: u64 = offering.entries().iter().map(|e| e.size).sum();
+    if first {
+        events.emit(Event::Offer {
+            side: Side::Send,
+            offer_id: None,
+            peer: Some(PeerLabel::of(peer)),
+            files: listing.entries as usize,
+            bytes: listing.bytes,
+            entries: vec![],
+            executables: 0,
+            code: None,
+            abandoned_exchanges: None,
+            localsend: None,
+            text: None,
+        });
+    }
+    // A later batch needs no question: only the receiver's own checks.
+    let asked = if first { PROMPT_TIMEOUT } else { Duration::ZERO };
+    let answer_wait = asked + IDLE_TIMEOUT + hashing_time(offered);
     let (typ, body) = link
         .reader
         .read_record(&mut link.opener, answer_wait)
@@ -150,6 +221,9 @@ async fn resume(
 /// The receiver's word while data flows: its Status at the end, or an alert.
 type Word = oneshot::Receiver<Result<(RecordType, Vec<u8>)>>;
 
+/// The task that reads the receiver's word; it gives the read half back.
+type Listening = tokio::task::JoinHandle<(FrameReader<OwnedReadHalf>, Opener)>;
+
 /// Stream: the producer thread reads, hashes and seals; this task writes
 /// to the socket, while another listens for the receiver's alerts. Returns
 /// the file bytes sent, the bytes they took on the wire (when compressed),
@@ -158,23 +232,16 @@ async fn stream(
     link: Link,
     agreed: Agreed,
     compressor: Compressor,
-    events: &Events,
+    progress: &Progress,
     timing: Timing,
 ) -> Result<(u64, Option<u64>, Heard)> {
     let Link {
         mut reader,
         writer,
         mut opener,
-        ..
+        v3,
+        batches,
     } = link;
-    let bytes = agreed.streaming.bytes_left();
-    events.emit(Event::Accepted {
-        side: Side::Send,
-        files: agreed.streaming.files_left(),
-        bytes,
-        resumed: agreed.streaming.resumed_bytes(),
-    });
-    let progress = Progress::new(events, Side::Send, bytes);
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(PIPELINE_DEPTH);
     let RecordWriter {
         inner: mut wr,
@@ -191,17 +258,17 @@ async fn stream(
     // The receiver speaks again only at the end (Status) or to abort (Alert).
     // Listen for that in its own task, with no deadline while data flows.
     let (word_tx, mut word_rx) = oneshot::channel();
-    let listening = tokio::spawn(async move {
+    let listening: Listening = tokio::spawn(async move {
         let r = reader.read_record(&mut opener, WHILE_STREAMING).await;
         let _ = word_tx.send(r);
+        (reader, opener)
     });
-    let abort_listening = AbortOnDrop(listening);
+    let listening = Aborting(Some(listening));
     let mut word = None;
     let stream_result =
         write_records(&mut wr, &mut rx, &pool, &mut word_rx, &mut word, timing).await;
     drop(rx);
     let (sealer, produced) = producer.await?;
-    progress.finish();
     if stream_result.is_err() && word.is_none() {
         // A write failed because the receiver closed: it may have said why
         // first (an alert), and that beats "broken pipe".
@@ -222,8 +289,10 @@ async fn stream(
                 word,
                 rx: word_rx,
                 waiting: p.waiting,
-                _listening: abort_listening,
-                _writing: wr,
+                listening,
+                writer: RecordWriter { inner: wr, sealer },
+                v3,
+                batches,
             };
             Ok((p.bytes, p.compressed.then_some(p.wire), heard))
         }
@@ -234,6 +303,18 @@ async fn stream(
                 .alert(Status::Cancelled, &format!("the sender failed: {e}"))
                 .await;
             Err(e)
+        }
+    }
+}
+
+/// The listening task, aborted if it is dropped before it gave the read
+/// half back.
+struct Aborting(Option<Listening>);
+
+impl Drop for Aborting {
+    fn drop(&mut self) {
+        if let Some(task) = &self.0 {
+            task.abort();
         }
     }
 }
@@ -291,23 +372,34 @@ async fn write_records(
 struct Heard {
     word: Option<Result<(RecordType, Vec<u8>)>>,
     rx: Word,
-    /// The machine, after our TransferEnd.
+    /// The machine, after our TransferEnd (or BatchEnd).
     waiting: AwaitStatus,
-    _listening: AbortOnDrop,
+    listening: Aborting,
     /// Our half stays open until the verdict: closing it early would be a
     /// FIN that a relay in between takes for the end of the connection.
-    _writing: OwnedWriteHalf,
+    writer: RecordWriter<OwnedWriteHalf>,
+    v3: bool,
+    batches: bool,
 }
 
 /// Verdict: everything is sent; now the receiver has [`STATUS_TIMEOUT`] to
 /// verify, fsync and answer. From here on a lost connection is not a failed
 /// transfer: the receiver may have saved everything, so it is never retried
-/// on a guess.
-async fn verdict(heard: Heard) -> Result<Outcome> {
+/// on a guess. Returns the connection too, for the next batch.
+async fn verdict(heard: Heard) -> Result<(Outcome, Link)> {
     let unconfirmed = |why: String| Error::from(TransferError::Unconfirmed(why));
-    let (typ, body) = match heard.word {
+    let Heard {
+        word,
+        rx,
+        waiting,
+        mut listening,
+        writer,
+        v3,
+        batches,
+    } = heard;
+    let (typ, body) = match word {
         Some(r) => r?,
-        None => match tokio::time::timeout(STATUS_TIMEOUT, heard.rx).await {
+        None => match tokio::time::timeout(STATUS_TIMEOUT, rx).await {
             Ok(Ok(Ok(r))) => r,
             Ok(Ok(Err(e @ Error::Protocol(ProtoError::PeerAlert { .. })))) => return Err(e),
             Ok(Ok(Err(e))) => return Err(unconfirmed(e.to_string())),
@@ -320,92 +412,132 @@ async fn verdict(heard: Heard) -> Result<Outcome> {
             }
         },
     };
-    Ok(heard.waiting.handle(typ, &body)?)
+    let outcome = waiting.handle(typ, &body)?;
+    // The word is in: the listening task has ended, or is about to.
+    let task = listening.0.take().ok_or(ProtoError::Truncated)?;
+    let (reader, opener) = task.await?;
+    let link = Link {
+        reader,
+        writer,
+        opener,
+        v3,
+        batches,
+    };
+    Ok((outcome, link))
 }
 
-/// What the stream moved.
-struct Figures {
+/// What the batches delivered, added up.
+#[derive(Default)]
+struct Sum {
+    /// Entries offered (folders included).
+    offered: usize,
+    /// Entries delivered (folders included).
+    delivered: usize,
+    /// Files delivered.
+    files: usize,
+    /// File bytes sent.
     bytes: u64,
+    /// What they took on the wire, when compressed.
     wire: Option<u64>,
+    /// Bytes the receiver held already.
     resumed: u64,
-    started: Instant,
+    /// The first status that was not 200 (the receiver's overall word).
+    status: Option<Status>,
+    /// The entries not delivered (the first [`MAX_FAILED_LISTED`]).
+    failed: Vec<FailedFile>,
+    /// How many were not delivered.
+    failures: usize,
 }
 
-/// The transfer's end, as an event and a result.
-fn report(
-    sources: &[Source],
-    status: &Outcome,
-    figures: Figures,
-    peer: &PeerIdentity,
-    events: &Events,
-    tally: &Tally,
-) -> Result<Sent> {
-    let Figures {
-        bytes,
-        wire,
-        resumed,
-        started,
-    } = figures;
-    let elapsed = started.elapsed();
-    let delivered = status.files.iter().filter(|s| s.is_ok()).count();
-    // Files, not the folders that came with them.
-    let delivered_files = sources
-        .iter()
-        .zip(&status.files)
-        .filter(|(s, st)| st.is_ok() && !s.is_dir())
-        .count();
-    // The history counts what the receiver verified.
-    tally
-        .files
-        .store(delivered_files as u64, std::sync::atomic::Ordering::Relaxed);
-    tally
-        .bytes
-        .store(bytes, std::sync::atomic::Ordering::Relaxed);
-    for (s, st) in sources.iter().zip(&status.files) {
-        if !st.is_ok() {
+/// Entries not delivered that the transfer's end lists by name.
+const MAX_FAILED_LISTED: usize = 1000;
+
+impl Sum {
+    /// One batch's outcome, with a notice for each entry not delivered.
+    fn add(
+        &mut self,
+        sources: &[Source],
+        outcome: &Outcome,
+        bytes: u64,
+        wire: Option<u64>,
+        resumed: u64,
+        events: &Events,
+    ) {
+        self.offered += sources.len();
+        self.bytes += bytes;
+        self.resumed += resumed;
+        if let Some(w) = wire {
+            *self.wire.get_or_insert(0) += w;
+        }
+        if !outcome.status.is_ok() && self.status.is_none() {
+            self.status = Some(outcome.status);
+        }
+        for (s, st) in sources.iter().zip(&outcome.files) {
+            if st.is_ok() {
+                self.delivered += 1;
+                self.files += usize::from(!s.is_dir());
+                continue;
+            }
+            self.failures += 1;
             events.notice(Notice::NotDelivered {
                 path: s.path.clone(),
                 status: *st,
             });
+            if self.failed.len() < MAX_FAILED_LISTED {
+                self.failed.push(FailedFile {
+                    name: s.name.clone(),
+                    status: *st,
+                });
+            }
         }
     }
+}
+
+/// The transfer's end, as an event and a result.
+fn report(
+    sum: Sum,
+    started: Instant,
+    peer: &PeerIdentity,
+    events: &Events,
+    tally: &Tally,
+) -> Result<Sent> {
+    let elapsed = started.elapsed();
+    // The history counts what the receiver verified.
+    tally
+        .files
+        .store(sum.files as u64, std::sync::atomic::Ordering::Relaxed);
+    tally
+        .bytes
+        .store(sum.bytes, std::sync::atomic::Ordering::Relaxed);
     let label = PeerLabel::of(peer);
-    info!(peer = %label.short(), status = %status.status, "transfer finished");
-    let ok = status.status.is_ok() && delivered == sources.len();
-    let failed = sources
-        .iter()
-        .zip(&status.files)
-        .filter(|(_, st)| !st.is_ok())
-        .map(|(s, st)| FailedFile {
-            name: s.name.clone(),
-            status: *st,
-        })
-        .collect();
+    let status = sum.status.unwrap_or(Status::Ok);
+    info!(peer = %label.short(), status = %status, "transfer finished");
+    let ok = status.is_ok() && sum.delivered == sum.offered;
     events.emit(Event::TransferDone(Box::new(TransferDone {
         side: Side::Send,
         peer: label,
         session: String::new(),
         ok,
-        files: delivered_files,
-        offered: sources.len(),
-        bytes,
-        resumed,
+        files: sum.files,
+        offered: sum.offered,
+        bytes: sum.bytes,
+        resumed: sum.resumed,
         seconds: elapsed.as_secs_f64(),
-        failed: Some(failed),
+        failed: Some(sum.failed),
         saved: vec![],
-        wire: wire.map(|w| (bytes, w)),
+        wire: sum.wire.map(|w| (sum.bytes, w)),
         discarded: 0,
     })));
     if ok {
         Ok(Sent {
-            delivered,
-            offered: sources.len(),
-            bytes,
+            delivered: sum.delivered,
+            offered: sum.offered,
+            bytes: sum.bytes,
         })
     } else {
         Err(Error::Transfer(TransferError::Incomplete {
-            failed: sources.len() - delivered,
-            total: sources.len(),
+            failed: sum.failures.max(sum.offered - sum.delivered),
+            total: sum.offered,
         }))
     }
 }

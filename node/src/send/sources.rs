@@ -9,6 +9,7 @@ use crate::exclude::Exclude;
 /// The files to offer, and how many paths inside the folders could not be
 /// read or have names that cannot be sent (each reported with
 /// [`Event::Skipped`]).
+#[cfg(test)]
 #[derive(Debug, Default)]
 pub(crate) struct Listed {
     pub(crate) sources: Vec<Source>,
@@ -16,6 +17,7 @@ pub(crate) struct Listed {
     pub(crate) names: usize,
 }
 
+#[cfg(test)]
 impl Listed {
     /// The send's result once everything offered (`offered`: the list,
     /// taken out of it) arrived verified: an error when paths were left out
@@ -29,21 +31,6 @@ impl Listed {
             skipped: self.unreadable,
             names: self.names,
         }))
-    }
-
-    /// Leaves `path` out, and says so.
-    fn skip(&mut self, events: &Events, path: &Path, folder: bool, why: Why) {
-        if why.reason.is_unreadable() {
-            self.unreadable += 1;
-        } else if why.reason == Skip::Name {
-            self.names += 1;
-        }
-        events.emit(Event::Skipped(Skipped {
-            path: path.to_owned(),
-            folder,
-            reason: why.reason,
-            error: why.error,
-        }));
     }
 }
 
@@ -87,69 +74,525 @@ impl From<&std::io::Error> for Why {
 /// tree is ever sent because a link pointed there. A path given on the
 /// command line is followed, even when it is a link (an explicit choice),
 /// and one that cannot be read is an error before anything is sent.
+///
+/// Every file is kept in memory: [`Listing::count`] is the same walk,
+/// keeping only the totals.
+#[cfg(test)]
 pub(crate) fn sources(
     paths: &[PathBuf],
     stdin_name: &str,
     exclude: &Exclude,
     events: &Events,
 ) -> Result<Listed> {
-    let mut listed = Listed::default();
-    let stdin_count = paths.iter().filter(|p| p.as_os_str() == STDIN).count();
+    let spec = Spec {
+        paths: paths.to_vec(),
+        stdin_name: stdin_name.to_owned(),
+        exclude: exclude.clone(),
+    };
+    check_stdin(&spec)?;
+    let mut walk = Walk::new(Arc::new(spec), Pass::Count(events.here()));
+    let sources = walk.by_ref().collect::<Result<Vec<_>>>()?;
+    Ok(Listed {
+        sources,
+        unreadable: walk.unreadable,
+        names: walk.names,
+    })
+}
+
+/// What the command line names: the paths, the name standard input goes
+/// under, what to leave out.
+#[derive(Debug)]
+struct Spec {
+    paths: Vec<PathBuf>,
+    stdin_name: String,
+    exclude: Exclude,
+}
+
+/// Standard input at most once, under a usable name.
+fn check_stdin(spec: &Spec) -> Result<()> {
+    let stdin_count = spec.paths.iter().filter(|p| p.as_os_str() == STDIN).count();
     if stdin_count > 1 {
         return Err(Error::Usage(
             "standard input (`-`) can be sent only once per send".into(),
         ));
     }
-    for path in paths {
+    if stdin_count == 1 {
+        validate_wire_path(&spec.stdin_name)
+            .ok()
+            .filter(|components| components.len() == 1)
+            .ok_or_else(|| {
+                Error::Usage(format!(
+                    "--name {}: not a usable file name",
+                    escape_for_terminal(&spec.stdin_name)
+                ))
+            })?;
+    }
+    Ok(())
+}
+
+/// A send's files, counted: the totals for the Manifest, what was left out,
+/// and, for a send small enough, the files themselves. A larger one is
+/// listed again, lazily, batch by batch ([`Listing::batches`]), so that
+/// memory does not grow with the number of files.
+#[derive(Debug)]
+pub(crate) struct Listing {
+    spec: Arc<Spec>,
+    /// Entries: files, folders, streams.
+    pub(crate) entries: u64,
+    /// Folders among them.
+    pub(crate) folders: u64,
+    /// The sum of their sizes.
+    pub(crate) bytes: u64,
+    /// Paths left out because they could not be read.
+    unreadable: usize,
+    /// Paths left out for their names.
+    names: usize,
+    /// Every source, when there are at most [`KEEP_AT_MOST`].
+    kept: Option<Arc<[Source]>>,
+}
+
+/// A send of at most this many entries is kept in memory from the count on
+/// (it is one batch).
+const KEEP_AT_MOST: usize = BATCH_ENTRIES;
+
+/// Most entries in one batch of a version 4 transfer (the receiver holds
+/// one batch's plan at a time).
+pub(crate) const BATCH_ENTRIES: usize = 8192;
+
+/// Most path bytes in one batch.
+const BATCH_PATH_BYTES: usize = 4 << 20;
+
+impl Listing {
+    /// Walks the command line once (see the rules of [`Walk`]), reporting
+    /// each path left out, and counts what it finds.
+    pub(crate) fn count(
+        paths: &[PathBuf],
+        stdin_name: &str,
+        exclude: &Exclude,
+        events: &Events,
+    ) -> Result<Listing> {
+        let spec = Arc::new(Spec {
+            paths: paths.to_vec(),
+            stdin_name: stdin_name.to_owned(),
+            exclude: exclude.clone(),
+        });
+        check_stdin(&spec)?;
+        let mut walk = Walk::new(spec.clone(), Pass::Count(events.here()));
+        let (mut entries, mut folders, mut bytes) = (0u64, 0u64, 0u64);
+        let mut kept = Some(Vec::new());
+        for source in walk.by_ref() {
+            let source = source?;
+            entries += 1;
+            folders += u64::from(source.is_dir());
+            bytes = bytes.saturating_add(source.size);
+            if let Some(list) = &mut kept {
+                if list.len() < KEEP_AT_MOST {
+                    list.push(source);
+                } else {
+                    kept = None;
+                }
+            }
+        }
+        if entries > u64::from(u32::MAX) {
+            return Err(Error::Usage(format!(
+                "{entries} files and folders in one send: at most {} can go at once",
+                u32::MAX
+            )));
+        }
+        Ok(Listing {
+            spec,
+            entries,
+            folders,
+            bytes,
+            unreadable: walk.unreadable,
+            names: walk.names,
+            kept: kept.map(Into::into),
+        })
+    }
+
+    /// The one entry of `send --text`.
+    pub(crate) fn text(text: &str) -> Listing {
+        Listing {
+            spec: Arc::new(Spec {
+                paths: vec![],
+                stdin_name: String::new(),
+                exclude: Exclude::default(),
+            }),
+            entries: 1,
+            folders: 0,
+            bytes: text.len() as u64,
+            unreadable: 0,
+            names: 0,
+            kept: Some(vec![Source::text(text)].into()),
+        }
+    }
+
+    /// Whether it is a text message.
+    pub(crate) fn is_text(&self) -> bool {
+        self.kept
+            .as_ref()
+            .is_some_and(|k| k.first().is_some_and(Source::is_text))
+    }
+
+    /// The Manifest of a version 4 transfer.
+    pub(crate) fn manifest(&self) -> Manifest {
+        Manifest {
+            entries: self.entries as u32,
+            folders: self.folders as u32,
+            bytes: self.bytes,
+        }
+    }
+
+    /// Every source at once (for a receiver that takes one offer only), at
+    /// most `limit` of them, else the usage error that says so (`why`: who
+    /// has the limit).
+    pub(crate) fn all(&self, limit: usize, why: &str) -> Result<Arc<[Source]>> {
+        if self.entries > limit as u64 {
+            return Err(Error::Usage(format!(
+                "{} files and folders in one send, more than {limit}: {why}",
+                self.entries
+            )));
+        }
+        if let Some(kept) = &self.kept {
+            return Ok(kept.clone());
+        }
+        let walk = Walk::new(self.spec.clone(), Pass::Send(None));
+        let mut list: Vec<Source> = walk.take(limit).collect::<Result<_>>()?;
+        list.shrink_to_fit();
+        Ok(list.into())
+    }
+
+    /// The sources batch by batch, listed again as they are needed (or
+    /// from memory for a small send); `events` hears about what vanished
+    /// or appeared since the count.
+    pub(crate) fn batches(&self, events: &Events) -> Batcher {
+        let iter = match &self.kept {
+            Some(kept) => Lister::Kept(kept.clone(), 0),
+            None => Lister::Walk(Box::new(Walk::new(
+                self.spec.clone(),
+                Pass::Send(Some(events.here())),
+            ))),
+        };
+        Batcher {
+            iter,
+            peeked: None,
+            events: events.here(),
+        }
+    }
+
+    /// The send's result once everything offered arrived verified
+    /// (`sent`): an error when paths were left out because they could not
+    /// be read or their names cannot be sent.
+    pub(crate) fn verdict(&self, sent: Sent) -> Result<Sent> {
+        if self.unreadable == 0 && self.names == 0 {
+            return Ok(sent);
+        }
+        Err(Error::Transfer(TransferError::Unreadable {
+            sent: (self.entries - self.folders) as usize,
+            skipped: self.unreadable,
+            names: self.names,
+        }))
+    }
+}
+
+/// Where a batch's sources come from.
+enum Lister {
+    Kept(Arc<[Source]>, usize),
+    Walk(Box<Walk>),
+}
+
+impl Iterator for Lister {
+    type Item = Result<Source>;
+    fn next(&mut self) -> Option<Result<Source>> {
+        match self {
+            Lister::Kept(list, next) => {
+                let s = list.get(*next).cloned();
+                *next += 1;
+                s.map(Ok)
+            }
+            Lister::Walk(walk) => walk.next(),
+        }
+    }
+}
+
+/// Cuts the sources into batches (blocking: it may walk folders).
+pub(crate) struct Batcher {
+    iter: Lister,
+    peeked: Option<Source>,
+    events: Events,
+}
+
+impl Batcher {
+    /// The next batch, and whether another follows: at most
+    /// [`BATCH_ENTRIES`] entries and 4 MiB of paths, within what `batches`
+    /// still allows (an entry past the manifest, the tree having grown since
+    /// the count, is left out with [`Skip::Grew`]). `None` when nothing is
+    /// left. A small send kept in memory is one batch, shared, not copied.
+    pub(crate) fn next_batch(
+        &mut self,
+        batches: &Batches,
+    ) -> Result<Option<(Arc<[Source]>, bool)>> {
+        if let Lister::Kept(list, next) = &mut self.iter
+            && *next == 0
+            && list.len() <= BATCH_ENTRIES
+        {
+            *next = list.len();
+            return Ok((!list.is_empty()).then(|| (list.clone(), false)));
+        }
+        let mut batch: Vec<Source> = Vec::new();
+        let (mut folders, mut bytes, mut path_bytes) = (0u64, 0u64, 0usize);
+        while batch.len() < BATCH_ENTRIES {
+            let Some(source) = self.peeked.take().map(Ok).or_else(|| self.iter.next()) else {
+                break;
+            };
+            let source = source?;
+            if !batch.is_empty() && path_bytes + source.name.len() > BATCH_PATH_BYTES {
+                self.peeked = Some(source);
+                break;
+            }
+            let dir = u64::from(source.is_dir());
+            if !batches.fits(batch.len() as u64 + 1, folders + dir, bytes + source.size) {
+                let folder = source.is_dir();
+                self.events.emit(Event::Skipped(Skipped {
+                    path: source.path,
+                    folder,
+                    reason: Skip::Grew,
+                    error: None,
+                }));
+                continue;
+            }
+            folders += dir;
+            bytes += source.size;
+            path_bytes += source.name.len();
+            batch.push(source);
+        }
+        if batch.is_empty() {
+            return Ok(None);
+        }
+        if self.peeked.is_none() {
+            self.peeked = self.iter.next().transpose()?;
+        }
+        Ok(Some((batch.into(), self.peeked.is_some())))
+    }
+}
+
+/// Which walk: the count (every path left out is reported and counted), or
+/// the one that feeds the batches (files are not opened to check them, and
+/// only what vanished since the count is reported).
+enum Pass {
+    Count(Events),
+    Send(Option<Events>),
+}
+
+/// The command line's paths walked in order, one source at a time: a
+/// folder's files in name order (the folder before what it holds), less
+/// what `exclude` matches.
+struct Walk {
+    spec: Arc<Spec>,
+    pass: Pass,
+    /// The next command-line path.
+    next_path: usize,
+    /// The folder being walked: the walk, its root, its name.
+    tree: Option<(walkdir::IntoIter, PathBuf, String)>,
+    /// A folder just listed, held back until the walk shows it can be
+    /// entered (one that cannot is left out).
+    held_dir: Option<Source>,
+    /// Ready to go.
+    ready: std::collections::VecDeque<Source>,
+    unreadable: usize,
+    names: usize,
+}
+
+impl Walk {
+    fn new(spec: Arc<Spec>, pass: Pass) -> Walk {
+        Walk {
+            spec,
+            pass,
+            next_path: 0,
+            tree: None,
+            held_dir: None,
+            ready: Default::default(),
+            unreadable: 0,
+            names: 0,
+        }
+    }
+
+    /// Leaves `path` out, and says so.
+    fn skip(&mut self, path: &Path, folder: bool, why: Why) {
+        let events = match &self.pass {
+            Pass::Count(events) => events,
+            Pass::Send(Some(events)) if why.reason == Skip::Vanished => events,
+            Pass::Send(_) => return,
+        };
+        if why.reason.is_unreadable() {
+            self.unreadable += 1;
+        } else if why.reason == Skip::Name {
+            self.names += 1;
+        }
+        events.emit(Event::Skipped(Skipped {
+            path: path.to_owned(),
+            folder,
+            reason: why.reason,
+            error: why.error,
+        }));
+    }
+
+    /// A command-line path: its source (and, for a folder, the walk of
+    /// what it holds).
+    fn top(&mut self, path: &Path) -> Result<Source> {
         if path.as_os_str() == STDIN {
-            validate_wire_path(stdin_name)
-                .ok()
-                .filter(|components| components.len() == 1)
-                .ok_or_else(|| {
-                    Error::Usage(format!(
-                        "--name {}: not a usable file name",
-                        escape_for_terminal(stdin_name)
-                    ))
-                })?;
-            listed.sources.push(Source {
-                path: path.clone(),
-                name: stdin_name.to_owned(),
+            return Ok(Source {
+                path: path.to_owned(),
+                name: self.spec.stdin_name.clone(),
                 size: 0,
                 attrs: ATTR_STREAM,
                 mtime: None,
                 text: None,
             });
-            continue;
         }
         let meta = std::fs::metadata(path).map_err(|e| Error::file(path, e))?;
         let name = top_name(path)?;
         if meta.is_dir() {
             check_name(path, &name)?;
+            let walk = walkdir::WalkDir::new(path)
+                .follow_links(false)
+                .min_depth(1)
+                .sort_by_file_name()
+                .into_iter();
+            self.tree = Some((walk, path.to_owned(), name.clone()));
             // The folder itself, so that it exists even when empty.
-            listed.sources.push(Source {
-                path: path.clone(),
-                name: name.clone(),
+            Ok(Source {
+                path: path.to_owned(),
+                name,
+                size: 0,
+                attrs: ATTR_DIR,
+                mtime: None,
+                text: None,
+            })
+        } else if meta.is_file() {
+            source(path, name, &meta)
+        } else {
+            Err(Error::Usage(format!(
+                "{}: not a regular file or folder",
+                shown(path)
+            )))
+        }
+    }
+
+    /// One more step of the folder being walked: something ready, or the
+    /// folder's end (false).
+    fn tree_step(&mut self) -> Result<bool> {
+        let Some((walk, root, top)) = &mut self.tree else {
+            return Ok(false);
+        };
+        let Some(entry) = walk.next() else {
+            self.tree = None;
+            self.ready.extend(self.held_dir.take());
+            return Ok(false);
+        };
+        let (root, top) = (root.clone(), top.clone());
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(e) => {
+                self.unlisted(&root, e)?;
+                return Ok(true);
+            }
+        };
+        self.ready.extend(self.held_dir.take());
+        let path = entry.path();
+        let relative = path.strip_prefix(&root).unwrap_or(path);
+        let kind = entry.file_type();
+        if self.spec.exclude.excludes(relative, kind.is_dir()) {
+            if kind.is_dir()
+                && let Some((walk, ..)) = &mut self.tree
+            {
+                walk.skip_current_dir();
+            }
+            return Ok(true);
+        }
+        if let Some(reason) = not_content(kind) {
+            self.skip(path, false, reason.into());
+            return Ok(true);
+        }
+        let name = match tree_name(&top, relative) {
+            Ok(name) => name,
+            Err(why) => {
+                if kind.is_dir()
+                    && let Some((walk, ..)) = &mut self.tree
+                {
+                    walk.skip_current_dir();
+                }
+                self.skip(path, kind.is_dir(), why);
+                return Ok(true);
+            }
+        };
+        if kind.is_dir() {
+            self.held_dir = Some(Source {
+                path: path.to_owned(),
+                name,
                 size: 0,
                 attrs: ATTR_DIR,
                 mtime: None,
                 text: None,
             });
-            add_tree(path, &name, exclude, &mut listed, events)?;
-        } else if meta.is_file() {
-            listed.sources.push(source(path, name, &meta)?);
+        } else if name.ends_with(crate::fsutil::PARTIAL_SUFFIX) {
+            self.skip(path, false, Skip::Partial.into());
         } else {
-            return Err(Error::Usage(format!(
-                "{}: not a regular file or folder",
-                shown(path)
-            )));
+            let checked = match self.pass {
+                Pass::Count(_) => tree_file(path, name),
+                Pass::Send(_) => tree_file_unopened(path, name),
+            };
+            match checked {
+                Ok(source) => self.ready.push_back(source),
+                Err(why) => self.skip(path, false, why),
+            }
         }
-        if listed.sources.len() > MAX_FILES as usize {
-            return Err(Error::Usage(format!(
-                "more than {MAX_FILES} files in one send: send the folders one by one"
-            )));
+        Ok(true)
+    }
+
+    /// A folder inside the tree that cannot be listed: left out, with its
+    /// entry (held back just before it was opened). The folder named on the
+    /// command line itself is an error.
+    fn unlisted(&mut self, root: &Path, e: walkdir::Error) -> Result<()> {
+        let Some(path) = e.path().map(Path::to_path_buf) else {
+            return Err(Error::file(root, e.into()));
+        };
+        let io = std::io::Error::from(e);
+        if path == root {
+            return Err(Error::file(root, io));
+        }
+        if self.held_dir.as_ref().is_some_and(|s| s.path == path) {
+            self.held_dir = None;
+        }
+        self.skip(&path, true, Why::from(&io));
+        Ok(())
+    }
+}
+
+impl Iterator for Walk {
+    type Item = Result<Source>;
+
+    fn next(&mut self) -> Option<Result<Source>> {
+        loop {
+            if let Some(source) = self.ready.pop_front() {
+                return Some(Ok(source));
+            }
+            match self.tree_step() {
+                Ok(true) => continue,
+                Ok(false) => {}
+                Err(e) => {
+                    self.tree = None;
+                    return Some(Err(e));
+                }
+            }
+            if !self.ready.is_empty() {
+                continue;
+            }
+            let path = self.spec.paths.get(self.next_path)?.clone();
+            self.next_path += 1;
+            return Some(self.top(&path));
         }
     }
-    Ok(listed)
 }
 
 /// The name a command-line path is sent under: its last component (of the
@@ -284,6 +727,20 @@ fn tree_file(path: &Path, name: String) -> std::result::Result<Source, Why> {
     Ok(file_source(path, name, &meta))
 }
 
+/// A file listed inside a folder, for a batch: like [`tree_file`], but
+/// only looked at, not opened (the count opened it; the stream opens it
+/// again and says so if it cannot).
+fn tree_file_unopened(path: &Path, name: String) -> std::result::Result<Source, Why> {
+    let meta = std::fs::symlink_metadata(path).map_err(|e| Why::from(&e))?;
+    if let Some(reason) = not_content(meta.file_type()) {
+        return Err(reason.into());
+    }
+    if !meta.is_file() {
+        return Err(Skip::Vanished.into());
+    }
+    Ok(file_source(path, name, &meta))
+}
+
 /// `top/sub/file` for the path `relative` to the folder sent as `top`, if
 /// it can go on the wire.
 fn tree_name(top: &str, relative: &Path) -> std::result::Result<String, Why> {
@@ -302,97 +759,6 @@ fn tree_name(top: &str, relative: &Path) -> std::result::Result<String, Why> {
     }
     validate_wire_path(&name).map_err(|e| unsendable(e.to_string()))?;
     Ok(name)
-}
-
-/// Every file under the folder `root`, sent as `top/...`, in name order,
-/// less what `exclude` matches (a folder that matches is not entered).
-fn add_tree(
-    root: &Path,
-    top: &str,
-    exclude: &Exclude,
-    listed: &mut Listed,
-    events: &Events,
-) -> Result<()> {
-    let mut walk = walkdir::WalkDir::new(root)
-        .follow_links(false)
-        .min_depth(1)
-        .sort_by_file_name()
-        .into_iter();
-    while let Some(entry) = walk.next() {
-        let entry = match entry {
-            Ok(entry) => entry,
-            Err(e) => {
-                unlisted(root, e, listed, events)?;
-                continue;
-            }
-        };
-        let path = entry.path();
-        let relative = path.strip_prefix(root).unwrap_or(path);
-        let kind = entry.file_type();
-        if exclude.excludes(relative, kind.is_dir()) {
-            if kind.is_dir() {
-                walk.skip_current_dir();
-            }
-            continue;
-        }
-        if let Some(reason) = not_content(kind) {
-            listed.skip(events, path, false, reason.into());
-            continue;
-        }
-        let name = match tree_name(top, relative) {
-            Ok(name) => name,
-            Err(why) => {
-                if kind.is_dir() {
-                    walk.skip_current_dir();
-                }
-                listed.skip(events, path, kind.is_dir(), why);
-                continue;
-            }
-        };
-        if kind.is_dir() {
-            listed.sources.push(Source {
-                path: path.to_owned(),
-                name,
-                size: 0,
-                attrs: ATTR_DIR,
-                mtime: None,
-                text: None,
-            });
-        } else if name.ends_with(crate::fsutil::PARTIAL_SUFFIX) {
-            listed.skip(events, path, false, Skip::Partial.into());
-        } else {
-            match tree_file(path, name) {
-                Ok(source) => listed.sources.push(source),
-                Err(why) => listed.skip(events, path, false, why),
-            }
-        }
-        if listed.sources.len() > MAX_FILES as usize {
-            return Ok(());
-        }
-    }
-    Ok(())
-}
-
-/// A folder inside the tree that cannot be listed: left out, with its entry
-/// (listed just before it was opened). The folder named on the command line
-/// itself is an error.
-fn unlisted(root: &Path, e: walkdir::Error, listed: &mut Listed, events: &Events) -> Result<()> {
-    let Some(path) = e.path().map(Path::to_path_buf) else {
-        return Err(Error::file(root, e.into()));
-    };
-    let io = std::io::Error::from(e);
-    if path == root {
-        return Err(Error::file(root, io));
-    }
-    if listed
-        .sources
-        .last()
-        .is_some_and(|s| s.is_dir() && s.path == path)
-    {
-        listed.sources.pop();
-    }
-    listed.skip(events, &path, true, Why::from(&io));
-    Ok(())
 }
 
 #[cfg(test)]

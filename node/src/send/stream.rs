@@ -207,7 +207,7 @@ fn produce_into(
         let sending = match streaming.next(&mut body) {
             Next::File(sending) => sending,
             Next::Ended(waiting) => {
-                out.message(sealer, RecordType::TransferEnd, &body)?;
+                out.message(sealer, waiting.end_record(), &body)?;
                 out.flush()?;
                 return Ok(waiting);
             }
@@ -329,13 +329,4 @@ fn read_full(file: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
         }
     }
     Ok(n)
-}
-
-/// Aborts a task when dropped (so no reader outlives the send).
-pub(super) struct AbortOnDrop(pub(super) tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }

@@ -113,16 +113,25 @@ pub use sender::{
     Resuming, SendingFile, Streaming,
 };
 
-use crate::error::Error;
+use crate::error::{Error, Result};
 use crate::handshake::messages::Alert;
 use crate::record::RecordType;
-use crate::transfer::{FEATURE_ZSTD, FileDecision, OfferEntry, ResumeFile};
+use crate::transfer::{FEATURE_ZSTD, FileDecision, Manifest, OfferEntry, ResumeFile};
 
 /// What the receiver takes once the transfer's data may flow.
 const DATA_PHASE: &[RecordType] = &[
     RecordType::Data,
     RecordType::DataZstd,
     RecordType::FileEnd,
+    RecordType::TransferEnd,
+];
+
+/// What the receiver takes once a batch's data may flow (version 4).
+const BATCH_DATA_PHASE: &[RecordType] = &[
+    RecordType::Data,
+    RecordType::DataZstd,
+    RecordType::FileEnd,
+    RecordType::BatchEnd,
     RecordType::TransferEnd,
 ];
 
@@ -140,6 +149,96 @@ fn unexpected(typ: RecordType, body: &[u8], expected: &'static [RecordType]) -> 
     }
 }
 
+/// The batches of a version 4 transfer against its [`Manifest`]: each
+/// batch's offer is admitted only while all of them together stay within
+/// the announced totals. Both sides keep one: the sender to know what it may
+/// still offer, the receiver to refuse a sender that offers more than was
+/// consented to (fatal, 400).
+#[derive(Debug, Clone)]
+pub struct Batches {
+    manifest: Manifest,
+    entries: u64,
+    folders: u64,
+    bytes: u64,
+    count: u32,
+}
+
+impl Batches {
+    /// No batch yet.
+    pub fn new(manifest: Manifest) -> Self {
+        Batches {
+            manifest,
+            entries: 0,
+            folders: 0,
+            bytes: 0,
+            count: 0,
+        }
+    }
+
+    /// The manifest.
+    pub fn manifest(&self) -> Manifest {
+        self.manifest
+    }
+
+    /// Batches admitted so far.
+    pub fn count(&self) -> u32 {
+        self.count
+    }
+
+    /// Entries of the batches admitted so far (the index of the next
+    /// batch's first entry in the whole transfer).
+    pub fn entries(&self) -> u64 {
+        self.entries
+    }
+
+    /// Bytes the batches admitted so far announced.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Whether a batch of `entries` more entries, `folders` of them
+    /// directories, and `bytes` more bytes would still be within the
+    /// manifest.
+    pub fn fits(&self, entries: u64, folders: u64, bytes: u64) -> bool {
+        self.entries + entries <= u64::from(self.manifest.entries)
+            && self.folders + folders <= u64::from(self.manifest.folders)
+            && self.bytes.saturating_add(bytes) <= self.manifest.bytes
+    }
+
+    /// Counts one batch's offer in.
+    ///
+    /// # Errors
+    /// [`Error::BeyondManifest`] when the batches would hold more entries,
+    /// folders or bytes than the manifest announced (nothing is counted).
+    pub fn admit(&mut self, entries: &[OfferEntry]) -> Result<()> {
+        let n = entries.len() as u64;
+        let folders = entries.iter().filter(|e| e.is_dir()).count() as u64;
+        let bytes = entries
+            .iter()
+            .try_fold(0u64, |sum, e| sum.checked_add(e.size))
+            .unwrap_or(u64::MAX);
+        let checks = [
+            ("entries", u64::from(self.manifest.entries), self.entries + n),
+            ("folders", u64::from(self.manifest.folders), self.folders + folders),
+            ("bytes", self.manifest.bytes, self.bytes.saturating_add(bytes)),
+        ];
+        for (what, announced, got) in checks {
+            if got > announced {
+                return Err(Error::BeyondManifest {
+                    what,
+                    announced,
+                    got,
+                });
+            }
+        }
+        self.entries += n;
+        self.folders += folders;
+        self.bytes += bytes;
+        self.count += 1;
+        Ok(())
+    }
+}
+
 /// What an accepting Answer settled, as both sides hold it: the offer and
 /// one decision per entry.
 #[derive(Default)]
@@ -147,6 +246,10 @@ struct Agreement {
     entries: Vec<OfferEntry>,
     decisions: Vec<FileDecision>,
     features: u32,
+    /// The offer is one batch of a version 4 transfer (a BatchEnd may end it).
+    batched: bool,
+    /// The sender's batch is followed by another: it ends with a BatchEnd.
+    more: bool,
 }
 
 impl std::fmt::Debug for Agreement {

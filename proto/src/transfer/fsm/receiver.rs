@@ -1,7 +1,7 @@
 //! The receiver's states: collect the offer, answer it, check the Resume,
 //! follow the data file by file, give the final Status.
 
-use super::{Agreement, DATA_PHASE, DataFile, unexpected};
+use super::{Agreement, BATCH_DATA_PHASE, DATA_PHASE, DataFile, unexpected};
 use crate::error::{Error, Misuse, Result};
 use crate::record::{MAX_PLAINTEXT, RecordType};
 use crate::status::Status;
@@ -16,6 +16,7 @@ pub struct CollectingOffer {
     collector: OfferCollector,
     entries: usize,
     path_bytes: usize,
+    batched: bool,
 }
 
 impl std::fmt::Debug for CollectingOffer {
@@ -40,6 +41,18 @@ impl CollectingOffer {
     /// Waits for the first Offer record.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Waits for the first Offer record of one batch of a version 4
+    /// transfer (after its [`Manifest`](crate::transfer::Manifest), or after
+    /// our Status for the batch before): its data may end with a BatchEnd
+    /// ([`Done::more`]). Check each batch against the manifest with
+    /// [`Batches::admit`](super::Batches::admit).
+    pub fn batch() -> Self {
+        CollectingOffer {
+            batched: true,
+            ..Self::default()
+        }
     }
 
     /// Entries collected so far (for a memory budget of one's own).
@@ -67,7 +80,11 @@ impl CollectingOffer {
         let entries = part.entries.len();
         let path_bytes: usize = part.entries.iter().map(|e| e.path.len()).sum();
         Ok(match self.collector.add(part)? {
-            Some((entries, total)) => OfferStep::Complete(Deciding { entries, total }),
+            Some((entries, total)) => OfferStep::Complete(Deciding {
+                entries,
+                total,
+                batched: self.batched,
+            }),
             None => {
                 self.entries += entries;
                 self.path_bytes += path_bytes;
@@ -82,6 +99,7 @@ impl CollectingOffer {
 pub struct Deciding {
     entries: Vec<OfferEntry>,
     total: u64,
+    batched: bool,
 }
 
 impl std::fmt::Debug for Deciding {
@@ -168,6 +186,8 @@ impl Deciding {
             entries: self.entries,
             decisions: answer.files,
             features,
+            batched: self.batched,
+            more: false,
         };
         Ok(if agreement.held().next().is_some() {
             Accepted::AwaitResume(AwaitResume { agreement })
@@ -305,7 +325,8 @@ pub enum Event<'a> {
     Compressed(Unpack<'a>),
     /// The current file's FileEnd, its size checked; check the hash.
     FileEnd(FileEnded),
-    /// The TransferEnd, its counters checked: the data phase is over.
+    /// The TransferEnd (or a batch's BatchEnd: [`Done::more`]), its
+    /// counters checked: the data phase is over.
     TransferEnd(Done),
 }
 
@@ -367,7 +388,7 @@ enum Step {
     Data(Chunk),
     Compressed,
     FileEnd(FileEnded),
-    TransferEnd,
+    TransferEnd { more: bool },
 }
 
 impl Receiving {
@@ -448,13 +469,14 @@ impl Receiving {
             Step::Data(chunk) => Event::Data(chunk),
             Step::Compressed => Event::Compressed(Unpack { receiving: self }),
             Step::FileEnd(end) => Event::FileEnd(end),
-            Step::TransferEnd => {
+            Step::TransferEnd { more } => {
                 self.over = true;
                 Event::TransferEnd(Done {
                     agreement: std::mem::take(&mut self.agreement),
                     statuses: std::mem::take(&mut self.statuses),
                     received: self.received,
                     resumed: self.resumed,
+                    more,
                 })
             }
         })
@@ -471,8 +493,13 @@ impl Receiving {
             RecordType::FileEnd => self.file_end(&FileEnd::decode(body)?).map(Step::FileEnd),
             RecordType::TransferEnd => {
                 self.transfer_end(TransferEnd::decode(body)?)?;
-                Ok(Step::TransferEnd)
+                Ok(Step::TransferEnd { more: false })
             }
+            RecordType::BatchEnd if self.agreement.batched => {
+                self.transfer_end(TransferEnd::decode(body)?)?;
+                Ok(Step::TransferEnd { more: true })
+            }
+            _ if self.agreement.batched => Err(unexpected(typ, body, BATCH_DATA_PHASE)),
             _ => Err(unexpected(typ, body, DATA_PHASE)),
         }
     }
@@ -553,6 +580,7 @@ pub struct Done {
     statuses: Vec<Status>,
     received: TransferEnd,
     resumed: u64,
+    more: bool,
 }
 
 impl std::fmt::Debug for Done {
@@ -574,6 +602,13 @@ impl Done {
     /// FileEnd records and data bytes received (as the TransferEnd says).
     pub fn received(&self) -> TransferEnd {
         self.received
+    }
+
+    /// Whether the data ended with a BatchEnd: another batch follows our
+    /// Status (its Offer records come next, from
+    /// [`CollectingOffer::batch`]).
+    pub fn more(&self) -> bool {
+        self.more
     }
 
     /// Bytes of held prefixes the sender confirmed.

@@ -14,6 +14,8 @@ use crate::transfer::{
 pub struct Offering {
     entries: Vec<OfferEntry>,
     bodies: Vec<Vec<u8>>,
+    /// `Some(more)` for a batch of a version 4 transfer.
+    batch: Option<bool>,
 }
 
 impl std::fmt::Debug for Offering {
@@ -48,7 +50,26 @@ impl Offering {
                 Ok(body)
             })
             .collect::<Result<_>>()?;
-        Ok(Offering { entries, bodies })
+        Ok(Offering {
+            entries,
+            bodies,
+            batch: None,
+        })
+    }
+
+    /// Like [`Offering::new`], for one batch of a version 4 transfer (after
+    /// the [`Manifest`](crate::transfer::Manifest), or after the Status of
+    /// the batch before): `more` says whether another batch follows, so
+    /// whether the data ends with a BatchEnd or the TransferEnd
+    /// ([`AwaitStatus::end_record`]). Check the batch against the manifest
+    /// with [`Batches::admit`](super::Batches::admit) first.
+    ///
+    /// # Errors
+    /// Those of [`Offering::new`].
+    pub fn batch(entries: Vec<OfferEntry>, more: bool) -> Result<Self> {
+        let mut offering = Self::new(entries)?;
+        offering.batch = Some(more);
+        Ok(offering)
     }
 
     /// The entries offered, in offer order (an entry's index is its position).
@@ -67,6 +88,7 @@ impl Offering {
     pub fn sent(self) -> AwaitAnswer {
         AwaitAnswer {
             entries: self.entries,
+            batch: self.batch,
         }
     }
 }
@@ -74,6 +96,7 @@ impl Offering {
 /// Sender: the offer is out; waits for the receiver's Answer.
 pub struct AwaitAnswer {
     entries: Vec<OfferEntry>,
+    batch: Option<bool>,
 }
 
 impl std::fmt::Debug for AwaitAnswer {
@@ -139,6 +162,8 @@ impl AwaitAnswer {
             entries: self.entries,
             decisions: answer.files,
             features: answer.features,
+            batched: self.batch.is_some(),
+            more: self.batch == Some(true),
         };
         if agreement.held().next().is_none() {
             return Ok(Answered::Streaming(Streaming::new(agreement, &[])));
@@ -270,8 +295,10 @@ impl std::fmt::Debug for Streaming {
 pub enum Next {
     /// Send this file's data, then its FileEnd.
     File(SendingFile),
-    /// Every accepted file has been sent; the TransferEnd body is in `out`
-    /// ([`RecordType::TransferEnd`]): send it, then wait for the Status.
+    /// Every accepted file has been sent; the TransferEnd body is in `out`:
+    /// send it as [`AwaitStatus::end_record`] ([`RecordType::TransferEnd`],
+    /// or [`RecordType::BatchEnd`] for a batch that another follows), then
+    /// wait for the Status.
     Ended(AwaitStatus),
 }
 
@@ -344,6 +371,7 @@ impl Streaming {
                 Next::Ended(AwaitStatus {
                     entries: self.agreement.entries.len(),
                     sent: self.sent,
+                    more: self.agreement.more,
                 })
             }
         }
@@ -466,6 +494,7 @@ impl SendingFile {
 pub struct AwaitStatus {
     entries: usize,
     sent: TransferEnd,
+    more: bool,
 }
 
 /// The receiver's final word, as the sender reads it.
@@ -497,6 +526,16 @@ impl AwaitStatus {
     /// What we sent: FileEnd records and data bytes (as in the TransferEnd).
     pub fn sent(&self) -> TransferEnd {
         self.sent
+    }
+
+    /// The type to send the end of the data as: [`RecordType::BatchEnd`]
+    /// when another batch follows, else [`RecordType::TransferEnd`].
+    pub fn end_record(&self) -> RecordType {
+        if self.more {
+            RecordType::BatchEnd
+        } else {
+            RecordType::TransferEnd
+        }
     }
 
     /// Handles the receiver's record, which must be its Status, with one
