@@ -153,8 +153,6 @@ mod stream;
 pub(crate) use connect::open;
 use exchange::{Agreed, Timing, exchange};
 use resolve::{Resolution, resolve};
-#[cfg(test)]
-pub(crate) use sources::{Listed, sources};
 pub(crate) use sources::Listing;
 use stream::produce;
 

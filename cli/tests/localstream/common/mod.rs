@@ -548,17 +548,31 @@ pub struct Authenticated {
     pub opener: localstream_proto::Opener,
 }
 
-/// Runs the initiator's handshake as `id` over `stream`.
+/// Runs the initiator's handshake as `id` over `stream`, offering protocol
+/// version 3 (and 2): one offer per transfer, no Manifest, as the hostile
+/// peers of these tests speak it (a version 4 peer: [`authenticate_with`]).
 pub async fn authenticate(
     id: Arc<localstream_proto::LocalIdentity>,
     stream: tokio::net::TcpStream,
+) -> Authenticated {
+    use localstream_proto::handshake::{PROTOCOL_VERSION_2, PROTOCOL_VERSION_3};
+    authenticate_with(id, stream, &[PROTOCOL_VERSION_3, PROTOCOL_VERSION_2]).await
+}
+
+/// Runs the initiator's handshake as `id` over `stream`, offering `versions`.
+pub async fn authenticate_with(
+    id: Arc<localstream_proto::LocalIdentity>,
+    stream: tokio::net::TcpStream,
+    versions: &[u16],
 ) -> Authenticated {
     use localstream_proto::Handshake;
     use localstream_proto::handshake::Config;
     let (rd, mut wr) = stream.into_split();
     let mut reader = localstream_node::conn::FrameReader::new(rd);
     let mut hello = vec![];
-    let hs = Handshake::initiator(Config::new(id), &mut rand::rng(), &mut hello);
+    let mut config = Config::new(id);
+    config.versions = versions.to_vec();
+    let hs = Handshake::initiator(config, &mut rand::rng(), &mut hello);
     let session = localstream_node::conn::handshake(&mut reader, &mut wr, hs, hello)
         .await
         .unwrap();
