@@ -900,7 +900,7 @@ pub fn skipped_text(s: &Skipped) -> String {
             s.error.as_deref().unwrap_or("not a valid name")
         ),
         Skip::Grew => {
-            "it appeared after the files were counted (the receiver accepted the count); send it again"
+            "the folders grew after the files were counted, and the receiver accepted the count; send it again"
                 .to_owned()
         }
         _ => "not a regular file".to_owned(),

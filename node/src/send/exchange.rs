@@ -86,8 +86,13 @@ pub(crate) async fn exchange(
                 batcher = Some(b);
                 match next? {
                     Some(batch) => batch,
-                    // Everything vanished since the count.
-                    None => break,
+                    // A batch always has a successor when it said so.
+                    None if !first => break,
+                    None => {
+                        return Err(Error::Usage(
+                            "nothing left to send: what was counted is gone".into(),
+                        ));
+                    }
                 }
             }
             (None, None) => break,

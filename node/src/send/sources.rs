@@ -352,13 +352,7 @@ impl Batcher {
             }
             let dir = u64::from(source.is_dir());
             if !batches.fits(batch.len() as u64 + 1, folders + dir, bytes + source.size) {
-                let folder = source.is_dir();
-                self.events.emit(Event::Skipped(Skipped {
-                    path: source.path,
-                    folder,
-                    reason: Skip::Grew,
-                    error: None,
-                }));
+                self.grew(source);
                 continue;
             }
             folders += dir;
@@ -369,10 +363,32 @@ impl Batcher {
         if batch.is_empty() {
             return Ok(None);
         }
-        if self.peeked.is_none() {
-            self.peeked = self.iter.next().transpose()?;
+        // Another batch follows only if something that still fits is left:
+        // a BatchEnd promises one.
+        while self.peeked.is_none() {
+            let Some(source) = self.iter.next().transpose()? else {
+                break;
+            };
+            let dir = u64::from(source.is_dir());
+            let n = batch.len() as u64 + 1;
+            if batches.fits(n, folders + dir, bytes + source.size) {
+                self.peeked = Some(source);
+            } else {
+                self.grew(source);
+            }
         }
         Ok(Some((batch.into(), self.peeked.is_some())))
+    }
+
+    /// Leaves out what appeared (or grew) since the count, and says so.
+    fn grew(&self, source: Source) {
+        let folder = source.is_dir();
+        self.events.emit(Event::Skipped(Skipped {
+            path: source.path,
+            folder,
+            reason: Skip::Grew,
+            error: None,
+        }));
     }
 }
 
@@ -1019,5 +1035,57 @@ mod tests {
         }
         let open = std::fs::Permissions::from_mode(0o755);
         std::fs::set_permissions(root.join("private"), open).unwrap();
+    }
+
+    #[test]
+    fn batches_hold_what_was_counted_and_leave_out_what_appeared_since() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("top");
+        let n = BATCH_ENTRIES + 10;
+        for i in 0..n {
+            put(&root, &format!("d{}/f{i:05}", i % 7), b"x");
+        }
+        let events = Events::default();
+        let listing =
+            Listing::count(std::slice::from_ref(&root), "stdin", &Exclude::default(), &events)
+                .unwrap();
+        // The folder, 7 sub-folders and the files; too many to keep.
+        assert_eq!((listing.entries, listing.folders), (n as u64 + 8, 8));
+        assert!(listing.kept.is_none());
+        // A file appears after the count: the receiver consented to the count.
+        put(&root, "d0/zz-late", b"late");
+        let mut rx = events.subscribe();
+        let mut batcher = listing.batches(&events);
+        let mut batches = Batches::new(listing.manifest());
+        let mut names = Vec::new();
+        let mut mores = Vec::new();
+        while let Some((batch, more)) = batcher.next_batch(&batches).unwrap() {
+            let entries: Vec<OfferEntry> = batch.iter().map(|s| s.entry(true)).collect();
+            batches.admit(&entries).unwrap();
+            assert!(batch.len() <= BATCH_ENTRIES);
+            names.extend(batch.iter().map(|s| s.name.clone()));
+            mores.push(more);
+        }
+        assert_eq!(mores, [true, false]);
+        // Each once, the folder first.
+        let mut sorted = names.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), names.len());
+        assert_eq!(names[0], "top");
+        // Never past the count: the new file (4 bytes, early in the walk)
+        // went, and the last files beyond the counted bytes were left out.
+        assert!(names.iter().any(|n| n.ends_with("zz-late")));
+        assert!(batches.entries() <= listing.entries && batches.bytes() <= listing.bytes);
+        let grew: Vec<_> = std::iter::from_fn(|| rx.try_next())
+            .filter_map(|e| match e.event {
+                Event::Skipped(s) if s.reason == Skip::Grew => Some(s.path),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(names.len() + grew.len(), listing.entries as usize + 1);
+        // Its 4 bytes take the place of four 1-byte files.
+        assert_eq!(grew.len(), 4, "{grew:?}");
+        assert!(grew.iter().all(|p| !p.ends_with("zz-late")), "{grew:?}");
     }
 }
