@@ -133,10 +133,10 @@ fn render() -> String {
 
     // Message fields as the document lays them out.
     let mut ch = b"LSTR".to_vec();
-    ch.extend_from_slice(&[2, 0, 3, 0, 2, 1, 0, 1]);
+    ch.extend_from_slice(&[3, 0, 4, 0, 3, 0, 2, 1, 0, 1]);
     ch.extend_from_slice(&commitment);
     assert_eq!(body(0), ch, "ClientHello body");
-    let mut sh = vec![0, 3, 0, 1];
+    let mut sh = vec![0, 4, 0, 1];
     sh.extend_from_slice(&er_pub);
     assert_eq!(body(1), sh, "ServerHello body");
     assert_eq!(body(2), ei_pub, "KeyReveal body");
