@@ -584,3 +584,220 @@ fn the_machines_speak_the_encoders_bytes() {
     .encode(&mut want);
     assert_eq!(body, want);
 }
+
+/// One batch of a version 4 transfer through both machines, in memory:
+/// `files` (path, content). Returns whether the receiver's Done said more,
+/// the bytes it got per file, and the sender's outcome of the batch.
+fn one_batch(
+    files: &[(&str, &[u8])],
+    more: bool,
+    sender_batches: &mut Batches,
+    receiver_batches: &mut Batches,
+) -> (bool, Vec<Vec<u8>>, Outcome) {
+    let (mut to_r, mut to_s) = (Pipe::new(1), Pipe::new(2));
+    let entries: Vec<OfferEntry> = files
+        .iter()
+        .map(|(p, c)| OfferEntry::file(*p, c.len() as u64))
+        .collect();
+    sender_batches.admit(&entries).unwrap();
+    let offering = Offering::batch(entries, more).unwrap();
+    for body in offering.bodies() {
+        to_r.send(RecordType::Offer, body);
+    }
+    let (typ, body) = to_r.recv();
+    let OfferStep::Complete(deciding) = CollectingOffer::batch().handle(typ, &body).unwrap() else {
+        panic!("one record");
+    };
+    receiver_batches.admit(deciding.entries()).unwrap();
+    let mut answer = vec![];
+    let Accepted::Receiving(mut receiving) = deciding
+        .accept(vec![FileDecision::whole(); files.len()], 0, &mut answer)
+        .unwrap()
+    else {
+        panic!("no held prefix");
+    };
+    to_s.send(RecordType::Answer, &answer);
+    let (typ, body) = to_s.recv();
+    let Answered::Streaming(mut streaming) = offering.sent().handle(typ, &body).unwrap() else {
+        panic!("streaming");
+    };
+    let waiting = loop {
+        let mut body = vec![];
+        match streaming.next(&mut body) {
+            Next::File(mut file) => {
+                let content = files[file.index() as usize].1;
+                file.data(content.len()).unwrap();
+                to_r.send(RecordType::Data, content);
+                let mut end = vec![];
+                streaming = file.end(*blake3::hash(content).as_bytes(), &mut end);
+                to_r.send(RecordType::FileEnd, &end);
+            }
+            Next::Ended(waiting) => {
+                assert_eq!(
+                    waiting.end_record(),
+                    if more {
+                        RecordType::BatchEnd
+                    } else {
+                        RecordType::TransferEnd
+                    }
+                );
+                to_r.send(waiting.end_record(), &body);
+                break waiting;
+            }
+        }
+    };
+    let mut got = vec![Vec::new(); files.len()];
+    let done = loop {
+        let (typ, body) = to_r.recv();
+        match receiving.handle(typ, &body).unwrap() {
+            Event::Data(chunk) => got[chunk.index as usize].extend_from_slice(&body),
+            Event::FileEnd(end) => assert_eq!(end.status, Status::Ok),
+            Event::TransferEnd(done) => break done,
+            Event::Compressed(_) => panic!("not granted"),
+        }
+    };
+    let said_more = done.more();
+    let mut status = vec![];
+    done.final_status("", &mut status).unwrap();
+    to_s.send(RecordType::Status, &status);
+    let (typ, body) = to_s.recv();
+    (said_more, got, waiting.handle(typ, &body).unwrap())
+}
+
+#[test]
+fn a_transfer_in_two_batches_under_one_manifest() {
+    let manifest = Manifest {
+        entries: 3,
+        folders: 0,
+        bytes: 9,
+    };
+    let mut body = vec![];
+    manifest.encode(&mut body);
+    assert_eq!(body.len(), Manifest::LEN);
+    assert_eq!(Manifest::decode(&body).unwrap(), manifest);
+    let (mut ours, mut theirs) = (Batches::new(manifest), Batches::new(manifest));
+    let first: &[(&str, &[u8])] = &[("a.txt", b"abcd"), ("b.txt", b"ef")];
+    let (more, got, outcome) = one_batch(first, true, &mut ours, &mut theirs);
+    assert!(more);
+    assert_eq!(got, [b"abcd".to_vec(), b"ef".to_vec()]);
+    assert_eq!(outcome.files, [Status::Ok, Status::Ok]);
+    assert_eq!(outcome.sent, TransferEnd { files: 2, bytes: 6 });
+    // The second batch's indexes start at 0 again; it is the last one.
+    let (more, got, outcome) = one_batch(&[("c.txt", b"ghi")], false, &mut ours, &mut theirs);
+    assert!(!more);
+    assert_eq!(got, [b"ghi".to_vec()]);
+    assert!(outcome.is_complete());
+    assert_eq!(
+        (theirs.count(), theirs.entries(), theirs.bytes()),
+        (2, 3, 9)
+    );
+    // Nothing more fits.
+    assert!(!ours.fits(1, 0, 0));
+}
+
+#[test]
+fn a_batch_end_outside_batches_is_unexpected() {
+    let offering = Offering::new(vec![OfferEntry::file("a", 1)]).unwrap();
+    let OfferStep::Complete(deciding) = CollectingOffer::new()
+        .handle(RecordType::Offer, &offering.bodies()[0])
+        .unwrap()
+    else {
+        panic!("one record");
+    };
+    let mut answer = vec![];
+    let Accepted::Receiving(mut receiving) = deciding
+        .accept(vec![FileDecision::whole()], 0, &mut answer)
+        .unwrap()
+    else {
+        panic!("no held prefix");
+    };
+    let _ = receiving.handle(RecordType::Data, b"x").unwrap();
+    let mut end = vec![];
+    FileEnd {
+        index: 0,
+        size: 1,
+        hash: *blake3::hash(b"x").as_bytes(),
+    }
+    .encode(&mut end);
+    let _ = receiving.handle(RecordType::FileEnd, &end).unwrap();
+    let mut body = vec![];
+    TransferEnd { files: 1, bytes: 1 }.encode(&mut body);
+    let err = receiving.handle(RecordType::BatchEnd, &body).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::UnexpectedRecord {
+                got: RecordType::BatchEnd,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn batches_past_the_manifest_are_refused_and_count_nothing() {
+    let manifest = Manifest {
+        entries: 3,
+        folders: 1,
+        bytes: 10,
+    };
+    let mut batches = Batches::new(manifest);
+    batches
+        .admit(&[OfferEntry::file("a", 4), OfferEntry::file("b", 4)])
+        .unwrap();
+    let too = |what: &'static str| move |e: Error| matches!(e, Error::BeyondManifest { what: w, .. } if w == what);
+    let more_entries = vec![OfferEntry::file("c", 0), OfferEntry::file("d", 0)];
+    assert!(too("entries")(batches.admit(&more_entries).unwrap_err()));
+    assert!(too("bytes")(
+        batches.admit(&[OfferEntry::file("c", 3)]).unwrap_err()
+    ));
+    let dir = OfferEntry {
+        path: "d".into(),
+        size: 0,
+        attrs: ATTR_DIR,
+        mtime: None,
+    };
+    let two_dirs = [
+        dir.clone(),
+        OfferEntry {
+            path: "e".into(),
+            ..dir.clone()
+        },
+    ];
+    let mut fresh = Batches::new(Manifest {
+        entries: 9,
+        folders: 1,
+        bytes: 0,
+    });
+    assert!(too("folders")(fresh.admit(&two_dirs).unwrap_err()));
+    // Nothing was counted by the refusals.
+    assert_eq!(
+        (batches.count(), batches.entries(), batches.bytes()),
+        (1, 2, 8)
+    );
+    batches.admit(&[OfferEntry::file("c", 2)]).unwrap();
+    assert_eq!((batches.entries(), batches.bytes()), (3, 10));
+}
+
+#[test]
+fn a_manifest_must_announce_something_consistent() {
+    let encode = |entries: u32, folders: u32, bytes: u64| {
+        let mut b = vec![];
+        Manifest {
+            entries,
+            folders,
+            bytes,
+        }
+        .encode(&mut b);
+        b
+    };
+    assert!(Manifest::decode(&encode(0, 0, 0)).is_err());
+    assert!(Manifest::decode(&encode(2, 3, 0)).is_err());
+    let good = encode(2, 2, 0);
+    assert!(Manifest::decode(&good).is_ok());
+    assert!(Manifest::decode(&good[..15]).is_err());
+    let mut long = good.clone();
+    long.push(0);
+    assert!(Manifest::decode(&long).is_err());
+}
