@@ -457,7 +457,10 @@ impl Skip {
     /// out by rule (a link, a partial file) or for its name.
     #[must_use]
     pub fn is_unreadable(self) -> bool {
-        !matches!(self, Skip::Symlink | Skip::Partial | Skip::Name | Skip::Grew)
+        !matches!(
+            self,
+            Skip::Symlink | Skip::Partial | Skip::Name | Skip::Grew
+        )
     }
 }
 

@@ -797,11 +797,10 @@ where
             batches.admit(deciding.entries())?;
         }
         let bytes = deciding.total_bytes();
-        (held_lens, copies) =
-            match validate_offer(deciding.entries(), bytes, shared, peer, &who) {
-                Ok(lens) => lens,
-                Err(refusal) => return refuse(writer, deciding, refusal).await,
-            };
+        (held_lens, copies) = match validate_offer(deciding.entries(), bytes, shared, peer, &who) {
+            Ok(lens) => lens,
+            Err(refusal) => return refuse(writer, deciding, refusal).await,
+        };
     }
     progress.finish();
     finish(writer, started, sum, &pin).await

@@ -26,8 +26,7 @@ use localstream_proto::transfer::fsm::{
     SendingFile, Streaming,
 };
 use localstream_proto::transfer::{
-    ATTR_DIR, ATTR_EXEC, ATTR_STREAM, ATTR_TEXT, MAX_FILES, MAX_TEXT, Manifest, Mtime,
-    OfferEntry,
+    ATTR_DIR, ATTR_EXEC, ATTR_STREAM, ATTR_TEXT, MAX_FILES, MAX_TEXT, Manifest, Mtime, OfferEntry,
 };
 use localstream_proto::{
     Error as ProtoError, Handshake, LocalIdentity, Opener, PeerIdentity, Sas, Sealer, Status,

@@ -63,7 +63,11 @@ pub(crate) async fn exchange(
         let mut body = Vec::with_capacity(Manifest::LEN);
         manifest.encode(&mut body);
         link.writer.send(RecordType::Manifest, &body).await?;
-        (Some(Batches::new(manifest)), Some(listing.batches(events)), None)
+        (
+            Some(Batches::new(manifest)),
+            Some(listing.batches(events)),
+            None,
+        )
     } else {
         let why = "the receiver runs an older LocalStream, which takes one offer at a time: \
                    send the folders one by one, or update it";
@@ -77,7 +81,9 @@ pub(crate) async fn exchange(
         let (sources, more) = match (&whole, batcher.take()) {
             (Some(all), _) => (all.clone(), false),
             (None, Some(mut b)) => {
-                let limits = batches.clone().unwrap_or_else(|| Batches::new(listing.manifest()));
+                let limits = batches
+                    .clone()
+                    .unwrap_or_else(|| Batches::new(listing.manifest()));
                 let (b, next) = tokio::task::spawn_blocking(move || {
                     let next = b.next_batch(&limits);
                     (b, next)
@@ -134,7 +140,10 @@ pub(crate) async fn exchange(
         if first {
             let (files, bytes) = if batches.is_some() {
                 let files = (listing.entries - listing.folders) as usize;
-                (files, listing.bytes.saturating_sub(batch_bytes) + streaming.bytes_left())
+                (
+                    files,
+                    listing.bytes.saturating_sub(batch_bytes) + streaming.bytes_left(),
+                )
             } else {
                 (streaming.files_left(), streaming.bytes_left())
             };
@@ -196,7 +205,11 @@ async fn offer(
         });
     }
     // A later batch needs no question: only the receiver's own checks.
-    let asked = if first { PROMPT_TIMEOUT } else { Duration::ZERO };
+    let asked = if first {
+        PROMPT_TIMEOUT
+    } else {
+        Duration::ZERO
+    };
     let answer_wait = asked + IDLE_TIMEOUT + hashing_time(offered);
     let (typ, body) = link
         .reader

@@ -1046,9 +1046,13 @@ mod tests {
             put(&root, &format!("d{}/f{i:05}", i % 7), b"x");
         }
         let events = Events::default();
-        let listing =
-            Listing::count(std::slice::from_ref(&root), "stdin", &Exclude::default(), &events)
-                .unwrap();
+        let listing = Listing::count(
+            std::slice::from_ref(&root),
+            "stdin",
+            &Exclude::default(),
+            &events,
+        )
+        .unwrap();
         // The folder, 7 sub-folders and the files; too many to keep.
         assert_eq!((listing.entries, listing.folders), (n as u64 + 8, 8));
         assert!(listing.kept.is_none());

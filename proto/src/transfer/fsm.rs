@@ -218,9 +218,21 @@ impl Batches {
             .try_fold(0u64, |sum, e| sum.checked_add(e.size))
             .unwrap_or(u64::MAX);
         let checks = [
-            ("entries", u64::from(self.manifest.entries), self.entries + n),
-            ("folders", u64::from(self.manifest.folders), self.folders + folders),
-            ("bytes", self.manifest.bytes, self.bytes.saturating_add(bytes)),
+            (
+                "entries",
+                u64::from(self.manifest.entries),
+                self.entries + n,
+            ),
+            (
+                "folders",
+                u64::from(self.manifest.folders),
+                self.folders + folders,
+            ),
+            (
+                "bytes",
+                self.manifest.bytes,
+                self.bytes.saturating_add(bytes),
+            ),
         ];
         for (what, announced, got) in checks {
             if got > announced {
