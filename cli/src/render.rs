@@ -593,10 +593,9 @@ impl Renderer {
                 }
                 // The engine lists the first thousand; the rest are counted.
                 if d.saved.len() < d.files && !d.saved.is_empty() {
-                    listing.push_str(&format!(
-                        "\n  ... and {} more",
-                        plural((d.files - d.saved.len()) as u64, "file")
-                    ));
+                    let more = d.files - d.saved.len();
+                    let noun = if more == 1 { "file" } else { "files" };
+                    listing.push_str(&format!("\n  ... and {more} more {noun}"));
                 }
                 if d.saved.is_empty() && d.files > 0 && self.stdout_is_data {
                     listing.push_str("\n  (standard output)");

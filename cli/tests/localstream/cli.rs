@@ -924,6 +924,46 @@ fn a_tree_with_empty_folders_executables_and_2000_small_files_arrives_identical(
     assert!(got.iter().any(|(p, m, _)| p == "src/run.sh" && *m == 0o755));
 }
 
+/// More files than one batch (8192 entries) in one send: one question, one
+/// transfer, every byte, the empty folder, a large file in the last batch,
+/// and the listener's listing capped with the count of the rest.
+#[cfg(unix)]
+#[test]
+fn a_tree_larger_than_one_batch_arrives_identical_in_one_send() {
+    let p = Pair::new();
+    let root = p.sender.dir("out").join("big-tree");
+    let files = 9_000;
+    for i in 0..files {
+        let sub = root.join(format!("d{:02}", i % 30));
+        std::fs::create_dir_all(&sub).unwrap();
+        std::fs::write(
+            sub.join(format!("f{i:05}.txt")),
+            random_bytes(i, (i % 300) as usize),
+        )
+        .unwrap();
+    }
+    std::fs::create_dir_all(root.join("empty")).unwrap();
+    // Walked last: it goes in the second batch.
+    std::fs::create_dir_all(root.join("zz")).unwrap();
+    std::fs::write(root.join("zz/big.bin"), random_bytes(9, 3 * MIB)).unwrap();
+    let mut l = p.receiver.listen(&p.inbox, &["--yes", "--once"]);
+
+    let out = p.sender.send(l.port, &[&root]);
+    assert_sent_ok(&out, files as usize + 1);
+    let (head, listed) = l.wait_received();
+    assert!(head.starts_with("received 9001 files"), "{head}");
+    assert_eq!(listed.len(), 1000);
+    assert_eq!(l.wait_exit(), Some(0), "{}", l.stderr());
+    let (sent, got) = (tree_listing(&root), tree_listing(&p.inbox.join("big-tree")));
+    assert_eq!(sent.len(), got.len());
+    for (a, b) in sent.iter().zip(&got) {
+        assert_eq!((&a.0, a.1), (&b.0, b.1), "path or mode differs");
+        assert!(a.2 == b.2, "{} differs", a.0);
+    }
+    assert!(got.iter().any(|(p, _, c)| p == "empty" && c.is_none()));
+    assert!(got.iter().any(|(p, _, c)| p == "zz/big.bin" && c.is_some()));
+}
+
 #[test]
 fn stdin_of_unknown_length_round_trips_through_listen_stdout() {
     let p = Pair::new();

@@ -344,14 +344,21 @@ impl Listener {
     }
 
     /// Waits for the `received ...` line of the next transfer and the indented
-    /// saved paths after it.
+    /// saved paths after it (the listener lists the first 1000, then says
+    /// `... and N more files`, checked here).
     pub fn wait_received(&mut self) -> (String, Vec<PathBuf>) {
+        const LISTED: usize = 1000;
         let head = self.wait_line(|l| l.starts_with("received "));
         let files = localstream_testkit::received_count(&head)
             .unwrap_or_else(|| panic!("cannot parse file count in {head:?}"));
-        let paths = (0..files)
+        let paths = (0..files.min(LISTED))
             .map(|_| PathBuf::from(self.wait_line(|_| true).trim_start_matches("  ")))
             .collect();
+        if files > LISTED {
+            let more = self.wait_line(|_| true);
+            let want = format!("  ... and {} more files", files - LISTED);
+            assert_eq!(more, want, "the line after the listed paths");
+        }
         (head, paths)
     }
 
