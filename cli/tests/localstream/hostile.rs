@@ -56,6 +56,47 @@ impl Evil {
         }
     }
 
+    /// A session of protocol version 4 (a Manifest, then batches).
+    async fn connect_v4(port: u16) -> Evil {
+        let stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let versions = [localstream_proto::handshake::PROTOCOL_VERSION];
+        let common::Authenticated {
+            reader,
+            writer,
+            opener,
+        } = common::authenticate_with(evil_identity(), stream, &versions).await;
+        Evil {
+            reader,
+            writer,
+            opener,
+        }
+    }
+
+    async fn manifest(&mut self, entries: u32, folders: u32, bytes: u64) {
+        let mut body = vec![];
+        localstream_proto::transfer::Manifest {
+            entries,
+            folders,
+            bytes,
+        }
+        .encode(&mut body);
+        self.send(RecordType::Manifest, &body).await;
+    }
+
+    /// The listener's alert status, once it gives up on us.
+    async fn alert(&mut self) -> Option<Status> {
+        match self
+            .reader
+            .read_record(&mut self.opener, IDLE_TIMEOUT)
+            .await
+        {
+            Err(localstream_node::Error::Protocol(ProtoError::PeerAlert { status, .. })) => {
+                Some(status)
+            }
+            other => panic!("expected an alert, got {other:?}"),
+        }
+    }
+
     async fn offer(&mut self, entries: &[(&str, u64)]) -> Answer {
         let entries: Vec<_> = entries
             .iter()
@@ -610,4 +651,60 @@ fn planted_partial_and_final_links_are_not_written_through() {
             "{name}"
         );
     }
+}
+
+/// Version 4: the transfer must open with its Manifest, and no batch may
+/// take the transfer past it (the consent was for the Manifest): each is
+/// fatal (400), nothing is written, and the listener serves the next sender.
+#[test]
+fn a_version_4_sender_must_keep_to_its_manifest() {
+    let receiver = Node::new(Role::Receiver);
+    let inbox = receiver.dir("inbox");
+    let listener = receiver.listen(&inbox, &["--yes"]);
+    let statuses = runtime().block_on(async {
+        let mut got = vec![];
+        // An Offer where the Manifest must be.
+        let mut evil = Evil::connect_v4(listener.port).await;
+        let part = &OfferPart::split(&[OfferEntry::file("a.txt", 1)]).unwrap()[0];
+        let mut body = vec![];
+        part.encode(&mut body).unwrap();
+        evil.send(RecordType::Offer, &body).await;
+        got.push(evil.alert().await);
+        // A first batch with more entries than announced.
+        let mut evil = Evil::connect_v4(listener.port).await;
+        evil.manifest(1, 0, 2).await;
+        let entries = [OfferEntry::file("a.txt", 1), OfferEntry::file("b.txt", 1)];
+        let mut body = vec![];
+        OfferPart::split(&entries).unwrap()[0]
+            .encode(&mut body)
+            .unwrap();
+        evil.send(RecordType::Offer, &body).await;
+        got.push(evil.alert().await);
+        // A second batch past the announced bytes, after an honest first one.
+        let mut evil = Evil::connect_v4(listener.port).await;
+        evil.manifest(2, 0, 2).await;
+        let answer = evil.offer(&[("one.txt", 1)]).await;
+        assert_eq!(answer.status, Status::Ok, "{answer:?}");
+        evil.send(RecordType::Data, b"1").await;
+        evil.file_end(0, 1, *blake3::hash(b"1").as_bytes()).await;
+        let mut end = vec![];
+        TransferEnd { files: 1, bytes: 1 }.encode(&mut end);
+        evil.send(RecordType::BatchEnd, &end).await;
+        let status = evil.next().await.unwrap();
+        assert_eq!(status.files, [Status::Ok]);
+        let part = &OfferPart::split(&[OfferEntry::file("two.txt", 5)]).unwrap()[0];
+        let mut body = vec![];
+        part.encode(&mut body).unwrap();
+        evil.send(RecordType::Offer, &body).await;
+        got.push(evil.alert().await);
+        got
+    });
+    assert_eq!(
+        statuses,
+        [Some(Status::ProtocolViolation); 3],
+        "offer first, entries past the manifest, bytes past it"
+    );
+    // Only the honest first batch's file was saved.
+    assert_eq!(names_in(&inbox), ["one.txt"]);
+    honest_transfer_works(listener.port, &inbox, "fine.txt");
 }
