@@ -160,6 +160,62 @@ fn cut_then_resume(name: &str, seed: u64, close: Close) {
     c.assert_resumes();
 }
 
+/// A cut in the second batch of a large send (more than 8192 entries): the
+/// first batch was delivered and stays; the same send again resumes the big
+/// file of the second batch where the cut left it, and everything arrives.
+#[test]
+fn a_cut_in_a_later_batch_keeps_the_first_and_resumes_the_rest() {
+    let p = Pair::new();
+    let root = p.sender.dir("out").join("tree");
+    let small = 8_300;
+    for i in 0..small {
+        let sub = root.join(format!("d{:02}", i % 20));
+        std::fs::create_dir_all(&sub).unwrap();
+        std::fs::write(sub.join(format!("f{i:05}")), random_bytes(i, 64)).unwrap();
+    }
+    // Walked last: in the second batch.
+    let big = random_bytes(77, SIZE);
+    std::fs::create_dir_all(root.join("zz")).unwrap();
+    std::fs::write(root.join("zz/big.bin"), &big).unwrap();
+    let mut l = p.receiver.listen(&p.inbox, &["--yes"]);
+    // Well past the first batch's bytes (about 530 KB of files), inside the big file.
+    let proxy = Proxy::start(
+        l.port,
+        Mode::Cut {
+            after: AT,
+            close: Close::Rst,
+        },
+    );
+    let out = common::run(&mut p.sender.send_cmd(proxy.port, &[&root]));
+    assert!(proxy.last().unwrap().tripped);
+    assert_send_failed(&out, CUT);
+    l.wait_stderr(&disconnected("tree/zz/big.bin"));
+    // The first batch is there under its names; the big file only as a partial.
+    let got = p.inbox.join("tree");
+    assert!(got.join("d00/f00000").is_file());
+    assert!(!got.join("zz/big.bin").exists());
+    assert!(
+        names_in(&got.join("zz"))
+            .iter()
+            .all(|n| n.ends_with(PARTIAL)),
+        "{:?}",
+        names_in(&got.join("zz"))
+    );
+
+    let pass = Proxy::start(l.port, Mode::Pass);
+    let out = common::run(&mut p.sender.send_cmd(pass.port, &[&root]));
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let at = resumed_at(&stderr, "tree/zz/big.bin")
+        .unwrap_or_else(|| panic!("no `resuming tree/zz/big.bin at ...` line:\n{stderr}"));
+    assert!(at > 0 && at < SIZE as u64, "resumed at {at}");
+    assert_content(&got.join("zz/big.bin"), &big);
+    // The resent small files took free names beside the first copies (the
+    // listener never overwrites); the first copies are intact.
+    assert_content(&got.join("d00/f00000"), &random_bytes(0, 64));
+    assert!(l.is_running(), "{}", l.stderr());
+}
+
 #[test]
 fn cut_mid_file_with_a_fin_then_resume() {
     cut_then_resume("cut-fin.bin", 61, Close::Fin);
