@@ -400,10 +400,11 @@ pub struct TransferDone {
     pub resumed: u64,
     /// Seconds from the answer to the verdict.
     pub seconds: f64,
-    /// What did not arrive (sender).
+    /// What did not arrive (sender; the first 1000).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failed: Option<Vec<FailedFile>>,
-    /// Where the files were saved (receiver; `file_done` events list them too).
+    /// Where the files were saved (receiver; the first 1000: `files` counts
+    /// them all, and `file_done` events list each).
     #[serde(skip)]
     pub saved: Vec<PathBuf>,
     /// File bytes moved and the bytes they took on the wire, when
