@@ -337,8 +337,17 @@ async fn run(
         tally.stopped(e, Side::Send, &peer.name, transient)
     });
     let (outcome, detail) = trust::outcome(result.as_ref().err(), result.is_ok());
-    // Regular files and this session's file bytes, as the receiver counts them.
-    let figures = tally.figures();
+    // Regular files and this session's file bytes, as the receiver counts them;
+    // for a stop, the figures its message gave (the reader thread may still
+    // count a record after it).
+    let figures = match &result {
+        Err(Error::Transfer(TransferError::Stopped(s))) => trust::Figures {
+            files: s.files,
+            bytes: s.bytes,
+            resumed: s.resumed,
+        },
+        _ => tally.figures(),
+    };
     let end = SessionEnd {
         ended_ms: now_ms(),
         files: figures.files,
