@@ -703,19 +703,51 @@ pub struct Envelope {
     pub transfer: Option<TransferId>,
 }
 
+/// A subscriber that has just been given an event and finds its queue empty
+/// waits this long before it asks to be woken by the next one.
+///
+/// A transfer of many small files emits an event per file from its writer
+/// thread; were the subscriber woken for each (it usually keeps up, so it
+/// usually sleeps on the queue), every file would cost a cross-thread
+/// wake-up and a context switch on a shared core. Paced, a busy stream is
+/// read in bursts, at most one wake-up per pace; an event after a quiet
+/// spell is seen at once.
+pub const EVENT_PACE: Duration = Duration::from_millis(5);
+
 /// One subscriber's queue of events.
 #[derive(Debug)]
-pub struct EventStream(mpsc::UnboundedReceiver<Envelope>);
+pub struct EventStream {
+    rx: mpsc::UnboundedReceiver<Envelope>,
+    /// When the last event was taken from the queue.
+    last: Option<Instant>,
+}
 
 impl EventStream {
+    fn new(rx: mpsc::UnboundedReceiver<Envelope>) -> Self {
+        EventStream { rx, last: None }
+    }
+
     /// The next event; `None` once the node and everything it runs are gone.
     pub async fn next(&mut self) -> Option<Envelope> {
-        self.0.recv().await
+        let event = match self.rx.try_recv() {
+            Ok(event) => Some(event),
+            Err(mpsc::error::TryRecvError::Disconnected) => None,
+            Err(mpsc::error::TryRecvError::Empty) => {
+                if let Some(last) = self.last.filter(|t| t.elapsed() < EVENT_PACE) {
+                    // Events are coming fast: gather the next ones without
+                    // being woken for each.
+                    tokio::time::sleep_until((last + EVENT_PACE).into()).await;
+                }
+                self.rx.recv().await
+            }
+        };
+        self.last = event.is_some().then(Instant::now);
+        event
     }
 
     /// The next event if one is waiting.
     pub fn try_next(&mut self) -> Option<Envelope> {
-        self.0.try_recv().ok()
+        self.rx.try_recv().ok()
     }
 }
 
@@ -734,7 +766,7 @@ impl Events {
     pub fn subscribe(&self) -> EventStream {
         let (tx, rx) = mpsc::unbounded_channel();
         self.lock().push(tx);
-        EventStream(rx)
+        EventStream::new(rx)
     }
 
     /// This handle, bound to the transfer of the current task (for a

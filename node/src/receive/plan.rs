@@ -4,6 +4,7 @@
 //! no more than its own bytes until someone accepts it); and [`plan`] after
 //! consent, which lays out folders and files.
 
+use std::io::ErrorKind;
 use std::path::Path;
 
 use localstream_proto::Status;
@@ -60,6 +61,9 @@ pub(super) fn check(
         held_lens: Vec::new(),
         copies: Vec::new(),
     };
+    // The folders (below `dir`) of the last file whose folder was found
+    // missing: the files of a new tree come folder by folder.
+    let mut absent: Option<Vec<&str>> = None;
     for e in entries {
         let components = validate_wire_path(&e.path)
             .map_err(|err| (Status::InvalidName, format!("refused file name: {err}")))?;
@@ -94,8 +98,20 @@ pub(super) fn check(
         checked.files += 1;
         let (held, copy) = if to_stdout || e.is_stream() || e.is_text() {
             (0, false)
+        } else if absent.as_deref() == Some(dirs) {
+            // A folder that is not there holds no partial and no copy.
+            (0, false)
         } else {
             let parent = dirs.iter().fold(dir.to_owned(), |p, d| p.join(d));
+            if !dirs.is_empty()
+                && std::fs::metadata(&parent).is_err_and(|e| e.kind() == ErrorKind::NotFound)
+            {
+                // One look per new folder, not one per file in it.
+                absent = Some(dirs.to_vec());
+                checked.held_lens.push(0);
+                checked.copies.push(false);
+                continue;
+            }
             let copy = on_collision == OnCollision::SkipIdentical
                 && e.size > 0
                 && collision::existing_len(&parent, file_name) == Some(e.size);
@@ -218,5 +234,45 @@ mod tests {
         assert_eq!((files[0].index, files[0].dirs.clone()), (1, vec!["a"]));
         assert_eq!(files[1].file_name, "y.txt");
         assert!(files[1].partial_name.ends_with(fsutil::PARTIAL_SUFFIX));
+    }
+
+    #[test]
+    fn check_measures_what_is_held_and_looks_once_at_a_missing_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let sender = [7; 16];
+        let held = |path: &str, size: u64, len: usize| {
+            let (parent, name) = path.rsplit_once('/').unwrap_or(("", path));
+            let partial =
+                resumable::partial_name(name, &resumable::partial_key(&sender, path, size));
+            std::fs::create_dir_all(dir.path().join(parent)).unwrap();
+            std::fs::write(dir.path().join(parent).join(partial), vec![1; len]).unwrap();
+        };
+        held("here/a", 10, 4);
+        held("here/deeper/b", 10, 6);
+        std::fs::write(dir.path().join("here/same"), [2; 5]).unwrap();
+        let entries = [
+            OfferEntry::file("new/x", 10),
+            OfferEntry::file("new/y", 10),
+            OfferEntry::file("new/sub/z", 10),
+            OfferEntry::file("here/a", 10),
+            OfferEntry::file("here/same", 5),
+            OfferEntry::file("here/deeper/b", 10),
+            OfferEntry::file("new/w", 10),
+        ];
+        let c = check(
+            &entries,
+            dir.path(),
+            &sender,
+            false,
+            OnCollision::SkipIdentical,
+        )
+        .unwrap();
+        assert_eq!(c.held_lens, vec![0, 0, 0, 4, 5, 6, 0]);
+        assert_eq!(
+            c.copies,
+            vec![false, false, false, false, true, false, false]
+        );
+        // Nothing was made for the missing folders.
+        assert!(!dir.path().join("new").exists());
     }
 }
