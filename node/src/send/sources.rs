@@ -728,11 +728,29 @@ fn not_content(kind: std::fs::FileType) -> Option<Skip> {
 }
 
 /// A file listed inside a folder (under a name checked for the wire),
-/// opened to check it: its source, or why it is left out (gone since the
-/// listing, not readable, no longer a file).
+/// checked: its source, or why it is left out (gone since the listing, not
+/// readable, no longer a file).
+///
+/// On Unix it is looked at and its permission asked for (`access`), not
+/// opened: two light calls instead of open, stat and close for each of
+/// what can be a million files. The stream opens it and reports a file it
+/// then cannot read (an ACL or security module the permission check did
+/// not see, a file made unreadable since).
 fn tree_file(path: &Path, name: String) -> std::result::Result<Source, Why> {
-    let file = open_to_check(path).map_err(|e| Why::from(&e))?;
-    let meta = file.metadata().map_err(|e| Why::from(&e))?;
+    #[cfg(unix)]
+    let meta = {
+        let meta = std::fs::symlink_metadata(path).map_err(|e| Why::from(&e))?;
+        if meta.is_file() {
+            rustix::fs::access(path, rustix::fs::Access::READ_OK)
+                .map_err(|e| Why::from(&std::io::Error::from(e)))?;
+        }
+        meta
+    };
+    #[cfg(not(unix))]
+    let meta = {
+        let file = open_to_check(path).map_err(|e| Why::from(&e))?;
+        file.metadata().map_err(|e| Why::from(&e))?
+    };
     if let Some(reason) = not_content(meta.file_type()) {
         return Err(reason.into());
     }
