@@ -31,7 +31,10 @@ use std::time::{Duration, Instant};
 pub mod collision;
 pub mod resumable;
 pub mod stale;
+pub mod unnamed;
 pub mod writeback;
+
+pub use unnamed::Partial;
 
 /// Suffix of files still being received.
 pub const PARTIAL_SUFFIX: &str = ".lspart";
@@ -234,6 +237,18 @@ pub fn commit_replacing(partial: &Path, parent: &Path, file_name: &str) -> io::R
     Ok(path)
 }
 
+/// Gives the unnamed file `file` ([`unnamed`]), already durable, the first
+/// free name based on `file_name` in `parent`, then makes the name durable.
+///
+/// # Errors
+/// An invalid `file_name`, no free name, or any error from linking it.
+pub fn commit_unnamed(file: &File, parent: &Path, file_name: &str) -> io::Result<PathBuf> {
+    check_component(file_name)?;
+    let path = place_unnamed(file, parent, file_name, &mut Placement::best())?;
+    sync_dir_or_warn(parent);
+    Ok(path)
+}
+
 /// The file is already under its final name (and its data was synced): a
 /// failed directory fsync only weakens durability of the name, so it must not
 /// turn a delivered file into a reported failure.
@@ -277,6 +292,43 @@ fn place(
                     tracing::debug!(from = ?method, to = ?next, dir = %parent.display(), "placement unsupported here, falling back");
                     method = next;
                 }
+            }
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::AlreadyExists,
+        format!(
+            "no free file name for {:?} in {}",
+            localstream_proto::names::escape_for_terminal(file_name),
+            parent.display()
+        ),
+    ))
+}
+
+/// Gives the unnamed file `file` ([`unnamed`]) the first free name among
+/// `file_name`, `stem (1).ext`, ... in `parent` (a link that fails when the
+/// name is taken); where it cannot be linked, a durable named copy is placed
+/// instead, with `how`.
+fn place_unnamed(
+    file: &File,
+    parent: &Path,
+    file_name: &str,
+    how: &mut Placement,
+) -> io::Result<PathBuf> {
+    for n in 0..=MAX_NAME_ATTEMPTS {
+        let candidate = if n == 0 {
+            parent.join(file_name)
+        } else {
+            parent.join(numbered_name(file_name, n))
+        };
+        match unnamed::link(file, &candidate)? {
+            unnamed::Linked::Placed => return Ok(candidate),
+            unnamed::Linked::Taken => {}
+            unnamed::Linked::Unsupported => {
+                let partial = unnamed::copy_to_named(file, parent, file_name)?;
+                return place(&partial, parent, file_name, how).inspect_err(|_| {
+                    let _ = fs::remove_file(&partial);
+                });
             }
         }
     }
@@ -534,15 +586,16 @@ pub struct CommitGroup<'a> {
 #[derive(Debug)]
 struct Member<'a> {
     slot: usize,
-    partial: PathBuf,
+    partial: Partial,
     parent: &'a Path,
     file_name: &'a str,
     /// The filesystem whose group sync makes it durable (index into
     /// `filesystems`); `None` when it was fsynced when pushed.
     fs: Option<usize>,
     /// The handle it was written through, kept open until it has its final
-    /// name: it holds the partial's lock (see [`resumable`]), so no other
-    /// transfer can take the partial over in between.
+    /// name: it holds a named partial's lock (see [`resumable`]), so no other
+    /// transfer can take the partial over in between; an unnamed file is
+    /// linked through it.
     _lock: File,
     /// It replaces what has its name ([`collision::replace`]).
     replace: bool,
@@ -616,7 +669,7 @@ impl<'a> CommitGroup<'a> {
         &mut self,
         slot: usize,
         file: File,
-        partial: PathBuf,
+        partial: Partial,
         parent: &'a Path,
         file_name: &'a str,
         size: u64,
@@ -633,7 +686,7 @@ impl<'a> CommitGroup<'a> {
         &mut self,
         slot: usize,
         file: File,
-        partial: PathBuf,
+        partial: Partial,
         parent: &'a Path,
         file_name: &'a str,
         size: u64,
@@ -645,7 +698,7 @@ impl<'a> CommitGroup<'a> {
         &mut self,
         slot: usize,
         file: File,
-        partial: PathBuf,
+        partial: Partial,
         (parent, file_name): (&'a Path, &'a str),
         size: u64,
         replace: bool,
@@ -653,7 +706,7 @@ impl<'a> CommitGroup<'a> {
         check_component(file_name)?;
         let fs = self.adopt(&file, parent).inspect_err(|_| {
             // A failed fsync: what is on disk is unknown, never resume from it.
-            let _ = fs::remove_file(&partial);
+            partial.remove();
         })?;
         self.since.get_or_insert_with(Instant::now);
         self.bytes = self.bytes.saturating_add(size);
@@ -782,21 +835,29 @@ impl<'a> CommitGroup<'a> {
             let durable = match m.fs {
                 // The handle the data went through reports its writeback errors.
                 Some(i) if alone[i] => m._lock.sync_all().inspect_err(|_| {
-                    let _ = fs::remove_file(&m.partial);
+                    m.partial.remove();
                 }),
                 Some(i) if !synced.get(i).copied().unwrap_or(false) => {
-                    let _ = fs::remove_file(&m.partial);
+                    m.partial.remove();
                     Err(io::Error::other(
                         "the file system could not confirm the data is on disk (syncfs failed)",
                     ))
                 }
                 _ => Ok(()),
             };
-            let placed = durable.and_then(|()| {
-                if m.replace {
-                    collision::replace(&m.partial, m.parent, m.file_name, &mut self.placement)
-                } else {
-                    place(&m.partial, m.parent, m.file_name, &mut self.placement)
+            let placed = durable.and_then(|()| match &m.partial {
+                Partial::Named(partial) if m.replace => {
+                    collision::replace(partial, m.parent, m.file_name, &mut self.placement)
+                }
+                Partial::Named(partial) => {
+                    place(partial, m.parent, m.file_name, &mut self.placement)
+                }
+                Partial::Unnamed(_) if m.replace => {
+                    let partial = unnamed::copy_to_named(&m._lock, m.parent, m.file_name)?;
+                    collision::replace(&partial, m.parent, m.file_name, &mut self.placement)
+                }
+                Partial::Unnamed(_) => {
+                    place_unnamed(&m._lock, m.parent, m.file_name, &mut self.placement)
                 }
             });
             if placed.is_ok() && parents.last() != Some(&m.parent) && !parents.contains(&m.parent) {

@@ -330,7 +330,9 @@ fn group_commits_in_push_order_with_numbering() {
     assert!(group.is_empty() && group.deadline().is_none());
     for (slot, (parent, name)) in files.iter().enumerate() {
         let (p, f) = unsynced_partial(parent, name, format!("file {slot}").as_bytes());
-        group.push(slot, f, p, parent, name, 6).unwrap();
+        group
+            .push(slot, f, Partial::Named(p), parent, name, 6)
+            .unwrap();
     }
     assert_eq!(group.len(), 5);
     assert!(!group.is_full());
@@ -361,7 +363,7 @@ fn group_commits_in_push_order_with_numbering() {
     assert_eq!(names_in(&sub), ["y", "y (1)"]);
     // The group is reusable.
     let (p, f) = unsynced_partial(&root, "z", b"again");
-    group.push(7, f, p, &root, "z", 5).unwrap();
+    group.push(7, f, Partial::Named(p), &root, "z", 5).unwrap();
     let done = group.commit();
     assert_eq!(done.len(), 1);
     assert_eq!(done[0].0, 7);
@@ -376,16 +378,24 @@ fn a_failing_member_does_not_block_the_others() {
     fs::create_dir(&gone_dir).unwrap();
     let mut group = CommitGroup::new();
     let (p0, f0) = unsynced_partial(&root, "a", b"a");
-    group.push(0, f0, p0, &root, "a", 1).unwrap();
+    group
+        .push(0, f0, Partial::Named(p0), &root, "a", 1)
+        .unwrap();
     // Its partial disappears before the commit.
     let (p1, f1) = unsynced_partial(&root, "b", b"b");
     let vanished = p1.clone();
-    group.push(1, f1, p1, &root, "b", 1).unwrap();
+    group
+        .push(1, f1, Partial::Named(p1), &root, "b", 1)
+        .unwrap();
     // Its directory disappears before the commit.
     let (p2, f2) = unsynced_partial(&gone_dir, "c", b"c");
-    group.push(2, f2, p2, &gone_dir, "c", 1).unwrap();
+    group
+        .push(2, f2, Partial::Named(p2), &gone_dir, "c", 1)
+        .unwrap();
     let (p3, f3) = unsynced_partial(&root, "d", b"d");
-    group.push(3, f3, p3, &root, "d", 1).unwrap();
+    group
+        .push(3, f3, Partial::Named(p3), &root, "d", 1)
+        .unwrap();
     fs::remove_file(&vanished).unwrap();
     fs::remove_dir_all(&gone_dir).unwrap();
     let done = group.commit();
@@ -415,7 +425,9 @@ fn failed_group_sync_saves_nothing_on_a_guess() {
     group.sync_fs = broken;
     for (slot, name) in ["a", "b", "c"].iter().enumerate() {
         let (p, f) = unsynced_partial(&root, name, name.as_bytes());
-        group.push(slot, f, p, &root, name, 1).unwrap();
+        group
+            .push(slot, f, Partial::Named(p), &root, name, 1)
+            .unwrap();
     }
     let done = group.commit();
     // Every member of that file system fails, in order, and its partial is
@@ -441,7 +453,9 @@ fn a_file_alone_in_its_group_is_fsynced_not_the_filesystem() {
     let mut group = CommitGroup::new();
     group.sync_fs = broken;
     let (p, f) = unsynced_partial(&root, "one", b"one");
-    group.push(0, f, p, &root, "one", 3).unwrap();
+    group
+        .push(0, f, Partial::Named(p), &root, "one", 3)
+        .unwrap();
     let done = group.commit();
     assert_eq!(done[0].1.as_ref().unwrap(), &root.join("one"));
     assert_eq!(std::fs::read(root.join("one")).unwrap(), b"one");
@@ -459,18 +473,26 @@ fn group_limits() {
     for (slot, name) in names.iter().enumerate() {
         assert!(!group.is_full());
         let (p, f) = unsynced_partial(&root, name, b"");
-        group.push(slot, f, p, &root, name, 0).unwrap();
+        group
+            .push(slot, f, Partial::Named(p), &root, name, 0)
+            .unwrap();
     }
     assert!(group.is_full());
     assert!(group.commit().iter().all(|(_, r)| r.is_ok()));
     assert!(!group.is_full());
     let (p, f) = unsynced_partial(&root, "big", b"");
-    group.push(0, f, p, &root, "big", GROUP_MAX_BYTES).unwrap();
+    group
+        .push(0, f, Partial::Named(p), &root, "big", GROUP_MAX_BYTES)
+        .unwrap();
     assert!(group.is_full());
     group.commit();
     // A bad name is refused at once, and leaves the group as it was.
     let (p, f) = unsynced_partial(&root, "ok", b"");
-    assert!(group.push(0, f, p, &root, "../x", 0).is_err());
+    assert!(
+        group
+            .push(0, f, Partial::Named(p), &root, "../x", 0)
+            .is_err()
+    );
     assert!(group.is_empty());
 }
 
@@ -490,7 +512,9 @@ fn group_keeps_one_handle_per_filesystem() {
         if slot == 0 {
             trusted = syncfs_is_trusted(&f);
         }
-        group.push(slot, f, p, &root, name, 1).unwrap();
+        group
+            .push(slot, f, Partial::Named(p), &root, name, 1)
+            .unwrap();
     }
     assert_eq!(group.filesystems.len(), 1);
     assert_eq!(group.filesystems[0].witness.is_some(), trusted);
@@ -566,7 +590,9 @@ fn committer_reports_every_group_in_order_when_one_sync_fails() {
                 filling.sync_fs = if g == 1 { broken } else { sync_filesystem };
                 for (k, name) in pair.iter().enumerate() {
                     let (p, f) = unsynced_partial(&root, name, name.as_bytes());
-                    filling.push(2 * g + k, f, p, &root, name, 1).unwrap();
+                    filling
+                        .push(2 * g + k, f, Partial::Named(p), &root, name, 1)
+                        .unwrap();
                 }
                 let group = filling.take();
                 assert!(filling.is_empty() && filling.deadline().is_none());
@@ -611,12 +637,14 @@ fn taken_groups_commit_independently() {
     let mut group = CommitGroup::new();
     for (slot, (dir, name)) in [(&root, "1"), (&root, "2"), (&sub, "3")].iter().enumerate() {
         let (p, f) = unsynced_partial(dir, name, name.as_bytes());
-        group.push(slot, f, p, dir, name, 1).unwrap();
+        group
+            .push(slot, f, Partial::Named(p), dir, name, 1)
+            .unwrap();
     }
     assert_eq!(group.filesystems.len(), 1);
     let mut first = group.take();
     let (p, f) = unsynced_partial(&sub, "4", b"4");
-    group.push(3, f, p, &sub, "4", 1).unwrap();
+    group.push(3, f, Partial::Named(p), &sub, "4", 1).unwrap();
     assert_eq!((first.len(), group.len()), (3, 1));
     let a = first.commit();
     let b = group.commit();
@@ -702,7 +730,9 @@ fn try_commit_gives_the_group_back_while_the_committer_is_busy() {
         for slot in slots {
             let name = &names[slot];
             let (p, f) = unsynced_partial(root, name, name.as_bytes());
-            group.push(slot, f, p, root, name, 1).unwrap();
+            group
+                .push(slot, f, Partial::Named(p), root, name, 1)
+                .unwrap();
         }
     }
     let reports = std::thread::scope(|scope| {
@@ -745,7 +775,7 @@ fn try_commit_gives_the_group_back_while_the_committer_is_busy() {
     let mut inline = Committer::inline();
     let mut group = CommitGroup::new();
     let (p, f) = unsynced_partial(&root, "g", b"g");
-    group.push(0, f, p, &root, "g", 1).unwrap();
+    group.push(0, f, Partial::Named(p), &root, "g", 1).unwrap();
     assert!(inline.try_commit(group).is_none());
     let done = inline.ready();
     assert_eq!(done.len(), 1);

@@ -8,6 +8,7 @@ use localstream_proto::transfer::Resume;
 use localstream_proto::transfer::fsm::{Chunk, FileEnded, Receiving};
 
 use super::*;
+use crate::fsutil::Partial;
 
 /// A frame whose buffer goes back to the pool once it has been handled.
 struct Recycled<'a> {
@@ -28,7 +29,7 @@ const STREAM_SPACE_CHECK: u64 = 4 << 20;
 /// The file currently being written.
 struct Current {
     plan: usize,
-    partial: PathBuf,
+    partial: Partial,
     file: File,
     written: u64,
     hasher: blake3::Hasher,
@@ -160,6 +161,7 @@ fn write_with<'a>(parts: Parts<'a>, committer: fsutil::Committer<'a>) -> Result<
         wire: 0,
         compressed: false,
         writeback: None,
+        unnamed: true,
     };
     let outcome = w.run(accepted, &mut opener, rx, pool);
     if outcome.is_err()
@@ -167,8 +169,8 @@ fn write_with<'a>(parts: Parts<'a>, committer: fsutil::Committer<'a>) -> Result<
     {
         if plan[cur.plan].stream {
             // A stream is never resumed: what it left is of no use to anyone.
-            remove_partial(&cur.partial);
-        } else {
+            cur.partial.remove();
+        } else if matches!(cur.partial, Partial::Named(_)) {
             // Kept for a resume.
             tally.set_current(Some((plan[cur.plan].shown.clone(), cur.written)));
         }
@@ -227,6 +229,9 @@ struct Writer<'a> {
     /// The current file's streaming write-back, when it is large and goes
     /// to a file.
     writeback: Option<fsutil::writeback::WriteBack>,
+    /// Small files start without a name ([`fsutil::unnamed`]); cleared
+    /// once the filesystem could not make one.
+    unnamed: bool,
 }
 
 impl<'a> Writer<'a> {
@@ -315,7 +320,7 @@ impl<'a> Writer<'a> {
             && let Some(cur) = self.current.take()
             && !cur.copy
         {
-            remove_partial(&cur.partial);
+            cur.partial.remove();
         }
     }
 
@@ -418,7 +423,7 @@ impl<'a> Writer<'a> {
                 copy: true,
             }) => Current {
                 plan: idx,
-                partial: partial.path,
+                partial: Partial::Named(partial.path),
                 file: partial.file,
                 written: partial.len,
                 hasher,
@@ -436,7 +441,7 @@ impl<'a> Writer<'a> {
                     .map_err(|e| Error::file(&partial.path, e))?;
                 Current {
                     plan: idx,
-                    partial: partial.path,
+                    partial: Partial::Named(partial.path),
                     file: partial.file,
                     written: partial.len,
                     hasher,
@@ -445,15 +450,15 @@ impl<'a> Writer<'a> {
             }
             None if self.to_stdout => Current {
                 plan: idx,
-                partial: PathBuf::new(),
+                partial: Partial::Named(PathBuf::new()),
                 file: stdout_file().map_err(|e| Error::file("<standard output>", e))?,
                 written: 0,
                 hasher: blake3::Hasher::new(),
                 copy: false,
             },
             None => {
-                let (partial, file) =
-                    open_partial(p).map_err(|e| Error::file(p.parent.join(&p.file_name), e))?;
+                let (partial, file) = open_partial(p, &mut self.unnamed)
+                    .map_err(|e| Error::file(p.parent.join(&p.file_name), e))?;
                 Current {
                     plan: idx,
                     partial,
@@ -474,7 +479,7 @@ impl<'a> Writer<'a> {
         if let Some(bar) = self.progress {
             bar.start_file(&p.shown, p.size - cur.written);
         }
-        debug!(file = %p.shown, partial = %cur.partial.display(), "writing");
+        debug!(file = %p.shown, partial = %cur.partial.path().display(), "writing");
         Ok(cur)
     }
 
@@ -514,12 +519,12 @@ impl<'a> Writer<'a> {
             && fsutil::available_space(&p.parent).is_some_and(|free| free < STREAM_SPACE_CHECK)
         {
             return Err(Error::file(
-                &cur.partial,
+                cur.partial.path(),
                 std::io::Error::from(std::io::ErrorKind::StorageFull),
             ));
         }
         if let Err(e) = cur.file.write_all(pt) {
-            return Err(Error::file(&cur.partial, e));
+            return Err(Error::file(cur.partial.path(), e));
         }
         cur.hasher.update(pt);
         cur.written += pt.len() as u64;
@@ -568,10 +573,11 @@ impl<'a> Writer<'a> {
         if copy {
             // The same bytes were here already: nothing to write or move.
             debug!(file = %p.shown, "identical to the file here: kept");
+            let path = partial.path().to_owned();
             if let Some(bar) = self.progress {
-                bar.file_done(&p.shown, p.size, Some(&partial));
+                bar.file_done(&p.shown, p.size, Some(&path));
             }
-            self.results.push(Ok(Some(partial)));
+            self.results.push(Ok(Some(path)));
             return Ok(());
         }
         if p.exec
@@ -719,13 +725,6 @@ fn make_executable(_file: &File) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Removes a partial file (none when the file goes to standard output).
-fn remove_partial(partial: &Path) {
-    if !partial.as_os_str().is_empty() {
-        let _ = std::fs::remove_file(partial);
-    }
-}
-
 /// Standard output as a file, for `listen --stdout` (unbuffered writes
 /// straight to the descriptor).
 #[cfg(unix)]
@@ -742,20 +741,30 @@ fn stdout_file() -> std::io::Result<File> {
     ))
 }
 
-/// A new, empty partial for `p`: its resumable one (created, or emptied when
-/// a stale one was there), or a fresh one when that cannot be used.
-fn open_partial(p: &Planned) -> std::io::Result<(PathBuf, File)> {
+/// A new, empty partial for `p`: for a small file of a group that takes a
+/// free name, a file without a name ([`fsutil::unnamed`]) while `unnamed`
+/// (cleared where the filesystem cannot make one); else its resumable one
+/// (created, or emptied when a stale one was there), or a fresh one when that
+/// cannot be used.
+fn open_partial(p: &Planned, unnamed: &mut bool) -> std::io::Result<(Partial, File)> {
+    if *unnamed && !p.stream && !p.replace && fsutil::CommitGroup::wants(p.size) {
+        match fsutil::unnamed::create(&p.parent)? {
+            Some(file) => return Ok((Partial::Unnamed(p.parent.join(&p.file_name)), file)),
+            None => *unnamed = false,
+        }
+    }
     if let Some(r) = resumable::create_resumable(&p.parent, &p.partial_name)? {
-        return Ok((r.path, r.file));
+        return Ok((Partial::Named(r.path), r.file));
     }
     match resumable::open_resumable(&p.parent, &p.partial_name)? {
         Some(r) => {
             if r.len > 0 {
                 r.file.set_len(0)?;
             }
-            Ok((r.path, r.file))
+            Ok((Partial::Named(r.path), r.file))
         }
-        None => fsutil::create_partial(&p.parent, &p.file_name),
+        None => fsutil::create_partial(&p.parent, &p.file_name)
+            .map(|(path, file)| (Partial::Named(path), file)),
     }
 }
 
@@ -765,7 +774,7 @@ fn verify(
     cur: Current,
     p: &Planned,
     end: &FileEnded,
-) -> std::result::Result<(PathBuf, File), Status> {
+) -> std::result::Result<(Partial, File), Status> {
     let Current {
         partial,
         file,
@@ -780,7 +789,7 @@ fn verify(
             warn!(file = %p.shown, "{why}: the file here is kept as it is");
         } else {
             warn!(file = %p.shown, "{why}: discarded");
-            remove_partial(&partial);
+            partial.remove();
         }
         Err(status)
     };
@@ -796,18 +805,21 @@ fn verify(
 
 /// Makes a verified (large) file durable on its own and moves it to its
 /// final name.
-fn commit_one(partial: PathBuf, file: File, p: &Planned) -> std::result::Result<PathBuf, Status> {
+fn commit_one(partial: Partial, file: File, p: &Planned) -> std::result::Result<PathBuf, Status> {
     if let Err(e) = file.sync_all() {
         warn!(file = %p.shown, error = %e, "fsync failed");
         // What is there may not be what was written: never resumed from.
-        remove_partial(&partial);
+        partial.remove();
         return Err(io_status(&e));
     }
     // `file` (and with it the partial's lock) is kept until the rename is done.
-    let placed = if p.replace {
-        fsutil::commit_replacing(&partial, &p.parent, &p.file_name)
-    } else {
-        fsutil::commit_partial(&partial, &p.parent, &p.file_name)
+    let placed = match &partial {
+        Partial::Named(path) if p.replace => {
+            fsutil::commit_replacing(path, &p.parent, &p.file_name)
+        }
+        Partial::Named(path) => fsutil::commit_partial(path, &p.parent, &p.file_name),
+        // (Only small files of a group are unnamed, and never to replace.)
+        Partial::Unnamed(_) => fsutil::commit_unnamed(&file, &p.parent, &p.file_name),
     };
     drop(file);
     match placed {

@@ -1,0 +1,227 @@
+//! Small files received without a partial name: Linux's `O_TMPFILE`.
+//!
+//! A small file of a group ([`super::CommitGroup`]) is written into a file
+//! that has no name in its folder until the group's sync made it durable;
+//! then it is linked under its final name (`linkat`, which fails when the
+//! name is taken, as `renameat2(RENAME_NOREPLACE)` does). Against a named
+//! partial this saves, per file, the partial's directory entry and its
+//! removal, the lock and the two looks that make the lock safe, and the
+//! folder's lock held meanwhile by the other thread's renames; nothing is
+//! left behind by a crash or a cut (a small file is sent again whole, as
+//! it would be anyway: it has no prefix worth resuming).
+//!
+//! Where the filesystem has no `O_TMPFILE` (NFS, FAT, FUSE, older kernels,
+//! not Linux) files get a named partial as before. Where the link cannot
+//! be made (no `/proc` and a kernel before 6.10, which allows `linkat` of
+//! a descriptor only to privileged callers) the file is copied to a named
+//! partial and placed from there, and later files are named from the start.
+
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Where a file being received is until it has its final name.
+#[derive(Debug)]
+pub enum Partial {
+    /// A partial file under this name (empty: nothing on disk, the file
+    /// went to standard output).
+    Named(PathBuf),
+    /// A file without a name yet, meant for this path (shown in messages):
+    /// it is linked under a free name at its commit and vanishes with its
+    /// last handle if it never is.
+    Unnamed(PathBuf),
+}
+
+impl Partial {
+    /// The path to show for it: the partial's, or the one an unnamed file
+    /// is for.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        match self {
+            Partial::Named(p) | Partial::Unnamed(p) => p,
+        }
+    }
+
+    /// Removes what is on disk of it (an unnamed file goes with its handle).
+    pub fn remove(&self) {
+        if let Partial::Named(p) = self
+            && !p.as_os_str().is_empty()
+        {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// Whether unnamed files can still be linked in this process (cleared the
+/// first time a link could not be made).
+static LINKABLE: AtomicBool = AtomicBool::new(true);
+
+/// A new file without a name in the folder `parent`, open for reading and
+/// writing (mode 0644 less the umask); `Ok(None)` where the filesystem or
+/// the system cannot make one, or an earlier one could not be linked.
+///
+/// # Errors
+/// Any other error from creating it (a full disk, a read-only or missing
+/// folder, no permission).
+#[cfg(target_os = "linux")]
+pub fn create(parent: &Path) -> io::Result<Option<File>> {
+    use rustix::fs::{CWD, Mode, OFlags, openat};
+    use rustix::io::Errno;
+    if !LINKABLE.load(Ordering::Relaxed) {
+        return Ok(None);
+    }
+    match openat(
+        CWD,
+        parent,
+        OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o644),
+    ) {
+        Ok(fd) => Ok(Some(File::from(fd))),
+        // The filesystem lacks it, or the kernel (which then takes the
+        // flag for O_DIRECTORY alone).
+        Err(Errno::OPNOTSUPP | Errno::ISDIR | Errno::INVAL) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn create(_parent: &Path) -> io::Result<Option<File>> {
+    Ok(None)
+}
+
+/// What one attempt to link an unnamed file under a name did.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Linked {
+    /// It has the name now.
+    Placed,
+    /// Something has that name.
+    Taken,
+    /// The system cannot link it: the caller copies it to a named partial.
+    Unsupported,
+}
+
+/// Links the unnamed `file` under `candidate` (never replacing anything).
+#[cfg(target_os = "linux")]
+pub(super) fn link(file: &File, candidate: &Path) -> io::Result<Linked> {
+    use rustix::fs::{AtFlags, CWD, linkat};
+    use rustix::io::Errno;
+    use std::os::fd::AsRawFd;
+    // Linux 6.10+ (or a privileged caller): the descriptor itself.
+    match linkat(file, "", CWD, candidate, AtFlags::EMPTY_PATH) {
+        Ok(()) => return Ok(Linked::Placed),
+        Err(Errno::EXIST) => return Ok(Linked::Taken),
+        Err(Errno::NOENT | Errno::PERM | Errno::INVAL) => {}
+        Err(e) => return Err(e.into()),
+    }
+    // Else through its /proc link.
+    let proc_link = format!("/proc/self/fd/{}", file.as_raw_fd());
+    match linkat(
+        CWD,
+        proc_link.as_str(),
+        CWD,
+        candidate,
+        AtFlags::SYMLINK_FOLLOW,
+    ) {
+        Ok(()) => Ok(Linked::Placed),
+        Err(Errno::EXIST) => Ok(Linked::Taken),
+        Err(e @ Errno::NOENT)
+            if candidate
+                .parent()
+                .is_some_and(|p| std::fs::metadata(p).is_err()) =>
+        {
+            // The folder is gone: a real error, not the system's limit.
+            Err(e.into())
+        }
+        Err(Errno::NOENT | Errno::PERM | Errno::XDEV | Errno::INVAL | Errno::ACCESS) => {
+            if LINKABLE.swap(false, Ordering::Relaxed) {
+                tracing::debug!(
+                    "unnamed files cannot be linked here: small files get partial names"
+                );
+            }
+            Ok(Linked::Unsupported)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+pub(super) fn link(_file: &File, _candidate: &Path) -> io::Result<Linked> {
+    Ok(Linked::Unsupported)
+}
+
+/// Copies the unnamed `file` (its bytes, modification time and mode) to a
+/// new named partial for `file_name` in `parent`, durably: for a system
+/// where it cannot be linked.
+pub(super) fn copy_to_named(file: &File, parent: &Path, file_name: &str) -> io::Result<PathBuf> {
+    use std::io::{Seek, SeekFrom};
+    let (path, mut named) = super::create_partial(parent, file_name)?;
+    let copied = (|| {
+        let mut from = file.try_clone()?;
+        from.seek(SeekFrom::Start(0))?;
+        io::copy(&mut from, &mut named)?;
+        let meta = file.metadata()?;
+        named.set_permissions(meta.permissions())?;
+        if let Ok(t) = meta.modified() {
+            named.set_modified(t)?;
+        }
+        named.sync_all()
+    })();
+    match copied {
+        Ok(()) => Ok(path),
+        Err(e) => {
+            let _ = std::fs::remove_file(&path);
+            Err(e)
+        }
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn an_unnamed_file_gets_its_name_only_when_linked_and_never_replaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut file = create(dir.path())
+            .unwrap()
+            .expect("O_TMPFILE in the temporary folder");
+        file.write_all(b"unnamed").unwrap();
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        std::fs::write(dir.path().join("taken"), b"old").unwrap();
+        assert_eq!(
+            link(&file, &dir.path().join("taken")).unwrap(),
+            Linked::Taken
+        );
+        assert_eq!(std::fs::read(dir.path().join("taken")).unwrap(), b"old");
+        assert_eq!(
+            link(&file, &dir.path().join("free")).unwrap(),
+            Linked::Placed
+        );
+        assert_eq!(std::fs::read(dir.path().join("free")).unwrap(), b"unnamed");
+    }
+
+    #[test]
+    fn a_copy_keeps_bytes_time_and_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mut file = create(dir.path())
+            .unwrap()
+            .expect("O_TMPFILE in the temporary folder");
+        file.write_all(b"copied").unwrap();
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+        file.set_modified(t).unwrap();
+        file.set_permissions(std::fs::Permissions::from_mode(0o755))
+            .unwrap();
+        let path = copy_to_named(&file, dir.path(), "f").unwrap();
+        assert!(
+            path.to_string_lossy()
+                .ends_with(super::super::PARTIAL_SUFFIX)
+        );
+        assert_eq!(std::fs::read(&path).unwrap(), b"copied");
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!(meta.modified().unwrap(), t);
+        assert_eq!(meta.permissions().mode() & 0o777, 0o755);
+    }
+}
