@@ -58,16 +58,14 @@ pub(crate) async fn exchange(
     use std::sync::atomic::Ordering::Relaxed;
     let events = &cx.events;
     tally.total.store(listing.bytes, Relaxed);
-    let (mut batches, mut batcher, whole) = if link.batches {
+    let (mut batches, mut ahead, whole) = if link.batches {
         let manifest = listing.manifest();
         let mut body = Vec::with_capacity(Manifest::LEN);
         manifest.encode(&mut body);
         link.writer.send(RecordType::Manifest, &body).await?;
-        (
-            Some(Batches::new(manifest)),
-            Some(listing.batches(events)),
-            None,
-        )
+        let batches = Batches::new(manifest);
+        let first_walk = walk_ahead(listing.batches(events), batches.clone());
+        (Some(batches), Some(first_walk), None)
     } else {
         let why = "the receiver runs an older LocalStream, which takes one offer at a time: \
                    send the folders one by one, or update it";
@@ -78,20 +76,12 @@ pub(crate) async fn exchange(
     let mut sum = Sum::default();
     let mut first = true;
     loop {
-        let (sources, more) = match (&whole, batcher.take()) {
-            (Some(all), _) => (all.clone(), false),
-            (None, Some(mut b)) => {
-                let limits = batches
-                    .clone()
-                    .unwrap_or_else(|| Batches::new(listing.manifest()));
-                let (b, next) = tokio::task::spawn_blocking(move || {
-                    let next = b.next_batch(&limits);
-                    (b, next)
-                })
-                .await?;
-                batcher = Some(b);
+        let (sources, more, batcher) = match (&whole, ahead.take()) {
+            (Some(all), _) => (all.clone(), false, None),
+            (None, Some(walk)) => {
+                let (b, next) = walk.await?;
                 match next? {
-                    Some(batch) => batch,
+                    Some((batch, more)) => (batch, more, Some(b)),
                     // A batch always has a successor when it said so.
                     None if !first => break,
                     None => {
@@ -107,6 +97,11 @@ pub(crate) async fn exchange(
         let offering = match &mut batches {
             Some(batches) => {
                 batches.admit(&entries)?;
+                // The next batch is walked while this one is offered and
+                // streamed, against the limits that this one has left.
+                if more && let Some(b) = batcher {
+                    ahead = Some(walk_ahead(b, batches.clone()));
+                }
                 Offering::batch(entries, more)?
             }
             None => Offering::new(entries)?,
@@ -172,6 +167,18 @@ pub(crate) async fn exchange(
     }
     progress.finish();
     report(sum, started, peer, events, tally)
+}
+
+/// A batch walked on a blocking thread, and the walker given back.
+type Walked = (sources::Batcher, Result<Option<(Arc<[Source]>, bool)>>);
+
+/// Walks the next batch in the background, within what `limits` still
+/// allows (one batch ahead is all that is held).
+fn walk_ahead(mut batcher: sources::Batcher, limits: Batches) -> tokio::task::JoinHandle<Walked> {
+    tokio::task::spawn_blocking(move || {
+        let next = batcher.next_batch(&limits);
+        (batcher, next)
+    })
 }
 
 /// Offer and answer: this offer (or batch) out, the receiver's Answer back
