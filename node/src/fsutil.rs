@@ -244,7 +244,13 @@ pub fn commit_replacing(partial: &Path, parent: &Path, file_name: &str) -> io::R
 /// An invalid `file_name`, no free name, or any error from linking it.
 pub fn commit_unnamed(file: &File, parent: &Path, file_name: &str) -> io::Result<PathBuf> {
     check_component(file_name)?;
-    let path = place_unnamed(file, parent, file_name, &mut Placement::best())?;
+    let path = place_unnamed(
+        file,
+        &mut unnamed::Folder::default(),
+        parent,
+        file_name,
+        &mut Placement::best(),
+    )?;
     sync_dir_or_warn(parent);
     Ok(path)
 }
@@ -311,18 +317,21 @@ fn place(
 /// instead, with `how`.
 fn place_unnamed(
     file: &File,
+    folder: &mut unnamed::Folder,
     parent: &Path,
     file_name: &str,
     how: &mut Placement,
 ) -> io::Result<PathBuf> {
     for n in 0..=MAX_NAME_ATTEMPTS {
+        let numbered;
         let candidate = if n == 0 {
-            parent.join(file_name)
+            file_name
         } else {
-            parent.join(numbered_name(file_name, n))
+            numbered = numbered_name(file_name, n);
+            &numbered
         };
-        match unnamed::link(file, &candidate)? {
-            unnamed::Linked::Placed => return Ok(candidate),
+        match unnamed::link(file, folder, parent, candidate)? {
+            unnamed::Linked::Placed => return Ok(parent.join(candidate)),
             unnamed::Linked::Taken => {}
             unnamed::Linked::Unsupported => {
                 let partial = unnamed::copy_to_named(file, parent, file_name)?;
@@ -827,6 +836,7 @@ impl<'a> CommitGroup<'a> {
         // 2. The names, in order.
         let mut out = Vec::with_capacity(members.len());
         let mut parents: Vec<&Path> = Vec::new();
+        let mut folder = unnamed::Folder::default();
         for m in members {
             // After a failed syncfs a new handle's fsync could miss a
             // writeback error lost with the evicted inode: such a file is
@@ -856,9 +866,13 @@ impl<'a> CommitGroup<'a> {
                     let partial = unnamed::copy_to_named(&m._lock, m.parent, m.file_name)?;
                     collision::replace(&partial, m.parent, m.file_name, &mut self.placement)
                 }
-                Partial::Unnamed(_) => {
-                    place_unnamed(&m._lock, m.parent, m.file_name, &mut self.placement)
-                }
+                Partial::Unnamed(_) => place_unnamed(
+                    &m._lock,
+                    &mut folder,
+                    m.parent,
+                    m.file_name,
+                    &mut self.placement,
+                ),
             });
             if placed.is_ok() && parents.last() != Some(&m.parent) && !parents.contains(&m.parent) {
                 parents.push(m.parent);

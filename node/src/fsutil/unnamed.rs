@@ -57,6 +57,39 @@ impl Partial {
 /// first time a link could not be made).
 static LINKABLE: AtomicBool = AtomicBool::new(true);
 
+/// The folder files were last made in or linked into, held open: the
+/// files of a folder are made relative to it, so the path to the folder is
+/// walked once per folder instead of twice per file.
+#[derive(Debug, Default)]
+pub struct Folder {
+    #[cfg(target_os = "linux")]
+    open: Option<(PathBuf, std::os::fd::OwnedFd)>,
+}
+
+#[cfg(target_os = "linux")]
+impl Folder {
+    /// `parent`, open (as a path only: `O_PATH`, which needs no permission
+    /// to read the folder).
+    fn at(&mut self, parent: &Path) -> io::Result<std::os::fd::BorrowedFd<'_>> {
+        use rustix::fs::{CWD, Mode, OFlags, openat};
+        use std::os::fd::AsFd;
+        if self.open.as_ref().is_none_or(|(p, _)| p != parent) {
+            self.open = None;
+            let fd = openat(
+                CWD,
+                parent,
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )?;
+            self.open = Some((parent.to_owned(), fd));
+        }
+        match &self.open {
+            Some((_, fd)) => Ok(fd.as_fd()),
+            None => Err(io::ErrorKind::NotFound.into()),
+        }
+    }
+}
+
 /// A new file without a name in the folder `parent`, open for reading and
 /// writing (mode 0644 less the umask); `Ok(None)` where the filesystem or
 /// the system cannot make one, or an earlier one could not be linked.
@@ -65,15 +98,15 @@ static LINKABLE: AtomicBool = AtomicBool::new(true);
 /// Any other error from creating it (a full disk, a read-only or missing
 /// folder, no permission).
 #[cfg(target_os = "linux")]
-pub fn create(parent: &Path) -> io::Result<Option<File>> {
-    use rustix::fs::{CWD, Mode, OFlags, openat};
+pub fn create(folder: &mut Folder, parent: &Path) -> io::Result<Option<File>> {
+    use rustix::fs::{Mode, OFlags, openat};
     use rustix::io::Errno;
     if !LINKABLE.load(Ordering::Relaxed) {
         return Ok(None);
     }
     match openat(
-        CWD,
-        parent,
+        folder.at(parent)?,
+        ".",
         OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC,
         Mode::from_raw_mode(0o644),
     ) {
@@ -86,7 +119,7 @@ pub fn create(parent: &Path) -> io::Result<Option<File>> {
 }
 
 #[cfg(not(target_os = "linux"))]
-pub fn create(_parent: &Path) -> io::Result<Option<File>> {
+pub fn create(_folder: &mut Folder, _parent: &Path) -> io::Result<Option<File>> {
     Ok(None)
 }
 
@@ -101,14 +134,21 @@ pub(super) enum Linked {
     Unsupported,
 }
 
-/// Links the unnamed `file` under `candidate` (never replacing anything).
+/// Links the unnamed `file` under `name` in `parent` (never replacing
+/// anything).
 #[cfg(target_os = "linux")]
-pub(super) fn link(file: &File, candidate: &Path) -> io::Result<Linked> {
+pub(super) fn link(
+    file: &File,
+    folder: &mut Folder,
+    parent: &Path,
+    name: &str,
+) -> io::Result<Linked> {
     use rustix::fs::{AtFlags, CWD, linkat};
     use rustix::io::Errno;
     use std::os::fd::AsRawFd;
+    let at = folder.at(parent)?;
     // Linux 6.10+ (or a privileged caller): the descriptor itself.
-    match linkat(file, "", CWD, candidate, AtFlags::EMPTY_PATH) {
+    match linkat(file, "", at, name, AtFlags::EMPTY_PATH) {
         Ok(()) => return Ok(Linked::Placed),
         Err(Errno::EXIST) => return Ok(Linked::Taken),
         Err(Errno::NOENT | Errno::PERM | Errno::INVAL) => {}
@@ -116,20 +156,10 @@ pub(super) fn link(file: &File, candidate: &Path) -> io::Result<Linked> {
     }
     // Else through its /proc link.
     let proc_link = format!("/proc/self/fd/{}", file.as_raw_fd());
-    match linkat(
-        CWD,
-        proc_link.as_str(),
-        CWD,
-        candidate,
-        AtFlags::SYMLINK_FOLLOW,
-    ) {
+    match linkat(CWD, proc_link.as_str(), at, name, AtFlags::SYMLINK_FOLLOW) {
         Ok(()) => Ok(Linked::Placed),
         Err(Errno::EXIST) => Ok(Linked::Taken),
-        Err(e @ Errno::NOENT)
-            if candidate
-                .parent()
-                .is_some_and(|p| std::fs::metadata(p).is_err()) =>
-        {
+        Err(e @ Errno::NOENT) if std::fs::metadata(parent).is_err() => {
             // The folder is gone: a real error, not the system's limit.
             Err(e.into())
         }
@@ -146,7 +176,12 @@ pub(super) fn link(file: &File, candidate: &Path) -> io::Result<Linked> {
 }
 
 #[cfg(not(target_os = "linux"))]
-pub(super) fn link(_file: &File, _candidate: &Path) -> io::Result<Linked> {
+pub(super) fn link(
+    _file: &File,
+    _folder: &mut Folder,
+    _parent: &Path,
+    _name: &str,
+) -> io::Result<Linked> {
     Ok(Linked::Unsupported)
 }
 
@@ -184,29 +219,47 @@ mod tests {
     #[test]
     fn an_unnamed_file_gets_its_name_only_when_linked_and_never_replaces() {
         let dir = tempfile::tempdir().unwrap();
-        let mut file = create(dir.path())
+        let mut folder = Folder::default();
+        let mut file = create(&mut folder, dir.path())
             .unwrap()
             .expect("O_TMPFILE in the temporary folder");
         file.write_all(b"unnamed").unwrap();
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
         std::fs::write(dir.path().join("taken"), b"old").unwrap();
         assert_eq!(
-            link(&file, &dir.path().join("taken")).unwrap(),
+            link(&file, &mut folder, dir.path(), "taken").unwrap(),
             Linked::Taken
         );
         assert_eq!(std::fs::read(dir.path().join("taken")).unwrap(), b"old");
         assert_eq!(
-            link(&file, &dir.path().join("free")).unwrap(),
+            link(&file, &mut Folder::default(), dir.path(), "free").unwrap(),
             Linked::Placed
         );
         assert_eq!(std::fs::read(dir.path().join("free")).unwrap(), b"unnamed");
+        // The folder held open is the one asked for, not the last one.
+        let other = tempfile::tempdir().unwrap();
+        let mut second = create(&mut folder, other.path()).unwrap().unwrap();
+        second.write_all(b"second").unwrap();
+        assert_eq!(
+            link(&second, &mut folder, other.path(), "free").unwrap(),
+            Linked::Placed
+        );
+        assert_eq!(std::fs::read(other.path().join("free")).unwrap(), b"second");
+        assert_eq!(std::fs::read(dir.path().join("free")).unwrap(), b"unnamed");
+        // A folder gone is an error, not a file made elsewhere.
+        let gone = dir.path().join("gone");
+        std::fs::create_dir(&gone).unwrap();
+        let third = create(&mut folder, &gone).unwrap().unwrap();
+        std::fs::remove_dir(&gone).unwrap();
+        assert!(link(&third, &mut folder, &gone, "f").is_err());
+        assert!(!gone.exists());
     }
 
     #[test]
     fn a_copy_keeps_bytes_time_and_mode() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
-        let mut file = create(dir.path())
+        let mut file = create(&mut Folder::default(), dir.path())
             .unwrap()
             .expect("O_TMPFILE in the temporary folder");
         file.write_all(b"copied").unwrap();

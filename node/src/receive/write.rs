@@ -162,6 +162,7 @@ fn write_with<'a>(parts: Parts<'a>, committer: fsutil::Committer<'a>) -> Result<
         compressed: false,
         writeback: None,
         unnamed: true,
+        folder: fsutil::unnamed::Folder::default(),
     };
     let outcome = w.run(accepted, &mut opener, rx, pool);
     if outcome.is_err()
@@ -232,6 +233,8 @@ struct Writer<'a> {
     /// Small files start without a name ([`fsutil::unnamed`]); cleared
     /// once the filesystem could not make one.
     unnamed: bool,
+    /// The folder they were last made in, held open.
+    folder: fsutil::unnamed::Folder,
 }
 
 impl<'a> Writer<'a> {
@@ -457,7 +460,7 @@ impl<'a> Writer<'a> {
                 copy: false,
             },
             None => {
-                let (partial, file) = open_partial(p, &mut self.unnamed)
+                let (partial, file) = open_partial(p, &mut self.unnamed, &mut self.folder)
                     .map_err(|e| Error::file(p.parent.join(&p.file_name), e))?;
                 Current {
                     plan: idx,
@@ -746,9 +749,13 @@ fn stdout_file() -> std::io::Result<File> {
 /// (cleared where the filesystem cannot make one); else its resumable one
 /// (created, or emptied when a stale one was there), or a fresh one when that
 /// cannot be used.
-fn open_partial(p: &Planned, unnamed: &mut bool) -> std::io::Result<(Partial, File)> {
+fn open_partial(
+    p: &Planned,
+    unnamed: &mut bool,
+    folder: &mut fsutil::unnamed::Folder,
+) -> std::io::Result<(Partial, File)> {
     if *unnamed && !p.stream && !p.replace && fsutil::CommitGroup::wants(p.size) {
-        match fsutil::unnamed::create(&p.parent)? {
+        match fsutil::unnamed::create(folder, &p.parent)? {
             Some(file) => return Ok((Partial::Unnamed(p.parent.join(&p.file_name)), file)),
             None => *unnamed = false,
         }
