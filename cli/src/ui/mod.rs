@@ -111,8 +111,11 @@ impl App {
     fn change<T>(&self, f: impl FnOnce(&mut Model) -> (T, Vec<Message>)) -> T {
         let mut m = self.lock();
         let (out, messages) = f(&mut m);
-        for msg in messages {
-            let _ = self.tx.send(Arc::from(msg.to_string()));
+        // Nobody watching (a listener's usual state): nothing to write out.
+        if self.tx.receiver_count() > 0 {
+            for msg in messages {
+                let _ = self.tx.send(Arc::from(msg.to_string()));
+            }
         }
         out
     }
