@@ -29,9 +29,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 pub mod collision;
+mod folder;
 pub mod resumable;
 pub mod stale;
 pub mod unnamed;
+pub use folder::Folder;
 pub mod writeback;
 
 pub use unnamed::Partial;
@@ -246,7 +248,7 @@ pub fn commit_unnamed(file: &File, parent: &Path, file_name: &str) -> io::Result
     check_component(file_name)?;
     let path = place_unnamed(
         file,
-        &mut unnamed::Folder::default(),
+        &mut Folder::default(),
         parent,
         file_name,
         &mut Placement::best(),
@@ -317,7 +319,7 @@ fn place(
 /// instead, with `how`.
 fn place_unnamed(
     file: &File,
-    folder: &mut unnamed::Folder,
+    folder: &mut Folder,
     parent: &Path,
     file_name: &str,
     how: &mut Placement,
@@ -836,7 +838,7 @@ impl<'a> CommitGroup<'a> {
         // 2. The names, in order.
         let mut out = Vec::with_capacity(members.len());
         let mut parents: Vec<&Path> = Vec::new();
-        let mut folder = unnamed::Folder::default();
+        let mut folder = Folder::default();
         for m in members {
             // After a failed syncfs a new handle's fsync could miss a
             // writeback error lost with the evicted inode: such a file is

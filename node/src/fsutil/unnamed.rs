@@ -21,6 +21,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use super::Folder;
+
 /// Where a file being received is until it has its final name.
 #[derive(Debug)]
 pub enum Partial {
@@ -56,39 +58,6 @@ impl Partial {
 /// Whether unnamed files can still be linked in this process (cleared the
 /// first time a link could not be made).
 static LINKABLE: AtomicBool = AtomicBool::new(true);
-
-/// The folder files were last made in or linked into, held open: the
-/// files of a folder are made relative to it, so the path to the folder is
-/// walked once per folder instead of twice per file.
-#[derive(Debug, Default)]
-pub struct Folder {
-    #[cfg(target_os = "linux")]
-    open: Option<(PathBuf, std::os::fd::OwnedFd)>,
-}
-
-#[cfg(target_os = "linux")]
-impl Folder {
-    /// `parent`, open (as a path only: `O_PATH`, which needs no permission
-    /// to read the folder).
-    fn at(&mut self, parent: &Path) -> io::Result<std::os::fd::BorrowedFd<'_>> {
-        use rustix::fs::{CWD, Mode, OFlags, openat};
-        use std::os::fd::AsFd;
-        if self.open.as_ref().is_none_or(|(p, _)| p != parent) {
-            self.open = None;
-            let fd = openat(
-                CWD,
-                parent,
-                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-                Mode::empty(),
-            )?;
-            self.open = Some((parent.to_owned(), fd));
-        }
-        match &self.open {
-            Some((_, fd)) => Ok(fd.as_fd()),
-            None => Err(io::ErrorKind::NotFound.into()),
-        }
-    }
-}
 
 /// A new file without a name in the folder `parent`, open for reading and
 /// writing (mode 0644 less the umask); `Ok(None)` where the filesystem or

@@ -162,7 +162,7 @@ fn write_with<'a>(parts: Parts<'a>, committer: fsutil::Committer<'a>) -> Result<
         compressed: false,
         writeback: None,
         unnamed: true,
-        folder: fsutil::unnamed::Folder::default(),
+        folder: fsutil::Folder::default(),
     };
     let outcome = w.run(accepted, &mut opener, rx, pool);
     if outcome.is_err()
@@ -234,7 +234,7 @@ struct Writer<'a> {
     /// once the filesystem could not make one.
     unnamed: bool,
     /// The folder they were last made in, held open.
-    folder: fsutil::unnamed::Folder,
+    folder: fsutil::Folder,
 }
 
 impl<'a> Writer<'a> {
@@ -752,7 +752,7 @@ fn stdout_file() -> std::io::Result<File> {
 fn open_partial(
     p: &Planned,
     unnamed: &mut bool,
-    folder: &mut fsutil::unnamed::Folder,
+    folder: &mut fsutil::Folder,
 ) -> std::io::Result<(Partial, File)> {
     if *unnamed && !p.stream && !p.replace && fsutil::CommitGroup::wants(p.size) {
         match fsutil::unnamed::create(folder, &p.parent)? {
