@@ -11,7 +11,7 @@
 //!     cargo bench -p localstream --bench transfer      # a quick look
 //! ```
 //!
-//! Series (`LOCALSTREAM_BENCH_ONLY`, comma-separated; default all):
+//! Series (`LOCALSTREAM_BENCH_ONLY`, comma-separated; default all but `million`):
 //!
 //! | series | what |
 //! | --- | --- |
@@ -20,6 +20,7 @@
 //! | `tree` | a real tree: about 6,000 files (`LOCALSTREAM_BENCH_TREE_FILES`) of whole crates from the cargo registry's sources, with the same tools |
 //! | `handshake` | a tiny file 3 times per round: `send -v`'s handshake and first-data times (loopback) |
 //! | `lan`, `latency` | the shaped-link rows and `send <pinned name>` on a namespace LAN ([`lan`]) |
+//! | `million` | only when named: 1,000,000 files of 64 bytes (`LOCALSTREAM_BENCH_MILLION`) in 32 x 32 nested folders, one round, with the same tools as `small`: one send, and its peak RSS per side |
 //!
 //! Other knobs: `LOCALSTREAM_BENCH_RUNS` (rounds, default 5 for `big` and
 //! `handshake`), `LOCALSTREAM_BENCH_SMALL_RUNS` (default 3, or `_RUNS` when
@@ -81,7 +82,19 @@ fn main() -> ExitCode {
 }
 
 /// The series `LOCALSTREAM_BENCH_ONLY` can choose.
-const SERIES: [&str; 6] = ["big", "small", "tree", "handshake", "lan", "latency"];
+const SERIES: [&str; 7] = [
+    "big",
+    "small",
+    "tree",
+    "handshake",
+    "lan",
+    "latency",
+    "million",
+];
+
+/// The series run when `LOCALSTREAM_BENCH_ONLY` is not set (`million` takes
+/// minutes of its own: only when asked for).
+const DEFAULT_SERIES: [&str; 6] = ["big", "small", "tree", "handshake", "lan", "latency"];
 
 /// The knobs, from the environment.
 #[derive(Debug, Clone)]
@@ -98,6 +111,8 @@ pub struct Config {
     pub nested: usize,
     /// About how many files of the cargo registry's sources.
     pub tree_files: usize,
+    /// Number of files of the `million` series.
+    pub million: usize,
     /// The chosen series.
     pub only: Vec<String>,
     /// The chosen destinations (`ext4`, `tmpfs`).
@@ -120,9 +135,9 @@ impl Config {
         let count = |name: &str, default: u64| -> Res<usize> {
             usize::try_from(number(name, default)?).with_context(|| name.to_string())
         };
-        let list = |name: &str, allowed: &[&str]| -> Res<Vec<String>> {
+        let list = |name: &str, allowed: &[&str], default: &[&str]| -> Res<Vec<String>> {
             let Ok(v) = std::env::var(name) else {
-                return Ok(allowed.iter().map(|s| s.to_string()).collect());
+                return Ok(default.iter().map(|s| s.to_string()).collect());
             };
             let items: Vec<String> = v
                 .split(',')
@@ -156,8 +171,13 @@ impl Config {
             small: count("LOCALSTREAM_BENCH_SMALL", 10_000)?,
             nested: count("LOCALSTREAM_BENCH_NESTED", 100_000)?,
             tree_files: count("LOCALSTREAM_BENCH_TREE_FILES", 6_000)?,
-            only: list("LOCALSTREAM_BENCH_ONLY", &SERIES)?,
-            dests: list("LOCALSTREAM_BENCH_DEST", &["ext4", "tmpfs"])?,
+            million: count("LOCALSTREAM_BENCH_MILLION", 1_000_000)?,
+            only: list("LOCALSTREAM_BENCH_ONLY", &SERIES, &DEFAULT_SERIES)?,
+            dests: list(
+                "LOCALSTREAM_BENCH_DEST",
+                &["ext4", "tmpfs"],
+                &["ext4", "tmpfs"],
+            )?,
             out,
         })
     }
@@ -448,7 +468,7 @@ fn run() -> Res<()> {
         fs::remove_file(bench.src.path(big::NAME))
             .with_context(|| "removing the big file".to_string())?;
     }
-    if bench.cfg.wants("small") || bench.cfg.wants("tree") {
+    if bench.cfg.wants("small") || bench.cfg.wants("tree") || bench.cfg.wants("million") {
         results.small = small::run(&bench, &mut results.notes)?;
     }
     if bench.cfg.wants("handshake") {

@@ -356,7 +356,7 @@ impl Results {
 
     fn small_table(&self, md: &mut Vec<String>) {
         md.push(format!(
-            "Many small files, {} rounds (wall seconds; lower is better):",
+            "Many small files, {} rounds unless a row says otherwise (wall seconds; lower is better):",
             self.cfg.small_runs
         ));
         md.push(String::new());

@@ -133,10 +133,11 @@ fn make_tree(into: &Path, target: usize) -> Res<String> {
     ))
 }
 
-/// A set to run: its folder name in the sources and label.
+/// A set to run: its folder name in the sources, label and rounds.
 struct Plan {
     name: &'static str,
     label: String,
+    rounds: usize,
 }
 
 /// Makes the sets chosen, in the sources.
@@ -152,6 +153,7 @@ fn make_sets(bench: &Bench, notes: &mut Vec<String>) -> Res<Vec<Plan>> {
         plans.push(Plan {
             name: "flat",
             label,
+            rounds: cfg.small_runs,
         });
     }
     if cfg.wants("small") && cfg.nested > 0 {
@@ -166,6 +168,7 @@ fn make_sets(bench: &Bench, notes: &mut Vec<String>) -> Res<Vec<Plan>> {
         plans.push(Plan {
             name: "nested",
             label,
+            rounds: cfg.small_runs,
         });
     }
     if cfg.wants("tree") {
@@ -185,6 +188,7 @@ fn make_sets(bench: &Bench, notes: &mut Vec<String>) -> Res<Vec<Plan>> {
                         thousands(m.files()),
                         m.bytes() as f64 / 1e6
                     ),
+                    rounds: cfg.small_runs,
                 });
             }
             Err(e) => {
@@ -193,6 +197,21 @@ fn make_sets(bench: &Bench, notes: &mut Vec<String>) -> Res<Vec<Plan>> {
                 notes.push(line);
             }
         }
+    }
+    if cfg.wants("million") && cfg.million > 0 {
+        let t = Instant::now();
+        let folders = nested_files(&bench.src.path("million"), cfg.million, 64, 32, &mut rng)?;
+        let label = format!(
+            "{} x 64 B, {} nested folders, 1 round",
+            thousands(cfg.million),
+            thousands(folders)
+        );
+        println!("made {label} in {:.1} s", t.elapsed().as_secs_f64());
+        plans.push(Plan {
+            name: "million",
+            label,
+            rounds: 1,
+        });
     }
     Ok(plans)
 }
@@ -342,8 +361,8 @@ pub fn run(bench: &Bench, notes: &mut Vec<String>) -> Res<Vec<SmallSet>> {
                 .collect(),
             sends: 1,
         };
-        for round in 1..=bench.cfg.small_runs {
-            println!("round {round}/{}", bench.cfg.small_runs);
+        for round in 1..=plan.rounds {
+            println!("round {round}/{}", plan.rounds);
             for (d, (_, samples)) in bench.dests.iter().zip(&mut set.dests) {
                 for (tool, s) in samples.iter_mut() {
                     let r = measured(bench, *tool, d, plan.name, &want, &mut set.sends)?;
