@@ -108,6 +108,20 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         max: usize,
         idle: Duration,
     ) -> Result<Option<RawFrame>> {
+        use tokio::io::AsyncBufReadExt;
+        // A whole frame already read ahead (small records come many to a
+        // read): taken at once, without arming a timer for it.
+        let have = self.inner.buffer();
+        if let Decoded::Ready(h) = decode_header(have, max)?
+            && have.len() >= HEADER_LEN + h.len
+        {
+            let whole = HEADER_LEN + h.len;
+            // The length was checked against `max` before this allocation.
+            set_len(&mut buf, whole);
+            buf.copy_from_slice(&have[..whole]);
+            self.inner.consume(whole);
+            return Ok(Some(RawFrame { header: h, buf }));
+        }
         let mut header = [0u8; HEADER_LEN];
         let first = timed(idle, STOPPED_SENDING, self.inner.read(&mut header)).await?;
         if first == 0 {
@@ -384,5 +398,74 @@ impl<W: AsyncWrite + Unpin> RecordWriter<W> {
         .encode_body();
         let _ = self.send(RecordType::Alert, &body).await;
         let _ = self.inner.flush().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use localstream_proto::codec::encode_frame;
+    use tokio::io::AsyncWriteExt;
+
+    const IDLE: Duration = Duration::from_secs(5);
+
+    fn frames(bodies: &[&[u8]]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (i, b) in bodies.iter().enumerate() {
+            encode_frame(u8::try_from(20 + i).unwrap(), b, &mut out);
+        }
+        out
+    }
+
+    /// Frames read ahead in one read and frames that arrive in pieces give
+    /// the same records; a length over the limit is refused either way, and
+    /// an end inside a frame is an error, not a frame.
+    #[tokio::test]
+    async fn frames_read_ahead_or_in_pieces_come_out_whole_and_checked() {
+        let bodies: [&[u8]; 4] = [b"one", b"", &[7u8; 3000], b"four"];
+        let bytes = frames(&bodies);
+        // All at once: the first read takes every frame into the buffer.
+        let mut r = FrameReader::new(&bytes[..]);
+        for (i, b) in bodies.iter().enumerate() {
+            let f = r.read_frame(4096, IDLE).await.unwrap().unwrap();
+            assert_eq!(usize::from(f.header.typ), 20 + i);
+            assert_eq!(&f.buf[HEADER_LEN..], *b);
+            assert_eq!(f.buf.len(), HEADER_LEN + b.len());
+        }
+        assert!(r.read_frame(4096, IDLE).await.unwrap().is_none());
+
+        // Seven bytes at a time: headers and bodies split across reads.
+        let (mut tx, rx) = tokio::io::duplex(7);
+        let writer = {
+            let bytes = bytes.clone();
+            tokio::spawn(async move {
+                for piece in bytes.chunks(7) {
+                    tx.write_all(piece).await.unwrap();
+                    tokio::task::yield_now().await;
+                }
+            })
+        };
+        let mut r = FrameReader::new(rx);
+        for b in bodies {
+            let f = r.read_frame(4096, IDLE).await.unwrap().unwrap();
+            assert_eq!(&f.buf[HEADER_LEN..], b);
+        }
+        writer.await.unwrap();
+        assert!(r.read_frame(4096, IDLE).await.unwrap().is_none());
+
+        // The second frame, already buffered, is over the limit.
+        let mut r = FrameReader::new(&bytes[..]);
+        r.read_frame(100, IDLE).await.unwrap().unwrap();
+        r.read_frame(100, IDLE).await.unwrap().unwrap();
+        let err = r.read_frame(100, IDLE).await.unwrap_err();
+        assert!(err.to_string().contains("3000"), "{err}");
+
+        // Cut inside the last frame's body.
+        let cut = &bytes[..bytes.len() - 2];
+        let mut r = FrameReader::new(cut);
+        for _ in 0..3 {
+            r.read_frame(4096, IDLE).await.unwrap().unwrap();
+        }
+        assert!(r.read_frame(4096, IDLE).await.is_err());
     }
 }

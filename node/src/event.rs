@@ -954,12 +954,22 @@ impl Progress {
 
     /// A new file begins.
     pub fn start_file(&self, name: &str, size: u64) {
-        self.with(|m| {
-            m.file = Some(FileProgress {
-                name: name.to_owned(),
-                bytes: 0,
-                size,
-            });
+        self.with(|m| match &mut m.file {
+            // The name's buffer is reused: one file after another, a
+            // hundred thousand times.
+            Some(f) => {
+                f.name.clear();
+                f.name.push_str(name);
+                f.bytes = 0;
+                f.size = size;
+            }
+            None => {
+                m.file = Some(FileProgress {
+                    name: name.to_owned(),
+                    bytes: 0,
+                    size,
+                });
+            }
         });
     }
 
