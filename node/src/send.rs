@@ -266,6 +266,15 @@ async fn run(
     stop: &CancellationToken,
     sources: &Arc<Listing>,
 ) -> Result<Sent> {
+    // A large send's first batch is walked while the receiver is found and
+    // the handshake runs (wasted on a receiver older than version 4 or a
+    // LocalSend device, which take every file at once).
+    let first_walk = sources.walks_again().then(|| {
+        exchange::walk_ahead(
+            sources.batches(&cx.events),
+            Batches::new(sources.manifest()),
+        )
+    });
     let ready = tokio::select! {
         biased;
         () = stop.cancelled() => return Err(Error::Interrupted),
@@ -301,6 +310,7 @@ async fn run(
     let exchanged = exchange(
         link,
         &sources,
+        first_walk,
         &peer,
         &accepted,
         cx,

@@ -44,10 +44,13 @@ const ONE_OFFER_MAX: usize = MAX_FILES as usize;
 /// batches for a receiver of version 4 (one offer for an older one);
 /// `accepted` is set once the receiver answered 200 (only then is it
 /// pinned); `tally` counts what was sent, for the history.
+/// `first`: the first batch, walked while the receiver was reached (a
+/// version 4 receiver takes it; else it is dropped).
 #[allow(clippy::too_many_arguments)] // the connection's facts, each used once
 pub(crate) async fn exchange(
     mut link: Link,
     listing: &Listing,
+    first_walk: Option<tokio::task::JoinHandle<Walked>>,
     peer: &PeerIdentity,
     accepted: &std::sync::atomic::AtomicBool,
     cx: &Context,
@@ -64,7 +67,8 @@ pub(crate) async fn exchange(
         manifest.encode(&mut body);
         link.writer.send(RecordType::Manifest, &body).await?;
         let batches = Batches::new(manifest);
-        let first_walk = walk_ahead(listing.batches(events), batches.clone());
+        let first_walk =
+            first_walk.unwrap_or_else(|| walk_ahead(listing.batches(events), batches.clone()));
         (Some(batches), Some(first_walk), None)
     } else {
         let why = "the receiver runs an older LocalStream, which takes one offer at a time: \
@@ -170,11 +174,14 @@ pub(crate) async fn exchange(
 }
 
 /// A batch walked on a blocking thread, and the walker given back.
-type Walked = (sources::Batcher, Result<Option<(Arc<[Source]>, bool)>>);
+pub(crate) type Walked = (sources::Batcher, Result<Option<(Arc<[Source]>, bool)>>);
 
 /// Walks the next batch in the background, within what `limits` still
 /// allows (one batch ahead is all that is held).
-fn walk_ahead(mut batcher: sources::Batcher, limits: Batches) -> tokio::task::JoinHandle<Walked> {
+pub(crate) fn walk_ahead(
+    mut batcher: sources::Batcher,
+    limits: Batches,
+) -> tokio::task::JoinHandle<Walked> {
     tokio::task::spawn_blocking(move || {
         let next = batcher.next_batch(&limits);
         (batcher, next)

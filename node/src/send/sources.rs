@@ -227,6 +227,12 @@ impl Listing {
         }
     }
 
+    /// Whether its files are listed again for the batches (a large send:
+    /// a small one is kept in memory from the count).
+    pub(crate) fn walks_again(&self) -> bool {
+        self.kept.is_none()
+    }
+
     /// Whether it is a text message.
     pub(crate) fn is_text(&self) -> bool {
         self.kept
