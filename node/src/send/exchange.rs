@@ -44,7 +44,7 @@ const ONE_OFFER_MAX: usize = MAX_FILES as usize;
 /// batches for a receiver of version 4 (one offer for an older one);
 /// `accepted` is set once the receiver answered 200 (only then is it
 /// pinned); `tally` counts what was sent, for the history.
-/// `first`: the first batch, walked while the receiver was reached (a
+/// `first_walk`: the first batch, walked while the receiver was reached (a
 /// version 4 receiver takes it; else it is dropped).
 #[allow(clippy::too_many_arguments)] // the connection's facts, each used once
 pub(crate) async fn exchange(
