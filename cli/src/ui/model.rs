@@ -300,7 +300,13 @@ impl Model {
         let mut out = Vec::new();
         if let Some(t) = self.transfers.get_mut(&id) {
             match result {
-                Ok(()) => t.end("done", None),
+                Ok(()) => {
+                    // Its last progress may still be on its way (the event
+                    // stream is read in bursts): a send that succeeded has
+                    // moved everything.
+                    t.moved = t.total.max(t.moved);
+                    t.end("done", None);
+                }
                 Err((true, _)) => t.end("cancelled", Some("cancelled".into())),
                 Err((false, message)) => {
                     let state = if t.state == "refused" {
@@ -780,6 +786,46 @@ fn short_hex(hex: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The page's figures for a send that succeeded are whole, even when its
+    /// last progress events have not been read yet (they come in bursts).
+    #[test]
+    fn a_send_that_succeeded_shows_everything_moved_whatever_its_events_said() {
+        let home = tempfile::tempdir().unwrap();
+        let mut m = Model::new(
+            NodeView::default(),
+            localstream_node::store::PeerStore::new(home.path()),
+        );
+        let id = 7;
+        m.started_send(id, "127.0.0.1:1");
+        let events = [
+            Event::Accepted {
+                side: Side::Send,
+                files: 2,
+                bytes: 3_145_765,
+                resumed: 0,
+            },
+            Event::Progress {
+                side: Side::Send,
+                bytes: 20,
+                total: 3_145_765,
+                file: None,
+            },
+        ];
+        for event in events {
+            m.apply(Envelope {
+                event,
+                transfer: Some(id),
+            });
+        }
+        let running = m.transfer_message(id).unwrap();
+        assert_eq!(running["transfer"]["moved"], 20, "{running}");
+        m.send_ended(id, Ok(()));
+        let done = m.transfer_message(id).unwrap();
+        assert_eq!(done["transfer"]["state"], "done", "{done}");
+        assert_eq!(done["transfer"]["moved"], 3_145_765, "{done}");
+        assert_eq!(done["transfer"]["total"], 3_145_765, "{done}");
+    }
 
     #[test]
     fn the_terminal_box_is_left_out_of_banners() {
