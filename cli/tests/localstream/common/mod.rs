@@ -25,6 +25,14 @@ pub const STEP: Duration = Duration::from_secs(30);
 /// Poll interval for conditions that have no event to wait on.
 const POLL: Duration = Duration::from_millis(5);
 
+/// Whether `word` stands alone in `s` (between characters that are not
+/// letters or digits): a status code like 406 in a sentence, not the digits
+/// of a port number or a hex id that happen to contain it.
+pub fn has_word(s: &str, word: &str) -> bool {
+    s.split(|c: char| !c.is_ascii_alphanumeric())
+        .any(|w| w == word)
+}
+
 /// The binary under test.
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_localstream")
