@@ -110,9 +110,11 @@ impl App {
     /// model is still locked (so no page sees a change before its cause).
     fn change<T>(&self, f: impl FnOnce(&mut Model) -> (T, Vec<Message>)) -> T {
         let mut m = self.lock();
-        let (out, messages) = f(&mut m);
         // Nobody watching (a listener's usual state): nothing to write out.
-        if self.tx.receiver_count() > 0 {
+        let watched = self.tx.receiver_count() > 0;
+        m.unwatched = !watched;
+        let (out, messages) = f(&mut m);
+        if watched {
             for msg in messages {
                 let _ = self.tx.send(Arc::from(msg.to_string()));
             }

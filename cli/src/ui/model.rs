@@ -174,6 +174,10 @@ pub(crate) struct Model {
     banners: Vec<Banner>,
     next_banner: u64,
     pub(crate) chosen: Vec<PathBuf>,
+    /// No page is connected ([`App`](super::App) says so before each
+    /// change): a transfer's state is kept but not made into a message,
+    /// which a listener would otherwise do for every file it receives.
+    pub(crate) unwatched: bool,
 }
 
 /// A message for the event stream.
@@ -670,6 +674,9 @@ impl Model {
     }
 
     fn transfer_message(&self, id: TransferId) -> Option<Message> {
+        if self.unwatched {
+            return None;
+        }
         self.transfers
             .get(&id)
             .map(|t| json!({"kind": "transfer", "transfer": t}))

@@ -149,11 +149,21 @@ pub(crate) struct Listing {
     names: usize,
     /// Every source, when there are at most [`KEEP_AT_MOST`].
     kept: Option<Arc<[Source]>>,
+    /// Every source of a larger send, packed, when they fit in
+    /// [`PACKED_AT_MOST`] bytes (else the batches walk again).
+    packed: Option<Arc<Packed>>,
 }
 
 /// A send of at most this many entries is kept in memory from the count on
 /// (it is one batch).
 const KEEP_AT_MOST: usize = BATCH_ENTRIES;
+
+/// A larger send is kept packed (its names end to end, 32 bytes more per
+/// entry) while that takes at most this many bytes: about 150,000 entries
+/// of the usual name lengths. The batches are then cut from memory instead
+/// of walking the folders a second time (a stat per file, the folders read
+/// again); past it, memory would grow with the file count, so they walk.
+const PACKED_AT_MOST: usize = 8 << 20;
 
 /// Most entries in one batch of a version 4 transfer (the receiver holds
 /// one batch's plan at a time).
@@ -177,19 +187,44 @@ impl Listing {
             exclude: exclude.clone(),
         });
         check_stdin(&spec)?;
+        Listing::count_keeping(spec, events, PACKED_AT_MOST)
+    }
+
+    /// [`Listing::count`] of `spec`, keeping a large send packed in at most
+    /// `packed_at_most` bytes.
+    fn count_keeping(spec: Arc<Spec>, events: &Events, packed_at_most: usize) -> Result<Listing> {
         let mut walk = Walk::new(spec.clone(), Pass::Count(events.here()));
         let (mut entries, mut folders, mut bytes) = (0u64, 0u64, 0u64);
-        let mut kept = Some(Vec::new());
-        for source in walk.by_ref() {
+        // The first sources as they are, with the command-line path each
+        // comes from; past KEEP_AT_MOST, packed; past `packed_at_most`,
+        // nothing.
+        let mut kept = Some((Vec::new(), Vec::new()));
+        let mut packed: Option<Packed> = None;
+        while let Some(source) = walk.next() {
             let source = source?;
             entries += 1;
             folders += u64::from(source.is_dir());
             bytes = bytes.saturating_add(source.size);
-            if let Some(list) = &mut kept {
+            // The walk moves to the next command-line path only once this
+            // one's folder is done.
+            let top = walk.next_path.saturating_sub(1);
+            if let Some((list, tops)) = &mut kept {
                 if list.len() < KEEP_AT_MOST {
                     list.push(source);
-                } else {
-                    kept = None;
+                    tops.push(top);
+                    continue;
+                }
+                let mut p = Packed::default();
+                for (s, &t) in list.iter().zip(tops.iter()) {
+                    p.push(&spec, t, s);
+                }
+                packed = Some(p);
+                kept = None;
+            }
+            if let Some(p) = &mut packed {
+                p.push(&spec, top, &source);
+                if p.bytes() > packed_at_most {
+                    packed = None;
                 }
             }
         }
@@ -206,7 +241,8 @@ impl Listing {
             bytes,
             unreadable: walk.unreadable,
             names: walk.names,
-            kept: kept.map(Into::into),
+            kept: kept.map(|(list, _)| list.into()),
+            packed: packed.map(Arc::new),
         })
     }
 
@@ -224,13 +260,14 @@ impl Listing {
             unreadable: 0,
             names: 0,
             kept: Some(vec![Source::text(text)].into()),
+            packed: None,
         }
     }
 
     /// Whether its files are listed again for the batches (a large send:
     /// a small one is kept in memory from the count).
     pub(crate) fn walks_again(&self) -> bool {
-        self.kept.is_none()
+        self.kept.is_none() && self.packed.is_none()
     }
 
     /// Whether it is a text message.
@@ -262,6 +299,9 @@ impl Listing {
         if let Some(kept) = &self.kept {
             return Ok(kept.clone());
         }
+        if let Some(packed) = &self.packed {
+            return Ok(packed.sources(&self.spec).collect());
+        }
         let walk = Walk::new(self.spec.clone(), Pass::Send(None));
         let mut list: Vec<Source> = walk.take(limit).collect::<Result<_>>()?;
         list.shrink_to_fit();
@@ -272,9 +312,10 @@ impl Listing {
     /// from memory for a small send); `events` hears about what vanished
     /// or appeared since the count.
     pub(crate) fn batches(&self, events: &Events) -> Batcher {
-        let iter = match &self.kept {
-            Some(kept) => Lister::Kept(kept.clone(), 0),
-            None => Lister::Walk(Box::new(Walk::new(
+        let iter = match (&self.kept, &self.packed) {
+            (Some(kept), _) => Lister::Kept(kept.clone(), 0),
+            (None, Some(packed)) => Lister::Packed(packed.clone(), self.spec.clone(), 0),
+            (None, None) => Lister::Walk(Box::new(Walk::new(
                 self.spec.clone(),
                 Pass::Send(Some(events.here())),
             ))),
@@ -304,6 +345,8 @@ impl Listing {
 /// Where a batch's sources come from.
 enum Lister {
     Kept(Arc<[Source]>, usize),
+    /// The packed list, the command line it refers to, the next entry.
+    Packed(Arc<Packed>, Arc<Spec>, usize),
     Walk(Box<Walk>),
 }
 
@@ -316,8 +359,96 @@ impl Iterator for Lister {
                 *next += 1;
                 s.map(Ok)
             }
+            Lister::Packed(packed, spec, next) => {
+                let s = packed.source(spec, *next);
+                *next += 1;
+                s.map(Ok)
+            }
             Lister::Walk(walk) => walk.next(),
         }
+    }
+}
+
+/// A send's sources in little memory: their wire names end to end, and
+/// per entry where its name ends, the command-line path it comes from, its
+/// size, mode bits and time. A source's path is rebuilt from its
+/// command-line path and its name (`top/sub/file` is the path given for
+/// `top`, then `sub`, then `file`: names are made of a tree's components
+/// one by one, see [`tree_name`]).
+#[derive(Debug, Default)]
+struct Packed {
+    names: String,
+    entries: Vec<PackedEntry>,
+}
+
+#[derive(Debug)]
+struct PackedEntry {
+    name_end: u32,
+    /// Index in [`Spec::paths`].
+    top: u32,
+    size: u64,
+    /// The time, when it has one (`nanos` < 10^9).
+    mtime_secs: i64,
+    mtime_nanos: u32,
+    attrs: u8,
+    /// Inside the command-line path's folder (else it is that path).
+    inside: bool,
+}
+
+/// `nanos` of a source without a time.
+const NO_MTIME: u32 = u32::MAX;
+
+impl Packed {
+    fn push(&mut self, spec: &Spec, top: usize, s: &Source) {
+        let inside = spec.paths.get(top).is_none_or(|p| *p != s.path);
+        self.names.push_str(&s.name);
+        let (mtime_secs, mtime_nanos) = s.mtime.map_or((0, NO_MTIME), |m| (m.secs, m.nanos));
+        self.entries.push(PackedEntry {
+            // At most PACKED_AT_MOST bytes of names.
+            name_end: u32::try_from(self.names.len()).unwrap_or(u32::MAX),
+            top: u32::try_from(top).unwrap_or(u32::MAX),
+            size: s.size,
+            mtime_secs,
+            mtime_nanos,
+            attrs: s.attrs,
+            inside,
+        });
+    }
+
+    /// What it takes, about.
+    fn bytes(&self) -> usize {
+        self.names.len() + self.entries.len() * std::mem::size_of::<PackedEntry>()
+    }
+
+    /// Entry `i`, as the walk gave it.
+    fn source(&self, spec: &Spec, i: usize) -> Option<Source> {
+        let e = self.entries.get(i)?;
+        let start = match i {
+            0 => 0,
+            _ => self.entries[i - 1].name_end as usize,
+        };
+        let name = self.names.get(start..e.name_end as usize)?;
+        let mut path = spec.paths.get(e.top as usize)?.clone();
+        if e.inside {
+            for c in name.split('/').skip(1) {
+                path.push(c);
+            }
+        }
+        Some(Source {
+            path,
+            name: name.to_owned(),
+            size: e.size,
+            attrs: e.attrs,
+            mtime: (e.mtime_nanos != NO_MTIME).then_some(Mtime {
+                secs: e.mtime_secs,
+                nanos: e.mtime_nanos,
+            }),
+            text: None,
+        })
+    }
+
+    fn sources<'a>(&'a self, spec: &'a Spec) -> impl Iterator<Item = Source> + 'a {
+        (0..self.entries.len()).map_while(|i| self.source(spec, i))
     }
 }
 
@@ -1082,16 +1213,11 @@ mod tests {
             put(&root, &format!("d{}/f{i:05}", i % 7), b"x");
         }
         let events = Events::default();
-        let listing = Listing::count(
-            std::slice::from_ref(&root),
-            "stdin",
-            &Exclude::default(),
-            &events,
-        )
-        .unwrap();
+        // Walked again for the batches: nothing kept, not even packed.
+        let listing = Listing::count_keeping(spec(&[&root]), &events, 0).unwrap();
         // The folder, 7 sub-folders and the files; too many to keep.
         assert_eq!((listing.entries, listing.folders), (n as u64 + 8, 8));
-        assert!(listing.kept.is_none());
+        assert!(listing.kept.is_none() && listing.packed.is_none());
         // A file appears after the count: the receiver consented to the count.
         put(&root, "d0/zz-late", b"late");
         let mut rx = events.subscribe();
@@ -1127,5 +1253,100 @@ mod tests {
         // Its 4 bytes take the place of four 1-byte files.
         assert_eq!(grew.len(), 4, "{grew:?}");
         assert!(grew.iter().all(|p| !p.ends_with("zz-late")), "{grew:?}");
+    }
+
+    /// What the command line `paths` names (standard input as "stdin").
+    fn spec(paths: &[&Path]) -> Arc<Spec> {
+        Arc::new(Spec {
+            paths: paths.iter().map(|p| p.to_path_buf()).collect(),
+            stdin_name: "stdin".into(),
+            exclude: Exclude::default(),
+        })
+    }
+
+    /// Every batch of `listing`, in order, and whether another followed.
+    fn all_batches(listing: &Listing) -> Vec<(Vec<Source>, bool)> {
+        let events = Events::default();
+        let mut batcher = listing.batches(&events);
+        let mut batches = Batches::new(listing.manifest());
+        let mut out = Vec::new();
+        while let Some((batch, more)) = batcher.next_batch(&batches).unwrap() {
+            let entries: Vec<OfferEntry> = batch.iter().map(|s| s.entry(true)).collect();
+            batches.admit(&entries).unwrap();
+            out.push((batch.to_vec(), more));
+        }
+        out
+    }
+
+    #[test]
+    fn a_large_send_kept_packed_gives_what_a_second_walk_would() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tree, other) = (dir.path().join("tree"), dir.path().join("other"));
+        let n = BATCH_ENTRIES + 300;
+        for i in 0..n {
+            put(
+                &tree,
+                &format!("a{}/b{}/f{i:05}", i % 3, i % 5),
+                &vec![b'x'; i % 17],
+            );
+        }
+        put(&tree, "a0/run.sh", b"#!/bin/sh\n");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let run = tree.join("a0/run.sh");
+            std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        put(&other, "x/y/z.txt", b"zzz");
+        let single = dir.path().join("single.bin");
+        std::fs::write(&single, b"one file on its own").unwrap();
+        let paths = [tree.as_path(), single.as_path(), other.as_path()];
+        let events = Events::default();
+        let packed = Listing::count_keeping(spec(&paths), &events, PACKED_AT_MOST).unwrap();
+        let walked = Listing::count_keeping(spec(&paths), &events, 0).unwrap();
+        assert!(packed.packed.is_some() && packed.kept.is_none());
+        assert!(packed.walks_again() == false && walked.walks_again());
+        assert_eq!(packed.manifest(), walked.manifest());
+        let (from_memory, from_walk) = (all_batches(&packed), all_batches(&walked));
+        assert_eq!(from_memory.len(), 2);
+        assert_eq!(from_memory, from_walk);
+        // Paths, names, sizes, modes and times as walked, in the same order.
+        let sources: Vec<Source> = from_memory.into_iter().flat_map(|(b, _)| b).collect();
+        assert_eq!(sources.len() as u64, packed.entries);
+        let run = sources.iter().find(|s| s.name == "tree/a0/run.sh").unwrap();
+        assert_eq!(run.path, tree.join("a0").join("run.sh"));
+        #[cfg(unix)]
+        assert_eq!(run.attrs, ATTR_EXEC);
+        let one = sources.iter().find(|s| s.name == "single.bin").unwrap();
+        assert_eq!((one.path.as_path(), one.size), (single.as_path(), 19));
+        let z = sources
+            .iter()
+            .find(|s| s.name == "other/x/y/z.txt")
+            .unwrap();
+        assert_eq!(z.path, other.join("x").join("y").join("z.txt"));
+        assert!(z.mtime.is_some());
+        // An older receiver's one offer: the same list.
+        assert_eq!(&*packed.all(usize::MAX, "").unwrap(), &sources[..]);
+    }
+
+    #[test]
+    fn a_send_too_large_to_pack_walks_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = dir.path().join("tree");
+        for i in 0..BATCH_ENTRIES + 1 {
+            put(&tree, &format!("f{i:05}"), b"");
+        }
+        let events = Events::default();
+        // Room for the first batch's worth, not for one more entry.
+        let room = BATCH_ENTRIES * (std::mem::size_of::<PackedEntry>() + "tree/f00000".len());
+        let listing = Listing::count_keeping(spec(&[&tree]), &events, room).unwrap();
+        assert!(listing.walks_again());
+        assert_eq!(
+            all_batches(&listing)
+                .iter()
+                .map(|(b, _)| b.len())
+                .sum::<usize>(),
+            BATCH_ENTRIES + 2
+        );
     }
 }
