@@ -1462,7 +1462,7 @@ mod tests {
         let packed = Listing::count_keeping(spec(&paths), &events, PACKED_AT_MOST).unwrap();
         let walked = Listing::count_keeping(spec(&paths), &events, 0).unwrap();
         assert!(packed.packed.is_some() && packed.kept.is_none());
-        assert!(packed.walks_again() == false && walked.walks_again());
+        assert!(!packed.walks_again() && walked.walks_again());
         assert_eq!(packed.manifest(), walked.manifest());
         let (from_memory, from_walk) = (all_batches(&packed), all_batches(&walked));
         assert_eq!(from_memory.len(), 2);
