@@ -25,31 +25,51 @@ pub const STOPPED_READING: &str = "the peer stopped reading what we send";
 /// Read buffer per connection: small records (handshake, offers, small files)
 /// come in a few reads; a large record's body bypasses it (no extra copy).
 const READ_BUFFER: usize = 64 * 1024;
-/// Buffers a pool keeps for reuse.
+/// Large buffers a pool keeps for reuse (a record's megabyte each at most).
 const POOL_KEEP: usize = 16;
+/// Small buffers a pool keeps besides: the frames of small files and
+/// FileEnds, a pipeline's worth of them in flight, each at most
+/// [`SMALL_BUFFER`] (so at most 4 MiB kept, a few hundred KiB in practice).
+const POOL_KEEP_SMALL: usize = 256;
+/// A buffer no larger than this is small.
+const SMALL_BUFFER: usize = 16 * 1024;
 
 /// Record buffers for reuse, so that the data path neither allocates nor
-/// zero-fills a megabyte per record. Shared between a pipeline's stages.
+/// zero-fills a megabyte per record, nor allocates per small file. Shared
+/// between a pipeline's stages.
 #[derive(Debug, Clone, Default)]
-pub struct BufPool(std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>);
+pub struct BufPool(std::sync::Arc<std::sync::Mutex<Pooled>>);
+
+/// The buffers a [`BufPool`] holds.
+#[derive(Debug, Default)]
+struct Pooled {
+    large: Vec<Vec<u8>>,
+    small: Vec<Vec<u8>>,
+}
 
 impl BufPool {
-    /// A buffer from the pool (its length is whatever it was; callers resize).
+    /// A buffer from the pool, a large one first (its length is whatever it
+    /// was; callers resize).
     #[must_use]
     pub fn get(&self) -> Vec<u8> {
         self.0
             .lock()
             .ok()
-            .and_then(|mut v| v.pop())
+            .and_then(|mut p| p.large.pop().or_else(|| p.small.pop()))
             .unwrap_or_default()
     }
 
-    /// Gives a buffer back (dropped if the pool is full).
+    /// Gives a buffer back (dropped if the pool has enough of its kind).
     pub fn put(&self, buf: Vec<u8>) {
-        if let Ok(mut v) = self.0.lock()
-            && v.len() < POOL_KEEP
-        {
-            v.push(buf);
+        if let Ok(mut p) = self.0.lock() {
+            let (kept, keep) = if buf.capacity() <= SMALL_BUFFER {
+                (&mut p.small, POOL_KEEP_SMALL)
+            } else {
+                (&mut p.large, POOL_KEEP)
+            };
+            if kept.len() < keep {
+                kept.push(buf);
+            }
         }
     }
 }
@@ -408,6 +428,27 @@ mod tests {
     use tokio::io::AsyncWriteExt;
 
     const IDLE: Duration = Duration::from_secs(5);
+
+    #[test]
+    fn a_pool_keeps_small_buffers_apart_and_gives_large_ones_first() {
+        let pool = BufPool::default();
+        for _ in 0..POOL_KEEP_SMALL + 10 {
+            pool.put(Vec::with_capacity(1024));
+        }
+        for _ in 0..POOL_KEEP + 3 {
+            pool.put(Vec::with_capacity(1 << 20));
+        }
+        let large: Vec<_> = (0..POOL_KEEP).map(|_| pool.get()).collect();
+        assert!(large.iter().all(|b| b.capacity() >= 1 << 20));
+        let small: Vec<_> = (0..POOL_KEEP_SMALL).map(|_| pool.get()).collect();
+        assert!(
+            small
+                .iter()
+                .all(|b| (1024..=SMALL_BUFFER).contains(&b.capacity()))
+        );
+        // Beyond what it kept: a new, empty buffer.
+        assert_eq!(pool.get().capacity(), 0);
+    }
 
     fn frames(bodies: &[&[u8]]) -> Vec<u8> {
         let mut out = Vec::new();

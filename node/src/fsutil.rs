@@ -43,6 +43,16 @@ pub const PARTIAL_SUFFIX: &str = ".lspart";
 /// How many alternative names are tried before giving up.
 pub const MAX_NAME_ATTEMPTS: u32 = 1000;
 
+/// `parent/name` in one allocation (`Path::join` takes two: a copy of
+/// `parent`, then a larger one for the name), for paths made per file.
+#[must_use]
+pub fn joined(parent: &Path, name: &str) -> PathBuf {
+    let mut path = PathBuf::with_capacity(parent.as_os_str().len() + 1 + name.len());
+    path.push(parent);
+    path.push(name);
+    path
+}
+
 /// Creates the directories `components` under `dest_root`, one at a time, and
 /// returns the last one (`dest_root` itself when `components` is empty).
 ///
@@ -333,7 +343,7 @@ fn place_unnamed(
             &numbered
         };
         match unnamed::link(file, folder, parent, candidate)? {
-            unnamed::Linked::Placed => return Ok(parent.join(candidate)),
+            unnamed::Linked::Placed => return Ok(joined(parent, candidate)),
             unnamed::Linked::Taken => {}
             unnamed::Linked::Unsupported => {
                 let partial = unnamed::copy_to_named(file, parent, file_name)?;

@@ -145,8 +145,8 @@ struct Planned {
     parent: Arc<Path>,
     file_name: String,
     size: u64,
-    /// Name of its resumable partial file in `parent`.
-    partial_name: String,
+    /// The key of its resumable partial file in `parent` ([`Planned::partial_name`]).
+    partial_key: resumable::PartialKey,
     /// Make it executable.
     exec: bool,
     /// A stream of unknown size (`size` is 0).
@@ -158,6 +158,13 @@ struct Planned {
     /// It replaces a file of its name (`--on-collision overwrite` or
     /// `skip-identical`), rather than taking a free name.
     replace: bool,
+}
+
+impl Planned {
+    /// The name of its resumable partial file in `parent`.
+    fn partial_name(&self) -> String {
+        resumable::partial_name(&self.file_name, &self.partial_key)
+    }
 }
 
 /// A prefix held from an earlier transfer, offered to the sender in the
@@ -1106,7 +1113,7 @@ async fn prepare(
                 name: if copy {
                     p.file_name.clone()
                 } else {
-                    p.partial_name.clone()
+                    p.partial_name()
                 },
                 size: p.size,
                 held: holding.lens[i],
@@ -1152,7 +1159,7 @@ fn place_files(
     who: &str,
 ) -> std::result::Result<Vec<Planned>, (Status, String)> {
     let mut planned = Vec::with_capacity(plan.len());
-    let mut parents: HashMap<Vec<&str>, Arc<Path>> = HashMap::new();
+    let mut parents: HashMap<&str, Arc<Path>> = HashMap::new();
     let destination: Arc<Path> = Arc::from(shared.dir.as_path());
     // Two entries of one offer with the same path never replace each other:
     // only the first may replace what was there before.
@@ -1161,17 +1168,18 @@ fn place_files(
         index,
         dirs,
         file_name,
-        partial_name,
+        partial_key,
         entry: e,
     } in plan
     {
         let parent = if shared.destination == Destination::Stdout {
             // Nothing is written to the folder.
             destination.clone()
-        } else if let Some(parent) = parents.get(&dirs) {
+        } else if let Some(parent) = parents.get(dirs) {
             parent.clone()
         } else {
-            match fsutil::prepare_parent(&shared.dir, &dirs) {
+            let components: Vec<&str> = dirs.split('/').filter(|d| !d.is_empty()).collect();
+            match fsutil::prepare_parent(&shared.dir, &components) {
                 Ok(p) => {
                     let p: Arc<Path> = Arc::from(p);
                     parents.insert(dirs, p.clone());
@@ -1197,7 +1205,7 @@ fn place_files(
             parent,
             file_name,
             size: e.size,
-            partial_name,
+            partial_key,
             exec: e.is_exec(),
             stream: e.is_stream(),
             text: e.is_text(),

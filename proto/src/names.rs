@@ -157,6 +157,17 @@ fn show(component: &str) -> String {
 /// # Errors
 /// A [`NameError`] describing the first problem found.
 pub fn validate_wire_path(path: &str) -> Result<Vec<&str>, NameError> {
+    check_wire_path(path)?;
+    Ok(path.split('/').collect())
+}
+
+/// [`validate_wire_path`] without the list of components: `Ok` when every
+/// component passes (then `path.split('/')` gives them, and
+/// `path.rsplit_once('/')` the folders and the file name).
+///
+/// # Errors
+/// A [`NameError`] describing the first problem found.
+pub fn check_wire_path(path: &str) -> Result<(), NameError> {
     if path.is_empty() {
         return Err(NameError::Empty);
     }
@@ -170,12 +181,10 @@ pub fn validate_wire_path(path: &str) -> Result<Vec<&str>, NameError> {
     if depth > MAX_DEPTH {
         return Err(NameError::TooDeep { depth });
     }
-    let mut components = Vec::with_capacity(depth);
     for (index, component) in path.split('/').enumerate() {
         validate_component(component, index)?;
-        components.push(component);
     }
-    Ok(components)
+    Ok(())
 }
 
 /// Checks one component; `index` is its position in the path.

@@ -49,28 +49,57 @@ pub fn hashing_time(bytes: u64) -> std::time::Duration {
     std::time::Duration::from_secs(bytes / SLOWEST_HASHING)
 }
 
-/// The key of a resumable partial: who sends which file of which size.
+/// The key of a resumable partial: who sends which file of which size, as
+/// [`KEY_HEX`] hex digits (kept without an allocation: every file of an
+/// offer has one, and most never need their partial's name).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PartialKey([u8; KEY_HEX]);
+
+impl PartialKey {
+    /// The hex digits.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        // Hex digits only: always UTF-8.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Display for PartialKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The key of the partial of `wire_path`, `size` bytes, from `sender`.
 #[must_use]
-pub fn partial_key(sender: &[u8; 16], wire_path: &str, size: u64) -> String {
+pub fn partial_key(sender: &[u8; 16], wire_path: &str, size: u64) -> PartialKey {
     let mut h = blake3::Hasher::new();
     h.update(b"localstream partial v1\0");
     h.update(sender);
     h.update(&(wire_path.len() as u64).to_le_bytes());
     h.update(wire_path.as_bytes());
     h.update(&size.to_le_bytes());
-    h.finalize().to_hex()[..KEY_HEX].to_owned()
+    let mut key = [0; KEY_HEX];
+    key.copy_from_slice(&h.finalize().to_hex().as_bytes()[..KEY_HEX]);
+    PartialKey(key)
 }
 
 /// The partial's file name: `<file name>.<key>.lspart`, the file name cut (on
 /// a character boundary) so that the whole stays within 255 bytes.
 #[must_use]
-pub fn partial_name(file_name: &str, key: &str) -> String {
+pub fn partial_name(file_name: &str, key: &PartialKey) -> String {
+    let key = key.as_str();
     let room = NAME_MAX - (key.len() + 1 + PARTIAL_SUFFIX.len());
     let mut end = file_name.len().min(room);
     while !file_name.is_char_boundary(end) {
         end -= 1;
     }
-    format!("{}.{key}{PARTIAL_SUFFIX}", &file_name[..end])
+    let mut name = String::with_capacity(end + 1 + key.len() + PARTIAL_SUFFIX.len());
+    name.push_str(&file_name[..end]);
+    name.push('.');
+    name.push_str(key);
+    name.push_str(PARTIAL_SUFFIX);
+    name
 }
 
 /// Bytes held in the partial `name` in `parent`, if it is a plain file
@@ -394,7 +423,7 @@ mod tests {
     #[test]
     fn names_stay_within_name_max_and_keys_differ() {
         let key = partial_key(&[1; 16], "a/b.txt", 10);
-        assert_eq!(key.len(), KEY_HEX);
+        assert_eq!(key.as_str().len(), KEY_HEX);
         assert_ne!(key, partial_key(&[2; 16], "a/b.txt", 10));
         assert_ne!(key, partial_key(&[1; 16], "a/c.txt", 10));
         assert_ne!(key, partial_key(&[1; 16], "a/b.txt", 11));

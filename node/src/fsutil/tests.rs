@@ -10,6 +10,19 @@ fn tmp() -> tempfile::TempDir {
 }
 
 #[test]
+fn joined_is_path_join() {
+    for (parent, name) in [
+        ("/a/b", "c.txt"),
+        ("/a/b/", "c"),
+        ("rel", "x y"),
+        ("/", "f"),
+    ] {
+        let p = Path::new(parent);
+        assert_eq!(joined(p, name), p.join(name));
+    }
+}
+
+#[test]
 fn numbered_names() {
     assert_eq!(numbered_name("report.pdf", 1), "report (1).pdf");
     assert_eq!(numbered_name(".bashrc", 1), ".bashrc (1)");

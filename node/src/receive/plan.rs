@@ -8,7 +8,7 @@ use std::io::ErrorKind;
 use std::path::Path;
 
 use localstream_proto::Status;
-use localstream_proto::names::{escape_for_terminal, validate_wire_path};
+use localstream_proto::names::{check_wire_path, escape_for_terminal};
 use localstream_proto::transfer::OfferEntry;
 
 use crate::fsutil;
@@ -63,13 +63,11 @@ pub(super) fn check(
     };
     // The folders (below `dir`) of the last file whose folder was found
     // missing: the files of a new tree come folder by folder.
-    let mut absent: Option<Vec<&str>> = None;
+    let mut absent: Option<&str> = None;
     for e in entries {
-        let components = validate_wire_path(&e.path)
+        check_wire_path(&e.path)
             .map_err(|err| (Status::InvalidName, format!("refused file name: {err}")))?;
-        let Some((file_name, dirs)) = components.split_last() else {
-            return Err((Status::InvalidName, "empty file name".into()));
-        };
+        let (dirs, file_name) = split_wire_path(&e.path);
         if base + e.path.len() + PATH_GROWTH > MAX_FULL_PATH {
             return Err((
                 Status::InvalidName,
@@ -98,16 +96,20 @@ pub(super) fn check(
         checked.files += 1;
         let (held, copy) = if to_stdout || e.is_stream() || e.is_text() {
             (0, false)
-        } else if absent.as_deref() == Some(dirs) {
+        } else if absent == Some(dirs) {
             // A folder that is not there holds no partial and no copy.
             (0, false)
         } else {
-            let parent = dirs.iter().fold(dir.to_owned(), |p, d| p.join(d));
+            let parent = if dirs.is_empty() {
+                dir.to_owned()
+            } else {
+                dir.join(dirs)
+            };
             if !dirs.is_empty()
                 && std::fs::metadata(&parent).is_err_and(|e| e.kind() == ErrorKind::NotFound)
             {
                 // One look per new folder, not one per file in it.
-                absent = Some(dirs.to_vec());
+                absent = Some(dirs);
                 checked.held_lens.push(0);
                 checked.copies.push(false);
                 continue;
@@ -131,17 +133,24 @@ pub(super) fn check(
     Ok(checked)
 }
 
+/// A checked wire path's folders (`/`-separated, empty for none) and its
+/// file name.
+fn split_wire_path(path: &str) -> (&str, &str) {
+    path.rsplit_once('/').unwrap_or(("", path))
+}
+
 /// One file to receive.
 #[derive(Debug)]
 pub(super) struct FileLayout<'a> {
     /// Its index in the offer.
     pub index: u32,
-    /// Its folders below the destination (slices of the entry's path).
-    pub dirs: Vec<&'a str>,
+    /// Its folders below the destination, `/`-separated (a slice of the
+    /// entry's path; empty: the destination itself).
+    pub dirs: &'a str,
     /// Its name.
     pub file_name: String,
-    /// Its resumable partial's name.
-    pub partial_name: String,
+    /// The key of its resumable partial (its name is made only when needed).
+    pub partial_key: resumable::PartialKey,
     /// The offered entry.
     pub entry: &'a OfferEntry,
 }
@@ -157,24 +166,19 @@ pub(super) fn plan<'a>(
     let mut folders = Vec::new();
     for (i, e) in entries.iter().enumerate() {
         // Checked before consent: every name is valid.
-        let Ok(components) = validate_wire_path(&e.path) else {
-            continue;
-        };
-        if e.is_dir() {
-            folders.push(components.iter().map(|s| (*s).to_owned()).collect());
+        if check_wire_path(&e.path).is_err() {
             continue;
         }
-        let Some((file_name, dirs)) = components.split_last() else {
+        if e.is_dir() {
+            folders.push(e.path.split('/').map(str::to_owned).collect());
             continue;
-        };
+        }
+        let (dirs, file_name) = split_wire_path(&e.path);
         files.push(FileLayout {
             index: i as u32,
-            dirs: dirs.to_vec(),
-            file_name: (*file_name).to_owned(),
-            partial_name: resumable::partial_name(
-                file_name,
-                &resumable::partial_key(sender, &e.path, e.size),
-            ),
+            dirs,
+            file_name: file_name.to_owned(),
+            partial_key: resumable::partial_key(sender, &e.path, e.size),
             entry: e,
         });
     }
@@ -197,7 +201,7 @@ mod tests {
             .map(|i| format!("{i:02}{}", "d".repeat(61)))
             .collect();
         let path = format!("{}/f", long.join("/"));
-        assert!(validate_wire_path(&path).is_ok());
+        assert!(check_wire_path(&path).is_ok());
         let entries = [OfferEntry::file(path, 1)];
         let (status, message) =
             check(&entries, &dir, &[0; 16], false, OnCollision::Rename).unwrap_err();
@@ -231,9 +235,12 @@ mod tests {
         let (files, folders) = plan(&entries, &[1; 16]);
         assert_eq!(folders, vec![vec!["a".to_owned()]]);
         assert_eq!(files.len(), 2);
-        assert_eq!((files[0].index, files[0].dirs.clone()), (1, vec!["a"]));
-        assert_eq!(files[1].file_name, "y.txt");
-        assert!(files[1].partial_name.ends_with(fsutil::PARTIAL_SUFFIX));
+        assert_eq!((files[0].index, files[0].dirs), (1, "a"));
+        assert_eq!((files[1].dirs, files[1].file_name.as_str()), ("", "y.txt"));
+        assert_eq!(
+            resumable::partial_name(&files[1].file_name, &files[1].partial_key),
+            resumable::partial_name("y.txt", &resumable::partial_key(&[1; 16], "y.txt", 4))
+        );
     }
 
     #[test]

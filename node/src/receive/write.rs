@@ -756,14 +756,20 @@ fn open_partial(
 ) -> std::io::Result<(Partial, File)> {
     if *unnamed && !p.stream && !p.replace && fsutil::CommitGroup::wants(p.size) {
         match fsutil::unnamed::create(folder, &p.parent)? {
-            Some(file) => return Ok((Partial::Unnamed(p.parent.join(&p.file_name)), file)),
+            Some(file) => {
+                return Ok((
+                    Partial::Unnamed(fsutil::joined(&p.parent, &p.file_name)),
+                    file,
+                ));
+            }
             None => *unnamed = false,
         }
     }
-    if let Some(r) = resumable::create_resumable(&p.parent, &p.partial_name)? {
+    let partial_name = p.partial_name();
+    if let Some(r) = resumable::create_resumable(&p.parent, &partial_name)? {
         return Ok((Partial::Named(r.path), r.file));
     }
-    match resumable::open_resumable(&p.parent, &p.partial_name)? {
+    match resumable::open_resumable(&p.parent, &partial_name)? {
         Some(r) => {
             if r.len > 0 {
                 r.file.set_len(0)?;
