@@ -50,7 +50,7 @@ pub fn hashing_time(bytes: u64) -> std::time::Duration {
 }
 
 /// The key of a resumable partial: who sends which file of which size, as
-/// [`KEY_HEX`] hex digits (kept without an allocation: every file of an
+/// 16 hex digits (kept without an allocation: every file of an
 /// offer has one, and most never need their partial's name).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PartialKey([u8; KEY_HEX]);
