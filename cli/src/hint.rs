@@ -2,7 +2,9 @@
 //! CLI adds how to go on (the commands to run, the flags to try).
 
 use localstream_node::Error;
-use localstream_node::error::{NotConfirmed, PortHolder, ResolveError, TransferError, TrustError};
+use localstream_node::error::{
+    NotConfirmed, PortHolder, ResolveError, StopCause, TransferError, TrustError,
+};
 use localstream_node::event::Side;
 use localstream_node::store::Trust;
 use localstream_proto::names::escape_for_terminal;
@@ -171,7 +173,10 @@ pub fn hint(e: &Error) -> Option<String> {
         // Each skipped path had its own line.
         Error::Transfer(TransferError::Unreadable { .. }) => Some(" (see above)".into()),
         // The receiver keeps what it has: the same send resumes.
-        Error::Transfer(TransferError::Stopped(s)) if s.side == Side::Send => {
+        // A refused batch would be refused again (and what came before it is there).
+        Error::Transfer(TransferError::Stopped(s))
+            if s.side == Side::Send && s.cause != StopCause::Refused =>
+        {
             Some("; run the same command to resume (or add --retry)".into())
         }
         _ => None,

@@ -420,6 +420,9 @@ pub enum StopCause {
     Silent,
     /// The other node stopped the transfer and said why (an alert).
     Ended,
+    /// The receiver refused a later batch of a large send (its own checks:
+    /// names, disk space, folders); the batches before it were delivered.
+    Refused,
 }
 
 /// A transfer that stopped in the middle, seen from one side. Bytes are
@@ -480,16 +483,33 @@ impl std::fmt::Display for Stopped {
                             self.reason
                         )
                     }
+                    StopCause::Refused => write!(
+                        f,
+                        "{peer} refused the rest of the transfer at {at}, after {}: {}",
+                        crate::units::plural(self.files, "file"),
+                        self.reason
+                    ),
                 }
             }
             Side::Receive => {
+                if self.cause == StopCause::Refused {
+                    // Nothing is in progress, and the same send would be refused again.
+                    return write!(
+                        f,
+                        "refused the rest of the transfer from {peer}, after {} saved: {}",
+                        crate::units::plural(self.files, "file"),
+                        self.reason
+                    );
+                }
                 match self.cause {
                     StopCause::Interrupted => write!(f, "stopped receiving{during} from {peer}"),
                     StopCause::Lost => write!(f, "{peer} disconnected{during}"),
                     StopCause::Silent => {
                         write!(f, "{peer} stopped sending{during} ({})", self.reason)
                     }
-                    StopCause::Ended => write!(f, "{peer} stopped{during}: {}", self.reason),
+                    StopCause::Ended | StopCause::Refused => {
+                        write!(f, "{peer} stopped{during}: {}", self.reason)
+                    }
                 }?;
                 if self.file.is_some() {
                     write!(f, "; {} kept", crate::units::human_bytes(self.kept))?;
@@ -580,7 +600,8 @@ fn skipped_paths(sent: usize, unreadable: usize, names: usize) -> String {
     format!("sent {sent} {files}; skipped {}", why.join(" and "))
 }
 
-fn refusal(status: Status, message: &str) -> String {
+/// A refusal's message as shown (its status's description when it has none).
+pub(crate) fn refusal(status: Status, message: &str) -> String {
     if message.is_empty() {
         status.description().to_owned()
     } else {

@@ -388,7 +388,20 @@ impl Tally {
                     | localstream_proto::Status::Cancelled,
                 ..
             }) => StopCause::Ended,
+            // A later batch refused by the receiver's own checks: what came
+            // before it was delivered.
+            Error::Transfer(TransferError::Refused { .. }) => StopCause::Refused,
             _ => return e,
+        };
+        let reason = match &e {
+            Error::Transfer(TransferError::Refused { status, message }) => {
+                format!(
+                    "{} ({})",
+                    crate::error::refusal(*status, message),
+                    status.code()
+                )
+            }
+            e => e.to_string(),
         };
         let f = self.figures();
         let (file, kept) = self.current().map_or((None, 0), |(n, k)| (Some(n), k));
@@ -397,7 +410,7 @@ impl Tally {
             side,
             peer: peer.to_owned(),
             cause,
-            reason: e.to_string(),
+            reason,
             file,
             kept,
             bytes: f.bytes,
@@ -629,10 +642,11 @@ pub fn outcome(err: Option<&Error>, all_delivered: bool) -> (Outcome, String) {
         ),
         Some(Error::Interrupted) => (Outcome::Interrupted, "interrupted".into()),
         Some(e @ Error::Transfer(TransferError::Stopped(s))) => {
-            let outcome = if s.cause == crate::error::StopCause::Interrupted {
-                Outcome::Interrupted
-            } else {
-                Outcome::Failed
+            let outcome = match s.cause {
+                crate::error::StopCause::Interrupted => Outcome::Interrupted,
+                // Batches were delivered before the refusal.
+                crate::error::StopCause::Refused => Outcome::Incomplete,
+                _ => Outcome::Failed,
             };
             (outcome, e.to_string())
         }

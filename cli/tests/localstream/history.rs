@@ -483,3 +483,67 @@ fn listen_json_reports_a_cut_transfer_with_its_figures() {
     let received = ended_sessions(&p.receiver, 1);
     assert_eq!(received[0]["bytes"].as_u64(), Some(kept));
 }
+
+/// A large send whose second batch the receiver refuses (here a path that
+/// fits below the sender's folder but not below the receiver's, which is
+/// much deeper): the first batch was delivered and stays; both sides say
+/// that the rest was refused after how many files, and record the session
+/// as incomplete with those files, not as refused. No "run the same command
+/// to resume": it would be refused again.
+#[cfg(unix)]
+#[test]
+fn a_later_batch_the_receiver_refuses_ends_the_send_with_what_was_delivered() {
+    let p = Pair::new();
+    let root = p.sender.dir("out").join("tree");
+    for i in 0..8_300 {
+        let sub = root.join(format!("d{:02}", i % 20));
+        std::fs::create_dir_all(&sub).unwrap();
+        std::fs::write(sub.join(format!("f{i:05}")), random_bytes(i, 8)).unwrap();
+    }
+    // Walked last, in the second batch: 2,856 bytes of folders.
+    let deep: PathBuf = (0..14)
+        .map(|i| format!("{}{i:02}", "z".repeat(200)))
+        .collect();
+    let far = root.join("zz").join(&deep);
+    std::fs::create_dir_all(&far).unwrap();
+    std::fs::write(far.join("last.txt"), b"far").unwrap();
+    // The receiver's folder is 1,500 bytes deeper than its inbox.
+    let inbox: PathBuf = std::iter::once(p.inbox.clone())
+        .chain((0..6).map(|i| PathBuf::from(format!("{}{i}", "i".repeat(249)))))
+        .collect();
+    std::fs::create_dir_all(&inbox).unwrap();
+    let l = p.receiver.listen(&inbox, &["--yes"]);
+
+    let out = common::run(&mut p.sender.send_cmd(l.port, &[&root]));
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    // What arrived: the first batch's files, under their names.
+    let got = inbox.join("tree");
+    let saved: usize = (0..20)
+        .map(|i| names_in(&got.join(format!("d{i:02}"))).len())
+        .sum();
+    assert!((8_000..8_300).contains(&saved), "{saved} files saved");
+    assert!(!got.join("zz").exists());
+    let line = error_line(&stderr);
+    assert!(
+        line.starts_with("localstream: receiver refused the rest of the transfer at "),
+        "{line}"
+    );
+    let after = format!(", after {saved} files: refused file name: tree/zz/zzzz");
+    assert!(line.contains(&after), "{after:?} in {line}");
+    assert!(
+        line.ends_with("the path would be longer than the receiver's limit of 4095 bytes (422)"),
+        "{line}"
+    );
+    assert!(!line.contains("resume"), "{line}");
+    eprintln!("sender said: {line}");
+
+    let said = format!("refused the rest of the transfer from sender, after {saved} files saved: ");
+    l.wait_stderr(&said);
+    for (side, node) in [("sender", &p.sender), ("receiver", &p.receiver)] {
+        let s = &ended_sessions(node, 1)[0];
+        assert_eq!(s["outcome"], "incomplete", "{side}: {s:#}");
+        assert_eq!(s["files"], saved, "{side}: {s:#}");
+        assert_eq!(s["bytes"], 8 * saved, "{side}: {s:#}");
+    }
+}
