@@ -374,7 +374,7 @@ pub enum TransferError {
     /// Everything offered arrived verified, but paths inside the folders
     /// sent could not be read and were left out (each was reported with
     /// [`crate::event::Event::Skipped`]).
-    #[error("{}", skipped_paths(*sent, *skipped, *names))]
+    #[error("{}", skipped_paths(*sent, *skipped, *names, *changed))]
     Unreadable {
         /// Files that arrived (folders not counted).
         sent: usize,
@@ -382,6 +382,10 @@ pub enum TransferError {
         skipped: usize,
         /// Paths left out because their names cannot be sent.
         names: usize,
+        /// Paths left out because they changed after they were counted: gone,
+        /// or more than the receiver accepted (each was reported with
+        /// [`crate::event::Event::Skipped`]).
+        changed: usize,
     },
     /// Everything was sent, but the receiver's verdict never came.
     #[error(
@@ -583,7 +587,7 @@ fn not_found(
 }
 
 /// `sent 4 files; skipped 1 unreadable and 2 whose names cannot be sent`.
-fn skipped_paths(sent: usize, unreadable: usize, names: usize) -> String {
+fn skipped_paths(sent: usize, unreadable: usize, names: usize, changed: usize) -> String {
     let files = if sent == 1 { "file" } else { "files" };
     let mut why = Vec::new();
     if unreadable > 0 {
@@ -596,6 +600,11 @@ fn skipped_paths(sent: usize, unreadable: usize, names: usize) -> String {
             "whose names cannot"
         };
         why.push(format!("{names} {whose} be sent"));
+    }
+    if changed > 0 {
+        why.push(format!(
+            "{changed} that appeared or vanished after the count"
+        ));
     }
     format!("sent {sent} {files}; skipped {}", why.join(" and "))
 }

@@ -3,6 +3,8 @@
 
 use super::*;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use crate::event::Skipped;
 use crate::exclude::Exclude;
 
@@ -30,6 +32,7 @@ impl Listed {
             sent: offered.iter().filter(|s| !s.is_dir()).count(),
             skipped: self.unreadable,
             names: self.names,
+            changed: 0,
         }))
     }
 }
@@ -152,6 +155,9 @@ pub(crate) struct Listing {
     /// Every source of a larger send, packed, when they fit in
     /// [`PACKED_AT_MOST`] bytes (else the batches walk again).
     packed: Option<Arc<Packed>>,
+    /// Paths the last [`Listing::batches`] left out because they changed
+    /// since the count: appeared (past what the Manifest announced) or gone.
+    changed: Arc<AtomicUsize>,
 }
 
 /// A send of at most this many entries is kept in memory from the count on
@@ -243,6 +249,7 @@ impl Listing {
             names: walk.names,
             kept: kept.map(|(list, _)| list.into()),
             packed: packed.map(Arc::new),
+            changed: Arc::default(),
         })
     }
 
@@ -261,6 +268,7 @@ impl Listing {
             names: 0,
             kept: Some(vec![Source::text(text)].into()),
             packed: None,
+            changed: Arc::default(),
         }
     }
 
@@ -310,8 +318,10 @@ impl Listing {
 
     /// The sources batch by batch, listed again as they are needed (or
     /// from memory for a small send); `events` hears about what vanished
-    /// or appeared since the count.
+    /// or appeared since the count (and counts them for [`Listing::verdict`]:
+    /// this attempt's, not an earlier one's).
     pub(crate) fn batches(&self, events: &Events) -> Batcher {
+        self.changed.store(0, Ordering::Relaxed);
         let iter = match (&self.kept, &self.packed) {
             (Some(kept), _) => Lister::Kept(kept.clone(), 0),
             (None, Some(packed)) => Lister::Packed(packed.clone(), self.spec.clone(), 0),
@@ -324,20 +334,24 @@ impl Listing {
             iter,
             peeked: None,
             events: events.here(),
+            grew: 0,
+            changed: self.changed.clone(),
         }
     }
 
     /// The send's result once everything offered arrived verified
     /// (`sent`): an error when paths were left out because they could not
-    /// be read or their names cannot be sent.
+    /// be read, their names cannot be sent, or they changed after the count.
     pub(crate) fn verdict(&self, sent: Sent) -> Result<Sent> {
-        if self.unreadable == 0 && self.names == 0 {
+        let changed = self.changed.load(Ordering::Relaxed);
+        if self.unreadable == 0 && self.names == 0 && changed == 0 {
             return Ok(sent);
         }
         Err(Error::Transfer(TransferError::Unreadable {
-            sent: (self.entries - self.folders) as usize,
+            sent: sent.delivered,
             skipped: self.unreadable,
             names: self.names,
+            changed,
         }))
     }
 }
@@ -457,6 +471,10 @@ pub(crate) struct Batcher {
     iter: Lister,
     peeked: Option<Source>,
     events: Events,
+    /// Entries left out past the Manifest ([`Skip::Grew`]).
+    grew: usize,
+    /// Where the Listing learns of those and of what vanished since the count.
+    changed: Arc<AtomicUsize>,
 }
 
 impl Batcher {
@@ -498,6 +516,7 @@ impl Batcher {
             batch.push(source);
         }
         if batch.is_empty() {
+            self.note_changed();
             return Ok(None);
         }
         // Another batch follows only if something that still fits is left:
@@ -514,11 +533,22 @@ impl Batcher {
                 self.grew(source);
             }
         }
+        self.note_changed();
         Ok(Some((batch.into(), self.peeked.is_some())))
     }
 
+    /// Tells the Listing how many paths changed since the count, so far.
+    fn note_changed(&self) {
+        let vanished = match &self.iter {
+            Lister::Walk(walk) => walk.unreadable,
+            _ => 0,
+        };
+        self.changed.store(self.grew + vanished, Ordering::Relaxed);
+    }
+
     /// Leaves out what appeared (or grew) since the count, and says so.
-    fn grew(&self, source: Source) {
+    fn grew(&mut self, source: Source) {
+        self.grew += 1;
         let folder = source.is_dir();
         self.events.emit(Event::Skipped(Skipped {
             path: source.path,
@@ -1410,6 +1440,27 @@ mod tests {
         // Its 4 bytes take the place of four 1-byte files.
         assert_eq!(grew.len(), 4, "{grew:?}");
         assert!(grew.iter().all(|p| !p.ends_with("zz-late")), "{grew:?}");
+        // Everything offered arrived, yet the send did not send them all.
+        let files = names.len() - 8;
+        let delivered = Sent {
+            delivered: files,
+            offered: files,
+            bytes: 0,
+        };
+        let err = listing.verdict(delivered).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("sent {files} files; skipped 4 that appeared or vanished after the count")
+        );
+        // Another attempt counts its own.
+        let mut again = listing.batches(&events);
+        assert!(listing.verdict(sent()).is_ok());
+        let mut limits = Batches::new(listing.manifest());
+        while let Some((batch, _)) = again.next_batch(&limits).unwrap() {
+            let entries: Vec<OfferEntry> = batch.iter().map(|s| s.entry(true)).collect();
+            limits.admit(&entries).unwrap();
+        }
+        assert!(listing.verdict(sent()).is_err());
     }
 
     /// What the command line `paths` names (standard input as "stdin").
