@@ -181,6 +181,7 @@ pub fn offer_question(peer: &PeerLabel, o: Offered<'_>) -> String {
         bytes,
         entries,
         executables,
+        executables_among,
         code,
         abandoned,
         localsend,
@@ -237,8 +238,14 @@ pub fn offer_question(peer: &PeerLabel, o: Offered<'_>) -> String {
         q.push_str(&format!("\n  ... and {} more", files - PROMPT_FILES));
     }
     if executables > 0 {
+        let of = if executables_among < files {
+            // The rest of a large send is listed only after the answer.
+            format!("the first {executables_among}")
+        } else {
+            "them".to_owned()
+        };
         q.push_str(&format!(
-            "\n{executables} of them {} marked executable",
+            "\n{executables} of {of} {} marked executable",
             if executables == 1 { "is" } else { "are" }
         ));
     }
@@ -296,8 +303,11 @@ pub struct Offered<'a> {
     pub bytes: u64,
     /// The first entries.
     pub entries: &'a [EntryInfo],
-    /// How many are executable.
+    /// How many are executable among the first `executables_among` (the
+    /// first batch of a large send; all of them otherwise).
     pub executables: usize,
+    /// How many entries `executables` counts in.
+    pub executables_among: usize,
     /// The verification code.
     pub code: Option<&'a Sas>,
     /// Key exchanges abandoned lately.
@@ -368,24 +378,37 @@ mod tests {
                 modified: None,
             })
             .collect();
-        let q = offer_question(
-            &peer,
-            Offered {
-                files: 12,
-                bytes: 24576,
-                entries: &entries,
-                executables: 1,
-                code: Some(&Sas(42)),
-                abandoned: 7,
-                localsend: None,
-                text: None,
-            },
-        );
+        let o = Offered {
+            files: 12,
+            bytes: 24576,
+            entries: &entries,
+            executables: 1,
+            executables_among: 12,
+            code: Some(&Sas(42)),
+            abandoned: 7,
+            localsend: None,
+            text: None,
+        };
+        let q = offer_question(&peer, o);
         assert!(!q.contains('\x1b') && !q.contains('\x07'), "{q}");
         assert!(q.contains("wants to send 12 files (24.00 KiB)"), "{q}");
         assert!(q.contains("(2.00 KiB)  [executable]"), "{q}");
         assert!(q.contains("... and 2 more"), "{q}");
         assert!(q.contains("1 of them is marked executable"), "{q}");
+        // A large send: only its first batch is seen before the answer.
+        let large = offer_question(
+            &peer,
+            Offered {
+                files: 20_000,
+                executables: 3,
+                executables_among: 8_192,
+                ..o
+            },
+        );
+        assert!(
+            large.contains("\n3 of the first 8192 are marked executable\n"),
+            "{large}"
+        );
         assert!(q.contains("verification code 0000 0000 0042"), "{q}");
         assert!(q.contains("WARNING: 7 key exchanges were abandoned"), "{q}");
         assert!(q.ends_with("[a/t/R] "), "{q}");
@@ -406,6 +429,7 @@ mod tests {
                     bytes: entries.iter().map(|e| e.size).sum(),
                     entries,
                     executables: 0,
+                    executables_among: 0,
                     code: None,
                     abandoned: 0,
                     localsend: None,

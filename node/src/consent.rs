@@ -177,6 +177,7 @@ mod tests {
             bytes: 1,
             entries: vec![],
             executables: 0,
+            executables_among: 0,
             code: None,
             abandoned_exchanges: None,
             localsend: None,

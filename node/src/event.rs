@@ -142,10 +142,14 @@ pub enum Event {
         /// The first entries (at most [`OFFER_EVENT_ENTRIES`]); receiver only.
         #[serde(skip_serializing_if = "Vec::is_empty")]
         entries: Vec<EntryInfo>,
-        /// How many entries are marked executable (all of them, not only
-        /// the ones listed).
+        /// How many entries are marked executable among the first
+        /// `executables_among` (the first batch of a large send: the rest is
+        /// not seen before the answer; all of them otherwise).
         #[serde(skip)]
         executables: usize,
+        /// How many entries `executables` counts in.
+        #[serde(skip)]
+        executables_among: usize,
         /// The verification code; receiver only.
         #[serde(
             skip_serializing_if = "Option::is_none",

@@ -924,6 +924,7 @@ async fn decide<R: tokio::io::AsyncRead + Unpin>(
             })
             .collect(),
         executables: entries.iter().filter(|e| e.is_exec()).count(),
+        executables_among: entries.len(),
         code: Some(ctx.code),
         abandoned_exchanges: Some(ctx.abandoned.map_or(0, |n| n.count)),
         localsend: None,

@@ -290,6 +290,7 @@ pub(crate) async fn prepare(
             })
             .collect(),
         executables: 0,
+        executables_among: 0,
         code: None,
         abandoned_exchanges: None,
         localsend: Some(

@@ -92,6 +92,7 @@ pub(crate) async fn run(cx: &Context, job: &Job) -> Result<Sent> {
         bytes: total,
         entries: Vec::new(),
         executables: 0,
+        executables_among: 0,
         code: None,
         abandoned_exchanges: None,
         localsend: Some(format!("LocalSend {}", info.kind()).trim_end().to_owned()),

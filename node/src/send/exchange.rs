@@ -212,6 +212,7 @@ async fn offer(
             bytes: listing.bytes,
             entries: vec![],
             executables: 0,
+            executables_among: 0,
             code: None,
             abandoned_exchanges: None,
             localsend: None,

@@ -113,7 +113,9 @@ function fillOffer(dialog, offer) {
   $('.code-box', dialog).hidden = !offer.code;
   setText($('.offer-summary', dialog), `${plural(offer.files, 'file')}, ${formatSize(offer.bytes)}`);
   const exec = $('.offer-exec-note', dialog);
-  setText(exec, offer.executables ? `${offer.executables} marked executable` : '');
+  // A large send's first batch is all that is seen before the answer.
+  const among = offer.executables_among < offer.files ? ` of the first ${offer.executables_among}` : '';
+  setText(exec, offer.executables ? `${offer.executables}${among} marked executable` : '');
   exec.hidden = !offer.executables;
 
   const items = (offer.entries || []).map((entry) => el(
