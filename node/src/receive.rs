@@ -140,13 +140,16 @@ pub struct Sender {
 #[derive(Debug)]
 struct Planned {
     index: u32,
-    shown: String,
+    /// Its wire path (checked; shown escaped, [`Planned::shown`]).
+    path: String,
+    /// Where its file name begins in `path`.
+    name_at: usize,
     /// Its folder, shared by the files planned there.
     parent: Arc<Path>,
-    file_name: String,
     size: u64,
-    /// The key of its resumable partial file in `parent` ([`Planned::partial_name`]).
-    partial_key: resumable::PartialKey,
+    /// The sender's node id: with `path` and `size`, the key of its
+    /// resumable partial file ([`Planned::partial_name`]).
+    sender: [u8; 16],
     /// Make it executable.
     exec: bool,
     /// A stream of unknown size (`size` is 0).
@@ -161,9 +164,20 @@ struct Planned {
 }
 
 impl Planned {
+    /// Its name in `parent`.
+    fn file_name(&self) -> &str {
+        &self.path[self.name_at..]
+    }
+
+    /// Its path as a terminal may show it.
+    fn shown(&self) -> std::borrow::Cow<'_, str> {
+        localstream_proto::names::escaped_for_terminal(&self.path)
+    }
+
     /// The name of its resumable partial file in `parent`.
     fn partial_name(&self) -> String {
-        resumable::partial_name(&self.file_name, &self.partial_key)
+        let key = resumable::partial_key(&self.sender, &self.path, self.size);
+        resumable::partial_name(self.file_name(), &key)
     }
 }
 
@@ -1085,7 +1099,7 @@ async fn prepare(
     peer: &PeerIdentity,
     who: &str,
 ) -> std::result::Result<(Prepared, Vec<FileDecision>), (Status, String)> {
-    let (plan, folders) = plan::plan(entries, &peer.node_id);
+    let (plan, folders) = plan::plan(entries);
     for components in &folders {
         let components: Vec<&str> = components.iter().map(String::as_str).collect();
         if let Err(err) = fsutil::prepare_parent(&shared.dir, &components) {
@@ -1100,7 +1114,7 @@ async fn prepare(
             ));
         }
     }
-    let planned = place_files(plan, shared, who)?;
+    let planned = place_files(plan, shared, &peer.node_id, who)?;
     let candidates: Vec<Candidate> = planned
         .iter()
         .enumerate()
@@ -1112,7 +1126,7 @@ async fn prepare(
                 planned: i,
                 parent: p.parent.clone(),
                 name: if copy {
-                    p.file_name.clone()
+                    p.file_name().to_owned()
                 } else {
                     p.partial_name()
                 },
@@ -1140,7 +1154,7 @@ async fn prepare(
         };
         if !h.copy {
             shared.events.notice(Notice::Held {
-                name: planned[i].shown.clone(),
+                name: planned[i].shown().into_owned(),
                 bytes: h.partial.len,
             });
         }
@@ -1157,6 +1171,7 @@ async fn prepare(
 fn place_files(
     plan: Vec<plan::FileLayout<'_>>,
     shared: &Shared,
+    sender: &[u8; 16],
     who: &str,
 ) -> std::result::Result<Vec<Planned>, (Status, String)> {
     let mut planned = Vec::with_capacity(plan.len());
@@ -1168,8 +1183,7 @@ fn place_files(
     for plan::FileLayout {
         index,
         dirs,
-        file_name,
-        partial_key,
+        name_at,
         entry: e,
     } in plan
     {
@@ -1202,11 +1216,11 @@ fn place_files(
         };
         planned.push(Planned {
             index,
-            shown: escape_for_terminal(&e.path),
+            path: e.path.clone(),
+            name_at,
             parent,
-            file_name,
             size: e.size,
-            partial_key,
+            sender: *sender,
             exec: e.is_exec(),
             stream: e.is_stream(),
             text: e.is_text(),

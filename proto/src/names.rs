@@ -350,8 +350,15 @@ fn needs_escape(c: char) -> bool {
 /// as `résumé 日本.txt`, is unchanged.
 #[must_use]
 pub fn escape_for_terminal(s: &str) -> String {
+    escaped_for_terminal(s).into_owned()
+}
+
+/// [`escape_for_terminal`], borrowing `s` when nothing in it needs escaping
+/// (no allocation for the usual name).
+#[must_use]
+pub fn escaped_for_terminal(s: &str) -> std::borrow::Cow<'_, str> {
     if !s.chars().any(needs_escape) {
-        return s.to_owned();
+        return std::borrow::Cow::Borrowed(s);
     }
     let mut out = String::with_capacity(s.len() + 16);
     for c in s.chars() {
@@ -366,7 +373,7 @@ pub fn escape_for_terminal(s: &str) -> String {
             let _ = write!(out, "\\u{{{:04x}}}", u32::from(c));
         }
     }
-    out
+    std::borrow::Cow::Owned(out)
 }
 
 #[cfg(test)]

@@ -147,10 +147,8 @@ pub(super) struct FileLayout<'a> {
     /// Its folders below the destination, `/`-separated (a slice of the
     /// entry's path; empty: the destination itself).
     pub dirs: &'a str,
-    /// Its name.
-    pub file_name: String,
-    /// The key of its resumable partial (its name is made only when needed).
-    pub partial_key: resumable::PartialKey,
+    /// Where its name begins in the entry's path.
+    pub name_at: usize,
     /// The offered entry.
     pub entry: &'a OfferEntry,
 }
@@ -158,10 +156,7 @@ pub(super) struct FileLayout<'a> {
 /// The layout of an offer that passed [`check`]: its files, and its folders
 /// (each as its whole list of components).
 #[must_use]
-pub(super) fn plan<'a>(
-    entries: &'a [OfferEntry],
-    sender: &[u8; 16],
-) -> (Vec<FileLayout<'a>>, Vec<Vec<String>>) {
+pub(super) fn plan(entries: &[OfferEntry]) -> (Vec<FileLayout<'_>>, Vec<Vec<String>>) {
     let mut files = Vec::new();
     let mut folders = Vec::new();
     for (i, e) in entries.iter().enumerate() {
@@ -177,8 +172,7 @@ pub(super) fn plan<'a>(
         files.push(FileLayout {
             index: i as u32,
             dirs,
-            file_name: file_name.to_owned(),
-            partial_key: resumable::partial_key(sender, &e.path, e.size),
+            name_at: e.path.len() - file_name.len(),
             entry: e,
         });
     }
@@ -232,15 +226,14 @@ mod tests {
         ];
         let c = check(&entries, dir.path(), &[1; 16], false, OnCollision::Rename).unwrap();
         assert_eq!((c.files, c.folders, c.held_lens), (2, 1, vec![0, 0]));
-        let (files, folders) = plan(&entries, &[1; 16]);
+        let (files, folders) = plan(&entries);
         assert_eq!(folders, vec![vec!["a".to_owned()]]);
         assert_eq!(files.len(), 2);
-        assert_eq!((files[0].index, files[0].dirs), (1, "a"));
-        assert_eq!((files[1].dirs, files[1].file_name.as_str()), ("", "y.txt"));
         assert_eq!(
-            resumable::partial_name(&files[1].file_name, &files[1].partial_key),
-            resumable::partial_name("y.txt", &resumable::partial_key(&[1; 16], "y.txt", 4))
+            (files[0].index, files[0].dirs, files[0].name_at),
+            (1, "a", 2)
         );
+        assert_eq!((files[1].dirs, files[1].name_at), ("", 0));
     }
 
     #[test]

@@ -173,7 +173,7 @@ fn write_with<'a>(parts: Parts<'a>, committer: fsutil::Committer<'a>) -> Result<
             cur.partial.remove();
         } else if matches!(cur.partial, Partial::Named(_)) {
             // Kept for a resume.
-            tally.set_current(Some((plan[cur.plan].shown.clone(), cur.written)));
+            tally.set_current(Some((plan[cur.plan].shown().into_owned(), cur.written)));
         }
     }
     // Verified files still waiting for their group are saved even when the
@@ -337,7 +337,7 @@ impl<'a> Writer<'a> {
                 continue;
             };
             if held.copy {
-                let shown = &self.plan[planned(self.plan, verdict.index)?].shown;
+                let shown = &self.plan[planned(self.plan, verdict.index)?].shown();
                 if verdict.offset > 0 {
                     debug!(file = %shown, "the same bytes are already here");
                     continue;
@@ -353,7 +353,7 @@ impl<'a> Writer<'a> {
                 self.held.remove(&verdict.index);
                 continue;
             }
-            let shown = &self.plan[planned(self.plan, verdict.index)?].shown;
+            let shown = &self.plan[planned(self.plan, verdict.index)?].shown();
             if verdict.offset > 0 {
                 info!(file = %shown, offset = held.partial.len, "resuming");
                 continue;
@@ -461,7 +461,7 @@ impl<'a> Writer<'a> {
             },
             None => {
                 let (partial, file) = open_partial(p, &mut self.unnamed, &mut self.folder)
-                    .map_err(|e| Error::file(p.parent.join(&p.file_name), e))?;
+                    .map_err(|e| Error::file(p.parent.join(p.file_name()), e))?;
                 Current {
                     plan: idx,
                     partial,
@@ -480,9 +480,9 @@ impl<'a> Writer<'a> {
             None
         };
         if let Some(bar) = self.progress {
-            bar.start_file(&p.shown, p.size - cur.written);
+            bar.start_file(&p.shown(), p.size - cur.written);
         }
-        debug!(file = %p.shown, partial = %cur.partial.path().display(), "writing");
+        debug!(file = %p.shown(), partial = %cur.partial.path().display(), "writing");
         Ok(cur)
     }
 
@@ -506,7 +506,7 @@ impl<'a> Writer<'a> {
             // Its whole length was confirmed: the machine lets no data through.
             return Err(Error::Worker(format!(
                 "data for {}, which is already here",
-                self.plan[cur.plan].shown
+                self.plan[cur.plan].shown()
             )));
         }
         let cur = self.current.insert(cur);
@@ -571,14 +571,14 @@ impl<'a> Writer<'a> {
             return Ok(());
         }
         if let Some(t) = p.mtime {
-            fsutil::collision::set_mtime(&file, t, &p.shown);
+            fsutil::collision::set_mtime(&file, t, &p.shown());
         }
         if copy {
             // The same bytes were here already: nothing to write or move.
-            debug!(file = %p.shown, "identical to the file here: kept");
+            debug!(file = %p.shown(), "identical to the file here: kept");
             let path = partial.path().to_owned();
             if let Some(bar) = self.progress {
-                bar.file_done(&p.shown, p.size, Some(&path));
+                bar.file_done(&p.shown(), p.size, Some(&path));
             }
             self.results.push(Ok(Some(path)));
             return Ok(());
@@ -586,14 +586,14 @@ impl<'a> Writer<'a> {
         if p.exec
             && let Err(e) = make_executable(&file)
         {
-            warn!(file = %p.shown, error = %e, "cannot make it executable");
+            warn!(file = %p.shown(), error = %e, "cannot make it executable");
         }
         if !fsutil::CommitGroup::wants(p.size) {
             // Names are taken in offer order: the small files before it first.
             self.settle();
             let result = commit_one(partial, file, p);
             if let (Ok(path), Some(bar)) = (&result, self.progress) {
-                bar.file_done(&p.shown, p.size, Some(path));
+                bar.file_done(&p.shown(), p.size, Some(path));
             }
             self.results.push(result.map(Some));
             return Ok(());
@@ -601,15 +601,15 @@ impl<'a> Writer<'a> {
         let slot = self.results.len();
         let pushed = if p.replace {
             self.group
-                .push_replacing(slot, file, partial, &p.parent, &p.file_name, p.size)
+                .push_replacing(slot, file, partial, &p.parent, p.file_name(), p.size)
         } else {
             self.group
-                .push(slot, file, partial, &p.parent, &p.file_name, p.size)
+                .push(slot, file, partial, &p.parent, p.file_name(), p.size)
         };
         match pushed {
             Ok(()) => self.results.push(Err(Status::InternalError)),
             Err(e) => {
-                warn!(file = %p.shown, error = %e, "fsync failed");
+                warn!(file = %p.shown(), error = %e, "fsync failed");
                 self.results.push(Err(io_status(&e)));
             }
         }
@@ -685,14 +685,14 @@ impl<'a> Writer<'a> {
             };
             let result = match placed {
                 Ok(path) => {
-                    debug!(file = %p.shown, path = %path.display(), "saved");
+                    debug!(file = %p.shown(), path = %path.display(), "saved");
                     if let Some(bar) = self.progress {
-                        bar.file_done(&p.shown, p.size, Some(&path));
+                        bar.file_done(&p.shown(), p.size, Some(&path));
                     }
                     Ok(Some(path))
                 }
                 Err(e) => {
-                    warn!(file = %p.shown, error = %e, "cannot save the finished file");
+                    warn!(file = %p.shown(), error = %e, "cannot save the finished file");
                     Err(io_status(&e))
                 }
             };
@@ -758,7 +758,7 @@ fn open_partial(
         match fsutil::unnamed::create(folder, &p.parent)? {
             Some(file) => {
                 return Ok((
-                    Partial::Unnamed(fsutil::joined(&p.parent, &p.file_name)),
+                    Partial::Unnamed(fsutil::joined(&p.parent, p.file_name())),
                     file,
                 ));
             }
@@ -776,7 +776,7 @@ fn open_partial(
             }
             Ok((Partial::Named(r.path), r.file))
         }
-        None => fsutil::create_partial(&p.parent, &p.file_name)
+        None => fsutil::create_partial(&p.parent, p.file_name())
             .map(|(path, file)| (Partial::Named(path), file)),
     }
 }
@@ -799,9 +799,9 @@ fn verify(
     let discard = |status: Status, why: &str| {
         if copy {
             // The file here changed while it was compared: it stays as it is.
-            warn!(file = %p.shown, "{why}: the file here is kept as it is");
+            warn!(file = %p.shown(), "{why}: the file here is kept as it is");
         } else {
-            warn!(file = %p.shown, "{why}: discarded");
+            warn!(file = %p.shown(), "{why}: discarded");
             partial.remove();
         }
         Err(status)
@@ -820,7 +820,7 @@ fn verify(
 /// final name.
 fn commit_one(partial: Partial, file: File, p: &Planned) -> std::result::Result<PathBuf, Status> {
     if let Err(e) = file.sync_all() {
-        warn!(file = %p.shown, error = %e, "fsync failed");
+        warn!(file = %p.shown(), error = %e, "fsync failed");
         // What is there may not be what was written: never resumed from.
         partial.remove();
         return Err(io_status(&e));
@@ -828,20 +828,20 @@ fn commit_one(partial: Partial, file: File, p: &Planned) -> std::result::Result<
     // `file` (and with it the partial's lock) is kept until the rename is done.
     let placed = match &partial {
         Partial::Named(path) if p.replace => {
-            fsutil::commit_replacing(path, &p.parent, &p.file_name)
+            fsutil::commit_replacing(path, &p.parent, p.file_name())
         }
-        Partial::Named(path) => fsutil::commit_partial(path, &p.parent, &p.file_name),
+        Partial::Named(path) => fsutil::commit_partial(path, &p.parent, p.file_name()),
         // (Only small files of a group are unnamed, and never to replace.)
-        Partial::Unnamed(_) => fsutil::commit_unnamed(&file, &p.parent, &p.file_name),
+        Partial::Unnamed(_) => fsutil::commit_unnamed(&file, &p.parent, p.file_name()),
     };
     drop(file);
     match placed {
         Ok(path) => {
-            debug!(file = %p.shown, path = %path.display(), "saved");
+            debug!(file = %p.shown(), path = %path.display(), "saved");
             Ok(path)
         }
         Err(e) => {
-            warn!(file = %p.shown, error = %e, "cannot move the finished file into place");
+            warn!(file = %p.shown(), error = %e, "cannot move the finished file into place");
             Err(io_status(&e))
         }
     }
