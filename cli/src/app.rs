@@ -218,7 +218,7 @@ async fn send(
         crate::settings::warn_left_out(interfaces);
     }
     let node = Node::start(common.node_config())?;
-    let mut events = node.events();
+    let mut events = node.events_where(Renderer::wants(view.json));
     let (first, prompts) = settle(cfg.first_contact, &node);
     cfg.first_contact = first;
     let mut renderer = Renderer::new(view.json, common.progress)
@@ -428,7 +428,7 @@ async fn listen(
     {
         crate::settings::warn_left_out(interfaces);
     }
-    let mut events = node.events();
+    let mut events = node.events_where(Renderer::wants(view.json));
     let ui_asks = view.ui.asks;
     cfg.policy = policy(view.consent, ui_asks);
     // With the web UI answering, the terminal does not ask too.

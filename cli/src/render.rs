@@ -311,6 +311,17 @@ impl Renderer {
             .map_or_else(|| "the peer".to_owned(), |p| shown_name(&p.name))
     }
 
+    /// The events [`Renderer::show`] does something with: all of them
+    /// with `--json`; in the terminal, not `file_done` (one per file).
+    #[must_use]
+    pub fn wants(json: bool) -> fn(&Event) -> bool {
+        if json {
+            |_| true
+        } else {
+            |e| !matches!(e, Event::FileDone { .. })
+        }
+    }
+
     /// Shows one event.
     pub fn show(&mut self, envelope: Envelope) {
         if self.json && envelope.event.is_machine() {

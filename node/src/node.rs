@@ -24,7 +24,7 @@ use crate::context::Context;
 pub use crate::context::Shutdown;
 use crate::discover::Browsed;
 use crate::error::Result;
-use crate::event::{Envelope, EventStream, Events, OfferId, QuestionId, TransferId};
+use crate::event::{Envelope, Event, EventStream, Events, OfferId, QuestionId, TransferId};
 use crate::identity::DEFAULT_KEY_BITS;
 use crate::label::NodeId;
 use crate::listen::ListenEnd;
@@ -90,6 +90,13 @@ impl Node {
     #[must_use]
     pub fn events(&self) -> EventStream {
         self.events.subscribe()
+    }
+
+    /// A stream of the events `wants` keeps, from now on (what a front end
+    /// would drop anyway is then not copied for it).
+    #[must_use]
+    pub fn events_where(&self, wants: fn(&Event) -> bool) -> EventStream {
+        self.events.subscribe_where(wants)
     }
 
     /// This node's identity.
