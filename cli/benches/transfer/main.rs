@@ -20,7 +20,7 @@
 //! | `tree` | a real tree: about 6,000 files (`LOCALSTREAM_BENCH_TREE_FILES`) of whole crates from the cargo registry's sources, with the same tools |
 //! | `handshake` | a tiny file 3 times per round: `send -v`'s handshake and first-data times (loopback) |
 //! | `lan`, `latency` | the shaped-link rows and `send <pinned name>` on a namespace LAN ([`lan`]) |
-//! | `million` | only when named: 1,000,000 files of 64 bytes (`LOCALSTREAM_BENCH_MILLION`) in 32 x 32 nested folders, one round, with the same tools as `small`: one send, and its peak RSS per side |
+//! | `million` | only when named: 1,000,000 files of 64 bytes (`LOCALSTREAM_BENCH_MILLION`) in 32 x 32 nested folders, one round (after an untimed run of `tar | nc + sync` per destination: this VM's memory freed a while ago is slow to touch again), with the same tools as `small`: one send, and its peak RSS per side |
 //!
 //! Other knobs: `LOCALSTREAM_BENCH_RUNS` (rounds, default 5 for `big` and
 //! `handshake`), `LOCALSTREAM_BENCH_SMALL_RUNS` (default 3, or `_RUNS` when

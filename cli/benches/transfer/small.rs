@@ -361,6 +361,25 @@ pub fn run(bench: &Bench, notes: &mut Vec<String>) -> Res<Vec<SmallSet>> {
                 .collect(),
             sends: 1,
         };
+        if plan.rounds == 1 {
+            // This VM hands memory freed for a few seconds back to its host,
+            // and the next touch of it costs about 3x (writing 4 GiB to
+            // tmpfs: 3.4 s right after another such write, 11 s after 20 s
+            // idle). With medians of several rounds that falls on a discarded
+            // first run; a single round gets an untimed run of each
+            // destination first, so that no tool is the one that pays it.
+            let first = tools[tools.len() - 1];
+            for d in &bench.dests {
+                let r = measured(bench, first, d, plan.name, &want, &mut set.sends)?;
+                println!(
+                    "  warm-up: {} to {:5}  {:<13} {:7.3} s (not counted)",
+                    plan.name,
+                    d.label,
+                    first.label(),
+                    r.wall
+                );
+            }
+        }
         for round in 1..=plan.rounds {
             println!("round {round}/{}", plan.rounds);
             for (d, (_, samples)) in bench.dests.iter().zip(&mut set.dests) {
