@@ -781,6 +781,8 @@ impl Events {
     /// A new subscriber of the events `wants` keeps, from now on (the
     /// others are not even copied for it: a front end that shows no
     /// `file_done` spares a large transfer two allocations per file).
+    /// `wants` decides by the kind of event: it may be asked about a probe
+    /// whose fields are empty ([`Events::wanted`]).
     #[must_use]
     pub fn subscribe_where(&self, wants: fn(&Event) -> bool) -> EventStream {
         let (tx, rx) = mpsc::unbounded_channel();
@@ -834,6 +836,15 @@ impl Events {
     /// A line for people.
     pub fn notice(&self, notice: Notice) {
         self.emit(Event::Notice(notice));
+    }
+
+    /// Whether a subscriber wants events of `probe`'s kind (so that one
+    /// nobody wants need not be made).
+    #[must_use]
+    pub fn wanted(&self, probe: &Event) -> bool {
+        self.lock()
+            .iter()
+            .any(|s| !s.tx.is_closed() && (s.wants)(probe))
     }
 
     /// Whether anyone listens (a transfer skips its per-file progress work otherwise).
@@ -1037,7 +1048,13 @@ impl Progress {
 
     /// A file is done: sent, or saved under `path`.
     pub fn file_done(&self, name: &str, size: u64, path: Option<&std::path::Path>) {
-        if self.inner.is_some() {
+        let probe = Event::FileDone {
+            side: self.side,
+            name: String::new(),
+            size,
+            path: None,
+        };
+        if self.inner.is_some() && self.events.wanted(&probe) {
             self.events.emit(Event::FileDone {
                 side: self.side,
                 name: name.to_owned(),

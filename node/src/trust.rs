@@ -327,8 +327,17 @@ pub struct Tally {
     /// Whether data began to flow (the receiver answered).
     pub streaming: std::sync::atomic::AtomicBool,
     /// The file in progress (wire path), and (receiver) the bytes its
-    /// partial holds.
-    pub current: std::sync::Mutex<Option<(String, u64)>>,
+    /// partial holds; the name's buffer is kept between files.
+    current: std::sync::Mutex<Current>,
+}
+
+/// [`Tally`]'s file in progress.
+#[derive(Debug, Default)]
+struct Current {
+    name: String,
+    kept: u64,
+    /// Whether a file is in progress (`name` and `kept` are its).
+    now: bool,
 }
 
 impl Tally {
@@ -343,21 +352,32 @@ impl Tally {
         }
     }
 
-    /// Sets the file in progress (`None` between files).
-    pub fn set_current(&self, current: Option<(String, u64)>) {
-        *self
-            .current
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = current;
+    /// Sets the file in progress, `name`, and the bytes its partial holds
+    /// (no allocation per file once the name's buffer is large enough).
+    pub fn set_current(&self, name: &str, kept: u64) {
+        let mut c = self.lock_current();
+        c.name.clear();
+        c.name.push_str(name);
+        c.kept = kept;
+        c.now = true;
+    }
+
+    /// No file is in progress (between files).
+    pub fn clear_current(&self) {
+        self.lock_current().now = false;
     }
 
     /// The file in progress, if any, and the bytes its partial holds.
     #[must_use]
     pub fn current(&self) -> Option<(String, u64)> {
+        let c = self.lock_current();
+        c.now.then(|| (c.name.clone(), c.kept))
+    }
+
+    fn lock_current(&self) -> std::sync::MutexGuard<'_, Current> {
         self.current
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
     }
 
     /// `e`, when it stopped the transfer in the middle in a way a later

@@ -518,8 +518,12 @@ pub struct FileEnd {
 }
 
 impl FileEnd {
+    /// Bytes of an encoded FileEnd body.
+    pub const LEN: usize = 4 + 8 + 32;
+
     /// Encodes the record body.
     pub fn encode(&self, out: &mut Vec<u8>) {
+        out.reserve(Self::LEN);
         out.put_u32(self.index);
         out.put_u64(self.size);
         out.extend_from_slice(&self.hash);
@@ -903,6 +907,7 @@ mod tests {
         };
         let mut b = vec![];
         e.encode(&mut b);
+        assert_eq!(b.len(), FileEnd::LEN);
         assert_eq!(FileEnd::decode(&b).unwrap(), e);
         b.push(0);
         assert_eq!(FileEnd::decode(&b), Err(Error::TrailingBytes("FileEnd")));

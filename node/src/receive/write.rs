@@ -173,7 +173,7 @@ fn write_with<'a>(parts: Parts<'a>, committer: fsutil::Committer<'a>) -> Result<
             cur.partial.remove();
         } else if matches!(cur.partial, Partial::Named(_)) {
             // Kept for a resume.
-            tally.set_current(Some((plan[cur.plan].shown().into_owned(), cur.written)));
+            tally.set_current(&plan[cur.plan].shown(), cur.written);
         }
     }
     // Verified files still waiting for their group are saved even when the

@@ -442,7 +442,9 @@ impl Packed {
             _ => self.entries[i - 1].name_end as usize,
         };
         let name = self.names.get(start..e.name_end as usize)?;
-        let mut path = spec.paths.get(e.top as usize)?.clone();
+        let top = spec.paths.get(e.top as usize)?;
+        let mut path = PathBuf::with_capacity(top.as_os_str().len() + name.len());
+        path.push(top);
         if e.inside {
             for c in name.split('/').skip(1) {
                 path.push(c);
@@ -576,7 +578,7 @@ struct Walk {
     /// The next command-line path.
     next_path: usize,
     /// The folder being walked: the walk, its root, its name.
-    tree: Option<(walkdir::IntoIter, PathBuf, String)>,
+    tree: Option<(walkdir::IntoIter, Arc<Path>, Arc<str>)>,
     /// A folder just listed, held back until the walk shows it can be
     /// entered (one that cannot is left out).
     held_dir: Option<Source>,
@@ -754,7 +756,7 @@ impl Walk {
                 .min_depth(1)
                 .sort_by_file_name()
                 .into_iter();
-            self.tree = Some((walk, path.to_owned(), name.clone()));
+            self.tree = Some((walk, Arc::from(path), Arc::from(name.as_str())));
             // The folder itself, so that it exists even when empty.
             Ok(Source {
                 path: path.to_owned(),
@@ -1118,7 +1120,8 @@ fn tree_name(top: &str, relative: &Path) -> std::result::Result<String, Why> {
         reason: Skip::Name,
         error: Some(error),
     };
-    let mut name = top.to_owned();
+    let mut name = String::with_capacity(top.len() + 1 + relative.as_os_str().len());
+    name.push_str(top);
     for c in relative.components() {
         let c = c
             .as_os_str()
@@ -1127,7 +1130,7 @@ fn tree_name(top: &str, relative: &Path) -> std::result::Result<String, Why> {
         name.push('/');
         name.push_str(c);
     }
-    validate_wire_path(&name).map_err(|e| unsendable(e.to_string()))?;
+    localstream_proto::names::check_wire_path(&name).map_err(|e| unsendable(e.to_string()))?;
     Ok(name)
 }
 

@@ -216,9 +216,9 @@ fn produce_into(
         let src = &sources[index as usize];
         // A confirmed held prefix was hashed already: the hash goes on from there.
         let hasher = prefixes.remove(&index).unwrap_or_default();
-        tally.set_current(Some((src.name.clone(), 0)));
+        tally.set_current(&src.name, 0);
         streaming = produce_file(out, sealer, sending, src, hasher, progress, &tally)?;
-        tally.set_current(None);
+        tally.clear_current();
     }
 }
 
