@@ -38,7 +38,7 @@
 //! BLAKE3 hash with its original, and a received tree must hold exactly the
 //! original's paths.
 //!
-//! It installs `nc` (netcat-openbsd), `socat` and GNU `time` with apt-get
+//! It installs `nc` (netcat-openbsd), `socat`, GNU `time` and `ethtool` with apt-get
 //! when they are missing (as root). Network safety: every `localstream`
 //! command runs with `--no-discovery` (no mDNS) on 127.0.0.1, and nc, socat,
 //! tar | nc and sshd bind 127.0.0.1 only.

@@ -84,6 +84,8 @@ pub struct Tools {
     pub socat: Option<String>,
     /// GNU time.
     pub time: Option<String>,
+    /// ethtool (the namespace LAN turns segmentation offloads off with it).
+    pub ethtool: bool,
     /// A private sshd on 127.0.0.1, for scp.
     pub ssh: Option<Ssh>,
     /// Why there is no sshd.
@@ -112,10 +114,16 @@ impl Tools {
             .ok()
             .filter(|o| o.status.success())
             .map(|_| "socat".to_string());
+        let ethtool = Command::new("ethtool")
+            .arg("--version")
+            .stdin(Stdio::null())
+            .output()
+            .is_ok_and(|o| o.status.success());
         Tools {
             nc,
             socat,
             time: gnu_time(),
+            ethtool,
             ssh: None,
             ssh_missing: "not started".to_string(),
         }
@@ -131,6 +139,9 @@ impl Tools {
         }
         if self.time.is_none() {
             p.push("time");
+        }
+        if !self.ethtool {
+            p.push("ethtool");
         }
         p
     }
