@@ -154,6 +154,9 @@ pub struct Running {
     pub lines: Receiver<String>,
     /// Everything written to stderr so far (lossy UTF-8).
     pub stderr: Arc<Mutex<String>>,
+    /// Set once stderr is closed and all of it is in `stderr` (after the
+    /// process exited, wait for this before reading its last lines).
+    pub stderr_closed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Spawns `cmd` with stdin closed and its output read as in [`Running`].
@@ -171,7 +174,8 @@ pub fn spawn(cmd: &mut Command, what: &str) -> Running {
         }
     });
     let stderr = Arc::new(Mutex::new(String::new()));
-    let sink = stderr.clone();
+    let stderr_closed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (sink, closed) = (stderr.clone(), stderr_closed.clone());
     let mut pipe = child.stderr.take().unwrap();
     std::thread::spawn(move || {
         let mut buf = [0u8; 4096];
@@ -183,11 +187,13 @@ pub fn spawn(cmd: &mut Command, what: &str) -> Running {
                 .unwrap()
                 .push_str(&String::from_utf8_lossy(&buf[..n]));
         }
+        closed.store(true, std::sync::atomic::Ordering::SeqCst);
     });
     Running {
         child,
         lines,
         stderr,
+        stderr_closed,
     }
 }
 

@@ -82,6 +82,7 @@ pub struct Proc {
     /// Index in `stdout` of the first line [`Proc::wait_line`] has not consumed.
     cursor: usize,
     stderr: Arc<Mutex<String>>,
+    stderr_closed: Arc<std::sync::atomic::AtomicBool>,
     started: Instant,
 }
 
@@ -91,6 +92,7 @@ impl Proc {
             child,
             lines,
             stderr,
+            stderr_closed,
         } = localstream_testkit::spawn(cmd, &what);
         let started = Instant::now();
         let pid = child.id();
@@ -104,6 +106,7 @@ impl Proc {
             stdout: vec![],
             cursor: 0,
             stderr,
+            stderr_closed,
             started,
         }
     }
@@ -203,10 +206,20 @@ impl Proc {
     /// code (`None` if a signal killed it); fails the test on timeout.
     pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
         let status = wait_deadline(&mut self.child.lock().unwrap(), limit, POLL);
-        match status {
+        let code = match status {
             Some(s) => s.code(),
             None => self.fail(&format!("did not exit within {limit:?}")),
+        };
+        // Its last lines are read before anyone looks at them.
+        let closed = || self.stderr_closed.load(std::sync::atomic::Ordering::SeqCst);
+        let deadline = Instant::now() + limit;
+        while !closed() {
+            if Instant::now() > deadline {
+                self.fail("exited but its stderr stayed open");
+            }
+            std::thread::sleep(POLL);
         }
+        code
     }
 
     /// Whether the process is still running.

@@ -289,6 +289,7 @@ pub struct Listener {
     /// Every stdout line read so far.
     pub stdout: Vec<String>,
     stderr: Arc<Mutex<String>>,
+    stderr_closed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Listener {
@@ -298,6 +299,7 @@ impl Listener {
             child,
             lines,
             stderr,
+            stderr_closed,
         } = localstream_testkit::spawn(&mut cmd, &what);
         let mut l = Listener {
             child,
@@ -306,6 +308,7 @@ impl Listener {
             lines,
             stdout: vec![],
             stderr,
+            stderr_closed,
         };
         let line = l.wait_line(|l| {
             l.starts_with("listening on ") || l.starts_with(r#"{"event":"listening""#)
@@ -382,12 +385,18 @@ impl Listener {
         }
     }
 
-    /// Waits for the listener to exit (`--once`) and returns its exit code.
+    /// Waits for the listener to exit (`--once`) and returns its exit code;
+    /// its stderr is then all in [`Listener::stderr`].
     pub fn wait_exit(&mut self) -> Option<i32> {
-        match wait_deadline(&mut self.child, STEP) {
+        let code = match wait_deadline(&mut self.child, STEP) {
             Some(s) => s.code(),
             None => self.fail("listener did not exit in time"),
+        };
+        let closed = || self.stderr_closed.load(std::sync::atomic::Ordering::SeqCst);
+        if !poll_until(STEP, closed) {
+            self.fail("the listener exited but its stderr stayed open");
         }
+        code
     }
 
     /// The process id (to send it signals).
