@@ -567,6 +567,8 @@ pub fn raise_open_file_limit() {}
 ///  commit()  syncfs, once per filesystem       the data of a..z is on disk
 ///            renameat2(NOREPLACE) a, b, ... z  in push order, never overwriting
 ///            fsync of each parent, once        the new names are on disk
+///            (or, for several parents on a filesystem synced whole, one
+///            more syncfs there)
 /// ```
 ///
 /// A file alone on its filesystem in the group is fsynced instead of the
@@ -844,10 +846,9 @@ impl<'a> CommitGroup<'a> {
                 None => true,
             })
             .collect();
-        drop(filesystems);
         // 2. The names, in order.
         let mut out = Vec::with_capacity(members.len());
-        let mut parents: Vec<&Path> = Vec::new();
+        let mut parents: Vec<(&Path, Option<usize>)> = Vec::new();
         let mut folder = Folder::default();
         for m in members {
             // After a failed syncfs a new handle's fsync could miss a
@@ -886,14 +887,39 @@ impl<'a> CommitGroup<'a> {
                     &mut self.placement,
                 ),
             });
-            if placed.is_ok() && parents.last() != Some(&m.parent) && !parents.contains(&m.parent) {
-                parents.push(m.parent);
+            if placed.is_ok()
+                && parents.last().map(|p| p.0) != Some(m.parent)
+                && !parents.iter().any(|p| p.0 == m.parent)
+            {
+                parents.push((m.parent, m.fs));
             }
             out.push((m.slot, placed));
         }
-        // 3. The directories, once each.
-        for dir in parents {
-            sync_dir_or_warn(dir);
+        // 3. The directories, once each; or, for names in several folders
+        // of a filesystem the group synced whole, one more syncfs there (a
+        // folder's fsync is a journal commit and a device flush of its own:
+        // a source tree's 1,184 folders took 0.4-0.6 s that way).
+        let whole: Vec<bool> = filesystems
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                let folders = parents.iter().filter(|p| p.1 == Some(i)).count();
+                synced[i]
+                    && !alone[i]
+                    && folders > 1
+                    && f.witness.as_ref().is_some_and(|w| {
+                        (self.sync_fs)(w)
+                            .inspect_err(|e| {
+                                tracing::warn!(error = %e, "syncfs failed; syncing the folders one by one");
+                            })
+                            .is_ok()
+                    })
+            })
+            .collect();
+        for (dir, fs) in parents {
+            if !fs.is_some_and(|i| whole[i]) {
+                sync_dir_or_warn(dir);
+            }
         }
         out
     }

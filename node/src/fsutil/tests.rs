@@ -456,6 +456,53 @@ fn failed_group_sync_saves_nothing_on_a_guess() {
     assert!(names_in(&root).is_empty(), "{:?}", names_in(&root));
 }
 
+#[cfg(target_os = "linux")]
+#[test]
+fn names_in_several_folders_are_made_durable_by_one_more_syncfs_not_one_fsync_each() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static CALLS: AtomicUsize = AtomicUsize::new(0);
+    fn counted(f: &File) -> io::Result<()> {
+        CALLS.fetch_add(1, Ordering::SeqCst);
+        sync_filesystem(f)
+    }
+    fn then_broken(f: &File) -> io::Result<()> {
+        match CALLS.fetch_add(1, Ordering::SeqCst) {
+            0 => sync_filesystem(f),
+            _ => Err(io::Error::other("injected syncfs failure")),
+        }
+    }
+    let t = tmp();
+    let root = t.path().to_path_buf();
+    // (folders, syncfs expected): one folder keeps its fsync; three take one
+    // syncfs more; that one failing still saves the names (fsynced one by one).
+    for (folders, sync_fs, calls) in [
+        (&["one"][..], counted as fn(&File) -> io::Result<()>, 1),
+        (&["a", "b", "c"][..], counted, 2),
+        (&["d", "e"][..], then_broken, 2),
+    ] {
+        CALLS.store(0, Ordering::SeqCst);
+        let mut group = CommitGroup::new();
+        group.sync_fs = sync_fs;
+        let dirs: Vec<PathBuf> = folders.iter().map(|f| root.join(f)).collect();
+        for (slot, dir) in dirs.iter().enumerate() {
+            fs::create_dir(dir).unwrap();
+            for name in ["x", "y"] {
+                let (p, f) = unsynced_partial(dir, name, name.as_bytes());
+                group
+                    .push(slot, f, Partial::Named(p), dir, name, 1)
+                    .unwrap();
+            }
+        }
+        let done = group.commit();
+        assert_eq!(CALLS.load(Ordering::SeqCst), calls, "{folders:?}");
+        assert!(done.iter().all(|(_, r)| r.is_ok()), "{done:?}");
+        for dir in &dirs {
+            assert_eq!(names_in(dir), ["x", "y"]);
+            assert_eq!(fs::read(dir.join("y")).unwrap(), b"y");
+        }
+    }
+}
+
 #[test]
 fn a_file_alone_in_its_group_is_fsynced_not_the_filesystem() {
     fn broken(_: &File) -> io::Result<()> {
