@@ -35,6 +35,8 @@ use std::time::{Duration, Instant};
 const TICK: Duration = Duration::from_millis(10);
 /// Bytes read at once.
 const BUF: usize = 64 * 1024;
+/// The receive buffer of a connection that is to be cut or stalled.
+const CUT_RCVBUF: usize = 256 * 1024;
 /// How long an abortive close waits for the client to have unread bytes in
 /// flight (which is what makes the kernel answer with a RST).
 const RST_WAIT: Duration = Duration::from_secs(1);
@@ -277,6 +279,14 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
         };
         let queued = shared.queued.lock().unwrap().pop_front();
         let mode = queued.unwrap_or_else(|| *shared.mode.lock().unwrap());
+        if matches!(mode, Mode::Cut { .. } | Mode::Stall { .. }) {
+            // What the client can still write after the cut must stay well
+            // short of the rest of its stream, whatever the machine's
+            // buffer limits (tcp_rmem's maximum is 32 MiB on some: a
+            // 24 MiB send cut at 8 MiB was then all written before the
+            // cut reached it). A fixed buffer does not grow.
+            let _ = socket2::SockRef::from(&client).set_recv_buffer_size(CUT_RCVBUF);
+        }
         let link = Arc::new(Link {
             mode,
             up: AtomicU64::new(0),

@@ -348,7 +348,8 @@ impl Listing {
             return Ok(sent);
         }
         Err(Error::Transfer(TransferError::Unreadable {
-            sent: sent.delivered,
+            // Entries delivered, less the folders (as counted).
+            sent: sent.delivered.saturating_sub(self.folders as usize),
             skipped: self.unreadable,
             names: self.names,
             changed,
@@ -1446,8 +1447,8 @@ mod tests {
         // Everything offered arrived, yet the send did not send them all.
         let files = names.len() - 8;
         let delivered = Sent {
-            delivered: files,
-            offered: files,
+            delivered: names.len(),
+            offered: names.len(),
             bytes: 0,
         };
         let err = listing.verdict(delivered).unwrap_err();
