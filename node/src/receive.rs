@@ -722,11 +722,18 @@ where
         batches.admit(deciding.entries())?;
     }
     let scope = Scope::of(&deciding, manifest);
-    let (mut held_lens, mut copies) =
-        match validate_offer(deciding.entries(), scope.bytes, ctx.shared, ctx.peer, &who) {
-            Ok(lens) => lens,
-            Err(refusal) => return refuse(writer, deciding, refusal).await,
-        };
+    let mut new_folders = plan::NewFolders::default();
+    let (mut held_lens, mut copies) = match validate_offer(
+        deciding.entries(),
+        scope.bytes,
+        ctx.shared,
+        ctx.peer,
+        &who,
+        &mut new_folders,
+    ) {
+        Ok(lens) => lens,
+        Err(refusal) => return refuse(writer, deciding, refusal).await,
+    };
     let ruling = decide(reader, deciding.entries(), &scope, &ctx).await;
     if ruling == Ruling::Withdrawn || reader.has_pending().await {
         return Err(match reader.read_record(&mut opener, IDLE_TIMEOUT).await {
@@ -818,7 +825,14 @@ where
             batches.admit(deciding.entries())?;
         }
         let bytes = deciding.total_bytes();
-        (held_lens, copies) = match validate_offer(deciding.entries(), bytes, shared, peer, &who) {
+        (held_lens, copies) = match validate_offer(
+            deciding.entries(),
+            bytes,
+            shared,
+            peer,
+            &who,
+            &mut new_folders,
+        ) {
             Ok(lens) => lens,
             Err(refusal) => return refuse(writer, deciding, refusal).await,
         };
@@ -865,6 +879,7 @@ fn validate_offer(
     shared: &Shared,
     peer: &PeerIdentity,
     who: &str,
+    new_folders: &mut plan::NewFolders,
 ) -> std::result::Result<(Vec<u64>, Vec<bool>), (Status, String)> {
     let to_stdout = shared.destination == Destination::Stdout;
     let checked = plan::check(
@@ -873,6 +888,7 @@ fn validate_offer(
         &peer.node_id,
         to_stdout,
         shared.on_collision,
+        new_folders,
     )
     .inspect_err(|(_, message)| {
         info!(peer = %who, "refused offer: {message}");

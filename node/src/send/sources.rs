@@ -1096,7 +1096,9 @@ fn tree_file(path: &Path, name: String) -> std::result::Result<Source, Why> {
 #[cfg(unix)]
 fn readable_by_mode(meta: &std::fs::Metadata) -> bool {
     use std::os::unix::fs::MetadataExt;
-    let euid = rustix::process::geteuid();
+    // Asked once: a file is looked at for each of what can be a million.
+    static EUID: std::sync::OnceLock<rustix::process::Uid> = std::sync::OnceLock::new();
+    let euid = *EUID.get_or_init(rustix::process::geteuid);
     euid.is_root() || (meta.uid() == euid.as_raw() && meta.mode() & 0o400 != 0)
 }
 
