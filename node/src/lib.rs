@@ -49,6 +49,7 @@ pub mod error;
 pub mod event;
 pub mod exclude;
 pub mod fsutil;
+mod hash;
 pub mod identity;
 pub mod label;
 pub mod listen;

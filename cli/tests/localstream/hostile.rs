@@ -262,6 +262,79 @@ fn forged_hash_or_size_is_reported_and_the_file_discarded() {
     drop(listener);
 }
 
+/// The receiver hashes runs of small files side by side, after their
+/// FileEnds: each is still checked against its own hash, a forged one among
+/// them fails alone, and files that ended are saved while the sender pauses
+/// (they do not wait for the next ones).
+#[test]
+fn small_files_hashed_together_are_each_verified_and_saved_while_the_sender_pauses() {
+    let receiver = Node::new(Role::Receiver);
+    let inbox = receiver.dir("inbox");
+    let listener = receiver.listen(&inbox, &["--yes"]);
+    // 90 files of 65..=1024 bytes: runs of different lengths, and more than
+    // one batch of hashing.
+    let contents: Vec<Vec<u8>> = (0..90u64)
+        .map(|i| random_bytes(i + 100, 65 + (i as usize * 43) % 960))
+        .collect();
+    let names: Vec<String> = (0..contents.len()).map(|i| format!("f{i:02}")).collect();
+    const FORGED: [usize; 2] = [7, 61];
+    const PAUSE_AFTER: usize = 30;
+    let status = runtime().block_on(async {
+        let mut evil = Evil::connect(listener.port).await;
+        let entries: Vec<(&str, u64)> = names
+            .iter()
+            .zip(&contents)
+            .map(|(n, c)| (n.as_str(), c.len() as u64))
+            .collect();
+        let answer = evil.offer(&entries).await;
+        assert_eq!(answer.status, Status::Ok);
+        for (i, content) in contents.iter().enumerate() {
+            if i == PAUSE_AFTER {
+                // Every file that ended so far but the forged one gets its
+                // name while nothing more comes.
+                let saved = poll_until(STEP, || names_in(&inbox).len() == PAUSE_AFTER - 1);
+                assert!(
+                    saved,
+                    "saved while the sender pauses: {:?}",
+                    names_in(&inbox)
+                );
+            }
+            evil.send(RecordType::Data, content).await;
+            let mut hash = *blake3::hash(content).as_bytes();
+            if FORGED.contains(&i) {
+                hash[31] ^= 1;
+            }
+            evil.file_end(i as u32, content.len() as u64, hash).await;
+        }
+        let bytes = contents.iter().map(|c| c.len() as u64).sum();
+        evil.transfer_end(contents.len() as u32, bytes).await;
+        evil.next().await.unwrap()
+    });
+    let expected: Vec<Status> = (0..contents.len())
+        .map(|i| {
+            if FORGED.contains(&i) {
+                Status::HashMismatch
+            } else {
+                Status::Ok
+            }
+        })
+        .collect();
+    assert_eq!(status.files, expected);
+    let saved: Vec<String> = names
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !FORGED.contains(i))
+        .map(|(_, n)| n.clone())
+        .collect();
+    assert_eq!(names_in(&inbox), saved);
+    for (name, content) in names.iter().zip(&contents) {
+        if saved.contains(name) {
+            assert_content(&inbox.join(name), content);
+        }
+    }
+    honest_transfer_works(listener.port, &inbox, "after.txt");
+}
+
 #[test]
 fn tampered_record_ends_the_connection_without_a_file() {
     let receiver = Node::new(Role::Receiver);

@@ -9,6 +9,7 @@ use localstream_proto::transfer::fsm::{Chunk, FileEnded, Receiving};
 
 use super::*;
 use crate::fsutil::Partial;
+use crate::hash;
 
 /// A frame whose buffer goes back to the pool once it has been handled.
 struct Recycled<'a> {
@@ -32,10 +33,32 @@ struct Current {
     partial: Partial,
     file: File,
     written: u64,
-    hasher: blake3::Hasher,
+    hashing: Hashing,
     /// `partial` is the copy already in the folder (`skip-identical`): it is
     /// compared with the FileEnd and kept, never written, moved or removed.
     copy: bool,
+}
+
+/// How the current file's bytes are hashed.
+enum Hashing {
+    /// As they arrive (from the held prefix's hash, when it resumes).
+    Streaming(Box<blake3::Hasher>),
+    /// Kept: a small file, whole from byte 0, hashed at its FileEnd with the
+    /// small files around it ([`hash::small_many`]).
+    Kept(Vec<u8>),
+    /// Hashed so (once its bytes were kept).
+    Hashed([u8; 32]),
+}
+
+/// Up to this many small files wait, ended, to be hashed side by side; the
+/// writer hashes them before it waits for more records, and before any
+/// other file ends or a group is committed.
+const PENDING_MAX: usize = 64;
+
+/// A small file that ended, whose bytes are kept to be hashed.
+struct Pending {
+    cur: Current,
+    end: FileEnded,
 }
 
 /// A file at least this large is written back as it streams
@@ -163,6 +186,9 @@ fn write_with<'a>(parts: Parts<'a>, committer: fsutil::Committer<'a>) -> Result<
         writeback: None,
         unnamed: true,
         folder: fsutil::Folder::default(),
+        pending: Vec::new(),
+        spare: Vec::new(),
+        hashes: Vec::new(),
     };
     let outcome = w.run(accepted, &mut opener, rx, pool);
     if outcome.is_err()
@@ -235,6 +261,13 @@ struct Writer<'a> {
     unnamed: bool,
     /// The folder they were last made in, held open.
     folder: fsutil::Folder,
+    /// Small files that ended and wait to be hashed, in offer order (their
+    /// results follow those in `results`).
+    pending: Vec<Pending>,
+    /// Buffers of small files hashed, for the next ones to keep their bytes in.
+    spare: Vec<Vec<u8>>,
+    /// The pending files' hashes.
+    hashes: Vec<[u8; 32]>,
 }
 
 impl<'a> Writer<'a> {
@@ -393,6 +426,13 @@ impl<'a> Writer<'a> {
     /// The next batch of frames from the reader, or `None` once it is
     /// gone. While a group waits, waiting is bounded by the group's deadline.
     fn next_batch(&mut self, rx: &mut mpsc::Receiver<Vec<RawFrame>>) -> Option<Vec<RawFrame>> {
+        if !self.pending.is_empty() {
+            if let Ok(batch) = rx.try_recv() {
+                return Some(batch);
+            }
+            // Nothing more yet: the files that ended do not wait for more.
+            self.verify_pending();
+        }
         loop {
             let Some(deadline) = self.group.deadline() else {
                 return rx.blocking_recv();
@@ -413,7 +453,11 @@ impl<'a> Writer<'a> {
     /// next one the machine follows.
     fn open_next(&mut self, index: u32) -> Result<Current> {
         let idx = planned(self.plan, index)?;
-        debug_assert_eq!(idx, self.results.len(), "files end in offer order");
+        debug_assert_eq!(
+            idx,
+            self.results.len() + self.pending.len(),
+            "files end in offer order"
+        );
         let p = &self.plan[idx];
         // The small files before a large one must not wait for it.
         if !fsutil::CommitGroup::wants(p.size) {
@@ -429,7 +473,7 @@ impl<'a> Writer<'a> {
                 partial: Partial::Named(partial.path),
                 file: partial.file,
                 written: partial.len,
-                hasher,
+                hashing: Hashing::Streaming(Box::new(hasher)),
                 copy: true,
             },
             Some(Held {
@@ -447,7 +491,7 @@ impl<'a> Writer<'a> {
                     partial: Partial::Named(partial.path),
                     file: partial.file,
                     written: partial.len,
-                    hasher,
+                    hashing: Hashing::Streaming(Box::new(hasher)),
                     copy: false,
                 }
             }
@@ -456,18 +500,25 @@ impl<'a> Writer<'a> {
                 partial: Partial::Named(PathBuf::new()),
                 file: stdout_file().map_err(|e| Error::file("<standard output>", e))?,
                 written: 0,
-                hasher: blake3::Hasher::new(),
+                hashing: Hashing::Streaming(Box::default()),
                 copy: false,
             },
             None => {
                 let (partial, file) = open_partial(p, &mut self.unnamed, &mut self.folder)
                     .map_err(|e| Error::file(p.parent.join(p.file_name()), e))?;
+                let hashing = if !p.stream && p.size <= hash::SMALL as u64 {
+                    let mut kept = self.spare.pop().unwrap_or_default();
+                    kept.clear();
+                    Hashing::Kept(kept)
+                } else {
+                    Hashing::Streaming(Box::default())
+                };
                 Current {
                     plan: idx,
                     partial,
                     file,
                     written: 0,
-                    hasher: blake3::Hasher::new(),
+                    hashing,
                     copy: false,
                 }
             }
@@ -529,7 +580,14 @@ impl<'a> Writer<'a> {
         if let Err(e) = cur.file.write_all(pt) {
             return Err(Error::file(cur.partial.path(), e));
         }
-        cur.hasher.update(pt);
+        match &mut cur.hashing {
+            Hashing::Streaming(hasher) => {
+                hasher.update(pt);
+            }
+            // (The machine keeps it within its offered size.)
+            Hashing::Kept(kept) => kept.extend_from_slice(pt),
+            Hashing::Hashed(_) => unreachable!("hashed only after its FileEnd"),
+        }
         cur.written += pt.len() as u64;
         if let Some(wb) = &mut self.writeback {
             wb.advance(&cur.file, cur.written);
@@ -555,6 +613,52 @@ impl<'a> Writer<'a> {
             Some(c) => c,
             None => self.open_next(end.index)?,
         };
+        if matches!(cur.hashing, Hashing::Kept(_)) && end.status.is_ok() {
+            self.pending.push(Pending { cur, end: *end });
+            if self.pending.len() >= PENDING_MAX {
+                self.verify_pending();
+            }
+            return Ok(());
+        }
+        // The files that ended before it first (names are taken in order).
+        self.verify_pending();
+        self.finish(cur, end);
+        Ok(())
+    }
+
+    /// Hashes the small files that wait for it, side by side, and finishes
+    /// each in order.
+    fn verify_pending(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let mut pending = std::mem::take(&mut self.pending);
+        let inputs: Vec<&[u8]> = pending
+            .iter()
+            .map(|f| match &f.cur.hashing {
+                Hashing::Kept(kept) => kept.as_slice(),
+                Hashing::Streaming(_) | Hashing::Hashed(_) => unreachable!("only kept bytes wait"),
+            })
+            .collect();
+        let mut hashes = std::mem::take(&mut self.hashes);
+        hash::small_many(&inputs, &mut hashes);
+        drop(inputs);
+        for (f, hash) in pending.drain(..).zip(&hashes) {
+            let Pending { mut cur, end } = f;
+            if let Hashing::Kept(kept) = std::mem::replace(&mut cur.hashing, Hashing::Hashed(*hash))
+            {
+                self.spare.push(kept);
+            }
+            self.finish(cur, &end);
+        }
+        self.hashes = hashes;
+        // (Its allocation, for the next ones.)
+        self.pending = pending;
+    }
+
+    /// A file whose FileEnd came: verify its hash, then commit it, alone or
+    /// in the group (its result is the next one).
+    fn finish(&mut self, cur: Current, end: &FileEnded) {
         let plan = self.plan;
         let p = &plan[cur.plan];
         let copy = cur.copy;
@@ -562,13 +666,13 @@ impl<'a> Writer<'a> {
             Ok(verified) => verified,
             Err(status) => {
                 self.results.push(Err(status));
-                return Ok(());
+                return;
             }
         };
         if self.to_stdout {
             drop(file);
             self.results.push(Ok(None));
-            return Ok(());
+            return;
         }
         if let Some(t) = p.mtime {
             fsutil::collision::set_mtime(&file, t, &p.shown());
@@ -581,7 +685,7 @@ impl<'a> Writer<'a> {
                 bar.file_done(&p.shown(), p.size, Some(&path));
             }
             self.results.push(Ok(Some(path)));
-            return Ok(());
+            return;
         }
         if p.exec
             && let Err(e) = make_executable(&file)
@@ -596,7 +700,7 @@ impl<'a> Writer<'a> {
                 bar.file_done(&p.shown(), p.size, Some(path));
             }
             self.results.push(result.map(Some));
-            return Ok(());
+            return;
         }
         let slot = self.results.len();
         let pushed = if p.replace {
@@ -618,7 +722,6 @@ impl<'a> Writer<'a> {
         } else if self.group.is_full() {
             self.offer_group();
         }
-        Ok(())
     }
 
     /// The text message's FileEnd: its size (as the machine found it) and
@@ -643,6 +746,7 @@ impl<'a> Writer<'a> {
     /// Hands the waiting group to the committer, and fills in the results
     /// of the groups it has committed since.
     fn commit_group(&mut self) {
+        self.verify_pending();
         if !self.group.is_empty() {
             let group = self.group.take();
             self.committer.commit(group);
@@ -668,6 +772,7 @@ impl<'a> Writer<'a> {
     /// Hands the waiting group over and waits until every group is
     /// committed, filling in their files' results.
     fn settle(&mut self) {
+        self.verify_pending();
         if !self.group.is_empty() {
             let group = self.group.take();
             self.committer.commit(group);
@@ -792,7 +897,7 @@ fn verify(
         partial,
         file,
         written,
-        hasher,
+        hashing,
         copy,
         ..
     } = cur;
@@ -810,7 +915,12 @@ fn verify(
     if !end.status.is_ok() {
         return discard(end.status, "size differs from the offer");
     }
-    if hasher.finalize().as_bytes() != &end.hash {
+    let hash = match hashing {
+        Hashing::Streaming(hasher) => *hasher.finalize().as_bytes(),
+        Hashing::Kept(kept) => *blake3::hash(&kept).as_bytes(),
+        Hashing::Hashed(hash) => hash,
+    };
+    if hash != end.hash {
         return discard(Status::HashMismatch, "hash mismatch");
     }
     Ok((partial, file))

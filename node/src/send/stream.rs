@@ -2,6 +2,7 @@
 //! gathers small records into one write.
 
 use super::*;
+use crate::hash;
 
 /// Records with less plaintext than this are gathered into one buffer with
 /// their neighbours (small files, FileEnd, TransferEnd): one write, not one
@@ -72,7 +73,7 @@ impl Outbox<'_> {
     }
 
     /// Reads up to `want` bytes of `file` straight into a record buffer,
-    /// hashes them, accounts for them in `sending` (as Data or DataZstd),
+    /// hashes them (unless hashed already), accounts for them in `sending` (as Data or DataZstd),
     /// seals them and queues the record. Returns the bytes read (0 at the
     /// end of the file).
     fn data(
@@ -80,7 +81,7 @@ impl Outbox<'_> {
         sealer: &mut Sealer,
         file: &mut dyn Read,
         want: usize,
-        hasher: &mut blake3::Hasher,
+        hasher: Option<&mut blake3::Hasher>,
         sending: &mut SendingFile,
     ) -> std::io::Result<Result<usize>> {
         let small = want < GATHER_BELOW;
@@ -100,7 +101,9 @@ impl Outbox<'_> {
             buf.truncate(start);
             return Ok(Ok(0));
         }
-        hasher.update(&buf[start + HEADER_LEN..]);
+        if let Some(hasher) = hasher {
+            hasher.update(&buf[start + HEADER_LEN..]);
+        }
         if !small && self.compressor.enabled() {
             // Large records may go compressed (small files are not worth it)
             // when the receiver takes them.
@@ -202,8 +205,12 @@ fn produce_into(
         tally,
     } = agreed;
     let mut body = vec![];
+    let mut ahead = ReadAhead::default();
     loop {
         body.clear();
+        if ahead.files.is_empty() {
+            ahead.fill(streaming.upcoming(), &sources);
+        }
         let sending = match streaming.next(&mut body) {
             Next::File(sending) => sending,
             Next::Ended(waiting) => {
@@ -214,12 +221,110 @@ fn produce_into(
         };
         let index = sending.index();
         let src = &sources[index as usize];
-        // A confirmed held prefix was hashed already: the hash goes on from there.
-        let hasher = prefixes.remove(&index).unwrap_or_default();
+        let content = match ahead.take(index) {
+            Some(read) => Content::Read(read),
+            // A confirmed held prefix was hashed already: the hash goes on from there.
+            None => Content::Open(Box::new(prefixes.remove(&index).unwrap_or_default())),
+        };
         tally.set_current(&src.name, 0);
-        streaming = produce_file(out, sealer, sending, src, hasher, progress, &tally)?;
+        streaming = produce_file(out, sealer, sending, src, content, progress, &tally)?;
         tally.clear_current();
     }
+}
+
+/// At most this many small files are read ahead of their turn: 16 fill
+/// AVX-512's lanes, and a run of mixed lengths splits into several runs.
+const READ_AHEAD: usize = 64;
+
+/// Small files read ahead of their turn, so that they are hashed side by
+/// side ([`hash::small_many`]), not one after the other.
+#[derive(Default)]
+struct ReadAhead {
+    /// Their bytes, one after the other.
+    bytes: Vec<u8>,
+    /// In the order they go: offer index, where in `bytes` (or why it could
+    /// not be read), and hash.
+    files: std::collections::VecDeque<Ahead>,
+    hashes: Vec<[u8; 32]>,
+}
+
+/// One file read ahead.
+struct Ahead {
+    index: u32,
+    read: std::io::Result<std::ops::Range<usize>>,
+    hash: [u8; 32],
+}
+
+/// A file read ahead: its bytes (or why they could not be read) and their hash.
+type Prefetched<'a> = (std::io::Result<&'a [u8]>, [u8; 32]);
+
+impl ReadAhead {
+    /// Reads the run of small files (whole, from a path) that goes next, if
+    /// the next one is one, and hashes them.
+    /// (`upcoming`: [`Streaming::upcoming`].)
+    fn fill(
+        &mut self,
+        upcoming: impl Iterator<Item = (u32, u64, Option<u64>)>,
+        sources: &[Source],
+    ) {
+        self.bytes.clear();
+        self.files.clear();
+        for (index, start, size) in upcoming.take(READ_AHEAD) {
+            let src = &sources[index as usize];
+            let Some(size) = size.filter(|&s| start == 0 && s <= hash::SMALL as u64) else {
+                break;
+            };
+            if src.text.is_some() || src.is_stream() {
+                break;
+            }
+            let from = self.bytes.len();
+            conn::set_len(&mut self.bytes, from + size as usize);
+            let read = File::open(&src.path)
+                .and_then(|mut file| read_full(&mut file, &mut self.bytes[from..]))
+                .map(|got| from..from + got);
+            // What was not read is not kept.
+            self.bytes
+                .truncate(read.as_ref().map_or(from, |range| range.end));
+            self.files.push_back(Ahead {
+                index,
+                read,
+                hash: [0; 32],
+            });
+        }
+        let inputs: Vec<&[u8]> = self
+            .files
+            .iter()
+            .map(|f| f.read.as_ref().map_or(&[][..], |r| &self.bytes[r.clone()]))
+            .collect();
+        hash::small_many(&inputs, &mut self.hashes);
+        for (f, hash) in self.files.iter_mut().zip(&self.hashes) {
+            f.hash = *hash;
+        }
+    }
+
+    /// The file at `index`, when it was read ahead (it is the next one).
+    fn take(&mut self, index: u32) -> Option<Prefetched<'_>> {
+        if self.files.front()?.index != index {
+            // (The machine gives the files in the order upcoming() listed them.)
+            self.files.clear();
+            return None;
+        }
+        let f = self.files.pop_front()?;
+        let read = match f.read {
+            Ok(range) => Ok(&self.bytes[range]),
+            Err(e) => Err(e),
+        };
+        Some((read, f.hash))
+    }
+}
+
+/// Where a file's bytes come from.
+enum Content<'a> {
+    /// Its path, read now and hashed as it goes, by this hasher (which has
+    /// the confirmed held prefix when it resumes).
+    Open(Box<blake3::Hasher>),
+    /// Read ahead, and hashed.
+    Read(Prefetched<'a>),
 }
 
 /// One file: its data from where it starts, then its FileEnd.
@@ -228,14 +333,27 @@ fn produce_file(
     sealer: &mut Sealer,
     mut sending: SendingFile,
     src: &Source,
-    mut hasher: blake3::Hasher,
+    content: Content<'_>,
     progress: &Progress,
     tally: &Tally,
 ) -> Result<Streaming> {
     use std::sync::atomic::Ordering::Relaxed;
     let offset = sending.offset();
     progress.start_file(&src.name, sending.remaining().unwrap_or(0));
-    let mut file: Box<dyn Read> = if let Some(text) = &src.text {
+    let (mut hasher, known) = match content {
+        Content::Open(hasher) => (Some(hasher), None),
+        Content::Read((read, hash)) => (None, Some((read, hash))),
+    };
+    let mut file: Box<dyn Read + '_> = if let Some((read, _)) = &known {
+        match read {
+            Ok(bytes) => Box::new(*bytes),
+            Err(e) => {
+                // Gone or closed since it was listed: nothing of it goes.
+                unread(progress, src, e);
+                Box::new(std::io::empty())
+            }
+        }
+    } else if let Some(text) = &src.text {
         // A text is never resumed: it starts at 0.
         Box::new(std::io::Cursor::new(text.clone()))
     } else if src.is_stream() {
@@ -256,7 +374,13 @@ fn produce_file(
         Some(left) => Some(left.min(CHUNK as u64) as usize),
         None => Some(CHUNK),
     } {
-        let got = match out.data(sealer, &mut *file, want, &mut hasher, &mut sending) {
+        let got = match out.data(
+            sealer,
+            &mut *file,
+            want,
+            hasher.as_deref_mut(),
+            &mut sending,
+        ) {
             Ok(sealed) => sealed?,
             // A file ends short here and fails alone; a stream has no size
             // that would tell the receiver it was cut, so it ends the transfer.
@@ -275,7 +399,14 @@ fn produce_file(
     }
     let sent = sending.position();
     let mut body = vec![];
-    let streaming = sending.end(*hasher.finalize().as_bytes(), &mut body);
+    let hash = match (hasher, known) {
+        (Some(hasher), _) => *hasher.finalize().as_bytes(),
+        // What was read ahead, and hashed then (when it could not be read,
+        // the hash of nothing, as for a file that could not be opened).
+        (None, Some((Ok(_), hash))) => hash,
+        (None, _) => *blake3::hash(&[]).as_bytes(),
+    };
+    let streaming = sending.end(hash, &mut body);
     out.message(sealer, RecordType::FileEnd, &body)?;
     tally.files.fetch_add(1, Relaxed);
     progress.file_done(&src.name, sent, None);
@@ -329,4 +460,78 @@ fn read_full(file: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
         }
     }
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn source(path: PathBuf, size: u64) -> Source {
+        Source {
+            name: path.file_name().unwrap().to_string_lossy().into_owned(),
+            path,
+            size,
+            attrs: 0,
+            mtime: None,
+            text: None,
+        }
+    }
+
+    #[test]
+    fn read_ahead_takes_the_run_of_small_files_and_hashes_each() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sources = Vec::new();
+        let mut contents = Vec::new();
+        for (i, len) in [1000usize, 0, 65, 1024, 300].into_iter().enumerate() {
+            let bytes: Vec<u8> = (0..len).map(|b| (b * 7 + i) as u8).collect();
+            let path = dir.path().join(format!("f{i}"));
+            std::fs::write(&path, &bytes).unwrap();
+            sources.push(source(path, len as u64));
+            contents.push(bytes);
+        }
+        // 5: gone since it was listed; 6: too large to read ahead; 7: small again.
+        sources.push(source(dir.path().join("gone"), 10));
+        std::fs::write(dir.path().join("large"), vec![1u8; 2000]).unwrap();
+        sources.push(source(dir.path().join("large"), 2000));
+        std::fs::write(dir.path().join("after"), b"after").unwrap();
+        sources.push(source(dir.path().join("after"), 5));
+        // As Streaming::upcoming lists them; with `resumed`, that file
+        // resumes after a held prefix (it, and what follows, is not read ahead).
+        let sizes: Vec<u64> = sources.iter().map(|s| s.size).collect();
+        let upcoming = |resumed: Option<u32>| {
+            let sizes = sizes.clone();
+            (0..8u32).map(move |i| {
+                let start = if Some(i) == resumed { 10 } else { 0 };
+                (i, start, Some(sizes[i as usize]))
+            })
+        };
+
+        let mut ahead = ReadAhead::default();
+        ahead.fill(upcoming(None), &sources);
+        for (i, bytes) in contents.iter().enumerate() {
+            let (read, hash) = ahead.take(i as u32).unwrap();
+            assert_eq!(read.unwrap(), bytes.as_slice(), "file {i}");
+            assert_eq!(&hash, blake3::hash(bytes).as_bytes(), "file {i}");
+        }
+        let (read, _) = ahead.take(5).unwrap();
+        assert_eq!(read.unwrap_err().kind(), std::io::ErrorKind::NotFound);
+        // The run ended at the large file.
+        assert!(ahead.take(6).is_none());
+        assert!(ahead.files.is_empty());
+
+        ahead.fill(upcoming(Some(3)), &sources);
+        assert_eq!(ahead.files.len(), 3);
+        // Asked for another file than the next one read ahead: none is used.
+        assert!(ahead.take(1).is_none());
+        assert!(ahead.files.is_empty());
+
+        // A file that grew since it was listed: only its offered size is read.
+        std::fs::write(dir.path().join("after"), b"after, longer").unwrap();
+        ahead.fill(std::iter::once((7, 0, Some(5))), &sources);
+        let (read, hash) = ahead.take(7).unwrap();
+        assert_eq!(read.unwrap(), b"after");
+        assert_eq!(&hash, blake3::hash(b"after").as_bytes());
+    }
 }

@@ -356,6 +356,16 @@ impl Streaming {
             .sum()
     }
 
+    /// The accepted files still to send, the next one first, in the order
+    /// [`Streaming::next`] gives them: each as its offer index, where its
+    /// data starts (a confirmed held prefix, or 0) and its offered size
+    /// (`None` for a stream). For a sender that reads ahead.
+    pub fn upcoming(&self) -> impl Iterator<Item = (u32, u64, Option<u64>)> + '_ {
+        self.files[self.next..]
+            .iter()
+            .map(|f| (f.index, f.start, f.size))
+    }
+
     /// The next accepted file, in offer order (directories and refused
     /// entries are skipped), or, when none is left, the end of the
     /// transfer: then `out` receives the TransferEnd body.
