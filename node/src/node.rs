@@ -67,7 +67,12 @@ impl Node {
             DEFAULT_KEY_BITS,
             config.name.as_deref(),
         )?;
-        let identity = Arc::new(LocalIdentity::new(&id.name, id.mac, id.key)?);
+        let signer = crate::identity::fast_signer(&id.key);
+        let mut identity = LocalIdentity::new(&id.name, id.mac, id.key)?;
+        if let Some(signer) = signer {
+            identity = identity.with_signer(signer)?;
+        }
+        let identity = Arc::new(identity);
         Ok(Node::with_identity(identity, &config.home))
     }
 

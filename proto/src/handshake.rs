@@ -34,7 +34,7 @@ use std::sync::Arc;
 use hkdf::Hkdf;
 use hmac::{Hmac, KeyInit, Mac};
 use rand_core::CryptoRng;
-use rsa::signature::{RandomizedSigner, SignatureEncoding, Verifier};
+use rsa::signature::Verifier;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use x25519_dalek::{PublicKey as XPublic, StaticSecret};
@@ -275,11 +275,7 @@ impl Keyed {
 
         let mut signed = self.role.signature_context().to_vec();
         signed.extend_from_slice(&self.transcript.hash());
-        let sig = id
-            .signing_key()
-            .try_sign_with_rng(rng, &signed)
-            .map_err(|_| Error::SigningFailed)?
-            .to_vec();
+        let sig = id.sign(rng, &signed)?;
         let start = out.len();
         encode_verify(&sig, out)?;
         self.transcript.add(&out[start..]);

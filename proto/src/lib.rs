@@ -57,6 +57,6 @@ mod worked_transfer;
 
 pub use error::{Error, Misuse, Result};
 pub use handshake::{Config, Handshake, PeerProven, Progress, Role, SAS_CODES, Sas, Session};
-pub use identity::{Fingerprint, LocalIdentity, PeerIdentity, fingerprint, node_id_for};
+pub use identity::{Fingerprint, LocalIdentity, PeerIdentity, Signer, fingerprint, node_id_for};
 pub use record::{Opener, RecordType, Sealer};
 pub use status::Status;

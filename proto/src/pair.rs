@@ -402,6 +402,74 @@ fn wrong_signature_is_rejected() {
     assert!(a.is_err());
 }
 
+/// A [`crate::Signer`] for tests: the rsa crate with its own randomness,
+/// or (`forge`) a signature with one bit flipped; it counts its signatures.
+struct TestSigner {
+    key: rsa::pss::SigningKey<sha2::Sha256>,
+    forge: bool,
+    signed: std::sync::atomic::AtomicUsize,
+}
+
+impl crate::Signer for TestSigner {
+    fn sign(&self, msg: &[u8]) -> Option<Vec<u8>> {
+        use rsa::signature::{RandomizedSigner, SignatureEncoding};
+        self.signed
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut rng = ChaCha20Rng::seed_from_u64(99);
+        let mut sig = self.key.try_sign_with_rng(&mut rng, msg).ok()?.to_vec();
+        if self.forge {
+            sig[10] ^= 1;
+        }
+        Some(sig)
+    }
+
+    fn modulus(&self) -> Vec<u8> {
+        use rsa::traits::PublicKeyParts;
+        let n = self.key.as_ref().as_public_key().n_bytes();
+        let first = n.iter().position(|&b| b != 0).unwrap_or(n.len());
+        n[first..].to_vec()
+    }
+}
+
+fn test_signer(name: &str, forge: bool) -> Arc<TestSigner> {
+    let pem = match name {
+        "alice" => include_str!("../testdata/alice.pem"),
+        _ => include_str!("../testdata/mallory.pem"),
+    };
+    let key = rsa::PrivateKey::from_pkcs8_pem(pem).unwrap();
+    Arc::new(TestSigner {
+        key: rsa::pss::SigningKey::new_with_salt_len(key, 32),
+        forge,
+        signed: Default::default(),
+    })
+}
+
+#[test]
+fn an_identity_signs_with_its_signer_and_only_with_its_own_key() {
+    let alice = || (*test_identity("alice")).clone();
+    // Mallory's key under Alice's identity is refused.
+    let err = alice()
+        .with_signer(test_signer("mallory", false))
+        .unwrap_err();
+    assert_eq!(
+        err,
+        Error::InvalidPublicKey("the signer's key is not this identity's")
+    );
+    // Alice's signer signs her handshake: the peer takes it.
+    let signer = test_signer("alice", false);
+    let ci = Config::new(Arc::new(alice().with_signer(signer.clone()).unwrap()));
+    let (a, b) = run_handshake(ci, configs().1, 8, |_, _, _| {});
+    assert_eq!(b.unwrap().peer.name, "alice");
+    assert!(a.is_ok());
+    assert_eq!(signer.signed.load(std::sync::atomic::Ordering::Relaxed), 1);
+    // What it signs is what goes: a bad signature from it is refused.
+    let forger = test_signer("alice", true);
+    let ci = Config::new(Arc::new(alice().with_signer(forger.clone()).unwrap()));
+    let (_, b) = run_handshake(ci, configs().1, 9, |_, _, _| {});
+    assert_eq!(b.unwrap_err(), Error::BadSignature);
+    assert_eq!(forger.signed.load(std::sync::atomic::Ordering::Relaxed), 1);
+}
+
 #[test]
 fn swapped_identity_key_is_rejected() {
     // A man in the middle replaces the responder's Identity with Mallory's key but cannot sign.
