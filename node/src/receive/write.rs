@@ -50,10 +50,11 @@ enum Hashing {
     Hashed([u8; 32]),
 }
 
-/// Up to this many small files wait, ended, to be hashed side by side; the
-/// writer hashes them before it waits for more records, and before any
-/// other file ends or a group is committed.
+/// Up to this many small files wait, ended, to be hashed side by side (or
+/// fewer, holding this many bytes); the writer hashes them before it waits
+/// for more records, and before any other file ends or a group is committed.
 const PENDING_MAX: usize = 64;
+const PENDING_BYTES: u64 = 256 * 1024;
 
 /// A small file that ended, whose bytes are kept to be hashed.
 struct Pending {
@@ -187,6 +188,7 @@ fn write_with<'a>(parts: Parts<'a>, committer: fsutil::Committer<'a>) -> Result<
         unnamed: true,
         folder: fsutil::Folder::default(),
         pending: Vec::new(),
+        pending_bytes: 0,
         spare: Vec::new(),
         hashes: Vec::new(),
     };
@@ -266,6 +268,8 @@ struct Writer<'a> {
     pending: Vec<Pending>,
     /// Buffers of small files hashed, for the next ones to keep their bytes in.
     spare: Vec<Vec<u8>>,
+    /// The pending files' bytes, together.
+    pending_bytes: u64,
     /// The pending files' hashes.
     hashes: Vec<[u8; 32]>,
 }
@@ -614,8 +618,9 @@ impl<'a> Writer<'a> {
             None => self.open_next(end.index)?,
         };
         if matches!(cur.hashing, Hashing::Kept(_)) && end.status.is_ok() {
+            self.pending_bytes += cur.written;
             self.pending.push(Pending { cur, end: *end });
-            if self.pending.len() >= PENDING_MAX {
+            if self.pending.len() >= PENDING_MAX || self.pending_bytes >= PENDING_BYTES {
                 self.verify_pending();
             }
             return Ok(());
@@ -633,6 +638,7 @@ impl<'a> Writer<'a> {
             return;
         }
         let mut pending = std::mem::take(&mut self.pending);
+        self.pending_bytes = 0;
         let inputs: Vec<&[u8]> = pending
             .iter()
             .map(|f| match &f.cur.hashing {

@@ -232,9 +232,11 @@ fn produce_into(
     }
 }
 
-/// At most this many small files are read ahead of their turn: 16 fill
-/// AVX-512's lanes, and a run of mixed lengths splits into several runs.
+/// At most this many small files are read ahead of their turn (16 fill
+/// AVX-512's lanes, and files of mixed lengths split into several runs),
 const READ_AHEAD: usize = 64;
+/// and at most this many bytes (but always the next file).
+const READ_AHEAD_BYTES: usize = 256 * 1024;
 
 /// Small files read ahead of their turn, so that they are hashed side by
 /// side ([`hash::small_many`]), not one after the other.
@@ -274,7 +276,10 @@ impl ReadAhead {
             let Some(size) = size.filter(|&s| start == 0 && s <= hash::SMALL as u64) else {
                 break;
             };
-            if src.text.is_some() || src.is_stream() {
+            if src.text.is_some()
+                || src.is_stream()
+                || (!self.files.is_empty() && self.bytes.len() + size as usize > READ_AHEAD_BYTES)
+            {
                 break;
             }
             let from = self.bytes.len();
@@ -493,8 +498,9 @@ mod tests {
         }
         // 5: gone since it was listed; 6: too large to read ahead; 7: small again.
         sources.push(source(dir.path().join("gone"), 10));
-        std::fs::write(dir.path().join("large"), vec![1u8; 2000]).unwrap();
-        sources.push(source(dir.path().join("large"), 2000));
+        let large = hash::SMALL + 1;
+        std::fs::write(dir.path().join("large"), vec![1u8; large]).unwrap();
+        sources.push(source(dir.path().join("large"), large as u64));
         std::fs::write(dir.path().join("after"), b"after").unwrap();
         sources.push(source(dir.path().join("after"), 5));
         // As Streaming::upcoming lists them; with `resumed`, that file
