@@ -513,6 +513,8 @@ impl<'a> Writer<'a> {
                 let hashing = if !p.stream && p.size <= hash::SMALL as u64 {
                     let mut kept = self.spare.pop().unwrap_or_default();
                     kept.clear();
+                    // (Exactly: the spare buffers stay at most SMALL each.)
+                    kept.reserve_exact(p.size as usize);
                     Hashing::Kept(kept)
                 } else {
                     Hashing::Streaming(Box::default())
