@@ -59,6 +59,21 @@ impl BufPool {
             .unwrap_or_default()
     }
 
+    /// A buffer for `len` bytes: for a small length a small one (or a new
+    /// one), so that a large buffer does not carry a small frame (a batch of
+    /// frames is bounded by its buffers' capacity); else a large one first.
+    #[must_use]
+    pub fn get_for(&self, len: usize) -> Vec<u8> {
+        if len > SMALL_BUFFER {
+            return self.get();
+        }
+        self.0
+            .lock()
+            .ok()
+            .and_then(|mut p| p.small.pop())
+            .unwrap_or_default()
+    }
+
     /// Gives a buffer back (dropped if the pool has enough of its kind).
     pub fn put(&self, buf: Vec<u8>) {
         if let Ok(mut p) = self.0.lock() {
@@ -120,11 +135,34 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         self.read_frame_into(Vec::new(), max, idle).await
     }
 
-    /// [`FrameReader::read_frame`] into a buffer the caller supplies (from a
-    /// [`BufPool`]); its old contents are overwritten.
+    /// [`FrameReader::read_frame`] into a buffer the caller supplies; its
+    /// old contents are overwritten.
     pub async fn read_frame_into(
         &mut self,
-        mut buf: Vec<u8>,
+        buf: Vec<u8>,
+        max: usize,
+        idle: Duration,
+    ) -> Result<Option<RawFrame>> {
+        self.read_frame_with(|_| buf, max, idle).await
+    }
+
+    /// [`FrameReader::read_frame`] into a buffer from `pool` that suits the
+    /// frame's length ([`BufPool::get_for`]).
+    pub async fn read_frame_pooled(
+        &mut self,
+        pool: &BufPool,
+        max: usize,
+        idle: Duration,
+    ) -> Result<Option<RawFrame>> {
+        self.read_frame_with(|len| pool.get_for(len), max, idle)
+            .await
+    }
+
+    /// [`FrameReader::read_frame`] into the buffer `buffer` gives for the
+    /// frame's length (header included), once that is known.
+    async fn read_frame_with(
+        &mut self,
+        buffer: impl FnOnce(usize) -> Vec<u8>,
         max: usize,
         idle: Duration,
     ) -> Result<Option<RawFrame>> {
@@ -137,6 +175,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         {
             let whole = HEADER_LEN + h.len;
             // The length was checked against `max` before this allocation.
+            let mut buf = buffer(whole);
             set_len(&mut buf, whole);
             buf.copy_from_slice(&have[..whole]);
             self.inner.consume(whole);
@@ -160,6 +199,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             Decoded::NeedMore(_) => return Err(ProtoError::Truncated.into()),
         };
         // The length was checked against `max` before this allocation.
+        let mut buf = buffer(HEADER_LEN + h.len);
         set_len(&mut buf, HEADER_LEN + h.len);
         buf[..HEADER_LEN].copy_from_slice(&header);
         timed(
@@ -448,6 +488,17 @@ mod tests {
         );
         // Beyond what it kept: a new, empty buffer.
         assert_eq!(pool.get().capacity(), 0);
+    }
+
+    #[test]
+    fn a_small_frame_gets_a_small_buffer_and_a_large_one_a_large_buffer() {
+        let pool = BufPool::default();
+        pool.put(Vec::with_capacity(1 << 20));
+        pool.put(Vec::with_capacity(4096));
+        // Small: the small one, then a new one, never the megabyte.
+        assert_eq!(pool.get_for(100).capacity(), 4096);
+        assert_eq!(pool.get_for(100).capacity(), 0);
+        assert_eq!(pool.get_for(SMALL_BUFFER + 1).capacity(), 1 << 20);
     }
 
     fn frames(bodies: &[&[u8]]) -> Vec<u8> {

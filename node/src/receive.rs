@@ -1586,7 +1586,7 @@ async fn forward_frames<R: tokio::io::AsyncRead + Unpin>(
             deadline = tokio::time::Instant::now() + IDLE_TIMEOUT;
             wait = IDLE_TIMEOUT;
         }
-        let read = reader.read_frame_into(pool.get(), MAX_RECORD_BODY, wait);
+        let read = reader.read_frame_pooled(pool, MAX_RECORD_BODY, wait);
         let mut read = std::pin::pin!(read);
         // Poll once; only if the frame is not there yet, pass the batch on
         // and then wait for it (the same read: nothing is lost).
