@@ -1595,7 +1595,7 @@ async fn forward_frames<R: tokio::io::AsyncRead + Unpin>(
             Poll::Pending => {
                 if !batch.is_empty() {
                     bytes = 0;
-                    if tx.send(std::mem::take(&mut batch)).await.is_err() {
+                    if !pass_on(&tx, std::mem::take(&mut batch)).await {
                         // The writer stopped; it has the reason.
                         return Ok(());
                     }
@@ -1636,7 +1636,7 @@ async fn forward_frames<R: tokio::io::AsyncRead + Unpin>(
         batch.push(frame);
         if last || bytes >= BATCH_BYTES || batch.len() >= BATCH_FRAMES {
             bytes = 0;
-            if tx.send(std::mem::take(&mut batch)).await.is_err() {
+            if !pass_on(&tx, std::mem::take(&mut batch)).await {
                 return Ok(());
             }
             if last {
@@ -1644,4 +1644,19 @@ async fn forward_frames<R: tokio::io::AsyncRead + Unpin>(
             }
         }
     }
+}
+
+/// Passes a batch on to the writer (`false`: the writer stopped). When the
+/// queue is full this waits until half of it is free: one wake-up of the
+/// reader per half queue, not one per batch the writer takes (which, with
+/// the reader faster than the writer, was a wake-up of each by the other for
+/// every batch).
+async fn pass_on(tx: &mpsc::Sender<Vec<RawFrame>>, batch: Vec<RawFrame>) -> bool {
+    if tx.capacity() == 0 {
+        return match tx.reserve_many(PIPELINE_DEPTH / 2).await {
+            Ok(mut permits) => permits.next().map(|p| p.send(batch)).is_some(),
+            Err(_) => false,
+        };
+    }
+    tx.send(batch).await.is_ok()
 }
