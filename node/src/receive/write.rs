@@ -56,6 +56,9 @@ enum Hashing {
 const PENDING_MAX: usize = 64;
 const PENDING_BYTES: u64 = 256 * 1024;
 
+/// Buffers kept for the next small files' bytes (at most 16 KiB each).
+const SPARE_MAX: usize = 16;
+
 /// A small file that ended, whose bytes are kept to be hashed.
 struct Pending {
     cur: Current,
@@ -654,6 +657,7 @@ impl<'a> Writer<'a> {
         for (f, hash) in pending.drain(..).zip(&hashes) {
             let Pending { mut cur, end } = f;
             if let Hashing::Kept(kept) = std::mem::replace(&mut cur.hashing, Hashing::Hashed(*hash))
+                && self.spare.len() < SPARE_MAX
             {
                 self.spare.push(kept);
             }
