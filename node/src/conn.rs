@@ -59,19 +59,27 @@ impl BufPool {
             .unwrap_or_default()
     }
 
-    /// A buffer for `len` bytes: for a small length a small one (or a new
-    /// one), so that a large buffer does not carry a small frame (a batch of
-    /// frames is bounded by its buffers' capacity); else a large one first.
+    /// A buffer for `len` bytes that does not waste much: for a small length
+    /// a small one; else the smallest large one that holds it. Or a new one
+    /// (that the pool keeps once it comes back). A batch of frames is bounded
+    /// by its buffers' capacity, so a megabyte carrying a small frame would
+    /// end its batch at once, and hold memory the queue is meant to bound.
     #[must_use]
     pub fn get_for(&self, len: usize) -> Vec<u8> {
-        if len > SMALL_BUFFER {
-            return self.get();
+        let Ok(mut p) = self.0.lock() else {
+            return Vec::new();
+        };
+        if len <= SMALL_BUFFER {
+            return p.small.pop().unwrap_or_default();
         }
-        self.0
-            .lock()
-            .ok()
-            .and_then(|mut p| p.small.pop())
-            .unwrap_or_default()
+        let fits = p
+            .large
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.capacity() >= len)
+            .min_by_key(|(_, b)| b.capacity())
+            .map(|(i, _)| i);
+        fits.map(|i| p.large.swap_remove(i)).unwrap_or_default()
     }
 
     /// Gives a buffer back (dropped if the pool has enough of its kind).
@@ -499,6 +507,14 @@ mod tests {
         assert_eq!(pool.get_for(100).capacity(), 4096);
         assert_eq!(pool.get_for(100).capacity(), 0);
         assert_eq!(pool.get_for(SMALL_BUFFER + 1).capacity(), 1 << 20);
+        // Large: the smallest that holds it, or a new one.
+        for cap in [1 << 20, 64 << 10, 256 << 10] {
+            pool.put(Vec::with_capacity(cap));
+        }
+        assert_eq!(pool.get_for(100 << 10).capacity(), 256 << 10);
+        assert_eq!(pool.get_for(2 << 20).capacity(), 0);
+        assert_eq!(pool.get_for(1 << 20).capacity(), 1 << 20);
+        assert_eq!(pool.get_for(20 << 10).capacity(), 64 << 10);
     }
 
     fn frames(bodies: &[&[u8]]) -> Vec<u8> {
