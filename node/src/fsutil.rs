@@ -65,6 +65,50 @@ pub fn joined(parent: &Path, name: &str) -> PathBuf {
 /// # Errors
 /// As above, plus any error from creating a directory.
 pub fn prepare_parent(dest_root: &Path, components: &[&str]) -> io::Result<PathBuf> {
+    MadeFolders::default().prepare(dest_root, components)
+}
+
+/// The folders [`MadeFolders::prepare`] made or found to be real folders,
+/// for the folders of one offer: each is looked at once, not once for every
+/// folder and file below it (a tree of 6,000 files in 1,200 folders took
+/// 13,000 looks, 38 ms on tmpfs, while the sender waited for the Answer).
+/// What it holds was checked when it was added: a folder replaced by a
+/// link since is not seen again, as with any check made before the files
+/// are written.
+#[derive(Debug, Default)]
+pub struct MadeFolders {
+    /// The destination whose folders these are, once it was checked.
+    root: Option<PathBuf>,
+    made: std::collections::HashSet<PathBuf>,
+}
+
+impl MadeFolders {
+    /// [`prepare_parent`], skipping what this already made or checked.
+    ///
+    /// # Errors
+    /// As [`prepare_parent`].
+    pub fn prepare(&mut self, dest_root: &Path, components: &[&str]) -> io::Result<PathBuf> {
+        if self.root.as_deref() != Some(dest_root) {
+            check_root(dest_root)?;
+            self.made.clear();
+            self.root = Some(dest_root.to_owned());
+        }
+        let mut dir = dest_root.to_path_buf();
+        for component in components {
+            check_component(component)?;
+            dir.push(component);
+            if self.made.contains(&dir) {
+                continue;
+            }
+            prepare_one(dest_root, &dir)?;
+            self.made.insert(dir.clone());
+        }
+        Ok(dir)
+    }
+}
+
+/// `dest_root` must exist and be a directory (following symlinks).
+fn check_root(dest_root: &Path) -> io::Result<()> {
     let meta = fs::metadata(dest_root).map_err(|e| {
         io::Error::new(
             e.kind(),
@@ -77,31 +121,27 @@ pub fn prepare_parent(dest_root: &Path, components: &[&str]) -> io::Result<PathB
             format!("destination {} is not a directory", dest_root.display()),
         ));
     }
-    let mut dir = dest_root.to_path_buf();
-    for component in components {
-        check_component(component)?;
-        dir.push(component);
-        // Errors name the path inside the destination only: they may go to the peer.
-        let shown = dir.strip_prefix(dest_root).unwrap_or(&dir).to_owned();
-        match fs::symlink_metadata(&dir) {
-            Ok(m) => ensure_real_dir(&shown, &m)?,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => match create_dir(&dir) {
-                Ok(()) => {}
-                // Someone else created it meanwhile: fine if it is a real directory.
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                    ensure_real_dir(&shown, &fs::symlink_metadata(&dir)?)?;
-                }
-                Err(e) => {
-                    return Err(io::Error::new(
-                        e.kind(),
-                        format!("cannot create directory {}: {e}", shown.display()),
-                    ));
-                }
-            },
-            Err(e) => return Err(e),
+    Ok(())
+}
+
+/// `dir` (inside `dest_root`, its parent a real directory) a real
+/// directory: made (`mkdir` does not follow a link in its last
+/// component), or found to be one.
+fn prepare_one(dest_root: &Path, dir: &Path) -> io::Result<()> {
+    // Errors name the path inside the destination only: they may go to the peer.
+    let shown = || dir.strip_prefix(dest_root).unwrap_or(dir).to_owned();
+    match create_dir(dir) {
+        Ok(()) => Ok(()),
+        // There already, or someone else created it meanwhile: fine if it
+        // is a real directory.
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            ensure_real_dir(&shown(), &fs::symlink_metadata(dir)?)
         }
+        Err(e) => Err(io::Error::new(
+            e.kind(),
+            format!("cannot create directory {}: {e}", shown().display()),
+        )),
     }
-    Ok(dir)
 }
 
 fn create_dir(dir: &Path) -> io::Result<()> {

@@ -1116,9 +1116,10 @@ async fn prepare(
     who: &str,
 ) -> std::result::Result<(Prepared, Vec<FileDecision>), (Status, String)> {
     let (plan, folders) = plan::plan(entries);
+    let mut made = fsutil::MadeFolders::default();
     for components in &folders {
         let components: Vec<&str> = components.iter().map(String::as_str).collect();
-        if let Err(err) = fsutil::prepare_parent(&shared.dir, &components) {
+        if let Err(err) = made.prepare(&shared.dir, &components) {
             info!(peer = %who, error = %err, "refused offer: cannot create a folder");
             return Err((
                 io_status(&err),
@@ -1130,7 +1131,7 @@ async fn prepare(
             ));
         }
     }
-    let planned = place_files(plan, shared, &peer.node_id, who)?;
+    let planned = place_files(plan, shared, &mut made, &peer.node_id, who)?;
     let candidates: Vec<Candidate> = planned
         .iter()
         .enumerate()
@@ -1187,6 +1188,7 @@ async fn prepare(
 fn place_files(
     plan: Vec<plan::FileLayout<'_>>,
     shared: &Shared,
+    made: &mut fsutil::MadeFolders,
     sender: &[u8; 16],
     who: &str,
 ) -> std::result::Result<Vec<Planned>, (Status, String)> {
@@ -1210,7 +1212,7 @@ fn place_files(
             parent.clone()
         } else {
             let components: Vec<&str> = dirs.split('/').filter(|d| !d.is_empty()).collect();
-            match fsutil::prepare_parent(&shared.dir, &components) {
+            match made.prepare(&shared.dir, &components) {
                 Ok(p) => {
                     let p: Arc<Path> = Arc::from(p);
                     parents.insert(dirs, p.clone());

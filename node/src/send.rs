@@ -169,7 +169,7 @@ pub(crate) async fn run_retrying(
 ) -> Result<Sent> {
     // The files are counted once (a small send is kept in memory): every
     // attempt offers the same ones, and each skipped path is reported once.
-    let listing = if let Some(text) = &cfg.localsend.text {
+    let mut counting = if let Some(text) = &cfg.localsend.text {
         if text.len() as u64 > MAX_TEXT {
             return Err(Error::Usage(format!(
                 "--text: {} is longer than a text message may be ({}); send it as a file",
@@ -177,18 +177,66 @@ pub(crate) async fn run_retrying(
                 crate::units::human_bytes(MAX_TEXT)
             )));
         }
-        Listing::text(text)
+        Counting::done(Listing::text(text))
     } else {
-        let (files, name, exclude) = (&cfg.files, &cfg.stdin_name, &cfg.exclude);
-        let events = cx.events.here();
-        let (files, name, exclude) = (files.clone(), name.clone(), exclude.clone());
-        // Walking a large tree takes a while: not on the runtime's threads.
-        tokio::task::spawn_blocking(move || Listing::count(&files, &name, &exclude, &events))
-            .await??
+        Counting::start(cfg, &cx.events).await?
     };
-    let listing = Arc::new(listing);
-    let sent = retrying(cx, cfg, stop, &listing).await?;
-    listing.verdict(sent)
+    let sent = retrying(cx, cfg, stop, &mut counting).await?;
+    counting.listing().await?.verdict(sent)
+}
+
+/// The count of a send's files ([`Listing::count`]): walking its folders
+/// while the receiver is found and the handshake runs (the command-line
+/// paths are checked before), then done.
+struct Counting {
+    walking: Option<tokio::task::JoinHandle<Result<Listing>>>,
+    listing: Option<Arc<Listing>>,
+}
+
+impl Counting {
+    fn done(listing: Listing) -> Counting {
+        Counting {
+            walking: None,
+            listing: Some(Arc::new(listing)),
+        }
+    }
+
+    /// Starts the count, on a blocking thread (walking a large tree takes
+    /// a while), and returns once the command-line paths passed: a mistake
+    /// there is an error before anything touches the network.
+    async fn start(cfg: &SendConfig, events: &Events) -> Result<Counting> {
+        let (files, name, exclude) = (
+            cfg.files.clone(),
+            cfg.stdin_name.clone(),
+            cfg.exclude.clone(),
+        );
+        let events = events.here();
+        let (checked, passed) = tokio::sync::oneshot::channel();
+        let walking = tokio::task::spawn_blocking(move || {
+            Listing::count(&files, &name, &exclude, &events, move || {
+                let _ = checked.send(());
+            })
+        });
+        let mut counting = Counting {
+            walking: Some(walking),
+            listing: None,
+        };
+        if passed.await.is_err() {
+            // The count ended before its paths passed: its error.
+            counting.listing().await?;
+        }
+        Ok(counting)
+    }
+
+    /// The listing, once the count is done.
+    async fn listing(&mut self) -> Result<Arc<Listing>> {
+        if let Some(walking) = self.walking.take() {
+            self.listing = Some(Arc::new(walking.await??));
+        }
+        self.listing
+            .clone()
+            .ok_or_else(|| Error::Usage("the files could not be counted".into()))
+    }
 }
 
 /// [`run`], again after transient failures while `--retry` allows.
@@ -196,7 +244,7 @@ async fn retrying(
     cx: &Context,
     cfg: &SendConfig,
     stop: &CancellationToken,
-    sources: &Arc<Listing>,
+    sources: &mut Counting,
 ) -> Result<Sent> {
     let Some(window) = cfg.retry else {
         return run(cx, cfg, stop, sources).await;
@@ -264,17 +312,8 @@ async fn run(
     cx: &Context,
     cfg: &SendConfig,
     stop: &CancellationToken,
-    sources: &Arc<Listing>,
+    sources: &mut Counting,
 ) -> Result<Sent> {
-    // A large send's first batch is walked while the receiver is found and
-    // the handshake runs (wasted on a receiver older than version 4 or a
-    // LocalSend device, which take every file at once).
-    let first_walk = sources.walks_again().then(|| {
-        exchange::walk_ahead(
-            sources.batches(&cx.events),
-            Batches::new(sources.manifest()),
-        )
-    });
     let ready = tokio::select! {
         biased;
         () = stop.cancelled() => return Err(Error::Interrupted),
@@ -293,6 +332,7 @@ async fn run(
     };
     let Connected {
         sources,
+        first_walk,
         link,
         peer,
         session_id: id,
@@ -383,6 +423,9 @@ async fn run(
 /// A receiver reached and authenticated, ready for the exchange.
 struct Connected {
     sources: Arc<Listing>,
+    /// The first batch, walked and encoded while the receiver is
+    /// authenticated (for a version 4 receiver).
+    first_walk: Option<tokio::task::JoinHandle<exchange::Walked>>,
     link: exchange::Link,
     peer: PeerIdentity,
     session_id: [u8; 16],
@@ -401,11 +444,12 @@ enum Ready {
 
 /// Resolve, connect and authenticate: everything before the
 /// exchange (nothing of it needs a history when it is stopped).
-async fn reach(cx: &Context, cfg: &SendConfig, sources: &Arc<Listing>) -> Result<Ready> {
+async fn reach(cx: &Context, cfg: &SendConfig, counting: &mut Counting) -> Result<Ready> {
     let (addrs, expected) = match resolve(cx, cfg).await? {
         Resolution::LocalStream(addrs, expected) => (addrs, expected),
         #[cfg(feature = "localsend")]
         Resolution::LocalSend(reach) => {
+            let sources = counting.listing().await?;
             return Ok(Ready::LocalSend(crate::localsend::send::Job {
                 reach,
                 payload: match &cfg.localsend.text {
@@ -424,11 +468,32 @@ async fn reach(cx: &Context, cfg: &SendConfig, sources: &Arc<Listing>) -> Result
             }));
         }
     };
-    let sources = Arc::clone(sources);
     let connecting = Instant::now();
     let (reader, wr, session, addr) = open(cx.identity.clone(), &addrs).await?;
     let v3 = localstream_proto::handshake::has_v3_transfer(session.version);
     let batches = localstream_proto::handshake::has_batches(session.version);
+    let handshake_done = connecting.elapsed();
+    let mut writer = RecordWriter {
+        inner: wr,
+        sealer: session.sealer,
+    };
+    let sources = match counting.listing().await {
+        Ok(sources) => sources,
+        Err(e) => {
+            writer
+                .alert(Status::Cancelled, "the sender could not list its files")
+                .await;
+            return Err(e);
+        }
+    };
+    // The first batch is cut and encoded while the peer is checked (a
+    // receiver older than version 4 takes every file at once).
+    let first_walk = batches.then(|| {
+        exchange::walk_ahead(
+            sources.batches(&cx.events),
+            Batches::new(sources.manifest()),
+        )
+    });
     if !v3 && sources.is_text() {
         return Err(TransferError::TextUnsupported {
             version: session.version,
@@ -437,15 +502,11 @@ async fn reach(cx: &Context, cfg: &SendConfig, sources: &Arc<Listing>) -> Result
     }
     let timing = Timing {
         connecting,
-        handshake_done: connecting.elapsed(),
+        handshake_done,
     };
     if let Some(expected) = &expected {
         discover::check_identity(expected, &session.peer, addr)?;
     }
-    let mut writer = RecordWriter {
-        inner: wr,
-        sealer: session.sealer,
-    };
     let peer = session.peer;
     authenticate(
         cx,
@@ -466,6 +527,7 @@ async fn reach(cx: &Context, cfg: &SendConfig, sources: &Arc<Listing>) -> Result
     };
     Ok(Ready::LocalStream(Box::new(Connected {
         sources,
+        first_walk,
         link,
         peer,
         session_id: session.session_id,

@@ -246,9 +246,12 @@ fn missing_file_fails_before_anything_is_sent() {
     let mut l = p.receiver.listen(&p.inbox, &["--yes", "--once"]);
     let relay = Relay::start(l.port, None);
     let present = p.sender.file("out", "present.txt", b"here");
+    p.sender.file("out/folder", "inside.txt", b"in");
+    let folder = p.sender.dir("out").join("folder");
     let missing = p.sender.dir("out").join("missing-file.txt");
 
-    let out = p.sender.send(relay.port, &[&present, &missing]);
+    // Also after a folder: every path is checked before one is walked.
+    let out = p.sender.send(relay.port, &[&folder, &present, &missing]);
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
     assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");

@@ -42,6 +42,41 @@ fn prepare_parent_creates_directories() {
     assert_eq!(prepare_parent(t.path(), &[]).unwrap(), t.path());
 }
 
+#[cfg(unix)]
+#[test]
+fn made_folders_make_a_tree_once_and_still_refuse_links() {
+    let t = tmp();
+    let dest = t.path().join("dest");
+    let outside = t.path().join("outside");
+    fs::create_dir(&dest).unwrap();
+    fs::create_dir(&outside).unwrap();
+    fs::create_dir(dest.join("there")).unwrap();
+    std::os::unix::fs::symlink(&outside, dest.join("there/link")).unwrap();
+    let mut made = MadeFolders::default();
+    for (components, want) in [
+        (&["a", "b", "c"][..], "a/b/c"),
+        (&["a", "b"][..], "a/b"),
+        (&["a", "b", "d"][..], "a/b/d"),
+        (&["there", "e"][..], "there/e"),
+        (&[][..], ""),
+    ] {
+        let p = made.prepare(&dest, components).unwrap();
+        assert_eq!(p, dest.join(want));
+        assert!(p.is_dir(), "{want}");
+    }
+    let err = made.prepare(&dest, &["there", "link", "x"]).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::PermissionDenied);
+    assert!(err.to_string().contains("there/link"), "{err}");
+    assert!(!outside.join("x").exists());
+    fs::write(dest.join("a/file"), b"x").unwrap();
+    let err = made.prepare(&dest, &["a", "file", "y"]).unwrap_err();
+    assert!(err.to_string().contains("not a directory"), "{err}");
+    // Another destination is checked as such.
+    let err = made.prepare(&dest.join("a/file"), &["z"]).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+    assert_eq!(made.prepare(&outside, &["q"]).unwrap(), outside.join("q"));
+}
+
 #[test]
 fn prepare_parent_rejects_bad_components() {
     let t = tmp();

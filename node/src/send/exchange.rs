@@ -44,8 +44,8 @@ const ONE_OFFER_MAX: usize = MAX_FILES as usize;
 /// batches for a receiver of version 4 (one offer for an older one);
 /// `accepted` is set once the receiver answered 200 (only then is it
 /// pinned); `tally` counts what was sent, for the history.
-/// `first_walk`: the first batch, walked while the receiver was reached (a
-/// version 4 receiver takes it; else it is dropped).
+/// `first_walk`: the first batch, walked and encoded while the receiver
+/// was authenticated (for a version 4 receiver).
 #[allow(clippy::too_many_arguments)] // the connection's facts, each used once
 pub(crate) async fn exchange(
     mut link: Link,
@@ -80,12 +80,15 @@ pub(crate) async fn exchange(
     let mut sum = Sum::default();
     let mut first = true;
     loop {
-        let (sources, more, batcher) = match (&whole, ahead.take()) {
-            (Some(all), _) => (all.clone(), false, None),
+        let (sources, more, batcher, offering) = match (&whole, ahead.take()) {
+            (Some(all), _) => {
+                let entries = all.iter().map(|s| s.entry(link.v3)).collect();
+                (all.clone(), false, None, Offering::new(entries)?)
+            }
             (None, Some(walk)) => {
                 let (b, next) = walk.await?;
                 match next? {
-                    Some((batch, more)) => (batch, more, Some(b)),
+                    Some(batch) => (batch.sources, batch.more, Some(b), batch.offering),
                     // A batch always has a successor when it said so.
                     None if !first => break,
                     None => {
@@ -97,19 +100,14 @@ pub(crate) async fn exchange(
             }
             (None, None) => break,
         };
-        let entries: Vec<OfferEntry> = sources.iter().map(|s| s.entry(link.v3)).collect();
-        let offering = match &mut batches {
-            Some(batches) => {
-                batches.admit(&entries)?;
-                // The next batch is walked while this one is offered and
-                // streamed, against the limits that this one has left.
-                if more && let Some(b) = batcher {
-                    ahead = Some(walk_ahead(b, batches.clone()));
-                }
-                Offering::batch(entries, more)?
+        if let Some(batches) = &mut batches {
+            batches.admit(offering.entries())?;
+            // The next batch is walked while this one is offered and
+            // streamed, against the limits that this one has left.
+            if more && let Some(b) = batcher {
+                ahead = Some(walk_ahead(b, batches.clone()));
             }
-            None => Offering::new(entries)?,
-        };
+        }
         let answered = offer(&mut link, offering, listing, peer, events, first).await?;
         let (streaming, prefixes) = match answered {
             Answered::Refused(refusal) => {
@@ -174,16 +172,38 @@ pub(crate) async fn exchange(
 }
 
 /// A batch walked on a blocking thread, and the walker given back.
-pub(crate) type Walked = (sources::Batcher, Result<Option<(Arc<[Source]>, bool)>>);
+pub(crate) type Walked = (sources::Batcher, Result<Option<Batch>>);
+
+/// A batch of a version 4 transfer, ready to go.
+pub(crate) struct Batch {
+    sources: Arc<[Source]>,
+    /// Another batch follows.
+    more: bool,
+    /// Its Offer records.
+    offering: Offering,
+}
 
 /// Walks the next batch in the background, within what `limits` still
-/// allows (one batch ahead is all that is held).
+/// allows (one batch ahead is all that is held), and encodes its Offer
+/// records.
 pub(crate) fn walk_ahead(
     mut batcher: sources::Batcher,
     limits: Batches,
 ) -> tokio::task::JoinHandle<Walked> {
     tokio::task::spawn_blocking(move || {
-        let next = batcher.next_batch(&limits);
+        let next = batcher.next_batch(&limits).and_then(|next| {
+            next.map(|(sources, more)| {
+                // Version 4 carries modification times.
+                let entries = sources.iter().map(|s| s.entry(true)).collect();
+                let offering = Offering::batch(entries, more)?;
+                Ok(Batch {
+                    sources,
+                    more,
+                    offering,
+                })
+            })
+            .transpose()
+        });
         (batcher, next)
     })
 }

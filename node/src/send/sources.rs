@@ -3,6 +3,7 @@
 
 use super::*;
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::event::Skipped;
@@ -155,6 +156,8 @@ pub(crate) struct Listing {
     /// Every source of a larger send, packed, when they fit in
     /// [`PACKED_AT_MOST`] bytes (else the batches walk again).
     packed: Option<Arc<Packed>>,
+    /// The first batch of a packed send, as the count found it.
+    first: Option<Arc<[Source]>>,
     /// Paths the last [`Listing::batches`] left out because they changed
     /// since the count: appeared (past what the Manifest announced) or gone.
     changed: Arc<AtomicUsize>,
@@ -178,14 +181,33 @@ pub(crate) const BATCH_ENTRIES: usize = 8192;
 /// Most path bytes in one batch.
 const BATCH_PATH_BYTES: usize = 4 << 20;
 
+/// How many of `list`'s first sources make a batch: at most
+/// [`BATCH_ENTRIES`], and [`BATCH_PATH_BYTES`] of paths unless the first
+/// alone has more (as [`Batcher::next_batch`] cuts them).
+fn first_batch_len(list: &[Source]) -> usize {
+    let mut path_bytes = 0;
+    for (i, s) in list.iter().take(BATCH_ENTRIES).enumerate() {
+        if i > 0 && path_bytes + s.name.len() > BATCH_PATH_BYTES {
+            return i;
+        }
+        path_bytes += s.name.len();
+    }
+    list.len().min(BATCH_ENTRIES)
+}
+
 impl Listing {
     /// Walks the command line once (see the rules of [`Walk`]), reporting
     /// each path left out, and counts what it finds.
+    ///
+    /// The command-line paths are looked at first, all of them: `checked`
+    /// is called once they passed, before any folder is walked (the send
+    /// then reaches the receiver while the folders are walked).
     pub(crate) fn count(
         paths: &[PathBuf],
         stdin_name: &str,
         exclude: &Exclude,
         events: &Events,
+        checked: impl FnOnce(),
     ) -> Result<Listing> {
         let spec = Arc::new(Spec {
             paths: paths.to_vec(),
@@ -193,19 +215,27 @@ impl Listing {
             exclude: exclude.clone(),
         });
         check_stdin(&spec)?;
-        Listing::count_keeping(spec, events, PACKED_AT_MOST)
+        Listing::count_keeping(spec, events, PACKED_AT_MOST, checked)
     }
 
     /// [`Listing::count`] of `spec`, keeping a large send packed in at most
     /// `packed_at_most` bytes.
-    fn count_keeping(spec: Arc<Spec>, events: &Events, packed_at_most: usize) -> Result<Listing> {
+    fn count_keeping(
+        spec: Arc<Spec>,
+        events: &Events,
+        packed_at_most: usize,
+        checked: impl FnOnce(),
+    ) -> Result<Listing> {
         let mut walk = Walk::new(spec.clone(), Pass::Count(events.here()));
+        walk.check_tops()?;
+        checked();
         let (mut entries, mut folders, mut bytes) = (0u64, 0u64, 0u64);
         // The first sources as they are, with the command-line path each
         // comes from; past KEEP_AT_MOST, packed; past `packed_at_most`,
         // nothing.
         let mut kept = Some((Vec::new(), Vec::new()));
         let mut packed: Option<Packed> = None;
+        let mut first: Option<Arc<[Source]>> = None;
         while let Some(source) = walk.next() {
             let source = source?;
             entries += 1;
@@ -225,6 +255,11 @@ impl Listing {
                     p.push(&spec, t, s);
                 }
                 packed = Some(p);
+                // The first batch stays as it is: it is offered as soon as
+                // the receiver is reached, not rebuilt from the packed list.
+                let mut list = std::mem::take(list);
+                list.truncate(first_batch_len(&list));
+                first = Some(list.into());
                 kept = None;
             }
             if let Some(p) = &mut packed {
@@ -248,6 +283,8 @@ impl Listing {
             unreadable: walk.unreadable,
             names: walk.names,
             kept: kept.map(|(list, _)| list.into()),
+            // Of use only with the packed list, whose index it skips.
+            first: first.filter(|_| packed.is_some()),
             packed: packed.map(Arc::new),
             changed: Arc::default(),
         })
@@ -267,6 +304,7 @@ impl Listing {
             unreadable: 0,
             names: 0,
             kept: Some(vec![Source::text(text)].into()),
+            first: None,
             packed: None,
             changed: Arc::default(),
         }
@@ -274,6 +312,7 @@ impl Listing {
 
     /// Whether its files are listed again for the batches (a large send:
     /// a small one is kept in memory from the count).
+    #[cfg(test)]
     pub(crate) fn walks_again(&self) -> bool {
         self.kept.is_none() && self.packed.is_none()
     }
@@ -322,9 +361,11 @@ impl Listing {
     /// this attempt's, not an earlier one's).
     pub(crate) fn batches(&self, events: &Events) -> Batcher {
         self.changed.store(0, Ordering::Relaxed);
+        let first = self.first.clone();
+        let skip = first.as_ref().map_or(0, |f| f.len());
         let iter = match (&self.kept, &self.packed) {
             (Some(kept), _) => Lister::Kept(kept.clone(), 0),
-            (None, Some(packed)) => Lister::Packed(packed.clone(), self.spec.clone(), 0),
+            (None, Some(packed)) => Lister::Packed(packed.clone(), self.spec.clone(), skip),
             (None, None) => Lister::Walk(Box::new(Walk::new(
                 self.spec.clone(),
                 Pass::Send(Some(events.here())),
@@ -332,6 +373,7 @@ impl Listing {
         };
         Batcher {
             iter,
+            first,
             peeked: None,
             events: events.here(),
             grew: 0,
@@ -472,6 +514,8 @@ impl Packed {
 /// Cuts the sources into batches (blocking: it may walk folders).
 pub(crate) struct Batcher {
     iter: Lister,
+    /// The first batch, when the count kept it (`iter` starts after it).
+    first: Option<Arc<[Source]>>,
     peeked: Option<Source>,
     events: Events,
     /// Entries left out past the Manifest ([`Skip::Grew`]).
@@ -496,6 +540,18 @@ impl Batcher {
         {
             *next = list.len();
             return Ok((!list.is_empty()).then(|| (list.clone(), false)));
+        }
+        if let Some(first) = self.first.take() {
+            let folders = first.iter().filter(|s| s.is_dir()).count() as u64;
+            let bytes = first.iter().map(|s| s.size).sum();
+            if batches.fits(first.len() as u64, folders, bytes) {
+                let more = self.follows(batches, first.len(), folders, bytes)?;
+                return Ok(Some((first, more)));
+            }
+            // Not within the Manifest (of another count): cut from the list.
+            if let Lister::Packed(.., next) = &mut self.iter {
+                *next = 0;
+            }
         }
         let mut batch: Vec<Source> = Vec::new();
         let (mut folders, mut bytes, mut path_bytes) = (0u64, 0u64, 0usize);
@@ -522,22 +578,27 @@ impl Batcher {
             self.note_changed();
             return Ok(None);
         }
-        // Another batch follows only if something that still fits is left:
-        // a BatchEnd promises one.
+        let more = self.follows(batches, batch.len(), folders, bytes)?;
+        Ok(Some((batch.into(), more)))
+    }
+
+    /// Whether another batch follows one of `n` entries (`folders`,
+    /// `bytes`): only if something that still fits is left, since a
+    /// BatchEnd promises one. What is left is peeked at.
+    fn follows(&mut self, batches: &Batches, n: usize, folders: u64, bytes: u64) -> Result<bool> {
         while self.peeked.is_none() {
             let Some(source) = self.iter.next().transpose()? else {
                 break;
             };
             let dir = u64::from(source.is_dir());
-            let n = batch.len() as u64 + 1;
-            if batches.fits(n, folders + dir, bytes + source.size) {
+            if batches.fits(n as u64 + 1, folders + dir, bytes + source.size) {
                 self.peeked = Some(source);
             } else {
                 self.grew(source);
             }
         }
         self.note_changed();
-        Ok(Some((batch.into(), self.peeked.is_some())))
+        Ok(self.peeked.is_some())
     }
 
     /// Tells the Listing how many paths changed since the count, so far.
@@ -584,7 +645,10 @@ struct Walk {
     /// entered (one that cannot is left out).
     held_dir: Option<Source>,
     /// Ready to go, or being looked at, in order.
-    ready: std::collections::VecDeque<Found>,
+    ready: VecDeque<Found>,
+    /// The command-line paths' sources not reached yet, once
+    /// [`Walk::check_tops`] looked at them all.
+    tops: Option<VecDeque<Source>>,
     /// The count's files looked at on a thread of their own (started at
     /// the first file inside a folder).
     looker: Option<Looker>,
@@ -709,6 +773,7 @@ impl Walk {
             tree: None,
             held_dir: None,
             ready: Default::default(),
+            tops: None,
             looker: None,
             unreadable: 0,
             names: 0,
@@ -735,9 +800,40 @@ impl Walk {
         }));
     }
 
+    /// Looks at every command-line path before any folder is walked (the
+    /// first one that cannot be sent is the error), so that a walk running
+    /// while the receiver is reached finds no mistake on the command line.
+    fn check_tops(&mut self) -> Result<()> {
+        let tops = self
+            .spec
+            .paths
+            .iter()
+            .map(|path| self.top_source(path))
+            .collect::<Result<_>>()?;
+        self.tops = Some(tops);
+        Ok(())
+    }
+
     /// A command-line path: its source (and, for a folder, the walk of
-    /// what it holds).
+    /// what it holds), as [`Walk::check_tops`] found it if it looked.
     fn top(&mut self, path: &Path) -> Result<Source> {
+        let source = match self.tops.as_mut().and_then(VecDeque::pop_front) {
+            Some(source) => source,
+            None => self.top_source(path)?,
+        };
+        if source.is_dir() {
+            let walk = walkdir::WalkDir::new(path)
+                .follow_links(false)
+                .min_depth(1)
+                .sort_by_file_name()
+                .into_iter();
+            self.tree = Some((walk, Arc::from(path), Arc::from(source.name.as_str())));
+        }
+        Ok(source)
+    }
+
+    /// A command-line path's source (a folder's, without what it holds).
+    fn top_source(&self, path: &Path) -> Result<Source> {
         if path.as_os_str() == STDIN {
             return Ok(Source {
                 path: path.to_owned(),
@@ -752,12 +848,6 @@ impl Walk {
         let name = top_name(path)?;
         if meta.is_dir() {
             check_name(path, &name)?;
-            let walk = walkdir::WalkDir::new(path)
-                .follow_links(false)
-                .min_depth(1)
-                .sort_by_file_name()
-                .into_iter();
-            self.tree = Some((walk, Arc::from(path), Arc::from(name.as_str())));
             // The folder itself, so that it exists even when empty.
             Ok(Source {
                 path: path.to_owned(),
@@ -1407,7 +1497,7 @@ mod tests {
         }
         let events = Events::default();
         // Walked again for the batches: nothing kept, not even packed.
-        let listing = Listing::count_keeping(spec(&[&root]), &events, 0).unwrap();
+        let listing = Listing::count_keeping(spec(&[&root]), &events, 0, || {}).unwrap();
         // The folder, 7 sub-folders and the files; too many to keep.
         assert_eq!((listing.entries, listing.folders), (n as u64 + 8, 8));
         assert!(listing.kept.is_none() && listing.packed.is_none());
@@ -1516,8 +1606,8 @@ mod tests {
         std::fs::write(&single, b"one file on its own").unwrap();
         let paths = [tree.as_path(), single.as_path(), other.as_path()];
         let events = Events::default();
-        let packed = Listing::count_keeping(spec(&paths), &events, PACKED_AT_MOST).unwrap();
-        let walked = Listing::count_keeping(spec(&paths), &events, 0).unwrap();
+        let packed = Listing::count_keeping(spec(&paths), &events, PACKED_AT_MOST, || {}).unwrap();
+        let walked = Listing::count_keeping(spec(&paths), &events, 0, || {}).unwrap();
         assert!(packed.packed.is_some() && packed.kept.is_none());
         assert!(!packed.walks_again() && walked.walks_again());
         assert_eq!(packed.manifest(), walked.manifest());
@@ -1544,6 +1634,90 @@ mod tests {
     }
 
     #[test]
+    fn every_command_line_path_is_checked_before_a_folder_is_walked() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("top");
+        put(&root, "a.txt", b"a");
+        #[cfg(unix)]
+        std::os::unix::fs::symlink(dir.path(), root.join("link")).unwrap();
+        let missing = dir.path().join("missing.txt");
+        let events = Events::default();
+        let mut rx = events.subscribe();
+        let mut checked = false;
+        let err = Listing::count_keeping(spec(&[&root, &missing]), &events, 0, || checked = true)
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::File { path, .. } if *path == missing),
+            "{err:?}"
+        );
+        assert!(!checked, "the paths did not pass");
+        // The folder was not walked: its link was not seen yet.
+        assert!(skipped(&mut rx, &root).is_empty());
+        let mut checked = false;
+        let listing =
+            Listing::count_keeping(spec(&[&root]), &events, 0, || checked = true).unwrap();
+        assert!(checked);
+        assert_eq!(listing.entries, 2);
+        #[cfg(unix)]
+        assert_eq!(
+            skipped(&mut rx, &root),
+            [("link".to_owned(), Skip::Symlink)]
+        );
+    }
+
+    #[test]
+    fn the_first_batch_kept_from_the_count_is_cut_as_the_list_would_be() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("t");
+        let n = BATCH_ENTRIES + 5;
+        for i in 0..n {
+            put(&root, &format!("f{i:05}"), b"xy");
+        }
+        let events = Events::default();
+        let listing =
+            Listing::count_keeping(spec(&[&root]), &events, PACKED_AT_MOST, || {}).unwrap();
+        assert_eq!(listing.first.as_ref().map(|f| f.len()), Some(BATCH_ENTRIES));
+        // Within the Manifest: the batch as counted, then the rest.
+        let batches = all_batches(&listing);
+        assert_eq!(
+            batches
+                .iter()
+                .map(|(b, more)| (b.len(), *more))
+                .collect::<Vec<_>>(),
+            [(BATCH_ENTRIES, true), (n + 1 - BATCH_ENTRIES, false)]
+        );
+        assert_eq!(batches[0].0[1].name, "t/f00000");
+        assert_eq!(batches[1].0[0].name, format!("t/f{:05}", BATCH_ENTRIES - 1));
+        // Limits tighter than that batch (another count's Manifest): cut
+        // from the list within them, the rest left out as grown.
+        let tight = Batches::new(Manifest {
+            entries: 10,
+            folders: 1,
+            bytes: 18,
+        });
+        let mut batcher = listing.batches(&events);
+        let (batch, more) = batcher.next_batch(&tight).unwrap().unwrap();
+        let names: Vec<&str> = batch.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names.len(), 10);
+        assert_eq!((names[0], names[9]), ("t", "t/f00008"));
+        assert!(!more);
+        // Paths of more than a batch's bytes: fewer entries.
+        let long = |i: usize| Source {
+            path: PathBuf::from("x"),
+            name: format!("{i:05}/{}", "n".repeat(4000)),
+            size: 0,
+            attrs: 0,
+            mtime: None,
+            text: None,
+        };
+        let list: Vec<Source> = (0..BATCH_ENTRIES).map(long).collect();
+        let fit = BATCH_PATH_BYTES / list[0].name.len();
+        assert_eq!(first_batch_len(&list), fit);
+        assert_eq!(first_batch_len(&list[..3]), 3);
+        assert_eq!(first_batch_len(&[]), 0);
+    }
+
+    #[test]
     fn a_send_too_large_to_pack_walks_again() {
         let dir = tempfile::tempdir().unwrap();
         let tree = dir.path().join("tree");
@@ -1553,7 +1727,7 @@ mod tests {
         let events = Events::default();
         // Room for the first batch's worth, not for one more entry.
         let room = BATCH_ENTRIES * (std::mem::size_of::<PackedEntry>() + "tree/f00000".len());
-        let listing = Listing::count_keeping(spec(&[&tree]), &events, room).unwrap();
+        let listing = Listing::count_keeping(spec(&[&tree]), &events, room, || {}).unwrap();
         assert!(listing.walks_again());
         assert_eq!(
             all_batches(&listing)
