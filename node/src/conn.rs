@@ -79,7 +79,8 @@ impl BufPool {
             .filter(|(_, b)| b.capacity() >= len)
             .min_by_key(|(_, b)| b.capacity())
             .map(|(i, _)| i);
-        fits.map(|i| p.large.swap_remove(i)).unwrap_or_default()
+        // A new one from the allocator's zeroed pages (not zeroed again).
+        fits.map_or_else(|| vec![0; len], |i| p.large.swap_remove(i))
     }
 
     /// Gives a buffer back (dropped if the pool has enough of its kind).
@@ -111,15 +112,49 @@ pub fn set_len(buf: &mut Vec<u8>, len: usize) {
 pub struct RawFrame {
     /// The decoded header.
     pub header: FrameHeader,
-    /// Header and body bytes.
-    pub buf: Vec<u8>,
+    /// Header and body bytes: the first `len` bytes. A pooled buffer keeps
+    /// what follows, so that it is not zeroed again each time a longer
+    /// frame comes into it.
+    buf: Vec<u8>,
+    len: usize,
 }
 
 impl RawFrame {
+    /// Header and body bytes.
+    #[must_use]
+    pub fn bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+
+    /// Its length on the wire, header included.
+    #[must_use]
+    pub fn wire_len(&self) -> usize {
+        self.len
+    }
+
+    /// The memory it holds.
+    #[must_use]
+    pub fn capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
+    /// Takes its buffer (for the pool), leaving it empty.
+    pub fn take_buf(&mut self) -> Vec<u8> {
+        self.len = 0;
+        std::mem::take(&mut self.buf)
+    }
+
     /// Opens (authenticates and decrypts) this frame as a record.
     pub fn open(&mut self, opener: &mut Opener) -> Result<(RecordType, &[u8])> {
-        let (typ, pt) = opener.open_in_place(self.header, &mut self.buf[HEADER_LEN..])?;
+        let (typ, pt) = opener.open_in_place(self.header, &mut self.buf[HEADER_LEN..self.len])?;
         Ok((typ, pt))
+    }
+}
+
+/// `buf` at least `len` bytes long, zero-filling only bytes it never had.
+fn grow_to(buf: &mut Vec<u8>, len: usize) {
+    if buf.len() < len {
+        buf.resize(len, 0);
     }
 }
 
@@ -184,10 +219,14 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             let whole = HEADER_LEN + h.len;
             // The length was checked against `max` before this allocation.
             let mut buf = buffer(whole);
-            set_len(&mut buf, whole);
-            buf.copy_from_slice(&have[..whole]);
+            grow_to(&mut buf, whole);
+            buf[..whole].copy_from_slice(&have[..whole]);
             self.inner.consume(whole);
-            return Ok(Some(RawFrame { header: h, buf }));
+            return Ok(Some(RawFrame {
+                header: h,
+                buf,
+                len: whole,
+            }));
         }
         let mut header = [0u8; HEADER_LEN];
         let first = timed(idle, STOPPED_SENDING, self.inner.read(&mut header)).await?;
@@ -207,16 +246,21 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             Decoded::NeedMore(_) => return Err(ProtoError::Truncated.into()),
         };
         // The length was checked against `max` before this allocation.
-        let mut buf = buffer(HEADER_LEN + h.len);
-        set_len(&mut buf, HEADER_LEN + h.len);
+        let whole = HEADER_LEN + h.len;
+        let mut buf = buffer(whole);
+        grow_to(&mut buf, whole);
         buf[..HEADER_LEN].copy_from_slice(&header);
         timed(
             idle,
             STOPPED_SENDING,
-            self.read_exact_or_truncated(&mut buf[HEADER_LEN..]),
+            self.read_exact_or_truncated(&mut buf[HEADER_LEN..whole]),
         )
         .await?;
-        Ok(Some(RawFrame { header: h, buf }))
+        Ok(Some(RawFrame {
+            header: h,
+            buf,
+            len: whole,
+        }))
     }
 
     async fn read_exact_or_truncated(&mut self, buf: &mut [u8]) -> Result<()> {
@@ -274,7 +318,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         if frame.header.typ == ALERT && opener.sequence() == 0 {
             // The responder refused our last handshake flight (bad signature, pinned key, ...)
             // and could only say so in plaintext: unauthenticated, but the best reason we have.
-            let alert = Alert::decode(&frame.buf[HEADER_LEN..])?;
+            let alert = Alert::decode(&frame.bytes()[HEADER_LEN..])?;
             return Err(alert.into_unverified_error().into());
         }
         let (typ, pt) = frame.open(opener)?;
@@ -283,9 +327,10 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             let alert = Alert::decode(pt)?;
             return Err(alert.into_error().into());
         }
-        frame.buf.truncate(HEADER_LEN + len);
-        frame.buf.drain(..HEADER_LEN);
-        Ok((typ, frame.buf))
+        let mut buf = frame.take_buf();
+        buf.truncate(HEADER_LEN + len);
+        buf.drain(..HEADER_LEN);
+        Ok((typ, buf))
     }
 }
 
@@ -337,7 +382,8 @@ where
             else {
                 return Err(ProtoError::Truncated.into());
             };
-            let Decoded::Ready((frame, _)) = decode_frame(&frame.buf, MAX_HANDSHAKE_BODY)? else {
+            let Decoded::Ready((frame, _)) = decode_frame(frame.bytes(), MAX_HANDSHAKE_BODY)?
+            else {
                 return Err(ProtoError::Truncated.into());
             };
             let revealing = matches!(state, Handshake::AwaitKeyReveal(_));
@@ -512,9 +558,49 @@ mod tests {
             pool.put(Vec::with_capacity(cap));
         }
         assert_eq!(pool.get_for(100 << 10).capacity(), 256 << 10);
-        assert_eq!(pool.get_for(2 << 20).capacity(), 0);
+        // A new one, as long as asked (zeroed by the allocator).
+        let new = pool.get_for(2 << 20);
+        assert_eq!(new.len(), 2 << 20);
+        assert!(new.iter().all(|&b| b == 0));
         assert_eq!(pool.get_for(1 << 20).capacity(), 1 << 20);
         assert_eq!(pool.get_for(20 << 10).capacity(), 64 << 10);
+    }
+
+    /// A buffer longer than the frame (as a pooled one is) keeps its
+    /// length; the frame is its first bytes, whether it was read ahead or
+    /// arrived in pieces.
+    #[tokio::test]
+    async fn a_frame_in_a_longer_buffer_is_exactly_its_bytes() {
+        let bodies: [&[u8]; 3] = [&[5u8; 3000], b"ab", &[6u8; 5000]];
+        let bytes = frames(&bodies);
+        let (mut tx, rx) = tokio::io::duplex(7);
+        let writer = {
+            let bytes = bytes.clone();
+            tokio::spawn(async move {
+                for piece in bytes.chunks(7) {
+                    tx.write_all(piece).await.unwrap();
+                    tokio::task::yield_now().await;
+                }
+            })
+        };
+        let mut buf = vec![9u8; 4096];
+        let mut r = FrameReader::new(&bytes[..]);
+        for (i, b) in bodies.iter().enumerate() {
+            let mut f = r.read_frame_into(buf, 8192, IDLE).await.unwrap().unwrap();
+            assert_eq!(usize::from(f.header.typ), 20 + i);
+            assert_eq!(&f.bytes()[HEADER_LEN..], *b);
+            assert_eq!(f.wire_len(), HEADER_LEN + b.len());
+            buf = f.take_buf();
+            assert!(buf.len() >= (HEADER_LEN + b.len()).max(4096));
+        }
+        let mut r = FrameReader::new(rx);
+        for b in bodies {
+            let mut f = r.read_frame_into(buf, 8192, IDLE).await.unwrap().unwrap();
+            assert_eq!(&f.bytes()[HEADER_LEN..], b);
+            buf = f.take_buf();
+            assert_eq!(buf.len(), HEADER_LEN + 5000, "the longest so far");
+        }
+        writer.await.unwrap();
     }
 
     fn frames(bodies: &[&[u8]]) -> Vec<u8> {
@@ -537,8 +623,8 @@ mod tests {
         for (i, b) in bodies.iter().enumerate() {
             let f = r.read_frame(4096, IDLE).await.unwrap().unwrap();
             assert_eq!(usize::from(f.header.typ), 20 + i);
-            assert_eq!(&f.buf[HEADER_LEN..], *b);
-            assert_eq!(f.buf.len(), HEADER_LEN + b.len());
+            assert_eq!(&f.bytes()[HEADER_LEN..], *b);
+            assert_eq!(f.wire_len(), HEADER_LEN + b.len());
         }
         assert!(r.read_frame(4096, IDLE).await.unwrap().is_none());
 
@@ -556,7 +642,7 @@ mod tests {
         let mut r = FrameReader::new(rx);
         for b in bodies {
             let f = r.read_frame(4096, IDLE).await.unwrap().unwrap();
-            assert_eq!(&f.buf[HEADER_LEN..], b);
+            assert_eq!(&f.bytes()[HEADER_LEN..], b);
         }
         writer.await.unwrap();
         assert!(r.read_frame(4096, IDLE).await.unwrap().is_none());

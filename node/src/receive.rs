@@ -1634,7 +1634,7 @@ async fn forward_frames<R: tokio::io::AsyncRead + Unpin>(
         .any(|t| *t as u8 == typ);
         // Capacity, not length: a pooled buffer that once held a large record
         // keeps its megabyte even when it now holds a tiny one.
-        bytes += frame.buf.capacity();
+        bytes += frame.capacity();
         batch.push(frame);
         if last || bytes >= BATCH_BYTES || batch.len() >= BATCH_FRAMES {
             bytes = 0;

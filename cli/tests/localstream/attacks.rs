@@ -91,7 +91,7 @@ async fn grind_once(source: Ipv4Addr, port: u16) -> Try {
     };
     match frame.header.typ {
         SERVER_HELLO => Try::Guess,
-        ALERT => Try::Refused(Alert::decode(&frame.buf[HEADER_LEN..]).unwrap().status),
+        ALERT => Try::Refused(Alert::decode(&frame.bytes()[HEADER_LEN..]).unwrap().status),
         other => panic!("unexpected answer 0x{other:02x}"),
     }
 }

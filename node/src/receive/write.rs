@@ -19,7 +19,7 @@ struct Recycled<'a> {
 
 impl Drop for Recycled<'_> {
     fn drop(&mut self) {
-        self.pool.put(std::mem::take(&mut self.frame.buf));
+        self.pool.put(self.frame.take_buf());
     }
 }
 
@@ -304,7 +304,7 @@ impl<'a> Writer<'a> {
         while let Some(frame) = self.next_frame(&mut rx, &mut batch) {
             let mut frame = Recycled { frame, pool };
             // As it crossed the wire (header, ciphertext, tag).
-            let sealed = frame.frame.buf.len() as u64;
+            let sealed = frame.frame.wire_len() as u64;
             let (typ, pt) = frame.frame.open(opener)?;
             match self.record(&mut receiving, typ, pt, sealed) {
                 Ok(Some(done)) => return Ok(done),
