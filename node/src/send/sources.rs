@@ -156,8 +156,10 @@ pub(crate) struct Listing {
     /// Every source of a larger send, packed, when they fit in
     /// [`PACKED_AT_MOST`] bytes (else the batches walk again).
     packed: Option<Arc<Packed>>,
-    /// The first batch of a packed send, as the count found it.
-    first: Option<Arc<[Source]>>,
+    /// The first batch of a packed send, as the count found it, until the
+    /// first [`Listing::batches`] takes it (a later attempt cuts it from the
+    /// packed list again).
+    first: std::sync::Mutex<Option<Arc<[Source]>>>,
     /// Paths the last [`Listing::batches`] left out because they changed
     /// since the count: appeared (past what the Manifest announced) or gone.
     changed: Arc<AtomicUsize>,
@@ -284,7 +286,7 @@ impl Listing {
             names: walk.names,
             kept: kept.map(|(list, _)| list.into()),
             // Of use only with the packed list, whose index it skips.
-            first: first.filter(|_| packed.is_some()),
+            first: std::sync::Mutex::new(first.filter(|_| packed.is_some())),
             packed: packed.map(Arc::new),
             changed: Arc::default(),
         })
@@ -304,7 +306,7 @@ impl Listing {
             unreadable: 0,
             names: 0,
             kept: Some(vec![Source::text(text)].into()),
-            first: None,
+            first: std::sync::Mutex::default(),
             packed: None,
             changed: Arc::default(),
         }
@@ -361,7 +363,7 @@ impl Listing {
     /// this attempt's, not an earlier one's).
     pub(crate) fn batches(&self, events: &Events) -> Batcher {
         self.changed.store(0, Ordering::Relaxed);
-        let first = self.first.clone();
+        let first = self.first.lock().ok().and_then(|mut f| f.take());
         let skip = first.as_ref().map_or(0, |f| f.len());
         let iter = match (&self.kept, &self.packed) {
             (Some(kept), _) => Lister::Kept(kept.clone(), 0),
@@ -1676,9 +1678,11 @@ mod tests {
         let events = Events::default();
         let listing =
             Listing::count_keeping(spec(&[&root]), &events, PACKED_AT_MOST, || {}).unwrap();
-        assert_eq!(listing.first.as_ref().map(|f| f.len()), Some(BATCH_ENTRIES));
+        let first = listing.first.lock().unwrap().as_ref().map(|f| f.len());
+        assert_eq!(first, Some(BATCH_ENTRIES));
         // Within the Manifest: the batch as counted, then the rest.
         let batches = all_batches(&listing);
+        assert!(listing.first.lock().unwrap().is_none(), "taken, and let go");
         assert_eq!(
             batches
                 .iter()
