@@ -573,16 +573,7 @@ mod tests {
     async fn a_frame_in_a_longer_buffer_is_exactly_its_bytes() {
         let bodies: [&[u8]; 3] = [&[5u8; 3000], b"ab", &[6u8; 5000]];
         let bytes = frames(&bodies);
-        let (mut tx, rx) = tokio::io::duplex(7);
-        let writer = {
-            let bytes = bytes.clone();
-            tokio::spawn(async move {
-                for piece in bytes.chunks(7) {
-                    tx.write_all(piece).await.unwrap();
-                    tokio::task::yield_now().await;
-                }
-            })
-        };
+        let (rx, writer) = in_pieces(&bytes);
         let mut buf = vec![9u8; 4096];
         let mut r = FrameReader::new(&bytes[..]);
         for (i, b) in bodies.iter().enumerate() {
@@ -601,6 +592,20 @@ mod tests {
             assert_eq!(buf.len(), HEADER_LEN + 5000, "the longest so far");
         }
         writer.await.unwrap();
+    }
+
+    /// `bytes` arriving seven at a time (headers and bodies split across
+    /// reads), and the task that writes them.
+    fn in_pieces(bytes: &[u8]) -> (tokio::io::DuplexStream, tokio::task::JoinHandle<()>) {
+        let (mut tx, rx) = tokio::io::duplex(7);
+        let bytes = bytes.to_vec();
+        let writer = tokio::spawn(async move {
+            for piece in bytes.chunks(7) {
+                tx.write_all(piece).await.unwrap();
+                tokio::task::yield_now().await;
+            }
+        });
+        (rx, writer)
     }
 
     fn frames(bodies: &[&[u8]]) -> Vec<u8> {
@@ -629,16 +634,7 @@ mod tests {
         assert!(r.read_frame(4096, IDLE).await.unwrap().is_none());
 
         // Seven bytes at a time: headers and bodies split across reads.
-        let (mut tx, rx) = tokio::io::duplex(7);
-        let writer = {
-            let bytes = bytes.clone();
-            tokio::spawn(async move {
-                for piece in bytes.chunks(7) {
-                    tx.write_all(piece).await.unwrap();
-                    tokio::task::yield_now().await;
-                }
-            })
-        };
+        let (rx, writer) = in_pieces(&bytes);
         let mut r = FrameReader::new(rx);
         for b in bodies {
             let f = r.read_frame(4096, IDLE).await.unwrap().unwrap();

@@ -1,5 +1,6 @@
 //! Sources: the command line expanded into the files to offer, each checked
-//! before anything touches the network.
+//! before anything is offered (the command-line paths themselves before
+//! anything touches the network: [`Listing::count`]).
 
 use super::*;
 
@@ -69,7 +70,7 @@ impl From<&std::io::Error> for Why {
 }
 
 /// Expands the command line into the files to offer, checking each before
-/// anything touches the network: a file goes under its own name, a folder as
+/// anything is offered: a file goes under its own name, a folder as
 /// every file below it, under `folder/sub/file`, less what `exclude`
 /// matches. Inside a folder, symbolic links and partial files are left out
 /// by rule, and what cannot be read (a file that cannot be opened, a pipe, a
