@@ -9,9 +9,14 @@
 //! - `auto` (the default): only while it makes the transfer faster. The
 //!   sender measures it: it sends windows of [`WINDOW`] records one way or the
 //!   other and keeps the rate each way gets (file bytes per second, all
-//!   waiting included: for the CPU, the network and the receiver). It goes on
-//!   the faster way, and tries the other one window in [`RELEARN_EVERY`] in
-//!   case things changed. On a fast link (or loopback) the CPU is the limit
+//!   waiting included: for the CPU, the network and the receiver). The time
+//!   is that of the records that could be compressed, from the read of their
+//!   bytes to their place in the socket's queue, not the time between them:
+//!   small files in between (never compressed) would make a window slow or
+//!   fast whichever way it went. Compression must be faster by
+//!   [`ZSTD_MUST_WIN_BY`]: it costs CPU on both sides, and a tie is the
+//!   noise of the measure. It goes on the faster way, and tries the other one
+//!   window in [`RELEARN_EVERY`] in case things changed. On a fast link (or loopback) the CPU is the limit
 //!   and raw wins; on a slow link compressible data wins. A record that does
 //!   not shrink makes it skip the next few (doubling, up to 64), so random
 //!   data costs almost no compression time.
@@ -19,7 +24,7 @@
 //! The AEAD covers compressed records like any other: the compressed bytes
 //! are the record's plaintext.
 
-use std::time::Instant;
+use std::time::Duration;
 
 use localstream_proto::record::MAX_PLAINTEXT;
 
@@ -37,6 +42,8 @@ pub const FEATURES: u32 = 0;
 const LEVEL: i32 = 1;
 /// Records per measuring window in `auto`.
 pub const WINDOW: u32 = 16;
+/// How much faster than raw compression must be for `auto` to choose it.
+pub const ZSTD_MUST_WIN_BY: f64 = 1.1;
 /// While compressing in `auto`, one window in this many goes uncompressed.
 pub const RELEARN_EVERY: u32 = 16;
 
@@ -80,10 +87,10 @@ impl std::fmt::Debug for Compressor {
 struct Auto {
     /// Compressing in the current window.
     compressing: bool,
-    /// Records and file bytes in this window, and when it began.
+    /// Records and file bytes in this window, and the time they took.
     records: u32,
     bytes: u64,
-    started: Option<Instant>,
+    took: Duration,
     /// File bytes per second, sending raw and compressed, when measured.
     raw: Option<f64>,
     zstd: Option<f64>,
@@ -99,7 +106,7 @@ impl Auto {
         let faster_is_zstd = match (self.raw, self.zstd) {
             (None, _) => false,
             (Some(_), None) => true,
-            (Some(r), Some(z)) => z > r,
+            (Some(r), Some(z)) => z > r * ZSTD_MUST_WIN_BY,
         };
         let relearn = self.windows.is_multiple_of(RELEARN_EVERY);
         self.compressing = faster_is_zstd != relearn;
@@ -181,25 +188,28 @@ impl Compressor {
         None
     }
 
-    /// After each data record of `bytes` file bytes has been queued for the
-    /// socket: ends windows and decides.
-    pub fn sent(&mut self, bytes: u64) {
-        self.sent_at(bytes, Instant::now());
+    /// Whether [`Compressor::sent`] wants to know how long records take
+    /// (`auto`, with compression usable).
+    #[must_use]
+    pub fn measuring(&self) -> bool {
+        self.mode == Mode::Auto && self.enabled()
     }
 
-    /// [`Compressor::sent`] at `now` (a test's clock).
-    fn sent_at(&mut self, bytes: u64, now: Instant) {
-        if self.mode != Mode::Auto || !self.enabled() {
+    /// After a data record of `bytes` file bytes that went through
+    /// [`Compressor::compress`] has been queued for the socket, `took` after
+    /// its bytes began to be read: ends windows and decides.
+    pub fn sent(&mut self, bytes: u64, took: Duration) {
+        if !self.measuring() {
             return;
         }
         let a = &mut self.auto;
-        let started = *a.started.get_or_insert(now);
         a.records += 1;
         a.bytes += bytes;
+        a.took += took;
         if a.records < WINDOW {
             return;
         }
-        let rate = a.bytes as f64 / now.duration_since(started).as_secs_f64().max(1e-9);
+        let rate = a.bytes as f64 / a.took.as_secs_f64().max(1e-9);
         let slot = if a.compressing {
             &mut a.zstd
         } else {
@@ -209,7 +219,7 @@ impl Compressor {
         a.choose();
         a.records = 0;
         a.bytes = 0;
-        a.started = None;
+        a.took = Duration::ZERO;
     }
 }
 
@@ -385,24 +395,32 @@ mod tests {
     /// does not depend on this machine's speed. Returns how many of
     /// `records` records went compressed.
     fn simulate(link: f64, records: u32) -> u32 {
+        simulate_costs(records, |wire, compressed| {
+            wire as f64 / link
+                + if compressed {
+                    MAX_PLAINTEXT as f64 / 400e6
+                } else {
+                    0.0
+                }
+        })
+    }
+
+    /// Runs `auto` over `records` compressible records, each taking
+    /// `took(wire bytes, compressed)` seconds; returns how many went compressed.
+    fn simulate_costs(records: u32, took: impl Fn(usize, bool) -> f64) -> u32 {
         let text = b"0123456789 log line, compressible\n".repeat(40_000);
         let raw = &text[..MAX_PLAINTEXT];
         let mut out = Vec::new();
         let mut c = Compressor::new(Mode::Auto, FEATURES).unwrap();
         let mut used = 0;
-        let mut now = Instant::now();
-        let secs = std::time::Duration::from_secs_f64;
         for _ in 0..records {
-            let wire = match c.compress(raw, &mut out, 0) {
-                Some(n) => {
-                    used += 1;
-                    now += secs(raw.len() as f64 / 400e6);
-                    n
-                }
-                None => raw.len(),
+            let (wire, compressed) = match c.compress(raw, &mut out, 0) {
+                Some(n) => (n, true),
+                None => (raw.len(), false),
             };
-            now += secs(wire as f64 / link);
-            c.sent_at(raw.len() as u64, now);
+            used += u32::from(compressed);
+            let took = Duration::from_secs_f64(took(wire, compressed));
+            c.sent(raw.len() as u64, took);
         }
         used
     }
@@ -419,5 +437,26 @@ mod tests {
             used <= 2 * WINDOW,
             "compressed {used} records on a fast link"
         );
+    }
+
+    #[test]
+    fn auto_compresses_only_when_it_wins_clearly() {
+        // Compressed records 5% faster than raw ones: not worth the CPU,
+        // only the learning windows go compressed.
+        let used = simulate_costs(
+            8 * WINDOW,
+            |_, compressed| if compressed { 0.95e-3 } else { 1e-3 },
+        );
+        assert_eq!(used, WINDOW, "compressed {used} records for a 5% gain");
+        // 25% faster: compressed but for the relearning window.
+        let used = simulate_costs(
+            8 * WINDOW,
+            |_, compressed| if compressed { 0.75e-3 } else { 1e-3 },
+        );
+        assert_eq!(used, 7 * WINDOW, "compressed {used} records for a 25% gain");
+        // Measuring needs `auto` and a receiver that takes compressed records.
+        assert!(Compressor::new(Mode::Auto, FEATURES).unwrap().measuring());
+        assert!(!Compressor::new(Mode::On, FEATURES).unwrap().measuring());
+        assert!(!Compressor::new(Mode::Auto, 0).unwrap().measuring());
     }
 }

@@ -34,11 +34,14 @@ impl Outbox<'_> {
             .map_err(|_| Error::Io(std::io::ErrorKind::BrokenPipe.into()))
     }
 
-    /// Sends a large sealed data record holding `bytes` file bytes.
-    fn send_data(&mut self, buf: Vec<u8>, bytes: usize) -> Result<()> {
+    /// Sends a large sealed data record holding `bytes` file bytes, whose
+    /// reading `began` (when the compressor measures).
+    fn send_data(&mut self, buf: Vec<u8>, bytes: usize, began: Option<Instant>) -> Result<()> {
         self.wire += buf.len() as u64;
         self.send(buf)?;
-        self.compressor.sent(bytes as u64);
+        if let Some(began) = began {
+            self.compressor.sent(bytes as u64, began.elapsed());
+        }
         Ok(())
     }
 
@@ -85,6 +88,7 @@ impl Outbox<'_> {
         sending: &mut SendingFile,
     ) -> std::io::Result<Result<usize>> {
         let small = want < GATHER_BELOW;
+        let began = (!small && self.compressor.measuring()).then(Instant::now);
         let mut own = if small { Vec::new() } else { self.pool.get() };
         let buf = if small { &mut self.gathered } else { &mut own };
         let start = if small { buf.len() } else { 0 };
@@ -122,7 +126,7 @@ impl Outbox<'_> {
                 }
                 return Ok(self
                     .flush()
-                    .and_then(|()| self.send_data(own, got))
+                    .and_then(|()| self.send_data(own, got, began))
                     .map(|()| got));
             }
             self.pool.put(packed);
@@ -140,7 +144,7 @@ impl Outbox<'_> {
             self.wire += (self.gathered.len() - start) as u64;
             self.gathered_one()
         } else {
-            self.flush().and_then(|()| self.send_data(own, got))
+            self.flush().and_then(|()| self.send_data(own, got, began))
         };
         Ok(queued.map(|()| got))
     }
