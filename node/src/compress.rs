@@ -13,10 +13,18 @@
 //!   is that of the records that could be compressed, from the read of their
 //!   bytes to their place in the socket's queue, not the time between them:
 //!   small files in between (never compressed) would make a window slow or
-//!   fast whichever way it went. Compression must be faster by
-//!   [`ZSTD_MUST_WIN_BY`]: it costs CPU on both sides, and a tie is the
-//!   noise of the measure. It goes on the faster way, and tries the other one
-//!   window in [`RELEARN_EVERY`] in case things changed. On a fast link (or loopback) the CPU is the limit
+//!   fast whichever way it went. The first two windows are compressed (the
+//!   first fills the socket's queues, and waits for nothing). When the
+//!   second one's records spent at least [`LINK_BOUND`] of their time
+//!   waiting for the socket's queue, the network (or the receiver) is the
+//!   limit even compressed, raw could only wait longer, and it goes on
+//!   compressed without a raw window (on a 100 Mbit/s link such a window
+//!   cost 1.5 s per 16 MiB). Otherwise the third window is raw. Compression must then be
+//!   faster by [`ZSTD_MUST_WIN_BY`]: it costs CPU on both sides, and a tie
+//!   is the noise of the measure. It goes on the faster way, and tries the
+//!   other one window in [`RELEARN_EVERY`] in case things changed. After a
+//!   change of way, [`SETTLE`] records go unmeasured: they wait behind the
+//!   other way's records still queued. On a fast link (or loopback) the CPU is the limit
 //!   and raw wins; on a slow link compressible data wins. A record that does
 //!   not shrink makes it skip the next few (doubling, up to 64), so random
 //!   data costs almost no compression time.
@@ -44,6 +52,12 @@ const LEVEL: i32 = 1;
 pub const WINDOW: u32 = 16;
 /// How much faster than raw compression must be for `auto` to choose it.
 pub const ZSTD_MUST_WIN_BY: f64 = 1.1;
+/// Records not measured after `auto` changed its way: they pay for the
+/// records of the other way still queued before them.
+pub const SETTLE: u32 = 4;
+/// The share of a compressed window's time spent waiting for the socket's
+/// queue from which `auto` takes the link to be the limit.
+pub const LINK_BOUND: f64 = 1.0 / 3.0;
 /// While compressing in `auto`, one window in this many goes uncompressed.
 pub const RELEARN_EVERY: u32 = 16;
 
@@ -83,14 +97,18 @@ impl std::fmt::Debug for Compressor {
 }
 
 /// What `auto` measures.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Auto {
     /// Compressing in the current window.
     compressing: bool,
-    /// Records and file bytes in this window, and the time they took.
+    /// Records and file bytes in this window, the time they took and the
+    /// part of it spent waiting for room in the socket's queue.
     records: u32,
     bytes: u64,
     took: Duration,
+    waited: Duration,
+    /// Records still to go unmeasured ([`SETTLE`]).
+    settling: u32,
     /// File bytes per second, sending raw and compressed, when measured.
     raw: Option<f64>,
     zstd: Option<f64>,
@@ -98,18 +116,42 @@ struct Auto {
     windows: u32,
 }
 
+impl Default for Auto {
+    fn default() -> Self {
+        Auto {
+            // The first window is compressed: see the module docs.
+            compressing: true,
+            records: 0,
+            bytes: 0,
+            took: Duration::ZERO,
+            waited: Duration::ZERO,
+            settling: 0,
+            raw: None,
+            zstd: None,
+            windows: 0,
+        }
+    }
+}
+
 impl Auto {
-    /// Which way the next window goes: each way once, then the faster one,
-    /// with the other one every [`RELEARN_EVERY`] windows.
-    fn choose(&mut self) {
+    /// Which way the next window goes, after one that spent `waiting` of
+    /// its time waiting for the socket's queue: compressed twice, then raw
+    /// unless the link is the limit, then the faster one, with the other one
+    /// every [`RELEARN_EVERY`] windows.
+    fn choose(&mut self, waiting: f64) {
         self.windows += 1;
         let faster_is_zstd = match (self.raw, self.zstd) {
-            (None, _) => false,
+            (None, None) => true,
+            (None, Some(_)) => self.compressing && (self.windows == 1 || waiting >= LINK_BOUND),
             (Some(_), None) => true,
             (Some(r), Some(z)) => z > r * ZSTD_MUST_WIN_BY,
         };
         let relearn = self.windows.is_multiple_of(RELEARN_EVERY);
-        self.compressing = faster_is_zstd != relearn;
+        let compressing = faster_is_zstd != relearn;
+        if compressing != self.compressing {
+            self.settling = SETTLE;
+        }
+        self.compressing = compressing;
     }
 }
 
@@ -136,6 +178,19 @@ impl Compressor {
             misses: 0,
             auto: Auto::default(),
         })
+    }
+
+    /// The compressor for the next batch of the same transfer, whose
+    /// receiver answered `features`: this one, with what `auto` learned,
+    /// when those allow what they allowed before (a new one otherwise).
+    // Built without zstd, FEATURES is 0 and nothing is ever usable.
+    #[allow(clippy::bad_bit_mask)]
+    pub fn again(self, features: u32) -> Result<Self> {
+        if (self.mode != Mode::Off && features & FEATURES != 0) == self.enabled() {
+            Ok(self)
+        } else {
+            Compressor::new(self.mode, features)
+        }
     }
 
     /// Whether records will be compressed at all.
@@ -197,29 +252,46 @@ impl Compressor {
 
     /// After a data record of `bytes` file bytes that went through
     /// [`Compressor::compress`] has been queued for the socket, `took` after
-    /// its bytes began to be read: ends windows and decides.
-    pub fn sent(&mut self, bytes: u64, took: Duration) {
+    /// its bytes began to be read, `waited` of it for room in the queue:
+    /// ends windows and decides.
+    pub fn sent(&mut self, bytes: u64, took: Duration, waited: Duration) {
         if !self.measuring() {
             return;
         }
         let a = &mut self.auto;
+        if a.settling > 0 {
+            a.settling -= 1;
+            return;
+        }
         a.records += 1;
         a.bytes += bytes;
         a.took += took;
+        a.waited += waited.min(took);
         if a.records < WINDOW {
             return;
         }
-        let rate = a.bytes as f64 / a.took.as_secs_f64().max(1e-9);
+        let took = a.took.as_secs_f64().max(1e-9);
+        let rate = a.bytes as f64 / took;
+        let waiting = a.waited.as_secs_f64() / took;
         let slot = if a.compressing {
             &mut a.zstd
         } else {
             &mut a.raw
         };
         *slot = Some(slot.map_or(rate, |old| 0.5 * old + 0.5 * rate));
-        a.choose();
+        a.choose(waiting);
+        tracing::debug!(
+            rate,
+            waiting,
+            raw = a.raw,
+            zstd = a.zstd,
+            compressing = a.compressing,
+            "auto compression: a window measured"
+        );
         a.records = 0;
         a.bytes = 0;
         a.took = Duration::ZERO;
+        a.waited = Duration::ZERO;
     }
 }
 
@@ -396,20 +468,22 @@ mod tests {
     /// `records` records went compressed.
     fn simulate(link: f64, records: u32) -> u32 {
         simulate_costs(records, |wire, compressed| {
-            wire as f64 / link
-                + if compressed {
-                    MAX_PLAINTEXT as f64 / 400e6
-                } else {
-                    0.0
-                }
+            let waited = wire as f64 / link;
+            let zstd = if compressed {
+                MAX_PLAINTEXT as f64 / 400e6
+            } else {
+                0.0
+            };
+            (zstd + waited, waited)
         })
     }
 
     /// Runs `auto` over `records` compressible records, each taking
-    /// `took(wire bytes, compressed)` seconds; returns how many went compressed.
-    fn simulate_costs(records: u32, took: impl Fn(usize, bool) -> f64) -> u32 {
-        let text = b"0123456789 log line, compressible\n".repeat(40_000);
-        let raw = &text[..MAX_PLAINTEXT];
+    /// `costs(wire bytes, compressed).0` seconds, of which `.1` waiting for
+    /// the socket; returns how many went compressed.
+    fn simulate_costs(records: u32, costs: impl Fn(usize, bool) -> (f64, f64)) -> u32 {
+        let text = words(MAX_PLAINTEXT);
+        let raw = &text[..];
         let mut out = Vec::new();
         let mut c = Compressor::new(Mode::Auto, FEATURES).unwrap();
         let mut used = 0;
@@ -419,41 +493,89 @@ mod tests {
                 None => (raw.len(), false),
             };
             used += u32::from(compressed);
-            let took = Duration::from_secs_f64(took(wire, compressed));
-            c.sent(raw.len() as u64, took);
+            let (took, waited) = costs(wire, compressed);
+            let secs = Duration::from_secs_f64;
+            c.sent(raw.len() as u64, secs(took), secs(waited));
         }
         used
     }
 
+    /// `len` bytes of text: words of 2 to 9 letters from a list of 2,000,
+    /// drawn at random (zstd -1 makes about a third of it).
+    fn words(len: usize) -> Vec<u8> {
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let list: Vec<Vec<u8>> = (0..2000)
+            .map(|_| {
+                let n = 2 + next() % 8;
+                (0..n).map(|_| b'a' + (next() % 10) as u8).collect()
+            })
+            .collect();
+        let mut text = Vec::with_capacity(len + 16);
+        while text.len() < len {
+            text.extend_from_slice(&list[(next() % 2000) as usize]);
+            text.push(if next() % 12 == 0 { b'\n' } else { b' ' });
+        }
+        text.truncate(len);
+        text
+    }
+
     #[test]
     fn auto_compresses_when_it_is_faster() {
-        // A slow link (50 MB/s): after one window each way, compression wins
-        // and keeps winning (but for one relearning window in 16).
-        let used = simulate(50e6, 6 * WINDOW);
-        assert!(used >= 3 * WINDOW, "compressed only {used} records");
-        // A link far faster than zstd (100 GB/s): raw wins.
+        let text = words(MAX_PLAINTEXT);
+        let n = zstd::bulk::compress(&text, LEVEL).unwrap().len();
+        assert!(n < MAX_PLAINTEXT / 2 && n > MAX_PLAINTEXT / 5, "{n}");
+        // A slow link (50 MB/s): the first window waits for the link most of
+        // its time, so compression goes on without a raw window, but for the
+        // relearning window (the 16th), which raw loses.
+        let used = simulate(50e6, 20 * WINDOW);
+        assert_eq!(
+            used,
+            19 * WINDOW - SETTLE,
+            "compressed {used} records on a slow link"
+        );
+        // A link far faster than zstd (100 GB/s): raw wins after the first
+        // two windows.
         let used = simulate(100e9, 6 * WINDOW);
-        assert!(
-            used <= 2 * WINDOW,
-            "compressed {used} records on a fast link"
+        assert_eq!(used, 2 * WINDOW, "compressed {used} records on a fast link");
+        // 1 GB/s: the second window waits for the link a little (it is not
+        // the limit), raw is tried and wins.
+        let used = simulate(1e9, 6 * WINDOW);
+        assert_eq!(
+            used,
+            2 * WINDOW,
+            "compressed {used} records on a 1 GB/s link"
+        );
+        // 150 MB/s: compressed, the link is still the limit: no raw window.
+        let used = simulate(150e6, 6 * WINDOW);
+        assert_eq!(
+            used,
+            6 * WINDOW,
+            "compressed {used} records on a 150 MB/s link"
         );
     }
 
     #[test]
     fn auto_compresses_only_when_it_wins_clearly() {
-        // Compressed records 5% faster than raw ones: not worth the CPU,
-        // only the learning windows go compressed.
-        let used = simulate_costs(
-            8 * WINDOW,
-            |_, compressed| if compressed { 0.95e-3 } else { 1e-3 },
+        // Nothing spent waiting for the socket: the CPU (or the receiver) is
+        // the limit, and raw is tried. Compressed records 5% faster than raw
+        // ones: not worth the CPU, only the first two windows go compressed.
+        let costs =
+            |faster: f64| move |_, compressed| (if compressed { faster } else { 1e-3 }, 0.0);
+        let used = simulate_costs(8 * WINDOW, costs(0.95e-3));
+        assert_eq!(used, 2 * WINDOW, "compressed {used} records for a 5% gain");
+        // 25% faster: compressed but for the raw window.
+        let used = simulate_costs(8 * WINDOW, costs(0.75e-3));
+        assert_eq!(
+            used,
+            7 * WINDOW - SETTLE,
+            "compressed {used} records for a 25% gain (the raw window and the records settling before it aside)"
         );
-        assert_eq!(used, WINDOW, "compressed {used} records for a 5% gain");
-        // 25% faster: compressed but for the relearning window.
-        let used = simulate_costs(
-            8 * WINDOW,
-            |_, compressed| if compressed { 0.75e-3 } else { 1e-3 },
-        );
-        assert_eq!(used, 7 * WINDOW, "compressed {used} records for a 25% gain");
         // Measuring needs `auto` and a receiver that takes compressed records.
         assert!(Compressor::new(Mode::Auto, FEATURES).unwrap().measuring());
         assert!(!Compressor::new(Mode::On, FEATURES).unwrap().measuring());

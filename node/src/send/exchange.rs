@@ -79,6 +79,15 @@ pub(crate) async fn exchange(
     let started = Instant::now();
     let mut sum = Sum::default();
     let mut first = true;
+    // To this machine there is no link to spare: compression would only
+    // cost CPU on both sides.
+    let compress = match link.writer.inner.peer_addr() {
+        Ok(a) if compress == compress::Mode::Auto && a.ip().to_canonical().is_loopback() => {
+            compress::Mode::Off
+        }
+        _ => compress,
+    };
+    let mut learned: Option<Compressor> = None;
     loop {
         let (sources, more, batcher, offering) = match (&whole, ahead.take()) {
             (Some(all), _) => {
@@ -151,14 +160,20 @@ pub(crate) async fn exchange(
                 resumed,
             });
         }
-        let compressor = Compressor::new(compress, streaming.features())?;
+        // What `auto` learned in one batch goes on in the next.
+        let compressor = match learned.take() {
+            Some(c) => c.again(streaming.features())?,
+            None => Compressor::new(compress, streaming.features())?,
+        };
         let agreed = Agreed {
             streaming,
             sources: sources.clone(),
             prefixes,
             tally: tally.clone(),
         };
-        let (bytes, wire, heard) = stream(link, agreed, compressor, &progress, timing).await?;
+        let (bytes, wire, heard, compressor) =
+            stream(link, agreed, compressor, &progress, timing).await?;
+        learned = Some(compressor);
         let (outcome, back) = verdict(heard).await?;
         link = back;
         sum.add(&sources, &outcome, bytes, wire, resumed, events);
@@ -280,14 +295,15 @@ type Listening = tokio::task::JoinHandle<(FrameReader<OwnedReadHalf>, Opener)>;
 /// Stream: the producer thread reads, hashes and seals; this task writes
 /// to the socket, while another listens for the receiver's alerts. Returns
 /// the file bytes sent, the bytes they took on the wire (when compressed),
-/// and the receiver's word (still to come, or already there).
+/// the receiver's word (still to come, or already there), and the
+/// compressor for the next batch.
 async fn stream(
     link: Link,
     agreed: Agreed,
     compressor: Compressor,
     progress: &Progress,
     timing: Timing,
-) -> Result<(u64, Option<u64>, Heard)> {
+) -> Result<(u64, Option<u64>, Heard, Compressor)> {
     let Link {
         mut reader,
         writer,
@@ -347,7 +363,7 @@ async fn stream(
                 v3,
                 batches,
             };
-            Ok((p.bytes, p.compressed.then_some(p.wire), heard))
+            Ok((p.bytes, p.compressed.then_some(p.wire), heard, p.compressor))
         }
         Err(e) => {
             // Tell the receiver why we stop (it keeps what it has as partial files).

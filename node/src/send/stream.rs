@@ -25,13 +25,22 @@ struct Outbox<'a> {
     compressor: Compressor,
     /// Sealed data bytes queued so far (what crosses the wire for file content).
     wire: u64,
+    /// Time spent waiting for room in the queue since the current large
+    /// record began (when the compressor measures).
+    waited: Duration,
 }
 
 impl Outbox<'_> {
-    fn send(&self, buf: Vec<u8>) -> Result<()> {
-        self.tx
+    fn send(&mut self, buf: Vec<u8>) -> Result<()> {
+        let began = self.compressor.measuring().then(Instant::now);
+        let sent = self
+            .tx
             .blocking_send(buf)
-            .map_err(|_| Error::Io(std::io::ErrorKind::BrokenPipe.into()))
+            .map_err(|_| Error::Io(std::io::ErrorKind::BrokenPipe.into()));
+        if let Some(began) = began {
+            self.waited += began.elapsed();
+        }
+        sent
     }
 
     /// Sends a large sealed data record holding `bytes` file bytes, whose
@@ -40,7 +49,8 @@ impl Outbox<'_> {
         self.wire += buf.len() as u64;
         self.send(buf)?;
         if let Some(began) = began {
-            self.compressor.sent(bytes as u64, began.elapsed());
+            let waited = std::mem::take(&mut self.waited);
+            self.compressor.sent(bytes as u64, began.elapsed(), waited);
         }
         Ok(())
     }
@@ -89,6 +99,8 @@ impl Outbox<'_> {
     ) -> std::io::Result<Result<usize>> {
         let small = want < GATHER_BELOW;
         let began = (!small && self.compressor.measuring()).then(Instant::now);
+        // Only what this record waits counts for it.
+        self.waited = Duration::ZERO;
         let mut own = if small { Vec::new() } else { self.pool.get() };
         let buf = if small { &mut self.gathered } else { &mut own };
         let start = if small { buf.len() } else { 0 };
@@ -167,6 +179,7 @@ pub(super) fn produce(
         since: None,
         compressor,
         wire: 0,
+        waited: Duration::ZERO,
     };
     let result = produce_into(&mut out, sealer, agreed, progress);
     if result.is_err() {
@@ -180,6 +193,7 @@ pub(super) fn produce(
         wire: out.wire,
         compressed,
         waiting,
+        compressor: out.compressor,
     })
 }
 
@@ -193,6 +207,8 @@ pub(super) struct Produced {
     pub(super) compressed: bool,
     /// The machine, after our TransferEnd.
     pub(super) waiting: AwaitStatus,
+    /// For the next batch ([`Compressor::again`]).
+    pub(super) compressor: Compressor,
 }
 
 /// Every accepted file in the machine's order, then the TransferEnd.
