@@ -2,6 +2,7 @@
 //! gathers small records into one write.
 
 use super::*;
+use crate::compress::Costs;
 use crate::hash;
 
 /// Records with less plaintext than this are gathered into one buffer with
@@ -44,13 +45,25 @@ impl Outbox<'_> {
     }
 
     /// Sends a large sealed data record holding `bytes` file bytes, whose
-    /// reading `began` (when the compressor measures).
-    fn send_data(&mut self, buf: Vec<u8>, bytes: usize, began: Option<Instant>) -> Result<()> {
-        self.wire += buf.len() as u64;
+    /// reading `began` (when the compressor measures) and which spent
+    /// `zstd` compressing.
+    fn send_data(
+        &mut self,
+        buf: Vec<u8>,
+        bytes: usize,
+        began: Option<Instant>,
+        zstd: Duration,
+    ) -> Result<()> {
+        let wire = buf.len() as u64;
+        self.wire += wire;
         self.send(buf)?;
         if let Some(began) = began {
-            let waited = std::mem::take(&mut self.waited);
-            self.compressor.sent(bytes as u64, began.elapsed(), waited);
+            let costs = Costs {
+                took: began.elapsed(),
+                waited: std::mem::take(&mut self.waited),
+                zstd,
+            };
+            self.compressor.sent(bytes as u64, wire, costs);
         }
         Ok(())
     }
@@ -120,15 +133,19 @@ impl Outbox<'_> {
         if let Some(hasher) = hasher {
             hasher.update(&buf[start + HEADER_LEN..]);
         }
+        // Time spent compressing a record that then did not shrink.
+        let mut zstd_spent = Duration::ZERO;
         if !small && self.compressor.enabled() {
             // Large records may go compressed (small files are not worth it)
             // when the receiver takes them.
             let mut packed = self.pool.get();
-            if self
+            let compressing = began.map(|_| Instant::now());
+            let shrunk = self
                 .compressor
                 .compress(&own[HEADER_LEN..], &mut packed, HEADER_LEN)
-                .is_some()
-            {
+                .is_some();
+            let zstd = compressing.map_or(Duration::ZERO, |t| t.elapsed());
+            if shrunk {
                 self.pool.put(std::mem::replace(&mut own, packed));
                 if let Err(e) = sending
                     .data_zstd(got)
@@ -138,10 +155,11 @@ impl Outbox<'_> {
                 }
                 return Ok(self
                     .flush()
-                    .and_then(|()| self.send_data(own, got, began))
+                    .and_then(|()| self.send_data(own, got, began, zstd))
                     .map(|()| got));
             }
             self.pool.put(packed);
+            zstd_spent = zstd;
         }
         let buf = if small { &mut self.gathered } else { &mut own };
         let sealed = sending
@@ -156,7 +174,8 @@ impl Outbox<'_> {
             self.wire += (self.gathered.len() - start) as u64;
             self.gathered_one()
         } else {
-            self.flush().and_then(|()| self.send_data(own, got, began))
+            self.flush()
+                .and_then(|()| self.send_data(own, got, began, zstd_spent))
         };
         Ok(queued.map(|()| got))
     }
