@@ -8,8 +8,9 @@
 //!   (they go as they are: compression never makes the wire bigger).
 //! - `auto` (the default): only while it makes the transfer faster. The
 //!   sender measures what limits it, in windows of [`WINDOW`] records that
-//!   could be compressed (small files in between are never compressed and
-//!   not measured). Each record's time, from the read of its bytes to its
+//!   could be compressed (a large record, or the small ones gathered into
+//!   one write, when they hold at least 64 KiB of file bytes). Each one's
+//!   time, from the read of its bytes to its
 //!   place in the socket's queue, is split in three ([`Costs`]): waiting
 //!   for room in the queue, compressing, and the rest (reading, hashing,
 //!   sealing). Out of them come the CPU's rate each way (file bytes per
@@ -200,7 +201,9 @@ impl Auto {
         if paced {
             self.link = ema(self.link, w.paced_wire as f64 / secs(w.paced_took));
         } else if !self.compressing {
-            // Raw went as fast as the CPU could make it.
+            // Raw went as fast as the CPU could make it (or filled the
+            // queues compressed records had left empty: raw goes on, and
+            // the next window tells).
             self.link = None;
         }
     }
@@ -478,6 +481,8 @@ impl Decompressor {
 mod tests {
     use super::*;
 
+    const MIB: f64 = 1024.0 * 1024.0;
+
     #[test]
     fn round_trip_skip_and_bomb() {
         let mut c = Compressor::new(Mode::On, FEATURES).unwrap();
@@ -545,26 +550,29 @@ mod tests {
     /// clock (the verdict does not depend on this machine's speed): the
     /// sender's CPU makes `cpu` file bytes per second raw, zstd compresses
     /// `zstd` per second on top, and the link takes `link` wire bytes per
-    /// second (a record's time is the longer of its CPU time and its wire
-    /// time; the difference is spent waiting for room in the queue). The
-    /// queue frees room in bursts: every `burst`th record waits for all
-    /// since the last one. Returns how many went compressed.
-    fn simulate(records: u32, cpu: f64, zstd: f64, link: f64, burst: u32) -> u32 {
+    /// second out of queues that hold `queue` wire bytes: a record waits
+    /// when they are full. They free room in bursts: every `burst`th
+    /// record waits for all since the last one. Returns how many went
+    /// compressed.
+    fn simulate(records: u32, cpu: f64, zstd: f64, link: f64, burst: u32, queue: f64) -> u32 {
         let text = words(MAX_PLAINTEXT);
         let raw = &text[..];
         let mut out = Vec::new();
         let mut c = Compressor::new(Mode::Auto, FEATURES).unwrap();
         let mut used = 0;
         let len = raw.len() as f64;
-        let mut owed = 0.0;
+        let (mut queued, mut owed) = (0.0f64, 0.0);
         for i in 0..records {
             let (wire, compressing) = match c.compress(raw, &mut out, 0) {
-                Some(n) => (n, len / zstd),
-                None => (raw.len(), 0.0),
+                Some(n) => (n as f64, len / zstd),
+                None => (len, 0.0),
             };
             used += u32::from(compressing > 0.0);
             let busy = len / cpu + compressing;
-            owed += (wire as f64 / link - busy).max(0.0);
+            queued = (queued - busy * link).max(0.0) + wire;
+            let wait = (queued - queue).max(0.0) / link;
+            queued = queued.min(queue);
+            owed += wait;
             let mut took = busy;
             if (i + 1).is_multiple_of(burst) {
                 took += std::mem::take(&mut owed);
@@ -575,7 +583,7 @@ mod tests {
                 waited: secs(took - busy),
                 zstd: secs(compressing),
             };
-            c.sent(raw.len() as u64, wire as u64, costs);
+            c.sent(len as u64, wire as u64, costs);
         }
         used
     }
@@ -612,7 +620,7 @@ mod tests {
         assert!(n < MAX_PLAINTEXT / 2 && n > MAX_PLAINTEXT / 5, "{n}");
         // The CPU makes 2 GB/s raw and 333 MB/s compressing (zstd at 400 MB/s).
         for burst in [1, 3] {
-            simulations(|records, link| simulate(records, 2e9, 400e6, link, burst));
+            simulations(|records, link| simulate(records, 2e9, 400e6, link, burst, MIB));
         }
     }
 
@@ -659,15 +667,33 @@ mod tests {
     }
 
     #[test]
+    fn auto_is_not_fooled_by_queues_filling() {
+        // Queues of 24 MiB between the sender and a 150 MB/s link: the
+        // first raw window only fills them (nothing waits, raw looks as fast
+        // as the CPU and goes on), the second waits for the link, and
+        // compression wins from then on.
+        let used = simulate(6 * WINDOW, 2e9, 400e6, 150e6, 1, 24.0 * MIB);
+        assert_eq!(
+            used,
+            4 * WINDOW - SETTLE,
+            "compressed {used} records on a 150 MB/s link behind 24 MiB of queues"
+        );
+        // A slow link behind 4 MiB of queues: the first compressed window
+        // fills them, the second waits, and no raw window is needed.
+        let used = simulate(6 * WINDOW, 2e9, 400e6, 20e6, 1, 4.0 * MIB);
+        assert_eq!(used, 6 * WINDOW, "compressed {used} records on a slow link");
+    }
+
+    #[test]
     fn auto_compresses_only_when_it_wins_clearly() {
         // The link takes raw records at 317 MB/s, 5% less than the 333 MB/s
         // the CPU compresses: not worth the CPU, only the first two windows
         // go compressed.
         let zstd_rate = 1.0 / (1.0 / 2e9 + 1.0 / 400e6);
-        let used = simulate(8 * WINDOW, 2e9, 400e6, zstd_rate / 1.05, 1);
+        let used = simulate(8 * WINDOW, 2e9, 400e6, zstd_rate / 1.05, 1, MIB);
         assert_eq!(used, 2 * WINDOW, "compressed {used} records for a 5% gain");
         // 25% less: compressed but for the raw window.
-        let used = simulate(8 * WINDOW, 2e9, 400e6, zstd_rate / 1.25, 2);
+        let used = simulate(8 * WINDOW, 2e9, 400e6, zstd_rate / 1.25, 2, MIB);
         assert_eq!(
             used,
             7 * WINDOW - SETTLE,

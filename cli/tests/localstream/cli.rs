@@ -1058,13 +1058,18 @@ fn log_lines(len: usize) -> Vec<u8> {
 /// Sends `file` through a counting relay with `--compress WHEN`; returns
 /// the client bytes that crossed the relay and the sender's stderr.
 fn send_counted(p: &Pair, port: u16, file: &Path, when: &str) -> (u64, String) {
+    send_counted_files(p, port, file, when, 1)
+}
+
+/// [`send_counted`] for a folder of `files` files.
+fn send_counted_files(p: &Pair, port: u16, path: &Path, when: &str, files: usize) -> (u64, String) {
     let relay = Relay::start(port, None);
     let out = common::run(
         p.sender
-            .send_cmd(relay.port, &[file])
+            .send_cmd(relay.port, &[path])
             .args(["--compress", when]),
     );
-    assert_sent_ok(&out, 1);
+    assert_sent_ok(&out, files);
     (relay.forwarded.load(Ordering::SeqCst), text(&out.stderr))
 }
 
@@ -1095,6 +1100,46 @@ fn compressible_data_crosses_the_wire_small_and_random_data_no_bigger() {
     assert_content(&p.inbox.join("noise (1).bin"), &noise);
     eprintln!("8 MiB random: {off} bytes with --compress off, {on} with on");
     assert!(on <= off, "random data grew: {on} > {off}");
+}
+
+#[test]
+fn small_files_cross_the_wire_compressed_one_by_one() {
+    let p = Pair::new();
+    // 300 log files of 1.5 to 13 KiB, one of 300 bytes (never compressed)
+    // and one of random bytes (does not shrink).
+    let mut want = Vec::new();
+    for i in 0..300 {
+        let content = log_lines(1500 + i * 40);
+        want.push((format!("logs/day{i:03}.log"), content));
+    }
+    want.push(("logs/tiny.log".to_string(), log_lines(300)));
+    want.push(("logs/noise.bin".to_string(), random_bytes(72, 6000)));
+    for (name, content) in &want {
+        let name = name.strip_prefix("logs/").unwrap();
+        p.sender.file("out/logs", name, content);
+    }
+    let total: usize = want.iter().map(|(_, c)| c.len()).sum();
+    let dir = p.sender.dir("out/logs");
+    let mut l = p.receiver.listen(&p.inbox, &["--yes"]);
+
+    let mut sent = |when| {
+        let (wire, err) = send_counted_files(&p, l.port, &dir, when, want.len());
+        l.wait_received();
+        for (name, content) in &want {
+            assert_content(&p.inbox.join(name), content);
+        }
+        std::fs::remove_dir_all(p.inbox.join("logs")).unwrap();
+        (wire, err)
+    };
+    let (off, _) = sent("off");
+    let (on, err) = sent("on");
+    eprintln!("{total} bytes in small files: {off} on the wire with --compress off, {on} with on");
+    assert!(off > total as u64, "{off} bytes for {total} uncompressed");
+    assert!(
+        on < off / 4,
+        "small files were not compressed: {on} bytes on the wire, {off} without"
+    );
+    assert!(err.contains("on the wire for "), "{err}");
 }
 
 #[test]

@@ -13,6 +13,21 @@ const GATHER_BELOW: usize = 64 * 1024;
 const GATHER_UP_TO: usize = 256 * 1024;
 /// or once its oldest record has waited this long.
 const GATHER_WAIT: Duration = Duration::from_millis(20);
+/// Small data records with fewer bytes are never compressed (zstd's frame
+/// would eat what it saves).
+const COMPRESS_FROM: usize = 512;
+/// A gathering buffer with at least this many file bytes is measured for
+/// `auto` like a large record.
+const MEASURE_GATHERED_FROM: u64 = 64 * 1024;
+
+/// The small data records in the gathering buffer, as `auto` measures them.
+struct Gathered {
+    /// When the first one's bytes began to be read.
+    began: Instant,
+    /// Their file bytes, and the time spent compressing them.
+    bytes: u64,
+    zstd: Duration,
+}
 
 /// Sealed bytes on their way to the socket: large records each in their own
 /// pooled buffer, small ones gathered.
@@ -29,6 +44,10 @@ struct Outbox<'a> {
     /// Time spent waiting for room in the queue since the current large
     /// record began (when the compressor measures).
     waited: Duration,
+    /// The small data records gathered (when the compressor measures).
+    measured: Option<Gathered>,
+    /// Where a small record is compressed before it goes back into `gathered`.
+    packed: Vec<u8>,
 }
 
 impl Outbox<'_> {
@@ -77,7 +96,21 @@ impl Outbox<'_> {
         next.clear();
         let full = std::mem::replace(&mut self.gathered, next);
         self.since = None;
-        self.send(full)
+        let Some(g) = self.measured.take() else {
+            return self.send(full);
+        };
+        let wire = full.len() as u64;
+        let waited_before = self.waited;
+        self.send(full)?;
+        if g.bytes >= MEASURE_GATHERED_FROM {
+            let costs = Costs {
+                took: g.began.elapsed(),
+                waited: self.waited - waited_before,
+                zstd: g.zstd,
+            };
+            self.compressor.sent(g.bytes, wire, costs);
+        }
+        Ok(())
     }
 
     /// After a small record was gathered: send the gathered records once
@@ -111,9 +144,26 @@ impl Outbox<'_> {
         sending: &mut SendingFile,
     ) -> std::io::Result<Result<usize>> {
         let small = want < GATHER_BELOW;
-        let began = (!small && self.compressor.measuring()).then(Instant::now);
-        // Only what this record waits counts for it.
-        self.waited = Duration::ZERO;
+        let measuring = self.compressor.measuring();
+        if !small {
+            // The small records gathered before this one go first (and are
+            // measured on their own).
+            if let Err(e) = self.flush() {
+                return Ok(Err(e));
+            }
+        }
+        let began = (!small && measuring).then(Instant::now);
+        if small && measuring && self.measured.is_none() {
+            self.measured = Some(Gathered {
+                began: Instant::now(),
+                bytes: 0,
+                zstd: Duration::ZERO,
+            });
+        }
+        if !small {
+            // Only what this record waits counts for it.
+            self.waited = Duration::ZERO;
+        }
         let mut own = if small { Vec::new() } else { self.pool.get() };
         let buf = if small { &mut self.gathered } else { &mut own };
         let start = if small { buf.len() } else { 0 };
@@ -136,8 +186,7 @@ impl Outbox<'_> {
         // Time spent compressing a record that then did not shrink.
         let mut zstd_spent = Duration::ZERO;
         if !small && self.compressor.enabled() {
-            // Large records may go compressed (small files are not worth it)
-            // when the receiver takes them.
+            // Large records may go compressed when the receiver takes them.
             let mut packed = self.pool.get();
             let compressing = began.map(|_| Instant::now());
             let shrunk = self
@@ -153,13 +202,21 @@ impl Outbox<'_> {
                 {
                     return Ok(Err(e.into()));
                 }
-                return Ok(self
-                    .flush()
-                    .and_then(|()| self.send_data(own, got, began, zstd))
-                    .map(|()| got));
+                return Ok(self.send_data(own, got, began, zstd).map(|()| got));
             }
             self.pool.put(packed);
             zstd_spent = zstd;
+        }
+        if small {
+            if let Some(g) = &mut self.measured {
+                g.bytes += got as u64;
+            }
+            if got >= COMPRESS_FROM
+                && self.compressor.enabled()
+                && let Some(queued) = self.small_zstd(sealer, start, sending)
+            {
+                return Ok(queued.map(|()| got));
+            }
         }
         let buf = if small { &mut self.gathered } else { &mut own };
         let sealed = sending
@@ -174,10 +231,43 @@ impl Outbox<'_> {
             self.wire += (self.gathered.len() - start) as u64;
             self.gathered_one()
         } else {
-            self.flush()
-                .and_then(|()| self.send_data(own, got, began, zstd_spent))
+            self.send_data(own, got, began, zstd_spent)
         };
         Ok(queued.map(|()| got))
+    }
+
+    /// Compresses the small data record whose plaintext is in `gathered`
+    /// from `start + HEADER_LEN` on, if it should be and shrinks enough,
+    /// and seals it as DataZstd. Returns `None` when it stays as it is
+    /// (still to be sealed), or whether it was queued.
+    fn small_zstd(
+        &mut self,
+        sealer: &mut Sealer,
+        start: usize,
+        sending: &mut SendingFile,
+    ) -> Option<Result<()>> {
+        let at = start + HEADER_LEN;
+        let got = self.gathered.len() - at;
+        let compressing = self.measured.as_ref().map(|_| Instant::now());
+        let shrunk = self
+            .compressor
+            .compress(&self.gathered[at..], &mut self.packed, 0);
+        if let (Some(g), Some(t)) = (&mut self.measured, compressing) {
+            g.zstd += t.elapsed();
+        }
+        let n = shrunk?;
+        self.gathered.truncate(at);
+        self.gathered.extend_from_slice(&self.packed[..n]);
+        let sealed = sending.data_zstd(got).and_then(|()| {
+            sealer.seal_in_place_at(RecordType::DataZstd, &mut self.gathered, start)
+        });
+        if let Err(e) = sealed {
+            // Nothing of it may go out.
+            self.gathered.truncate(start);
+            return Some(Err(e.into()));
+        }
+        self.wire += (self.gathered.len() - start) as u64;
+        Some(self.gathered_one())
     }
 }
 
@@ -199,6 +289,8 @@ pub(super) fn produce(
         compressor,
         wire: 0,
         waited: Duration::ZERO,
+        measured: None,
+        packed: Vec::new(),
     };
     let result = produce_into(&mut out, sealer, agreed, progress);
     if result.is_err() {
