@@ -7,7 +7,8 @@
 //! - `on`: every record, except those that do not shrink by at least 1/16
 //!   (they go as they are: compression never makes the wire bigger).
 //! - `auto` (the default): only while it makes the transfer faster. The
-//!   sender measures what limits it, in windows of [`WINDOW`] records that
+//!   sender measures what limits it, in windows of [`WINDOW_BYTES`] (16
+//!   MiB) of file bytes, in the records that
 //!   could be compressed (a large record, or the small ones gathered into
 //!   one write, when they hold at least 64 KiB of file bytes). Each one's
 //!   time, from the read of its bytes to its
@@ -54,8 +55,12 @@ pub const FEATURES: u32 = 0;
 /// zstd level: the fastest of the standard ones.
 #[cfg(feature = "zstd")]
 const LEVEL: i32 = 1;
-/// Records per measuring window in `auto`.
+/// Full (1 MiB) records per measuring window in `auto`.
 pub const WINDOW: u32 = 16;
+/// File bytes per measuring window: [`WINDOW`] full records (small files'
+/// writes are smaller: more of them make a window, enough for the first two
+/// to fill the queues on a slow link).
+pub const WINDOW_BYTES: u64 = WINDOW as u64 * MAX_PLAINTEXT as u64;
 /// How much faster than raw compression must be for `auto` to choose it.
 pub const ZSTD_MUST_WIN_BY: f64 = 1.1;
 /// Records not measured after `auto` changed its way: they wait behind
@@ -362,7 +367,7 @@ impl Compressor {
             w.paced_took += costs.took;
             w.paced_waited += waited;
         }
-        if w.records < WINDOW {
+        if w.bytes < WINDOW_BYTES {
             return;
         }
         a.learn();
