@@ -33,7 +33,8 @@
 //!   [`SETTLE`] records go unmeasured: they wait behind the other way's
 //!   records still in the queue. On a fast link the CPU is the limit and
 //!   raw wins; on a slow link compressible data wins. A record that does
-//!   not shrink makes it skip the next few (doubling, up to 64), so random
+//!   not shrink makes it skip the next few of its kind, small or large
+//!   (doubling, up to 64), so random
 //!   data costs almost no compression time.
 //!
 //! The AEAD covers compressed records like any other: the compressed bytes
@@ -55,6 +56,8 @@ pub const FEATURES: u32 = 0;
 /// zstd level: the fastest of the standard ones.
 #[cfg(feature = "zstd")]
 const LEVEL: i32 = 1;
+/// Records of fewer bytes are small (they skip apart from large ones).
+const SMALL_BELOW: usize = 64 * 1024;
 /// Full (1 MiB) records per measuring window in `auto`.
 pub const WINDOW: u32 = 16;
 /// File bytes per measuring window: [`WINDOW`] full records (small files'
@@ -93,10 +96,12 @@ pub struct Compressor {
     #[cfg(feature = "zstd")]
     zstd: Option<zstd::bulk::Compressor<'static>>,
     /// Records to send uncompressed before trying again (after one that did
-    /// not shrink).
-    skip: u32,
-    /// Consecutive records that did not shrink.
-    misses: u32,
+    /// not shrink), small ones (under [`SMALL_BELOW`]: small files) and
+    /// large ones apart: a folder of small icons says nothing of the large
+    /// file after it.
+    skip: [u32; 2],
+    /// Consecutive records that did not shrink, small and large.
+    misses: [u32; 2],
     auto: Auto,
 }
 
@@ -265,8 +270,8 @@ impl Compressor {
             mode,
             #[cfg(feature = "zstd")]
             zstd,
-            skip: 0,
-            misses: 0,
+            skip: [0; 2],
+            misses: [0; 2],
             auto: Auto::default(),
         })
     }
@@ -303,22 +308,23 @@ impl Compressor {
         if self.mode == Mode::Auto && !self.auto.compressing {
             return None;
         }
-        if self.skip > 0 {
-            self.skip -= 1;
+        let class = usize::from(raw.len() >= SMALL_BELOW);
+        if self.skip[class] > 0 {
+            self.skip[class] -= 1;
             return None;
         }
         let room = raw.len() - raw.len() / 16;
         crate::conn::set_len(out, at + room);
         match self.compress_into(raw, &mut out[at..]) {
             Some(n) => {
-                self.misses = 0;
+                self.misses[class] = 0;
                 out.truncate(at + n);
                 Some(n)
             }
             None => {
                 out.truncate(at);
-                self.misses = (self.misses + 1).min(6);
-                self.skip = 1 << self.misses;
+                self.misses[class] = (self.misses[class] + 1).min(6);
+                self.skip[class] = 1 << self.misses[class];
                 None
             }
         }
@@ -511,6 +517,16 @@ mod tests {
         let mut out = Vec::new();
         assert_eq!(c.compress(&noise, &mut out, 0), None);
         assert!(out.is_empty());
+        // A large record that did not shrink does not make small ones skip;
+        // a small one makes the next small ones skip.
+        let small_text = &raw[..8000];
+        assert!(c.compress(small_text, &mut out, 0).is_some());
+        assert_eq!(c.compress(&noise[..8000], &mut out, 0), None);
+        assert_eq!(
+            c.compress(small_text, &mut out, 0),
+            None,
+            "skipped after a miss"
+        );
         assert_eq!(c.compress(raw, &mut out, 0), None, "skipped after a miss");
         // A frame that expands past one record is refused.
         let zeros = vec![0u8; 4 * MAX_PLAINTEXT];
