@@ -100,6 +100,39 @@ pub fn write_random(path: &Path, mut len: u64, rng: &mut Rng) -> Result<(), Stri
     Ok(())
 }
 
+/// Writes `len` bytes of text to `path`: words of 2 to 9 letters drawn from
+/// a list of 5,000, lines of 5 to 14 words (zstd -1 makes about 47 % of it,
+/// like prose or logs that do not repeat).
+pub fn write_text(path: &Path, len: u64, rng: &mut Rng) -> Result<(), String> {
+    let words: Vec<Vec<u8>> = (0..5000)
+        .map(|_| {
+            let n = 2 + rng.next_u64() % 8;
+            (0..n).map(|_| b'a' + (rng.next_u64() % 26) as u8).collect()
+        })
+        .collect();
+    let mut f = File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let mut buf = Vec::with_capacity((1 << 20) + 128);
+    let mut left = len;
+    while left > 0 {
+        buf.clear();
+        while buf.len() < 1 << 20 {
+            let n = 5 + rng.next_u64() % 10;
+            for i in 0..n {
+                if i > 0 {
+                    buf.push(b' ');
+                }
+                buf.extend_from_slice(&words[(rng.next_u64() % 5000) as usize]);
+            }
+            buf.push(b'\n');
+        }
+        let n = usize::try_from(left.min(buf.len() as u64)).unwrap_or(buf.len());
+        f.write_all(&buf[..n])
+            .with_context(|| format!("writing {}", path.display()))?;
+        left -= n as u64;
+    }
+    Ok(())
+}
+
 /// `count` random files of `size` bytes directly in `dir` (created), named
 /// `f0000`, `f0001`, ... (zero-padded to sort in creation order).
 pub fn flat_files(dir: &Path, count: usize, size: u64, rng: &mut Rng) -> Result<(), String> {
