@@ -153,7 +153,6 @@ struct Auto {
 /// The sums of one window.
 #[derive(Debug, Default)]
 struct Window {
-    records: u32,
     /// File bytes, and the bytes they took on the wire.
     bytes: u64,
     wire: u64,
@@ -361,13 +360,15 @@ impl Compressor {
         }
         let waited = costs.waited.min(costs.took);
         let w = &mut a.window;
-        w.records += 1;
         w.bytes += bytes;
         w.wire += wire;
         w.cpu += costs.took - waited;
         w.zstd += costs.zstd.min(costs.took - waited);
         // The queue is full from the first record that waited for it.
-        if w.paced > 0 || waited.as_secs_f64() >= WAITED_FOR_THE_LINK * costs.took.as_secs_f64() {
+        if w.paced > 0
+            || (waited > Duration::ZERO
+                && waited.as_secs_f64() >= WAITED_FOR_THE_LINK * costs.took.as_secs_f64())
+        {
             w.paced += 1;
             w.paced_wire += wire;
             w.paced_took += costs.took;
@@ -528,6 +529,13 @@ mod tests {
             "skipped after a miss"
         );
         assert_eq!(c.compress(raw, &mut out, 0), None, "skipped after a miss");
+        // A small file that did not shrink does not make a large record skip.
+        let mut fresh = Compressor::new(Mode::On, FEATURES).unwrap();
+        assert_eq!(fresh.compress(&noise[..8000], &mut out, 0), None);
+        assert!(
+            fresh.compress(raw, &mut out, 0).is_some(),
+            "a large record skipped after a small miss"
+        );
         // A frame that expands past one record is refused.
         let zeros = vec![0u8; 4 * MAX_PLAINTEXT];
         let bomb = zstd::bulk::compress(&zeros, 1).unwrap();
