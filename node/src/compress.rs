@@ -617,29 +617,9 @@ mod tests {
         used
     }
 
-    /// `len` bytes of text: words of 2 to 9 letters from a list of 2,000,
-    /// drawn at random (zstd -1 makes about a third of it).
+    /// `len` bytes of text (zstd -1 makes about 47 % of it).
     fn words(len: usize) -> Vec<u8> {
-        let mut x = 0x2545_F491_4F6C_DD1Du64;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
-        let list: Vec<Vec<u8>> = (0..2000)
-            .map(|_| {
-                let n = 2 + next() % 8;
-                (0..n).map(|_| b'a' + (next() % 10) as u8).collect()
-            })
-            .collect();
-        let mut text = Vec::with_capacity(len + 16);
-        while text.len() < len {
-            text.extend_from_slice(&list[(next() % 2000) as usize]);
-            text.push(if next() % 12 == 0 { b'\n' } else { b' ' });
-        }
-        text.truncate(len);
-        text
+        localstream_testkit::text_bytes(7, len)
     }
 
     #[test]

@@ -100,33 +100,14 @@ pub fn write_random(path: &Path, mut len: u64, rng: &mut Rng) -> Result<(), Stri
     Ok(())
 }
 
-/// Writes `len` bytes of text to `path`: words of 2 to 9 letters drawn from
-/// a list of 5,000, lines of 5 to 14 words (zstd -1 makes about 47 % of it,
-/// like prose or logs that do not repeat).
+/// Writes `len` bytes of text to `path` ([`crate::text_bytes`], a new seed
+/// for each MiB).
 pub fn write_text(path: &Path, len: u64, rng: &mut Rng) -> Result<(), String> {
-    let words: Vec<Vec<u8>> = (0..5000)
-        .map(|_| {
-            let n = 2 + rng.next_u64() % 8;
-            (0..n).map(|_| b'a' + (rng.next_u64() % 26) as u8).collect()
-        })
-        .collect();
     let mut f = File::create(path).with_context(|| format!("creating {}", path.display()))?;
-    let mut buf = Vec::with_capacity((1 << 20) + 128);
     let mut left = len;
     while left > 0 {
-        buf.clear();
-        while buf.len() < 1 << 20 {
-            let n = 5 + rng.next_u64() % 10;
-            for i in 0..n {
-                if i > 0 {
-                    buf.push(b' ');
-                }
-                buf.extend_from_slice(&words[(rng.next_u64() % 5000) as usize]);
-            }
-            buf.push(b'\n');
-        }
-        let n = usize::try_from(left.min(buf.len() as u64)).unwrap_or(buf.len());
-        f.write_all(&buf[..n])
+        let n = usize::try_from(left.min(1 << 20)).unwrap_or(1 << 20);
+        f.write_all(&crate::text_bytes(rng.next_u64(), n))
             .with_context(|| format!("writing {}", path.display()))?;
         left -= n as u64;
     }

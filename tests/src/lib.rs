@@ -60,7 +60,7 @@ use std::time::Duration;
 
 pub use host::{Host, NetCounters};
 pub use lan::{Lan, LanBuilder};
-pub use localstream_testkit::{IdInfo, assert_content, random_bytes, text};
+pub use localstream_testkit::{IdInfo, assert_content, random_bytes, text, text_bytes};
 pub use process::{Listener, Output, Proc};
 
 /// How long any single step may take before a test fails (generous for a

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use localstream_scenarios::{
     Host, IdInfo, Lan, Listener, Output, STEP, assert_content, bins, names_in, peak_rss_kib,
-    random_bytes,
+    random_bytes, text_bytes,
 };
 use serde_json::Value;
 
@@ -170,32 +170,6 @@ fn send_by_name_delivers_the_file() {
     assert_eq!(saved[0], l1.dir.join("payload.bin"));
     assert_content(&saved[0], &data);
     assert_eq!(names_in(&l1.dir), ["payload.bin"]);
-}
-
-/// `len` bytes of text: lines of words drawn from 3,000 (zstd makes about
-/// half of it), the same for the same `seed`.
-fn text_bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut next = move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
-    let words: Vec<Vec<u8>> = (0..3000)
-        .map(|_| {
-            (0..2 + next() % 8)
-                .map(|_| b'a' + (next() % 26) as u8)
-                .collect()
-        })
-        .collect();
-    let mut out = Vec::with_capacity(len + 16);
-    while out.len() < len {
-        out.extend_from_slice(&words[(next() % 3000) as usize]);
-        out.push(if next() % 10 == 0 { b'\n' } else { b' ' });
-    }
-    out.truncate(len);
-    out
 }
 
 /// Compression `auto` (the default) between two hosts, where it measures
