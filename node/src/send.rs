@@ -213,9 +213,16 @@ impl Counting {
         let events = events.here();
         let (checked, passed) = tokio::sync::oneshot::channel();
         let walking = tokio::task::spawn_blocking(move || {
-            Listing::count(&files, &name, &exclude, &events, move || {
+            let started = Instant::now();
+            let listing = Listing::count(&files, &name, &exclude, &events, move || {
                 let _ = checked.send(());
-            })
+            })?;
+            tracing::debug!(
+                entries = listing.entries,
+                ms = started.elapsed().as_secs_f64() * 1e3,
+                "counted"
+            );
+            Ok(listing)
         });
         let mut counting = Counting {
             walking: Some(walking),

@@ -10,6 +10,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use crate::event::Skipped;
 use crate::exclude::Exclude;
 
+mod at;
+
 /// The files to offer, and how many paths inside the folders could not be
 /// read or have names that cannot be sent (each reported with
 /// [`Event::Skipped`]).
@@ -655,6 +657,8 @@ struct Walk {
     /// The count's files looked at on a thread of their own (started at
     /// the first file inside a folder).
     looker: Option<Looker>,
+    /// The folder of the files looked at here (not by the [`Looker`]).
+    folder: at::Folder,
     unreadable: usize,
     names: usize,
 }
@@ -667,7 +671,7 @@ enum Found {
 }
 
 /// Files of the count looked at (stat, and `access` when the mode does not
-/// answer: [`tree_file`]) on a thread of their own, in batches, while the
+/// answer: [`at::Folder::file`]) on a thread of their own, in batches, while the
 /// walk reads the next folders and checks the next names: for a large tree
 /// the two halves of the count take about as long, and the count is what a
 /// send waits for before it can offer anything (100,000 files: 0.17 s on
@@ -700,10 +704,11 @@ impl Looker {
         std::thread::Builder::new()
             .name("count".into())
             .spawn(move || {
+                let mut folder = at::Folder::default();
                 for batch in incoming {
                     let looked: Vec<Looked> = batch
                         .into_iter()
-                        .map(|(path, name)| match tree_file(&path, name) {
+                        .map(|(path, name)| match folder.file(&path, name, true) {
                             Ok(source) => Ok(source),
                             Err(why) => Err((path, why)),
                         })
@@ -778,6 +783,7 @@ impl Walk {
             ready: Default::default(),
             tops: None,
             looker: None,
+            folder: at::Folder::default(),
             unreadable: 0,
             names: 0,
         }
@@ -939,10 +945,9 @@ impl Walk {
                     return Ok(true);
                 }
             }
-            let checked = match self.pass {
-                Pass::Count(_) => tree_file(path, name),
-                Pass::Send(_) => tree_file_unopened(path, name),
-            };
+            // The count checks that it can be read; a batch only looks.
+            let readable = matches!(self.pass, Pass::Count(_));
+            let checked = self.folder.file(path, name, readable);
             match checked {
                 Ok(source) => self.ready.push_back(Found::Ready(source)),
                 Err(why) => self.skip(path, false, why),
@@ -1147,68 +1152,6 @@ fn not_content(kind: std::fs::FileType) -> Option<Skip> {
     Some(Skip::NotRegular)
 }
 
-/// A file listed inside a folder (under a name checked for the wire),
-/// checked: its source, or why it is left out (gone since the listing, not
-/// readable, no longer a file).
-///
-/// On Unix it is looked at, and its permission asked for (`access`) unless
-/// its mode already answers (the user's own files), not opened: one or two
-/// light calls instead of open, stat and close for each of what can be a
-/// million files. The stream opens it and reports a file it
-/// then cannot read (an ACL or security module the permission check did
-/// not see, a file made unreadable since).
-fn tree_file(path: &Path, name: String) -> std::result::Result<Source, Why> {
-    #[cfg(unix)]
-    let meta = {
-        let meta = std::fs::symlink_metadata(path).map_err(|e| Why::from(&e))?;
-        if meta.is_file() && !readable_by_mode(&meta) {
-            rustix::fs::access(path, rustix::fs::Access::READ_OK)
-                .map_err(|e| Why::from(&std::io::Error::from(e)))?;
-        }
-        meta
-    };
-    #[cfg(not(unix))]
-    let meta = {
-        let file = open_to_check(path).map_err(|e| Why::from(&e))?;
-        file.metadata().map_err(|e| Why::from(&e))?
-    };
-    if let Some(reason) = not_content(meta.file_type()) {
-        return Err(reason.into());
-    }
-    if !meta.is_file() {
-        // A folder put in the file's place since the listing.
-        return Err(Skip::Vanished.into());
-    }
-    Ok(file_source(path, name, &meta))
-}
-
-/// Whether the file's own mode already says this process may read it:
-/// its owner with the owner's read bit (no ACL can take that away), or
-/// root. Anything else is asked of the kernel (`access`), which also sees
-/// groups and ACLs.
-#[cfg(unix)]
-fn readable_by_mode(meta: &std::fs::Metadata) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    // Asked once: a file is looked at for each of what can be a million.
-    static EUID: std::sync::OnceLock<rustix::process::Uid> = std::sync::OnceLock::new();
-    let euid = *EUID.get_or_init(rustix::process::geteuid);
-    euid.is_root() || (meta.uid() == euid.as_raw() && meta.mode() & 0o400 != 0)
-}
-
-/// A file listed inside a folder, for a batch: like [`tree_file`], but
-/// only looked at, not opened (the count opened it; the stream opens it
-/// again and says so if it cannot).
-fn tree_file_unopened(path: &Path, name: String) -> std::result::Result<Source, Why> {
-    let meta = std::fs::symlink_metadata(path).map_err(|e| Why::from(&e))?;
-    if let Some(reason) = not_content(meta.file_type()) {
-        return Err(reason.into());
-    }
-    if !meta.is_file() {
-        return Err(Skip::Vanished.into());
-    }
-    Ok(file_source(path, name, &meta))
-}
-
 /// `top/sub/file` for the path `relative` to the folder sent as `top`, if
 /// it can go on the wire.
 fn tree_name(top: &str, relative: &Path) -> std::result::Result<String, Why> {
@@ -1273,7 +1216,7 @@ mod tests {
         let path = dir.path().join("top/x.txt");
         // Listed (the walk saw it), then removed before it is opened.
         std::fs::remove_file(&path).unwrap();
-        let got = tree_file(&path, "top/x.txt".into());
+        let got = at::Folder::default().file(&path, "top/x.txt".into(), true);
         assert_eq!(got, Err(Skip::Vanished.into()));
     }
 
