@@ -39,10 +39,9 @@ impl Folder {
         #[cfg(unix)]
         {
             let looked = match (path.parent(), path.file_name()) {
-                (Some(parent), Some(leaf)) => match self.descriptor(parent) {
-                    Some(dir) => Some(unix::look_at(dir, leaf, readable)),
-                    None => None,
-                },
+                (Some(parent), Some(leaf)) => self
+                    .descriptor(parent)
+                    .map(|dir| unix::look_at(dir, leaf, readable)),
                 _ => None,
             };
             let meta = match looked {
