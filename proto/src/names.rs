@@ -187,6 +187,29 @@ pub fn check_wire_path(path: &str) -> Result<(), NameError> {
     Ok(())
 }
 
+/// [`check_wire_path`] of `parent/leaf`, for a `parent` that passed it
+/// already: only the new component and the whole path's length and depth
+/// are looked at (a walk names each entry of a folder this way).
+///
+/// # Errors
+/// A [`NameError`] describing the first problem found, as
+/// [`check_wire_path`] would find it.
+pub fn check_wire_child(parent: &str, leaf: &str) -> Result<(), NameError> {
+    let len = parent.len() + 1 + leaf.len();
+    if len > MAX_PATH_BYTES {
+        return Err(NameError::PathTooLong { len });
+    }
+    let depth = parent.bytes().filter(|&b| b == b'/').count() + 2;
+    if depth > MAX_DEPTH {
+        return Err(NameError::TooDeep { depth });
+    }
+    if leaf.contains('/') {
+        // More than one component: all of them.
+        return check_wire_path(&format!("{parent}/{leaf}"));
+    }
+    validate_component(leaf, depth - 1)
+}
+
 /// Checks one component; `index` is its position in the path.
 fn validate_component(component: &str, index: usize) -> Result<(), NameError> {
     let owned = || component.to_owned();
@@ -386,6 +409,54 @@ mod tests {
             Ok(c) => panic!("{path:?} was accepted as {c:?}"),
             Err(e) => e,
         }
+    }
+
+    #[test]
+    fn a_child_is_checked_as_its_whole_path_would_be() {
+        let deep = vec!["d"; MAX_DEPTH - 1].join("/");
+        let long = vec!["x".repeat(200); 20].join("/");
+        let parents = ["top", "top/sub", deep.as_str(), long.as_str()];
+        let (z76, z77) = ("z".repeat(76), "z".repeat(77));
+        let leaves = [
+            "a.txt",
+            "",
+            ".",
+            "..",
+            "con",
+            "CON .txt",
+            "c:x",
+            "a:b",
+            "bad.",
+            "bad ",
+            "tab\tx",
+            "back\\slash",
+            "bidi\u{202e}txt",
+            "x/y",
+            "x//y",
+            "ok/..",
+            "y",
+            "yyyy",
+            "\u{85}nel",
+            &z76,
+            &z77,
+        ];
+        for parent in parents {
+            check_wire_path(parent).unwrap();
+            for leaf in leaves {
+                let whole = format!("{parent}/{leaf}");
+                assert_eq!(
+                    check_wire_child(parent, leaf),
+                    check_wire_path(&whole),
+                    "{parent:?} / {leaf:?}"
+                );
+            }
+        }
+        assert_eq!(
+            check_wire_child(&long, &"z".repeat(77)),
+            Err(NameError::PathTooLong {
+                len: MAX_PATH_BYTES + 1
+            })
+        );
     }
 
     #[test]

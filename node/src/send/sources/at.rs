@@ -162,7 +162,11 @@ mod unix {
         let how = OFlags::PATH;
         #[cfg(not(any(target_os = "linux", target_os = "android")))]
         let how = OFlags::RDONLY;
-        rustix::fs::open(path, how | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+        rustix::fs::open(
+            path,
+            how | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
     }
 
     /// `leaf` in the folder `dir`.
