@@ -484,29 +484,6 @@ async fn reach(cx: &Context, cfg: &SendConfig, counting: &mut Counting) -> Resul
         inner: wr,
         sealer: session.sealer,
     };
-    let sources = match counting.listing().await {
-        Ok(sources) => sources,
-        Err(e) => {
-            writer
-                .alert(Status::Cancelled, "the sender could not list its files")
-                .await;
-            return Err(e);
-        }
-    };
-    // The first batch is cut and encoded while the peer is checked (a
-    // receiver older than version 4 takes every file at once).
-    let first_walk = batches.then(|| {
-        exchange::walk_ahead(
-            sources.batches(&cx.events),
-            Batches::new(sources.manifest()),
-        )
-    });
-    if !v3 && sources.is_text() {
-        return Err(TransferError::TextUnsupported {
-            version: session.version,
-        }
-        .into());
-    }
     let timing = Timing {
         connecting,
         handshake_done,
@@ -515,16 +492,24 @@ async fn reach(cx: &Context, cfg: &SendConfig, counting: &mut Counting) -> Resul
         discover::check_identity(expected, &session.peer, addr)?;
     }
     let peer = session.peer;
-    authenticate(
-        cx,
-        cfg,
-        &mut writer,
-        &peer,
-        &session.sas,
-        addr,
-        sources.entries as usize,
-    )
-    .await?;
+    // The peer is checked while the count may still run (only a first
+    // contact's question waits for it).
+    authenticate(cx, cfg, &mut writer, &peer, &session.sas, addr, counting).await?;
+    let sources = listed(counting, &mut writer).await?;
+    if !v3 && sources.is_text() {
+        return Err(TransferError::TextUnsupported {
+            version: session.version,
+        }
+        .into());
+    }
+    // The first batch is cut and encoded in the background (a receiver
+    // older than version 4 takes every file at once).
+    let first_walk = batches.then(|| {
+        exchange::walk_ahead(
+            sources.batches(&cx.events),
+            Batches::new(sources.manifest()),
+        )
+    });
     let link = exchange::Link {
         reader,
         writer,
@@ -543,6 +528,23 @@ async fn reach(cx: &Context, cfg: &SendConfig, counting: &mut Counting) -> Resul
     })))
 }
 
+/// The count, once done; if it failed, the receiver is told why the
+/// sender goes.
+async fn listed(
+    counting: &mut Counting,
+    writer: &mut RecordWriter<OwnedWriteHalf>,
+) -> Result<Arc<Listing>> {
+    match counting.listing().await {
+        Ok(sources) => Ok(sources),
+        Err(e) => {
+            writer
+                .alert(Status::Cancelled, "the sender could not list its files")
+                .await;
+            Err(e)
+        }
+    }
+}
+
 /// Authenticate: the proven peer against the peer store (a changed key, a
 /// blocked node, an impostor under a pinned name or address), then, on
 /// first contact, the user's comparison of the codes. Nothing about the
@@ -555,7 +557,7 @@ async fn authenticate(
     peer: &PeerIdentity,
     sas: &Sas,
     addr: SocketAddr,
-    files: usize,
+    counting: &mut Counting,
 ) -> Result<()> {
     let contacted = match trust::admit(&cx.store, peer, trust::Reached::Dialed(addr)).await {
         Ok(c) => c,
@@ -595,6 +597,8 @@ async fn authenticate(
         address: addr,
     });
     if contacted.first {
+        // The question says how many files would go.
+        let files = listed(counting, writer).await?.entries as usize;
         let asker = Asker {
             policy: cfg.first_contact,
             questions: &cx.questions,
