@@ -320,16 +320,19 @@ fn ext4_dest() -> Res<Option<Dest>> {
         let root = machine::is_root();
         let mut base = None;
         if jext4.is_file() && root {
+            let place = std::env::var_os("JEXT4_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| std::env::temp_dir().join("jext4"));
+            // The tool puts its image there but does not make the folder.
+            std::fs::create_dir_all(&place)
+                .with_context(|| format!("making {}", place.display()))?;
             let out = Command::new("bash")
                 .arg(&jext4)
                 .arg("up")
                 .stdin(Stdio::null())
                 .output()
                 .with_context(|| format!("running {} up", jext4.display()))?;
-            let dir = std::env::var_os("JEXT4_DIR")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| std::env::temp_dir().join("jext4"))
-                .join("j");
+            let dir = place.join("j");
             if out.status.success() && Mount::of(&dir).is_ok_and(|m| m.fstype == "ext4") {
                 base = Some(dir);
             } else {
