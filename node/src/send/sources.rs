@@ -462,7 +462,12 @@ const NO_MTIME: u32 = u32::MAX;
 
 impl Packed {
     fn push(&mut self, spec: &Spec, top: usize, s: &Source) {
-        let inside = spec.paths.get(top).is_none_or(|p| *p != s.path);
+        // The command-line path's own source has its very path (bytes
+        // compared: a path's components are parsed to compare them).
+        let inside = spec
+            .paths
+            .get(top)
+            .is_none_or(|p| p.as_os_str() != s.path.as_os_str());
         self.names.push_str(&s.name);
         let (mtime_secs, mtime_nanos) = s.mtime.map_or((0, NO_MTIME), |m| (m.secs, m.nanos));
         self.entries.push(PackedEntry {
@@ -753,8 +758,8 @@ impl Looker {
 
     /// Hands `path` over. Should a thread be gone (only a panic stops
     /// it), its results never come and [`Looker::next`] says so.
-    fn look(&mut self, path: &Path, name: String) {
-        self.filling.push((path.to_owned(), name));
+    fn look(&mut self, path: PathBuf, name: String) {
+        self.filling.push((path, name));
         self.looking += 1;
         if self.filling.len() >= LOOK_BATCH {
             self.send();
@@ -857,7 +862,7 @@ impl Walk {
             let walk = walkdir::WalkDir::new(path)
                 .follow_links(false)
                 .min_depth(1)
-                .sort_by_file_name()
+                .sort_by(by_name)
                 .into_iter();
             self.tree = Some((walk, Arc::from(path), Arc::from(source.name.as_str())));
             self.folders = vec![source.name.clone()];
@@ -938,7 +943,7 @@ impl Walk {
         // Named after the folder it is in (its name checked already).
         let depth = entry.depth();
         let named = match depth.checked_sub(1).and_then(|d| self.folders.get(d)) {
-            Some(parent) => child_name(parent, entry.file_name()),
+            Some(parent) => child_name(parent, at::leaf(path)),
             None => tree_name(&top, relative()),
         };
         let name = match named {
@@ -972,7 +977,7 @@ impl Walk {
                     self.looker = Looker::start();
                 }
                 if let Some(looker) = &mut self.looker {
-                    looker.look(path, name);
+                    looker.look(entry.into_path(), name);
                     self.ready.push_back(Found::Looking);
                     return Ok(true);
                 }
@@ -1065,6 +1070,21 @@ impl Iterator for Walk {
             self.next_path += 1;
             return Some(self.top(&path));
         }
+    }
+}
+
+/// The order of a folder's entries: by name, as `sort_by_file_name` has
+/// them, without parsing each path's components for every comparison
+/// (entries of one folder share their folder's path, so their paths
+/// compare as their names do).
+fn by_name(a: &walkdir::DirEntry, b: &walkdir::DirEntry) -> std::cmp::Ordering {
+    #[cfg(unix)]
+    {
+        a.path().as_os_str().cmp(b.path().as_os_str())
+    }
+    #[cfg(not(unix))]
+    {
+        a.file_name().cmp(b.file_name())
     }
 }
 
@@ -1350,6 +1370,43 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "sent 1 file; skipped 4 whose names cannot be sent"
+        );
+    }
+
+    #[test]
+    fn a_folder_is_walked_in_name_order_each_folder_before_what_it_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("top");
+        // Bytes that sort before and after '/', and a folder whose name is
+        // the start of a file's.
+        for rel in [
+            "b.txt", "b-", "b/inner", "b/a", "a b", "B", "é", "b0/z", "~",
+        ] {
+            put(&root, rel, rel.as_bytes());
+        }
+        let listed = sources(
+            std::slice::from_ref(&root),
+            "stdin",
+            &Exclude::default(),
+            &Events::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            names(&listed),
+            [
+                "top",
+                "top/B",
+                "top/a b",
+                "top/b",
+                "top/b/a",
+                "top/b/inner",
+                "top/b-",
+                "top/b.txt",
+                "top/b0",
+                "top/b0/z",
+                "top/~",
+                "top/é"
+            ]
         );
     }
 

@@ -38,11 +38,11 @@ impl Folder {
     ) -> std::result::Result<Source, Why> {
         #[cfg(unix)]
         {
-            let looked = match (path.parent(), path.file_name()) {
-                (Some(parent), Some(leaf)) => self
+            let looked = match split(path) {
+                Some((parent, leaf)) => self
                     .descriptor(parent)
                     .map(|dir| unix::look_at(dir, leaf, readable)),
-                _ => None,
+                None => None,
             };
             let meta = match looked {
                 Some(meta) => meta?,
@@ -84,6 +84,33 @@ impl Folder {
         }
         self.open.as_ref()?.1.as_ref()
     }
+}
+
+/// The folder and the name of a path a walk made (`folder/name`), without
+/// parsing every component as [`Path::parent`] and [`Path::file_name`] do
+/// (a count takes them for each of what can be a million files).
+fn split(path: &Path) -> Option<(&Path, &std::ffi::OsStr)> {
+    #[cfg(unix)]
+    {
+        use std::ffi::OsStr;
+        use std::os::unix::ffi::OsStrExt;
+        let bytes = path.as_os_str().as_bytes();
+        if let Some(at) = bytes.iter().rposition(|&b| b == b'/') {
+            let (folder, name) = (&bytes[..at], &bytes[at + 1..]);
+            if !folder.is_empty() && !matches!(name, b"" | b"." | b"..") {
+                return Some((
+                    Path::new(OsStr::from_bytes(folder)),
+                    OsStr::from_bytes(name),
+                ));
+            }
+        }
+    }
+    Some((path.parent()?, path.file_name()?))
+}
+
+/// The name of a path a walk made: its last component.
+pub(super) fn leaf(path: &Path) -> &std::ffi::OsStr {
+    split(path).map_or(path.as_os_str(), |(_, name)| name)
 }
 
 #[cfg(unix)]
@@ -257,6 +284,32 @@ mod tests {
             .unwrap();
             let got = folder.file(&dir.path().join("pipe"), "t/p".into(), true);
             assert_eq!(got, Err(Skip::Fifo.into()));
+        }
+    }
+
+    #[test]
+    fn a_path_splits_into_its_folder_and_name_as_the_standard_library_says() {
+        for path in [
+            "a/b",
+            "/a/b/c.txt",
+            "a/b/",
+            "a",
+            "/",
+            "",
+            "a/.",
+            "a/..",
+            "/x",
+            "a//b",
+            "./b",
+        ] {
+            let path = Path::new(path);
+            let std = path.parent().zip(path.file_name());
+            let got = split(path);
+            assert_eq!(
+                got.map(|(f, n)| (f.components().collect::<Vec<_>>(), n)),
+                std.map(|(f, n)| (f.components().collect::<Vec<_>>(), n)),
+                "{path:?}"
+            );
         }
     }
 
