@@ -79,7 +79,9 @@ pub fn prepare_parent(dest_root: &Path, components: &[&str]) -> io::Result<PathB
 pub struct MadeFolders {
     /// The destination whose folders these are, once it was checked.
     root: Option<PathBuf>,
-    made: std::collections::HashSet<PathBuf>,
+    /// Their paths, as bytes (hashed as they are, not component by
+    /// component as a `PathBuf` is).
+    made: std::collections::HashSet<std::ffi::OsString>,
 }
 
 impl MadeFolders {
@@ -93,17 +95,33 @@ impl MadeFolders {
             self.made.clear();
             self.root = Some(dest_root.to_owned());
         }
-        let mut dir = dest_root.to_path_buf();
         for component in components {
             check_component(component)?;
+        }
+        let mut dir = dest_root.to_path_buf();
+        dir.extend(components);
+        if self.made.contains(dir.as_os_str()) {
+            return Ok(dir);
+        }
+        let mut dir = dest_root.to_path_buf();
+        for component in components {
             dir.push(component);
-            if self.made.contains(&dir) {
+            if self.made.contains(dir.as_os_str()) {
                 continue;
             }
             prepare_one(dest_root, &dir)?;
-            self.made.insert(dir.clone());
+            self.made.insert(dir.clone().into_os_string());
         }
         Ok(dir)
+    }
+
+    /// Takes in what `other` made or checked (below the same destination).
+    pub fn absorb(&mut self, other: MadeFolders) {
+        if self.root.is_none() {
+            *self = other;
+        } else if other.root == self.root {
+            self.made.extend(other.made);
+        }
     }
 }
 

@@ -1116,10 +1116,17 @@ async fn prepare(
     who: &str,
 ) -> std::result::Result<(Prepared, Vec<FileDecision>), (Status, String)> {
     let (plan, folders) = plan::plan(entries);
-    let mut made = fsutil::MadeFolders::default();
-    for components in &folders {
-        let components: Vec<&str> = components.iter().map(String::as_str).collect();
-        if let Err(err) = made.prepare(&shared.dir, &components) {
+    let making = Instant::now();
+    let mut made = match make_folders(&shared.dir, &folders) {
+        Ok(made) => {
+            debug!(
+                folders = folders.len(),
+                ms = making.elapsed().as_secs_f64() * 1e3,
+                "folders made"
+            );
+            made
+        }
+        Err((components, err)) => {
             info!(peer = %who, error = %err, "refused offer: cannot create a folder");
             return Err((
                 io_status(&err),
@@ -1130,7 +1137,7 @@ async fn prepare(
                 ),
             ));
         }
-    }
+    };
     let planned = place_files(plan, shared, &mut made, &peer.node_id, who)?;
     let candidates: Vec<Candidate> = planned
         .iter()
@@ -1181,6 +1188,45 @@ async fn prepare(
         .map(|(i, (h, _))| (planned[i].index, h))
         .collect();
     Ok((Prepared { planned, held }, decisions))
+}
+
+/// Folders of one batch from which they are made on two threads: a mkdir
+/// is most of what the receiver does between the offer and its Answer,
+/// while the sender waits (the cargo tree's 1,185 folders: 6 ms on tmpfs).
+const FOLDERS_SHARED_FROM: usize = 256;
+
+/// Makes the offered folders (each component made, or found to be a real
+/// folder), in two halves side by side when there are many: a folder whose
+/// parent is in the other half makes that parent too (or finds it made).
+/// The error names the first folder, in offer order, that failed.
+fn make_folders<'a>(
+    dir: &Path,
+    folders: &'a [Vec<String>],
+) -> std::result::Result<fsutil::MadeFolders, (&'a [String], std::io::Error)> {
+    let make = |folders: &'a [Vec<String>]| {
+        let mut made = fsutil::MadeFolders::default();
+        for components in folders {
+            let parts: Vec<&str> = components.iter().map(String::as_str).collect();
+            made.prepare(dir, &parts)
+                .map_err(|e| (components.as_slice(), e))?;
+        }
+        Ok(made)
+    };
+    let two = folders.len() >= FOLDERS_SHARED_FROM
+        && std::thread::available_parallelism().is_ok_and(|n| n.get() > 1);
+    if !two {
+        return make(folders);
+    }
+    let (first, second) = folders.split_at(folders.len() / 2);
+    let (a, b) = std::thread::scope(|scope| {
+        let other = scope.spawn(|| make(second));
+        let a = make(first);
+        // The thread only makes folders; should it panic, this side makes them.
+        (a, other.join().unwrap_or_else(|_| make(second)))
+    });
+    let mut made = a?;
+    made.absorb(b?);
+    Ok(made)
 }
 
 /// Creates the directories the files need (none for plain files), once per
@@ -1661,4 +1707,62 @@ async fn pass_on(tx: &mpsc::Sender<Vec<RawFrame>>, batch: Vec<RawFrame>) -> bool
         };
     }
     tx.send(batch).await.is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// `n` folders in pre-order, as an offer lists them: `top/gK`, then
+    /// `top/gK/sJ` below each.
+    fn folders(n: usize) -> Vec<Vec<String>> {
+        let mut out = vec![vec!["top".to_owned()]];
+        let mut k = 0;
+        while out.len() < n {
+            out.push(vec!["top".into(), format!("g{k}")]);
+            for j in 0..3 {
+                out.push(vec!["top".into(), format!("g{k}"), format!("s{j}")]);
+            }
+            k += 1;
+        }
+        out
+    }
+
+    #[test]
+    fn many_folders_are_all_made_on_two_threads() {
+        let dir = tempfile::tempdir().unwrap();
+        let list = folders(FOLDERS_SHARED_FROM * 2);
+        let mut made = make_folders(dir.path(), &list).unwrap();
+        for components in &list {
+            assert!(
+                dir.path().join(components.join("/")).is_dir(),
+                "{components:?}"
+            );
+        }
+        // What was made is known: asking again makes nothing (a file in
+        // the place of one would otherwise be found).
+        let last = list.last().unwrap();
+        let path = dir.path().join(last.join("/"));
+        std::fs::remove_dir(&path).unwrap();
+        let parts: Vec<&str> = last.iter().map(String::as_str).collect();
+        assert_eq!(made.prepare(dir.path(), &parts).unwrap(), path);
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn the_first_folder_that_cannot_be_made_is_the_error_in_either_half() {
+        let list = folders(FOLDERS_SHARED_FROM * 2);
+        for blocked in [3, list.len() - 2] {
+            let dir = tempfile::tempdir().unwrap();
+            let target = &list[blocked];
+            let path = dir.path().join(target.join("/"));
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, b"a file where a folder goes").unwrap();
+            let (failed, err) = make_folders(dir.path(), &list).unwrap_err();
+            assert_eq!(failed, target.as_slice());
+            assert!(err.to_string().contains("is not a directory"), "{err}");
+        }
+    }
 }

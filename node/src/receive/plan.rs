@@ -186,10 +186,9 @@ pub(super) fn plan(entries: &[OfferEntry]) -> (Vec<FileLayout<'_>>, Vec<Vec<Stri
     let mut files = Vec::new();
     let mut folders = Vec::new();
     for (i, e) in entries.iter().enumerate() {
-        // Checked before consent: every name is valid.
-        if check_wire_path(&e.path).is_err() {
-            continue;
-        }
+        // Checked before consent (`check`): every name is valid, and each
+        // component is checked again where it is created.
+        debug_assert!(check_wire_path(&e.path).is_ok(), "{:?}", e.path);
         if e.is_dir() {
             folders.push(e.path.split('/').map(str::to_owned).collect());
             continue;
