@@ -9,7 +9,7 @@ use std::io::ErrorKind;
 use std::path::Path;
 
 use localstream_proto::Status;
-use localstream_proto::names::{check_wire_path, escape_for_terminal};
+use localstream_proto::names::{check_wire_child, check_wire_path, escape_for_terminal};
 use localstream_proto::transfer::OfferEntry;
 
 use crate::fsutil;
@@ -88,10 +88,19 @@ pub(super) fn check(
     // The folders (below `dir`) of the last file whose folder was found
     // missing: the files of a new tree come folder by folder.
     let mut absent: Option<&str> = None;
+    // A folder known to be a valid wire path (the last entry's, or the
+    // last folder entry itself): an entry in it has only its name checked
+    // (`check_wire_child`, the same verdict as the whole path's).
+    let mut valid: Option<&str> = None;
     for e in entries {
-        check_wire_path(&e.path)
-            .map_err(|err| (Status::InvalidName, format!("refused file name: {err}")))?;
         let (dirs, file_name) = split_wire_path(&e.path);
+        let verdict = if !dirs.is_empty() && valid == Some(dirs) {
+            check_wire_child(dirs, file_name)
+        } else {
+            check_wire_path(&e.path)
+        };
+        verdict.map_err(|err| (Status::InvalidName, format!("refused file name: {err}")))?;
+        valid = Some(if e.is_dir() { e.path.as_str() } else { dirs });
         if base + e.path.len() + PATH_GROWTH > MAX_FULL_PATH {
             return Err((
                 Status::InvalidName,
@@ -209,6 +218,41 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    #[test]
+    fn a_bad_name_in_a_folder_already_checked_is_refused_as_its_whole_path_would_be() {
+        let tmp = tempfile::tempdir().unwrap();
+        // As deep as a folder may be: anything in it is one too deep.
+        let deep = vec!["d"; 64].join("/");
+        for (folder, bad) in [
+            ("top", "con.txt"),
+            ("top", "a\u{202e}b"),
+            ("top", "trailing."),
+            ("top", ".."),
+            (deep.as_str(), "one-too-deep"),
+        ] {
+            let mut entries = vec![OfferEntry {
+                attrs: localstream_proto::transfer::ATTR_DIR,
+                ..OfferEntry::file(folder, 0)
+            }];
+            if folder != deep {
+                entries.push(OfferEntry::file(format!("{folder}/fine.txt"), 1));
+            }
+            entries.push(OfferEntry::file(format!("{folder}/{bad}"), 1));
+            let whole = check_wire_path(&entries.last().unwrap().path).unwrap_err();
+            let (status, message) = check(
+                &entries,
+                tmp.path(),
+                &[0; 16],
+                false,
+                OnCollision::Rename,
+                &mut NewFolders::default(),
+            )
+            .unwrap_err();
+            assert_eq!(status, Status::InvalidName);
+            assert_eq!(message, format!("refused file name: {whole}"));
+        }
+    }
 
     #[test]
     fn a_path_too_long_for_the_receiver_is_refused_before_anything_is_created() {
