@@ -219,6 +219,19 @@ mod tests {
 
     use super::*;
 
+    /// Why [`check`] refuses `entries` for the folder `dir`.
+    fn refusal(entries: &[OfferEntry], dir: &Path) -> Refusal {
+        check(
+            entries,
+            dir,
+            &[0; 16],
+            false,
+            OnCollision::Rename,
+            &mut NewFolders::default(),
+        )
+        .unwrap_err()
+    }
+
     #[test]
     fn a_bad_name_in_a_folder_already_checked_is_refused_as_its_whole_path_would_be() {
         let tmp = tempfile::tempdir().unwrap();
@@ -240,15 +253,7 @@ mod tests {
             }
             entries.push(OfferEntry::file(format!("{folder}/{bad}"), 1));
             let whole = check_wire_path(&entries.last().unwrap().path).unwrap_err();
-            let (status, message) = check(
-                &entries,
-                tmp.path(),
-                &[0; 16],
-                false,
-                OnCollision::Rename,
-                &mut NewFolders::default(),
-            )
-            .unwrap_err();
+            let (status, message) = refusal(&entries, tmp.path());
             assert_eq!(status, Status::InvalidName);
             assert_eq!(message, format!("refused file name: {whole}"));
         }
@@ -266,15 +271,7 @@ mod tests {
         let path = format!("{}/f", long.join("/"));
         assert!(check_wire_path(&path).is_ok());
         let entries = [OfferEntry::file(path, 1)];
-        let (status, message) = check(
-            &entries,
-            &dir,
-            &[0; 16],
-            false,
-            OnCollision::Rename,
-            &mut NewFolders::default(),
-        )
-        .unwrap_err();
+        let (status, message) = refusal(&entries, &dir);
         assert_eq!(status, Status::InvalidName);
         assert!(
             message.contains("longer than the receiver's limit"),

@@ -1373,6 +1373,17 @@ mod tests {
         );
     }
 
+    /// The sources of `root` with no exclusion, nobody listening to the events.
+    fn listed_plainly(root: &Path) -> Listed {
+        sources(
+            std::slice::from_ref(&root.to_path_buf()),
+            "stdin",
+            &Exclude::default(),
+            &Events::default(),
+        )
+        .unwrap()
+    }
+
     #[test]
     fn a_folder_is_walked_in_name_order_each_folder_before_what_it_holds() {
         let dir = tempfile::tempdir().unwrap();
@@ -1384,13 +1395,7 @@ mod tests {
         ] {
             put(&root, rel, rel.as_bytes());
         }
-        let listed = sources(
-            std::slice::from_ref(&root),
-            "stdin",
-            &Exclude::default(),
-            &Events::default(),
-        )
-        .unwrap();
+        let listed = listed_plainly(&root);
         assert_eq!(
             names(&listed),
             [
@@ -1432,13 +1437,7 @@ mod tests {
         let root = dir.path().join("top");
         put(&root, "a.txt", b"a");
         put(&root, "a.txt.0123abcd.lspart", b"partial");
-        let listed = sources(
-            std::slice::from_ref(&root),
-            "stdin",
-            &Exclude::default(),
-            &Events::default(),
-        )
-        .unwrap();
+        let listed = listed_plainly(&root);
         assert_eq!(names(&listed), ["top", "top/a.txt"]);
         assert!(listed.verdict(&listed.sources, sent()).is_ok());
     }
