@@ -873,6 +873,8 @@ pub(crate) struct Checking<'a> {
     /// The prefixes checked so far (however their hashing ended).
     base: u64,
     last: Instant,
+    /// When the check began (for its `checked held prefixes` log line).
+    started: Instant,
 }
 
 impl<'a> Checking<'a> {
@@ -886,6 +888,7 @@ impl<'a> Checking<'a> {
             done: 0,
             base: 0,
             last: Instant::now(),
+            started: Instant::now(),
         };
         if bytes > 0 {
             c.emit();
@@ -917,11 +920,22 @@ impl<'a> Checking<'a> {
         self.done = self.base.min(self.bytes);
     }
 
-    /// The check is over: the last event, at `bytes`.
+    /// The check is over: the last event, at `bytes`, and its time in the
+    /// log (`-v`; the benchmark's resume series reads it).
     pub(crate) fn finish(&mut self) {
         if self.bytes > 0 {
             self.done = self.bytes;
             self.emit();
+            let side = match self.side {
+                Side::Send => "send",
+                Side::Receive => "receive",
+            };
+            tracing::info!(
+                side,
+                bytes = self.bytes,
+                ms = self.started.elapsed().as_secs_f64() * 1e3,
+                "checked held prefixes"
+            );
         }
     }
 }

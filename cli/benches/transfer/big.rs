@@ -49,7 +49,7 @@ fn transfer(bench: &Bench, tool: Tool, src: &Path, out: &Path) -> Res<Run> {
                 bench.src.dir(),
                 out,
                 crate::tools::timeout(bytes, 1),
-                false,
+                crate::localstream::Verbose::Quiet,
             )?
             .run),
         Tool::Nc | Tool::NcSync => {

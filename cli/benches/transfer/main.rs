@@ -18,6 +18,7 @@
 //! | `big` | one random file (`LOCALSTREAM_BENCH_MIB`, default 1024): LocalStream, nc, nc + `sync FILE`, socat -b 131072, scp -c aes128-gcm (when sshd is there); MB/s, CPU-s per GiB and peak RSS per side |
 //! | `small` | 10,000 x 4 KiB in one folder (`LOCALSTREAM_BENCH_SMALL`), 100,000 x 1 KiB in 100 x 10 nested folders (`LOCALSTREAM_BENCH_NESTED`; 0 leaves it out): LocalStream, `tar c \| nc` → `nc \| tar x`, the same + `sync -f DIR` |
 //! | `tree` | a real tree: about 6,000 files (`LOCALSTREAM_BENCH_TREE_FILES`) of whole crates from the cargo registry's sources, with the same tools |
+//! | `resume` | a file of `LOCALSTREAM_BENCH_RESUME_MIB` (default 4096) and an eighth more, its send interrupted (SIGINT) once the receiver holds that much, then sent again: each side's check of the held prefix (BLAKE3 of it on both sides) and connect → first data; on ext4 as the interrupted send left the partial and with it read once before (page cache warm) |
 //! | `handshake` | a tiny file 3 times per round: `send -v`'s handshake and first-data times (loopback) |
 //! | `lan`, `latency` | the shaped-link rows and `send <pinned name>` on a namespace LAN ([`lan`]) |
 //! | `million` | only when named: 1,000,000 files of 64 bytes (`LOCALSTREAM_BENCH_MILLION`) in 32 x 32 nested folders, one round (after an untimed run of `tar | nc + sync` per destination: this VM's memory freed a while ago is slow to touch again), with the same tools as `small`: one send, and its peak RSS per side |
@@ -48,6 +49,7 @@ mod lan;
 mod localstream;
 mod machine;
 mod report;
+mod resume;
 mod small;
 mod ssh;
 mod tools;
@@ -82,10 +84,11 @@ fn main() -> ExitCode {
 }
 
 /// The series `LOCALSTREAM_BENCH_ONLY` can choose.
-const SERIES: [&str; 7] = [
+const SERIES: [&str; 8] = [
     "big",
     "small",
     "tree",
+    "resume",
     "handshake",
     "lan",
     "latency",
@@ -94,7 +97,15 @@ const SERIES: [&str; 7] = [
 
 /// The series run when `LOCALSTREAM_BENCH_ONLY` is not set (`million` takes
 /// minutes of its own: only when asked for).
-const DEFAULT_SERIES: [&str; 6] = ["big", "small", "tree", "handshake", "lan", "latency"];
+const DEFAULT_SERIES: [&str; 7] = [
+    "big",
+    "small",
+    "tree",
+    "resume",
+    "handshake",
+    "lan",
+    "latency",
+];
 
 /// The knobs, from the environment.
 #[derive(Debug, Clone)]
@@ -113,6 +124,8 @@ pub struct Config {
     pub tree_files: usize,
     /// Number of files of the `million` series.
     pub million: usize,
+    /// MiB the receiver holds in the `resume` series.
+    pub resume_mib: u64,
     /// The chosen series.
     pub only: Vec<String>,
     /// The chosen destinations (`ext4`, `tmpfs`).
@@ -172,6 +185,7 @@ impl Config {
             nested: count("LOCALSTREAM_BENCH_NESTED", 100_000)?,
             tree_files: count("LOCALSTREAM_BENCH_TREE_FILES", 6_000)?,
             million: count("LOCALSTREAM_BENCH_MILLION", 1_000_000)?,
+            resume_mib: number("LOCALSTREAM_BENCH_RESUME_MIB", 4096)?.max(1),
             only: list("LOCALSTREAM_BENCH_ONLY", &SERIES, &DEFAULT_SERIES)?,
             dests: list(
                 "LOCALSTREAM_BENCH_DEST",
@@ -451,7 +465,7 @@ fn run() -> Res<()> {
     let tiny = bench.src.path("tiny.txt");
     fs::write(&tiny, b"hello from the LocalStream benchmark\n")
         .with_context(|| format!("writing {}", tiny.display()))?;
-    let warm = localstream::tiny(&bench, false)?;
+    let warm = localstream::tiny(&bench, localstream::Verbose::Quiet)?;
     println!(
         "warm-up: tiny file in {:.1} ms (first contact: keys pinned on both sides)",
         warm.run.wall * 1e3
@@ -473,6 +487,20 @@ fn run() -> Res<()> {
     }
     if bench.cfg.wants("small") || bench.cfg.wants("tree") || bench.cfg.wants("million") {
         results.small = small::run(&bench, &mut results.notes)?;
+    }
+    if bench.cfg.wants("resume") {
+        let t = Instant::now();
+        let held = bench.cfg.resume_mib * 1024 * 1024;
+        let mut rng = Rng::from_clock();
+        write_random(&bench.src.path(resume::NAME), held + held / 8, &mut rng)?;
+        println!(
+            "\nresume: a {:.2} GiB random file ({:.1} s to make)",
+            (held + held / 8) as f64 / (1u64 << 30) as f64,
+            t.elapsed().as_secs_f64()
+        );
+        results.resume = Some(resume::run(&bench, held)?);
+        fs::remove_file(bench.src.path(resume::NAME))
+            .with_context(|| "removing the resume series' file".to_string())?;
     }
     if bench.cfg.wants("handshake") {
         results.handshake = Some(localstream::handshakes(&bench)?);

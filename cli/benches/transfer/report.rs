@@ -8,6 +8,7 @@ use crate::big::BigResults;
 use crate::lan::Row;
 use crate::localstream::{HANDSHAKES_PER_ROUND, Handshakes};
 use crate::machine::Machine;
+use crate::resume::ResumeResults;
 use crate::small::SmallSet;
 use crate::ssh::CIPHER;
 use crate::tools::{Run, SOCAT_BUF};
@@ -147,6 +148,8 @@ pub struct Results {
     pub big: Option<BigResults>,
     /// The small-file and tree series.
     pub small: Vec<SmallSet>,
+    /// The resume series.
+    pub resume: Option<ResumeResults>,
     /// The handshake series.
     pub handshake: Option<Handshakes>,
     /// The namespace-LAN rows (shaped links, latency).
@@ -169,6 +172,7 @@ impl Results {
         Results {
             big: None,
             small: vec![],
+            resume: None,
             handshake: None,
             lan: vec![],
             notes: vec![],
@@ -200,6 +204,10 @@ impl Results {
         if !self.small.is_empty() {
             md.push(String::new());
             self.small_table(&mut md);
+        }
+        if let Some(r) = &self.resume {
+            md.push(String::new());
+            resume_table(r, &mut md);
         }
         if let Some(h) = &self.handshake {
             md.push(String::new());
@@ -390,5 +398,45 @@ impl Results {
                 ));
             }
         }
+    }
+}
+
+/// The resume series' table: each side's check of the held prefix, and
+/// the resumed send's connect → first data.
+fn resume_table(r: &ResumeResults, md: &mut Vec<String>) {
+    let held: Vec<f64> = r
+        .rows
+        .iter()
+        .flat_map(|row| row.held.iter().map(|&h| h as f64 / GIB))
+        .collect();
+    md.push(format!(
+        "Resume: a {:.2} GiB file, its send interrupted (SIGINT) once the receiver held {} GiB, \
+         then sent again; before any data both sides hash the held prefix \
+         (the receiver, then the sender), {} rounds:",
+        r.size as f64 / GIB,
+        spread(&held, 2),
+        r.rows.first().map_or(0, |row| row.held.len())
+    ));
+    md.push(String::new());
+    md.push(
+        "| held prefix | receiver checks (s) | sender checks (s) | GB/s (held bytes by the slower check) | connect → first data (s) |"
+            .to_string(),
+    );
+    md.push("| --- | ---: | ---: | ---: | ---: |".to_string());
+    for row in &r.rows {
+        let rate: Vec<f64> = row
+            .held
+            .iter()
+            .zip(row.recv_s.iter().zip(&row.send_s))
+            .map(|(&h, (&a, &b))| h as f64 / a.max(b) / 1e9)
+            .collect();
+        md.push(format!(
+            "| {} | {} | {} | {} | {} |",
+            row.label,
+            spread(&row.recv_s, 2),
+            spread(&row.send_s, 2),
+            spread(&rate, 2),
+            spread(&row.first_data_s, 2)
+        ));
     }
 }

@@ -13,6 +13,7 @@ use localstream_testkit::files::{
 };
 use localstream_testkit::procs::Context;
 
+use crate::localstream::Verbose;
 use crate::report::{Samples, Tool};
 use crate::tools::{Run, timeout};
 use crate::{Bench, Dest, Res};
@@ -238,7 +239,13 @@ fn ls_send(
     limit: std::time::Duration,
 ) -> Res<Run> {
     if *sends == 1 {
-        match bench.ls_transfer(&[name.to_string()], bench.src.dir(), out, limit, false) {
+        match bench.ls_transfer(
+            &[name.to_string()],
+            bench.src.dir(),
+            out,
+            limit,
+            Verbose::Quiet,
+        ) {
             Ok(r) => return Ok(r.run),
             Err(e) if e.contains("one by one") => {
                 println!(
@@ -261,7 +268,7 @@ fn ls_send(
         let mut total: Option<Run> = None;
         let mut refused = None;
         for group in top.chunks(per) {
-            match bench.ls_transfer(group, &bench.src.path(name), &into, limit, false) {
+            match bench.ls_transfer(group, &bench.src.path(name), &into, limit, Verbose::Quiet) {
                 Ok(r) => total = Some(total.map_or(r.run, |t| t.then(r.run))),
                 Err(e) if e.contains("one by one") && *sends < top.len() => {
                     refused = Some(e);

@@ -229,18 +229,10 @@ impl Bench {
         c
     }
 
-    /// Runs one transfer: starts `recv` (named `<name>-recv`, made with
-    /// [`Bench::timed`]), waits until it is [`Ready`], then starts the
-    /// command `send(port)` (named `<name>-send`) and waits for both. Wall
-    /// time from starting the sender until both exited.
-    pub fn pair(
-        &self,
-        name: &str,
-        recv: Command,
-        ready: Ready,
-        send: impl FnOnce(u16) -> Command,
-        limit: Duration,
-    ) -> Res<Run> {
+    /// Starts the receiver `recv` (named `<name>-recv`, made with
+    /// [`Bench::timed`]) and waits until it is [`Ready`]: the process and
+    /// its port.
+    pub fn start_receiver(&self, name: &str, recv: Command, ready: Ready) -> Res<(Logged, u16)> {
         let recv_log = self.log(&format!("{name}-recv"), "out");
         let mut recv = Logged::spawn(
             &format!("{name} receiver"),
@@ -283,6 +275,21 @@ impl Bench {
                 }
             }
         };
+        Ok((recv, port))
+    }
+
+    /// Runs one transfer: starts `recv` ([`Bench::start_receiver`]), then
+    /// the command `send(port)` (named `<name>-send`) and waits for both.
+    /// Wall time from starting the sender until both exited.
+    pub fn pair(
+        &self,
+        name: &str,
+        recv: Command,
+        ready: Ready,
+        send: impl FnOnce(u16) -> Command,
+        limit: Duration,
+    ) -> Res<Run> {
+        let (recv, port) = self.start_receiver(name, recv, ready)?;
         let send_log = self.log(&format!("{name}-send"), "out");
         let out = log_file(&send_log)?;
         let start = Instant::now();
