@@ -143,14 +143,17 @@ impl Bench {
             }
             Waited::TimedOut => {
                 return Err(format!(
-                    "no time to interrupt the send in {} s{}{}",
+                    "the receiver did not hold enough to interrupt the send within {} s{}{}",
                     limit.as_secs(),
                     send.abandon(),
                     recv.abandon()
                 ));
             }
         }
-        let sent = wait_all(vec![send], Duration::from_secs(60))?;
+        let sent = match wait_all(vec![send], Duration::from_secs(60)) {
+            Ok(sent) => sent,
+            Err(e) => return Err(format!("{e}{}", recv.abandon())),
+        };
         if sent[0].status.code() != Some(130) {
             return Err(format!(
                 "the interrupted send exited with {}, not 130{}",
