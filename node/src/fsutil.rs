@@ -82,6 +82,10 @@ pub struct MadeFolders {
     /// Their paths, as bytes (hashed as they are, not component by
     /// component as a `PathBuf` is).
     made: std::collections::HashSet<std::ffi::OsString>,
+    /// The folders it created (not found), in the order made: what
+    /// [`MadeFolders::undo`] removes when the offer they were made for is
+    /// refused after all.
+    created: Vec<PathBuf>,
 }
 
 impl MadeFolders {
@@ -109,7 +113,9 @@ impl MadeFolders {
             if self.made.contains(dir.as_os_str()) {
                 continue;
             }
-            prepare_one(dest_root, &dir)?;
+            if prepare_one(dest_root, &dir)? {
+                self.created.push(dir.clone());
+            }
             self.made.insert(dir.clone().into_os_string());
         }
         Ok(dir)
@@ -121,6 +127,19 @@ impl MadeFolders {
             *self = other;
         } else if other.root == self.root {
             self.made.extend(other.made);
+            self.created.extend(other.created);
+        }
+    }
+
+    /// Removes the folders it created, deepest first, where they are still
+    /// empty (a folder that holds anything now, or is no longer a folder,
+    /// stays): for an offer refused after its folders were made.
+    pub fn undo(self) {
+        let mut created = self.created;
+        // Deeper paths are longer: each after its parent when made.
+        created.sort_by_key(|p| std::cmp::Reverse(p.as_os_str().len()));
+        for dir in created {
+            let _ = fs::remove_dir(&dir);
         }
     }
 }
@@ -144,16 +163,16 @@ fn check_root(dest_root: &Path) -> io::Result<()> {
 
 /// `dir` (inside `dest_root`, its parent a real directory) a real
 /// directory: made (`mkdir` does not follow a link in its last
-/// component), or found to be one.
-fn prepare_one(dest_root: &Path, dir: &Path) -> io::Result<()> {
+/// component: `true`), or found to be one (`false`).
+fn prepare_one(dest_root: &Path, dir: &Path) -> io::Result<bool> {
     // Errors name the path inside the destination only: they may go to the peer.
     let shown = || dir.strip_prefix(dest_root).unwrap_or(dir).to_owned();
     match create_dir(dir) {
-        Ok(()) => Ok(()),
+        Ok(()) => Ok(true),
         // There already, or someone else created it meanwhile: fine if it
         // is a real directory.
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            ensure_real_dir(&shown(), &fs::symlink_metadata(dir)?)
+            ensure_real_dir(&shown(), &fs::symlink_metadata(dir)?).map(|()| false)
         }
         Err(e) => Err(io::Error::new(
             e.kind(),

@@ -1126,7 +1126,9 @@ async fn prepare(
             );
             made
         }
-        Err((components, err)) => {
+        Err((components, err, made)) => {
+            // The refused offer leaves none of the folders it made.
+            made.undo();
             info!(peer = %who, error = %err, "refused offer: cannot create a folder");
             return Err((
                 io_status(&err),
@@ -1138,7 +1140,13 @@ async fn prepare(
             ));
         }
     };
-    let planned = place_files(plan, shared, &mut made, &peer.node_id, who)?;
+    let planned = match place_files(plan, shared, &mut made, &peer.node_id, who) {
+        Ok(planned) => planned,
+        Err(refused) => {
+            made.undo();
+            return Err(refused);
+        }
+    };
     let candidates: Vec<Candidate> = planned
         .iter()
         .enumerate()
@@ -1198,17 +1206,19 @@ const FOLDERS_SHARED_FROM: usize = 256;
 /// Makes the offered folders (each component made, or found to be a real
 /// folder), in two halves side by side when there are many: a folder whose
 /// parent is in the other half makes that parent too (or finds it made).
-/// The error names the first folder, in offer order, that failed.
+/// The error names the first folder, in offer order, that failed, with
+/// what was made before (and beside) it.
 fn make_folders<'a>(
     dir: &Path,
     folders: &'a [Vec<String>],
-) -> std::result::Result<fsutil::MadeFolders, (&'a [String], std::io::Error)> {
+) -> std::result::Result<fsutil::MadeFolders, FoldersFailed<'a>> {
     let make = |folders: &'a [Vec<String>]| {
         let mut made = fsutil::MadeFolders::default();
         for components in folders {
             let parts: Vec<&str> = components.iter().map(String::as_str).collect();
-            made.prepare(dir, &parts)
-                .map_err(|e| (components.as_slice(), e))?;
+            if let Err(e) = made.prepare(dir, &parts) {
+                return Err((components.as_slice(), e, made));
+            }
         }
         Ok(made)
     };
@@ -1224,10 +1234,21 @@ fn make_folders<'a>(
         // The thread only makes folders; should it panic, this side makes them.
         (a, other.join().unwrap_or_else(|_| make(second)))
     });
-    let mut made = a?;
-    made.absorb(b?);
-    Ok(made)
+    match (a, b) {
+        (Ok(mut made), Ok(other)) => {
+            made.absorb(other);
+            Ok(made)
+        }
+        (Err((components, e, mut made)), Ok(other) | Err((_, _, other)))
+        | (Ok(mut made), Err((components, e, other))) => {
+            made.absorb(other);
+            Err((components, e, made))
+        }
+    }
 }
+
+/// The folder [`make_folders`] could not make, why, and what it made.
+type FoldersFailed<'a> = (&'a [String], std::io::Error, fsutil::MadeFolders);
 
 /// Creates the directories the files need (none for plain files), once per
 /// distinct directory.
@@ -1760,9 +1781,33 @@ mod tests {
             let path = dir.path().join(target.join("/"));
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(&path, b"a file where a folder goes").unwrap();
-            let (failed, err) = make_folders(dir.path(), &list).unwrap_err();
+            let (failed, err, made) = make_folders(dir.path(), &list).unwrap_err();
             assert_eq!(failed, target.as_slice());
             assert!(err.to_string().contains("is not a directory"), "{err}");
+            // Undone, the folders made for the refused offer are gone; the
+            // one holding the file in the way stays, with it.
+            made.undo();
+            let mut left = vec![];
+            for e in walkdir::WalkDir::new(dir.path()).min_depth(1) {
+                left.push(
+                    e.unwrap()
+                        .path()
+                        .strip_prefix(dir.path())
+                        .unwrap()
+                        .to_owned(),
+                );
+            }
+            let holder: Vec<PathBuf> = path
+                .strip_prefix(dir.path())
+                .unwrap()
+                .ancestors()
+                .filter(|a| !a.as_os_str().is_empty())
+                .map(Path::to_path_buf)
+                .collect();
+            left.sort();
+            let mut want = holder;
+            want.sort();
+            assert_eq!(left, want, "only the file in the way and its folders stay");
         }
     }
 }

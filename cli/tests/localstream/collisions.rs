@@ -223,3 +223,40 @@ fn modification_times_arrive_and_are_offered() {
     l.wait_line(|l| l.starts_with(r#"{"event":"transfer_done""#));
     assert_eq!(mtime(&p.inbox.join("t/old.txt")), long_ago());
 }
+
+#[test]
+fn an_offer_refused_for_a_folder_it_cannot_make_leaves_none_of_the_folders_it_made() {
+    let p = Pair::new();
+    let src = p.sender.dir("proj");
+    std::fs::create_dir_all(src.join("a/deep")).unwrap();
+    std::fs::create_dir_all(src.join("m")).unwrap();
+    std::fs::create_dir_all(src.join("z")).unwrap();
+    std::fs::write(src.join("a/deep/f.txt"), b"deep\n").unwrap();
+    std::fs::write(src.join("m/g.txt"), b"in m\n").unwrap();
+    std::fs::write(src.join("z/h.txt"), b"in z\n").unwrap();
+    // The receiver has a folder proj already, with a file where the offer
+    // has the folder proj/m.
+    std::fs::create_dir(p.inbox.join("proj")).unwrap();
+    std::fs::write(p.inbox.join("proj/m"), b"a file of mine\n").unwrap();
+    let mut l = p.receiver.listen(&p.inbox, &["--yes"]);
+    let out = p.sender.send(l.port, &[&src]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(err.contains("cannot create the folder proj/m"), "{err}");
+    // proj/a and proj/a/deep were made for the offer, then removed; proj
+    // was there before and stays, with the file in the way untouched.
+    assert_eq!(names_in(&p.inbox), ["proj"]);
+    assert_eq!(names_in(&p.inbox.join("proj")), ["m"]);
+    assert_eq!(
+        std::fs::read(p.inbox.join("proj/m")).unwrap(),
+        b"a file of mine\n"
+    );
+    // The listener serves the next offer.
+    let ok = p.sender.file("src", "after.txt", b"after\n");
+    assert_sent_ok(&p.sender.send(l.port, &[&ok]), 1);
+    l.wait_received();
+    assert_eq!(
+        std::fs::read(p.inbox.join("after.txt")).unwrap(),
+        b"after\n"
+    );
+}
