@@ -208,6 +208,21 @@ fn make_sets(bench: &Bench, notes: &mut Vec<String>) -> Res<Vec<Plan>> {
             thousands(folders)
         );
         println!("made {label} in {:.1} s", t.elapsed().as_secs_f64());
+        // Each tool's copy must fit at once (the one before is removed).
+        let need = cfg.million as u64 + folders as u64 + 1_000;
+        for d in &bench.dests {
+            if let Some(free) = free_inodes(d.dir())
+                && free < need
+            {
+                return Err(format!(
+                    "the {} destination {} has {free} free inodes and the million series \
+                     needs {need} (its files and folders): remove what is left there, or \
+                     set LOCALSTREAM_BENCH_MILLION lower",
+                    d.label,
+                    d.dir().display()
+                ));
+            }
+        }
         plans.push(Plan {
             name: "million",
             label,
@@ -215,6 +230,20 @@ fn make_sets(bench: &Bench, notes: &mut Vec<String>) -> Res<Vec<Plan>> {
         });
     }
     Ok(plans)
+}
+
+/// Free inodes of the filesystem holding `dir` (`stat -f`), when known.
+fn free_inodes(dir: &Path) -> Option<u64> {
+    let out = std::process::Command::new("stat")
+        .args(["-f", "-c", "%d"])
+        .arg(dir)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
 }
 
 /// The entries directly in `dir`, sorted by name.
