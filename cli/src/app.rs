@@ -373,6 +373,10 @@ async fn start_ui(
     if cfg.destination == localstream_node::config::Destination::Stdout {
         return Ok(None);
     }
+    if !view.ui.serve {
+        tracing::info!("no web UI (`--no-ui`, or the setting ui = off)");
+        return Ok(None);
+    }
     let around = crate::ui::Surroundings {
         dir: cfg.dir.clone(),
         discovery: cfg.discovery.clone(),

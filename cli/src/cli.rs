@@ -219,6 +219,9 @@ pub struct ListenArgs {
     /// Let the web UI answer incoming offers (and print its link); without it the UI still runs on loopback, for `localstream ui`
     #[arg(long)]
     pub ui: bool,
+    /// Run no web UI at all, not even on loopback: no HTTP server, and `localstream ui` cannot reach this listener [setting: ui = off]
+    #[arg(long, conflicts_with_all = ["ui", "ui_bind", "ui_port"])]
+    pub no_ui: bool,
     #[command(flatten)]
     pub localsend: LocalSendListenArgs,
     #[command(flatten)]

@@ -252,6 +252,7 @@ fn ui_as_listen(a: UiArgs) -> ListenArgs {
         on_collision: None,
         clipboard: false,
         ui: true,
+        no_ui: false,
         localsend: a.localsend,
         ui_server: a.ui_server,
         discovery: a.discovery,
@@ -268,11 +269,14 @@ fn chosen_paths(paths: Vec<PathBuf>) -> Result<Vec<PathBuf>> {
 
 /// Where the web UI listens, and its password when it is not on loopback.
 fn ui_config(a: &UiServerArgs, asks: bool, s: &Settings) -> crate::ui::UiConfig {
+    // Asked for on the command line, it runs whatever the setting says.
+    let asked = asks || a.ui_bind.is_some() || a.ui_port != 0;
     crate::ui::UiConfig {
         bind: a
             .ui_bind
             .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)),
         port: a.ui_port,
+        serve: asked || s.ui != Some(localstream_node::settings::OnOff::Off),
         asks,
         open: false,
         link: false,
@@ -326,7 +330,11 @@ fn listen_config(a: ListenArgs, s: &Settings) -> Result<(ListenConfig, ListenVie
             on_complete: a.on_complete,
             desktop: !a.no_notify,
         },
-        ui: ui_config(&a.ui_server, a.ui, s),
+        ui: {
+            let mut ui = ui_config(&a.ui_server, a.ui, s);
+            ui.serve &= !a.no_ui;
+            ui
+        },
         clipboard: a.clipboard,
     };
     Ok((listen, view))

@@ -12,6 +12,7 @@
 //! first-contact = "ask"        # send/add to a node never met: "ask" or "yes"
 //! on-collision = "rename"      # listen, a name taken: "rename", "skip-identical" or "overwrite"
 //! ui-password = "$argon2id$..." # the web UI's password hash (for --ui-bind on a LAN)
+//! ui = "off"                   # listen: no web UI at all ("on": on loopback, the default)
 //!
 //! [groups]                     # `send --to @office`: `config set group.office h1,h2`
 //! office = ["h1", "h2"]
@@ -52,6 +53,10 @@ pub const KEYS: &[(&str, &str)] = &[
         "the web UI's password, for `--ui-bind` on a LAN (`-`: read it from standard input; stored as an argon2 hash)",
     ),
     (
+        "ui",
+        "`listen` serves the web UI on loopback: on or off (off: no HTTP server at all; `--ui` still turns it on for one run)",
+    ),
+    (
         "on-collision",
         "`listen`, when a file's name is taken: rename (keep both), skip-identical (same bytes are not sent again, others replace) or overwrite",
     ),
@@ -70,7 +75,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ),
 ];
 
-/// `localsend` in the file.
+/// `localsend` and `ui` in the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum OnOff {
@@ -124,6 +129,8 @@ pub struct Settings {
     /// The web UI's password (an argon2 hash, PHC string).
     #[serde(rename = "ui-password")]
     pub ui_password: Option<String>,
+    /// Whether `listen` serves the web UI.
+    pub ui: Option<OnOff>,
     /// What `listen` does when a file's name is taken.
     #[serde(rename = "on-collision")]
     pub on_collision: Option<crate::config::OnCollision>,
@@ -290,8 +297,8 @@ fn setting_item(key: &str, value: &str) -> Result<toml_edit::Item> {
             }
             toml_edit::value(list)
         }
-        "name" | "dir" | "consent" | "compress" | "first-contact" | "ui-password" | "localsend"
-        | "localsend-pin" | "on-collision" => toml_edit::value(value),
+        "name" | "dir" | "consent" | "compress" | "first-contact" | "ui-password" | "ui"
+        | "localsend" | "localsend-pin" | "on-collision" => toml_edit::value(value),
         other => {
             let known: Vec<&str> = KEYS.iter().map(|(k, _)| *k).collect();
             return Err(Error::Usage(format!(
@@ -485,6 +492,11 @@ pub fn show(home: &Path, s: &Settings) -> String {
             "none: the web UI stays on loopback",
         ),
         line(
+            "ui",
+            s.ui.map(|o| quoted(if o == OnOff::On { "on" } else { "off" })),
+            "\"on\" (on loopback)",
+        ),
+        line(
             "on-collision",
             s.on_collision.map(|c| quoted(c.as_str())),
             "\"rename\" (keep both: `report (1).pdf`)",
@@ -548,6 +560,7 @@ pub fn values(s: &Settings) -> Vec<(&'static str, Option<String>)> {
             "ui-password",
             s.ui_password.as_ref().map(|_| "(set)".to_owned()),
         ),
+        ("ui", s.ui.map(|c| kebab(&c))),
         (
             "on-collision",
             s.on_collision.map(|c| c.as_str().to_owned()),

@@ -47,6 +47,10 @@ pub struct UiConfig {
     pub bind: IpAddr,
     /// The port (0: a free one).
     pub port: u16,
+    /// Whether the UI runs at all: not with `listen --no-ui`, nor with the
+    /// setting `ui = off` unless the command line asks for it (`--ui`,
+    /// `--ui-bind`, `--ui-port`, the `ui` command).
+    pub serve: bool,
     /// Whether the UI answers incoming offers (`ui`, `listen --ui`).
     pub asks: bool,
     /// Open the default browser at the start (`ui` without `--no-open`).
@@ -64,6 +68,7 @@ impl Default for UiConfig {
         UiConfig {
             bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
             port: 0,
+            serve: true,
             asks: false,
             open: false,
             link: false,

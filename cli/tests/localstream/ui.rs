@@ -753,3 +753,52 @@ fn integrate_writes_the_menu_entry_and_file_manager_actions_and_removes_them() {
     assert!(!script.exists());
     assert!(!data.join("applications/localstream.desktop").exists());
 }
+
+#[test]
+fn a_listener_runs_no_ui_with_no_ui_or_the_setting_and_still_receives() {
+    let p = Pair::new();
+    let control = p.receiver.home.join("ui.json");
+    let f = p.sender.file("out", "a.txt", b"no ui here\n");
+    // By default every listener serves its UI on loopback (and says where).
+    let l = p.receiver.listen(&p.inbox, &["--yes"]);
+    assert!(poll_until(STEP, || control.exists()), "{}", l.stderr());
+    drop(l);
+    std::fs::remove_file(&control).unwrap();
+
+    // --no-ui: none is started, before or after a transfer.
+    let mut l = p.receiver.listen(&p.inbox, &["--yes", "--no-ui"]);
+    assert!(!control.exists(), "{}", l.stderr());
+    assert_sent_ok(&p.sender.send(l.port, &[&f]), 1);
+    l.wait_received();
+    assert_content(&p.inbox.join("a.txt"), b"no ui here\n");
+    assert!(!control.exists(), "{}", l.stderr());
+    drop(l);
+
+    // The setting does the same; --ui still asks for one, for this run.
+    let out = run(p.receiver.cmd().args(["config", "set", "ui", "off"]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let shown = run(p.receiver.cmd().args(["config", "show"]));
+    assert!(
+        text(&shown.stdout).contains("ui = \"off\""),
+        "{}",
+        text(&shown.stdout)
+    );
+    let l = p.receiver.listen(&p.inbox, &["--yes"]);
+    assert!(!control.exists(), "{}", l.stderr());
+    drop(l);
+    let l = p.receiver.listen(&p.inbox, &["--yes", "--ui"]);
+    assert!(poll_until(STEP, || control.exists()), "{}", l.stderr());
+    drop(l);
+
+    // Contradictions are usage errors.
+    let out = run(p.receiver.cmd().args(["listen", "--no-ui", "--ui"]));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("--no-ui"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run(p.receiver.cmd().args(["config", "set", "ui", "maybe"]));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("ui"), "{}", text(&out.stderr));
+}
