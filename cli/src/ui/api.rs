@@ -166,6 +166,10 @@ fn settings_list(home: &FsPath) -> Result<Value, ApiError> {
             "interfaces" => "every usable interface".into(),
             "consent" | "first-contact" => "ask".into(),
             "compress" => "auto".into(),
+            "on-collision" => "rename".into(),
+            "ui" => "on (on loopback)".into(),
+            "localsend" => "on (with discovery)".into(),
+            "localsend-port" => localstream_node::config::LOCALSEND_PORT.to_string(),
             _ => "none".into(),
         }
     };
