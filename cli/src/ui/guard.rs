@@ -60,7 +60,10 @@ impl Guard {
         let Some((name, port)) = host.rsplit_once(':') else {
             return false;
         };
-        if port.parse::<u16>().ok() != Some(self.addr.port()) {
+        // Digits only (`parse` alone takes "+4000").
+        if !port.bytes().all(|b| b.is_ascii_digit())
+            || port.parse::<u16>().ok() != Some(self.addr.port())
+        {
             return false;
         }
         if name.eq_ignore_ascii_case("localhost") {
@@ -305,6 +308,7 @@ mod tests {
         assert!(!g.host_ok(&headers(&[])));
         assert!(!g.host_ok(&headers(&[("host", "10.0.0.5:4000")])));
         assert!(!g.host_ok(&headers(&[("host", "[::1]:4000x")])));
+        assert!(!g.host_ok(&headers(&[("host", "127.0.0.1:+4000")])));
         assert!(g.host_ok(&headers(&[("host", "[::1]:4000")])));
         // Bound to every address: any IP literal of ours, never a DNS name.
         let all = Guard::new("0.0.0.0:4000".parse().unwrap(), "t".into());

@@ -163,7 +163,8 @@ pub fn fingerprint_text(fp: &[u8; 32]) -> String {
 #[must_use]
 pub fn parse_fingerprint(s: &str) -> Option<[u8; 32]> {
     let s = s.trim();
-    if s.len() != 64 || !s.is_ascii() {
+    // Hex digits only: `from_str_radix` alone would take "+f" for 0x0f.
+    if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     let mut out = [0u8; 32];
@@ -376,6 +377,13 @@ mod tests {
         assert_eq!(parse_fingerprint(&text), Some(fp));
         assert_eq!(parse_fingerprint(&text.to_lowercase()), Some(fp));
         assert_eq!(parse_fingerprint("random string"), None);
+        // Signs are not digits, though `from_str_radix` takes them.
+        let signed: String = text
+            .chars()
+            .enumerate()
+            .map(|(i, c)| if i % 2 == 0 { '+' } else { c })
+            .collect();
+        assert_eq!(parse_fingerprint(&signed), None);
         assert_ne!(node_id(&fp), node_id(&sha256(b"other")));
     }
 
