@@ -427,6 +427,8 @@ async fn listen(
         // Before the UI starts: a folder that cannot take files stops here.
         localstream_node::listen::preflight::writable_folder(&cfg.dir)?;
     }
+    // Before the UI starts and prints its link: a port taken stops here.
+    localstream_node::listen::preflight::port_free(cfg.bind).await?;
     if let localstream_node::config::Discovery::On(interfaces) = &cfg.discovery
         && !cfg.bind.ip().is_loopback()
     {

@@ -203,7 +203,35 @@ fn a_taken_port_names_what_holds_it() {
              --port 0 picks a free one)"
         ),
     );
-    // The first listener took no notice of the question.
+    // `ui` (and `listen --ui`) say so before the UI starts: no link to a
+    // UI that goes away at once. A listener without a UI (`--no-ui`) is
+    // what `ui` meets there.
+    drop(l);
+    let l = first.listen(&first.dir("inbox"), &["--yes", "--no-ui"]);
+    let port = l.port.to_string();
+    let taken = format!(
+        "localstream: cannot listen on 127.0.0.1:{port}: the port is taken by another \
+         LocalStream listener (stop that listener first: it may be the service, see \
+         `localstream service status`; or listen on another port with --port PORT, \
+         --port 0 picks a free one)"
+    );
+    let ui = [
+        "ui",
+        "--no-open",
+        "--no-discovery",
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        &port,
+        "--dir",
+        dir.to_str().unwrap(),
+    ];
+    fails_with(&first, &ui, &taken);
+    let mut listen_ui = args.to_vec();
+    listen_ui[5] = &port;
+    listen_ui.push("--ui");
+    fails_with(&second, &listen_ui, &taken);
+    // The first listener took no notice of the questions.
     assert!(!l.stderr().contains("error"), "{}", l.stderr());
 
     // Something else: it reads what it is sent and answers in its own way.

@@ -60,6 +60,25 @@ fn probe(dir: &Path) -> io::Result<()> {
     written.and(removed)
 }
 
+/// Whether `addr` can be listened on now (a port of 0 always can): a front
+/// end asks before it starts anything beside the listener (the web UI, its
+/// link printed), so that a port taken stops it first.
+///
+/// # Errors
+/// [`bind_error`]'s, when the port cannot be taken.
+pub async fn port_free(addr: SocketAddr) -> Result<()> {
+    if addr.port() == 0 {
+        return Ok(());
+    }
+    match tokio::net::TcpListener::bind(addr).await {
+        Ok(probe) => {
+            drop(probe);
+            Ok(())
+        }
+        Err(source) => Err(bind_error(addr, source).await),
+    }
+}
+
 /// The error for a port `bind` could not take: when it is in use, what
 /// answers there ([`Error::PortTaken`]); else [`Error::Bind`].
 pub async fn bind_error(addr: SocketAddr, source: io::Error) -> Error {
