@@ -178,59 +178,52 @@ fn listen_and_ui_refuse_a_folder_that_takes_no_files() {
 
 #[test]
 fn a_taken_port_names_what_holds_it() {
+    // `COMMAND --no-discovery --bind 127.0.0.1 --port PORT --dir DIR`.
+    let on = |command: &'static str, port: &str, dir: &Path| -> Vec<String> {
+        let dir = dir.to_str().unwrap();
+        [
+            command,
+            "--no-discovery",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            port,
+            "--dir",
+            dir,
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let fails = |node: &Node, args: &[String], message: &str| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        fails_with(node, &args, message);
+    };
+    let by_localstream = |port: &str| {
+        format!(
+            "localstream: cannot listen on 127.0.0.1:{port}: the port is taken by another \
+             LocalStream listener (stop that listener first: it may be the service, see \
+             `localstream service status`; or listen on another port with --port PORT, \
+             --port 0 picks a free one)"
+        )
+    };
     let first = Node::new(Role::Receiver);
     let l = first.listen(&first.dir("inbox"), &["--yes"]);
     let second = Node::new(Role::Other);
     let dir = second.dir("inbox");
     let port = l.port.to_string();
-    let args = [
-        "listen",
-        "--no-discovery",
-        "--bind",
-        "127.0.0.1",
-        "--port",
-        &port,
-        "--dir",
-        dir.to_str().unwrap(),
-    ];
-    fails_with(
-        &second,
-        &args,
-        &format!(
-            "localstream: cannot listen on 127.0.0.1:{port}: the port is taken by another \
-             LocalStream listener (stop that listener first: it may be the service, see \
-             `localstream service status`; or listen on another port with --port PORT, \
-             --port 0 picks a free one)"
-        ),
-    );
+    fails(&second, &on("listen", &port, &dir), &by_localstream(&port));
     // `ui` (and `listen --ui`) say so before the UI starts: no link to a
     // UI that goes away at once. A listener without a UI (`--no-ui`) is
     // what `ui` meets there.
     drop(l);
     let l = first.listen(&first.dir("inbox"), &["--yes", "--no-ui"]);
     let port = l.port.to_string();
-    let taken = format!(
-        "localstream: cannot listen on 127.0.0.1:{port}: the port is taken by another \
-         LocalStream listener (stop that listener first: it may be the service, see \
-         `localstream service status`; or listen on another port with --port PORT, \
-         --port 0 picks a free one)"
-    );
-    let ui = [
-        "ui",
-        "--no-open",
-        "--no-discovery",
-        "--bind",
-        "127.0.0.1",
-        "--port",
-        &port,
-        "--dir",
-        dir.to_str().unwrap(),
-    ];
-    fails_with(&first, &ui, &taken);
-    let mut listen_ui = args.to_vec();
-    listen_ui[5] = &port;
-    listen_ui.push("--ui");
-    fails_with(&second, &listen_ui, &taken);
+    let mut ui = on("ui", &port, &dir);
+    ui.push("--no-open".into());
+    fails(&first, &ui, &by_localstream(&port));
+    let mut listen_ui = on("listen", &port, &dir);
+    listen_ui.push("--ui".into());
+    fails(&second, &listen_ui, &by_localstream(&port));
     // The first listener took no notice of the questions.
     assert!(!l.stderr().contains("error"), "{}", l.stderr());
 
@@ -244,19 +237,9 @@ fn a_taken_port_names_what_holds_it() {
             let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n");
         }
     });
-    let args = [
-        "listen",
-        "--no-discovery",
-        "--bind",
-        "127.0.0.1",
-        "--port",
-        &port,
-        "--dir",
-        dir.to_str().unwrap(),
-    ];
-    fails_with(
+    fails(
         &second,
-        &args,
+        &on("listen", &port, &dir),
         &format!(
             "localstream: cannot listen on 127.0.0.1:{port}: the port is taken by another \
              program (it does not speak LocalStream) (stop it, or listen on another port with \
