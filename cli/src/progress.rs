@@ -79,6 +79,56 @@ impl Bars {
     }
 }
 
+/// The line a long count shows while it runs (`send` of a large tree): what
+/// it has found so far, on stderr, gone when the count is over.
+#[derive(Debug)]
+pub struct CountLine {
+    multi: MultiProgress,
+    line: ProgressBar,
+}
+
+impl CountLine {
+    /// The line, or `None` unless `enabled` and stderr is a terminal.
+    #[must_use]
+    pub fn new(enabled: bool) -> Option<CountLine> {
+        if !enabled || !std::io::stderr().is_terminal() {
+            return None;
+        }
+        let multi = crate::screen::bars();
+        let line = multi.add(
+            ProgressBar::new_spinner().with_style(
+                ProgressStyle::with_template("{spinner} {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            ),
+        );
+        line.enable_steady_tick(std::time::Duration::from_millis(120));
+        Some(CountLine { multi, line })
+    }
+
+    /// What the count found so far.
+    pub fn update(&self, entries: u64, bytes: u64) {
+        self.line.set_message(counting_text(entries, bytes));
+    }
+}
+
+impl Drop for CountLine {
+    /// Removes the line (at the count's end, or with the command when the
+    /// count failed).
+    fn drop(&mut self) {
+        self.line.finish_and_clear();
+        self.multi.remove(&self.line);
+    }
+}
+
+/// "counting what to send: 412003 files and folders, 3.21 GiB so far".
+#[must_use]
+pub fn counting_text(entries: u64, bytes: u64) -> String {
+    format!(
+        "counting what to send: {entries} files and folders, {} so far",
+        localstream_node::units::human_bytes(bytes)
+    )
+}
+
 /// The total bar's name: "h1: total (1 file)".
 fn total_name(peer: &str, files: usize) -> String {
     format!("{peer}: total ({})", plural(files as u64, "file"))
@@ -98,5 +148,13 @@ mod tests {
         assert_eq!(total_name("h1", 1), "h1: total (1 file)");
         assert_eq!(total_name("h1", 3), "h1: total (3 files)");
         assert_eq!(file_name("h1", "big\x1b.bin"), "h1: big\\x1b.bin");
+    }
+
+    #[test]
+    fn a_long_count_says_what_it_found() {
+        assert_eq!(
+            counting_text(412_003, 3 << 30),
+            "counting what to send: 412003 files and folders, 3.00 GiB so far"
+        );
     }
 }

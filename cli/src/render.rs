@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 
 use crate::notify::{self, Notify, Report};
 use crate::outln;
-use crate::progress::Bars;
+use crate::progress::{Bars, CountLine};
 use crate::prompt::{self, Ask};
 use crate::screen;
 
@@ -95,6 +95,8 @@ pub struct Renderer {
     bars_wanted: bool,
     /// Each running transfer's bars.
     bars: HashMap<TransferId, Bars>,
+    /// The line of a long count, while it runs.
+    count_line: Option<CountLine>,
     /// Who each transfer is with (from its first event that names the peer).
     peers: HashMap<TransferId, PeerLabel>,
     /// What each incoming offer was ("big.bin", "3 files"), for its refusal's line.
@@ -141,6 +143,7 @@ impl Renderer {
             json,
             bars_wanted,
             bars: HashMap::new(),
+            count_line: None,
             peers: HashMap::new(),
             offered: HashMap::new(),
             refused: HashSet::new(),
@@ -304,6 +307,22 @@ impl Renderer {
         }
     }
 
+    /// A long count of what `send` offers: a line while it runs (on a
+    /// terminal), gone at its end.
+    fn counting(&mut self, entries: u64, bytes: u64, done: bool) {
+        if done {
+            // Dropped: the line goes.
+            self.count_line = None;
+            return;
+        }
+        if self.count_line.is_none() {
+            self.count_line = CountLine::new(self.bars_wanted);
+        }
+        if let Some(line) = &self.count_line {
+            line.update(entries, bytes);
+        }
+    }
+
     /// The peer of transfer `t`, by name ("h1"), when known.
     fn who(&self, t: TransferId) -> String {
         self.peers
@@ -421,6 +440,11 @@ impl Renderer {
                 (None, _) => {}
             },
             Event::TransferDone(done) => self.done(t, &done),
+            Event::Counting {
+                entries,
+                bytes,
+                done,
+            } => self.counting(entries, bytes, done),
             Event::Checking {
                 side,
                 peer,

@@ -199,6 +199,19 @@ pub enum Event {
         /// Bytes held from an interrupted transfer (not sent again).
         resumed: u64,
     },
+    /// `send` counts what it offers (the totals the receiver is asked to
+    /// accept) before the offer. A count that takes a while (from
+    /// [`COUNTING_SHOWN_AFTER`] on: a large tree, a slow disk) says what it
+    /// has found so far, at most every 250 ms, and once more at its end
+    /// with `done`; a quick one says nothing.
+    Counting {
+        /// Files, folders and streams found so far.
+        entries: u64,
+        /// The sum of their sizes.
+        bytes: u64,
+        /// The count is over: these are the totals.
+        done: bool,
+    },
     /// A check of the prefixes the receiver holds from an earlier,
     /// interrupted transfer (and, under `skip-identical`, of the copies
     /// already there): the receiver hashes them before it answers the offer,
@@ -857,6 +870,70 @@ impl Events {
         self.subscribers
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// How long a count runs before [`Event::Counting`] says how far it got.
+pub const COUNTING_SHOWN_AFTER: Duration = Duration::from_millis(500);
+
+/// The [`Event::Counting`] events of one count: none before `after`, then at
+/// most every [`PROGRESS_EVERY`], and the last at the end when any came.
+#[derive(Debug)]
+pub(crate) struct CountProgress<'a> {
+    events: &'a Events,
+    after: Duration,
+    started: Instant,
+    /// When the last event went, once one has.
+    last: Option<Instant>,
+    /// Entries since the clock was last read (it is read every
+    /// [`CountProgress::LOOK_EVERY`] entries, not for each).
+    unlooked: u32,
+}
+
+impl<'a> CountProgress<'a> {
+    const LOOK_EVERY: u32 = 256;
+
+    /// A count that starts now, shown from `after` on.
+    pub(crate) fn new(events: &'a Events, after: Duration) -> Self {
+        CountProgress {
+            events,
+            after,
+            started: Instant::now(),
+            last: None,
+            unlooked: Self::LOOK_EVERY,
+        }
+    }
+
+    /// Found so far: `entries` of `bytes`.
+    pub(crate) fn found(&mut self, entries: u64, bytes: u64) {
+        self.unlooked += 1;
+        if self.unlooked < Self::LOOK_EVERY {
+            return;
+        }
+        self.unlooked = 0;
+        let due = match self.last {
+            None => self.started.elapsed() >= self.after,
+            Some(last) => last.elapsed() >= PROGRESS_EVERY,
+        };
+        if due {
+            self.last = Some(Instant::now());
+            self.emit(entries, bytes, false);
+        }
+    }
+
+    /// The count is over, with these totals: said when anything was.
+    pub(crate) fn finish(&mut self, entries: u64, bytes: u64) {
+        if self.last.is_some() {
+            self.emit(entries, bytes, true);
+        }
+    }
+
+    fn emit(&self, entries: u64, bytes: u64, done: bool) {
+        self.events.emit(Event::Counting {
+            entries,
+            bytes,
+            done,
+        });
     }
 }
 

@@ -7,7 +7,7 @@ use super::*;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::event::Skipped;
+use crate::event::{COUNTING_SHOWN_AFTER, CountProgress, Skipped};
 use crate::exclude::Exclude;
 
 mod at;
@@ -231,6 +231,18 @@ impl Listing {
         packed_at_most: usize,
         checked: impl FnOnce(),
     ) -> Result<Listing> {
+        Listing::count_shown(spec, events, packed_at_most, COUNTING_SHOWN_AFTER, checked)
+    }
+
+    /// [`Listing::count_keeping`], saying how far it got
+    /// ([`crate::event::Event::Counting`]) from `shown_after` on.
+    fn count_shown(
+        spec: Arc<Spec>,
+        events: &Events,
+        packed_at_most: usize,
+        shown_after: std::time::Duration,
+        checked: impl FnOnce(),
+    ) -> Result<Listing> {
         let mut walk = Walk::new(spec.clone(), Pass::Count(events.here()));
         walk.check_tops()?;
         checked();
@@ -241,11 +253,13 @@ impl Listing {
         let mut kept = Some((Vec::new(), Vec::new()));
         let mut packed: Option<Packed> = None;
         let mut first: Option<Arc<[Source]>> = None;
+        let mut shown = CountProgress::new(events, shown_after);
         while let Some(source) = walk.next() {
             let source = source?;
             entries += 1;
             folders += u64::from(source.is_dir());
             bytes = bytes.saturating_add(source.size);
+            shown.found(entries, bytes);
             // The walk moves to the next command-line path only once this
             // one's folder is done.
             let top = walk.next_path.saturating_sub(1);
@@ -274,6 +288,7 @@ impl Listing {
                 }
             }
         }
+        shown.finish(entries, bytes);
         if entries > u64::from(u32::MAX) {
             return Err(Error::Usage(format!(
                 "{entries} files and folders in one send: at most {} can go at once",
@@ -1539,6 +1554,45 @@ mod tests {
         }
         let open = std::fs::Permissions::from_mode(0o755);
         std::fs::set_permissions(root.join("private"), open).unwrap();
+    }
+
+    #[test]
+    fn a_long_count_says_how_far_it_got_and_a_quick_one_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("top");
+        for i in 0..600 {
+            put(&root, &format!("d{}/f{i:03}", i % 3), b"xy");
+        }
+        let events = Events::default();
+        let counted = |rx: &mut crate::event::EventStream| -> Vec<(u64, u64, bool)> {
+            std::iter::from_fn(|| rx.try_next())
+                .filter_map(|e| match e.event {
+                    crate::event::Event::Counting {
+                        entries,
+                        bytes,
+                        done,
+                    } => Some((entries, bytes, done)),
+                    _ => None,
+                })
+                .collect()
+        };
+        // Shown at once: from the first entry, and at the end with the totals.
+        let mut rx = events.subscribe();
+        let listing =
+            Listing::count_shown(spec(&[&root]), &events, 0, Duration::ZERO, || {}).unwrap();
+        let seen = counted(&mut rx);
+        assert_eq!(seen.first(), Some(&(1, 0, false)), "{seen:?}");
+        assert_eq!(seen.last(), Some(&(604, 1200, true)), "{seen:?}");
+        assert_eq!((listing.entries, listing.bytes), (604, 1200));
+        assert!(
+            seen[..seen.len() - 1].iter().all(|&(_, _, done)| !done)
+                && seen.windows(2).all(|w| w[0].0 <= w[1].0),
+            "{seen:?}"
+        );
+        // Not due within the count: nothing at all, not even the end.
+        let mut rx = events.subscribe();
+        Listing::count_shown(spec(&[&root]), &events, 0, Duration::from_secs(3600), || {}).unwrap();
+        assert_eq!(counted(&mut rx), []);
     }
 
     #[test]
