@@ -102,6 +102,8 @@ pub(crate) struct TransferView {
     pub(crate) accepted: Option<u64>,
     pub(crate) ended: Option<u64>,
     pub(crate) cancellable: bool,
+    /// A long count of what is sent, while it runs: `{entries, bytes}` so far.
+    pub(crate) counting: Option<Value>,
 }
 
 impl TransferView {
@@ -125,6 +127,7 @@ impl TransferView {
             accepted: None,
             ended: None,
             cancellable: true,
+            counting: None,
         }
     }
 
@@ -491,6 +494,13 @@ impl Model {
         let mut store_changed = false;
         match event {
             Event::Connected { peer, .. } => t.peer = Some(PeerRef::of(&peer)),
+            Event::Counting {
+                entries,
+                bytes,
+                done,
+            } => {
+                t.counting = (!done).then(|| json!({"entries": entries, "bytes": bytes}));
+            }
             Event::Confirm {
                 question,
                 peer,
@@ -741,7 +751,9 @@ impl Model {
 
 fn side_of(event: &Event) -> Option<Side> {
     match event {
-        Event::Connected { .. } | Event::Confirm { .. } => Some(Side::Send),
+        Event::Connected { .. } | Event::Confirm { .. } | Event::Counting { .. } => {
+            Some(Side::Send)
+        }
         Event::Offer { side, .. }
         | Event::Accepted { side, .. }
         | Event::Refused { side, .. }
@@ -829,11 +841,44 @@ mod tests {
         }
         let running = m.transfer_message(id).unwrap();
         assert_eq!(running["transfer"]["moved"], 20, "{running}");
+        assert_eq!(running["transfer"]["counting"], Value::Null, "{running}");
         m.send_ended(id, Ok(()));
         let done = m.transfer_message(id).unwrap();
         assert_eq!(done["transfer"]["state"], "done", "{done}");
         assert_eq!(done["transfer"]["moved"], 3_145_765, "{done}");
         assert_eq!(done["transfer"]["total"], 3_145_765, "{done}");
+    }
+
+    #[test]
+    fn a_long_count_shows_on_its_send_until_it_is_over() {
+        let home = tempfile::tempdir().unwrap();
+        let mut m = Model::new(
+            NodeView::default(),
+            localstream_node::store::PeerStore::new(home.path()),
+        );
+        let id = 3;
+        m.started_send(id, "studio");
+        let count = |m: &mut Model, entries, done| {
+            m.apply(Envelope {
+                event: Event::Counting {
+                    entries,
+                    bytes: entries * 10,
+                    done,
+                },
+                transfer: Some(id),
+            });
+            m.transfer_message(id).unwrap()["transfer"]["counting"].clone()
+        };
+        assert_eq!(
+            count(&mut m, 250_000, false),
+            json!({"entries": 250_000, "bytes": 2_500_000})
+        );
+        assert_eq!(
+            count(&mut m, 400_000, false),
+            json!({"entries": 400_000, "bytes": 4_000_000})
+        );
+        assert_eq!(count(&mut m, 500_000, true), Value::Null);
+        assert_eq!(m.transfer_message(id).unwrap()["transfer"]["side"], "send");
     }
 
     #[test]

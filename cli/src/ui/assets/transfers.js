@@ -56,6 +56,9 @@ function who(transfer) {
 function hint(t) {
   const name = who(t);
   const sending = t.side === 'send';
+  if (t.counting && !t.ended) {
+    return `counting what to send: ${t.counting.entries} files and folders, ${formatSize(t.counting.bytes)} so far`;
+  }
   switch (t.state) {
     case 'connecting': return `connecting to ${name}…`;
     case 'confirming': return 'compare the verification code with the other screen';
