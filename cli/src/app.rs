@@ -336,7 +336,19 @@ async fn ui(
     let Some(running) =
         crate::ui::control::find_running(&common.home, &node.id().to_string()).await
     else {
-        return listen(&node, common, cfg, view).await;
+        let started = listen(&node, common, cfg, view).await;
+        if let Err(Error::PortTaken {
+            holder: localstream_node::error::PortHolder::LocalStream,
+            ..
+        }) = &started
+        {
+            // Most likely this home's own listener, one without a UI.
+            crate::screen::err_line(
+                "localstream: no listener of this home serves a web UI to open (one started \
+                 with --no-ui, or with the setting ui = \"off\", serves none)",
+            );
+        }
+        return started;
     };
     if !view.ui.chosen.is_empty() {
         crate::ui::control::choose(&running, &view.ui.chosen).await?;

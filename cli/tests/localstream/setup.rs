@@ -220,7 +220,16 @@ fn a_taken_port_names_what_holds_it() {
     let port = l.port.to_string();
     let mut ui = on("ui", &port, &dir);
     ui.push("--no-open".into());
-    fails(&first, &ui, &by_localstream(&port));
+    // It says why it found no UI to open there.
+    fails(
+        &first,
+        &ui,
+        &format!(
+            "localstream: no listener of this home serves a web UI to open (one started with \
+             --no-ui, or with the setting ui = \"off\", serves none)\n{}",
+            by_localstream(&port)
+        ),
+    );
     let mut listen_ui = on("listen", &port, &dir);
     listen_ui.push("--ui".into());
     fails(&second, &listen_ui, &by_localstream(&port));
