@@ -42,6 +42,8 @@ pub use unnamed::Partial;
 pub const PARTIAL_SUFFIX: &str = ".lspart";
 /// How many alternative names are tried before giving up.
 pub const MAX_NAME_ATTEMPTS: u32 = 1000;
+/// Longest file name the filesystems we care about accept, in bytes.
+const NAME_MAX: usize = localstream_proto::names::MAX_COMPONENT_BYTES;
 
 /// `parent/name` in one allocation (`Path::join` takes two: a copy of
 /// `parent`, then a larger one for the name), for paths made per file.
@@ -282,15 +284,24 @@ pub fn create_partial(parent: &Path, file_name: &str) -> io::Result<(PathBuf, Fi
 
 /// The `n`-th alternative final name: `report.pdf` -> `report (n).pdf`,
 /// `.bashrc` -> `.bashrc (n)`, `noext` -> `noext (n)`,
-/// `archive.tar.gz` -> `archive.tar (n).gz`.
+/// `archive.tar.gz` -> `archive.tar (n).gz`. A name that would pass 255
+/// bytes (a long name, often in CJK scripts at 3 bytes a character) has its
+/// stem cut on a character boundary to fit; an extension too long to keep
+/// is cut with it, as part of the name.
 fn numbered_name(file_name: &str, n: u32) -> String {
-    match file_name.rfind('.') {
-        Some(dot) if dot > 0 => {
-            let (stem, ext) = file_name.split_at(dot);
-            format!("{stem} ({n}){ext}")
+    let mark = format!(" ({n})");
+    let (stem, ext) = match file_name.rfind('.') {
+        Some(dot) if dot > 0 && file_name.len() - dot + mark.len() < NAME_MAX => {
+            file_name.split_at(dot)
         }
-        _ => format!("{file_name} ({n})"),
+        _ => (file_name, ""),
+    };
+    let room = NAME_MAX - mark.len() - ext.len();
+    let mut end = stem.len().min(room);
+    while !stem.is_char_boundary(end) {
+        end -= 1;
     }
+    format!("{}{mark}{ext}", &stem[..end])
 }
 
 /// Moves a finished partial file to a free final name in `parent` and

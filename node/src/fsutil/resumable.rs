@@ -20,10 +20,8 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
-use super::{PARTIAL_SUFFIX, check_component};
+use super::{NAME_MAX, PARTIAL_SUFFIX, check_component};
 
-/// Longest file name the filesystems we care about accept, in bytes.
-const NAME_MAX: usize = 255;
 /// Hex digits of the key in a partial's name.
 const KEY_HEX: usize = 16;
 /// Read size when hashing a held prefix. Measured on a 4 GiB prefix in the

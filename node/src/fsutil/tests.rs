@@ -29,6 +29,54 @@ fn numbered_names() {
     assert_eq!(numbered_name("archive.tar.gz", 2), "archive.tar (2).gz");
     assert_eq!(numbered_name("noext", 3), "noext (3)");
     assert_eq!(numbered_name("日本.txt", 1), "日本 (1).txt");
+    // A long name is cut to fit 255 bytes, on a character boundary, its
+    // extension kept; an extension too long to keep goes with the name.
+    let long = format!("{}.txt", "日".repeat(83));
+    assert_eq!(long.len(), 253);
+    let n = numbered_name(&long, 1);
+    assert_eq!(n, format!("{} (1).txt", "日".repeat(82)));
+    assert!(n.len() <= NAME_MAX, "{}", n.len());
+    assert_eq!(
+        numbered_name(&"L".repeat(255), 12),
+        format!("{} (12)", "L".repeat(250))
+    );
+    let long_ext = format!("a.{}", "e".repeat(252));
+    assert_eq!(
+        numbered_name(&long_ext, 1),
+        format!("{} (1)", &long_ext[..251])
+    );
+}
+
+#[test]
+fn a_second_file_of_a_name_near_the_limit_gets_a_shortened_free_name() {
+    let t = tmp();
+    let dir = t.path();
+    let name = format!("{}.txt", "日".repeat(83));
+    let mut got = Vec::new();
+    for i in 0..3 {
+        let p = finished_partial(dir, "src", format!("v{i}").as_bytes());
+        let fin = commit_partial(&p, dir, &name).unwrap();
+        assert_eq!(fs::read(&fin).unwrap(), format!("v{i}").as_bytes());
+        got.push(fin.file_name().unwrap().to_string_lossy().into_owned());
+    }
+    let stem = "日".repeat(82);
+    assert_eq!(
+        got,
+        [
+            name.clone(),
+            format!("{stem} (1).txt"),
+            format!("{stem} (2).txt")
+        ]
+    );
+    // The same for a small file that starts without a name (the receiver's
+    // way), where the filesystem makes those.
+    if let Some(file) = unnamed::create(&mut Folder::default(), dir).unwrap() {
+        (&file).write_all(b"v3").unwrap();
+        file.sync_all().unwrap();
+        let fin = commit_unnamed(&file, dir, &name).unwrap();
+        assert_eq!(fin, dir.join(format!("{stem} (3).txt")));
+        assert_eq!(fs::read(&fin).unwrap(), b"v3");
+    }
 }
 
 #[test]
