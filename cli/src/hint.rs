@@ -174,6 +174,12 @@ pub fn hint(e: &Error) -> Option<String> {
         Error::Transfer(TransferError::Unreadable { .. }) => Some(" (see above)".into()),
         // The receiver keeps what it has: the same send resumes.
         // A refused batch would be refused again (and what came before it is there).
+        // Standard input is read once: nothing resumes it.
+        Error::Transfer(TransferError::Stopped(s))
+            if s.side == Side::Send && s.cause != StopCause::Refused && s.stream =>
+        {
+            Some("; a stream is not resumed: send it again".into())
+        }
         Error::Transfer(TransferError::Stopped(s))
             if s.side == Side::Send && s.cause != StopCause::Refused =>
         {

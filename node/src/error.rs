@@ -457,6 +457,8 @@ pub struct Stopped {
     pub total: u64,
     /// Files completed in this session (sender: ended; receiver: saved).
     pub files: u64,
+    /// Whether `file` is a stream (standard input): no later run resumes it.
+    pub stream: bool,
     /// Whether another attempt may get further (`--retry` tries again).
     pub transient: bool,
 }
@@ -471,7 +473,12 @@ impl std::fmt::Display for Stopped {
         };
         match self.side {
             Side::Send => {
-                let at = fraction(self.resumed + self.bytes, self.total);
+                // A stream's size is not known: how far it got, alone.
+                let at = if self.stream && self.total == 0 {
+                    crate::units::human_bytes(self.bytes)
+                } else {
+                    fraction(self.resumed + self.bytes, self.total)
+                };
                 match self.cause {
                     StopCause::Interrupted => write!(f, "interrupted{during} at {at}"),
                     StopCause::Lost => write!(f, "connection to {peer} lost{during} at {at}"),
@@ -515,6 +522,10 @@ impl std::fmt::Display for Stopped {
                         write!(f, "{peer} stopped{during}: {}", self.reason)
                     }
                 }?;
+                if self.stream {
+                    // Its partial is removed: a stream is never resumed.
+                    return write!(f, "; a stream is not kept: {peer} must send it again");
+                }
                 if self.file.is_some() {
                     write!(f, "; {} kept", crate::units::human_bytes(self.kept))?;
                 }
@@ -798,8 +809,22 @@ mod stopped_tests {
             resumed: 85_800_000,
             total: 2 << 30,
             files: 0,
+            stream: false,
             transient: true,
         }
+    }
+
+    #[test]
+    fn a_stream_stopped_is_not_promised_a_resume() {
+        let mut s = stopped(Side::Send, StopCause::Interrupted, Some("stream.bin"));
+        (s.stream, s.total, s.resumed) = (true, 0, 0);
+        assert_eq!(s.to_string(), "interrupted during stream.bin at 1.49 GiB");
+        s.side = Side::Receive;
+        s.cause = StopCause::Lost;
+        assert_eq!(
+            s.to_string(),
+            "h2 disconnected during stream.bin; a stream is not kept: h2 must send it again"
+        );
     }
 
     #[test]

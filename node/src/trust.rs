@@ -336,6 +336,8 @@ pub struct Tally {
 struct Current {
     name: String,
     kept: u64,
+    /// Whether it is a stream (standard input), which no later run resumes.
+    stream: bool,
     /// Whether a file is in progress (`name` and `kept` are its).
     now: bool,
 }
@@ -352,13 +354,15 @@ impl Tally {
         }
     }
 
-    /// Sets the file in progress, `name`, and the bytes its partial holds
-    /// (no allocation per file once the name's buffer is large enough).
-    pub fn set_current(&self, name: &str, kept: u64) {
+    /// Sets the file in progress, `name`, the bytes its partial holds, and
+    /// whether it is a stream (no allocation per file once the name's
+    /// buffer is large enough).
+    pub fn set_current(&self, name: &str, kept: u64, stream: bool) {
         let mut c = self.lock_current();
         c.name.clear();
         c.name.push_str(name);
         c.kept = kept;
+        c.stream = stream;
         c.now = true;
     }
 
@@ -367,11 +371,12 @@ impl Tally {
         self.lock_current().now = false;
     }
 
-    /// The file in progress, if any, and the bytes its partial holds.
+    /// The file in progress, if any, the bytes its partial holds, and
+    /// whether it is a stream.
     #[must_use]
-    pub fn current(&self) -> Option<(String, u64)> {
+    pub fn current(&self) -> Option<(String, u64, bool)> {
         let c = self.lock_current();
-        c.now.then(|| (c.name.clone(), c.kept))
+        c.now.then(|| (c.name.clone(), c.kept, c.stream))
     }
 
     fn lock_current(&self) -> std::sync::MutexGuard<'_, Current> {
@@ -424,7 +429,9 @@ impl Tally {
             e => e.to_string(),
         };
         let f = self.figures();
-        let (file, kept) = self.current().map_or((None, 0), |(n, k)| (Some(n), k));
+        let (file, kept, stream) = self
+            .current()
+            .map_or((None, 0, false), |(n, k, s)| (Some(n), k, s));
         let total = self.total.load(std::sync::atomic::Ordering::Relaxed);
         Error::Transfer(TransferError::Stopped(Box::new(Stopped {
             side,
@@ -437,6 +444,7 @@ impl Tally {
             resumed: f.resumed,
             total,
             files: f.files,
+            stream,
             transient,
         })))
     }

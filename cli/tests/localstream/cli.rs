@@ -1395,3 +1395,58 @@ fn the_service_unit_runs_listen_and_passes_systemd_analyze() {
         Err(_) => eprintln!("NOTE: systemd-analyze is not installed: the unit was not verified"),
     }
 }
+
+#[test]
+fn a_stream_stopped_midway_is_not_promised_a_resume_on_either_side() {
+    let p = Pair::new();
+    let mut l = p.receiver.listen(&p.inbox, &["--yes"]);
+    let mut sender = p
+        .sender
+        .send_cmd(l.port, &["-"])
+        .args(["--name", "stream.bin"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Some bytes, then standard input stays open: the stream is midway.
+    let mut input = sender.stdin.take().unwrap();
+    input.write_all(&random_bytes(17, MIB)).unwrap();
+    input.flush().unwrap();
+    assert!(
+        poll_until(STEP, || names_in(&p.inbox)
+            .iter()
+            .any(|n| n.starts_with("stream.bin"))),
+        "the stream did not start: {}",
+        l.stderr()
+    );
+    common::interrupt(sender.id());
+    let status = wait_deadline(&mut sender, STEP).expect("the sender ignored Ctrl-C");
+    let mut stderr = String::new();
+    sender
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    drop(input);
+    assert_eq!(status.code(), Some(130), "stderr: {stderr}");
+    // How far it got (no size to compare with), and no resume promised.
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("localstream: interrupted during stream.bin at ")
+            && last.ends_with(" MiB; a stream is not resumed: send it again")
+            && !last.contains('/'),
+        "{stderr}"
+    );
+    l.wait_stderr("during stream.bin");
+    l.wait_stderr("; a stream is not kept: sender must send it again");
+    assert!(!l.stderr().contains("resumes when"), "{}", l.stderr());
+    assert!(l.is_running(), "listener exited: {}", l.stderr());
+    // Nothing of it is left.
+    assert!(
+        poll_until(STEP, || names_in(&p.inbox).is_empty()),
+        "{:?}",
+        names_in(&p.inbox)
+    );
+}

@@ -202,9 +202,10 @@ fn write_with<'a>(parts: Parts<'a>, committer: fsutil::Committer<'a>) -> Result<
         if plan[cur.plan].stream {
             // A stream is never resumed: what it left is of no use to anyone.
             cur.partial.remove();
+            tally.set_current(&plan[cur.plan].shown(), 0, true);
         } else if matches!(cur.partial, Partial::Named(_)) {
             // Kept for a resume.
-            tally.set_current(&plan[cur.plan].shown(), cur.written);
+            tally.set_current(&plan[cur.plan].shown(), cur.written, false);
         }
     }
     // Verified files still waiting for their group are saved even when the

@@ -357,7 +357,7 @@ fn produce_into(
             // A confirmed held prefix was hashed already: the hash goes on from there.
             None => Content::Open(Box::new(prefixes.remove(&index).unwrap_or_default())),
         };
-        tally.set_current(&src.name, 0);
+        tally.set_current(&src.name, 0, src.is_stream());
         streaming = produce_file(out, sealer, sending, src, content, progress, &tally)?;
         tally.clear_current();
     }
