@@ -898,9 +898,19 @@ fn validate_offer(
             Status::Declined,
             format!(
                 "the receiver takes exactly one file, for its standard output \
-                 (`listen --stdout`); this offer has {}",
-                entries.len()
+                 (`listen --stdout`); this offer has {} and {}",
+                crate::units::plural(checked.files as u64, "file"),
+                crate::units::plural(checked.folders as u64, "folder")
             ),
+        ));
+    }
+    // A text would be shown, not written: the output would stay empty.
+    if to_stdout && entries.iter().any(OfferEntry::is_text) {
+        return Err((
+            Status::Declined,
+            "the receiver takes one file, for its standard output (`listen --stdout`), \
+             not a text message"
+                .into(),
         ));
     }
     // Bytes held from an interrupted transfer need no new space (nor, most

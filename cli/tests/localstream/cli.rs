@@ -1450,3 +1450,61 @@ fn a_stream_stopped_midway_is_not_promised_a_resume_on_either_side() {
         names_in(&p.inbox)
     );
 }
+
+#[test]
+fn listen_stdout_refuses_a_text_and_several_files_saying_what_came() {
+    let p = Pair::new();
+    let port = {
+        let probe = TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let mut listener = p
+        .receiver
+        .cmd()
+        .args(["listen", "--no-discovery", "--bind", "127.0.0.1"])
+        .args(["--port", &port.to_string(), "--yes", "--once", "--stdout"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(
+        poll_until(STEP, || TcpStream::connect(("127.0.0.1", port)).is_ok()),
+        "listener did not start"
+    );
+    let none: [&str; 0] = [];
+    let out = common::run(p.sender.send_cmd(port, &none).args(["--text", "hello"]));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains(
+            "the receiver takes one file, for its standard output (`listen --stdout`), not a \
+             text message"
+        ),
+        "{}",
+        text(&out.stderr)
+    );
+    let a = p.sender.file("two", "a.txt", b"a");
+    p.sender.file("two", "b.txt", b"b");
+    let out = p.sender.send(port, &[a.parent().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("(`listen --stdout`); this offer has 2 files and 1 folder"),
+        "{}",
+        text(&out.stderr)
+    );
+    // Neither ended `--once`, and nothing went to the output.
+    assert!(
+        listener.try_wait().unwrap().is_none(),
+        "the listener exited"
+    );
+    common::interrupt(listener.id());
+    let status = wait_deadline(&mut listener, STEP).expect("listener did not exit");
+    assert_eq!(status.code(), Some(130));
+    let mut got = Vec::new();
+    listener
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_end(&mut got)
+        .unwrap();
+    assert!(got.is_empty(), "{}", text(&got));
+}
