@@ -505,6 +505,20 @@ fn connection_cut_mid_file_fails_the_sender_and_once_listener() {
     assert_only_partial(&p.inbox, "cut.bin");
 }
 
+/// Ctrl-C to a running sender: its exit status and what it said on stderr.
+fn interrupt_sender(sender: &mut std::process::Child) -> (std::process::ExitStatus, String) {
+    common::interrupt(sender.id());
+    let status = wait_deadline(sender, STEP).expect("the sender ignored Ctrl-C");
+    let mut stderr = String::new();
+    sender
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    (status, stderr)
+}
+
 #[test]
 fn ctrl_c_on_a_sender_mid_file_exits_130() {
     let p = Pair::new();
@@ -513,15 +527,7 @@ fn ctrl_c_on_a_sender_mid_file_exits_130() {
     let mut l = p.receiver.listen(&p.inbox, &["--yes", "--once"]);
 
     let (mut sender, _relay) = send_frozen_mid_file(&p, &l, &f, CAP);
-    common::interrupt(sender.id());
-    let status = wait_deadline(&mut sender, STEP).expect("the sender ignored Ctrl-C");
-    let mut stderr = String::new();
-    sender
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
+    let (status, stderr) = interrupt_sender(&mut sender);
     assert_eq!(status.code(), Some(130), "stderr: {stderr}");
     // Where it stopped, and how to go on (`history` checks the figures).
     let last = stderr.lines().last().unwrap_or_default();
@@ -1420,15 +1426,7 @@ fn a_stream_stopped_midway_is_not_promised_a_resume_on_either_side() {
         "the stream did not start: {}",
         l.stderr()
     );
-    common::interrupt(sender.id());
-    let status = wait_deadline(&mut sender, STEP).expect("the sender ignored Ctrl-C");
-    let mut stderr = String::new();
-    sender
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
+    let (status, stderr) = interrupt_sender(&mut sender);
     drop(input);
     assert_eq!(status.code(), Some(130), "stderr: {stderr}");
     // How far it got (no size to compare with), and no resume promised.
