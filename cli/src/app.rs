@@ -51,8 +51,14 @@ fn generated(
     write: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
 ) -> Result<Exit, Error> {
     let mut out = std::io::stdout().lock();
-    write(&mut out).and_then(|()| std::io::Write::flush(&mut out))?;
-    Ok(Exit::Success)
+    match write(&mut out).and_then(|()| std::io::Write::flush(&mut out)) {
+        // The reader had what it wanted (`manpage | head`): not a failure.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(Exit::Success),
+        done => {
+            done?;
+            Ok(Exit::Success)
+        }
+    }
 }
 
 fn init_logging(verbose: u8) {
@@ -101,8 +107,11 @@ fn run(config: Config) -> Exit {
 async fn dispatch(config: Config) -> Result<Exit, Error> {
     match config {
         Config::Completions(shell) => generated(|out| {
-            clap_complete::generate(shell, &mut Cli::command(), "localstream", out);
-            Ok(())
+            // Made in memory first: clap_complete panics when a write fails
+            // (`completions bash | head`).
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "localstream", &mut script);
+            out.write_all(&script)
         }),
         Config::Manpage(None) => generated(crate::manpage::page),
         Config::Manpage(Some(dir)) => {

@@ -1194,6 +1194,24 @@ fn completions_for_each_shell_and_a_manual_page() {
     let out = common::run(common::localstream().arg("manpage").arg("--dir").arg(&file));
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("file"), "{}", text(&out.stderr));
+    // A reader that stops early (`manpage | head -1`) is no failure: no
+    // "connection lost: Broken pipe" (the pipe's reading end is closed
+    // before anything is written, so every write fails).
+    for args in [&["manpage"][..], &["completions", "bash"]] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = common::localstream()
+            .args(args)
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        assert_eq!(
+            (out.status.code(), text(&out.stderr)),
+            (Some(0), String::new()),
+            "{args:?}"
+        );
+    }
 }
 
 #[test]
