@@ -9,7 +9,7 @@ use std::io::{BufRead, IsTerminal, Write};
 
 use localstream_node::event::{Closed, EntryInfo, OfferId, Then};
 use localstream_node::listen::RECENT_MINUTES;
-use localstream_node::units::human_bytes;
+use localstream_node::units::{files_and_folders, human_bytes};
 use localstream_node::{Decision, Node, PeerLabel};
 use localstream_proto::Sas;
 use localstream_proto::names::escape_for_terminal;
@@ -178,6 +178,7 @@ fn parse_decision(line: &str) -> Decision {
 pub fn offer_question(peer: &PeerLabel, o: Offered<'_>) -> String {
     let Offered {
         files,
+        folders,
         bytes,
         entries,
         executables,
@@ -212,10 +213,10 @@ pub fn offer_question(peer: &PeerLabel, o: Offered<'_>) -> String {
         )
     } else {
         format!(
-            "{} (id {}) wants to send {files} file{} ({}):",
+            "{} (id {}) wants to send {} ({}):",
             peer.short(),
             peer.id,
-            if files == 1 { "" } else { "s" },
+            files_and_folders(files as u64, folders as u64),
             human_bytes(bytes)
         )
     };
@@ -234,11 +235,13 @@ pub fn offer_question(peer: &PeerLabel, o: Offered<'_>) -> String {
             if e.executable { "  [executable]" } else { "" }
         ));
     }
-    if files > PROMPT_FILES {
-        q.push_str(&format!("\n  ... and {} more", files - PROMPT_FILES));
+    // Every entry, folders too, is a line of the list.
+    let listed = files + folders;
+    if listed > PROMPT_FILES {
+        q.push_str(&format!("\n  ... and {} more", listed - PROMPT_FILES));
     }
     if executables > 0 {
-        let of = if executables_among < files {
+        let of = if executables_among < listed {
             // The rest of a large send is listed only after the answer.
             format!("the first {executables_among}")
         } else {
@@ -297,8 +300,10 @@ pub fn modified(secs: i64, tz: &jiff::tz::TimeZone) -> String {
 /// What an offer is, for [`offer_question`].
 #[derive(Debug, Clone, Copy)]
 pub struct Offered<'a> {
-    /// Entries offered.
+    /// Files offered (streams and texts included).
     pub files: usize,
+    /// Folders offered.
+    pub folders: usize,
     /// Bytes offered.
     pub bytes: u64,
     /// The first entries.
@@ -331,7 +336,9 @@ fn localsend_note(peer: &PeerLabel) -> String {
 #[must_use]
 pub fn confirm_question(peer: &PeerLabel, code: &Sas, then: &Then) -> String {
     let what = match then {
-        Then::Send(n) => format!("Send {n} file{}", if *n == 1 { "" } else { "s" }),
+        Then::Send { files, folders } => {
+            format!("Send {}", files_and_folders(*files as u64, *folders as u64))
+        }
         Then::Pin(alias) => format!("Pin it as '{}'", escape_for_terminal(alias)),
     };
     let explained = crate::screen::wrap(
@@ -380,6 +387,7 @@ mod tests {
             .collect();
         let o = Offered {
             files: 12,
+            folders: 0,
             bytes: 24576,
             entries: &entries,
             executables: 1,
@@ -415,6 +423,57 @@ mod tests {
     }
 
     #[test]
+    fn folders_are_counted_apart_from_files() {
+        let peer = PeerLabel {
+            name: "lap".into(),
+            id: localstream_node::NodeId([0x3f; 16]),
+            fingerprint: [0xab; 32],
+        };
+        // A folder, its file, and 10 more folders: 12 lines in all.
+        let entries: Vec<EntryInfo> = (0..12)
+            .map(|i| EntryInfo {
+                path: if i == 1 {
+                    "d0/f".into()
+                } else {
+                    format!("d{i}")
+                },
+                size: if i == 1 { 5 } else { 0 },
+                folder: i != 1,
+                executable: false,
+                text: false,
+                modified: None,
+            })
+            .collect();
+        let q = offer_question(
+            &peer,
+            Offered {
+                files: 1,
+                folders: 11,
+                bytes: 5,
+                entries: &entries,
+                executables: 0,
+                executables_among: 12,
+                code: None,
+                abandoned: 0,
+                localsend: None,
+                text: None,
+            },
+        );
+        assert!(
+            q.contains("wants to send 1 file and 11 folders (5 B):"),
+            "{q}"
+        );
+        assert!(q.contains("\n  d0  (folder)\n  d0/f  (5 B)\n"), "{q}");
+        assert!(q.contains("\n  ... and 2 more\n"), "{q}");
+        let code = Sas(42);
+        let confirm =
+            |files, folders| confirm_question(&peer, &code, &Then::Send { files, folders });
+        assert!(confirm(4, 3).ends_with(" Send 4 files and 3 folders? [y/N] "));
+        assert!(confirm(1, 0).ends_with(" Send 1 file? [y/N] "));
+        assert!(confirm(0, 2).ends_with(" Send 2 folders? [y/N] "));
+    }
+
+    #[test]
     fn a_text_offer_and_modification_times_are_shown() {
         let peer = PeerLabel {
             name: "lap".into(),
@@ -426,6 +485,7 @@ mod tests {
                 &peer,
                 Offered {
                     files: entries.len(),
+                    folders: 0,
                     bytes: entries.iter().map(|e| e.size).sum(),
                     entries,
                     executables: 0,

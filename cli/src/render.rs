@@ -14,7 +14,9 @@ use localstream_node::event::{
     TransferId,
 };
 use localstream_node::label::{short_id, shown_name};
-use localstream_node::units::{human_bytes, plural, resumed_note, summary, wire_note};
+use localstream_node::units::{
+    files_and_folders, human_bytes, plural, resumed_note, summary, wire_note,
+};
 use localstream_node::{Event, PeerLabel};
 use localstream_proto::names::escape_for_terminal;
 use localstream_proto::{Sas, Status};
@@ -511,11 +513,12 @@ impl Renderer {
         if let Event::Offer {
             side: Side::Receive,
             files,
+            folders,
             entries,
             ..
         } = &event
         {
-            self.offered.insert(t, offered(*files, entries));
+            self.offered.insert(t, offered(*files, *folders, entries));
         }
         if let Event::Offer {
             offer_id: Some(_), ..
@@ -548,6 +551,7 @@ impl Renderer {
                 offer_id: Some(id),
                 peer: Some(peer),
                 files,
+                folders,
                 bytes,
                 entries,
                 executables,
@@ -562,6 +566,7 @@ impl Renderer {
                     &peer,
                     prompt::Offered {
                         files,
+                        folders,
                         bytes,
                         entries: &entries,
                         executables,
@@ -834,10 +839,10 @@ const BLOCKED: &str = "the receiver has blocked this node";
 const NO_ANSWER: &str = "nobody answered the prompt";
 
 /// What an offer holds, for a line: "big.bin", "3 files".
-fn offered(files: usize, entries: &[EntryInfo]) -> String {
+fn offered(files: usize, folders: usize, entries: &[EntryInfo]) -> String {
     match entries {
-        [one] if files == 1 => escape_for_terminal(&one.path),
-        _ => plural(files as u64, "file"),
+        [one] if files + folders == 1 => escape_for_terminal(&one.path),
+        _ => files_and_folders(files as u64, folders as u64),
     }
 }
 
@@ -1190,6 +1195,7 @@ mod tests {
         assert_eq!(
             offered(
                 1,
+                0,
                 &[EntryInfo {
                     path: "big.bin".into(),
                     size: 1,
@@ -1201,7 +1207,8 @@ mod tests {
             ),
             "big.bin"
         );
-        assert_eq!(offered(3, &[]), "3 files");
+        assert_eq!(offered(3, 0, &[]), "3 files");
+        assert_eq!(offered(3, 2, &[]), "3 files and 2 folders");
     }
 
     #[test]

@@ -174,6 +174,7 @@ mod tests {
             offer_id: None,
             peer: None,
             files: 1,
+            folders: 0,
             bytes: 1,
             entries: vec![],
             executables: 0,

@@ -53,7 +53,7 @@ pub struct EntryInfo {
     /// Its size (0 for a folder).
     pub size: u64,
     /// A folder.
-    #[serde(skip)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub folder: bool,
     /// Marked executable.
     pub executable: bool,
@@ -135,8 +135,10 @@ pub enum Event {
         /// The other node.
         #[serde(skip_serializing_if = "Option::is_none")]
         peer: Option<PeerLabel>,
-        /// Entries offered.
+        /// Files offered (streams and a text included; folders not).
         files: usize,
+        /// Folders offered.
+        folders: usize,
         /// Bytes offered.
         bytes: u64,
         /// The first entries (at most [`OFFER_EVENT_ENTRIES`]); receiver only.
@@ -366,8 +368,13 @@ pub struct PeerInfo {
 /// What follows a confirmed first contact.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Then {
-    /// Sending this many files.
-    Send(usize),
+    /// Sending this many files and folders.
+    Send {
+        /// Files (streams included).
+        files: usize,
+        /// Folders.
+        folders: usize,
+    },
     /// `add`: pinning the peer under this name.
     Pin(String),
 }
@@ -409,7 +416,7 @@ pub struct TransferDone {
     pub ok: bool,
     /// Files delivered (folders not counted).
     pub files: usize,
-    /// Entries offered.
+    /// Files offered (folders not counted).
     pub offered: usize,
     /// Bytes the files hold.
     pub bytes: u64,

@@ -898,9 +898,8 @@ fn validate_offer(
             Status::Declined,
             format!(
                 "the receiver takes exactly one file, for its standard output \
-                 (`listen --stdout`); this offer has {} and {}",
-                crate::units::plural(checked.files as u64, "file"),
-                crate::units::plural(checked.folders as u64, "folder")
+                 (`listen --stdout`); this offer has {}",
+                crate::units::files_and_folders(checked.files as u64, checked.folders as u64)
             ),
         ));
     }
@@ -948,7 +947,8 @@ async fn decide<R: tokio::io::AsyncRead + Unpin>(
         side: Side::Receive,
         offer_id: None,
         peer: Some(PeerLabel::of(ctx.peer)),
-        files: scope.entries,
+        files: scope.files,
+        folders: scope.entries - scope.files,
         bytes: scope.bytes,
         // The first ones, for a front end to show (all of them can be 100 000).
         entries: entries

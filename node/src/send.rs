@@ -597,14 +597,18 @@ async fn authenticate(
         address: addr,
     });
     if contacted.first {
-        // The question says how many files would go.
-        let files = listed(counting, writer).await?.entries as usize;
+        // The question says how many files and folders would go.
+        let listing = listed(counting, writer).await?;
+        let then = Then::Send {
+            files: (listing.entries - listing.folders) as usize,
+            folders: listing.folders as usize,
+        };
         let asker = Asker {
             policy: cfg.first_contact,
             questions: &cx.questions,
             events: &cx.events,
         };
-        if let Err(e) = confirm::first_contact(asker, peer, sas, Then::Send(files)).await {
+        if let Err(e) = confirm::first_contact(asker, peer, sas, then).await {
             writer
                 .alert(
                     Status::Cancelled,

@@ -27,6 +27,20 @@ pub fn plural(n: impl Into<u64>, noun: &str) -> String {
     format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
 }
 
+/// What an offer holds: "4 files", "4 files and 3 folders", "1 folder".
+#[must_use]
+pub fn files_and_folders(files: impl Into<u64>, folders: impl Into<u64>) -> String {
+    match (files.into(), folders.into()) {
+        (files, 0) => plural(files, "file"),
+        (0, folders) => plural(folders, "folder"),
+        (files, folders) => format!(
+            "{} and {}",
+            plural(files, "file"),
+            plural(folders, "folder")
+        ),
+    }
+}
+
 /// A rate in the unit that reads best: "512 B/s", "12.5 KiB/s",
 /// "20.0 MiB/s", "1.1 GiB/s".
 #[must_use]
@@ -126,6 +140,10 @@ mod tests {
         assert_eq!(plural(1u64, "file"), "1 file");
         assert_eq!(plural(0u64, "file"), "0 files");
         assert_eq!(plural(2u32, "file"), "2 files");
+        assert_eq!(files_and_folders(4u64, 0u64), "4 files");
+        assert_eq!(files_and_folders(0u64, 1u64), "1 folder");
+        assert_eq!(files_and_folders(0u64, 0u64), "0 files");
+        assert_eq!(files_and_folders(1u64, 3u64), "1 file and 3 folders");
         assert_eq!(human_rate(0.0), "0 B/s");
         assert_eq!(human_rate(1023.4), "1023 B/s");
         assert_eq!(human_rate(1024.0), "1.0 KiB/s");

@@ -295,13 +295,30 @@ fn incoming_offers_are_accepted_rejected_and_trusted_in_the_page() {
         )));
     }
 
-    // 2. Reject: the sender is told, nothing is written.
+    // 2. Reject: the sender is told, nothing is written. A folder with a
+    // file and an empty folder is offered as one file and two folders.
     let unwanted = h2.file("unwanted.txt", &random_bytes(202, 50_000));
-    let mut sender = send(&unwanted);
+    let boxed = unwanted.with_file_name("box");
+    std::fs::create_dir_all(boxed.join("empty")).unwrap();
+    std::fs::rename(&unwanted, boxed.join("unwanted.txt")).unwrap();
+    let mut sender = send(&boxed);
     b.wait_dialog("dialog#offer-dialog", true);
-    b.wait_until("the second offer's file", STEP, |b| {
-        files_shown(b) == ["unwanted.txt"]
+    b.wait_until("the second offer's entries", STEP, |b| {
+        let mut shown = files_shown(b);
+        shown.sort();
+        shown == ["box", "box/empty", "box/unwanted.txt"]
     });
+    let summary = b.text("#offer-dialog .offer-summary").unwrap_or_default();
+    assert!(
+        summary.starts_with("1 file and 2 folders, "),
+        "the offer's summary: {summary:?}"
+    );
+    let sizes = b.texts("#offer-dialog ul.offer-files > li .offer-file-size");
+    assert_eq!(
+        sizes.iter().filter(|s| *s == "folder").count(),
+        2,
+        "each folder says so: {sizes:?}"
+    );
     b.click("#offer-dialog button.offer-reject");
     b.wait_dialog("dialog#offer-dialog", false);
     let exit = sender.wait_exit(STEP);

@@ -89,6 +89,7 @@ pub(crate) struct TransferView {
     pub(crate) target: Option<String>,
     pub(crate) state: &'static str,
     pub(crate) files: usize,
+    pub(crate) folders: usize,
     pub(crate) bytes: u64,
     pub(crate) total: u64,
     pub(crate) moved: u64,
@@ -115,6 +116,7 @@ impl TransferView {
             target: None,
             state: "connecting",
             files: 0,
+            folders: 0,
             bytes: 0,
             total: 0,
             moved: 0,
@@ -511,9 +513,10 @@ impl Model {
                 t.state = "confirming";
                 t.code = Some(code.to_string());
                 let then = match then {
-                    localstream_node::event::Then::Send(n) => {
-                        format!("then send {n} item{}", if n == 1 { "" } else { "s" })
-                    }
+                    localstream_node::event::Then::Send { files, folders } => format!(
+                        "then send {}",
+                        localstream_node::units::files_and_folders(files as u64, folders as u64)
+                    ),
                     localstream_node::event::Then::Pin(name) => {
                         format!("then remember it as '{}'", escape_for_terminal(&name))
                     }
@@ -533,6 +536,7 @@ impl Model {
                 offer_id,
                 peer,
                 files,
+                folders,
                 bytes,
                 entries,
                 executables,
@@ -544,6 +548,7 @@ impl Model {
             } => {
                 t.side = side;
                 t.files = files;
+                t.folders = folders;
                 t.bytes = bytes;
                 t.total = bytes;
                 if let Some(p) = &peer {
@@ -569,11 +574,12 @@ impl Model {
                         "localsend": localsend,
                         "text": text,
                         "files": files,
+                        "folders": folders,
                         "bytes": bytes,
                         "executables": executables,
                         "executables_among": executables_among,
                         "entries": entries,
-                        "more": files.saturating_sub(listed),
+                        "more": (files + folders).saturating_sub(listed),
                         "received": localstream_node::store::now_ms(),
                     });
                     self.offers.insert(offer, (id, o.clone()));

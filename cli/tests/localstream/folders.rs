@@ -408,3 +408,67 @@ fn a_name_that_cannot_be_sent_is_skipped_and_the_rest_arrives() {
     }
     assert!(!p.inbox.join("album/10:30 meeting.txt").exists());
 }
+
+/// A folder's entries are counted as files and folders, apart: the offer
+/// says "4 files and 3 folders" on both sides, and every count a script
+/// reads (`offer.files`, `transfer_done.offered`) is of files.
+#[test]
+fn a_tree_is_offered_as_files_and_folders_and_counted_alike_on_both_sides() {
+    let p = Pair::new();
+    let root = p.sender.dir("out").join("album");
+    let files = album(&root);
+    let loose = p.sender.file("out", "loose.txt", b"loose");
+    let mut l = p.receiver.listen(&p.inbox, &["--yes", "--once", "--json"]);
+    let out = common::run(p.sender.send_cmd(l.port, &[&root, &loose]).arg("--json"));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(l.wait_exit(), Some(0), "{}", l.stderr());
+    let bytes: usize = files.iter().map(|(_, c)| c.len()).sum::<usize>() + 5;
+
+    let event = |lines: &[String], name: &str| -> serde_json::Value {
+        lines
+            .iter()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .find(|e| e["event"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {lines:?}"))
+    };
+    let sent: Vec<String> = text(&out.stdout).lines().map(str::to_owned).collect();
+    let got = l.all_stdout();
+    for (side, lines) in [("sender", &sent), ("receiver", &got)] {
+        let offer = event(lines, "offer");
+        assert_eq!(
+            (&offer["files"], &offer["folders"], &offer["bytes"]),
+            (&5.into(), &3.into(), &bytes.into()),
+            "{side}: {offer}"
+        );
+        let done = event(lines, "transfer_done");
+        assert_eq!(
+            (&done["ok"], &done["files"], &done["offered"]),
+            (&true.into(), &5.into(), &5.into()),
+            "{side}: {done}"
+        );
+    }
+    // The receiver's list marks the folders, and only them.
+    let mut listed: Vec<(String, bool)> = event(&got, "offer")["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let folder = e.get("folder").map(|f| f.as_bool().unwrap());
+            assert_ne!(folder, Some(false), "only folders say so: {e}");
+            (e["path"].as_str().unwrap().to_owned(), folder.is_some())
+        })
+        .collect();
+    listed.sort();
+    let mut expected: Vec<(String, bool)> = ["album", "album/2024", "album/2024/summer"]
+        .iter()
+        .map(|f| ((*f).to_owned(), true))
+        .chain(files.iter().map(|(rel, _)| (format!("album/{rel}"), false)))
+        .chain([("loose.txt".to_owned(), false)])
+        .collect();
+    expected.sort();
+    assert_eq!(listed, expected);
+    for (rel, content) in &files {
+        common::assert_content(&p.inbox.join("album").join(rel), content);
+    }
+    common::assert_content(&p.inbox.join("loose.txt"), b"loose");
+}

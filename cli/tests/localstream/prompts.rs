@@ -560,3 +560,52 @@ fn two_offers_at_once_are_asked_one_after_the_other_with_nothing_printed_into_a_
     common::assert_content(&inbox.join("from-h1.bin"), &h1_content);
     common::assert_content(&inbox.join("big.bin"), &h3_content);
 }
+
+#[test]
+fn a_folder_is_asked_for_as_files_and_folders_and_declined_so() {
+    let receiver = Node::new(Role::Receiver);
+    let inbox = receiver.dir("inbox");
+    let (h1, h1_id) = peer(Role::Sender, "h1");
+    let (mut term, port) = listen_on_terminal(&receiver, &inbox);
+
+    // trip/ holds a file and an empty folder: 1 file and 2 folders.
+    let trip = h1.dir("out").join("trip");
+    std::fs::create_dir_all(trip.join("empty")).unwrap();
+    file(&h1, "trip/notes.txt", b"a note\n");
+    let mut sending = Sending::start(&h1, port, &[&trip], Stdio::null());
+    let first_line = format!(
+        "h1 [{}] (id {}) wants to send 1 file and 2 folders (7 B):",
+        h1_id.fingerprint, h1_id.id
+    );
+    let rows = term.wait_question(&first_line);
+    let asked = from_row(&rows, &first_line);
+    let mut listed = asked[1..4].to_vec();
+    listed.sort();
+    assert_eq!(
+        listed,
+        [
+            "  trip  (folder)",
+            "  trip/empty  (folder)",
+            "  trip/notes.txt  (7 B, modified 2025-11-24 16:00)",
+        ],
+        "{asked:?}"
+    );
+    assert!(
+        asked[4].starts_with(&format!("verification code {} ", sending.code())),
+        "{asked:?}"
+    );
+
+    term.type_line("r");
+    let line = "declined 1 file and 2 folders from h1";
+    term.wait(line, |rows, _| rows.iter().any(|r| r == line));
+    let (code, stdout) = sending.finish();
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(
+        sending
+            .stderr()
+            .ends_with("localstream: receiver declined\n"),
+        "{}",
+        sending.stderr()
+    );
+    assert!(common::names_in(&inbox).is_empty());
+}

@@ -276,6 +276,7 @@ pub(crate) async fn prepare(
         offer_id: None,
         peer: Some(PeerLabel::of(&peer)),
         files: files.len(),
+        folders: 0,
         bytes: total,
         entries: files
             .iter()

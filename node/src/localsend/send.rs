@@ -89,6 +89,7 @@ pub(crate) async fn run(cx: &Context, job: &Job) -> Result<Sent> {
         offer_id: None,
         peer: Some(label.clone()),
         files: files.len(),
+        folders: 0,
         bytes: total,
         entries: Vec::new(),
         executables: 0,

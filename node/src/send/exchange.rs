@@ -243,7 +243,8 @@ async fn offer(
             side: Side::Send,
             offer_id: None,
             peer: Some(PeerLabel::of(peer)),
-            files: listing.entries as usize,
+            files: (listing.entries - listing.folders) as usize,
+            folders: listing.folders as usize,
             bytes: listing.bytes,
             entries: vec![],
             executables: 0,
@@ -502,8 +503,12 @@ struct Sum {
     offered: usize,
     /// Entries delivered (folders included).
     delivered: usize,
+    /// Files offered.
+    offered_files: usize,
     /// Files delivered.
     files: usize,
+    /// Folders not delivered.
+    failed_folders: usize,
     /// File bytes sent.
     bytes: u64,
     /// What they took on the wire, when compressed.
@@ -533,6 +538,7 @@ impl Sum {
         events: &Events,
     ) {
         self.offered += sources.len();
+        self.offered_files += sources.iter().filter(|s| !s.is_dir()).count();
         self.bytes += bytes;
         self.resumed += resumed;
         if let Some(w) = wire {
@@ -548,6 +554,7 @@ impl Sum {
                 continue;
             }
             self.failures += 1;
+            self.failed_folders += usize::from(s.is_dir());
             events.notice(Notice::NotDelivered {
                 path: s.path.clone(),
                 status: *st,
@@ -588,7 +595,7 @@ fn report(
         session: String::new(),
         ok,
         files: sum.files,
-        offered: sum.offered,
+        offered: sum.offered_files,
         bytes: sum.bytes,
         resumed: sum.resumed,
         seconds: elapsed.as_secs_f64(),
@@ -599,14 +606,16 @@ fn report(
     })));
     if ok {
         Ok(Sent {
-            delivered: sum.delivered,
-            offered: sum.offered,
+            delivered: sum.files,
+            offered: sum.offered_files,
             bytes: sum.bytes,
         })
     } else {
+        // In files, as the user counts them (a folder counts only when it
+        // could not be made).
         Err(Error::Transfer(TransferError::Incomplete {
             failed: sum.failures.max(sum.offered - sum.delivered),
-            total: sum.offered,
+            total: sum.offered_files + sum.failed_folders,
         }))
     }
 }

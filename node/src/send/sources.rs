@@ -410,8 +410,7 @@ impl Listing {
             return Ok(sent);
         }
         Err(Error::Transfer(TransferError::Unreadable {
-            // Entries delivered, less the folders (as counted).
-            sent: sent.delivered.saturating_sub(self.folders as usize),
+            sent: sent.delivered,
             skipped: self.unreadable,
             names: self.names,
             changed,
@@ -1647,8 +1646,8 @@ mod tests {
         // Everything offered arrived, yet the send did not send them all.
         let files = names.len() - 8;
         let delivered = Sent {
-            delivered: names.len(),
-            offered: names.len(),
+            delivered: files,
+            offered: files,
             bytes: 0,
         };
         let err = listing.verdict(delivered).unwrap_err();

@@ -7,7 +7,7 @@
 import {
   model, replaceState, upsertPeer, upsertTransfer, addNotice, isFinal,
 } from './model.js';
-import { el, setText, reconcile, icon, toast, formatAgo, peerLabel, plural, formatSize } from './util.js';
+import { el, setText, reconcile, icon, toast, formatAgo, peerLabel, filesAndFolders, formatSize } from './util.js';
 import { renderPeers, setupPeers } from './peers.js';
 import {
   renderConfirm, renderOffer, confirmClosed, offerClosed, notifyOffer, notifyConfirm, setupDialogs,
@@ -144,7 +144,7 @@ function peersChanged() {
 function transferEnded(t) {
   const name = t.peer ? t.peer.name : t.target || 'the peer';
   if (t.state === 'done') {
-    const what = `${plural(t.files, 'file')}, ${formatSize(t.bytes)}`;
+    const what = `${filesAndFolders(t.files, t.folders)}, ${formatSize(t.bytes)}`;
     toast(t.side === 'send' ? `Sent ${what} to ${name}` : `Received ${what} from ${name}`);
   } else if (t.state === 'failed') {
     toast(`Transfer with ${name} failed${t.message ? `: ${t.message}` : ''}`, 'error');

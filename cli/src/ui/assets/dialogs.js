@@ -3,7 +3,7 @@
 // offer (offer dialog), plus browser notifications while the tab is hidden.
 
 import { model, sortedOffers } from './model.js';
-import { el, setText, api, toast, toastError, formatSize, plural, peerLabel } from './util.js';
+import { el, setText, api, toast, toastError, formatSize, filesAndFolders, peerLabel } from './util.js';
 
 const $ = (selector, root = document) => root.querySelector(selector);
 
@@ -111,10 +111,10 @@ function fillOffer(dialog, offer) {
   // Known peers' offers may come without a code to compare.
   setText($('.offer-code', dialog), offer.code || '');
   $('.code-box', dialog).hidden = !offer.code;
-  setText($('.offer-summary', dialog), `${plural(offer.files, 'file')}, ${formatSize(offer.bytes)}`);
+  setText($('.offer-summary', dialog), `${filesAndFolders(offer.files, offer.folders)}, ${formatSize(offer.bytes)}`);
   const exec = $('.offer-exec-note', dialog);
   // A large send's first batch is all that is seen before the answer.
-  const among = offer.executables_among < offer.files ? ` of the first ${offer.executables_among}` : '';
+  const among = offer.executables_among < offer.files + (offer.folders || 0) ? ` of the first ${offer.executables_among}` : '';
   setText(exec, offer.executables ? `${offer.executables}${among} marked executable` : '');
   exec.hidden = !offer.executables;
 
@@ -123,7 +123,7 @@ function fillOffer(dialog, offer) {
     { class: entry.executable ? 'exec' : '' },
     el('span', { class: 'offer-file-path', text: entry.path, title: entry.path }),
     entry.executable ? el('span', { class: 'offer-file-exec badge', text: 'executable' }) : null,
-    el('span', { class: 'offer-file-size', text: formatSize(entry.size) }),
+    el('span', { class: 'offer-file-size', text: entry.folder ? 'folder' : formatSize(entry.size) }),
   ));
   $('.offer-files', dialog).replaceChildren(...items);
   const more = $('.offer-more', dialog);
@@ -204,7 +204,7 @@ function notify(title, body, tag) {
 
 export function notifyOffer(offer) {
   const name = offer.peer ? offer.peer.name : 'A peer';
-  notify(`${name} wants to send ${plural(offer.files, 'file')}`,
+  notify(`${name} wants to send ${filesAndFolders(offer.files, offer.folders)}`,
     `${formatSize(offer.bytes)} · verification code ${offer.code}`, `offer-${offer.offer_id}`);
 }
 

@@ -5,7 +5,7 @@
 import { model, sortedTransfers, activeTransferCount, isFinal } from './model.js';
 import {
   el, setText, reconcile, icon, api, toast, toastError,
-  formatSize, formatRate, formatPercent, formatDuration, formatWhen, plural,
+  formatSize, formatRate, formatPercent, formatDuration, formatWhen, filesAndFolders,
 } from './util.js';
 
 // ---------------------------------------------------------------- speed
@@ -68,7 +68,7 @@ function hint(t) {
     case 'done': {
       const from = t.accepted || t.started;
   const took = t.ended && from ? ` in ${formatDuration((t.ended - from) / 1000)}` : '';
-      return `${sending ? 'sent' : 'received'} ${plural(t.files, 'file')}, ${formatSize(t.bytes)}${took}`;
+      return `${sending ? 'sent' : 'received'} ${filesAndFolders(t.files, t.folders)}, ${formatSize(t.bytes)}${took}`;
     }
     case 'refused': return sending ? `${name} refused` : 'refused';
     case 'cancelled': return 'cancelled';
@@ -147,7 +147,7 @@ function fillCard(card, t, notices) {
   setText(card.querySelector('.transfer-percent'), t.state === 'done' ? '100 %' : formatPercent(t.moved || 0, total));
   setText(
     card.querySelector('.transfer-amount'),
-    `${formatSize(t.moved || 0)} of ${formatSize(total)} · ${plural(t.files, 'file')}`,
+    `${formatSize(t.moved || 0)} of ${formatSize(total)} · ${filesAndFolders(t.files, t.folders)}`,
   );
   setText(card.querySelector('.transfer-when'), formatWhen(t.started));
 

@@ -148,6 +148,13 @@ export function plural(n, word, many = `${word}s`) {
   return `${n} ${n === 1 ? word : many}`;
 }
 
+/** What an offer holds: "4 files", "4 files and 3 folders", "1 folder". */
+export function filesAndFolders(files, folders = 0) {
+  if (!folders) return plural(files, 'file');
+  if (!files) return plural(folders, 'folder');
+  return `${plural(files, 'file')} and ${plural(folders, 'folder')}`;
+}
+
 const whenFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' });
 const timeFormat = new Intl.DateTimeFormat(undefined, { timeStyle: 'short' });
 
