@@ -471,7 +471,10 @@ impl Renderer {
                     // (A refusal was said in words already.)
                     screen::err_line(&screen::paint(
                         screen::Tone::Error,
-                        &format!("transfer failed: {message}"),
+                        &format!(
+                            "transfer failed: {}",
+                            crate::hint::without_os_codes(&message)
+                        ),
                     ));
                 }
                 if let (Some(peer), Some(session)) = (peer, session) {
@@ -497,6 +500,19 @@ impl Renderer {
                 if let Some(text) = notice_text(&n) {
                     self.codes.insert(t, text);
                 }
+            }
+            // The listener may receive from several peers at once: it names
+            // the one.
+            Event::Notice(Notice::NotReceived { path, why }) => {
+                screen::err_line(&screen::paint(
+                    screen::Tone::Error,
+                    &format!(
+                        "not received from {}: {}: {}",
+                        self.who(t),
+                        escape_for_terminal(&path),
+                        crate::hint::without_os_codes(&why)
+                    ),
+                ));
             }
             Event::Notice(n) => {
                 if let Notice::TrustedNow(_) = &n {
@@ -649,15 +665,8 @@ impl Renderer {
                 if !(self.messages.remove(&t) && d.ok) {
                     self.result(&listing);
                 }
-                if d.discarded > 0 {
-                    screen::err_line(&screen::paint(
-                        screen::Tone::Error,
-                        &format!(
-                            "{} from {who} failed verification and {} discarded",
-                            plural(d.discarded as u64, "file"),
-                            if d.discarded == 1 { "was" } else { "were" }
-                        ),
-                    ));
+                for line in failed_lines(d, &who) {
+                    screen::err_line(&screen::paint(screen::Tone::Error, &line));
                 }
                 let report = Report {
                     peer_name: escape_for_terminal(&d.peer.name),
@@ -666,7 +675,7 @@ impl Renderer {
                     saved: d.saved.clone(),
                     files: d.files,
                     bytes: d.bytes,
-                    error: (!d.ok).then(|| "some files failed verification".to_owned()),
+                    error: (!d.ok).then(|| failed_lines(d, &who).join("; ")),
                 };
                 self.report(&report);
             }
@@ -846,6 +855,35 @@ fn offered(files: usize, folders: usize, entries: &[EntryInfo]) -> String {
     }
 }
 
+/// The receiver's lines for the files of a transfer that did not arrive:
+/// those that failed verification (discarded), those that could not be
+/// saved.
+fn failed_lines(d: &TransferDone, who: &str) -> Vec<String> {
+    let mut lines = Vec::new();
+    let n = |count: usize| {
+        (
+            plural(count as u64, "file"),
+            if count == 1 { "was" } else { "were" },
+        )
+    };
+    if d.discarded > 0 {
+        let (files, were) = n(d.discarded);
+        lines.push(format!(
+            "{files} from {who} failed verification and {were} discarded"
+        ));
+    }
+    if d.unsaved > 0 {
+        let (files, were) = n(d.unsaved);
+        lines.push(format!(
+            "{files} from {who} {were} received but could not be saved"
+        ));
+    }
+    if lines.is_empty() && !d.ok {
+        lines.push(format!("not every file from {who} arrived"));
+    }
+    lines
+}
+
 /// The peer an event names, if any.
 fn peer_of(event: &Event) -> Option<&PeerLabel> {
     match event {
@@ -959,7 +997,7 @@ pub fn skipped_text(s: &Skipped) -> String {
 fn notice(n: &Notice, quiet: bool) {
     if let Some(line) = notice_text(n) {
         let tone = match n {
-            Notice::PeerRefused(_) => Some(screen::Tone::Error),
+            Notice::PeerRefused(_) | Notice::NotReceived { .. } => Some(screen::Tone::Error),
             Notice::StoreFailed(_) | Notice::NotAnnounced(_) | Notice::LocalSendOff(_) => {
                 Some(screen::Tone::Warning)
             }
@@ -991,6 +1029,11 @@ pub fn notice_text(n: &Notice) -> Option<String> {
             "{}: cannot be read any more ({}): it is not sent, the rest goes on",
             shown(path),
             crate::hint::without_os_codes(error)
+        ),
+        Notice::NotReceived { path, why } => format!(
+            "not received: {}: {}",
+            escape_for_terminal(path),
+            crate::hint::without_os_codes(why)
         ),
         Notice::NotDelivered { path, status } => {
             format!("{}: not delivered: {status}", shown(path))
@@ -1110,6 +1153,46 @@ fn resolved(r: &Resolved) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn files_that_did_not_arrive_are_told_apart() {
+        let done = |ok, discarded, unsaved| TransferDone {
+            side: Side::Receive,
+            peer: PeerLabel {
+                name: "h1".into(),
+                id: localstream_node::NodeId([0x3f; 16]),
+                fingerprint: [0xab; 32],
+            },
+            session: String::new(),
+            ok,
+            files: 1,
+            offered: 4,
+            bytes: 1,
+            resumed: 0,
+            seconds: 1.0,
+            failed: None,
+            saved: vec![],
+            wire: None,
+            discarded,
+            unsaved,
+        };
+        assert!(failed_lines(&done(true, 0, 0), "h1").is_empty());
+        assert_eq!(
+            failed_lines(&done(false, 1, 2), "h1"),
+            [
+                "1 file from h1 failed verification and was discarded",
+                "2 files from h1 were received but could not be saved",
+            ]
+        );
+        assert_eq!(
+            failed_lines(&done(false, 0, 1), "h1"),
+            ["1 file from h1 was received but could not be saved"]
+        );
+        assert_eq!(
+            failed_lines(&done(false, 0, 0), "h1"),
+            ["not every file from h1 arrived"]
+        );
+    }
 
     #[test]
     fn refusals_read_as_words() {

@@ -438,6 +438,9 @@ pub struct TransferDone {
     /// Files that failed verification (receiver).
     #[serde(skip)]
     pub discarded: usize,
+    /// Files that arrived verified but could not be saved (receiver).
+    #[serde(skip)]
+    pub unsaved: usize,
 }
 
 /// Why a path inside a folder given to `send` is left out (`reason` in
@@ -589,6 +592,13 @@ pub enum Notice {
         path: PathBuf,
         /// What the system said.
         error: String,
+    },
+    /// An accepted file did not arrive verified and saved (receiver).
+    NotReceived {
+        /// Its path in the offer (the peer's: escape before printing).
+        path: String,
+        /// What happened, in words, and what became of its bytes.
+        why: String,
     },
     /// A file did not arrive verified.
     NotDelivered {

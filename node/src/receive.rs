@@ -816,7 +816,7 @@ where
         let (written, back) = pipeline(reader, opener, accepted, prepared, total, io).await?;
         opener = back;
         let more = written.done.more();
-        finish_batch(writer, written, started, &mut sum, tally).await?;
+        finish_batch(writer, written, started, &mut sum, (tally, &shared.events)).await?;
         if !more {
             break;
         }
@@ -1450,9 +1450,11 @@ const MAX_SAVED_LISTED: usize = 1000;
 #[derive(Default)]
 struct Sum {
     batches: u32,
-    /// Accepted files, and how many of them failed.
+    /// Accepted files, how many of them failed, and of those how many
+    /// failed verification (the others could not be saved).
     files: usize,
     failed: usize,
+    unverified: usize,
     /// Data bytes received, bytes held already (confirmed).
     data_bytes: u64,
     resumed: u64,
@@ -1471,23 +1473,35 @@ async fn finish_batch<W: tokio::io::AsyncWrite + Unpin>(
     written: write::Written,
     started: Instant,
     sum: &mut Sum,
-    tally: &trust::Tally,
+    (tally, events): (&trust::Tally, &Events),
 ) -> Result<()> {
     let write::Written {
         results,
         wire,
         done,
         message: text,
+        failed: listed,
         ..
     } = written;
+    for f in listed {
+        events.notice(Notice::NotReceived {
+            path: f.path,
+            why: f.why,
+        });
+    }
     // One per accepted file, now that every one has ended.
     let files = results.len();
     let failed = done.statuses().iter().filter(|s| !s.is_ok()).count();
+    let unverified = done
+        .statuses()
+        .iter()
+        .filter(|s| matches!(s, Status::HashMismatch | Status::SizeMismatch))
+        .count();
     let (data_bytes, resumed) = (done.received().bytes, done.resumed_bytes());
     let message = if failed == 0 {
         summary(files, data_bytes + resumed, started.elapsed())
     } else {
-        format!("{failed} of {files} files failed verification")
+        failures(files, unverified, failed - unverified)
     };
     let mut body = vec![];
     done.final_status(&message, &mut body)?;
@@ -1495,6 +1509,7 @@ async fn finish_batch<W: tokio::io::AsyncWrite + Unpin>(
     sum.batches += 1;
     sum.files += files;
     sum.failed += failed;
+    sum.unverified += unverified;
     sum.data_bytes += data_bytes;
     sum.resumed += resumed;
     if let Some(w) = wire {
@@ -1516,6 +1531,20 @@ async fn finish_batch<W: tokio::io::AsyncWrite + Unpin>(
         tally.resumed.store(sum.resumed, Relaxed);
     }
     Ok(())
+}
+
+/// The Status message for a batch in which files failed: how many of the
+/// `files` accepted failed verification, and how many could not be saved.
+fn failures(files: usize, unverified: usize, unsaved: usize) -> String {
+    let of = |n: usize, what: &str| format!("{n} of {files} files {what}");
+    match (unverified, unsaved) {
+        (n, 0) => of(n, "failed verification"),
+        (0, n) => of(n, "could not be saved by the receiver"),
+        (n, m) => format!(
+            "{}; {m} could not be saved by the receiver",
+            of(n, "failed verification")
+        ),
+    }
 }
 
 /// Finish: the transfer's end as an event, after the last Status.
@@ -1553,7 +1582,8 @@ async fn finish<W: tokio::io::AsyncWrite + Unpin>(
             failed: None,
             saved: sum.saved.clone(),
             wire: sum.wire.map(|w| (sum.data_bytes, w)),
-            discarded: sum.failed,
+            discarded: sum.unverified,
+            unsaved: sum.failed - sum.unverified,
         })));
     Ok(Received {
         peer: label.short(),
@@ -1745,6 +1775,19 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    #[test]
+    fn the_status_message_tells_verification_from_saving() {
+        assert_eq!(failures(3, 2, 0), "2 of 3 files failed verification");
+        assert_eq!(
+            failures(3, 0, 1),
+            "1 of 3 files could not be saved by the receiver"
+        );
+        assert_eq!(
+            failures(5, 1, 2),
+            "1 of 5 files failed verification; 2 could not be saved by the receiver"
+        );
+    }
 
     /// `n` folders in pre-order, as an offer lists them: `top/gK`, then
     /// `top/gK/sJ` below each.

@@ -257,8 +257,37 @@ fn forged_hash_or_size_is_reported_and_the_file_discarded() {
         vec![Status::HashMismatch, Status::SizeMismatch, Status::Ok]
     );
     assert_eq!(status.status, Status::HashMismatch);
+    assert_eq!(
+        status.message, "2 of 3 files failed verification",
+        "the Status says what failed"
+    );
     assert_eq!(names_in(&inbox), vec!["good.txt".to_string()]);
     assert_content(&inbox.join("good.txt"), b"ok");
+    // The listener says, in words, what became of each file and of the
+    // transfer; no log line.
+    listener.wait_stderr("failed verification and were discarded\n");
+    let err = listener.stderr();
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("not received ") || l.contains(" failed verification and "))
+        .collect();
+    assert_eq!(lines.len(), 3, "{err}");
+    assert_eq!(
+        lines[..2],
+        [
+            "not received from mallory: hash.txt: it failed verification: its content is not \
+             what the sender hashed: discarded",
+            "not received from mallory: short.txt: it failed verification: 3 B of the 5 B \
+             offered arrived (it changed on the sender while it was sent?): discarded",
+        ],
+        "{err}"
+    );
+    assert!(
+        lines[2].starts_with("2 files from mallory [")
+            && lines[2].ends_with("] failed verification and were discarded"),
+        "{err}"
+    );
+    assert!(!err.contains("WARN"), "{err}");
     drop(listener);
 }
 

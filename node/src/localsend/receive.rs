@@ -609,6 +609,7 @@ async fn finish(s: &Arc<Served>, session: &Arc<Session>, early: Option<(Status, 
             saved: saved.clone(),
             wire: None,
             discarded: 0,
+            unsaved: 0,
         })));
     let history = lock(&session.history).take();
     if let Some(h) = history {

@@ -600,6 +600,7 @@ fn report(
         saved: Vec::new(),
         wire: None,
         discarded: 0,
+        unsaved: 0,
     })));
 }
 

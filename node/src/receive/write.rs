@@ -92,7 +92,25 @@ pub(super) struct Written {
     pub message: Option<String>,
     /// The record opener, for the next batch (taken by the pipeline).
     pub opener: Option<Opener>,
+    /// The accepted files that did not arrive verified and saved, in offer
+    /// order: the first [`FAILED_LISTED`] of them, each with why.
+    pub failed: Vec<NotReceived>,
 }
+
+/// A file that did not arrive verified and saved, and why (in words).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct NotReceived {
+    /// Its path in the offer.
+    pub path: String,
+    /// Its status.
+    pub status: Status,
+    /// What happened, and what became of its bytes.
+    pub why: String,
+}
+
+/// Files that did not arrive that the batch's end lists (the rest are
+/// counted).
+pub(super) const FAILED_LISTED: usize = 100;
 
 /// The blocking half: opens records, writes and verifies files. Returns, per
 /// accepted file, its final path or the status that explains its failure,
@@ -194,6 +212,7 @@ fn write_with<'a>(parts: Parts<'a>, committer: fsutil::Committer<'a>) -> Result<
         pending_bytes: 0,
         spare: Vec::new(),
         hashes: Vec::new(),
+        why: HashMap::new(),
     };
     let outcome = w.run(accepted, &mut opener, rx, pool);
     if outcome.is_err()
@@ -217,9 +236,20 @@ fn write_with<'a>(parts: Parts<'a>, committer: fsutil::Committer<'a>) -> Result<
         .fetch_add(saved as u64, std::sync::atomic::Ordering::Relaxed);
     let mut done = outcome?;
     // What the machine cannot see: hashes, and files that could not be saved.
-    for (p, result) in plan.iter().zip(&w.results) {
+    let mut failed = Vec::new();
+    for (slot, (p, result)) in plan.iter().zip(&w.results).enumerate() {
         if let Err(status) = result {
             done.fail(p.index, *status)?;
+            if failed.len() < FAILED_LISTED {
+                failed.push(NotReceived {
+                    path: p.shown().into_owned(),
+                    status: *status,
+                    why: w
+                        .why
+                        .remove(&slot)
+                        .unwrap_or_else(|| status.description().to_owned()),
+                });
+            }
         }
     }
     Ok(Written {
@@ -228,6 +258,7 @@ fn write_with<'a>(parts: Parts<'a>, committer: fsutil::Committer<'a>) -> Result<
         done,
         message: w.message,
         opener: Some(opener),
+        failed,
     })
 }
 
@@ -276,6 +307,8 @@ struct Writer<'a> {
     pending_bytes: u64,
     /// The pending files' hashes.
     hashes: Vec<[u8; 32]>,
+    /// Why each file that failed did, by its slot in `results`.
+    why: HashMap<usize, String>,
 }
 
 impl<'a> Writer<'a> {
@@ -677,8 +710,8 @@ impl<'a> Writer<'a> {
         let copy = cur.copy;
         let (partial, file) = match verify(cur, p, end) {
             Ok(verified) => verified,
-            Err(status) => {
-                self.results.push(Err(status));
+            Err((status, why)) => {
+                self.fail(status, why);
                 return;
             }
         };
@@ -708,11 +741,15 @@ impl<'a> Writer<'a> {
         if !fsutil::CommitGroup::wants(p.size) {
             // Names are taken in offer order: the small files before it first.
             self.settle();
-            let result = commit_one(partial, file, p);
-            if let (Ok(path), Some(bar)) = (&result, self.progress) {
-                bar.file_done(&p.shown(), p.size, Some(path));
+            match commit_one(partial, file, p) {
+                Ok(path) => {
+                    if let Some(bar) = self.progress {
+                        bar.file_done(&p.shown(), p.size, Some(&path));
+                    }
+                    self.results.push(Ok(Some(path)));
+                }
+                Err((status, why)) => self.fail(status, why),
             }
-            self.results.push(result.map(Some));
             return;
         }
         let slot = self.results.len();
@@ -726,8 +763,11 @@ impl<'a> Writer<'a> {
         match pushed {
             Ok(()) => self.results.push(Err(Status::InternalError)),
             Err(e) => {
-                warn!(file = %p.shown(), error = %e, "fsync failed");
-                self.results.push(Err(io_status(&e)));
+                debug!(file = %p.shown(), error = %e, "fsync failed");
+                self.fail(
+                    io_status(&e),
+                    format!("it could not be written to disk: {e}"),
+                );
             }
         }
         if self.group.is_at_limit() || self.group.deadline().is_some_and(|d| Instant::now() >= d) {
@@ -735,6 +775,12 @@ impl<'a> Writer<'a> {
         } else if self.group.is_full() {
             self.offer_group();
         }
+    }
+
+    /// The next file's result: a failure, and why.
+    fn fail(&mut self, status: Status, why: String) {
+        self.why.insert(self.results.len(), why);
+        self.results.push(Err(status));
     }
 
     /// The text message's FileEnd: its size (as the machine found it) and
@@ -810,7 +856,8 @@ impl<'a> Writer<'a> {
                     Ok(Some(path))
                 }
                 Err(e) => {
-                    warn!(file = %p.shown(), error = %e, "cannot save the finished file");
+                    debug!(file = %p.shown(), error = %e, "cannot save the finished file");
+                    self.why.insert(slot, format!("it could not be saved: {e}"));
                     Err(io_status(&e))
                 }
             };
@@ -900,12 +947,13 @@ fn open_partial(
 }
 
 /// Checks a completed file against its authenticated FileEnd: the size (as
-/// the machine found it) and the hash; a file that fails is removed.
+/// the machine found it) and the hash; a file that fails is removed (its
+/// status, and why in words).
 fn verify(
     cur: Current,
     p: &Planned,
     end: &FileEnded,
-) -> std::result::Result<(Partial, File), Status> {
+) -> std::result::Result<(Partial, File), (Status, String)> {
     let Current {
         partial,
         file,
@@ -915,18 +963,27 @@ fn verify(
         ..
     } = cur;
     let discard = |status: Status, why: &str| {
-        if copy {
+        let why = if copy {
             // The file here changed while it was compared: it stays as it is.
-            warn!(file = %p.shown(), "{why}: the file here is kept as it is");
+            format!("{why}; the file here is kept as it is")
         } else {
-            warn!(file = %p.shown(), "{why}: discarded");
             partial.remove();
-        }
-        Err(status)
+            format!("{why}: discarded")
+        };
+        debug!(file = %p.shown(), "{why}");
+        Err((status, why))
     };
     debug_assert_eq!(written, end.received);
     if !end.status.is_ok() {
-        return discard(end.status, "size differs from the offer");
+        return discard(
+            end.status,
+            &format!(
+                "it failed verification: {} of the {} offered arrived (it changed on the sender \
+                 while it was sent?)",
+                crate::units::human_bytes(written),
+                crate::units::human_bytes(p.size)
+            ),
+        );
     }
     let hash = match hashing {
         Hashing::Streaming(hasher) => *hasher.finalize().as_bytes(),
@@ -934,19 +991,29 @@ fn verify(
         Hashing::Hashed(hash) => hash,
     };
     if hash != end.hash {
-        return discard(Status::HashMismatch, "hash mismatch");
+        return discard(
+            Status::HashMismatch,
+            "it failed verification: its content is not what the sender hashed",
+        );
     }
     Ok((partial, file))
 }
 
 /// Makes a verified (large) file durable on its own and moves it to its
 /// final name.
-fn commit_one(partial: Partial, file: File, p: &Planned) -> std::result::Result<PathBuf, Status> {
+fn commit_one(
+    partial: Partial,
+    file: File,
+    p: &Planned,
+) -> std::result::Result<PathBuf, (Status, String)> {
     if let Err(e) = file.sync_all() {
-        warn!(file = %p.shown(), error = %e, "fsync failed");
+        debug!(file = %p.shown(), error = %e, "fsync failed");
         // What is there may not be what was written: never resumed from.
         partial.remove();
-        return Err(io_status(&e));
+        return Err((
+            io_status(&e),
+            format!("it could not be written to disk: {e}"),
+        ));
     }
     // `file` (and with it the partial's lock) is kept until the rename is done.
     let placed = match &partial {
@@ -964,8 +1031,17 @@ fn commit_one(partial: Partial, file: File, p: &Planned) -> std::result::Result<
             Ok(path)
         }
         Err(e) => {
-            warn!(file = %p.shown(), error = %e, "cannot move the finished file into place");
-            Err(io_status(&e))
+            debug!(file = %p.shown(), error = %e, "cannot move the finished file into place");
+            let kept = match &partial {
+                Partial::Named(path) if path.exists() => {
+                    format!("; its data is kept in {} for a resume", path.display())
+                }
+                _ => String::new(),
+            };
+            Err((
+                io_status(&e),
+                format!("it could not be given its name: {e}{kept}"),
+            ))
         }
     }
 }

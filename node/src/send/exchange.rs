@@ -603,6 +603,7 @@ fn report(
         saved: vec![],
         wire: sum.wire.map(|w| (sum.bytes, w)),
         discarded: 0,
+        unsaved: 0,
     })));
     if ok {
         Ok(Sent {
