@@ -661,8 +661,10 @@ impl Renderer {
                 if let Some(note) = d.wire.and_then(|(data, wire)| wire_note(data, wire)) {
                     listing.push_str(&format!("\n  ({note})"));
                 }
-                // A text message's own line said it all.
-                if !(self.messages.remove(&t) && d.ok) {
+                // A text message's own line said it all; when nothing
+                // arrived, the lines below say what did not.
+                let nothing = d.files == 0 && !d.ok;
+                if !(self.messages.remove(&t) && d.ok) && !nothing {
                     self.result(&listing);
                 }
                 for line in failed_lines(d, &who) {
@@ -1035,8 +1037,15 @@ pub fn notice_text(n: &Notice) -> Option<String> {
             escape_for_terminal(path),
             crate::hint::without_os_codes(why)
         ),
+        Notice::Shrank { path, read, size } => format!(
+            "{}: it shrank while it was sent (it had {} when counted, {} could be read): it is \
+             not delivered, the rest goes on",
+            shown(path),
+            human_bytes(*size),
+            human_bytes(*read)
+        ),
         Notice::NotDelivered { path, status } => {
-            format!("{}: not delivered: {status}", shown(path))
+            format!("{}: not delivered: {}", shown(path), status.description())
         }
         Notice::Resume {
             name,

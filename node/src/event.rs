@@ -600,6 +600,16 @@ pub enum Notice {
         /// What happened, in words, and what became of its bytes.
         why: String,
     },
+    /// A file offered shrank while it was sent: it ends short, so the
+    /// receiver discards it, and the other files go on.
+    Shrank {
+        /// Which (as given locally).
+        path: PathBuf,
+        /// Bytes of it that could be read.
+        read: u64,
+        /// Its size when it was offered.
+        size: u64,
+    },
     /// A file did not arrive verified.
     NotDelivered {
         /// Which (as given locally).

@@ -329,6 +329,9 @@ pub struct Tally {
     /// The file in progress (wire path), and (receiver) the bytes its
     /// partial holds; the name's buffer is kept between files.
     current: std::sync::Mutex<Current>,
+    /// Files the sender's user was told about already as they ended short
+    /// (unreadable, shrunk): their failure needs no second line.
+    told: std::sync::Mutex<std::collections::HashSet<std::path::PathBuf>>,
 }
 
 /// [`Tally`]'s file in progress.
@@ -343,6 +346,18 @@ struct Current {
 }
 
 impl Tally {
+    /// `path` ended short, and the user was told why.
+    pub(crate) fn told(&self, path: &std::path::Path) {
+        if let Ok(mut told) = self.told.lock() {
+            told.insert(path.to_owned());
+        }
+    }
+
+    /// Whether [`Tally::told`] was said of `path`.
+    pub(crate) fn was_told(&self, path: &std::path::Path) -> bool {
+        self.told.lock().is_ok_and(|told| told.contains(path))
+    }
+
     /// The counts as they stand.
     #[must_use]
     pub fn figures(&self) -> Figures {

@@ -15,15 +15,14 @@
 
 use super::common;
 
-use std::io::{Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::sync::OnceLock;
 
 use common::{
-    Listener, Node, Pair, STEP, assert_content, names_in, poll_until, random_bytes, spawn_listener,
-    text, wait_deadline,
+    Listener, Node, Pair, STEP, Valve, assert_content, names_in, poll_until, random_bytes,
+    spawn_listener, text, wait_deadline,
 };
 
 /// Turns "cannot mount here" from a skip into a failure.
@@ -151,72 +150,6 @@ fn an_offer_larger_than_the_free_space_is_refused_up_front() {
         "sender stderr:\n{err}\nlistener stderr:\n{}",
         listener.stderr()
     );
-}
-
-/// A relay to `127.0.0.1:<target>` for one connection that passes the
-/// client's first `hold_after` bytes, then holds the rest (the client blocks
-/// on a full socket) until [`Valve::open`].
-struct Valve {
-    port: u16,
-    open: Arc<(Mutex<bool>, Condvar)>,
-}
-
-impl Valve {
-    fn start(target: u16, hold_after: usize) -> Valve {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let open = Arc::new((Mutex::new(false), Condvar::new()));
-        let gate = open.clone();
-        std::thread::spawn(move || {
-            let Ok((mut client, _)) = listener.accept() else {
-                return;
-            };
-            let Ok(mut server) = TcpStream::connect(("127.0.0.1", target)) else {
-                return;
-            };
-            let (mut s2, mut c2) = (server.try_clone().unwrap(), client.try_clone().unwrap());
-            std::thread::spawn(move || {
-                let _ = std::io::copy(&mut s2, &mut c2);
-                let _ = c2.shutdown(Shutdown::Write);
-            });
-            let mut passed = 0;
-            let mut buf = vec![0u8; 64 * 1024];
-            loop {
-                if passed >= hold_after {
-                    let (lock, cv) = &*gate;
-                    let _open = cv.wait_while(lock.lock().unwrap(), |o| !*o).unwrap();
-                }
-                let want = if passed < hold_after {
-                    buf.len().min(hold_after - passed)
-                } else {
-                    buf.len()
-                };
-                let n = match client.read(&mut buf[..want]) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => n,
-                };
-                if server.write_all(&buf[..n]).is_err() {
-                    break;
-                }
-                passed += n;
-            }
-            let _ = server.shutdown(Shutdown::Both);
-            let _ = client.shutdown(Shutdown::Both);
-        });
-        Valve { port, open }
-    }
-
-    fn open(&self) {
-        let (lock, cv) = &*self.open;
-        *lock.lock().unwrap() = true;
-        cv.notify_all();
-    }
-}
-
-impl Drop for Valve {
-    fn drop(&mut self) {
-        self.open();
-    }
 }
 
 /// Fills the filesystem holding `dir` with `dir/name` until it is full.

@@ -520,3 +520,82 @@ fn failures(l: &Listener) -> usize {
     let said = l.stderr();
     said.matches("transfer failed").count() + said.matches("; it resumes when ").count()
 }
+
+/// A file that shrinks while it is sent ends short and fails alone: the
+/// sender says so once, in words (not also as a status), the receiver says
+/// what arrived and discards it, and the next file arrives.
+#[test]
+fn a_file_that_shrinks_while_it_is_sent_fails_alone_and_both_sides_say_why() {
+    let p = Pair::new();
+    let big = p.sender.file("out", "big.bin", &random_bytes(91, 48 * MIB));
+    let after = p.sender.file("out", "after.txt", b"after");
+    let mut l = p.receiver.listen(&p.inbox, &["--yes", "--once"]);
+    // The first 1.5 MiB pass; the sender then blocks on a full socket, far
+    // from the end of the file, until the valve opens.
+    let valve = common::Valve::start(l.port, 3 * MIB / 2);
+    let sender = p
+        .sender
+        .send_cmd(valve.port, &[&big, &after])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let partial = || {
+        names_in(&p.inbox)
+            .iter()
+            .filter(|n| n.ends_with(PARTIAL))
+            .filter_map(|n| std::fs::metadata(p.inbox.join(n)).ok())
+            .any(|m| m.len() >= MIB as u64)
+    };
+    if !poll_until(STEP, partial) {
+        l.fail("the first record was not written");
+    }
+    std::fs::File::options()
+        .write(true)
+        .open(&big)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    valve.open();
+    let out = sender.wait_with_output().unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let shrank: Vec<&str> = err.lines().filter(|l| l.contains("big.bin")).collect();
+    assert_eq!(shrank.len(), 1, "one line for it:\n{err}");
+    assert!(
+        shrank[0].starts_with(&format!(
+            "{}: it shrank while it was sent (it had 48.00 MiB when counted, ",
+            big.display()
+        )) && shrank[0].ends_with(" could be read): it is not delivered, the rest goes on"),
+        "{err}"
+    );
+    assert!(
+        err.ends_with("localstream: 1 of 2 files did not arrive\n"),
+        "{err}"
+    );
+
+    assert_eq!(l.wait_exit(), Some(1), "{}", l.stderr());
+    let said = l.stderr();
+    let lines: Vec<&str> = said
+        .lines()
+        .filter(|l| l.contains("big.bin") || l.contains("discarded"))
+        .collect();
+    assert_eq!(lines.len(), 2, "{said}");
+    assert!(
+        lines[0].starts_with("not received from sender: big.bin: it failed verification: ")
+            && lines[0].ends_with(
+                " of the 48.00 MiB offered arrived (it changed on the sender while it was \
+                 sent?): discarded"
+            ),
+        "{said}"
+    );
+    assert!(lines[1].starts_with("1 file from sender ["), "{said}");
+    assert!(
+        l.all_stdout()
+            .iter()
+            .any(|line| line.starts_with("received 1 file, ")),
+        "the next file's line"
+    );
+    assert_eq!(names_in(&p.inbox), ["after.txt"]);
+    assert_content(&p.inbox.join("after.txt"), b"after");
+}

@@ -176,7 +176,7 @@ pub(crate) async fn exchange(
         learned = Some(compressor);
         let (outcome, back) = verdict(heard).await?;
         link = back;
-        sum.add(&sources, &outcome, bytes, wire, resumed, events);
+        sum.add(&sources, &outcome, (bytes, wire, resumed), events, tally);
         first = false;
         if !more {
             break;
@@ -532,10 +532,9 @@ impl Sum {
         &mut self,
         sources: &[Source],
         outcome: &Outcome,
-        bytes: u64,
-        wire: Option<u64>,
-        resumed: u64,
+        (bytes, wire, resumed): (u64, Option<u64>, u64),
         events: &Events,
+        tally: &Tally,
     ) {
         self.offered += sources.len();
         self.offered_files += sources.iter().filter(|s| !s.is_dir()).count();
@@ -555,10 +554,14 @@ impl Sum {
             }
             self.failures += 1;
             self.failed_folders += usize::from(s.is_dir());
-            events.notice(Notice::NotDelivered {
-                path: s.path.clone(),
-                status: *st,
-            });
+            // (One that ended short was told of then, with why.)
+            let told = *st == Status::SizeMismatch && tally.was_told(&s.path);
+            if !told {
+                events.notice(Notice::NotDelivered {
+                    path: s.path.clone(),
+                    status: *st,
+                });
+            }
             if self.failed.len() < MAX_FAILED_LISTED {
                 self.failed.push(FailedFile {
                     name: s.name.clone(),

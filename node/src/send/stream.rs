@@ -485,7 +485,7 @@ fn produce_file(
             Ok(bytes) => Box::new(*bytes),
             Err(e) => {
                 // Gone or closed since it was listed: nothing of it goes.
-                unread(progress, src, e);
+                unread(progress, tally, src, e);
                 Box::new(std::io::empty())
             }
         }
@@ -499,7 +499,7 @@ fn produce_file(
             Ok(file) => Box::new(file),
             Err(e) => {
                 // Gone or closed since it was listed: nothing of it goes.
-                unread(progress, src, &e);
+                unread(progress, tally, src, &e);
                 Box::new(std::io::empty())
             }
         }
@@ -521,13 +521,19 @@ fn produce_file(
             // A file ends short here and fails alone; a stream has no size
             // that would tell the receiver it was cut, so it ends the transfer.
             Err(e) if !src.is_stream() && src.text.is_none() => {
-                unread(progress, src, &e);
+                unread(progress, tally, src, &e);
                 break;
             }
             Err(e) => return Err(Error::file(&src.path, e)),
         };
         if got == 0 {
             // The file shrank since it was offered: end it short; the receiver discards it.
+            tally.told(&src.path);
+            progress.notice(Notice::Shrank {
+                path: src.path.clone(),
+                read: sending.position(),
+                size: src.size,
+            });
             break;
         }
         progress.advance(got as u64);
@@ -561,8 +567,9 @@ fn open_at(path: &Path, offset: u64) -> std::io::Result<File> {
 
 /// A file offered that cannot be read (any more): the user is told; it ends
 /// short where it is, so the receiver discards it.
-fn unread(progress: &Progress, src: &Source, e: &std::io::Error) {
-    tracing::warn!(path = %src.path.display(), error = %e, "a file offered cannot be read");
+fn unread(progress: &Progress, tally: &Tally, src: &Source, e: &std::io::Error) {
+    tracing::debug!(path = %src.path.display(), error = %e, "a file offered cannot be read");
+    tally.told(&src.path);
     progress.notice(Notice::Unread {
         path: src.path.clone(),
         error: e.to_string(),

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::Receiver;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use localstream_testkit::Next;
@@ -624,4 +624,70 @@ pub fn peak_memory(pid: u32) -> u64 {
         .parse()
         .unwrap();
     kib * 1024
+}
+
+/// A relay to `127.0.0.1:<target>` for one connection that passes the
+/// client's first `hold_after` bytes, then holds the rest (the client blocks
+/// on a full socket) until [`Valve::open`].
+pub struct Valve {
+    pub port: u16,
+    open: Arc<(Mutex<bool>, Condvar)>,
+}
+
+impl Valve {
+    pub fn start(target: u16, hold_after: usize) -> Valve {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let open = Arc::new((Mutex::new(false), Condvar::new()));
+        let gate = open.clone();
+        std::thread::spawn(move || {
+            let Ok((mut client, _)) = listener.accept() else {
+                return;
+            };
+            let Ok(mut server) = TcpStream::connect(("127.0.0.1", target)) else {
+                return;
+            };
+            let (mut s2, mut c2) = (server.try_clone().unwrap(), client.try_clone().unwrap());
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut s2, &mut c2);
+                let _ = c2.shutdown(Shutdown::Write);
+            });
+            let mut passed = 0;
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                if passed >= hold_after {
+                    let (lock, cv) = &*gate;
+                    let _open = cv.wait_while(lock.lock().unwrap(), |o| !*o).unwrap();
+                }
+                let want = if passed < hold_after {
+                    buf.len().min(hold_after - passed)
+                } else {
+                    buf.len()
+                };
+                let n = match client.read(&mut buf[..want]) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                if server.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+                passed += n;
+            }
+            let _ = server.shutdown(Shutdown::Both);
+            let _ = client.shutdown(Shutdown::Both);
+        });
+        Valve { port, open }
+    }
+
+    pub fn open(&self) {
+        let (lock, cv) = &*self.open;
+        *lock.lock().unwrap() = true;
+        cv.notify_all();
+    }
+}
+
+impl Drop for Valve {
+    fn drop(&mut self) {
+        self.open();
+    }
 }
