@@ -664,7 +664,8 @@ impl Renderer {
                 // A text message's own line said it all; when nothing
                 // arrived, the lines below say what did not.
                 let nothing = d.files == 0 && !d.ok;
-                if !(self.messages.remove(&t) && d.ok) && !nothing {
+                let text_said = self.messages.remove(&t) && d.ok;
+                if !text_said && !nothing {
                     self.result(&listing);
                 }
                 for line in failed_lines(d, &who) {
