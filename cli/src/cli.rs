@@ -106,6 +106,11 @@ pub enum ConfigCommand {
         /// Its value (interfaces, group.NAME: comma-separated)
         value: String,
     },
+    /// Remove one key from the file: its default applies again
+    Unset {
+        /// The setting (or any key the file has, such as a misspelt one)
+        key: String,
+    },
 }
 
 /// A peer this node has met: a name, the start of its id, or of its fingerprint.

@@ -1,4 +1,4 @@
-//! `localstream config path|show|set`: the settings file, as text.
+//! `localstream config path|show|set|unset`: the settings file, as text.
 
 use std::path::Path;
 
@@ -12,6 +12,17 @@ use crate::outln;
 
 /// Runs `localstream config ...`.
 pub fn run(home: &Path, cmd: &ConfigCommand) -> Result<()> {
+    edit(home, cmd)?;
+    if matches!(cmd, ConfigCommand::Set { .. } | ConfigCommand::Unset { .. })
+        && let Err(e) = settings::load(home)
+    {
+        // The change was made; another line is still wrong.
+        eprintln!("warning: the file still has an error: {e}");
+    }
+    Ok(())
+}
+
+fn edit(home: &Path, cmd: &ConfigCommand) -> Result<()> {
     match cmd {
         ConfigCommand::Path => outln!("{}", settings::path(home).display()),
         ConfigCommand::Show => outln!("{}", settings::show(home, &settings::load(home)?)),
@@ -29,6 +40,27 @@ pub fn run(home: &Path, cmd: &ConfigCommand) -> Result<()> {
                 "the web UI's password is set (as an argon2 hash) in {}",
                 file.display()
             );
+        }
+        ConfigCommand::Set { key, value } if key == "dir" => {
+            // Stored absolute: say where that is.
+            let dir = settings::folder(value)?;
+            let file = settings::set(home, key, &dir)?;
+            eprintln!("dir set to {dir} in {}", file.display());
+        }
+        ConfigCommand::Unset { key } => {
+            let before = std::fs::read_to_string(settings::path(home)).unwrap_or_default();
+            let file = settings::unset(home, key)?;
+            let after = std::fs::read_to_string(&file).unwrap_or_default();
+            if before == after {
+                eprintln!("{key} is not set in {}: nothing to do", file.display());
+            } else {
+                let what = if settings::KEYS.iter().any(|(k, _)| k == key) {
+                    "its default applies"
+                } else {
+                    "it is no setting of LocalStream's"
+                };
+                eprintln!("{key} removed from {}: {what}", file.display());
+            }
         }
         ConfigCommand::Set { key, value } => {
             let file = settings::set(home, key, value)?;

@@ -221,35 +221,71 @@ pub fn load(home: &Path) -> Result<Settings> {
 
 /// Parses `text` (from `file`): errors name the file and the line.
 pub fn parse(file: &Path, text: &str) -> Result<Settings> {
-    let settings: Settings = toml_edit::de::from_str(text).map_err(|e| invalid(file, text, &e))?;
+    check(text).map_err(|(line, message)| {
+        // Valid TOML with a wrong setting can be fixed with the commands; a
+        // file that is not TOML only in an editor.
+        let fix = if text.parse::<toml_edit::DocumentMut>().is_ok() {
+            "fix it with `localstream config set KEY VALUE` or `localstream config unset KEY`, \
+             or in an editor"
+        } else {
+            "it is not valid TOML: fix it in an editor, or remove the file for the defaults"
+        };
+        Error::Usage(match line {
+            Some(n) => format!("{} line {n}: {message} ({fix})", file.display()),
+            None => format!("{}: {message} ({fix})", file.display()),
+        })
+    })
+}
+
+/// The settings in `text`, or the line at fault (when known) and what is
+/// wrong, in words: "unknown setting "prot" (the settings are ...)".
+fn check(text: &str) -> std::result::Result<Settings, (Option<usize>, String)> {
+    let settings: Settings = toml_edit::de::from_str(text).map_err(|e| {
+        let line = e
+            .span()
+            .map(|s| text.get(..s.start).unwrap_or(text).matches('\n').count() + 1);
+        (line, plain(e.message()))
+    })?;
     if let Some(name) = &settings.name
         && (name.trim().is_empty() || name.len() > 63)
     {
-        return Err(Error::Usage(format!(
-            "{}: `name` must be 1 to 63 bytes",
-            file.display()
-        )));
+        return Err((None, "a name must be 1 to 63 bytes".into()));
     }
     Ok(settings)
 }
 
-/// "config.toml line 3: unknown field `prot`, expected one of ..."
-fn invalid(file: &Path, text: &str, e: &toml_edit::de::Error) -> Error {
-    let line = e
-        .span()
-        .map(|s| text.get(..s.start).unwrap_or(text).matches('\n').count() + 1);
-    let message = e.message().trim_end();
-    Error::Usage(match line {
-        Some(n) => format!(
-            "{} line {n}: {message} (fix it, or see `localstream config show`)",
-            file.display()
-        ),
-        None => format!("{}: {message}", file.display()),
-    })
+/// A TOML or serde message in words: "unknown variant `maybe`, expected
+/// one of `ask`, `yes`" becomes "\"maybe\" is not one of ask, yes".
+fn plain(message: &str) -> String {
+    let message = message.trim_end();
+    let unticked = |s: &str| s.replace('`', "");
+    if let Some(rest) = message.strip_prefix("unknown variant `")
+        && let Some((value, expected)) = rest.split_once("`, expected ")
+    {
+        let expected = unticked(expected.strip_prefix("one of ").unwrap_or(expected));
+        let items: Vec<&str> = expected.split(", ").flat_map(|i| i.split(" or ")).collect();
+        let choices = match items.split_last() {
+            Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+            _ => expected.clone(),
+        };
+        return format!("\"{value}\" is not {choices}");
+    }
+    if let Some(rest) = message.strip_prefix("unknown field `")
+        && let Some((field, _)) = rest.split_once('`')
+    {
+        let known: Vec<&str> = KEYS.iter().map(|(k, _)| *k).collect();
+        return format!(
+            "unknown setting \"{field}\" (the settings are {})",
+            known.join(", ")
+        );
+    }
+    unticked(message)
 }
 
 /// `config set KEY VALUE`: changes one key in the file (created if
-/// missing), keeping everything else, and only if the result is valid.
+/// missing), keeping everything else, and only if the value is valid. A
+/// file wrong on another line is written too (it can only get better):
+/// [`load`] names what is still wrong.
 pub fn set(home: &Path, key: &str, value: &str) -> Result<PathBuf> {
     let file = path(home);
     let text = match std::fs::read_to_string(&file) {
@@ -257,29 +293,97 @@ pub fn set(home: &Path, key: &str, value: &str) -> Result<PathBuf> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
         Err(e) => return Err(Error::file(&file, e)),
     };
-    // A file that is already broken is reported as such (with its line).
-    parse(&file, &text)?;
-    let mut doc: toml_edit::DocumentMut = text
-        .parse()
-        .map_err(|e: toml_edit::TomlError| Error::Usage(format!("{}: {e}", file.display())))?;
+    // A file with a wrong setting can be mended here (this key, or the
+    // next); one that is not TOML at all is reported with its line.
+    let mut doc = document(&file, &text)?;
+    let dir;
+    let value = if key == "dir" {
+        dir = folder(value)?;
+        dir.as_str()
+    } else {
+        value
+    };
     if let Some(name) = group_name(key)? {
         set_group(&mut doc, name, value);
     } else {
-        doc[key] = setting_item(key, value)?;
+        // The value alone must be valid (e.g. consent = "maybe" is not).
+        let item = setting_item(key, value)?;
+        let mut alone = toml_edit::DocumentMut::new();
+        alone[key] = item.clone();
+        if let Err((_, why)) = check(&alone.to_string()) {
+            let quoted = format!("{value:?} ");
+            return Err(Error::Usage(if why.starts_with(&quoted) {
+                format!("{key}: {why} (nothing changed)")
+            } else {
+                format!("{key}: {value:?} is not a valid value: {why} (nothing changed)")
+            }));
+        }
+        doc[key] = item;
     }
+    // A valid value can only mend the file: it is written even when
+    // another line is still wrong (the caller tells the user, [`load`]).
     let new = doc.to_string();
-    // The whole file must still be valid (e.g. consent = "maybe" is not).
-    if let Err(e) = toml_edit::de::from_str::<Settings>(&new) {
-        return Err(Error::Usage(format!(
-            "{key}: {value:?} is not a valid value: {} (nothing changed)",
-            e.message().trim_end()
-        )));
-    }
-    parse(&file, &new)?;
     std::fs::create_dir_all(home).map_err(|e| Error::file(home, e))?;
     crate::fsutil::write_atomic(home, FILE, new.as_bytes(), 0o644)
         .map_err(|e| Error::file(&e.path, e.source))?;
     Ok(file)
+}
+
+/// The file as TOML, to edit (an error names the line when it is not TOML).
+fn document(file: &Path, text: &str) -> Result<toml_edit::DocumentMut> {
+    text.parse().map_err(|e: toml_edit::TomlError| {
+        let line = e
+            .span()
+            .map(|s| text.get(..s.start).unwrap_or(text).matches('\n').count() + 1);
+        Error::Usage(format!(
+            "{}{}: {}: it is not valid TOML: fix it in an editor, or remove the file for the \
+             defaults",
+            file.display(),
+            line.map_or_else(String::new, |n| format!(" line {n}")),
+            plain(e.message())
+        ))
+    })
+}
+
+/// `dir`'s value as [`set`] stores it: a folder, absolute (a relative one
+/// would depend on where `listen` is started), `~` for the home directory.
+///
+/// # Errors
+/// [`Error::Usage`] for an empty value, or one that cannot be stored.
+pub fn folder(value: &str) -> Result<String> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Err(Error::Usage(
+            "dir: give a folder (`localstream config unset dir` brings the default back) \
+             (nothing changed)"
+                .into(),
+        ));
+    }
+    let expanded = match value.strip_prefix('~') {
+        Some(rest) if rest.is_empty() || rest.starts_with('/') => {
+            let home = std::env::var_os("HOME")
+                .filter(|h| !h.is_empty())
+                .ok_or_else(|| {
+                    Error::Usage("dir: `~` needs $HOME, which is not set (nothing changed)".into())
+                })?;
+            match rest.trim_start_matches('/') {
+                "" => PathBuf::from(home),
+                rest => PathBuf::from(home).join(rest),
+            }
+        }
+        _ => PathBuf::from(value),
+    };
+    let absolute = std::path::absolute(&expanded).map_err(|e| {
+        Error::Usage(format!(
+            "dir: {value:?} cannot be made an absolute path: {e} (nothing changed)"
+        ))
+    })?;
+    absolute.into_os_string().into_string().map_err(|_| {
+        Error::Usage(format!(
+            "dir: {value:?} is not valid UTF-8, which the settings file cannot hold \
+             (nothing changed)"
+        ))
+    })
 }
 
 /// The value of one plain key, as the file holds it.
@@ -397,22 +501,20 @@ pub fn unset(home: &Path, key: &str) -> Result<PathBuf> {
     if group_name(key)?.is_some() {
         return set(home, key, "");
     }
-    if !KEYS.iter().any(|(k, _)| *k == key) {
+    let text = match std::fs::read_to_string(&file) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(Error::file(&file, e)),
+    };
+    let mut doc = document(&file, &text)?;
+    // A key the file has is removed even when it is no setting (a typo).
+    if !KEYS.iter().any(|(k, _)| *k == key) && !doc.contains_key(key) {
         let known: Vec<&str> = KEYS.iter().map(|(k, _)| *k).collect();
         return Err(Error::Usage(format!(
             "unknown setting {key:?}; the settings are {}",
             known.join(", ")
         )));
     }
-    let text = match std::fs::read_to_string(&file) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(file),
-        Err(e) => return Err(Error::file(&file, e)),
-    };
-    parse(&file, &text)?;
-    let mut doc: toml_edit::DocumentMut = text
-        .parse()
-        .map_err(|e: toml_edit::TomlError| Error::Usage(format!("{}: {e}", file.display())))?;
     if doc.remove(key).is_none() {
         return Ok(file);
     }
@@ -636,7 +738,32 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            e.starts_with("/h/config.toml line 3: unknown field `prot`"),
+            e.starts_with(
+                "/h/config.toml line 3: unknown setting \"prot\" (the settings are name, dir, "
+            ) && e.ends_with(
+                " (fix it with `localstream config set KEY VALUE` or `localstream config unset \
+                 KEY`, or in an editor)"
+            ),
+            "{e}"
+        );
+        assert_eq!(
+            parse(f, "consent = \"maybe\"\n").unwrap_err().to_string(),
+            "/h/config.toml line 1: \"maybe\" is not ask, yes or trusted-only (fix it with \
+             `localstream config set KEY VALUE` or `localstream config unset KEY`, or in an \
+             editor)"
+        );
+        assert_eq!(
+            parse(f, "ui = \"maybe\"\n").unwrap_err().to_string(),
+            "/h/config.toml line 1: \"maybe\" is not on or off (fix it with `localstream config \
+             set KEY VALUE` or `localstream config unset KEY`, or in an editor)"
+        );
+        let e = parse(f, "consent = \"ask\n").unwrap_err().to_string();
+        assert!(
+            e.starts_with("/h/config.toml line 1: ")
+                && e.ends_with(
+                    " (it is not valid TOML: fix it in an editor, or remove the file for the \
+                     defaults)"
+                ),
             "{e}"
         );
         let e = parse(f, "port = 99999\n").unwrap_err().to_string();
@@ -667,6 +794,66 @@ mod tests {
             load(home.path()).unwrap(),
             s,
             "a refused value changes nothing"
+        );
+    }
+
+    #[test]
+    fn a_file_wrong_on_two_lines_is_mended_one_command_at_a_time() {
+        let home = tempfile::tempdir().unwrap();
+        std::fs::write(path(home.path()), "# mine\nconsent = \"maybe\"\nprot = 3\n").unwrap();
+        assert!(load(home.path()).is_err());
+        // Each command fixes its line though the other one is still wrong.
+        set(home.path(), "consent", "yes").unwrap();
+        let e = load(home.path()).unwrap_err().to_string();
+        assert!(e.contains("line 3: unknown setting \"prot\""), "{e}");
+        // A key that is no setting, but is in the file, can be removed.
+        unset(home.path(), "prot").unwrap();
+        let s = load(home.path()).unwrap();
+        assert_eq!(s.consent, Some(ConsentSetting::Yes));
+        let text = std::fs::read_to_string(path(home.path())).unwrap();
+        assert_eq!(text, "# mine\nconsent = \"yes\"\n");
+        assert!(unset(home.path(), "prot").is_err(), "gone: now unknown");
+        // A bad value is still refused, saying what it can be.
+        assert_eq!(
+            set(home.path(), "consent", "maybe")
+                .unwrap_err()
+                .to_string(),
+            "consent: \"maybe\" is not ask, yes or trusted-only (nothing changed)"
+        );
+        // A file that is not TOML cannot be edited: it says so.
+        std::fs::write(path(home.path()), "consent = \"ask\n").unwrap();
+        let e = set(home.path(), "consent", "ask").unwrap_err().to_string();
+        assert!(
+            e.contains(" line 1: ") && e.contains("it is not valid TOML"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn dir_is_stored_absolute_and_never_empty() {
+        let home = tempfile::tempdir().unwrap();
+        for empty in ["", "  "] {
+            let e = set(home.path(), "dir", empty).unwrap_err().to_string();
+            assert!(e.starts_with("dir: give a folder"), "{e}");
+        }
+        set(home.path(), "dir", "inbox").unwrap();
+        let here = std::env::current_dir().unwrap();
+        assert_eq!(load(home.path()).unwrap().dir, Some(here.join("inbox")));
+        assert_eq!(folder("/srv/in").unwrap(), "/srv/in");
+        if let Some(h) = std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+            assert_eq!(
+                folder("~/in").unwrap(),
+                PathBuf::from(&h).join("in").display().to_string()
+            );
+            assert_eq!(
+                folder("~").unwrap(),
+                PathBuf::from(&h).display().to_string()
+            );
+        }
+        // `~user` is a name like any other (relative).
+        assert_eq!(
+            folder("~bob").unwrap(),
+            here.join("~bob").display().to_string()
         );
     }
 

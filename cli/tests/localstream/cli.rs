@@ -1282,15 +1282,31 @@ fn settings_file_values_take_effect_and_flags_override_them() {
     assert_eq!(out.status.code(), Some(2));
     let err = text(&out.stderr);
     assert!(
-        err.contains("config.toml line 3: unknown field `colour`"),
+        err.contains("config.toml line 3: unknown setting \"colour\" (the settings are name, "),
         "{err}"
     );
+    // A bad value is refused, saying what it can be; the file is mended
+    // with the commands, one line at a time.
     let out = common::run(p.receiver.cmd().args(["config", "set", "consent", "maybe"]));
     assert_eq!(out.status.code(), Some(2));
-    assert!(
-        text(&out.stderr).contains("line 3"),
-        "{}",
-        text(&out.stderr)
+    assert_eq!(
+        text(&out.stderr),
+        "localstream: consent: \"maybe\" is not ask, yes or trusted-only (nothing changed)\n"
+    );
+    let out = common::run(p.receiver.cmd().args(["config", "unset", "colour"]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "colour removed from {}: it is no setting of LocalStream's\n",
+            p.receiver.home.join("config.toml").display()
+        )
+    );
+    let out = common::run(p.receiver.cmd().arg("id"));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        std::fs::read_to_string(p.receiver.home.join("config.toml")).unwrap(),
+        "port = 1\n"
     );
 }
 
