@@ -331,6 +331,21 @@ async fn add(
         added.addr,
         alias = escape_for_terminal(&added.alias),
     );
+    // One name, one peer: what the new name replaced.
+    if let Some(old) = &added.replaced.previous {
+        outln!(
+            "  its earlier name '{old}' is gone: `localstream send {old}` no longer reaches it",
+            old = escape_for_terminal(old)
+        );
+    }
+    for (id, name) in &added.replaced.taken_from {
+        outln!(
+            "  '{alias}' named {} (id {}) before; that peer keeps only its own name",
+            escape_for_terminal(name),
+            &id.to_string()[..8],
+            alias = escape_for_terminal(&added.alias),
+        );
+    }
     Ok(Exit::Success)
 }
 

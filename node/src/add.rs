@@ -21,7 +21,7 @@ use crate::event::{Notice, Then};
 use crate::identity::sanitize_name;
 use crate::label::PeerLabel;
 use crate::send;
-use crate::store::{Contact, Seen, now_secs};
+use crate::store::{Contact, Realiased, Seen, now_secs};
 use crate::trust::{self, Refusal};
 
 /// A peer `add` pinned.
@@ -33,6 +33,8 @@ pub struct Added {
     pub alias: String,
     /// Where it was reached.
     pub addr: SocketAddr,
+    /// What the new name replaced.
+    pub replaced: Realiased,
 }
 
 /// Runs `add`.
@@ -103,13 +105,15 @@ pub(crate) async fn run(
     let id = seen.node_id;
     let store2 = store.clone();
     let given = alias.clone();
-    let contact = tokio::task::spawn_blocking(move || {
+    let (contact, replaced) = tokio::task::spawn_blocking(move || {
         store2.update(|d| {
             let c = d.contact(&seen, now_secs());
-            if !matches!(c, Contact::KeyChanged { .. }) {
-                d.set_alias(&id, given);
-            }
-            c
+            let replaced = if matches!(c, Contact::KeyChanged { .. }) {
+                Realiased::default()
+            } else {
+                d.set_alias(&id, given)
+            };
+            (c, replaced)
         })
     })
     .await??;
@@ -124,5 +128,6 @@ pub(crate) async fn run(
         peer: PeerLabel::of(&peer),
         alias,
         addr,
+        replaced,
     })
 }

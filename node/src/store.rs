@@ -56,8 +56,8 @@ mod model;
 
 pub use model::{
     Contact, Direction, Lookup, MAX_ADDRESSES, MAX_DETAIL_BYTES, MAX_NAMES, MAX_SESSIONS,
-    MIN_PREFIX_DIGITS, Outcome, PeerEntry, Seen, SessionEnd, SessionRecord, StoreData, Trust,
-    hex_prefix,
+    MIN_PREFIX_DIGITS, Outcome, PeerEntry, Realiased, Seen, SessionEnd, SessionRecord, StoreData,
+    Trust, hex_prefix,
 };
 
 /// Name of the store inside the home directory.

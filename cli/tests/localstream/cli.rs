@@ -1310,6 +1310,67 @@ fn settings_file_values_take_effect_and_flags_override_them() {
     );
 }
 
+/// One name, one peer: `add` under a new name says the old one is gone,
+/// and a name taken from another peer says so too.
+#[test]
+fn add_says_what_a_new_name_replaces() {
+    let p = Pair::new();
+    let l = p.receiver.listen(&p.inbox, &["--yes"]);
+    let add = |name: &str, port: u16| {
+        let out = common::run(p.sender.cmd().args([
+            "add",
+            "--yes",
+            name,
+            &format!("127.0.0.1:{port}"),
+        ]));
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        text(&out.stdout).lines().skip(1).map(str::to_owned).collect::<Vec<_>>()
+    };
+    assert!(add("studio", l.port).is_empty());
+    assert_eq!(
+        add("studio2", l.port),
+        ["  its earlier name 'studio' is gone: `localstream send studio` no longer reaches it"]
+    );
+    // The same name again changes nothing.
+    assert!(add("studio2", l.port).is_empty());
+    let other = Node::new(Role::Other);
+    let other_inbox = other.dir("inbox");
+    let mut lo = other.listen(&other_inbox, &["--yes"]);
+    let r_id = p.receiver.id();
+    assert_eq!(
+        add("studio2", lo.port),
+        [format!(
+            "  'studio2' named receiver (id {}) before; that peer keeps only its own name",
+            &r_id.id[..8]
+        )]
+    );
+    // `send studio2` reaches the other node now.
+    let f = p.sender.file("out", "to-other.txt", b"other");
+    let out = common::run(
+        p.sender
+            .cmd()
+            .args(["send", "--yes", "--no-discovery", "studio2"])
+            .arg(&f),
+    );
+    assert_sent_ok(&out, 1);
+    lo.wait_received();
+    assert_content(&other_inbox.join("to-other.txt"), b"other");
+    assert!(names_in(&p.inbox).is_empty());
+    let store: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(p.sender.store_path()).unwrap()).unwrap();
+    let alias_of = |id: &str| {
+        store["peers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["node_id"] == id)
+            .map(|e| e["alias"].clone())
+            .unwrap()
+    };
+    assert_eq!(alias_of(&r_id.id), serde_json::Value::Null);
+    assert_eq!(alias_of(&other.id().id), "studio2");
+}
+
 #[test]
 fn add_names_a_peer_reachable_only_by_address() {
     let p = Pair::new();

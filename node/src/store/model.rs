@@ -301,6 +301,16 @@ fn list_candidates(candidates: &[(Uuid, String)]) -> String {
         .join(", ")
 }
 
+/// What [`StoreData::set_alias`] changed besides the new name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Realiased {
+    /// The peer's earlier alias, now gone.
+    pub previous: Option<String>,
+    /// Other peers that had the name (their id and display name): they
+    /// have no alias now.
+    pub taken_from: Vec<(Uuid, String)>,
+}
+
 /// The store's contents. Mutated only through its methods (which keep the
 /// per-peer limits and one entry per node id); all of them are pure.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -322,9 +332,24 @@ impl StoreData {
     }
 
     /// Gives a pinned peer the name the user chose for it (`add`).
-    pub fn set_alias(&mut self, id: &Uuid, alias: String) {
-        if let Some(p) = self.get_mut(id) {
-            p.alias = Some(alias);
+    /// Gives the peer `id` the name `alias`, which no other peer keeps
+    /// (one name, one peer). Returns what changed besides: the peer's
+    /// earlier alias, and the peers the name was taken from.
+    pub fn set_alias(&mut self, id: &Uuid, alias: String) -> Realiased {
+        let mut taken_from = Vec::new();
+        for p in self.peers.iter_mut().filter(|p| p.node_id != *id) {
+            if p.alias.as_deref() == Some(alias.as_str()) {
+                p.alias = None;
+                taken_from.push((p.node_id, p.name().unwrap_or_default().to_owned()));
+            }
+        }
+        let previous = self
+            .get_mut(id)
+            .and_then(|p| p.alias.replace(alias.clone()))
+            .filter(|old| *old != alias);
+        Realiased {
+            previous,
+            taken_from,
         }
     }
 
