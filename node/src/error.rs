@@ -363,6 +363,16 @@ pub enum TransferError {
         /// The receiver's message (escaped on display).
         message: String,
     },
+    /// `listen --stdout`: the program reading standard output closed it
+    /// before the end (`| head`): the rest cannot be written.
+    #[error(
+        "standard output was closed by the program reading it during {name}: the rest was \
+         not written"
+    )]
+    OutputClosed {
+        /// The file being written (its wire path, escaped).
+        name: String,
+    },
     /// Some files did not arrive verified.
     #[error("{failed} of {total} files did not arrive")]
     Incomplete {

@@ -451,6 +451,11 @@ fn alert_for(result: &Result<Received>) -> Option<(Status, String)> {
     }
     let message = match e {
         Error::Interrupted => "the receiver is shutting down".to_owned(),
+        Error::Transfer(TransferError::OutputClosed { .. }) => {
+            "the receiver's standard output was closed by the program reading it (`listen \
+             --stdout | head`?): the rest could not be written"
+                .to_owned()
+        }
         // The receiver's own paths are none of the sender's business.
         Error::File { source, .. } => format!("the receiver cannot write: {}", source.kind()),
         e => e.to_string(),
@@ -675,6 +680,7 @@ fn status_of(e: &Error) -> Status {
         Error::Interrupted => Status::Busy,
         Error::Transfer(TransferError::Refused { status, .. }) => *status,
         Error::File { source, .. } | Error::Io(source) => io_status(source),
+        Error::Transfer(TransferError::OutputClosed { .. }) => Status::WriteFailed,
         _ => Status::InternalError,
     }
 }

@@ -1317,14 +1317,18 @@ fn add_says_what_a_new_name_replaces() {
     let p = Pair::new();
     let l = p.receiver.listen(&p.inbox, &["--yes"]);
     let add = |name: &str, port: u16| {
-        let out = common::run(p.sender.cmd().args([
-            "add",
-            "--yes",
-            name,
-            &format!("127.0.0.1:{port}"),
-        ]));
+        let out =
+            common::run(
+                p.sender
+                    .cmd()
+                    .args(["add", "--yes", name, &format!("127.0.0.1:{port}")]),
+            );
         assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-        text(&out.stdout).lines().skip(1).map(str::to_owned).collect::<Vec<_>>()
+        text(&out.stdout)
+            .lines()
+            .skip(1)
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
     };
     assert!(add("studio", l.port).is_empty());
     assert_eq!(
@@ -1541,6 +1545,54 @@ fn a_stream_stopped_midway_is_not_promised_a_resume_on_either_side() {
         poll_until(STEP, || names_in(&p.inbox).is_empty()),
         "{:?}",
         names_in(&p.inbox)
+    );
+}
+
+/// `listen --stdout | head -c 100`: the reader goes away early. Both sides
+/// say so in words (no "Broken pipe" with an empty path).
+#[test]
+fn listen_stdout_whose_reader_stops_early_says_so_on_both_sides() {
+    let p = Pair::new();
+    let port = {
+        let probe = TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let logs = p.receiver.dir("logs");
+    let mut listener = p
+        .receiver
+        .cmd()
+        .args(["listen", "--no-discovery", "--bind", "127.0.0.1"])
+        .args(["--port", &port.to_string(), "--yes", "--once", "--stdout"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(logs.join("stderr")).unwrap())
+        .spawn()
+        .unwrap();
+    assert!(
+        poll_until(STEP, || TcpStream::connect(("127.0.0.1", port)).is_ok()),
+        "listener did not start"
+    );
+    // Nothing reads the output: the listener's first write fails at once.
+    drop(listener.stdout.take());
+    let f = p.sender.file("out", "big.bin", &random_bytes(93, 4 * MIB));
+    let out = p.sender.send(port, &[&f]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.ends_with(
+            "localstream: peer aborted: the receiver's standard output was closed by the \
+             program reading it (`listen --stdout | head`?): the rest could not be written\n"
+        ),
+        "{err}"
+    );
+    let status = wait_deadline(&mut listener, STEP).expect("listener did not exit");
+    let said = std::fs::read_to_string(logs.join("stderr")).unwrap();
+    assert_eq!(status.code(), Some(1), "{said}");
+    assert!(
+        said.ends_with(
+            "transfer failed: standard output was closed by the program reading it during \
+             big.bin: the rest was not written\n"
+        ),
+        "{said}"
     );
 }
 

@@ -371,6 +371,16 @@ fn a_stream_larger_than_the_disk_fails_and_leaves_nothing_behind() {
     );
     assert!(!err.contains("(507 "), "{err}");
     listener.wait_stderr("transfer failed: ");
+    // It names the stream as the user knows it, and the rule that stopped it.
+    let said = listener.stderr();
+    assert!(
+        said.contains(&format!(
+            "transfer failed: {}: less than 4.00 MiB is free on its disk, where a stream (its \
+             size unknown) stops\n",
+            pair.inbox.join("big.stream").display()
+        )),
+        "{said}"
+    );
     assert!(
         poll_until(STEP, || names_in(&dest).is_empty()),
         "the stream's partial must go: {:?}",

@@ -242,7 +242,7 @@ fn write_with<'a>(parts: Parts<'a>, committer: fsutil::Committer<'a>) -> Result<
             done.fail(p.index, *status)?;
             if failed.len() < FAILED_LISTED {
                 failed.push(NotReceived {
-                    path: p.shown().into_owned(),
+                    path: p.path.clone(),
                     status: *status,
                     why: w
                         .why
@@ -615,12 +615,26 @@ impl<'a> Writer<'a> {
                     != (cur.written + pt.len() as u64) / STREAM_SPACE_CHECK)
             && fsutil::available_space(&p.parent).is_some_and(|free| free < STREAM_SPACE_CHECK)
         {
+            // (Its partial is removed: the final name is what the user knows.)
             return Err(Error::file(
-                cur.partial.path(),
-                std::io::Error::from(std::io::ErrorKind::StorageFull),
+                p.parent.join(p.file_name()),
+                std::io::Error::new(
+                    std::io::ErrorKind::StorageFull,
+                    format!(
+                        "less than {} is free on its disk, where a stream (its size unknown) \
+                         stops",
+                        crate::units::human_bytes(STREAM_SPACE_CHECK)
+                    ),
+                ),
             ));
         }
         if let Err(e) = cur.file.write_all(pt) {
+            if self.to_stdout && e.kind() == std::io::ErrorKind::BrokenPipe {
+                return Err(crate::error::TransferError::OutputClosed {
+                    name: p.shown().into_owned(),
+                }
+                .into());
+            }
             return Err(Error::file(cur.partial.path(), e));
         }
         match &mut cur.hashing {
