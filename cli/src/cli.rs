@@ -339,9 +339,9 @@ pub struct SendArgs {
     /// Send to a node met for the first time without asking to compare the verification code (for scripts)
     #[arg(long, short)]
     pub yes: bool,
-    /// The file name the receiver gets for standard input (`-`)
-    #[arg(long, value_name = "NAME", default_value = "stdin")]
-    pub name: String,
+    /// The name the receiver gets for standard input (`-`, default `stdin`), or for the one file or folder sent
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
     /// Print events as JSON, one object per line, on stdout (connected, offer, accepted, progress, file_done, transfer_done, error)
     #[arg(long)]
     pub json: bool,

@@ -476,7 +476,7 @@ fn send_config(mut a: SendArgs, s: &Settings) -> Result<(SendConfig, Vec<Receive
         find_timeout: seconds(a.timeout, "--timeout")?,
         discovery,
         retry: a.retry.map(|s| seconds(s, "--retry")).transpose()?,
-        stdin_name: a.name,
+        name: a.name,
         compress: a
             .compress
             .map(Into::into)

@@ -90,7 +90,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
         find_timeout: Duration::from_secs(1),
         discovery: Discovery::Off,
         retry: None,
-        stdin_name: "stdin".into(),
+        name: None,
         compress: Mode::Auto,
         // A script's choice: no one compares the codes here.
         first_contact: FirstContact::Yes,

@@ -130,8 +130,10 @@ pub struct SendConfig {
     pub discovery: Discovery,
     /// `--retry`: how long to keep trying after a transient failure.
     pub retry: Option<Duration>,
-    /// `--name`: what standard input is called on the receiver.
-    pub stdin_name: String,
+    /// `--name`: what standard input (`-`) is called on the receiver
+    /// (`stdin` without it), or, when no `-` is sent, the one file or
+    /// folder sent.
+    pub name: Option<String>,
     /// `--compress`.
     pub compress: crate::compress::Mode,
     /// What to do on first contact (`--yes`, setting `first-contact`).

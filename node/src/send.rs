@@ -207,14 +207,14 @@ impl Counting {
     async fn start(cfg: &SendConfig, events: &Events) -> Result<Counting> {
         let (files, name, exclude) = (
             cfg.files.clone(),
-            cfg.stdin_name.clone(),
+            cfg.name.clone(),
             cfg.exclude.clone(),
         );
         let events = events.here();
         let (checked, passed) = tokio::sync::oneshot::channel();
         let walking = tokio::task::spawn_blocking(move || {
             let started = Instant::now();
-            let listing = Listing::count(&files, &name, &exclude, &events, move || {
+            let listing = Listing::count(&files, name.as_deref(), &exclude, &events, move || {
                 let _ = checked.send(());
             })?;
             tracing::debug!(

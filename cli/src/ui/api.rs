@@ -282,7 +282,7 @@ pub(crate) async fn send(State(app): State<Arc<App>>, Json(req): Json<SendReques
         find_timeout: std::time::Duration::from_secs(5),
         discovery: app.around.discovery.clone(),
         retry: None,
-        stdin_name: "stdin".into(),
+        name: None,
         compress: s.compress.map_or(app.around.compress, Into::into),
         first_contact: FirstContact::Ask,
         localsend: localstream_node::config::LocalSendSend {

@@ -1653,3 +1653,42 @@ fn listen_stdout_refuses_a_text_and_several_files_saying_what_came() {
         .unwrap();
     assert!(got.is_empty(), "{}", text(&got));
 }
+
+/// `--name` names the one file or folder sent (without `-`); with several
+/// paths it is a usage error, not silently ignored.
+#[test]
+fn name_renames_the_one_file_or_folder_sent() {
+    let p = Pair::new();
+    let mut l = p.receiver.listen(&p.inbox, &["--yes"]);
+    let f = p.sender.file("out", "draft-7.pdf", b"final");
+    let out = common::run(p.sender.send_cmd(l.port, &[&f]).args(["--name", "report.pdf"]));
+    assert_sent_ok(&out, 1);
+    l.wait_received();
+    assert_content(&p.inbox.join("report.pdf"), b"final");
+    let inner = p.sender.file("photos", "a.jpg", b"jpeg");
+    let out = common::run(
+        p.sender
+            .send_cmd(l.port, &[inner.parent().unwrap()])
+            .args(["--name", "trip"]),
+    );
+    assert_sent_ok(&out, 1);
+    l.wait_received();
+    assert_content(&p.inbox.join("trip").join("a.jpg"), b"jpeg");
+    assert_eq!(names_in(&p.inbox), ["report.pdf", "trip"]);
+
+    let g = p.sender.file("out", "other.txt", b"other");
+    let out = common::run(p.sender.send_cmd(l.port, &[&f, &g]).args(["--name", "x"]));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stderr),
+        "localstream: --name x: it names standard input (`-`) or the one file or folder \
+         sent, and this send has 2 paths (rename them, or send them one by one)\n"
+    );
+    let out = common::run(p.sender.send_cmd(l.port, &[&f]).args(["--name", "a/b"]));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stderr),
+        "localstream: --name a/b: not a usable file name\n"
+    );
+    assert_eq!(names_in(&p.inbox), ["report.pdf", "trip"]);
+}

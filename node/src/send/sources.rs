@@ -94,6 +94,7 @@ pub(crate) fn sources(
     let spec = Spec {
         paths: paths.to_vec(),
         stdin_name: stdin_name.to_owned(),
+        rename: None,
         exclude: exclude.clone(),
     };
     check_stdin(&spec)?;
@@ -107,12 +108,60 @@ pub(crate) fn sources(
 }
 
 /// What the command line names: the paths, the name standard input goes
-/// under, what to leave out.
+/// under (or the one path, `rename`), what to leave out.
 #[derive(Debug)]
 struct Spec {
     paths: Vec<PathBuf>,
     stdin_name: String,
+    rename: Option<String>,
     exclude: Exclude,
+}
+
+/// The name standard input goes under when `--name` does not say.
+pub(crate) const STDIN_NAME: &str = "stdin";
+
+impl Spec {
+    /// `--name` (`name`) names standard input when it is sent, else the one
+    /// path given; it must be one usable file name.
+    fn new(paths: &[PathBuf], name: Option<&str>, exclude: &Exclude) -> Result<Spec> {
+        let stdin = paths.iter().any(|p| p.as_os_str() == STDIN);
+        if let Some(name) = name
+            && !stdin
+            && paths.len() != 1
+        {
+            return Err(Error::Usage(format!(
+                "--name {}: it names standard input (`-`) or the one file or folder sent, \
+                 and this send has {} paths (rename them, or send them one by one)",
+                escape_for_terminal(name),
+                paths.len()
+            )));
+        }
+        let spec = Spec {
+            paths: paths.to_vec(),
+            stdin_name: name.filter(|_| stdin).unwrap_or(STDIN_NAME).to_owned(),
+            rename: name.filter(|_| !stdin).map(str::to_owned),
+            exclude: exclude.clone(),
+        };
+        check_stdin(&spec)?;
+        if let Some(rename) = &spec.rename {
+            check_flag_name(rename)?;
+        }
+        Ok(spec)
+    }
+}
+
+/// `--name`'s value: one usable file name.
+fn check_flag_name(name: &str) -> Result<()> {
+    validate_wire_path(name)
+        .ok()
+        .filter(|components| components.len() == 1)
+        .map(|_| ())
+        .ok_or_else(|| {
+            Error::Usage(format!(
+                "--name {}: not a usable file name",
+                escape_for_terminal(name)
+            ))
+        })
 }
 
 /// Standard input at most once, under a usable name.
@@ -124,15 +173,7 @@ fn check_stdin(spec: &Spec) -> Result<()> {
         ));
     }
     if stdin_count == 1 {
-        validate_wire_path(&spec.stdin_name)
-            .ok()
-            .filter(|components| components.len() == 1)
-            .ok_or_else(|| {
-                Error::Usage(format!(
-                    "--name {}: not a usable file name",
-                    escape_for_terminal(&spec.stdin_name)
-                ))
-            })?;
+        check_flag_name(&spec.stdin_name)?;
     }
     Ok(())
 }
@@ -209,17 +250,12 @@ impl Listing {
     /// then reaches the receiver while the folders are walked).
     pub(crate) fn count(
         paths: &[PathBuf],
-        stdin_name: &str,
+        name: Option<&str>,
         exclude: &Exclude,
         events: &Events,
         checked: impl FnOnce(),
     ) -> Result<Listing> {
-        let spec = Arc::new(Spec {
-            paths: paths.to_vec(),
-            stdin_name: stdin_name.to_owned(),
-            exclude: exclude.clone(),
-        });
-        check_stdin(&spec)?;
+        let spec = Arc::new(Spec::new(paths, name, exclude)?);
         Listing::count_keeping(spec, events, PACKED_AT_MOST, checked)
     }
 
@@ -316,6 +352,7 @@ impl Listing {
             spec: Arc::new(Spec {
                 paths: vec![],
                 stdin_name: String::new(),
+                rename: None,
                 exclude: Exclude::default(),
             }),
             entries: 1,
@@ -897,7 +934,11 @@ impl Walk {
             });
         }
         let meta = std::fs::metadata(path).map_err(|e| Error::file(path, e))?;
-        let name = top_name(path)?;
+        // `--name` renames the one path sent.
+        let name = match &self.spec.rename {
+            Some(name) => name.clone(),
+            None => top_name(path)?,
+        };
         if meta.is_dir() {
             check_name(path, &name)?;
             // The folder itself, so that it exists even when empty.
@@ -1671,6 +1712,7 @@ mod tests {
         Arc::new(Spec {
             paths: paths.iter().map(|p| p.to_path_buf()).collect(),
             stdin_name: "stdin".into(),
+            rename: None,
             exclude: Exclude::default(),
         })
     }
