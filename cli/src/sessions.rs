@@ -37,7 +37,8 @@ pub fn line(s: &SessionRecord, tz: &TimeZone) -> String {
         human_bytes(s.bytes),
         outcome(s.outcome),
         took,
-        escape_for_terminal(&s.detail)
+        // In words, as on the terminal when it happened.
+        crate::hint::without_os_codes(&escape_for_terminal(&s.detail))
     );
     line.trim_end().to_owned()
 }
@@ -129,7 +130,7 @@ mod tests {
         let mut s = record(12, 14, Some(187_000));
         s.direction = Direction::Send;
         s.outcome = Outcome::Refused;
-        s.detail = "no\x1b[2J".into();
+        s.detail = "no\x1b[2J (os error 1)".into();
         s.resumed = 3 << 20;
         assert_eq!(
             line(&s, &tz),

@@ -205,11 +205,7 @@ impl Counting {
     /// a while), and returns once the command-line paths passed: a mistake
     /// there is an error before anything touches the network.
     async fn start(cfg: &SendConfig, events: &Events) -> Result<Counting> {
-        let (files, name, exclude) = (
-            cfg.files.clone(),
-            cfg.name.clone(),
-            cfg.exclude.clone(),
-        );
+        let (files, name, exclude) = (cfg.files.clone(), cfg.name.clone(), cfg.exclude.clone());
         let events = events.here();
         let (checked, passed) = tokio::sync::oneshot::channel();
         let walking = tokio::task::spawn_blocking(move || {

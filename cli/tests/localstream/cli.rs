@@ -1661,7 +1661,11 @@ fn name_renames_the_one_file_or_folder_sent() {
     let p = Pair::new();
     let mut l = p.receiver.listen(&p.inbox, &["--yes"]);
     let f = p.sender.file("out", "draft-7.pdf", b"final");
-    let out = common::run(p.sender.send_cmd(l.port, &[&f]).args(["--name", "report.pdf"]));
+    let out = common::run(
+        p.sender
+            .send_cmd(l.port, &[&f])
+            .args(["--name", "report.pdf"]),
+    );
     assert_sent_ok(&out, 1);
     l.wait_received();
     assert_content(&p.inbox.join("report.pdf"), b"final");
