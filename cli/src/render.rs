@@ -882,7 +882,11 @@ fn failed_lines(d: &TransferDone, who: &str) -> Vec<String> {
         ));
     }
     if lines.is_empty() && !d.ok {
-        lines.push(format!("not every file from {who} arrived"));
+        lines.push(if d.files == 0 {
+            format!("nothing from {who} arrived")
+        } else {
+            format!("not every file from {who} arrived")
+        });
     }
     lines
 }
@@ -1202,6 +1206,11 @@ mod tests {
             failed_lines(&done(false, 0, 0), "h1"),
             ["not every file from h1 arrived"]
         );
+        let nothing = TransferDone {
+            files: 0,
+            ..done(false, 0, 0)
+        };
+        assert_eq!(failed_lines(&nothing, "h1"), ["nothing from h1 arrived"]);
     }
 
     #[test]
