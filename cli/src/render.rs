@@ -1049,6 +1049,12 @@ pub fn notice_text(n: &Notice) -> Option<String> {
             human_bytes(*size),
             human_bytes(*read)
         ),
+        Notice::Grew { path, size } => format!(
+            "{}: it grew while it was sent: what it had when counted ({}) went, the rest did \
+             not; send it again for all of it",
+            shown(path),
+            human_bytes(*size)
+        ),
         Notice::NotDelivered { path, status } => {
             format!("{}: not delivered: {}", shown(path), status.description())
         }

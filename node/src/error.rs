@@ -384,7 +384,7 @@ pub enum TransferError {
     /// Everything offered arrived verified, but paths inside the folders
     /// sent could not be read and were left out (each was reported with
     /// [`crate::event::Event::Skipped`]).
-    #[error("{}", skipped_paths(*sent, *skipped, *names, *changed))]
+    #[error("{}", skipped_paths(*sent, (*skipped, *names, *changed), *grown))]
     Unreadable {
         /// Files that arrived (folders not counted).
         sent: usize,
@@ -396,6 +396,10 @@ pub enum TransferError {
         /// or more than the receiver accepted (each was reported with
         /// [`crate::event::Event::Skipped`]).
         changed: usize,
+        /// Files that grew while they were sent: only what they had when
+        /// they were counted went (each was reported with
+        /// [`crate::event::Notice::Grew`]).
+        grown: usize,
     },
     /// Everything was sent, but the receiver's verdict never came.
     #[error(
@@ -608,7 +612,11 @@ fn not_found(
 }
 
 /// `sent 4 files; skipped 1 unreadable and 2 whose names cannot be sent`.
-fn skipped_paths(sent: usize, unreadable: usize, names: usize, changed: usize) -> String {
+fn skipped_paths(
+    sent: usize,
+    (unreadable, names, changed): (usize, usize, usize),
+    grown: usize,
+) -> String {
     let files = if sent == 1 { "file" } else { "files" };
     let mut why = Vec::new();
     if unreadable > 0 {
@@ -627,7 +635,18 @@ fn skipped_paths(sent: usize, unreadable: usize, names: usize, changed: usize) -
             "{changed} that appeared or vanished after the count"
         ));
     }
-    format!("sent {sent} {files}; skipped {}", why.join(" and "))
+    let mut line = format!("sent {sent} {files}");
+    if !why.is_empty() {
+        line.push_str(&format!("; skipped {}", why.join(" and ")));
+    }
+    if grown > 0 {
+        line.push_str(&format!(
+            "; {grown} grew while {} sent: only what {} when counted went",
+            if grown == 1 { "it was" } else { "they were" },
+            if grown == 1 { "it had" } else { "they had" }
+        ));
+    }
+    line
 }
 
 /// A refusal's message as shown (its status's description when it has none).

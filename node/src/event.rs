@@ -610,6 +610,14 @@ pub enum Notice {
         /// Its size when it was offered.
         size: u64,
     },
+    /// A file offered grew while it was sent: what it had when counted
+    /// went (and arrives verified), the rest did not.
+    Grew {
+        /// Which (as given locally).
+        path: PathBuf,
+        /// Its size when it was counted: what went.
+        size: u64,
+    },
     /// A file did not arrive verified.
     NotDelivered {
         /// Which (as given locally).

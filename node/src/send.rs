@@ -142,6 +142,9 @@ pub struct Sent {
     pub offered: usize,
     /// Bytes sent.
     pub bytes: u64,
+    /// Files that grew while they were sent (what they had when counted
+    /// went).
+    pub grown: usize,
 }
 
 mod connect;

@@ -329,6 +329,9 @@ pub struct Tally {
     /// The file in progress (wire path), and (receiver) the bytes its
     /// partial holds; the name's buffer is kept between files.
     current: std::sync::Mutex<Current>,
+    /// Files that grew while they were sent (sender): only what they had
+    /// when counted went.
+    pub(crate) grown: std::sync::atomic::AtomicUsize,
     /// Files the sender's user was told about already as they ended short
     /// (unreadable, shrunk): their failure needs no second line.
     told: std::sync::Mutex<std::collections::HashSet<std::path::PathBuf>>,

@@ -599,3 +599,58 @@ fn a_file_that_shrinks_while_it_is_sent_fails_alone_and_both_sides_say_why() {
     assert_eq!(names_in(&p.inbox), ["after.txt"]);
     assert_content(&p.inbox.join("after.txt"), b"after");
 }
+
+/// A file that grows while it is sent: what it had when counted goes and
+/// arrives verified, and the sender says the rest did not (exit status 1,
+/// as `tar` does for a file that changed as it was read).
+#[test]
+fn a_file_that_grows_while_it_is_sent_says_so_and_what_it_had_arrives() {
+    let p = Pair::new();
+    let content = random_bytes(92, 48 * MIB);
+    let log = p.sender.file("out", "app.log", &content);
+    let mut l = p.receiver.listen(&p.inbox, &["--yes", "--once"]);
+    let valve = common::Valve::start(l.port, 3 * MIB / 2);
+    let sender = p
+        .sender
+        .send_cmd(valve.port, &[&log])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let partial = || {
+        names_in(&p.inbox)
+            .iter()
+            .filter(|n| n.ends_with(PARTIAL))
+            .filter_map(|n| std::fs::metadata(p.inbox.join(n)).ok())
+            .any(|m| m.len() >= MIB as u64)
+    };
+    if !poll_until(STEP, partial) {
+        l.fail("the first record was not written");
+    }
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::options().append(true).open(&log).unwrap();
+        f.write_all(b"one more line\n").unwrap();
+    }
+    valve.open();
+    let out = sender.wait_with_output().unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "{}: it grew while it was sent: what it had when counted (48.00 MiB) went, the rest \
+             did not; send it again for all of it\n",
+            log.display()
+        )),
+        "{err}"
+    );
+    assert!(
+        err.ends_with(
+            "localstream: sent 1 file; 1 grew while it was sent: only what it had when counted \
+             went (see above)\n"
+        ),
+        "{err}"
+    );
+    assert_eq!(l.wait_exit(), Some(0), "{}", l.stderr());
+    assert_content(&p.inbox.join("app.log"), &content);
+}

@@ -142,6 +142,7 @@ pub(crate) async fn run(cx: &Context, job: &Job) -> Result<Sent> {
             delivered: files.len(),
             offered: files.len(),
             bytes: total,
+            grown: 0,
         }),
         // A receiver that keeps texts as files (LocalSend answers 204 and shows it).
         (Some(answer), Payload::Text(text)) => {
@@ -441,6 +442,7 @@ async fn upload_text(
             delivered: 1,
             offered: 1,
             bytes: text.len() as u64,
+            grown: 0,
         });
     };
     let path = format!(
@@ -481,6 +483,7 @@ async fn upload_text(
         delivered: 1,
         offered: 1,
         bytes: text.len() as u64,
+        grown: 0,
     })
 }
 
@@ -509,6 +512,7 @@ async fn upload_all(
         delivered: 0,
         offered: files.len(),
         bytes: 0,
+        grown: 0,
     };
     for (f, s) in files.iter().zip(sources) {
         let Some(token) = answer.files.get(&f.id).and_then(|t| t.as_str()) else {

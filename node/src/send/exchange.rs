@@ -613,6 +613,7 @@ fn report(
             delivered: sum.files,
             offered: sum.offered_files,
             bytes: sum.bytes,
+            grown: tally.grown.load(std::sync::atomic::Ordering::Relaxed),
         })
     } else {
         // In files, as the user counts them (a folder counts only when it

@@ -37,6 +37,7 @@ impl Listed {
             skipped: self.unreadable,
             names: self.names,
             changed: 0,
+            grown: 0,
         }))
     }
 }
@@ -443,7 +444,7 @@ impl Listing {
     /// be read, their names cannot be sent, or they changed after the count.
     pub(crate) fn verdict(&self, sent: Sent) -> Result<Sent> {
         let changed = self.changed.load(Ordering::Relaxed);
-        if self.unreadable == 0 && self.names == 0 && changed == 0 {
+        if self.unreadable == 0 && self.names == 0 && changed == 0 && sent.grown == 0 {
             return Ok(sent);
         }
         Err(Error::Transfer(TransferError::Unreadable {
@@ -451,6 +452,7 @@ impl Listing {
             skipped: self.unreadable,
             names: self.names,
             changed,
+            grown: sent.grown,
         }))
     }
 }
@@ -1333,6 +1335,7 @@ mod tests {
             delivered: 0,
             offered: 0,
             bytes: 0,
+            grown: 0,
         }
     }
 
@@ -1690,6 +1693,7 @@ mod tests {
             delivered: files,
             offered: files,
             bytes: 0,
+            grown: 0,
         };
         let err = listing.verdict(delivered).unwrap_err();
         assert_eq!(

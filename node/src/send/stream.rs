@@ -386,10 +386,13 @@ struct Ahead {
     index: u32,
     read: std::io::Result<std::ops::Range<usize>>,
     hash: [u8; 32],
+    /// It had more than its offered size when it was read.
+    grew: bool,
 }
 
-/// A file read ahead: its bytes (or why they could not be read) and their hash.
-type Prefetched<'a> = (std::io::Result<&'a [u8]>, [u8; 32]);
+/// A file read ahead: its bytes (or why they could not be read), their
+/// hash, and whether it had grown.
+type Prefetched<'a> = (std::io::Result<&'a [u8]>, [u8; 32], bool);
 
 impl ReadAhead {
     /// Reads the run of small files (whole, from a path) that goes next, if
@@ -414,10 +417,12 @@ impl ReadAhead {
                 break;
             }
             let from = self.bytes.len();
-            conn::set_len(&mut self.bytes, from + size as usize);
+            // One byte more than offered: a file that grew fills it.
+            conn::set_len(&mut self.bytes, from + size as usize + 1);
             let read = File::open(&src.path)
-                .and_then(|mut file| read_full(&mut file, &mut self.bytes[from..]))
-                .map(|got| from..from + got);
+                .and_then(|mut file| read_sized(&mut file, &mut self.bytes[from..]));
+            let grew = matches!(read, Ok((_, true)));
+            let read = read.map(|(got, _)| from..from + got);
             // What was not read is not kept.
             self.bytes
                 .truncate(read.as_ref().map_or(from, |range| range.end));
@@ -425,6 +430,7 @@ impl ReadAhead {
                 index,
                 read,
                 hash: [0; 32],
+                grew,
             });
         }
         let inputs: Vec<&[u8]> = self
@@ -450,7 +456,7 @@ impl ReadAhead {
             Ok(range) => Ok(&self.bytes[range]),
             Err(e) => Err(e),
         };
-        Some((read, f.hash))
+        Some((read, f.hash, f.grew))
     }
 }
 
@@ -478,9 +484,9 @@ fn produce_file(
     progress.start_file(&src.name, sending.remaining().unwrap_or(0));
     let (mut hasher, known) = match content {
         Content::Open(hasher) => (Some(hasher), None),
-        Content::Read((read, hash)) => (None, Some((read, hash))),
+        Content::Read((read, hash, grew)) => (None, Some((read, hash, grew))),
     };
-    let mut file: Box<dyn Read + '_> = if let Some((read, _)) = &known {
+    let mut file: Box<dyn Read + '_> = if let Some((read, _, _)) = &known {
         match read {
             Ok(bytes) => Box::new(*bytes),
             Err(e) => {
@@ -540,12 +546,30 @@ fn produce_file(
         tally.bytes.fetch_add(got as u64, Relaxed);
     }
     let sent = sending.position();
+    // Its offered size went whole: had it grown? (Read ahead, it said so;
+    // else one more byte is asked for.)
+    if sending.remaining() == Some(0) && !src.is_stream() && src.text.is_none() {
+        let grew = match &known {
+            Some((read, _, grew)) => read.is_ok() && *grew,
+            None => {
+                let mut more = [0u8; 1];
+                matches!(file.read(&mut more), Ok(n) if n > 0)
+            }
+        };
+        if grew {
+            tally.grown.fetch_add(1, Relaxed);
+            progress.notice(Notice::Grew {
+                path: src.path.clone(),
+                size: src.size,
+            });
+        }
+    }
     let mut body = vec![];
     let hash = match (hasher, known) {
         (Some(hasher), _) => *hasher.finalize().as_bytes(),
         // What was read ahead, and hashed then (when it could not be read,
         // the hash of nothing, as for a file that could not be opened).
-        (None, Some((Ok(_), hash))) => hash,
+        (None, Some((Ok(_), hash, _))) => hash,
         (None, _) => *blake3::hash(&[]).as_bytes(),
     };
     let streaming = sending.end(hash, &mut body);
@@ -589,6 +613,29 @@ fn stdin_file() -> std::io::Result<File> {
     Ok(File::from(
         std::io::stdin().as_handle().try_clone_to_owned()?,
     ))
+}
+
+/// Reads a regular file of (offered) size `buf.len() - 1` into `buf`:
+/// the bytes read (at most that size), and whether the file had more. A
+/// read that returns fewer bytes than asked for is the file's end, so this
+/// takes no more calls than reading the size alone.
+fn read_sized(file: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<(usize, bool)> {
+    let size = buf.len() - 1;
+    let mut got = 0;
+    loop {
+        match file.read(&mut buf[got..]) {
+            Ok(0) => return Ok((got, false)),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+        if got > size {
+            return Ok((size, true));
+        }
+        if got == size {
+            return Ok((got, false));
+        }
+    }
 }
 
 /// Reads until `buf` is full or the file ends.
@@ -655,11 +702,12 @@ mod tests {
         let mut ahead = ReadAhead::default();
         ahead.fill(upcoming(None), &sources);
         for (i, bytes) in contents.iter().enumerate() {
-            let (read, hash) = ahead.take(i as u32).unwrap();
+            let (read, hash, grew) = ahead.take(i as u32).unwrap();
+            assert!(!grew, "file {i}");
             assert_eq!(read.unwrap(), bytes.as_slice(), "file {i}");
             assert_eq!(&hash, blake3::hash(bytes).as_bytes(), "file {i}");
         }
-        let (read, _) = ahead.take(5).unwrap();
+        let (read, _, _) = ahead.take(5).unwrap();
         assert_eq!(read.unwrap_err().kind(), std::io::ErrorKind::NotFound);
         // The run ended at the large file.
         assert!(ahead.take(6).is_none());
@@ -671,11 +719,59 @@ mod tests {
         assert!(ahead.take(1).is_none());
         assert!(ahead.files.is_empty());
 
-        // A file that grew since it was listed: only its offered size is read.
+        // A file that grew since it was listed: only its offered size is
+        // read, and it says it grew.
         std::fs::write(dir.path().join("after"), b"after, longer").unwrap();
         ahead.fill(std::iter::once((7, 0, Some(5))), &sources);
-        let (read, hash) = ahead.take(7).unwrap();
+        let (read, hash, grew) = ahead.take(7).unwrap();
         assert_eq!(read.unwrap(), b"after");
         assert_eq!(&hash, blake3::hash(b"after").as_bytes());
+        assert!(grew);
+        // One that shrank: what it has, not grown.
+        std::fs::write(dir.path().join("after"), b"aft").unwrap();
+        ahead.fill(std::iter::once((7, 0, Some(5))), &sources);
+        let (read, _, grew) = ahead.take(7).unwrap();
+        assert_eq!((read.unwrap(), grew), (&b"aft"[..], false));
+    }
+
+    /// A reader that hands out at most `step` bytes per call, counting calls.
+    struct Trickle<'a> {
+        data: &'a [u8],
+        step: usize,
+        calls: usize,
+    }
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            self.calls += 1;
+            let n = buf.len().min(self.step).min(self.data.len());
+            buf[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn read_sized_tells_a_grown_file_without_an_extra_call() {
+        let read = |data: &[u8], size: usize, step: usize| {
+            let mut r = Trickle {
+                data,
+                step,
+                calls: 0,
+            };
+            let mut buf = vec![0u8; size + 1];
+            let (got, grew) = read_sized(&mut r, &mut buf).unwrap();
+            (buf[..got].to_vec(), grew, r.calls)
+        };
+        // Exactly its size: one call, as reading the size alone would take.
+        assert_eq!(read(b"hello", 5, 64), (b"hello".to_vec(), false, 1));
+        assert_eq!(read(b"", 0, 64), (vec![], false, 1));
+        // More: only the size is kept, and it says so.
+        assert_eq!(read(b"hello!", 5, 64), (b"hello".to_vec(), true, 1));
+        assert_eq!(read(b"x", 0, 64), (vec![], true, 1));
+        // Less: what there is, up to the end.
+        assert_eq!(read(b"hel", 5, 64), (b"hel".to_vec(), false, 2));
+        // Short reads go on until the size.
+        assert_eq!(read(b"hello!", 5, 2), (b"hello".to_vec(), true, 3));
     }
 }
