@@ -1173,7 +1173,13 @@ impl Progress {
     }
 
     /// A file is done: sent, or saved under `path`.
-    pub fn file_done(&self, name: &str, size: u64, path: Option<&std::path::Path>) {
+    /// `name` is asked for only when someone listens for the event.
+    pub fn file_done<N: Into<String>>(
+        &self,
+        name: impl FnOnce() -> N,
+        size: u64,
+        path: Option<&std::path::Path>,
+    ) {
         let probe = Event::FileDone {
             side: self.side,
             name: String::new(),
@@ -1183,7 +1189,7 @@ impl Progress {
         if self.inner.is_some() && self.events.wanted(&probe) {
             self.events.emit(Event::FileDone {
                 side: self.side,
-                name: name.to_owned(),
+                name: name().into(),
                 size,
                 path: path.map(std::path::Path::to_path_buf),
             });
@@ -1241,9 +1247,9 @@ mod tests {
         let mut picky = events.subscribe_where(|e| !matches!(e, Event::FileDone { .. }));
         let mut all = [all_before, events.subscribe()];
         let p = Progress::new(&events, Side::Receive, 1);
-        p.file_done("a", 1, None);
+        p.file_done(|| "a", 1, None);
         events.notice(Notice::Stopping);
-        p.file_done("b", 1, Some(std::path::Path::new("/in/b")));
+        p.file_done(|| "b", 1, Some(std::path::Path::new("/in/b")));
         let kinds = |rx: &mut EventStream| -> Vec<String> {
             std::iter::from_fn(|| rx.try_next())
                 .map(|e| match e.event {
@@ -1261,7 +1267,7 @@ mod tests {
         assert_eq!(kinds(&mut picky), ["Notice(Stopping)"]);
         // Only a picky subscriber left: nothing it does not want is queued.
         drop(all);
-        p.file_done("c", 1, None);
+        p.file_done(|| "c", 1, None);
         assert!(picky.try_next().is_none());
     }
 

@@ -184,13 +184,13 @@ pub fn system_time(t: Mtime) -> Option<SystemTime> {
 
 /// Gives `file` the offered modification time (and the same access time);
 /// a failure is only logged: the data is what matters.
-pub fn set_mtime(file: &File, t: Mtime, shown: &str) {
+pub fn set_mtime<S: std::fmt::Display>(file: &File, t: Mtime, shown: impl FnOnce() -> S) {
     let Some(t) = system_time(t) else {
         return;
     };
     let times = std::fs::FileTimes::new().set_modified(t).set_accessed(t);
     if let Err(e) = file.set_times(times) {
-        tracing::warn!(file = %shown, error = %e, "cannot set the modification time");
+        tracing::warn!(file = %shown(), error = %e, "cannot set the modification time");
     }
 }
 

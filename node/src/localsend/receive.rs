@@ -677,7 +677,7 @@ pub(crate) async fn upload(
         Ok(path) => {
             session
                 .progress
-                .file_done(&info.file_name, info.size, Some(&path));
+                .file_done(|| info.file_name.as_str(), info.size, Some(&path));
             (FileState::Saved(path), StatusCode::OK.into_response())
         }
         Err((code, why)) => {

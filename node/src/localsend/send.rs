@@ -558,7 +558,7 @@ async fn upload_all(
             }
             .into());
         }
-        progress.file_done(&f.file_name, f.size, None);
+        progress.file_done(|| f.file_name.as_str(), f.size, None);
         sent.delivered += 1;
         sent.bytes += f.size;
     }

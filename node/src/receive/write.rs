@@ -493,18 +493,24 @@ impl<'a> Writer<'a> {
     /// Opens the partial file for the file at `index` in the offer, the
     /// next one the machine follows.
     fn open_next(&mut self, index: u32) -> Result<Current> {
-        let idx = planned(self.plan, index)?;
-        debug_assert_eq!(
-            idx,
-            self.results.len() + self.pending.len(),
-            "files end in offer order"
-        );
+        // Files end in offer order: the next one is the plan's next entry.
+        let next = self.results.len() + self.pending.len();
+        let idx = match self.plan.get(next) {
+            Some(p) if p.index == index => next,
+            _ => planned(self.plan, index)?,
+        };
+        debug_assert_eq!(idx, next, "files end in offer order");
         let p = &self.plan[idx];
         // The small files before a large one must not wait for it.
         if !fsutil::CommitGroup::wants(p.size) {
             self.commit_group();
         }
-        let cur = match self.held.remove(&index) {
+        let held = if self.held.is_empty() {
+            None
+        } else {
+            self.held.remove(&index)
+        };
+        let cur = match held {
             Some(Held {
                 partial,
                 hasher,
@@ -735,14 +741,14 @@ impl<'a> Writer<'a> {
             return;
         }
         if let Some(t) = p.mtime {
-            fsutil::collision::set_mtime(&file, t, &p.shown());
+            fsutil::collision::set_mtime(&file, t, || p.shown());
         }
         if copy {
             // The same bytes were here already: nothing to write or move.
             debug!(file = %p.shown(), "identical to the file here: kept");
             let path = partial.path().to_owned();
             if let Some(bar) = self.progress {
-                bar.file_done(&p.shown(), p.size, Some(&path));
+                bar.file_done(|| p.shown(), p.size, Some(&path));
             }
             self.results.push(Ok(Some(path)));
             return;
@@ -758,7 +764,7 @@ impl<'a> Writer<'a> {
             match commit_one(partial, file, p) {
                 Ok(path) => {
                     if let Some(bar) = self.progress {
-                        bar.file_done(&p.shown(), p.size, Some(&path));
+                        bar.file_done(|| p.shown(), p.size, Some(&path));
                     }
                     self.results.push(Ok(Some(path)));
                 }
@@ -865,7 +871,7 @@ impl<'a> Writer<'a> {
                 Ok(path) => {
                     debug!(file = %p.shown(), path = %path.display(), "saved");
                     if let Some(bar) = self.progress {
-                        bar.file_done(&p.shown(), p.size, Some(&path));
+                        bar.file_done(|| p.shown(), p.size, Some(&path));
                     }
                     Ok(Some(path))
                 }

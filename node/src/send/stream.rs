@@ -575,7 +575,7 @@ fn produce_file(
     let streaming = sending.end(hash, &mut body);
     out.message(sealer, RecordType::FileEnd, &body)?;
     tally.files.fetch_add(1, Relaxed);
-    progress.file_done(&src.name, sent, None);
+    progress.file_done(|| src.name.as_str(), sent, None);
     Ok(streaming)
 }
 
