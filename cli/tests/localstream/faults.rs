@@ -521,21 +521,19 @@ fn failures(l: &Listener) -> usize {
     said.matches("transfer failed").count() + said.matches("; it resumes when ").count()
 }
 
-/// A file that shrinks while it is sent ends short and fails alone: the
-/// sender says so once, in words (not also as a status), the receiver says
-/// what arrived and discards it, and the next file arrives.
-#[test]
-fn a_file_that_shrinks_while_it_is_sent_fails_alone_and_both_sides_say_why() {
-    let p = Pair::new();
-    let big = p.sender.file("out", "big.bin", &random_bytes(91, 48 * MIB));
-    let after = p.sender.file("out", "after.txt", b"after");
+/// A `listen --yes --once` and a send of `files` to it through a valve:
+/// the first 1.5 MiB pass, then the sender blocks on a full socket, far from
+/// the end of its first (large) file, until the valve opens. Returns once
+/// the receiver holds at least 1 MiB of it.
+fn held_mid_file<P: AsRef<std::path::Path>>(
+    p: &Pair,
+    files: &[P],
+) -> (Listener, std::process::Child, common::Valve) {
     let mut l = p.receiver.listen(&p.inbox, &["--yes", "--once"]);
-    // The first 1.5 MiB pass; the sender then blocks on a full socket, far
-    // from the end of the file, until the valve opens.
     let valve = common::Valve::start(l.port, 3 * MIB / 2);
     let sender = p
         .sender
-        .send_cmd(valve.port, &[&big, &after])
+        .send_cmd(valve.port, files)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -550,6 +548,18 @@ fn a_file_that_shrinks_while_it_is_sent_fails_alone_and_both_sides_say_why() {
     if !poll_until(STEP, partial) {
         l.fail("the first record was not written");
     }
+    (l, sender, valve)
+}
+
+/// A file that shrinks while it is sent ends short and fails alone: the
+/// sender says so once, in words (not also as a status), the receiver says
+/// what arrived and discards it, and the next file arrives.
+#[test]
+fn a_file_that_shrinks_while_it_is_sent_fails_alone_and_both_sides_say_why() {
+    let p = Pair::new();
+    let big = p.sender.file("out", "big.bin", &random_bytes(91, 48 * MIB));
+    let after = p.sender.file("out", "after.txt", b"after");
+    let (mut l, sender, valve) = held_mid_file(&p, &[&big, &after]);
     std::fs::File::options()
         .write(true)
         .open(&big)
@@ -608,25 +618,7 @@ fn a_file_that_grows_while_it_is_sent_says_so_and_what_it_had_arrives() {
     let p = Pair::new();
     let content = random_bytes(92, 48 * MIB);
     let log = p.sender.file("out", "app.log", &content);
-    let mut l = p.receiver.listen(&p.inbox, &["--yes", "--once"]);
-    let valve = common::Valve::start(l.port, 3 * MIB / 2);
-    let sender = p
-        .sender
-        .send_cmd(valve.port, &[&log])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let partial = || {
-        names_in(&p.inbox)
-            .iter()
-            .filter(|n| n.ends_with(PARTIAL))
-            .filter_map(|n| std::fs::metadata(p.inbox.join(n)).ok())
-            .any(|m| m.len() >= MIB as u64)
-    };
-    if !poll_until(STEP, partial) {
-        l.fail("the first record was not written");
-    }
+    let (mut l, sender, valve) = held_mid_file(&p, &[&log]);
     {
         use std::io::Write;
         let mut f = std::fs::File::options().append(true).open(&log).unwrap();
