@@ -74,6 +74,9 @@ pub struct FailedFile {
     /// The receiver's status for it.
     #[serde(serialize_with = "crate::label::status_code")]
     pub status: Status,
+    /// What happened to it, in words (receiver).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub why: Option<String>,
 }
 
 /// What the node reports, in the order it happens.
@@ -424,7 +427,8 @@ pub struct TransferDone {
     pub resumed: u64,
     /// Seconds from the answer to the verdict.
     pub seconds: f64,
-    /// What did not arrive (sender; the first 1000).
+    /// What did not arrive (the first 1000; on the receiver, the first 100
+    /// of each batch of a large send).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failed: Option<Vec<FailedFile>>,
     /// Where the files were saved (receiver; the first 1000: `files` counts

@@ -1471,6 +1471,9 @@ struct Sum {
     saved: Vec<PathBuf>,
     /// The text message, when the transfer was one.
     text: Option<String>,
+    /// The files that did not arrive, and why (the first
+    /// [`MAX_SAVED_LISTED`]).
+    not_received: Vec<crate::event::FailedFile>,
 }
 
 /// One batch's end: its Status to the sender, its figures added to `sum`.
@@ -1490,6 +1493,13 @@ async fn finish_batch<W: tokio::io::AsyncWrite + Unpin>(
         ..
     } = written;
     for f in listed {
+        if sum.not_received.len() < MAX_SAVED_LISTED {
+            sum.not_received.push(crate::event::FailedFile {
+                name: f.path.clone(),
+                status: f.status,
+                why: Some(f.why.clone()),
+            });
+        }
         events.notice(Notice::NotReceived {
             path: f.path,
             why: f.why,
@@ -1585,7 +1595,7 @@ async fn finish<W: tokio::io::AsyncWrite + Unpin>(
             bytes,
             resumed: sum.resumed,
             seconds: started.elapsed().as_secs_f64(),
-            failed: None,
+            failed: Some(sum.not_received),
             saved: sum.saved.clone(),
             wire: sum.wire.map(|w| (sum.data_bytes, w)),
             discarded: sum.unverified,

@@ -228,30 +228,64 @@ fn more_data_than_announced_is_fatal_and_leaves_nothing() {
     honest_transfer_works(listener.port, &inbox, "after.txt");
 }
 
+/// Offers hash.txt (5 B, its hash forged), short.txt (5 B offered, 3 sent,
+/// as when a file shrinks while it is sent) and good.txt (honest), and
+/// returns the receiver's Status.
+fn send_forged(port: u16) -> FinalStatus {
+    runtime().block_on(async {
+        let mut evil = Evil::connect(port).await;
+        let answer = evil
+            .offer(&[("hash.txt", 5), ("short.txt", 5), ("good.txt", 2)])
+            .await;
+        assert_eq!(answer.status, Status::Ok);
+        evil.send(RecordType::Data, b"hello").await;
+        evil.file_end(0, 5, [0u8; 32]).await;
+        evil.send(RecordType::Data, b"hel").await;
+        evil.file_end(1, 3, *blake3::hash(b"hel").as_bytes()).await;
+        evil.send(RecordType::Data, b"ok").await;
+        evil.file_end(2, 2, *blake3::hash(b"ok").as_bytes()).await;
+        evil.transfer_end(3, 10).await;
+        evil.next().await.unwrap()
+    })
+}
+
+/// With `--json`, the listener's `transfer_done` lists each file that did
+/// not arrive: its name, status number and, in words, why.
+#[test]
+fn the_listeners_json_lists_what_did_not_arrive_and_why() {
+    let receiver = Node::new(Role::Receiver);
+    let inbox = receiver.dir("inbox");
+    let mut listener = receiver.listen(&inbox, &["--yes", "--json"]);
+    let status = send_forged(listener.port);
+    assert_eq!(status.status, Status::HashMismatch);
+    let line = listener.wait_line(|l| l.starts_with(r#"{"event":"transfer_done""#));
+    let done: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(done["ok"], false, "{line}");
+    assert_eq!(
+        (done["files"].as_u64(), done["offered"].as_u64()),
+        (Some(1), Some(3)),
+        "{line}"
+    );
+    assert_eq!(
+        done["failed"],
+        serde_json::json!([
+            {"name": "hash.txt", "status": 460,
+             "why": "it failed verification: its content is not what the sender hashed: discarded"},
+            {"name": "short.txt", "status": 461,
+             "why": "it failed verification: 3 B of the 5 B offered arrived (it changed on the \
+                     sender while it was sent?): discarded"},
+        ]),
+        "{line}"
+    );
+    assert_eq!(names_in(&inbox), vec!["good.txt".to_string()]);
+}
+
 #[test]
 fn forged_hash_or_size_is_reported_and_the_file_discarded() {
     let receiver = Node::new(Role::Receiver);
     let inbox = receiver.dir("inbox");
     let listener = receiver.listen(&inbox, &["--yes"]);
-    let rt = runtime();
-    let status = rt.block_on(async {
-        let mut evil = Evil::connect(listener.port).await;
-        let answer = evil
-            .offer(&[("hash.txt", 5), ("short.txt", 5), ("good.txt", 2)])
-            .await;
-        assert_eq!(answer.status, Status::Ok);
-        // hash.txt: right size, wrong hash.
-        evil.send(RecordType::Data, b"hello").await;
-        evil.file_end(0, 5, [0u8; 32]).await;
-        // short.txt: ends early (as when a file shrinks while it is sent).
-        evil.send(RecordType::Data, b"hel").await;
-        evil.file_end(1, 3, *blake3::hash(b"hel").as_bytes()).await;
-        // good.txt: honest.
-        evil.send(RecordType::Data, b"ok").await;
-        evil.file_end(2, 2, *blake3::hash(b"ok").as_bytes()).await;
-        evil.transfer_end(3, 10).await;
-        evil.next().await.unwrap()
-    });
+    let status = send_forged(listener.port);
     assert_eq!(
         status.files,
         vec![Status::HashMismatch, Status::SizeMismatch, Status::Ok]

@@ -566,6 +566,7 @@ impl Sum {
                 self.failed.push(FailedFile {
                     name: s.name.clone(),
                     status: *st,
+                    why: None,
                 });
             }
         }
