@@ -472,3 +472,135 @@ fn a_tree_is_offered_as_files_and_folders_and_counted_alike_on_both_sides() {
     }
     common::assert_content(&p.inbox.join("loose.txt"), b"loose");
 }
+
+/// A folder in the inbox that refuses new files (read-only for this user;
+/// immutable for root), made so until dropped.
+#[cfg(unix)]
+struct Refusing<'a>(&'a Path);
+
+#[cfg(unix)]
+impl<'a> Refusing<'a> {
+    /// Makes `dir` refuse new files, or says why it cannot be done here.
+    fn make(dir: &'a Path) -> Result<Self, String> {
+        use std::os::unix::fs::PermissionsExt;
+        let refusing = Refusing(dir);
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o555)).unwrap();
+        if refusing.takes_files() {
+            // Root: permissions do not apply; the immutable attribute does.
+            let out = std::process::Command::new("chattr")
+                .arg("+i")
+                .arg(dir)
+                .output()
+                .map_err(|e| format!("chattr: {e}"))?;
+            if !out.status.success() || refusing.takes_files() {
+                return Err(format!(
+                    "neither permissions nor chattr +i stop new files in {}: {}",
+                    dir.display(),
+                    text(&out.stderr).trim()
+                ));
+            }
+        }
+        Ok(refusing)
+    }
+
+    fn takes_files(&self) -> bool {
+        let probe = self.0.join("probe");
+        let made = std::fs::write(&probe, b"").is_ok();
+        let _ = std::fs::remove_file(probe);
+        made
+    }
+}
+
+#[cfg(unix)]
+impl Drop for Refusing<'_> {
+    fn drop(&mut self) {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::process::Command::new("chattr")
+            .arg("-i")
+            .arg(self.0)
+            .output();
+        let _ = std::fs::set_permissions(self.0, std::fs::Permissions::from_mode(0o755));
+    }
+}
+
+/// A file the receiver cannot create (its folder there refuses new files)
+/// fails alone, with a line on each side that says so; the other files of
+/// the folder arrive (as with `tar x`), and both sides end with status 1.
+#[cfg(unix)]
+#[test]
+fn a_file_the_receiver_cannot_create_fails_alone_and_the_rest_arrive() {
+    let p = Pair::new();
+    let root = p.sender.dir("out").join("t");
+    put(&root, "a.txt", b"first");
+    put(&root, "locked/b.txt", b"small");
+    // Large: it would take a resumable partial, not an unnamed file.
+    let big = random_bytes(81, 3 * 1024 * 1024);
+    put(&root, "locked/c.bin", &big);
+    put(&root, "z.txt", b"last");
+    let locked = p.inbox.join("t/locked");
+    std::fs::create_dir_all(&locked).unwrap();
+    let refusing = match Refusing::make(&locked) {
+        Ok(r) => r,
+        Err(why) if std::env::var("LOCALSTREAM_REQUIRE_NETNS").as_deref() == Ok("1") => {
+            panic!("{why}")
+        }
+        Err(why) => {
+            eprintln!("SKIPPED a_file_the_receiver_cannot_create_fails_alone: {why}");
+            return;
+        }
+    };
+    let mut l = p.receiver.listen(&p.inbox, &["--yes", "--once"]);
+    let out = p.sender.send(l.port, &[&root]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let not_delivered: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("not delivered"))
+        .collect();
+    assert_eq!(
+        not_delivered,
+        [
+            format!(
+                "{}: not delivered: receiver could not write the file",
+                root.join("locked/b.txt").display()
+            ),
+            format!(
+                "{}: not delivered: receiver could not write the file",
+                root.join("locked/c.bin").display()
+            ),
+        ],
+        "{err}"
+    );
+    assert!(
+        err.ends_with("localstream: 2 of 4 files did not arrive\n"),
+        "{err}"
+    );
+
+    assert_eq!(l.wait_exit(), Some(1), "{}", l.stderr());
+    let said = l.stderr();
+    let lines: Vec<&str> = said
+        .lines()
+        .filter(|l| l.starts_with("not received "))
+        .collect();
+    assert_eq!(lines.len(), 2, "{said}");
+    for (line, name) in lines.iter().zip(["t/locked/b.txt", "t/locked/c.bin"]) {
+        assert!(
+            line.starts_with(&format!(
+                "not received from sender: {name}: it could not be created: "
+            )) && (line.ends_with("Operation not permitted")
+                || line.ends_with("Permission denied")),
+            "{said}"
+        );
+    }
+    assert!(said.contains("2 files from sender ["), "{said}");
+    assert!(!said.contains("transfer failed"), "{said}");
+    drop(refusing);
+    assert_eq!(
+        tree(&p.inbox.join("t")),
+        [
+            ("a.txt".to_string(), Some(b"first".to_vec())),
+            ("locked".to_string(), None),
+            ("z.txt".to_string(), Some(b"last".to_vec())),
+        ]
+    );
+}

@@ -59,6 +59,13 @@ const PENDING_BYTES: u64 = 256 * 1024;
 /// Buffers kept for the next small files' bytes (at most 16 KiB each).
 const SPARE_MAX: usize = 16;
 
+/// A file that could not be created: its status and why, in words.
+struct Uncreated {
+    index: u32,
+    status: Status,
+    why: String,
+}
+
 /// A small file that ended, whose bytes are kept to be hashed.
 struct Pending {
     cur: Current,
@@ -195,6 +202,7 @@ fn write_with<'a>(parts: Parts<'a>, committer: fsutil::Committer<'a>) -> Result<
         group: fsutil::CommitGroup::new(),
         committer,
         current: None,
+        uncreated: None,
         held,
         to_stdout: destination == Destination::Stdout,
         unpack: compress::Decompressor::default(),
@@ -277,6 +285,9 @@ struct Writer<'a> {
     /// Commits the full groups while the next one fills.
     committer: fsutil::Committer<'a>,
     current: Option<Current>,
+    /// The file whose records are read and dropped: it could not be created
+    /// (it fails alone at its FileEnd, the others go on).
+    uncreated: Option<Uncreated>,
     /// Held prefixes by offer index, until their file starts.
     held: HashMap<u32, Held>,
     /// `listen --stdout`: the one file goes to standard output.
@@ -491,8 +502,10 @@ impl<'a> Writer<'a> {
     }
 
     /// Opens the partial file for the file at `index` in the offer, the
-    /// next one the machine follows.
-    fn open_next(&mut self, index: u32) -> Result<Current> {
+    /// next one the machine follows; `None` when it could not be created
+    /// there but the others may be ([`fails_alone`]): it is then
+    /// [`Writer::uncreated`].
+    fn open_next(&mut self, index: u32) -> Result<Option<Current>> {
         // Files end in offer order: the next one is the plan's next entry.
         let next = self.results.len() + self.pending.len();
         let idx = match self.plan.get(next) {
@@ -551,8 +564,19 @@ impl<'a> Writer<'a> {
                 copy: false,
             },
             None => {
-                let (partial, file) = open_partial(p, &mut self.unnamed, &mut self.folder)
-                    .map_err(|e| Error::file(p.parent.join(p.file_name()), e))?;
+                let (partial, file) = match open_partial(p, &mut self.unnamed, &mut self.folder) {
+                    Ok(opened) => opened,
+                    Err(e) if fails_alone(&e) => {
+                        debug!(file = %p.shown(), error = %e, "cannot create it");
+                        self.uncreated = Some(Uncreated {
+                            index,
+                            status: io_status(&e),
+                            why: format!("it could not be created: {e}"),
+                        });
+                        return Ok(None);
+                    }
+                    Err(e) => return Err(Error::file(p.parent.join(p.file_name()), e)),
+                };
                 let hashing = if !p.stream && p.size <= hash::SMALL as u64 {
                     let mut kept = self.spare.pop().unwrap_or_default();
                     kept.clear();
@@ -583,7 +607,7 @@ impl<'a> Writer<'a> {
             bar.start_file(&p.shown(), p.size - cur.written);
         }
         debug!(file = %p.shown(), partial = %cur.partial.path().display(), "writing");
-        Ok(cur)
+        Ok(Some(cur))
     }
 
     /// Writes and hashes the bytes of one Data (or decompressed DataZstd)
@@ -598,9 +622,23 @@ impl<'a> Writer<'a> {
                 .fetch_add(pt.len() as u64, std::sync::atomic::Ordering::Relaxed);
             return Ok(());
         }
+        if self
+            .uncreated
+            .as_ref()
+            .is_some_and(|u| u.index == chunk.index)
+        {
+            self.dropped(pt.len());
+            return Ok(());
+        }
         let cur = match self.current.take() {
             Some(c) => c,
-            None => self.open_next(chunk.index)?,
+            None => match self.open_next(chunk.index)? {
+                Some(c) => c,
+                None => {
+                    self.dropped(pt.len());
+                    return Ok(());
+                }
+            },
         };
         if cur.copy {
             // Its whole length was confirmed: the machine lets no data through.
@@ -664,6 +702,14 @@ impl<'a> Writer<'a> {
         Ok(())
     }
 
+    /// Bytes of a file that could not be created: read, not kept (the
+    /// progress still counts them, as the sender sent them).
+    fn dropped(&mut self, n: usize) {
+        if let Some(bar) = self.progress {
+            bar.advance(n as u64);
+        }
+    }
+
     /// The current file's FileEnd (its size already checked by the
     /// machine): verify its hash, then commit it, alone or in the group.
     fn file_end(&mut self, end: &FileEnded) -> Result<()> {
@@ -673,8 +719,23 @@ impl<'a> Writer<'a> {
             return Ok(());
         }
         let cur = match self.current.take() {
-            Some(c) => c,
+            Some(c) => Some(c),
+            None if self
+                .uncreated
+                .as_ref()
+                .is_some_and(|u| u.index == end.index) =>
+            {
+                None
+            }
             None => self.open_next(end.index)?,
+        };
+        let Some(cur) = cur else {
+            // The files that ended before it first (results are in order).
+            self.verify_pending();
+            if let Some(u) = self.uncreated.take() {
+                self.fail(u.status, u.why);
+            }
+            return Ok(());
         };
         if matches!(cur.hashing, Hashing::Kept(_)) && end.status.is_ok() {
             self.pending_bytes += cur.written;
@@ -886,6 +947,24 @@ impl<'a> Writer<'a> {
             }
         }
     }
+}
+
+/// Whether a file that could not be created fails alone, the others going
+/// on: its folder refuses it (permissions, an immutable folder, a name its
+/// filesystem cannot store, a folder removed meanwhile). A full or
+/// read-only disk, or an I/O error, ends the transfer: the next files
+/// would fail the same way.
+fn fails_alone(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind as K;
+    #[cfg(unix)]
+    if e.raw_os_error() == Some(rustix::io::Errno::ILSEQ.raw_os_error()) {
+        // A name the filesystem takes as not valid (ZFS utf8only, ...).
+        return true;
+    }
+    matches!(
+        e.kind(),
+        K::PermissionDenied | K::NotFound | K::InvalidInput | K::InvalidFilename
+    )
 }
 
 /// Where the file at `index` in the offer is in the plan (which lists every
