@@ -635,14 +635,14 @@ impl Model {
             Event::TransferDone(done) => {
                 t.peer = Some(PeerRef::of(&done.peer));
                 t.moved = t.total.max(t.moved);
-                let message = match &done.failed {
-                    Some(failed) if !failed.is_empty() => Some(format!(
-                        "{} of {} not delivered",
-                        failed.len(),
-                        done.offered
-                    )),
-                    _ if !done.ok => Some("not every file arrived verified".to_owned()),
-                    _ => None,
+                // (`failed` lists only the first ones: count them so.)
+                let missing = done.offered.saturating_sub(done.files);
+                let message = if done.ok {
+                    None
+                } else if missing > 0 && done.failed.as_ref().is_some_and(|f| !f.is_empty()) {
+                    Some(format!("{missing} of {} not delivered", done.offered))
+                } else {
+                    Some("not every file arrived verified".to_owned())
                 };
                 t.end(if done.ok { "done" } else { "failed" }, message);
                 store_changed = true;
@@ -885,6 +885,53 @@ mod tests {
         );
         assert_eq!(count(&mut m, 500_000, true), Value::Null);
         assert_eq!(m.transfer_message(id).unwrap()["transfer"]["side"], "send");
+    }
+
+    #[test]
+    fn a_transfer_that_lost_more_files_than_it_lists_counts_them_all() {
+        let home = tempfile::tempdir().unwrap();
+        let mut m = Model::new(
+            NodeView::default(),
+            localstream_node::store::PeerStore::new(home.path()),
+        );
+        let id = 4;
+        m.started_send(id, "studio");
+        let failed = (0..1000)
+            .map(|i| localstream_node::event::FailedFile {
+                name: format!("f{i}"),
+                status: localstream_proto::Status::WriteFailed,
+                why: None,
+            })
+            .collect();
+        m.apply(Envelope {
+            event: Event::TransferDone(Box::new(localstream_node::event::TransferDone {
+                side: Side::Send,
+                peer: localstream_node::label::PeerLabel {
+                    name: "studio".into(),
+                    id: localstream_node::NodeId([0x3f; 16]),
+                    fingerprint: [0xab; 32],
+                },
+                session: String::new(),
+                ok: false,
+                files: 300,
+                offered: 1500,
+                bytes: 0,
+                resumed: 0,
+                seconds: 1.0,
+                failed: Some(failed),
+                saved: vec![],
+                wire: None,
+                discarded: 0,
+                unsaved: 0,
+            })),
+            transfer: Some(id),
+        });
+        let done = m.transfer_message(id).unwrap();
+        assert_eq!(done["transfer"]["state"], "failed", "{done}");
+        assert_eq!(
+            done["transfer"]["message"], "1200 of 1500 not delivered",
+            "{done}"
+        );
     }
 
     #[test]
