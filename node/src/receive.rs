@@ -114,6 +114,8 @@ pub struct Received {
     pub saved: Vec<PathBuf>,
     /// Bytes offered.
     pub bytes: u64,
+    /// Accepted files that did not arrive verified and saved, of how many.
+    pub failed: (usize, usize),
 }
 
 /// How a connection ended.
@@ -490,8 +492,16 @@ async fn conclude<R, W>(
         });
     }
     if let Some(history) = history {
-        let (outcome, detail) =
+        let (outcome, mut detail) =
             trust::outcome(result.as_ref().err(), result.as_ref().is_ok_and(|r| r.ok));
+        if let Ok(Received {
+            failed: (failed @ 1.., files),
+            ..
+        }) = result
+        {
+            // As the sender's history says it.
+            detail = format!("{failed} of {files} files failed");
+        }
         // Regular files saved and this session's file bytes, as the sender counts them.
         history
             .end(&shared.events, outcome, tally.figures(), &detail)
@@ -1606,6 +1616,7 @@ async fn finish<W: tokio::io::AsyncWrite + Unpin>(
         ok: sum.failed == 0,
         saved: sum.saved,
         bytes,
+        failed: (sum.failed, sum.files),
     })
 }
 

@@ -594,6 +594,32 @@ fn a_file_the_receiver_cannot_create_fails_alone_and_the_rest_arrive() {
     }
     assert!(said.contains("2 files from sender ["), "{said}");
     assert!(!said.contains("transfer failed"), "{said}");
+    // Both histories say the same: the files that arrived, the bytes moved
+    // (the two that could not be created crossed the wire), how many failed.
+    let last_session = |node: &common::Node| {
+        let out = common::run(node.cmd().args(["sessions", "--json"]));
+        let peers: serde_json::Value = serde_json::from_str(&text(&out.stdout)).unwrap();
+        let s = &peers[0]["sessions"][0];
+        (
+            s["files"].clone(),
+            s["bytes"].clone(),
+            s["outcome"].clone(),
+            s["detail"].clone(),
+        )
+    };
+    let moved = (5 + 5 + big.len() + 4) as u64;
+    let expected = (
+        serde_json::json!(2),
+        serde_json::json!(moved),
+        serde_json::json!("incomplete"),
+        serde_json::json!("2 of 4 files failed"),
+    );
+    assert_eq!(last_session(&p.sender), expected, "the sender's history");
+    assert_eq!(
+        last_session(&p.receiver),
+        expected,
+        "the receiver's history"
+    );
     drop(refusing);
     assert_eq!(
         tree(&p.inbox.join("t")),

@@ -702,9 +702,12 @@ impl<'a> Writer<'a> {
         Ok(())
     }
 
-    /// Bytes of a file that could not be created: read, not kept (the
-    /// progress still counts them, as the sender sent them).
+    /// Bytes of a file that could not be created: read, not kept (counted
+    /// as moved, as the sender counts them, and in the progress).
     fn dropped(&mut self, n: usize) {
+        self.tally
+            .bytes
+            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
         if let Some(bar) = self.progress {
             bar.advance(n as u64);
         }
