@@ -241,8 +241,8 @@ pub enum Event {
         /// Which side.
         #[serde(skip)]
         side: Side,
-        /// The other node, when known.
-        #[serde(skip)]
+        /// The other node, when known (it proved its key).
+        #[serde(skip_serializing_if = "Option::is_none")]
         peer: Option<PeerLabel>,
         /// Why (the status code).
         #[serde(serialize_with = "crate::label::status_code")]

@@ -427,6 +427,27 @@ fn trusted_peer_needs_no_prompt_and_unknown_peers_are_refused_with_a_reason() {
     assert_no_entry(&third, &r_id.id);
 }
 
+/// With `--json`, a refusal by policy names the node refused.
+#[test]
+fn a_refusal_in_the_listeners_json_names_the_node_refused() {
+    let p = Pair::new();
+    let s_id = p.sender.id();
+    let mut l = p
+        .receiver
+        .listen(&p.inbox, &["--trusted-only", "--once", "--json"]);
+    let f = p.sender.file("out", "hello.txt", b"hello");
+    assert_failed(
+        &p.sender.send(l.port, &[&f]),
+        "--trusted-only, first contact",
+    );
+    let line = l.wait_line(|l| l.starts_with(r#"{"event":"refused""#));
+    let refused: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(refused["peer"]["name"], "sender", "{line}");
+    assert_eq!(refused["peer"]["id"], s_id.id.as_str(), "{line}");
+    assert!(refused["status"].is_u64(), "{line}");
+    assert!(names_in(&p.inbox).is_empty());
+}
+
 #[test]
 fn trusted_only_refuses_a_never_seen_peer_and_the_sender_says_why() {
     let p = Pair::new();
