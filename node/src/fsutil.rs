@@ -647,6 +647,24 @@ pub fn raise_open_file_limit() {
 #[cfg(not(target_os = "linux"))]
 pub fn raise_open_file_limit() {}
 
+/// A write past the file-size limit (`ulimit -f`) fails with "File too
+/// large", as on a filesystem whose files cannot be that large (FAT32: 4
+/// GiB), instead of SIGXFSZ ending the process: that file fails alone (the
+/// writer drops it) and the listener goes on. Call within the runtime.
+#[cfg(unix)]
+pub fn survive_file_size_limit() {
+    use tokio::signal::unix::{SignalKind, signal};
+    // tokio's handler stays installed for the life of the process.
+    let xfsz = SignalKind::from_raw(rustix::process::Signal::XFSZ.as_raw());
+    if let Err(e) = signal(xfsz) {
+        tracing::debug!(error = %e, "SIGXFSZ is not caught");
+    }
+}
+
+/// No such signal elsewhere.
+#[cfg(not(unix))]
+pub fn survive_file_size_limit() {}
+
 /// Verified partial files that are made durable together, then moved to
 /// their final names: one filesystem sync instead of one fsync per file.
 ///

@@ -170,6 +170,7 @@ async fn open(
     trust::check_store(&store).await?;
     // Groups of small files hold their handles until they are synced.
     crate::fsutil::raise_open_file_limit();
+    crate::fsutil::survive_file_size_limit();
     let dir = if cfg.destination == Destination::Folder {
         let dir = preflight::writable_folder(&cfg.dir)?;
         report_partials(&dir, &events).await;

@@ -59,8 +59,9 @@ const PENDING_BYTES: u64 = 256 * 1024;
 /// Buffers kept for the next small files' bytes (at most 16 KiB each).
 const SPARE_MAX: usize = 16;
 
-/// A file that could not be created: its status and why, in words.
-struct Uncreated {
+/// A file that could not be created, or written to the end: the rest of
+/// its records are read and dropped; its status and why, in words.
+struct Dropping {
     index: u32,
     status: Status,
     why: String,
@@ -202,7 +203,7 @@ fn write_with<'a>(parts: Parts<'a>, committer: fsutil::Committer<'a>) -> Result<
         group: fsutil::CommitGroup::new(),
         committer,
         current: None,
-        uncreated: None,
+        dropping: None,
         held,
         to_stdout: destination == Destination::Stdout,
         unpack: compress::Decompressor::default(),
@@ -286,8 +287,8 @@ struct Writer<'a> {
     committer: fsutil::Committer<'a>,
     current: Option<Current>,
     /// The file whose records are read and dropped: it could not be created
-    /// (it fails alone at its FileEnd, the others go on).
-    uncreated: Option<Uncreated>,
+    /// or written (it fails alone at its FileEnd, the others go on).
+    dropping: Option<Dropping>,
     /// Held prefixes by offer index, until their file starts.
     held: HashMap<u32, Held>,
     /// `listen --stdout`: the one file goes to standard output.
@@ -504,7 +505,7 @@ impl<'a> Writer<'a> {
     /// Opens the partial file for the file at `index` in the offer, the
     /// next one the machine follows; `None` when it could not be created
     /// there but the others may be ([`fails_alone`]): it is then
-    /// [`Writer::uncreated`].
+    /// [`Writer::dropping`].
     fn open_next(&mut self, index: u32) -> Result<Option<Current>> {
         // Files end in offer order: the next one is the plan's next entry.
         let next = self.results.len() + self.pending.len();
@@ -568,7 +569,7 @@ impl<'a> Writer<'a> {
                     Ok(opened) => opened,
                     Err(e) if fails_alone(&e) => {
                         debug!(file = %p.shown(), error = %e, "cannot create it");
-                        self.uncreated = Some(Uncreated {
+                        self.dropping = Some(Dropping {
                             index,
                             status: io_status(&e),
                             why: format!("it could not be created: {e}"),
@@ -623,7 +624,7 @@ impl<'a> Writer<'a> {
             return Ok(());
         }
         if self
-            .uncreated
+            .dropping
             .as_ref()
             .is_some_and(|u| u.index == chunk.index)
         {
@@ -679,6 +680,26 @@ impl<'a> Writer<'a> {
                 }
                 .into());
             }
+            if e.kind() == std::io::ErrorKind::FileTooLarge && !self.to_stdout {
+                // Its filesystem (or `ulimit -f`) takes no file this large:
+                // the next files may well fit.
+                let why = format!(
+                    "it could not be written past {}: {e}: discarded",
+                    crate::units::human_bytes(cur.written)
+                );
+                debug!(file = %p.shown(), error = %e, "cannot write it");
+                if let Some(cur) = self.current.take() {
+                    cur.partial.remove();
+                }
+                self.writeback = None;
+                self.dropping = Some(Dropping {
+                    index: chunk.index,
+                    status: Status::WriteFailed,
+                    why,
+                });
+                self.dropped(pt.len());
+                return Ok(());
+            }
             return Err(Error::file(cur.partial.path(), e));
         }
         match &mut cur.hashing {
@@ -723,19 +744,13 @@ impl<'a> Writer<'a> {
         }
         let cur = match self.current.take() {
             Some(c) => Some(c),
-            None if self
-                .uncreated
-                .as_ref()
-                .is_some_and(|u| u.index == end.index) =>
-            {
-                None
-            }
+            None if self.dropping.as_ref().is_some_and(|u| u.index == end.index) => None,
             None => self.open_next(end.index)?,
         };
         let Some(cur) = cur else {
             // The files that ended before it first (results are in order).
             self.verify_pending();
-            if let Some(u) = self.uncreated.take() {
+            if let Some(u) = self.dropping.take() {
                 self.fail(u.status, u.why);
             }
             return Ok(());
