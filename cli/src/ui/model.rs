@@ -636,10 +636,11 @@ impl Model {
                 t.peer = Some(PeerRef::of(&done.peer));
                 t.moved = t.total.max(t.moved);
                 // (`failed` lists only the first ones: count them so.)
-                let missing = done.offered.saturating_sub(done.files);
+                let listed = done.failed.as_ref().map_or(0, Vec::len);
+                let missing = done.offered.saturating_sub(done.files).max(listed);
                 let message = if done.ok {
                     None
-                } else if missing > 0 && done.failed.as_ref().is_some_and(|f| !f.is_empty()) {
+                } else if listed > 0 {
                     Some(format!("{missing} of {} not delivered", done.offered))
                 } else {
                     Some("not every file arrived verified".to_owned())

@@ -630,3 +630,55 @@ fn a_file_the_receiver_cannot_create_fails_alone_and_the_rest_arrive() {
         ]
     );
 }
+
+/// A receiver's folder that refuses 150 files: the sender gives a line to
+/// each of the first 100 only, and its count covers them all; the file
+/// beside them arrives.
+#[cfg(unix)]
+#[test]
+fn many_files_the_receiver_cannot_create_get_a_hundred_lines_and_a_count() {
+    let p = Pair::new();
+    let root = p.sender.dir("out").join("t");
+    for i in 0..150 {
+        put(
+            &root,
+            &format!("locked/f{i:03}.txt"),
+            format!("{i}").as_bytes(),
+        );
+    }
+    put(&root, "ok.txt", b"ok");
+    let locked = p.inbox.join("t/locked");
+    std::fs::create_dir_all(&locked).unwrap();
+    let refusing = match Refusing::make(&locked) {
+        Ok(r) => r,
+        Err(why) if std::env::var("LOCALSTREAM_REQUIRE_NETNS").as_deref() == Ok("1") => {
+            panic!("{why}")
+        }
+        Err(why) => {
+            eprintln!("SKIPPED many_files_the_receiver_cannot_create: {why}");
+            return;
+        }
+    };
+    let mut l = p.receiver.listen(&p.inbox, &["--yes", "--once"]);
+    let out = p.sender.send(l.port, &[&root]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let lines = err
+        .lines()
+        .filter(|l| l.contains(": not delivered: "))
+        .count();
+    assert_eq!(lines, 100, "{err}");
+    assert!(
+        err.ends_with("localstream: 150 of 151 files did not arrive\n"),
+        "{err}"
+    );
+    assert_eq!(l.wait_exit(), Some(1), "{}", l.stderr());
+    drop(refusing);
+    assert_eq!(
+        tree(&p.inbox.join("t")),
+        [
+            ("locked".to_string(), None),
+            ("ok.txt".to_string(), Some(b"ok".to_vec())),
+        ]
+    );
+}

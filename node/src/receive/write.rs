@@ -569,6 +569,9 @@ impl<'a> Writer<'a> {
                     Ok(opened) => opened,
                     Err(e) if fails_alone(&e) => {
                         debug!(file = %p.shown(), error = %e, "cannot create it");
+                        if let Some(bar) = self.progress {
+                            bar.start_file(&p.shown(), p.size);
+                        }
                         self.dropping = Some(Dropping {
                             index,
                             status: io_status(&e),
@@ -751,7 +754,13 @@ impl<'a> Writer<'a> {
             // The files that ended before it first (results are in order).
             self.verify_pending();
             if let Some(u) = self.dropping.take() {
-                self.fail(u.status, u.why);
+                // (Ended short too: the machine's status is the one it keeps.)
+                let status = if end.status.is_ok() {
+                    u.status
+                } else {
+                    end.status
+                };
+                self.fail(status, u.why);
             }
             return Ok(());
         };
@@ -969,9 +978,9 @@ impl<'a> Writer<'a> {
 
 /// Whether a file that could not be created fails alone, the others going
 /// on: its folder refuses it (permissions, an immutable folder, a name its
-/// filesystem cannot store, a folder removed meanwhile). A full or
-/// read-only disk, or an I/O error, ends the transfer: the next files
-/// would fail the same way.
+/// filesystem cannot store). A full or read-only disk, an I/O error, or a
+/// folder gone meanwhile (the destination removed?) ends the transfer: the
+/// next files would fail the same way.
 fn fails_alone(e: &std::io::Error) -> bool {
     use std::io::ErrorKind as K;
     #[cfg(unix)]
@@ -981,7 +990,7 @@ fn fails_alone(e: &std::io::Error) -> bool {
     }
     matches!(
         e.kind(),
-        K::PermissionDenied | K::NotFound | K::InvalidInput | K::InvalidFilename
+        K::PermissionDenied | K::InvalidInput | K::InvalidFilename
     )
 }
 
@@ -1037,14 +1046,18 @@ fn open_partial(
     folder: &mut fsutil::Folder,
 ) -> std::io::Result<(Partial, File)> {
     if *unnamed && !p.stream && !p.replace && fsutil::CommitGroup::wants(p.size) {
-        match fsutil::unnamed::create(folder, &p.parent)? {
-            Some(file) => {
+        match fsutil::unnamed::create(folder, &p.parent) {
+            Ok(Some(file)) => {
                 return Ok((
                     Partial::Unnamed(fsutil::joined(&p.parent, p.file_name())),
                     file,
                 ));
             }
-            None => *unnamed = false,
+            Ok(None) => *unnamed = false,
+            // A named partial may still be allowed there; its error is the
+            // one that counts.
+            Err(e) if fails_alone(&e) => {}
+            Err(e) => return Err(e),
         }
     }
     let partial_name = p.partial_name();

@@ -526,6 +526,10 @@ struct Sum {
 /// Entries not delivered that the transfer's end lists by name.
 const MAX_FAILED_LISTED: usize = 1000;
 
+/// Entries not delivered that get a line each as their batch ends (a
+/// receiver whose folder refuses every file must not print 100,000 lines).
+const NOTICES_MAX: usize = 100;
+
 impl Sum {
     /// One batch's outcome, with a notice for each entry not delivered.
     fn add(
@@ -554,9 +558,10 @@ impl Sum {
             }
             self.failures += 1;
             self.failed_folders += usize::from(s.is_dir());
-            // (One that ended short was told of then, with why.)
+            // (One that ended short was told of then, with why.) Past the
+            // first ones, the end's count says how many more.
             let told = *st == Status::SizeMismatch && tally.was_told(&s.path);
-            if !told {
+            if !told && self.failures <= NOTICES_MAX {
                 events.notice(Notice::NotDelivered {
                     path: s.path.clone(),
                     status: *st,
