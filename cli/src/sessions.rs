@@ -18,7 +18,7 @@ pub fn zone() -> TimeZone {
 #[must_use]
 pub fn line(s: &SessionRecord, tz: &TimeZone) -> String {
     let resumed = if s.resumed > 0 {
-        format!(" (+{} resumed)", human_bytes(s.resumed))
+        format!(" (+{} already there)", human_bytes(s.resumed))
     } else {
         String::new()
     };
@@ -134,7 +134,7 @@ mod tests {
         s.resumed = 3 << 20;
         assert_eq!(
             line(&s, &tz),
-            "  2026-11-24 02:58:14  3f2a9c1e  sent       12 files         14 B (+3.00 MiB resumed)  \
+            "  2026-11-24 02:58:14  3f2a9c1e  sent       12 files         14 B (+3.00 MiB already there)  \
              refused      3 min 07 s  no\\x1b[2J"
         );
         assert_eq!(

@@ -73,14 +73,15 @@ pub fn summary(files: usize, bytes: u64, elapsed: Duration) -> String {
     )
 }
 
-/// ", plus 3.00 MiB resumed" when part of the bytes were held already (the
-/// summary before it counts what crossed the wire).
+/// ", plus 3.00 MiB already there" when part of the bytes were held already
+/// (a resumed prefix, or a file found identical; the summary before it
+/// counts what crossed the wire).
 #[must_use]
 pub fn resumed_note(resumed: u64) -> String {
     if resumed == 0 {
         String::new()
     } else {
-        format!(", plus {} resumed", human_bytes(resumed))
+        format!(", plus {} already there", human_bytes(resumed))
     }
 }
 
@@ -154,7 +155,7 @@ mod tests {
     #[test]
     fn notes() {
         assert_eq!(resumed_note(0), "");
-        assert_eq!(resumed_note(3 << 20), ", plus 3.00 MiB resumed");
+        assert_eq!(resumed_note(3 << 20), ", plus 3.00 MiB already there");
         assert_eq!(
             wire_note(256 << 20, 6_376_280).as_deref(),
             Some("6.08 MiB on the wire for 256.00 MiB (2.4 %)")

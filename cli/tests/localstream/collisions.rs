@@ -158,7 +158,9 @@ fn the_default_never_overwrites_and_the_setting_is_honoured() {
     let f = p.sender.file("src", "a.txt", b"one");
     let inbox = p.receiver.dir("in");
     std::fs::write(inbox.join("a.txt"), b"one").unwrap();
-    // Identical, but the default is rename: both stay.
+    // The same bytes, but not the same file (another modification time),
+    // and the default is rename: both stay.
+    set_mtime(&inbox.join("a.txt"), long_ago());
     let mut l = p.receiver.listen(&inbox, &["--yes"]);
     assert_sent_ok(&p.sender.send(l.port, &[&f]), 1);
     l.wait_received();
@@ -259,4 +261,61 @@ fn an_offer_refused_for_a_folder_it_cannot_make_leaves_none_of_the_folders_it_ma
         std::fs::read(p.inbox.join("after.txt")).unwrap(),
         b"after\n"
     );
+}
+
+/// Under the default policy (rename), the same folder sent again (a send
+/// run again to resume it) sends none of the files that arrived: each is
+/// found by its size and modification time, then confirmed by its hash.
+/// A file whose bytes differ under the same size and time still arrives
+/// beside the old one; so does one that only has another time.
+#[test]
+fn the_same_folder_sent_again_under_rename_sends_nothing_twice() {
+    let p = Pair::new();
+    let src = p.sender.dir("src").join("proj");
+    std::fs::create_dir_all(src.join("sub")).unwrap();
+    std::fs::write(src.join("a.txt"), b"alpha").unwrap();
+    std::fs::write(src.join("sub/big.bin"), random_bytes(7, 300_000)).unwrap();
+    std::fs::write(src.join("sub/c.txt"), b"gamma").unwrap();
+    let mut l = p.receiver.listen(&p.inbox, &["--yes"]);
+    assert_sent_ok(&p.sender.send(l.port, &[&src]), 3);
+    l.wait_received();
+
+    let again = p.sender.send(l.port, &[&src]);
+    let err = text(&again.stderr);
+    assert_eq!(again.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("skipped 3 identical files (292.98 KiB): the receiver already has them\n"),
+        "{err}"
+    );
+    l.wait_received();
+    assert_eq!(tree(&p.inbox.join("proj")), tree(&src), "nothing twice");
+
+    // Other bytes, same size and time: the hash tells them apart.
+    let t = mtime(&src.join("a.txt"));
+    std::fs::write(src.join("a.txt"), b"ALPHA").unwrap();
+    set_mtime(&src.join("a.txt"), t);
+    // Same bytes, another time: not looked at, kept apart as before.
+    set_mtime(&src.join("sub/c.txt"), long_ago());
+    let third = p.sender.send(l.port, &[&src]);
+    assert_eq!(third.status.code(), Some(0), "{}", text(&third.stderr));
+    l.wait_received();
+    let got: Vec<String> = tree(&p.inbox.join("proj"))
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(
+        got,
+        [
+            "a (1).txt",
+            "a.txt",
+            "sub/big.bin",
+            "sub/c (1).txt",
+            "sub/c.txt"
+        ]
+    );
+    assert_eq!(
+        std::fs::read(p.inbox.join("proj/a (1).txt")).unwrap(),
+        b"ALPHA"
+    );
+    assert_eq!(std::fs::read(p.inbox.join("proj/a.txt")).unwrap(), b"alpha");
 }

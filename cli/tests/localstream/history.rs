@@ -298,7 +298,7 @@ fn a_cut_mid_file_is_recorded_with_its_bytes_and_the_resume_counts_the_same_on_b
     let plain = text(&common::run(p.receiver.cmd().arg("sessions")).stdout);
     assert!(
         plain.contains(&format!(
-            "{} (+{} resumed)",
+            "{} (+{} already there)",
             human_bytes(SIZE as u64 - kept),
             human_bytes(kept)
         )),

@@ -2,7 +2,8 @@
 //! times it keeps.
 //!
 //! ```text
-//!  OnCollision::Rename         report.pdf taken -> report (1).pdf     (never overwrites; default)
+//!  OnCollision::Rename         report.pdf taken -> report (1).pdf     (never overwrites; default),
+//!                              unless it is the same file again (size, time, then hash: kept)
 //!  OnCollision::SkipIdentical  same size: hash it, offer it as held -> the sender's Resume says
 //!                              "same bytes" (nothing crosses) or not (the new file replaces it)
 //!  OnCollision::Overwrite      the verified, fsynced partial is renamed over the old file
@@ -76,6 +77,20 @@ pub fn existing_len(parent: &Path, name: &str) -> Option<u64> {
     match std::fs::symlink_metadata(parent.join(name)) {
         Ok(m) if m.file_type().is_file() => Some(m.len()),
         _ => None,
+    }
+}
+
+/// Whether the plain file `parent/name` has `size` bytes and the
+/// modification time `t` (a received file keeps the sender's): the same
+/// file again, most likely, to be confirmed by its hash.
+#[must_use]
+pub fn same_size_and_time(parent: &Path, name: &str, size: u64, t: Mtime) -> bool {
+    match std::fs::symlink_metadata(parent.join(name)) {
+        Ok(m) if m.file_type().is_file() && m.len() == size => m
+            .modified()
+            .ok()
+            .is_some_and(|here| Some(here) == system_time(t)),
+        _ => false,
     }
 }
 

@@ -63,8 +63,9 @@ impl NewFolders {
 }
 
 /// Validates every entry (one hostile name refuses the whole offer) and
-/// measures the prefixes held for its files (one stat each), and under
-/// `skip-identical` the copies of the same size already there (one more).
+/// measures the prefixes held for its files (one stat each), and the copies
+/// already there (one more): under `skip-identical` of the same size, else
+/// of the same size and modification time (the same file sent again).
 /// A folder found missing is looked at once, and remembered in `new` for
 /// the later batches of the transfer.
 ///
@@ -149,9 +150,20 @@ pub(super) fn check(
                 checked.copies.push(false);
                 continue;
             }
-            let copy = on_collision == OnCollision::SkipIdentical
-                && e.size > 0
-                && collision::existing_len(&parent, file_name) == Some(e.size);
+            let copy = e.size > 0
+                && match (on_collision, e.mtime) {
+                    (OnCollision::SkipIdentical, _) => {
+                        collision::existing_len(&parent, file_name) == Some(e.size)
+                    }
+                    // The same file again (its size and the modification
+                    // time a received file keeps): most likely the same send
+                    // run again to resume, whose files that arrived must not
+                    // come twice. Its hash decides, as for skip-identical.
+                    (OnCollision::Rename | OnCollision::Overwrite, Some(t)) => {
+                        collision::same_size_and_time(&parent, file_name, e.size, t)
+                    }
+                    (_, None) => false,
+                };
             if copy {
                 (e.size, true)
             } else {

@@ -428,7 +428,7 @@ impl<'a> Writer<'a> {
                     debug!(file = %shown, "the same bytes are already here");
                     continue;
                 }
-                info!(file = %shown, "differs from the file here: receiving it to replace it");
+                info!(file = %shown, "differs from the file here: receiving it");
                 if let Some(bar) = self.progress {
                     bar.grow(held.partial.len);
                 }
