@@ -817,6 +817,13 @@ pub fn receiver_refusal(
         Status::Declined if message == BLOCKED => format!("refused {who}: blocked"),
         Status::Declined if message == DECLINED => format!("declined {what} from {who}"),
         Status::Timeout => format!("no answer in time: declined {what} from {who}"),
+        Status::NotTrusted if message.starts_with(localstream_node::receive::NEVER_MET) => {
+            format!(
+                "refused {who}'s offer: never met here, so not trusted (--trusted-only; to let \
+                 it in, accept one transfer from it with `localstream listen` (or `--ui`), \
+                 comparing the codes, then {trust})"
+            )
+        }
         Status::NotTrusted => {
             format!("refused {who}'s offer: not trusted (--trusted-only; {trust} to let it in)")
         }

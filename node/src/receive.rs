@@ -540,6 +540,10 @@ async fn linger<R: tokio::io::AsyncRead + Unpin, W: tokio::io::AsyncWrite + Unpi
 /// How long [`linger`] reads after an alert.
 const LINGER: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// How the refusal of a node never met, under `--trusted-only`, begins.
+pub const NEVER_MET: &str =
+    "the receiver accepts only peers it trusts (--trusted-only) and has never met this node";
+
 /// Decides, before the listener signs anything, whether this proven peer may
 /// go on: a changed key, a blocked peer, a stranger under `--trusted-only`
 /// and a newcomer using a pinned peer's name are refused here with a
@@ -562,11 +566,23 @@ async fn admit_peer<W: tokio::io::AsyncWrite + Unpin>(
             if standing != Standing::Untrusted || !shared.gate.trusted_only() {
                 return Ok((contacted, standing));
             }
-            let message = format!(
-                "the receiver accepts only peers it trusts (--trusted-only); its user can trust \
-                 this node with `localstream trust {}` after comparing verification codes",
-                peer_id_hint(peer)
-            );
+            let message = if contacted.trust == Trust::New {
+                // Nothing is pinned for a stranger refused so: `trust` would
+                // find nothing to trust.
+                format!(
+                    "{NEVER_MET}; its user can let this node in by accepting one transfer from \
+                     it without --trusted-only, after comparing verification codes, then \
+                     `localstream trust {}`",
+                    peer_id_hint(peer)
+                )
+            } else {
+                format!(
+                    "the receiver accepts only peers it trusts (--trusted-only); its user can \
+                     trust this node with `localstream trust {}` after comparing verification \
+                     codes",
+                    peer_id_hint(peer)
+                )
+            };
             info!(%remote, "refused an untrusted peer (--trusted-only)");
             refused_before_offer(shared, peer, Status::NotTrusted, &message);
             let e = Error::refused(Status::NotTrusted, message.clone());

@@ -483,6 +483,28 @@ fn trusted_only_refuses_a_never_seen_peer_and_the_sender_says_why() {
         last.contains("(--trusted-only)") && !last.contains("(409 "),
         "{stderr}"
     );
+    // A stranger is not pinned, so `trust` alone cannot let it in: both
+    // sides say what can.
+    assert!(
+        last.contains(
+            "has never met this node; its user can let this node in by accepting one \
+             transfer from it without --trusted-only"
+        ),
+        "{stderr}"
+    );
+    l.wait_stderr("then `localstream trust ");
+    let refused = l.stderr();
+    assert!(
+        refused.contains(&format!(
+            "refused sender's offer: never met here, so not trusted (--trusted-only; to let it \
+             in, accept one transfer from it with `localstream listen` (or `--ui`), comparing \
+             the codes, then `localstream trust {}`)",
+            short(&s_id)
+        )),
+        "{refused}"
+    );
+    let trust = common::run(p.receiver.cmd().args(["trust", &short(&s_id)]));
+    assert_eq!(trust.status.code(), Some(1), "indeed nothing to trust yet");
     // A refusal by policy does not end `--once`.
     assert!(l.is_running(), "stderr: {}", l.stderr());
     assert_eq!(names_in(&p.inbox), ["hi.txt"]);
