@@ -106,7 +106,10 @@ pub fn finished(n: &Notify, report: &Report, dir: &Path) -> Option<std::process:
     }
     let cmd = n.on_complete.as_ref()?;
     let mut c = shell(cmd);
-    c.envs(report.env(dir)).stdin(Stdio::null());
+    // Its output goes to stderr: stdout is for results (and `--json` lines).
+    c.envs(report.env(dir))
+        .stdin(Stdio::null())
+        .stdout(std::io::stderr());
     match c.spawn() {
         Ok(child) => Some(child),
         Err(e) => {

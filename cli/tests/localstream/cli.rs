@@ -642,16 +642,25 @@ fn on_complete_runs_with_the_transfer_in_its_environment() {
     let env_file = p.receiver.dir("hook").join("env.txt");
     // The command is the user's; the peer's data only ever arrives in variables.
     let hook = format!(
-        "env | grep '^LOCALSTREAM_' | sort > '{}'",
+        "env | grep '^LOCALSTREAM_' | sort > '{}'; echo the hook says hi",
         env_file.display()
     );
-    let mut l = p
-        .receiver
-        .listen(&p.inbox, &["--yes", "--once", "--on-complete", &hook]);
+    let mut l = p.receiver.listen(
+        &p.inbox,
+        &["--yes", "--once", "--json", "--on-complete", &hook],
+    );
     let out = p.sender.send(l.port, &[&f]);
     assert_sent_ok(&out, 1);
     // `--once` waits for the command before it exits.
     assert_eq!(l.wait_exit(), Some(0), "{}", l.stderr());
+    // What the command prints goes to stderr: stdout stays JSON lines.
+    for line in l.all_stdout() {
+        assert!(
+            serde_json::from_str::<serde_json::Value>(&line).is_ok(),
+            "not JSON on stdout: {line:?}"
+        );
+    }
+    assert!(l.stderr().contains("the hook says hi\n"), "{}", l.stderr());
     let env = std::fs::read_to_string(&env_file).unwrap();
     let id = p.sender.id();
     let saved = p.inbox.join("report.pdf");
