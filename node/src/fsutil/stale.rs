@@ -47,7 +47,10 @@ pub fn sweep(dir: &Path, max_age: Duration, now: SystemTime) -> Sweep {
             .ok()
             .and_then(|m| now.duration_since(m).ok())
             .unwrap_or_default();
-        if age > max_age && remove_if_unused(entry.path()) {
+        // Only a name this node makes for a resumable partial is removed: a
+        // user's own `report.lspart` is not ours to delete.
+        let ours = keyed(&entry.file_name().to_string_lossy());
+        if ours && age > max_age && remove_if_unused(entry.path()) {
             sweep.removed.0 += 1;
             sweep.removed.1 += meta.len();
         } else {
@@ -56,6 +59,18 @@ pub fn sweep(dir: &Path, max_age: Duration, now: SystemTime) -> Sweep {
         }
     }
     sweep
+}
+
+/// Whether `name` is a resumable partial's: `<name>.<key>.lspart`, the key
+/// 16 lowercase hex digits ([`super::resumable::partial_name`]).
+fn keyed(name: &str) -> bool {
+    name.strip_suffix(PARTIAL_SUFFIX)
+        .and_then(|rest| rest.rsplit_once('.'))
+        .is_some_and(|(stem, key)| {
+            !stem.is_empty()
+                && key.len() == 16
+                && key.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        })
 }
 
 /// Removes the partial unless a transfer holds its lock, unlinking it while
@@ -109,18 +124,30 @@ mod tests {
                 removed: (0, 0)
             }
         );
-        // Eight days later both partials are stale; the plain file stays.
+        // Eight days later the resumable partial is stale and goes; a name
+        // without a key (a user's file? an old stream's partial) is only
+        // listed, and the plain file stays.
         let later = now + Duration::from_secs(8 * 24 * 3600);
         let s = sweep(dir.path(), MAX_AGE, later);
         assert_eq!(
             s,
             Sweep {
-                kept: (0, 0),
-                removed: (2, 8)
+                kept: (1, 3),
+                removed: (1, 5)
             }
         );
         assert!(dir.path().join("keep.txt").exists());
-        assert!(!sub.join("y.lspart").exists());
+        assert!(!dir.path().join("x.0123456789abcdef.lspart").exists());
+        assert!(sub.join("y.lspart").exists());
+        for name in [
+            "x.0123456789ABCDEF.lspart",
+            "x.0123456789abcde.lspart",
+            ".0123456789abcdef.lspart",
+            "report.lspart",
+        ] {
+            assert!(!keyed(name), "{name}");
+        }
+        assert!(keyed("a b.c.0123456789abcdef.lspart"));
     }
 
     #[cfg(unix)]
