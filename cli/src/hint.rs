@@ -23,7 +23,7 @@ pub fn explain(e: &Error) -> String {
             if message.is_empty() {
                 status.description().to_owned()
             } else {
-                escape_for_terminal(message)
+                without_os_codes(&escape_for_terminal(message))
             }
         ),
         Error::Trust(t) => trust_text(t, crate::screen::width()),

@@ -82,7 +82,7 @@ pub fn json_error(message: &str) {
             side: None,
             peer: None,
             session: None,
-            message: message.to_owned(),
+            message: crate::hint::without_os_codes(message),
             stopped: None,
         },
         transfer: None,
@@ -1095,13 +1095,17 @@ pub fn notice_text(n: &Notice) -> Option<String> {
             pause,
             attempt,
             left,
-        } => format!("{error}\nretrying in {pause} s (attempt {attempt}, giving up in {left} s)"),
+        } => format!(
+            "{}\nretrying in {pause} s (attempt {attempt}, giving up in {left} s)",
+            crate::hint::without_os_codes(error)
+        ),
         Notice::GivingUp {
             error,
             attempts,
             window,
         } => format!(
-            "{error}\ngiving up after {attempts} attempt{} ({window} s of --retry)",
+            "{}\ngiving up after {attempts} attempt{} ({window} s of --retry)",
+            crate::hint::without_os_codes(error),
             if *attempts == 1 { "" } else { "s" }
         ),
         Notice::PeerRefused(e) => crate::hint::explain_trust(e),
@@ -1180,6 +1184,33 @@ fn resolved(r: &Resolved) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_lines_leave_out_os_error_numbers() {
+        let error =
+            "cannot connect to 127.0.0.1:41002: Connection refused (os error 111)".to_owned();
+        assert_eq!(
+            notice_text(&Notice::Retrying {
+                error: error.clone(),
+                pause: 1.0,
+                attempt: 2,
+                left: 58,
+            })
+            .unwrap(),
+            "cannot connect to 127.0.0.1:41002: Connection refused\nretrying in 1 s (attempt 2, \
+             giving up in 58 s)"
+        );
+        assert_eq!(
+            notice_text(&Notice::GivingUp {
+                error,
+                attempts: 6,
+                window: 60.0,
+            })
+            .unwrap(),
+            "cannot connect to 127.0.0.1:41002: Connection refused\ngiving up after 6 attempts \
+             (60 s of --retry)"
+        );
+    }
 
     #[test]
     fn files_that_did_not_arrive_are_told_apart() {
