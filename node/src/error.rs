@@ -41,6 +41,18 @@ pub enum Error {
         /// Why.
         source: std::io::Error,
     },
+    /// What answered there does not speak LocalStream (a web server, another
+    /// program on the port): its first bytes were no handshake.
+    #[error(
+        "{addr} does not answer as a LocalStream listener (its first bytes were not a \
+         handshake: {source}); is it the right address and port?"
+    )]
+    NotLocalStream {
+        /// Where.
+        addr: SocketAddr,
+        /// What the first bytes broke.
+        source: localstream_proto::Error,
+    },
     /// A local file could not be used.
     #[error("{}: {source}", escape_for_terminal(&path.display().to_string()))]
     File {

@@ -1705,3 +1705,32 @@ fn name_renames_the_one_file_or_folder_sent() {
     );
     assert_eq!(names_in(&p.inbox), ["report.pdf", "trip"]);
 }
+
+/// A port where something else answers (here a web server) is named as
+/// such, not as a framing error.
+#[test]
+fn a_port_where_something_else_answers_is_said_so() {
+    let p = Pair::new();
+    let server = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = server.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        if let Ok((mut c, _)) = server.accept() {
+            let _ = c.write_all(
+                b"HTTP/1.0 400 Bad Request\r\nContent-Type: text/html\r\n\r\n<html></html>",
+            );
+            let mut sink = [0u8; 4096];
+            let _ = c.read(&mut sink);
+        }
+    });
+    let f = p.sender.file("out", "a.txt", b"a");
+    let out = p.sender.send(port, &[&f]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "localstream: 127.0.0.1:{port} does not answer as a LocalStream listener (its first \
+             bytes were not a handshake: "
+        )) && err.contains("); is it the right address and port?"),
+        "{err}"
+    );
+}

@@ -47,7 +47,16 @@ pub(crate) async fn open(
     let mut reader = FrameReader::new(rd);
     let mut hello = vec![];
     let hs = Handshake::initiator(HandshakeConfig::new(identity), &mut rand::rng(), &mut hello);
-    let session = conn::handshake(&mut reader, &mut wr, hs, hello).await?;
+    let session = match conn::handshake(&mut reader, &mut wr, hs, hello).await {
+        Ok(session) => session,
+        // Garbage where the listener's first frame should be: not ours.
+        Err(Error::Protocol(
+            source @ (localstream_proto::Error::FrameTooLarge { .. }
+            | localstream_proto::Error::UnknownFrameType(_)
+            | localstream_proto::Error::BadMagic),
+        )) => return Err(Error::NotLocalStream { addr, source }),
+        Err(e) => return Err(e),
+    };
     Ok((reader, wr, session, addr))
 }
 
