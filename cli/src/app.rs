@@ -273,11 +273,12 @@ async fn send(
     }
     // A refusal is the receiver's answer, said in words: "h2 declined".
     let refusal = r.as_ref().err().and_then(|e| renderer.refusal(e));
+    let transfer = renderer.last_transfer();
     renderer.finish().await;
     if let Err(e) = &r
         && view.json
     {
-        render::json_error(&e.to_string());
+        render::json_error_of(e, transfer);
     } else if let Some(line) = refusal {
         eprintln!("localstream: {line}");
         return Ok(Exit::Failure);

@@ -75,6 +75,28 @@ fn message_lines(text: &str) -> String {
         .join("\n")
 }
 
+/// The `error` event (with `--json`) of a command that failed in `e`: a
+/// transfer stopped in the middle says how far it got (`stopped`), as the
+/// listener's does, and names its `transfer`.
+pub fn json_error_of(e: &localstream_node::Error, transfer: Option<TransferId>) {
+    let stopped = match e {
+        localstream_node::Error::Transfer(localstream_node::error::TransferError::Stopped(s)) => {
+            Some(s.clone())
+        }
+        _ => None,
+    };
+    json_line(&Envelope {
+        event: Event::Error {
+            side: None,
+            peer: None,
+            session: None,
+            message: crate::hint::without_os_codes(&e.to_string()),
+            stopped,
+        },
+        transfer,
+    });
+}
+
 /// An `error` event on stdout (with `--json`), for a command that failed.
 pub fn json_error(message: &str) {
     json_line(&Envelope {
@@ -114,6 +136,8 @@ pub struct Renderer {
     quiet: bool,
     /// The peer the last event named (a sender's receiver), by name.
     last_peer: Option<String>,
+    /// The transfer of the last event that had one.
+    last_transfer: Option<TransferId>,
     /// This is a listener (from its `listening` event).
     receiving: bool,
     /// The listener's verification code block of each transfer, until the
@@ -153,6 +177,7 @@ impl Renderer {
             trust_hint: HashMap::new(),
             receiving: false,
             last_peer: None,
+            last_transfer: None,
             quiet: false,
             codes: HashMap::new(),
             stdout_is_data: false,
@@ -343,12 +368,21 @@ impl Renderer {
         }
     }
 
+    /// The transfer the last event belonged to, if any.
+    #[must_use]
+    pub fn last_transfer(&self) -> Option<TransferId> {
+        self.last_transfer
+    }
+
     /// Shows one event.
     pub fn show(&mut self, envelope: Envelope) {
         if self.json && envelope.event.is_machine() {
             json_line(&envelope);
         }
         let event = envelope.event;
+        if envelope.transfer.is_some() {
+            self.last_transfer = envelope.transfer;
+        }
         let t = envelope.transfer.unwrap_or(0);
         if let Some(peer) = peer_of(&event) {
             self.last_peer = Some(shown_name(&peer.name));

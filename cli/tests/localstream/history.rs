@@ -555,3 +555,40 @@ fn a_later_batch_the_receiver_refuses_ends_the_send_with_what_was_delivered() {
         assert_eq!(s["bytes"], 8 * saved, "{side}: {s:#}");
     }
 }
+
+/// `send --json` stopped by Ctrl-C mid-file ends with an `error` event that
+/// says how far it got (`stopped`), as the listener's does, and names its
+/// transfer.
+#[test]
+fn a_json_sender_stopped_by_ctrl_c_says_how_far_it_got() {
+    let p = Pair::new();
+    let file = p.sender.file("out", "json.bin", &random_bytes(94, SIZE));
+    let l = p.receiver.listen(&p.inbox, &["--yes"]);
+    let proxy = Proxy::start(l.port, Mode::Stall { after: AT });
+    let mut cmd = p.sender.send_cmd(proxy.port, &[&file]);
+    cmd.arg("--json");
+    let mut sending = Sending {
+        run: localstream_testkit::spawn(&mut cmd, "send --json"),
+    };
+    assert!(poll_until(STEP, || proxy.last().is_some_and(|s| s.tripped)));
+    wait_partial(&p.inbox, &l);
+    localstream_testkit::signal(sending.run.child.id(), "INT");
+    let (code, stderr) = sending.wait();
+    assert_eq!(code, Some(130), "{stderr}");
+    let lines: Vec<String> = sending.run.lines.try_iter().collect();
+    let last: Value = serde_json::from_str(lines.last().unwrap()).unwrap();
+    assert_eq!(last["event"], "error", "{last}");
+    assert!(last["transfer"].is_u64(), "{last}");
+    let progress = lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|e| e["event"] == "progress")
+        .unwrap_or_else(|| panic!("no progress before the error: {lines:?}"));
+    assert_eq!(progress["transfer"], last["transfer"], "the same transfer");
+    let stopped = &last["stopped"];
+    assert_eq!(stopped["cause"], "interrupted", "{last}");
+    assert_eq!(stopped["file"], "json.bin", "{last}");
+    assert_eq!(stopped["total"], SIZE as u64, "{last}");
+    assert!(stopped["bytes"].as_u64().is_some_and(|b| b > 0), "{last}");
+    proxy.cut_all(Close::Fin);
+}
