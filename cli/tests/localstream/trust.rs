@@ -1010,4 +1010,25 @@ fn a_sender_that_blocked_the_receiver_sends_nothing() {
     let ss = store(&p.sender);
     assert_eq!(peer(&ss, &r_id.id)["trust"], "blocked");
     assert_eq!(sessions(peer(&ss, &r_id.id)).len(), 1, "{ss:#}");
+    // By name or id, with discovery off: the same refusal, not "no such
+    // peer" (the store knows it, and where it was).
+    for name in ["receiver", &short(&r_id)] {
+        let out = common::run(
+            p.sender
+                .cmd()
+                .args(["send", "--no-discovery", name])
+                .arg(&f),
+        );
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "localstream: you have blocked receiver (id {}): `localstream trust {}` or \
+                 `forget` it to send to it again",
+                r_id.id,
+                short(&r_id)
+            )),
+            "{stderr}"
+        );
+    }
 }

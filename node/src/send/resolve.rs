@@ -155,7 +155,17 @@ fn remembered(store: &PeerStore, name: &str) -> Result<Option<(Vec<SocketAddr>, 
             }));
         }
     };
-    if entry.addresses.is_empty() || entry.trust == Trust::Blocked || entry.localsend {
+    if entry.trust == Trust::Blocked && !entry.localsend {
+        // Said as a send by address would say it, not as "no such peer".
+        return Err(crate::error::TrustError::Blocked(format!(
+            "{} (id {}): `localstream trust {}` or `forget` it to send to it again",
+            escape_for_terminal(entry.name().unwrap_or(name)),
+            entry.node_id,
+            crate::discover::short_id(&entry.node_id)
+        ))
+        .into());
+    }
+    if entry.addresses.is_empty() || entry.localsend {
         return Ok(None);
     }
     let mut fingerprint_prefix = [0u8; FINGERPRINT_PREFIX_BYTES];
