@@ -711,6 +711,13 @@ fn status_of(e: &Error) -> Status {
     }
 }
 
+/// `n` as `human_bytes` says it, or in bytes when `other` would read the
+/// same ("needs 5.00 MiB but only 5.00 MiB is free" says nothing).
+fn exact_if_alike(n: u64, other: u64) -> String {
+    let (a, b) = (human_bytes(n), human_bytes(other));
+    if a == b { format!("{n} B") } else { a }
+}
+
 fn io_status(e: &std::io::Error) -> Status {
     match e.kind() {
         std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => {
@@ -957,8 +964,8 @@ fn validate_offer(
             Status::InsufficientStorage,
             format!(
                 "not enough disk space: the offer needs {} but only {} is free",
-                human_bytes(needed),
-                human_bytes(free)
+                exact_if_alike(needed, free),
+                exact_if_alike(free, needed)
             ),
         ));
     }
@@ -1818,6 +1825,13 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    #[test]
+    fn sizes_that_would_read_the_same_are_said_in_bytes() {
+        assert_eq!(exact_if_alike(5 << 20, 4 << 20), "5.00 MiB");
+        assert_eq!(exact_if_alike((5 << 20) + 1, 5 << 20), "5242881 B");
+        assert_eq!(exact_if_alike(5 << 20, (5 << 20) + 1), "5242880 B");
+    }
 
     #[test]
     fn the_status_message_tells_verification_from_saving() {

@@ -138,6 +138,16 @@ fn listen_and_ui_refuse_a_folder_that_takes_no_files() {
         d,
     ];
     fails_with(&node, &ui, &expected);
+    // The folder named is a file.
+    let f = file.to_str().unwrap();
+    fails_with(
+        &node,
+        &["listen", "--no-discovery", "--port", "0", "--dir", f],
+        &format!(
+            "localstream: cannot save received files in {f}: it is a file, not a folder \
+             {FOLDER_HINT}"
+        ),
+    );
     // A folder that exists and takes no files, for root too.
     #[cfg(target_os = "linux")]
     fails_with(

@@ -27,6 +27,13 @@ pub fn writable_folder(dir: &Path) -> Result<PathBuf> {
         dir: dir.to_owned(),
         source,
     };
+    if std::fs::metadata(dir).is_ok_and(|m| !m.is_dir()) {
+        // (create_dir_all would say "File exists".)
+        return Err(not_writable(io::Error::new(
+            io::ErrorKind::NotADirectory,
+            "it is a file, not a folder",
+        )));
+    }
     std::fs::create_dir_all(dir).map_err(not_writable)?;
     let canonical = std::fs::canonicalize(dir).map_err(not_writable)?;
     if !canonical.is_dir() {
