@@ -302,6 +302,18 @@ fn bad_address_is_a_usage_error() {
         &["send", "--no-discovery", "box\x1b[2J", f.to_str().unwrap()],
         "no peer named 'box\\x1b[2J' with a known address in the peer store",
     );
+    // A host name with a port is not taken for a peer's name.
+    usage_error(
+        &node,
+        &[
+            "send",
+            "--no-discovery",
+            "localhost:47470",
+            f.to_str().unwrap(),
+        ],
+        "'localhost:47470' is not an address: host names are not looked up; give the IP \
+         address (IP:47470, e.g. 127.0.0.1:47470 for this machine)",
+    );
     // `peers` has no --no-discovery at all: see `setup::peers_offers_no_no_discovery`.
 }
 

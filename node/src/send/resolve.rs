@@ -90,6 +90,19 @@ pub(super) async fn resolve(cx: &Context, cfg: &SendConfig) -> Result<Resolution
 /// Discovery is off: where the peer store last reached the peer.
 fn from_store(cx: &Context, name: &str) -> Result<Resolution> {
     let Some((addrs, record)) = remembered(&cx.store, name)? else {
+        // `localhost:47470`, `nas.lan:47470`: a host name, which is not looked up.
+        if let Some((host, port)) = name.rsplit_once(':')
+            && !host.is_empty()
+            && !port.is_empty()
+            && port.bytes().all(|b| b.is_ascii_digit())
+        {
+            return Err(Error::Usage(format!(
+                "'{}' is not an address: host names are not looked up; give the IP address \
+                 (IP:{port}, e.g. 127.0.0.1:{port} for this machine), or a peer's name without \
+                 a port",
+                escape_for_terminal(name)
+            )));
+        }
         return Err(Error::Usage(format!(
             "no peer named '{}' with a known address in the peer store: with \
              --no-discovery give its address (IP or IP:PORT), or `localstream add {} IP`",
