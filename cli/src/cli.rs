@@ -206,7 +206,7 @@ pub struct ListenArgs {
     /// No desktop notification when a transfer ends (there is none anyway without a desktop session)
     #[arg(long)]
     pub no_notify: bool,
-    /// Print events as JSON, one object per line, on stdout (listening, offer, accepted, refused, progress, file_done, transfer_done, error)
+    /// Print events as JSON, one object per line, on stdout (listening, offer, checking, accepted, refused, message, question_closed, progress, file_done, transfer_done, error; see the README's events table)
     #[arg(long, conflicts_with = "stdout")]
     pub json: bool,
     /// Print only errors, refusals and the result line (what was sent or received): no progress bars, verification codes or notes (questions are still asked)
@@ -342,7 +342,7 @@ pub struct SendArgs {
     /// The name the receiver gets for standard input (`-`, default `stdin`), or for the one file or folder sent
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
-    /// Print events as JSON, one object per line, on stdout (connected, offer, accepted, progress, file_done, transfer_done, error)
+    /// Print events as JSON, one object per line, on stdout (counting, skipped, connected, confirm, offer, checking, accepted, progress, file_done, transfer_done, error; see the README's events table)
     #[arg(long)]
     pub json: bool,
     /// Print only errors, refusals and the result line (what was sent or received): no progress bars, verification codes or notes (questions are still asked)
