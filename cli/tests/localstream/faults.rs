@@ -529,7 +529,7 @@ fn held_mid_file<P: AsRef<std::path::Path>>(
     p: &Pair,
     files: &[P],
 ) -> (Listener, std::process::Child, common::Valve) {
-    let mut l = p.receiver.listen(&p.inbox, &["--yes", "--once"]);
+    let l = p.receiver.listen(&p.inbox, &["--yes", "--once"]);
     let valve = common::Valve::start(l.port, 3 * MIB / 2);
     let sender = p
         .sender
