@@ -318,7 +318,14 @@ async fn a_send_to_a_pinned_peer_writes_each_store_once() {
     assert!(r0 >= 1 && s0 >= 1, "first contact pins: {r0} {s0}");
     assert_eq!(sender.peer_store().unwrap().peers().len(), 1);
 
-    // Pinned: one write each, after the file.
+    // Pinned: one write each, after the file. (Another modification time:
+    // the same file again would be found identical and not sent.)
+    std::fs::File::options()
+        .write(true)
+        .open(dir.path().join("small.txt"))
+        .unwrap()
+        .set_modified(std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000))
+        .unwrap();
     let started = std::time::Instant::now();
     let sent = sender.send(&send).await.unwrap();
     assert_eq!((sent.delivered, sent.offered), (1, 1));

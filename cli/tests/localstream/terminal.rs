@@ -56,8 +56,9 @@ fn peers_refused_for_who_they_are_get_one_plain_line_on_the_receiver() {
     let l = p.receiver.listen(&p.inbox, &["--trusted-only"]);
     failed_last_line(&p.sender.send(l.port, &[&f]));
     l.wait_stderr(&format!(
-        "refused sender's offer: not trusted (--trusted-only; `localstream trust {}` to let \
-         it in)\n",
+        "refused sender's offer: never met here, so not trusted (--trusted-only; to let it in, \
+         accept one transfer from it with `localstream listen` (or `--ui`), comparing the \
+         codes, then `localstream trust {}`)\n",
         &p.sender.id().id[..8]
     ));
     let err = l.stderr();
@@ -173,9 +174,10 @@ fn a_sender_refused_by_trusted_only_reads_words_and_the_code_only_with_v() {
         text(&out.stderr).lines().last().unwrap_or_default(),
         format!(
             "localstream: the peer (or someone on the path: a plaintext alert is not \
-             authenticated) said: the receiver accepts only peers it trusts (--trusted-only); \
-             its user can trust this node with `localstream trust {}` after comparing \
-             verification codes",
+             authenticated) said: the receiver accepts only peers it trusts (--trusted-only) \
+             and has never met this node; its user can let this node in by accepting one \
+             transfer from it without --trusted-only, after comparing verification codes, then \
+             `localstream trust {}`",
             &id[..8]
         )
     );
