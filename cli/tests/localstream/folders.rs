@@ -503,6 +503,23 @@ impl<'a> Refusing<'a> {
         Ok(refusing)
     }
 
+    /// `dir`, made and refusing new files; `None` after a loud SKIPPED
+    /// line when that cannot be done here (a panic under CI's
+    /// `LOCALSTREAM_REQUIRE_NETNS=1`).
+    fn made_or_skip(dir: &'a Path, test: &str) -> Option<Self> {
+        std::fs::create_dir_all(dir).unwrap();
+        match Refusing::make(dir) {
+            Ok(r) => Some(r),
+            Err(why) if std::env::var("LOCALSTREAM_REQUIRE_NETNS").as_deref() == Ok("1") => {
+                panic!("{test}: {why}")
+            }
+            Err(why) => {
+                eprintln!("SKIPPED {test}: {why}");
+                None
+            }
+        }
+    }
+
     fn takes_files(&self) -> bool {
         let probe = self.0.join("probe");
         let made = std::fs::write(&probe, b"").is_ok();
@@ -538,16 +555,10 @@ fn a_file_the_receiver_cannot_create_fails_alone_and_the_rest_arrive() {
     put(&root, "locked/c.bin", &big);
     put(&root, "z.txt", b"last");
     let locked = p.inbox.join("t/locked");
-    std::fs::create_dir_all(&locked).unwrap();
-    let refusing = match Refusing::make(&locked) {
-        Ok(r) => r,
-        Err(why) if std::env::var("LOCALSTREAM_REQUIRE_NETNS").as_deref() == Ok("1") => {
-            panic!("{why}")
-        }
-        Err(why) => {
-            eprintln!("SKIPPED a_file_the_receiver_cannot_create_fails_alone: {why}");
-            return;
-        }
+    let Some(refusing) =
+        Refusing::made_or_skip(&locked, "a_file_the_receiver_cannot_create_fails_alone")
+    else {
+        return;
     };
     let mut l = p.receiver.listen(&p.inbox, &["--yes", "--once"]);
     let out = p.sender.send(l.port, &[&root]);
@@ -648,16 +659,9 @@ fn many_files_the_receiver_cannot_create_get_a_hundred_lines_and_a_count() {
     }
     put(&root, "ok.txt", b"ok");
     let locked = p.inbox.join("t/locked");
-    std::fs::create_dir_all(&locked).unwrap();
-    let refusing = match Refusing::make(&locked) {
-        Ok(r) => r,
-        Err(why) if std::env::var("LOCALSTREAM_REQUIRE_NETNS").as_deref() == Ok("1") => {
-            panic!("{why}")
-        }
-        Err(why) => {
-            eprintln!("SKIPPED many_files_the_receiver_cannot_create: {why}");
-            return;
-        }
+    let Some(refusing) = Refusing::made_or_skip(&locked, "many_files_the_receiver_cannot_create")
+    else {
+        return;
     };
     let mut l = p.receiver.listen(&p.inbox, &["--yes", "--once"]);
     let out = p.sender.send(l.port, &[&root]);
