@@ -163,6 +163,11 @@ struct Planned {
     /// It replaces a file of its name (`--on-collision overwrite` or
     /// `skip-identical`), rather than taking a free name.
     replace: bool,
+    /// The file of its name there looked the same (its size, and its time
+    /// or policy) but was past the Answer's limit on held files: once
+    /// received, it is compared with that one by hash, and an identical
+    /// one is not saved again.
+    same_maybe: bool,
 }
 
 impl Planned {
@@ -1189,7 +1194,7 @@ async fn prepare(
             ));
         }
     };
-    let planned = match place_files(plan, shared, &mut made, &peer.node_id, who) {
+    let mut planned = match place_files(plan, shared, &mut made, &peer.node_id, who) {
         Ok(planned) => planned,
         Err(refused) => {
             made.undo();
@@ -1217,6 +1222,11 @@ async fn prepare(
             }
         })
         .collect();
+    // Copies past the limit: compared once received (see `same_maybe`).
+    let chosen: std::collections::HashSet<usize> = candidates.iter().map(|c| c.planned).collect();
+    for (i, p) in planned.iter_mut().enumerate() {
+        p.same_maybe = holding.copies[i] && !chosen.contains(&i);
+    }
     let held = if candidates.is_empty() {
         HashMap::new()
     } else {
@@ -1360,6 +1370,7 @@ fn place_files(
             text: e.is_text(),
             mtime: e.mtime,
             replace: shared.on_collision.replaces() && named.insert(e.path.as_str()),
+            same_maybe: false,
         });
     }
     Ok(planned)

@@ -319,3 +319,26 @@ fn the_same_folder_sent_again_under_rename_sends_nothing_twice() {
     );
     assert_eq!(std::fs::read(p.inbox.join("proj/a.txt")).unwrap(), b"alpha");
 }
+
+/// More files found the same again than one Answer may hold (4096): those
+/// past the limit cross the wire, are compared by hash with the ones there,
+/// and are not saved twice either.
+#[test]
+fn the_same_files_again_past_the_answers_limit_are_not_saved_twice() {
+    let p = Pair::new();
+    let src = p.sender.dir("src").join("many");
+    std::fs::create_dir_all(&src).unwrap();
+    const N: usize = 4_100;
+    for i in 0..N {
+        std::fs::write(src.join(format!("f{i:04}")), format!("file {i}")).unwrap();
+    }
+    let mut l = p.receiver.listen(&p.inbox, &["--yes"]);
+    assert_sent_ok(&p.sender.send(l.port, &[&src]), N);
+    l.wait_received();
+    let again = p.sender.send(l.port, &[&src]);
+    let err = text(&again.stderr);
+    assert_eq!(again.status.code(), Some(0), "{err}");
+    assert!(err.contains("skipped 4096 identical files ("), "{err}");
+    l.wait_received();
+    assert_eq!(tree(&p.inbox.join("many")), tree(&src), "nothing twice");
+}

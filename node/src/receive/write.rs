@@ -828,6 +828,21 @@ impl<'a> Writer<'a> {
             self.results.push(Ok(None));
             return;
         }
+        if p.same_maybe
+            && !copy
+            && let Some(path) = identical_here(p, &end.hash)
+        {
+            // The same file again, past the Answer's limit on held files:
+            // the one here stays, the copy just received goes.
+            partial.remove();
+            drop(file);
+            debug!(file = %p.shown(), "identical to the file here: kept");
+            if let Some(bar) = self.progress {
+                bar.file_done(|| p.shown(), p.size, Some(&path));
+            }
+            self.results.push(Ok(Some(path)));
+            return;
+        }
         if let Some(t) = p.mtime {
             fsutil::collision::set_mtime(&file, t, || p.shown());
         }
@@ -974,6 +989,14 @@ impl<'a> Writer<'a> {
             }
         }
     }
+}
+
+/// The file of `p`'s name already there, when its bytes hash to `hash`
+/// (a plain file of the same size, read without following a link).
+fn identical_here(p: &Planned, hash: &[u8; 32]) -> Option<PathBuf> {
+    let mut file = fsutil::collision::open_existing(&p.parent, p.file_name(), p.size).ok()??;
+    let (here, _) = resumable::hash_prefix_counting(&mut file, p.size, |_| {}).ok()?;
+    (here == *hash).then(|| p.parent.join(p.file_name()))
 }
 
 /// Whether a file that could not be created fails alone, the others going
