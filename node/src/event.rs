@@ -811,7 +811,34 @@ impl EventStream {
 #[derive(Debug)]
 struct Subscriber {
     tx: mpsc::UnboundedSender<Envelope>,
-    wants: fn(&Event) -> bool,
+    interest: Interest,
+}
+
+/// What one subscriber keeps of the node's events.
+#[derive(Debug, Clone, Copy)]
+pub struct Interest {
+    /// The kinds of event it keeps: it may be asked about a probe whose
+    /// fields are empty ([`Events::wanted`]).
+    pub wants: fn(&Event) -> bool,
+    /// `file_done` of the first this many files of each transfer only (a
+    /// front end that lists the first files of a send spares the rest of a
+    /// 100,000-file transfer the event's two allocations, its queueing and
+    /// its wake-up per file).
+    pub files_done: u64,
+}
+
+impl Interest {
+    /// Every event.
+    pub const ALL: Interest = Interest {
+        wants: |_| true,
+        files_done: u64::MAX,
+    };
+
+    /// Whether it keeps `event`, the `nth` (from 0) `file_done` of its
+    /// transfer when it is one.
+    fn keeps(&self, event: &Event, nth: Option<u64>) -> bool {
+        nth.is_none_or(|n| n < self.files_done) && (self.wants)(event)
+    }
 }
 
 /// Where the node's events go: every subscriber. Cheap to clone.
@@ -827,7 +854,7 @@ impl Events {
     /// A new subscriber: it sees every event from now on.
     #[must_use]
     pub fn subscribe(&self) -> EventStream {
-        self.subscribe_where(|_| true)
+        self.subscribe_to(Interest::ALL)
     }
 
     /// A new subscriber of the events `wants` keeps, from now on (the
@@ -837,8 +864,17 @@ impl Events {
     /// whose fields are empty ([`Events::wanted`]).
     #[must_use]
     pub fn subscribe_where(&self, wants: fn(&Event) -> bool) -> EventStream {
+        self.subscribe_to(Interest {
+            wants,
+            ..Interest::ALL
+        })
+    }
+
+    /// A new subscriber of what `interest` keeps, from now on.
+    #[must_use]
+    pub fn subscribe_to(&self, interest: Interest) -> EventStream {
         let (tx, rx) = mpsc::unbounded_channel();
-        self.lock().push(Subscriber { tx, wants });
+        self.lock().push(Subscriber { tx, interest });
         EventStream::new(rx)
     }
 
@@ -869,13 +905,19 @@ impl Events {
 
     /// Delivers `event` to every subscriber still there.
     pub fn emit(&self, event: Event) {
+        self.emit_nth(event, None);
+    }
+
+    /// Sends `event` (the `nth` `file_done` of its transfer when it is one)
+    /// to the subscribers that keep it.
+    fn emit_nth(&self, event: Event, nth: Option<u64>) {
         let envelope = Envelope {
             event,
             transfer: self.transfer.or_else(current_transfer),
         };
         let mut subscribers = self.lock();
         subscribers.retain(|s| !s.tx.is_closed());
-        let wanted = |s: &&Subscriber| (s.wants)(&envelope.event);
+        let wanted = |s: &&Subscriber| s.interest.keeps(&envelope.event, nth);
         let Some(last) = subscribers.iter().rposition(|s| wanted(&s)) else {
             return;
         };
@@ -894,9 +936,13 @@ impl Events {
     /// nobody wants need not be made).
     #[must_use]
     pub fn wanted(&self, probe: &Event) -> bool {
+        self.wanted_nth(probe, None)
+    }
+
+    fn wanted_nth(&self, probe: &Event, nth: Option<u64>) -> bool {
         self.lock()
             .iter()
-            .any(|s| !s.tx.is_closed() && (s.wants)(probe))
+            .any(|s| !s.tx.is_closed() && s.interest.keeps(probe, nth))
     }
 
     /// Whether anyone listens (a transfer skips its per-file progress work otherwise).
@@ -1074,6 +1120,8 @@ struct Meter {
     total: u64,
     file: Option<FileProgress>,
     last: Option<Instant>,
+    /// The `file_done` calls so far.
+    files_done: u64,
 }
 
 impl Progress {
@@ -1093,6 +1141,7 @@ impl Progress {
                 total,
                 file: None,
                 last: None,
+                files_done: 0,
             }))
         });
         Progress {
@@ -1184,19 +1233,27 @@ impl Progress {
         size: u64,
         path: Option<&std::path::Path>,
     ) {
+        let mut nth = 0;
+        self.with(|m| {
+            nth = m.files_done;
+            m.files_done += 1;
+        });
         let probe = Event::FileDone {
             side: self.side,
             name: String::new(),
             size,
             path: None,
         };
-        if self.inner.is_some() && self.events.wanted(&probe) {
-            self.events.emit(Event::FileDone {
-                side: self.side,
-                name: name().into(),
-                size,
-                path: path.map(std::path::Path::to_path_buf),
-            });
+        if self.inner.is_some() && self.events.wanted_nth(&probe, Some(nth)) {
+            self.events.emit_nth(
+                Event::FileDone {
+                    side: self.side,
+                    name: name().into(),
+                    size,
+                    path: path.map(std::path::Path::to_path_buf),
+                },
+                Some(nth),
+            );
         }
     }
 
@@ -1273,6 +1330,58 @@ mod tests {
         drop(all);
         p.file_done(|| "c", 1, None);
         assert!(picky.try_next().is_none());
+    }
+
+    #[test]
+    fn a_subscriber_of_the_first_files_gets_their_file_done_per_transfer_and_every_other_event() {
+        let events = Events::default();
+        let names = |rx: &mut EventStream| -> Vec<String> {
+            std::iter::from_fn(|| rx.try_next())
+                .map(|e| match e.event {
+                    Event::FileDone { name, .. } => name,
+                    other => format!("{other:?}"),
+                })
+                .collect()
+        };
+        let mut first_two = events.subscribe_to(Interest {
+            files_done: 2,
+            ..Interest::ALL
+        });
+        let mut none = events.subscribe_to(Interest {
+            files_done: 0,
+            ..Interest::ALL
+        });
+        let mut all = events.subscribe();
+        let one = Progress::new(&events, Side::Receive, 1);
+        let made = std::cell::Cell::new(0);
+        for name in ["a", "b", "c"] {
+            one.file_done(
+                || {
+                    made.set(made.get() + 1);
+                    name
+                },
+                1,
+                None,
+            );
+        }
+        events.notice(Notice::Stopping);
+        // The next transfer counts its own files.
+        let two = Progress::new(&events, Side::Receive, 1);
+        two.file_done(|| "d", 1, None);
+        assert_eq!(names(&mut all), ["a", "b", "c", "Notice(Stopping)", "d"]);
+        assert_eq!(names(&mut first_two), ["a", "b", "Notice(Stopping)", "d"]);
+        assert_eq!(names(&mut none), ["Notice(Stopping)"]);
+        drop(all);
+        one.file_done(
+            || {
+                made.set(made.get() + 1);
+                "e"
+            },
+            1,
+            None,
+        );
+        assert!(first_two.try_next().is_none());
+        assert_eq!(made.get(), 3, "a name nobody keeps is not even made");
     }
 
     #[tokio::test]

@@ -104,6 +104,13 @@ impl Node {
         self.events.subscribe_where(wants)
     }
 
+    /// A stream of what `interest` keeps, from now on (for instance only the
+    /// first `file_done` events of each transfer).
+    #[must_use]
+    pub fn events_to(&self, interest: crate::event::Interest) -> EventStream {
+        self.events.subscribe_to(interest)
+    }
+
     /// This node's identity.
     #[must_use]
     pub fn identity(&self) -> &Arc<LocalIdentity> {

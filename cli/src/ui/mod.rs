@@ -258,7 +258,15 @@ pub async fn start(node: &Node, cfg: UiConfig, around: Surroundings) -> Result<U
         stop: stop.clone(),
     });
     // Subscribed now: the listener's first event is not missed.
-    feed(app.clone(), node.events());
+    // (The page lists the first files of a transfer: the others' `file_done`
+    // is not even made for it.)
+    feed(
+        app.clone(),
+        node.events_to(localstream_node::event::Interest {
+            files_done: model::MAX_DONE_FILES as u64,
+            ..localstream_node::event::Interest::ALL
+        }),
+    );
     let router = routes(app.clone());
     let shutdown = stop.clone();
     let server = tokio::spawn(async move {

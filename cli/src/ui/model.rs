@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 /// Transfers kept for the page (the oldest finished ones go first).
 const MAX_TRANSFERS: usize = 100;
 /// Finished files listed per transfer.
-const MAX_DONE_FILES: usize = 200;
+pub(crate) const MAX_DONE_FILES: usize = 200;
 /// Banners kept.
 const MAX_BANNERS: usize = 20;
 
