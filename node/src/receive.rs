@@ -829,8 +829,12 @@ where
             copies: &copies,
         };
         let entries = deciding.entries();
-        let (prepared, decisions) = match prepare(entries, holding, shared, peer, &who).await {
+        let (prepared, decisions) = match prepare(entries, holding, shared, peer, &who, stop).await
+        {
             Ok(p) => p,
+            // Shutting down while held files were checked: the sender hears
+            // why (an alert, not a refusal: it may send again later).
+            Err(_) if stop.is_cancelled() => return Err(Error::Interrupted),
             Err(refusal) => return refuse(writer, deciding, refusal).await,
         };
         let total = deciding.total_bytes();
@@ -1168,6 +1172,7 @@ async fn prepare(
     shared: &Shared,
     peer: &PeerIdentity,
     who: &str,
+    stop: &CancellationToken,
 ) -> std::result::Result<(Prepared, Vec<FileDecision>), (Status, String)> {
     let (plan, folders) = plan::plan(entries);
     let making = Instant::now();
@@ -1230,10 +1235,16 @@ async fn prepare(
     let held = if candidates.is_empty() {
         HashMap::new()
     } else {
-        let (events, peer) = (shared.events.here(), PeerLabel::of(peer));
-        tokio::task::spawn_blocking(move || hold_prefixes(candidates, &events, &peer))
-            .await
-            .map_err(|e| (Status::InternalError, e.to_string()))?
+        let (events, peer, stopping) = (shared.events.here(), PeerLabel::of(peer), stop.clone());
+        let held = tokio::task::spawn_blocking(move || {
+            hold_prefixes(candidates, &events, &peer, &stopping)
+        })
+        .await
+        .map_err(|e| (Status::InternalError, e.to_string()))?;
+        if stop.is_cancelled() {
+            return Err((Status::Busy, "the receiver is shutting down".into()));
+        }
+        held
     };
     // One decision per offered entry: folders are done (created), files wait.
     let mut decisions = vec![FileDecision::whole(); entries.len()];
@@ -1661,6 +1672,7 @@ fn hold_prefixes(
     candidates: Vec<Candidate>,
     events: &Events,
     peer: &PeerLabel,
+    stop: &CancellationToken,
 ) -> HashMap<usize, (Held, [u8; 32])> {
     let mut held = HashMap::new();
     let bytes = candidates.iter().map(|c| c.held).sum();
@@ -1700,8 +1712,19 @@ fn hold_prefixes(
         };
         let hashed = resumable::hash_prefix_counting(&mut partial.file, partial.len, |n| {
             checking.advance(n);
+            if stop.is_cancelled() {
+                // Within one buffer: a shutdown's grace is short.
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::Interrupted,
+                    "the receiver is shutting down",
+                ));
+            }
+            Ok(())
         });
         checking.prefix_done(expected);
+        if stop.is_cancelled() {
+            break;
+        }
         match hashed {
             Ok((hash, hasher)) => {
                 let h = Held {

@@ -592,3 +592,56 @@ fn a_json_sender_stopped_by_ctrl_c_says_how_far_it_got() {
     assert!(stopped["bytes"].as_u64().is_some_and(|b| b > 0), "{last}");
     proxy.cut_all(Close::Fin);
 }
+
+/// Ctrl-C on a listener while it checks what it holds of an offered file
+/// (a copy of the same size and time already there, 8 GiB sparse: seconds
+/// of reading on any machine): the check stops at once, the sender hears
+/// that the receiver is shutting down (not that the connection closed in
+/// the middle of a message), the listener ends the transfer with an
+/// `error` event and records the session, and the copy stays as it was.
+#[test]
+fn ctrl_c_while_the_listener_checks_a_held_copy_tells_both_sides_and_keeps_it() {
+    const HUGE: u64 = 8 << 30;
+    let p = Pair::new();
+    let src = p.sender.file("out", "huge.img", b"");
+    let here = p.inbox.join("huge.img");
+    let when = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+    for path in [&src, &here] {
+        let f = std::fs::File::create(path).unwrap();
+        f.set_len(HUGE).unwrap();
+        f.set_modified(when).unwrap();
+    }
+    let mut l = p.receiver.listen(&p.inbox, &["--yes", "--once", "--json"]);
+    let sender = p
+        .sender
+        .send_cmd(l.port, &[&src])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    l.wait_line(|l| l.starts_with(r#"{"event":"checking""#));
+    common::interrupt(l.pid());
+    let code = l.wait_exit();
+    let out = sender.wait_with_output().unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "sender: {stderr}");
+    assert!(
+        stderr.contains("the receiver is shutting down"),
+        "sender: {stderr}"
+    );
+    assert!(
+        !stderr.contains("in the middle of a message"),
+        "sender: {stderr}"
+    );
+    let lines = l.all_stdout();
+    let error = lines
+        .iter()
+        .find(|l| l.starts_with(r#"{"event":"error""#))
+        .unwrap_or_else(|| l.fail(&format!("no error event (exit {code:?})")));
+    let event: Value = serde_json::from_str(error).unwrap();
+    assert_eq!(event["message"], "interrupted", "{event:#}");
+    assert_eq!(names_in(&p.inbox), ["huge.img"]);
+    assert_eq!(std::fs::metadata(&here).unwrap().len(), HUGE);
+    let received = ended_sessions(&p.receiver, 1);
+    assert_eq!(received[0]["outcome"], "interrupted", "{:#}", received[0]);
+}

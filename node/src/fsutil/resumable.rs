@@ -275,11 +275,12 @@ fn lock(_file: &File) -> io::Result<bool> {
 /// # Errors
 /// Any read error, or [`io::ErrorKind::UnexpectedEof`] when the file is shorter.
 pub fn hash_prefix(file: &mut File, len: u64) -> io::Result<([u8; 32], blake3::Hasher)> {
-    hash_prefix_counting(file, len, |_| {})
+    hash_prefix_counting(file, len, |_| Ok(()))
 }
 
 /// [`hash_prefix`], telling `hashed` the bytes of each read as it goes (for
-/// a progress bar over a long check).
+/// a progress bar over a long check); an error it returns ends the hashing
+/// with that error (a listener shutting down does not read 4 GiB first).
 ///
 /// Exactly `len` bytes are hashed, however long the file is now; a file that
 /// has fewer is an error. A long prefix is read on a second thread while this
@@ -293,7 +294,7 @@ pub fn hash_prefix(file: &mut File, len: u64) -> io::Result<([u8; 32], blake3::H
 pub fn hash_prefix_counting(
     file: &mut File,
     len: u64,
-    mut hashed: impl FnMut(u64),
+    mut hashed: impl FnMut(u64) -> io::Result<()>,
 ) -> io::Result<([u8; 32], blake3::Hasher)> {
     use std::io::{Seek, SeekFrom};
     file.seek(SeekFrom::Start(0))?;
@@ -325,7 +326,7 @@ fn hash_sequential(
     file: &File,
     len: u64,
     hasher: &mut blake3::Hasher,
-    hashed: &mut impl FnMut(u64),
+    hashed: &mut impl FnMut(u64) -> io::Result<()>,
 ) -> io::Result<()> {
     let mut buf = vec![0u8; HASH_BUFFER];
     let mut left = len;
@@ -333,7 +334,7 @@ fn hash_sequential(
         let n = read_some(file, &mut buf, left)?;
         hasher.update(&buf[..n]);
         left -= n as u64;
-        hashed(n as u64);
+        hashed(n as u64)?;
     }
     Ok(())
 }
@@ -345,7 +346,7 @@ fn hash_pipelined(
     file: &File,
     len: u64,
     hasher: &mut blake3::Hasher,
-    hashed: &mut impl FnMut(u64),
+    hashed: &mut impl FnMut(u64) -> io::Result<()>,
 ) -> io::Result<bool> {
     use std::sync::mpsc::sync_channel;
     std::thread::scope(|scope| {
@@ -386,7 +387,7 @@ fn hash_pipelined(
                 .map_err(|_| io::Error::other("the thread reading the file stopped"))??;
             hasher.update(&buf);
             left -= buf.len() as u64;
-            hashed(buf.len() as u64);
+            hashed(buf.len() as u64)?;
             // The reader may be done and gone: then the buffer just goes.
             let _ = empty_tx.send(buf);
         }
@@ -513,8 +514,11 @@ mod tests {
         let mut f = File::open(&path).unwrap();
         for len in lens {
             let mut counted = 0;
-            let (prefix, mut hasher) =
-                hash_prefix_counting(&mut f, len as u64, |n| counted += n).unwrap();
+            let (prefix, mut hasher) = hash_prefix_counting(&mut f, len as u64, |n| {
+                counted += n;
+                Ok(())
+            })
+            .unwrap();
             assert_eq!(&prefix, blake3::hash(&bytes[..len]).as_bytes(), "len {len}");
             assert_eq!(counted, len as u64, "progress of len {len}");
             // The hasher goes on from there to the whole file's hash, and
@@ -555,9 +559,28 @@ mod tests {
             if calls == 1 {
                 shrink.set_len(0).unwrap();
             }
+            Ok(())
         })
         .unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
         assert!(calls <= HASH_BUFFERS, "{calls} buffers hashed");
+    }
+
+    #[test]
+    fn hashing_stops_at_the_first_error_its_caller_returns() {
+        for size in [3 * HASH_BUFFER, 2 * PIPELINE_FROM as usize] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("held");
+            std::fs::write(&path, vec![7u8; size]).unwrap();
+            let mut f = File::open(&path).unwrap();
+            let mut seen = 0;
+            let err = hash_prefix_counting(&mut f, size as u64, |n| {
+                seen += n;
+                Err(io::Error::new(io::ErrorKind::Interrupted, "shutting down"))
+            })
+            .unwrap_err();
+            assert_eq!(err.to_string(), "shutting down");
+            assert!(seen < size as u64, "{seen} of {size} bytes hashed");
+        }
     }
 }

@@ -995,7 +995,7 @@ impl<'a> Writer<'a> {
 /// (a plain file of the same size, read without following a link).
 fn identical_here(p: &Planned, hash: &[u8; 32]) -> Option<PathBuf> {
     let mut file = fsutil::collision::open_existing(&p.parent, p.file_name(), p.size).ok()??;
-    let (here, _) = resumable::hash_prefix_counting(&mut file, p.size, |_| {}).ok()?;
+    let (here, _) = resumable::hash_prefix_counting(&mut file, p.size, |_| Ok(())).ok()?;
     (here == *hash).then(|| p.parent.join(p.file_name()))
 }
 

@@ -672,7 +672,10 @@ fn check_held(
             None => ResumeVerdict::Shorter,
             Some(h) => {
                 let hashed = File::open(&src.path).and_then(|mut f| {
-                    hash_prefix_counting(&mut f, h.offset, |n| checking.advance(n))
+                    hash_prefix_counting(&mut f, h.offset, |n| {
+                        checking.advance(n);
+                        Ok(())
+                    })
                 });
                 checking.prefix_done(h.offset);
                 match hashed {
