@@ -82,20 +82,62 @@ pub struct MadeFolders {
     /// The destination whose folders these are, once it was checked.
     root: Option<PathBuf>,
     /// Their paths, as bytes (hashed as they are, not component by
-    /// component as a `PathBuf` is).
-    made: std::collections::HashSet<std::ffi::OsString>,
+    /// component as a `PathBuf` is), and where each is now: the same path,
+    /// or one inside a staged folder (with that folder's index in `staged`).
+    made: std::collections::HashMap<std::ffi::OsString, (PathBuf, Option<usize>)>,
     /// The folders it created (not found), in the order made: what
     /// [`MadeFolders::undo`] removes when the offer they were made for is
     /// refused after all.
     created: Vec<PathBuf>,
+    /// The key of hidden names, when new folders are staged ([`MadeFolders::staging`]).
+    stage: Option<u64>,
+    /// The folders made under a hidden name, to be published.
+    staged: Vec<StagedFolder>,
+}
+
+/// A folder made under a hidden name (`.<name>.<16 hex>.lspart`), with the
+/// files of a batch written in it under their own names; it gets its name
+/// once they are durable ([`Staged::publish`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StagedFolder {
+    /// Where it is until then.
+    pub hidden: PathBuf,
+    /// The path it is for.
+    pub named: PathBuf,
 }
 
 impl MadeFolders {
+    /// Folders that stages the new folders it makes: each outermost one is
+    /// made under a hidden name keyed by `key` (the same for every
+    /// `MadeFolders` of one batch, so that two threads making folders side
+    /// by side agree), and what is below it inside it.
+    #[must_use]
+    pub fn staging(key: u64) -> Self {
+        MadeFolders {
+            stage: Some(key),
+            ..MadeFolders::default()
+        }
+    }
+
     /// [`prepare_parent`], skipping what this already made or checked.
     ///
     /// # Errors
     /// As [`prepare_parent`].
     pub fn prepare(&mut self, dest_root: &Path, components: &[&str]) -> io::Result<PathBuf> {
+        self.prepare_staged(dest_root, components)
+            .map(|(dir, _)| dir)
+    }
+
+    /// [`MadeFolders::prepare`]: where the folder is now, and the index of
+    /// the staged folder it is in ([`MadeFolders::into_staged`]), if any.
+    ///
+    /// # Errors
+    /// As [`prepare_parent`].
+    pub fn prepare_staged(
+        &mut self,
+        dest_root: &Path,
+        components: &[&str],
+    ) -> io::Result<(PathBuf, Option<usize>)> {
         if self.root.as_deref() != Some(dest_root) {
             check_root(dest_root)?;
             self.made.clear();
@@ -104,33 +146,80 @@ impl MadeFolders {
         for component in components {
             check_component(component)?;
         }
-        let mut dir = dest_root.to_path_buf();
-        dir.extend(components);
-        if self.made.contains(dir.as_os_str()) {
-            return Ok(dir);
+        let mut named = dest_root.to_path_buf();
+        named.extend(components);
+        if let Some(at) = self.made.get(named.as_os_str()) {
+            return Ok(at.clone());
         }
+        let mut named = dest_root.to_path_buf();
         let mut dir = dest_root.to_path_buf();
+        let mut inside = None;
         for component in components {
-            dir.push(component);
-            if self.made.contains(dir.as_os_str()) {
+            named.push(component);
+            if let Some((at, staged)) = self.made.get(named.as_os_str()) {
+                dir.clone_from(at);
+                inside = *staged;
                 continue;
             }
-            if prepare_one(dest_root, &dir)? {
-                self.created.push(dir.clone());
+            let shown = named.strip_prefix(dest_root).unwrap_or(&named).to_owned();
+            match self.stage {
+                Some(key)
+                    if inside.is_none()
+                        && component.len() <= STAGED_NAME_MAX
+                        && is_missing(&named) =>
+                {
+                    dir.push(format!(".{component}.{key:016x}{PARTIAL_SUFFIX}"));
+                    if prepare_one_as(&dir, &shown)? {
+                        self.created.push(dir.clone());
+                    }
+                    inside = Some(self.staged.len());
+                    self.staged.push(StagedFolder {
+                        hidden: dir.clone(),
+                        named: named.clone(),
+                    });
+                }
+                _ => {
+                    dir.push(component);
+                    if prepare_one_as(&dir, &shown)? {
+                        self.created.push(dir.clone());
+                    }
+                }
             }
-            self.made.insert(dir.clone().into_os_string());
+            self.made
+                .insert(named.clone().into_os_string(), (dir.clone(), inside));
         }
-        Ok(dir)
+        Ok((dir, inside))
     }
 
-    /// Takes in what `other` made or checked (below the same destination).
-    pub fn absorb(&mut self, other: MadeFolders) {
+    /// Takes in what `other` made or checked (below the same destination):
+    /// its staged folders come after this one's (indexes into them move by
+    /// the length of this one's, returned; one that both made, side by
+    /// side, is kept once, at this one's index).
+    pub fn absorb(&mut self, other: MadeFolders) -> Vec<usize> {
         if self.root.is_none() {
+            let moved = (0..other.staged.len()).collect();
             *self = other;
-        } else if other.root == self.root {
-            self.made.extend(other.made);
-            self.created.extend(other.created);
+            return moved;
         }
+        if other.root != self.root {
+            return Vec::new();
+        }
+        let moved: Vec<usize> = other
+            .staged
+            .into_iter()
+            .map(|f| match self.staged.iter().position(|s| *s == f) {
+                Some(i) => i,
+                None => {
+                    self.staged.push(f);
+                    self.staged.len() - 1
+                }
+            })
+            .collect();
+        for (k, (at, staged)) in other.made {
+            self.made.entry(k).or_insert((at, staged.map(|i| moved[i])));
+        }
+        self.created.extend(other.created);
+        moved
     }
 
     /// Removes the folders it created, deepest first, where they are still
@@ -143,6 +232,99 @@ impl MadeFolders {
         for dir in created {
             let _ = fs::remove_dir(&dir);
         }
+    }
+
+    /// The folders it staged, to publish once their files are durable.
+    #[must_use]
+    pub fn into_staged(self) -> Staged {
+        Staged {
+            folders: self.staged,
+            published: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+}
+
+/// The longest folder name that is staged (a hidden name adds 25 bytes to
+/// it, and a name has at most 255); a longer one is made under its own name.
+const STAGED_NAME_MAX: usize = 255 - 25;
+
+fn is_missing(path: &Path) -> bool {
+    matches!(fs::symlink_metadata(path), Err(e) if e.kind() == io::ErrorKind::NotFound)
+}
+
+/// The staged folders of one batch ([`MadeFolders::into_staged`]): each is
+/// given its name once, by [`Staged::publish`] or, at the latest, when the
+/// last holder drops it (the writer holds it until it has removed what it
+/// did not finish, so a folder never gets its name with a file in it that
+/// is not durable and verified).
+#[derive(Debug, Default)]
+pub struct Staged {
+    folders: Vec<StagedFolder>,
+    published: std::sync::atomic::AtomicBool,
+}
+
+impl Staged {
+    /// Whether nothing was staged.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.folders.is_empty()
+    }
+
+    /// What `path`, inside the staged folder `i`, is called once published.
+    #[must_use]
+    pub fn named(&self, i: usize, path: &Path) -> PathBuf {
+        match self.folders.get(i) {
+            Some(f) => match path.strip_prefix(&f.hidden) {
+                Ok(rest) if rest.as_os_str().is_empty() => f.named.clone(),
+                Ok(rest) => f.named.join(rest),
+                Err(_) => path.to_owned(),
+            },
+            None => path.to_owned(),
+        }
+    }
+
+    /// Gives each staged folder its name (or, when something took the name
+    /// meanwhile, the first free one of `name (1)`, ...), then makes the
+    /// names durable (a sync of each parent). Once: later calls do nothing.
+    pub fn publish(&self) {
+        use std::sync::atomic::Ordering;
+        if self.folders.is_empty() || self.published.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let mut parents: Vec<&Path> = Vec::new();
+        let mut how = Placement::best();
+        for f in &self.folders {
+            let (Some(parent), Some(name)) = (f.named.parent(), f.named.file_name()) else {
+                continue;
+            };
+            let name = name.to_string_lossy();
+            match place(&f.hidden, parent, &name, &mut how) {
+                Ok(placed) if placed != f.named => tracing::warn!(
+                    folder = %f.named.display(),
+                    placed = %placed.display(),
+                    "a folder of that name appeared during the transfer: the received one has another name"
+                ),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(
+                    folder = %f.named.display(),
+                    hidden = %f.hidden.display(),
+                    error = %e,
+                    "cannot give the received folder its name: it stays under its hidden name"
+                ),
+            }
+            if !parents.contains(&parent) {
+                parents.push(parent);
+            }
+        }
+        for dir in parents {
+            sync_dir_or_warn(dir);
+        }
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        self.publish();
     }
 }
 
@@ -163,22 +345,21 @@ fn check_root(dest_root: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// `dir` (inside `dest_root`, its parent a real directory) a real
-/// directory: made (`mkdir` does not follow a link in its last
-/// component: `true`), or found to be one (`false`).
-fn prepare_one(dest_root: &Path, dir: &Path) -> io::Result<bool> {
-    // Errors name the path inside the destination only: they may go to the peer.
-    let shown = || dir.strip_prefix(dest_root).unwrap_or(dir).to_owned();
+/// `dir` (its parent a real directory) a real directory: made (`mkdir`
+/// does not follow a link in its last component: `true`), or found to be
+/// one (`false`). Errors name it `shown` (its path inside the destination
+/// only: they may go to the peer).
+fn prepare_one_as(dir: &Path, shown: &Path) -> io::Result<bool> {
     match create_dir(dir) {
         Ok(()) => Ok(true),
         // There already, or someone else created it meanwhile: fine if it
         // is a real directory.
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            ensure_real_dir(&shown(), &fs::symlink_metadata(dir)?).map(|()| false)
+            ensure_real_dir(shown, &fs::symlink_metadata(dir)?).map(|()| false)
         }
         Err(e) => Err(io::Error::new(
             e.kind(),
-            format!("cannot create directory {}: {e}", shown().display()),
+            format!("cannot create directory {}: {e}", shown.display()),
         )),
     }
 }
@@ -974,7 +1155,10 @@ impl<'a> CommitGroup<'a> {
                 }
                 _ => Ok(()),
             };
-            let placed = durable.and_then(|()| match &m.partial {
+            let mut m = m;
+            let placed = durable.and_then(|()| match &mut m.partial {
+                // Its folder gets its name later ([`MadeFolders::publish`]).
+                Partial::InPlace(f) => Ok(f.keep()),
                 Partial::Named(partial) if m.replace => {
                     collision::replace(partial, m.parent, m.file_name, &mut self.placement)
                 }

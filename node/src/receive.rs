@@ -168,6 +168,11 @@ struct Planned {
     /// received, it is compared with that one by hash, and an identical
     /// one is not saved again.
     same_maybe: bool,
+    /// Its folder is inside the one this batch made under a hidden name
+    /// (the index among the batch's [`fsutil::Staged`]), which that folder
+    /// gets once its files are durable: a small file is then created under
+    /// its own name at once.
+    staged: Option<usize>,
 }
 
 impl Planned {
@@ -861,7 +866,14 @@ where
                 prepared.planned.len()
             }),
         };
+        let staged = prepared.staged.clone();
+        // (Failed: the folders get their names as `staged` goes, with what
+        // arrived whole; the writer removed what did not.)
         let (written, back) = pipeline(reader, opener, accepted, prepared, total, io).await?;
+        if !staged.is_empty() {
+            // Named before the Status says the files are saved.
+            let _ = tokio::task::spawn_blocking(move || staged.publish()).await;
+        }
         opener = back;
         let more = written.done.more();
         finish_batch(writer, written, started, &mut sum, (tally, &shared.events)).await?;
@@ -1137,6 +1149,9 @@ pub(crate) async fn consent_given(
 struct Prepared {
     planned: Vec<Planned>,
     held: HashMap<u32, Held>,
+    /// The folders made under hidden names, published at the batch's end
+    /// (by the last holder: the writer, when it stops first).
+    staged: Arc<fsutil::Staged>,
 }
 
 /// What the receiver holds of each offered file, in offer order (from
@@ -1176,7 +1191,10 @@ async fn prepare(
 ) -> std::result::Result<(Prepared, Vec<FileDecision>), (Status, String)> {
     let (plan, folders) = plan::plan(entries);
     let making = Instant::now();
-    let mut made = match make_folders(&shared.dir, &folders) {
+    // New folders are staged (the files of a batch need no move each),
+    // except for a text or standard output, which make none.
+    let stage = (shared.destination != Destination::Stdout).then(rand::random::<u64>);
+    let mut made = match make_folders(&shared.dir, &folders, stage) {
         Ok(made) => {
             debug!(
                 folders = folders.len(),
@@ -1242,6 +1260,7 @@ async fn prepare(
         .await
         .map_err(|e| (Status::InternalError, e.to_string()))?;
         if stop.is_cancelled() {
+            made.undo();
             return Err((Status::Busy, "the receiver is shutting down".into()));
         }
         held
@@ -1265,7 +1284,15 @@ async fn prepare(
         .into_iter()
         .map(|(i, (h, _))| (planned[i].index, h))
         .collect();
-    Ok((Prepared { planned, held }, decisions))
+    let staged = Arc::new(made.into_staged());
+    Ok((
+        Prepared {
+            planned,
+            held,
+            staged,
+        },
+        decisions,
+    ))
 }
 
 /// Folders of one batch from which they are made on two threads: a mkdir
@@ -1281,9 +1308,11 @@ const FOLDERS_SHARED_FROM: usize = 256;
 fn make_folders<'a>(
     dir: &Path,
     folders: &'a [Vec<String>],
+    stage: Option<u64>,
 ) -> std::result::Result<fsutil::MadeFolders, FoldersFailed<'a>> {
     let make = |folders: &'a [Vec<String>]| {
-        let mut made = fsutil::MadeFolders::default();
+        let mut made =
+            stage.map_or_else(fsutil::MadeFolders::default, fsutil::MadeFolders::staging);
         for components in folders {
             let parts: Vec<&str> = components.iter().map(String::as_str).collect();
             if let Err(e) = made.prepare(dir, &parts) {
@@ -1306,12 +1335,12 @@ fn make_folders<'a>(
     });
     match (a, b) {
         (Ok(mut made), Ok(other)) => {
-            made.absorb(other);
+            let _ = made.absorb(other);
             Ok(made)
         }
         (Err((components, e, mut made)), Ok(other) | Err((_, _, other)))
         | (Ok(mut made), Err((components, e, other))) => {
-            made.absorb(other);
+            let _ = made.absorb(other);
             Err((components, e, made))
         }
     }
@@ -1330,7 +1359,7 @@ fn place_files(
     who: &str,
 ) -> std::result::Result<Vec<Planned>, (Status, String)> {
     let mut planned = Vec::with_capacity(plan.len());
-    let mut parents: HashMap<&str, Arc<Path>> = HashMap::new();
+    let mut parents: HashMap<&str, (Arc<Path>, Option<usize>)> = HashMap::new();
     let destination: Arc<Path> = Arc::from(shared.dir.as_path());
     // Two entries of one offer with the same path never replace each other:
     // only the first may replace what was there before.
@@ -1342,18 +1371,18 @@ fn place_files(
         entry: e,
     } in plan
     {
-        let parent = if shared.destination == Destination::Stdout {
+        let (parent, staged) = if shared.destination == Destination::Stdout {
             // Nothing is written to the folder.
-            destination.clone()
+            (destination.clone(), None)
         } else if let Some(parent) = parents.get(dirs) {
             parent.clone()
         } else {
             let components: Vec<&str> = dirs.split('/').filter(|d| !d.is_empty()).collect();
-            match made.prepare(&shared.dir, &components) {
-                Ok(p) => {
+            match made.prepare_staged(&shared.dir, &components) {
+                Ok((p, staged)) => {
                     let p: Arc<Path> = Arc::from(p);
-                    parents.insert(dirs, p.clone());
-                    p
+                    parents.insert(dirs, (p.clone(), staged));
+                    (p, staged)
                 }
                 Err(err) => {
                     // Errors name paths inside the destination only.
@@ -1382,6 +1411,7 @@ fn place_files(
             mtime: e.mtime,
             replace: shared.on_collision.replaces() && named.insert(e.path.as_str()),
             same_maybe: false,
+            staged,
         });
     }
     Ok(planned)
@@ -1899,7 +1929,7 @@ mod tests {
     fn many_folders_are_all_made_on_two_threads() {
         let dir = tempfile::tempdir().unwrap();
         let list = folders(FOLDERS_SHARED_FROM * 2);
-        let mut made = make_folders(dir.path(), &list).unwrap();
+        let mut made = make_folders(dir.path(), &list, None).unwrap();
         for components in &list {
             assert!(
                 dir.path().join(components.join("/")).is_dir(),
@@ -1917,6 +1947,45 @@ mod tests {
     }
 
     #[test]
+    fn new_folders_made_on_two_threads_are_staged_under_one_hidden_name_until_published() {
+        let dir = tempfile::tempdir().unwrap();
+        let list = folders(FOLDERS_SHARED_FROM * 2);
+        let names = |d: &Path| -> Vec<String> {
+            let mut v: Vec<String> = std::fs::read_dir(d)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            v.sort();
+            v
+        };
+        let mut made = make_folders(dir.path(), &list, Some(0xabc)).unwrap();
+        let hidden = dir.path().join(".top.0000000000000abc.lspart");
+        assert_eq!(names(dir.path()), [".top.0000000000000abc.lspart"]);
+        for components in &list {
+            let inside = hidden.join(components[1..].join("/"));
+            assert!(inside.is_dir(), "{components:?}");
+        }
+        // Files go where the folder is now; they are named for where it goes.
+        let last: Vec<&str> = list.last().unwrap().iter().map(String::as_str).collect();
+        let (at, staged) = made.prepare_staged(dir.path(), &last).unwrap();
+        assert_eq!(at, hidden.join(last[1..].join("/")));
+        let staged = staged.expect("inside the staged folder");
+        let published = made.into_staged();
+        assert_eq!(
+            published.named(staged, &at.join("f.txt")),
+            dir.path().join(last.join("/")).join("f.txt")
+        );
+        published.publish();
+        assert_eq!(names(dir.path()), ["top"]);
+        for components in &list {
+            assert!(
+                dir.path().join(components.join("/")).is_dir(),
+                "{components:?}"
+            );
+        }
+    }
+
+    #[test]
     fn the_first_folder_that_cannot_be_made_is_the_error_in_either_half() {
         let list = folders(FOLDERS_SHARED_FROM * 2);
         for blocked in [3, list.len() - 2] {
@@ -1925,7 +1994,7 @@ mod tests {
             let path = dir.path().join(target.join("/"));
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(&path, b"a file where a folder goes").unwrap();
-            let (failed, err, made) = make_folders(dir.path(), &list).unwrap_err();
+            let (failed, err, made) = make_folders(dir.path(), &list, None).unwrap_err();
             assert_eq!(failed, target.as_slice());
             assert!(err.to_string().contains("is not a directory"), "{err}");
             // Undone, the folders made for the refused offer are gone; the

@@ -646,3 +646,74 @@ fn a_file_that_grows_while_it_is_sent_says_so_and_what_it_had_arrives() {
     assert_eq!(l.wait_exit(), Some(0), "{}", l.stderr());
     assert_content(&p.inbox.join("app.log"), &content);
 }
+
+/// A new folder cut in the middle: the receiver makes it under a hidden
+/// name, and it gets its name anyway with what arrived whole (the small
+/// files before the cut; the 900 KiB files, created under their own names
+/// inside it, those that arrived whole), never with one that did not;
+/// nothing hidden is left. The same command again
+/// brings the rest, nothing twice.
+#[test]
+fn a_new_folder_cut_mid_file_gets_its_name_with_only_what_arrived_whole() {
+    let p = Pair::new();
+    let small: Vec<Vec<u8>> = (0..20)
+        .map(|i| {
+            let content = format!("small file {i}\n").into_bytes();
+            p.sender
+                .file("out/tree/a", &format!("{i:02}.txt"), &content);
+            content
+        })
+        .collect();
+    // 9 MiB in all: the cut at 8 MiB is inside one of them.
+    let mid: Vec<Vec<u8>> = (0..10)
+        .map(|i| {
+            let content = random_bytes(70 + i, 900 * 1024);
+            p.sender.file("out/tree/b", &format!("m{i}.bin"), &content);
+            content
+        })
+        .collect();
+    p.sender.file("out/tree/c", "z.txt", b"after them\n");
+    let tree = p.sender.dir("out/tree");
+    let mut l = p.receiver.listen(&p.inbox, &["--yes"]);
+    let proxy = Proxy::start(
+        l.port,
+        Mode::Cut {
+            after: AT,
+            close: Close::Fin,
+        },
+    );
+    let out = common::run(&mut p.sender.send_cmd(proxy.port, &[&tree]));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    l.wait_stderr("sender disconnected");
+    let named = p.inbox.join("tree");
+    assert!(
+        poll_until(STEP, || named.is_dir()),
+        "{:?}",
+        names_in(&p.inbox)
+    );
+    assert_eq!(names_in(&p.inbox), ["tree"]);
+    for (i, content) in small.iter().enumerate() {
+        assert_content(&named.join(format!("a/{i:02}.txt")), content);
+    }
+    let arrived = names_in(&named.join("b"));
+    assert!(arrived.len() < mid.len(), "{arrived:?}");
+    for (i, name) in arrived.iter().enumerate() {
+        assert_eq!(*name, format!("m{i}.bin"), "{arrived:?}");
+        assert_content(&named.join("b").join(name), &mid[i]);
+    }
+    // (Its folders were made before any data: the last one is empty.)
+    assert!(
+        names_in(&named.join("c")).is_empty(),
+        "{:?}",
+        names_in(&named)
+    );
+    let again = common::run(&mut p.sender.send_cmd(l.port, &[&tree]));
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again.stderr));
+    for (i, content) in mid.iter().enumerate() {
+        assert_content(&named.join(format!("b/m{i}.bin")), content);
+    }
+    assert_content(&named.join("c/z.txt"), b"after them\n");
+    assert_eq!(names_in(&named.join("a")).len(), 20);
+    assert_eq!(names_in(&named.join("b")).len(), 10);
+    assert_eq!(names_in(&p.inbox), ["tree"]);
+}

@@ -33,6 +33,40 @@ pub enum Partial {
     /// it is linked under a free name at its commit and vanishes with its
     /// last handle if it never is.
     Unnamed(PathBuf),
+    /// A file under its final name in a folder that has no name yet (a
+    /// staged folder, [`super::MadeFolders`]): it needs no move at its
+    /// commit, and it is removed if it is dropped before it was kept, so
+    /// that the folder gets its name with only durable, verified files in it.
+    InPlace(InPlace),
+}
+
+/// The file of a [`Partial::InPlace`].
+#[derive(Debug)]
+pub struct InPlace {
+    path: PathBuf,
+    kept: bool,
+}
+
+impl InPlace {
+    /// The file at `path`, removed when dropped until it is kept.
+    #[must_use]
+    pub fn new(path: PathBuf) -> Self {
+        InPlace { path, kept: false }
+    }
+
+    /// It is complete and durable: it stays.
+    pub fn keep(&mut self) -> PathBuf {
+        self.kept = true;
+        self.path.clone()
+    }
+}
+
+impl Drop for InPlace {
+    fn drop(&mut self) {
+        if !self.kept {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
 }
 
 impl Partial {
@@ -42,15 +76,19 @@ impl Partial {
     pub fn path(&self) -> &Path {
         match self {
             Partial::Named(p) | Partial::Unnamed(p) => p,
+            Partial::InPlace(f) => &f.path,
         }
     }
 
     /// Removes what is on disk of it (an unnamed file goes with its handle).
     pub fn remove(&self) {
-        if let Partial::Named(p) = self
-            && !p.as_os_str().is_empty()
-        {
-            let _ = std::fs::remove_file(p);
+        match self {
+            Partial::Named(p) | Partial::InPlace(InPlace { path: p, .. })
+                if !p.as_os_str().is_empty() =>
+            {
+                let _ = std::fs::remove_file(p);
+            }
+            _ => {}
         }
     }
 }
@@ -89,6 +127,47 @@ pub fn create(folder: &mut Folder, parent: &Path) -> io::Result<Option<File>> {
 
 #[cfg(not(target_os = "linux"))]
 pub fn create(_folder: &mut Folder, _parent: &Path) -> io::Result<Option<File>> {
+    Ok(None)
+}
+
+/// A new file `file_name` in the staged folder `parent` (its final name
+/// there), open for reading and writing (mode 0644 less the umask);
+/// `Ok(None)` when the name is taken (two names of an offer that one
+/// filesystem takes for the same, as a case-insensitive one does): the
+/// caller then makes a partial that takes a free name.
+///
+/// # Errors
+/// Any other error from creating it.
+#[cfg(target_os = "linux")]
+pub fn create_in_place(
+    folder: &mut Folder,
+    parent: &Path,
+    file_name: &str,
+) -> io::Result<Option<(Partial, File)>> {
+    use rustix::fs::{Mode, OFlags, openat};
+    use rustix::io::Errno;
+    super::check_component(file_name)?;
+    match openat(
+        folder.at(parent)?,
+        file_name,
+        OFlags::CREATE | OFlags::EXCL | OFlags::RDWR | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+        Mode::from_raw_mode(0o644),
+    ) {
+        Ok(fd) => Ok(Some((
+            Partial::InPlace(InPlace::new(super::joined(parent, file_name))),
+            File::from(fd),
+        ))),
+        Err(Errno::EXIST) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn create_in_place(
+    _folder: &mut Folder,
+    _parent: &Path,
+    _file_name: &str,
+) -> io::Result<Option<(Partial, File)>> {
     Ok(None)
 }
 
@@ -184,6 +263,37 @@ pub(super) fn copy_to_named(file: &File, parent: &Path, file_name: &str) -> io::
 mod tests {
     use super::*;
     use std::io::Write;
+
+    #[test]
+    fn a_file_made_in_place_goes_unless_kept_and_never_replaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut folder = Folder::default();
+        let (partial, mut file) = create_in_place(&mut folder, dir.path(), "a.txt")
+            .unwrap()
+            .expect("made");
+        std::io::Write::write_all(&mut file, b"half").unwrap();
+        assert!(dir.path().join("a.txt").exists());
+        // Taken (two names one filesystem takes for the same): not made.
+        assert!(
+            create_in_place(&mut folder, dir.path(), "a.txt")
+                .unwrap()
+                .is_none()
+        );
+        drop(partial);
+        assert!(
+            !dir.path().join("a.txt").exists(),
+            "dropped unkept: removed"
+        );
+        let (partial, _file) = create_in_place(&mut folder, dir.path(), "b.txt")
+            .unwrap()
+            .expect("made");
+        let Partial::InPlace(mut f) = partial else {
+            panic!("{partial:?}")
+        };
+        assert_eq!(f.keep(), dir.path().join("b.txt"));
+        drop(f);
+        assert!(dir.path().join("b.txt").exists(), "kept: stays");
+    }
 
     #[test]
     fn an_unnamed_file_gets_its_name_only_when_linked_and_never_replaces() {

@@ -146,9 +146,12 @@ pub(super) fn write_files(
     destination: Destination,
     tally: &trust::Tally,
 ) -> Result<Written> {
+    // (`staged` outlives the writer and the committer: a folder gets its
+    // name only once neither can add a file to it.)
     let Prepared {
         planned: plan,
         held,
+        staged,
     } = prepared;
     std::thread::scope(|scope| {
         let committer = fsutil::Committer::start(scope);
@@ -160,6 +163,7 @@ pub(super) fn write_files(
                 accepted,
                 plan: &plan,
                 held,
+                staged: &staged,
                 progress,
                 destination,
                 tally,
@@ -177,6 +181,7 @@ struct Parts<'a> {
     accepted: Accepted,
     plan: &'a [Planned],
     held: HashMap<u32, Held>,
+    staged: &'a fsutil::Staged,
     progress: Option<&'a Progress>,
     destination: Destination,
     tally: &'a trust::Tally,
@@ -191,6 +196,7 @@ fn write_with<'a>(parts: Parts<'a>, committer: fsutil::Committer<'a>) -> Result<
         accepted,
         plan,
         held,
+        staged,
         progress,
         destination,
         tally,
@@ -198,6 +204,7 @@ fn write_with<'a>(parts: Parts<'a>, committer: fsutil::Committer<'a>) -> Result<
     let mut w = Writer {
         tally,
         plan,
+        staged,
         progress,
         results: Vec::with_capacity(plan.len()),
         group: fsutil::CommitGroup::new(),
@@ -277,6 +284,8 @@ struct Writer<'a> {
     /// history), the bytes resumed, and where a failure left us.
     tally: &'a trust::Tally,
     plan: &'a [Planned],
+    /// The batch's staged folders (what their files are called once published).
+    staged: &'a fsutil::Staged,
     /// `None` when no bar is drawn.
     progress: Option<&'a Progress>,
     /// One entry per finished file; a file waiting in `group` has a
@@ -866,6 +875,7 @@ impl<'a> Writer<'a> {
             self.settle();
             match commit_one(partial, file, p) {
                 Ok(path) => {
+                    let path = self.named(p, path);
                     if let Some(bar) = self.progress {
                         bar.file_done(|| p.shown(), p.size, Some(&path));
                     }
@@ -897,6 +907,14 @@ impl<'a> Writer<'a> {
             self.commit_group();
         } else if self.group.is_full() {
             self.offer_group();
+        }
+    }
+
+    /// What a saved file's `path` is called once its folder is published.
+    fn named(&self, p: &Planned, path: PathBuf) -> PathBuf {
+        match p.staged {
+            Some(i) => self.staged.named(i, &path),
+            None => path,
         }
     }
 
@@ -972,6 +990,7 @@ impl<'a> Writer<'a> {
             };
             let result = match placed {
                 Ok(path) => {
+                    let path = self.named(p, path);
                     debug!(file = %p.shown(), path = %path.display(), "saved");
                     if let Some(bar) = self.progress {
                         bar.file_done(|| p.shown(), p.size, Some(&path));
@@ -1068,6 +1087,15 @@ fn open_partial(
     unnamed: &mut bool,
     folder: &mut fsutil::Folder,
 ) -> std::io::Result<(Partial, File)> {
+    // In a folder that gets its name only once its files are durable, a
+    // file takes its own name at once: no move per file (an unnamed file's
+    // link cost tmpfs 40 % more kernel time per small file than a create,
+    // journaled ext4 30 %).
+    if p.staged.is_some() && !p.stream && fsutil::CommitGroup::wants(p.size) {
+        if let Some(made) = fsutil::unnamed::create_in_place(folder, &p.parent, p.file_name())? {
+            return Ok(made);
+        }
+    }
     if *unnamed && !p.stream && !p.replace && fsutil::CommitGroup::wants(p.size) {
         match fsutil::unnamed::create(folder, &p.parent) {
             Ok(Some(file)) => {
@@ -1155,7 +1183,7 @@ fn verify(
 /// Makes a verified (large) file durable on its own and moves it to its
 /// final name.
 fn commit_one(
-    partial: Partial,
+    mut partial: Partial,
     file: File,
     p: &Planned,
 ) -> std::result::Result<PathBuf, (Status, String)> {
@@ -1169,7 +1197,9 @@ fn commit_one(
         ));
     }
     // `file` (and with it the partial's lock) is kept until the rename is done.
-    let placed = match &partial {
+    let placed = match &mut partial {
+        // Its folder gets its name at the batch's end.
+        Partial::InPlace(f) => Ok(f.keep()),
         Partial::Named(path) if p.replace => {
             fsutil::commit_replacing(path, &p.parent, p.file_name())
         }
