@@ -1316,7 +1316,7 @@ fn make_folders<'a>(
         for components in folders {
             let parts: Vec<&str> = components.iter().map(String::as_str).collect();
             if let Err(e) = made.prepare(dir, &parts) {
-                return Err((components.as_slice(), e, made));
+                return Err((components.as_slice(), e, Box::new(made)));
             }
         }
         Ok(made)
@@ -1338,16 +1338,23 @@ fn make_folders<'a>(
             let _ = made.absorb(other);
             Ok(made)
         }
-        (Err((components, e, mut made)), Ok(other) | Err((_, _, other)))
-        | (Ok(mut made), Err((components, e, other))) => {
+        (Err((components, e, mut made)), Ok(other)) => {
             let _ = made.absorb(other);
             Err((components, e, made))
+        }
+        (Err((components, e, mut made)), Err((_, _, other))) => {
+            let _ = made.absorb(*other);
+            Err((components, e, made))
+        }
+        (Ok(mut made), Err((components, e, other))) => {
+            let _ = made.absorb(*other);
+            Err((components, e, Box::new(made)))
         }
     }
 }
 
 /// The folder [`make_folders`] could not make, why, and what it made.
-type FoldersFailed<'a> = (&'a [String], std::io::Error, fsutil::MadeFolders);
+type FoldersFailed<'a> = (&'a [String], std::io::Error, Box<fsutil::MadeFolders>);
 
 /// Creates the directories the files need (none for plain files), once per
 /// distinct directory.

@@ -674,7 +674,7 @@ fn a_new_folder_cut_mid_file_gets_its_name_with_only_what_arrived_whole() {
         .collect();
     p.sender.file("out/tree/c", "z.txt", b"after them\n");
     let tree = p.sender.dir("out/tree");
-    let mut l = p.receiver.listen(&p.inbox, &["--yes"]);
+    let l = p.receiver.listen(&p.inbox, &["--yes"]);
     let proxy = Proxy::start(
         l.port,
         Mode::Cut {

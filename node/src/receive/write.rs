@@ -1091,10 +1091,12 @@ fn open_partial(
     // file takes its own name at once: no move per file (an unnamed file's
     // link cost tmpfs 40 % more kernel time per small file than a create,
     // journaled ext4 30 %).
-    if p.staged.is_some() && !p.stream && fsutil::CommitGroup::wants(p.size) {
-        if let Some(made) = fsutil::unnamed::create_in_place(folder, &p.parent, p.file_name())? {
-            return Ok(made);
-        }
+    if p.staged.is_some()
+        && !p.stream
+        && fsutil::CommitGroup::wants(p.size)
+        && let Some(made) = fsutil::unnamed::create_in_place(folder, &p.parent, p.file_name())?
+    {
+        return Ok(made);
     }
     if *unnamed && !p.stream && !p.replace && fsutil::CommitGroup::wants(p.size) {
         match fsutil::unnamed::create(folder, &p.parent) {
