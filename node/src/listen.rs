@@ -431,6 +431,21 @@ async fn report_partials(dir: &std::path::Path, events: &crate::event::Events) {
             days,
         });
     }
+    let (hidden, gone) = sweep.hidden;
+    if hidden > 0 {
+        tracing::warn!(
+            folders = hidden,
+            "folders a receiver killed outright left under hidden names (.NAME.KEY.lspart): \
+             not all of their files were verified; removed once {days} days old"
+        );
+    }
+    if gone > 0 {
+        tracing::info!(
+            folders = gone,
+            days,
+            "removed old hidden folders of killed receives"
+        );
+    }
 }
 
 /// Raises the soft limit on open files to the hard one (at most 65 536):

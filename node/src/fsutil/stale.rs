@@ -2,7 +2,9 @@
 //! starts, and removed once older than [`MAX_AGE`] (a resume that has not
 //! come back in a week is not coming back; the space matters more). A
 //! partial locked by a running transfer is never touched (off Unix, where
-//! transfers take no such lock, nothing is removed, only listed).
+//! transfers take no such lock, nothing is removed, only listed). The
+//! staged folders a receiver killed outright left under their hidden names
+//! are removed, with what is in them, at the same age.
 
 use std::path::Path;
 use std::time::{Duration, SystemTime};
@@ -21,6 +23,10 @@ pub struct Sweep {
     pub kept: (u64, u64),
     /// Partials removed for their age: count and bytes.
     pub removed: (u64, u64),
+    /// Staged folders (`.<name>.<key>.lspart`, see
+    /// [`super::MadeFolders::staging`]) that a receiver killed outright
+    /// left under their hidden names: kept, and removed for their age.
+    pub hidden: (u64, u64),
 }
 
 /// Lists the partials below `dir` and removes those last written more than
@@ -29,10 +35,43 @@ pub struct Sweep {
 #[must_use]
 pub fn sweep(dir: &Path, max_age: Duration, now: SystemTime) -> Sweep {
     let mut sweep = Sweep::default();
-    let walk = walkdir::WalkDir::new(dir)
+    let mut walk = walkdir::WalkDir::new(dir)
         .follow_links(false)
-        .max_depth(localstream_proto::names::MAX_DEPTH + 1);
-    for entry in walk.into_iter().take(MAX_ENTRIES).filter_map(Result::ok) {
+        .max_depth(localstream_proto::names::MAX_DEPTH + 1)
+        .into_iter();
+    let mut looked = 0;
+    while let Some(entry) = walk.next() {
+        looked += 1;
+        if looked > MAX_ENTRIES {
+            break;
+        }
+        let Ok(entry) = entry else { continue };
+        if entry.depth() > 0
+            && entry.file_type().is_dir()
+            && entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.strip_prefix('.'))
+                .is_some_and(keyed)
+        {
+            // Its files were not all verified: never published; gone once
+            // as old as a stale partial (its own time: a batch is minutes).
+            let old = entry
+                .metadata()
+                .ok()
+                .and_then(|m| m.modified().ok())
+                .and_then(|m| now.duration_since(m).ok())
+                .is_some_and(|age| age > max_age);
+            if old {
+                walk.skip_current_dir();
+                if std::fs::remove_dir_all(entry.path()).is_ok() {
+                    sweep.hidden.1 += 1;
+                    continue;
+                }
+            }
+            sweep.hidden.0 += 1;
+            continue;
+        }
         if !entry.file_type().is_file()
             || !entry
                 .file_name()
@@ -121,7 +160,8 @@ mod tests {
             s,
             Sweep {
                 kept: (2, 8),
-                removed: (0, 0)
+                removed: (0, 0),
+                hidden: (0, 0),
             }
         );
         // Eight days later the resumable partial is stale and goes; a name
@@ -133,7 +173,8 @@ mod tests {
             s,
             Sweep {
                 kept: (1, 3),
-                removed: (1, 5)
+                removed: (1, 5),
+                hidden: (0, 0),
             }
         );
         assert!(dir.path().join("keep.txt").exists());
@@ -148,6 +189,25 @@ mod tests {
             assert!(!keyed(name), "{name}");
         }
         assert!(keyed("a b.c.0123456789abcdef.lspart"));
+    }
+
+    #[test]
+    fn a_hidden_staged_folder_goes_with_its_files_once_old_and_a_users_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let hidden = dir.path().join("tree/.photos.0123456789abcdef.lspart");
+        std::fs::create_dir_all(hidden.join("2024")).unwrap();
+        std::fs::write(hidden.join("2024/a.jpg"), b"jpeg").unwrap();
+        let users = dir.path().join(".photos.lspart");
+        std::fs::create_dir_all(&users).unwrap();
+        std::fs::write(users.join("b.jpg"), b"jpeg").unwrap();
+        let now = SystemTime::now();
+        assert_eq!(sweep(dir.path(), MAX_AGE, now).hidden, (1, 0));
+        assert!(hidden.join("2024/a.jpg").exists());
+        let later = now + Duration::from_secs(8 * 24 * 3600);
+        assert_eq!(sweep(dir.path(), MAX_AGE, later).hidden, (0, 1));
+        assert!(!hidden.exists());
+        assert!(dir.path().join("tree").is_dir());
+        assert!(users.join("b.jpg").exists());
     }
 
     #[cfg(unix)]
