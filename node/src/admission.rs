@@ -23,7 +23,12 @@
 //! honest handshake takes milliseconds, so a flood of new sockets cannot push
 //! it out before it completes. Among the evictable ones the victim is the
 //! oldest of the address holding the most places, so one host flooding the
-//! listener evicts its own connections, not another host's. An address at its
+//! listener evicts its own connections, not another host's. A connection
+//! accepted a moment ago ([`SILENT_GRACE`]) that has not spoken may only be
+//! unread yet (a busy listener): it makes room only for a newcomer from its
+//! own address, or when its address holds at least two places more than the
+//! newcomer's, so an honest host's one connection is not displaced by a flood
+//! from many addresses (the newcomer waits a moment instead). An address at its
 //! own cap ([`PER_SOURCE`]) only replaces its own silent or stalled
 //! connections, else waits for one of them to finish. A connection that
 //! started talking but has not finished its ClientHello within [`STALLED`]
@@ -217,11 +222,11 @@ impl Admission {
             // An address at its cap only ever replaces one of its own
             // (silent past the grace, or stalled); else it waits its turn.
             let victim = if own >= PER_SOURCE.min(p.cap) {
-                Some(p.victim(now, Some(key), true).ok_or(Refusal::Full)?)
+                Some(p.victim(now, key, Among::Own).ok_or(Refusal::Full)?)
             } else if p.conns.len() >= p.cap {
                 let any = p
-                    .victim(now, None, true)
-                    .or_else(|| p.victim(now, None, false));
+                    .victim(now, key, Among::Known)
+                    .or_else(|| p.victim(now, key, Among::Young(own)));
                 Some(any.ok_or(Refusal::Full)?)
             } else {
                 None
@@ -344,22 +349,42 @@ impl Admission {
     }
 }
 
+/// Which connections a newcomer from an address holding `n` places may evict.
+#[derive(Debug, Clone, Copy)]
+enum Among {
+    /// Only its own address's silent or stalled ones (it is at its cap).
+    Own,
+    /// Known silent or stalled ones, of any address.
+    Known,
+    /// Silent ones accepted a moment ago (perhaps only not read yet): its
+    /// own, or those of an address that would still hold more than it after
+    /// the swap. An address never displaces one holding no more than it
+    /// does: a host with one connection (an honest peer whose hello the
+    /// listener has not read yet) does not make room for a flood from many.
+    Young(usize),
+}
+
 impl Pending {
     /// The oldest evictable connection of the address holding the most
-    /// evictable places (of `only` that address, when given).
-    fn victim(&self, now: Instant, only: Option<IpAddr>, strict: bool) -> Option<u64> {
-        let candidates = || {
-            self.conns
-                .iter()
-                .filter(move |(_, e)| e.evictable(now, strict) && only.is_none_or(|k| k == e.key))
-        };
+    /// places, of those `among` allows a newcomer from `newcomer`.
+    fn victim(&self, now: Instant, newcomer: IpAddr, among: Among) -> Option<u64> {
         let mut held: HashMap<IpAddr, usize> = HashMap::new();
-        for (_, e) in candidates() {
+        for e in self.conns.values() {
             *held.entry(e.key).or_default() += 1;
         }
-        let most = held.values().copied().max()?;
+        let held = |e: &Entry| held.get(&e.key).copied().unwrap_or(0);
+        let allowed = |e: &Entry| {
+            let own = e.key == newcomer;
+            match among {
+                Among::Own => own && e.evictable(now, true),
+                Among::Known => e.evictable(now, true),
+                Among::Young(n) => (own || held(e) > n + 1) && e.evictable(now, false),
+            }
+        };
+        let candidates = || self.conns.iter().filter(|(_, e)| allowed(e));
+        let most = candidates().map(|(_, e)| held(e)).max()?;
         candidates()
-            .find(|(_, e)| held.get(&e.key) == Some(&most))
+            .find(|(_, e)| held(e) == most)
             .map(|(id, _)| *id)
     }
 }
@@ -592,13 +617,52 @@ mod tests {
         let mut flood = vec![];
         for i in 0..640 {
             match a.admit(at(&format!("10.0.{}.{}:1000", i % 64, 1 + i / 64))) {
-                Ok(c) => flood.push(c),
+                Ok(c) => {
+                    age(&a, &c);
+                    flood.push(c);
+                }
                 Err(Refusal::Full) => refused += 1,
             }
         }
         assert!(!honest.eviction().is_cancelled());
-        assert_eq!(refused, 0, "silent ones made room for each other");
+        assert_eq!(refused, 0, "known silent ones made room for each other");
         assert!(honest.authenticated(None).is_some());
+    }
+
+    #[test]
+    fn a_host_with_one_unread_connection_is_not_displaced_by_a_flood_from_many() {
+        // Grinders from 32 addresses fill the pool with exchanges they have
+        // already dropped (the listener has not noticed yet), and keep
+        // coming; an honest peer's connection was accepted a moment ago and
+        // its hello is still unread.
+        let a = Admission::new(64, 8);
+        let mut pending = vec![];
+        for i in 0..63 {
+            let mut c = a
+                .admit(at(&format!("10.0.1.{}:{}", i % 32, 1000 + i)))
+                .unwrap();
+            assert!(c.hello());
+            pending.push(c);
+        }
+        let honest = a.admit(at("10.0.0.9:4000")).unwrap();
+        for i in 0..32 {
+            let newcomer = a.admit(at(&format!("10.0.1.{i}:2000")));
+            assert_eq!(newcomer.err(), Some(Refusal::Full), "it waits for a place");
+        }
+        assert!(!honest.eviction().is_cancelled());
+        // A grinder's own young connection makes room for its next one.
+        let mut first = a.admit(at("10.0.2.1:1")).err();
+        assert_eq!(first.take(), Some(Refusal::Full));
+        drop(pending.pop());
+        let young = a.admit(at("10.0.2.1:1")).unwrap();
+        let next = a.admit(at("10.0.2.1:2")).unwrap();
+        assert!(young.eviction().is_cancelled());
+        assert!(!honest.eviction().is_cancelled());
+        // Once known silent, it makes room like any silent socket.
+        age(&a, &honest);
+        let _fresh = a.admit(at("10.0.3.1:1")).unwrap();
+        assert!(honest.eviction().is_cancelled());
+        assert!(!next.eviction().is_cancelled());
     }
 
     #[test]
@@ -704,7 +768,9 @@ mod tests {
     fn ipv6_addresses_count_whole_and_mapped_ipv4_as_ipv4() {
         let a = Admission::new(2, 8);
         let first = a.admit(at("[2001:db8:1:2::1]:1")).unwrap();
-        let _second = a.admit(at("[2001:db8:1:2::2]:1")).unwrap();
+        let second = a.admit(at("[2001:db8:1:2::2]:1")).unwrap();
+        age(&a, &first);
+        age(&a, &second);
         let _third = a.admit(at("[::ffff:192.0.2.1]:1")).unwrap();
         // Three addresses with one place each: the oldest made room.
         assert!(first.eviction().is_cancelled());
