@@ -175,6 +175,15 @@ pub fn hint(e: &Error) -> Option<String> {
         // The receiver keeps what it has: the same send resumes.
         // A refused batch would be refused again (and what came before it is there).
         // Standard input is read once: nothing resumes it.
+        // Busy before the transfer began (shutting down, or no place for
+        // the handshake): nothing was lost, the next try may get in.
+        Error::Protocol(localstream_proto::Error::PeerAlert {
+            status: localstream_proto::Status::Busy,
+            message,
+            ..
+        }) if !message.contains("try again") => {
+            Some(" (send again once it is back, or add --retry to keep trying)".into())
+        }
         Error::Transfer(TransferError::Stopped(s))
             if s.side == Side::Send && s.cause != StopCause::Refused && s.stream =>
         {
@@ -410,6 +419,24 @@ mod tests {
             "h2 (66ff0000) is on the network but you have not met it yet: send to it once \
              (`localstream send h2 FILE`), or `localstream add h2 10.79.0.2`; then compare the \
              verification codes and trust it"
+        );
+        let alert = |message: &str| {
+            Error::Protocol(localstream_proto::Error::PeerAlert {
+                status: localstream_proto::Status::Busy,
+                message: message.into(),
+                verified: true,
+            })
+        };
+        assert_eq!(
+            explain(&alert("the receiver is shutting down")),
+            "peer aborted: the receiver is shutting down (send again once it is back, or add \
+             --retry to keep trying)"
+        );
+        assert_eq!(
+            explain(&alert(
+                "the receiver is busy with other handshakes; try again"
+            )),
+            "peer aborted: the receiver is busy with other handshakes; try again"
         );
         let e = Error::from(TrustError::Blocked("nas".into()));
         assert_eq!(

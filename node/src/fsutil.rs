@@ -93,6 +93,8 @@ pub struct MadeFolders {
     stage: Option<u64>,
     /// The folders made under a hidden name, to be published.
     staged: Vec<StagedFolder>,
+    /// The names they are for, kept from other batches until published.
+    reserved: Vec<Reserved>,
 }
 
 /// A folder made under a hidden name (`.<name>.<16 hex>.lspart`), with the
@@ -162,27 +164,31 @@ impl MadeFolders {
                 continue;
             }
             let shown = named.strip_prefix(dest_root).unwrap_or(&named).to_owned();
-            match self.stage {
+            let staged_as = match self.stage {
                 Some(key)
                     if inside.is_none()
                         && component.len() <= STAGED_NAME_MAX
                         && is_missing(&named) =>
                 {
-                    dir.push(format!(".{component}.{key:016x}{PARTIAL_SUFFIX}"));
-                    if prepare_one_as(&dir, &shown)? {
-                        self.created.push(dir.clone());
-                    }
-                    inside = Some(self.staged.len());
-                    self.staged.push(StagedFolder {
-                        hidden: dir.clone(),
-                        named: named.clone(),
-                    });
+                    reserve(&named, key).map(|r| (key, r))
                 }
-                _ => {
-                    dir.push(component);
-                    if prepare_one_as(&dir, &shown)? {
-                        self.created.push(dir.clone());
-                    }
+                _ => None,
+            };
+            if let Some((key, reserved)) = staged_as {
+                dir.push(format!(".{component}.{key:016x}{PARTIAL_SUFFIX}"));
+                if prepare_one_as(&dir, &shown)? {
+                    self.created.push(dir.clone());
+                }
+                inside = Some(self.staged.len());
+                self.staged.push(StagedFolder {
+                    hidden: dir.clone(),
+                    named: reserved.0.clone(),
+                });
+                self.reserved.push(reserved);
+            } else {
+                dir.push(component);
+                if prepare_one_as(&dir, &shown)? {
+                    self.created.push(dir.clone());
                 }
             }
             self.made
@@ -219,6 +225,7 @@ impl MadeFolders {
             self.made.entry(k).or_insert((at, staged.map(|i| moved[i])));
         }
         self.created.extend(other.created);
+        self.reserved.extend(other.reserved);
         moved
     }
 
@@ -240,8 +247,70 @@ impl MadeFolders {
         Staged {
             folders: self.staged,
             published: std::sync::atomic::AtomicBool::new(false),
+            _reserved: self.reserved,
         }
     }
+}
+
+/// The folder paths that batches in progress in this process stage folders
+/// for, with the key of the batch that staged each and how many of its
+/// [`MadeFolders`] hold it ([`Reserved`]).
+fn staging() -> std::sync::MutexGuard<'static, std::collections::HashMap<PathBuf, (u64, usize)>> {
+    static STAGING: std::sync::LazyLock<
+        std::sync::Mutex<std::collections::HashMap<PathBuf, (u64, usize)>>,
+    > = std::sync::LazyLock::new(Default::default);
+    // A map of names: nothing a panic could leave half-done.
+    STAGING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A folder path kept for one batch's staged folder until it is published
+/// (or given up): released when the last holder drops it.
+#[derive(Debug)]
+struct Reserved(PathBuf);
+
+impl Drop for Reserved {
+    fn drop(&mut self) {
+        let mut m = staging();
+        if let Some((_, holders)) = m.get_mut(&self.0) {
+            *holders -= 1;
+            if *holders == 0 {
+                m.remove(&self.0);
+            }
+        }
+    }
+}
+
+/// The path a new folder `named` (missing) is staged for by the batch of
+/// `key`: `named` itself, unless another batch in progress (another
+/// sender's, at the same time) stages a folder for it; then the first of
+/// `name (1)`, `name (2)`, ... that is missing and nobody stages, as
+/// publishing would have named it, so that both report where their files
+/// are. The batch's two threads agree: the same key shares the path.
+fn reserve(named: &Path, key: u64) -> Option<Reserved> {
+    let (parent, name) = (named.parent()?, named.file_name()?.to_str()?);
+    let mut m = staging();
+    for n in 0..=MAX_NAME_ATTEMPTS {
+        let candidate = if n == 0 {
+            named.to_owned()
+        } else {
+            parent.join(numbered_name(name, n))
+        };
+        match m.get_mut(&candidate) {
+            Some((k, holders)) if *k == key => {
+                *holders += 1;
+                return Some(Reserved(candidate));
+            }
+            Some(_) => {}
+            None if n == 0 || is_missing(&candidate) => {
+                m.insert(candidate.clone(), (key, 1));
+                return Some(Reserved(candidate));
+            }
+            None => {}
+        }
+    }
+    None
 }
 
 /// The longest folder name that is staged (a hidden name adds 25 bytes to
@@ -261,6 +330,8 @@ fn is_missing(path: &Path) -> bool {
 pub struct Staged {
     folders: Vec<StagedFolder>,
     published: std::sync::atomic::AtomicBool,
+    /// Their names, kept from other batches until then.
+    _reserved: Vec<Reserved>,
 }
 
 impl Staged {

@@ -363,13 +363,16 @@ fn spawn_connection(
                 Ok(h) => h,
                 Err(Refusal::Full) => {
                     debug!(%remote, "every place before authentication is mid-handshake: refusing");
-                    let message = "the receiver is busy with other handshakes; try again";
-                    crate::conn::handshake_alert(&mut stream, Status::Busy, message).await;
+                    crate::conn::handshake_alert(&mut stream, Status::Busy, HANDSHAKES_BUSY).await;
                     let e = Error::Timeout("refused: handshakes full");
                     return Some(ConnEnd::NoTransfer(e));
                 }
             };
             let evicted = handshaking.eviction();
+            // The handshake owns the socket when it is evicted: a second
+            // handle tells the peer why it goes (else it sees the
+            // connection close mid-handshake, and cannot tell busy from broken).
+            let notice = Evicted::handle(&stream);
             // On shutdown a transfer gets a moment to tell its sender why it
             // stops; one already writing its end (its history, the alert)
             // finishes it, within the listener's grace.
@@ -392,8 +395,13 @@ fn spawn_connection(
             let end = tokio::select! {
                 end = crate::event::in_transfer_as(transfer, serving) => Some(end),
                 () = cut => Some(ConnEnd::NoTransfer(Error::Interrupted)),
-                // Still in the handshake and evicted: dropped (socket closed) at once.
-                () = evicted.cancelled() => None,
+                // Still in the handshake and evicted: told, and dropped at once.
+                () = evicted.cancelled() => {
+                    if let Some(n) = notice {
+                        n.tell();
+                    }
+                    None
+                }
             };
             if let Some(ConnEnd::NoTransfer(e)) = &end {
                 info!(error = %e, "connection dropped before any offer");
@@ -402,6 +410,66 @@ fn spawn_connection(
         }
         .instrument(span),
     );
+}
+
+/// A second handle on a connection's socket, for telling its peer that the
+/// listener evicted it before it authenticated (to make room for a newcomer).
+struct Evicted(std::net::TcpStream);
+
+/// What a newcomer refused for want of a place reads (Busy: its sender's
+/// `--retry` tries again)
+const HANDSHAKES_BUSY: &str = "the receiver is busy with other handshakes; try again";
+/// and what one evicted to make room reads.
+const EVICTED: &str = "the receiver is busy: it dropped this connection, which had not \
+                       finished its hello, to make room for others; try again";
+
+impl Evicted {
+    #[cfg(unix)]
+    fn handle(stream: &tokio::net::TcpStream) -> Option<Evicted> {
+        use std::os::fd::AsFd;
+        let fd = stream.as_fd().try_clone_to_owned().ok()?;
+        Some(Evicted(std::net::TcpStream::from(fd)))
+    }
+
+    #[cfg(windows)]
+    fn handle(stream: &tokio::net::TcpStream) -> Option<Evicted> {
+        use std::os::windows::io::AsSocket;
+        let socket = stream.as_socket().try_clone_to_owned().ok()?;
+        Some(Evicted(std::net::TcpStream::from(socket)))
+    }
+
+    #[cfg(not(any(unix, windows)))]
+    fn handle(_: &tokio::net::TcpStream) -> Option<Evicted> {
+        None
+    }
+
+    /// Writes a plaintext Busy alert without waiting (the socket is
+    /// non-blocking: a peer that reads nothing gets nothing) and ends the
+    /// stream. What the peer sent and nobody read is read away first: a
+    /// socket closed with unread bytes is reset, and a reset can overtake
+    /// the alert.
+    fn tell(self) {
+        use std::io::{Read, Write};
+        let mut sock = self.0;
+        if sock.set_nonblocking(true).is_err() {
+            return;
+        }
+        let mut scratch = [0u8; 4096];
+        for _ in 0..16 {
+            match sock.read(&mut scratch) {
+                Ok(n) if n > 0 => {}
+                _ => break,
+            }
+        }
+        let mut busy = Vec::new();
+        Alert {
+            status: Status::Busy,
+            message: EVICTED.into(),
+        }
+        .encode(&mut busy);
+        let _ = sock.write(&busy);
+        let _ = sock.shutdown(std::net::Shutdown::Write);
+    }
 }
 
 /// Lists what interrupted transfers left in `dir`, removing what is too old

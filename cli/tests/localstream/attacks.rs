@@ -368,7 +368,7 @@ fn silent_sockets_from_sixty_four_addresses_do_not_keep_honest_senders_out() {
                 }
                 tokio::task::yield_now().await;
             }
-            opened
+            (opened, held)
         })
     };
     let mut ok = 0;
@@ -384,11 +384,42 @@ fn silent_sockets_from_sixty_four_addresses_do_not_keep_honest_senders_out() {
         }
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let opened = rt.block_on(flood).unwrap();
+    let (opened, held) = rt.block_on(flood).unwrap();
+    // The sockets evicted to make room were told why before they were closed.
+    let told = rt.block_on(async {
+        let reads: Vec<_> = held
+            .into_iter()
+            .map(|s| {
+                tokio::spawn(async move {
+                    let mut reader = FrameReader::new(s.into_split().0);
+                    let frame = reader.read_frame(MAX_HANDSHAKE_BODY, Duration::from_secs(1));
+                    match tokio::time::timeout(Duration::from_secs(1), frame).await {
+                        Ok(Ok(Some(f))) if f.header.typ == ALERT => {
+                            Some(Alert::decode(&f.bytes()[HEADER_LEN..]).unwrap())
+                        }
+                        _ => None,
+                    }
+                })
+            })
+            .collect();
+        let mut told = 0;
+        for r in reads {
+            if let Some(alert) = r.await.unwrap() {
+                assert_eq!(alert.status, Status::Busy, "{alert:?}");
+                // Refused newcomers read "busy with other handshakes".
+                if alert.message.contains("dropped this connection") {
+                    told += 1;
+                }
+            }
+        }
+        told
+    });
     eprintln!(
         "{ok} of {SENDS} honest sends got in while {opened} silent sockets from 64 addresses \
-         flooded the listener (at most {PER_SOURCE} places each, {MAX_UNAUTHENTICATED} in all)"
+         flooded the listener (at most {PER_SOURCE} places each, {MAX_UNAUTHENTICATED} in all); \
+         {told} of the sockets still held were evicted and told so"
     );
+    assert!(told > 0, "no evicted socket was told why");
     assert!(ok >= 9, "only {ok} of {SENDS} honest sends got in");
     assert!(
         opened > MAX_UNAUTHENTICATED,

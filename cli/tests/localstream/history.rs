@@ -626,7 +626,10 @@ fn ctrl_c_while_the_listener_checks_a_held_copy_tells_both_sides_and_keeps_it() 
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "sender: {stderr}");
     assert!(
-        stderr.contains("the receiver is shutting down"),
+        stderr.contains(
+            "the receiver is shutting down (send again once it is back, or add --retry to keep \
+             trying)"
+        ),
         "sender: {stderr}"
     );
     assert!(

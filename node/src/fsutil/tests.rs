@@ -924,3 +924,47 @@ fn try_commit_gives_the_group_back_while_the_committer_is_busy() {
     assert_eq!(done.len(), 1);
     assert_eq!(done[0][0].1.as_ref().unwrap(), &root.join("g"));
 }
+
+#[test]
+fn two_batches_staging_one_new_folder_name_each_get_a_name_of_their_own_and_say_which() {
+    let d = tmp();
+    let root = d.path();
+    // Two senders' batches at once, each making `photos` (missing); the
+    // first batch's two threads share its key.
+    let mut a = MadeFolders::staging(1);
+    let mut a2 = MadeFolders::staging(1);
+    let mut b = MadeFolders::staging(2);
+    let (a_dir, a_at) = a.prepare_staged(root, &["photos", "2024"]).unwrap();
+    let (b_dir, b_at) = b.prepare_staged(root, &["photos"]).unwrap();
+    let (a2_dir, _) = a2.prepare_staged(root, &["photos"]).unwrap();
+    assert_eq!(
+        a2_dir,
+        a_dir.parent().unwrap(),
+        "one batch, one hidden folder"
+    );
+    assert_ne!(a_dir.parent().unwrap(), b_dir);
+    fs::write(a_dir.join("a.jpg"), b"a").unwrap();
+    fs::write(b_dir.join("b.jpg"), b"b").unwrap();
+    a.absorb(a2);
+    let (a, b) = (a.into_staged(), b.into_staged());
+    let a_named = a.named(a_at.unwrap(), &a_dir.join("a.jpg"));
+    let b_named = b.named(b_at.unwrap(), &b_dir.join("b.jpg"));
+    assert_eq!(a_named, root.join("photos/2024/a.jpg"));
+    assert_eq!(b_named, root.join("photos (1)/b.jpg"));
+    // Published in the other order: each where it said.
+    b.publish();
+    a.publish();
+    assert_eq!(fs::read(&a_named).unwrap(), b"a");
+    assert_eq!(fs::read(&b_named).unwrap(), b"b");
+    drop((a, b));
+    // Released once published: a later batch makes a missing name as it is.
+    fs::remove_dir_all(root.join("photos (1)")).unwrap();
+    let mut c = MadeFolders::staging(3);
+    let (_, c_at) = c.prepare_staged(root, &["photos (1)"]).unwrap();
+    let c = c.into_staged();
+    assert_eq!(
+        c.named(c_at.unwrap(), Path::new("nowhere")),
+        PathBuf::from("nowhere")
+    );
+    assert_eq!(c.folders[0].named, root.join("photos (1)"));
+}
