@@ -24,7 +24,7 @@
 //! it out before it completes. Among the evictable ones the victim is the
 //! oldest of the address holding the most places, so one host flooding the
 //! listener evicts its own connections, not another host's. A connection
-//! accepted a moment ago ([`SILENT_GRACE`]) that has not spoken may only be
+//! accepted a moment ago (100 ms) that has not spoken may only be
 //! unread yet (a busy listener): it makes room only for a newcomer from its
 //! own address, or when its address holds at least two places more than the
 //! newcomer's, so an honest host's one connection is not displaced by a flood
