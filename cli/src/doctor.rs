@@ -23,6 +23,7 @@ use localstream_discovery::{Discovery, Event, Interfaces, PeerRecord};
 
 use crate::outln;
 use localstream_node::{Error, Result};
+use localstream_proto::names::escape_for_terminal;
 
 /// The mDNS group and port.
 const MDNS: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(224, 0, 0, 251)), 5353);
@@ -161,11 +162,37 @@ fn check_interfaces(f: &mut Findings, all: &[Interface], choice: &Interfaces) ->
             usable.push(i.clone());
         }
     }
+    // A name that matches nothing here (a typo, or another machine's name).
+    let missing: Vec<&String> = chosen
+        .iter()
+        .flatten()
+        .filter(|n| !all.iter().any(|i| &i.name == *n))
+        .collect();
+    let here: Vec<&str> = all.iter().map(|i| i.name.as_str()).collect();
+    for name in &missing {
+        f.say(
+            Level::Fail,
+            &format!(
+                "interface {}: there is no such interface on this machine",
+                escape_for_terminal(name)
+            ),
+            Some(&format!(
+                "choose one of {} with --interface NAME, or `localstream config set interfaces \
+                 NAME` (`localstream config unset interfaces` for all)",
+                here.join(", ")
+            )),
+        );
+    }
     if usable.is_empty() {
+        let fix = if missing.is_empty() {
+            "connect to a network; peers can still send to this node by address (`localstream add`)"
+        } else {
+            "name an interface that is there (above)"
+        };
         f.say(
             Level::Fail,
             "no interface can be used for discovery: peers cannot find this node by name",
-            Some("connect to a network; peers can still send to this node by address (`localstream add`)"),
+            Some(fix),
         );
     }
     usable

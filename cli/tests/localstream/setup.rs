@@ -289,6 +289,46 @@ fn peers_offers_no_no_discovery() {
     }
 }
 
+/// `doctor` for an interface name that is not on this machine says so and
+/// names the ones that are (it tries no discovery: nothing is usable). The
+/// port's check binds it, so a free one is given.
+#[cfg(target_os = "linux")]
+#[test]
+fn doctor_says_a_named_interface_is_not_there_and_lists_those_that_are() {
+    let node = Node::new(Role::Receiver);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
+    let out = common::run(
+        node.cmd()
+            .args(["doctor", "-i", "nosuch0", "--port", &port]),
+    );
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.contains("\nFAIL  interface nosuch0: there is no such interface on this machine\n      fix: choose one of "),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("lo, ") || stdout.contains(", lo") || stdout.contains("of lo "),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "FAIL  no interface can be used for discovery: peers cannot find this node by name\n      \
+             fix: name an interface that is there (above)\n"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.ends_with("something blocks receiving: see the fixes above\n"),
+        "{stdout}"
+    );
+}
+
 #[cfg(target_os = "linux")]
 #[test]
 fn service_status_fails_when_the_unit_is_not_installed() {
