@@ -36,12 +36,16 @@
 //! shares one /64).
 //!
 //! ```
-//! use localstream_node::admission::Admission;
+//! use localstream_node::admission::{Admission, Refusal};
 //!
 //! let admission = Admission::new(1, 1);
 //! let first = admission.admit("192.0.2.7:50000".parse().unwrap()).unwrap();
 //! let evicted = first.eviction();
-//! let second = admission.admit("192.0.2.8:50000".parse().unwrap()).unwrap();
+//! let newcomer = "192.0.2.8:50000".parse().unwrap();
+//! // Accepted a moment ago, the first may only be unread yet: the newcomer waits.
+//! assert_eq!(admission.admit(newcomer).err(), Some(Refusal::Full));
+//! std::thread::sleep(std::time::Duration::from_millis(150));
+//! let second = admission.admit(newcomer).unwrap();
 //! assert!(evicted.is_cancelled(), "a silent connection made room for the newcomer");
 //! assert!(second.authenticated(None).is_some(), "a free session slot");
 //! ```
