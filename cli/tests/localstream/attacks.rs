@@ -105,7 +105,10 @@ async fn grind_once(source: Ipv4Addr, port: u16) -> Try {
 /// and when the budgets run out depends on how fast the listener answers
 /// (64 addresses refill at 1,280 tokens/s together), so a fixed number of
 /// tries would reach them on a fast machine only; trying until refused
-/// reaches them on any machine that answers faster than the refill.
+/// reaches them on any machine that answers faster than the refill. What
+/// is asserted holds at any speed: no address got more guesses than its
+/// budget allowed by the time of its last try, and one that tried more
+/// often than that was refused.
 fn grind_while_a_trusted_peer_sends(sources: u8, tries: usize) {
     const REFUSALS: usize = 5;
     // node/src/listen/limits.rs: a source may abandon 40 at once, then 20/s.
@@ -139,7 +142,7 @@ fn grind_while_a_trusted_peer_sends(sources: u8, tries: usize) {
                                 refused += usize::from(t != Try::Guess);
                                 out.push(t);
                             }
-                            out
+                            (out, started.elapsed().as_secs_f64())
                         })
                     })
                     .collect();
@@ -161,15 +164,26 @@ fn grind_while_a_trusted_peer_sends(sources: u8, tries: usize) {
         (grinder.join().unwrap(), honest)
     });
     let elapsed = started.elapsed().as_secs_f64();
-    // Every address ran into its budget (or the overall one).
-    for (k, tries) in per_source.iter().enumerate() {
+    // Each address's guesses stayed within its budget as of its last try:
+    // one that tried more often than that was refused.
+    let mut reached = 0;
+    for (k, (tries, done)) in per_source.iter().enumerate() {
+        let guesses = tries.iter().filter(|t| **t == Try::Guess).count();
+        let budget = BURST + RATE * done + 1.0;
         assert!(
-            tries.iter().any(|t| *t != Try::Guess),
-            "address {k} was never refused in {} tries over {elapsed:.2} s",
-            tries.len()
+            (guesses as f64) <= budget,
+            "address {k}: {guesses} guesses in {done:.2} s exceed its budget {budget:.0}"
+        );
+        reached += usize::from(guesses < tries.len());
+    }
+    if reached < per_source.len() {
+        eprintln!(
+            "NOTE: {} of {sources} addresses never ran into their budget: the listener \
+             answered more slowly than the budgets refill, so only the bound was checked for them",
+            per_source.len() - reached
         );
     }
-    let tries: Vec<Try> = per_source.into_iter().flatten().collect();
+    let tries: Vec<Try> = per_source.into_iter().flat_map(|(t, _)| t).collect();
     let guesses = tries.iter().filter(|t| **t == Try::Guess).count();
     let refused = tries.len() - guesses;
     eprintln!(
@@ -188,7 +202,6 @@ fn grind_while_a_trusted_peer_sends(sources: u8, tries: usize) {
         (guesses as f64) <= bound,
         "{guesses} guesses in {elapsed:.2} s exceed the budget {bound:.0}"
     );
-    assert!(refused > 0, "the budget was never reached");
     // The trusted peer got its file through during the attack.
     assert!(
         honest.status.success(),
